@@ -1,0 +1,697 @@
+//! The broker's wire protocol: framing and message encoding (no I/O).
+//!
+//! See `docs/PROTOCOL.md` for the full description. In short: one
+//! `SOCK_SEQPACKET` message per request and per reply, little-endian fields,
+//! file descriptors attached with `SCM_RIGHTS`, and a `Hello` exchange that
+//! pins the protocol version before anything else.
+
+use crate::access::ObjectType;
+use std::fmt;
+
+/// The protocol version this build speaks. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest message either side sends or accepts, in bytes.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// The most file descriptors one message may carry.
+pub const MAX_FDS_PER_MESSAGE: usize = 2;
+/// The longest string field, in bytes.
+pub const MAX_STRING_LEN: usize = 4096;
+/// The most objects one `ListObjects` reply carries.
+pub const MAX_LIST_ENTRIES: u32 = 256;
+
+/// A handle value, as the broker assigns it in one process's handle table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Handle(pub u32);
+
+/// Why a message could not be decoded. The broker disconnects a client that
+/// sends one; the client treats one as a broken broker connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    Truncated,
+    TrailingBytes,
+    UnknownOpcode(u16),
+    BadField(&'static str),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Truncated => f.write_str("message truncated"),
+            WireError::TrailingBytes => f.write_str("trailing bytes after message"),
+            WireError::UnknownOpcode(op) => write!(f, "unknown opcode {op}"),
+            WireError::BadField(what) => write!(f, "invalid field: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Appends little-endian fields to a message buffer.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder {
+            buf: Vec::with_capacity(128),
+        }
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    pub fn bool(&mut self, v: bool) -> &mut Self {
+        self.u8(v as u8)
+    }
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// A string: `u16` byte length, then UTF-8 bytes (cut at `MAX_STRING_LEN`
+    /// on a character boundary, so a sender never builds an undecodable message).
+    pub fn str(&mut self, v: &str) -> &mut Self {
+        let mut end = v.len().min(MAX_STRING_LEN);
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.u16(end as u16);
+        self.buf.extend_from_slice(&v.as_bytes()[..end]);
+        self
+    }
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads little-endian fields from a received message.
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Decoder { buf }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::BadField("bool")),
+        }
+    }
+    pub fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    pub fn str(&mut self) -> Result<String, WireError> {
+        let len = self.u16()? as usize;
+        if len > MAX_STRING_LEN {
+            return Err(WireError::BadField("string length"));
+        }
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::BadField("string encoding"))
+    }
+    pub fn object_type(&mut self) -> Result<ObjectType, WireError> {
+        ObjectType::from_code(self.u8()?).ok_or(WireError::BadField("object type"))
+    }
+    /// Fails unless every byte was consumed.
+    pub fn end(self) -> Result<(), WireError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::TrailingBytes)
+        }
+    }
+}
+
+/// Request opcodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Opcode {
+    Hello = 1,
+    CreateSection = 2,
+    Open = 3,
+    Close = 4,
+    QuerySection = 5,
+    ListObjects = 6,
+    StatObject = 7,
+    Status = 8,
+    Shutdown = 9,
+}
+
+impl Opcode {
+    pub const ALL: [Opcode; 9] = [
+        Opcode::Hello,
+        Opcode::CreateSection,
+        Opcode::Open,
+        Opcode::Close,
+        Opcode::QuerySection,
+        Opcode::ListObjects,
+        Opcode::StatObject,
+        Opcode::Status,
+        Opcode::Shutdown,
+    ];
+
+    pub fn from_code(code: u16) -> Option<Opcode> {
+        Self::ALL.into_iter().find(|op| *op as u16 == code)
+    }
+
+    /// A stable name, used for the broker's request counters.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Opcode::Hello => "hello",
+            Opcode::CreateSection => "create_section",
+            Opcode::Open => "open",
+            Opcode::Close => "close",
+            Opcode::QuerySection => "query_section",
+            Opcode::ListObjects => "list_objects",
+            Opcode::StatObject => "stat_object",
+            Opcode::Status => "status",
+            Opcode::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A request from a client to the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// First message on every connection.
+    Hello { version: u32 },
+    /// `CreateFileMapping`. With `from_file`, the message carries the file's fd.
+    CreateSection {
+        name: String,
+        protection: u32,
+        size: u64,
+        inherit: bool,
+        from_file: bool,
+    },
+    /// `Open*` by name, for any type.
+    Open {
+        object_type: ObjectType,
+        name: String,
+        access: u32,
+        inherit: bool,
+    },
+    /// `CloseHandle`.
+    Close { handle: Handle },
+    /// Section facts and fd for a handle the client has no cache entry for.
+    QuerySection { handle: Handle },
+    /// Named objects whose path sorts after `after`, at most `limit` of them.
+    ListObjects { after: String, limit: u32 },
+    /// One named object, by the name a user would give (`Global\x`, `x`) or by path.
+    StatObject { name: String },
+    /// Broker facts and counters.
+    Status,
+    /// Ask the broker to exit now.
+    Shutdown,
+}
+
+impl Request {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Hello { .. } => Opcode::Hello,
+            Request::CreateSection { .. } => Opcode::CreateSection,
+            Request::Open { .. } => Opcode::Open,
+            Request::Close { .. } => Opcode::Close,
+            Request::QuerySection { .. } => Opcode::QuerySection,
+            Request::ListObjects { .. } => Opcode::ListObjects,
+            Request::StatObject { .. } => Opcode::StatObject,
+            Request::Status => Opcode::Status,
+            Request::Shutdown => Opcode::Shutdown,
+        }
+    }
+
+    /// Encodes with the frame header (`opcode: u16, flags: u16, seq: u32`).
+    pub fn encode(&self, seq: u32) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u16(self.opcode() as u16).u16(0).u32(seq);
+        match self {
+            Request::Hello { version } => {
+                e.u32(*version);
+            }
+            Request::CreateSection {
+                name,
+                protection,
+                size,
+                inherit,
+                from_file,
+            } => {
+                e.str(name)
+                    .u32(*protection)
+                    .u64(*size)
+                    .bool(*inherit)
+                    .bool(*from_file);
+            }
+            Request::Open {
+                object_type,
+                name,
+                access,
+                inherit,
+            } => {
+                e.u8(object_type.code())
+                    .str(name)
+                    .u32(*access)
+                    .bool(*inherit);
+            }
+            Request::Close { handle } | Request::QuerySection { handle } => {
+                e.u32(handle.0);
+            }
+            Request::ListObjects { after, limit } => {
+                e.str(after).u32(*limit);
+            }
+            Request::StatObject { name } => {
+                e.str(name);
+            }
+            Request::Status | Request::Shutdown => {}
+        }
+        e.finish()
+    }
+
+    /// Decodes a request; returns it with its sequence number.
+    pub fn decode(buf: &[u8]) -> Result<(u32, Request), WireError> {
+        let mut d = Decoder::new(buf);
+        let code = d.u16()?;
+        let _flags = d.u16()?;
+        let seq = d.u32()?;
+        let op = Opcode::from_code(code).ok_or(WireError::UnknownOpcode(code))?;
+        let request = match op {
+            Opcode::Hello => Request::Hello { version: d.u32()? },
+            Opcode::CreateSection => Request::CreateSection {
+                name: d.str()?,
+                protection: d.u32()?,
+                size: d.u64()?,
+                inherit: d.bool()?,
+                from_file: d.bool()?,
+            },
+            Opcode::Open => Request::Open {
+                object_type: d.object_type()?,
+                name: d.str()?,
+                access: d.u32()?,
+                inherit: d.bool()?,
+            },
+            Opcode::Close => Request::Close {
+                handle: Handle(d.u32()?),
+            },
+            Opcode::QuerySection => Request::QuerySection {
+                handle: Handle(d.u32()?),
+            },
+            Opcode::ListObjects => Request::ListObjects {
+                after: d.str()?,
+                limit: d.u32()?,
+            },
+            Opcode::StatObject => Request::StatObject { name: d.str()? },
+            Opcode::Status => Request::Status,
+            Opcode::Shutdown => Request::Shutdown,
+        };
+        d.end()?;
+        Ok((seq, request))
+    }
+}
+
+/// Facts about a section that a client needs to map it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionInfo {
+    pub size: u64,
+    /// `PAGE_*` protection it was created with.
+    pub protection: u32,
+    /// `SEC_*` attributes it was created with.
+    pub attributes: u32,
+    pub file_backed: bool,
+}
+
+/// A new handle to a section. The reply carries the section's fd: read-write
+/// only if the handle may write, so the kernel enforces the access too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionGrant {
+    pub handle: Handle,
+    /// The name existed already (`ERROR_ALREADY_EXISTS` on create).
+    pub existed: bool,
+    pub access: u32,
+    pub info: SectionInfo,
+}
+
+/// One object as `objmgr ls`/`stat` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// Full namespace path (`\BaseNamedObjects\x`).
+    pub path: String,
+    pub object_type: ObjectType,
+    pub handle_count: u32,
+    /// Bytes, for sections; 0 otherwise.
+    pub size: u64,
+    /// Type-specific state, as name/value pairs, in display order.
+    pub properties: Vec<(String, String)>,
+}
+
+/// Broker facts for `objmgr broker status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerStatus {
+    pub pid: u32,
+    pub protocol_version: u32,
+    pub uptime_ms: u64,
+    pub socket: String,
+    pub clients: u32,
+    pub objects: u32,
+    pub named_objects: u32,
+    pub handles: u64,
+    /// Milliseconds the broker waits with no client before exiting; 0 = never.
+    pub idle_timeout_ms: u64,
+    /// Requests served since start, by opcode name.
+    pub requests: Vec<(String, u64)>,
+}
+
+/// A successful reply's body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Hello {
+        version: u32,
+        broker_pid: u32,
+        session: u32,
+    },
+    Section(SectionGrant),
+    Done,
+    Objects {
+        entries: Vec<ObjectEntry>,
+        more: bool,
+    },
+    Object(ObjectEntry),
+    Status(BrokerStatus),
+}
+
+fn encode_entry(e: &mut Encoder, entry: &ObjectEntry) {
+    e.str(&entry.path)
+        .u8(entry.object_type.code())
+        .u32(entry.handle_count)
+        .u64(entry.size)
+        .u16(entry.properties.len() as u16);
+    for (k, v) in &entry.properties {
+        e.str(k).str(v);
+    }
+}
+
+fn decode_entry(d: &mut Decoder<'_>) -> Result<ObjectEntry, WireError> {
+    let path = d.str()?;
+    let object_type = d.object_type()?;
+    let handle_count = d.u32()?;
+    let size = d.u64()?;
+    let n = d.u16()?;
+    let mut properties = Vec::with_capacity(n.min(64) as usize);
+    for _ in 0..n {
+        properties.push((d.str()?, d.str()?));
+    }
+    Ok(ObjectEntry {
+        path,
+        object_type,
+        handle_count,
+        size,
+        properties,
+    })
+}
+
+/// The reply frame header: `opcode: u16, flags: u16, seq: u32, status: u32`.
+/// A non-zero status is a Win32 error code followed by a context string.
+pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.u16(op as u16).u16(0).u32(seq);
+    match result {
+        Err((status, context)) => {
+            e.u32(status).str(context);
+        }
+        Ok(reply) => {
+            e.u32(0);
+            match reply {
+                Reply::Hello {
+                    version,
+                    broker_pid,
+                    session,
+                } => {
+                    e.u32(*version).u32(*broker_pid).u32(*session);
+                }
+                Reply::Section(g) => {
+                    e.u32(g.handle.0)
+                        .bool(g.existed)
+                        .u32(g.access)
+                        .u64(g.info.size)
+                        .u32(g.info.protection)
+                        .u32(g.info.attributes)
+                        .bool(g.info.file_backed);
+                }
+                Reply::Done => {}
+                Reply::Objects { entries, more } => {
+                    e.u32(entries.len() as u32);
+                    for entry in entries {
+                        encode_entry(&mut e, entry);
+                    }
+                    e.bool(*more);
+                }
+                Reply::Object(entry) => encode_entry(&mut e, entry),
+                Reply::Status(s) => {
+                    e.u32(s.pid)
+                        .u32(s.protocol_version)
+                        .u64(s.uptime_ms)
+                        .str(&s.socket)
+                        .u32(s.clients)
+                        .u32(s.objects)
+                        .u32(s.named_objects)
+                        .u64(s.handles)
+                        .u64(s.idle_timeout_ms)
+                        .u16(s.requests.len() as u16);
+                    for (name, count) in &s.requests {
+                        e.str(name).u64(*count);
+                    }
+                }
+            }
+        }
+    }
+    e.finish()
+}
+
+/// A decoded reply: the sequence number and either the body or the error.
+pub type DecodedReply = (u32, Result<Reply, (u32, String)>);
+
+/// Decodes the reply to a request with opcode `op`.
+pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
+    let mut d = Decoder::new(buf);
+    let code = d.u16()?;
+    if code != op as u16 {
+        return Err(WireError::BadField("reply opcode"));
+    }
+    let _flags = d.u16()?;
+    let seq = d.u32()?;
+    let status = d.u32()?;
+    if status != 0 {
+        let context = d.str()?;
+        d.end()?;
+        return Ok((seq, Err((status, context))));
+    }
+    let reply = match op {
+        Opcode::Hello => Reply::Hello {
+            version: d.u32()?,
+            broker_pid: d.u32()?,
+            session: d.u32()?,
+        },
+        Opcode::CreateSection | Opcode::Open | Opcode::QuerySection => {
+            Reply::Section(SectionGrant {
+                handle: Handle(d.u32()?),
+                existed: d.bool()?,
+                access: d.u32()?,
+                info: SectionInfo {
+                    size: d.u64()?,
+                    protection: d.u32()?,
+                    attributes: d.u32()?,
+                    file_backed: d.bool()?,
+                },
+            })
+        }
+        Opcode::Close | Opcode::Shutdown => Reply::Done,
+        Opcode::ListObjects => {
+            let n = d.u32()?;
+            if n > MAX_LIST_ENTRIES {
+                return Err(WireError::BadField("entry count"));
+            }
+            let mut entries = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                entries.push(decode_entry(&mut d)?);
+            }
+            Reply::Objects {
+                entries,
+                more: d.bool()?,
+            }
+        }
+        Opcode::StatObject => Reply::Object(decode_entry(&mut d)?),
+        Opcode::Status => {
+            let mut s = BrokerStatus {
+                pid: d.u32()?,
+                protocol_version: d.u32()?,
+                uptime_ms: d.u64()?,
+                socket: d.str()?,
+                clients: d.u32()?,
+                objects: d.u32()?,
+                named_objects: d.u32()?,
+                handles: d.u64()?,
+                idle_timeout_ms: d.u64()?,
+                requests: Vec::new(),
+            };
+            let n = d.u16()?;
+            for _ in 0..n {
+                s.requests.push((d.str()?, d.u64()?));
+            }
+            Reply::Status(s)
+        }
+    };
+    d.end()?;
+    Ok((seq, Ok(reply)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(req: Request) {
+        let bytes = req.encode(7);
+        assert_eq!(Request::decode(&bytes), Ok((7, req)));
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        round_trip(Request::Hello {
+            version: PROTOCOL_VERSION,
+        });
+        round_trip(Request::CreateSection {
+            name: "Global\\x".into(),
+            protection: 4,
+            size: 1 << 40,
+            inherit: true,
+            from_file: false,
+        });
+        round_trip(Request::Open {
+            object_type: ObjectType::Section,
+            name: "y".into(),
+            access: 0xF001F,
+            inherit: false,
+        });
+        round_trip(Request::Close { handle: Handle(4) });
+        round_trip(Request::ListObjects {
+            after: String::new(),
+            limit: 10,
+        });
+        round_trip(Request::StatObject { name: "z".into() });
+        round_trip(Request::Status);
+        round_trip(Request::Shutdown);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let grant = Reply::Section(SectionGrant {
+            handle: Handle(8),
+            existed: true,
+            access: 6,
+            info: SectionInfo {
+                size: 65536,
+                protection: 4,
+                attributes: 0x0800_0000,
+                file_backed: false,
+            },
+        });
+        let bytes = encode_reply(Opcode::Open, 3, Ok(&grant));
+        assert_eq!(decode_reply(Opcode::Open, &bytes), Ok((3, Ok(grant))));
+        let entry = ObjectEntry {
+            path: "\\BaseNamedObjects\\x".into(),
+            object_type: ObjectType::Section,
+            handle_count: 2,
+            size: 10,
+            properties: vec![("protection".into(), "PAGE_READWRITE".into())],
+        };
+        let list = Reply::Objects {
+            entries: vec![entry.clone()],
+            more: false,
+        };
+        let bytes = encode_reply(Opcode::ListObjects, 4, Ok(&list));
+        assert_eq!(decode_reply(Opcode::ListObjects, &bytes), Ok((4, Ok(list))));
+        let err = encode_reply(Opcode::Open, 5, Err((2, "no such object")));
+        assert_eq!(
+            decode_reply(Opcode::Open, &err),
+            Ok((5, Err((2, "no such object".into()))))
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicked_on() {
+        assert_eq!(Request::decode(&[]), Err(WireError::Truncated));
+        assert_eq!(
+            Request::decode(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::UnknownOpcode(0xffff))
+        );
+        let mut bytes = Request::Status.encode(1);
+        bytes.push(0);
+        assert_eq!(Request::decode(&bytes), Err(WireError::TrailingBytes));
+        let mut bad_utf8 = Request::StatObject { name: "ab".into() }.encode(1);
+        let n = bad_utf8.len();
+        bad_utf8[n - 1] = 0xff;
+        assert_eq!(
+            Request::decode(&bad_utf8),
+            Err(WireError::BadField("string encoding"))
+        );
+        // Every prefix of a valid message is an error, never a panic.
+        let full = Request::CreateSection {
+            name: "n".into(),
+            protection: 4,
+            size: 1,
+            inherit: false,
+            from_file: false,
+        }
+        .encode(9);
+        for cut in 0..full.len() {
+            assert!(Request::decode(&full[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_STRING_LEN);
+        let bytes = Request::StatObject { name: long }.encode(1);
+        let (_, Request::StatObject { name }) = Request::decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert!(name.len() <= MAX_STRING_LEN);
+    }
+}
