@@ -1,14 +1,15 @@
-//! The vocabulary objmgr's broker and clients share, with no I/O: Win32 error
-//! codes, object types and access masks, section flags and their validation
-//! rules, object names, and the wire protocol (see `docs/PROTOCOL.md`).
+//! The vocabulary objmgr's broker and clients share: Win32 error codes,
+//! object types and access masks, section flags and their validation rules,
+//! object names, the wire protocol (see `docs/PROTOCOL.md`), and where the two
+//! sides meet (`rendezvous`, the only module here that touches the system).
 //!
-//! Nothing here touches the operating system, so every rule is unit-tested
-//! directly.
+//! The rules are pure functions, unit-tested directly.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod error;
 pub mod name;
+pub mod rendezvous;
 pub mod section;
 pub mod wire;
 

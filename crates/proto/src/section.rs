@@ -203,8 +203,10 @@ impl ViewKind {
     /// Parses `dwDesiredAccess` of `MapViewOfFile` and checks it against the
     /// handle's granted access and the section's protection.
     ///
-    /// `FILE_MAP_COPY` wins over `FILE_MAP_WRITE` (a copy-on-write view needs
-    /// only read access); a view needs at least one of read, write, copy or
+    /// A view is copy-on-write only when `FILE_MAP_COPY` is the only right
+    /// asked for (besides `FILE_MAP_EXECUTE`): `FILE_MAP_ALL_ACCESS` contains
+    /// the `FILE_MAP_COPY` bit (`SECTION_QUERY`) and means a shared read/write
+    /// view, as in kernel32. A view needs at least one of read, write, copy or
     /// execute (`ERROR_INVALID_PARAMETER` otherwise). A right the handle lacks,
     /// or a protection the section does not allow: `ERROR_ACCESS_DENIED`.
     pub fn check(
@@ -220,7 +222,8 @@ impl ViewKind {
         if desired & !KNOWN != 0 {
             return Err(ERROR_INVALID_PARAMETER);
         }
-        let copy = desired & FILE_MAP_COPY != 0;
+        let flags = FILE_MAP_LARGE_PAGES | FILE_MAP_TARGETS_INVALID | FILE_MAP_RESERVE;
+        let copy = desired & !(FILE_MAP_EXECUTE | flags) == FILE_MAP_COPY;
         let write = !copy && desired & FILE_MAP_WRITE != 0;
         let read = desired & FILE_MAP_READ != 0;
         let execute = desired & FILE_MAP_EXECUTE != 0;
@@ -378,9 +381,20 @@ mod tests {
             ViewKind::check(0x100, all, ReadWrite),
             Err(ERROR_INVALID_PARAMETER)
         );
-        let copy_write =
-            ViewKind::check(FILE_MAP_COPY | FILE_MAP_WRITE, read_only, ReadOnly).unwrap();
-        assert!(copy_write.copy && !copy_write.write);
+        let all_access = ViewKind::check(FILE_MAP_ALL_ACCESS, all, ReadWrite).unwrap();
+        assert!(
+            all_access.write && !all_access.copy,
+            "FILE_MAP_ALL_ACCESS is a shared view"
+        );
+        assert!(
+            ViewKind::check(FILE_MAP_COPY | FILE_MAP_EXECUTE, all, ExecuteRead)
+                .unwrap()
+                .copy
+        );
+        assert_eq!(
+            ViewKind::check(FILE_MAP_ALL_ACCESS, all, ReadOnly),
+            Err(ERROR_ACCESS_DENIED)
+        );
     }
 
     #[test]

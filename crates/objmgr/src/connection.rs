@@ -1,0 +1,344 @@
+//! The client's connection to the broker: finding it, starting it on demand,
+//! and one request/reply exchange at a time.
+//!
+//! One connection serves the whole process (handles are per process, as on
+//! Windows). It is created on first use, and again after `fork()` — a forked
+//! child starts with no handles and its own connection — or after the broker
+//! went away (its old handles are then gone).
+
+use crate::error::{ERROR_BROKEN_PIPE, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
+use objmgr_proto::Win32Error;
+use objmgr_proto::rendezvous::{self, SocketLocation};
+use objmgr_proto::wire::{
+    self, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
+};
+use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{
+    self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// A connected, greeted broker session.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    socket: OwnedFd,
+    seq: u32,
+    recv_buf: Vec<u8>,
+}
+
+/// Why an exchange failed.
+enum Broken {
+    /// The broker is gone or spoke nonsense; the connection is unusable.
+    Connection(String),
+}
+
+impl Connection {
+    /// Sends `request` (with `fd` attached) and waits for its reply.
+    fn exchange(
+        &mut self,
+        request: &Request,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        self.seq = self.seq.wrapping_add(1);
+        let bytes = request.encode(self.seq);
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds;
+        if let Some(fd) = fd {
+            fds = [fd];
+            control.push(SendAncillaryMessage::ScmRights(&fds));
+        }
+        loop {
+            // NOSIGNAL: a dead broker must not kill the host program with SIGPIPE.
+            match net::sendmsg(
+                &self.socket,
+                &[IoSlice::new(&bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Ok(_) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Broken::Connection(format!("sending to the broker: {e}"))),
+            }
+        }
+        let mut space =
+            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let msg = loop {
+            match net::recvmsg(
+                &self.socket,
+                &mut [IoSliceMut::new(&mut self.recv_buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => break msg,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    return Err(Broken::Connection(format!(
+                        "receiving from the broker: {e}"
+                    )));
+                }
+            }
+        };
+        let mut received: Option<OwnedFd> = None;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                for fd in rights {
+                    // One fd per reply at most; any extra is closed on drop.
+                    received.get_or_insert(fd);
+                }
+            }
+        }
+        if msg.bytes == 0 {
+            return Err(Broken::Connection(
+                "the broker closed the connection".into(),
+            ));
+        }
+        if msg
+            .flags
+            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+        {
+            return Err(Broken::Connection("oversized reply from the broker".into()));
+        }
+        let (seq, result) = wire::decode_reply(request.opcode(), &self.recv_buf[..msg.bytes])
+            .map_err(|e| Broken::Connection(format!("bad reply from the broker: {e}")))?;
+        if seq != self.seq {
+            return Err(Broken::Connection("reply out of sequence".into()));
+        }
+        Ok((
+            result.map_err(|(code, context)| Error::new(Win32Error(code), context)),
+            received,
+        ))
+    }
+}
+
+fn connect_socket(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+    Ok(fd)
+}
+
+fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
+    let mut conn = Connection {
+        socket,
+        seq: 0,
+        recv_buf: vec![0; MAX_MESSAGE_SIZE],
+    };
+    match conn.exchange(
+        &Request::Hello {
+            version: PROTOCOL_VERSION,
+        },
+        None,
+    )? {
+        (Ok(Reply::Hello { .. }), _) => Ok(conn),
+        (Ok(_), _) => Err(Broken::Connection("unexpected reply to Hello".into())),
+        (Err(e), _) => Err(Broken::Connection(e.to_string())),
+    }
+}
+
+/// Where to find `objmgrd`: `$OBJMGR_BROKER`, else beside the running
+/// executable or one directory up (cargo's `target/*/deps` and `examples`),
+/// else `$PATH`.
+fn broker_program() -> PathBuf {
+    if let Some(path) = std::env::var_os("OBJMGR_BROKER").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent();
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let candidate = d.join("objmgrd");
+            if candidate.is_file() {
+                return candidate;
+            }
+            dir = d.parent();
+        }
+    }
+    PathBuf::from("objmgrd")
+}
+
+/// Starts a broker for `location` and returns once it accepts connections.
+fn start_broker(location: &SocketLocation) -> Result<()> {
+    let program = broker_program();
+    let mut cmd = Command::new(&program);
+    cmd.arg("--daemon");
+    if !location.is_default {
+        cmd.arg("--socket").arg(&location.socket);
+    }
+    let output = cmd.stdin(Stdio::null()).output().map_err(|e| {
+        Error::new(
+            ERROR_SERVICE_NOT_ACTIVE,
+            format!("cannot start the objmgr broker {}: {e}", program.display()),
+        )
+    })?;
+    if !output.status.success() {
+        return Err(Error::new(
+            ERROR_SERVICE_NOT_ACTIVE,
+            format!(
+                "the objmgr broker {} failed to start: {}",
+                program.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+static AUTOSTART: AtomicBool = AtomicBool::new(true);
+
+/// Whether this process starts a broker when none answers (default: yes).
+/// Inspection tools turn it off so that looking never starts a broker.
+pub fn set_autostart(enabled: bool) {
+    AUTOSTART.store(enabled, Ordering::Relaxed);
+}
+
+/// Connects to the broker, starting one if none answers.
+fn establish() -> Result<Connection> {
+    let location = rendezvous::socket_location(
+        std::env::var_os(rendezvous::SOCKET_ENV),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        rustix::process::getuid().as_raw(),
+    );
+    match connect_socket(&location.socket) {
+        Ok(socket) => {
+            if let Ok(conn) = greet(socket) {
+                return Ok(conn);
+            }
+        }
+        Err(e) if !AUTOSTART.load(Ordering::Relaxed) => {
+            return Err(Error::new(
+                ERROR_SERVICE_NOT_ACTIVE,
+                format!(
+                    "no objmgr broker is running at {}: {e}",
+                    location.socket.display()
+                ),
+            ));
+        }
+        Err(_) => {}
+    }
+    let dir = location
+        .socket
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let unreachable = |e: std::io::Error| {
+        Error::new(
+            ERROR_SERVICE_NOT_ACTIVE,
+            format!("objmgr broker directory {}: {e}", dir.display()),
+        )
+    };
+    let mut last = String::from("no attempt made");
+    for _ in 0..8 {
+        if location.is_default {
+            rendezvous::prepare_default_dir(&dir).map_err(unreachable)?;
+        }
+        // Under the rendezvous lock, at most one process starts a broker, and
+        // a broker cannot finish exiting while we connect.
+        let Some(lock) = rendezvous::lock_dir(&dir).map_err(unreachable)? else {
+            continue;
+        };
+        let socket = match connect_socket(&location.socket) {
+            Ok(socket) => socket,
+            Err(_) => {
+                start_broker(&location)?;
+                connect_socket(&location.socket).map_err(|e| {
+                    Error::new(
+                        ERROR_SERVICE_NOT_ACTIVE,
+                        format!(
+                            "connecting to the objmgr broker at {}: {e}",
+                            location.socket.display()
+                        ),
+                    )
+                })?
+            }
+        };
+        drop(lock);
+        match greet(socket) {
+            Ok(conn) => return Ok(conn),
+            // The broker was exiting as we connected; the next round starts another.
+            Err(Broken::Connection(why)) => last = why,
+        }
+    }
+    Err(Error::new(
+        ERROR_SERVICE_NOT_ACTIVE,
+        format!(
+            "cannot reach the objmgr broker at {}: {last}",
+            location.socket.display()
+        ),
+    ))
+}
+
+/// The process-wide connection and who owns it.
+#[derive(Debug)]
+struct Shared {
+    conn: Option<Connection>,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared { conn: None });
+/// The pid that owns `SHARED.conn`; another pid means we are a forked child.
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+/// Bumped whenever a new connection replaces an old one: handles from an
+/// older generation belong to a broker session that is gone (or to the parent
+/// of a forked child) and are invalid here.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The current handle generation, after checking for `fork()`.
+pub(crate) fn generation() -> u64 {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let owner = OWNER_PID.load(Ordering::Acquire);
+    if owner != 0 && owner != pid {
+        // A forked child: nothing it inherited from the parent's session is its own.
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if OWNER_PID.load(Ordering::Acquire) != pid {
+            shared.conn = None;
+            OWNER_PID.store(0, Ordering::Release);
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Sends one request to the broker (connecting, or starting it, if needed)
+/// and returns the reply, any fd that came with it, and the handle generation
+/// the reply belongs to.
+pub(crate) fn call(
+    request: &Request,
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<(Reply, Option<OwnedFd>, u64)> {
+    let mut generation = generation();
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if shared.conn.is_none() {
+        shared.conn = Some(establish()?);
+        OWNER_PID.store(
+            rustix::process::getpid().as_raw_nonzero().get() as u32,
+            Ordering::Release,
+        );
+        generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    }
+    let conn = shared.conn.as_mut().expect("connected above");
+    match conn.exchange(request, fd) {
+        Ok((Ok(reply), received)) => Ok((reply, received, generation)),
+        Ok((Err(e), _)) => Err(e),
+        Err(Broken::Connection(why)) => {
+            // Every handle of this session died with the connection.
+            shared.conn = None;
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+            Err(Error::new(
+                ERROR_BROKEN_PIPE,
+                format!("lost the connection to the objmgr broker: {why}"),
+            ))
+        }
+    }
+}

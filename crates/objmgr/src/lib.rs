@@ -1,0 +1,64 @@
+//! objmgr brings the Win32 model of sharing files and memory between
+//! processes to Linux: named file-mapping objects ("sections") over files or
+//! over memory, one namespace shared by every object type, and object lifetime
+//! by handle count — also when processes crash.
+//!
+//! A per-user broker (`objmgrd`, started on first use) keeps the namespace and
+//! the handle counts; the memory itself is mapped directly, so reading and
+//! writing a view never involves the broker.
+//!
+//! # Named shared memory
+//! The first process creates a named section and writes into a view:
+//! ```no_run
+//! use objmgr::{MapAccess, Section};
+//! # fn main() -> objmgr::Result<()> {
+//! let section = Section::create("Local\\MyFileMappingObject", 256)?;
+//! let view = section.map(MapAccess::WRITE)?;
+//! view.write_at(0, b"Message from first process.")?;
+//! # Ok(()) }
+//! ```
+//! A second process opens it by name and reads:
+//! ```no_run
+//! use objmgr::{MapAccess, Section};
+//! # fn main() -> objmgr::Result<()> {
+//! let section = Section::open("Local\\MyFileMappingObject", MapAccess::READ)?;
+//! let view = section.map(MapAccess::READ)?;
+//! let mut message = [0u8; 27];
+//! view.read_at(0, &mut message)?;
+//! # Ok(()) }
+//! ```
+//! The section is destroyed when the last handle to it closes, in whichever
+//! process, including by the process dying.
+//!
+//! # Errors
+//! Every failure is an [`Error`] carrying the Win32 error code Windows gives
+//! in the same situation ([`Error::code`]), such as
+//! [`ERROR_FILE_NOT_FOUND`](error::ERROR_FILE_NOT_FOUND) for a missing name.
+//!
+//! # Environment
+//! - `OBJMGR_SOCKET`: talk to the broker at this socket path instead of the
+//!   per-user default (isolated brokers for tests).
+//! - `OBJMGR_BROKER`: the `objmgrd` executable to start on demand (default:
+//!   beside the running program, else on `$PATH`).
+//! - `OBJMGR_IDLE_TIMEOUT_MS`: how long a broker started on demand waits
+//!   without clients before exiting (default 10 s).
+//!
+//! # Differences from Windows
+//! - Each section handle holds one file descriptor in the process (and the
+//!   broker holds one per section), so the fd limit bounds how many sections
+//!   a process can hold open.
+//! - Memory-backed sections are sparse, as Linux memory is: pages are
+//!   committed on first touch, not at creation (except with large pages).
+//! - A file-backed section cannot stop another program from truncating the
+//!   file; touching a view past the new end of file raises `SIGBUS`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod admin;
+mod connection;
+pub mod error;
+pub mod section;
+mod sys;
+
+pub use error::{Error, Result};
+pub use objmgr_proto::Win32Error;
+pub use section::{MapAccess, MapOptions, PageProtection, Section, SectionBuilder, View};

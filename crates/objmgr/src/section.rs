@@ -1,0 +1,612 @@
+//! Sections (file-mapping objects) and their views.
+
+use crate::connection::{self, call};
+use crate::error::*;
+use crate::sys::{self, MapRequest};
+use objmgr_proto::ObjectType;
+use objmgr_proto::access::AccessMask;
+use objmgr_proto::section::{
+    ALLOCATION_GRANULARITY, PAGE_SIZE, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
+};
+use objmgr_proto::wire::{Handle, Reply, Request, SectionGrant};
+use rustix::mm::ProtFlags;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+pub use objmgr_proto::section::PageProtection;
+
+/// Access rights for sections and views: the `FILE_MAP_*` values.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MapAccess(pub u32);
+
+impl MapAccess {
+    /// `FILE_MAP_READ`: read-only view.
+    pub const READ: MapAccess = MapAccess(objmgr_proto::section::FILE_MAP_READ);
+    /// `FILE_MAP_WRITE`: read/write view shared with every other view.
+    pub const WRITE: MapAccess = MapAccess(objmgr_proto::section::FILE_MAP_WRITE);
+    /// `FILE_MAP_COPY`: private copy-on-write view.
+    pub const COPY: MapAccess = MapAccess(objmgr_proto::section::FILE_MAP_COPY);
+    /// `FILE_MAP_EXECUTE`: executable view (combine with another right).
+    pub const EXECUTE: MapAccess = MapAccess(objmgr_proto::section::FILE_MAP_EXECUTE);
+    /// `FILE_MAP_ALL_ACCESS`.
+    pub const ALL_ACCESS: MapAccess = MapAccess(objmgr_proto::section::FILE_MAP_ALL_ACCESS);
+}
+
+impl std::ops::BitOr for MapAccess {
+    type Output = MapAccess;
+    fn bitor(self, rhs: MapAccess) -> MapAccess {
+        MapAccess(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for MapAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MapAccess({:#x})", self.0)
+    }
+}
+
+/// A handle to a section: named or unnamed shared memory, backed by "the
+/// paging file" (memory) or by a file.
+///
+/// The section lives while any process holds a handle to it; dropping this
+/// value closes this handle (as `CloseHandle` does). Views are independent of
+/// the handle: a [`View`] stays valid after its section's handle is closed.
+pub struct Section {
+    handle: Handle,
+    generation: u64,
+    access: AccessMask,
+    size: u64,
+    protection: PageProtection,
+    attributes: u32,
+    file_backed: bool,
+    existed: bool,
+    /// The section's memory: read-write only if this handle may write.
+    fd: OwnedFd,
+    closed: bool,
+}
+
+impl fmt::Debug for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Section")
+            .field("handle", &self.handle.0)
+            .field("size", &self.size)
+            .field("protection", &self.protection)
+            .field("access", &self.access)
+            .field("file_backed", &self.file_backed)
+            .finish()
+    }
+}
+
+/// Options for creating a section (`CreateFileMapping`).
+#[derive(Clone, Debug)]
+pub struct SectionBuilder {
+    name: Option<String>,
+    size: u64,
+    protection: PageProtection,
+    large_pages: bool,
+    reserve: bool,
+    inherit: bool,
+}
+
+impl SectionBuilder {
+    /// The object name: `Global\Name`, `Local\Name` or `Name` (= `Local\Name`).
+    /// Without a name the section is unnamed.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// The maximum size in bytes. Required (> 0) for memory-backed sections;
+    /// 0 for a file-backed one means "the file's current size".
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// The page protection (default `PAGE_READWRITE`).
+    pub fn protection(mut self, protection: PageProtection) -> Self {
+        self.protection = protection;
+        self
+    }
+
+    /// `SEC_LARGE_PAGES`: back the section with huge pages, committed now.
+    /// The size must be a multiple of the huge page size; with too few free
+    /// huge pages creation fails with `ERROR_NO_SYSTEM_RESOURCES`.
+    pub fn large_pages(mut self, yes: bool) -> Self {
+        self.large_pages = yes;
+        self
+    }
+
+    /// `SEC_RESERVE` instead of `SEC_COMMIT` (on Linux pages are committed on
+    /// first touch either way).
+    pub fn reserve(mut self, yes: bool) -> Self {
+        self.reserve = yes;
+        self
+    }
+
+    /// Whether the handle is inherited by child processes (`bInheritHandle`).
+    pub fn inheritable(mut self, yes: bool) -> Self {
+        self.inherit = yes;
+        self
+    }
+
+    fn fl_protect(&self) -> u32 {
+        let mut bits = self.protection.bits();
+        if self.large_pages {
+            bits |= SEC_LARGE_PAGES;
+        }
+        if self.reserve {
+            bits |= SEC_RESERVE;
+        }
+        bits
+    }
+
+    fn request(&self, from_file: bool) -> Request {
+        Request::CreateSection {
+            name: self.name.clone().unwrap_or_default(),
+            protection: self.fl_protect(),
+            size: self.size,
+            inherit: self.inherit,
+            from_file,
+        }
+    }
+
+    fn what(&self) -> String {
+        match &self.name {
+            Some(name) => format!("creating section {name:?}"),
+            None => "creating an unnamed section".to_owned(),
+        }
+    }
+
+    /// Creates a memory-backed section ("backed by the paging file"), or
+    /// opens the existing section of that name — then [`Section::existed`] is
+    /// true and the size and protection given here are ignored, as on Windows.
+    ///
+    /// Errors: size 0 → `ERROR_INVALID_PARAMETER`; the name is held by another
+    /// type of object → `ERROR_INVALID_HANDLE`; a bad name → the error
+    /// Windows gives (`ERROR_PATH_NOT_FOUND`, `ERROR_INVALID_NAME`,
+    /// `ERROR_FILENAME_EXCED_RANGE`).
+    pub fn create(&self) -> Result<Section> {
+        Section::from_reply(call(&self.request(false), None), || self.what())
+    }
+
+    /// Creates a section over a file (`CreateFileMapping` with a file handle).
+    ///
+    /// The file must be open for reading, and for writing too if the
+    /// protection is `ReadWrite`/`ExecuteReadWrite` (`ERROR_ACCESS_DENIED`
+    /// otherwise). A size larger than the file extends the file when the
+    /// protection allows writing (`ERROR_NOT_ENOUGH_MEMORY` otherwise); size 0
+    /// on an empty file fails with `ERROR_FILE_INVALID`.
+    pub fn create_from_file(&self, file: &impl AsFd) -> Result<Section> {
+        Section::from_reply(call(&self.request(true), Some(file.as_fd())), || {
+            self.what()
+        })
+    }
+}
+
+/// Options for mapping a view (`MapViewOfFileEx`).
+#[derive(Clone, Copy, Debug)]
+pub struct MapOptions {
+    /// `FILE_MAP_*` access for the view.
+    pub access: MapAccess,
+    /// Offset in the section: a multiple of 64 KiB (the allocation granularity).
+    pub offset: u64,
+    /// Bytes to map; 0 maps from `offset` to the end of the section.
+    pub len: u64,
+    /// Map exactly at this address (a multiple of 64 KiB) or fail with
+    /// `ERROR_INVALID_ADDRESS`, never touching what is already mapped there.
+    pub address: Option<NonNull<u8>>,
+    /// Fault every page in now, so first touches do not each take a page fault.
+    pub prefault: bool,
+}
+
+impl MapOptions {
+    /// A whole-section view with `access`.
+    pub fn new(access: MapAccess) -> MapOptions {
+        MapOptions {
+            access,
+            offset: 0,
+            len: 0,
+            address: None,
+            prefault: false,
+        }
+    }
+}
+
+impl Section {
+    /// Starts building a section (`CreateFileMapping`).
+    pub fn builder() -> SectionBuilder {
+        SectionBuilder {
+            name: None,
+            size: 0,
+            protection: PageProtection::ReadWrite,
+            large_pages: false,
+            reserve: false,
+            inherit: false,
+        }
+    }
+
+    /// Creates (or opens, if the name exists) a named read-write memory-backed
+    /// section of `size` bytes: the common case of named shared memory.
+    pub fn create(name: &str, size: u64) -> Result<Section> {
+        Section::builder().name(name).size(size).create()
+    }
+
+    /// Opens an existing section by name (`OpenFileMapping`) with `access`.
+    ///
+    /// Errors: no such name → `ERROR_FILE_NOT_FOUND`; the name is another type
+    /// of object → `ERROR_INVALID_HANDLE`.
+    pub fn open(name: &str, access: MapAccess) -> Result<Section> {
+        Section::open_with(name, access, false)
+    }
+
+    /// [`Section::open`] with the handle's inheritability.
+    pub fn open_with(name: &str, access: MapAccess, inherit: bool) -> Result<Section> {
+        let request = Request::Open {
+            object_type: ObjectType::Section,
+            name: name.to_owned(),
+            access: access.0,
+            inherit,
+        };
+        Section::from_reply(call(&request, None), || format!("opening section {name:?}"))
+    }
+
+    fn from_reply(
+        reply: Result<(Reply, Option<OwnedFd>, u64)>,
+        what: impl Fn() -> String,
+    ) -> Result<Section> {
+        let (reply, fd, generation) =
+            reply.map_err(|e| Error::new(e.code(), format!("{}: {}", what(), e.context())))?;
+        let (
+            Reply::Section(SectionGrant {
+                handle,
+                existed,
+                access,
+                info,
+            }),
+            Some(fd),
+        ) = (reply, fd)
+        else {
+            return Err(Error::new(
+                ERROR_INVALID_DATA,
+                format!("{}: the broker sent no section", what()),
+            ));
+        };
+        let protection = PageProtection::from_bits(info.protection).ok_or_else(|| {
+            Error::new(
+                ERROR_INVALID_DATA,
+                format!("{}: unknown protection", what()),
+            )
+        })?;
+        Ok(Section {
+            handle,
+            generation,
+            access: AccessMask(access),
+            size: info.size,
+            protection,
+            attributes: info.attributes,
+            file_backed: info.file_backed,
+            existed,
+            fd,
+            closed: false,
+        })
+    }
+
+    /// The handle value (valid in this process, as the broker's handle table says).
+    pub fn handle_value(&self) -> u32 {
+        self.handle.0
+    }
+
+    /// Whether creation found an existing section of that name (Windows:
+    /// `GetLastError() == ERROR_ALREADY_EXISTS` after `CreateFileMapping`).
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// The section's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The page protection it was created with.
+    pub fn protection(&self) -> PageProtection {
+        self.protection
+    }
+
+    /// Whether the section was created with `SEC_LARGE_PAGES`.
+    pub fn large_pages(&self) -> bool {
+        self.attributes & SEC_LARGE_PAGES != 0
+    }
+
+    /// Whether a file backs the section.
+    pub fn is_file_backed(&self) -> bool {
+        self.file_backed
+    }
+
+    /// The `FILE_MAP_*`/`SECTION_*` rights this handle grants.
+    pub fn access(&self) -> u32 {
+        self.access.0
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.closed || self.generation != connection::generation() {
+            return Err(Error::new(
+                ERROR_INVALID_HANDLE,
+                format!(
+                    "section handle {:#x} is not open in this process",
+                    self.handle.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maps the whole section with `access` (`MapViewOfFile(h, access, 0, 0, 0)`).
+    pub fn map(&self, access: MapAccess) -> Result<View> {
+        self.map_with(&MapOptions::new(access))
+    }
+
+    /// Maps a view (`MapViewOfFileEx`).
+    ///
+    /// Errors: `ERROR_MAPPED_ALIGNMENT` for an offset or address that is not a
+    /// multiple of 64 KiB; `ERROR_ACCESS_DENIED` for a right the handle lacks,
+    /// a protection the section does not allow, or a view past the end;
+    /// `ERROR_INVALID_PARAMETER` for no access at all or `len == 0` with the
+    /// offset at or past the end; `ERROR_INVALID_ADDRESS` when the address is
+    /// in use.
+    pub fn map_with(&self, options: &MapOptions) -> Result<View> {
+        self.check_live()?;
+        let what = || format!("mapping a view of section {:#x}", self.handle.0);
+        let kind = ViewKind::check(options.access.0, self.access, self.protection)
+            .map_err(|c| Error::new(c, what()))?;
+        let len = view_extent(self.size, options.offset, options.len)
+            .map_err(|c| Error::new(c, what()))?;
+        let len = usize::try_from(len).map_err(|_| Error::new(ERROR_NOT_ENOUGH_MEMORY, what()))?;
+        if let Some(address) = options.address
+            && address.as_ptr() as usize % ALLOCATION_GRANULARITY as usize != 0
+        {
+            return Err(Error::new(ERROR_MAPPED_ALIGNMENT, what()));
+        }
+        let mut prot = ProtFlags::READ;
+        if kind.write || kind.copy {
+            prot |= ProtFlags::WRITE;
+        }
+        if kind.execute {
+            prot |= ProtFlags::EXEC;
+        }
+        let request = MapRequest {
+            len,
+            offset: options.offset,
+            prot,
+            shared: !kind.copy,
+            address: options.address,
+            populate: options.prefault,
+        };
+        let ptr = sys::map(self.fd.as_fd(), &request).map_err(|e| match e {
+            rustix::io::Errno::EXIST => Error::new(
+                ERROR_INVALID_ADDRESS,
+                format!("{}: the address range is in use", what()),
+            ),
+            rustix::io::Errno::INVAL if self.large_pages() => Error::new(
+                ERROR_MAPPED_ALIGNMENT,
+                format!(
+                    "{}: large-page views need huge-page-aligned offsets",
+                    what()
+                ),
+            ),
+            e => Error::from_errno(e, what()),
+        })?;
+        Ok(View {
+            ptr,
+            len,
+            writable: kind.write || kind.copy,
+            file_backed: self.file_backed && !kind.copy,
+        })
+    }
+
+    /// Closes the handle (`CloseHandle`). When the last handle in any process
+    /// closes, the section is destroyed and its name is free again. Views
+    /// already mapped stay valid.
+    pub fn close(mut self) -> Result<()> {
+        self.close_handle()
+    }
+
+    fn close_handle(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if self.generation != connection::generation() {
+            // The broker session this handle belonged to is gone (or this is
+            // a forked child): the handle is already closed.
+            return Ok(());
+        }
+        call(
+            &Request::Close {
+                handle: self.handle,
+            },
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            Error::new(
+                e.code(),
+                format!(
+                    "closing section handle {:#x}: {}",
+                    self.handle.0,
+                    e.context()
+                ),
+            )
+        })
+    }
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        let _ = self.close_handle();
+    }
+}
+
+/// A mapped view of a section. Unmapped on drop (`UnmapViewOfFile`).
+///
+/// # Sharing memory safely
+/// The bytes of a view can be changed at any moment by another process (or
+/// another view), so this type never hands out `&[u8]`/`&mut [u8]` into them:
+/// a Rust reference would promise the compiler that nobody else writes. Use
+/// [`View::read_at`]/[`View::write_at`] (copies), the atomic accessors
+/// ([`View::atomic_u32`], [`View::atomic_u64`]) for words that several
+/// processes update, or the raw pointer with your own protocol. Coordinate
+/// access between processes with a lock or an event, exactly as on Windows.
+pub struct View {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    file_backed: bool,
+}
+
+// SAFETY: a View is an owned memory mapping; moving it to another thread or
+// sharing &View between threads only moves/shares the address, and every
+// access through &View is a raw copy or an atomic, never a Rust reference to
+// non-atomic shared bytes.
+unsafe impl Send for View {}
+// SAFETY: see above.
+unsafe impl Sync for View {}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl View {
+    /// The first byte of the view.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The view's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view is empty (never: views have at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether writes are allowed (`FILE_MAP_WRITE` or `FILE_MAP_COPY`).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn range(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::new(
+                ERROR_INVALID_PARAMETER,
+                format!("range {offset}+{len} is outside the {}-byte view", self.len),
+            )),
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the view.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.range(offset, buf.len())?;
+        // SAFETY: the range is inside the live mapping (checked above) and
+        // readable; `buf` is ours. Raw copies create no reference into shared
+        // memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copies `data` into the view at `offset`. Fails with
+    /// `ERROR_ACCESS_DENIED` on a read-only view (instead of a fault).
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(
+                ERROR_ACCESS_DENIED,
+                "writing to a read-only view",
+            ));
+        }
+        self.range(offset, data.len())?;
+        // SAFETY: the range is inside the live, writable mapping (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    fn atomic_ptr<T>(&self, offset: usize) -> Result<*mut T> {
+        self.range(offset, size_of::<T>())?;
+        if !(offset as u64).is_multiple_of(align_of::<T>() as u64) {
+            return Err(Error::new(
+                ERROR_MAPPED_ALIGNMENT,
+                format!("offset {offset} is not aligned for an atomic"),
+            ));
+        }
+        if !self.writable {
+            return Err(Error::new(
+                ERROR_ACCESS_DENIED,
+                "atomics need a writable view",
+            ));
+        }
+        // The view's base is page-aligned, so an aligned offset is an aligned address.
+        // SAFETY: offset + size_of::<T>() <= len, checked above.
+        Ok(unsafe { self.ptr.as_ptr().add(offset) }.cast())
+    }
+
+    /// The 32-bit word at `offset` (4-byte aligned) as an atomic shared with
+    /// every process that maps the section.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        let ptr = self.atomic_ptr::<AtomicU32>(offset)?;
+        // SAFETY: aligned, inside the writable mapping, which lives as long as
+        // &self; atomics are made for memory that others modify concurrently.
+        Ok(unsafe { &*ptr })
+    }
+
+    /// The 64-bit word at `offset` (8-byte aligned) as a shared atomic.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        let ptr = self.atomic_ptr::<AtomicU64>(offset)?;
+        // SAFETY: as for atomic_u32.
+        Ok(unsafe { &*ptr })
+    }
+
+    /// Writes the view's dirty pages to the file and waits (`FlushViewOfFile`
+    /// followed by waiting for the write, which Windows leaves to
+    /// `FlushFileBuffers`). Memory-backed views have nothing to flush.
+    pub fn flush(&self) -> Result<()> {
+        self.flush_range(0, self.len)
+    }
+
+    /// Flushes `len` bytes from `offset` (rounded out to whole pages).
+    pub fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+        self.range(offset, len)?;
+        if !self.file_backed || len == 0 {
+            return Ok(());
+        }
+        let start = offset - offset % PAGE_SIZE as usize;
+        // SAFETY: start <= offset < len, so the pointer stays inside the mapping.
+        let ptr = unsafe { self.ptr.add(start) };
+        sys::sync(ptr, offset + len - start).map_err(|e| Error::from_errno(e, "flushing a view"))
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len describe the mapping made in map_with, owned by this
+        // View and unmapped only here.
+        unsafe { sys::unmap(self.ptr, self.len) };
+    }
+}

@@ -1,0 +1,81 @@
+//! The client's only `unsafe` code: creating and removing memory mappings.
+//!
+//! Everything else in the crate is safe Rust over these functions and
+//! rustix. The rules they rely on are stated once here: a mapping created by
+//! [`map`] is owned by the caller, who must pass it to [`unmap`] exactly once
+//! and must not use the range after that.
+
+use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+
+/// How to map.
+#[derive(Clone, Copy, Debug)]
+pub struct MapRequest {
+    pub len: usize,
+    pub offset: u64,
+    pub prot: ProtFlags,
+    /// Shared (`MAP_SHARED`) or private copy-on-write (`MAP_PRIVATE`).
+    pub shared: bool,
+    /// Map exactly here, never replacing an existing mapping.
+    pub address: Option<NonNull<u8>>,
+    /// Fault every page in now (`MAP_POPULATE`).
+    pub populate: bool,
+}
+
+/// Maps `req.len` bytes of `fd` at `req.offset`.
+///
+/// With an address, `MAP_FIXED_NOREPLACE` guarantees that an existing mapping
+/// is never replaced: the kernel fails with `EEXIST` instead.
+pub fn map(fd: BorrowedFd<'_>, req: &MapRequest) -> rustix::io::Result<NonNull<u8>> {
+    let mut flags = if req.shared {
+        MapFlags::SHARED
+    } else {
+        MapFlags::PRIVATE
+    };
+    if req.address.is_some() {
+        flags |= MapFlags::FIXED_NOREPLACE;
+    }
+    if req.populate {
+        flags |= MapFlags::POPULATE;
+    }
+    let hint = req
+        .address
+        .map_or(std::ptr::null_mut(), |p| p.as_ptr().cast());
+    // SAFETY: the kernel picks the range, or we asked for MAP_FIXED_NOREPLACE,
+    // which never replaces an existing mapping; either way no memory this
+    // process already uses is affected. The new mapping is returned to the
+    // caller, who owns it.
+    let ptr = unsafe { rustix::mm::mmap(hint, req.len, req.prot, flags, fd, req.offset)? };
+    let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
+    if let Some(wanted) = req.address
+        && wanted != ptr
+    {
+        // A kernel older than 4.17 treats MAP_FIXED_NOREPLACE as a hint.
+        // SAFETY: we just created this mapping and nobody else has seen it.
+        unsafe { unmap(ptr, req.len) };
+        return Err(rustix::io::Errno::EXIST);
+    }
+    Ok(ptr)
+}
+
+/// Removes a mapping made by [`map`].
+///
+/// # Safety
+/// `ptr..ptr+len` must be a mapping made by [`map`] that has not been
+/// unmapped, and nothing may use it afterwards.
+pub unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller guarantees the range is a live mapping it owns and
+    // will not touch again. munmap of a valid range cannot fail.
+    let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// Writes dirty pages in `ptr..ptr+len` back to the file and waits for it.
+///
+/// `ptr` must be page-aligned; the range must lie within one live mapping
+/// (the kernel checks and fails with `ENOMEM` otherwise, touching nothing).
+pub fn sync(ptr: NonNull<u8>, len: usize) -> rustix::io::Result<()> {
+    // SAFETY: msync only reads the page tables of the range; on a range that
+    // is not mapped it fails with ENOMEM instead of touching memory.
+    unsafe { rustix::mm::msync(ptr.as_ptr().cast(), len, MsyncFlags::SYNC) }
+}

@@ -1,0 +1,529 @@
+//! The broker's state: the namespace, the objects with their handle counts,
+//! and every connected process's handle table. No I/O happens here beyond what
+//! creating an object needs; the server loop feeds it decoded requests.
+//!
+//! # Invariants
+//! - An object's `handle_count` equals the number of handle-table entries, in
+//!   all processes, that refer to it; it is destroyed (and its name freed) when
+//!   the count reaches zero.
+//! - `names` maps a path to an object if and only if that object is alive and
+//!   was created with that path.
+
+use objmgr_proto::ObjectName;
+use objmgr_proto::access::{AccessMask, ObjectType, SECTION_MAP_WRITE};
+use objmgr_proto::error::*;
+use objmgr_proto::section::parse_protection;
+use objmgr_proto::wire::{
+    BrokerStatus, Handle, MAX_LIST_ENTRIES, ObjectEntry, Opcode, PROTOCOL_VERSION, Reply, Request,
+    SectionGrant,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::Failure;
+use crate::section::Section;
+
+/// The session number `Local\` names live under (one per-user broker = one session).
+pub const SESSION: u32 = 1;
+/// Most handles one process may hold (Windows allows about 2^24).
+pub const MAX_HANDLES_PER_PROCESS: usize = 1 << 24;
+
+/// Identifies a connected process for as long as its connection lives.
+pub type ClientId = u64;
+type ObjectId = u64;
+
+#[derive(Debug)]
+enum Body {
+    Section(Section),
+}
+
+#[derive(Debug)]
+struct Object {
+    object_type: ObjectType,
+    /// Full namespace path, for named objects.
+    path: Option<String>,
+    handle_count: u32,
+    body: Body,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HandleEntry {
+    object: ObjectId,
+    access: AccessMask,
+    #[expect(
+        dead_code,
+        reason = "recorded now; read by handle inheritance and `objmgr handles`"
+    )]
+    inherit: bool,
+}
+
+/// One process's handle table. Values are multiples of 4 starting at 4, as on
+/// Windows; freed values are reused lowest-first.
+#[derive(Debug, Default)]
+struct HandleTable {
+    slots: Vec<Option<HandleEntry>>,
+    free: std::collections::BTreeSet<usize>,
+    live: usize,
+}
+
+impl HandleTable {
+    fn insert(&mut self, entry: HandleEntry) -> Result<Handle, Failure> {
+        let index = match self.free.pop_first() {
+            Some(index) => index,
+            None => {
+                if self.slots.len() >= MAX_HANDLES_PER_PROCESS {
+                    return Err(Failure::new(
+                        ERROR_NO_SYSTEM_RESOURCES,
+                        "the process's handle table is full",
+                    ));
+                }
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.slots[index] = Some(entry);
+        self.live += 1;
+        Ok(Handle(((index + 1) * 4) as u32))
+    }
+
+    fn index(handle: Handle) -> Option<usize> {
+        let v = handle.0 as usize;
+        (v != 0 && v % 4 == 0).then(|| v / 4 - 1)
+    }
+
+    fn get(&self, handle: Handle) -> Option<&HandleEntry> {
+        self.slots.get(Self::index(handle)?)?.as_ref()
+    }
+
+    fn remove(&mut self, handle: Handle) -> Option<HandleEntry> {
+        let index = Self::index(handle)?;
+        let entry = self.slots.get_mut(index)?.take()?;
+        self.free.insert(index);
+        self.live -= 1;
+        Some(entry)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = HandleEntry> + '_ {
+        self.free.clear();
+        self.live = 0;
+        self.slots.drain(..).flatten()
+    }
+}
+
+/// A connected process.
+#[derive(Debug)]
+pub struct Client {
+    pub pid: u32,
+    pub uid: u32,
+    /// Set once the `Hello` exchange succeeded.
+    pub greeted: bool,
+    handles: HandleTable,
+}
+
+/// What a request produced: a reply and possibly an fd to attach.
+#[derive(Debug)]
+pub struct Outcome {
+    pub reply: Reply,
+    pub fd: Option<Rc<OwnedFd>>,
+    /// The broker should exit after sending this reply.
+    pub shutdown: bool,
+}
+
+impl Outcome {
+    fn reply(reply: Reply) -> Outcome {
+        Outcome {
+            reply,
+            fd: None,
+            shutdown: false,
+        }
+    }
+}
+
+/// The whole broker state.
+#[derive(Debug)]
+pub struct Broker {
+    objects: HashMap<ObjectId, Object>,
+    names: BTreeMap<String, ObjectId>,
+    clients: HashMap<ClientId, Client>,
+    next_object: ObjectId,
+    started: Instant,
+    requests: [u64; Opcode::ALL.len()],
+    /// Socket path, for status.
+    pub socket: String,
+    /// Idle timeout in ms (0 = never), for status.
+    pub idle_timeout_ms: u64,
+}
+
+impl Broker {
+    pub fn new(socket: String, idle_timeout_ms: u64) -> Broker {
+        Broker {
+            objects: HashMap::new(),
+            names: BTreeMap::new(),
+            clients: HashMap::new(),
+            next_object: 1,
+            started: Instant::now(),
+            requests: [0; Opcode::ALL.len()],
+            socket,
+            idle_timeout_ms,
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn add_client(&mut self, id: ClientId, pid: u32, uid: u32) {
+        self.clients.insert(
+            id,
+            Client {
+                pid,
+                uid,
+                greeted: false,
+                handles: HandleTable::default(),
+            },
+        );
+    }
+
+    /// Forgets a process: every handle it held is closed, as when a Windows
+    /// process exits (or is killed).
+    pub fn remove_client(&mut self, id: ClientId) {
+        let Some(mut client) = self.clients.remove(&id) else {
+            return;
+        };
+        let entries: Vec<HandleEntry> = client.handles.drain().collect();
+        for entry in entries {
+            self.release(entry.object);
+        }
+    }
+
+    /// Drops one reference; destroys the object at zero.
+    fn release(&mut self, id: ObjectId) {
+        let Some(object) = self.objects.get_mut(&id) else {
+            return;
+        };
+        object.handle_count -= 1;
+        if object.handle_count == 0 {
+            let object = self.objects.remove(&id).expect("object present");
+            if let Some(path) = object.path {
+                self.names.remove(&path);
+            }
+        }
+    }
+
+    fn client(&mut self, id: ClientId) -> &mut Client {
+        self.clients
+            .get_mut(&id)
+            .expect("requests come from connected clients")
+    }
+
+    /// Serves one request from client `id`. `fds` are the descriptors that
+    /// came with it (already checked to be at most `MAX_FDS_PER_MESSAGE`).
+    pub fn handle(
+        &mut self,
+        id: ClientId,
+        request: Request,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        self.requests[Opcode::ALL
+            .iter()
+            .position(|op| *op == request.opcode())
+            .expect("opcode listed")] += 1;
+        let greeted = self.client(id).greeted;
+        let expects_fd = matches!(
+            request,
+            Request::CreateSection {
+                from_file: true,
+                ..
+            }
+        );
+        if fds.len() != usize::from(expects_fd) {
+            return Err(Failure::protocol(
+                "wrong number of file descriptors attached",
+            ));
+        }
+        match request {
+            Request::Hello { version } => {
+                if greeted {
+                    return Err(Failure::protocol("second Hello"));
+                }
+                if version != PROTOCOL_VERSION {
+                    return Err(Failure {
+                        code: ERROR_REVISION_MISMATCH,
+                        context: format!(
+                            "client speaks protocol {version}, broker speaks {PROTOCOL_VERSION}"
+                        ),
+                        disconnect: true,
+                    });
+                }
+                self.client(id).greeted = true;
+                Ok(Outcome::reply(Reply::Hello {
+                    version: PROTOCOL_VERSION,
+                    broker_pid: std::process::id(),
+                    session: SESSION,
+                }))
+            }
+            _ if !greeted => Err(Failure::protocol("request before Hello")),
+            Request::CreateSection {
+                name,
+                protection,
+                size,
+                inherit,
+                from_file,
+            } => {
+                let file = if from_file { fds.pop() } else { None };
+                self.create_section(id, &name, protection, size, inherit, file)
+            }
+            Request::Open {
+                object_type,
+                name,
+                access,
+                inherit,
+            } => self.open(id, object_type, &name, access, inherit),
+            Request::Close { handle } => {
+                let entry = self.client(id).handles.remove(handle).ok_or_else(|| {
+                    Failure::new(
+                        ERROR_INVALID_HANDLE,
+                        format!("handle {:#x} is not open", handle.0),
+                    )
+                })?;
+                self.release(entry.object);
+                Ok(Outcome::reply(Reply::Done))
+            }
+            Request::QuerySection { handle } => {
+                let entry = *self.client(id).handles.get(handle).ok_or_else(|| {
+                    Failure::new(
+                        ERROR_INVALID_HANDLE,
+                        format!("handle {:#x} is not open", handle.0),
+                    )
+                })?;
+                self.section_grant(entry.object, handle, entry.access, false)
+            }
+            Request::ListObjects { after, limit } => {
+                let limit = limit.clamp(1, MAX_LIST_ENTRIES) as usize;
+                let range = self.names.range::<String, _>((
+                    std::ops::Bound::Excluded(&after),
+                    std::ops::Bound::Unbounded,
+                ));
+                let mut entries = Vec::with_capacity(limit);
+                let mut more = false;
+                for (_, oid) in range {
+                    if entries.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    entries.push(self.entry(*oid));
+                }
+                Ok(Outcome::reply(Reply::Objects { entries, more }))
+            }
+            Request::StatObject { name } => {
+                let path = if name.starts_with('\\') {
+                    name
+                } else {
+                    let parsed = ObjectName::parse(&name)
+                        .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?
+                        .ok_or_else(|| Failure::new(ERROR_INVALID_NAME, "empty object name"))?;
+                    parsed.path(SESSION)
+                };
+                let oid = *self.names.get(&path).ok_or_else(|| {
+                    Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}"))
+                })?;
+                Ok(Outcome::reply(Reply::Object(self.entry(oid))))
+            }
+            Request::Status => Ok(Outcome::reply(Reply::Status(self.status()))),
+            Request::Shutdown => Ok(Outcome {
+                reply: Reply::Done,
+                fd: None,
+                shutdown: true,
+            }),
+        }
+    }
+
+    fn create_section(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        fl_protect: u32,
+        size: u64,
+        inherit: bool,
+        file: Option<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        let (protection, attributes) = parse_protection(fl_protect)
+            .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
+        let parsed = ObjectName::parse(name)
+            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
+        let path = parsed.map(|n| n.path(SESSION));
+        let access = AccessMask(protection.creator_access());
+        if let Some(path) = &path
+            && let Some(&existing) = self.names.get(path)
+        {
+            let object_type = self.objects[&existing].object_type;
+            if object_type != ObjectType::Section {
+                return Err(Failure::new(
+                    ERROR_INVALID_HANDLE,
+                    format!("{path} is a {object_type}, not a section"),
+                ));
+            }
+            // As on Windows: the existing object, whatever size and protection
+            // were asked for now.
+            return self.grant(id, existing, access, inherit, true);
+        }
+        let section = match file {
+            None => Section::new_anonymous(size, protection, attributes)?,
+            Some(fd) => Section::new_file_backed(fd, size, protection, attributes)?,
+        };
+        let oid = self.insert_object(ObjectType::Section, path, Body::Section(section));
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    fn insert_object(
+        &mut self,
+        object_type: ObjectType,
+        path: Option<String>,
+        body: Body,
+    ) -> ObjectId {
+        let oid = self.next_object;
+        self.next_object += 1;
+        if let Some(path) = &path {
+            self.names.insert(path.clone(), oid);
+        }
+        // handle_count starts at 0; grant() adds the creator's handle.
+        self.objects.insert(
+            oid,
+            Object {
+                object_type,
+                path,
+                handle_count: 0,
+                body,
+            },
+        );
+        oid
+    }
+
+    fn open(
+        &mut self,
+        id: ClientId,
+        object_type: ObjectType,
+        name: &str,
+        access: u32,
+        inherit: bool,
+    ) -> Result<Outcome, Failure> {
+        let parsed = ObjectName::parse(name)
+            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
+        let Some(parsed) = parsed else {
+            // The empty name names the directory itself, which is not of the type asked for.
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                "the empty name is not an object",
+            ));
+        };
+        let path = parsed.path(SESSION);
+        let oid = *self
+            .names
+            .get(&path)
+            .ok_or_else(|| Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}")))?;
+        let found = self.objects[&oid].object_type;
+        if found != object_type {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!("{path} is a {found}, not a {object_type}"),
+            ));
+        }
+        // A per-user broker serves one uid, the owner of every object, whom the
+        // default security descriptor grants everything: any requested right is granted.
+        let access = object_type.map_generic(access);
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// Adds a handle to `oid` in client `id`'s table and builds the reply.
+    fn grant(
+        &mut self,
+        id: ClientId,
+        oid: ObjectId,
+        access: AccessMask,
+        inherit: bool,
+        existed: bool,
+    ) -> Result<Outcome, Failure> {
+        let handle = self.client(id).handles.insert(HandleEntry {
+            object: oid,
+            access,
+            inherit,
+        })?;
+        self.objects
+            .get_mut(&oid)
+            .expect("object present")
+            .handle_count += 1;
+        match self.section_grant(oid, handle, access, existed) {
+            Ok(outcome) => Ok(outcome),
+            Err(failure) => {
+                // Undo: the caller must not be left with a handle it never learned of.
+                self.client(id).handles.remove(handle);
+                self.release(oid);
+                Err(failure)
+            }
+        }
+    }
+
+    fn section_grant(
+        &self,
+        oid: ObjectId,
+        handle: Handle,
+        access: AccessMask,
+        existed: bool,
+    ) -> Result<Outcome, Failure> {
+        let Body::Section(section) = &self.objects[&oid].body;
+        let fd = section.fd_for(access.contains(SECTION_MAP_WRITE))?;
+        Ok(Outcome {
+            reply: Reply::Section(SectionGrant {
+                handle,
+                existed,
+                access: access.0,
+                info: section.info(),
+            }),
+            fd: Some(fd),
+            shutdown: false,
+        })
+    }
+
+    fn entry(&self, oid: ObjectId) -> ObjectEntry {
+        let object = &self.objects[&oid];
+        let Body::Section(section) = &object.body;
+        let mut properties = vec![
+            (
+                "protection".to_owned(),
+                section.protection.name().to_owned(),
+            ),
+            ("backing".to_owned(), section.backing()),
+        ];
+        if section.attributes.large_pages {
+            properties.push(("large_pages".to_owned(), "yes".to_owned()));
+        }
+        ObjectEntry {
+            path: object.path.clone().unwrap_or_default(),
+            object_type: object.object_type,
+            handle_count: object.handle_count,
+            size: section.size,
+            properties,
+        }
+    }
+
+    pub fn status(&self) -> BrokerStatus {
+        BrokerStatus {
+            pid: std::process::id(),
+            protocol_version: PROTOCOL_VERSION,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            socket: self.socket.clone(),
+            clients: self.clients.len() as u32,
+            objects: self.objects.len() as u32,
+            named_objects: self.names.len() as u32,
+            handles: self.clients.values().map(|c| c.handles.live as u64).sum(),
+            idle_timeout_ms: self.idle_timeout_ms,
+            requests: Opcode::ALL
+                .iter()
+                .zip(self.requests)
+                .map(|(op, n)| (op.name().to_owned(), n))
+                .collect(),
+        }
+    }
+}

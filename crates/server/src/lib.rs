@@ -1,0 +1,261 @@
+//! `objmgrd`, the objmgr broker: the control plane that plays the part of the
+//! NT object manager. It owns the one namespace, the objects and their handle
+//! counts, and every connected process's handle table; it hands out the fds
+//! behind sections; and it notices a process's death by its connection
+//! closing, closing all of that process's handles.
+//!
+//! It never touches the data plane: mapping views and (later) waiting and
+//! signalling happen in the clients without it.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod section;
+pub mod server;
+
+use objmgr_proto::Win32Error;
+use objmgr_proto::error::ERROR_INVALID_DATA;
+use objmgr_proto::rendezvous::{self, SocketLocation};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+/// How long a per-user broker waits with no client before it exits.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A failed request: the Win32 code the client reports, with context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Win32Error,
+    pub context: String,
+    /// The client broke the protocol; drop its connection after replying.
+    pub disconnect: bool,
+}
+
+impl Failure {
+    pub fn new(code: Win32Error, context: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            context: context.into(),
+            disconnect: false,
+        }
+    }
+
+    pub fn protocol(context: &str) -> Failure {
+        Failure {
+            code: ERROR_INVALID_DATA,
+            context: format!("protocol violation: {context}"),
+            disconnect: true,
+        }
+    }
+}
+
+/// Broker settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub location: SocketLocation,
+    /// Exit after this long without clients; `None` = serve until told to stop.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Config {
+    fn socket_dir(&self) -> PathBuf {
+        self.location
+            .socket
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
+
+Runs the objmgr broker in the foreground (or, with --daemon, detached, returning
+once it accepts connections). Clients start it on demand; running it by hand is
+only needed for a broker that never idles out.
+
+  --socket PATH         socket to listen on (default: $OBJMGR_SOCKET, else
+                        $XDG_RUNTIME_DIR/objmgr/broker.sock, else /tmp/objmgr-$UID/broker.sock)
+  --idle-timeout MS     exit after MS milliseconds without clients (default 10000;
+                        $OBJMGR_IDLE_TIMEOUT_MS); 'never' to serve until stopped
+  --daemon              detach, and exit 0 once the broker is ready";
+
+/// Entry point of the `objmgrd` binary.
+pub fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut socket: Option<PathBuf> = None;
+    let mut daemon = false;
+    let mut idle = std::env::var("OBJMGR_IDLE_TIMEOUT_MS").ok();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--socket" => socket = args.next().map(PathBuf::from),
+            "--idle-timeout" => idle = args.next(),
+            "--daemon" => daemon = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("objmgrd: unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let idle_timeout = match idle.as_deref() {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some("never") => None,
+        Some(ms) => match ms.parse::<u64>() {
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => {
+                eprintln!("objmgrd: --idle-timeout takes milliseconds or 'never', not {ms:?}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let location = match socket {
+        Some(path) => SocketLocation {
+            socket: path,
+            is_default: false,
+        },
+        None => rendezvous::socket_location(
+            std::env::var_os(rendezvous::SOCKET_ENV),
+            std::env::var_os("XDG_RUNTIME_DIR"),
+            rustix::process::getuid().as_raw(),
+        ),
+    };
+    let config = Config {
+        location,
+        idle_timeout,
+    };
+    if daemon {
+        return spawn_detached(&config);
+    }
+    match run(&config, true) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("objmgrd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The readiness line a foreground broker prints on stdout once it listens.
+pub const READY_LINE: &str = "objmgrd ready";
+/// What it prints instead when another broker already serves the socket.
+pub const ALREADY_RUNNING_LINE: &str = "objmgrd already running";
+
+/// Starts a broker as a detached process (its own process group, stdio on
+/// /dev/null) and returns once it listens. The broker is a grandchild of the
+/// caller's caller, so it is reaped by init, never left a zombie.
+fn spawn_detached(config: &Config) -> ExitCode {
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("objmgrd: cannot find own executable");
+        return ExitCode::FAILURE;
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("--socket").arg(&config.location.socket);
+    match config.idle_timeout {
+        Some(t) => cmd.arg("--idle-timeout").arg(t.as_millis().to_string()),
+        None => cmd.arg("--idle-timeout").arg("never"),
+    };
+    if config.location.is_default {
+        // Let the child know it owns the default directory.
+        cmd.env_remove(rendezvous::SOCKET_ENV)
+            .env("OBJMGR_DEFAULT_DIR", "1");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("objmgrd: cannot start broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = String::new();
+    let _ = child.stdout.take().expect("piped").read_to_string(&mut out);
+    if out.contains(READY_LINE) || out.contains(ALREADY_RUNNING_LINE) {
+        // The broker keeps running; it closed its stdout and stderr once ready.
+        return ExitCode::SUCCESS;
+    }
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+    let _ = child.wait();
+    eprintln!("objmgrd: broker failed to start: {}", err.trim());
+    ExitCode::FAILURE
+}
+
+/// Raises the fd limit as far as allowed: the broker holds one fd per section.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let current = getrlimit(Resource::Nofile);
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(max) = nr_open
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(max),
+                maximum: Some(max),
+            },
+        )
+        .is_ok()
+    {
+        return;
+    }
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: current.maximum,
+            maximum: current.maximum,
+        },
+    );
+}
+
+/// Binds, announces readiness, and serves until shutdown or idle exit.
+pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
+    let owns_default_dir =
+        config.location.is_default || std::env::var_os("OBJMGR_DEFAULT_DIR").is_some();
+    let dir = config.socket_dir();
+    if owns_default_dir {
+        rendezvous::prepare_default_dir(&dir)?;
+    }
+    raise_fd_limit();
+    let listener = match server::bind(&config.location.socket)? {
+        server::Bound::Listening(listener) => listener,
+        server::Bound::AlreadyRunning => {
+            if announce {
+                println!("{ALREADY_RUNNING_LINE}");
+            }
+            return Ok(());
+        }
+    };
+    if announce {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{READY_LINE}");
+        let _ = stdout.flush();
+        drop(stdout);
+        // Detach from whoever waited for readiness: nothing more goes to stdout/stderr.
+        if let Ok(null) = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR,
+            rustix::fs::Mode::empty(),
+        ) {
+            let _ = rustix::stdio::dup2_stdout(&null);
+            let _ = rustix::stdio::dup2_stderr(&null);
+        }
+    }
+    let exit_lock = || rendezvous::lock_dir(&dir).ok().flatten();
+    let held_lock = server::serve(listener, config, &exit_lock)?;
+    if owns_default_dir {
+        // Leave nothing behind: the directory goes when it is empty, while the
+        // rendezvous lock keeps clients from starting a broker in it meanwhile.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    drop(held_lock);
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Section objects: the memory or file behind a file-mapping object, and the
+//! fds the broker hands out for it.
+//!
+//! A paging-file-backed section is a `memfd` sized at creation and sealed
+//! against shrinking and growing, so no view can ever take `SIGBUS` because
+//! someone truncated it. A file-backed section holds the fd the creator
+//! passed. Either way the broker keeps a read-write fd to itself and gives a
+//! handle without write access a read-only fd, opened afresh through
+//! `/proc/self/fd`, so that the kernel refuses writable views too.
+
+use objmgr_proto::error::*;
+use objmgr_proto::section::{PageProtection, SectionAttributes};
+use objmgr_proto::wire::SectionInfo;
+use rustix::fs::{self, FileType, MemfdFlags, Mode, OFlags, SealFlags};
+use std::cell::OnceCell;
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
+
+use crate::Failure;
+
+/// A live section.
+#[derive(Debug)]
+pub struct Section {
+    pub size: u64,
+    pub protection: PageProtection,
+    pub attributes: SectionAttributes,
+    pub file_backed: bool,
+    /// The fd behind the section, with the most access the section allows.
+    base: Rc<OwnedFd>,
+    /// Whether `base` is writable (else it is already read-only).
+    base_writable: bool,
+    /// A read-only reopening of `base`, made on first need.
+    read_only: OnceCell<Rc<OwnedFd>>,
+}
+
+fn errno(e: rustix::io::Errno) -> Win32Error {
+    Win32Error::from_errno(e.raw_os_error())
+}
+
+/// The huge page size the kernel uses for `MFD_HUGETLB`, if it has huge pages.
+fn huge_page_size() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl Section {
+    /// Creates a paging-file-backed section of `size` bytes.
+    pub fn new_anonymous(
+        size: u64,
+        protection: PageProtection,
+        attributes: SectionAttributes,
+    ) -> Result<Section, Failure> {
+        if size == 0 {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                "a paging-file-backed section needs a size greater than zero",
+            ));
+        }
+        if size > i64::MAX as u64 {
+            return Err(Failure::new(
+                ERROR_NOT_ENOUGH_MEMORY,
+                "section size too large",
+            ));
+        }
+        let mut flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        if attributes.large_pages {
+            let Some(huge) = huge_page_size() else {
+                return Err(Failure::new(
+                    ERROR_NOT_SUPPORTED,
+                    "SEC_LARGE_PAGES: this kernel has no huge pages",
+                ));
+            };
+            if size % huge != 0 {
+                return Err(Failure::new(
+                    ERROR_INVALID_PARAMETER,
+                    format!(
+                        "SEC_LARGE_PAGES: size must be a multiple of the large page size ({huge} bytes)"
+                    ),
+                ));
+            }
+            flags |= MemfdFlags::HUGETLB;
+        }
+        let fd = fs::memfd_create("objmgr-section", flags)
+            .map_err(|e| Failure::new(errno(e), "memfd_create for a paging-file-backed section"))?;
+        fs::ftruncate(&fd, size)
+            .map_err(|e| Failure::new(errno(e), "sizing a paging-file-backed section"))?;
+        if attributes.large_pages {
+            // Large-page sections are committed up front, as on Windows: take the
+            // huge pages now so that a view can never fault for want of one.
+            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, size).map_err(|_| {
+                Failure::new(
+                    ERROR_NO_SYSTEM_RESOURCES,
+                    "SEC_LARGE_PAGES: not enough free huge pages (see /proc/sys/vm/nr_hugepages)",
+                )
+            })?;
+        }
+        fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            .map_err(|e| Failure::new(errno(e), "sealing a paging-file-backed section"))?;
+        Ok(Section {
+            size,
+            protection,
+            attributes,
+            file_backed: false,
+            base: Rc::new(fd),
+            base_writable: true,
+            read_only: OnceCell::new(),
+        })
+    }
+
+    /// Creates a section over the file behind `file`, as `CreateFileMapping`
+    /// does with a file handle.
+    pub fn new_file_backed(
+        file: OwnedFd,
+        size: u64,
+        protection: PageProtection,
+        attributes: SectionAttributes,
+    ) -> Result<Section, Failure> {
+        if attributes.large_pages {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                "SEC_LARGE_PAGES applies only to paging-file-backed sections",
+            ));
+        }
+        let stat = fs::fstat(&file).map_err(|e| Failure::new(errno(e), "fstat of the file"))?;
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        if !matches!(file_type, FileType::RegularFile | FileType::BlockDevice) {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                "the handle is not a file that can be mapped",
+            ));
+        }
+        let mode = fs::fcntl_getfl(&file).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        let access = mode & OFlags::RWMODE;
+        let readable = access == OFlags::RDONLY || access == OFlags::RDWR;
+        let writable = access == OFlags::RDWR;
+        if !readable || (protection.allows_shared_write() && !writable) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "the file was not opened with the access {} needs",
+                    protection.name()
+                ),
+            ));
+        }
+        let file_size = stat.st_size as u64;
+        let size = if size == 0 {
+            if file_size == 0 {
+                return Err(Failure::new(
+                    ERROR_FILE_INVALID,
+                    "cannot map a zero-length file with a size of zero",
+                ));
+            }
+            file_size
+        } else {
+            size
+        };
+        if size > file_size {
+            if !protection.allows_shared_write() {
+                return Err(Failure::new(
+                    ERROR_NOT_ENOUGH_MEMORY,
+                    "the section is larger than the file and its protection cannot extend it",
+                ));
+            }
+            if size > i64::MAX as u64 {
+                return Err(Failure::new(
+                    ERROR_NOT_ENOUGH_MEMORY,
+                    "section size too large",
+                ));
+            }
+            fs::ftruncate(&file, size)
+                .map_err(|e| Failure::new(errno(e), "extending the file to the section size"))?;
+        }
+        Ok(Section {
+            size,
+            protection,
+            attributes,
+            file_backed: true,
+            base: Rc::new(file),
+            base_writable: writable,
+            read_only: OnceCell::new(),
+        })
+    }
+
+    /// What a client needs to map the section.
+    pub fn info(&self) -> SectionInfo {
+        SectionInfo {
+            size: self.size,
+            protection: self.protection.bits(),
+            attributes: self.attributes.bits(),
+            file_backed: self.file_backed,
+        }
+    }
+
+    /// The fd a handle with write access (`may_write`) or without it receives.
+    pub fn fd_for(&self, may_write: bool) -> Result<Rc<OwnedFd>, Failure> {
+        if (may_write && self.protection.allows_shared_write()) || !self.base_writable {
+            return Ok(self.base.clone());
+        }
+        if let Some(fd) = self.read_only.get() {
+            return Ok(fd.clone());
+        }
+        let path = format!(
+            "/proc/self/fd/{}",
+            rustix::fd::AsRawFd::as_raw_fd(&*self.base)
+        );
+        let fd = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Failure::new(errno(e), "reopening the section read-only"))?;
+        let fd = Rc::new(fd);
+        let _ = self.read_only.set(fd.clone());
+        Ok(fd)
+    }
+
+    /// Where the pages come from, for `objmgr stat`.
+    pub fn backing(&self) -> String {
+        if !self.file_backed {
+            return "paging file".to_owned();
+        }
+        let link = format!(
+            "/proc/self/fd/{}",
+            rustix::fd::AsRawFd::as_raw_fd(&*self.base)
+        );
+        match std::fs::read_link(link) {
+            Ok(path) => format!("file {}", path.display()),
+            Err(_) => "file".to_owned(),
+        }
+    }
+
+    /// The fd as a borrowed handle (for diagnostics).
+    pub fn base_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.base.as_fd()
+    }
+}

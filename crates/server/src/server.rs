@@ -1,0 +1,348 @@
+//! The broker's event loop: accepts connections, checks peers, reads
+//! requests, writes replies (with fds), notices clients that go away, and
+//! exits when asked or when idle.
+//!
+//! One thread, one `epoll`: every request is small and never blocks, so the
+//! loop needs no locks, and a misbehaving client can only get itself
+//! disconnected.
+
+use objmgr_proto::wire::{MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, Request, encode_reply};
+use rustix::event::epoll;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{
+    self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::collections::HashMap;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::broker::{Broker, ClientId};
+use crate::{Config, Failure};
+
+const LISTENER: u64 = 0;
+
+/// A bound, listening broker socket.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// The outcome of trying to bind the broker socket.
+#[derive(Debug)]
+pub enum Bound {
+    Listening(Listener),
+    /// Another broker answers on that socket already.
+    AlreadyRunning,
+}
+
+fn seqpacket_socket() -> rustix::io::Result<OwnedFd> {
+    net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+}
+
+/// Binds and listens on `path`, replacing a stale socket file left by a dead
+/// broker but never one that a live broker answers on.
+pub fn bind(path: &Path) -> std::io::Result<Bound> {
+    let addr = SocketAddrUnix::new(path)?;
+    for _ in 0..2 {
+        let fd = seqpacket_socket()?;
+        match net::bind(&fd, &addr) {
+            Ok(()) => {
+                net::listen(&fd, 128)?;
+                return Ok(Bound::Listening(Listener {
+                    fd,
+                    path: path.to_owned(),
+                }));
+            }
+            Err(Errno::ADDRINUSE) => {
+                let probe = net::socket_with(
+                    AddressFamily::UNIX,
+                    SocketType::SEQPACKET,
+                    SocketFlags::CLOEXEC,
+                    None,
+                )?;
+                if net::connect(&probe, &addr).is_ok() {
+                    return Ok(Bound::AlreadyRunning);
+                }
+                // Nobody answers: a broker died without cleaning up.
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "cannot bind {}",
+        path.display()
+    )))
+}
+
+struct Connection {
+    fd: OwnedFd,
+}
+
+/// Runs the loop until shutdown or idle exit. On the way out it takes the
+/// rendezvous lock with `exit_lock`, removes the socket file, and returns the
+/// lock still held so the caller can finish cleaning up under it.
+pub fn serve(
+    listener: Listener,
+    config: &Config,
+    exit_lock: &dyn Fn() -> Option<OwnedFd>,
+) -> std::io::Result<Option<OwnedFd>> {
+    let epoll_fd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &epoll_fd,
+        &listener.fd,
+        epoll::EventData::new_u64(LISTENER),
+        epoll::EventFlags::IN,
+    )?;
+    let idle_ms = config
+        .idle_timeout
+        .map_or(0, |d| d.as_millis().max(1) as u64);
+    let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
+    let mut connections: HashMap<ClientId, Connection> = HashMap::new();
+    let mut next_client: ClientId = 1;
+    let mut idle_since = Some(Instant::now());
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    let mut recv_buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+    let my_uid = rustix::process::getuid().as_raw();
+    let held_lock;
+
+    loop {
+        let timeout = match (config.idle_timeout, idle_since) {
+            (Some(limit), Some(since)) => {
+                let left = limit.saturating_sub(since.elapsed());
+                Some(
+                    rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
+                        tv_sec: 1,
+                        tv_nsec: 0,
+                    }),
+                )
+            }
+            _ => None,
+        };
+        events.clear();
+        match epoll::wait(
+            &epoll_fd,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout.as_ref(),
+        ) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let mut shutdown = false;
+        for event in events.iter() {
+            let token = event.data.u64();
+            if token == LISTENER {
+                accept_all(
+                    &listener,
+                    &epoll_fd,
+                    &mut broker,
+                    &mut connections,
+                    &mut next_client,
+                    my_uid,
+                );
+                continue;
+            }
+            let Some(conn) = connections.get(&token) else {
+                continue;
+            };
+            match serve_connection(conn.fd.as_fd(), token, &mut broker, &mut recv_buf) {
+                ConnState::Open => {}
+                ConnState::Shutdown => shutdown = true,
+                ConnState::Closed => {
+                    if let Some(conn) = connections.remove(&token) {
+                        let _ = epoll::delete(&epoll_fd, &conn.fd);
+                    }
+                    broker.remove_client(token);
+                }
+            }
+        }
+        if shutdown {
+            held_lock = exit_lock();
+            break;
+        }
+        if broker.client_count() == 0 {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if let Some(limit) = config.idle_timeout
+                && since.elapsed() >= limit
+            {
+                // Under the lock no client can be starting a broker; a last look
+                // for one that connected just now: serve it rather than exit.
+                let lock = exit_lock();
+                accept_all(
+                    &listener,
+                    &epoll_fd,
+                    &mut broker,
+                    &mut connections,
+                    &mut next_client,
+                    my_uid,
+                );
+                if broker.client_count() == 0 {
+                    held_lock = lock;
+                    break;
+                }
+                idle_since = None;
+            }
+        } else {
+            idle_since = None;
+        }
+    }
+    // Remove the socket before the connections close, so a client that sees its
+    // connection drop and retries finds no dead socket to connect to.
+    let _ = std::fs::remove_file(&listener.path);
+    Ok(held_lock)
+}
+
+fn accept_all(
+    listener: &Listener,
+    epoll_fd: &OwnedFd,
+    broker: &mut Broker,
+    connections: &mut HashMap<ClientId, Connection>,
+    next_client: &mut ClientId,
+    my_uid: u32,
+) {
+    loop {
+        let fd = match net::accept_with(&listener.fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+        {
+            Ok(fd) => fd,
+            Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
+            Err(_) => return, // EAGAIN, or out of fds: the client sees its connect fail.
+        };
+        let Ok(cred) = net::sockopt::socket_peercred(&fd) else {
+            continue;
+        };
+        // The per-user broker serves its own uid only (root may always inspect).
+        if cred.uid.as_raw() != my_uid && !cred.uid.is_root() {
+            continue;
+        }
+        let id = *next_client;
+        *next_client += 1;
+        if epoll::add(
+            epoll_fd,
+            &fd,
+            epoll::EventData::new_u64(id),
+            epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        )
+        .is_err()
+        {
+            continue;
+        }
+        broker.add_client(
+            id,
+            cred.pid.as_raw_nonzero().get() as u32,
+            cred.uid.as_raw(),
+        );
+        connections.insert(id, Connection { fd });
+    }
+}
+
+enum ConnState {
+    Open,
+    Closed,
+    Shutdown,
+}
+
+/// Reads and serves every request waiting on one connection.
+fn serve_connection(
+    fd: BorrowedFd<'_>,
+    id: ClientId,
+    broker: &mut Broker,
+    buf: &mut [u8],
+) -> ConnState {
+    loop {
+        let mut cmsg_space =
+            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        let mut control = RecvAncillaryBuffer::new(&mut cmsg_space);
+        let received = net::recvmsg(
+            fd,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        );
+        let msg = match received {
+            Ok(msg) => msg,
+            Err(Errno::AGAIN) => return ConnState::Open,
+            Err(Errno::INTR) => continue,
+            Err(_) => return ConnState::Closed,
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                fds.extend(rights);
+            }
+        }
+        if msg.bytes == 0 {
+            return ConnState::Closed;
+        }
+        if msg
+            .flags
+            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+            || msg.bytes > MAX_MESSAGE_SIZE
+        {
+            return ConnState::Closed; // Oversized message or too many fds: not our protocol.
+        }
+        let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
+            return ConnState::Closed; // Garbage: disconnect; other clients are unaffected.
+        };
+        let op = request.opcode();
+        let (bytes, fd_out, shutdown, disconnect) = match broker.handle(id, request, fds) {
+            Ok(outcome) => (
+                encode_reply(op, seq, Ok(&outcome.reply)),
+                outcome.fd,
+                outcome.shutdown,
+                false,
+            ),
+            Err(Failure {
+                code,
+                context,
+                disconnect,
+            }) => (
+                encode_reply(op, seq, Err((code.code(), &context))),
+                None,
+                false,
+                disconnect,
+            ),
+        };
+        if !send_reply(fd, &bytes, fd_out.as_deref()) || disconnect {
+            return ConnState::Closed;
+        }
+        if shutdown {
+            return ConnState::Shutdown;
+        }
+    }
+}
+
+/// Sends one reply without blocking. A client whose socket buffer is full is
+/// not reading its replies; it is disconnected rather than allowed to stall
+/// the broker.
+fn send_reply(fd: BorrowedFd<'_>, bytes: &[u8], attach: Option<&OwnedFd>) -> bool {
+    let mut cmsg_space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut cmsg_space);
+    let borrowed;
+    if let Some(attach) = attach {
+        borrowed = [attach.as_fd()];
+        control.push(SendAncillaryMessage::ScmRights(&borrowed));
+    }
+    loop {
+        match net::sendmsg(
+            fd,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => return true,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
