@@ -384,20 +384,23 @@ impl Section {
             address: options.address,
             populate: options.prefault,
         };
-        let ptr = sys::map(self.fd.as_fd(), &request).map_err(|e| match e {
-            rustix::io::Errno::EXIST => Error::new(
-                ERROR_INVALID_ADDRESS,
-                format!("{}: the address range is in use", what()),
-            ),
-            rustix::io::Errno::INVAL if self.large_pages() => Error::new(
-                ERROR_MAPPED_ALIGNMENT,
-                format!(
-                    "{}: large-page views need huge-page-aligned offsets",
-                    what()
-                ),
-            ),
-            e => Error::from_errno(e, what()),
-        })?;
+        let ptr =
+            sys::map(self.fd.as_fd(), &request, ALLOCATION_GRANULARITY as usize).map_err(|e| {
+                match e {
+                    rustix::io::Errno::EXIST => Error::new(
+                        ERROR_INVALID_ADDRESS,
+                        format!("{}: the address range is in use", what()),
+                    ),
+                    rustix::io::Errno::INVAL if self.large_pages() => Error::new(
+                        ERROR_MAPPED_ALIGNMENT,
+                        format!(
+                            "{}: large-page views need huge-page-aligned offsets",
+                            what()
+                        ),
+                    ),
+                    e => Error::from_errno(e, what()),
+                }
+            })?;
         Ok(View {
             ptr,
             len,
@@ -440,6 +443,15 @@ impl Section {
                 ),
             )
         })
+    }
+}
+
+impl AsFd for Section {
+    /// The file descriptor behind this handle: read-only unless the handle
+    /// has write access, so the kernel itself refuses writable shared
+    /// mappings of it. Mapping it directly bypasses the view rules above.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -23,30 +23,49 @@ pub struct MapRequest {
     pub populate: bool,
 }
 
-/// Maps `req.len` bytes of `fd` at `req.offset`.
+/// Maps `req.len` bytes of `fd` at `req.offset`, at an address that is a
+/// multiple of `align` (a power of two, at least the page size), as Windows
+/// places views on allocation-granularity boundaries.
 ///
 /// With an address, `MAP_FIXED_NOREPLACE` guarantees that an existing mapping
 /// is never replaced: the kernel fails with `EEXIST` instead.
-pub fn map(fd: BorrowedFd<'_>, req: &MapRequest) -> rustix::io::Result<NonNull<u8>> {
+pub fn map(fd: BorrowedFd<'_>, req: &MapRequest, align: usize) -> rustix::io::Result<NonNull<u8>> {
     let mut flags = if req.shared {
         MapFlags::SHARED
     } else {
         MapFlags::PRIVATE
     };
-    if req.address.is_some() {
-        flags |= MapFlags::FIXED_NOREPLACE;
-    }
     if req.populate {
         flags |= MapFlags::POPULATE;
     }
-    let hint = req
-        .address
-        .map_or(std::ptr::null_mut(), |p| p.as_ptr().cast());
-    // SAFETY: the kernel picks the range, or we asked for MAP_FIXED_NOREPLACE,
-    // which never replaces an existing mapping; either way no memory this
-    // process already uses is affected. The new mapping is returned to the
-    // caller, who owns it.
-    let ptr = unsafe { rustix::mm::mmap(hint, req.len, req.prot, flags, fd, req.offset)? };
+    let target = match req.address {
+        Some(address) => {
+            flags |= MapFlags::FIXED_NOREPLACE;
+            address
+        }
+        None => {
+            // Reserve room for an aligned placement, then map over it: the
+            // range is ours, so MAP_FIXED replaces nothing anyone else uses.
+            flags |= MapFlags::FIXED;
+            reserve_aligned(req.len, align)?
+        }
+    };
+    let hint = target.as_ptr().cast();
+    // SAFETY: either MAP_FIXED over our own fresh reservation, or
+    // MAP_FIXED_NOREPLACE, which never replaces an existing mapping; no memory
+    // this process already uses is affected. The new mapping is returned to
+    // the caller, who owns it.
+    let mapped = unsafe { rustix::mm::mmap(hint, req.len, req.prot, flags, fd, req.offset) };
+    let ptr = match mapped {
+        Ok(ptr) => ptr,
+        Err(e) => {
+            if req.address.is_none() {
+                // SAFETY: the reservation is ours and unused.
+                unsafe { unmap(target, req.len) };
+            }
+            return Err(e);
+        }
+    };
     let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
     if let Some(wanted) = req.address
         && wanted != ptr
@@ -57,6 +76,38 @@ pub fn map(fd: BorrowedFd<'_>, req: &MapRequest) -> rustix::io::Result<NonNull<u
         return Err(rustix::io::Errno::EXIST);
     }
     Ok(ptr)
+}
+
+/// Reserves `len` bytes of address space (no access, no memory) starting at
+/// a multiple of `align`, returning the start. The caller must map over the
+/// whole range or unmap it.
+fn reserve_aligned(len: usize, align: usize) -> rustix::io::Result<NonNull<u8>> {
+    let page = rustix::param::page_size();
+    let len = len.next_multiple_of(page);
+    let total = len
+        .checked_add(align - page)
+        .ok_or(rustix::io::Errno::NOMEM)?;
+    let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
+    // SAFETY: a fresh anonymous PROT_NONE mapping at a kernel-chosen address
+    // affects no existing memory.
+    let base = unsafe {
+        rustix::mm::mmap_anonymous(std::ptr::null_mut(), total, ProtFlags::empty(), flags)?
+    };
+    let base_addr = base as usize;
+    let start = base_addr.next_multiple_of(align);
+    let head = start - base_addr;
+    let tail = total - head - len;
+    // SAFETY: head and tail are the unused ends of the reservation just made,
+    // which nothing else knows of.
+    unsafe {
+        if head > 0 {
+            let _ = rustix::mm::munmap(base, head);
+        }
+        if tail > 0 {
+            let _ = rustix::mm::munmap((start + len) as *mut std::ffi::c_void, tail);
+        }
+    }
+    NonNull::new(start as *mut u8).ok_or(rustix::io::Errno::NOMEM)
 }
 
 /// Removes a mapping made by [`map`].

@@ -527,3 +527,189 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn greeted_broker(clients: &[ClientId]) -> Broker {
+        let mut broker = Broker::new("test".into(), 0);
+        for &id in clients {
+            broker.add_client(id, 100 + id as u32, 0);
+            broker
+                .handle(
+                    id,
+                    Request::Hello {
+                        version: PROTOCOL_VERSION,
+                    },
+                    vec![],
+                )
+                .unwrap();
+        }
+        broker
+    }
+
+    fn create(
+        broker: &mut Broker,
+        id: ClientId,
+        name: &str,
+        size: u64,
+    ) -> Result<SectionGrant, Failure> {
+        let request = Request::CreateSection {
+            name: name.into(),
+            protection: 4,
+            size,
+            inherit: false,
+            from_file: false,
+        };
+        match broker.handle(id, request, vec![])?.reply {
+            Reply::Section(grant) => Ok(grant),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn open(
+        broker: &mut Broker,
+        id: ClientId,
+        object_type: ObjectType,
+        name: &str,
+    ) -> Result<Outcome, Failure> {
+        broker.handle(
+            id,
+            Request::Open {
+                object_type,
+                name: name.into(),
+                access: 0xF001F,
+                inherit: false,
+            },
+            vec![],
+        )
+    }
+
+    #[test]
+    fn requests_before_hello_are_protocol_violations() {
+        let mut broker = Broker::new("test".into(), 0);
+        broker.add_client(1, 1, 0);
+        let failure = broker.handle(1, Request::Status, vec![]).unwrap_err();
+        assert!(failure.disconnect);
+        let failure = broker
+            .handle(1, Request::Hello { version: 999 }, vec![])
+            .unwrap_err();
+        assert_eq!(failure.code, ERROR_REVISION_MISMATCH);
+    }
+
+    #[test]
+    fn handle_values_are_multiples_of_four_and_reused() {
+        let mut broker = greeted_broker(&[1]);
+        let a = create(&mut broker, 1, "", 4096).unwrap().handle;
+        let b = create(&mut broker, 1, "", 4096).unwrap().handle;
+        assert_eq!((a, b), (Handle(4), Handle(8)));
+        broker
+            .handle(1, Request::Close { handle: a }, vec![])
+            .unwrap();
+        assert_eq!(create(&mut broker, 1, "", 4096).unwrap().handle, Handle(4));
+        for bad in [Handle(0), Handle(3), Handle(4000), a.max(b)] {
+            if bad == b {
+                continue;
+            }
+            let _ = broker.handle(1, Request::Close { handle: bad }, vec![]);
+        }
+        let failure = broker
+            .handle(1, Request::Close { handle: Handle(6) }, vec![])
+            .unwrap_err();
+        assert_eq!(failure.code, ERROR_INVALID_HANDLE);
+    }
+
+    #[test]
+    fn one_namespace_for_every_type() {
+        let mut broker = greeted_broker(&[1, 2]);
+        let first = create(&mut broker, 1, "Global\\shared", 4096).unwrap();
+        assert!(!first.existed);
+        let second = create(&mut broker, 2, "Global\\shared", 1 << 20).unwrap();
+        assert!(second.existed);
+        assert_eq!(
+            second.info.size, 4096,
+            "creation arguments of an existing object are ignored"
+        );
+        for other in ObjectType::ALL
+            .into_iter()
+            .filter(|t| *t != ObjectType::Section)
+        {
+            let failure = open(&mut broker, 2, other, "Global\\shared").unwrap_err();
+            assert_eq!(failure.code, ERROR_INVALID_HANDLE, "{other:?}");
+        }
+        assert_eq!(
+            open(&mut broker, 2, ObjectType::Section, "Global\\missing")
+                .unwrap_err()
+                .code,
+            ERROR_FILE_NOT_FOUND
+        );
+        assert_eq!(
+            open(&mut broker, 2, ObjectType::Section, "")
+                .unwrap_err()
+                .code,
+            ERROR_INVALID_HANDLE
+        );
+        assert_eq!(
+            open(&mut broker, 2, ObjectType::Section, "Nope\\x")
+                .unwrap_err()
+                .code,
+            ERROR_PATH_NOT_FOUND
+        );
+        // Global\x and Local\x are different objects.
+        assert!(
+            !create(&mut broker, 2, "Local\\shared", 4096)
+                .unwrap()
+                .existed
+        );
+    }
+
+    #[test]
+    fn last_close_or_exit_destroys_and_frees_the_name() {
+        let mut broker = greeted_broker(&[1, 2]);
+        let a = create(&mut broker, 1, "x", 4096).unwrap();
+        let _b = open(&mut broker, 2, ObjectType::Section, "x").unwrap();
+        broker
+            .handle(1, Request::Close { handle: a.handle }, vec![])
+            .unwrap();
+        assert!(
+            open(&mut broker, 1, ObjectType::Section, "x").is_ok(),
+            "client 2 still holds it"
+        );
+        broker.remove_client(2);
+        broker.remove_client(1);
+        assert_eq!(broker.status().objects, 0);
+        broker.add_client(3, 3, 0);
+        broker
+            .handle(
+                3,
+                Request::Hello {
+                    version: PROTOCOL_VERSION,
+                },
+                vec![],
+            )
+            .unwrap();
+        assert!(!create(&mut broker, 3, "x", 4096).unwrap().existed);
+    }
+
+    #[test]
+    fn read_only_handles_get_read_only_fds() {
+        let mut broker = greeted_broker(&[1]);
+        create(&mut broker, 1, "ro", 4096).unwrap();
+        let outcome = broker
+            .handle(
+                1,
+                Request::Open {
+                    object_type: ObjectType::Section,
+                    name: "ro".into(),
+                    access: 4,
+                    inherit: false,
+                },
+                vec![],
+            )
+            .unwrap();
+        let fd = outcome.fd.expect("section replies carry an fd");
+        let mode = rustix::fs::fcntl_getfl(&*fd).unwrap() & rustix::fs::OFlags::RWMODE;
+        assert_eq!(mode, rustix::fs::OFlags::RDONLY);
+    }
+}

@@ -1,0 +1,225 @@
+//! Test harness: an isolated broker per test, and child processes that run
+//! small scripts of objmgr operations (the test binary re-executes itself).
+//!
+//! Each test gets its own directory and `OBJMGR_SOCKET`, so tests run side by
+//! side; dropping the [`TestBroker`] stops its broker and removes everything.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Generous: tests assert behaviour, never speed; this only stops a hang.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub const CHILD_ROLE_ENV: &str = "OBJMGR_TEST_SCRIPT";
+
+/// An isolated broker location for one test.
+pub struct TestBroker {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestBroker {
+    pub fn new() -> TestBroker {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("omtest-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("broker.sock");
+        TestBroker { dir, socket }
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("OBJMGR_SOCKET", &self.socket)
+            .env("OBJMGR_BROKER", env!("CARGO_BIN_EXE_objmgrd"))
+            .env("OBJMGR_IDLE_TIMEOUT_MS", "60000");
+    }
+
+    /// A child process that runs `script` (see `run_script`) against this broker.
+    pub fn script(&self, script: &[&str]) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
+        cmd.env(CHILD_ROLE_ENV, script.join("\n"));
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// Runs a script to completion and returns its `@@` result lines.
+    pub fn run(&self, script: &[&str]) -> Vec<String> {
+        let out = self.script(script).stdin(Stdio::null()).output().unwrap();
+        let lines = result_lines(&out);
+        assert!(
+            out.status.success(),
+            "script {script:?} failed: {lines:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines
+    }
+
+    /// Starts a script that will stop at `hold` until released.
+    pub fn spawn(&self, script: &[&str]) -> ScriptChild {
+        let mut child = self
+            .script(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        ScriptChild {
+            child,
+            stdin,
+            stdout,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Runs the `objmgr` command against this broker.
+    pub fn objmgr(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_objmgr"));
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// Polls until `f` is true; fails the test after `PATIENCE`.
+    pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Pids of live broker processes serving this test's socket.
+    pub fn broker_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let needle = self.socket.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("objmgrd") && cmdline.contains(&needle) && is_alive(pid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+/// Running and not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let pids = self.broker_pids();
+        if !pids.is_empty() {
+            let _ = self.objmgr(&["broker", "stop"]);
+            let deadline = Instant::now() + PATIENCE;
+            while self.broker_pids().iter().any(|p| pids.contains(p)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn result_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A running script child.
+pub struct ScriptChild {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub lines: Vec<String>,
+}
+
+impl ScriptChild {
+    /// Reads result lines until one starts with `prefix`; returns it.
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(
+                n > 0,
+                "child exited before printing {prefix:?}; saw {:?}",
+                self.lines
+            );
+            if let Some(result) = line.trim_end().strip_prefix("@@") {
+                self.lines.push(result.to_owned());
+                if result.starts_with(prefix) {
+                    return result.to_owned();
+                }
+            }
+        }
+    }
+
+    /// Lets a `hold` continue.
+    pub fn release(&mut self) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for exit and returns the remaining result lines.
+    pub fn finish(mut self) -> Vec<String> {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.extend(
+            rest.lines()
+                .filter_map(|l| l.strip_prefix("@@"))
+                .map(str::to_owned),
+        );
+        assert!(status.success(), "child failed: {lines:?}");
+        lines
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a path exists (used to check for leftovers).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}

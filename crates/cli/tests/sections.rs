@@ -1,0 +1,554 @@
+//! Sections across real processes: sharing, names, lifetime, views, files,
+//! errors. Each test runs its own broker (see `common`).
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::{TestBroker, exists};
+
+/// Entry point for child processes (the harness re-executes this binary with
+/// a script); without a script in the environment it does nothing.
+#[test]
+fn child_process_entry() {
+    if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+#[test]
+fn two_processes_share_named_memory_both_ways() {
+    let broker = TestBroker::new();
+    let mut writer = broker.spawn(&[
+        "create Global\\MyFileMappingObject 256",
+        "map all",
+        "write 0 Message-from-first-process.",
+        "hold",
+        "read 128 32",
+    ]);
+    writer.wait_for("holding");
+    let reader = broker.run(&[
+        "open Global\\MyFileMappingObject all",
+        "map all",
+        "read 0 27",
+        "write 128 answer-from-second",
+    ]);
+    assert_eq!(reader[2], "read Message-from-first-process.");
+    writer.release();
+    let lines = writer.finish();
+    assert_eq!(lines.last().unwrap(), "read answer-from-second");
+}
+
+#[test]
+fn unprefixed_names_are_local_and_distinct_from_global() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&["create plain 4096", "map write", "write 0 local", "hold"]);
+    owner.wait_for("holding");
+    let lines = broker.run(&[
+        "open Local\\plain read",
+        "map read",
+        "read 0 5",
+        "open Global\\plain read",
+        "create Global\\plain 4096",
+        "existed",
+    ]);
+    assert_eq!(lines[2], "read local");
+    assert!(lines[3].starts_with("err 2 "), "{lines:?}");
+    assert_eq!(lines[5], "existed 0");
+    owner.release();
+    owner.finish();
+}
+
+#[test]
+fn existing_name_returns_the_same_object_and_ignores_arguments() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create same 4096",
+        "map write",
+        "write 0 first",
+        "create same 1048576 ro",
+        "existed",
+        "size",
+        "map read",
+        "read 0 5",
+    ]);
+    assert_eq!(lines[3], "create existed=1");
+    assert_eq!(lines[5], "size 4096");
+    assert_eq!(lines[7], "read first");
+}
+
+#[test]
+fn error_codes_match_windows() {
+    let broker = TestBroker::new();
+    let long = format!("create {} 4096", "n".repeat(260));
+    let lines = broker.run(&[
+        "create zero 0",
+        "open missing read",
+        "create Foo\\bar 4096",
+        "create Global\\ 4096",
+        "create Local\\a\\b 4096",
+        "create global\\lower 4096",
+        &long,
+        "open - read",
+        "create ok 100000",
+        "map write 4096 0",
+        "map write 65536 40000",
+        "map write 131072 0",
+        "map none",
+        "map write 65536 30000",
+        "open ok read",
+        "map write",
+        "map rx",
+        "create ro 4096 ro",
+        "map write",
+        "map copy",
+    ]);
+    let expect = [
+        "87",        // size 0 for a memory-backed section: ERROR_INVALID_PARAMETER
+        "2",         // ERROR_FILE_NOT_FOUND
+        "3",         // unknown prefix: ERROR_PATH_NOT_FOUND
+        "123",       // ERROR_INVALID_NAME
+        "3",         // ERROR_PATH_NOT_FOUND
+        "3",         // prefixes are case-sensitive
+        "206",       // ERROR_FILENAME_EXCED_RANGE
+        "6",         // the empty name is no section: ERROR_INVALID_HANDLE
+        "existed=0", // ok
+        "1132",      // ERROR_MAPPED_ALIGNMENT
+        "5",         // past the end: ERROR_ACCESS_DENIED
+        "87",        // offset past the end with size 0
+        "87",        // no access requested
+        "len=30000", // ok
+        "open",      // read-only handle
+        "5",         // a read-only handle never maps writable
+        "5",         // execute on a non-executable section
+        "existed=0", // PAGE_READONLY section
+        "5",         // write view of a read-only section
+        "len=4096",  // copy-on-write views of it are fine
+    ];
+    for (i, want) in expect.iter().enumerate() {
+        assert!(
+            lines[i].contains(want),
+            "step {i}: got {:?}, want {want}",
+            lines[i]
+        );
+        if want.parse::<u32>().is_ok() {
+            assert!(lines[i].starts_with("err "), "step {i}: {:?}", lines[i]);
+        }
+    }
+}
+
+#[test]
+fn read_only_handles_hold_read_only_descriptors() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create fd 4096",
+        "fdmode",
+        "open fd read",
+        "fdmode",
+        "open fd write",
+        "fdmode",
+    ]);
+    assert_eq!(lines[1], "fdmode rw");
+    assert_eq!(
+        lines[3], "fdmode ro",
+        "the kernel must refuse writable mappings too"
+    );
+    assert_eq!(lines[5], "fdmode rw");
+    let lines = broker.run(&["create rosec 4096 ro", "fdmode", "open rosec all", "fdmode"]);
+    assert_eq!(
+        (lines[1].as_str(), lines[3].as_str()),
+        ("fdmode ro", "fdmode ro")
+    );
+}
+
+#[test]
+fn last_close_destroys_and_views_outlive_handles() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create life 4096",
+        "map write",
+        "close",
+        "write 0 still-mapped",
+        "read 0 12",
+        "open life read",
+    ]);
+    assert_eq!(lines[4], "read still-mapped");
+    assert!(
+        lines[5].starts_with("err 2 "),
+        "name must be free after the last close: {lines:?}"
+    );
+}
+
+fn stat_finds(broker: &TestBroker, name: &str) -> bool {
+    broker.objmgr(&["stat", name]).status.success()
+}
+
+#[test]
+fn kill_9_of_the_only_holder_frees_the_name() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "create Global\\doomed 65536",
+        "map write",
+        "write 0 x",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    assert!(stat_finds(&broker, "Global\\doomed"));
+    holder.kill9();
+    TestBroker::eventually("the name to be freed after kill -9", || {
+        !stat_finds(&broker, "Global\\doomed")
+    });
+    let lines = broker.run(&["create Global\\doomed 4096", "existed"]);
+    assert_eq!(lines[1], "existed 0");
+}
+
+#[test]
+fn racing_creators_get_exactly_one_creation() {
+    let broker = TestBroker::new();
+    let mut children: Vec<_> = (0..32)
+        .map(|_| {
+            broker.spawn(&[
+                "create Global\\race 65536",
+                "map write",
+                "add 0",
+                "hold",
+                "load 0",
+            ])
+        })
+        .collect();
+    let mut created = 0;
+    for child in &mut children {
+        let line = child
+            .lines
+            .first()
+            .cloned()
+            .unwrap_or_else(|| child.wait_for("create"));
+        if line == "create existed=0" {
+            created += 1;
+        } else {
+            assert_eq!(line, "create existed=1");
+        }
+        child.wait_for("holding");
+    }
+    assert_eq!(created, 1, "exactly one process creates the section");
+    for child in &mut children {
+        child.release();
+    }
+    for child in children {
+        assert_eq!(
+            child.finish().last().unwrap(),
+            "load 32",
+            "all 32 see the same memory"
+        );
+    }
+}
+
+#[test]
+fn copy_on_write_views_are_private() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&[
+        "create cow 4096",
+        "map write",
+        "write 0 original",
+        "hold",
+        "read 0 8",
+    ]);
+    owner.wait_for("holding");
+    let lines = broker.run(&["open cow read", "map copy", "write 0 modified", "read 0 8"]);
+    assert_eq!(lines[3], "read modified");
+    owner.release();
+    assert_eq!(owner.finish().last().unwrap(), "read original");
+}
+
+#[test]
+fn views_at_chosen_addresses_never_clobber() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create at 131072",
+        "map write",
+        "map_at write inside",
+        "map_at write 10001",
+        "map write 65536 0 prefault",
+        "write 0 y",
+        "read 0 1",
+    ]);
+    assert!(
+        lines[2].starts_with("err 487 "),
+        "an occupied address: ERROR_INVALID_ADDRESS: {lines:?}"
+    );
+    assert!(lines[3].starts_with("err 1132 "), "{lines:?}");
+    assert!(lines[4].starts_with("map len=65536 "), "{lines:?}");
+    assert_eq!(lines[6], "read y");
+    // Unmap a view, then map exactly where it was.
+    let lines = broker.run(&[
+        "create at2 65536",
+        "map write",
+        "unmap",
+        "map_at write freed",
+        "write 0 z",
+        "read 0 1",
+    ]);
+    let freed = lines[1].rsplit('=').next().unwrap();
+    assert_eq!(lines[3], format!("map_at addr={freed}"));
+    assert_eq!(lines[5], "read z");
+}
+
+#[test]
+fn file_backed_sections_share_the_file() {
+    let broker = TestBroker::new();
+    let path = broker.dir.join("data.bin");
+    std::fs::write(&path, b"file contents here").unwrap();
+    let p = path.to_str().unwrap();
+    let mut owner = broker.spawn(&[
+        &format!("create_file {p} rw Global\\filemap 0"),
+        "size",
+        "map write",
+        "read 0 18",
+        "write 0 FILE",
+        "flush",
+        "hold",
+        "read 0 4",
+    ]);
+    owner.wait_for("holding");
+    assert_eq!(owner.lines[1], "size 18");
+    assert_eq!(owner.lines[3], "read file contents here");
+    assert_eq!(
+        &std::fs::read(&path).unwrap()[..4],
+        b"FILE",
+        "flushed view writes reach the file"
+    );
+    let lines = broker.run(&["open Global\\filemap read", "map read", "read 0 18"]);
+    assert_eq!(lines[2], "read FILE contents here");
+    // Writes to the file are visible in views.
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(b"EDIT", 0)
+        .unwrap();
+    owner.release();
+    assert_eq!(owner.finish().last().unwrap(), "read EDIT");
+}
+
+#[test]
+fn file_backed_rules_match_windows() {
+    let broker = TestBroker::new();
+    let empty = broker.dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let small = broker.dir.join("small.bin");
+    std::fs::write(&small, b"0123456789").unwrap();
+    let (e, s) = (empty.to_str().unwrap(), small.to_str().unwrap());
+    let lines = broker.run(&[
+        &format!("create_file {e} rw - 0"),
+        &format!("create_file {e} rw named 0"),
+        &format!("create_file {s} ro - 0 rw"),
+        &format!("create_file {s} ro - 100 ro"),
+        &format!("create_file {s} ro - 5 ro"),
+        &format!("create_file {s} rw - 100000 rw"),
+        "size",
+    ]);
+    assert!(
+        lines[0].starts_with("err 1006 "),
+        "zero-length file, size 0: ERROR_FILE_INVALID: {lines:?}"
+    );
+    assert!(lines[1].starts_with("err 1006 "), "{lines:?}");
+    assert!(
+        lines[2].starts_with("err 5 "),
+        "read-only file, PAGE_READWRITE: ERROR_ACCESS_DENIED: {lines:?}"
+    );
+    assert!(
+        lines[3].starts_with("err 8 "),
+        "read-only file cannot grow: {lines:?}"
+    );
+    assert_eq!(lines[4], "create_file");
+    assert_eq!(lines[5], "create_file");
+    assert_eq!(lines[6], "size 100000");
+    assert_eq!(
+        std::fs::metadata(&small).unwrap().len(),
+        100_000,
+        "a larger writable mapping extends the file"
+    );
+}
+
+#[test]
+fn large_pages_use_huge_pages_or_fail_as_documented() {
+    let broker = TestBroker::new();
+    let free: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("HugePages_Free:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let lines = broker.run(&["create_large - 4096", "create_large - 2097152"]);
+    assert!(
+        lines[0].starts_with("err 87 "),
+        "size not a multiple of the large page: {lines:?}"
+    );
+    if free >= 1 {
+        assert_eq!(lines[1], "create existed=0");
+    } else {
+        assert!(
+            lines[1].starts_with("err 1450 "),
+            "no free huge pages: ERROR_NO_SYSTEM_RESOURCES: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn cli_lists_stats_and_dumps_live_sections() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&[
+        "create Global\\shown 70000",
+        "map write",
+        "write 65536 Hello,-dump!",
+        "hold",
+    ]);
+    owner.wait_for("holding");
+    let ls = broker.objmgr(&["ls"]);
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success());
+    assert!(
+        text.contains("Section")
+            && text.contains("70000")
+            && text.contains("\\BaseNamedObjects\\shown"),
+        "{text}"
+    );
+    let json = String::from_utf8_lossy(&broker.objmgr(&["ls", "--json"]).stdout).into_owned();
+    assert!(
+        json.contains("\"path\":\"\\\\BaseNamedObjects\\\\shown\"")
+            && json.contains("\"handles\":1"),
+        "{json}"
+    );
+    let stat =
+        String::from_utf8_lossy(&broker.objmgr(&["stat", "Global\\shown"]).stdout).into_owned();
+    assert!(
+        stat.contains("PAGE_READWRITE") && stat.contains("paging file"),
+        "{stat}"
+    );
+    let dump = broker.objmgr(&["dump", "Global\\shown", "--offset", "65536", "--len", "12"]);
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(
+        dump.starts_with("00010000: 4865 6c6c 6f2c 2d64 756d 7021")
+            && dump.contains("Hello,-dump!"),
+        "{dump}"
+    );
+    let missing = broker.objmgr(&["stat", "Global\\nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ERROR_FILE_NOT_FOUND"));
+    assert_eq!(broker.objmgr(&["bogus"]).status.code(), Some(2));
+    owner.release();
+    owner.finish();
+}
+
+#[test]
+fn broker_starts_once_under_a_race_and_idles_out() {
+    let broker = TestBroker::new();
+    assert!(broker.broker_pids().is_empty());
+    let mut children: Vec<_> = (0..10)
+        .map(|i| {
+            broker
+                .script(&[&format!("create Global\\start{i} 4096"), "hold"])
+                .env("OBJMGR_IDLE_TIMEOUT_MS", "200")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every child got served...
+    for child in &mut children {
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.as_mut().unwrap());
+        loop {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "child died"
+            );
+            if line.starts_with("@@") {
+                break;
+            }
+        }
+        assert_eq!(line.trim(), "@@create existed=0");
+    }
+    // ...by exactly one broker.
+    assert_eq!(broker.broker_pids().len(), 1);
+    for mut child in children {
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    }
+    // With its last client gone, the broker exits by itself and cleans up.
+    TestBroker::eventually("the idle broker to exit", || {
+        broker.broker_pids().is_empty()
+    });
+    TestBroker::eventually("the socket to be removed", || !exists(&broker.socket));
+}
+
+#[test]
+fn garbage_gets_a_client_disconnected_and_others_served() {
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "create Global\\survivor 4096",
+        "map write",
+        "write 0 alive",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let garbage: [&[u8]; 3] = [b"\xff\xff\xff\xffgarbage", b"", &[0u8; 3]];
+    for bytes in garbage {
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+        rustix::net::connect(&fd, &SocketAddrUnix::new(&broker.socket).unwrap()).unwrap();
+        rustix::net::send(&fd, bytes, SendFlags::empty()).unwrap();
+        let mut buf = [0u8; 256];
+        // The broker answers garbage by closing the connection: recv sees EOF.
+        let n = rustix::net::recv(&fd, &mut buf, RecvFlags::empty())
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        if !bytes.is_empty() {
+            assert_eq!(n, 0, "expected a disconnect after {bytes:?}");
+        }
+    }
+    // A request before Hello gets an error reply and a disconnect.
+    let lines = broker.run(&["open Global\\survivor read", "map read", "read 0 5"]);
+    assert_eq!(lines[2], "read alive");
+    holder.release();
+    holder.finish();
+}
+
+#[test]
+fn broker_shutdown_fails_calls_cleanly_and_next_use_restarts() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "create Global\\gone 4096",
+        "map write",
+        "write 0 kept",
+        "hold",
+        "read 0 4",
+        "open Global\\gone read",
+        "create Global\\again 4096",
+    ]);
+    holder.wait_for("holding");
+    assert!(broker.objmgr(&["broker", "stop"]).status.success());
+    TestBroker::eventually("the broker to stop", || broker.broker_pids().is_empty());
+    holder.release();
+    let lines = holder.finish();
+    let n = lines.len();
+    assert_eq!(
+        lines[n - 3],
+        "read kept",
+        "views keep working without the broker"
+    );
+    assert!(
+        lines[n - 2].starts_with("err 109 "),
+        "a lost broker is a clear error: {lines:?}"
+    );
+    assert_eq!(
+        lines[n - 1],
+        "create existed=0",
+        "the next use starts a broker again"
+    );
+}
