@@ -365,7 +365,7 @@ impl Section {
             .map_err(|c| Error::new(c, what()))?;
         let len = usize::try_from(len).map_err(|_| Error::new(ERROR_NOT_ENOUGH_MEMORY, what()))?;
         if let Some(address) = options.address
-            && address.as_ptr() as usize % ALLOCATION_GRANULARITY as usize != 0
+            && !(address.as_ptr() as usize).is_multiple_of(ALLOCATION_GRANULARITY as usize)
         {
             return Err(Error::new(ERROR_MAPPED_ALIGNMENT, what()));
         }

@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(parse("global\\lower"), Err(ERROR_PATH_NOT_FOUND));
         assert_eq!(parse("Local\\a\\b"), Err(ERROR_PATH_NOT_FOUND));
         assert_eq!(parse("a\0b"), Err(ERROR_INVALID_NAME));
-        assert_eq!(parse(&"b".repeat(259)).unwrap().is_some(), true);
+        assert!(parse(&"b".repeat(259)).unwrap().is_some());
         assert_eq!(parse(&"b".repeat(260)), Err(ERROR_FILENAME_EXCED_RANGE));
         // Length counts UTF-16 units, as the W functions do.
         assert_eq!(

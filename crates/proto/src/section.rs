@@ -263,7 +263,7 @@ impl ViewKind {
 /// `ERROR_INVALID_PARAMETER`; a view that reaches past the end:
 /// `ERROR_ACCESS_DENIED` (all as Windows reports them).
 pub fn view_extent(section_size: u64, offset: u64, size: u64) -> Result<u64, Win32Error> {
-    if offset % ALLOCATION_GRANULARITY != 0 {
+    if !offset.is_multiple_of(ALLOCATION_GRANULARITY) {
         return Err(ERROR_MAPPED_ALIGNMENT);
     }
     if size == 0 {

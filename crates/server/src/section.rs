@@ -72,7 +72,7 @@ impl Section {
                     "SEC_LARGE_PAGES: this kernel has no huge pages",
                 ));
             };
-            if size % huge != 0 {
+            if !size.is_multiple_of(huge) {
                 return Err(Failure::new(
                     ERROR_INVALID_PARAMETER,
                     format!(
