@@ -212,11 +212,16 @@ fn establish() -> Result<Connection> {
         rustix::process::getuid().as_raw(),
     );
     match connect_socket(&location.socket) {
-        Ok(socket) => {
-            if let Ok(conn) = greet(socket) {
-                return Ok(conn);
+        Ok(socket) => match greet(socket) {
+            Ok(conn) => return Ok(conn),
+            Err(Broken::Connection(why)) if !AUTOSTART.load(Ordering::Relaxed) => {
+                return Err(Error::new(
+                    ERROR_SERVICE_NOT_ACTIVE,
+                    format!("the objmgr broker did not answer: {why}"),
+                ));
             }
-        }
+            Err(_) => {}
+        },
         Err(e) if !AUTOSTART.load(Ordering::Relaxed) => {
             return Err(Error::new(
                 ERROR_SERVICE_NOT_ACTIVE,

@@ -8,6 +8,7 @@
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How to map.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +45,9 @@ pub fn map(fd: BorrowedFd<'_>, req: &MapRequest, align: usize) -> rustix::io::Re
             address
         }
         None => {
+            if let Some(ptr) = map_at_hint(fd, req, flags, align) {
+                return Ok(ptr);
+            }
             // Reserve room for an aligned placement, then map over it: the
             // range is ours, so MAP_FIXED replaces nothing anyone else uses.
             flags |= MapFlags::FIXED;
@@ -78,6 +82,42 @@ pub fn map(fd: BorrowedFd<'_>, req: &MapRequest, align: usize) -> rustix::io::Re
     Ok(ptr)
 }
 
+/// Where the next view will probably fit on an aligned address: just below
+/// the last one placed (the kernel fills address space top-down).
+static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
+
+fn remember_hint(start: usize, len: usize, align: usize) {
+    let below = start.saturating_sub(len.next_multiple_of(align));
+    NEXT_HINT.store(below - below % align, Ordering::Relaxed);
+}
+
+/// The fast path of an aligned placement: one `mmap` with an aligned hint,
+/// which the kernel honours when that range is free. Returns `None` (having
+/// undone any mapping) when the kernel put it elsewhere.
+fn map_at_hint(
+    fd: BorrowedFd<'_>,
+    req: &MapRequest,
+    flags: MapFlags,
+    align: usize,
+) -> Option<NonNull<u8>> {
+    let hint = NEXT_HINT.load(Ordering::Relaxed);
+    if hint == 0 {
+        return None;
+    }
+    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never
+    // replaces an existing mapping. The new mapping is owned by the caller.
+    let ptr = unsafe { rustix::mm::mmap(hint as *mut _, req.len, req.prot, flags, fd, req.offset) }
+        .ok()?;
+    let ptr = NonNull::new(ptr.cast::<u8>())?;
+    if (ptr.as_ptr() as usize).is_multiple_of(align) {
+        remember_hint(ptr.as_ptr() as usize, req.len, align);
+        return Some(ptr);
+    }
+    // SAFETY: we just created this mapping and nobody else has seen it.
+    unsafe { unmap(ptr, req.len) };
+    None
+}
+
 /// Reserves `len` bytes of address space (no access, no memory) starting at
 /// a multiple of `align`, returning the start. The caller must map over the
 /// whole range or unmap it.
@@ -107,6 +147,7 @@ fn reserve_aligned(len: usize, align: usize) -> rustix::io::Result<NonNull<u8>> 
             let _ = rustix::mm::munmap((start + len) as *mut std::ffi::c_void, tail);
         }
     }
+    remember_hint(start, len, align);
     NonNull::new(start as *mut u8).ok_or(rustix::io::Errno::NOMEM)
 }
 

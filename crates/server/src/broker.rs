@@ -14,8 +14,8 @@ use objmgr_proto::access::{AccessMask, ObjectType, SECTION_MAP_WRITE};
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
 use objmgr_proto::wire::{
-    BrokerStatus, Handle, MAX_LIST_ENTRIES, ObjectEntry, Opcode, PROTOCOL_VERSION, Reply, Request,
-    SectionGrant,
+    BrokerStatus, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE, MAX_STRING_LEN, ObjectEntry, Opcode,
+    PROTOCOL_VERSION, Reply, Request, SectionGrant,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
@@ -308,12 +308,24 @@ impl Broker {
                 ));
                 let mut entries = Vec::with_capacity(limit);
                 let mut more = false;
+                // Stop well before the reply could outgrow one message: paths and
+                // properties are at most MAX_STRING_LEN bytes each.
+                let budget = MAX_MESSAGE_SIZE - 4 * MAX_STRING_LEN;
+                let mut used = 0;
                 for (_, oid) in range {
-                    if entries.len() == limit {
+                    if entries.len() == limit || used > budget {
                         more = true;
                         break;
                     }
-                    entries.push(self.entry(*oid));
+                    let entry = self.entry(*oid);
+                    used += 32
+                        + entry.path.len()
+                        + entry
+                            .properties
+                            .iter()
+                            .map(|(k, v)| 4 + k.len() + v.len())
+                            .sum::<usize>();
+                    entries.push(entry);
                 }
                 Ok(Outcome::reply(Reply::Objects { entries, more }))
             }
@@ -608,11 +620,18 @@ mod tests {
             .handle(1, Request::Close { handle: a }, vec![])
             .unwrap();
         assert_eq!(create(&mut broker, 1, "", 4096).unwrap().handle, Handle(4));
-        broker.handle(1, Request::Close { handle: b }, vec![]).unwrap();
+        broker
+            .handle(1, Request::Close { handle: b }, vec![])
+            .unwrap();
         for bad in [Handle(0), Handle(6), Handle(4000), b] {
-            let failure = broker.handle(1, Request::Close { handle: bad }, vec![]).unwrap_err();
+            let failure = broker
+                .handle(1, Request::Close { handle: bad }, vec![])
+                .unwrap_err();
             assert_eq!(failure.code, ERROR_INVALID_HANDLE, "{bad:?}");
-            assert!(!failure.disconnect, "a bad handle is an error, not a protocol violation");
+            assert!(
+                !failure.disconnect,
+                "a bad handle is an error, not a protocol violation"
+            );
         }
     }
 

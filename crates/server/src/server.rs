@@ -252,74 +252,78 @@ enum ConnState {
     Shutdown,
 }
 
-/// Reads and serves every request waiting on one connection.
+/// Reads and serves the next request waiting on one connection.
 fn serve_connection(
     fd: BorrowedFd<'_>,
     id: ClientId,
     broker: &mut Broker,
     buf: &mut [u8],
 ) -> ConnState {
-    loop {
-        let mut cmsg_space =
-            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-        let mut control = RecvAncillaryBuffer::new(&mut cmsg_space);
+    let mut cmsg_space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut cmsg_space);
+    let msg = loop {
         let received = net::recvmsg(
             fd,
             &mut [IoSliceMut::new(buf)],
             &mut control,
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
         );
-        let msg = match received {
-            Ok(msg) => msg,
+        match received {
+            Ok(msg) => break msg,
             Err(Errno::AGAIN) => return ConnState::Open,
             Err(Errno::INTR) => continue,
             Err(_) => return ConnState::Closed,
-        };
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = message {
-                fds.extend(rights);
-            }
         }
-        if msg.bytes == 0 {
-            return ConnState::Closed;
-        }
-        if msg
-            .flags
-            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
-            || msg.bytes > MAX_MESSAGE_SIZE
-        {
-            return ConnState::Closed; // Oversized message or too many fds: not our protocol.
-        }
-        let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
-            return ConnState::Closed; // Garbage: disconnect; other clients are unaffected.
-        };
-        let op = request.opcode();
-        let (bytes, fd_out, shutdown, disconnect) = match broker.handle(id, request, fds) {
-            Ok(outcome) => (
-                encode_reply(op, seq, Ok(&outcome.reply)),
-                outcome.fd,
-                outcome.shutdown,
-                false,
-            ),
-            Err(Failure {
-                code,
-                context,
-                disconnect,
-            }) => (
-                encode_reply(op, seq, Err((code.code(), &context))),
-                None,
-                false,
-                disconnect,
-            ),
-        };
-        if !send_reply(fd, &bytes, fd_out.as_deref()) || disconnect {
-            return ConnState::Closed;
-        }
-        if shutdown {
-            return ConnState::Shutdown;
+    };
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = message {
+            fds.extend(rights);
         }
     }
+    if msg.bytes == 0 {
+        return ConnState::Closed;
+    }
+    if msg
+        .flags
+        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+        || msg.bytes > MAX_MESSAGE_SIZE
+    {
+        return ConnState::Closed; // Oversized message or too many fds: not our protocol.
+    }
+    let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
+        return ConnState::Closed; // Garbage: disconnect; other clients are unaffected.
+    };
+    let op = request.opcode();
+    let (bytes, fd_out, shutdown, disconnect) = match broker.handle(id, request, fds) {
+        Ok(outcome) => (
+            encode_reply(op, seq, Ok(&outcome.reply)),
+            outcome.fd,
+            outcome.shutdown,
+            false,
+        ),
+        Err(Failure {
+            code,
+            context,
+            disconnect,
+        }) => (
+            encode_reply(op, seq, Err((code.code(), &context))),
+            None,
+            false,
+            disconnect,
+        ),
+    };
+    if !send_reply(fd, &bytes, fd_out.as_deref()) || disconnect {
+        return ConnState::Closed;
+    }
+    if shutdown {
+        return ConnState::Shutdown;
+    }
+    // Clients wait for each reply before the next request, so another
+    // read would almost always be a wasted EAGAIN; level-triggered epoll
+    // reports anything that is left.
+    ConnState::Open
 }
 
 /// Sends one reply without blocking. A client whose socket buffer is full is

@@ -1,0 +1,343 @@
+//! Section benchmarks against raw Linux, measured in the same run.
+//!
+//! `cargo bench -p objmgr-cli --bench sections` (pin with `taskset -c 0` for
+//! stable ratios: the broker round trips then stay on one CPU). Each figure is
+//! the median of several batches; each line prints objmgr, the baseline and
+//! their ratio. `BENCH_QUICK=1` shrinks the big cases for a smoke run.
+
+use objmgr::{MapAccess, MapOptions, Section};
+use objmgr_proto::wire::{PROTOCOL_VERSION, Request};
+use rustix::fs::{MemfdFlags, Mode};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
+use std::hint::black_box;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const SMALL: u64 = 64 * 1024;
+
+/// Median time per iteration of `f`, over `batches` batches of `iters`.
+fn measure(batches: usize, iters: usize, mut f: impl FnMut(usize)) -> Duration {
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|b| {
+            let start = Instant::now();
+            for i in 0..iters {
+                f(b * iters + i);
+            }
+            start.elapsed() / iters as u32
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn report(what: &str, ours: Duration, base: Duration, target: &str) {
+    let ratio = ours.as_secs_f64() / base.as_secs_f64();
+    println!(
+        "{what:<58} objmgr {:>10.2?}  raw {:>10.2?}  ratio {ratio:>5.2}x  (target {target})",
+        ours, base
+    );
+}
+
+struct Broker {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = objmgr::admin::shutdown_broker();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn raise_fd_limit(want: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    if setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(want),
+            maximum: Some(want),
+        },
+    )
+    .is_err()
+    {
+        let hard = getrlimit(Resource::Nofile).maximum;
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: hard,
+                maximum: hard,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(1024)
+}
+
+fn raw_create_cycle(i: usize) {
+    let name = format!("/objmgr-bench-{}-{i}", std::process::id());
+    let fd = shm::open(
+        &name,
+        shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+        Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    rustix::fs::ftruncate(&fd, SMALL).unwrap();
+    raw_map_unmap(&fd, SMALL as usize, true);
+    drop(fd);
+    shm::unlink(&name).unwrap();
+}
+
+fn raw_map_unmap(fd: &impl AsFd, len: usize, write: bool) {
+    let prot = if write {
+        ProtFlags::READ | ProtFlags::WRITE
+    } else {
+        ProtFlags::READ
+    };
+    // SAFETY: a fresh shared mapping at a kernel-chosen address, unmapped below.
+    unsafe {
+        let p = rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0).unwrap();
+        black_box(p);
+        rustix::mm::munmap(p, len).unwrap();
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let dir = std::env::temp_dir().join(format!("omtest-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("broker.sock");
+    // SAFETY: single-threaded at this point; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("OBJMGR_SOCKET", &socket_path) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .args(["--idle-timeout", "never", "--socket"])
+        .arg(&socket_path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start objmgrd");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let broker = Broker { child, dir };
+    let broker_pid = broker.child.id();
+    let affinity = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    println!("objmgr section benchmarks (CPUs allowed: {affinity}; broker pid {broker_pid})\n");
+
+    let (batches, iters) = if quick { (3, 200) } else { (9, 2000) };
+
+    // 1. create + map + unmap + close of a new 64 KiB named section.
+    let ours = measure(batches, iters, |i| {
+        let section = Section::builder()
+            .name(&format!("Local\\bench-new-{i}"))
+            .size(SMALL)
+            .create()
+            .unwrap();
+        drop(black_box(section.map(MapAccess::WRITE).unwrap()));
+        section.close().unwrap();
+    });
+    let base = measure(batches, iters, raw_create_cycle);
+    report(
+        "create+map+unmap+close new 64 KiB named section",
+        ours,
+        base,
+        "<= 2.5x",
+    );
+
+    // 2. open existing + map + unmap + close.
+    let keep = Section::create("Local\\bench-existing", SMALL).unwrap();
+    let open_cycle = || {
+        let section = Section::open("Local\\bench-existing", MapAccess::READ).unwrap();
+        drop(black_box(section.map(MapAccess::READ).unwrap()));
+        section.close().unwrap();
+    };
+    let raw_name = format!("/objmgr-bench-existing-{}", std::process::id());
+    let raw_keep = shm::open(
+        &raw_name,
+        shm::OFlags::CREATE | shm::OFlags::RDWR,
+        Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    rustix::fs::ftruncate(&raw_keep, SMALL).unwrap();
+    let raw_open_cycle = || {
+        let fd = shm::open(&raw_name, shm::OFlags::RDONLY, Mode::empty()).unwrap();
+        raw_map_unmap(&fd, SMALL as usize, false);
+    };
+    let open_100 = {
+        let fillers: Vec<Section> = (0..100)
+            .map(|i| Section::create(&format!("Local\\bench-fill-{i}"), 4096).unwrap())
+            .collect();
+        let t = measure(batches, iters, |_| open_cycle());
+        drop(fillers);
+        t
+    };
+    let base = measure(batches, iters, |_| raw_open_cycle());
+    report("open existing+map+unmap+close", open_100, base, "<= 2.5x");
+
+    // 3. The same open with 100,000 live named objects.
+    let want = if quick { 10_000 } else { 100_000 };
+    let limit = raise_fd_limit(want as u64 + 1000);
+    let count = want.min(limit.saturating_sub(500) as usize);
+    let rss_before = rss_bytes(broker_pid);
+    let start = Instant::now();
+    let fillers: Vec<Section> = (0..count)
+        .map(|i| Section::create(&format!("Local\\bench-many-{i}"), 4096).unwrap())
+        .collect();
+    let fill_time = start.elapsed();
+    let rss_after = rss_bytes(broker_pid);
+    let open_many = measure(batches, iters, |_| open_cycle());
+    let ratio = open_many.as_secs_f64() / open_100.as_secs_f64();
+    println!(
+        "{:<58} {count} live: {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x)",
+        "open existing with many named objects", open_many, open_100
+    );
+    println!(
+        "{:<58} {} bytes per live section (RSS {} -> {} over {count}; creating them took {:.2?})",
+        "broker memory per live object",
+        (rss_after.saturating_sub(rss_before)) / count as u64,
+        rss_before,
+        rss_after,
+        fill_time
+    );
+    drop(fillers);
+
+    // 4. Broker memory per connected process: raw connections that said Hello.
+    let conns = if quick { 100 } else { 1000 };
+    let rss_before = rss_bytes(broker_pid);
+    let sockets: Vec<OwnedFd> = (0..conns)
+        .map(|_| {
+            use rustix::net::*;
+            let fd = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+            connect(&fd, &SocketAddrUnix::new(&socket_path).unwrap()).unwrap();
+            send(
+                &fd,
+                &Request::Hello {
+                    version: PROTOCOL_VERSION,
+                }
+                .encode(1),
+                SendFlags::empty(),
+            )
+            .unwrap();
+            let mut buf = [0u8; 256];
+            recv(&fd, &mut buf, RecvFlags::empty()).unwrap();
+            fd
+        })
+        .collect();
+    let rss_after = rss_bytes(broker_pid);
+    println!(
+        "{:<58} {} bytes per connected process (RSS {} -> {} over {conns})",
+        "broker memory per connected process",
+        rss_after.saturating_sub(rss_before) / conns as u64,
+        rss_before,
+        rss_after
+    );
+    drop(sockets);
+
+    // 5. Writing a 256 MiB view vs a raw MAP_SHARED memfd mapping.
+    let big: usize = if quick { 32 << 20 } else { 256 << 20 };
+    let runs = if quick { 3 } else { 5 };
+    let fill = |ptr: *mut u8, len: usize, byte: u8| {
+        // SAFETY: ptr..ptr+len is a live writable mapping owned by the caller.
+        unsafe { std::ptr::write_bytes(ptr, byte, len) };
+        black_box(ptr);
+    };
+    for prefault in [false, true] {
+        let mut first = Vec::new();
+        let mut warm = Vec::new();
+        let mut raw_first = Vec::new();
+        let mut raw_warm = Vec::new();
+        for _ in 0..runs {
+            let section = Section::builder().size(big as u64).create().unwrap();
+            let start = Instant::now();
+            let view = section
+                .map_with(&MapOptions {
+                    prefault,
+                    ..MapOptions::new(MapAccess::WRITE)
+                })
+                .unwrap();
+            fill(view.as_ptr(), big, 1);
+            first.push(start.elapsed());
+            let start = Instant::now();
+            fill(view.as_ptr(), big, 2);
+            warm.push(start.elapsed());
+            drop(view);
+            drop(section);
+
+            let fd = rustix::fs::memfd_create("bench", MemfdFlags::CLOEXEC).unwrap();
+            rustix::fs::ftruncate(&fd, big as u64).unwrap();
+            let flags = if prefault {
+                MapFlags::SHARED | MapFlags::POPULATE
+            } else {
+                MapFlags::SHARED
+            };
+            let start = Instant::now();
+            // SAFETY: a fresh shared mapping of our memfd, unmapped below.
+            let p = unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    big,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    flags,
+                    &fd,
+                    0,
+                )
+                .unwrap()
+            };
+            fill(p.cast(), big, 1);
+            raw_first.push(start.elapsed());
+            let start = Instant::now();
+            fill(p.cast(), big, 2);
+            raw_warm.push(start.elapsed());
+            // SAFETY: unmapping the mapping made above; not used afterwards.
+            unsafe { rustix::mm::munmap(p, big).unwrap() };
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let label = if prefault {
+            "prefaulted"
+        } else {
+            "first touch"
+        };
+        report(
+            &format!("write {} MiB view, {label}", big >> 20),
+            median(&mut first),
+            median(&mut raw_first),
+            "<= 1.1x",
+        );
+        report(
+            &format!("write {} MiB view, warm ({label} mapping)", big >> 20),
+            median(&mut warm),
+            median(&mut raw_warm),
+            "<= 1.1x",
+        );
+    }
+
+    drop(keep);
+    drop(raw_keep);
+    let _ = shm::unlink(&raw_name);
+    drop(broker);
+}
