@@ -62,3 +62,8 @@ mod sys;
 pub use error::{Error, Result};
 pub use objmgr_proto::Win32Error;
 pub use section::{MapAccess, MapOptions, PageProtection, Section, SectionBuilder, View};
+
+/// The README's Rust example, compiled as a doc test so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
