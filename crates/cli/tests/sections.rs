@@ -6,6 +6,7 @@ mod common;
 mod script;
 
 use common::{TestBroker, exists};
+use std::process::Command;
 
 /// Entry point for child processes (the harness re-executes this binary with
 /// a script); without a script in the environment it does nothing.
@@ -551,4 +552,63 @@ fn broker_shutdown_fails_calls_cleanly_and_next_use_restarts() {
         "create existed=0",
         "the next use starts a broker again"
     );
+}
+
+#[test]
+fn memory_sections_cannot_be_resized_and_execute_views_work() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create sealed 131072",
+        "truncate 4096",
+        "truncate 1048576",
+        "map write",
+        "write 131071 z",
+        "read 131071 1",
+        "create exec 65536 rx",
+        "map rx",
+    ]);
+    // EPERM: the memfd is sealed against shrinking and growing, so no view can take SIGBUS.
+    assert_eq!(lines[1], "truncate refused errno=1");
+    assert_eq!(lines[2], "truncate refused errno=1");
+    assert_eq!(lines[5], "read z");
+    assert_eq!(
+        lines[7],
+        "map len=65536 addr=".to_owned() + lines[7].rsplit('=').next().unwrap(),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn the_broker_refuses_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::getuid().is_root() {
+        // Only root can run a client as another uid; the check below needs one.
+        eprintln!("skipped: needs root to impersonate another uid");
+        return;
+    }
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&["create Global\\private 4096", "hold"]);
+    holder.wait_for("holding");
+    // Let another uid reach the socket at the file-system level, so that only
+    // the broker's SO_PEERCRED check stands in its way.
+    std::fs::set_permissions(&broker.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&broker.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_objmgr"))
+        .args(["broker", "status"])
+        .env("OBJMGR_SOCKET", &broker.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It reached the socket (no permission error) and was hung up on.
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    assert!(
+        broker.objmgr(&["stat", "Global\\private"]).status.success(),
+        "the owner is still served"
+    );
+    holder.release();
+    holder.finish();
 }

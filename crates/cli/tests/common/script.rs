@@ -14,6 +14,7 @@
 //! | `flush` / `unmap` / `close`               | last view / last view / last section         |
 //! | `fdmode`                                  | access mode of the last section's fd         |
 //! | `size` / `existed`                        | facts about the last section                 |
+//! | `truncate LEN`                            | `ftruncate` the last section's fd directly   |
 //! | `hold`                                    | print `@@holding`, wait for a stdin line     |
 
 use objmgr::{Error, MapAccess, MapOptions, PageProtection, Section, View};
@@ -179,6 +180,13 @@ pub fn run_script(script: &str) {
                     )
                 }
                 "size" => format!("size {}", sections.last().unwrap().size()),
+                "truncate" => {
+                    let fd = sections.last().unwrap().as_fd();
+                    match rustix::fs::ftruncate(fd, words[1].parse().unwrap()) {
+                        Ok(()) => "truncated".into(),
+                        Err(e) => format!("truncate refused errno={}", e.raw_os_error()),
+                    }
+                }
                 "existed" => format!("existed {}", sections.last().unwrap().existed() as u8),
                 "hold" => {
                     println!("@@holding");
