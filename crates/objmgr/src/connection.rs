@@ -322,8 +322,10 @@ pub(crate) fn call(
     request: &Request,
     fd: Option<BorrowedFd<'_>>,
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
-    let mut generation = generation();
+    generation(); // drops a connection inherited across fork()
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    // Read under the lock: another thread may have replaced the connection.
+    let mut generation = GENERATION.load(Ordering::Acquire);
     if shared.conn.is_none() {
         shared.conn = Some(establish()?);
         OWNER_PID.store(

@@ -6,7 +6,7 @@ use crate::sys::{self, MapRequest};
 use objmgr_proto::ObjectType;
 use objmgr_proto::access::AccessMask;
 use objmgr_proto::section::{
-    ALLOCATION_GRANULARITY, PAGE_SIZE, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
+    ALLOCATION_GRANULARITY, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
 };
 use objmgr_proto::wire::{Handle, Reply, Request, SectionGrant};
 use rustix::mm::ProtFlags;
@@ -376,34 +376,40 @@ impl Section {
         if kind.execute {
             prot |= ProtFlags::EXEC;
         }
+        // Huge-page mappings must start on, and span whole, huge pages.
+        let (align, map_len) = match self.large_pages().then(sys::huge_page_size).flatten() {
+            Some(huge) => (
+                huge.max(ALLOCATION_GRANULARITY as usize),
+                len.next_multiple_of(huge),
+            ),
+            None => (ALLOCATION_GRANULARITY as usize, len),
+        };
         let request = MapRequest {
-            len,
+            len: map_len,
             offset: options.offset,
             prot,
             shared: !kind.copy,
             address: options.address,
             populate: options.prefault,
         };
-        let ptr =
-            sys::map(self.fd.as_fd(), &request, ALLOCATION_GRANULARITY as usize).map_err(|e| {
-                match e {
-                    rustix::io::Errno::EXIST => Error::new(
-                        ERROR_INVALID_ADDRESS,
-                        format!("{}: the address range is in use", what()),
-                    ),
-                    rustix::io::Errno::INVAL if self.large_pages() => Error::new(
-                        ERROR_MAPPED_ALIGNMENT,
-                        format!(
-                            "{}: large-page views need huge-page-aligned offsets",
-                            what()
-                        ),
-                    ),
-                    e => Error::from_errno(e, what()),
-                }
-            })?;
+        let ptr = sys::map(self.fd.as_fd(), &request, align).map_err(|e| match e {
+            rustix::io::Errno::EXIST => Error::new(
+                ERROR_INVALID_ADDRESS,
+                format!("{}: the address range is in use", what()),
+            ),
+            rustix::io::Errno::INVAL if self.large_pages() => Error::new(
+                ERROR_MAPPED_ALIGNMENT,
+                format!(
+                    "{}: large-page views need huge-page-aligned offsets",
+                    what()
+                ),
+            ),
+            e => Error::from_errno(e, what()),
+        })?;
         Ok(View {
             ptr,
             len,
+            map_len,
             writable: kind.write || kind.copy,
             file_backed: self.file_backed && !kind.copy,
         })
@@ -474,6 +480,9 @@ impl Drop for Section {
 pub struct View {
     ptr: NonNull<u8>,
     len: usize,
+    /// The length actually mapped (`len` rounded up to whole huge pages for
+    /// large-page sections).
+    map_len: usize,
     writable: bool,
     file_backed: bool,
 }
@@ -608,7 +617,7 @@ impl View {
         if !self.file_backed || len == 0 {
             return Ok(());
         }
-        let start = offset - offset % PAGE_SIZE as usize;
+        let start = offset - offset % rustix::param::page_size();
         // SAFETY: start <= offset < len, so the pointer stays inside the mapping.
         let ptr = unsafe { self.ptr.add(start) };
         sys::sync(ptr, offset + len - start).map_err(|e| Error::from_errno(e, "flushing a view"))
@@ -619,6 +628,6 @@ impl Drop for View {
     fn drop(&mut self) {
         // SAFETY: ptr/len describe the mapping made in map_with, owned by this
         // View and unmapped only here.
-        unsafe { sys::unmap(self.ptr, self.len) };
+        unsafe { sys::unmap(self.ptr, self.map_len) };
     }
 }

@@ -82,6 +82,16 @@ pub fn map(fd: BorrowedFd<'_>, req: &MapRequest, align: usize) -> rustix::io::Re
     Ok(ptr)
 }
 
+/// The huge page size `SEC_LARGE_PAGES` sections use, if the kernel has one.
+pub fn huge_page_size() -> Option<usize> {
+    static SIZE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<usize>().ok()? * 1024)
+    })
+}
+
 /// Where the next view will probably fit on an aligned address: just below
 /// the last one placed (the kernel fills address space top-down).
 static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);

@@ -125,13 +125,19 @@ impl Section {
         }
         let stat = fs::fstat(&file).map_err(|e| Failure::new(errno(e), "fstat of the file"))?;
         let file_type = FileType::from_raw_mode(stat.st_mode);
-        if !matches!(file_type, FileType::RegularFile | FileType::BlockDevice) {
+        if file_type != FileType::RegularFile {
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
                 "the handle is not a file that can be mapped",
             ));
         }
         let mode = fs::fcntl_getfl(&file).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        if mode.contains(OFlags::PATH) {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                "an O_PATH descriptor cannot be mapped",
+            ));
+        }
         let access = mode & OFlags::RWMODE;
         let readable = access == OFlags::RDONLY || access == OFlags::RDWR;
         let writable = access == OFlags::RDWR;

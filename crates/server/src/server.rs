@@ -115,6 +115,7 @@ pub fn serve(
     let mut recv_buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
     let my_uid = rustix::process::getuid().as_raw();
     let held_lock;
+    let mut spare = open_spare();
 
     loop {
         let timeout = match (config.idle_timeout, idle_since) {
@@ -150,6 +151,7 @@ pub fn serve(
                     &mut connections,
                     &mut next_client,
                     my_uid,
+                    &mut spare,
                 );
                 continue;
             }
@@ -186,6 +188,7 @@ pub fn serve(
                     &mut connections,
                     &mut next_client,
                     my_uid,
+                    &mut spare,
                 );
                 if broker.client_count() == 0 {
                     held_lock = lock;
@@ -210,13 +213,24 @@ fn accept_all(
     connections: &mut HashMap<ClientId, Connection>,
     next_client: &mut ClientId,
     my_uid: u32,
+    spare: &mut Option<OwnedFd>,
 ) {
     loop {
         let fd = match net::accept_with(&listener.fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
         {
             Ok(fd) => fd,
             Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
-            Err(_) => return, // EAGAIN, or out of fds: the client sees its connect fail.
+            Err(Errno::MFILE) | Err(Errno::NFILE) => {
+                // Out of fds: the pending connection would keep the listener
+                // readable forever and spin the loop. Free the spare fd, take
+                // the connection and hang up on it (its client sees an error,
+                // not a hang), then keep the spare for next time.
+                drop(spare.take());
+                drop(net::accept_with(&listener.fd, SocketFlags::CLOEXEC));
+                *spare = open_spare();
+                return;
+            }
+            Err(_) => return, // EAGAIN: nothing more to accept.
         };
         let Ok(cred) = net::sockopt::socket_peercred(&fd) else {
             continue;
@@ -244,6 +258,17 @@ fn accept_all(
         );
         connections.insert(id, Connection { fd });
     }
+}
+
+/// An fd kept in reserve so that a connection can still be accepted (and
+/// refused) when the broker has run out of descriptors.
+fn open_spare() -> Option<OwnedFd> {
+    rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 enum ConnState {
