@@ -141,6 +141,14 @@ impl Outcome {
     }
 }
 
+/// The failure for a handle value that is not in the caller's table.
+fn not_open(handle: Handle) -> Failure {
+    Failure::new(
+        ERROR_INVALID_HANDLE,
+        format!("handle {:#x} is not open", handle.0),
+    )
+}
+
 /// The whole broker state.
 #[derive(Debug)]
 pub struct Broker {
@@ -282,22 +290,20 @@ impl Broker {
                 inherit,
             } => self.open(id, object_type, &name, access, inherit),
             Request::Close { handle } => {
-                let entry = self.client(id).handles.remove(handle).ok_or_else(|| {
-                    Failure::new(
-                        ERROR_INVALID_HANDLE,
-                        format!("handle {:#x} is not open", handle.0),
-                    )
-                })?;
+                let entry = self
+                    .client(id)
+                    .handles
+                    .remove(handle)
+                    .ok_or_else(|| not_open(handle))?;
                 self.release(entry.object);
                 Ok(Outcome::reply(Reply::Done))
             }
             Request::QuerySection { handle } => {
-                let entry = *self.client(id).handles.get(handle).ok_or_else(|| {
-                    Failure::new(
-                        ERROR_INVALID_HANDLE,
-                        format!("handle {:#x} is not open", handle.0),
-                    )
-                })?;
+                let entry = *self
+                    .client(id)
+                    .handles
+                    .get(handle)
+                    .ok_or_else(|| not_open(handle))?;
                 self.section_grant(entry.object, handle, entry.access, false)
             }
             Request::ListObjects { after, limit } => {
