@@ -10,7 +10,7 @@ use crate::error::{ERROR_BROKEN_PIPE, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
 use objmgr_proto::wire::{
-    self, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
+    self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
 };
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -31,6 +31,8 @@ pub(crate) struct Connection {
     socket: OwnedFd,
     seq: u32,
     recv_buf: Vec<u8>,
+    /// This process's tag in shared sync state, from the broker's `Hello`.
+    tag: u16,
 }
 
 /// Why an exchange failed.
@@ -135,6 +137,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         socket,
         seq: 0,
         recv_buf: vec![0; MAX_MESSAGE_SIZE],
+        tag: 0,
     };
     match conn.exchange(
         &Request::Hello {
@@ -142,7 +145,10 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         },
         None,
     )? {
-        (Ok(Reply::Hello { .. }), _) => Ok(conn),
+        (Ok(Reply::Hello { client_tag, .. }), _) => {
+            conn.tag = client_tag;
+            Ok(conn)
+        }
         (Ok(_), _) => Err(Broken::Connection("unexpected reply to Hello".into())),
         (Err(e), _) => Err(Broken::Connection(e.to_string())),
     }
@@ -315,13 +321,9 @@ pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
-/// Sends one request to the broker (connecting, or starting it, if needed)
-/// and returns the reply, any fd that came with it, and the handle generation
-/// the reply belongs to.
-pub(crate) fn call(
-    request: &Request,
-    fd: Option<BorrowedFd<'_>>,
-) -> Result<(Reply, Option<OwnedFd>, u64)> {
+/// The shared state with a live connection (made now if needed), and the
+/// handle generation it belongs to.
+fn connected() -> Result<(std::sync::MutexGuard<'static, Shared>, u64)> {
     generation(); // drops a connection inherited across fork()
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
     // Read under the lock: another thread may have replaced the connection.
@@ -334,7 +336,40 @@ pub(crate) fn call(
         );
         generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     }
-    let conn = shared.conn.as_mut().expect("connected above");
+    Ok((shared, generation))
+}
+
+/// This process's tag in shared sync state (connecting if needed).
+pub(crate) fn client_tag() -> Result<u16> {
+    let (shared, _) = connected()?;
+    Ok(shared.conn.as_ref().expect("connected").tag)
+}
+
+/// Closes a handle of generation `generation` (a no-op if that broker session
+/// is gone, or this is a forked child: the handle is closed already).
+pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -> Result<()> {
+    if handle_generation != generation() {
+        return Ok(());
+    }
+    call(&Request::Close { handle }, None)
+        .map(|_| ())
+        .map_err(|e| {
+            Error::new(
+                e.code(),
+                format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
+            )
+        })
+}
+
+/// Sends one request to the broker (connecting, or starting it, if needed)
+/// and returns the reply, any fd that came with it, and the handle generation
+/// the reply belongs to.
+pub(crate) fn call(
+    request: &Request,
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<(Reply, Option<OwnedFd>, u64)> {
+    let (mut shared, generation) = connected()?;
+    let conn = shared.conn.as_mut().expect("connected");
     match conn.exchange(request, fd) {
         Ok((Ok(reply), received)) => Ok((reply, received, generation)),
         Ok((Err(e), _)) => Err(e),

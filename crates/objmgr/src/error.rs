@@ -35,6 +35,11 @@ impl Error {
         &self.context
     }
 
+    /// The same error, its context prefixed with what the caller was doing.
+    pub(crate) fn within(self, what: &str) -> Error {
+        Error::new(self.code, format!("{what}: {}", self.context))
+    }
+
     pub(crate) fn from_errno(e: rustix::io::Errno, context: impl Into<String>) -> Error {
         Error::new(Win32Error::from_errno(e.raw_os_error()), context)
     }

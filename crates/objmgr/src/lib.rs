@@ -56,12 +56,18 @@
 pub mod admin;
 mod connection;
 pub mod error;
+mod owner;
 pub mod section;
+pub mod sync;
 mod sys;
 
 pub use error::{Error, Result};
 pub use objmgr_proto::Win32Error;
 pub use section::{MapAccess, MapOptions, PageProtection, Section, SectionBuilder, View};
+pub use sync::{
+    CreateOptions, Event, Mutex, MutexGuard, Reset, Semaphore, WaitOutcome, Waitable,
+    WaitableTimer, signal_and_wait, wait_all, wait_any,
+};
 
 /// The README's Rust example, compiled as a doc test so it stays true.
 #[doc = include_str!("../../../README.md")]

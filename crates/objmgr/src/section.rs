@@ -427,28 +427,7 @@ impl Section {
             return Ok(());
         }
         self.closed = true;
-        if self.generation != connection::generation() {
-            // The broker session this handle belonged to is gone (or this is
-            // a forked child): the handle is already closed.
-            return Ok(());
-        }
-        call(
-            &Request::Close {
-                handle: self.handle,
-            },
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| {
-            Error::new(
-                e.code(),
-                format!(
-                    "closing section handle {:#x}: {}",
-                    self.handle.0,
-                    e.context()
-                ),
-            )
-        })
+        connection::close_handle(self.handle, self.generation, "section")
     }
 }
 

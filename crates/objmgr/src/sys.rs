@@ -181,3 +181,21 @@ pub fn sync(ptr: NonNull<u8>, len: usize) -> rustix::io::Result<()> {
     // is not mapped it fails with ENOMEM instead of touching memory.
     unsafe { rustix::mm::msync(ptr.as_ptr().cast(), len, MsyncFlags::SYNC) }
 }
+
+unsafe extern "C" {
+    /// POSIX; provided by the C library every Rust program on Linux links.
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> std::ffi::c_int;
+}
+
+/// Runs `child` in the child process after every `fork()` (registered once
+/// per call; call it once). `child` must be async-signal-safe in spirit: it
+/// runs in a process where every other thread has vanished.
+pub fn on_fork_child(child: extern "C" fn()) {
+    // SAFETY: registers a plain function pointer with the C library; no
+    // memory is shared with the callee beyond what `child` itself touches.
+    let _ = unsafe { pthread_atfork(None, None, Some(child)) };
+}

@@ -55,10 +55,13 @@ win32_errors! {
     ERROR_BROKEN_PIPE = 109, "The pipe has been ended.";
     ERROR_INSUFFICIENT_BUFFER = 122, "The data area passed to a system call is too small.";
     ERROR_INVALID_NAME = 123, "The filename, directory name, or volume label syntax is incorrect.";
+    ERROR_SIGNAL_REFCOUNT_EXCEEDED = 156, "The recipient process has refused the signal.";
     ERROR_ALREADY_EXISTS = 183, "Cannot create a file when that file already exists.";
     ERROR_BAD_EXE_FORMAT = 193, "The specified image file is not a valid application.";
     ERROR_FILENAME_EXCED_RANGE = 206, "The filename or extension is too long.";
     ERROR_PIPE_NOT_CONNECTED = 233, "No process is on the other end of the pipe.";
+    ERROR_NOT_OWNER = 288, "Attempt to release mutex not owned by caller.";
+    ERROR_TOO_MANY_POSTS = 298, "Too many posts were made to a semaphore.";
     ERROR_INVALID_ADDRESS = 487, "Attempt to access invalid address.";
     ERROR_FILE_INVALID = 1006, "The volume for a file has been externally altered so that the opened file is no longer valid.";
     ERROR_SERVICE_NOT_ACTIVE = 1062, "The service has not been started.";

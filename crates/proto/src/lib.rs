@@ -11,6 +11,7 @@ pub mod error;
 pub mod name;
 pub mod rendezvous;
 pub mod section;
+pub mod sync;
 pub mod wire;
 
 pub use access::{AccessMask, ObjectType};

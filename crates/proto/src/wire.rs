@@ -6,10 +6,11 @@
 //! pins the protocol version before anything else.
 
 use crate::access::ObjectType;
+use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -176,10 +177,11 @@ pub enum Opcode {
     StatObject = 7,
     Status = 8,
     Shutdown = 9,
+    CreateSync = 10,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 9] = [
+    pub const ALL: [Opcode; 10] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -189,6 +191,7 @@ impl Opcode {
         Opcode::StatObject,
         Opcode::Status,
         Opcode::Shutdown,
+        Opcode::CreateSync,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -207,6 +210,7 @@ impl Opcode {
             Opcode::StatObject => "stat_object",
             Opcode::Status => "status",
             Opcode::Shutdown => "shutdown",
+            Opcode::CreateSync => "create_sync",
         }
     }
 }
@@ -243,6 +247,17 @@ pub enum Request {
     Status,
     /// Ask the broker to exit now.
     Shutdown,
+    /// `CreateEvent`, `CreateMutex`, `CreateSemaphore`, `CreateWaitableTimer`
+    /// (and their `Ex` forms). `owner` is the creating thread's token and tid,
+    /// the initial owner of a mutex created owned.
+    CreateSync {
+        name: String,
+        init: SyncInit,
+        access: u32,
+        inherit: bool,
+        owner_token: u32,
+        owner_tid: u32,
+    },
 }
 
 impl Request {
@@ -257,6 +272,7 @@ impl Request {
             Request::StatObject { .. } => Opcode::StatObject,
             Request::Status => Opcode::Status,
             Request::Shutdown => Opcode::Shutdown,
+            Request::CreateSync { .. } => Opcode::CreateSync,
         }
     }
 
@@ -302,6 +318,21 @@ impl Request {
                 e.str(name);
             }
             Request::Status | Request::Shutdown => {}
+            Request::CreateSync {
+                name,
+                init,
+                access,
+                inherit,
+                owner_token,
+                owner_tid,
+            } => {
+                e.str(name);
+                encode_init(&mut e, *init);
+                e.u32(*access)
+                    .bool(*inherit)
+                    .u32(*owner_token)
+                    .u32(*owner_tid);
+            }
         }
         e.finish()
     }
@@ -341,10 +372,67 @@ impl Request {
             Opcode::StatObject => Request::StatObject { name: d.str()? },
             Opcode::Status => Request::Status,
             Opcode::Shutdown => Request::Shutdown,
+            Opcode::CreateSync => Request::CreateSync {
+                name: d.str()?,
+                init: decode_init(&mut d)?,
+                access: d.u32()?,
+                inherit: d.bool()?,
+                owner_token: d.u32()?,
+                owner_tid: d.u32()?,
+            },
         };
         d.end()?;
         Ok((seq, request))
     }
+}
+
+fn encode_init(e: &mut Encoder, init: SyncInit) {
+    let (flag_a, flag_b, initial, maximum) = match init {
+        SyncInit::Event {
+            manual_reset,
+            signaled,
+        } => (manual_reset, signaled, 0, 0),
+        SyncInit::Mutex { owned } => (false, owned, 0, 0),
+        SyncInit::Semaphore { initial, maximum } => (false, false, initial, maximum),
+        SyncInit::Timer { manual_reset } => (manual_reset, false, 0, 0),
+    };
+    e.u8(init.object_type().code())
+        .bool(flag_a)
+        .bool(flag_b)
+        .u32(initial)
+        .u32(maximum);
+}
+
+fn decode_init(d: &mut Decoder<'_>) -> Result<SyncInit, WireError> {
+    let object_type = d.object_type()?;
+    let (flag_a, flag_b, initial, maximum) = (d.bool()?, d.bool()?, d.u32()?, d.u32()?);
+    Ok(match object_type {
+        ObjectType::Event => SyncInit::Event {
+            manual_reset: flag_a,
+            signaled: flag_b,
+        },
+        ObjectType::Mutex => SyncInit::Mutex { owned: flag_b },
+        ObjectType::Semaphore => SyncInit::Semaphore { initial, maximum },
+        ObjectType::WaitableTimer => SyncInit::Timer {
+            manual_reset: flag_a,
+        },
+        _ => return Err(WireError::BadField("synchronization object type")),
+    })
+}
+
+/// A new handle to a synchronization object: where its state lives. The first
+/// such reply on a connection carries the arena's fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncGrant {
+    pub handle: Handle,
+    pub existed: bool,
+    pub access: u32,
+    /// The slot's kind code (type and manual-reset flag).
+    pub kind: u32,
+    /// Slot index in the arena.
+    pub slot: u32,
+    /// Identifies the arena, so a client maps each arena once.
+    pub arena_id: u64,
 }
 
 /// Facts about a section that a client needs to map it.
@@ -406,8 +494,11 @@ pub enum Reply {
         version: u32,
         broker_pid: u32,
         session: u32,
+        /// The tag that identifies this process in shared sync state.
+        client_tag: u16,
     },
     Section(SectionGrant),
+    Sync(SyncGrant),
     Done,
     Objects {
         entries: Vec<ObjectEntry>,
@@ -447,6 +538,10 @@ fn decode_entry(d: &mut Decoder<'_>) -> Result<ObjectEntry, WireError> {
     })
 }
 
+/// Grant replies start with which kind of object was granted.
+const GRANT_SECTION: u8 = 1;
+const GRANT_SYNC: u8 = 2;
+
 /// The reply frame header: `opcode: u16, flags: u16, seq: u32, status: u32`.
 /// A non-zero status is a Win32 error code followed by a context string.
 pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -> Vec<u8> {
@@ -463,11 +558,25 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                     version,
                     broker_pid,
                     session,
+                    client_tag,
                 } => {
-                    e.u32(*version).u32(*broker_pid).u32(*session);
+                    e.u32(*version)
+                        .u32(*broker_pid)
+                        .u32(*session)
+                        .u16(*client_tag);
+                }
+                Reply::Sync(g) => {
+                    e.u8(GRANT_SYNC)
+                        .u32(g.handle.0)
+                        .bool(g.existed)
+                        .u32(g.access)
+                        .u32(g.kind)
+                        .u32(g.slot)
+                        .u64(g.arena_id);
                 }
                 Reply::Section(g) => {
-                    e.u32(g.handle.0)
+                    e.u8(GRANT_SECTION)
+                        .u32(g.handle.0)
                         .bool(g.existed)
                         .u32(g.access)
                         .u64(g.info.size)
@@ -528,19 +637,31 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             version: d.u32()?,
             broker_pid: d.u32()?,
             session: d.u32()?,
+            client_tag: d.u16()?,
         },
-        Opcode::CreateSection | Opcode::Open | Opcode::QuerySection => {
-            Reply::Section(SectionGrant {
-                handle: Handle(d.u32()?),
-                existed: d.bool()?,
-                access: d.u32()?,
-                info: SectionInfo {
-                    size: d.u64()?,
-                    protection: d.u32()?,
-                    attributes: d.u32()?,
-                    file_backed: d.bool()?,
-                },
-            })
+        Opcode::CreateSection | Opcode::Open | Opcode::QuerySection | Opcode::CreateSync => {
+            match d.u8()? {
+                GRANT_SECTION => Reply::Section(SectionGrant {
+                    handle: Handle(d.u32()?),
+                    existed: d.bool()?,
+                    access: d.u32()?,
+                    info: SectionInfo {
+                        size: d.u64()?,
+                        protection: d.u32()?,
+                        attributes: d.u32()?,
+                        file_backed: d.bool()?,
+                    },
+                }),
+                GRANT_SYNC => Reply::Sync(SyncGrant {
+                    handle: Handle(d.u32()?),
+                    existed: d.bool()?,
+                    access: d.u32()?,
+                    kind: d.u32()?,
+                    slot: d.u32()?,
+                    arena_id: d.u64()?,
+                }),
+                _ => return Err(WireError::BadField("grant kind")),
+            }
         }
         Opcode::Close | Opcode::Shutdown => Reply::Done,
         Opcode::ListObjects => {
@@ -617,6 +738,29 @@ mod tests {
         round_trip(Request::StatObject { name: "z".into() });
         round_trip(Request::Status);
         round_trip(Request::Shutdown);
+        for init in [
+            SyncInit::Event {
+                manual_reset: true,
+                signaled: false,
+            },
+            SyncInit::Mutex { owned: true },
+            SyncInit::Semaphore {
+                initial: 3,
+                maximum: 9,
+            },
+            SyncInit::Timer {
+                manual_reset: false,
+            },
+        ] {
+            round_trip(Request::CreateSync {
+                name: "Local\\s".into(),
+                init,
+                access: 0x1F0003,
+                inherit: true,
+                owner_token: 0x8001,
+                owner_tid: 77,
+            });
+        }
     }
 
     #[test]
@@ -634,6 +778,24 @@ mod tests {
         });
         let bytes = encode_reply(Opcode::Open, 3, Ok(&grant));
         assert_eq!(decode_reply(Opcode::Open, &bytes), Ok((3, Ok(grant))));
+        let sync = Reply::Sync(SyncGrant {
+            handle: Handle(12),
+            existed: false,
+            access: 0x1F0001,
+            kind: 3,
+            slot: 99,
+            arena_id: 1 << 40,
+        });
+        let bytes = encode_reply(Opcode::Open, 6, Ok(&sync));
+        assert_eq!(decode_reply(Opcode::Open, &bytes), Ok((6, Ok(sync))));
+        let hello = Reply::Hello {
+            version: PROTOCOL_VERSION,
+            broker_pid: 5,
+            session: 1,
+            client_tag: 65535,
+        };
+        let bytes = encode_reply(Opcode::Hello, 1, Ok(&hello));
+        assert_eq!(decode_reply(Opcode::Hello, &bytes), Ok((1, Ok(hello))));
         let entry = ObjectEntry {
             path: "\\BaseNamedObjects\\x".into(),
             object_type: ObjectType::Section,

@@ -13,17 +13,20 @@ use objmgr_proto::ObjectName;
 use objmgr_proto::access::{AccessMask, ObjectType, SECTION_MAP_WRITE};
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
+use objmgr_proto::sync::SyncInit;
 use objmgr_proto::wire::{
     BrokerStatus, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE, MAX_STRING_LEN, ObjectEntry, Opcode,
-    PROTOCOL_VERSION, Reply, Request, SectionGrant,
+    PROTOCOL_VERSION, Reply, Request, SectionGrant, SyncGrant,
 };
-use std::collections::{BTreeMap, HashMap};
+use objmgr_sync::ops::{Actor, Kind, Token};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use crate::Failure;
 use crate::section::Section;
+use crate::sync::SyncArena;
 
 /// The session number `Local\` names live under (one per-user broker = one session).
 pub const SESSION: u32 = 1;
@@ -37,6 +40,11 @@ type ObjectId = u64;
 #[derive(Debug)]
 enum Body {
     Section(Section),
+    /// A mutex, event, semaphore or timer: its state is arena slot `slot`.
+    Sync {
+        slot: u32,
+        kind: Kind,
+    },
 }
 
 #[derive(Debug)]
@@ -119,6 +127,10 @@ pub struct Client {
     pub uid: u32,
     /// Set once the `Hello` exchange succeeded.
     pub greeted: bool,
+    /// Identifies the process in shared sync state (mutex owners, slot locks).
+    pub tag: u16,
+    /// Whether the sync arena's fd went to this client already.
+    arena_sent: bool,
     handles: HandleTable,
 }
 
@@ -156,6 +168,10 @@ pub struct Broker {
     names: BTreeMap<String, ObjectId>,
     clients: HashMap<ClientId, Client>,
     next_object: ObjectId,
+    /// Created with the first synchronization object.
+    sync: Option<SyncArena>,
+    tags_in_use: HashSet<u16>,
+    next_tag: u16,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
     /// Socket path, for status.
@@ -171,6 +187,9 @@ impl Broker {
             names: BTreeMap::new(),
             clients: HashMap::new(),
             next_object: 1,
+            sync: None,
+            tags_in_use: HashSet::new(),
+            next_tag: 1,
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
             socket,
@@ -182,16 +201,37 @@ impl Broker {
         self.clients.len()
     }
 
-    pub fn add_client(&mut self, id: ClientId, pid: u32, uid: u32) {
+    /// Registers a new connection. Fails only when 65,535 processes are
+    /// connected already (every process tag is taken).
+    pub fn add_client(&mut self, id: ClientId, pid: u32, uid: u32) -> Result<(), Failure> {
+        let tag = self.allocate_tag()?;
         self.clients.insert(
             id,
             Client {
                 pid,
                 uid,
                 greeted: false,
+                tag,
+                arena_sent: false,
                 handles: HandleTable::default(),
             },
         );
+        Ok(())
+    }
+
+    /// Tags go round-robin so that a tag is reused as late as possible.
+    fn allocate_tag(&mut self) -> Result<u16, Failure> {
+        for _ in 0..=u16::MAX {
+            let tag = self.next_tag;
+            self.next_tag = self.next_tag.checked_add(1).unwrap_or(1);
+            if self.tags_in_use.insert(tag) {
+                return Ok(tag);
+            }
+        }
+        Err(Failure::new(
+            ERROR_NO_SYSTEM_RESOURCES,
+            "too many connected processes",
+        ))
     }
 
     /// Forgets a process: every handle it held is closed, as when a Windows
@@ -204,6 +244,11 @@ impl Broker {
         for entry in entries {
             self.release(entry.object);
         }
+        // Mutexes its threads owned are abandoned, locks it held released.
+        if let Some(sync) = &self.sync {
+            sync.reap(client.tag);
+        }
+        self.tags_in_use.remove(&client.tag);
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -216,6 +261,9 @@ impl Broker {
             let object = self.objects.remove(&id).expect("object present");
             if let Some(path) = object.path {
                 self.names.remove(&path);
+            }
+            if let (Body::Sync { slot, .. }, Some(sync)) = (object.body, &mut self.sync) {
+                sync.free(slot);
             }
         }
     }
@@ -265,11 +313,14 @@ impl Broker {
                         disconnect: true,
                     });
                 }
-                self.client(id).greeted = true;
+                let client = self.client(id);
+                client.greeted = true;
+                let client_tag = client.tag;
                 Ok(Outcome::reply(Reply::Hello {
                     version: PROTOCOL_VERSION,
                     broker_pid: std::process::id(),
                     session: SESSION,
+                    client_tag,
                 }))
             }
             _ if !greeted => Err(Failure::protocol("request before Hello")),
@@ -304,8 +355,23 @@ impl Broker {
                     .handles
                     .get(handle)
                     .ok_or_else(|| not_open(handle))?;
-                self.section_grant(entry.object, handle, entry.access, false)
+                let object_type = self.objects[&entry.object].object_type;
+                if object_type != ObjectType::Section {
+                    return Err(Failure::new(
+                        ERROR_INVALID_HANDLE,
+                        format!("handle {:#x} is a {object_type}, not a section", handle.0),
+                    ));
+                }
+                self.grant_reply(id, entry.object, handle, entry.access, false)
             }
+            Request::CreateSync {
+                name,
+                init,
+                access,
+                inherit,
+                owner_token,
+                owner_tid,
+            } => self.create_sync(id, &name, init, access, inherit, owner_token, owner_tid),
             Request::ListObjects { after, limit } => {
                 let limit = limit.clamp(1, MAX_LIST_ENTRIES) as usize;
                 let range = self.names.range::<String, _>((
@@ -373,18 +439,9 @@ impl Broker {
             .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
         let path = parsed.map(|n| n.path(SESSION));
         let access = AccessMask(protection.creator_access());
-        if let Some(path) = &path
-            && let Some(&existing) = self.names.get(path)
-        {
-            let object_type = self.objects[&existing].object_type;
-            if object_type != ObjectType::Section {
-                return Err(Failure::new(
-                    ERROR_INVALID_HANDLE,
-                    format!("{path} is a {object_type}, not a section"),
-                ));
-            }
-            // As on Windows: the existing object, whatever size and protection
-            // were asked for now.
+        // As on Windows: an existing section is returned whatever size and
+        // protection were asked for now.
+        if let Some(existing) = self.existing(path.as_deref(), ObjectType::Section)? {
             return self.grant(id, existing, access, inherit, true);
         }
         let section = match file {
@@ -392,6 +449,86 @@ impl Broker {
             Some(fd) => Section::new_file_backed(fd, size, protection, attributes)?,
         };
         let oid = self.insert_object(ObjectType::Section, path, Body::Section(section));
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// The live object named `path`, if any, provided it has the type a
+    /// `Create*` call asks for (`ERROR_INVALID_HANDLE` when another type holds
+    /// the name).
+    fn existing(
+        &self,
+        path: Option<&str>,
+        wanted: ObjectType,
+    ) -> Result<Option<ObjectId>, Failure> {
+        let Some(&existing) = path.and_then(|p| self.names.get(p)) else {
+            return Ok(None);
+        };
+        let object_type = self.objects[&existing].object_type;
+        if object_type != wanted {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!(
+                    "{} is a {object_type}, not a {wanted}",
+                    path.unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(Some(existing))
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
+    fn create_sync(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        init: SyncInit,
+        access: u32,
+        inherit: bool,
+        owner_token: u32,
+        owner_tid: u32,
+    ) -> Result<Outcome, Failure> {
+        let object_type = init.object_type();
+        init.validate().map_err(|code| {
+            Failure::new(code, format!("invalid {object_type} arguments {init:?}"))
+        })?;
+        let parsed = ObjectName::parse(name)
+            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
+        let path = parsed.map(|n| n.path(SESSION));
+        let access = object_type.map_generic(access);
+        // An existing object is returned as it is: the creation arguments
+        // (initial state, counts, initial ownership) are ignored, as on Windows.
+        if let Some(existing) = self.existing(path.as_deref(), object_type)? {
+            return self.grant(id, existing, access, inherit, true);
+        }
+        let client = &self.clients[&id];
+        let owner = match init {
+            SyncInit::Mutex { owned: true } => {
+                let token = Token::from_raw(owner_token)
+                    .filter(|t| t.tag() == client.tag)
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ERROR_INVALID_PARAMETER,
+                            "initial mutex owner is not a thread of the calling process",
+                        )
+                    })?;
+                Some(Actor {
+                    token,
+                    pid: client.pid,
+                    tid: owner_tid,
+                })
+            }
+            _ => None,
+        };
+        if self.sync.is_none() {
+            self.sync = Some(SyncArena::new()?);
+        }
+        let sync = self.sync.as_mut().expect("created above");
+        let slot = sync.allocate(init, owner)?;
+        let body = Body::Sync {
+            slot,
+            kind: Kind::from_init(init),
+        };
+        let oid = self.insert_object(object_type, path, body);
         self.grant(id, oid, access, inherit, false)
     }
 
@@ -472,7 +609,7 @@ impl Broker {
             .get_mut(&oid)
             .expect("object present")
             .handle_count += 1;
-        match self.section_grant(oid, handle, access, existed) {
+        match self.grant_reply(id, oid, handle, access, existed) {
             Ok(outcome) => Ok(outcome),
             Err(failure) => {
                 // Undo: the caller must not be left with a handle it never learned of.
@@ -483,30 +620,71 @@ impl Broker {
         }
     }
 
-    fn section_grant(
-        &self,
+    /// The reply for a new handle: what the client needs to use the object,
+    /// with the fd behind it (a section's file, or the sync arena the first
+    /// time this client gets a sync object).
+    fn grant_reply(
+        &mut self,
+        id: ClientId,
         oid: ObjectId,
         handle: Handle,
         access: AccessMask,
         existed: bool,
     ) -> Result<Outcome, Failure> {
-        let Body::Section(section) = &self.objects[&oid].body;
-        let fd = section.fd_for(access.contains(SECTION_MAP_WRITE))?;
-        Ok(Outcome {
-            reply: Reply::Section(SectionGrant {
-                handle,
-                existed,
-                access: access.0,
-                info: section.info(),
-            }),
-            fd: Some(fd),
-            shutdown: false,
-        })
+        match &self.objects[&oid].body {
+            Body::Section(section) => {
+                let fd = section.fd_for(access.contains(SECTION_MAP_WRITE))?;
+                Ok(Outcome {
+                    reply: Reply::Section(SectionGrant {
+                        handle,
+                        existed,
+                        access: access.0,
+                        info: section.info(),
+                    }),
+                    fd: Some(fd),
+                    shutdown: false,
+                })
+            }
+            &Body::Sync { slot, kind } => {
+                let sync = self.sync.as_ref().expect("sync objects live in the arena");
+                let (arena_id, arena_fd) = (sync.id, sync.fd.clone());
+                let client = self.client(id);
+                let fd = (!client.arena_sent).then_some(arena_fd);
+                client.arena_sent = true;
+                Ok(Outcome {
+                    reply: Reply::Sync(SyncGrant {
+                        handle,
+                        existed,
+                        access: access.0,
+                        kind: kind.code(),
+                        slot,
+                        arena_id,
+                    }),
+                    fd,
+                    shutdown: false,
+                })
+            }
+        }
     }
 
     fn entry(&self, oid: ObjectId) -> ObjectEntry {
         let object = &self.objects[&oid];
-        let Body::Section(section) = &object.body;
+        let section = match &object.body {
+            Body::Section(section) => section,
+            Body::Sync { slot, .. } => {
+                return ObjectEntry {
+                    path: object.path.clone().unwrap_or_default(),
+                    object_type: object.object_type,
+                    handle_count: object.handle_count,
+                    size: 0,
+                    properties: self
+                        .sync
+                        .as_ref()
+                        .map(|sync| sync.describe(*slot))
+                        .unwrap_or_default(),
+                };
+            }
+        };
         let mut properties = vec![
             (
                 "protection".to_owned(),
@@ -553,7 +731,7 @@ mod tests {
     fn greeted_broker(clients: &[ClientId]) -> Broker {
         let mut broker = Broker::new("test".into(), 0);
         for &id in clients {
-            broker.add_client(id, 100 + id as u32, 0);
+            broker.add_client(id, 100 + id as u32, 0).unwrap();
             broker
                 .handle(
                     id,
@@ -607,7 +785,7 @@ mod tests {
     #[test]
     fn requests_before_hello_are_protocol_violations() {
         let mut broker = Broker::new("test".into(), 0);
-        broker.add_client(1, 1, 0);
+        broker.add_client(1, 1, 0).unwrap();
         let failure = broker.handle(1, Request::Status, vec![]).unwrap_err();
         assert!(failure.disconnect);
         let failure = broker
@@ -700,7 +878,7 @@ mod tests {
         broker.remove_client(2);
         broker.remove_client(1);
         assert_eq!(broker.status().objects, 0);
-        broker.add_client(3, 3, 0);
+        broker.add_client(3, 3, 0).unwrap();
         broker
             .handle(
                 3,

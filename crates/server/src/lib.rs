@@ -11,6 +11,7 @@
 pub mod broker;
 pub mod section;
 pub mod server;
+pub mod sync;
 
 use objmgr_proto::Win32Error;
 use objmgr_proto::error::ERROR_INVALID_DATA;

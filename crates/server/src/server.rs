@@ -241,6 +241,10 @@ fn accept_all(
         }
         let id = *next_client;
         *next_client += 1;
+        let pid = cred.pid.as_raw_nonzero().get() as u32;
+        if broker.add_client(id, pid, cred.uid.as_raw()).is_err() {
+            continue; // Every process tag is in use: hang up.
+        }
         if epoll::add(
             epoll_fd,
             &fd,
@@ -249,13 +253,9 @@ fn accept_all(
         )
         .is_err()
         {
+            broker.remove_client(id);
             continue;
         }
-        broker.add_client(
-            id,
-            cred.pid.as_raw_nonzero().get() as u32,
-            cred.uid.as_raw(),
-        );
         connections.insert(id, Connection { fd });
     }
 }

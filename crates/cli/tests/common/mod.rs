@@ -219,6 +219,13 @@ impl ScriptChild {
     }
 }
 
+/// A failing test must not leave its children behind (waiting forever).
+impl Drop for ScriptChild {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 /// Whether a path exists (used to check for leftovers).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()

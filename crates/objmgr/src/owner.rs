@@ -1,0 +1,163 @@
+//! Who is calling: the thread identity that owns mutexes and holds slot
+//! locks in shared sync state, and the mutexes each thread owns.
+//!
+//! A thread's [`Token`] is its process's broker-assigned tag plus a thread
+//! number unique in the process. It is made on the thread's first sync
+//! operation and kept in thread-local storage, so waits and signals need no
+//! broker and no system call to learn who is calling. When a thread exits
+//! holding mutexes they are abandoned (the thread-local destructor does it;
+//! the broker does it for a process that dies). A forked child gets a new
+//! tag: the fork epoch below changes in the child, and every thread state
+//! made before the fork is discarded.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use objmgr_sync::ops::{self, Actor, Token};
+use objmgr_sync::{Arena, Slot};
+
+use crate::connection;
+use crate::error::{ERROR_NO_SYSTEM_RESOURCES, Error, Result};
+use crate::sys;
+
+/// Changes in a forked child (set by a `pthread_atfork` handler).
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Thread numbers of the current epoch: the free list and the next new one.
+struct ThreadNumbers {
+    epoch: u64,
+    free: Vec<u32>,
+    next: u32,
+}
+
+static NUMBERS: Mutex<ThreadNumbers> = Mutex::new(ThreadNumbers {
+    epoch: 0,
+    free: Vec::new(),
+    next: 0,
+});
+
+/// A mutex a thread owns: the arena it lives in and its slot.
+#[derive(Clone, Copy)]
+struct Owned {
+    arena: &'static Arena,
+    slot: u32,
+}
+
+struct ThreadState {
+    epoch: u64,
+    actor: Actor,
+    owned: Vec<Owned>,
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        if self.epoch != FORK_EPOCH.load(Ordering::Relaxed) {
+            return; // Made before a fork: nothing here belongs to this process.
+        }
+        for owned in self.owned.drain(..) {
+            if let Some(slot) = owned.arena.slot(owned.slot) {
+                ops::abandon_mutex(slot, self.actor.token);
+            }
+        }
+        let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
+        if numbers.epoch == self.epoch {
+            numbers
+                .free
+                .push(self.actor.token.raw() & (Token::MAX_THREADS - 1));
+        }
+    }
+}
+
+thread_local! {
+    static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
+}
+
+fn new_thread_state(epoch: u64) -> Result<ThreadState> {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| sys::on_fork_child(forked_child));
+    let tag = connection::client_tag()?;
+    let number = {
+        let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
+        if numbers.epoch != epoch {
+            *numbers = ThreadNumbers {
+                epoch,
+                free: Vec::new(),
+                next: 0,
+            };
+        }
+        match numbers.free.pop() {
+            Some(n) => n,
+            None => {
+                numbers.next += 1;
+                numbers.next - 1
+            }
+        }
+    };
+    let token = Token::new(tag, number).ok_or_else(|| {
+        Error::new(
+            ERROR_NO_SYSTEM_RESOURCES,
+            format!(
+                "more than {} threads use synchronization objects at once",
+                Token::MAX_THREADS
+            ),
+        )
+    })?;
+    Ok(ThreadState {
+        epoch,
+        actor: Actor {
+            token,
+            pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+        },
+        owned: Vec::new(),
+    })
+}
+
+/// Runs `f` with the calling thread's state, making it on first use.
+fn with_thread<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
+    THREAD.with(|cell| {
+        let mut state = cell.borrow_mut();
+        let epoch = FORK_EPOCH.load(Ordering::Relaxed);
+        if state.as_ref().is_none_or(|s| s.epoch != epoch) {
+            if let Some(mut stale) = state.take() {
+                stale.owned.clear(); // The parent's mutexes stay the parent's.
+            }
+            *state = Some(new_thread_state(epoch)?);
+        }
+        Ok(f(state.as_mut().expect("made above")))
+    })
+}
+
+/// The calling thread's identity.
+pub(crate) fn current() -> Result<Actor> {
+    with_thread(|t| t.actor)
+}
+
+/// Records that the calling thread now owns the mutex in `slot`.
+pub(crate) fn owns(arena: &'static Arena, slot: &Slot) {
+    let _ = with_thread(|t| {
+        t.owned.push(Owned {
+            arena,
+            slot: arena.index_of(slot),
+        })
+    });
+}
+
+/// Records that the calling thread released the mutex in `slot` for good.
+pub(crate) fn disowns(arena: &'static Arena, slot: &Slot) {
+    let index = arena.index_of(slot);
+    let _ = with_thread(|t| {
+        if let Some(pos) = t
+            .owned
+            .iter()
+            .rposition(|o| std::ptr::eq(o.arena, arena) && o.slot == index)
+        {
+            t.owned.swap_remove(pos);
+        }
+    });
+}

@@ -1,0 +1,630 @@
+//! Synchronization objects: [`Mutex`], [`Event`], [`Semaphore`] and
+//! [`WaitableTimer`], and waits on one or many of them ([`wait_any`],
+//! [`wait_all`], [`signal_and_wait`]).
+//!
+//! They share the namespace and lifetime rules of sections: a name held by
+//! another type fails with `ERROR_INVALID_HANDLE`, creating an existing name
+//! opens it (its creation arguments are ignored, [`existed`](Event::existed)
+//! says so), and an object lives until its last handle closes, in whichever
+//! process.
+//!
+//! Only creating, opening and closing talk to the broker. Every wait and
+//! signal is a few atomic operations on shared memory, plus a futex system
+//! call when a thread must sleep or wake a sleeper.
+//!
+//! # Example: a named mutex guarding shared memory
+//! ```no_run
+//! use objmgr::Mutex;
+//! # fn main() -> objmgr::Result<()> {
+//! let mutex = Mutex::create(Some("Local\\MyLock"), false)?;
+//! {
+//!     let guard = mutex.lock()?;
+//!     if guard.was_abandoned() {
+//!         // The previous owner died holding it: check the data it guards.
+//!     }
+//!     // ... use the shared data ...
+//! } // released here
+//! # Ok(()) }
+//! ```
+//!
+//! # Differences from Windows
+//! - Waitable-timer completion routines (APCs) and alertable waits are not
+//!   supported; wait on the timer instead.
+//! - An absolute due time is converted to the monotonic clock when the timer
+//!   is set; a later change of the wall clock does not move it.
+//! - Processes of the same user share one state arena and could corrupt each
+//!   other's objects by writing to it, as they could by attaching a debugger;
+//!   access rights are enforced by this library, not by the kernel.
+
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use objmgr_proto::access::{
+    AccessMask, EVENT_MODIFY_STATE, ObjectType, SEMAPHORE_MODIFY_STATE, SYNCHRONIZE,
+    TIMER_MODIFY_STATE,
+};
+use objmgr_proto::sync::{SyncInit, creator_access};
+use objmgr_proto::wire::{Handle, Reply, Request, SyncGrant};
+use objmgr_sync::ops::{self, Actor, Kind};
+use objmgr_sync::wait::{Failed, Waited};
+use objmgr_sync::{Arena, Slot, clock};
+
+use crate::connection::{self, call};
+use crate::error::*;
+use crate::owner;
+
+pub use objmgr_sync::WaitOutcome;
+
+/// The arenas this process has mapped, by id. Arenas are never unmapped: a
+/// process maps one per broker it talks to, and its objects may be in use by
+/// any thread at any time.
+static ARENAS: StdMutex<Vec<(u64, &'static Arena)>> = StdMutex::new(Vec::new());
+
+fn arena(id: u64, fd: Option<OwnedFd>) -> Result<&'static Arena> {
+    let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, arena)) = arenas.iter().find(|(known, _)| *known == id) {
+        return Ok(arena);
+    }
+    let fd = fd.ok_or_else(|| {
+        Error::new(
+            ERROR_INVALID_DATA,
+            "the broker did not send the sync arena this object lives in",
+        )
+    })?;
+    let arena: &'static Arena = Box::leak(Box::new(
+        Arena::map(std::os::fd::AsFd::as_fd(&fd))
+            .map_err(|e| Error::from_errno(e, "mapping the sync arena"))?,
+    ));
+    arenas.push((id, arena));
+    Ok(arena)
+}
+
+/// What the creator of an object can choose beyond its type's arguments.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Whether child processes inherit the handle (`bInheritHandle`).
+    pub inheritable: bool,
+    /// The access the handle gets (`dwDesiredAccess` of the `Create*Ex`
+    /// functions); `None` = all access for the type.
+    pub access: Option<u32>,
+}
+
+impl SyncObject {
+    fn create(name: Option<&str>, init: SyncInit, options: &CreateOptions) -> Result<SyncObject> {
+        let object_type = init.object_type();
+        let what = || format!("creating {object_type} {:?}", name.unwrap_or(""));
+        let actor = match init {
+            SyncInit::Mutex { owned: true } => {
+                Some(owner::current().map_err(|e| e.within(&what()))?)
+            }
+            _ => None,
+        };
+        let request = Request::CreateSync {
+            name: name.unwrap_or("").to_owned(),
+            init,
+            access: options.access.unwrap_or(creator_access(object_type)),
+            inherit: options.inheritable,
+            owner_token: actor.map_or(0, |a| a.token.raw()),
+            owner_tid: actor.map_or(0, |a| a.tid),
+        };
+        let object = Self::from_reply(call(&request, None), object_type, what)?;
+        if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {
+            owner::owns(object.arena, object.slot());
+        }
+        Ok(object)
+    }
+
+    fn open(object_type: ObjectType, name: &str, access: u32, inherit: bool) -> Result<SyncObject> {
+        let request = Request::Open {
+            object_type,
+            name: name.to_owned(),
+            access,
+            inherit,
+        };
+        Self::from_reply(call(&request, None), object_type, || {
+            format!("opening {object_type} {name:?}")
+        })
+    }
+
+    fn from_reply(
+        reply: Result<(Reply, Option<OwnedFd>, u64)>,
+        expected: ObjectType,
+        what: impl Fn() -> String,
+    ) -> Result<SyncObject> {
+        let (reply, fd, generation) = reply.map_err(|e| e.within(&what()))?;
+        let bad = |why: &str| Error::new(ERROR_INVALID_DATA, format!("{}: {why}", what()));
+        let Reply::Sync(SyncGrant {
+            handle,
+            existed,
+            access,
+            kind,
+            slot,
+            arena_id,
+        }) = reply
+        else {
+            return Err(bad("the broker sent no synchronization object"));
+        };
+        let kind = Kind::from_code(kind)
+            .filter(|k| k.object_type() == expected)
+            .ok_or_else(|| bad("the broker sent an object of another type"))?;
+        let arena = arena(arena_id, fd).map_err(|e| e.within(&what()))?;
+        arena
+            .slot(slot)
+            .ok_or_else(|| bad("the broker sent a slot outside the arena"))?;
+        Ok(SyncObject {
+            handle,
+            generation,
+            access: AccessMask(access),
+            kind,
+            arena,
+            slot,
+            existed,
+            closed: false,
+        })
+    }
+
+    fn slot(&self) -> &'static Slot {
+        self.arena
+            .slot(self.slot)
+            .expect("checked when the handle was granted")
+    }
+
+    /// Fails with `ERROR_ACCESS_DENIED` unless the handle has `rights`.
+    fn require(&self, rights: u32, what: &str) -> Result<()> {
+        if self.access.contains(rights) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "{what}: handle {:#x} has access {:?} and lacks {rights:#x}",
+                    self.handle.0, self.access
+                ),
+            ))
+        }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        connection::close_handle(self.handle, self.generation, self.kind.object_type().name())
+    }
+}
+
+impl Drop for SyncObject {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<u64> {
+    timeout.map(|t| {
+        let nanos = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+        clock::now().saturating_add(nanos)
+    })
+}
+
+/// Something a thread can wait on. Implemented by [`Mutex`], [`Event`],
+/// [`Semaphore`] and [`WaitableTimer`].
+pub trait Waitable: sealed::Sealed {}
+
+mod sealed {
+    use super::*;
+
+    pub trait Sealed {
+        fn sync_object(&self) -> &SyncObject;
+    }
+
+    /// A handle to a synchronization object and where its state lives.
+    #[derive(Debug)]
+    pub struct SyncObject {
+        pub(super) handle: Handle,
+        pub(super) generation: u64,
+        pub(super) access: AccessMask,
+        pub(super) kind: Kind,
+        pub(super) arena: &'static Arena,
+        pub(super) slot: u32,
+        pub(super) existed: bool,
+        pub(super) closed: bool,
+    }
+}
+
+use sealed::SyncObject;
+
+fn wait_on(
+    objects: &[&dyn Waitable],
+    all: bool,
+    timeout: Option<Duration>,
+    before: impl FnOnce(&Actor) -> Result<()>,
+) -> Result<WaitOutcome> {
+    let what = if all { "wait_all" } else { "wait_any" };
+    if objects.is_empty() || objects.len() > objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS {
+        return Err(Error::new(
+            ERROR_INVALID_PARAMETER,
+            format!("{what}: {} objects (1 to 64 allowed)", objects.len()),
+        ));
+    }
+    let mut slots = [None; objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
+    for (i, object) in objects.iter().enumerate() {
+        let object = object.sync_object();
+        object.require(SYNCHRONIZE, what)?;
+        slots[i] = Some((object.slot(), object.kind));
+    }
+    let slots: Vec<(&Slot, Kind)> = slots.iter().map_while(|s| *s).collect();
+    let me = owner::current()?;
+    let Waited {
+        outcome,
+        new_owner_mask,
+    } = objmgr_sync::wait::wait_after(&slots, all, deadline(timeout), &me, || before(&me))
+        .map_err(|e| match e {
+            Failed::Before(e) => e,
+            Failed::Wait(code) => Error::new(code, what),
+        })?;
+    for (i, object) in objects.iter().enumerate() {
+        if new_owner_mask & (1 << i) != 0 {
+            let object = object.sync_object();
+            owner::owns(object.arena, object.slot());
+        }
+    }
+    Ok(outcome)
+}
+
+/// Waits until any of `objects` is signaled and takes the lowest-numbered
+/// signaled one (`WaitForMultipleObjects` with `bWaitAll = FALSE`).
+/// `timeout`: `None` waits forever, `Some(Duration::ZERO)` only polls.
+pub fn wait_any(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<WaitOutcome> {
+    wait_on(objects, false, timeout, |_| Ok(()))
+}
+
+/// Waits until all of `objects` are signaled at once and takes them all
+/// together (`WaitForMultipleObjects` with `bWaitAll = TRUE`); never some.
+/// The same object twice is refused with `ERROR_INVALID_PARAMETER`.
+pub fn wait_all(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<WaitOutcome> {
+    wait_on(objects, true, timeout, |_| Ok(()))
+}
+
+/// Signals `to_signal` (sets an event, releases a semaphore by one or a mutex
+/// the caller owns) and waits on `to_wait`, as `SignalObjectAndWait` does: a
+/// pulse of `to_wait` after the signal releases this waiter.
+pub fn signal_and_wait(
+    to_signal: &dyn Waitable,
+    to_wait: &dyn Waitable,
+    timeout: Option<Duration>,
+) -> Result<WaitOutcome> {
+    let signal = to_signal.sync_object();
+    wait_on(&[to_wait], false, timeout, |me| {
+        let what = "signal_and_wait";
+        match signal.kind {
+            Kind::Event { .. } => {
+                signal.require(EVENT_MODIFY_STATE, what)?;
+                ops::set_event(signal.slot());
+            }
+            Kind::Semaphore => {
+                signal.require(SEMAPHORE_MODIFY_STATE, what)?;
+                ops::release_semaphore(signal.slot(), 1)
+                    .map_err(|e| Error::new(e, format!("{what}: releasing the semaphore")))?;
+            }
+            Kind::Mutex => release_mutex(signal, me)?,
+            Kind::Timer { .. } => {
+                return Err(Error::new(
+                    ERROR_INVALID_HANDLE,
+                    format!("{what}: a waitable timer cannot be signaled"),
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn release_mutex(object: &SyncObject, me: &Actor) -> Result<()> {
+    let slot = object.slot();
+    let released = ops::release_mutex(slot, me).map_err(|e| {
+        Error::new(
+            e,
+            format!(
+                "releasing mutex handle {:#x}: not the owner",
+                object.handle.0
+            ),
+        )
+    })?;
+    if released {
+        owner::disowns(object.arena, slot);
+    }
+    Ok(())
+}
+
+macro_rules! sync_type {
+    ($(#[$doc:meta])* $name:ident, $object_type:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            object: SyncObject,
+        }
+
+        impl sealed::Sealed for $name {
+            fn sync_object(&self) -> &SyncObject {
+                &self.object
+            }
+        }
+
+        impl Waitable for $name {}
+
+        impl $name {
+            /// Opens an existing object by name with `access` rights
+            /// (`Open*`). `inheritable`: whether child processes inherit it.
+            pub fn open_with(name: &str, access: u32, inheritable: bool) -> Result<$name> {
+                SyncObject::open($object_type, name, access, inheritable)
+                    .map(|object| $name { object })
+            }
+
+            /// Opens an existing object by name with all access.
+            pub fn open(name: &str) -> Result<$name> {
+                Self::open_with(name, creator_access($object_type), false)
+            }
+
+            /// Whether the create call found the name existing (then it
+            /// returned that object and ignored its creation arguments, and
+            /// Windows reports `ERROR_ALREADY_EXISTS`).
+            pub fn existed(&self) -> bool {
+                self.object.existed
+            }
+
+            /// The handle value, valid in this process.
+            pub fn handle_value(&self) -> u32 {
+                self.object.handle.0
+            }
+
+            /// The access rights the handle grants.
+            pub fn access(&self) -> u32 {
+                self.object.access.0
+            }
+
+            /// Waits until the object is signaled and takes it
+            /// (`WaitForSingleObject`). `None` waits forever.
+            pub fn wait(&self, timeout: Option<Duration>) -> Result<WaitOutcome> {
+                wait_any(&[self], timeout)
+            }
+
+            /// Closes the handle now and reports any error (dropping closes too).
+            pub fn close(mut self) -> Result<()> {
+                self.object.close()
+            }
+        }
+    };
+}
+
+sync_type!(
+    /// A mutex (`CreateMutex`): owned by one thread at a time, recursively;
+    /// abandoned when its owner thread or process ends holding it.
+    Mutex,
+    ObjectType::Mutex
+);
+sync_type!(
+    /// An event (`CreateEvent`): manual-reset or auto-reset.
+    Event,
+    ObjectType::Event
+);
+sync_type!(
+    /// A semaphore (`CreateSemaphore`): a count between 0 and a maximum.
+    Semaphore,
+    ObjectType::Semaphore
+);
+sync_type!(
+    /// A waitable timer (`CreateWaitableTimer`): signaled at a due time,
+    /// optionally periodically.
+    WaitableTimer,
+    ObjectType::WaitableTimer
+);
+
+/// How an event or timer returns to non-signaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// Stays signaled until reset (`bManualReset = TRUE`): releases every waiter.
+    Manual,
+    /// A successful wait resets it: releases one waiter per signal.
+    Auto,
+}
+
+impl Mutex {
+    /// `CreateMutex`: `initial_owner` makes the calling thread the owner
+    /// (unless the name existed).
+    pub fn create(name: Option<&str>, initial_owner: bool) -> Result<Mutex> {
+        Self::create_with(name, initial_owner, &CreateOptions::default())
+    }
+
+    pub fn create_with(
+        name: Option<&str>,
+        initial_owner: bool,
+        options: &CreateOptions,
+    ) -> Result<Mutex> {
+        let init = SyncInit::Mutex {
+            owned: initial_owner,
+        };
+        SyncObject::create(name, init, options).map(|object| Mutex { object })
+    }
+
+    /// Acquires the mutex, waiting as long as it takes; the guard releases it.
+    pub fn lock(&self) -> Result<MutexGuard<'_>> {
+        self.lock_timeout(None)?
+            .ok_or_else(|| Error::new(ERROR_INVALID_FUNCTION, "an infinite wait timed out"))
+    }
+
+    /// Acquires the mutex within `timeout`; `Ok(None)` if it timed out.
+    pub fn lock_timeout(&self, timeout: Option<Duration>) -> Result<Option<MutexGuard<'_>>> {
+        let abandoned = match self.wait(timeout)? {
+            WaitOutcome::Object(_) => false,
+            WaitOutcome::Abandoned(_) => true,
+            WaitOutcome::Timeout => return Ok(None),
+        };
+        Ok(Some(MutexGuard {
+            mutex: self,
+            abandoned,
+            _not_send: PhantomData,
+        }))
+    }
+
+    /// `ReleaseMutex`: releases one level of ownership. Fails with
+    /// `ERROR_NOT_OWNER` unless the calling thread owns the mutex.
+    pub fn release(&self) -> Result<()> {
+        release_mutex(&self.object, &owner::current()?)
+    }
+}
+
+/// Ownership of a [`Mutex`] by the current thread, released on drop.
+/// Not `Send`: a mutex is owned by a thread.
+#[derive(Debug)]
+pub struct MutexGuard<'a> {
+    mutex: &'a Mutex,
+    abandoned: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl MutexGuard<'_> {
+    /// The previous owner ended without releasing the mutex
+    /// (`WAIT_ABANDONED`): the data it guards may be inconsistent.
+    pub fn was_abandoned(&self) -> bool {
+        self.abandoned
+    }
+}
+
+impl Drop for MutexGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.mutex.release();
+    }
+}
+
+impl Event {
+    /// `CreateEvent`.
+    pub fn create(name: Option<&str>, reset: Reset, initially_signaled: bool) -> Result<Event> {
+        Self::create_with(name, reset, initially_signaled, &CreateOptions::default())
+    }
+
+    pub fn create_with(
+        name: Option<&str>,
+        reset: Reset,
+        initially_signaled: bool,
+        options: &CreateOptions,
+    ) -> Result<Event> {
+        let init = SyncInit::Event {
+            manual_reset: reset == Reset::Manual,
+            signaled: initially_signaled,
+        };
+        SyncObject::create(name, init, options).map(|object| Event { object })
+    }
+
+    fn modify(&self, what: &str, op: impl FnOnce(&Slot)) -> Result<()> {
+        self.object.require(EVENT_MODIFY_STATE, what)?;
+        op(self.object.slot());
+        Ok(())
+    }
+
+    /// `SetEvent`.
+    pub fn set(&self) -> Result<()> {
+        self.modify("SetEvent", ops::set_event)
+    }
+
+    /// `ResetEvent`.
+    pub fn reset(&self) -> Result<()> {
+        self.modify("ResetEvent", ops::reset_event)
+    }
+
+    /// `PulseEvent`: releases the threads waiting now (all for a
+    /// manual-reset event, one for an auto-reset event) and leaves the event
+    /// non-signaled.
+    pub fn pulse(&self) -> Result<()> {
+        let manual = matches!(self.object.kind, Kind::Event { manual_reset: true });
+        self.modify("PulseEvent", |slot| ops::pulse_event(slot, manual))
+    }
+}
+
+impl Semaphore {
+    /// `CreateSemaphore`: `initial` must not exceed `maximum`, which must be
+    /// positive (`ERROR_INVALID_PARAMETER`).
+    pub fn create(name: Option<&str>, initial: u32, maximum: u32) -> Result<Semaphore> {
+        Self::create_with(name, initial, maximum, &CreateOptions::default())
+    }
+
+    pub fn create_with(
+        name: Option<&str>,
+        initial: u32,
+        maximum: u32,
+        options: &CreateOptions,
+    ) -> Result<Semaphore> {
+        let init = SyncInit::Semaphore { initial, maximum };
+        SyncObject::create(name, init, options).map(|object| Semaphore { object })
+    }
+
+    /// `ReleaseSemaphore`: adds `count` and returns the previous count. Past
+    /// the maximum it fails with `ERROR_TOO_MANY_POSTS` and changes nothing.
+    pub fn release(&self, count: u32) -> Result<u32> {
+        self.object
+            .require(SEMAPHORE_MODIFY_STATE, "ReleaseSemaphore")?;
+        ops::release_semaphore(self.object.slot(), count).map_err(|e| {
+            Error::new(
+                e,
+                format!(
+                    "releasing semaphore handle {:#x} by {count}",
+                    self.object.handle.0
+                ),
+            )
+        })
+    }
+}
+
+impl WaitableTimer {
+    /// `CreateWaitableTimer`: a manual-reset (notification) timer releases
+    /// every waiter and stays signaled; an auto-reset (synchronization) timer
+    /// releases one waiter per expiry.
+    pub fn create(name: Option<&str>, reset: Reset) -> Result<WaitableTimer> {
+        Self::create_with(name, reset, &CreateOptions::default())
+    }
+
+    pub fn create_with(
+        name: Option<&str>,
+        reset: Reset,
+        options: &CreateOptions,
+    ) -> Result<WaitableTimer> {
+        let init = SyncInit::Timer {
+            manual_reset: reset == Reset::Manual,
+        };
+        SyncObject::create(name, init, options).map(|object| WaitableTimer { object })
+    }
+
+    /// `SetWaitableTimer` with Windows' arguments: `due` in 100 ns units,
+    /// negative for a time relative to now, positive for an absolute
+    /// `FILETIME` (UTC); `period_ms` 0 for a one-shot timer. The timer
+    /// becomes non-signaled and is re-armed.
+    pub fn set(&self, due: i64, period_ms: u32) -> Result<()> {
+        self.object
+            .require(TIMER_MODIFY_STATE, "SetWaitableTimer")?;
+        let me = owner::current()?;
+        let period = u64::from(period_ms) * 1_000_000;
+        ops::set_timer(
+            self.object.slot(),
+            &me,
+            clock::due_from_filetime(due),
+            period,
+        );
+        Ok(())
+    }
+
+    /// Arms the timer to fire after `delay`, then every `period` if given.
+    pub fn set_after(&self, delay: Duration, period: Option<Duration>) -> Result<()> {
+        let due = -i64::try_from(delay.as_nanos() / 100).unwrap_or(i64::MAX);
+        let period_ms = period.map_or(0, |p| u32::try_from(p.as_millis()).unwrap_or(u32::MAX));
+        // A zero relative due time means "now", which -0 cannot express.
+        self.set(due.min(-1), period_ms)
+    }
+
+    /// `CancelWaitableTimer`: disarms the timer; its signaled state stays.
+    pub fn cancel(&self) -> Result<()> {
+        self.object
+            .require(TIMER_MODIFY_STATE, "CancelWaitableTimer")?;
+        ops::cancel_timer(self.object.slot(), &owner::current()?);
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Arenas: shared memory holding the state of many synchronization objects.
+//!
+//! This is the crate's only `unsafe` code: mapping an arena, handing out
+//! references to its slots, and naming a slot's futex word for the kernel.
+//! The rules relied on are stated once here: an [`Arena`] owns its mapping
+//! for its whole life, the mapping is `ARENA_SLOTS` slots long, and every
+//! field of a [`Slot`] is an atomic, so shared references to slots are sound
+//! however many threads and processes use them at once.
+
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// Bytes per slot: one cache line, so objects never share one.
+pub const SLOT_SIZE: usize = 64;
+/// Slots per arena. Slot 0 is never allocated (index 0 means "none").
+pub const ARENA_SLOTS: u32 = 1 << 20;
+/// Bytes per arena. The file is sparse: only slots in use take memory.
+pub const ARENA_BYTES: u64 = ARENA_SLOTS as u64 * SLOT_SIZE as u64;
+
+/// One synchronization object's shared state. Field meanings per kind are in
+/// [`crate::ops`]; only `state` is ever waited on.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// Low half: the object's state and futex word. High half: the lock holder.
+    pub state: AtomicU64,
+    /// Threads registered as (about to be) sleeping on this object.
+    pub waiters: AtomicU32,
+    /// [`crate::Kind`] code; written by the broker before any client sees the slot.
+    pub kind: AtomicU32,
+    /// Semaphore: the maximum count.
+    pub maximum: AtomicU32,
+    /// Mutex: how many times the owner acquired it. Only the owner writes it.
+    pub recursion: AtomicU32,
+    /// Mutex: the owner's pid and tid, for display only.
+    pub owner_pid: AtomicU32,
+    pub owner_tid: AtomicU32,
+    /// Timer: due time in `CLOCK_MONOTONIC` nanoseconds, 0 when not armed.
+    /// Written only under the slot lock.
+    pub due: AtomicU64,
+    /// Timer: period in nanoseconds, 0 for a one-shot timer.
+    pub period: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);
+
+impl Slot {
+    /// The futex word: the low 32 bits of `state`. Only ever handed to the
+    /// kernel (futex wait and wake); Rust code reads and writes `state` whole.
+    pub(crate) fn futex_word(&self) -> &AtomicU32 {
+        // SAFETY: the low half of an 8-byte-aligned AtomicU64 on a little-endian
+        // machine is a 4-byte-aligned u32 inside the same allocation, living as
+        // long as `self`. The reference is used only as an address for futex
+        // syscalls, whose kernel-side accesses are atomic; no Rust code accesses
+        // memory through it, so there are no mixed-size Rust atomic accesses.
+        unsafe { &*self.state.as_ptr().cast::<AtomicU32>() }
+    }
+}
+
+/// A mapped arena.
+#[derive(Debug)]
+pub struct Arena {
+    base: NonNull<Slot>,
+}
+
+// SAFETY: the mapping is shared memory made only of atomics; it may be used
+// from any thread, and unmapped from any thread once no reference remains.
+unsafe impl Send for Arena {}
+// SAFETY: as above; `&Arena` only hands out `&Slot`, whose fields are atomics.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Maps the arena file `fd` (at least [`ARENA_BYTES`] long) read-write.
+    pub fn map(fd: BorrowedFd<'_>) -> rustix::io::Result<Arena> {
+        let len = ARENA_BYTES as usize;
+        if rustix::fs::fstat(fd)?.st_size < len as i64 {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        // SAFETY: a new shared mapping at an address the kernel chooses; it
+        // replaces nothing. The Arena owns it until Drop.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let base = NonNull::new(ptr.cast::<Slot>()).ok_or(rustix::io::Errno::NOMEM)?;
+        Ok(Arena { base })
+    }
+
+    /// The slot at `index`, if it is inside the arena and not slot 0.
+    pub fn slot(&self, index: u32) -> Option<&Slot> {
+        (index != 0 && index < ARENA_SLOTS).then(|| {
+            // SAFETY: index < ARENA_SLOTS, so the slot lies inside the mapping,
+            // which lives as long as `self`; Slot is made of atomics, so shared
+            // references are sound while other threads and processes write it.
+            unsafe { &*self.base.as_ptr().add(index as usize) }
+        })
+    }
+
+    /// The index of a slot of this arena.
+    pub fn index_of(&self, slot: &Slot) -> u32 {
+        let offset = (slot as *const Slot as usize) - (self.base.as_ptr() as usize);
+        (offset / SLOT_SIZE) as u32
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and no `&Slot` outlives `&self`.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), ARENA_BYTES as usize) };
+    }
+}

@@ -1,0 +1,773 @@
+//! Operations on one object's state: everything `SetEvent`, `ReleaseMutex`,
+//! `ReleaseSemaphore`, `SetWaitableTimer` and a successful wait do, as atomic
+//! read-modify-writes of the state word, plus the broker's slot set-up and
+//! clean-up after a dead process.
+//!
+//! Per kind, the low half of the state word holds:
+//! - event: bit 0 signaled, bit 1 an unclaimed pulse (auto-reset), bits 2..
+//!   the pulse generation;
+//! - mutex: the owner's [`Token`], 0 when free, [`ABANDONED`](crate::state)
+//!   when free after its owner died; the recursion count is in the slot;
+//! - semaphore: the count (the maximum is in the slot);
+//! - waitable timer: bit 0 signaled, bits 1.. the set generation; the due time
+//!   and period are in the slot and change only under the slot lock.
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use objmgr_proto::ObjectType;
+use objmgr_proto::error::{
+    ERROR_INVALID_PARAMETER, ERROR_NOT_OWNER, ERROR_SIGNAL_REFCOUNT_EXCEEDED, ERROR_TOO_MANY_POSTS,
+    Win32Error,
+};
+use objmgr_proto::sync::SyncInit;
+use rustix::thread::futex;
+
+use crate::arena::Slot;
+use crate::clock;
+use crate::state::*;
+
+/// What kind of object a slot holds. Fixed for the slot's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Event { manual_reset: bool },
+    Mutex,
+    Semaphore,
+    Timer { manual_reset: bool },
+}
+
+const MANUAL_RESET_FLAG: u32 = 0x100;
+
+impl Kind {
+    pub fn from_init(init: SyncInit) -> Kind {
+        match init {
+            SyncInit::Event { manual_reset, .. } => Kind::Event { manual_reset },
+            SyncInit::Mutex { .. } => Kind::Mutex,
+            SyncInit::Semaphore { .. } => Kind::Semaphore,
+            SyncInit::Timer { manual_reset } => Kind::Timer { manual_reset },
+        }
+    }
+
+    pub fn object_type(self) -> ObjectType {
+        match self {
+            Kind::Event { .. } => ObjectType::Event,
+            Kind::Mutex => ObjectType::Mutex,
+            Kind::Semaphore => ObjectType::Semaphore,
+            Kind::Timer { .. } => ObjectType::WaitableTimer,
+        }
+    }
+
+    /// The code stored in [`Slot::kind`] and sent on the wire.
+    pub fn code(self) -> u32 {
+        let manual = match self {
+            Kind::Event { manual_reset } | Kind::Timer { manual_reset } => manual_reset,
+            _ => false,
+        };
+        u32::from(self.object_type().code()) | if manual { MANUAL_RESET_FLAG } else { 0 }
+    }
+
+    pub fn from_code(code: u32) -> Option<Kind> {
+        let manual_reset = code & MANUAL_RESET_FLAG != 0;
+        if code & !(MANUAL_RESET_FLAG | 0xFF) != 0 {
+            return None;
+        }
+        match ObjectType::from_code(code as u8)? {
+            ObjectType::Event => Some(Kind::Event { manual_reset }),
+            ObjectType::Mutex if !manual_reset => Some(Kind::Mutex),
+            ObjectType::Semaphore if !manual_reset => Some(Kind::Semaphore),
+            ObjectType::WaitableTimer => Some(Kind::Timer { manual_reset }),
+            _ => None,
+        }
+    }
+}
+
+/// Identifies a thread as a mutex owner and lock holder: the broker-assigned
+/// tag of its process (1..=65535) and a thread number unique in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(u32);
+
+impl Token {
+    const TAG_SHIFT: u32 = 15;
+    /// Threads one process can have using sync objects at the same time.
+    pub const MAX_THREADS: u32 = 1 << Self::TAG_SHIFT;
+
+    pub fn new(tag: u16, thread: u32) -> Option<Token> {
+        (tag != 0 && thread < Self::MAX_THREADS)
+            .then(|| Token((u32::from(tag) << Self::TAG_SHIFT) | thread))
+    }
+
+    pub fn from_raw(raw: u32) -> Option<Token> {
+        (raw != 0 && raw & ABANDONED == 0).then_some(Token(raw))
+    }
+
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
+    pub fn tag(self) -> u16 {
+        (self.0 >> Self::TAG_SHIFT) as u16
+    }
+}
+
+/// The thread performing an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub token: Token,
+    /// Shown as the owner of mutexes it holds.
+    pub pid: u32,
+    pub tid: u32,
+}
+
+/// How a wait was satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    Signaled,
+    /// A mutex whose owner died holding it; the caller owns it now.
+    Abandoned,
+}
+
+/// A successful take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub acquired: Acquired,
+    /// A mutex the caller did not own before.
+    pub new_owner: bool,
+}
+
+/// Backs off while another thread holds a slot lock: spin briefly, then yield,
+/// then sleep, since the holder may be preempted on the same CPU (or dead and
+/// not yet cleaned up by the broker).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(u32);
+
+impl Backoff {
+    pub(crate) fn snooze(&mut self) {
+        if self.0 < 6 {
+            for _ in 0..(1 << self.0) {
+                std::hint::spin_loop();
+            }
+        } else if self.0 < 100 {
+            rustix::thread::sched_yield();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        self.0 = self.0.saturating_add(1);
+    }
+}
+
+/// Wakes every thread sleeping on `slot`, if any registered. Waking all (not
+/// one) is what makes mixed waits safe: a thread woken for an object it then
+/// cannot take (a wait-all missing another object) does not swallow the
+/// wake-up another waiter needed. Exactly-once semantics come from the CAS.
+pub(crate) fn wake_all(slot: &Slot) {
+    if slot.waiters.load(SeqCst) > 0 {
+        let _ = futex::wake(slot.futex_word(), futex::Flags::empty(), i32::MAX as u32);
+    }
+}
+
+/// Initializes a free slot for a new object (broker side).
+pub fn init_slot(slot: &Slot, init: SyncInit, owner: Option<Actor>) {
+    let kind = Kind::from_init(init);
+    slot.kind.store(kind.code(), SeqCst);
+    slot.waiters.store(0, SeqCst);
+    slot.due.store(0, SeqCst);
+    slot.period.store(0, SeqCst);
+    slot.recursion.store(0, SeqCst);
+    slot.owner_pid.store(0, SeqCst);
+    slot.owner_tid.store(0, SeqCst);
+    slot.maximum.store(0, SeqCst);
+    let lo = match init {
+        SyncInit::Event { signaled, .. } => u32::from(signaled),
+        SyncInit::Mutex { owned } => match owner.filter(|_| owned) {
+            Some(owner) => {
+                slot.recursion.store(1, SeqCst);
+                slot.owner_pid.store(owner.pid, SeqCst);
+                slot.owner_tid.store(owner.tid, SeqCst);
+                owner.token.raw()
+            }
+            None => 0,
+        },
+        SyncInit::Semaphore { initial, maximum } => {
+            slot.maximum.store(maximum, SeqCst);
+            initial
+        }
+        SyncInit::Timer { .. } => 0,
+    };
+    slot.state.store(u64::from(lo), SeqCst);
+}
+
+/// Clears a slot whose object was destroyed (broker side).
+pub fn clear_slot(slot: &Slot) {
+    slot.state.store(0, SeqCst);
+    slot.kind.store(0, SeqCst);
+    slot.waiters.store(0, SeqCst);
+}
+
+/// What taking one signal from an object does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Step {
+    pub(crate) lo: u32,
+    pub(crate) acquired: Acquired,
+    pub(crate) effect: MutexEffect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MutexEffect {
+    None,
+    /// The caller becomes the owner.
+    NewOwner,
+    /// The caller owned it already: one more level of recursion.
+    Recursion,
+}
+
+/// Whether `me` can take a signal from an object in state `lo`, and the new
+/// state if so. `pulse_gen` is the event generation the waiter last saw: a
+/// newer one means a pulse happened while it waited. Timers are taken only
+/// once signaled; firing a due timer is [`fire_due_timer`]'s job.
+pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -> Option<Step> {
+    let signaled = |lo| {
+        Some(Step {
+            lo,
+            acquired: Acquired::Signaled,
+            effect: MutexEffect::None,
+        })
+    };
+    match kind {
+        Kind::Event { manual_reset } => {
+            let pulsed = pulse_gen.is_some_and(|g| g != event_gen(lo));
+            if lo & SIGNALED != 0 {
+                signaled(if manual_reset { lo } else { lo & !SIGNALED })
+            } else if pulsed && manual_reset {
+                signaled(lo)
+            } else if pulsed && lo & PULSED != 0 {
+                signaled(lo & !PULSED)
+            } else {
+                None
+            }
+        }
+        Kind::Semaphore => (lo > 0).then(|| Step {
+            lo: lo - 1,
+            acquired: Acquired::Signaled,
+            effect: MutexEffect::None,
+        }),
+        Kind::Mutex => {
+            let (acquired, effect) = match lo {
+                0 => (Acquired::Signaled, MutexEffect::NewOwner),
+                ABANDONED => (Acquired::Abandoned, MutexEffect::NewOwner),
+                owner if owner == me.raw() => (Acquired::Signaled, MutexEffect::Recursion),
+                _ => return None,
+            };
+            Some(Step {
+                lo: me.raw(),
+                acquired,
+                effect,
+            })
+        }
+        Kind::Timer { manual_reset } if lo & SIGNALED != 0 => {
+            signaled(if manual_reset { lo } else { lo & !SIGNALED })
+        }
+        Kind::Timer { .. } => None,
+    }
+}
+
+/// Records what a successful take means beyond the state word (mutex owner
+/// bookkeeping). Runs in the taking thread, which is then the owner.
+pub(crate) fn complete(slot: &Slot, step: Step, me: &Actor) -> Result<(), Win32Error> {
+    match step.effect {
+        MutexEffect::None => {}
+        MutexEffect::NewOwner => {
+            slot.recursion.store(1, SeqCst);
+            slot.owner_pid.store(me.pid, SeqCst);
+            slot.owner_tid.store(me.tid, SeqCst);
+        }
+        MutexEffect::Recursion => {
+            let depth = slot.recursion.load(SeqCst);
+            if depth >= i32::MAX as u32 {
+                return Err(ERROR_SIGNAL_REFCOUNT_EXCEEDED);
+            }
+            slot.recursion.store(depth + 1, SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a timer in state `s` has passed its due time without firing yet.
+pub(crate) fn timer_overdue(slot: &Slot, s: u64) -> bool {
+    if lo(s) & SIGNALED != 0 {
+        return false;
+    }
+    let due = slot.due.load(SeqCst);
+    due != 0 && clock::now() >= due
+}
+
+/// Takes one signal from the object if it has one, without sleeping. Respects
+/// other threads' slot locks (a wait-all may be checking this object).
+pub fn try_take(
+    slot: &Slot,
+    kind: Kind,
+    me: &Actor,
+    pulse_gen: Option<u32>,
+) -> Result<Option<Taken>, Win32Error> {
+    let mut backoff = Backoff::default();
+    loop {
+        let s = slot.state.load(SeqCst);
+        let held = holder(s);
+        if held != 0 && held != me.token.raw() {
+            backoff.snooze();
+            continue;
+        }
+        if matches!(kind, Kind::Timer { .. }) && timer_overdue(slot, s) {
+            fire_due_timer(slot, me, held != 0);
+            continue;
+        }
+        let Some(step) = evaluate(kind, lo(s), pulse_gen, me.token) else {
+            return Ok(None);
+        };
+        if step.effect == MutexEffect::Recursion
+            || slot
+                .state
+                .compare_exchange(s, with_lo(s, step.lo), SeqCst, SeqCst)
+                .is_ok()
+        {
+            complete(slot, step, me)?;
+            return Ok(Some(Taken {
+                acquired: step.acquired,
+                new_owner: step.effect == MutexEffect::NewOwner,
+            }));
+        }
+    }
+}
+
+/// Takes the slot lock (spinning while another thread holds it).
+pub(crate) fn lock(slot: &Slot, me: &Actor) {
+    let mut backoff = Backoff::default();
+    loop {
+        let s = slot.state.load(SeqCst);
+        if holder(s) == 0 {
+            if slot
+                .state
+                .compare_exchange(s, with_holder(s, me.token.raw()), SeqCst, SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        } else {
+            backoff.snooze();
+        }
+    }
+}
+
+/// Releases the slot lock `me` holds.
+pub(crate) fn unlock(slot: &Slot) {
+    slot.state.fetch_and(LO, SeqCst);
+}
+
+/// Changes the low half of a slot `me` has locked (other threads may still
+/// give signals meanwhile, so this is a CAS loop).
+fn update_locked(slot: &Slot, f: impl Fn(u32) -> u32) {
+    let _ = slot
+        .state
+        .fetch_update(SeqCst, SeqCst, |s| Some(with_lo(s, f(lo(s)))));
+}
+
+/// Fires a timer whose due time has passed: signals it and moves a periodic
+/// timer's due time to its next period after now (missed periods are not
+/// queued, as on Windows). `locked`: the caller holds the slot lock already.
+pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
+    if !locked {
+        lock(slot, me);
+    }
+    let s = slot.state.load(SeqCst);
+    let mut fired = false;
+    if timer_overdue(slot, s) {
+        let due = slot.due.load(SeqCst);
+        let period = slot.period.load(SeqCst);
+        let next = if period == 0 {
+            0
+        } else {
+            let now = clock::now();
+            due + period * ((now - due) / period + 1)
+        };
+        slot.due.store(next, SeqCst);
+        update_locked(slot, |lo| lo | SIGNALED);
+        fired = true;
+    }
+    if !locked {
+        unlock(slot);
+    }
+    if fired {
+        wake_all(slot);
+    }
+}
+
+/// `SetEvent`.
+pub fn set_event(slot: &Slot) {
+    let before = slot.state.fetch_or(u64::from(SIGNALED), SeqCst);
+    if lo(before) & SIGNALED == 0 {
+        wake_all(slot);
+    }
+}
+
+/// `ResetEvent`. (It needs no lock: a wait-all that saw the event signaled
+/// is ordered before the reset.)
+pub fn reset_event(slot: &Slot) {
+    slot.state.fetch_and(!u64::from(SIGNALED), SeqCst);
+}
+
+/// `PulseEvent`: releases the threads waiting now (all of them for a
+/// manual-reset event, one for an auto-reset event) and leaves the event
+/// non-signaled.
+pub fn pulse_event(slot: &Slot, manual_reset: bool) {
+    let _ = slot.state.fetch_update(SeqCst, SeqCst, |s| {
+        let l = lo(s);
+        let next_gen = event_gen(l).wrapping_add(EVENT_GEN_ONE) & !(SIGNALED | PULSED);
+        Some(with_lo(s, next_gen | if manual_reset { 0 } else { PULSED }))
+    });
+    wake_all(slot);
+}
+
+/// `ReleaseSemaphore`: adds `count` (> 0) and returns the previous count;
+/// fails with `ERROR_TOO_MANY_POSTS`, changing nothing, past the maximum.
+pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
+    if count == 0 {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    let maximum = slot.maximum.load(SeqCst);
+    let before = slot
+        .state
+        .fetch_update(SeqCst, SeqCst, |s| {
+            let current = lo(s);
+            let next = u64::from(current) + u64::from(count);
+            (next <= u64::from(maximum)).then(|| with_lo(s, next as u32))
+        })
+        .map_err(|_| ERROR_TOO_MANY_POSTS)?;
+    wake_all(slot);
+    Ok(lo(before))
+}
+
+/// `ReleaseMutex`. Returns true when the caller no longer owns the mutex
+/// (its last recursion level was released).
+pub fn release_mutex(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
+    if lo(slot.state.load(SeqCst)) != me.token.raw() {
+        return Err(ERROR_NOT_OWNER);
+    }
+    let depth = slot.recursion.load(SeqCst);
+    if depth > 1 {
+        slot.recursion.store(depth - 1, SeqCst);
+        return Ok(false);
+    }
+    slot.recursion.store(0, SeqCst);
+    slot.owner_pid.store(0, SeqCst);
+    slot.owner_tid.store(0, SeqCst);
+    // Only the owner changes an owned mutex's low half: clear it, keep any lock.
+    slot.state.fetch_and(!LO, SeqCst);
+    wake_all(slot);
+    Ok(true)
+}
+
+/// Abandons mutexes whose owner matches: the next thread to acquire one gets
+/// `WAIT_ABANDONED`. Used when a thread exits holding a mutex.
+pub fn abandon_mutex(slot: &Slot, owner: Token) -> bool {
+    abandon_if(slot, |token| token == owner)
+}
+
+fn abandon_if(slot: &Slot, dead: impl Fn(Token) -> bool) -> bool {
+    let result = slot.state.fetch_update(SeqCst, SeqCst, |s| {
+        Token::from_raw(lo(s))
+            .filter(|t| dead(*t))
+            .map(|_| with_lo(s, ABANDONED))
+    });
+    if result.is_err() {
+        return false;
+    }
+    slot.recursion.store(0, SeqCst);
+    slot.owner_pid.store(0, SeqCst);
+    slot.owner_tid.store(0, SeqCst);
+    wake_all(slot);
+    true
+}
+
+/// Cleans up after a process that is gone (broker side): mutexes any of its
+/// threads owned are abandoned and slot locks it held are released.
+pub fn reap_client(slot: &Slot, tag: u16) {
+    let dead = |raw: u32| Token::from_raw(raw).is_some_and(|t| t.tag() == tag);
+    if dead(holder(slot.state.load(SeqCst))) {
+        let _ = slot.state.fetch_update(SeqCst, SeqCst, |s| {
+            dead(holder(s)).then(|| with_holder(s, 0))
+        });
+        wake_all(slot);
+    }
+    if Kind::from_code(slot.kind.load(SeqCst)) == Some(Kind::Mutex) {
+        abandon_if(slot, |t| t.tag() == tag);
+    }
+}
+
+/// `SetWaitableTimer`: `due` in monotonic nanoseconds (see
+/// [`clock::due_from_filetime`]), `period` in nanoseconds (0 = one-shot).
+/// Resets the timer to non-signaled and re-arms it.
+pub fn set_timer(slot: &Slot, me: &Actor, due: u64, period: u64) {
+    lock(slot, me);
+    slot.due.store(due.max(1), SeqCst);
+    slot.period.store(period, SeqCst);
+    update_locked(slot, |lo| {
+        (lo & !SIGNALED).wrapping_add(TIMER_GEN_ONE) & !SIGNALED
+    });
+    unlock(slot);
+    wake_all(slot);
+}
+
+/// `CancelWaitableTimer`: disarms the timer; its signaled state is unchanged.
+pub fn cancel_timer(slot: &Slot, me: &Actor) {
+    lock(slot, me);
+    slot.due.store(0, SeqCst);
+    slot.period.store(0, SeqCst);
+    unlock(slot);
+}
+
+/// A snapshot of an object's state, for `objmgr ls`/`stat` and queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub kind: Kind,
+    /// Whether a wait would be satisfied now (for a mutex: it is free).
+    pub signaled: bool,
+    /// Semaphore count and maximum.
+    pub count: u32,
+    pub maximum: u32,
+    /// Mutex owner (pid, tid) and recursion depth; abandoned and free.
+    pub owner: Option<(u32, u32)>,
+    pub recursion: u32,
+    pub abandoned: bool,
+    /// Timer due time (monotonic ns, 0 = not armed) and period (ns).
+    pub due: u64,
+    pub period: u64,
+    pub waiters: u32,
+}
+
+/// Reads a slot's state without changing it. A timer past its due time reads
+/// as signaled (timers fire lazily, when someone looks).
+pub fn observe(slot: &Slot) -> Option<Observed> {
+    let kind = Kind::from_code(slot.kind.load(SeqCst))?;
+    let s = slot.state.load(SeqCst);
+    let l = lo(s);
+    let mut seen = Observed {
+        kind,
+        signaled: false,
+        count: 0,
+        maximum: 0,
+        owner: None,
+        recursion: 0,
+        abandoned: false,
+        due: slot.due.load(SeqCst),
+        period: slot.period.load(SeqCst),
+        waiters: slot.waiters.load(SeqCst),
+    };
+    match kind {
+        Kind::Event { .. } => seen.signaled = l & SIGNALED != 0,
+        Kind::Timer { .. } => seen.signaled = l & SIGNALED != 0 || timer_overdue(slot, s),
+        Kind::Semaphore => {
+            seen.count = l;
+            seen.maximum = slot.maximum.load(SeqCst);
+            seen.signaled = l > 0;
+        }
+        Kind::Mutex => {
+            seen.signaled = l == 0 || l == ABANDONED;
+            seen.abandoned = l == ABANDONED;
+            if !seen.signaled {
+                seen.owner = Some((slot.owner_pid.load(SeqCst), slot.owner_tid.load(SeqCst)));
+                seen.recursion = slot.recursion.load(SeqCst);
+            }
+        }
+    }
+    Some(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(tag: u16, thread: u32) -> Actor {
+        Actor {
+            token: Token::new(tag, thread).unwrap(),
+            pid: 1,
+            tid: thread,
+        }
+    }
+
+    fn take(
+        slot: &Slot,
+        kind: Kind,
+        me: &Actor,
+        pulse_gen: Option<u32>,
+    ) -> Result<Option<Acquired>, Win32Error> {
+        try_take(slot, kind, me, pulse_gen).map(|t| t.map(|t| t.acquired))
+    }
+
+    fn slot_with(init: SyncInit) -> Slot {
+        let slot = Slot::default();
+        init_slot(&slot, init, Some(actor(1, 1)));
+        slot
+    }
+
+    #[test]
+    fn kind_codes_round_trip() {
+        for kind in [
+            Kind::Event { manual_reset: true },
+            Kind::Event {
+                manual_reset: false,
+            },
+            Kind::Mutex,
+            Kind::Semaphore,
+            Kind::Timer { manual_reset: true },
+            Kind::Timer {
+                manual_reset: false,
+            },
+        ] {
+            assert_eq!(Kind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(Kind::from_code(1), None); // a section
+        assert_eq!(Kind::from_code(0x103), None); // a "manual-reset mutex"
+    }
+
+    #[test]
+    fn tokens_never_collide_with_free_or_abandoned() {
+        let t = Token::new(u16::MAX, Token::MAX_THREADS - 1).unwrap();
+        assert_eq!(t.raw() & ABANDONED, 0);
+        assert_eq!(t.tag(), u16::MAX);
+        assert!(Token::new(0, 1).is_none());
+        assert!(Token::new(1, Token::MAX_THREADS).is_none());
+    }
+
+    #[test]
+    fn auto_reset_event_is_taken_once() {
+        let me = actor(1, 1);
+        let kind = Kind::Event {
+            manual_reset: false,
+        };
+        let slot = slot_with(SyncInit::Event {
+            manual_reset: false,
+            signaled: true,
+        });
+        assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
+        assert_eq!(take(&slot, kind, &me, None), Ok(None));
+        set_event(&slot);
+        set_event(&slot);
+        assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
+        assert_eq!(take(&slot, kind, &me, None), Ok(None));
+    }
+
+    #[test]
+    fn pulse_releases_only_earlier_waiters() {
+        let me = actor(1, 1);
+        for manual_reset in [false, true] {
+            let kind = Kind::Event { manual_reset };
+            let slot = slot_with(SyncInit::Event {
+                manual_reset,
+                signaled: false,
+            });
+            let before = event_gen(lo(slot.state.load(SeqCst)));
+            pulse_event(&slot, manual_reset);
+            let after = event_gen(lo(slot.state.load(SeqCst)));
+            // A waiter that started after the pulse is not released.
+            assert_eq!(take(&slot, kind, &me, Some(after)), Ok(None));
+            // One that was waiting before is.
+            assert_eq!(
+                take(&slot, kind, &me, Some(before)),
+                Ok(Some(Acquired::Signaled))
+            );
+            // Auto-reset: only one of them.
+            let second = take(&slot, kind, &me, Some(before));
+            assert_eq!(second.unwrap().is_some(), manual_reset);
+            assert!(!observe(&slot).unwrap().signaled);
+        }
+    }
+
+    #[test]
+    fn semaphore_counts_and_limits() {
+        let me = actor(1, 1);
+        let slot = slot_with(SyncInit::Semaphore {
+            initial: 1,
+            maximum: 3,
+        });
+        assert_eq!(release_semaphore(&slot, 2), Ok(1));
+        assert_eq!(release_semaphore(&slot, 1), Err(ERROR_TOO_MANY_POSTS));
+        assert_eq!(observe(&slot).unwrap().count, 3);
+        for _ in 0..3 {
+            assert!(take(&slot, Kind::Semaphore, &me, None).unwrap().is_some());
+        }
+        assert_eq!(take(&slot, Kind::Semaphore, &me, None), Ok(None));
+        assert_eq!(release_semaphore(&slot, 0), Err(ERROR_INVALID_PARAMETER));
+    }
+
+    #[test]
+    fn mutex_recursion_ownership_and_abandonment() {
+        let a = actor(1, 1);
+        let b = actor(1, 2);
+        let other_process = actor(2, 1);
+        let slot = slot_with(SyncInit::Mutex { owned: false });
+        assert_eq!(
+            take(&slot, Kind::Mutex, &a, None),
+            Ok(Some(Acquired::Signaled))
+        );
+        assert_eq!(
+            take(&slot, Kind::Mutex, &a, None),
+            Ok(Some(Acquired::Signaled))
+        );
+        assert_eq!(take(&slot, Kind::Mutex, &b, None), Ok(None));
+        assert_eq!(release_mutex(&slot, &b), Err(ERROR_NOT_OWNER));
+        assert_eq!(release_mutex(&slot, &a), Ok(false));
+        assert_eq!(release_mutex(&slot, &a), Ok(true));
+        assert_eq!(release_mutex(&slot, &a), Err(ERROR_NOT_OWNER));
+        // Owned by a process that dies: abandoned, and the next owner is told.
+        assert!(take(&slot, Kind::Mutex, &b, None).unwrap().is_some());
+        reap_client(&slot, 2); // someone else died: nothing happens
+        assert!(!observe(&slot).unwrap().signaled);
+        reap_client(&slot, 1);
+        assert!(observe(&slot).unwrap().abandoned);
+        assert_eq!(
+            take(&slot, Kind::Mutex, &other_process, None),
+            Ok(Some(Acquired::Abandoned))
+        );
+        assert_eq!(observe(&slot).unwrap().owner, Some((1, 1)));
+        assert_eq!(release_mutex(&slot, &other_process), Ok(true));
+        assert_eq!(
+            take(&slot, Kind::Mutex, &a, None),
+            Ok(Some(Acquired::Signaled))
+        );
+    }
+
+    #[test]
+    fn reaping_releases_a_dead_lock_holder() {
+        let dead = actor(7, 3);
+        let alive = actor(8, 1);
+        let slot = slot_with(SyncInit::Semaphore {
+            initial: 1,
+            maximum: 1,
+        });
+        lock(&slot, &dead);
+        reap_client(&slot, 7);
+        assert_eq!(
+            take(&slot, Kind::Semaphore, &alive, None),
+            Ok(Some(Acquired::Signaled))
+        );
+    }
+
+    #[test]
+    fn timers_fire_lazily_and_keep_their_period() {
+        let me = actor(1, 1);
+        let kind = Kind::Timer {
+            manual_reset: false,
+        };
+        let slot = slot_with(SyncInit::Timer {
+            manual_reset: false,
+        });
+        assert_eq!(take(&slot, kind, &me, None), Ok(None));
+        let now = clock::now();
+        set_timer(&slot, &me, now - 1, 1_000_000_000);
+        assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
+        assert_eq!(take(&slot, kind, &me, None), Ok(None));
+        let next = slot.due.load(SeqCst);
+        assert!(next > now && next <= now + 1_000_000_000);
+        cancel_timer(&slot, &me);
+        assert_eq!(slot.due.load(SeqCst), 0);
+        assert_eq!(take(&slot, kind, &me, None), Ok(None));
+    }
+}

@@ -1,0 +1,342 @@
+//! Waiting on one or many objects: `WaitForSingleObject`,
+//! `WaitForMultipleObjects` (any and all) and the wait half of
+//! `SignalObjectAndWait`.
+//!
+//! A wait first tries to take a signal with atomics alone; only when nothing
+//! is signaled does it register as a waiter and sleep on the objects' futex
+//! words (`futex_waitv` for several). The values it sleeps on were read
+//! *before* its last attempt, so any change after that attempt wakes it
+//! (the kernel refuses to sleep when a word differs), and signalers wake
+//! every registered waiter, so no wake-up is lost.
+//!
+//! Wait-all locks its objects in slot order, checks that all can be taken,
+//! and takes them all before unlocking: no other waiter can take one of them
+//! in between, so the objects are acquired all at once or not at all.
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use objmgr_proto::error::{ERROR_INVALID_PARAMETER, ERROR_SIGNAL_REFCOUNT_EXCEEDED, Win32Error};
+use objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS;
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+use crate::arena::Slot;
+use crate::clock;
+use crate::ops::{
+    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_overdue,
+    try_take, unlock,
+};
+use crate::state::{event_gen, lo, with_lo};
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Object `n` was signaled (wait-all: all were; `n` is 0).
+    Object(usize),
+    /// Mutex `n` was abandoned by its owner; the caller owns it now
+    /// (wait-all: all objects were acquired; `n` is an abandoned one).
+    Abandoned(usize),
+    /// The timeout elapsed first.
+    Timeout,
+}
+
+/// A finished wait: the outcome and which of the objects are mutexes the
+/// caller newly owns (bit `n` for object `n`), so it can abandon them if the
+/// thread exits holding them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waited {
+    pub outcome: WaitOutcome,
+    pub new_owner_mask: u64,
+}
+
+type Object<'a> = (&'a Slot, Kind);
+
+/// Waits until one object (`all` = false) or every object (`all` = true) can
+/// be taken, and takes it (them). `deadline` is in monotonic nanoseconds
+/// (`None` = forever; a past deadline polls once).
+///
+/// Errors: no objects, more than 64, or the same object twice in a wait-all
+/// (`ERROR_INVALID_PARAMETER`); a mutex acquired recursively too many times
+/// (`ERROR_SIGNAL_REFCOUNT_EXCEEDED`).
+pub fn wait(
+    objects: &[Object<'_>],
+    all: bool,
+    deadline: Option<u64>,
+    me: &Actor,
+) -> Result<Waited, Win32Error> {
+    wait_after(objects, all, deadline, me, || Ok::<(), Win32Error>(())).map_err(|e| match e {
+        Failed::Before(e) | Failed::Wait(e) => e,
+    })
+}
+
+/// Why [`wait_after`] failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failed<E> {
+    /// `before` failed; nothing was waited on.
+    Before(E),
+    /// The wait itself failed.
+    Wait(Win32Error),
+}
+
+/// [`wait`], running `before` first, once the objects' state has been read:
+/// `SignalObjectAndWait` signals in `before`, and a pulse of a waited-on
+/// event after the signal releases this waiter as if it was waiting already.
+pub fn wait_after<E>(
+    objects: &[Object<'_>],
+    all: bool,
+    deadline: Option<u64>,
+    me: &Actor,
+    before: impl FnOnce() -> Result<(), E>,
+) -> Result<Waited, Failed<E>> {
+    let n = objects.len();
+    if n == 0 || n > MAXIMUM_WAIT_OBJECTS {
+        return Err(Failed::Wait(ERROR_INVALID_PARAMETER));
+    }
+    // Lock order for wait-all: by slot address. Duplicates are refused, as
+    // Windows refuses the same object twice in a wait-all.
+    let mut order = [0usize; MAXIMUM_WAIT_OBJECTS];
+    let order = &mut order[..n];
+    if all && n > 1 {
+        for (i, o) in order.iter_mut().enumerate() {
+            *o = i;
+        }
+        order.sort_unstable_by_key(|&i| objects[i].0 as *const Slot as usize);
+        if order
+            .windows(2)
+            .any(|w| std::ptr::eq(objects[w[0]].0, objects[w[1]].0))
+        {
+            return Err(Failed::Wait(ERROR_INVALID_PARAMETER));
+        }
+    }
+
+    let mut seen = [0u32; MAXIMUM_WAIT_OBJECTS];
+    let seen = &mut seen[..n];
+    snapshot(objects, seen);
+    before().map_err(Failed::Before)?;
+    let attempt = |seen: &[u32]| {
+        if all && n > 1 {
+            attempt_all(objects, seen, order, me)
+        } else {
+            attempt_any(objects, seen, me)
+        }
+    };
+    if let Some(done) = attempt(seen).map_err(Failed::Wait)? {
+        return Ok(done);
+    }
+    if deadline.is_some_and(|d| clock::now() >= d) {
+        return Ok(timed_out());
+    }
+
+    let _registered = Registration::new(objects);
+    let mut fresh = [0u32; MAXIMUM_WAIT_OBJECTS];
+    let fresh = &mut fresh[..n];
+    loop {
+        // Read before attempting: a change after this read makes the sleep
+        // below return at once. Pulses are detected against `seen`, the
+        // values of the previous sleep.
+        snapshot(objects, fresh);
+        if let Some(done) = attempt(seen).map_err(Failed::Wait)? {
+            return Ok(done);
+        }
+        let now = clock::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(timed_out());
+        }
+        let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
+        sleep(objects, fresh, wake_at).map_err(Failed::Wait)?;
+        seen.copy_from_slice(fresh);
+    }
+}
+
+fn timed_out() -> Waited {
+    Waited {
+        outcome: WaitOutcome::Timeout,
+        new_owner_mask: 0,
+    }
+}
+
+fn snapshot(objects: &[Object<'_>], into: &mut [u32]) {
+    for ((slot, _), v) in objects.iter().zip(into.iter_mut()) {
+        *v = lo(slot.state.load(SeqCst));
+    }
+}
+
+fn pulse_gen(kind: Kind, seen: u32) -> Option<u32> {
+    matches!(kind, Kind::Event { .. }).then(|| event_gen(seen))
+}
+
+fn finished(index: usize, acquired: Acquired, new_owner_mask: u64) -> Waited {
+    Waited {
+        outcome: match acquired {
+            Acquired::Signaled => WaitOutcome::Object(index),
+            Acquired::Abandoned => WaitOutcome::Abandoned(index),
+        },
+        new_owner_mask,
+    }
+}
+
+/// Wait-any: the lowest-numbered object that can be taken, taken.
+fn attempt_any(
+    objects: &[Object<'_>],
+    seen: &[u32],
+    me: &Actor,
+) -> Result<Option<Waited>, Win32Error> {
+    for (i, &(slot, kind)) in objects.iter().enumerate() {
+        if let Some(taken) = try_take(slot, kind, me, pulse_gen(kind, seen[i]))? {
+            let mask = if taken.new_owner { 1u64 << i } else { 0 };
+            return Ok(Some(finished(i, taken.acquired, mask)));
+        }
+    }
+    Ok(None)
+}
+
+/// Wait-all: all objects taken together, or none.
+fn attempt_all(
+    objects: &[Object<'_>],
+    seen: &[u32],
+    order: &[usize],
+    me: &Actor,
+) -> Result<Option<Waited>, Win32Error> {
+    // Cheap check without locks first: most failed attempts end here.
+    let takeable = |i: usize| {
+        let (slot, kind) = objects[i];
+        let s = slot.state.load(SeqCst);
+        evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token).is_some()
+            || (matches!(kind, Kind::Timer { .. }) && timer_overdue(slot, s))
+    };
+    if !(0..objects.len()).all(takeable) {
+        return Ok(None);
+    }
+    for &i in order {
+        lock(objects[i].0, me);
+    }
+    let result = take_all_locked(objects, seen, me);
+    for &i in order.iter().rev() {
+        unlock(objects[i].0);
+    }
+    result
+}
+
+fn take_all_locked(
+    objects: &[Object<'_>],
+    seen: &[u32],
+    me: &Actor,
+) -> Result<Option<Waited>, Win32Error> {
+    let mut steps = [None; MAXIMUM_WAIT_OBJECTS];
+    for (i, &(slot, kind)) in objects.iter().enumerate() {
+        if matches!(kind, Kind::Timer { .. }) {
+            fire_due_timer(slot, me, true);
+        }
+        let s = slot.state.load(SeqCst);
+        let Some(step) = evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token) else {
+            return Ok(None);
+        };
+        if step.effect == MutexEffect::Recursion && slot.recursion.load(SeqCst) >= i32::MAX as u32 {
+            return Err(ERROR_SIGNAL_REFCOUNT_EXCEEDED);
+        }
+        steps[i] = Some(step);
+    }
+    // Every object can be taken and we hold every lock: take them. Other
+    // threads can only give signals meanwhile, which never makes a take fail.
+    let mut abandoned = None;
+    let mut mask = 0u64;
+    for (i, &(slot, kind)) in objects.iter().enumerate() {
+        let mut step = steps[i].expect("evaluated above");
+        if step.effect != MutexEffect::Recursion {
+            loop {
+                let s = slot.state.load(SeqCst);
+                if slot
+                    .state
+                    .compare_exchange(s, with_lo(s, step.lo), SeqCst, SeqCst)
+                    .is_ok()
+                {
+                    break;
+                }
+                let s = slot.state.load(SeqCst);
+                match evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token) {
+                    Some(again) => step = again,
+                    // Only a misbehaving process can take from a locked slot.
+                    None => break,
+                }
+            }
+        }
+        complete(slot, step, me)?;
+        if step.effect == MutexEffect::NewOwner {
+            mask |= 1 << i;
+        }
+        if step.acquired == Acquired::Abandoned && abandoned.is_none() {
+            abandoned = Some(i);
+        }
+    }
+    Ok(Some(match abandoned {
+        Some(i) => finished(i, Acquired::Abandoned, mask),
+        None => finished(0, Acquired::Signaled, mask),
+    }))
+}
+
+/// The earliest due time of an armed, unsignaled timer among the objects: the
+/// waiter wakes then to fire it (timers are evaluated lazily).
+fn earliest_timer(objects: &[Object<'_>]) -> Option<u64> {
+    objects
+        .iter()
+        .filter(|(_, kind)| matches!(kind, Kind::Timer { .. }))
+        .map(|(slot, _)| slot.due.load(SeqCst))
+        .filter(|&due| due != 0)
+        .min()
+}
+
+/// Counts this thread as a waiter on each object while it lives.
+struct Registration<'a, 'b>(&'a [Object<'b>]);
+
+impl<'a, 'b> Registration<'a, 'b> {
+    fn new(objects: &'a [Object<'b>]) -> Self {
+        for (slot, _) in objects {
+            slot.waiters.fetch_add(1, SeqCst);
+        }
+        Registration(objects)
+    }
+}
+
+impl Drop for Registration<'_, '_> {
+    fn drop(&mut self) {
+        for (slot, _) in self.0 {
+            slot.waiters.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+/// Sleeps until a futex word differs from `expected`, a wake, or `until`.
+fn sleep(objects: &[Object<'_>], expected: &[u32], until: Option<u64>) -> Result<(), Win32Error> {
+    let timeout = until.map(clock::timespec);
+    let result = if let [(slot, _)] = objects {
+        futex::wait_bitset(
+            slot.futex_word(),
+            futex::Flags::empty(),
+            expected[0],
+            timeout.as_ref(),
+            std::num::NonZeroU32::MAX,
+        )
+    } else {
+        let mut waits = [futex::Wait::new(); MAXIMUM_WAIT_OBJECTS];
+        for (w, ((slot, _), &v)) in waits.iter_mut().zip(objects.iter().zip(expected)) {
+            w.val = u64::from(v);
+            w.uaddr = futex::WaitPtr::new(
+                (slot.futex_word() as *const std::sync::atomic::AtomicU32)
+                    .cast_mut()
+                    .cast(),
+            );
+            w.flags = futex::WaitFlags::SIZE_U32;
+        }
+        futex::waitv(
+            &waits[..objects.len()],
+            futex::WaitvFlags::empty(),
+            timeout.as_ref(),
+            futex::ClockId::Monotonic,
+        )
+        .map(|_| ())
+    };
+    match result {
+        Ok(()) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT) => Ok(()),
+        Err(e) => Err(Win32Error::from_errno(e.raw_os_error())),
+    }
+}
