@@ -12,57 +12,12 @@ use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 use std::hint::black_box;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+mod harness;
+use harness::{Broker, cpus_allowed, measure, report, rss_bytes};
+
 const SMALL: u64 = 64 * 1024;
-
-/// Median time per iteration of `f`, over `batches` batches of `iters`.
-fn measure(batches: usize, iters: usize, mut f: impl FnMut(usize)) -> Duration {
-    let mut samples: Vec<Duration> = (0..batches)
-        .map(|b| {
-            let start = Instant::now();
-            for i in 0..iters {
-                f(b * iters + i);
-            }
-            start.elapsed() / iters as u32
-        })
-        .collect();
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn report(what: &str, ours: Duration, base: Duration, target: &str) {
-    let ratio = ours.as_secs_f64() / base.as_secs_f64();
-    println!(
-        "{what:<58} objmgr {:>10.2?}  raw {:>10.2?}  ratio {ratio:>5.2}x  (target {target})",
-        ours, base
-    );
-}
-
-struct Broker {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = objmgr::admin::shutdown_broker();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
 
 fn raise_fd_limit(want: u64) -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -117,34 +72,13 @@ fn raw_map_unmap(fd: &impl AsFd, len: usize, write: bool) {
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let dir = std::env::temp_dir().join(format!("omtest-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket_path = dir.join("broker.sock");
-    // SAFETY: single-threaded at this point; nothing reads the environment concurrently.
-    unsafe { std::env::set_var("OBJMGR_SOCKET", &socket_path) };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-        .args(["--idle-timeout", "never", "--socket"])
-        .arg(&socket_path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start objmgrd");
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    let broker = Broker { child, dir };
-    let broker_pid = broker.child.id();
-    let affinity = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Cpus_allowed_list:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    println!("objmgr section benchmarks (CPUs allowed: {affinity}; broker pid {broker_pid})\n");
+    let broker = Broker::start();
+    let broker_pid = broker.pid();
+    let socket_path = broker.socket.clone();
+    println!(
+        "objmgr section benchmarks (CPUs allowed: {}; broker pid {broker_pid})\n",
+        cpus_allowed()
+    );
 
     let (batches, iters) = if quick { (3, 200) } else { (9, 2000) };
 

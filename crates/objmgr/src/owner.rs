@@ -119,7 +119,7 @@ fn new_thread_state(epoch: u64) -> Result<ThreadState> {
 }
 
 /// Runs `f` with the calling thread's state, making it on first use.
-fn with_thread<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
+fn with_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
     THREAD.with(|cell| {
         let mut state = cell.borrow_mut();
         let epoch = FORK_EPOCH.load(Ordering::Relaxed);
@@ -133,31 +133,43 @@ fn with_thread<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
     })
 }
 
-/// The calling thread's identity.
-pub(crate) fn current() -> Result<Actor> {
-    with_thread(|t| t.actor)
-}
+/// The calling thread as sync operations see it.
+pub(crate) struct Thread<'a>(&'a mut ThreadState);
 
-/// Records that the calling thread now owns the mutex in `slot`.
-pub(crate) fn owns(arena: &'static Arena, slot: &Slot) {
-    let _ = with_thread(|t| {
-        t.owned.push(Owned {
+impl Thread<'_> {
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.0.actor
+    }
+
+    /// Records that this thread now owns the mutex in `slot`.
+    pub(crate) fn owns(&mut self, arena: &'static Arena, slot: &Slot) {
+        self.0.owned.push(Owned {
             arena,
             slot: arena.index_of(slot),
-        })
-    });
-}
+        });
+    }
 
-/// Records that the calling thread released the mutex in `slot` for good.
-pub(crate) fn disowns(arena: &'static Arena, slot: &Slot) {
-    let index = arena.index_of(slot);
-    let _ = with_thread(|t| {
-        if let Some(pos) = t
+    /// Records that this thread released the mutex in `slot` for good.
+    pub(crate) fn disowns(&mut self, arena: &'static Arena, slot: &Slot) {
+        let index = arena.index_of(slot);
+        if let Some(pos) = self
+            .0
             .owned
             .iter()
             .rposition(|o| std::ptr::eq(o.arena, arena) && o.slot == index)
         {
-            t.owned.swap_remove(pos);
+            self.0.owned.swap_remove(pos);
         }
-    });
+    }
+}
+
+/// Runs `f` with the calling thread (made on first use). `f` must not call
+/// back into this module.
+pub(crate) fn with_thread<T>(f: impl FnOnce(&mut Thread<'_>) -> T) -> Result<T> {
+    with_state(|state| f(&mut Thread(state)))
+}
+
+/// The calling thread's identity.
+pub(crate) fn current() -> Result<Actor> {
+    with_state(|t| t.actor)
 }

@@ -111,7 +111,7 @@ impl SyncObject {
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {
-            owner::owns(object.arena, object.slot());
+            owner::with_thread(|thread| thread.owns(object.arena, object.slot()))?;
         }
         Ok(object)
     }
@@ -248,29 +248,60 @@ fn wait_on(
             format!("{what}: {} objects (1 to 64 allowed)", objects.len()),
         ));
     }
-    let mut slots = [None; objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
-    for (i, object) in objects.iter().enumerate() {
+    let mut slots = [(&UNUSED, Kind::Semaphore); objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
+    for (entry, object) in slots.iter_mut().zip(objects) {
         let object = object.sync_object();
         object.require(SYNCHRONIZE, what)?;
-        slots[i] = Some((object.slot(), object.kind));
+        *entry = (object.slot(), object.kind);
     }
-    let slots: Vec<(&Slot, Kind)> = slots.iter().map_while(|s| *s).collect();
+    let slots = &slots[..objects.len()];
     let me = owner::current()?;
     let Waited {
         outcome,
         new_owner_mask,
-    } = objmgr_sync::wait::wait_after(&slots, all, deadline(timeout), &me, || before(&me))
-        .map_err(|e| match e {
+    } = objmgr_sync::wait::wait_after(slots, all, deadline(timeout), &me, || before(&me)).map_err(
+        |e| match e {
             Failed::Before(e) => e,
             Failed::Wait(code) => Error::new(code, what),
+        },
+    )?;
+    if new_owner_mask != 0 {
+        owner::with_thread(|thread| {
+            for (i, object) in objects.iter().enumerate() {
+                if new_owner_mask & (1 << i) != 0 {
+                    let object = object.sync_object();
+                    thread.owns(object.arena, object.slot());
+                }
+            }
         })?;
-    for (i, object) in objects.iter().enumerate() {
-        if new_owner_mask & (1 << i) != 0 {
-            let object = object.sync_object();
-            owner::owns(object.arena, object.slot());
-        }
     }
     Ok(outcome)
+}
+
+/// Fills the unused entries of wait arrays; never waited on.
+static UNUSED: Slot = Slot::new();
+
+/// `WaitForSingleObject`: takes the object at once if it is signaled (no
+/// system call), else waits as [`wait_any`] does.
+fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
+    let sync = object.sync_object();
+    sync.require(SYNCHRONIZE, "wait")?;
+    let slot = sync.slot();
+    let taken = owner::with_thread(|thread| {
+        let taken = ops::try_take(slot, sync.kind, thread.actor(), None)?;
+        if taken.is_some_and(|t| t.new_owner) {
+            thread.owns(sync.arena, slot);
+        }
+        Ok::<_, Win32Error>(taken)
+    })?
+    .map_err(|code| Error::new(code, "wait"))?;
+    match taken {
+        Some(taken) => Ok(match taken.acquired {
+            ops::Acquired::Signaled => WaitOutcome::Object(0),
+            ops::Acquired::Abandoned => WaitOutcome::Abandoned(0),
+        }),
+        None => wait_on(&[object], false, timeout, |_| Ok(())),
+    }
 }
 
 /// Waits until any of `objects` is signaled and takes the lowest-numbered
@@ -296,7 +327,7 @@ pub fn signal_and_wait(
     timeout: Option<Duration>,
 ) -> Result<WaitOutcome> {
     let signal = to_signal.sync_object();
-    wait_on(&[to_wait], false, timeout, |me| {
+    wait_on(&[to_wait], false, timeout, |_| {
         let what = "signal_and_wait";
         match signal.kind {
             Kind::Event { .. } => {
@@ -308,7 +339,7 @@ pub fn signal_and_wait(
                 ops::release_semaphore(signal.slot(), 1)
                     .map_err(|e| Error::new(e, format!("{what}: releasing the semaphore")))?;
             }
-            Kind::Mutex => release_mutex(signal, me)?,
+            Kind::Mutex => release_mutex(signal)?,
             Kind::Timer { .. } => {
                 return Err(Error::new(
                     ERROR_INVALID_HANDLE,
@@ -320,21 +351,25 @@ pub fn signal_and_wait(
     })
 }
 
-fn release_mutex(object: &SyncObject, me: &Actor) -> Result<()> {
+/// `ReleaseMutex` by the calling thread.
+fn release_mutex(object: &SyncObject) -> Result<()> {
     let slot = object.slot();
-    let released = ops::release_mutex(slot, me).map_err(|e| {
+    owner::with_thread(|thread| {
+        let released = ops::release_mutex(slot, thread.actor())?;
+        if released {
+            thread.disowns(object.arena, slot);
+        }
+        Ok(())
+    })?
+    .map_err(|code| {
         Error::new(
-            e,
+            code,
             format!(
                 "releasing mutex handle {:#x}: not the owner",
                 object.handle.0
             ),
         )
-    })?;
-    if released {
-        owner::disowns(object.arena, slot);
-    }
-    Ok(())
+    })
 }
 
 macro_rules! sync_type {
@@ -386,7 +421,7 @@ macro_rules! sync_type {
             /// Waits until the object is signaled and takes it
             /// (`WaitForSingleObject`). `None` waits forever.
             pub fn wait(&self, timeout: Option<Duration>) -> Result<WaitOutcome> {
-                wait_any(&[self], timeout)
+                wait_one(self, timeout)
             }
 
             /// Closes the handle now and reports any error (dropping closes too).
@@ -470,7 +505,7 @@ impl Mutex {
     /// `ReleaseMutex`: releases one level of ownership. Fails with
     /// `ERROR_NOT_OWNER` unless the calling thread owns the mutex.
     pub fn release(&self) -> Result<()> {
-        release_mutex(&self.object, &owner::current()?)
+        release_mutex(&self.object)
     }
 }
 

@@ -23,7 +23,7 @@ pub const ARENA_BYTES: u64 = ARENA_SLOTS as u64 * SLOT_SIZE as u64;
 /// One synchronization object's shared state. Field meanings per kind are in
 /// [`crate::ops`]; only `state` is ever waited on.
 #[repr(C, align(64))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Slot {
     /// Low half: the object's state and futex word. High half: the lock holder.
     pub state: AtomicU64,
@@ -47,9 +47,31 @@ pub struct Slot {
 
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);
 
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot::new()
+    }
+}
+
 impl Slot {
+    /// An all-zero slot (the state of a free slot).
+    pub const fn new() -> Slot {
+        Slot {
+            state: AtomicU64::new(0),
+            waiters: AtomicU32::new(0),
+            kind: AtomicU32::new(0),
+            maximum: AtomicU32::new(0),
+            recursion: AtomicU32::new(0),
+            owner_pid: AtomicU32::new(0),
+            owner_tid: AtomicU32::new(0),
+            due: AtomicU64::new(0),
+            period: AtomicU64::new(0),
+        }
+    }
+
     /// The futex word: the low 32 bits of `state`. Only ever handed to the
     /// kernel (futex wait and wake); Rust code reads and writes `state` whole.
+    #[inline]
     pub(crate) fn futex_word(&self) -> &AtomicU32 {
         // SAFETY: the low half of an 8-byte-aligned AtomicU64 on a little-endian
         // machine is a 4-byte-aligned u32 inside the same allocation, living as
@@ -96,6 +118,7 @@ impl Arena {
     }
 
     /// The slot at `index`, if it is inside the arena and not slot 0.
+    #[inline]
     pub fn slot(&self, index: u32) -> Option<&Slot> {
         (index != 0 && index < ARENA_SLOTS).then(|| {
             // SAFETY: index < ARENA_SLOTS, so the slot lies inside the mapping,

@@ -12,7 +12,7 @@
 //! - waitable timer: bit 0 signaled, bits 1.. the set generation; the due time
 //!   and period are in the slot and change only under the slot lock.
 
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use objmgr_proto::ObjectType;
 use objmgr_proto::error::{
@@ -99,10 +99,12 @@ impl Token {
         (raw != 0 && raw & ABANDONED == 0).then_some(Token(raw))
     }
 
+#[inline]
     pub fn raw(self) -> u32 {
         self.0
     }
 
+#[inline]
     pub fn tag(self) -> u16 {
         (self.0 >> Self::TAG_SHIFT) as u16
     }
@@ -158,6 +160,7 @@ impl Backoff {
 /// one) is what makes mixed waits safe: a thread woken for an object it then
 /// cannot take (a wait-all missing another object) does not swallow the
 /// wake-up another waiter needed. Exactly-once semantics come from the CAS.
+#[inline]
 pub(crate) fn wake_all(slot: &Slot) {
     if slot.waiters.load(SeqCst) > 0 {
         let _ = futex::wake(slot.futex_word(), futex::Flags::empty(), i32::MAX as u32);
@@ -223,6 +226,7 @@ pub(crate) enum MutexEffect {
 /// state if so. `pulse_gen` is the event generation the waiter last saw: a
 /// newer one means a pulse happened while it waited. Timers are taken only
 /// once signaled; firing a due timer is [`fire_due_timer`]'s job.
+#[inline]
 pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -> Option<Step> {
     let signaled = |lo| {
         Some(Step {
@@ -271,20 +275,24 @@ pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -
 
 /// Records what a successful take means beyond the state word (mutex owner
 /// bookkeeping). Runs in the taking thread, which is then the owner.
+#[inline]
 pub(crate) fn complete(slot: &Slot, step: Step, me: &Actor) -> Result<(), Win32Error> {
+    // Relaxed: only the owner reads the recursion count to decide anything,
+    // and the owner fields are for display; the state word's CAS orders the
+    // ownership itself.
     match step.effect {
         MutexEffect::None => {}
         MutexEffect::NewOwner => {
-            slot.recursion.store(1, SeqCst);
-            slot.owner_pid.store(me.pid, SeqCst);
-            slot.owner_tid.store(me.tid, SeqCst);
+            slot.recursion.store(1, Relaxed);
+            slot.owner_pid.store(me.pid, Relaxed);
+            slot.owner_tid.store(me.tid, Relaxed);
         }
         MutexEffect::Recursion => {
-            let depth = slot.recursion.load(SeqCst);
+            let depth = slot.recursion.load(Relaxed);
             if depth >= i32::MAX as u32 {
                 return Err(ERROR_SIGNAL_REFCOUNT_EXCEEDED);
             }
-            slot.recursion.store(depth + 1, SeqCst);
+            slot.recursion.store(depth + 1, Relaxed);
         }
     }
     Ok(())
@@ -301,6 +309,7 @@ pub(crate) fn timer_overdue(slot: &Slot, s: u64) -> bool {
 
 /// Takes one signal from the object if it has one, without sleeping. Respects
 /// other threads' slot locks (a wait-all may be checking this object).
+#[inline]
 pub fn try_take(
     slot: &Slot,
     kind: Kind,
@@ -400,6 +409,7 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
 }
 
 /// `SetEvent`.
+#[inline]
 pub fn set_event(slot: &Slot) {
     let before = slot.state.fetch_or(u64::from(SIGNALED), SeqCst);
     if lo(before) & SIGNALED == 0 {
@@ -409,6 +419,7 @@ pub fn set_event(slot: &Slot) {
 
 /// `ResetEvent`. (It needs no lock: a wait-all that saw the event signaled
 /// is ordered before the reset.)
+#[inline]
 pub fn reset_event(slot: &Slot) {
     slot.state.fetch_and(!u64::from(SIGNALED), SeqCst);
 }
@@ -427,6 +438,7 @@ pub fn pulse_event(slot: &Slot, manual_reset: bool) {
 
 /// `ReleaseSemaphore`: adds `count` (> 0) and returns the previous count;
 /// fails with `ERROR_TOO_MANY_POSTS`, changing nothing, past the maximum.
+#[inline]
 pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
     if count == 0 {
         return Err(ERROR_INVALID_PARAMETER);
@@ -446,18 +458,19 @@ pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
 
 /// `ReleaseMutex`. Returns true when the caller no longer owns the mutex
 /// (its last recursion level was released).
+#[inline]
 pub fn release_mutex(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
     if lo(slot.state.load(SeqCst)) != me.token.raw() {
         return Err(ERROR_NOT_OWNER);
     }
-    let depth = slot.recursion.load(SeqCst);
+    let depth = slot.recursion.load(Relaxed);
     if depth > 1 {
-        slot.recursion.store(depth - 1, SeqCst);
+        slot.recursion.store(depth - 1, Relaxed);
         return Ok(false);
     }
-    slot.recursion.store(0, SeqCst);
-    slot.owner_pid.store(0, SeqCst);
-    slot.owner_tid.store(0, SeqCst);
+    slot.recursion.store(0, Relaxed);
+    slot.owner_pid.store(0, Relaxed);
+    slot.owner_tid.store(0, Relaxed);
     // Only the owner changes an owned mutex's low half: clear it, keep any lock.
     slot.state.fetch_and(!LO, SeqCst);
     wake_all(slot);

@@ -1,0 +1,97 @@
+//! What every benchmark binary shares: a private broker, timing, and the
+//! report line format (objmgr, raw Linux baseline, ratio, target).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Median time per iteration of `f`, over `batches` batches of `iters`.
+pub fn measure(batches: usize, iters: usize, mut f: impl FnMut(usize)) -> Duration {
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|b| {
+            let start = Instant::now();
+            for i in 0..iters {
+                f(b * iters + i);
+            }
+            start.elapsed() / iters as u32
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+pub fn report(what: &str, ours: Duration, base: Duration, target: &str) {
+    let ratio = ours.as_secs_f64() / base.as_secs_f64();
+    println!(
+        "{what:<58} objmgr {:>10.2?}  raw {:>10.2?}  ratio {ratio:>5.2}x  (target {target})",
+        ours, base
+    );
+}
+
+/// A broker of our own for the benchmark run; stopped (and its directory
+/// removed) on drop. `OBJMGR_SOCKET` points this process at it.
+pub struct Broker {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = std::env::temp_dir().join(format!("omtest-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("broker.sock");
+        // SAFETY: called before any thread is started; nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("OBJMGR_SOCKET", &socket) };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .args(["--idle-timeout", "never", "--socket"])
+            .arg(&socket)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start objmgrd");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        Broker { child, dir, socket }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = objmgr::admin::shutdown_broker();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The CPUs this process may run on, as `/proc/self/status` lists them.
+pub fn cpus_allowed() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
