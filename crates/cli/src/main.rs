@@ -1,7 +1,7 @@
 //! `objmgr`: look into and manage the objmgr namespace.
 #![forbid(unsafe_code)]
 
-use objmgr::admin::{self, BrokerStatus, ObjectEntry};
+use objmgr::admin::{self, BrokerStatus, ObjectEntry, ObjectType};
 use objmgr::error::{ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER, ERROR_SERVICE_NOT_ACTIVE};
 use objmgr::{Error, MapAccess, MapOptions, Section};
 use std::fmt::Write as _;
@@ -180,20 +180,55 @@ fn ls(args: &[String]) -> Result<(), Failure> {
         }
         out.push_str("]\n");
     } else {
-        let _ = writeln!(out, "{:<10} {:>7} {:>14}  PATH", "TYPE", "HANDLES", "SIZE");
-        for e in &entries {
+        let states: Vec<String> = entries.iter().map(state_summary).collect();
+        let width = states.iter().map(String::len).max().unwrap_or(0).max(5);
+        let _ = writeln!(
+            out,
+            "{:<10} {:>7} {:>14}  {:<width$}  PATH",
+            "TYPE", "HANDLES", "SIZE", "STATE"
+        );
+        for (e, state) in entries.iter().zip(&states) {
+            let size = if e.object_type == ObjectType::Section {
+                e.size.to_string()
+            } else {
+                "-".to_owned()
+            };
             let _ = writeln!(
                 out,
-                "{:<10} {:>7} {:>14}  {}",
+                "{:<10} {:>7} {size:>14}  {state:<width$}  {}",
                 e.object_type.name(),
                 e.handle_count,
-                e.size,
                 e.path
             );
         }
     }
     print_out(&out);
     Ok(())
+}
+
+/// The STATE column of `ls`: a section's protection, a sync object's state
+/// (`signaled`, counts, owner, waiters) as `key=value` words.
+fn state_summary(entry: &ObjectEntry) -> String {
+    let shown: &[&str] = if entry.object_type == ObjectType::Section {
+        &["protection"]
+    } else {
+        &[
+            "signaled",
+            "count",
+            "maximum",
+            "owner",
+            "abandoned",
+            "due",
+            "waiters",
+        ]
+    };
+    entry
+        .properties
+        .iter()
+        .filter(|(k, _)| shown.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn print_out(text: &str) {
@@ -215,7 +250,9 @@ fn stat(args: &[String]) -> Result<(), Failure> {
     let _ = writeln!(out, "path:       {}", entry.path);
     let _ = writeln!(out, "type:       {}", entry.object_type.name());
     let _ = writeln!(out, "handles:    {}", entry.handle_count);
-    let _ = writeln!(out, "size:       {}", entry.size);
+    if entry.object_type == ObjectType::Section {
+        let _ = writeln!(out, "size:       {}", entry.size);
+    }
     for (k, v) in &entry.properties {
         let _ = writeln!(out, "{:<11} {v}", format!("{k}:"));
     }

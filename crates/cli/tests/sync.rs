@@ -637,3 +637,77 @@ fn a_process_holds_100000_events_without_running_out_of_descriptors() {
     assert!(field("maps+=") <= 2, "{line}");
     assert!(line.ends_with("wait object 0"), "{line}");
 }
+
+#[test]
+fn cli_shows_each_objects_state() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&[
+        "event ev manual 1",
+        "mutex Global\\mx 1",
+        "semaphore sem 2 5",
+        "timer tm auto",
+        "settimer 3 -600000000 0",
+        "hold",
+    ]);
+    owner.wait_for("holding");
+    let ls = broker.objmgr(&["ls"]);
+    assert!(ls.status.success());
+    let text = String::from_utf8_lossy(&ls.stdout).into_owned();
+    let row = |path: &str| {
+        text.lines()
+            .find(|l| l.ends_with(path))
+            .unwrap_or_else(|| panic!("no {path} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        row("\\ev").starts_with("Event") && row("\\ev").contains("signaled=yes"),
+        "{text}"
+    );
+    let mutex = row("\\BaseNamedObjects\\mx");
+    assert!(
+        mutex.contains(&format!("owner={}/", owner.child.id())),
+        "{text}"
+    );
+    assert!(row("\\sem").contains("count=2 maximum=5"), "{text}");
+    assert!(row("\\tm").contains("signaled=no due=+"), "{text}");
+    let json =
+        String::from_utf8_lossy(&broker.objmgr(&["stat", "sem", "--json"]).stdout).into_owned();
+    assert!(json.contains("\"count\":\"2\""), "{json}");
+    assert_eq!(
+        property(&broker, "Global\\mx", "recursion").as_deref(),
+        Some("1")
+    );
+    assert_eq!(property(&broker, "tm", "reset").as_deref(), Some("auto"));
+    owner.release();
+    owner.finish();
+}
+
+#[test]
+fn a_forked_child_does_not_keep_its_dead_parent_alive_for_the_broker() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&["mutex m 1", "fork_sleep", "hold"]);
+    let forked: i32 = owner
+        .wait_for("forked")
+        .strip_prefix("forked ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    /// Stops the forked child however the test ends.
+    struct Reap(i32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // SAFETY: plain kill(2) of the process the script forked.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let _reap = Reap(forked);
+    owner.wait_for("holding");
+    // Bounded well below the forked child's 60 s: a broker that waited for
+    // the child to close the inherited connection would time this out.
+    let waiter = broker.spawn(&["open_mutex m", "wait 0 20000"]);
+    await_waiters(&broker, "m", 1);
+    owner.kill9();
+    // The forked child still runs, but the owner's connection closed with
+    // the owner: the mutex is abandoned at once.
+    assert_eq!(waiter.finish().last().unwrap(), "wait abandoned 0");
+}

@@ -4,6 +4,7 @@
 use crate::connection::call;
 pub use crate::connection::set_autostart;
 use crate::error::*;
+pub use objmgr_proto::ObjectType;
 pub use objmgr_proto::wire::{BrokerStatus, ObjectEntry};
 use objmgr_proto::wire::{MAX_LIST_ENTRIES, Reply, Request};
 

@@ -7,6 +7,7 @@
 //! went away (its old handles are then gone).
 
 use crate::error::{ERROR_BROKEN_PIPE, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
+use crate::sys;
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
 use objmgr_proto::wire::{
@@ -20,10 +21,11 @@ use rustix::net::{
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// A connected, greeted broker session.
 #[derive(Debug)]
@@ -305,6 +307,28 @@ static OWNER_PID: AtomicU32 = AtomicU32::new(0);
 /// of a forked child) and are invalid here.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The connection's descriptor number, for the fork handler (-1: none).
+static CONNECTION_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Runs in the child after `fork()`: the parent's connection must not stay
+/// open here (the broker learns of a process's death when its connection
+/// closes, and would never see the parent die while this child lives), and
+/// every handle of the parent's session is invalid in the child.
+extern "C" fn forked_child() {
+    let fd = CONNECTION_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        sys::neutralize_fd(fd);
+    }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The current handle generation without the `fork()` check: for data-plane
+/// operations, which must not make a system call. (After a fork the handler
+/// above has moved it already.)
+pub(crate) fn current_generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The current handle generation, after checking for `fork()`.
 pub(crate) fn generation() -> u64 {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
@@ -313,7 +337,7 @@ pub(crate) fn generation() -> u64 {
         // A forked child: nothing it inherited from the parent's session is its own.
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         if OWNER_PID.load(Ordering::Acquire) != pid {
-            shared.conn = None;
+            shared.conn = None; // closes the /dev/null the fork handler left
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);
         }
@@ -329,7 +353,11 @@ fn connected() -> Result<(std::sync::MutexGuard<'static, Shared>, u64)> {
     // Read under the lock: another thread may have replaced the connection.
     let mut generation = GENERATION.load(Ordering::Acquire);
     if shared.conn.is_none() {
-        shared.conn = Some(establish()?);
+        static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
+        FORK_HANDLER.call_once(|| sys::on_fork_child(forked_child));
+        let conn = establish()?;
+        CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
+        shared.conn = Some(conn);
         OWNER_PID.store(
             rustix::process::getpid().as_raw_nonzero().get() as u32,
             Ordering::Release,
@@ -339,10 +367,11 @@ fn connected() -> Result<(std::sync::MutexGuard<'static, Shared>, u64)> {
     Ok((shared, generation))
 }
 
-/// This process's tag in shared sync state (connecting if needed).
-pub(crate) fn client_tag() -> Result<u16> {
-    let (shared, _) = connected()?;
-    Ok(shared.conn.as_ref().expect("connected").tag)
+/// This process's tag in shared sync state (connecting if needed), and the
+/// generation it belongs to.
+pub(crate) fn client_tag() -> Result<(u16, u64)> {
+    let (shared, generation) = connected()?;
+    Ok((shared.conn.as_ref().expect("connected").tag, generation))
 }
 
 /// Closes a handle of generation `generation` (a no-op if that broker session
@@ -375,6 +404,7 @@ pub(crate) fn call(
         Ok((Err(e), _)) => Err(e),
         Err(Broken::Connection(why)) => {
             // Every handle of this session died with the connection.
+            CONNECTION_FD.store(-1, Ordering::Release);
             shared.conn = None;
             GENERATION.fetch_add(1, Ordering::AcqRel);
             Err(Error::new(

@@ -6,27 +6,18 @@
 //! operation and kept in thread-local storage, so waits and signals need no
 //! broker and no system call to learn who is calling. When a thread exits
 //! holding mutexes they are abandoned (the thread-local destructor does it;
-//! the broker does it for a process that dies). A forked child gets a new
-//! tag: the fork epoch below changes in the child, and every thread state
-//! made before the fork is discarded.
+//! the broker does it for a process that dies). Thread state belongs to one
+//! connection generation: a forked child, or a process whose broker went
+//! away, gets a new tag, and every thread state made before is discarded.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use objmgr_sync::ops::{self, Actor, Token};
 use objmgr_sync::{Arena, Slot};
 
 use crate::connection;
 use crate::error::{ERROR_NO_SYSTEM_RESOURCES, Error, Result};
-use crate::sys;
-
-/// Changes in a forked child (set by a `pthread_atfork` handler).
-static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn forked_child() {
-    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Thread numbers of the current epoch: the free list and the next new one.
 struct ThreadNumbers {
@@ -49,6 +40,7 @@ struct Owned {
 }
 
 struct ThreadState {
+    /// The connection generation the token belongs to.
     epoch: u64,
     actor: Actor,
     owned: Vec<Owned>,
@@ -56,8 +48,8 @@ struct ThreadState {
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
-        if self.epoch != FORK_EPOCH.load(Ordering::Relaxed) {
-            return; // Made before a fork: nothing here belongs to this process.
+        if self.epoch != connection::current_generation() {
+            return; // Of an older session (or the parent's): nothing to clean.
         }
         for owned in self.owned.drain(..) {
             if let Some(slot) = owned.arena.slot(owned.slot) {
@@ -77,10 +69,8 @@ thread_local! {
     static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
 }
 
-fn new_thread_state(epoch: u64) -> Result<ThreadState> {
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| sys::on_fork_child(forked_child));
-    let tag = connection::client_tag()?;
+fn new_thread_state() -> Result<ThreadState> {
+    let (tag, epoch) = connection::client_tag()?;
     let number = {
         let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
         if numbers.epoch != epoch {
@@ -122,12 +112,13 @@ fn new_thread_state(epoch: u64) -> Result<ThreadState> {
 fn with_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
     THREAD.with(|cell| {
         let mut state = cell.borrow_mut();
-        let epoch = FORK_EPOCH.load(Ordering::Relaxed);
+        let epoch = connection::current_generation();
         if state.as_ref().is_none_or(|s| s.epoch != epoch) {
             if let Some(mut stale) = state.take() {
-                stale.owned.clear(); // The parent's mutexes stay the parent's.
+                // Mutexes of another session (or the parent's) are not ours.
+                stale.owned.clear();
             }
-            *state = Some(new_thread_state(epoch)?);
+            *state = Some(new_thread_state()?);
         }
         Ok(f(state.as_mut().expect("made above")))
     })

@@ -171,10 +171,21 @@ impl SyncObject {
             .expect("checked when the handle was granted")
     }
 
-    /// Fails with `ERROR_ACCESS_DENIED` unless the handle has `rights`.
-    fn require(&self, rights: u32, what: &str) -> Result<()> {
-        if self.access.contains(rights) {
-            Ok(())
+    /// The object's state, for an operation that needs `rights`. Fails with
+    /// `ERROR_INVALID_HANDLE` for a handle of a broker session that is gone
+    /// (or of the parent, in a forked child), and with `ERROR_ACCESS_DENIED`
+    /// unless the handle has `rights`.
+    fn require(&self, rights: u32, what: &str) -> Result<&'static Slot> {
+        if self.generation != connection::current_generation() {
+            Err(Error::new(
+                ERROR_INVALID_HANDLE,
+                format!(
+                    "{what}: handle {:#x} belongs to a broker session that is gone",
+                    self.handle.0
+                ),
+            ))
+        } else if self.access.contains(rights) {
+            Ok(self.slot())
         } else {
             Err(Error::new(
                 ERROR_ACCESS_DENIED,
@@ -251,8 +262,7 @@ fn wait_on(
     let mut slots = [(&UNUSED, Kind::Semaphore); objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
     for (entry, object) in slots.iter_mut().zip(objects) {
         let object = object.sync_object();
-        object.require(SYNCHRONIZE, what)?;
-        *entry = (object.slot(), object.kind);
+        *entry = (object.require(SYNCHRONIZE, what)?, object.kind);
     }
     let slots = &slots[..objects.len()];
     let me = owner::current()?;
@@ -285,8 +295,7 @@ static UNUSED: Slot = Slot::new();
 /// system call), else waits as [`wait_any`] does.
 fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
     let sync = object.sync_object();
-    sync.require(SYNCHRONIZE, "wait")?;
-    let slot = sync.slot();
+    let slot = sync.require(SYNCHRONIZE, "wait")?;
     let taken = owner::with_thread(|thread| {
         let taken = ops::try_take(slot, sync.kind, thread.actor(), None)?;
         if taken.is_some_and(|t| t.new_owner) {
@@ -331,12 +340,13 @@ pub fn signal_and_wait(
         let what = "signal_and_wait";
         match signal.kind {
             Kind::Event { .. } => {
-                signal.require(EVENT_MODIFY_STATE, what)?;
-                ops::set_event(signal.slot());
+                let slot = signal.require(EVENT_MODIFY_STATE, what)?;
+                let manual = matches!(signal.kind, Kind::Event { manual_reset: true });
+                ops::set_event(slot, manual);
             }
             Kind::Semaphore => {
-                signal.require(SEMAPHORE_MODIFY_STATE, what)?;
-                ops::release_semaphore(signal.slot(), 1)
+                let slot = signal.require(SEMAPHORE_MODIFY_STATE, what)?;
+                ops::release_semaphore(slot, 1)
                     .map_err(|e| Error::new(e, format!("{what}: releasing the semaphore")))?;
             }
             Kind::Mutex => release_mutex(signal)?,
@@ -353,7 +363,8 @@ pub fn signal_and_wait(
 
 /// `ReleaseMutex` by the calling thread.
 fn release_mutex(object: &SyncObject) -> Result<()> {
-    let slot = object.slot();
+    // ReleaseMutex needs no particular right, only a valid handle.
+    let slot = object.require(0, "ReleaseMutex")?;
     owner::with_thread(|thread| {
         let released = ops::release_mutex(slot, thread.actor())?;
         if released {
@@ -552,14 +563,14 @@ impl Event {
     }
 
     fn modify(&self, what: &str, op: impl FnOnce(&Slot)) -> Result<()> {
-        self.object.require(EVENT_MODIFY_STATE, what)?;
-        op(self.object.slot());
+        op(self.object.require(EVENT_MODIFY_STATE, what)?);
         Ok(())
     }
 
     /// `SetEvent`.
     pub fn set(&self) -> Result<()> {
-        self.modify("SetEvent", ops::set_event)
+        let manual = self.manual_reset();
+        self.modify("SetEvent", |slot| ops::set_event(slot, manual))
     }
 
     /// `ResetEvent`.
@@ -571,8 +582,12 @@ impl Event {
     /// manual-reset event, one for an auto-reset event) and leaves the event
     /// non-signaled.
     pub fn pulse(&self) -> Result<()> {
-        let manual = matches!(self.object.kind, Kind::Event { manual_reset: true });
+        let manual = self.manual_reset();
         self.modify("PulseEvent", |slot| ops::pulse_event(slot, manual))
+    }
+
+    fn manual_reset(&self) -> bool {
+        matches!(self.object.kind, Kind::Event { manual_reset: true })
     }
 }
 
@@ -596,9 +611,10 @@ impl Semaphore {
     /// `ReleaseSemaphore`: adds `count` and returns the previous count. Past
     /// the maximum it fails with `ERROR_TOO_MANY_POSTS` and changes nothing.
     pub fn release(&self, count: u32) -> Result<u32> {
-        self.object
+        let slot = self
+            .object
             .require(SEMAPHORE_MODIFY_STATE, "ReleaseSemaphore")?;
-        ops::release_semaphore(self.object.slot(), count).map_err(|e| {
+        ops::release_semaphore(slot, count).map_err(|e| {
             Error::new(
                 e,
                 format!(
@@ -634,16 +650,12 @@ impl WaitableTimer {
     /// `FILETIME` (UTC); `period_ms` 0 for a one-shot timer. The timer
     /// becomes non-signaled and is re-armed.
     pub fn set(&self, due: i64, period_ms: u32) -> Result<()> {
-        self.object
+        let slot = self
+            .object
             .require(TIMER_MODIFY_STATE, "SetWaitableTimer")?;
         let me = owner::current()?;
         let period = u64::from(period_ms) * 1_000_000;
-        ops::set_timer(
-            self.object.slot(),
-            &me,
-            clock::due_from_filetime(due),
-            period,
-        );
+        ops::set_timer(slot, &me, clock::due_from_filetime(due), period);
         Ok(())
     }
 
@@ -657,9 +669,10 @@ impl WaitableTimer {
 
     /// `CancelWaitableTimer`: disarms the timer; its signaled state stays.
     pub fn cancel(&self) -> Result<()> {
-        self.object
+        let slot = self
+            .object
             .require(TIMER_MODIFY_STATE, "CancelWaitableTimer")?;
-        ops::cancel_timer(self.object.slot(), &owner::current()?);
+        ops::cancel_timer(slot, &owner::current()?);
         Ok(())
     }
 }

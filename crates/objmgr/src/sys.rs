@@ -6,7 +6,7 @@
 //! and must not use the range after that.
 
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -198,4 +198,23 @@ pub fn on_fork_child(child: extern "C" fn()) {
     // SAFETY: registers a plain function pointer with the C library; no
     // memory is shared with the callee beyond what `child` itself touches.
     let _ = unsafe { pthread_atfork(None, None, Some(child)) };
+}
+
+/// Replaces descriptor `fd` with `/dev/null` in place. In a forked child this
+/// drops the child's reference to the parent's broker connection without
+/// freeing the number, which the child's copy of the connection still owns
+/// (and will close later, harmlessly).
+pub fn neutralize_fd(fd: std::os::fd::RawFd) {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(null) = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+    else {
+        return;
+    };
+    // SAFETY: `fd` is the open connection descriptor, owned by the client's
+    // connection object; ManuallyDrop keeps this temporary OwnedFd from
+    // closing it. dup3 atomically replaces what the number refers to.
+    let mut target = std::mem::ManuallyDrop::new(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    let _ = rustix::io::dup3(&null, &mut target, rustix::io::DupFlags::CLOEXEC);
 }

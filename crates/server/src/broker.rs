@@ -911,4 +911,136 @@ mod tests {
         let mode = rustix::fs::fcntl_getfl(&*fd).unwrap() & rustix::fs::OFlags::RWMODE;
         assert_eq!(mode, rustix::fs::OFlags::RDONLY);
     }
+
+    fn create_sync(
+        broker: &mut Broker,
+        id: ClientId,
+        name: &str,
+        init: SyncInit,
+        owner_token: u32,
+    ) -> Result<Outcome, Failure> {
+        broker.handle(
+            id,
+            Request::CreateSync {
+                name: name.into(),
+                init,
+                access: objmgr_proto::sync::creator_access(init.object_type()),
+                inherit: false,
+                owner_token,
+                owner_tid: 7,
+            },
+            vec![],
+        )
+    }
+
+    fn sync_grant(outcome: &Outcome) -> SyncGrant {
+        match outcome.reply {
+            Reply::Sync(grant) => grant,
+            ref other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sync_objects_get_slots_and_the_arena_once_per_client() {
+        let mut broker = greeted_broker(&[1, 2]);
+        let event = SyncInit::Event {
+            manual_reset: false,
+            signaled: true,
+        };
+        let first = create_sync(&mut broker, 1, "ev", event, 0).unwrap();
+        assert!(first.fd.is_some(), "the first sync reply carries the arena");
+        let grant = sync_grant(&first);
+        assert!(!grant.existed && grant.slot != 0);
+        let second = create_sync(&mut broker, 1, "", event, 0).unwrap();
+        assert!(second.fd.is_none(), "the arena is sent once per connection");
+        assert_ne!(sync_grant(&second).slot, grant.slot);
+        // Another process gets the same object, and the arena with it.
+        let opened = open(&mut broker, 2, ObjectType::Event, "ev").unwrap();
+        assert!(opened.fd.is_some());
+        assert_eq!(sync_grant(&opened).slot, grant.slot);
+        // Same name, same type: the existing object, arguments ignored.
+        let again = create_sync(&mut broker, 2, "ev", SyncInit::Mutex { owned: false }, 0);
+        assert_eq!(again.unwrap_err().code, ERROR_INVALID_HANDLE);
+        let again = create_sync(&mut broker, 2, "ev", event, 0).unwrap();
+        assert!(sync_grant(&again).existed);
+        // Sections and sync objects collide both ways.
+        assert_eq!(
+            create(&mut broker, 1, "ev", 4096).unwrap_err().code,
+            ERROR_INVALID_HANDLE
+        );
+        create(&mut broker, 1, "sec", 4096).unwrap();
+        assert_eq!(
+            create_sync(&mut broker, 1, "sec", event, 0)
+                .unwrap_err()
+                .code,
+            ERROR_INVALID_HANDLE
+        );
+        let bad = SyncInit::Semaphore {
+            initial: 2,
+            maximum: 1,
+        };
+        assert_eq!(
+            create_sync(&mut broker, 1, "", bad, 0).unwrap_err().code,
+            ERROR_INVALID_PARAMETER
+        );
+    }
+
+    #[test]
+    fn a_mutex_owner_must_be_a_thread_of_the_caller() {
+        let mut broker = greeted_broker(&[1, 2]);
+        let tag_of = |b: &Broker, id| b.clients[&id].tag;
+        let other = Token::new(tag_of(&broker, 2), 0).unwrap().raw();
+        let owned = SyncInit::Mutex { owned: true };
+        assert_eq!(
+            create_sync(&mut broker, 1, "m", owned, other)
+                .unwrap_err()
+                .code,
+            ERROR_INVALID_PARAMETER
+        );
+        let mine = Token::new(tag_of(&broker, 1), 3).unwrap().raw();
+        create_sync(&mut broker, 1, "m", owned, mine).unwrap();
+        let entry = broker.entry(broker.names["\\Sessions\\1\\BaseNamedObjects\\m"]);
+        assert!(
+            entry
+                .properties
+                .contains(&("owner".to_owned(), "101/7".to_owned())),
+            "{entry:?}"
+        );
+        // The owner dies: the mutex is abandoned for the next waiter.
+        open(&mut broker, 2, ObjectType::Mutex, "m").unwrap();
+        broker.remove_client(1);
+        let entry = broker.entry(broker.names["\\Sessions\\1\\BaseNamedObjects\\m"]);
+        assert!(
+            entry
+                .properties
+                .contains(&("abandoned".to_owned(), "yes".to_owned())),
+            "{entry:?}"
+        );
+    }
+
+    #[test]
+    fn destroyed_sync_objects_free_their_slots_and_tags_are_reused_late() {
+        let mut broker = greeted_broker(&[1]);
+        let init = SyncInit::Timer { manual_reset: true };
+        let first = sync_grant(&create_sync(&mut broker, 1, "t", init, 0).unwrap());
+        broker
+            .handle(
+                1,
+                Request::Close {
+                    handle: first.handle,
+                },
+                vec![],
+            )
+            .unwrap();
+        assert!(broker.names.is_empty());
+        let second = sync_grant(&create_sync(&mut broker, 1, "t", init, 0).unwrap());
+        assert_eq!(second.slot, first.slot, "the freed slot is reused");
+        let tag = broker.clients[&1].tag;
+        broker.remove_client(1);
+        broker.add_client(9, 9, 0).unwrap();
+        assert_ne!(
+            broker.clients[&9].tag, tag,
+            "a dead client's tag is not reused at once"
+        );
+    }
 }

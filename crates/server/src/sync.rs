@@ -127,16 +127,12 @@ impl SyncArena {
             }
         }
         if let Kind::Timer { .. } = seen.kind {
+            // Relative to now: "+250 ms" ahead, "-3 ms" overdue (fires when looked at).
             let due = if seen.due == 0 {
                 "not armed".to_owned()
             } else {
-                let now = clock::now();
-                let ms = |ns: u64| format!("{:.3} ms", ns as f64 / 1e6);
-                if seen.due > now {
-                    format!("in {}", ms(seen.due - now))
-                } else {
-                    format!("{} ago", ms(now - seen.due))
-                }
+                let delta = seen.due as i128 - clock::now() as i128;
+                format!("{:+} ms", delta / 1_000_000)
             };
             props.push(("due".into(), due));
             if seen.period != 0 {

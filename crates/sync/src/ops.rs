@@ -4,8 +4,8 @@
 //! clean-up after a dead process.
 //!
 //! Per kind, the low half of the state word holds:
-//! - event: bit 0 signaled, bit 1 an unclaimed pulse (auto-reset), bits 2..
-//!   the pulse generation;
+//! - event: bit 0 signaled, bits 1..8 unclaimed pulses (auto-reset), bits
+//!   8.. a generation bumped by pulses and by a manual-reset event's set;
 //! - mutex: the owner's [`Token`], 0 when free, [`ABANDONED`](crate::state)
 //!   when free after its owner died; the recursion count is in the slot;
 //! - semaphore: the count (the maximum is in the slot);
@@ -99,12 +99,12 @@ impl Token {
         (raw != 0 && raw & ABANDONED == 0).then_some(Token(raw))
     }
 
-#[inline]
+    #[inline]
     pub fn raw(self) -> u32 {
         self.0
     }
 
-#[inline]
+    #[inline]
     pub fn tag(self) -> u16 {
         (self.0 >> Self::TAG_SHIFT) as u16
     }
@@ -242,8 +242,8 @@ pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -
                 signaled(if manual_reset { lo } else { lo & !SIGNALED })
             } else if pulsed && manual_reset {
                 signaled(lo)
-            } else if pulsed && lo & PULSED != 0 {
-                signaled(lo & !PULSED)
+            } else if pulsed && pulses(lo) > 0 {
+                signaled(lo - PULSE_ONE)
             } else {
                 None
             }
@@ -298,11 +298,9 @@ pub(crate) fn complete(slot: &Slot, step: Step, me: &Actor) -> Result<(), Win32E
     Ok(())
 }
 
-/// Whether a timer in state `s` has passed its due time without firing yet.
-pub(crate) fn timer_overdue(slot: &Slot, s: u64) -> bool {
-    if lo(s) & SIGNALED != 0 {
-        return false;
-    }
+/// Whether an armed timer has reached its due time (signaled or not: a
+/// periodic timer that stays signaled still moves on to its next period).
+pub(crate) fn timer_due(slot: &Slot) -> bool {
     let due = slot.due.load(SeqCst);
     due != 0 && clock::now() >= due
 }
@@ -324,7 +322,7 @@ pub fn try_take(
             backoff.snooze();
             continue;
         }
-        if matches!(kind, Kind::Timer { .. }) && timer_overdue(slot, s) {
+        if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
             fire_due_timer(slot, me, held != 0);
             continue;
         }
@@ -378,16 +376,16 @@ fn update_locked(slot: &Slot, f: impl Fn(u32) -> u32) {
         .fetch_update(SeqCst, SeqCst, |s| Some(with_lo(s, f(lo(s)))));
 }
 
-/// Fires a timer whose due time has passed: signals it and moves a periodic
-/// timer's due time to its next period after now (missed periods are not
-/// queued, as on Windows). `locked`: the caller holds the slot lock already.
+/// Fires a timer whose due time has passed: signals it (if it is not still
+/// signaled) and moves a periodic timer's due time to its next period after
+/// now; missed periods are not queued, as on Windows. `locked`: the caller
+/// holds the slot lock already.
 pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
     if !locked {
         lock(slot, me);
     }
-    let s = slot.state.load(SeqCst);
     let mut fired = false;
-    if timer_overdue(slot, s) {
+    if timer_due(slot) {
         let due = slot.due.load(SeqCst);
         let period = slot.period.load(SeqCst);
         let next = if period == 0 {
@@ -397,8 +395,8 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
             due + period * ((now - due) / period + 1)
         };
         slot.due.store(next, SeqCst);
+        fired = lo(slot.state.load(SeqCst)) & SIGNALED == 0;
         update_locked(slot, |lo| lo | SIGNALED);
-        fired = true;
     }
     if !locked {
         unlock(slot);
@@ -408,30 +406,67 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
     }
 }
 
-/// `SetEvent`.
+/// `SetEvent`. A manual-reset event's generation moves too, so that threads
+/// waiting now are released even if it is reset before they run.
 #[inline]
-pub fn set_event(slot: &Slot) {
-    let before = slot.state.fetch_or(u64::from(SIGNALED), SeqCst);
+pub fn set_event(slot: &Slot, manual_reset: bool) {
+    let before = if manual_reset {
+        slot.state
+            .fetch_update(SeqCst, SeqCst, |s| {
+                let l = lo(s);
+                (l & SIGNALED == 0).then(|| with_lo(s, l.wrapping_add(EVENT_GEN_ONE) | SIGNALED))
+            })
+            .unwrap_or_else(|s| s)
+    } else {
+        slot.state.fetch_or(u64::from(SIGNALED), SeqCst)
+    };
     if lo(before) & SIGNALED == 0 {
         wake_all(slot);
     }
 }
 
-/// `ResetEvent`. (It needs no lock: a wait-all that saw the event signaled
-/// is ordered before the reset.)
+/// Changes an event's low half with `f`, waiting while a wait-all holds the
+/// slot lock: a wait-all that found the event signaled must be able to take
+/// it, so signals are only ever removed between wait-alls.
+fn update_unlocked(slot: &Slot, f: impl Fn(u32) -> u32) {
+    let mut backoff = Backoff::default();
+    loop {
+        let s = slot.state.load(SeqCst);
+        if holder(s) != 0 {
+            backoff.snooze();
+            continue;
+        }
+        if slot
+            .state
+            .compare_exchange(s, with_lo(s, f(lo(s))), SeqCst, SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// `ResetEvent`.
 #[inline]
 pub fn reset_event(slot: &Slot) {
-    slot.state.fetch_and(!u64::from(SIGNALED), SeqCst);
+    if lo(slot.state.load(SeqCst)) & SIGNALED != 0 {
+        update_unlocked(slot, |l| l & !SIGNALED);
+    }
 }
 
 /// `PulseEvent`: releases the threads waiting now (all of them for a
 /// manual-reset event, one for an auto-reset event) and leaves the event
 /// non-signaled.
 pub fn pulse_event(slot: &Slot, manual_reset: bool) {
-    let _ = slot.state.fetch_update(SeqCst, SeqCst, |s| {
-        let l = lo(s);
-        let next_gen = event_gen(l).wrapping_add(EVENT_GEN_ONE) & !(SIGNALED | PULSED);
-        Some(with_lo(s, next_gen | if manual_reset { 0 } else { PULSED }))
+    update_unlocked(slot, |l| {
+        let next = event_gen(l).wrapping_add(EVENT_GEN_ONE);
+        if manual_reset {
+            next
+        } else {
+            // One more pulse to claim, but never more than threads waiting.
+            let waiting = slot.waiters.load(SeqCst).min(PULSES / PULSE_ONE);
+            next | ((pulses(l) + 1).min(waiting) * PULSE_ONE)
+        }
     });
     wake_all(slot);
 }
@@ -484,17 +519,27 @@ pub fn abandon_mutex(slot: &Slot, owner: Token) -> bool {
 }
 
 fn abandon_if(slot: &Slot, dead: impl Fn(Token) -> bool) -> bool {
-    let result = slot.state.fetch_update(SeqCst, SeqCst, |s| {
-        Token::from_raw(lo(s))
-            .filter(|t| dead(*t))
-            .map(|_| with_lo(s, ABANDONED))
-    });
-    if result.is_err() {
+    if Kind::from_code(slot.kind.load(SeqCst)) != Some(Kind::Mutex) {
         return false;
     }
-    slot.recursion.store(0, SeqCst);
-    slot.owner_pid.store(0, SeqCst);
-    slot.owner_tid.store(0, SeqCst);
+    loop {
+        let s = slot.state.load(SeqCst);
+        if !Token::from_raw(lo(s)).is_some_and(&dead) {
+            return false;
+        }
+        // Clear the owner's bookkeeping before the mutex can be taken: once
+        // it reads ABANDONED, the next owner writes these fields.
+        slot.recursion.store(0, SeqCst);
+        slot.owner_pid.store(0, SeqCst);
+        slot.owner_tid.store(0, SeqCst);
+        if slot
+            .state
+            .compare_exchange(s, with_lo(s, ABANDONED), SeqCst, SeqCst)
+            .is_ok()
+        {
+            break;
+        }
+    }
     wake_all(slot);
     true
 }
@@ -509,9 +554,7 @@ pub fn reap_client(slot: &Slot, tag: u16) {
         });
         wake_all(slot);
     }
-    if Kind::from_code(slot.kind.load(SeqCst)) == Some(Kind::Mutex) {
-        abandon_if(slot, |t| t.tag() == tag);
-    }
+    abandon_if(slot, |t| t.tag() == tag);
 }
 
 /// `SetWaitableTimer`: `due` in monotonic nanoseconds (see
@@ -575,7 +618,7 @@ pub fn observe(slot: &Slot) -> Option<Observed> {
     };
     match kind {
         Kind::Event { .. } => seen.signaled = l & SIGNALED != 0,
-        Kind::Timer { .. } => seen.signaled = l & SIGNALED != 0 || timer_overdue(slot, s),
+        Kind::Timer { .. } => seen.signaled = l & SIGNALED != 0 || timer_due(slot),
         Kind::Semaphore => {
             seen.count = l;
             seen.maximum = slot.maximum.load(SeqCst);
@@ -661,8 +704,8 @@ mod tests {
         });
         assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
         assert_eq!(take(&slot, kind, &me, None), Ok(None));
-        set_event(&slot);
-        set_event(&slot);
+        set_event(&slot, false);
+        set_event(&slot, false);
         assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
         assert_eq!(take(&slot, kind, &me, None), Ok(None));
     }
@@ -676,21 +719,59 @@ mod tests {
                 manual_reset,
                 signaled: false,
             });
+            // Three threads are waiting; two pulses come.
+            slot.waiters.store(3, SeqCst);
             let before = event_gen(lo(slot.state.load(SeqCst)));
             pulse_event(&slot, manual_reset);
+            pulse_event(&slot, manual_reset);
             let after = event_gen(lo(slot.state.load(SeqCst)));
-            // A waiter that started after the pulse is not released.
+            // A waiter that started after the pulses is not released.
             assert_eq!(take(&slot, kind, &me, Some(after)), Ok(None));
-            // One that was waiting before is.
-            assert_eq!(
-                take(&slot, kind, &me, Some(before)),
-                Ok(Some(Acquired::Signaled))
-            );
-            // Auto-reset: only one of them.
-            let second = take(&slot, kind, &me, Some(before));
-            assert_eq!(second.unwrap().is_some(), manual_reset);
+            // Those that were waiting before are: one per pulse if auto-reset.
+            for _ in 0..2 {
+                assert_eq!(
+                    take(&slot, kind, &me, Some(before)),
+                    Ok(Some(Acquired::Signaled))
+                );
+            }
+            let third = take(&slot, kind, &me, Some(before));
+            assert_eq!(third.unwrap().is_some(), manual_reset);
             assert!(!observe(&slot).unwrap().signaled);
         }
+    }
+
+    #[test]
+    fn pulses_without_waiters_release_nobody_later() {
+        let me = actor(1, 1);
+        let kind = Kind::Event {
+            manual_reset: false,
+        };
+        let slot = slot_with(SyncInit::Event {
+            manual_reset: false,
+            signaled: false,
+        });
+        let before = event_gen(lo(slot.state.load(SeqCst)));
+        pulse_event(&slot, false);
+        assert_eq!(take(&slot, kind, &me, Some(before)), Ok(None));
+    }
+
+    #[test]
+    fn a_set_then_reset_still_releases_manual_reset_waiters() {
+        let me = actor(1, 1);
+        let kind = Kind::Event { manual_reset: true };
+        let slot = slot_with(SyncInit::Event {
+            manual_reset: true,
+            signaled: false,
+        });
+        let before = event_gen(lo(slot.state.load(SeqCst)));
+        set_event(&slot, true);
+        reset_event(&slot);
+        assert_eq!(
+            take(&slot, kind, &me, Some(before)),
+            Ok(Some(Acquired::Signaled))
+        );
+        let now = event_gen(lo(slot.state.load(SeqCst)));
+        assert_eq!(take(&slot, kind, &me, Some(now)), Ok(None));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rustix::thread::futex;
 use crate::arena::Slot;
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_overdue,
+    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_due,
     try_take, unlock,
 };
 use crate::state::{event_gen, lo, with_lo};
@@ -197,12 +197,18 @@ fn attempt_all(
     order: &[usize],
     me: &Actor,
 ) -> Result<Option<Waited>, Win32Error> {
+    // Timers fire when someone looks: fire the due ones first, so that the
+    // sleep below never waits for a due time that has passed already.
+    for &(slot, kind) in objects {
+        if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
+            fire_due_timer(slot, me, false);
+        }
+    }
     // Cheap check without locks first: most failed attempts end here.
     let takeable = |i: usize| {
         let (slot, kind) = objects[i];
         let s = slot.state.load(SeqCst);
         evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token).is_some()
-            || (matches!(kind, Kind::Timer { .. }) && timer_overdue(slot, s))
     };
     if !(0..objects.len()).all(takeable) {
         return Ok(None);
@@ -255,7 +261,8 @@ fn take_all_locked(
                 let s = slot.state.load(SeqCst);
                 match evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token) {
                     Some(again) => step = again,
-                    // Only a misbehaving process can take from a locked slot.
+                    // Signals are only removed from unlocked slots, so this
+                    // needs a process that writes the arena behind our back.
                     None => break,
                 }
             }
@@ -338,5 +345,156 @@ fn sleep(objects: &[Object<'_>], expected: &[u32], until: Option<u64>) -> Result
     match result {
         Ok(()) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT) => Ok(()),
         Err(e) => Err(Win32Error::from_errno(e.raw_os_error())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Token, init_slot, release_mutex, release_semaphore, set_event};
+    use objmgr_proto::sync::SyncInit;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn actor(thread: u32) -> Actor {
+        Actor {
+            token: Token::new(1, thread).unwrap(),
+            pid: 1,
+            tid: thread,
+        }
+    }
+
+    fn slot(init: SyncInit) -> Slot {
+        let slot = Slot::new();
+        init_slot(&slot, init, None);
+        slot
+    }
+
+    const SEM1: SyncInit = SyncInit::Semaphore {
+        initial: 1,
+        maximum: 1,
+    };
+
+    #[test]
+    fn wait_all_is_atomic_between_threads() {
+        let objects = [
+            slot(SEM1),
+            slot(SyncInit::Mutex { owned: false }),
+            slot(SEM1),
+        ];
+        let holders: [AtomicU32; 3] = Default::default();
+        let violations = AtomicU32::new(0);
+        let sets: [&[usize]; 5] = [&[0, 1], &[1, 2], &[0, 2], &[0, 1, 2], &[2]];
+        std::thread::scope(|s| {
+            for (t, set) in sets.iter().enumerate() {
+                let (objects, holders, violations) = (&objects, &holders, &violations);
+                s.spawn(move || {
+                    let me = actor(t as u32);
+                    let list: Vec<Object<'_>> = set
+                        .iter()
+                        .map(|&i| {
+                            let kind = if i == 1 { Kind::Mutex } else { Kind::Semaphore };
+                            (&objects[i], kind)
+                        })
+                        .collect();
+                    for _ in 0..2000 {
+                        let done = wait(&list, true, None, &me).unwrap();
+                        assert_eq!(done.outcome, WaitOutcome::Object(0));
+                        for &i in *set {
+                            if holders[i].fetch_add(1, Ordering::SeqCst) != 0 {
+                                violations.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        for &i in *set {
+                            holders[i].fetch_sub(1, Ordering::SeqCst);
+                            if i == 1 {
+                                release_mutex(&objects[i], &me).unwrap();
+                            } else {
+                                release_semaphore(&objects[i], 1).unwrap();
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(violations.load(Ordering::SeqCst), 0);
+        // Every unit is back, none lost or duplicated.
+        assert_eq!(lo(objects[0].state.load(SeqCst)), 1);
+        assert_eq!(lo(objects[1].state.load(SeqCst)), 0);
+        assert_eq!(lo(objects[2].state.load(SeqCst)), 1);
+    }
+
+    #[test]
+    fn one_set_of_an_auto_reset_event_releases_one_thread() {
+        let event = slot(SyncInit::Event {
+            manual_reset: false,
+            signaled: false,
+        });
+        let kind = Kind::Event {
+            manual_reset: false,
+        };
+        let released = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (event, released) = (&event, &released);
+                s.spawn(move || {
+                    wait(&[(event, kind)], false, None, &actor(t)).unwrap();
+                    released.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            while event.waiters.load(SeqCst) < 4 {
+                std::thread::yield_now();
+            }
+            for n in 1..=4 {
+                set_event(&event, false);
+                while released.load(Ordering::SeqCst) < n {
+                    std::thread::yield_now();
+                }
+                // Give a wrongly released second thread the chance to show.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                assert_eq!(released.load(Ordering::SeqCst), n);
+            }
+        });
+    }
+
+    #[test]
+    fn timeouts_and_polls() {
+        let event = slot(SyncInit::Event {
+            manual_reset: true,
+            signaled: false,
+        });
+        let kind = Kind::Event { manual_reset: true };
+        let me = actor(0);
+        let poll = wait(&[(&event, kind)], false, Some(0), &me).unwrap();
+        assert_eq!(poll.outcome, WaitOutcome::Timeout);
+        let start = clock::now();
+        let timed = wait(
+            &[(&event, kind), (&event, kind)],
+            false,
+            Some(start + 30_000_000),
+            &me,
+        );
+        assert_eq!(timed.unwrap().outcome, WaitOutcome::Timeout);
+        assert!(clock::now() >= start + 30_000_000);
+        assert_eq!(
+            wait(&[], false, None, &me).unwrap_err(),
+            ERROR_INVALID_PARAMETER
+        );
+    }
+
+    #[test]
+    fn signal_and_wait_sees_a_pulse_right_after_the_signal() {
+        let event = slot(SyncInit::Event {
+            manual_reset: true,
+            signaled: false,
+        });
+        let kind = Kind::Event { manual_reset: true };
+        // The pulse happens inside `before`, after the state was read: the
+        // waiter counts as waiting already, so the pulse releases it.
+        let done = wait_after(&[(&event, kind)], false, Some(0), &actor(0), || {
+            crate::ops::pulse_event(&event, true);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(done.outcome, WaitOutcome::Object(0));
     }
 }

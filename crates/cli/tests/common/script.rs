@@ -37,6 +37,7 @@
 //! | `settimer_abs I MS`                       | `SetWaitableTimer` at an absolute FILETIME MS from now |
 //! | `churn EVENT SEM MUTEX N`                 | N rounds of set+wait, release+wait, lock+release |
 //! | `many_events N`                           | N unnamed events; prints fds and mappings added |
+//! | `fork_sleep`                              | fork a child that sleeps 60 s; prints `forked PID` |
 
 use objmgr::{
     Error, Event, MapAccess, MapOptions, Mutex, PageProtection, Reset, Section, Semaphore, View,
@@ -511,6 +512,19 @@ pub fn run_script(script: &str) {
                         count("/proc/self/fd") - fds0,
                         maps() - maps0
                     )
+                }
+                "fork_sleep" => {
+                    // SAFETY: the child only calls async-signal-safe functions
+                    // (sleep, _exit) before exiting.
+                    let pid = unsafe { libc::fork() };
+                    if pid == 0 {
+                        // SAFETY: as above.
+                        unsafe {
+                            libc::sleep(60);
+                            libc::_exit(0);
+                        }
+                    }
+                    format!("forked {pid}")
                 }
                 other => panic!("unknown script command {other}"),
             })
