@@ -26,7 +26,7 @@ use crate::ops::{
     Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_due,
     try_take, unlock,
 };
-use crate::state::{event_gen, lo, with_lo};
+use crate::state::{event_gen, holder, lo, with_lo};
 
 /// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +182,14 @@ fn attempt_any(
     me: &Actor,
 ) -> Result<Option<Waited>, Win32Error> {
     for (i, &(slot, kind)) in objects.iter().enumerate() {
+        // Skip at the cost of one load what plainly has nothing to take.
+        let s = slot.state.load(SeqCst);
+        let idle = holder(s) == 0
+            && evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token).is_none()
+            && !(matches!(kind, Kind::Timer { .. }) && timer_due(slot));
+        if idle {
+            continue;
+        }
         if let Some(taken) = try_take(slot, kind, me, pulse_gen(kind, seen[i]))? {
             let mask = if taken.new_owner { 1u64 << i } else { 0 };
             return Ok(Some(finished(i, taken.acquired, mask)));
