@@ -1,11 +1,14 @@
 //! objmgr brings the Win32 model of sharing files and memory between
 //! processes to Linux: named file-mapping objects ("sections") over files or
-//! over memory, one namespace shared by every object type, and object lifetime
-//! by handle count — also when processes crash.
+//! over memory, one namespace shared by every object type, object lifetime
+//! by handle count — also when processes crash — and the objects that
+//! coordinate access: [`Mutex`], [`Event`], [`Semaphore`], [`WaitableTimer`],
+//! with [`wait_any`], [`wait_all`] and [`signal_and_wait`] (see [`sync`]).
 //!
 //! A per-user broker (`objmgrd`, started on first use) keeps the namespace and
 //! the handle counts; the memory itself is mapped directly, so reading and
-//! writing a view never involves the broker.
+//! writing a view never involves the broker, and neither do waits and signals
+//! (atomics and futexes on shared memory).
 //!
 //! # Named shared memory
 //! The first process creates a named section and writes into a view:
