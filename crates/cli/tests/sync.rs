@@ -140,6 +140,20 @@ fn mutex_is_abandoned_when_its_owning_thread_exits() {
 }
 
 #[test]
+fn a_waiting_process_gets_the_mutex_abandoned_when_the_owning_thread_exits() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&["mutex m 0", "thread_lock_hold 0", "wait 0 20000"]);
+    owner.wait_for("thread holding");
+    let waiter = broker.spawn(&["open_mutex m", "wait 0 20000"]);
+    await_waiters(&broker, "m", 1);
+    owner.release(); // the owning thread exits; its process lives on
+    assert_eq!(waiter.finish().last().unwrap(), "wait abandoned 0");
+    // The waiter's process exited holding it: abandoned again, for the owner's
+    // process, whose other thread takes it.
+    assert_eq!(owner.finish().last().unwrap(), "wait abandoned 0");
+}
+
+#[test]
 fn auto_reset_event_releases_exactly_one_waiter_per_set() {
     let broker = TestBroker::new();
     let mut setter = broker.spawn(&["event ev auto 0", "hold", "set 0", "hold"]);

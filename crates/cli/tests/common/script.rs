@@ -31,6 +31,7 @@
 //! | `settimer I DUE PERIOD_MS` / `cancel I`   | `SetWaitableTimer` (100 ns units) / cancel   |
 //! | `closeobj I`                              | close object I (later indices shift down)    |
 //! | `thread_lock I`                           | a thread locks mutex I and exits holding it  |
+//! | `thread_lock_hold I`                      | the same, but the thread prints `@@thread holding` and exits only after a stdin line |
 //! | `requests`                                | broker requests so far, except `status`      |
 //! | `exclusive I,J OFF ITER CAP`              | ITER times: wait-all on I,J, count holders in the last view's counter at OFF+4*I for each object I (more than CAP at once is a violation), release |
 //! | `twait I MS`                              | `wait`, also printing `after=` elapsed ms    |
@@ -423,14 +424,22 @@ pub fn run_script(script: &str) {
                     }
                     "closed".into()
                 }
-                "thread_lock" => {
+                "thread_lock" | "thread_lock_hold" => {
                     let Obj::Mutex(m) = &objs[words[1].parse::<usize>().unwrap()] else {
                         panic!("not a mutex")
                     };
+                    let hold = words[0] == "thread_lock_hold";
                     std::thread::scope(|s| {
-                        s.spawn(|| std::mem::forget(m.lock().unwrap()))
-                            .join()
-                            .unwrap();
+                        s.spawn(|| {
+                            std::mem::forget(m.lock().unwrap());
+                            if hold {
+                                println!("@@thread holding");
+                                let mut line = String::new();
+                                let _ = std::io::stdin().lock().read_line(&mut line);
+                            }
+                        })
+                        .join()
+                        .unwrap();
                     });
                     "thread exited".into()
                 }
