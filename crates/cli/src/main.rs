@@ -14,6 +14,8 @@ commands:
   ls [--json]                          list every named object (path, type, size, handles)
   stat NAME [--json]                   show one object (NAME as Global\\x, Local\\x, x, or a full path)
   dump NAME [--offset N] [--len N]     hexdump a live section, like xxd
+  ps [--json]                          list connected processes (pid, tag, handle count, name)
+  handles PID [--json]                 list a process's handles (value, type, access, flags, name)
   broker status [--json]               show the broker's state and request counters
   broker stop                          stop the broker (all handles die with it)
 
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         Some("ls") => ls(&args[1..]),
         Some("stat") => stat(&args[1..]),
         Some("dump") => dump(&args[1..]),
+        Some("ps") => ps(&args[1..]),
+        Some("handles") => handles(&args[1..]),
         Some("broker") => broker(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -229,6 +233,114 @@ fn state_summary(entry: &ObjectEntry) -> String {
         .map(|(k, v)| format!("{k}={}", v.replace(' ', "")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn ps(args: &[String]) -> Result<(), Failure> {
+    let options = parse(args, &["--json"])?;
+    if !options.positional.is_empty() {
+        return Err(Failure::Usage("ps takes no arguments".into()));
+    }
+    let processes = or_empty(admin::list_processes(), Vec::new)?;
+    let mut out = String::new();
+    if options.json {
+        let rows: Vec<String> = processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{{\"pid\":{},\"tag\":{},\"handles\":{},\"name\":{}}}",
+                    p.pid,
+                    p.tag,
+                    p.handles,
+                    json_string(&p.name)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "[{}]", rows.join(","));
+    } else {
+        let _ = writeln!(out, "{:>8} {:>6} {:>8}  NAME", "PID", "TAG", "HANDLES");
+        for p in &processes {
+            let _ = writeln!(
+                out,
+                "{:>8} {:>6} {:>8}  {}",
+                p.pid, p.tag, p.handles, p.name
+            );
+        }
+    }
+    print_out(&out);
+    Ok(())
+}
+
+/// `HANDLE_FLAG_*` bits as words.
+fn flag_words(flags: u32) -> String {
+    let mut words = Vec::new();
+    if flags & objmgr::handle::HANDLE_FLAG_INHERIT != 0 {
+        words.push("inherit");
+    }
+    if flags & objmgr::handle::HANDLE_FLAG_PROTECT_FROM_CLOSE != 0 {
+        words.push("protect");
+    }
+    if words.is_empty() {
+        "-".to_owned()
+    } else {
+        words.join(",")
+    }
+}
+
+fn handles(args: &[String]) -> Result<(), Failure> {
+    let options = parse(args, &["--json"])?;
+    let [pid] = options.positional.as_slice() else {
+        return Err(Failure::Usage("handles takes one PID".into()));
+    };
+    let pid: u32 = pid
+        .parse()
+        .map_err(|_| Failure::Usage(format!("not a process id: {pid}")))?;
+    let handles = admin::list_handles(pid).map_err(|e| {
+        if e.code() == ERROR_SERVICE_NOT_ACTIVE {
+            Failure::Win32(Error::new(
+                ERROR_INVALID_PARAMETER,
+                format!("process {pid} holds no objmgr handles (no broker is running)"),
+            ))
+        } else {
+            Failure::Win32(e)
+        }
+    })?;
+    let mut out = String::new();
+    if options.json {
+        let rows: Vec<String> = handles
+            .iter()
+            .map(|h| {
+                format!(
+                    "{{\"value\":{},\"type\":{},\"access\":{},\"inherit\":{},\"protect\":{},\"name\":{}}}",
+                    h.value,
+                    json_string(h.object_type.name()),
+                    h.access,
+                    h.flags & objmgr::handle::HANDLE_FLAG_INHERIT != 0,
+                    h.flags & objmgr::handle::HANDLE_FLAG_PROTECT_FROM_CLOSE != 0,
+                    json_string(&h.path)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "[{}]", rows.join(","));
+    } else {
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<10} {:>10}  {:<15}  NAME",
+            "HANDLE", "TYPE", "ACCESS", "FLAGS"
+        );
+        for h in &handles {
+            let _ = writeln!(
+                out,
+                "{:>#8x}  {:<10} {:>#10x}  {:<15}  {}",
+                h.value,
+                h.object_type.name(),
+                h.access,
+                flag_words(h.flags),
+                h.path
+            );
+        }
+    }
+    print_out(&out);
+    Ok(())
 }
 
 fn print_out(text: &str) {

@@ -5,7 +5,7 @@ use crate::connection::call;
 pub use crate::connection::set_autostart;
 use crate::error::*;
 pub use objmgr_proto::ObjectType;
-pub use objmgr_proto::wire::{BrokerStatus, ObjectEntry};
+pub use objmgr_proto::wire::{BrokerStatus, HandleInfo, ObjectEntry, ProcessEntry};
 use objmgr_proto::wire::{MAX_LIST_ENTRIES, Reply, Request};
 
 fn unexpected() -> Error {
@@ -37,6 +37,36 @@ pub fn list_objects() -> Result<Vec<ObjectEntry>> {
         if !more {
             return Ok(all);
         }
+    }
+}
+
+/// Every connected process, by pid (`objmgr ps`).
+pub fn list_processes() -> Result<Vec<ProcessEntry>> {
+    let mut all: Vec<ProcessEntry> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |p| p.pid);
+        let Reply::Processes(entries) = call(&Request::ListProcesses { after }, None)?.0 else {
+            return Err(unexpected());
+        };
+        if entries.is_empty() {
+            return Ok(all);
+        }
+        all.extend(entries);
+    }
+}
+
+/// Every handle process `pid` holds, by value (`objmgr handles PID`).
+pub fn list_handles(pid: u32) -> Result<Vec<HandleInfo>> {
+    let mut all: Vec<HandleInfo> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |h| h.value);
+        let Reply::Handles(entries) = call(&Request::ListHandles { pid, after }, None)?.0 else {
+            return Err(unexpected());
+        };
+        if entries.is_empty() {
+            return Ok(all);
+        }
+        all.extend(entries);
     }
 }
 

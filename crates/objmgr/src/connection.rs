@@ -44,20 +44,19 @@ enum Broken {
 }
 
 impl Connection {
-    /// Sends `request` (with `fd` attached) and waits for its reply.
+    /// Sends `request` (with `fds` attached) and waits for its reply.
     fn exchange(
         &mut self,
         request: &Request,
-        fd: Option<BorrowedFd<'_>>,
+        fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
         self.seq = self.seq.wrapping_add(1);
         let bytes = request.encode(self.seq);
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut space =
+            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         let mut control = SendAncillaryBuffer::new(&mut space);
-        let fds;
-        if let Some(fd) = fd {
-            fds = [fd];
-            control.push(SendAncillaryMessage::ScmRights(&fds));
+        if !fds.is_empty() {
+            control.push(SendAncillaryMessage::ScmRights(fds));
         }
         loop {
             // NOSIGNAL: a dead broker must not kill the host program with SIGPIPE.
@@ -145,7 +144,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         &Request::Hello {
             version: PROTOCOL_VERSION,
         },
-        None,
+        &[],
     )? {
         (Ok(Reply::Hello { client_tag, .. }), _) => {
             conn.tag = client_tag;
@@ -397,9 +396,17 @@ pub(crate) fn call(
     request: &Request,
     fd: Option<BorrowedFd<'_>>,
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
+    call_with_fds(request, fd.as_slice())
+}
+
+/// [`call`] with up to `MAX_FDS_PER_MESSAGE` descriptors attached.
+pub(crate) fn call_with_fds(
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
     let conn = shared.conn.as_mut().expect("connected");
-    match conn.exchange(request, fd) {
+    match conn.exchange(request, fds) {
         Ok((Ok(reply), received)) => Ok((reply, received, generation)),
         Ok((Err(e), _)) => Err(e),
         Err(Broken::Connection(why)) => {

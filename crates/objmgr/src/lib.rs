@@ -59,10 +59,13 @@
 pub mod admin;
 mod connection;
 pub mod error;
+pub mod handle;
 mod owner;
+pub mod process;
 pub mod section;
 pub mod sync;
 mod sys;
+pub mod thread;
 
 pub use error::{Error, Result};
 pub use objmgr_proto::Win32Error;

@@ -259,20 +259,33 @@ impl Section {
     ) -> Result<Section> {
         let (reply, fd, generation) =
             reply.map_err(|e| Error::new(e.code(), format!("{}: {}", what(), e.context())))?;
-        let (
-            Reply::Section(SectionGrant {
-                handle,
-                existed,
-                access,
-                info,
-            }),
-            Some(fd),
-        ) = (reply, fd)
-        else {
-            return Err(Error::new(
-                ERROR_INVALID_DATA,
-                format!("{}: the broker sent no section", what()),
-            ));
+        let (handle, existed, access, info, fd) = match (reply, fd) {
+            (
+                Reply::Section(SectionGrant {
+                    handle,
+                    existed,
+                    access,
+                    info,
+                }),
+                Some(fd),
+            ) => (handle, existed, access, info, fd),
+            (Reply::Sync(grant), _) => {
+                let kind = objmgr_sync::Kind::from_code(grant.kind);
+                return Err(Error::new(
+                    ERROR_INVALID_HANDLE,
+                    format!(
+                        "{}: the handle is a {}",
+                        what(),
+                        kind.map_or("synchronization object", |k| k.object_type().name())
+                    ),
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ERROR_INVALID_DATA,
+                    format!("{}: the broker sent no section", what()),
+                ));
+            }
         };
         let protection = PageProtection::from_bits(info.protection).ok_or_else(|| {
             Error::new(
@@ -291,6 +304,19 @@ impl Section {
             existed,
             fd,
             closed: false,
+        })
+    }
+
+    /// Takes over a section handle value this process holds already (one it
+    /// inherited or was given with `DuplicateHandle`), with the access that
+    /// handle has; the result closes it when dropped. A value that is not
+    /// open, or is not a section: `ERROR_INVALID_HANDLE`.
+    pub fn from_handle(value: u32) -> Result<Section> {
+        let request = Request::QueryHandle {
+            handle: objmgr_proto::wire::Handle(value),
+        };
+        Section::from_reply(call(&request, None), || {
+            format!("taking over section handle {value:#x}")
         })
     }
 

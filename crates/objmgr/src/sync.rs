@@ -116,6 +116,16 @@ impl SyncObject {
         Ok(object)
     }
 
+    /// Takes over handle `value` of this process (see `from_handle`).
+    pub(crate) fn from_handle(expected: ObjectType, value: u32) -> Result<SyncObject> {
+        let request = Request::QueryHandle {
+            handle: Handle(value),
+        };
+        Self::from_reply(call(&request, None), expected, || {
+            format!("taking over {expected} handle {value:#x}")
+        })
+    }
+
     fn open(object_type: ObjectType, name: &str, access: u32, inherit: bool) -> Result<SyncObject> {
         let request = Request::Open {
             object_type,
@@ -128,27 +138,40 @@ impl SyncObject {
         })
     }
 
-    fn from_reply(
+    pub(crate) fn from_reply(
         reply: Result<(Reply, Option<OwnedFd>, u64)>,
         expected: ObjectType,
         what: impl Fn() -> String,
     ) -> Result<SyncObject> {
         let (reply, fd, generation) = reply.map_err(|e| e.within(&what()))?;
         let bad = |why: &str| Error::new(ERROR_INVALID_DATA, format!("{}: {why}", what()));
-        let Reply::Sync(SyncGrant {
-            handle,
-            existed,
-            access,
-            kind,
-            slot,
-            arena_id,
-        }) = reply
-        else {
-            return Err(bad("the broker sent no synchronization object"));
+        let (handle, existed, access, kind, slot, arena_id) = match reply {
+            Reply::Sync(SyncGrant {
+                handle,
+                existed,
+                access,
+                kind,
+                slot,
+                arena_id,
+            }) => (handle, existed, access, kind, slot, arena_id),
+            Reply::Section(_) => {
+                return Err(Error::new(
+                    ERROR_INVALID_HANDLE,
+                    format!("{}: the handle is a section", what()),
+                ));
+            }
+            _ => return Err(bad("the broker sent no synchronization object")),
         };
-        let kind = Kind::from_code(kind)
-            .filter(|k| k.object_type() == expected)
-            .ok_or_else(|| bad("the broker sent an object of another type"))?;
+        let kind = Kind::from_code(kind).ok_or_else(|| bad("unknown object kind"))?;
+        if kind.object_type() != expected {
+            // A handle taken over by value may name another type: close
+            // nothing (it stays open), just refuse, as Windows refuses a
+            // handle of the wrong type.
+            return Err(Error::new(
+                ERROR_INVALID_HANDLE,
+                format!("{}: the handle is a {}", what(), kind.object_type()),
+            ));
+        }
         let arena = arena(arena_id, fd).map_err(|e| e.within(&what()))?;
         arena
             .slot(slot)
@@ -165,7 +188,7 @@ impl SyncObject {
         })
     }
 
-    fn slot(&self) -> &'static Slot {
+    pub(crate) fn slot(&self) -> &'static Slot {
         self.arena
             .slot(self.slot)
             .expect("checked when the handle was granted")
@@ -175,7 +198,7 @@ impl SyncObject {
     /// `ERROR_INVALID_HANDLE` for a handle of a broker session that is gone
     /// (or of the parent, in a forked child), and with `ERROR_ACCESS_DENIED`
     /// unless the handle has `rights`.
-    fn require(&self, rights: u32, what: &str) -> Result<&'static Slot> {
+    pub(crate) fn require(&self, rights: u32, what: &str) -> Result<&'static Slot> {
         if self.generation != connection::current_generation() {
             Err(Error::new(
                 ERROR_INVALID_HANDLE,
@@ -197,7 +220,7 @@ impl SyncObject {
         }
     }
 
-    fn close(&mut self) -> Result<()> {
+    pub(crate) fn close(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
         }
@@ -223,7 +246,7 @@ fn deadline(timeout: Option<Duration>) -> Option<u64> {
 /// [`Semaphore`] and [`WaitableTimer`].
 pub trait Waitable: sealed::Sealed {}
 
-mod sealed {
+pub(crate) mod sealed {
     use super::*;
 
     pub trait Sealed {
@@ -233,18 +256,18 @@ mod sealed {
     /// A handle to a synchronization object and where its state lives.
     #[derive(Debug)]
     pub struct SyncObject {
-        pub(super) handle: Handle,
-        pub(super) generation: u64,
-        pub(super) access: AccessMask,
-        pub(super) kind: Kind,
-        pub(super) arena: &'static Arena,
-        pub(super) slot: u32,
-        pub(super) existed: bool,
-        pub(super) closed: bool,
+        pub(crate) handle: Handle,
+        pub(crate) generation: u64,
+        pub(crate) access: AccessMask,
+        pub(crate) kind: Kind,
+        pub(crate) arena: &'static Arena,
+        pub(crate) slot: u32,
+        pub(crate) existed: bool,
+        pub(crate) closed: bool,
     }
 }
 
-use sealed::SyncObject;
+pub(crate) use sealed::SyncObject;
 
 fn wait_on(
     objects: &[&dyn Waitable],
@@ -293,7 +316,7 @@ static UNUSED: Slot = Slot::new();
 
 /// `WaitForSingleObject`: takes the object at once if it is signaled (no
 /// system call), else waits as [`wait_any`] does.
-fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
+pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
     let sync = object.sync_object();
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     let taken = owner::with_thread(|thread| {
@@ -350,10 +373,10 @@ pub fn signal_and_wait(
                     .map_err(|e| Error::new(e, format!("{what}: releasing the semaphore")))?;
             }
             Kind::Mutex => release_mutex(signal)?,
-            Kind::Timer { .. } => {
+            Kind::Timer { .. } | Kind::Process | Kind::Thread => {
                 return Err(Error::new(
                     ERROR_INVALID_HANDLE,
-                    format!("{what}: a waitable timer cannot be signaled"),
+                    format!("{what}: a {} cannot be signaled", signal.kind.object_type()),
                 ));
             }
         }
@@ -383,21 +406,64 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
     })
 }
 
-macro_rules! sync_type {
+/// What every type backed by a handle to a waitable object has.
+macro_rules! waitable_type {
     ($(#[$doc:meta])* $name:ident, $object_type:expr) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name {
-            object: SyncObject,
+            object: $crate::sync::SyncObject,
         }
 
-        impl sealed::Sealed for $name {
-            fn sync_object(&self) -> &SyncObject {
+        impl $crate::sync::sealed::Sealed for $name {
+            fn sync_object(&self) -> &$crate::sync::SyncObject {
                 &self.object
             }
         }
 
-        impl Waitable for $name {}
+        impl $crate::sync::Waitable for $name {}
+
+        impl $name {
+            /// Takes over a handle value this process holds already (one it
+            /// inherited or was given with `DuplicateHandle`); the result
+            /// closes it when dropped. Fails with `ERROR_INVALID_HANDLE` if
+            /// the value is not open or names another type of object.
+            pub fn from_handle(value: u32) -> $crate::Result<$name> {
+                $crate::sync::SyncObject::from_handle($object_type, value)
+                    .map(|object| $name { object })
+            }
+
+            /// The handle value, valid in this process.
+            pub fn handle_value(&self) -> u32 {
+                self.object.handle.0
+            }
+
+            /// The access rights the handle grants.
+            pub fn access(&self) -> u32 {
+                self.object.access.0
+            }
+
+            /// Waits until the object is signaled and takes it
+            /// (`WaitForSingleObject`). `None` waits forever.
+            pub fn wait(
+                &self,
+                timeout: Option<std::time::Duration>,
+            ) -> $crate::Result<$crate::sync::WaitOutcome> {
+                $crate::sync::wait_one(self, timeout)
+            }
+
+            /// Closes the handle now and reports any error (dropping closes too).
+            pub fn close(mut self) -> $crate::Result<()> {
+                self.object.close()
+            }
+        }
+    };
+}
+pub(crate) use waitable_type;
+
+macro_rules! sync_type {
+    ($(#[$doc:meta])* $name:ident, $object_type:expr) => {
+        waitable_type!($(#[$doc])* $name, $object_type);
 
         impl $name {
             /// Opens an existing object by name with `access` rights
@@ -417,27 +483,6 @@ macro_rules! sync_type {
             /// Windows reports `ERROR_ALREADY_EXISTS`).
             pub fn existed(&self) -> bool {
                 self.object.existed
-            }
-
-            /// The handle value, valid in this process.
-            pub fn handle_value(&self) -> u32 {
-                self.object.handle.0
-            }
-
-            /// The access rights the handle grants.
-            pub fn access(&self) -> u32 {
-                self.object.access.0
-            }
-
-            /// Waits until the object is signaled and takes it
-            /// (`WaitForSingleObject`). `None` waits forever.
-            pub fn wait(&self, timeout: Option<Duration>) -> Result<WaitOutcome> {
-                wait_one(self, timeout)
-            }
-
-            /// Closes the handle now and reports any error (dropping closes too).
-            pub fn close(mut self) -> Result<()> {
-                self.object.close()
             }
         }
     };

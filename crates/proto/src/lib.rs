@@ -9,6 +9,7 @@
 pub mod access;
 pub mod error;
 pub mod name;
+pub mod process;
 pub mod rendezvous;
 pub mod section;
 pub mod sync;

@@ -14,7 +14,7 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
-pub const MAX_FDS_PER_MESSAGE: usize = 2;
+pub const MAX_FDS_PER_MESSAGE: usize = 3;
 /// The longest string field, in bytes.
 pub const MAX_STRING_LEN: usize = 4096;
 /// The most objects one `ListObjects` reply carries.
@@ -80,6 +80,15 @@ impl Encoder {
     }
     /// A string: `u16` byte length, then UTF-8 bytes (cut at `MAX_STRING_LEN`
     /// on a character boundary, so a sender never builds an undecodable message).
+    /// A `u16` count, then that many strings.
+    pub fn strs(&mut self, v: &[String]) -> &mut Self {
+        self.u16(v.len().min(u16::MAX as usize) as u16);
+        for s in v.iter().take(u16::MAX as usize) {
+            self.str(s);
+        }
+        self
+    }
+
     pub fn str(&mut self, v: &str) -> &mut Self {
         let mut end = v.len().min(MAX_STRING_LEN);
         while !v.is_char_boundary(end) {
@@ -143,6 +152,17 @@ impl<'a> Decoder<'a> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
+    pub fn strs(&mut self) -> Result<Vec<String>, WireError> {
+        let n = self.u16()?;
+        // Each string takes at least its 2-byte length: bound the allocation
+        // by what the message can hold.
+        let mut v = Vec::with_capacity(usize::from(n).min(MAX_MESSAGE_SIZE / 2));
+        for _ in 0..n {
+            v.push(self.str()?);
+        }
+        Ok(v)
+    }
+
     pub fn str(&mut self) -> Result<String, WireError> {
         let len = self.u16()? as usize;
         if len > MAX_STRING_LEN {
@@ -172,26 +192,42 @@ pub enum Opcode {
     CreateSection = 2,
     Open = 3,
     Close = 4,
-    QuerySection = 5,
+    QueryHandle = 5,
     ListObjects = 6,
     StatObject = 7,
     Status = 8,
     Shutdown = 9,
     CreateSync = 10,
+    Spawn = 11,
+    OpenProcess = 12,
+    Terminate = 13,
+    Duplicate = 14,
+    HandleFlags = 15,
+    CreateThread = 16,
+    ListProcesses = 17,
+    ListHandles = 18,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 10] = [
+    pub const ALL: [Opcode; 18] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
         Opcode::Close,
-        Opcode::QuerySection,
+        Opcode::QueryHandle,
         Opcode::ListObjects,
         Opcode::StatObject,
         Opcode::Status,
         Opcode::Shutdown,
         Opcode::CreateSync,
+        Opcode::Spawn,
+        Opcode::OpenProcess,
+        Opcode::Terminate,
+        Opcode::Duplicate,
+        Opcode::HandleFlags,
+        Opcode::CreateThread,
+        Opcode::ListProcesses,
+        Opcode::ListHandles,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -205,12 +241,20 @@ impl Opcode {
             Opcode::CreateSection => "create_section",
             Opcode::Open => "open",
             Opcode::Close => "close",
-            Opcode::QuerySection => "query_section",
+            Opcode::QueryHandle => "query_handle",
             Opcode::ListObjects => "list_objects",
             Opcode::StatObject => "stat_object",
             Opcode::Status => "status",
             Opcode::Shutdown => "shutdown",
             Opcode::CreateSync => "create_sync",
+            Opcode::Spawn => "spawn",
+            Opcode::OpenProcess => "open_process",
+            Opcode::Terminate => "terminate",
+            Opcode::Duplicate => "duplicate",
+            Opcode::HandleFlags => "handle_flags",
+            Opcode::CreateThread => "create_thread",
+            Opcode::ListProcesses => "list_processes",
+            Opcode::ListHandles => "list_handles",
         }
     }
 }
@@ -238,7 +282,7 @@ pub enum Request {
     /// `CloseHandle`.
     Close { handle: Handle },
     /// Section facts and fd for a handle the client has no cache entry for.
-    QuerySection { handle: Handle },
+    QueryHandle { handle: Handle },
     /// Named objects whose path sorts after `after`, at most `limit` of them.
     ListObjects { after: String, limit: u32 },
     /// One named object, by the name a user would give (`Global\x`, `x`) or by path.
@@ -258,7 +302,53 @@ pub enum Request {
         owner_token: u32,
         owner_tid: u32,
     },
+    /// `CreateProcess`: the broker starts the program as its own child (so it
+    /// can report the exit code). `stdio` bit `i` set: fd `i` (stdin, stdout,
+    /// stderr, in order) is attached; unset: `/dev/null`.
+    Spawn {
+        program: String,
+        args: Vec<String>,
+        env: Vec<String>,
+        cwd: String,
+        inherit_handles: bool,
+        stdio: u8,
+    },
+    /// `OpenProcess`.
+    OpenProcess {
+        pid: u32,
+        access: u32,
+        inherit: bool,
+    },
+    /// `TerminateProcess`.
+    Terminate { handle: Handle, exit_code: u32 },
+    /// `DuplicateHandle`. Process handles may be [`CURRENT_PROCESS`].
+    Duplicate {
+        source_process: Handle,
+        source: Handle,
+        target_process: Handle,
+        access: u32,
+        inherit: bool,
+        options: u32,
+    },
+    /// `GetHandleInformation` (`mask` 0) / `SetHandleInformation`.
+    HandleFlags {
+        handle: Handle,
+        mask: u32,
+        flags: u32,
+    },
+    /// A thread object for a thread the client is about to start.
+    CreateThread { inherit: bool },
+    /// Connected processes with a pid above `after`, for `objmgr ps`; as
+    /// many as fit one reply (ask again after the last one; none left: empty).
+    ListProcesses { after: u32 },
+    /// One process's handles with values above `after`, as many as fit.
+    ListHandles { pid: u32, after: u32 },
 }
+
+/// `GetCurrentProcess()`: `(HANDLE)-1`.
+pub const CURRENT_PROCESS: Handle = Handle(u32::MAX);
+/// `GetCurrentThread()`: `(HANDLE)-2`.
+pub const CURRENT_THREAD: Handle = Handle(u32::MAX - 1);
 
 impl Request {
     pub fn opcode(&self) -> Opcode {
@@ -267,12 +357,20 @@ impl Request {
             Request::CreateSection { .. } => Opcode::CreateSection,
             Request::Open { .. } => Opcode::Open,
             Request::Close { .. } => Opcode::Close,
-            Request::QuerySection { .. } => Opcode::QuerySection,
+            Request::QueryHandle { .. } => Opcode::QueryHandle,
             Request::ListObjects { .. } => Opcode::ListObjects,
             Request::StatObject { .. } => Opcode::StatObject,
             Request::Status => Opcode::Status,
             Request::Shutdown => Opcode::Shutdown,
             Request::CreateSync { .. } => Opcode::CreateSync,
+            Request::Spawn { .. } => Opcode::Spawn,
+            Request::OpenProcess { .. } => Opcode::OpenProcess,
+            Request::Terminate { .. } => Opcode::Terminate,
+            Request::Duplicate { .. } => Opcode::Duplicate,
+            Request::HandleFlags { .. } => Opcode::HandleFlags,
+            Request::CreateThread { .. } => Opcode::CreateThread,
+            Request::ListProcesses { .. } => Opcode::ListProcesses,
+            Request::ListHandles { .. } => Opcode::ListHandles,
         }
     }
 
@@ -308,7 +406,7 @@ impl Request {
                     .u32(*access)
                     .bool(*inherit);
             }
-            Request::Close { handle } | Request::QuerySection { handle } => {
+            Request::Close { handle } | Request::QueryHandle { handle } => {
                 e.u32(handle.0);
             }
             Request::ListObjects { after, limit } => {
@@ -332,6 +430,58 @@ impl Request {
                     .bool(*inherit)
                     .u32(*owner_token)
                     .u32(*owner_tid);
+            }
+            Request::Spawn {
+                program,
+                args,
+                env,
+                cwd,
+                inherit_handles,
+                stdio,
+            } => {
+                e.str(program).strs(args).strs(env).str(cwd);
+                e.bool(*inherit_handles).u8(*stdio);
+            }
+            Request::OpenProcess {
+                pid,
+                access,
+                inherit,
+            } => {
+                e.u32(*pid).u32(*access).bool(*inherit);
+            }
+            Request::Terminate { handle, exit_code } => {
+                e.u32(handle.0).u32(*exit_code);
+            }
+            Request::Duplicate {
+                source_process,
+                source,
+                target_process,
+                access,
+                inherit,
+                options,
+            } => {
+                e.u32(source_process.0)
+                    .u32(source.0)
+                    .u32(target_process.0)
+                    .u32(*access)
+                    .bool(*inherit)
+                    .u32(*options);
+            }
+            Request::HandleFlags {
+                handle,
+                mask,
+                flags,
+            } => {
+                e.u32(handle.0).u32(*mask).u32(*flags);
+            }
+            Request::CreateThread { inherit } => {
+                e.bool(*inherit);
+            }
+            Request::ListProcesses { after } => {
+                e.u32(*after);
+            }
+            Request::ListHandles { pid, after } => {
+                e.u32(*pid).u32(*after);
             }
         }
         e.finish()
@@ -362,7 +512,7 @@ impl Request {
             Opcode::Close => Request::Close {
                 handle: Handle(d.u32()?),
             },
-            Opcode::QuerySection => Request::QuerySection {
+            Opcode::QueryHandle => Request::QueryHandle {
                 handle: Handle(d.u32()?),
             },
             Opcode::ListObjects => Request::ListObjects {
@@ -379,6 +529,42 @@ impl Request {
                 inherit: d.bool()?,
                 owner_token: d.u32()?,
                 owner_tid: d.u32()?,
+            },
+            Opcode::Spawn => Request::Spawn {
+                program: d.str()?,
+                args: d.strs()?,
+                env: d.strs()?,
+                cwd: d.str()?,
+                inherit_handles: d.bool()?,
+                stdio: d.u8()?,
+            },
+            Opcode::OpenProcess => Request::OpenProcess {
+                pid: d.u32()?,
+                access: d.u32()?,
+                inherit: d.bool()?,
+            },
+            Opcode::Terminate => Request::Terminate {
+                handle: Handle(d.u32()?),
+                exit_code: d.u32()?,
+            },
+            Opcode::Duplicate => Request::Duplicate {
+                source_process: Handle(d.u32()?),
+                source: Handle(d.u32()?),
+                target_process: Handle(d.u32()?),
+                access: d.u32()?,
+                inherit: d.bool()?,
+                options: d.u32()?,
+            },
+            Opcode::HandleFlags => Request::HandleFlags {
+                handle: Handle(d.u32()?),
+                mask: d.u32()?,
+                flags: d.u32()?,
+            },
+            Opcode::CreateThread => Request::CreateThread { inherit: d.bool()? },
+            Opcode::ListProcesses => Request::ListProcesses { after: d.u32()? },
+            Opcode::ListHandles => Request::ListHandles {
+                pid: d.u32()?,
+                after: d.u32()?,
             },
         };
         d.end()?;
@@ -506,6 +692,40 @@ pub enum Reply {
     },
     Object(ObjectEntry),
     Status(BrokerStatus),
+    /// `Spawn`: handles to the new process and its main thread.
+    Spawned {
+        process: SyncGrant,
+        thread: SyncGrant,
+        pid: u32,
+    },
+    /// `Duplicate`: the new handle value (in the target process);
+    /// `HandleFlags`: the handle's flags (before a change).
+    Value(u32),
+    Processes(Vec<ProcessEntry>),
+    Handles(Vec<HandleInfo>),
+}
+
+/// One connected process, for `objmgr ps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    /// Its tag in shared sync state.
+    pub tag: u16,
+    pub handles: u32,
+    /// The executable's name (`/proc/PID/comm`).
+    pub name: String,
+}
+
+/// One handle of a process, for `objmgr handles`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandleInfo {
+    pub value: u32,
+    pub object_type: ObjectType,
+    /// The object's path, or empty for an unnamed object.
+    pub path: String,
+    pub access: u32,
+    /// `HANDLE_FLAG_*` bits.
+    pub flags: u32,
 }
 
 fn encode_entry(e: &mut Encoder, entry: &ObjectEntry) {
@@ -538,6 +758,48 @@ fn decode_entry(d: &mut Decoder<'_>) -> Result<ObjectEntry, WireError> {
     })
 }
 
+fn encode_sync_grant(e: &mut Encoder, g: &SyncGrant) {
+    e.u8(GRANT_SYNC)
+        .u32(g.handle.0)
+        .bool(g.existed)
+        .u32(g.access)
+        .u32(g.kind)
+        .u32(g.slot)
+        .u64(g.arena_id);
+}
+
+fn decode_grant(d: &mut Decoder<'_>) -> Result<Reply, WireError> {
+    Ok(match d.u8()? {
+        GRANT_SECTION => Reply::Section(SectionGrant {
+            handle: Handle(d.u32()?),
+            existed: d.bool()?,
+            access: d.u32()?,
+            info: SectionInfo {
+                size: d.u64()?,
+                protection: d.u32()?,
+                attributes: d.u32()?,
+                file_backed: d.bool()?,
+            },
+        }),
+        GRANT_SYNC => Reply::Sync(SyncGrant {
+            handle: Handle(d.u32()?),
+            existed: d.bool()?,
+            access: d.u32()?,
+            kind: d.u32()?,
+            slot: d.u32()?,
+            arena_id: d.u64()?,
+        }),
+        _ => return Err(WireError::BadField("grant kind")),
+    })
+}
+
+fn decode_sync_grant(d: &mut Decoder<'_>) -> Result<SyncGrant, WireError> {
+    match decode_grant(d)? {
+        Reply::Sync(g) => Ok(g),
+        _ => Err(WireError::BadField("expected a sync grant")),
+    }
+}
+
 /// Grant replies start with which kind of object was granted.
 const GRANT_SECTION: u8 = 1;
 const GRANT_SYNC: u8 = 2;
@@ -565,15 +827,7 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                         .u32(*session)
                         .u16(*client_tag);
                 }
-                Reply::Sync(g) => {
-                    e.u8(GRANT_SYNC)
-                        .u32(g.handle.0)
-                        .bool(g.existed)
-                        .u32(g.access)
-                        .u32(g.kind)
-                        .u32(g.slot)
-                        .u64(g.arena_id);
-                }
+                Reply::Sync(g) => encode_sync_grant(&mut e, g),
                 Reply::Section(g) => {
                     e.u8(GRANT_SECTION)
                         .u32(g.handle.0)
@@ -593,6 +847,34 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                     e.bool(*more);
                 }
                 Reply::Object(entry) => encode_entry(&mut e, entry),
+                Reply::Spawned {
+                    process,
+                    thread,
+                    pid,
+                } => {
+                    encode_sync_grant(&mut e, process);
+                    encode_sync_grant(&mut e, thread);
+                    e.u32(*pid);
+                }
+                Reply::Value(v) => {
+                    e.u32(*v);
+                }
+                Reply::Processes(entries) => {
+                    e.u32(entries.len() as u32);
+                    for p in entries {
+                        e.u32(p.pid).u16(p.tag).u32(p.handles).str(&p.name);
+                    }
+                }
+                Reply::Handles(entries) => {
+                    e.u32(entries.len() as u32);
+                    for h in entries {
+                        e.u32(h.value)
+                            .u8(h.object_type.code())
+                            .str(&h.path)
+                            .u32(h.access)
+                            .u32(h.flags);
+                    }
+                }
                 Reply::Status(s) => {
                     e.u32(s.pid)
                         .u32(s.protocol_version)
@@ -639,31 +921,52 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             session: d.u32()?,
             client_tag: d.u16()?,
         },
-        Opcode::CreateSection | Opcode::Open | Opcode::QuerySection | Opcode::CreateSync => {
-            match d.u8()? {
-                GRANT_SECTION => Reply::Section(SectionGrant {
-                    handle: Handle(d.u32()?),
-                    existed: d.bool()?,
-                    access: d.u32()?,
-                    info: SectionInfo {
-                        size: d.u64()?,
-                        protection: d.u32()?,
-                        attributes: d.u32()?,
-                        file_backed: d.bool()?,
-                    },
-                }),
-                GRANT_SYNC => Reply::Sync(SyncGrant {
-                    handle: Handle(d.u32()?),
-                    existed: d.bool()?,
-                    access: d.u32()?,
-                    kind: d.u32()?,
-                    slot: d.u32()?,
-                    arena_id: d.u64()?,
-                }),
-                _ => return Err(WireError::BadField("grant kind")),
+        Opcode::CreateSection
+        | Opcode::Open
+        | Opcode::QueryHandle
+        | Opcode::CreateSync
+        | Opcode::OpenProcess
+        | Opcode::CreateThread => decode_grant(&mut d)?,
+        Opcode::Spawn => Reply::Spawned {
+            process: decode_sync_grant(&mut d)?,
+            thread: decode_sync_grant(&mut d)?,
+            pid: d.u32()?,
+        },
+        Opcode::Duplicate | Opcode::HandleFlags => Reply::Value(d.u32()?),
+        Opcode::ListProcesses => {
+            let n = d.u32()?;
+            if n > MAX_LIST_ENTRIES * 64 {
+                return Err(WireError::BadField("entry count"));
             }
+            let mut entries = Vec::with_capacity(n.min(1024) as usize);
+            for _ in 0..n {
+                entries.push(ProcessEntry {
+                    pid: d.u32()?,
+                    tag: d.u16()?,
+                    handles: d.u32()?,
+                    name: d.str()?,
+                });
+            }
+            Reply::Processes(entries)
         }
-        Opcode::Close | Opcode::Shutdown => Reply::Done,
+        Opcode::ListHandles => {
+            let n = d.u32()?;
+            if n > MAX_LIST_ENTRIES * 64 {
+                return Err(WireError::BadField("entry count"));
+            }
+            let mut entries = Vec::with_capacity(n.min(1024) as usize);
+            for _ in 0..n {
+                entries.push(HandleInfo {
+                    value: d.u32()?,
+                    object_type: d.object_type()?,
+                    path: d.str()?,
+                    access: d.u32()?,
+                    flags: d.u32()?,
+                });
+            }
+            Reply::Handles(entries)
+        }
+        Opcode::Close | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
         Opcode::ListObjects => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES {
@@ -761,6 +1064,70 @@ mod tests {
                 owner_tid: 77,
             });
         }
+    }
+
+    #[test]
+    fn process_and_handle_requests_round_trip() {
+        round_trip(Request::Spawn {
+            program: "/bin/true".into(),
+            args: vec!["a".into(), "b c".into()],
+            env: vec!["X=1".into()],
+            cwd: "/tmp".into(),
+            inherit_handles: true,
+            stdio: 0b101,
+        });
+        round_trip(Request::OpenProcess {
+            pid: 42,
+            access: 0x1F_FFFF,
+            inherit: false,
+        });
+        round_trip(Request::Terminate {
+            handle: Handle(8),
+            exit_code: 3,
+        });
+        round_trip(Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(4),
+            target_process: Handle(12),
+            access: 4,
+            inherit: true,
+            options: 2,
+        });
+        round_trip(Request::HandleFlags {
+            handle: Handle(4),
+            mask: 3,
+            flags: 1,
+        });
+        round_trip(Request::CreateThread { inherit: true });
+        round_trip(Request::ListProcesses { after: 0 });
+        round_trip(Request::ListHandles { pid: 7, after: 4 });
+        let grant = SyncGrant {
+            handle: Handle(4),
+            existed: false,
+            access: 0x1F_FFFF,
+            kind: 7,
+            slot: 3,
+            arena_id: 9,
+        };
+        let spawned = Reply::Spawned {
+            process: grant,
+            thread: SyncGrant { kind: 8, ..grant },
+            pid: 1234,
+        };
+        let bytes = encode_reply(Opcode::Spawn, 2, Ok(&spawned));
+        assert_eq!(decode_reply(Opcode::Spawn, &bytes), Ok((2, Ok(spawned))));
+        let handles = Reply::Handles(vec![HandleInfo {
+            value: 4,
+            object_type: ObjectType::Event,
+            path: String::new(),
+            access: 2,
+            flags: 1,
+        }]);
+        let bytes = encode_reply(Opcode::ListHandles, 3, Ok(&handles));
+        assert_eq!(
+            decode_reply(Opcode::ListHandles, &bytes),
+            Ok((3, Ok(handles)))
+        );
     }
 
     #[test]

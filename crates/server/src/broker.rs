@@ -28,6 +28,10 @@ use crate::Failure;
 use crate::section::Section;
 use crate::sync::SyncArena;
 
+mod process;
+pub use process::PidWatch;
+use process::ProcessRecord;
+
 /// The session number `Local\` names live under (one per-user broker = one session).
 pub const SESSION: u32 = 1;
 /// Most handles one process may hold (Windows allows about 2^24).
@@ -45,6 +49,30 @@ enum Body {
         slot: u32,
         kind: Kind,
     },
+    /// A process; its slot is signaled with the exit code when it exits.
+    Process {
+        slot: u32,
+        pid: u32,
+    },
+    /// A thread: one started by client `creator` (tag), or a spawned
+    /// process's main thread (`creator` None).
+    Thread {
+        slot: u32,
+        creator: Option<u16>,
+        pid: u32,
+    },
+}
+
+impl Body {
+    /// The arena slot and kind of an object whose state lives in the arena.
+    fn sync_slot(&self) -> Option<(u32, Kind)> {
+        match *self {
+            Body::Section(_) => None,
+            Body::Sync { slot, kind } => Some((slot, kind)),
+            Body::Process { slot, .. } => Some((slot, Kind::Process)),
+            Body::Thread { slot, .. } => Some((slot, Kind::Thread)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -60,11 +88,10 @@ struct Object {
 struct HandleEntry {
     object: ObjectId,
     access: AccessMask,
-    #[expect(
-        dead_code,
-        reason = "recorded now; read by handle inheritance and `objmgr handles`"
-    )]
+    /// `HANDLE_FLAG_INHERIT`: child processes spawned with inheritance get it.
     inherit: bool,
+    /// `HANDLE_FLAG_PROTECT_FROM_CLOSE`: `CloseHandle` refuses it.
+    protect: bool,
 }
 
 /// One process's handle table. Values are multiples of 4 starting at 4, as on
@@ -103,6 +130,35 @@ impl HandleTable {
 
     fn get(&self, handle: Handle) -> Option<&HandleEntry> {
         self.slots.get(Self::index(handle)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, handle: Handle) -> Option<&mut HandleEntry> {
+        self.slots.get_mut(Self::index(handle)?)?.as_mut()
+    }
+
+    /// Puts `entry` at exactly `handle` (inheritance keeps values), which
+    /// must be free.
+    fn insert_at(&mut self, handle: Handle, entry: HandleEntry) {
+        let Some(index) = Self::index(handle) else {
+            return;
+        };
+        while self.slots.len() <= index {
+            self.free.insert(self.slots.len());
+            self.slots.push(None);
+        }
+        if self.slots[index].is_none() {
+            self.free.remove(&index);
+            self.live += 1;
+        }
+        self.slots[index] = Some(entry);
+    }
+
+    /// Every open handle, in value order.
+    fn iter(&self) -> impl Iterator<Item = (Handle, &HandleEntry)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((Handle(((i + 1) * 4) as u32), e.as_ref()?)))
     }
 
     fn remove(&mut self, handle: Handle) -> Option<HandleEntry> {
@@ -172,6 +228,13 @@ pub struct Broker {
     sync: Option<SyncArena>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
+    /// Processes the broker watches (spawned children, opened processes).
+    processes: HashMap<u32, ProcessRecord>,
+    /// Handle tables of processes that have not connected yet (inherited or
+    /// duplicated handles wait here), by pid.
+    pending: HashMap<u32, HandleTable>,
+    /// Exit watches the server loop has yet to register.
+    new_watches: Vec<PidWatch>,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
     /// Socket path, for status.
@@ -190,6 +253,9 @@ impl Broker {
             sync: None,
             tags_in_use: HashSet::new(),
             next_tag: 1,
+            processes: HashMap::new(),
+            pending: HashMap::new(),
+            new_watches: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
             socket,
@@ -199,6 +265,14 @@ impl Broker {
 
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Whether the broker has anything to do besides clients: children it
+    /// started that still run, or handle tables waiting for a process.
+    pub fn busy(&self) -> bool {
+        !self.clients.is_empty()
+            || !self.pending.is_empty()
+            || self.processes.values().any(ProcessRecord::running_child)
     }
 
     /// Registers a new connection. Fails only when 65,535 processes are
@@ -244,10 +318,12 @@ impl Broker {
         for entry in entries {
             self.release(entry.object);
         }
-        // Mutexes its threads owned are abandoned, locks it held released.
+        // Mutexes its threads owned are abandoned, locks it held released,
+        // threads it started have ended.
         if let Some(sync) = &self.sync {
             sync.reap(client.tag);
         }
+        self.end_threads_of(client.tag, client.pid);
         self.tags_in_use.remove(&client.tag);
     }
 
@@ -262,8 +338,15 @@ impl Broker {
             if let Some(path) = object.path {
                 self.names.remove(&path);
             }
-            if let (Body::Sync { slot, .. }, Some(sync)) = (object.body, &mut self.sync) {
+            if let (Some((slot, _)), Some(sync)) = (object.body.sync_slot(), &mut self.sync) {
                 sync.free(slot);
+            }
+            match object.body {
+                Body::Process { pid, .. } => self.process_object_gone(pid),
+                Body::Thread {
+                    pid, creator: None, ..
+                } => self.main_thread_gone(pid),
+                _ => {}
             }
         }
     }
@@ -287,14 +370,14 @@ impl Broker {
             .position(|op| *op == request.opcode())
             .expect("opcode listed")] += 1;
         let greeted = self.client(id).greeted;
-        let expects_fd = matches!(
-            request,
+        let expected_fds = match request {
             Request::CreateSection {
-                from_file: true,
-                ..
-            }
-        );
-        if fds.len() != usize::from(expects_fd) {
+                from_file: true, ..
+            } => 1,
+            Request::Spawn { stdio, .. } => (stdio & 0b111).count_ones() as usize,
+            _ => 0,
+        };
+        if fds.len() != expected_fds {
             return Err(Failure::protocol(
                 "wrong number of file descriptors attached",
             ));
@@ -313,8 +396,15 @@ impl Broker {
                         disconnect: true,
                     });
                 }
+                let pid = self.client(id).pid;
+                let pending = self.pending.remove(&pid);
                 let client = self.client(id);
                 client.greeted = true;
+                // A spawned child finds the handles it inherited (or was
+                // given with DuplicateHandle) before it connected.
+                if let Some(table) = pending {
+                    client.handles = table;
+                }
                 let client_tag = client.tag;
                 Ok(Outcome::reply(Reply::Hello {
                     version: PROTOCOL_VERSION,
@@ -341,29 +431,66 @@ impl Broker {
                 inherit,
             } => self.open(id, object_type, &name, access, inherit),
             Request::Close { handle } => {
-                let entry = self
-                    .client(id)
-                    .handles
-                    .remove(handle)
-                    .ok_or_else(|| not_open(handle))?;
+                let table = &mut self.client(id).handles;
+                if table.get(handle).is_some_and(|e| e.protect) {
+                    return Err(Failure::new(
+                        ERROR_INVALID_HANDLE,
+                        format!(
+                            "handle {:#x} is protected from close (HANDLE_FLAG_PROTECT_FROM_CLOSE)",
+                            handle.0
+                        ),
+                    ));
+                }
+                let entry = table.remove(handle).ok_or_else(|| not_open(handle))?;
                 self.release(entry.object);
                 Ok(Outcome::reply(Reply::Done))
             }
-            Request::QuerySection { handle } => {
+            Request::QueryHandle { handle } => {
                 let entry = *self
                     .client(id)
                     .handles
                     .get(handle)
                     .ok_or_else(|| not_open(handle))?;
-                let object_type = self.objects[&entry.object].object_type;
-                if object_type != ObjectType::Section {
-                    return Err(Failure::new(
-                        ERROR_INVALID_HANDLE,
-                        format!("handle {:#x} is a {object_type}, not a section", handle.0),
-                    ));
-                }
                 self.grant_reply(id, entry.object, handle, entry.access, false)
             }
+            Request::Spawn {
+                program,
+                args,
+                env,
+                cwd,
+                inherit_handles,
+                stdio,
+            } => self.spawn(id, &program, &args, &env, &cwd, inherit_handles, stdio, fds),
+            Request::OpenProcess {
+                pid,
+                access,
+                inherit,
+            } => self.open_process(id, pid, access, inherit),
+            Request::Terminate { handle, exit_code } => self.terminate(id, handle, exit_code),
+            Request::Duplicate {
+                source_process,
+                source,
+                target_process,
+                access,
+                inherit,
+                options,
+            } => self.duplicate(
+                id,
+                source_process,
+                source,
+                target_process,
+                access,
+                inherit,
+                options,
+            ),
+            Request::HandleFlags {
+                handle,
+                mask,
+                flags,
+            } => self.handle_flags(id, handle, mask, flags),
+            Request::CreateThread { inherit } => self.create_thread(id, inherit),
+            Request::ListProcesses { after } => Ok(Outcome::reply(self.list_processes(after))),
+            Request::ListHandles { pid, after } => self.list_handles(pid, after),
             Request::CreateSync {
                 name,
                 init,
@@ -519,11 +646,7 @@ impl Broker {
             }
             _ => None,
         };
-        if self.sync.is_none() {
-            self.sync = Some(SyncArena::new()?);
-        }
-        let sync = self.sync.as_mut().expect("created above");
-        let slot = sync.allocate(init, owner)?;
+        let slot = self.arena_mut()?.allocate(init, owner)?;
         let body = Body::Sync {
             slot,
             kind: Kind::from_init(init),
@@ -604,6 +727,7 @@ impl Broker {
             object: oid,
             access,
             inherit,
+            protect: false,
         })?;
         self.objects
             .get_mut(&oid)
@@ -645,7 +769,8 @@ impl Broker {
                     shutdown: false,
                 })
             }
-            &Body::Sync { slot, kind } => {
+            body => {
+                let (slot, kind) = body.sync_slot().expect("not a section");
                 let sync = self.sync.as_ref().expect("sync objects live in the arena");
                 let (arena_id, arena_fd) = (sync.id, sync.fd.clone());
                 let client = self.client(id);
@@ -671,7 +796,8 @@ impl Broker {
         let object = &self.objects[&oid];
         let section = match &object.body {
             Body::Section(section) => section,
-            Body::Sync { slot, .. } => {
+            body => {
+                let slot = body.sync_slot().expect("not a section").0;
                 return ObjectEntry {
                     path: object.path.clone().unwrap_or_default(),
                     object_type: object.object_type,
@@ -680,7 +806,7 @@ impl Broker {
                     properties: self
                         .sync
                         .as_ref()
-                        .map(|sync| sync.describe(*slot))
+                        .map(|sync| sync.describe(slot))
                         .unwrap_or_default(),
                 };
             }

@@ -24,6 +24,8 @@ use crate::broker::{Broker, ClientId};
 use crate::{Config, Failure};
 
 const LISTENER: u64 = 0;
+/// Event tokens with this bit are process exits: the low 32 bits are the pid.
+const PID_WATCH: u64 = 1 << 63;
 
 /// A bound, listening broker socket.
 #[derive(Debug)]
@@ -143,6 +145,10 @@ pub fn serve(
         let mut shutdown = false;
         for event in events.iter() {
             let token = event.data.u64();
+            if token & PID_WATCH != 0 {
+                broker.process_exited(token as u32);
+                continue;
+            }
             if token == LISTENER {
                 accept_all(
                     &listener,
@@ -169,11 +175,20 @@ pub fn serve(
                 }
             }
         }
+        // Processes the broker must now hear about when they exit.
+        for watch in broker.take_watches() {
+            let _ = epoll::add(
+                &epoll_fd,
+                &*watch.fd,
+                epoll::EventData::new_u64(PID_WATCH | u64::from(watch.pid)),
+                epoll::EventFlags::IN,
+            );
+        }
         if shutdown {
             held_lock = exit_lock();
             break;
         }
-        if broker.client_count() == 0 {
+        if !broker.busy() {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if let Some(limit) = config.idle_timeout
                 && since.elapsed() >= limit
@@ -190,7 +205,7 @@ pub fn serve(
                     my_uid,
                     &mut spare,
                 );
-                if broker.client_count() == 0 {
+                if !broker.busy() {
                     held_lock = lock;
                     break;
                 }

@@ -64,6 +64,38 @@ impl SyncArena {
 
     /// Allocates and initializes a slot for a new object.
     pub fn allocate(&mut self, init: SyncInit, owner: Option<Actor>) -> Result<u32, Failure> {
+        let index = self.take_slot()?;
+        let slot = self.arena.slot(index).expect("allocated inside the arena");
+        ops::init_slot(slot, init, owner);
+        Ok(index)
+    }
+
+    /// Allocates a slot for a process or thread object, running or exited.
+    pub fn allocate_exit(
+        &mut self,
+        kind: Kind,
+        pid: u32,
+        exit_code: Option<u32>,
+    ) -> Result<u32, Failure> {
+        let index = self.take_slot()?;
+        let slot = self.arena.slot(index).expect("allocated inside the arena");
+        ops::init_exit_slot(slot, kind, pid, exit_code);
+        Ok(index)
+    }
+
+    /// Marks a process or thread object as exited.
+    pub fn mark_exited(&self, index: u32, exit_code: u32) {
+        if let Some(slot) = self.arena.slot(index) {
+            ops::mark_exited(slot, exit_code);
+        }
+    }
+
+    /// A process or thread object's exit code, `None` while it runs.
+    pub fn exit_code(&self, index: u32) -> Option<u32> {
+        self.arena.slot(index).and_then(ops::exit_code)
+    }
+
+    fn take_slot(&mut self) -> Result<u32, Failure> {
         let index = match self.free.pop() {
             Some(index) => index,
             None if self.next < ARENA_SLOTS => {
@@ -77,8 +109,6 @@ impl SyncArena {
                 ));
             }
         };
-        let slot = self.arena.slot(index).expect("allocated inside the arena");
-        ops::init_slot(slot, init, owner);
         self.live.insert(index);
         Ok(index)
     }
@@ -114,6 +144,12 @@ impl SyncArena {
             Kind::Semaphore => {
                 props.push(("count".into(), seen.count.to_string()));
                 props.push(("maximum".into(), seen.maximum.to_string()));
+            }
+            Kind::Process | Kind::Thread => {
+                props.push(("exited".into(), yes_no(seen.signaled)));
+                if seen.signaled {
+                    props.push(("exit_code".into(), seen.count.to_string()));
+                }
             }
             Kind::Mutex => {
                 props.push(("signaled".into(), yes_no(seen.signaled)));

@@ -29,10 +29,18 @@ use crate::state::*;
 /// What kind of object a slot holds. Fixed for the slot's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Event { manual_reset: bool },
+    Event {
+        manual_reset: bool,
+    },
     Mutex,
     Semaphore,
-    Timer { manual_reset: bool },
+    Timer {
+        manual_reset: bool,
+    },
+    /// Signaled once the process has exited; the exit code is in `maximum`.
+    Process,
+    /// Signaled once the thread has exited; the exit code is in `maximum`.
+    Thread,
 }
 
 const MANUAL_RESET_FLAG: u32 = 0x100;
@@ -47,12 +55,19 @@ impl Kind {
         }
     }
 
+    /// A kind whose slot the broker initializes itself (see [`init_exit_slot`]).
+    pub fn is_exit_object(self) -> bool {
+        matches!(self, Kind::Process | Kind::Thread)
+    }
+
     pub fn object_type(self) -> ObjectType {
         match self {
             Kind::Event { .. } => ObjectType::Event,
             Kind::Mutex => ObjectType::Mutex,
             Kind::Semaphore => ObjectType::Semaphore,
             Kind::Timer { .. } => ObjectType::WaitableTimer,
+            Kind::Process => ObjectType::Process,
+            Kind::Thread => ObjectType::Thread,
         }
     }
 
@@ -75,6 +90,8 @@ impl Kind {
             ObjectType::Mutex if !manual_reset => Some(Kind::Mutex),
             ObjectType::Semaphore if !manual_reset => Some(Kind::Semaphore),
             ObjectType::WaitableTimer => Some(Kind::Timer { manual_reset }),
+            ObjectType::Process if !manual_reset => Some(Kind::Process),
+            ObjectType::Thread if !manual_reset => Some(Kind::Thread),
             _ => None,
         }
     }
@@ -198,6 +215,38 @@ pub fn init_slot(slot: &Slot, init: SyncInit, owner: Option<Actor>) {
     slot.state.store(u64::from(lo), SeqCst);
 }
 
+/// Initializes a free slot for a process or thread object (broker side):
+/// running, or already exited with `exit_code`.
+/// `pid` is the process's (or the thread's process's) id, kept in `owner_pid`.
+pub fn init_exit_slot(slot: &Slot, kind: Kind, pid: u32, exit_code: Option<u32>) {
+    slot.kind.store(kind.code(), SeqCst);
+    slot.waiters.store(0, SeqCst);
+    slot.due.store(0, SeqCst);
+    slot.period.store(0, SeqCst);
+    slot.recursion.store(0, SeqCst);
+    slot.owner_pid.store(pid, SeqCst);
+    slot.owner_tid.store(0, SeqCst);
+    slot.maximum.store(exit_code.unwrap_or(0), SeqCst);
+    slot.state.store(u64::from(exit_code.is_some()), SeqCst);
+}
+
+/// Marks a process or thread as exited with `exit_code` and releases its
+/// waiters. Only the first exit counts (a thread cannot exit twice).
+pub fn mark_exited(slot: &Slot, exit_code: u32) {
+    if lo(slot.state.load(SeqCst)) & SIGNALED != 0 {
+        return;
+    }
+    // The code first: whoever sees the signal must see the code.
+    slot.maximum.store(exit_code, SeqCst);
+    slot.state.fetch_or(u64::from(SIGNALED), SeqCst);
+    wake_all(slot);
+}
+
+/// A process or thread's exit code, or `None` while it runs.
+pub fn exit_code(slot: &Slot) -> Option<u32> {
+    (lo(slot.state.load(SeqCst)) & SIGNALED != 0).then(|| slot.maximum.load(SeqCst))
+}
+
 /// Clears a slot whose object was destroyed (broker side).
 pub fn clear_slot(slot: &Slot) {
     slot.state.store(0, SeqCst);
@@ -270,6 +319,12 @@ pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -
             signaled(if manual_reset { lo } else { lo & !SIGNALED })
         }
         Kind::Timer { .. } => None,
+        // An exited process or thread stays signaled; waiting takes nothing.
+        Kind::Process | Kind::Thread => (lo & SIGNALED != 0).then_some(Step {
+            lo,
+            acquired: Acquired::Signaled,
+            effect: MutexEffect::None,
+        }),
     }
 }
 
@@ -585,7 +640,7 @@ pub struct Observed {
     pub kind: Kind,
     /// Whether a wait would be satisfied now (for a mutex: it is free).
     pub signaled: bool,
-    /// Semaphore count and maximum.
+    /// Semaphore count and maximum; a process's or thread's exit code.
     pub count: u32,
     pub maximum: u32,
     /// Mutex owner (pid, tid) and recursion depth; abandoned and free.
@@ -619,6 +674,10 @@ pub fn observe(slot: &Slot) -> Option<Observed> {
     match kind {
         Kind::Event { .. } => seen.signaled = l & SIGNALED != 0,
         Kind::Timer { .. } => seen.signaled = l & SIGNALED != 0 || timer_due(slot),
+        Kind::Process | Kind::Thread => {
+            seen.signaled = l & SIGNALED != 0;
+            seen.count = slot.maximum.load(SeqCst);
+        }
         Kind::Semaphore => {
             seen.count = l;
             seen.maximum = slot.maximum.load(SeqCst);

@@ -192,8 +192,13 @@ impl ScriptChild {
 
     /// Lets a `hold` continue.
     pub fn release(&mut self) {
+        self.release_with("go");
+    }
+
+    /// Lets a `hold` continue, giving it `text` (the script's `$IN`).
+    pub fn release_with(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(b"go\n").unwrap();
+        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
 

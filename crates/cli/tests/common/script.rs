@@ -39,10 +39,33 @@
 //! | `churn EVENT SEM MUTEX N`                 | N rounds of set+wait, release+wait, lock+release |
 //! | `many_events N`                           | N unnamed events; prints fds and mappings added |
 //! | `fork_sleep`                              | fork a child that sleeps 60 s; prints `forked PID` |
+//!
+//! Processes and handles (`$IN` in a line is the text the last `hold` read,
+//! `$H` the last section's handle value, `$E` the last object's, `$P` the
+//! last spawned child's pid, `$D` the last duplicated value):
+//!
+//! | command                                   | does                                         |
+//! |-------------------------------------------|----------------------------------------------|
+//! | `create_inh NAME SIZE` / `event_inh NAME auto|manual 0|1` | inheritable section / event  |
+//! | `adopt_section V` / `adopt_event V`       | take over handle value V (`from_handle`)    |
+//! | `spawn inherit|noinherit LINE;LINE...`    | spawn this binary running that script (`|` separates the lines of a script it spawns in turn); its output is collected |
+//! | `child_finish`                            | wait for the last child; print its lines as `child ...` and `child exit=N` |
+//! | `child_kill9` / `terminate CODE` / `exit_code` | the last child: SIGKILL / `TerminateProcess` / `GetExitCodeProcess` |
+//! | `child_process`                           | push the last child's process object (waitable) |
+//! | `open_process PID [ACCESS]`               | `OpenProcess` (hex access; default all)      |
+//! | `dup_into I V ACCESS|same [close] [inherit]` | `DuplicateHandle` of our V into process object I |
+//! | `dup_from I V ACCESS|same`                | `DuplicateHandle` of process I's V into us  |
+//! | `handle_info V` / `set_handle_info V MASK FLAGS` | `Get`/`SetHandleInformation`        |
+//! | `thread_spawn CODE MS`                    | `objmgr::thread::spawn` returning CODE after MS ms |
+//! | `exitcode I`                              | exit code of process/thread object I         |
+//! | `fork_check`                              | fork; the child reports its old and new handles |
+//! | `exit N`                                  | exit the process with code N                 |
 
+use objmgr::process::{Command, Process, Stdio};
+use objmgr::thread::Thread;
 use objmgr::{
-    Error, Event, MapAccess, MapOptions, Mutex, PageProtection, Reset, Section, Semaphore, View,
-    WaitOutcome, Waitable, WaitableTimer,
+    CreateOptions, Error, Event, MapAccess, MapOptions, Mutex, PageProtection, Reset, Section,
+    Semaphore, View, WaitOutcome, Waitable, WaitableTimer,
 };
 use std::io::BufRead;
 use std::os::fd::AsFd;
@@ -81,6 +104,8 @@ enum Obj {
     Mutex(Mutex),
     Semaphore(Semaphore),
     Timer(WaitableTimer),
+    Process(Process),
+    Thread(Thread),
 }
 
 impl Obj {
@@ -90,6 +115,8 @@ impl Obj {
             Obj::Mutex(o) => o,
             Obj::Semaphore(o) => o,
             Obj::Timer(o) => o,
+            Obj::Process(o) => o,
+            Obj::Thread(o) => o,
         }
     }
 
@@ -99,6 +126,18 @@ impl Obj {
             Obj::Mutex(o) => o.existed(),
             Obj::Semaphore(o) => o.existed(),
             Obj::Timer(o) => o.existed(),
+            Obj::Process(_) | Obj::Thread(_) => false,
+        }
+    }
+
+    fn handle_value(&self) -> u32 {
+        match self {
+            Obj::Event(o) => o.handle_value(),
+            Obj::Mutex(o) => o.handle_value(),
+            Obj::Semaphore(o) => o.handle_value(),
+            Obj::Timer(o) => o.handle_value(),
+            Obj::Process(o) => o.handle_value(),
+            Obj::Thread(o) => o.handle_value(),
         }
     }
 }
@@ -179,12 +218,66 @@ fn exclusive(
     (violations, abandoned)
 }
 
+/// A child spawned through objmgr, and the read end of its stdout.
+struct Spawned {
+    process: Process,
+    output: std::os::fd::OwnedFd,
+}
+
+/// Parses a handle value (decimal or 0x-hex).
+fn value(word: &str) -> u32 {
+    match word.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).unwrap(),
+        None => word.parse().unwrap(),
+    }
+}
+
+fn spawn_script(inherit: bool, script: &str) -> Result<Spawned, Error> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut command = Command::new(std::env::current_exe().unwrap().to_string_lossy());
+    command
+        .args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(
+            super::common::CHILD_ROLE_ENV,
+            script.replace(';', "\n").replace('|', ";"),
+        )
+        .inherit_handles(inherit)
+        .stdin(Stdio::Null)
+        .stdout(Stdio::Fd(write));
+    let child = command.spawn()?;
+    Ok(Spawned {
+        process: child.process,
+        output: read,
+    })
+}
+
 pub fn run_script(script: &str) {
     let mut objs: Vec<Obj> = Vec::new();
     let mut sections: Vec<Section> = Vec::new();
     let mut views: Vec<View> = Vec::new();
+    let mut children: Vec<Spawned> = Vec::new();
+    let mut input = String::new();
+    let mut duplicated = 0u32;
     let mut freed = 0usize;
     for line in script.lines() {
+        let line = line
+            .replace("$IN", &input)
+            .replace(
+                "$H",
+                &sections.last().map_or(0, |s| s.handle_value()).to_string(),
+            )
+            .replace("$E", &objs.last().map_or(0, Obj::handle_value).to_string())
+            .replace(
+                "$P",
+                &children.last().map_or(0, |c| c.process.pid()).to_string(),
+            )
+            .replace("$D", &duplicated.to_string());
         let words: Vec<&str> = line.split(' ').collect();
         let result: Result<String, Error> = (|| {
             Ok(match words[0] {
@@ -324,6 +417,7 @@ pub fn run_script(script: &str) {
                     println!("@@holding");
                     let mut line = String::new();
                     let _ = std::io::stdin().lock().read_line(&mut line);
+                    input = line.trim().to_owned();
                     "released".into()
                 }
                 "event" => {
@@ -421,6 +515,8 @@ pub fn run_script(script: &str) {
                         Obj::Mutex(o) => o.close()?,
                         Obj::Semaphore(o) => o.close()?,
                         Obj::Timer(o) => o.close()?,
+                        Obj::Process(o) => o.close()?,
+                        Obj::Thread(o) => o.close()?,
                     }
                     "closed".into()
                 }
@@ -534,6 +630,171 @@ pub fn run_script(script: &str) {
                         }
                     }
                     format!("forked {pid}")
+                }
+                "create_inh" => {
+                    let mut builder = Section::builder()
+                        .size(words[2].parse().unwrap())
+                        .inheritable(true);
+                    if let Some(n) = name(words[1]) {
+                        builder = builder.name(&n);
+                    }
+                    sections.push(builder.create()?);
+                    format!("create handle={}", sections.last().unwrap().handle_value())
+                }
+                "event_inh" => {
+                    let options = CreateOptions {
+                        inheritable: true,
+                        ..CreateOptions::default()
+                    };
+                    let event = Event::create_with(
+                        name(words[1]).as_deref(),
+                        reset(words[2]),
+                        words[3] == "1",
+                        &options,
+                    )?;
+                    objs.push(Obj::Event(event));
+                    format!("event handle={}", objs.last().unwrap().handle_value())
+                }
+                "adopt_section" => {
+                    sections.push(Section::from_handle(value(words[1]))?);
+                    "adopted".into()
+                }
+                "adopt_event" => {
+                    objs.push(Obj::Event(Event::from_handle(value(words[1]))?));
+                    "adopted".into()
+                }
+                "spawn" => {
+                    let child = spawn_script(words[1] == "inherit", &words[2..].join(" "))?;
+                    let line = format!("spawned pid={}", child.process.pid());
+                    children.push(child);
+                    line
+                }
+                "child_finish" => {
+                    let child = children.pop().unwrap();
+                    child.process.wait(None)?;
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(
+                        &mut std::fs::File::from(child.output),
+                        &mut text,
+                    )
+                    .unwrap();
+                    for l in text.lines().filter_map(|l| l.strip_prefix("@@")) {
+                        println!("@@child {l}");
+                    }
+                    format!("child exit={}", child.process.exit_code()?)
+                }
+                "child_kill9" => {
+                    let pid = children.last().unwrap().process.pid();
+                    // SAFETY: kill(2) of our own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    "killed".into()
+                }
+                "terminate" => {
+                    children
+                        .last()
+                        .unwrap()
+                        .process
+                        .terminate(words[1].parse().unwrap())?;
+                    "terminated".into()
+                }
+                "exit_code" => format!(
+                    "exit_code {}",
+                    children.last().unwrap().process.exit_code()?
+                ),
+                "child_process" => {
+                    let pid = children.last().unwrap().process.pid();
+                    objs.push(Obj::Process(Process::open(pid, 0x1F_FFFF)?));
+                    "child process".into()
+                }
+                "open_process" => {
+                    let access = words.get(2).map_or(0x1F_FFFF, |a| value(&format!("0x{a}")));
+                    objs.push(Obj::Process(Process::open(value(words[1]), access)?));
+                    "opened process".into()
+                }
+                "dup_into" | "dup_from" => {
+                    let Obj::Process(other) = &objs[words[1].parse::<usize>().unwrap()] else {
+                        panic!("not a process")
+                    };
+                    let access = (words[3] != "same").then(|| value(&format!("0x{}", words[3])));
+                    let close = words[4..].contains(&"close");
+                    let inherit = words[4..].contains(&"inherit");
+                    let (from, to) = if words[0] == "dup_into" {
+                        (None, Some(other))
+                    } else {
+                        (Some(other), None)
+                    };
+                    duplicated = objmgr::handle::duplicate_handle(
+                        from,
+                        value(words[2]),
+                        to,
+                        access,
+                        inherit,
+                        close,
+                    )?;
+                    format!("dup value={duplicated}")
+                }
+                "handle_info" => format!(
+                    "flags {}",
+                    objmgr::handle::handle_information(value(words[1]))?
+                ),
+                "set_handle_info" => {
+                    objmgr::handle::set_handle_information(
+                        value(words[1]),
+                        value(words[2]),
+                        value(words[3]),
+                    )?;
+                    "set".into()
+                }
+                "thread_spawn" => {
+                    let code: u32 = words[1].parse().unwrap();
+                    let ms: u64 = words[2].parse().unwrap();
+                    objs.push(Obj::Thread(objmgr::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        code
+                    })?));
+                    "thread started".into()
+                }
+                "exitcode" => match &objs[words[1].parse::<usize>().unwrap()] {
+                    Obj::Process(p) => format!("exitcode {}", p.exit_code()?),
+                    Obj::Thread(t) => format!("exitcode {}", t.exit_code()?),
+                    _ => panic!("not a process or thread"),
+                },
+                "fork_check" => {
+                    let old = objs.last().unwrap().handle_value();
+                    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                    // SAFETY: fork; the child runs objmgr calls (which take
+                    // locks no other thread of this script process holds)
+                    // and leaves with _exit.
+                    let pid = unsafe { libc::fork() };
+                    if pid == 0 {
+                        let old_object = match objmgr::wait_any(
+                            &[objs.last().unwrap().waitable()],
+                            Some(Duration::ZERO),
+                        ) {
+                            Ok(_) => "usable".to_owned(),
+                            Err(e) => format!("err{}", e.code().code()),
+                        };
+                        let old_value = match Event::from_handle(old) {
+                            Ok(_) => "open".to_owned(),
+                            Err(e) => format!("err{}", e.code().code()),
+                        };
+                        let fresh = Event::create(None, Reset::Auto, true)
+                            .and_then(|e| e.wait(Some(Duration::ZERO)).map(outcome))
+                            .unwrap_or_else(|e| format!("err{}", e.code().code()));
+                        println!("@@forkchild object={old_object} value={old_value} new={fresh}");
+                        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                        // SAFETY: leaves the forked child without running the
+                        // parent's destructors twice.
+                        unsafe { libc::_exit(0) };
+                    }
+                    let mut status = 0;
+                    // SAFETY: waits for the child forked above.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                    format!("forked status={status}")
+                }
+                "exit" => {
+                    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                    std::process::exit(words[1].parse().unwrap())
                 }
                 other => panic!("unknown script command {other}"),
             })

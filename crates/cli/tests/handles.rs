@@ -1,0 +1,296 @@
+//! Handles across processes: inheritance, `DuplicateHandle`, handle flags,
+//! process and thread objects, fork. Real processes, one broker per test.
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::TestBroker;
+
+/// Entry point for child processes (see `sections.rs`).
+#[test]
+fn child_process_entry() {
+    if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+fn objmgr_out(broker: &TestBroker, args: &[&str]) -> String {
+    String::from_utf8_lossy(&broker.objmgr(args).stdout).into_owned()
+}
+
+#[test]
+fn an_unnamed_section_is_shared_with_a_child_by_inheritance() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create_inh - 65536",
+        "map all",
+        "write 0 from-parent",
+        "spawn inherit adopt_section $H;map all;read 0 11;write 100 from-child",
+        "child_finish",
+        "read 100 10",
+    ]);
+    assert!(
+        lines.contains(&"child read from-parent".to_owned()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"child exit=0".to_owned()), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "read from-child");
+}
+
+#[test]
+fn only_inheritable_handles_reach_the_child() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create - 65536",    // handle 4, not inheritable
+        "create_inh - 4096", // handle 8
+        "spawn inherit adopt_section 4;adopt_section 8",
+        "child_finish",
+        "spawn noinherit adopt_section 8",
+        "child_finish",
+        "set_handle_info 4 1 1", // marked inheritable later
+        "handle_info 4",
+        "spawn inherit adopt_section 4",
+        "child_finish",
+    ]);
+    let child: Vec<&String> = lines.iter().filter(|l| l.starts_with("child ")).collect();
+    assert!(child[0].starts_with("child err 6 "), "{lines:?}");
+    assert_eq!(child[1], "child adopted");
+    assert!(
+        child[3].starts_with("child err 6 "),
+        "without bInheritHandles: {lines:?}"
+    );
+    assert!(lines.contains(&"flags 1".to_owned()), "{lines:?}");
+    assert_eq!(lines[lines.len() - 2], "child adopted");
+}
+
+#[test]
+fn duplicate_handle_into_and_out_of_another_process() {
+    let broker = TestBroker::new();
+    let mut other = broker.spawn(&[
+        "create Local\\\\theirs 65536", // handle 4 in that process
+        "map all",
+        "write 0 their-data",
+        "hold",
+        "adopt_section $IN",
+        "map read",
+        "read 0 7",
+        "map all",
+    ]);
+    other.wait_for("holding");
+    let pid = other.child.id().to_string();
+    let lines = broker.run(&[
+        &format!("open_process {pid}"),
+        "create - 65536",
+        "map all",
+        "write 0 our-data",
+        "dup_from 0 4 same", // out of the other process
+        "adopt_section $D",
+        "map read",
+        "read 0 10",
+        "open Local\\\\theirs read", // a read-only handle
+        "dup_into 0 $H 6",           // more than it has: refused
+        "dup_into 0 8 4",            // our section, reduced to FILE_MAP_READ
+    ]);
+    assert_eq!(lines[7], "read their-data", "{lines:?}");
+    assert!(lines[9].starts_with("err 5 "), "{lines:?}");
+    let value = lines[10].strip_prefix("dup value=").expect("duplicated");
+    other.release_with(value);
+    let theirs = other.finish();
+    let n = theirs.len();
+    assert_eq!(theirs[n - 2], "read our-dat", "{theirs:?}");
+    // The duplicate has read access only: no writable view, the kernel agrees.
+    assert!(theirs[n - 1].starts_with("err 5 "), "{theirs:?}");
+}
+
+#[test]
+fn process_exit_codes_waits_and_termination() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "spawn noinherit exit 7",
+        "child_finish",
+        "spawn noinherit event - auto 0;wait 0 inf",
+        "exit_code",
+        "terminate 42",
+        "child_finish",
+        "spawn noinherit exit 0",
+        "child_finish",
+    ]);
+    assert!(lines.contains(&"child exit=7".to_owned()), "{lines:?}");
+    // STILL_ACTIVE while it runs; then the code TerminateProcess gave.
+    assert!(lines.contains(&"exit_code 259".to_owned()), "{lines:?}");
+    assert!(lines.contains(&"child exit=42".to_owned()), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "child exit=0");
+}
+
+#[test]
+fn a_process_handle_waits_alongside_events() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "event - auto 0",
+        "spawn noinherit exit 3",
+        "child_process",
+        "wait_any 0,1 20000",
+        "exitcode 1",
+        "wait 1 0", // an exited process stays signaled
+        "terminate 9",
+    ]);
+    assert_eq!(lines[3], "wait object 1", "{lines:?}");
+    assert_eq!(lines[4], "exitcode 3");
+    assert_eq!(lines[5], "wait object 0");
+    // Terminating a process that has exited: ERROR_ACCESS_DENIED.
+    assert!(lines[6].starts_with("err 5 "), "{lines:?}");
+}
+
+#[test]
+fn a_killed_child_releases_its_inherited_handles() {
+    let broker = TestBroker::new();
+    let mut parent = broker.spawn(&[
+        "create_inh Global\\\\inherited 4096",
+        "spawn inherit event - auto 0;wait 0 inf",
+        "close",
+        "hold",
+        "child_kill9",
+        "child_finish",
+    ]);
+    parent.wait_for("holding");
+    let handles = |broker: &TestBroker| {
+        objmgr_out(broker, &["stat", "Global\\inherited"])
+            .lines()
+            .find_map(|l| l.strip_prefix("handles:").map(|v| v.trim().to_owned()))
+    };
+    // The parent closed its handle; the child's inherited one keeps it alive.
+    assert_eq!(handles(&broker).as_deref(), Some("1"));
+    parent.release();
+    let lines = parent.finish();
+    assert_eq!(lines.last().unwrap(), "child exit=137", "{lines:?}");
+    TestBroker::eventually("the name is free", || handles(&broker).is_none());
+}
+
+#[test]
+fn grandchildren_inherit_through_two_generations() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create_inh - 4096",
+        "map all",
+        "write 0 grand",
+        "spawn inherit spawn inherit adopt_section $H|map read|read 0 5;child_finish",
+        "child_finish",
+    ]);
+    assert!(
+        lines.contains(&"child child read grand".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"child child exit=0".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap(), "child exit=0");
+}
+
+#[test]
+fn handle_flags_inherit_and_protect_from_close() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "event e auto 0",
+        "handle_info $E",
+        "set_handle_info $E 3 3",
+        "handle_info $E",
+        "closeobj 0",
+        "adopt_event 4",
+        "set_handle_info 4 2 0",
+        "closeobj 0",
+        "handle_info 4",
+    ]);
+    assert_eq!(lines[1], "flags 0");
+    assert_eq!(lines[3], "flags 3");
+    assert!(
+        lines[4].starts_with("err 6 "),
+        "a protected handle: {lines:?}"
+    );
+    assert_eq!(lines[5], "adopted", "it is still open");
+    assert_eq!(lines[7], "closed");
+    assert!(lines[8].starts_with("err 6 "), "{lines:?}");
+}
+
+#[test]
+fn a_forked_child_starts_with_no_handles_and_a_working_client() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&["event e auto 1", "fork_check", "wait 0 0"]);
+    assert!(
+        lines.contains(&"forkchild object=err6 value=err6 new=wait object 0".to_owned()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"forked status=0".to_owned()), "{lines:?}");
+    // The parent's handles are untouched.
+    assert_eq!(lines.last().unwrap(), "wait object 0");
+}
+
+#[test]
+fn threads_have_waitable_handles_and_exit_codes() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "thread_spawn 5 50",
+        "exitcode 0",
+        "wait 0 20000",
+        "exitcode 0",
+        "event - auto 0",
+        "thread_spawn 6 10",
+        "wait_any 1,2 20000",
+    ]);
+    assert_eq!(lines[1], "exitcode 259");
+    assert_eq!(lines[2], "wait object 0");
+    assert_eq!(lines[3], "exitcode 5");
+    assert_eq!(lines[6], "wait object 1");
+}
+
+#[test]
+fn a_handle_duplicated_into_a_process_that_dies_unused_is_released() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create Local\\\\given 4096",
+        "spawn noinherit event - auto 0;wait 0 inf",
+        "child_process",
+        "dup_into 0 $H same",
+        "close",
+        "child_kill9",
+        "child_finish",
+    ]);
+    assert!(lines[3].starts_with("dup value="), "{lines:?}");
+    TestBroker::eventually("the duplicate died with the process", || {
+        !broker.objmgr(&["stat", "given"]).status.success()
+    });
+}
+
+#[test]
+fn cli_lists_processes_and_their_handles() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&["event_inh ev auto 0", "create Global\\\\sec 4096", "hold"]);
+    holder.wait_for("holding");
+    let pid = holder.child.id().to_string();
+    let ps = objmgr_out(&broker, &["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+        "{ps}"
+    );
+    let handles = objmgr_out(&broker, &["handles", &pid]);
+    let event = handles
+        .lines()
+        .find(|l| l.contains("\\ev"))
+        .expect(&handles);
+    assert!(
+        event.contains("Event") && event.contains("inherit"),
+        "{handles}"
+    );
+    assert!(
+        handles.contains("Section") && handles.contains("\\BaseNamedObjects\\sec"),
+        "{handles}"
+    );
+    let json = objmgr_out(&broker, &["handles", &pid, "--json"]);
+    assert!(json.contains("\"inherit\":true"), "{json}");
+    let none = broker.objmgr(&["handles", "999999999"]);
+    assert_eq!(none.status.code(), Some(1));
+    holder.release();
+    holder.finish();
+}

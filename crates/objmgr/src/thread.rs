@@ -1,0 +1,72 @@
+//! Threads with waitable handles and exit codes (`CreateThread`,
+//! `GetExitCodeThread`): [`spawn`] starts a thread whose [`Thread`] handle
+//! can be waited on, alone or with other objects, from any process it is
+//! passed to.
+
+use std::sync::atomic::Ordering;
+
+use objmgr_proto::access::{ObjectType, THREAD_QUERY_LIMITED_INFORMATION};
+use objmgr_proto::process::STILL_ACTIVE;
+use objmgr_proto::wire::Request;
+use objmgr_sync::ops;
+
+use crate::connection::call;
+use crate::error::*;
+use crate::sync::{SyncObject, waitable_type};
+
+waitable_type!(
+    /// A thread: signaled when it exits, with its exit code.
+    Thread,
+    ObjectType::Thread
+);
+
+/// The exit code of a thread whose function panicked.
+pub const PANIC_EXIT_CODE: u32 = 0xE000_0001;
+
+impl Thread {
+    pub(crate) fn from_object(object: SyncObject) -> Thread {
+        Thread { object }
+    }
+
+    /// `GetExitCodeThread`: the value the thread's function returned, or
+    /// `STILL_ACTIVE` (259) while it runs. Threads of a process that died
+    /// report 0 unless the broker knew the process's exit code.
+    pub fn exit_code(&self) -> Result<u32> {
+        let slot = self
+            .object
+            .require(THREAD_QUERY_LIMITED_INFORMATION, "GetExitCodeThread")?;
+        Ok(ops::exit_code(slot).unwrap_or(STILL_ACTIVE))
+    }
+
+    /// The id of the process the thread belongs to.
+    pub fn process_id(&self) -> u32 {
+        self.object.slot().owner_pid.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts a thread running `f`, whose return value is its exit code, and
+/// returns a waitable handle to it (`CreateThread`). A panic ends the thread
+/// with [`PANIC_EXIT_CODE`].
+pub fn spawn<F>(f: F) -> Result<Thread>
+where
+    F: FnOnce() -> u32 + Send + 'static,
+{
+    let object = SyncObject::from_reply(
+        call(&Request::CreateThread { inherit: false }, None),
+        ObjectType::Thread,
+        || "creating a thread object".to_owned(),
+    )?;
+    // The thread holds its own handle, so that its object outlives it even
+    // if the caller closes the returned one first.
+    let own = crate::handle::duplicate_handle(None, object.handle.0, None, None, false, false)?;
+    let own = Thread::from_handle(own)?;
+    let thread = Thread { object };
+    std::thread::Builder::new()
+        .spawn(move || {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or(PANIC_EXIT_CODE);
+            ops::mark_exited(own.object.slot(), code);
+        })
+        .map_err(|e| Error::new(ERROR_NOT_ENOUGH_MEMORY, format!("starting a thread: {e}")))?;
+    Ok(thread)
+}

@@ -1,0 +1,611 @@
+//! Handles across processes: spawning with handle inheritance, process and
+//! thread objects, `DuplicateHandle`, handle flags, and the listings behind
+//! `objmgr ps` and `objmgr handles`.
+//!
+//! A process spawned through objmgr is the broker's own child, so the broker
+//! can reap it and report its exit code, as Windows does for any process.
+//! Every process the broker cares about is watched through a pidfd (the
+//! server loop polls them); its exit signals the process object and the
+//! main thread object, and releases handles it was given but never claimed.
+//! A spawned child finds the handles it inherited in a *pending* table that
+//! it claims when it connects (by pid): the values are the parent's.
+
+use std::os::fd::AsFd;
+
+use objmgr_proto::access::{
+    PROCESS_ALL_ACCESS, PROCESS_DUP_HANDLE, PROCESS_TERMINATE, THREAD_ALL_ACCESS,
+};
+use objmgr_proto::process::{
+    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
+    HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS, signal_exit_code,
+};
+use objmgr_proto::wire::{CURRENT_PROCESS, HandleInfo, ProcessEntry};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+use super::*;
+
+/// A pidfd the server loop must poll: readable when process `pid` exits.
+#[derive(Debug)]
+pub struct PidWatch {
+    pub pid: u32,
+    pub fd: Rc<OwnedFd>,
+}
+
+/// What the broker knows about one process it watches.
+#[derive(Debug, Default)]
+pub(super) struct ProcessRecord {
+    /// Until the exit is seen.
+    pidfd: Option<Rc<OwnedFd>>,
+    /// Spawned by the broker, which reaps it.
+    child: bool,
+    exit: Option<u32>,
+    /// The code `TerminateProcess` asked for.
+    terminate_code: Option<u32>,
+    /// The process object, while handles refer to it.
+    object: Option<ObjectId>,
+    /// A spawned child's main thread object, while handles refer to it.
+    main_thread: Option<ObjectId>,
+}
+
+impl ProcessRecord {
+    pub(super) fn running_child(&self) -> bool {
+        self.child && self.exit.is_none()
+    }
+}
+
+/// A process's handle table: a connected client's, or one waiting for the
+/// process to connect.
+#[derive(Clone, Copy, Debug)]
+enum Holder {
+    Client(ClientId),
+    Pending(u32),
+}
+
+fn errno(e: rustix::io::Errno) -> Win32Error {
+    Win32Error::from_errno(e.raw_os_error())
+}
+
+/// The exit status of a process that is a zombie (exited, not yet reaped by
+/// its parent), from `/proc/PID/stat`; `None` once it is gone.
+fn zombie_exit_code(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Field 52 (`exit_code`); fields after the command name start at 3.
+    let status: i32 = fields.get(52 - 3)?.parse().ok()?;
+    Some(if status & 0x7f == 0 {
+        ((status >> 8) & 0xff) as u32
+    } else {
+        signal_exit_code(status & 0x7f)
+    })
+}
+
+impl Broker {
+    /// Pidfds to register with the event loop (taken once).
+    pub fn take_watches(&mut self) -> Vec<PidWatch> {
+        std::mem::take(&mut self.new_watches)
+    }
+
+    /// The arena, created with the first object that lives in it.
+    pub(super) fn arena_mut(&mut self) -> Result<&mut SyncArena, Failure> {
+        if self.sync.is_none() {
+            self.sync = Some(SyncArena::new()?);
+        }
+        Ok(self.sync.as_mut().expect("created above"))
+    }
+
+    /// Starts watching `pid` (if not already). Fails for a process that does
+    /// not exist (`ERROR_INVALID_PARAMETER`, as `OpenProcess` does).
+    fn watch(&mut self, pid: u32, child: bool) -> Result<&mut ProcessRecord, Failure> {
+        if !self.processes.contains_key(&pid) {
+            let no_such =
+                || Failure::new(ERROR_INVALID_PARAMETER, format!("no process with id {pid}"));
+            let raw = Pid::from_raw(pid as i32).ok_or_else(no_such)?;
+            let fd = Rc::new(
+                rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
+                    rustix::io::Errno::SRCH => no_such(),
+                    e => Failure::new(errno(e), format!("watching process {pid}")),
+                })?,
+            );
+            self.new_watches.push(PidWatch {
+                pid,
+                fd: fd.clone(),
+            });
+            self.processes.insert(
+                pid,
+                ProcessRecord {
+                    pidfd: Some(fd),
+                    child,
+                    ..ProcessRecord::default()
+                },
+            );
+        }
+        Ok(self.processes.get_mut(&pid).expect("inserted above"))
+    }
+
+    /// Process `pid` exited (its pidfd became readable): record the exit
+    /// code, signal its process and main-thread objects, reap it if it is
+    /// ours, and release the handles it never claimed.
+    pub fn process_exited(&mut self, pid: u32) {
+        let Some(record) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        let Some(fd) = record.pidfd.take() else {
+            return;
+        };
+        let observed = if record.child {
+            rustix::process::waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED)
+                .ok()
+                .flatten()
+                .map(
+                    |status| match (status.exit_status(), status.terminating_signal()) {
+                        (Some(code), _) => code as u32,
+                        (None, Some(signal)) => signal_exit_code(signal),
+                        (None, None) => 0,
+                    },
+                )
+        } else {
+            zombie_exit_code(pid)
+        };
+        let code = record.terminate_code.or(observed).unwrap_or(0);
+        record.exit = Some(code);
+        let objects = [record.object, record.main_thread];
+        for oid in objects.into_iter().flatten() {
+            if let (Some((slot, _)), Some(sync)) = (
+                self.objects.get(&oid).and_then(|o| o.body.sync_slot()),
+                &self.sync,
+            ) {
+                sync.mark_exited(slot, code);
+            }
+        }
+        if let Some(mut table) = self.pending.remove(&pid) {
+            let entries: Vec<HandleEntry> = table.drain().collect();
+            for entry in entries {
+                self.release(entry.object);
+            }
+        }
+        self.forget_if_unused(pid);
+    }
+
+    /// Drops the record of a process nobody needs to hear about any more.
+    fn forget_if_unused(&mut self, pid: u32) {
+        let unused = self.processes.get(&pid).is_some_and(|r| {
+            r.object.is_none()
+                && r.main_thread.is_none()
+                && !r.running_child()
+                && !self.pending.contains_key(&pid)
+        });
+        if unused {
+            self.processes.remove(&pid);
+        }
+    }
+
+    /// The last handle to process `pid`'s object closed.
+    pub(super) fn process_object_gone(&mut self, pid: u32) {
+        if let Some(record) = self.processes.get_mut(&pid) {
+            record.object = None;
+        }
+        self.forget_if_unused(pid);
+    }
+
+    /// The last handle to a main-thread object closed.
+    pub(super) fn main_thread_gone(&mut self, pid: u32) {
+        if let Some(record) = self.processes.get_mut(&pid) {
+            record.main_thread = None;
+        }
+        self.forget_if_unused(pid);
+    }
+
+    /// Threads started by the process with `tag` end with it.
+    pub(super) fn end_threads_of(&mut self, tag: u16, pid: u32) {
+        let code = self
+            .processes
+            .get(&pid)
+            .and_then(|r| r.terminate_code.or(r.exit))
+            .unwrap_or(0);
+        let Some(sync) = &self.sync else {
+            return;
+        };
+        for object in self.objects.values() {
+            if let Body::Thread {
+                slot,
+                creator: Some(creator),
+                ..
+            } = object.body
+                && creator == tag
+            {
+                sync.mark_exited(slot, code);
+            }
+        }
+    }
+
+    /// The process object for `pid` (made on first need, with its state).
+    fn process_object(&mut self, pid: u32) -> Result<ObjectId, Failure> {
+        let record = self.watch(pid, false)?;
+        if let Some(oid) = record.object {
+            return Ok(oid);
+        }
+        let exit = record.exit;
+        let slot = self.arena_mut()?.allocate_exit(Kind::Process, pid, exit)?;
+        let oid = self.insert_object(ObjectType::Process, None, Body::Process { slot, pid });
+        self.processes.get_mut(&pid).expect("watched").object = Some(oid);
+        Ok(oid)
+    }
+
+    fn holder_table(&mut self, holder: Holder) -> &mut HandleTable {
+        match holder {
+            Holder::Client(id) => &mut self.client(id).handles,
+            Holder::Pending(pid) => self.pending.entry(pid).or_default(),
+        }
+    }
+
+    /// The process a process handle of client `id` refers to, which must
+    /// grant `rights`: its handle table.
+    fn process_holder(
+        &mut self,
+        id: ClientId,
+        handle: Handle,
+        rights: u32,
+    ) -> Result<Holder, Failure> {
+        if handle == CURRENT_PROCESS {
+            return Ok(Holder::Client(id));
+        }
+        let entry = *self
+            .client(id)
+            .handles
+            .get(handle)
+            .ok_or_else(|| not_open(handle))?;
+        let Body::Process { pid, .. } = self.objects[&entry.object].body else {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!("handle {:#x} is not a process", handle.0),
+            ));
+        };
+        if !entry.access.contains(rights) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!("process handle {:#x} lacks access {rights:#x}", handle.0),
+            ));
+        }
+        if self.processes.get(&pid).is_some_and(|r| r.exit.is_some()) {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!("process {pid} has exited"),
+            ));
+        }
+        let connected = self
+            .clients
+            .iter()
+            .find(|(_, c)| c.pid == pid && c.greeted)
+            .map(|(&cid, _)| cid);
+        Ok(connected.map_or(Holder::Pending(pid), Holder::Client))
+    }
+
+    /// Adds a handle to `oid` in client `id`'s table and builds the grant,
+    /// with the arena's fd if this is the client's first sync grant.
+    fn grant_new(
+        &mut self,
+        id: ClientId,
+        oid: ObjectId,
+        access: u32,
+    ) -> Result<(SyncGrant, Option<Rc<OwnedFd>>), Failure> {
+        let outcome = self.grant(id, oid, AccessMask(access), false, false)?;
+        match outcome.reply {
+            Reply::Sync(grant) => Ok((grant, outcome.fd)),
+            _ => unreachable!("process and thread objects are sync objects"),
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
+    pub(super) fn spawn(
+        &mut self,
+        id: ClientId,
+        program: &str,
+        args: &[String],
+        env: &[String],
+        cwd: &str,
+        inherit_handles: bool,
+        stdio: u8,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        if program.is_empty() {
+            return Err(Failure::new(ERROR_INVALID_PARAMETER, "no program to run"));
+        }
+        let mut command = std::process::Command::new(program);
+        command.args(args).env_clear();
+        for pair in env {
+            if let Some((key, value)) = pair.split_once('=')
+                && !key.is_empty()
+            {
+                command.env(key, value);
+            }
+        }
+        // The child talks to this broker, whatever the environment said.
+        command.env("OBJMGR_SOCKET", &self.socket);
+        if !cwd.is_empty() {
+            command.current_dir(cwd);
+        }
+        let mut fds = fds.into_iter();
+        let mut io = |bit: u8| match (stdio & bit != 0).then(|| fds.next()).flatten() {
+            Some(fd) => std::process::Stdio::from(fd),
+            None => std::process::Stdio::null(),
+        };
+        command.stdin(io(1)).stdout(io(2)).stderr(io(4));
+        let child = command.spawn().map_err(|e| {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => ERROR_FILE_NOT_FOUND,
+                std::io::ErrorKind::PermissionDenied => ERROR_ACCESS_DENIED,
+                _ => e
+                    .raw_os_error()
+                    .map_or(ERROR_INVALID_FUNCTION, Win32Error::from_errno),
+            };
+            Failure::new(code, format!("starting {program:?}: {e}"))
+        })?;
+        let pid = child.id();
+        // Not waited for here: the pidfd tells when it exits, then it is reaped.
+        drop(child);
+        self.watch(pid, true)?;
+        if inherit_handles {
+            let inherited: Vec<(Handle, HandleEntry)> = self
+                .client(id)
+                .handles
+                .iter()
+                .filter(|(_, e)| e.inherit)
+                .map(|(h, e)| (h, *e))
+                .collect();
+            let mut table = HandleTable::default();
+            for (handle, entry) in inherited {
+                table.insert_at(handle, entry);
+                self.objects
+                    .get_mut(&entry.object)
+                    .expect("live object")
+                    .handle_count += 1;
+            }
+            if table.live > 0 {
+                self.pending.insert(pid, table);
+            }
+        }
+        let process = self.process_object(pid)?;
+        let (process, arena_fd) = self.grant_new(id, process, PROCESS_ALL_ACCESS)?;
+        let slot = self.arena_mut()?.allocate_exit(Kind::Thread, pid, None)?;
+        let body = Body::Thread {
+            slot,
+            creator: None,
+            pid,
+        };
+        let thread = self.insert_object(ObjectType::Thread, None, body);
+        self.processes.get_mut(&pid).expect("watched").main_thread = Some(thread);
+        let (thread, _) = self.grant_new(id, thread, THREAD_ALL_ACCESS)?;
+        Ok(Outcome {
+            reply: Reply::Spawned {
+                process,
+                thread,
+                pid,
+            },
+            fd: arena_fd,
+            shutdown: false,
+        })
+    }
+
+    pub(super) fn open_process(
+        &mut self,
+        id: ClientId,
+        pid: u32,
+        access: u32,
+        inherit: bool,
+    ) -> Result<Outcome, Failure> {
+        let oid = self.process_object(pid)?;
+        let access = ObjectType::Process.map_generic(access);
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    pub(super) fn terminate(
+        &mut self,
+        id: ClientId,
+        handle: Handle,
+        code: u32,
+    ) -> Result<Outcome, Failure> {
+        let pid = if handle == CURRENT_PROCESS {
+            self.clients[&id].pid
+        } else {
+            let entry = *self
+                .client(id)
+                .handles
+                .get(handle)
+                .ok_or_else(|| not_open(handle))?;
+            let Body::Process { pid, .. } = self.objects[&entry.object].body else {
+                return Err(Failure::new(
+                    ERROR_INVALID_HANDLE,
+                    format!("handle {:#x} is not a process", handle.0),
+                ));
+            };
+            if !entry.access.contains(PROCESS_TERMINATE) {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    format!("process handle {:#x} lacks PROCESS_TERMINATE", handle.0),
+                ));
+            }
+            pid
+        };
+        let record = self.watch(pid, false)?;
+        if record.exit.is_some() {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!("process {pid} has already exited"),
+            ));
+        }
+        let fd = record.pidfd.clone().expect("running processes are watched");
+        rustix::process::pidfd_send_signal(&*fd, Signal::KILL)
+            .map_err(|e| Failure::new(errno(e), format!("terminating process {pid}")))?;
+        record.terminate_code.get_or_insert(code);
+        Ok(Outcome::reply(Reply::Done))
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
+    pub(super) fn duplicate(
+        &mut self,
+        id: ClientId,
+        source_process: Handle,
+        source: Handle,
+        target_process: Handle,
+        access: u32,
+        inherit: bool,
+        options: u32,
+    ) -> Result<Outcome, Failure> {
+        let from = self.process_holder(id, source_process, PROCESS_DUP_HANDLE)?;
+        let result =
+            self.duplicate_from(id, from, source, target_process, access, inherit, options);
+        // DUPLICATE_CLOSE_SOURCE closes the source whatever else happened
+        // (but never a handle protected from close).
+        if options & DUPLICATE_CLOSE_SOURCE != 0 {
+            let table = self.holder_table(from);
+            if table.get(source).is_some_and(|e| !e.protect)
+                && let Some(entry) = table.remove(source)
+            {
+                self.release(entry.object);
+            }
+        }
+        result
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
+    fn duplicate_from(
+        &mut self,
+        id: ClientId,
+        from: Holder,
+        source: Handle,
+        target_process: Handle,
+        access: u32,
+        inherit: bool,
+        options: u32,
+    ) -> Result<Outcome, Failure> {
+        let entry = *self
+            .holder_table(from)
+            .get(source)
+            .ok_or_else(|| not_open(source))?;
+        let object_type = self.objects[&entry.object].object_type;
+        let access = if options & DUPLICATE_SAME_ACCESS != 0 {
+            entry.access
+        } else {
+            let wanted = object_type.map_generic(access);
+            if wanted.0 & !entry.access.0 != 0 {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    format!(
+                        "access {:#x} exceeds the source handle's {:#x}",
+                        wanted.0, entry.access.0
+                    ),
+                ));
+            }
+            wanted
+        };
+        let to = self.process_holder(id, target_process, PROCESS_DUP_HANDLE)?;
+        let handle = self.holder_table(to).insert(HandleEntry {
+            object: entry.object,
+            access,
+            inherit,
+            protect: false,
+        })?;
+        self.objects
+            .get_mut(&entry.object)
+            .expect("live object")
+            .handle_count += 1;
+        Ok(Outcome::reply(Reply::Value(handle.0)))
+    }
+
+    pub(super) fn handle_flags(
+        &mut self,
+        id: ClientId,
+        handle: Handle,
+        mask: u32,
+        flags: u32,
+    ) -> Result<Outcome, Failure> {
+        let entry = self
+            .client(id)
+            .handles
+            .get_mut(handle)
+            .ok_or_else(|| not_open(handle))?;
+        let before = (u32::from(entry.inherit) * HANDLE_FLAG_INHERIT)
+            | (u32::from(entry.protect) * HANDLE_FLAG_PROTECT_FROM_CLOSE);
+        let after = (before & !(mask & HANDLE_FLAGS)) | (flags & mask & HANDLE_FLAGS);
+        entry.inherit = after & HANDLE_FLAG_INHERIT != 0;
+        entry.protect = after & HANDLE_FLAG_PROTECT_FROM_CLOSE != 0;
+        Ok(Outcome::reply(Reply::Value(before)))
+    }
+
+    pub(super) fn create_thread(
+        &mut self,
+        id: ClientId,
+        inherit: bool,
+    ) -> Result<Outcome, Failure> {
+        let (tag, pid) = (self.clients[&id].tag, self.clients[&id].pid);
+        let slot = self.arena_mut()?.allocate_exit(Kind::Thread, pid, None)?;
+        let body = Body::Thread {
+            slot,
+            creator: Some(tag),
+            pid,
+        };
+        let oid = self.insert_object(ObjectType::Thread, None, body);
+        self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
+    }
+
+    pub(super) fn list_processes(&self, after: u32) -> Reply {
+        let mut clients: Vec<&Client> = self
+            .clients
+            .values()
+            .filter(|c| c.greeted && c.pid > after)
+            .collect();
+        clients.sort_by_key(|c| c.pid);
+        let mut entries = Vec::new();
+        let mut used = 0;
+        for c in clients {
+            if used > MAX_MESSAGE_SIZE - 2 * MAX_STRING_LEN {
+                break;
+            }
+            let name = std::fs::read_to_string(format!("/proc/{}/comm", c.pid))
+                .map(|n| n.trim_end().to_owned())
+                .unwrap_or_default();
+            used += 16 + name.len();
+            entries.push(ProcessEntry {
+                pid: c.pid,
+                tag: c.tag,
+                handles: c.handles.live as u32,
+                name,
+            });
+        }
+        Reply::Processes(entries)
+    }
+
+    pub(super) fn list_handles(&self, pid: u32, after: u32) -> Result<Outcome, Failure> {
+        let table = self
+            .clients
+            .values()
+            .find(|c| c.pid == pid && c.greeted)
+            .map(|c| &c.handles)
+            .or_else(|| self.pending.get(&pid))
+            .ok_or_else(|| {
+                Failure::new(
+                    ERROR_INVALID_PARAMETER,
+                    format!("process {pid} holds no objmgr handles"),
+                )
+            })?;
+        let mut entries = Vec::new();
+        let mut used = 0;
+        for (handle, entry) in table.iter().filter(|(h, _)| h.0 > after) {
+            if used > MAX_MESSAGE_SIZE - 2 * MAX_STRING_LEN {
+                break;
+            }
+            let object = &self.objects[&entry.object];
+            let path = object.path.clone().unwrap_or_default();
+            used += 24 + path.len();
+            entries.push(HandleInfo {
+                value: handle.0,
+                object_type: object.object_type,
+                path,
+                access: entry.access.0,
+                flags: (u32::from(entry.inherit) * HANDLE_FLAG_INHERIT)
+                    | (u32::from(entry.protect) * HANDLE_FLAG_PROTECT_FROM_CLOSE),
+            });
+        }
+        Ok(Outcome::reply(Reply::Handles(entries)))
+    }
+}
