@@ -3,7 +3,10 @@
 //! over memory, one namespace shared by every object type, object lifetime
 //! by handle count — also when processes crash — and the objects that
 //! coordinate access: [`Mutex`], [`Event`], [`Semaphore`], [`WaitableTimer`],
-//! with [`wait_any`], [`wait_all`] and [`signal_and_wait`] (see [`sync`]).
+//! with [`wait_any`], [`wait_all`] and [`signal_and_wait`] (see [`sync`]),
+//! and the ways unnamed objects travel between processes: inheritance by a
+//! spawned child ([`process::Command`]), [`handle::duplicate_handle`], with
+//! waitable [`process::Process`] and [`thread::Thread`] objects.
 //!
 //! A per-user broker (`objmgrd`, started on first use) keeps the namespace and
 //! the handle counts; the memory itself is mapped directly, so reading and

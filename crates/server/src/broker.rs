@@ -1169,4 +1169,151 @@ mod tests {
             "a dead client's tag is not reused at once"
         );
     }
+
+    #[test]
+    fn duplicate_handle_within_a_process_honours_access_and_close_source() {
+        use objmgr_proto::process::{DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS};
+        use objmgr_proto::wire::CURRENT_PROCESS;
+        let mut broker = greeted_broker(&[1]);
+        let grant = create(&mut broker, 1, "d", 4096).unwrap();
+        let dup = |broker: &mut Broker, source, access, options| {
+            broker.handle(
+                1,
+                Request::Duplicate {
+                    source_process: CURRENT_PROCESS,
+                    source,
+                    target_process: CURRENT_PROCESS,
+                    access,
+                    inherit: false,
+                    options,
+                },
+                vec![],
+            )
+        };
+        // Reduced access is granted; more than the source has is refused.
+        let read_only = match dup(
+            &mut broker,
+            grant.handle,
+            objmgr_proto::access::SECTION_MAP_READ,
+            0,
+        )
+        .unwrap()
+        .reply
+        {
+            Reply::Value(v) => Handle(v),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            dup(&mut broker, read_only, SECTION_MAP_WRITE, 0)
+                .unwrap_err()
+                .code,
+            ERROR_ACCESS_DENIED
+        );
+        let oid = broker.names["\\Sessions\\1\\BaseNamedObjects\\d"];
+        assert_eq!(broker.objects[&oid].handle_count, 2);
+        // Close-source moves the handle: the count stays.
+        dup(
+            &mut broker,
+            read_only,
+            0,
+            DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE,
+        )
+        .unwrap();
+        assert_eq!(broker.objects[&oid].handle_count, 2);
+        assert_eq!(
+            dup(&mut broker, read_only, 0, DUPLICATE_SAME_ACCESS)
+                .unwrap_err()
+                .code,
+            ERROR_INVALID_HANDLE
+        );
+        // A non-process handle as the target process.
+        let failure = broker
+            .handle(
+                1,
+                Request::Duplicate {
+                    source_process: CURRENT_PROCESS,
+                    source: grant.handle,
+                    target_process: grant.handle,
+                    access: 0,
+                    inherit: false,
+                    options: DUPLICATE_SAME_ACCESS,
+                },
+                vec![],
+            )
+            .unwrap_err();
+        assert_eq!(failure.code, ERROR_INVALID_HANDLE);
+    }
+
+    #[test]
+    fn bad_process_requests_are_errors_not_crashes() {
+        let mut broker = greeted_broker(&[1]);
+        let grant = create(&mut broker, 1, "", 4096).unwrap();
+        let requests = [
+            Request::Terminate {
+                handle: grant.handle,
+                exit_code: 1,
+            },
+            Request::Terminate {
+                handle: Handle(400),
+                exit_code: 1,
+            },
+            Request::OpenProcess {
+                pid: 0,
+                access: 0,
+                inherit: false,
+            },
+            Request::OpenProcess {
+                pid: i32::MAX as u32,
+                access: 0,
+                inherit: false,
+            },
+            Request::OpenProcess {
+                pid: u32::MAX,
+                access: 0,
+                inherit: false,
+            },
+            Request::HandleFlags {
+                handle: Handle(404),
+                mask: 3,
+                flags: 3,
+            },
+            Request::ListHandles { pid: 1, after: 0 },
+            Request::Spawn {
+                program: String::new(),
+                args: vec![],
+                env: vec![],
+                cwd: String::new(),
+                inherit_handles: true,
+                stdio: 0,
+            },
+            Request::Spawn {
+                program: "/nonexistent/program".into(),
+                args: vec![],
+                env: vec!["=bad".into(), "novalue".into()],
+                cwd: String::new(),
+                inherit_handles: false,
+                stdio: 0,
+            },
+        ];
+        for request in requests {
+            let failure = broker.handle(1, request.clone(), vec![]).unwrap_err();
+            assert!(!failure.disconnect, "{request:?}");
+        }
+        // A Spawn whose stdio mask promises fds it does not carry.
+        let failure = broker
+            .handle(
+                1,
+                Request::Spawn {
+                    program: "/bin/true".into(),
+                    args: vec![],
+                    env: vec![],
+                    cwd: String::new(),
+                    inherit_handles: false,
+                    stdio: 0b111,
+                },
+                vec![],
+            )
+            .unwrap_err();
+        assert!(failure.disconnect);
+    }
 }

@@ -99,7 +99,13 @@ impl Broker {
         if !self.processes.contains_key(&pid) {
             let no_such =
                 || Failure::new(ERROR_INVALID_PARAMETER, format!("no process with id {pid}"));
-            let raw = Pid::from_raw(pid as i32).ok_or_else(no_such)?;
+            // Pids are positive i32s; anything else names no process (and
+            // must not reach rustix, which asserts on negative pids).
+            let raw = i32::try_from(pid)
+                .ok()
+                .filter(|&p| p > 0)
+                .and_then(Pid::from_raw)
+                .ok_or_else(no_such)?;
             let fd = Rc::new(
                 rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
                     rustix::io::Errno::SRCH => no_such(),
