@@ -294,3 +294,14 @@ fn cli_lists_processes_and_their_handles() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn pseudo_handles_and_the_broker_itself() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&["dup_pseudo"]);
+    assert_eq!(lines[0], "pseudo is_me=true");
+    let broker_pid = broker.broker_pids()[0].to_string();
+    let lines = broker.run(&[&format!("open_process {broker_pid}"), "terminate_obj 0 1"]);
+    assert!(lines[1].starts_with("err 5 "), "{lines:?}");
+    assert_eq!(broker.broker_pids().len(), 1, "the broker survived");
+}

@@ -12,6 +12,7 @@ use objmgr_sync::ops;
 
 use crate::connection::call;
 use crate::error::*;
+use crate::handle::{HANDLE_FLAG_PROTECT_FROM_CLOSE as PROTECT, set_handle_information};
 use crate::sync::{SyncObject, waitable_type};
 
 waitable_type!(
@@ -56,16 +57,22 @@ where
         ObjectType::Thread,
         || "creating a thread object".to_owned(),
     )?;
-    // The thread holds its own handle, so that its object outlives it even
-    // if the caller closes the returned one first.
+    // The thread holds its own handle, protected from close, so that its
+    // object (and slot) outlives it whatever happens to the returned one.
     let own = crate::handle::duplicate_handle(None, object.handle.0, None, None, false, false)?;
     let own = Thread::from_handle(own)?;
+    set_handle_information(own.handle_value(), PROTECT, PROTECT)?;
     let thread = Thread { object };
     std::thread::Builder::new()
         .spawn(move || {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .unwrap_or(PANIC_EXIT_CODE);
-            ops::mark_exited(own.object.slot(), code);
+            // Only while the handle is of the current session: a lost
+            // broker connection means the slot may belong to someone else.
+            if let Ok(slot) = own.object.require(0, "thread exit") {
+                ops::mark_exited(slot, code);
+                let _ = set_handle_information(own.handle_value(), PROTECT, 0);
+            }
         })
         .map_err(|e| Error::new(ERROR_NOT_ENOUGH_MEMORY, format!("starting a thread: {e}")))?;
     Ok(thread)

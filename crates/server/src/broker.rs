@@ -15,8 +15,8 @@ use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
 use objmgr_proto::sync::SyncInit;
 use objmgr_proto::wire::{
-    BrokerStatus, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE, MAX_STRING_LEN, ObjectEntry, Opcode,
-    PROTOCOL_VERSION, Reply, Request, SectionGrant, SyncGrant,
+    BrokerStatus, CURRENT_PROCESS, CURRENT_THREAD, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE,
+    MAX_STRING_LEN, ObjectEntry, Opcode, PROTOCOL_VERSION, Reply, Request, SectionGrant, SyncGrant,
 };
 use objmgr_sync::ops::{Actor, Kind, Token};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,8 +29,8 @@ use crate::section::Section;
 use crate::sync::SyncArena;
 
 mod process;
-pub use process::PidWatch;
 use process::ProcessRecord;
+pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
 
 /// The session number `Local\` names live under (one per-user broker = one session).
 pub const SESSION: u32 = 1;
@@ -49,17 +49,17 @@ enum Body {
         slot: u32,
         kind: Kind,
     },
-    /// A process; its slot is signaled with the exit code when it exits.
+    /// A process (its record); its slot is signaled with the exit code.
     Process {
         slot: u32,
-        pid: u32,
+        record: RecordId,
     },
-    /// A thread: one started by client `creator` (tag), or a spawned
-    /// process's main thread (`creator` None).
+    /// A thread: one started by client `creator` (tag), or the main thread
+    /// of the spawned process `main_of` (a record).
     Thread {
         slot: u32,
         creator: Option<u16>,
-        pid: u32,
+        main_of: Option<RecordId>,
     },
 }
 
@@ -228,8 +228,12 @@ pub struct Broker {
     sync: Option<SyncArena>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
-    /// Processes the broker watches (spawned children, opened processes).
-    processes: HashMap<u32, ProcessRecord>,
+    /// Processes the broker watches (spawned children, opened processes),
+    /// by record: a pid can be reused, a record id never is.
+    processes: HashMap<RecordId, ProcessRecord>,
+    /// The record of each live watched pid.
+    live_pids: HashMap<u32, RecordId>,
+    next_record: RecordId,
     /// Handle tables of processes that have not connected yet (inherited or
     /// duplicated handles wait here), by pid.
     pending: HashMap<u32, HandleTable>,
@@ -254,6 +258,8 @@ impl Broker {
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
+            live_pids: HashMap::new(),
+            next_record: 1,
             pending: HashMap::new(),
             new_watches: Vec::new(),
             started: Instant::now(),
@@ -342,10 +348,11 @@ impl Broker {
                 sync.free(slot);
             }
             match object.body {
-                Body::Process { pid, .. } => self.process_object_gone(pid),
+                Body::Process { record, .. } => self.process_object_gone(record),
                 Body::Thread {
-                    pid, creator: None, ..
-                } => self.main_thread_gone(pid),
+                    main_of: Some(record),
+                    ..
+                } => self.main_thread_gone(record),
                 _ => {}
             }
         }
@@ -430,6 +437,10 @@ impl Broker {
                 access,
                 inherit,
             } => self.open(id, object_type, &name, access, inherit),
+            // Closing a pseudo-handle does nothing and succeeds.
+            Request::Close { handle } if handle == CURRENT_PROCESS || handle == CURRENT_THREAD => {
+                Ok(Outcome::reply(Reply::Done))
+            }
             Request::Close { handle } => {
                 let table = &mut self.client(id).handles;
                 if table.get(handle).is_some_and(|e| e.protect) {
@@ -723,12 +734,20 @@ impl Broker {
         inherit: bool,
         existed: bool,
     ) -> Result<Outcome, Failure> {
-        let handle = self.client(id).handles.insert(HandleEntry {
+        let inserted = self.client(id).handles.insert(HandleEntry {
             object: oid,
             access,
             inherit,
             protect: false,
-        })?;
+        });
+        let handle = match inserted {
+            Ok(handle) => handle,
+            Err(failure) => {
+                // A new object nobody got a handle to must not linger.
+                self.destroy_if_unreferenced(oid);
+                return Err(failure);
+            }
+        };
         self.objects
             .get_mut(&oid)
             .expect("object present")

@@ -193,6 +193,8 @@ fn spawn_detached(config: &Config) -> ExitCode {
 fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let current = getrlimit(Resource::Nofile);
+    // Children the broker spawns get the limit back.
+    let _ = broker::ORIGINAL_NOFILE.set(current.current.unwrap_or(1024));
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());

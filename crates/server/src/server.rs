@@ -24,7 +24,8 @@ use crate::broker::{Broker, ClientId};
 use crate::{Config, Failure};
 
 const LISTENER: u64 = 0;
-/// Event tokens with this bit are process exits: the low 32 bits are the pid.
+/// Event tokens with this bit are process exits: the other bits are the
+/// broker's record id of the process.
 const PID_WATCH: u64 = 1 << 63;
 
 /// A bound, listening broker socket.
@@ -146,7 +147,7 @@ pub fn serve(
         for event in events.iter() {
             let token = event.data.u64();
             if token & PID_WATCH != 0 {
-                broker.process_exited(token as u32);
+                broker.process_exited(token & !PID_WATCH);
                 continue;
             }
             if token == LISTENER {
@@ -180,7 +181,7 @@ pub fn serve(
             let _ = epoll::add(
                 &epoll_fd,
                 &*watch.fd,
-                epoll::EventData::new_u64(PID_WATCH | u64::from(watch.pid)),
+                epoll::EventData::new_u64(PID_WATCH | watch.record),
                 epoll::EventFlags::IN,
             );
         }

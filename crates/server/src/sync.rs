@@ -83,6 +83,14 @@ impl SyncArena {
         Ok(index)
     }
 
+    /// Sets the pid a process or thread slot shows.
+    pub fn set_pid(&self, index: u32, pid: u32) {
+        if let Some(slot) = self.arena.slot(index) {
+            slot.owner_pid
+                .store(pid, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Marks a process or thread object as exited.
     pub fn mark_exited(&self, index: u32, exit_code: u32) {
         if let Some(slot) = self.arena.slot(index) {

@@ -233,7 +233,8 @@ pub fn init_exit_slot(slot: &Slot, kind: Kind, pid: u32, exit_code: Option<u32>)
 /// Marks a process or thread as exited with `exit_code` and releases its
 /// waiters. Only the first exit counts (a thread cannot exit twice).
 pub fn mark_exited(slot: &Slot, exit_code: u32) {
-    if lo(slot.state.load(SeqCst)) & SIGNALED != 0 {
+    let exit_kind = Kind::from_code(slot.kind.load(SeqCst)).is_some_and(Kind::is_exit_object);
+    if !exit_kind || lo(slot.state.load(SeqCst)) & SIGNALED != 0 {
         return;
     }
     // The code first: whoever sees the signal must see the code.

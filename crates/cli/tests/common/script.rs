@@ -60,6 +60,8 @@
 //! | `exitcode I`                              | exit code of process/thread object I         |
 //! | `fork_check`                              | fork; the child reports its old and new handles |
 //! | `exit N`                                  | exit the process with code N                 |
+//! | `dup_pseudo`                              | `DuplicateHandle` of `GetCurrentProcess()`: a real handle to this process |
+//! | `terminate_obj I CODE`                    | `TerminateProcess` of process object I       |
 
 use objmgr::process::{Command, Process, Stdio};
 use objmgr::thread::Thread;
@@ -791,6 +793,22 @@ pub fn run_script(script: &str) {
                     // SAFETY: waits for the child forked above.
                     unsafe { libc::waitpid(pid, &mut status, 0) };
                     format!("forked status={status}")
+                }
+                "dup_pseudo" => {
+                    let v =
+                        objmgr::handle::duplicate_handle(None, u32::MAX, None, None, false, false)?;
+                    let me = Process::from_handle(v)?;
+                    format!(
+                        "pseudo is_me={}",
+                        me.pid() == std::process::id() && v != u32::MAX
+                    )
+                }
+                "terminate_obj" => {
+                    let Obj::Process(p) = &objs[words[1].parse::<usize>().unwrap()] else {
+                        panic!("not a process")
+                    };
+                    p.terminate(words[2].parse().unwrap())?;
+                    "terminated".into()
                 }
                 "exit" => {
                     std::io::Write::flush(&mut std::io::stdout()).unwrap();

@@ -24,16 +24,21 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 use super::*;
 
-/// A pidfd the server loop must poll: readable when process `pid` exits.
+/// Identifies a watched process for the broker's lifetime (pids are reused).
+pub type RecordId = u64;
+
+/// A pidfd the server loop must poll: readable when the process of
+/// `record` exits.
 #[derive(Debug)]
 pub struct PidWatch {
-    pub pid: u32,
+    pub record: RecordId,
     pub fd: Rc<OwnedFd>,
 }
 
 /// What the broker knows about one process it watches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ProcessRecord {
+    pid: u32,
     /// Until the exit is seen.
     pidfd: Option<Rc<OwnedFd>>,
     /// Spawned by the broker, which reaps it.
@@ -79,6 +84,50 @@ fn zombie_exit_code(pid: u32) -> Option<u32> {
     })
 }
 
+/// Whether a pidfd says its process has exited (readable), without waiting.
+fn exited_already(fd: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
+/// The real uid of process `pid`, from `/proc/PID/status`.
+fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The file-descriptor limit the broker started with: children get it back
+/// (the broker raises its own as far as it may, which slows programs that
+/// walk every possible descriptor).
+pub static ORIGINAL_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Runs `f` with the broker's soft fd limit lowered to the original one, so
+/// that a child spawned in `f` inherits that.
+fn with_original_fd_limit<T>(f: impl FnOnce() -> T) -> T {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let raised = getrlimit(Resource::Nofile);
+    let lowered = ORIGINAL_NOFILE.get().is_some_and(|&original| {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(original),
+                maximum: raised.maximum,
+            },
+        )
+        .is_ok()
+    });
+    let result = f();
+    if lowered {
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    result
+}
+
 impl Broker {
     /// Pidfds to register with the event loop (taken once).
     pub fn take_watches(&mut self) -> Vec<PidWatch> {
@@ -93,68 +142,103 @@ impl Broker {
         Ok(self.sync.as_mut().expect("created above"))
     }
 
-    /// Starts watching `pid` (if not already). Fails for a process that does
-    /// not exist (`ERROR_INVALID_PARAMETER`, as `OpenProcess` does).
-    fn watch(&mut self, pid: u32, child: bool) -> Result<&mut ProcessRecord, Failure> {
-        if !self.processes.contains_key(&pid) {
-            let no_such =
-                || Failure::new(ERROR_INVALID_PARAMETER, format!("no process with id {pid}"));
-            // Pids are positive i32s; anything else names no process (and
-            // must not reach rustix, which asserts on negative pids).
-            let raw = i32::try_from(pid)
-                .ok()
-                .filter(|&p| p > 0)
-                .and_then(Pid::from_raw)
-                .ok_or_else(no_such)?;
-            let fd = Rc::new(
-                rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
-                    rustix::io::Errno::SRCH => no_such(),
-                    e => Failure::new(errno(e), format!("watching process {pid}")),
-                })?,
-            );
-            self.new_watches.push(PidWatch {
-                pid,
-                fd: fd.clone(),
-            });
-            self.processes.insert(
-                pid,
-                ProcessRecord {
-                    pidfd: Some(fd),
-                    child,
-                    ..ProcessRecord::default()
-                },
-            );
-        }
-        Ok(self.processes.get_mut(&pid).expect("inserted above"))
+    fn record(&mut self, record: RecordId) -> &mut ProcessRecord {
+        self.processes.get_mut(&record).expect("live record")
     }
 
-    /// Process `pid` exited (its pidfd became readable): record the exit
-    /// code, signal its process and main-thread objects, reap it if it is
-    /// ours, and release the handles it never claimed.
-    pub fn process_exited(&mut self, pid: u32) {
-        let Some(record) = self.processes.get_mut(&pid) else {
+    /// The record of the running process `pid`, watched from now on if it
+    /// was not. Fails for a process that does not exist
+    /// (`ERROR_INVALID_PARAMETER`, as `OpenProcess` does).
+    fn watch(&mut self, pid: u32, child: bool) -> Result<RecordId, Failure> {
+        if let Some(&known) = self.live_pids.get(&pid) {
+            let record = &self.processes[&known];
+            let gone = record.pidfd.as_deref().is_none_or(exited_already);
+            if !gone && !child {
+                return Ok(known);
+            }
+            // That process is gone (its exit not handled yet): settle it,
+            // and a new record for the process that has its pid now.
+            self.process_exited(known);
+            self.live_pids.remove(&pid);
+        }
+        let no_such = || Failure::new(ERROR_INVALID_PARAMETER, format!("no process with id {pid}"));
+        // Pids are positive i32s; anything else names no process (and must
+        // not reach rustix, which asserts on negative pids).
+        let raw = i32::try_from(pid)
+            .ok()
+            .filter(|&p| p > 0)
+            .and_then(Pid::from_raw)
+            .ok_or_else(no_such)?;
+        let fd = Rc::new(
+            rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
+                rustix::io::Errno::SRCH => no_such(),
+                e => Failure::new(errno(e), format!("watching process {pid}")),
+            })?,
+        );
+        let id = self.next_record;
+        self.next_record += 1;
+        self.new_watches.push(PidWatch {
+            record: id,
+            fd: fd.clone(),
+        });
+        self.processes.insert(
+            id,
+            ProcessRecord {
+                pid,
+                pidfd: Some(fd),
+                child,
+                exit: None,
+                terminate_code: None,
+                object: None,
+                main_thread: None,
+            },
+        );
+        self.live_pids.insert(pid, id);
+        Ok(id)
+    }
+
+    /// The process of `record` exited (its pidfd became readable): record
+    /// the exit code, signal its process and main-thread objects, reap it if
+    /// it is ours, and release the handles it never claimed.
+    pub fn process_exited(&mut self, record: RecordId) {
+        let Some(rec) = self.processes.get_mut(&record) else {
+            return; // A stale event of a record gone already.
+        };
+        let Some(fd) = rec.pidfd.take() else {
             return;
         };
-        let Some(fd) = record.pidfd.take() else {
-            return;
-        };
-        let observed = if record.child {
-            rustix::process::waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED)
-                .ok()
-                .flatten()
-                .map(
-                    |status| match (status.exit_status(), status.terminating_signal()) {
-                        (Some(code), _) => code as u32,
-                        (None, Some(signal)) => signal_exit_code(signal),
-                        (None, None) => 0,
-                    },
-                )
+        let pid = rec.pid;
+        let observed = if rec.child {
+            match rustix::process::waitid(
+                WaitId::PidFd(fd.as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ) {
+                Ok(Some(status)) => match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => Some(code as u32),
+                    (None, Some(signal)) => Some(signal_exit_code(signal)),
+                    (None, None) => None,
+                },
+                Ok(None) => {
+                    // Not exited after all (a stale wake-up): keep watching.
+                    rec.pidfd = Some(fd);
+                    return;
+                }
+                Err(_) => None,
+            }
         } else {
             zombie_exit_code(pid)
         };
-        let code = record.terminate_code.or(observed).unwrap_or(0);
-        record.exit = Some(code);
-        let objects = [record.object, record.main_thread];
+        // TerminateProcess's code counts only if the kill is what ended it.
+        let killed = observed.is_none_or(|c| c == signal_exit_code(9));
+        let code = match rec.terminate_code {
+            Some(asked) if killed => asked,
+            _ => observed.unwrap_or(0),
+        };
+        rec.exit = Some(code);
+        let objects = [rec.object, rec.main_thread];
+        if self.live_pids.get(&pid) == Some(&record) {
+            self.live_pids.remove(&pid);
+        }
         for oid in objects.into_iter().flatten() {
             if let (Some((slot, _)), Some(sync)) = (
                 self.objects.get(&oid).and_then(|o| o.body.sync_slot()),
@@ -163,50 +247,65 @@ impl Broker {
                 sync.mark_exited(slot, code);
             }
         }
-        if let Some(mut table) = self.pending.remove(&pid) {
+        if self.processes[&record].child
+            && let Some(mut table) = self.pending.remove(&pid)
+        {
             let entries: Vec<HandleEntry> = table.drain().collect();
             for entry in entries {
                 self.release(entry.object);
             }
         }
-        self.forget_if_unused(pid);
+        self.forget_if_unused(record);
     }
 
-    /// Drops the record of a process nobody needs to hear about any more.
-    fn forget_if_unused(&mut self, pid: u32) {
-        let unused = self.processes.get(&pid).is_some_and(|r| {
-            r.object.is_none()
-                && r.main_thread.is_none()
-                && !r.running_child()
-                && !self.pending.contains_key(&pid)
-        });
-        if unused {
-            self.processes.remove(&pid);
+    /// Drops a record nobody needs to hear about any more.
+    fn forget_if_unused(&mut self, record: RecordId) {
+        let Some(rec) = self.processes.get(&record) else {
+            return;
+        };
+        let pending = rec.exit.is_none() && self.pending.contains_key(&rec.pid);
+        if rec.object.is_none() && rec.main_thread.is_none() && !rec.running_child() && !pending {
+            let pid = rec.pid;
+            self.processes.remove(&record);
+            if self.live_pids.get(&pid) == Some(&record) {
+                self.live_pids.remove(&pid);
+            }
         }
     }
 
-    /// The last handle to process `pid`'s object closed.
-    pub(super) fn process_object_gone(&mut self, pid: u32) {
-        if let Some(record) = self.processes.get_mut(&pid) {
-            record.object = None;
+    /// Destroys an object made for a handle that could not be given.
+    pub(super) fn destroy_if_unreferenced(&mut self, oid: ObjectId) {
+        if let Some(object) = self.objects.get_mut(&oid)
+            && object.handle_count == 0
+        {
+            object.handle_count = 1;
+            self.release(oid);
         }
-        self.forget_if_unused(pid);
+    }
+
+    /// The last handle to a process object closed.
+    pub(super) fn process_object_gone(&mut self, record: RecordId) {
+        if let Some(rec) = self.processes.get_mut(&record) {
+            rec.object = None;
+        }
+        self.forget_if_unused(record);
     }
 
     /// The last handle to a main-thread object closed.
-    pub(super) fn main_thread_gone(&mut self, pid: u32) {
-        if let Some(record) = self.processes.get_mut(&pid) {
-            record.main_thread = None;
+    pub(super) fn main_thread_gone(&mut self, record: RecordId) {
+        if let Some(rec) = self.processes.get_mut(&record) {
+            rec.main_thread = None;
         }
-        self.forget_if_unused(pid);
+        self.forget_if_unused(record);
     }
 
     /// Threads started by the process with `tag` end with it.
     pub(super) fn end_threads_of(&mut self, tag: u16, pid: u32) {
         let code = self
-            .processes
+            .live_pids
             .get(&pid)
-            .and_then(|r| r.terminate_code.or(r.exit))
+            .and_then(|r| self.processes.get(r))
+            .and_then(|r| r.exit.or(r.terminate_code))
             .unwrap_or(0);
         let Some(sync) = &self.sync else {
             return;
@@ -224,43 +323,45 @@ impl Broker {
         }
     }
 
-    /// The process object for `pid` (made on first need, with its state).
-    fn process_object(&mut self, pid: u32) -> Result<ObjectId, Failure> {
-        let record = self.watch(pid, false)?;
-        if let Some(oid) = record.object {
+    /// The process object of `record` (made on first need, with its state).
+    fn process_object(&mut self, record: RecordId) -> Result<ObjectId, Failure> {
+        let rec = &self.processes[&record];
+        if let Some(oid) = rec.object {
             return Ok(oid);
         }
-        let exit = record.exit;
+        let (pid, exit) = (rec.pid, rec.exit);
         let slot = self.arena_mut()?.allocate_exit(Kind::Process, pid, exit)?;
-        let oid = self.insert_object(ObjectType::Process, None, Body::Process { slot, pid });
-        self.processes.get_mut(&pid).expect("watched").object = Some(oid);
+        let oid = self.insert_object(ObjectType::Process, None, Body::Process { slot, record });
+        self.record(record).object = Some(oid);
         Ok(oid)
     }
 
-    fn holder_table(&mut self, holder: Holder) -> &mut HandleTable {
+    /// A holder's table, to read or change (a pending table only if it
+    /// exists).
+    fn holder_table(&mut self, holder: Holder) -> Option<&mut HandleTable> {
         match holder {
-            Holder::Client(id) => &mut self.client(id).handles,
-            Holder::Pending(pid) => self.pending.entry(pid).or_default(),
+            Holder::Client(id) => Some(&mut self.client(id).handles),
+            Holder::Pending(pid) => self.pending.get_mut(&pid),
         }
     }
 
-    /// The process a process handle of client `id` refers to, which must
-    /// grant `rights`: its handle table.
+    /// The process a process handle of client `id` refers to (which must
+    /// grant `rights`): its record, and who holds its handle table.
     fn process_holder(
         &mut self,
         id: ClientId,
         handle: Handle,
         rights: u32,
-    ) -> Result<Holder, Failure> {
+    ) -> Result<(Option<RecordId>, Holder), Failure> {
         if handle == CURRENT_PROCESS {
-            return Ok(Holder::Client(id));
+            return Ok((None, Holder::Client(id)));
         }
         let entry = *self
             .client(id)
             .handles
             .get(handle)
             .ok_or_else(|| not_open(handle))?;
-        let Body::Process { pid, .. } = self.objects[&entry.object].body else {
+        let Body::Process { record, .. } = self.objects[&entry.object].body else {
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
                 format!("handle {:#x} is not a process", handle.0),
@@ -272,18 +373,28 @@ impl Broker {
                 format!("process handle {:#x} lacks access {rights:#x}", handle.0),
             ));
         }
-        if self.processes.get(&pid).is_some_and(|r| r.exit.is_some()) {
+        let rec = &self.processes[&record];
+        if rec.exit.is_some() {
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
-                format!("process {pid} has exited"),
+                format!("process {} has exited", rec.pid),
             ));
         }
+        let (pid, child) = (rec.pid, rec.child);
         let connected = self
             .clients
             .iter()
             .find(|(_, c)| c.pid == pid && c.greeted)
             .map(|(&cid, _)| cid);
-        Ok(connected.map_or(Holder::Pending(pid), Holder::Client))
+        match connected {
+            Some(cid) => Ok((Some(record), Holder::Client(cid))),
+            // A child the broker started will connect: its handles wait.
+            None if child => Ok((Some(record), Holder::Pending(pid))),
+            None => Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!("process {pid} is not an objmgr client"),
+            )),
+        }
     }
 
     /// Adds a handle to `oid` in client `id`'s table and builds the grant,
@@ -336,20 +447,58 @@ impl Broker {
             None => std::process::Stdio::null(),
         };
         command.stdin(io(1)).stdout(io(2)).stderr(io(4));
-        let child = command.spawn().map_err(|e| {
-            let code = match e.kind() {
-                std::io::ErrorKind::NotFound => ERROR_FILE_NOT_FOUND,
-                std::io::ErrorKind::PermissionDenied => ERROR_ACCESS_DENIED,
-                _ => e
-                    .raw_os_error()
-                    .map_or(ERROR_INVALID_FUNCTION, Win32Error::from_errno),
-            };
-            Failure::new(code, format!("starting {program:?}: {e}"))
-        })?;
-        let pid = child.id();
-        // Not waited for here: the pidfd tells when it exits, then it is reaped.
-        drop(child);
-        self.watch(pid, true)?;
+        // Everything that can fail is reserved before the child exists.
+        if self.client(id).handles.live + 2 > MAX_HANDLES_PER_PROCESS {
+            return Err(Failure::new(
+                ERROR_NO_SYSTEM_RESOURCES,
+                "the process's handle table is full",
+            ));
+        }
+        let process_slot = self.arena_mut()?.allocate_exit(Kind::Process, 0, None)?;
+        let thread_slot = match self.arena_mut()?.allocate_exit(Kind::Thread, 0, None) {
+            Ok(slot) => slot,
+            Err(failure) => {
+                self.arena_mut()?.free(process_slot);
+                return Err(failure);
+            }
+        };
+        let spawned = with_original_fd_limit(|| command.spawn());
+        let record = spawned
+            .map_err(|e| {
+                let code = match e.kind() {
+                    std::io::ErrorKind::NotFound => ERROR_FILE_NOT_FOUND,
+                    std::io::ErrorKind::PermissionDenied => ERROR_ACCESS_DENIED,
+                    _ => e
+                        .raw_os_error()
+                        .map_or(ERROR_INVALID_FUNCTION, Win32Error::from_errno),
+                };
+                Failure::new(code, format!("starting {program:?}: {e}"))
+            })
+            .and_then(|child| {
+                let pid = child.id();
+                // Not waited for here: the pidfd says when it exits, then it is
+                // reaped. If it cannot be watched, it must not run unwatched.
+                drop(child);
+                self.watch(pid, true).inspect_err(|_| {
+                    if let Some(raw) = Pid::from_raw(pid as i32) {
+                        let _ = rustix::process::kill_process(raw, Signal::KILL);
+                        let _ = rustix::process::waitpid(
+                            Some(raw),
+                            rustix::process::WaitOptions::empty(),
+                        );
+                    }
+                })
+            });
+        let record = match record {
+            Ok(record) => record,
+            Err(failure) => {
+                let arena = self.arena_mut()?;
+                arena.free(process_slot);
+                arena.free(thread_slot);
+                return Err(failure);
+            }
+        };
+        let pid = self.processes[&record].pid;
         if inherit_handles {
             let inherited: Vec<(Handle, HandleEntry)> = self
                 .client(id)
@@ -370,16 +519,30 @@ impl Broker {
                 self.pending.insert(pid, table);
             }
         }
-        let process = self.process_object(pid)?;
+        let sync = self.arena_mut()?;
+        sync.set_pid(process_slot, pid);
+        sync.set_pid(thread_slot, pid);
+        let process = self.insert_object(
+            ObjectType::Process,
+            None,
+            Body::Process {
+                slot: process_slot,
+                record,
+            },
+        );
+        let thread = self.insert_object(
+            ObjectType::Thread,
+            None,
+            Body::Thread {
+                slot: thread_slot,
+                creator: None,
+                main_of: Some(record),
+            },
+        );
+        let rec = self.record(record);
+        rec.object = Some(process);
+        rec.main_thread = Some(thread);
         let (process, arena_fd) = self.grant_new(id, process, PROCESS_ALL_ACCESS)?;
-        let slot = self.arena_mut()?.allocate_exit(Kind::Thread, pid, None)?;
-        let body = Body::Thread {
-            slot,
-            creator: None,
-            pid,
-        };
-        let thread = self.insert_object(ObjectType::Thread, None, body);
-        self.processes.get_mut(&pid).expect("watched").main_thread = Some(thread);
         let (thread, _) = self.grant_new(id, thread, THREAD_ALL_ACCESS)?;
         Ok(Outcome {
             reply: Reply::Spawned {
@@ -399,7 +562,20 @@ impl Broker {
         access: u32,
         inherit: bool,
     ) -> Result<Outcome, Failure> {
-        let oid = self.process_object(pid)?;
+        // The per-user broker opens its own user's processes only (Windows'
+        // default process DACL grants nothing to other users).
+        let me = rustix::process::getuid().as_raw();
+        if let Some(uid) = process_uid(pid)
+            && uid != me
+            && me != 0
+        {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!("process {pid} belongs to another user"),
+            ));
+        }
+        let record = self.watch(pid, false)?;
+        let oid = self.process_object(record)?;
         let access = ObjectType::Process.map_generic(access);
         self.grant(id, oid, access, inherit, false)
     }
@@ -410,15 +586,16 @@ impl Broker {
         handle: Handle,
         code: u32,
     ) -> Result<Outcome, Failure> {
-        let pid = if handle == CURRENT_PROCESS {
-            self.clients[&id].pid
+        let record = if handle == CURRENT_PROCESS {
+            let pid = self.clients[&id].pid;
+            self.watch(pid, false)?
         } else {
             let entry = *self
                 .client(id)
                 .handles
                 .get(handle)
                 .ok_or_else(|| not_open(handle))?;
-            let Body::Process { pid, .. } = self.objects[&entry.object].body else {
+            let Body::Process { record, .. } = self.objects[&entry.object].body else {
                 return Err(Failure::new(
                     ERROR_INVALID_HANDLE,
                     format!("handle {:#x} is not a process", handle.0),
@@ -430,19 +607,34 @@ impl Broker {
                     format!("process handle {:#x} lacks PROCESS_TERMINATE", handle.0),
                 ));
             }
-            pid
+            record
         };
-        let record = self.watch(pid, false)?;
-        if record.exit.is_some() {
+        // An exit that happened but is not handled yet counts as an exit.
+        if self.processes[&record]
+            .pidfd
+            .as_deref()
+            .is_some_and(exited_already)
+        {
+            self.process_exited(record);
+        }
+        let rec = self.record(record);
+        let pid = rec.pid;
+        if rec.exit.is_some() {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 format!("process {pid} has already exited"),
             ));
         }
-        let fd = record.pidfd.clone().expect("running processes are watched");
+        if pid == std::process::id() {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the broker does not terminate itself",
+            ));
+        }
+        let fd = rec.pidfd.clone().expect("running processes are watched");
         rustix::process::pidfd_send_signal(&*fd, Signal::KILL)
             .map_err(|e| Failure::new(errno(e), format!("terminating process {pid}")))?;
-        record.terminate_code.get_or_insert(code);
+        self.record(record).terminate_code.get_or_insert(code);
         Ok(Outcome::reply(Reply::Done))
     }
 
@@ -457,18 +649,17 @@ impl Broker {
         inherit: bool,
         options: u32,
     ) -> Result<Outcome, Failure> {
-        let from = self.process_holder(id, source_process, PROCESS_DUP_HANDLE)?;
+        let (_, from) = self.process_holder(id, source_process, PROCESS_DUP_HANDLE)?;
         let result =
             self.duplicate_from(id, from, source, target_process, access, inherit, options);
         // DUPLICATE_CLOSE_SOURCE closes the source whatever else happened
         // (but never a handle protected from close).
-        if options & DUPLICATE_CLOSE_SOURCE != 0 {
-            let table = self.holder_table(from);
-            if table.get(source).is_some_and(|e| !e.protect)
-                && let Some(entry) = table.remove(source)
-            {
-                self.release(entry.object);
-            }
+        if options & DUPLICATE_CLOSE_SOURCE != 0
+            && let Some(table) = self.holder_table(from)
+            && table.get(source).is_some_and(|e| !e.protect)
+            && let Some(entry) = table.remove(source)
+        {
+            self.release(entry.object);
         }
         result
     }
@@ -484,16 +675,33 @@ impl Broker {
         inherit: bool,
         options: u32,
     ) -> Result<Outcome, Failure> {
-        let entry = *self
-            .holder_table(from)
-            .get(source)
-            .ok_or_else(|| not_open(source))?;
+        let (_, to) = self.process_holder(id, target_process, PROCESS_DUP_HANDLE)?;
+        let entry = if source == CURRENT_PROCESS {
+            // The pseudo-handle stands for the source process: the new
+            // handle is a real handle to that process, with any access.
+            let pid = match from {
+                Holder::Client(cid) => self.clients[&cid].pid,
+                Holder::Pending(pid) => pid,
+            };
+            let record = self.watch(pid, false)?;
+            HandleEntry {
+                object: self.process_object(record)?,
+                access: AccessMask(PROCESS_ALL_ACCESS),
+                inherit: false,
+                protect: false,
+            }
+        } else {
+            *self
+                .holder_table(from)
+                .and_then(|t| t.get(source))
+                .ok_or_else(|| not_open(source))?
+        };
         let object_type = self.objects[&entry.object].object_type;
         let access = if options & DUPLICATE_SAME_ACCESS != 0 {
             entry.access
         } else {
             let wanted = object_type.map_generic(access);
-            if wanted.0 & !entry.access.0 != 0 {
+            if source != CURRENT_PROCESS && wanted.0 & !entry.access.0 != 0 {
                 return Err(Failure::new(
                     ERROR_ACCESS_DENIED,
                     format!(
@@ -504,13 +712,23 @@ impl Broker {
             }
             wanted
         };
-        let to = self.process_holder(id, target_process, PROCESS_DUP_HANDLE)?;
-        let handle = self.holder_table(to).insert(HandleEntry {
+        let table = match to {
+            Holder::Client(cid) => &mut self.client(cid).handles,
+            Holder::Pending(pid) => self.pending.entry(pid).or_default(),
+        };
+        let inserted = table.insert(HandleEntry {
             object: entry.object,
             access,
             inherit,
             protect: false,
-        })?;
+        });
+        let handle = match inserted {
+            Ok(handle) => handle,
+            Err(failure) => {
+                self.destroy_if_unreferenced(entry.object);
+                return Err(failure);
+            }
+        };
         self.objects
             .get_mut(&entry.object)
             .expect("live object")
@@ -548,7 +766,7 @@ impl Broker {
         let body = Body::Thread {
             slot,
             creator: Some(tag),
-            pid,
+            main_of: None,
         };
         let oid = self.insert_object(ObjectType::Thread, None, body);
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
