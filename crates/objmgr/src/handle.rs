@@ -83,3 +83,106 @@ pub fn set_handle_information(handle: u32, mask: u32, flags: u32) -> Result<()> 
     };
     value_reply(&request, || format!("SetHandleInformation({handle:#x})")).map(|_| ())
 }
+
+/// An object of any type, taken over by handle value ([`take_over`]).
+#[derive(Debug)]
+pub enum Object {
+    Section(crate::Section),
+    Event(crate::Event),
+    Mutex(crate::Mutex),
+    Semaphore(crate::Semaphore),
+    WaitableTimer(crate::WaitableTimer),
+    Process(crate::process::Process),
+    Thread(crate::thread::Thread),
+}
+
+/// Takes over handle `value` of this process whatever its type (one it
+/// inherited or was given with `DuplicateHandle`); the result closes it when
+/// dropped. A value that is not open: `ERROR_INVALID_HANDLE`.
+pub fn take_over(value: u32) -> Result<Object> {
+    use objmgr_proto::access::ObjectType;
+    let what = || format!("taking over handle {value:#x}");
+    let reply = call(
+        &Request::QueryHandle {
+            handle: Handle(value),
+        },
+        None,
+    )
+    .map_err(|e| e.within(&what()))?;
+    let kind = match &reply.0 {
+        Reply::Section(_) => {
+            return crate::Section::from_reply(Ok(reply), what).map(Object::Section);
+        }
+        Reply::Sync(grant) => objmgr_sync::Kind::from_code(grant.kind),
+        _ => None,
+    }
+    .ok_or_else(|| Error::new(ERROR_INVALID_DATA, format!("{}: unexpected reply", what())))?;
+    let object_type = kind.object_type();
+    let object = crate::sync::SyncObject::from_reply(Ok(reply), object_type, what)?;
+    Ok(match object_type {
+        ObjectType::Event => Object::Event(crate::Event::from_object(object)),
+        ObjectType::Mutex => Object::Mutex(crate::Mutex::from_object(object)),
+        ObjectType::Semaphore => Object::Semaphore(crate::Semaphore::from_object(object)),
+        ObjectType::WaitableTimer => {
+            Object::WaitableTimer(crate::WaitableTimer::from_object(object))
+        }
+        ObjectType::Process => Object::Process(crate::process::Process::from_object(object)),
+        _ => Object::Thread(crate::thread::Thread::from_object(object)),
+    })
+}
+
+impl Object {
+    /// Closes the handle now (`CloseHandle`), reporting any error; a handle
+    /// protected from close stays open and fails with `ERROR_INVALID_HANDLE`.
+    pub fn close(self) -> Result<()> {
+        match self {
+            Object::Section(o) => o.close(),
+            Object::Event(o) => o.close(),
+            Object::Mutex(o) => o.close(),
+            Object::Semaphore(o) => o.close(),
+            Object::WaitableTimer(o) => o.close(),
+            Object::Process(o) => o.close(),
+            Object::Thread(o) => o.close(),
+        }
+    }
+
+    /// Forgets the object without closing its handle: for a handle closed
+    /// some other way (`DUPLICATE_CLOSE_SOURCE`).
+    pub fn forget(self) {
+        match self {
+            Object::Section(mut o) => o.mark_closed(),
+            Object::Event(o) => o.into_object().closed = true,
+            Object::Mutex(o) => o.into_object().closed = true,
+            Object::Semaphore(o) => o.into_object().closed = true,
+            Object::WaitableTimer(o) => o.into_object().closed = true,
+            Object::Process(o) => o.into_object().closed = true,
+            Object::Thread(o) => o.into_object().closed = true,
+        }
+    }
+
+    /// The handle value.
+    pub fn handle_value(&self) -> u32 {
+        match self {
+            Object::Section(o) => o.handle_value(),
+            Object::Event(o) => o.handle_value(),
+            Object::Mutex(o) => o.handle_value(),
+            Object::Semaphore(o) => o.handle_value(),
+            Object::WaitableTimer(o) => o.handle_value(),
+            Object::Process(o) => o.handle_value(),
+            Object::Thread(o) => o.handle_value(),
+        }
+    }
+
+    /// The object as something to wait on; `None` for a section.
+    pub fn waitable(&self) -> Option<&dyn crate::Waitable> {
+        Some(match self {
+            Object::Section(_) => return None,
+            Object::Event(o) => o,
+            Object::Mutex(o) => o,
+            Object::Semaphore(o) => o,
+            Object::WaitableTimer(o) => o,
+            Object::Process(o) => o,
+            Object::Thread(o) => o,
+        })
+    }
+}

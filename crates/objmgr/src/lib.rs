@@ -75,7 +75,7 @@ pub use objmgr_proto::Win32Error;
 pub use section::{MapAccess, MapOptions, PageProtection, Section, SectionBuilder, View};
 pub use sync::{
     CreateOptions, Event, Mutex, MutexGuard, Reset, Semaphore, WaitOutcome, Waitable,
-    WaitableTimer, signal_and_wait, wait_all, wait_any,
+    WaitableTimer, signal_and_wait, wait_all, wait_any, wait_for,
 };
 
 /// The README's Rust example, compiled as a doc test so it stays true.

@@ -253,7 +253,7 @@ impl Section {
         Section::from_reply(call(&request, None), || format!("opening section {name:?}"))
     }
 
-    fn from_reply(
+    pub(crate) fn from_reply(
         reply: Result<(Reply, Option<OwnedFd>, u64)>,
         what: impl Fn() -> String,
     ) -> Result<Section> {
@@ -305,6 +305,12 @@ impl Section {
             fd,
             closed: false,
         })
+    }
+
+    /// Marks the handle closed without asking the broker (it was closed some
+    /// other way).
+    pub(crate) fn mark_closed(&mut self) {
+        self.closed = true;
     }
 
     /// Takes over a section handle value this process holds already (one it

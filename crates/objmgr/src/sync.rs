@@ -336,6 +336,12 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
     }
 }
 
+/// Waits until `object` is signaled and takes it (`WaitForSingleObject` on
+/// any waitable object).
+pub fn wait_for(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
+    wait_one(object, timeout)
+}
+
 /// Waits until any of `objects` is signaled and takes the lowest-numbered
 /// signaled one (`WaitForMultipleObjects` with `bWaitAll = FALSE`).
 /// `timeout`: `None` waits forever, `Some(Duration::ZERO)` only polls.
@@ -424,6 +430,16 @@ macro_rules! waitable_type {
         impl $crate::sync::Waitable for $name {}
 
         impl $name {
+            #[allow(dead_code, reason = "not every type is built from a bare object")]
+            pub(crate) fn from_object(object: $crate::sync::SyncObject) -> $name {
+                $name { object }
+            }
+
+            /// The object, to be dropped without closing its handle.
+            pub(crate) fn into_object(self) -> $crate::sync::SyncObject {
+                self.object
+            }
+
             /// Takes over a handle value this process holds already (one it
             /// inherited or was given with `DuplicateHandle`); the result
             /// closes it when dropped. Fails with `ERROR_INVALID_HANDLE` if

@@ -24,11 +24,26 @@ waitable_type!(
 /// The exit code of a thread whose function panicked.
 pub const PANIC_EXIT_CODE: u32 = 0xE000_0001;
 
-impl Thread {
-    pub(crate) fn from_object(object: SyncObject) -> Thread {
-        Thread { object }
-    }
+std::thread_local! {
+    static OBJMGR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
+/// Whether the calling thread was started by [`spawn`].
+pub fn is_objmgr_thread() -> bool {
+    OBJMGR_THREAD.with(std::cell::Cell::get)
+}
+
+/// The unwind payload of [`exit_current`].
+struct ThreadExit(u32);
+
+/// `ExitThread` for a thread started by [`spawn`]: ends it now with `code`
+/// (by unwinding to the thread's start, running destructors on the way).
+/// In any other thread it unwinds like a panic.
+pub fn exit_current(code: u32) -> ! {
+    std::panic::resume_unwind(Box::new(ThreadExit(code)))
+}
+
+impl Thread {
     /// `GetExitCodeThread`: the value the thread's function returned, or
     /// `STILL_ACTIVE` (259) while it runs. Threads of a process that died
     /// report 0 unless the broker knew the process's exit code.
@@ -65,8 +80,14 @@ where
     let thread = Thread { object };
     std::thread::Builder::new()
         .spawn(move || {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .unwrap_or(PANIC_EXIT_CODE);
+            OBJMGR_THREAD.with(|t| t.set(true));
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
+                |payload| {
+                    payload
+                        .downcast::<ThreadExit>()
+                        .map_or(PANIC_EXIT_CODE, |e| e.0)
+                },
+            );
             // Only while the handle is of the current session: a lost
             // broker connection means the slot may belong to someone else.
             if let Ok(slot) = own.object.require(0, "thread exit") {

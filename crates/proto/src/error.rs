@@ -50,9 +50,12 @@ win32_errors! {
     ERROR_INVALID_DATA = 13, "The data is invalid.";
     ERROR_OUTOFMEMORY = 14, "Not enough memory resources are available to complete this operation.";
     ERROR_NOT_SUPPORTED = 50, "The request is not supported.";
+    ERROR_HANDLE_EOF = 38, "Reached the end of the file.";
     ERROR_FILE_EXISTS = 80, "The file exists.";
     ERROR_INVALID_PARAMETER = 87, "The parameter is incorrect.";
+    ERROR_NEGATIVE_SEEK = 131, "An attempt was made to move the file pointer before the beginning of the file.";
     ERROR_BROKEN_PIPE = 109, "The pipe has been ended.";
+    ERROR_BUFFER_OVERFLOW = 111, "The file name is too long.";
     ERROR_INSUFFICIENT_BUFFER = 122, "The data area passed to a system call is too small.";
     ERROR_INVALID_NAME = 123, "The filename, directory name, or volume label syntax is incorrect.";
     ERROR_SIGNAL_REFCOUNT_EXCEEDED = 156, "The recipient process has refused the signal.";
@@ -62,10 +65,12 @@ win32_errors! {
     ERROR_PIPE_NOT_CONNECTED = 233, "No process is on the other end of the pipe.";
     ERROR_NOT_OWNER = 288, "Attempt to release mutex not owned by caller.";
     ERROR_TOO_MANY_POSTS = 298, "Too many posts were made to a semaphore.";
+    ERROR_NOACCESS = 998, "Invalid access to memory location.";
     ERROR_INVALID_ADDRESS = 487, "Attempt to access invalid address.";
     ERROR_FILE_INVALID = 1006, "The volume for a file has been externally altered so that the opened file is no longer valid.";
     ERROR_SERVICE_NOT_ACTIVE = 1062, "The service has not been started.";
     ERROR_MAPPED_ALIGNMENT = 1132, "The base address or the file offset specified does not have the proper alignment.";
+    ERROR_INTERNAL_ERROR = 1359, "An internal error occurred.";
     ERROR_PRIVILEGE_NOT_HELD = 1314, "A required privilege is not held by the client.";
     ERROR_NO_SYSTEM_RESOURCES = 1450, "Insufficient system resources exist to complete the requested service.";
     ERROR_COMMITMENT_LIMIT = 1455, "The paging file is too small for this operation to complete.";

@@ -235,7 +235,9 @@ impl Broker {
             _ => observed.unwrap_or(0),
         };
         rec.exit = Some(code);
-        let objects = [rec.object, rec.main_thread];
+        // The thread first: whoever the process's exit wakes must find the
+        // main thread ended too.
+        let objects = [rec.main_thread, rec.object];
         if self.live_pids.get(&pid) == Some(&record) {
             self.live_pids.remove(&pid);
         }

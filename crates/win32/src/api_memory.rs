@@ -1,0 +1,348 @@
+//! Virtual memory: `VirtualAlloc`, `VirtualFree`, `VirtualProtect`,
+//! `VirtualQuery` (which reports section views as `MEM_MAPPED`).
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use objmgr_proto::error::*;
+use objmgr_proto::section::ALLOCATION_GRANULARITY;
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+use crate::api_section::view_containing;
+use crate::api_sync::exports;
+use crate::ffi;
+use crate::last_error::{fail, guard};
+use crate::types::*;
+
+const MEM_COMMIT: DWORD = 0x1000;
+const MEM_RESERVE: DWORD = 0x2000;
+const MEM_DECOMMIT: DWORD = 0x4000;
+const MEM_RELEASE: DWORD = 0x8000;
+const MEM_FREE: DWORD = 0x10000;
+const MEM_PRIVATE: DWORD = 0x20000;
+const MEM_MAPPED: DWORD = 0x40000;
+const MEM_IMAGE: DWORD = 0x100_0000;
+const PAGE: usize = 4096;
+
+/// `VirtualAlloc` allocations: base -> (size, protection asked for).
+static ALLOCATIONS: Mutex<BTreeMap<usize, (usize, DWORD)>> = Mutex::new(BTreeMap::new());
+
+fn prot_flags(protect: DWORD) -> Option<ProtFlags> {
+    Some(match protect & 0xFF {
+        0x01 => ProtFlags::empty(),
+        0x02 => ProtFlags::READ,
+        0x04 | 0x08 => ProtFlags::READ | ProtFlags::WRITE,
+        0x10 => ProtFlags::EXEC,
+        0x20 => ProtFlags::READ | ProtFlags::EXEC,
+        0x40 | 0x80 => ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
+        _ => return None,
+    })
+}
+
+fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
+    match (r, w, x) {
+        (_, true, true) => 0x40,
+        (true, false, true) | (false, false, true) => 0x20,
+        (_, true, false) => 0x04,
+        (true, false, false) => 0x02,
+        (false, false, false) => 0x01,
+    }
+}
+
+fn containing_allocation(addr: usize) -> Option<(usize, usize, DWORD)> {
+    let allocations = ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let (&base, &(size, protect)) = allocations.range(..=addr).next_back()?;
+    (addr < base + size).then_some((base, size, protect))
+}
+
+unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD) -> LPVOID {
+    let null = std::ptr::null_mut();
+    let Some(prot) = prot_flags(protect) else {
+        return fail(ERROR_INVALID_PARAMETER, null);
+    };
+    if size == 0 || kind & (MEM_COMMIT | MEM_RESERVE) == 0 {
+        return fail(ERROR_INVALID_PARAMETER, null);
+    }
+    let len = size.next_multiple_of(PAGE);
+    // Committing inside an existing reservation: just grant the access.
+    if !addr.is_null() && kind & MEM_RESERVE == 0 {
+        let start = (addr as usize) & !(PAGE - 1);
+        let Some((base, total, _)) = containing_allocation(start) else {
+            return fail(ERROR_INVALID_ADDRESS, null);
+        };
+        if start + len > base + total {
+            return fail(ERROR_INVALID_ADDRESS, null);
+        }
+        // SAFETY: the range lies in a reservation this module made.
+        return match unsafe {
+            rustix::mm::mprotect(
+                start as *mut c_void,
+                len,
+                MprotectFlags::from_bits_retain(prot.bits()),
+            )
+        } {
+            Ok(()) => start as LPVOID,
+            Err(e) => fail(objmgr_proto::Win32Error::from_errno(e.raw_os_error()), null),
+        };
+    }
+    let prot = if kind & MEM_COMMIT != 0 {
+        prot
+    } else {
+        ProtFlags::empty()
+    };
+    let granule = ALLOCATION_GRANULARITY as usize;
+    let mapped = if addr.is_null() {
+        // Reserve extra, then trim to a 64 KiB boundary, as Windows aligns.
+        let total = len + granule;
+        // SAFETY: a fresh private mapping at a kernel-chosen address.
+        let raw = match unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        } {
+            Ok(p) => p as usize,
+            Err(e) => return fail(objmgr_proto::Win32Error::from_errno(e.raw_os_error()), null),
+        };
+        let start = raw.next_multiple_of(granule);
+        // SAFETY: the ends of the mapping just made, which nothing uses.
+        unsafe {
+            if start > raw {
+                let _ = rustix::mm::munmap(raw as *mut c_void, start - raw);
+            }
+            let end = start + len;
+            if raw + total > end {
+                let _ = rustix::mm::munmap(end as *mut c_void, raw + total - end);
+            }
+            let _ = rustix::mm::mprotect(
+                start as *mut c_void,
+                len,
+                MprotectFlags::from_bits_retain(prot.bits()),
+            );
+        }
+        start
+    } else {
+        let start = (addr as usize) & !(granule - 1);
+        // SAFETY: FIXED_NOREPLACE never replaces an existing mapping.
+        match unsafe {
+            rustix::mm::mmap_anonymous(
+                start as *mut c_void,
+                len,
+                prot,
+                MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+            )
+        } {
+            Ok(p) if p as usize == start => start,
+            Ok(p) => {
+                // SAFETY: a mapping just made elsewhere: undo it.
+                let _ = unsafe { rustix::mm::munmap(p, len) };
+                return fail(ERROR_INVALID_ADDRESS, null);
+            }
+            Err(_) => return fail(ERROR_INVALID_ADDRESS, null),
+        }
+    };
+    ALLOCATIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(mapped, (len, protect));
+    mapped as LPVOID
+}
+
+unsafe fn virtual_free(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL {
+    let start = addr as usize;
+    match kind {
+        MEM_RELEASE => {
+            if size != 0 {
+                return fail(ERROR_INVALID_PARAMETER, FALSE);
+            }
+            let Some((len, _)) = ALLOCATIONS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&start)
+            else {
+                return fail(ERROR_INVALID_ADDRESS, FALSE);
+            };
+            // SAFETY: an allocation this module made, now forgotten.
+            let _ = unsafe { rustix::mm::munmap(addr, len) };
+            TRUE
+        }
+        MEM_DECOMMIT => {
+            let page_start = start & !(PAGE - 1);
+            let Some((base, total, _)) = containing_allocation(page_start) else {
+                return fail(ERROR_INVALID_ADDRESS, FALSE);
+            };
+            let len = if size == 0 {
+                base + total - page_start
+            } else {
+                (start + size).next_multiple_of(PAGE) - page_start
+            };
+            if page_start + len > base + total {
+                return fail(ERROR_INVALID_PARAMETER, FALSE);
+            }
+            // SAFETY: inside an allocation this module made: drop the pages
+            // and their access.
+            unsafe {
+                let _ = rustix::mm::madvise(
+                    page_start as *mut c_void,
+                    len,
+                    rustix::mm::Advice::LinuxDontNeed,
+                );
+                let _ =
+                    rustix::mm::mprotect(page_start as *mut c_void, len, MprotectFlags::empty());
+            }
+            TRUE
+        }
+        _ => fail(ERROR_INVALID_PARAMETER, FALSE),
+    }
+}
+
+/// One line of `/proc/self/maps`: start, end, permissions, path.
+struct Region {
+    start: usize,
+    end: usize,
+    read: bool,
+    write: bool,
+    exec: bool,
+    path: String,
+}
+
+fn regions() -> Vec<Region> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?.as_bytes().to_vec();
+            let path = fields.nth(3).unwrap_or("").to_owned();
+            Some(Region {
+                start: usize::from_str_radix(start, 16).ok()?,
+                end: usize::from_str_radix(end, 16).ok()?,
+                read: perms.first() == Some(&b'r'),
+                write: perms.get(1) == Some(&b'w'),
+                exec: perms.get(2) == Some(&b'x'),
+                path,
+            })
+        })
+        .collect()
+}
+
+unsafe fn virtual_query(
+    addr: *const c_void,
+    info: *mut MEMORY_BASIC_INFORMATION,
+    len: SIZE_T,
+) -> SIZE_T {
+    if info.is_null() || len < std::mem::size_of::<MEMORY_BASIC_INFORMATION>() {
+        return fail(ERROR_INSUFFICIENT_BUFFER, 0);
+    }
+    let page = (addr as usize) & !(PAGE - 1);
+    let regions = regions();
+    let value = match regions.iter().find(|r| r.start <= page && page < r.end) {
+        Some(r) => {
+            let protect = page_protection(r.read, r.write, r.exec);
+            let (base, kind) = if let Some((view, _)) = view_containing(page) {
+                (view, MEM_MAPPED)
+            } else if let Some((base, _, _)) = containing_allocation(page) {
+                (base, MEM_PRIVATE)
+            } else if r.path.starts_with('/') {
+                (r.start, if r.exec { MEM_IMAGE } else { MEM_MAPPED })
+            } else {
+                (r.start, MEM_PRIVATE)
+            };
+            let reserved_only =
+                !(r.read || r.write || r.exec) && containing_allocation(page).is_some();
+            MEMORY_BASIC_INFORMATION {
+                BaseAddress: page as LPVOID,
+                AllocationBase: base as LPVOID,
+                AllocationProtect: containing_allocation(page).map_or(protect, |(_, _, p)| p),
+                PartitionId: 0,
+                RegionSize: r.end - page,
+                State: if reserved_only {
+                    MEM_RESERVE
+                } else {
+                    MEM_COMMIT
+                },
+                Protect: if reserved_only { 0 } else { protect },
+                Type: kind,
+            }
+        }
+        None => {
+            let next = regions
+                .iter()
+                .map(|r| r.start)
+                .filter(|&s| s > page)
+                .min()
+                .unwrap_or(page + PAGE);
+            MEMORY_BASIC_INFORMATION {
+                BaseAddress: page as LPVOID,
+                AllocationBase: std::ptr::null_mut(),
+                AllocationProtect: 0,
+                PartitionId: 0,
+                RegionSize: next - page,
+                State: MEM_FREE,
+                Protect: 0x01,
+                Type: 0,
+            }
+        }
+    };
+    // SAFETY: checked non-NULL and large enough.
+    unsafe { ffi::put(info, value) };
+    std::mem::size_of::<MEMORY_BASIC_INFORMATION>()
+}
+
+unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut DWORD) -> BOOL {
+    if old.is_null() {
+        return fail(ERROR_NOACCESS, FALSE);
+    }
+    let Some(prot) = prot_flags(protect) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    let start = (addr as usize) & !(PAGE - 1);
+    let len = ((addr as usize) + size.max(1)).next_multiple_of(PAGE) - start;
+    let mut before = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::uninit();
+    // SAFETY: writing into a local of the right size.
+    let queried = unsafe {
+        virtual_query(
+            start as *const c_void,
+            before.as_mut_ptr(),
+            std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
+        )
+    };
+    if queried == 0 {
+        return FALSE;
+    }
+    // SAFETY: initialized by virtual_query above.
+    let before = unsafe { before.assume_init() };
+    if before.State == MEM_FREE {
+        return fail(ERROR_INVALID_ADDRESS, FALSE);
+    }
+    // SAFETY: changes access to pages the caller says are its memory; the
+    // kernel refuses ranges that are not mapped (ENOMEM).
+    match unsafe {
+        rustix::mm::mprotect(
+            start as *mut c_void,
+            len,
+            MprotectFlags::from_bits_retain(prot.bits()),
+        )
+    } {
+        Ok(()) => {
+            // SAFETY: checked non-NULL.
+            unsafe { ffi::put(old, before.Protect) };
+            TRUE
+        }
+        Err(_) => fail(ERROR_INVALID_ADDRESS, FALSE),
+    }
+}
+
+exports! {
+    fn VirtualAlloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD) -> LPVOID = std::ptr::null_mut()
+        => virtual_alloc(addr, size, kind, protect);
+    fn VirtualFree(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL = FALSE => virtual_free(addr, size, kind);
+    fn VirtualProtect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut DWORD) -> BOOL = FALSE
+        => virtual_protect(addr, size, protect, old);
+    fn VirtualQuery(addr: *const c_void, info: *mut MEMORY_BASIC_INFORMATION, len: SIZE_T) -> SIZE_T = 0
+        => virtual_query(addr, info, len);
+}

@@ -1,0 +1,307 @@
+//! Processes and threads: `CreateProcess` (with `bInheritHandles`),
+//! `OpenProcess`, `GetExitCodeProcess`, `TerminateProcess`, `CreateThread`,
+//! `GetExitCodeThread`, `ExitThread`.
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+use std::ffi::{c_char, c_void};
+use std::os::fd::OwnedFd;
+
+use objmgr::handle::Object;
+use objmgr::process::{Command, Process, Stdio};
+use objmgr_proto::error::*;
+use objmgr_proto::process::STILL_ACTIVE;
+
+use crate::api_sync::exports;
+use crate::ffi::{self, ansi, wide};
+use crate::last_error::{fail, guard, or_fail};
+use crate::table::{self, Entry};
+use crate::types::*;
+
+const STARTF_USESTDHANDLES: DWORD = 0x100;
+const CREATE_SUSPENDED: DWORD = 0x4;
+const CREATE_UNICODE_ENVIRONMENT: DWORD = 0x400;
+const CURRENT_PROCESS: HANDLE = INVALID_HANDLE_VALUE;
+
+/// Splits a command line as `CommandLineToArgvW` does: whitespace separates,
+/// double quotes group, `2n` backslashes before a quote are `n` and the quote
+/// toggles, `2n+1` are `n` and a literal quote.
+pub(crate) fn split_command_line(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut in_arg = false;
+    let mut quoted = false;
+    let mut backslashes = 0usize;
+    for c in line.chars() {
+        match c {
+            '\\' => {
+                backslashes += 1;
+                in_arg = true;
+                continue;
+            }
+            '"' => {
+                current.extend(std::iter::repeat_n('\\', backslashes / 2));
+                if backslashes % 2 == 1 {
+                    current.push('"');
+                } else {
+                    quoted = !quoted;
+                }
+                in_arg = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                current.extend(std::iter::repeat_n('\\', backslashes));
+                if in_arg {
+                    args.push(std::mem::take(&mut current));
+                }
+                in_arg = false;
+            }
+            c => {
+                current.extend(std::iter::repeat_n('\\', backslashes));
+                current.push(c);
+                in_arg = true;
+            }
+        }
+        backslashes = 0;
+    }
+    current.extend(std::iter::repeat_n('\\', backslashes));
+    if in_arg {
+        args.push(current);
+    }
+    args
+}
+
+/// An environment block (`NAME=VALUE` strings ending with an empty one).
+unsafe fn environment_block(block: *const c_void, unicode: bool) -> Vec<String> {
+    let mut vars = Vec::new();
+    if unicode {
+        let mut p = block.cast::<WCHAR>();
+        // SAFETY: a double-NUL-terminated block per the Win32 contract.
+        while let Some(var) = unsafe { wide(p) }.filter(|v| !v.is_empty()) {
+            // SAFETY: stepping past this string and its NUL, inside the block.
+            p = unsafe { p.add(var.encode_utf16().count() + 1) };
+            vars.push(var);
+        }
+    } else {
+        let mut p = block.cast::<c_char>();
+        // SAFETY: as above, in bytes.
+        while let Some(var) = unsafe { ansi(p) }.filter(|v| !v.is_empty()) {
+            // SAFETY: as above.
+            p = unsafe { p.add(var.len() + 1) };
+            vars.push(var);
+        }
+    }
+    vars
+}
+
+/// A file handle as a child's standard stream.
+fn stdio_from(h: HANDLE) -> Result<Stdio, objmgr_proto::Win32Error> {
+    if h.is_null() || h == INVALID_HANDLE_VALUE {
+        return Ok(Stdio::Null);
+    }
+    let entry = table::lookup(h)?;
+    match &*entry {
+        Entry::File(file) => file
+            .try_clone()
+            .map(|f| Stdio::Fd(OwnedFd::from(f)))
+            .map_err(|_| ERROR_INVALID_HANDLE),
+        Entry::Object(_) => Err(ERROR_INVALID_HANDLE),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn create_process(
+    application: Option<String>,
+    command_line: Option<String>,
+    inherit: BOOL,
+    flags: DWORD,
+    environment: *const c_void,
+    directory: Option<String>,
+    startup: *const STARTUPINFO,
+    info: *mut PROCESS_INFORMATION,
+) -> BOOL {
+    if info.is_null() || startup.is_null() {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    if flags & CREATE_SUSPENDED != 0 {
+        return fail(ERROR_NOT_SUPPORTED, FALSE);
+    }
+    let mut args = command_line
+        .as_deref()
+        .map(split_command_line)
+        .unwrap_or_default();
+    let program = match application.or_else(|| args.first().cloned()) {
+        Some(program) => program,
+        None => return fail(ERROR_INVALID_PARAMETER, FALSE),
+    };
+    if !args.is_empty() {
+        args.remove(0); // argv[0]: the program itself
+    }
+    let mut command = Command::new(program);
+    command.args(args).inherit_handles(inherit != 0);
+    if !environment.is_null() {
+        command.env_clear();
+        let unicode = flags & CREATE_UNICODE_ENVIRONMENT != 0;
+        // SAFETY: an environment block per the Win32 contract.
+        let vars = unsafe { environment_block(environment, unicode) };
+        for var in vars {
+            if let Some((k, v)) = var.split_once('=') {
+                command.env(k, v);
+            }
+        }
+    }
+    if let Some(dir) = directory {
+        command.current_dir(dir);
+    }
+    // SAFETY: checked non-NULL; a STARTUPINFO per the Win32 contract.
+    let startup = unsafe { &*startup };
+    if startup.dwFlags & STARTF_USESTDHANDLES != 0 {
+        let streams = [startup.hStdInput, startup.hStdOutput, startup.hStdError].map(stdio_from);
+        let [i, o, e] = streams;
+        match (i, o, e) {
+            (Ok(i), Ok(o), Ok(e)) => {
+                command.stdin(i).stdout(o).stderr(e);
+            }
+            (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return fail(code, FALSE),
+        }
+    }
+    match command.spawn() {
+        Ok(child) => {
+            let pid = child.process.pid();
+            let value = PROCESS_INFORMATION {
+                hProcess: table::insert_object(Object::Process(child.process)),
+                hThread: table::insert_object(Object::Thread(child.thread)),
+                dwProcessId: pid,
+                dwThreadId: pid,
+            };
+            // SAFETY: checked non-NULL; writable per the Win32 contract.
+            unsafe { ffi::put(info, value) };
+            TRUE
+        }
+        Err(e) => fail(e.code(), FALSE),
+    }
+}
+
+fn open_process(access: DWORD, pid: DWORD) -> HANDLE {
+    match Process::open(pid, access) {
+        Ok(p) => table::insert_object(Object::Process(p)),
+        Err(e) => fail(e.code(), std::ptr::null_mut()),
+    }
+}
+
+unsafe fn exit_code(h: HANDLE, code: *mut DWORD, thread: bool) -> BOOL {
+    if code.is_null() {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    if h == CURRENT_PROCESS || h == -2isize as HANDLE {
+        // SAFETY: checked non-NULL.
+        unsafe { ffi::put(code, STILL_ACTIVE) };
+        return TRUE; // the caller is running
+    }
+    let entry = match table::object(h) {
+        Ok(entry) => entry,
+        Err(c) => return fail(c, FALSE),
+    };
+    let result = match (&*entry, thread) {
+        (Entry::Object(Object::Process(p)), false) => p.exit_code(),
+        (Entry::Object(Object::Thread(t)), true) => t.exit_code(),
+        _ => return fail(ERROR_INVALID_HANDLE, FALSE),
+    };
+    // SAFETY: checked non-NULL.
+    or_fail(result.map(|c| unsafe { ffi::put(code, c) } as BOOL), FALSE)
+}
+
+fn terminate(h: HANDLE, code: u32) -> BOOL {
+    if h == CURRENT_PROCESS {
+        std::process::exit(code as i32);
+    }
+    let entry = match table::object(h) {
+        Ok(entry) => entry,
+        Err(c) => return fail(c, FALSE),
+    };
+    match &*entry {
+        Entry::Object(Object::Process(p)) => or_fail(p.terminate(code).map(|()| TRUE), FALSE),
+        _ => fail(ERROR_INVALID_HANDLE, FALSE),
+    }
+}
+
+/// A thread start routine and its argument, moved into the new thread.
+struct Start {
+    routine: unsafe extern "C-unwind" fn(LPVOID) -> DWORD,
+    parameter: usize,
+}
+
+unsafe fn create_thread(
+    start: Option<unsafe extern "C-unwind" fn(LPVOID) -> DWORD>,
+    parameter: LPVOID,
+    flags: DWORD,
+    thread_id: *mut DWORD,
+) -> HANDLE {
+    let null = std::ptr::null_mut();
+    let Some(routine) = start else {
+        return fail(ERROR_INVALID_PARAMETER, null);
+    };
+    if flags & CREATE_SUSPENDED != 0 {
+        return fail(ERROR_NOT_SUPPORTED, null);
+    }
+    let start = Start {
+        routine,
+        parameter: parameter as usize,
+    };
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let spawned = objmgr::thread::spawn(move || {
+        let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get() as DWORD);
+        let Start { routine, parameter } = start;
+        // SAFETY: the caller's start routine with its own argument, as
+        // CreateThread promises to call it.
+        unsafe { routine(parameter as LPVOID) }
+    });
+    match spawned {
+        Ok(thread) => {
+            let tid = tid_rx.recv().unwrap_or(0);
+            // SAFETY: NULL or a writable DWORD.
+            unsafe { ffi::put(thread_id, tid) };
+            table::insert_object(Object::Thread(thread))
+        }
+        Err(e) => fail(e.code(), null),
+    }
+}
+
+exports! {
+    fn CreateProcessA(app: *const c_char, cmd: *mut c_char, pa: *const SECURITY_ATTRIBUTES, ta: *const SECURITY_ATTRIBUTES, inherit: BOOL, flags: DWORD, env: *const c_void, dir: *const c_char, startup: *const STARTUPINFO, info: *mut PROCESS_INFORMATION) -> BOOL = FALSE
+        => { let _ = (pa, ta); create_process(ansi(app), ansi(cmd), inherit, flags, env, ansi(dir), startup, info) };
+    fn CreateProcessW(app: *const WCHAR, cmd: *mut WCHAR, pa: *const SECURITY_ATTRIBUTES, ta: *const SECURITY_ATTRIBUTES, inherit: BOOL, flags: DWORD, env: *const c_void, dir: *const WCHAR, startup: *const STARTUPINFO, info: *mut PROCESS_INFORMATION) -> BOOL = FALSE
+        => { let _ = (pa, ta); create_process(wide(app), wide(cmd), inherit, flags, env, wide(dir), startup, info) };
+    fn OpenProcess(access: DWORD, inherit: BOOL, pid: DWORD) -> HANDLE = std::ptr::null_mut()
+        => { let _ = inherit; open_process(access, pid) };
+    fn GetExitCodeProcess(h: HANDLE, code: *mut DWORD) -> BOOL = FALSE => exit_code(h, code, false);
+    fn GetExitCodeThread(h: HANDLE, code: *mut DWORD) -> BOOL = FALSE => exit_code(h, code, true);
+    fn TerminateProcess(h: HANDLE, code: u32) -> BOOL = FALSE => terminate(h, code);
+    fn CreateThread(a: *const SECURITY_ATTRIBUTES, stack: SIZE_T, start: Option<unsafe extern "C-unwind" fn(LPVOID) -> DWORD>, parameter: LPVOID, flags: DWORD, tid: *mut DWORD) -> HANDLE = std::ptr::null_mut()
+        => { let _ = (a, stack); create_thread(start, parameter, flags, tid) };
+}
+
+/// `ExitThread`: ends the calling thread with `code`. A thread started with
+/// `CreateThread` unwinds to its start (the C frames in between must have
+/// unwind tables, which GCC and Clang emit by default on Linux); in any
+/// other thread it ends the process, as ending the last thread would.
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ExitThread(code: DWORD) -> ! {
+    if objmgr::thread::is_objmgr_thread() {
+        objmgr::thread::exit_current(code)
+    }
+    std::process::exit(code as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_command_line;
+
+    #[test]
+    fn command_lines_split_as_windows_splits_them() {
+        assert_eq!(split_command_line("a b  c"), ["a", "b", "c"]);
+        assert_eq!(split_command_line(r#""a b" c"#), ["a b", "c"]);
+        assert_eq!(split_command_line(r#"a\\\"b c"#), [r#"a\"b"#, "c"]);
+        assert_eq!(split_command_line(r#"a\\"b c" d"#), [r#"a\b c"#, "d"]);
+        assert_eq!(split_command_line(r"a\b\\ c"), [r"a\b\\", "c"]);
+        assert_eq!(split_command_line(r#""" x"#), ["", "x"]);
+    }
+}

@@ -1,0 +1,177 @@
+//! File mappings: `CreateFileMapping`, `OpenFileMapping`, `MapViewOfFile(Ex)`,
+//! `UnmapViewOfFile`, `FlushViewOfFile`. Views are kept by base address so
+//! that `UnmapViewOfFile` and `FlushViewOfFile` find them.
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+
+use objmgr::handle::Object;
+use objmgr::{MapAccess, MapOptions, Section, View};
+use objmgr_proto::error::*;
+use objmgr_proto::section::parse_protection;
+
+use crate::api_sync::{Name, exports, inheritable};
+use crate::last_error::{SetLastError, fail, guard};
+use crate::table::{self, Entry};
+use crate::types::*;
+
+/// Live views by base address.
+static VIEWS: Mutex<BTreeMap<usize, View>> = Mutex::new(BTreeMap::new());
+
+/// Whether `addr` is the base of, or inside, a view; its base and length.
+pub(crate) fn view_containing(addr: usize) -> Option<(usize, usize)> {
+    let views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    let (&base, view) = views.range(..=addr).next_back()?;
+    (addr < base + view.len()).then_some((base, view.len()))
+}
+
+unsafe fn create_mapping(
+    file: HANDLE,
+    attrs: *const SECURITY_ATTRIBUTES,
+    protect: DWORD,
+    high: DWORD,
+    low: DWORD,
+    name: Name,
+) -> HANDLE {
+    let null = std::ptr::null_mut();
+    let (protection, attributes) = match parse_protection(protect) {
+        Ok(parsed) => parsed,
+        Err(code) => return fail(code, null),
+    };
+    // SAFETY: the Win32 arguments, passed through.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let mut builder = Section::builder()
+        .size((u64::from(high) << 32) | u64::from(low))
+        .protection(protection)
+        .large_pages(attributes.large_pages)
+        .reserve(attributes.reserve)
+        .inheritable(inherit);
+    if let Some(name) = &name {
+        builder = builder.name(name);
+    }
+    let section = if file == INVALID_HANDLE_VALUE {
+        builder.create()
+    } else {
+        let entry = match table::lookup(file) {
+            Ok(entry) => entry,
+            Err(code) => return fail(code, null),
+        };
+        let Entry::File(f) = &*entry else {
+            return fail(ERROR_INVALID_HANDLE, null);
+        };
+        builder.create_from_file(f)
+    };
+    match section {
+        Ok(section) => {
+            SetLastError(if section.existed() {
+                ERROR_ALREADY_EXISTS.code()
+            } else {
+                0
+            });
+            table::insert_object(Object::Section(section))
+        }
+        Err(e) => fail(e.code(), null),
+    }
+}
+
+unsafe fn open_mapping(access: DWORD, inherit: BOOL, name: Name) -> HANDLE {
+    let null = std::ptr::null_mut();
+    // SAFETY: the Win32 name, passed through.
+    let Some(name) = (unsafe { name.read() }) else {
+        return fail(ERROR_INVALID_PARAMETER, null);
+    };
+    match Section::open_with(&name, MapAccess(access), inherit != 0) {
+        Ok(section) => table::insert_object(Object::Section(section)),
+        Err(e) => fail(e.code(), null),
+    }
+}
+
+fn map_view(
+    h: HANDLE,
+    access: DWORD,
+    high: DWORD,
+    low: DWORD,
+    bytes: usize,
+    base: *mut c_void,
+) -> *mut c_void {
+    let null = std::ptr::null_mut();
+    let entry = match table::object(h) {
+        Ok(entry) => entry,
+        Err(code) => return fail(code, null),
+    };
+    let Entry::Object(Object::Section(section)) = &*entry else {
+        return fail(ERROR_INVALID_HANDLE, null);
+    };
+    let options = MapOptions {
+        offset: (u64::from(high) << 32) | u64::from(low),
+        len: bytes as u64,
+        address: std::ptr::NonNull::new(base.cast()),
+        ..MapOptions::new(MapAccess(access))
+    };
+    match section.map_with(&options) {
+        Ok(view) => {
+            let ptr = view.as_ptr();
+            VIEWS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ptr as usize, view);
+            ptr.cast()
+        }
+        Err(e) => fail(e.code(), null),
+    }
+}
+
+fn unmap_view(base: *const c_void) -> BOOL {
+    let view = VIEWS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(base as usize));
+    match view {
+        Some(view) => {
+            drop(view);
+            TRUE
+        }
+        None => fail(ERROR_INVALID_ADDRESS, FALSE),
+    }
+}
+
+fn flush_view(addr: *const c_void, len: usize) -> BOOL {
+    let views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    let addr = addr as usize;
+    let Some((&base, view)) = views.range(..=addr).next_back() else {
+        return fail(ERROR_INVALID_ADDRESS, FALSE);
+    };
+    let offset = addr - base;
+    if offset >= view.len() {
+        return fail(ERROR_INVALID_ADDRESS, FALSE);
+    }
+    // 0 bytes: to the end of the view.
+    let len = if len == 0 {
+        view.len() - offset
+    } else {
+        len.min(view.len() - offset)
+    };
+    match view.flush_range(offset, len) {
+        Ok(()) => TRUE,
+        Err(e) => fail(e.code(), FALSE),
+    }
+}
+
+exports! {
+    fn CreateFileMappingA(file: HANDLE, a: *const SECURITY_ATTRIBUTES, protect: DWORD, high: DWORD, low: DWORD, name: *const c_char) -> HANDLE = std::ptr::null_mut()
+        => create_mapping(file, a, protect, high, low, Name::Ansi(name));
+    fn CreateFileMappingW(file: HANDLE, a: *const SECURITY_ATTRIBUTES, protect: DWORD, high: DWORD, low: DWORD, name: *const WCHAR) -> HANDLE = std::ptr::null_mut()
+        => create_mapping(file, a, protect, high, low, Name::Wide(name));
+    fn OpenFileMappingA(access: DWORD, inherit: BOOL, name: *const c_char) -> HANDLE = std::ptr::null_mut()
+        => open_mapping(access, inherit, Name::Ansi(name));
+    fn OpenFileMappingW(access: DWORD, inherit: BOOL, name: *const WCHAR) -> HANDLE = std::ptr::null_mut()
+        => open_mapping(access, inherit, Name::Wide(name));
+    fn MapViewOfFile(h: HANDLE, access: DWORD, high: DWORD, low: DWORD, bytes: SIZE_T) -> *mut c_void = std::ptr::null_mut()
+        => map_view(h, access, high, low, bytes, std::ptr::null_mut());
+    fn MapViewOfFileEx(h: HANDLE, access: DWORD, high: DWORD, low: DWORD, bytes: SIZE_T, base: *mut c_void) -> *mut c_void = std::ptr::null_mut()
+        => map_view(h, access, high, low, bytes, base);
+    fn UnmapViewOfFile(base: *const c_void) -> BOOL = FALSE => unmap_view(base);
+    fn FlushViewOfFile(base: *const c_void, bytes: SIZE_T) -> BOOL = FALSE => flush_view(base, bytes);
+}

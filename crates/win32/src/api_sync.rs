@@ -1,0 +1,389 @@
+//! Synchronization: `CreateMutex`, `CreateEvent`, `CreateSemaphore`,
+//! `CreateWaitableTimer` (A/W and `Ex`), `Open*`, the signal functions,
+//! `WaitForSingleObject(Ex)`, `WaitForMultipleObjects(Ex)`,
+//! `SignalObjectAndWait`.
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use objmgr::handle::Object;
+use objmgr::{CreateOptions, Error, Event, Mutex, Reset, Semaphore, WaitOutcome, WaitableTimer};
+use objmgr_proto::access::{
+    EVENT_ALL_ACCESS, MUTEX_ALL_ACCESS, SEMAPHORE_ALL_ACCESS, TIMER_ALL_ACCESS,
+};
+use objmgr_proto::error::*;
+use objmgr_proto::sync::{
+    CREATE_EVENT_INITIAL_SET, CREATE_EVENT_MANUAL_RESET, CREATE_MUTEX_INITIAL_OWNER,
+    CREATE_WAITABLE_TIMER_MANUAL_RESET, INFINITE, MAXIMUM_WAIT_OBJECTS, WAIT_ABANDONED_0,
+    WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
+
+use crate::ffi::{self, ansi, wide};
+use crate::last_error::{SetLastError, fail, guard, or_fail};
+use crate::table::{self, Entry};
+use crate::types::*;
+
+/// Names arrive as ANSI or UTF-16; creators share everything else.
+pub(crate) enum Name {
+    Ansi(*const c_char),
+    Wide(*const WCHAR),
+}
+
+impl Name {
+    /// # Safety
+    /// The pointer is NULL or a NUL-terminated string.
+    pub(crate) unsafe fn read(self) -> Option<String> {
+        // SAFETY: per this function's contract.
+        unsafe {
+            match self {
+                Name::Ansi(p) => ansi(p),
+                Name::Wide(p) => wide(p),
+            }
+        }
+    }
+}
+
+/// `bInheritHandle` of optional security attributes.
+pub(crate) unsafe fn inheritable(attributes: *const SECURITY_ATTRIBUTES) -> bool {
+    // SAFETY: NULL or a valid SECURITY_ATTRIBUTES per the Win32 contract.
+    !attributes.is_null() && unsafe { (*attributes).bInheritHandle } != 0
+}
+
+/// Registers a created object and sets the last error as `Create*` does:
+/// `ERROR_ALREADY_EXISTS` when the name existed, else 0.
+fn created(result: Result<(Object, bool), Error>) -> HANDLE {
+    match result {
+        Ok((object, existed)) => {
+            SetLastError(if existed {
+                ERROR_ALREADY_EXISTS.code()
+            } else {
+                0
+            });
+            table::insert_object(object)
+        }
+        Err(e) => fail(e.code(), std::ptr::null_mut()),
+    }
+}
+
+fn opened(result: Result<Object, Error>) -> HANDLE {
+    match result {
+        Ok(object) => table::insert_object(object),
+        Err(e) => fail(e.code(), std::ptr::null_mut()),
+    }
+}
+
+fn options(inherit: bool, access: u32) -> CreateOptions {
+    CreateOptions {
+        inheritable: inherit,
+        access: Some(access),
+    }
+}
+
+unsafe fn create_mutex(
+    attrs: *const SECURITY_ATTRIBUTES,
+    owned: bool,
+    name: Name,
+    access: u32,
+) -> HANDLE {
+    // SAFETY: the caller passes the Win32 arguments through.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    created(
+        Mutex::create_with(name.as_deref(), owned, &options(inherit, access))
+            .map(|m| (m.existed(), Object::Mutex(m)))
+            .map(|(e, o)| (o, e)),
+    )
+}
+
+unsafe fn create_event(
+    attrs: *const SECURITY_ATTRIBUTES,
+    manual: bool,
+    initial: bool,
+    name: Name,
+    access: u32,
+) -> HANDLE {
+    // SAFETY: the caller passes the Win32 arguments through.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let reset = if manual { Reset::Manual } else { Reset::Auto };
+    created(
+        Event::create_with(name.as_deref(), reset, initial, &options(inherit, access))
+            .map(|e| (e.existed(), Object::Event(e)))
+            .map(|(e, o)| (o, e)),
+    )
+}
+
+unsafe fn create_semaphore(
+    attrs: *const SECURITY_ATTRIBUTES,
+    initial: LONG,
+    maximum: LONG,
+    name: Name,
+    access: u32,
+) -> HANDLE {
+    if initial < 0 || maximum <= 0 || initial > maximum {
+        return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
+    }
+    // SAFETY: the caller passes the Win32 arguments through.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    created(
+        Semaphore::create_with(
+            name.as_deref(),
+            initial as u32,
+            maximum as u32,
+            &options(inherit, access),
+        )
+        .map(|s| (s.existed(), Object::Semaphore(s)))
+        .map(|(e, o)| (o, e)),
+    )
+}
+
+unsafe fn create_timer(
+    attrs: *const SECURITY_ATTRIBUTES,
+    manual: bool,
+    name: Name,
+    access: u32,
+) -> HANDLE {
+    // SAFETY: the caller passes the Win32 arguments through.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let reset = if manual { Reset::Manual } else { Reset::Auto };
+    created(
+        WaitableTimer::create_with(name.as_deref(), reset, &options(inherit, access))
+            .map(|t| (t.existed(), Object::WaitableTimer(t)))
+            .map(|(e, o)| (o, e)),
+    )
+}
+
+/// `Open*`: a NULL name is `ERROR_INVALID_PARAMETER`, as on Windows.
+unsafe fn open_named<T>(
+    name: Name,
+    open: impl FnOnce(&str) -> Result<T, Error>,
+    wrap: impl FnOnce(T) -> Object,
+) -> HANDLE {
+    // SAFETY: the caller passes the Win32 name through.
+    let Some(name) = (unsafe { name.read() }) else {
+        return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
+    };
+    opened(open(&name).map(wrap))
+}
+
+macro_rules! exports {
+    ($( $(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $fallback:expr => $body:expr; )*) => {
+        $(
+            $(#[$m])*
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                guard($fallback, || {
+                    // SAFETY: the C caller passes arguments per the Win32
+                    // contract of this function.
+                    #[allow(unused_unsafe)]
+                    unsafe { $body }
+                })
+            }
+        )*
+    };
+}
+pub(crate) use exports;
+
+const NULL: HANDLE = std::ptr::null_mut();
+
+exports! {
+    fn CreateMutexA(a: *const SECURITY_ATTRIBUTES, owned: BOOL, name: *const c_char) -> HANDLE = NULL
+        => create_mutex(a, owned != 0, Name::Ansi(name), MUTEX_ALL_ACCESS);
+    fn CreateMutexW(a: *const SECURITY_ATTRIBUTES, owned: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => create_mutex(a, owned != 0, Name::Wide(name), MUTEX_ALL_ACCESS);
+    fn CreateMutexExA(a: *const SECURITY_ATTRIBUTES, name: *const c_char, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_mutex(a, flags & CREATE_MUTEX_INITIAL_OWNER != 0, Name::Ansi(name), access);
+    fn CreateMutexExW(a: *const SECURITY_ATTRIBUTES, name: *const WCHAR, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_mutex(a, flags & CREATE_MUTEX_INITIAL_OWNER != 0, Name::Wide(name), access);
+    fn OpenMutexA(access: DWORD, inherit: BOOL, name: *const c_char) -> HANDLE = NULL
+        => open_named(Name::Ansi(name), |n| Mutex::open_with(n, access, inherit != 0), Object::Mutex);
+    fn OpenMutexW(access: DWORD, inherit: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => open_named(Name::Wide(name), |n| Mutex::open_with(n, access, inherit != 0), Object::Mutex);
+
+    fn CreateEventA(a: *const SECURITY_ATTRIBUTES, manual: BOOL, initial: BOOL, name: *const c_char) -> HANDLE = NULL
+        => create_event(a, manual != 0, initial != 0, Name::Ansi(name), EVENT_ALL_ACCESS);
+    fn CreateEventW(a: *const SECURITY_ATTRIBUTES, manual: BOOL, initial: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => create_event(a, manual != 0, initial != 0, Name::Wide(name), EVENT_ALL_ACCESS);
+    fn CreateEventExA(a: *const SECURITY_ATTRIBUTES, name: *const c_char, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_event(a, flags & CREATE_EVENT_MANUAL_RESET != 0, flags & CREATE_EVENT_INITIAL_SET != 0, Name::Ansi(name), access);
+    fn CreateEventExW(a: *const SECURITY_ATTRIBUTES, name: *const WCHAR, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_event(a, flags & CREATE_EVENT_MANUAL_RESET != 0, flags & CREATE_EVENT_INITIAL_SET != 0, Name::Wide(name), access);
+    fn OpenEventA(access: DWORD, inherit: BOOL, name: *const c_char) -> HANDLE = NULL
+        => open_named(Name::Ansi(name), |n| Event::open_with(n, access, inherit != 0), Object::Event);
+    fn OpenEventW(access: DWORD, inherit: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => open_named(Name::Wide(name), |n| Event::open_with(n, access, inherit != 0), Object::Event);
+
+    fn CreateSemaphoreA(a: *const SECURITY_ATTRIBUTES, initial: LONG, maximum: LONG, name: *const c_char) -> HANDLE = NULL
+        => create_semaphore(a, initial, maximum, Name::Ansi(name), SEMAPHORE_ALL_ACCESS);
+    fn CreateSemaphoreW(a: *const SECURITY_ATTRIBUTES, initial: LONG, maximum: LONG, name: *const WCHAR) -> HANDLE = NULL
+        => create_semaphore(a, initial, maximum, Name::Wide(name), SEMAPHORE_ALL_ACCESS);
+    fn CreateSemaphoreExA(a: *const SECURITY_ATTRIBUTES, initial: LONG, maximum: LONG, name: *const c_char, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => if flags != 0 { fail(ERROR_INVALID_PARAMETER, NULL) } else { create_semaphore(a, initial, maximum, Name::Ansi(name), access) };
+    fn CreateSemaphoreExW(a: *const SECURITY_ATTRIBUTES, initial: LONG, maximum: LONG, name: *const WCHAR, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => if flags != 0 { fail(ERROR_INVALID_PARAMETER, NULL) } else { create_semaphore(a, initial, maximum, Name::Wide(name), access) };
+    fn OpenSemaphoreA(access: DWORD, inherit: BOOL, name: *const c_char) -> HANDLE = NULL
+        => open_named(Name::Ansi(name), |n| Semaphore::open_with(n, access, inherit != 0), Object::Semaphore);
+    fn OpenSemaphoreW(access: DWORD, inherit: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => open_named(Name::Wide(name), |n| Semaphore::open_with(n, access, inherit != 0), Object::Semaphore);
+
+    fn CreateWaitableTimerA(a: *const SECURITY_ATTRIBUTES, manual: BOOL, name: *const c_char) -> HANDLE = NULL
+        => create_timer(a, manual != 0, Name::Ansi(name), TIMER_ALL_ACCESS);
+    fn CreateWaitableTimerW(a: *const SECURITY_ATTRIBUTES, manual: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => create_timer(a, manual != 0, Name::Wide(name), TIMER_ALL_ACCESS);
+    fn CreateWaitableTimerExA(a: *const SECURITY_ATTRIBUTES, name: *const c_char, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_timer(a, flags & CREATE_WAITABLE_TIMER_MANUAL_RESET != 0, Name::Ansi(name), access);
+    fn CreateWaitableTimerExW(a: *const SECURITY_ATTRIBUTES, name: *const WCHAR, flags: DWORD, access: DWORD) -> HANDLE = NULL
+        => create_timer(a, flags & CREATE_WAITABLE_TIMER_MANUAL_RESET != 0, Name::Wide(name), access);
+    fn OpenWaitableTimerA(access: DWORD, inherit: BOOL, name: *const c_char) -> HANDLE = NULL
+        => open_named(Name::Ansi(name), |n| WaitableTimer::open_with(n, access, inherit != 0), Object::WaitableTimer);
+    fn OpenWaitableTimerW(access: DWORD, inherit: BOOL, name: *const WCHAR) -> HANDLE = NULL
+        => open_named(Name::Wide(name), |n| WaitableTimer::open_with(n, access, inherit != 0), Object::WaitableTimer);
+
+    fn SetEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::set);
+    fn ResetEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::reset);
+    fn PulseEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::pulse);
+    fn ReleaseMutex(h: HANDLE) -> BOOL = FALSE => with_object(h, |o| match o {
+        Object::Mutex(m) => m.release(),
+        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a mutex")),
+    });
+    fn ReleaseSemaphore(h: HANDLE, count: LONG, previous: *mut LONG) -> BOOL = FALSE
+        => release_semaphore(h, count, previous);
+    fn SetWaitableTimer(h: HANDLE, due: *const i64, period: LONG, routine: *const std::ffi::c_void, arg: *const std::ffi::c_void, resume: BOOL) -> BOOL = FALSE
+        => set_timer(h, due, period, routine, arg, resume);
+    fn CancelWaitableTimer(h: HANDLE) -> BOOL = FALSE => with_object(h, |o| match o {
+        Object::WaitableTimer(t) => t.cancel(),
+        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a waitable timer")),
+    });
+
+    fn WaitForSingleObject(h: HANDLE, ms: DWORD) -> DWORD = WAIT_FAILED => wait(&[h], false, ms);
+    fn WaitForSingleObjectEx(h: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
+        => { let _ = alertable; wait(&[h], false, ms) };
+    fn WaitForMultipleObjects(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD) -> DWORD = WAIT_FAILED
+        => wait_multiple(n, handles, all != 0, ms);
+    fn WaitForMultipleObjectsEx(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
+        => { let _ = alertable; wait_multiple(n, handles, all != 0, ms) };
+    fn SignalObjectAndWait(signal: HANDLE, wait_on: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
+        => { let _ = alertable; signal_and_wait(signal, wait_on, ms) };
+}
+
+/// Runs `op` on the object behind `h`; `TRUE` or `FALSE` with the error.
+fn with_object(h: HANDLE, op: impl FnOnce(&Object) -> Result<(), Error>) -> BOOL {
+    let entry = match table::object(h) {
+        Ok(entry) => entry,
+        Err(code) => return fail(code, FALSE),
+    };
+    let Entry::Object(object) = &*entry else {
+        return fail(ERROR_INVALID_HANDLE, FALSE);
+    };
+    or_fail(op(object).map(|()| TRUE), FALSE)
+}
+
+fn event_op(h: HANDLE, op: fn(&Event) -> objmgr::Result<()>) -> BOOL {
+    with_object(h, |o| match o {
+        Object::Event(e) => op(e),
+        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not an event")),
+    })
+}
+
+unsafe fn release_semaphore(h: HANDLE, count: LONG, previous: *mut LONG) -> BOOL {
+    if count <= 0 {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    with_object(h, |o| match o {
+        Object::Semaphore(s) => s.release(count as u32).map(|before| {
+            // SAFETY: NULL or a writable LONG per the Win32 contract.
+            unsafe { ffi::put(previous, before as LONG) };
+        }),
+        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a semaphore")),
+    })
+}
+
+unsafe fn set_timer(
+    h: HANDLE,
+    due: *const i64,
+    period: LONG,
+    routine: *const std::ffi::c_void,
+    _arg: *const std::ffi::c_void,
+    _resume: BOOL,
+) -> BOOL {
+    // SAFETY: NULL or a readable LARGE_INTEGER per the Win32 contract.
+    let Some(due) = (unsafe { ffi::get(due) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    if period < 0 {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    if !routine.is_null() {
+        // Completion routines are APCs, which objmgr does not run.
+        return fail(ERROR_NOT_SUPPORTED, FALSE);
+    }
+    with_object(h, |o| match o {
+        Object::WaitableTimer(t) => t.set(due, period as u32),
+        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a waitable timer")),
+    })
+}
+
+fn timeout(ms: DWORD) -> Option<Duration> {
+    (ms != INFINITE).then(|| Duration::from_millis(u64::from(ms)))
+}
+
+fn wait_code(outcome: WaitOutcome) -> DWORD {
+    match outcome {
+        WaitOutcome::Object(i) => WAIT_OBJECT_0 + i as DWORD,
+        WaitOutcome::Abandoned(i) => WAIT_ABANDONED_0 + i as DWORD,
+        WaitOutcome::Timeout => WAIT_TIMEOUT,
+    }
+}
+
+unsafe fn wait_multiple(n: DWORD, handles: *const HANDLE, all: bool, ms: DWORD) -> DWORD {
+    if n == 0 || n as usize > MAXIMUM_WAIT_OBJECTS || handles.is_null() {
+        return fail(ERROR_INVALID_PARAMETER, WAIT_FAILED);
+    }
+    // SAFETY: `n` handles are readable per the Win32 contract.
+    let handles = unsafe { std::slice::from_raw_parts(handles, n as usize) };
+    wait(handles, all, ms)
+}
+
+fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
+    let mut entries = Vec::with_capacity(handles.len());
+    for &h in handles {
+        match table::object(h) {
+            Ok(entry) => entries.push(entry),
+            Err(code) => return fail(code, WAIT_FAILED),
+        }
+    }
+    let mut waitables: Vec<&dyn objmgr::Waitable> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        match &**entry {
+            Entry::Object(o) => match o.waitable() {
+                Some(w) => waitables.push(w),
+                None => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+            },
+            Entry::File(_) => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+        }
+    }
+    let result = if all && waitables.len() > 1 {
+        objmgr::wait_all(&waitables, timeout(ms))
+    } else if waitables.len() == 1 {
+        objmgr::wait_for(waitables[0], timeout(ms))
+    } else {
+        objmgr::wait_any(&waitables, timeout(ms))
+    };
+    or_fail(result.map(wait_code), WAIT_FAILED)
+}
+
+fn signal_and_wait(signal: HANDLE, wait_on: HANDLE, ms: DWORD) -> DWORD {
+    let (signal, wait_on) = match (table::object(signal), table::object(wait_on)) {
+        (Ok(s), Ok(w)) => (s, w),
+        (Err(code), _) | (_, Err(code)) => return fail(code, WAIT_FAILED),
+    };
+    let (Entry::Object(s), Entry::Object(w)) = (&*signal, &*wait_on) else {
+        return fail(ERROR_INVALID_HANDLE, WAIT_FAILED);
+    };
+    let (Some(s), Some(w)) = (s.waitable(), w.waitable()) else {
+        return fail(ERROR_INVALID_HANDLE, WAIT_FAILED);
+    };
+    or_fail(
+        objmgr::signal_and_wait(s, w, timeout(ms)).map(wait_code),
+        WAIT_FAILED,
+    )
+}

@@ -1,0 +1,129 @@
+//! The crate's raw-pointer reading and writing, in one place. Every function
+//! here trusts what the Win32 contract promises of a non-NULL pointer (it is
+//! valid for the documented use); NULL is always checked.
+
+use std::ffi::{CStr, c_char};
+
+use crate::types::{HANDLE, WCHAR};
+
+/// The longest string read from C (UTF-16 units or bytes): longer is refused.
+const MAX_STRING: usize = 32768;
+
+/// A NUL-terminated ANSI (UTF-8) string; `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string.
+pub unsafe fn ansi(ptr: *const c_char) -> Option<String> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, NUL-terminated per the caller's contract.
+    let s = unsafe { CStr::from_ptr(ptr) };
+    Some(String::from_utf8_lossy(&s.to_bytes()[..s.to_bytes().len().min(MAX_STRING)]).into_owned())
+}
+
+/// A NUL-terminated UTF-16 string; `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated UTF-16 string.
+pub unsafe fn wide(ptr: *const WCHAR) -> Option<String> {
+    if ptr.is_null() {
+        return None;
+    }
+    let mut len = 0;
+    // SAFETY: reading up to and including the terminating NUL, which the
+    // caller guarantees exists; capped at MAX_STRING units.
+    while len < MAX_STRING && unsafe { *ptr.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` units just read are initialized.
+    let units = unsafe { std::slice::from_raw_parts(ptr, len) };
+    Some(String::from_utf16_lossy(units))
+}
+
+/// Stores `value` through `ptr` if it is not NULL; false for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or valid for writing a `T`.
+pub unsafe fn put<T>(ptr: *mut T, value: T) -> bool {
+    if ptr.is_null() {
+        return false;
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { ptr.write_unaligned(value) };
+    true
+}
+
+/// Reads a `T` through `ptr`, or `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reading a `T`.
+pub unsafe fn get<T: Copy>(ptr: *const T) -> Option<T> {
+    // SAFETY: non-NULL and readable per the caller's contract.
+    (!ptr.is_null()).then(|| unsafe { ptr.read_unaligned() })
+}
+
+/// `len` bytes at `ptr` (an empty slice for NULL with `len` 0).
+///
+/// # Safety
+/// `ptr` is valid for reading `len` bytes, or `len` is 0.
+pub unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: non-NULL and readable for `len` bytes per the caller's contract.
+    (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// `len` writable bytes at `ptr`.
+///
+/// # Safety
+/// `ptr` is valid for writing `len` bytes, or `len` is 0.
+pub unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize) -> Option<&'a mut [u8]> {
+    if len == 0 {
+        return Some(&mut []);
+    }
+    // SAFETY: non-NULL and writable for `len` bytes per the caller's contract.
+    (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// Writes `s` as a NUL-terminated string into a buffer of `size` units;
+/// returns the length written (without NUL), or `None` if it does not fit.
+///
+/// # Safety
+/// `buf` is valid for writing `size` units.
+pub unsafe fn put_string<T: Copy + From<u8>>(
+    buf: *mut T,
+    size: usize,
+    units: &[T],
+) -> Option<usize> {
+    if buf.is_null() || units.len() + 1 > size {
+        return None;
+    }
+    // SAFETY: `units.len() + 1 <= size` units are writable per the caller.
+    unsafe {
+        std::ptr::copy_nonoverlapping(units.as_ptr(), buf, units.len());
+        buf.add(units.len()).write(T::from(0));
+    }
+    Some(units.len())
+}
+
+/// The handle value as the broker numbers it (pseudo-handles keep their
+/// 32-bit form: `-1` is `0xFFFFFFFF`).
+pub fn handle_value(handle: HANDLE) -> Option<u32> {
+    let raw = handle as isize;
+    match raw {
+        -2 | -1 => Some(raw as i32 as u32),
+        0.. if raw <= u32::MAX as isize => Some(raw as u32),
+        _ => None,
+    }
+}
+
+/// A handle from a broker value.
+pub fn to_handle(value: u32) -> HANDLE {
+    if value >= u32::MAX - 1 {
+        value as i32 as isize as HANDLE
+    } else {
+        value as usize as HANDLE
+    }
+}

@@ -1,0 +1,111 @@
+//! The process's handles as C code holds them: each value maps to the Rust
+//! object that owns it. Broker handles the table has not seen (inherited,
+//! duplicated in) are taken over on first use. Files opened with
+//! `CreateFile` live here only, with values that have [`FILE_HANDLE_BIT`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, RwLock};
+
+use objmgr::handle::Object;
+use objmgr_proto::Win32Error;
+use objmgr_proto::error::ERROR_INVALID_HANDLE;
+
+use crate::ffi::{handle_value, to_handle};
+use crate::types::HANDLE;
+
+/// File handles: above every broker value (at most 2^26).
+pub const FILE_HANDLE_BIT: u32 = 1 << 30;
+
+/// What a handle value refers to.
+#[derive(Debug)]
+pub enum Entry {
+    Object(Object),
+    File(File),
+}
+
+static TABLE: RwLock<Option<HashMap<u32, Arc<Entry>>>> = RwLock::new(None);
+
+fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
+    let mut table = TABLE.write().unwrap_or_else(|p| p.into_inner());
+    f(table.get_or_insert_with(HashMap::new))
+}
+
+/// Registers an object; returns its handle.
+pub fn insert_object(object: Object) -> HANDLE {
+    let value = object.handle_value();
+    with_table(|t| t.insert(value, Arc::new(Entry::Object(object))));
+    to_handle(value)
+}
+
+/// Registers a file; returns its handle.
+pub fn insert_file(file: File) -> HANDLE {
+    let value = FILE_HANDLE_BIT | ((file.as_raw_fd() as u32) << 2);
+    with_table(|t| t.insert(value, Arc::new(Entry::File(file))));
+    to_handle(value)
+}
+
+fn invalid(handle: HANDLE) -> Win32Error {
+    let _ = handle;
+    ERROR_INVALID_HANDLE
+}
+
+/// The entry behind `handle`, taking over a broker handle not seen yet.
+pub fn lookup(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
+    let value = handle_value(handle).ok_or_else(|| invalid(handle))?;
+    if let Some(entry) = TABLE
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|t| t.get(&value))
+    {
+        return Ok(entry.clone());
+    }
+    if value & FILE_HANDLE_BIT != 0 || value == 0 || value >= u32::MAX - 1 {
+        return Err(ERROR_INVALID_HANDLE);
+    }
+    let object = objmgr::handle::take_over(value).map_err(|e| e.code())?;
+    Ok(with_table(|t| {
+        if let Some(existing) = t.get(&value) {
+            // Another thread took it over first: keep one owner.
+            object.forget();
+            existing.clone()
+        } else {
+            let entry = Arc::new(Entry::Object(object));
+            t.insert(value, entry.clone());
+            entry
+        }
+    }))
+}
+
+/// The object behind `handle` (not a file).
+pub fn object(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
+    let entry = lookup(handle)?;
+    match *entry {
+        Entry::Object(_) => Ok(entry),
+        Entry::File(_) => Err(ERROR_INVALID_HANDLE),
+    }
+}
+
+/// Removes `handle` from the table, returning its entry.
+pub fn remove(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
+    // Make sure a broker handle the table has not seen is known first.
+    lookup(handle)?;
+    let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
+    with_table(|t| t.remove(&value)).ok_or(ERROR_INVALID_HANDLE)
+}
+
+/// Forgets `value` without closing it (the broker closed it already).
+pub fn forget(value: u32) {
+    if let Some(entry) = with_table(|t| t.remove(&value))
+        && let Ok(Entry::Object(object)) = Arc::try_unwrap(entry)
+    {
+        object.forget();
+    }
+}
+
+/// Whether `handle` is one of this process's files.
+pub fn is_file(handle: HANDLE) -> bool {
+    handle_value(handle).is_some_and(|v| v & FILE_HANDLE_BIT != 0 && v < u32::MAX - 1)
+}

@@ -1,0 +1,85 @@
+//! The Windows SDK types the exported functions use, laid out as in the SDK
+//! (LP64: `DWORD` and `LONG` are 32-bit, `WCHAR` is UTF-16).
+#![allow(non_camel_case_types, non_snake_case, clippy::upper_case_acronyms)]
+
+use std::ffi::c_void;
+
+pub type BOOL = i32;
+pub type DWORD = u32;
+pub type LONG = i32;
+pub type HANDLE = *mut c_void;
+pub type LPVOID = *mut c_void;
+pub type WCHAR = u16;
+pub type SIZE_T = usize;
+
+pub const TRUE: BOOL = 1;
+pub const FALSE: BOOL = 0;
+
+/// `INVALID_HANDLE_VALUE`, also `GetCurrentProcess()`.
+pub const INVALID_HANDLE_VALUE: HANDLE = usize::MAX as HANDLE;
+
+#[repr(C)]
+pub struct SECURITY_ATTRIBUTES {
+    pub nLength: DWORD,
+    pub lpSecurityDescriptor: LPVOID,
+    pub bInheritHandle: BOOL,
+}
+
+#[repr(C)]
+pub struct SYSTEM_INFO {
+    pub wProcessorArchitecture: u16,
+    pub wReserved: u16,
+    pub dwPageSize: DWORD,
+    pub lpMinimumApplicationAddress: LPVOID,
+    pub lpMaximumApplicationAddress: LPVOID,
+    pub dwActiveProcessorMask: usize,
+    pub dwNumberOfProcessors: DWORD,
+    pub dwProcessorType: DWORD,
+    pub dwAllocationGranularity: DWORD,
+    pub wProcessorLevel: u16,
+    pub wProcessorRevision: u16,
+}
+
+#[repr(C)]
+pub struct MEMORY_BASIC_INFORMATION {
+    pub BaseAddress: LPVOID,
+    pub AllocationBase: LPVOID,
+    pub AllocationProtect: DWORD,
+    pub PartitionId: u16,
+    pub RegionSize: SIZE_T,
+    pub State: DWORD,
+    pub Protect: DWORD,
+    pub Type: DWORD,
+}
+
+#[repr(C)]
+pub struct PROCESS_INFORMATION {
+    pub hProcess: HANDLE,
+    pub hThread: HANDLE,
+    pub dwProcessId: DWORD,
+    pub dwThreadId: DWORD,
+}
+
+/// `STARTUPINFOA`/`STARTUPINFOW` (the string fields are unused here, so one
+/// layout serves both).
+#[repr(C)]
+pub struct STARTUPINFO {
+    pub cb: DWORD,
+    pub lpReserved: *mut c_void,
+    pub lpDesktop: *mut c_void,
+    pub lpTitle: *mut c_void,
+    pub dwX: DWORD,
+    pub dwY: DWORD,
+    pub dwXSize: DWORD,
+    pub dwYSize: DWORD,
+    pub dwXCountChars: DWORD,
+    pub dwYCountChars: DWORD,
+    pub dwFillAttribute: DWORD,
+    pub dwFlags: DWORD,
+    pub wShowWindow: u16,
+    pub cbReserved2: u16,
+    pub lpReserved2: *mut u8,
+    pub hStdInput: HANDLE,
+    pub hStdOutput: HANDLE,
+    pub hStdError: HANDLE,
+}

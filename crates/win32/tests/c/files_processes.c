@@ -1,0 +1,200 @@
+/* Files, file-backed mappings, virtual memory, threads and processes
+   (CreateProcess with inherited handles) through the C ABI. */
+#include <windows.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "check.h"
+
+static char self[MAX_PATH];
+
+static void files(void) {
+    char dir[MAX_PATH], name[MAX_PATH];
+    DWORD n = GetTempPathA(MAX_PATH, dir);
+    CHECK(n > 0 && dir[n - 1] == '/');
+    CHECK(GetTempPathA(1, dir) == n + 1); /* too small: the size needed */
+    GetTempPathA(MAX_PATH, dir);
+    CHECK(GetTempFileNameA(dir, "omt", 0, name) != 0);
+    HANDLE h = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    CHECK(h != INVALID_HANDLE_VALUE);
+    DWORD done = 0;
+    CHECK(WriteFile(h, "hello world", 11, &done, NULL) && done == 11);
+    CHECK(SetFilePointer(h, 0, NULL, FILE_BEGIN) == 0);
+    char buf[16] = {0};
+    CHECK(ReadFile(h, buf, 5, &done, NULL) && done == 5 && memcmp(buf, "hello", 5) == 0);
+    CHECK(GetFileSize(h, NULL) == 11);
+    CHECK_ERR(SetFilePointer(h, -100, NULL, FILE_CURRENT), INVALID_SET_FILE_POINTER, ERROR_NEGATIVE_SEEK);
+    LARGE_INTEGER to, now;
+    to.QuadPart = 4;
+    CHECK(SetFilePointerEx(h, to, &now, FILE_BEGIN) && now.QuadPart == 4);
+    CHECK(SetEndOfFile(h));
+    LARGE_INTEGER size;
+    CHECK(GetFileSizeEx(h, &size) && size.QuadPart == 4);
+    CHECK(FlushFileBuffers(h));
+    CHECK_ERR(ReadFile(h, buf, 1, &done, (LPOVERLAPPED)buf), FALSE, ERROR_INVALID_PARAMETER);
+    CHECK_ERR(CreateFileA(name, GENERIC_READ, 0, NULL, CREATE_NEW, 0, NULL), INVALID_HANDLE_VALUE, ERROR_FILE_EXISTS);
+    HANDLE again = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_ALWAYS, 0, NULL);
+    CHECK(again != INVALID_HANDLE_VALUE && GetLastError() == ERROR_ALREADY_EXISTS);
+    CloseHandle(again);
+    CHECK_ERR(CreateFileA("/nonexistent-dir/x", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL), INVALID_HANDLE_VALUE,
+              ERROR_PATH_NOT_FOUND);
+    CHECK_ERR(CreateFileA("/tmp/no-such-file-objmgr", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL), INVALID_HANDLE_VALUE,
+              ERROR_FILE_NOT_FOUND);
+    CHECK_ERR(WaitForSingleObject(h, 0), WAIT_FAILED, ERROR_INVALID_HANDLE);
+
+    /* A file-backed mapping larger than the file extends it. */
+    HANDLE m = CreateFileMappingA(h, NULL, PAGE_READWRITE, 0, 65536, NULL);
+    CHECK(m != NULL);
+    CHECK(GetFileSize(h, NULL) == 65536);
+    char *view = MapViewOfFile(m, FILE_MAP_WRITE, 0, 0, 0);
+    CHECK(view != NULL && memcmp(view, "hell", 4) == 0);
+    memcpy(view + 100, "via view", 8);
+    CHECK(FlushViewOfFile(view, 0));
+    CHECK(SetFilePointer(h, 100, NULL, FILE_BEGIN) == 100);
+    CHECK(ReadFile(h, buf, 8, &done, NULL) && memcmp(buf, "via view", 8) == 0);
+    MEMORY_BASIC_INFORMATION mbi;
+    CHECK(VirtualQuery(view + 5000, &mbi, sizeof mbi) == sizeof mbi);
+    CHECK(mbi.Type == MEM_MAPPED && mbi.AllocationBase == view && mbi.State == MEM_COMMIT);
+    CHECK(UnmapViewOfFile(view));
+    CHECK(CloseHandle(m));
+    CHECK(CloseHandle(h));
+    CHECK(DeleteFileA(name));
+    CHECK_ERR(DeleteFileA(name), FALSE, ERROR_FILE_NOT_FOUND);
+
+    /* An empty file with size 0 cannot be mapped. */
+    CHECK(GetTempFileNameA(dir, "omt", 0, name) != 0);
+    h = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    CHECK_ERR(CreateFileMappingA(h, NULL, PAGE_READWRITE, 0, 0, NULL), NULL, ERROR_FILE_INVALID);
+    CloseHandle(h);
+    DeleteFileA(name);
+}
+
+static void memory(void) {
+    char *p = VirtualAlloc(NULL, 100000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    CHECK(p != NULL && ((uintptr_t)p % 65536) == 0);
+    p[99999] = 1;
+    MEMORY_BASIC_INFORMATION mbi;
+    CHECK(VirtualQuery(p + 10, &mbi, sizeof mbi) == sizeof mbi);
+    CHECK(mbi.BaseAddress == p && mbi.AllocationBase == p && mbi.State == MEM_COMMIT && mbi.Type == MEM_PRIVATE &&
+          mbi.Protect == PAGE_READWRITE);
+    DWORD old = 0;
+    CHECK(VirtualProtect(p, 4096, PAGE_READONLY, &old) && old == PAGE_READWRITE);
+    CHECK(VirtualQuery(p, &mbi, sizeof mbi) && mbi.Protect == PAGE_READONLY);
+    CHECK_ERR(VirtualProtect(p, 4096, PAGE_READWRITE, NULL), FALSE, ERROR_NOACCESS);
+    CHECK(VirtualFree(p, 0, MEM_RELEASE));
+    CHECK_ERR(VirtualFree(p, 0, MEM_RELEASE), FALSE, ERROR_INVALID_ADDRESS);
+    CHECK_ERR(VirtualAlloc(NULL, 0, MEM_COMMIT, PAGE_READWRITE), NULL, ERROR_INVALID_PARAMETER);
+
+    char *r = VirtualAlloc(NULL, 65536, MEM_RESERVE, PAGE_READWRITE);
+    CHECK(r != NULL && VirtualQuery(r, &mbi, sizeof mbi) && mbi.State == MEM_RESERVE);
+    CHECK(VirtualAlloc(r + 4096, 4096, MEM_COMMIT, PAGE_READWRITE) == r + 4096);
+    r[4096] = 7;
+    CHECK(VirtualFree(r + 4096, 4096, MEM_DECOMMIT));
+    CHECK(VirtualFree(r, 0, MEM_RELEASE));
+}
+
+static DWORD WINAPI returns_seven(LPVOID arg) {
+    Sleep(100);
+    return (DWORD)(uintptr_t)arg;
+}
+
+static DWORD WINAPI exits_nine(LPVOID arg) {
+    (void)arg;
+    ExitThread(9);
+}
+
+static void threads(void) {
+    DWORD tid = 0;
+    HANDLE t = CreateThread(NULL, 0, returns_seven, (LPVOID)7, 0, &tid);
+    CHECK(t != NULL && tid != 0);
+    DWORD code = 0;
+    CHECK(GetExitCodeThread(t, &code) && code == STILL_ACTIVE);
+    CHECK(WaitForSingleObject(t, 10000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeThread(t, &code) && code == 7);
+    CloseHandle(t);
+    t = CreateThread(NULL, 0, exits_nine, NULL, 0, NULL);
+    CHECK(WaitForSingleObject(t, 10000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeThread(t, &code) && code == 9);
+    CloseHandle(t);
+    CHECK_ERR(CreateThread(NULL, 0, returns_seven, NULL, CREATE_SUSPENDED, NULL), NULL, ERROR_NOT_SUPPORTED);
+}
+
+static PROCESS_INFORMATION start_self(const char *mode, HANDLE h, BOOL inherit) {
+    char cmd[MAX_PATH * 2];
+    snprintf(cmd, sizeof cmd, "\"%s\" %s %lu", self, mode, (unsigned long)(uintptr_t)h);
+    STARTUPINFOA si;
+    ZeroMemory(&si, sizeof si);
+    si.cb = sizeof si;
+    PROCESS_INFORMATION pi;
+    ZeroMemory(&pi, sizeof pi);
+    CHECK(CreateProcessA(NULL, cmd, NULL, NULL, inherit, 0, NULL, NULL, &si, &pi));
+    return pi;
+}
+
+static void processes(void) {
+    SECURITY_ATTRIBUTES inherit = {sizeof inherit, NULL, TRUE};
+    HANDLE shared = CreateFileMappingA(INVALID_HANDLE_VALUE, &inherit, PAGE_READWRITE, 0, 4096, NULL);
+    HANDLE private_one = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 4096, NULL);
+    char *view = MapViewOfFile(shared, FILE_MAP_ALL_ACCESS, 0, 0, 0);
+    strcpy(view, "inherited");
+
+    PROCESS_INFORMATION pi = start_self("child", shared, TRUE);
+    CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
+    DWORD code = 0;
+    CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == 42);
+    CHECK(GetExitCodeThread(pi.hThread, &code) && code == 42);
+    CHECK(strcmp(view, "ack") == 0);
+    CHECK_ERR(TerminateProcess(pi.hProcess, 1), FALSE, ERROR_ACCESS_DENIED);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+
+    /* A handle that is not inheritable is not there in the child. */
+    pi = start_self("child", private_one, TRUE);
+    CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == ERROR_INVALID_HANDLE);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+
+    /* TerminateProcess gives the exit code; waits see the exit. */
+    pi = start_self("sleep", NULL, FALSE);
+    CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == STILL_ACTIVE);
+    HANDLE opened = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pi.dwProcessId);
+    CHECK(opened != NULL);
+    CHECK(TerminateProcess(pi.hProcess, 5));
+    CHECK(WaitForSingleObject(opened, 20000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeProcess(opened, &code) && code == 5);
+    CHECK_ERR(TerminateProcess(opened, 1), FALSE, ERROR_ACCESS_DENIED); /* no PROCESS_TERMINATE */
+    CloseHandle(opened);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+
+    STARTUPINFOA si;
+    ZeroMemory(&si, sizeof si);
+    si.cb = sizeof si;
+    char missing[] = "/nonexistent/program";
+    CHECK_ERR(CreateProcessA(NULL, missing, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi), FALSE, ERROR_FILE_NOT_FOUND);
+    UnmapViewOfFile(view);
+    CloseHandle(shared);
+    CloseHandle(private_one);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "child") == 0) {
+        HANDLE h = (HANDLE)(uintptr_t)strtoul(argv[2], NULL, 10);
+        char *view = MapViewOfFile(h, FILE_MAP_ALL_ACCESS, 0, 0, 0);
+        if (view == NULL) return (int)GetLastError();
+        if (strcmp(view, "inherited") != 0) return 2;
+        strcpy(view, "ack");
+        return 42;
+    }
+    if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
+        Sleep(60000);
+        return 0;
+    }
+    CHECK(GetModuleFileNameA(NULL, self, MAX_PATH) > 0);
+    files();
+    memory();
+    threads();
+    processes();
+    CHECK_DONE();
+}
