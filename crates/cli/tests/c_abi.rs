@@ -152,3 +152,14 @@ fn rust_and_c_processes_share_a_mapping_and_an_event() {
     let lines = rust_side.finish();
     assert_eq!(lines[lines.len() - 2..], ["wait object 0", "read from-c"]);
 }
+
+#[test]
+fn wide_and_ex_variants_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "wide.c", true, Link::Static);
+    let out = run(&broker, &program).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Wide: wide text"), "MessageBoxW: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
