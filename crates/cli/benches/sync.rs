@@ -4,11 +4,12 @@
 //! with both processes pinned to CPU 0 (a wake-up across CPUs costs 25–50 µs
 //! on small VMs and would swamp the difference being measured); set
 //! `BENCH_UNPINNED=1` to let the scheduler place them. `BENCH_QUICK=1`
-//! shrinks everything for a smoke run; `BENCH_ONLY=mutex,semaphore,event,
-//! wait_any,ping_pong,many_events` runs only the named cases.
+//! shrinks everything for a smoke run; `BENCH_ONLY=mutex,c_mutex,semaphore,
+//! event,wait_any,ping_pong,many_events` runs only the named cases.
 
 use objmgr::{Event, MapAccess, Mutex, Reset, Section, Semaphore, View, Waitable};
 use rustix::thread::futex;
+use std::ffi::{CStr, c_char, c_void};
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +17,26 @@ use std::time::{Duration, Instant};
 
 mod harness;
 use harness::{Broker, cpus_allowed, measure, report, rss_bytes};
+
+// The C ABI, called as C code calls it.
+use objmgr_win32 as _;
+unsafe extern "C" {
+    fn CreateMutexA(attributes: *const c_void, owned: i32, name: *const c_char) -> *mut c_void;
+    fn CreateEventA(
+        attributes: *const c_void,
+        manual: i32,
+        initial: i32,
+        name: *const c_char,
+    ) -> *mut c_void;
+    fn OpenEventA(access: u32, inherit: i32, name: *const c_char) -> *mut c_void;
+    fn WaitForSingleObject(handle: *mut c_void, ms: u32) -> u32;
+    fn ReleaseMutex(handle: *mut c_void) -> i32;
+    fn SetEvent(handle: *mut c_void) -> i32;
+    fn CloseHandle(handle: *mut c_void) -> i32;
+}
+const INFINITE: u32 = u32::MAX;
+const C_PING: &CStr = c"Local\\bench-c-ping";
+const C_PONG: &CStr = c"Local\\bench-c-pong";
 
 const ROLE_ENV: &str = "OBJMGR_BENCH_ROLE";
 const ROUNDS_ENV: &str = "OBJMGR_BENCH_ROUNDS";
@@ -45,6 +66,19 @@ fn pong_child(role: &str, rounds: u32) {
             for _ in 0..rounds {
                 ping.wait(None).unwrap();
                 pong.set().unwrap();
+            }
+        }
+        "c-events" => {
+            // SAFETY: the documented C ABI, with valid names and handles.
+            unsafe {
+                let ping = OpenEventA(0x1F_0003, 0, C_PING.as_ptr());
+                let pong = OpenEventA(0x1F_0003, 0, C_PONG.as_ptr());
+                for _ in 0..rounds {
+                    WaitForSingleObject(ping, INFINITE);
+                    SetEvent(pong);
+                }
+                CloseHandle(ping);
+                CloseHandle(pong);
             }
         }
         "futex" => {
@@ -85,6 +119,26 @@ fn events_ping_pong(rounds: u32) -> Duration {
     let elapsed = start.elapsed();
     child.wait().unwrap();
     elapsed / rounds
+}
+
+/// Time per round trip of the same ping-pong through the C ABI.
+fn c_events_ping_pong(rounds: u32) -> Duration {
+    // SAFETY: the documented C ABI, with valid names and handles.
+    unsafe {
+        let ping = CreateEventA(std::ptr::null(), 0, 0, C_PING.as_ptr());
+        let pong = CreateEventA(std::ptr::null(), 0, 0, C_PONG.as_ptr());
+        let mut child = spawn_pong("c-events", rounds);
+        let start = Instant::now();
+        for _ in 0..rounds {
+            SetEvent(ping);
+            WaitForSingleObject(pong, INFINITE);
+        }
+        let elapsed = start.elapsed();
+        child.wait().unwrap();
+        CloseHandle(ping);
+        CloseHandle(pong);
+        elapsed / rounds
+    }
 }
 
 /// Time per round trip of a raw futex ping-pong through shared memory.
@@ -174,6 +228,28 @@ fn main() {
         );
     }
 
+    // 1b. The same through the C ABI.
+    if wanted("c_mutex") {
+        let mutex = Mutex::create(None, false).unwrap();
+        let rust = measure(batches, iters, |_| drop(black_box(mutex.lock().unwrap())));
+        // SAFETY: the documented C ABI, with a valid handle.
+        let c = unsafe {
+            let h = CreateMutexA(std::ptr::null(), 0, std::ptr::null());
+            let t = measure(batches, iters, |_| {
+                WaitForSingleObject(h, INFINITE);
+                ReleaseMutex(h);
+            });
+            CloseHandle(h);
+            t
+        };
+        report(
+            "mutex acquire+release: C ABI (vs the Rust API)",
+            c,
+            rust,
+            "<= 1.1x",
+        );
+    }
+
     // 2. Semaphore release + wait, uncontended.
     if wanted("semaphore") {
         let sem = Semaphore::create(None, 0, 1).unwrap();
@@ -258,6 +334,16 @@ fn main() {
             ours[ours.len() / 2],
             base[base.len() / 2],
             "<= 1.3x",
+        );
+        let mut c_abi: Vec<Duration> = (0..if quick { 1 } else { 5 })
+            .map(|_| c_events_ping_pong(rounds))
+            .collect();
+        c_abi.sort();
+        report(
+            &format!("ping-pong round trip: C ABI (vs the Rust API, {placement})"),
+            c_abi[c_abi.len() / 2],
+            ours[ours.len() / 2],
+            "<= 1.1x",
         );
     }
 

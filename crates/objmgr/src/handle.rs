@@ -146,17 +146,38 @@ impl Object {
         }
     }
 
+    /// Closes the handle now through a shared reference (others may still
+    /// hold the object; their later use of it fails or acts on whatever the
+    /// value names then, as using a closed handle does on Windows).
+    pub fn close_shared(&self) -> Result<()> {
+        match self {
+            Object::Section(o) => o.close_handle(),
+            other => other.sync_object().close(),
+        }
+    }
+
     /// Forgets the object without closing its handle: for a handle closed
     /// some other way (`DUPLICATE_CLOSE_SOURCE`).
-    pub fn forget(self) {
+    pub fn forget(&self) {
         match self {
-            Object::Section(mut o) => o.mark_closed(),
-            Object::Event(o) => o.into_object().closed = true,
-            Object::Mutex(o) => o.into_object().closed = true,
-            Object::Semaphore(o) => o.into_object().closed = true,
-            Object::WaitableTimer(o) => o.into_object().closed = true,
-            Object::Process(o) => o.into_object().closed = true,
-            Object::Thread(o) => o.into_object().closed = true,
+            Object::Section(o) => o.mark_closed(),
+            other => other
+                .sync_object()
+                .closed
+                .store(true, std::sync::atomic::Ordering::Release),
+        }
+    }
+
+    fn sync_object(&self) -> &crate::sync::SyncObject {
+        use crate::sync::sealed::Sealed;
+        match self {
+            Object::Section(_) => unreachable!("sections are handled by the callers"),
+            Object::Event(o) => o.sync_object(),
+            Object::Mutex(o) => o.sync_object(),
+            Object::Semaphore(o) => o.sync_object(),
+            Object::WaitableTimer(o) => o.sync_object(),
+            Object::Process(o) => o.sync_object(),
+            Object::Thread(o) => o.sync_object(),
         }
     }
 

@@ -64,7 +64,7 @@ pub struct Section {
     existed: bool,
     /// The section's memory: read-write only if this handle may write.
     fd: OwnedFd,
-    closed: bool,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Section {
@@ -303,14 +303,15 @@ impl Section {
             file_backed: info.file_backed,
             existed,
             fd,
-            closed: false,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Marks the handle closed without asking the broker (it was closed some
     /// other way).
-    pub(crate) fn mark_closed(&mut self) {
-        self.closed = true;
+    pub(crate) fn mark_closed(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Takes over a section handle value this process holds already (one it
@@ -363,7 +364,9 @@ impl Section {
     }
 
     fn check_live(&self) -> Result<()> {
-        if self.closed || self.generation != connection::generation() {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire)
+            || self.generation != connection::generation()
+        {
             return Err(Error::new(
                 ERROR_INVALID_HANDLE,
                 format!(
@@ -450,15 +453,15 @@ impl Section {
     /// Closes the handle (`CloseHandle`). When the last handle in any process
     /// closes, the section is destroyed and its name is free again. Views
     /// already mapped stay valid.
-    pub fn close(mut self) -> Result<()> {
+    pub fn close(self) -> Result<()> {
         self.close_handle()
     }
 
-    fn close_handle(&mut self) -> Result<()> {
-        if self.closed {
+    /// Closes the handle now (once; later calls and the drop do nothing).
+    pub(crate) fn close_handle(&self) -> Result<()> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        self.closed = true;
         connection::close_handle(self.handle, self.generation, "section")
     }
 }

@@ -184,7 +184,7 @@ impl SyncObject {
             arena,
             slot,
             existed,
-            closed: false,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -220,11 +220,10 @@ impl SyncObject {
         }
     }
 
-    pub(crate) fn close(&mut self) -> Result<()> {
-        if self.closed {
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        self.closed = true;
         connection::close_handle(self.handle, self.generation, self.kind.object_type().name())
     }
 }
@@ -263,7 +262,7 @@ pub(crate) mod sealed {
         pub(crate) arena: &'static Arena,
         pub(crate) slot: u32,
         pub(crate) existed: bool,
-        pub(crate) closed: bool,
+        pub(crate) closed: std::sync::atomic::AtomicBool,
     }
 }
 
@@ -435,11 +434,6 @@ macro_rules! waitable_type {
                 $name { object }
             }
 
-            /// The object, to be dropped without closing its handle.
-            pub(crate) fn into_object(self) -> $crate::sync::SyncObject {
-                self.object
-            }
-
             /// Takes over a handle value this process holds already (one it
             /// inherited or was given with `DuplicateHandle`); the result
             /// closes it when dropped. Fails with `ERROR_INVALID_HANDLE` if
@@ -469,7 +463,7 @@ macro_rules! waitable_type {
             }
 
             /// Closes the handle now and reports any error (dropping closes too).
-            pub fn close(mut self) -> $crate::Result<()> {
+            pub fn close(self) -> $crate::Result<()> {
                 self.object.close()
             }
         }

@@ -27,14 +27,10 @@ fn close(h: HANDLE) -> BOOL {
         Ok(entry) => entry,
         Err(code) => return fail(code, FALSE),
     };
-    match Arc::try_unwrap(entry) {
-        Ok(Entry::Object(object)) => or_fail(object.close().map(|()| TRUE), FALSE),
-        Ok(Entry::File(file)) => {
-            drop(file);
-            TRUE
-        }
-        // Another thread is using it right now: it closes when that ends.
-        Err(_) => TRUE,
+    match &*entry {
+        // Closed now, even if threads still hold the object in their caches.
+        Entry::Object(object) => or_fail(object.close_shared().map(|()| TRUE), FALSE),
+        Entry::File(_) => TRUE, // closed when the last user drops it
     }
 }
 

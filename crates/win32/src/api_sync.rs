@@ -267,14 +267,11 @@ exports! {
 
 /// Runs `op` on the object behind `h`; `TRUE` or `FALSE` with the error.
 fn with_object(h: HANDLE, op: impl FnOnce(&Object) -> Result<(), Error>) -> BOOL {
-    let entry = match table::object(h) {
-        Ok(entry) => entry,
-        Err(code) => return fail(code, FALSE),
-    };
-    let Entry::Object(object) = &*entry else {
-        return fail(ERROR_INVALID_HANDLE, FALSE);
-    };
-    or_fail(op(object).map(|()| TRUE), FALSE)
+    let result = table::with_entry(h, |entry| match entry {
+        Entry::Object(object) => or_fail(op(object).map(|()| TRUE), FALSE),
+        Entry::File(_) => fail(ERROR_INVALID_HANDLE, FALSE),
+    });
+    result.unwrap_or_else(|code| fail(code, FALSE))
 }
 
 fn event_op(h: HANDLE, op: fn(&Event) -> objmgr::Result<()>) -> BOOL {
@@ -344,6 +341,17 @@ unsafe fn wait_multiple(n: DWORD, handles: *const HANDLE, all: bool, ms: DWORD) 
 }
 
 fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
+    if let [handle] = handles {
+        // WaitForSingleObject: the common case, without allocating.
+        let result = table::with_entry(*handle, |entry| match entry {
+            Entry::Object(object) => match object.waitable() {
+                Some(w) => or_fail(objmgr::wait_for(w, timeout(ms)).map(wait_code), WAIT_FAILED),
+                None => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+            },
+            Entry::File(_) => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+        });
+        return result.unwrap_or_else(|code| fail(code, WAIT_FAILED));
+    }
     let mut entries = Vec::with_capacity(handles.len());
     for &h in handles {
         match table::object(h) {

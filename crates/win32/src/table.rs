@@ -2,10 +2,16 @@
 //! object that owns it. Broker handles the table has not seen (inherited,
 //! duplicated in) are taken over on first use. Files opened with
 //! `CreateFile` live here only, with values that have [`FILE_HANDLE_BIT`].
+//!
+//! Lookups are on every wait and signal, so each thread keeps the entries
+//! it used last, valid while the table's *epoch* is unchanged; closing any
+//! handle moves the epoch. A hit costs one atomic load.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use objmgr::handle::Object;
@@ -26,6 +32,78 @@ pub enum Entry {
 }
 
 static TABLE: RwLock<Option<HashMap<u32, Arc<Entry>>>> = RwLock::new(None);
+
+/// Moves whenever a handle leaves the table (its value may then be reused).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Entries per thread cache.
+const CACHED: usize = 4;
+
+/// A thread's recently used entries, valid for one epoch.
+struct Cache {
+    epoch: u64,
+    entries: [Option<(u32, Arc<Entry>)>; CACHED],
+    next: usize,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = const {
+        RefCell::new(Cache {
+            epoch: u64::MAX,
+            entries: [const { None }; CACHED],
+            next: 0,
+        })
+    };
+}
+
+/// Runs `f` on the entry for `value` if this thread has it cached for the
+/// current epoch; gives `f` back otherwise.
+fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
+    CACHE.with(|cache| {
+        // A nested lookup (inside another's `f`) may find the cache borrowed
+        // for update: then it simply misses.
+        let Ok(cache) = cache.try_borrow() else {
+            return Err(f);
+        };
+        if cache.epoch != EPOCH.load(Ordering::Acquire) {
+            return Err(f);
+        }
+        match cache.entries.iter().flatten().find(|(v, _)| *v == value) {
+            Some((_, entry)) => Ok(f(entry)),
+            None => Err(f),
+        }
+    })
+}
+
+fn remember(value: u32, entry: &Arc<Entry>, epoch: u64) {
+    CACHE.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            return;
+        };
+        if cache.epoch != epoch {
+            cache.epoch = epoch;
+            cache.entries = [const { None }; CACHED];
+        }
+        let slot = cache.next;
+        cache.entries[slot] = Some((value, entry.clone()));
+        cache.next = (slot + 1) % CACHED;
+    });
+}
+
+/// Runs `f` with the entry behind `handle` (taking over a broker handle not
+/// seen yet); a thread's recently used handles need no lock and no
+/// reference count.
+pub fn with_entry<T>(handle: HANDLE, f: impl FnOnce(&Entry) -> T) -> Result<T, Win32Error> {
+    let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
+    let f = match with_cached(value, f) {
+        Ok(result) => return Ok(result),
+        Err(f) => f,
+    };
+    let epoch = EPOCH.load(Ordering::Acquire);
+    let entry = lookup(handle)?;
+    remember(value, &entry, epoch);
+    Ok(f(&entry))
+}
 
 fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
     let mut table = TABLE.write().unwrap_or_else(|p| p.into_inner());
@@ -93,13 +171,23 @@ pub fn remove(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
     // Make sure a broker handle the table has not seen is known first.
     lookup(handle)?;
     let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
-    with_table(|t| t.remove(&value)).ok_or(ERROR_INVALID_HANDLE)
+    let entry = with_table(|t| {
+        let entry = t.remove(&value);
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        entry
+    });
+    entry.ok_or(ERROR_INVALID_HANDLE)
 }
 
 /// Forgets `value` without closing it (the broker closed it already).
 pub fn forget(value: u32) {
-    if let Some(entry) = with_table(|t| t.remove(&value))
-        && let Ok(Entry::Object(object)) = Arc::try_unwrap(entry)
+    let entry = with_table(|t| {
+        let entry = t.remove(&value);
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        entry
+    });
+    if let Some(entry) = entry
+        && let Entry::Object(object) = &*entry
     {
         object.forget();
     }
