@@ -8,12 +8,11 @@
 #define _T(s) TEXT(s)
 #define _TEXT(s) TEXT(s)
 
-#ifdef UNICODE
-/* The wide C library works on wchar_t (32-bit here), not on UTF-16 TCHARs;
-   only the narrow mappings are provided for the C library functions. */
-#define _tmain wmain
-#else
+/* Linux starts programs at main with narrow arguments, UNICODE or not. */
 #define _tmain main
+#ifndef UNICODE
+/* The wide C library works on wchar_t (32-bit here), not on UTF-16 TCHARs,
+   so only the narrow mappings of the C library functions are provided. */
 #define _tprintf printf
 #define _ftprintf fprintf
 #define _stprintf sprintf

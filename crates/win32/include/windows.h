@@ -42,7 +42,11 @@ typedef unsigned int UINT;
 typedef int INT;
 typedef char CHAR;
 typedef unsigned char UCHAR;
+#ifdef __cplusplus
+typedef char16_t WCHAR; /* so that u"" literals (TEXT() with UNICODE) are LPCWSTR */
+#else
 typedef uint16_t WCHAR;
+#endif
 typedef void *HANDLE;
 typedef HANDLE *PHANDLE, *LPHANDLE;
 typedef void *HWND;

@@ -196,7 +196,17 @@ unsafe fn set_file_pointer(h: HANDLE, low: LONG, high: *mut LONG, method: DWORD)
         Some(high) => (i64::from(high) << 32) | i64::from(low as u32),
         None => i64::from(low),
     };
+    let before = match file_of(h).and_then(|_| seek(h, 0, FILE_CURRENT)) {
+        Ok(position) => position,
+        Err(code) => return fail(code, INVALID_SET_FILE_POINTER),
+    };
     match seek(h, distance, method) {
+        // Without a high part the position must fit 32 bits, else the call
+        // fails and the pointer stays where it was.
+        Ok(position) if high.is_null() && position > u64::from(u32::MAX - 1) => {
+            let _ = seek(h, before as i64, FILE_BEGIN);
+            fail(ERROR_INVALID_PARAMETER, INVALID_SET_FILE_POINTER)
+        }
         Ok(position) => {
             // SAFETY: as above.
             unsafe { ffi::put(high, (position >> 32) as LONG) };

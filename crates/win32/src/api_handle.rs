@@ -104,6 +104,11 @@ unsafe fn duplicate(
     };
     let access = (options & DUPLICATE_SAME_ACCESS == 0).then_some(access);
     let close_source = options & DUPLICATE_CLOSE_SOURCE != 0;
+    if close_source && from.is_none() {
+        // The broker closes our source handle (whatever the outcome): forget
+        // our object for it first, so that nothing closes its value again.
+        table::forget(value);
+    }
     let result = duplicate_handle(
         as_process(&from),
         value,
@@ -112,10 +117,6 @@ unsafe fn duplicate(
         inherit != 0,
         close_source,
     );
-    if close_source && from.is_none() {
-        // The broker closed our source handle: forget our object for it.
-        table::forget(value);
-    }
     match result {
         Ok(new) => {
             // SAFETY: NULL or a writable HANDLE per the Win32 contract.

@@ -65,10 +65,22 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
     if size == 0 || kind & (MEM_COMMIT | MEM_RESERVE) == 0 {
         return fail(ERROR_INVALID_PARAMETER, null);
     }
-    let len = size.next_multiple_of(PAGE);
+    let Some(len) = size
+        .checked_next_multiple_of(PAGE)
+        .filter(|&l| l <= isize::MAX as usize / 2)
+    else {
+        return fail(ERROR_NOT_ENOUGH_MEMORY, null);
+    };
     // Committing inside an existing reservation: just grant the access.
     if !addr.is_null() && kind & MEM_RESERVE == 0 {
         let start = (addr as usize) & !(PAGE - 1);
+        let Some(len) = (addr as usize)
+            .checked_add(size)
+            .and_then(|end| end.checked_next_multiple_of(PAGE))
+            .map(|end| end - start)
+        else {
+            return fail(ERROR_INVALID_ADDRESS, null);
+        };
         let Some((base, total, _)) = containing_allocation(start) else {
             return fail(ERROR_INVALID_ADDRESS, null);
         };
@@ -301,7 +313,13 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
     let start = (addr as usize) & !(PAGE - 1);
-    let len = ((addr as usize) + size.max(1)).next_multiple_of(PAGE) - start;
+    let Some(len) = (addr as usize)
+        .checked_add(size.max(1))
+        .and_then(|end| end.checked_next_multiple_of(PAGE))
+        .map(|end| end - start)
+    else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
     let mut before = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::uninit();
     // SAFETY: writing into a local of the right size.
     let queried = unsafe {
@@ -316,7 +334,8 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
     }
     // SAFETY: initialized by virtual_query above.
     let before = unsafe { before.assume_init() };
-    if before.State == MEM_FREE {
+    // One region only, as on Windows: never past it into neighbouring memory.
+    if before.State == MEM_FREE || len > before.RegionSize {
         return fail(ERROR_INVALID_ADDRESS, FALSE);
     }
     // SAFETY: changes access to pages the caller says are its memory; the

@@ -70,26 +70,40 @@ pub(crate) fn split_command_line(line: &str) -> Vec<String> {
 }
 
 /// An environment block (`NAME=VALUE` strings ending with an empty one).
+/// Each string is stepped over by its raw length, whatever its encoding.
 unsafe fn environment_block(block: *const c_void, unicode: bool) -> Vec<String> {
     let mut vars = Vec::new();
     if unicode {
         let mut p = block.cast::<WCHAR>();
-        // SAFETY: a double-NUL-terminated block per the Win32 contract.
-        while let Some(var) = unsafe { wide(p) }.filter(|v| !v.is_empty()) {
-            // SAFETY: stepping past this string and its NUL, inside the block.
-            p = unsafe { p.add(var.encode_utf16().count() + 1) };
-            vars.push(var);
+        loop {
+            let mut len = 0;
+            // SAFETY: a double-NUL-terminated block per the Win32 contract:
+            // every unit up to each string's NUL is readable.
+            while unsafe { *p.add(len) } != 0 {
+                len += 1;
+            }
+            if len == 0 {
+                return vars;
+            }
+            // SAFETY: the `len` units just read.
+            let units = unsafe { std::slice::from_raw_parts(p, len) };
+            vars.push(String::from_utf16_lossy(units));
+            // SAFETY: past this string's NUL, still inside the block.
+            p = unsafe { p.add(len + 1) };
         }
     } else {
         let mut p = block.cast::<c_char>();
-        // SAFETY: as above, in bytes.
-        while let Some(var) = unsafe { ansi(p) }.filter(|v| !v.is_empty()) {
+        loop {
+            // SAFETY: as above, in bytes.
+            let bytes = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+            if bytes.is_empty() {
+                return vars;
+            }
+            vars.push(String::from_utf8_lossy(bytes).into_owned());
             // SAFETY: as above.
-            p = unsafe { p.add(var.len() + 1) };
-            vars.push(var);
+            p = unsafe { p.add(bytes.len() + 1) };
         }
     }
-    vars
 }
 
 /// A file handle as a child's standard stream.
@@ -279,16 +293,24 @@ exports! {
         => { let _ = (a, stack); create_thread(start, parameter, flags, tid) };
 }
 
+unsafe extern "C-unwind" {
+    /// POSIX; in the C library every program links.
+    fn pthread_exit(value: *mut c_void) -> !;
+}
+
 /// `ExitThread`: ends the calling thread with `code`. A thread started with
 /// `CreateThread` unwinds to its start (the C frames in between must have
-/// unwind tables, which GCC and Clang emit by default on Linux); in any
-/// other thread it ends the process, as ending the last thread would.
+/// unwind tables, which GCC and Clang emit by default on Linux) and reports
+/// `code`; any other thread ends with `pthread_exit` (a process ends when its
+/// last thread does, as on Windows).
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ExitThread(code: DWORD) -> ! {
     if objmgr::thread::is_objmgr_thread() {
         objmgr::thread::exit_current(code)
     }
-    std::process::exit(code as i32)
+    // SAFETY: ends the calling thread, which C code asked for; no Rust frame
+    // of this library with a destructor is on the stack here.
+    unsafe { pthread_exit(std::ptr::null_mut()) }
 }
 
 #[cfg(test)]

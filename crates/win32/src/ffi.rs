@@ -6,8 +6,9 @@ use std::ffi::{CStr, c_char};
 
 use crate::types::{HANDLE, WCHAR};
 
-/// The longest string read from C (UTF-16 units or bytes): longer is refused.
-const MAX_STRING: usize = 32768;
+/// The longest UTF-16 string read from C; a longer one (no NUL in sight)
+/// ends there.
+const MAX_WIDE: usize = 1 << 24;
 
 /// A NUL-terminated ANSI (UTF-8) string; `None` for NULL.
 ///
@@ -19,7 +20,7 @@ pub unsafe fn ansi(ptr: *const c_char) -> Option<String> {
     }
     // SAFETY: non-NULL, NUL-terminated per the caller's contract.
     let s = unsafe { CStr::from_ptr(ptr) };
-    Some(String::from_utf8_lossy(&s.to_bytes()[..s.to_bytes().len().min(MAX_STRING)]).into_owned())
+    Some(String::from_utf8_lossy(s.to_bytes()).into_owned())
 }
 
 /// A NUL-terminated UTF-16 string; `None` for NULL.
@@ -32,8 +33,8 @@ pub unsafe fn wide(ptr: *const WCHAR) -> Option<String> {
     }
     let mut len = 0;
     // SAFETY: reading up to and including the terminating NUL, which the
-    // caller guarantees exists; capped at MAX_STRING units.
-    while len < MAX_STRING && unsafe { *ptr.add(len) } != 0 {
+    // caller guarantees exists.
+    while len < MAX_WIDE && unsafe { *ptr.add(len) } != 0 {
         len += 1;
     }
     // SAFETY: the `len` units just read are initialized.

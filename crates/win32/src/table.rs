@@ -110,10 +110,17 @@ fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
     f(table.get_or_insert_with(HashMap::new))
 }
 
-/// Registers an object; returns its handle.
+/// Registers an object; returns its handle. An entry left for the same
+/// value (its handle closed some other way) is forgotten, never closed.
 pub fn insert_object(object: Object) -> HANDLE {
     let value = object.handle_value();
-    with_table(|t| t.insert(value, Arc::new(Entry::Object(object))));
+    let replaced = with_table(|t| t.insert(value, Arc::new(Entry::Object(object))));
+    if let Some(old) = replaced {
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        if let Entry::Object(o) = &*old {
+            o.forget();
+        }
+    }
     to_handle(value)
 }
 

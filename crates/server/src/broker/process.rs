@@ -169,12 +169,21 @@ impl Broker {
             .filter(|&p| p > 0)
             .and_then(Pid::from_raw)
             .ok_or_else(no_such)?;
-        let fd = Rc::new(
-            rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
-                rustix::io::Errno::SRCH => no_such(),
-                e => Failure::new(errno(e), format!("watching process {pid}")),
-            })?,
-        );
+        let fd = match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(fd) => Rc::new(fd),
+            Err(rustix::io::Errno::SRCH) => {
+                // Gone, but its process object may live on (someone holds a
+                // handle): opening it then gives that exited process, as on
+                // Windows.
+                let exited = self
+                    .processes
+                    .iter()
+                    .find(|(_, r)| r.pid == pid && r.exit.is_some() && r.object.is_some())
+                    .map(|(&id, _)| id);
+                return exited.filter(|_| !child).ok_or_else(no_such);
+            }
+            Err(e) => return Err(Failure::new(errno(e), format!("watching process {pid}"))),
+        };
         let id = self.next_record;
         self.next_record += 1;
         self.new_watches.push(PidWatch {

@@ -24,6 +24,12 @@ static void files(void) {
     CHECK(ReadFile(h, buf, 5, &done, NULL) && done == 5 && memcmp(buf, "hello", 5) == 0);
     CHECK(GetFileSize(h, NULL) == 11);
     CHECK_ERR(SetFilePointer(h, -100, NULL, FILE_CURRENT), INVALID_SET_FILE_POINTER, ERROR_NEGATIVE_SEEK);
+    /* Without a high part the position must fit 32 bits; on failure it stays. */
+    CHECK(SetFilePointer(h, 0x7FFFFFFF, NULL, FILE_BEGIN) == 0x7FFFFFFF);
+    CHECK(SetFilePointer(h, 0x7FFFFFFF, NULL, FILE_CURRENT) == 0xFFFFFFFE);
+    CHECK_ERR(SetFilePointer(h, 2, NULL, FILE_CURRENT), INVALID_SET_FILE_POINTER, ERROR_INVALID_PARAMETER);
+    LONG high = 0;
+    CHECK(SetFilePointer(h, 2, &high, FILE_CURRENT) == 0 && high == 1); /* 4 GiB with the high part */
     LARGE_INTEGER to, now;
     to.QuadPart = 4;
     CHECK(SetFilePointerEx(h, to, &now, FILE_BEGIN) && now.QuadPart == 4);
@@ -84,6 +90,7 @@ static void memory(void) {
     CHECK(VirtualFree(p, 0, MEM_RELEASE));
     CHECK_ERR(VirtualFree(p, 0, MEM_RELEASE), FALSE, ERROR_INVALID_ADDRESS);
     CHECK_ERR(VirtualAlloc(NULL, 0, MEM_COMMIT, PAGE_READWRITE), NULL, ERROR_INVALID_PARAMETER);
+    CHECK_ERR(VirtualAlloc(NULL, (SIZE_T)-32768, MEM_RESERVE, PAGE_READWRITE), NULL, ERROR_NOT_ENOUGH_MEMORY);
 
     char *r = VirtualAlloc(NULL, 65536, MEM_RESERVE, PAGE_READWRITE);
     CHECK(r != NULL && VirtualQuery(r, &mbi, sizeof mbi) && mbi.State == MEM_RESERVE);
