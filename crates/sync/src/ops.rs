@@ -370,6 +370,20 @@ pub fn try_take(
     me: &Actor,
     pulse_gen: Option<u32>,
 ) -> Result<Option<Taken>, Win32Error> {
+    try_take_observing(slot, kind, me, pulse_gen, &mut 0)
+}
+
+/// [`try_take`], storing in `observed` the state it found nothing to take
+/// in: a waiter must sleep on exactly that value (sleeping on an older one
+/// could miss a change that came and went in between).
+#[inline]
+pub(crate) fn try_take_observing(
+    slot: &Slot,
+    kind: Kind,
+    me: &Actor,
+    pulse_gen: Option<u32>,
+    observed: &mut u32,
+) -> Result<Option<Taken>, Win32Error> {
     let mut backoff = Backoff::default();
     loop {
         let s = slot.state.load(SeqCst);
@@ -383,6 +397,7 @@ pub fn try_take(
             continue;
         }
         let Some(step) = evaluate(kind, lo(s), pulse_gen, me.token) else {
+            *observed = lo(s);
             return Ok(None);
         };
         if step.effect == MutexEffect::Recursion

@@ -4,10 +4,12 @@
 //!
 //! A wait first tries to take a signal with atomics alone; only when nothing
 //! is signaled does it register as a waiter and sleep on the objects' futex
-//! words (`futex_waitv` for several). The values it sleeps on were read
-//! *before* its last attempt, so any change after that attempt wakes it
-//! (the kernel refuses to sleep when a word differs), and signalers wake
-//! every registered waiter, so no wake-up is lost.
+//! words (`futex_waitv` for several). It sleeps on exactly the values its
+//! last failed attempt decided on: any change since makes the kernel refuse
+//! to sleep, and a change after the attempt read a value wakes it, because
+//! signalers wake every registered waiter. (Sleeping on values read *before*
+//! the attempt would lose a wake-up when an object is taken and given back
+//! in between: the value looks unchanged, but the wake came too early.)
 //!
 //! Wait-all locks its objects in slot order, checks that all can be taken,
 //! and takes them all before unlocking: no other waiter can take one of them
@@ -24,7 +26,7 @@ use crate::arena::Slot;
 use crate::clock;
 use crate::ops::{
     Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_due,
-    try_take, unlock,
+    try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
 
@@ -109,33 +111,35 @@ pub fn wait_after<E>(
         }
     }
 
+    // `seen`: the values of the last sleep (pulses are detected against
+    // them); `observed`: the values the last failed attempt decided on, the
+    // only values it is safe to sleep on.
     let mut seen = [0u32; MAXIMUM_WAIT_OBJECTS];
     let seen = &mut seen[..n];
     snapshot(objects, seen);
     before().map_err(Failed::Before)?;
-    let attempt = |seen: &[u32]| {
+    let mut observed = [0u32; MAXIMUM_WAIT_OBJECTS];
+    let observed = &mut observed[..n];
+    let attempt = |seen: &[u32], observed: &mut [u32]| {
         if all && n > 1 {
-            attempt_all(objects, seen, order, me)
+            attempt_all(objects, seen, observed, order, me)
         } else {
-            attempt_any(objects, seen, me)
+            attempt_any(objects, seen, observed, me)
         }
     };
-    if let Some(done) = attempt(seen).map_err(Failed::Wait)? {
+    if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
         return Ok(done);
     }
     if deadline.is_some_and(|d| clock::now() >= d) {
         return Ok(timed_out());
     }
 
+    // Registered before the next attempt: a signaler that changes a value
+    // after that attempt read it sees us and wakes us; one that changed it
+    // before, the attempt saw.
     let _registered = Registration::new(objects);
-    let mut fresh = [0u32; MAXIMUM_WAIT_OBJECTS];
-    let fresh = &mut fresh[..n];
     loop {
-        // Read before attempting: a change after this read makes the sleep
-        // below return at once. Pulses are detected against `seen`, the
-        // values of the previous sleep.
-        snapshot(objects, fresh);
-        if let Some(done) = attempt(seen).map_err(Failed::Wait)? {
+        if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
             return Ok(done);
         }
         let now = clock::now();
@@ -143,8 +147,8 @@ pub fn wait_after<E>(
             return Ok(timed_out());
         }
         let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
-        sleep(objects, fresh, wake_at).map_err(Failed::Wait)?;
-        seen.copy_from_slice(fresh);
+        sleep(objects, observed, wake_at).map_err(Failed::Wait)?;
+        seen.copy_from_slice(observed);
     }
 }
 
@@ -175,10 +179,12 @@ fn finished(index: usize, acquired: Acquired, new_owner_mask: u64) -> Waited {
     }
 }
 
-/// Wait-any: the lowest-numbered object that can be taken, taken.
+/// Wait-any: the lowest-numbered object that can be taken, taken; if none,
+/// `observed` holds the state each object was found in.
 fn attempt_any(
     objects: &[Object<'_>],
     seen: &[u32],
+    observed: &mut [u32],
     me: &Actor,
 ) -> Result<Option<Waited>, Win32Error> {
     for (i, &(slot, kind)) in objects.iter().enumerate() {
@@ -188,9 +194,11 @@ fn attempt_any(
             && evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token).is_none()
             && !(matches!(kind, Kind::Timer { .. }) && timer_due(slot));
         if idle {
+            observed[i] = lo(s);
             continue;
         }
-        if let Some(taken) = try_take(slot, kind, me, pulse_gen(kind, seen[i]))? {
+        let generation = pulse_gen(kind, seen[i]);
+        if let Some(taken) = try_take_observing(slot, kind, me, generation, &mut observed[i])? {
             let mask = if taken.new_owner { 1u64 << i } else { 0 };
             return Ok(Some(finished(i, taken.acquired, mask)));
         }
@@ -199,9 +207,12 @@ fn attempt_any(
 }
 
 /// Wait-all: all objects taken together, or none.
+/// Wait-all: all objects taken together, or none; then `observed` holds
+/// the states the decision was made on.
 fn attempt_all(
     objects: &[Object<'_>],
     seen: &[u32],
+    observed: &mut [u32],
     order: &[usize],
     me: &Actor,
 ) -> Result<Option<Waited>, Win32Error> {
@@ -213,18 +224,18 @@ fn attempt_all(
         }
     }
     // Cheap check without locks first: most failed attempts end here.
-    let takeable = |i: usize| {
-        let (slot, kind) = objects[i];
-        let s = slot.state.load(SeqCst);
-        evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token).is_some()
-    };
-    if !(0..objects.len()).all(takeable) {
+    let mut all_takeable = true;
+    for (i, &(slot, kind)) in objects.iter().enumerate() {
+        observed[i] = lo(slot.state.load(SeqCst));
+        all_takeable &= evaluate(kind, observed[i], pulse_gen(kind, seen[i]), me.token).is_some();
+    }
+    if !all_takeable {
         return Ok(None);
     }
     for &i in order {
         lock(objects[i].0, me);
     }
-    let result = take_all_locked(objects, seen, me);
+    let result = take_all_locked(objects, seen, observed, me);
     for &i in order.iter().rev() {
         unlock(objects[i].0);
     }
@@ -234,21 +245,29 @@ fn attempt_all(
 fn take_all_locked(
     objects: &[Object<'_>],
     seen: &[u32],
+    observed: &mut [u32],
     me: &Actor,
 ) -> Result<Option<Waited>, Win32Error> {
     let mut steps = [None; MAXIMUM_WAIT_OBJECTS];
+    let mut missing = false;
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         if matches!(kind, Kind::Timer { .. }) {
             fire_due_timer(slot, me, true);
         }
         let s = slot.state.load(SeqCst);
-        let Some(step) = evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token) else {
-            return Ok(None);
-        };
-        if step.effect == MutexEffect::Recursion && slot.recursion.load(SeqCst) >= i32::MAX as u32 {
-            return Err(ERROR_SIGNAL_REFCOUNT_EXCEEDED);
-        }
-        steps[i] = Some(step);
+        observed[i] = lo(s);
+        steps[i] = evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token);
+        missing |= steps[i].is_none();
+    }
+    if missing {
+        return Ok(None);
+    }
+    let too_deep = objects.iter().zip(&steps).any(|(&(slot, _), step)| {
+        step.is_some_and(|s| s.effect == MutexEffect::Recursion)
+            && slot.recursion.load(SeqCst) >= i32::MAX as u32
+    });
+    if too_deep {
+        return Err(ERROR_SIGNAL_REFCOUNT_EXCEEDED);
     }
     // Every object can be taken and we hold every lock: take them. Other
     // threads can only give signals meanwhile, which never makes a take fail.
