@@ -376,7 +376,7 @@ pub fn try_take(
 /// [`try_take`], storing in `observed` the state it found nothing to take
 /// in: a waiter must sleep on exactly that value (sleeping on an older one
 /// could miss a change that came and went in between).
-#[inline]
+#[inline(always)]
 pub(crate) fn try_take_observing(
     slot: &Slot,
     kind: Kind,

@@ -181,6 +181,7 @@ fn finished(index: usize, acquired: Acquired, new_owner_mask: u64) -> Waited {
 
 /// Wait-any: the lowest-numbered object that can be taken, taken; if none,
 /// `observed` holds the state each object was found in.
+#[inline(always)]
 fn attempt_any(
     objects: &[Object<'_>],
     seen: &[u32],
