@@ -525,4 +525,37 @@ mod tests {
         .unwrap();
         assert_eq!(done.outcome, WaitOutcome::Object(0));
     }
+
+    #[test]
+    fn no_wake_up_is_lost_when_objects_are_taken_and_given_back_quickly() {
+        // Threads churn two binary semaphores: some take both at once, some
+        // one. A waiter that slept on a stale value misses its wake-up and
+        // sleeps until its deadline although the objects are free: every
+        // wait here must end long before its (huge) deadline. (This caught
+        // the lost wake-up of sleeping on values read before the attempt in
+        // two of three runs.)
+        let objects = [slot(SEM1), slot(SEM1)];
+        let sets: [&[usize]; 6] = [&[0, 1], &[0], &[1], &[0, 1], &[1], &[0]];
+        std::thread::scope(|s| {
+            for (t, set) in sets.iter().enumerate() {
+                let objects = &objects;
+                s.spawn(move || {
+                    let me = actor(t as u32 + 1);
+                    let list: Vec<Object<'_>> = set
+                        .iter()
+                        .map(|&i| (&objects[i], Kind::Semaphore))
+                        .collect();
+                    for _ in 0..20_000 {
+                        let deadline = clock::now() + 2_000_000_000;
+                        let done = wait(&list, set.len() > 1, Some(deadline), &me).unwrap();
+                        assert_eq!(done.outcome, WaitOutcome::Object(0));
+                        assert!(clock::now() < deadline, "a wake-up was lost");
+                        for &i in *set {
+                            release_semaphore(&objects[i], 1).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+    }
 }
