@@ -35,18 +35,16 @@ fn close(h: HANDLE) -> BOOL {
 }
 
 /// The process a process handle refers to (`None`: this process).
-fn process_of(h: HANDLE) -> Result<Option<Arc<Entry>>, Win32ErrorCode> {
+fn process_of(h: HANDLE) -> Result<Option<Arc<Entry>>, objmgr_proto::Win32Error> {
     if h == CURRENT_PROCESS {
         return Ok(None);
     }
-    let entry = table::object(h).map_err(Win32ErrorCode)?;
+    let entry = table::object(h)?;
     match &*entry {
         Entry::Object(Object::Process(_)) => Ok(Some(entry)),
-        _ => Err(Win32ErrorCode(ERROR_INVALID_HANDLE)),
+        _ => Err(ERROR_INVALID_HANDLE),
     }
 }
-
-struct Win32ErrorCode(objmgr_proto::Win32Error);
 
 fn as_process(entry: &Option<Arc<Entry>>) -> Option<&Process> {
     match entry.as_deref() {
@@ -95,7 +93,7 @@ unsafe fn duplicate(
     }
     let (from, to) = match (process_of(source_process), process_of(target_process)) {
         (Ok(from), Ok(to)) => (from, to),
-        (Err(Win32ErrorCode(code)), _) | (_, Err(Win32ErrorCode(code))) => {
+        (Err(code), _) | (_, Err(code)) => {
             return fail(code, FALSE);
         }
     };

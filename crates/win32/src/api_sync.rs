@@ -50,34 +50,41 @@ pub(crate) unsafe fn inheritable(attributes: *const SECURITY_ATTRIBUTES) -> bool
     !attributes.is_null() && unsafe { (*attributes).bInheritHandle } != 0
 }
 
-/// Registers a created object and sets the last error as `Create*` does:
-/// `ERROR_ALREADY_EXISTS` when the name existed, else 0.
-fn created(result: Result<(Object, bool), Error>) -> HANDLE {
-    match result {
-        Ok((object, existed)) => {
-            SetLastError(if existed {
+/// What every `Create*` shares: read the name and the inherit flag, create,
+/// register the handle, and set the last error as `Create*` does
+/// (`ERROR_ALREADY_EXISTS` when the name existed, else 0).
+///
+/// # Safety
+/// `attrs` and the name are NULL or valid, per the Win32 contract.
+unsafe fn create<T>(
+    attrs: *const SECURITY_ATTRIBUTES,
+    name: Name,
+    access: u32,
+    make: impl FnOnce(Option<&str>, &CreateOptions) -> Result<T, Error>,
+    existed: impl FnOnce(&T) -> bool,
+    wrap: impl FnOnce(T) -> Object,
+) -> HANDLE {
+    // SAFETY: per this function's contract.
+    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let options = CreateOptions {
+        inheritable: inherit,
+        access: Some(access),
+    };
+    match make(name.as_deref(), &options) {
+        Ok(object) => {
+            SetLastError(if existed(&object) {
                 ERROR_ALREADY_EXISTS.code()
             } else {
                 0
             });
-            table::insert_object(object)
+            table::insert_object(wrap(object))
         }
         Err(e) => fail(e.code(), std::ptr::null_mut()),
     }
 }
 
-fn opened(result: Result<Object, Error>) -> HANDLE {
-    match result {
-        Ok(object) => table::insert_object(object),
-        Err(e) => fail(e.code(), std::ptr::null_mut()),
-    }
-}
-
-fn options(inherit: bool, access: u32) -> CreateOptions {
-    CreateOptions {
-        inheritable: inherit,
-        access: Some(access),
-    }
+fn reset(manual: bool) -> Reset {
+    if manual { Reset::Manual } else { Reset::Auto }
 }
 
 unsafe fn create_mutex(
@@ -87,12 +94,16 @@ unsafe fn create_mutex(
     access: u32,
 ) -> HANDLE {
     // SAFETY: the caller passes the Win32 arguments through.
-    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
-    created(
-        Mutex::create_with(name.as_deref(), owned, &options(inherit, access))
-            .map(|m| (m.existed(), Object::Mutex(m)))
-            .map(|(e, o)| (o, e)),
-    )
+    unsafe {
+        create(
+            attrs,
+            name,
+            access,
+            |n, o| Mutex::create_with(n, owned, o),
+            Mutex::existed,
+            Object::Mutex,
+        )
+    }
 }
 
 unsafe fn create_event(
@@ -102,14 +113,10 @@ unsafe fn create_event(
     name: Name,
     access: u32,
 ) -> HANDLE {
+    let make =
+        |n: Option<&str>, o: &CreateOptions| Event::create_with(n, reset(manual), initial, o);
     // SAFETY: the caller passes the Win32 arguments through.
-    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
-    let reset = if manual { Reset::Manual } else { Reset::Auto };
-    created(
-        Event::create_with(name.as_deref(), reset, initial, &options(inherit, access))
-            .map(|e| (e.existed(), Object::Event(e)))
-            .map(|(e, o)| (o, e)),
-    )
+    unsafe { create(attrs, name, access, make, Event::existed, Object::Event) }
 }
 
 unsafe fn create_semaphore(
@@ -122,18 +129,20 @@ unsafe fn create_semaphore(
     if initial < 0 || maximum <= 0 || initial > maximum {
         return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
     }
+    let make = |n: Option<&str>, o: &CreateOptions| {
+        Semaphore::create_with(n, initial as u32, maximum as u32, o)
+    };
     // SAFETY: the caller passes the Win32 arguments through.
-    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
-    created(
-        Semaphore::create_with(
-            name.as_deref(),
-            initial as u32,
-            maximum as u32,
-            &options(inherit, access),
+    unsafe {
+        create(
+            attrs,
+            name,
+            access,
+            make,
+            Semaphore::existed,
+            Object::Semaphore,
         )
-        .map(|s| (s.existed(), Object::Semaphore(s)))
-        .map(|(e, o)| (o, e)),
-    )
+    }
 }
 
 unsafe fn create_timer(
@@ -142,14 +151,18 @@ unsafe fn create_timer(
     name: Name,
     access: u32,
 ) -> HANDLE {
+    let make = |n: Option<&str>, o: &CreateOptions| WaitableTimer::create_with(n, reset(manual), o);
     // SAFETY: the caller passes the Win32 arguments through.
-    let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
-    let reset = if manual { Reset::Manual } else { Reset::Auto };
-    created(
-        WaitableTimer::create_with(name.as_deref(), reset, &options(inherit, access))
-            .map(|t| (t.existed(), Object::WaitableTimer(t)))
-            .map(|(e, o)| (o, e)),
-    )
+    unsafe {
+        create(
+            attrs,
+            name,
+            access,
+            make,
+            WaitableTimer::existed,
+            Object::WaitableTimer,
+        )
+    }
 }
 
 /// `Open*`: a NULL name is `ERROR_INVALID_PARAMETER`, as on Windows.
@@ -162,7 +175,10 @@ unsafe fn open_named<T>(
     let Some(name) = (unsafe { name.read() }) else {
         return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
     };
-    opened(open(&name).map(wrap))
+    match open(&name) {
+        Ok(object) => table::insert_object(wrap(object)),
+        Err(e) => fail(e.code(), std::ptr::null_mut()),
+    }
 }
 
 macro_rules! exports {

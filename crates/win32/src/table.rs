@@ -131,14 +131,9 @@ pub fn insert_file(file: File) -> HANDLE {
     to_handle(value)
 }
 
-fn invalid(handle: HANDLE) -> Win32Error {
-    let _ = handle;
-    ERROR_INVALID_HANDLE
-}
-
 /// The entry behind `handle`, taking over a broker handle not seen yet.
 pub fn lookup(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
-    let value = handle_value(handle).ok_or_else(|| invalid(handle))?;
+    let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
     if let Some(entry) = TABLE
         .read()
         .unwrap_or_else(|p| p.into_inner())

@@ -356,17 +356,14 @@ impl Broker {
         }
     }
 
-    /// The process a process handle of client `id` refers to (which must
-    /// grant `rights`): its record, and who holds its handle table.
-    fn process_holder(
+    /// The record of the process a process handle of client `id` refers to;
+    /// the handle must grant `rights`.
+    fn process_record(
         &mut self,
         id: ClientId,
         handle: Handle,
         rights: u32,
-    ) -> Result<(Option<RecordId>, Holder), Failure> {
-        if handle == CURRENT_PROCESS {
-            return Ok((None, Holder::Client(id)));
-        }
+    ) -> Result<RecordId, Failure> {
         let entry = *self
             .client(id)
             .handles
@@ -384,6 +381,21 @@ impl Broker {
                 format!("process handle {:#x} lacks access {rights:#x}", handle.0),
             ));
         }
+        Ok(record)
+    }
+
+    /// The process a process handle of client `id` refers to (which must
+    /// grant `rights`): its record, and who holds its handle table.
+    fn process_holder(
+        &mut self,
+        id: ClientId,
+        handle: Handle,
+        rights: u32,
+    ) -> Result<(Option<RecordId>, Holder), Failure> {
+        if handle == CURRENT_PROCESS {
+            return Ok((None, Holder::Client(id)));
+        }
+        let record = self.process_record(id, handle, rights)?;
         let rec = &self.processes[&record];
         if rec.exit.is_some() {
             return Err(Failure::new(
@@ -601,24 +613,7 @@ impl Broker {
             let pid = self.clients[&id].pid;
             self.watch(pid, false)?
         } else {
-            let entry = *self
-                .client(id)
-                .handles
-                .get(handle)
-                .ok_or_else(|| not_open(handle))?;
-            let Body::Process { record, .. } = self.objects[&entry.object].body else {
-                return Err(Failure::new(
-                    ERROR_INVALID_HANDLE,
-                    format!("handle {:#x} is not a process", handle.0),
-                ));
-            };
-            if !entry.access.contains(PROCESS_TERMINATE) {
-                return Err(Failure::new(
-                    ERROR_ACCESS_DENIED,
-                    format!("process handle {:#x} lacks PROCESS_TERMINATE", handle.0),
-                ));
-            }
-            record
+            self.process_record(id, handle, PROCESS_TERMINATE)?
         };
         // An exit that happened but is not handled yet counts as an exit.
         if self.processes[&record]

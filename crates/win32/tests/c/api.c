@@ -213,7 +213,9 @@ static void system_and_interlocked(void) {
     CHECK(QueryPerformanceCounter(&c1));
     Sleep(10);
     CHECK(QueryPerformanceCounter(&c2) && c2.QuadPart - c1.QuadPart >= f.QuadPart / 100);
-    CHECK(GetTickCount() > 0 || GetTickCount64() >= 0);
+    ULONGLONG t1 = GetTickCount64();
+    Sleep(20);
+    CHECK(GetTickCount64() - t1 >= 15 && (DWORD)GetTickCount64() - GetTickCount() < 1000);
     CHECK(GetCurrentProcessId() == (DWORD)getpid());
     CHECK(GetCurrentThreadId() != 0);
     char path[MAX_PATH];
