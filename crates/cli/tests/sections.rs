@@ -199,12 +199,67 @@ fn kill_9_of_the_only_holder_frees_the_name() {
     ]);
     holder.wait_for("holding");
     assert!(stat_finds(&broker, "Global\\doomed"));
+    let brokers = broker.broker_pids();
+    assert_eq!(brokers.len(), 1);
+    // Once the holder is reaped (kill9 waits for it), its handles are closed
+    // for everyone: the broker reads a dead client's hang-up before it serves
+    // any request made after the death. No polling.
     holder.kill9();
-    TestBroker::eventually("the name to be freed after kill -9", || {
-        !stat_finds(&broker, "Global\\doomed")
-    });
+    assert!(
+        !stat_finds(&broker, "Global\\doomed"),
+        "the name outlived its only holder"
+    );
     let lines = broker.run(&["create Global\\doomed 4096", "existed"]);
     assert_eq!(lines[1], "existed 0");
+    assert_eq!(
+        broker.broker_pids(),
+        brokers,
+        "the same broker freed the name (it did not die and restart)"
+    );
+}
+
+#[test]
+fn a_close_is_in_effect_for_everyone_once_it_returns() {
+    // One process creates and closes a name, then wakes another through an
+    // event, which opens the name at once: the open must fail, every round,
+    // although closes go to the broker without waiting for a reply.
+    const ROUNDS: usize = 300;
+    let broker = TestBroker::new();
+    let events = ["event Local\\ping auto 0", "event Local\\pong auto 0"];
+    let closer_script: Vec<&str> = events
+        .into_iter()
+        .chain(
+            (0..ROUNDS).flat_map(|_| ["create Local\\order 4096", "close", "set 0", "wait 1 inf"]),
+        )
+        .collect();
+    let opener_script: Vec<&str> = events
+        .into_iter()
+        .chain((0..ROUNDS).flat_map(|_| ["wait 0 inf", "open Local\\order read", "set 1"]))
+        .collect();
+    let closer = broker.spawn(&closer_script);
+    let opener = broker.spawn(&opener_script);
+    let created = closer.finish();
+    let opened = opener.finish();
+    let creations = created.iter().filter(|l| l.starts_with("create")).count();
+    assert_eq!(creations, ROUNDS);
+    assert!(
+        created
+            .iter()
+            .filter(|l| l.starts_with("create"))
+            .all(|l| l == "create existed=0"),
+        "{created:?}"
+    );
+    let opens: Vec<&String> = opened
+        .iter()
+        .filter(|l| l.starts_with("err") || l.starts_with("open"))
+        .collect();
+    assert_eq!(opens.len(), ROUNDS, "{opened:?}");
+    for (round, line) in opens.iter().enumerate() {
+        assert!(
+            line.starts_with("err 2 "),
+            "round {round}: a closed section was still found: {line}"
+        );
+    }
 }
 
 #[test]

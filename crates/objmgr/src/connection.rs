@@ -50,6 +50,12 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        self.send(request, fds)?;
+        self.receive(request)
+    }
+
+    /// Sends one request without waiting for anything back.
+    fn send(&mut self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<(), Broken> {
         self.seq = self.seq.wrapping_add(1);
         let bytes = request.encode(self.seq);
         let mut space =
@@ -66,11 +72,15 @@ impl Connection {
                 &mut control,
                 SendFlags::NOSIGNAL,
             ) {
-                Ok(_) => break,
+                Ok(_) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Broken::Connection(format!("sending to the broker: {e}"))),
             }
         }
+    }
+
+    /// Waits for the reply to `request`, the last request sent.
+    fn receive(&mut self, request: &Request) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
         let mut space =
             [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -373,20 +383,77 @@ pub(crate) fn client_tag() -> Result<(u16, u64)> {
     Ok((shared.conn.as_ref().expect("connected").tag, generation))
 }
 
-/// Closes a handle of generation `generation` (a no-op if that broker session
-/// is gone, or this is a forked child: the handle is closed already).
+/// Handles of this process protected from close
+/// (`HANDLE_FLAG_PROTECT_FROM_CLOSE`), with their generation: only this
+/// process can set the flag on its handles, so it knows which closes can fail.
+static PROTECTED: Mutex<Vec<(u64, u32)>> = Mutex::new(Vec::new());
+
+/// Records whether `handle` (of generation `handle_generation`) is protected
+/// from close.
+pub(crate) fn note_protected(handle: Handle, handle_generation: u64, protected: bool) {
+    let mut set = PROTECTED.lock().unwrap_or_else(|p| p.into_inner());
+    set.retain(|&(g, h)| g == handle_generation && h != handle.0);
+    if protected {
+        set.push((handle_generation, handle.0));
+    }
+}
+
+fn is_protected(handle: Handle, handle_generation: u64) -> bool {
+    PROTECTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&(handle_generation, handle.0))
+}
+
+/// Closes a handle of generation `generation` that this process holds (a
+/// no-op if that broker session is gone, or this is a forked child: the
+/// handle is closed already).
+///
+/// A handle the library holds cannot fail to close unless it is protected
+/// from close, so the close is sent without waiting for a reply: the broker
+/// carries it out before it serves any request sent after it, from any
+/// process, which keeps `CloseHandle`'s guarantee (once it returns, the
+/// object is closed for everyone) at the cost of one message, not a round
+/// trip.
 pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -> Result<()> {
     if handle_generation != generation() {
         return Ok(());
     }
-    call(&Request::Close { handle }, None)
-        .map(|_| ())
-        .map_err(|e| {
-            Error::new(
-                e.code(),
-                format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
-            )
-        })
+    let within = |e: Error| {
+        Error::new(
+            e.code(),
+            format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
+        )
+    };
+    if is_protected(handle, handle_generation) {
+        return call(&Request::Close { handle }, None)
+            .map(|_| ())
+            .map_err(within);
+    }
+    let (mut shared, generation) = connected()?;
+    if generation != handle_generation {
+        return Ok(()); // the connection was replaced meanwhile: closed with it
+    }
+    let conn = shared.conn.as_mut().expect("connected");
+    let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
+    settle(&mut shared, sent).map_err(within)
+}
+
+/// Passes an exchange's outcome on; a broken connection is dropped (every
+/// handle of its session died with it) and reported as `ERROR_BROKEN_PIPE`.
+fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(Broken::Connection(why)) => {
+            CONNECTION_FD.store(-1, Ordering::Release);
+            shared.conn = None;
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+            Err(Error::new(
+                ERROR_BROKEN_PIPE,
+                format!("lost the connection to the objmgr broker: {why}"),
+            ))
+        }
+    }
 }
 
 /// Sends one request to the broker (connecting, or starting it, if needed)
@@ -406,18 +473,7 @@ pub(crate) fn call_with_fds(
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
     let conn = shared.conn.as_mut().expect("connected");
-    match conn.exchange(request, fds) {
-        Ok((Ok(reply), received)) => Ok((reply, received, generation)),
-        Ok((Err(e), _)) => Err(e),
-        Err(Broken::Connection(why)) => {
-            // Every handle of this session died with the connection.
-            CONNECTION_FD.store(-1, Ordering::Release);
-            shared.conn = None;
-            GENERATION.fetch_add(1, Ordering::AcqRel);
-            Err(Error::new(
-                ERROR_BROKEN_PIPE,
-                format!("lost the connection to the objmgr broker: {why}"),
-            ))
-        }
-    }
+    let outcome = conn.exchange(request, fds);
+    let (reply, received) = settle(&mut shared, outcome)?;
+    Ok((reply?, received, generation))
 }

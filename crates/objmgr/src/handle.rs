@@ -81,7 +81,20 @@ pub fn set_handle_information(handle: u32, mask: u32, flags: u32) -> Result<()> 
         mask,
         flags,
     };
-    value_reply(&request, || format!("SetHandleInformation({handle:#x})")).map(|_| ())
+    let what = || format!("SetHandleInformation({handle:#x})");
+    let (reply, _, generation) = call(&request, None).map_err(|e| e.within(&what()))?;
+    let Reply::Value(before) = reply else {
+        return Err(Error::new(
+            ERROR_INVALID_DATA,
+            format!("{}: unexpected reply", what()),
+        ));
+    };
+    // Closing a protected handle must fail, so its close must wait for the
+    // broker's answer: remember which handles are protected.
+    let protect = HANDLE_FLAG_PROTECT_FROM_CLOSE;
+    let after = (before & !(mask & protect)) | (flags & mask & protect);
+    crate::connection::note_protected(Handle(handle), generation, after & protect != 0);
+    Ok(())
 }
 
 /// An object of any type, taken over by handle value ([`take_over`]).

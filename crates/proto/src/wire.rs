@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -206,10 +206,11 @@ pub enum Opcode {
     CreateThread = 16,
     ListProcesses = 17,
     ListHandles = 18,
+    CloseNoReply = 19,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 18] = [
+    pub const ALL: [Opcode; 19] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -228,6 +229,7 @@ impl Opcode {
         Opcode::CreateThread,
         Opcode::ListProcesses,
         Opcode::ListHandles,
+        Opcode::CloseNoReply,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -255,6 +257,7 @@ impl Opcode {
             Opcode::CreateThread => "create_thread",
             Opcode::ListProcesses => "list_processes",
             Opcode::ListHandles => "list_handles",
+            Opcode::CloseNoReply => "close_no_reply",
         }
     }
 }
@@ -281,6 +284,11 @@ pub enum Request {
     },
     /// `CloseHandle`.
     Close { handle: Handle },
+    /// `CloseHandle` of a handle the client knows is open and not protected
+    /// from close: the broker sends no reply (and ignores a failure). The
+    /// broker reads every such close already sent before it serves any other
+    /// request, so a close is in effect for everyone once it has been sent.
+    CloseNoReply { handle: Handle },
     /// Section facts and fd for a handle the client has no cache entry for.
     QueryHandle { handle: Handle },
     /// Named objects whose path sorts after `after`, at most `limit` of them.
@@ -357,6 +365,7 @@ impl Request {
             Request::CreateSection { .. } => Opcode::CreateSection,
             Request::Open { .. } => Opcode::Open,
             Request::Close { .. } => Opcode::Close,
+            Request::CloseNoReply { .. } => Opcode::CloseNoReply,
             Request::QueryHandle { .. } => Opcode::QueryHandle,
             Request::ListObjects { .. } => Opcode::ListObjects,
             Request::StatObject { .. } => Opcode::StatObject,
@@ -372,6 +381,12 @@ impl Request {
             Request::ListProcesses { .. } => Opcode::ListProcesses,
             Request::ListHandles { .. } => Opcode::ListHandles,
         }
+    }
+
+    /// Whether the broker answers this request (every request but
+    /// [`Request::CloseNoReply`]).
+    pub fn expects_reply(&self) -> bool {
+        !matches!(self, Request::CloseNoReply { .. })
     }
 
     /// Encodes with the frame header (`opcode: u16, flags: u16, seq: u32`).
@@ -406,7 +421,9 @@ impl Request {
                     .u32(*access)
                     .bool(*inherit);
             }
-            Request::Close { handle } | Request::QueryHandle { handle } => {
+            Request::Close { handle }
+            | Request::CloseNoReply { handle }
+            | Request::QueryHandle { handle } => {
                 e.u32(handle.0);
             }
             Request::ListObjects { after, limit } => {
@@ -510,6 +527,9 @@ impl Request {
                 inherit: d.bool()?,
             },
             Opcode::Close => Request::Close {
+                handle: Handle(d.u32()?),
+            },
+            Opcode::CloseNoReply => Request::CloseNoReply {
                 handle: Handle(d.u32()?),
             },
             Opcode::QueryHandle => Request::QueryHandle {
@@ -966,7 +986,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             }
             Reply::Handles(entries)
         }
-        Opcode::Close | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
+        Opcode::Close | Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
         Opcode::ListObjects => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES {
@@ -1034,6 +1054,7 @@ mod tests {
             inherit: false,
         });
         round_trip(Request::Close { handle: Handle(4) });
+        round_trip(Request::CloseNoReply { handle: Handle(8) });
         round_trip(Request::ListObjects {
             after: String::new(),
             limit: 10,

@@ -438,10 +438,12 @@ impl Broker {
                 inherit,
             } => self.open(id, object_type, &name, access, inherit),
             // Closing a pseudo-handle does nothing and succeeds.
-            Request::Close { handle } if handle == CURRENT_PROCESS || handle == CURRENT_THREAD => {
+            Request::Close { handle } | Request::CloseNoReply { handle }
+                if handle == CURRENT_PROCESS || handle == CURRENT_THREAD =>
+            {
                 Ok(Outcome::reply(Reply::Done))
             }
-            Request::Close { handle } => {
+            Request::Close { handle } | Request::CloseNoReply { handle } => {
                 let table = &mut self.client(id).handles;
                 if table.get(handle).is_some_and(|e| e.protect) {
                     return Err(Failure::new(

@@ -24,6 +24,14 @@ use crate::broker::{Broker, ClientId};
 use crate::{Config, Failure};
 
 const LISTENER: u64 = 0;
+/// Events taken from one `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 256;
+/// Extra non-blocking looks for ready connections before serving requests
+/// (each looks at up to `EVENTS_PER_WAIT`; the bound keeps a flood of
+/// connections from postponing every answer).
+const MAX_SWEEPS: usize = 64;
+/// Closes read from one connection before others get their turn.
+const MAX_CLOSES_PER_READ: usize = 1024;
 /// Event tokens with this bit are process exits: the other bits are the
 /// broker's record id of the process.
 const PID_WATCH: u64 = 1 << 63;
@@ -90,6 +98,29 @@ pub fn bind(path: &Path) -> std::io::Result<Bound> {
 
 struct Connection {
     fd: OwnedFd,
+    /// A request read but not yet answered.
+    waiting: Option<Waiting>,
+}
+
+/// A decoded request and the fds that came with it.
+struct Waiting {
+    seq: u32,
+    request: Request,
+    fds: Vec<OwnedFd>,
+}
+
+/// Forgets a connection whose client went away (or broke the protocol); its
+/// handles close with it.
+fn hang_up(
+    epoll_fd: &OwnedFd,
+    connections: &mut HashMap<ClientId, Connection>,
+    broker: &mut Broker,
+    id: ClientId,
+) {
+    if let Some(conn) = connections.remove(&id) {
+        let _ = epoll::delete(epoll_fd, &conn.fd);
+    }
+    broker.remove_client(id);
 }
 
 /// Runs the loop until shutdown or idle exit. On the way out it takes the
@@ -114,7 +145,7 @@ pub fn serve(
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
     let mut next_client: ClientId = 1;
     let mut idle_since = Some(Instant::now());
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS_PER_WAIT);
     let mut recv_buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
     let my_uid = rustix::process::getuid().as_raw();
     let held_lock;
@@ -143,37 +174,74 @@ pub fn serve(
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
+        // Phase 1: read everything already sent. Closes that need no reply
+        // take effect now; each connection's first request that needs one
+        // waits for phase 2. So every close a client has sent is in effect
+        // before any request that follows it in time is served, whichever
+        // connections the two came on (the order Windows guarantees: once
+        // `CloseHandle` returns, everyone sees the object closed).
+        let mut waiting: Vec<ClientId> = Vec::new();
+        let mut sweeps = 0;
+        loop {
+            for event in events.iter() {
+                let token = event.data.u64();
+                if token & PID_WATCH != 0 {
+                    broker.process_exited(token & !PID_WATCH);
+                    continue;
+                }
+                if token == LISTENER {
+                    accept_all(
+                        &listener,
+                        &epoll_fd,
+                        &mut broker,
+                        &mut connections,
+                        &mut next_client,
+                        my_uid,
+                        &mut spare,
+                    );
+                    continue;
+                }
+                let Some(conn) = connections.get_mut(&token) else {
+                    continue;
+                };
+                if conn.waiting.is_some() {
+                    continue; // its request is served below, the rest after that
+                }
+                match read_connection(conn, token, &mut broker, &mut recv_buf) {
+                    Read::Drained => {}
+                    Read::Waiting => waiting.push(token),
+                    Read::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
+                }
+            }
+            // A full batch means more connections may be ready: look again
+            // (without blocking) before serving anyone.
+            if events.len() < events.capacity() || sweeps >= MAX_SWEEPS {
+                break;
+            }
+            sweeps += 1;
+            events.clear();
+            match epoll::wait(
+                &epoll_fd,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+            ) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Phase 2: answer the requests.
         let mut shutdown = false;
-        for event in events.iter() {
-            let token = event.data.u64();
-            if token & PID_WATCH != 0 {
-                broker.process_exited(token & !PID_WATCH);
-                continue;
-            }
-            if token == LISTENER {
-                accept_all(
-                    &listener,
-                    &epoll_fd,
-                    &mut broker,
-                    &mut connections,
-                    &mut next_client,
-                    my_uid,
-                    &mut spare,
-                );
-                continue;
-            }
-            let Some(conn) = connections.get(&token) else {
+        for token in waiting {
+            let Some(conn) = connections.get_mut(&token) else {
                 continue;
             };
-            match serve_connection(conn.fd.as_fd(), token, &mut broker, &mut recv_buf) {
+            match serve_waiting(conn, token, &mut broker) {
                 ConnState::Open => {}
                 ConnState::Shutdown => shutdown = true,
-                ConnState::Closed => {
-                    if let Some(conn) = connections.remove(&token) {
-                        let _ = epoll::delete(&epoll_fd, &conn.fd);
-                    }
-                    broker.remove_client(token);
-                }
+                ConnState::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
             }
         }
         // Processes the broker must now hear about when they exit.
@@ -272,7 +340,7 @@ fn accept_all(
             broker.remove_client(id);
             continue;
         }
-        connections.insert(id, Connection { fd });
+        connections.insert(id, Connection { fd, waiting: None });
     }
 }
 
@@ -293,48 +361,79 @@ enum ConnState {
     Shutdown,
 }
 
-/// Reads and serves the next request waiting on one connection.
-fn serve_connection(
-    fd: BorrowedFd<'_>,
+enum Read {
+    /// Nothing more to read for now.
+    Drained,
+    /// A request that needs an answer is waiting in `Connection::waiting`.
+    Waiting,
+    /// The client hung up or broke the protocol.
+    Closed,
+}
+
+/// Reads what a client has sent: closes that need no reply are carried out
+/// at once; reading stops at the first request that needs an answer.
+fn read_connection(
+    conn: &mut Connection,
     id: ClientId,
     broker: &mut Broker,
     buf: &mut [u8],
-) -> ConnState {
-    let mut cmsg_space =
-        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-    let mut control = RecvAncillaryBuffer::new(&mut cmsg_space);
-    let msg = loop {
-        let received = net::recvmsg(
-            fd,
-            &mut [IoSliceMut::new(buf)],
-            &mut control,
-            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-        );
-        match received {
-            Ok(msg) => break msg,
-            Err(Errno::AGAIN) => return ConnState::Open,
-            Err(Errno::INTR) => continue,
-            Err(_) => return ConnState::Closed,
+) -> Read {
+    for _ in 0..MAX_CLOSES_PER_READ {
+        let mut cmsg_space =
+            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        let mut control = RecvAncillaryBuffer::new(&mut cmsg_space);
+        let msg = loop {
+            let received = net::recvmsg(
+                &conn.fd,
+                &mut [IoSliceMut::new(buf)],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            );
+            match received {
+                Ok(msg) => break msg,
+                Err(Errno::AGAIN) => return Read::Drained,
+                Err(Errno::INTR) => continue,
+                Err(_) => return Read::Closed,
+            }
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                fds.extend(rights);
+            }
         }
-    };
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(rights) = message {
-            fds.extend(rights);
+        if msg.bytes == 0 {
+            return Read::Closed;
+        }
+        if msg
+            .flags
+            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+            || msg.bytes > MAX_MESSAGE_SIZE
+        {
+            return Read::Closed; // Oversized message or too many fds: not our protocol.
+        }
+        let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
+            return Read::Closed; // Garbage: disconnect; other clients are unaffected.
+        };
+        if request.expects_reply() {
+            conn.waiting = Some(Waiting { seq, request, fds });
+            return Read::Waiting;
+        }
+        // Nobody waits for the outcome; a client that closes what it does
+        // not hold only fails itself.
+        if let Err(failure) = broker.handle(id, request, fds)
+            && failure.disconnect
+        {
+            return Read::Closed;
         }
     }
-    if msg.bytes == 0 {
-        return ConnState::Closed;
-    }
-    if msg
-        .flags
-        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
-        || msg.bytes > MAX_MESSAGE_SIZE
-    {
-        return ConnState::Closed; // Oversized message or too many fds: not our protocol.
-    }
-    let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
-        return ConnState::Closed; // Garbage: disconnect; other clients are unaffected.
+    Read::Drained // more may follow; level-triggered epoll reports it again
+}
+
+/// Answers the request waiting on a connection.
+fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> ConnState {
+    let Some(Waiting { seq, request, fds }) = conn.waiting.take() else {
+        return ConnState::Open;
     };
     let op = request.opcode();
     let (bytes, fd_out, shutdown, disconnect) = match broker.handle(id, request, fds) {
@@ -355,15 +454,12 @@ fn serve_connection(
             disconnect,
         ),
     };
-    if !send_reply(fd, &bytes, fd_out.as_deref()) || disconnect {
+    if !send_reply(conn.fd.as_fd(), &bytes, fd_out.as_deref()) || disconnect {
         return ConnState::Closed;
     }
     if shutdown {
         return ConnState::Shutdown;
     }
-    // Clients wait for each reply before the next request, so another
-    // read would almost always be a wasted EAGAIN; level-triggered epoll
-    // reports anything that is left.
     ConnState::Open
 }
 
