@@ -5,7 +5,7 @@
 //! the median of several batches; each line prints objmgr, the baseline and
 //! their ratio. `BENCH_QUICK=1` shrinks the big cases for a smoke run.
 
-use objmgr::{MapAccess, MapOptions, Section};
+use objmgr::{Event, MapAccess, MapOptions, Reset, Section};
 use objmgr_proto::wire::{PROTOCOL_VERSION, Request};
 use rustix::fs::{MemfdFlags, Mode};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -70,7 +70,70 @@ fn raw_map_unmap(fd: &impl AsFd, len: usize, write: bool) {
     }
 }
 
+/// Set in the echo process that [`socket_round_trip`] starts.
+const ECHO_ENV: &str = "OBJMGR_BENCH_ECHO";
+
+/// The echo process: answers every message on its stdin (one end of a
+/// `SOCK_SEQPACKET` pair) the way the broker does, from an `epoll` loop.
+fn echo_server() {
+    use rustix::event::epoll;
+    use rustix::net::{RecvFlags, SendFlags, recv, send};
+    let socket = std::io::stdin();
+    let epoll_fd = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    epoll::add(
+        &epoll_fd,
+        &socket,
+        epoll::EventData::new_u64(0),
+        epoll::EventFlags::IN,
+    )
+    .unwrap();
+    let mut events = Vec::with_capacity(8);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        events.clear();
+        let _ = epoll::wait(&epoll_fd, rustix::buffer::spare_capacity(&mut events), None);
+        match recv(&socket, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((0, _)) | Err(rustix::io::Errno::CONNRESET) => return,
+            Ok((n, _)) => {
+                let _ = send(&socket, &buf[..n], SendFlags::NOSIGNAL);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// One request and its reply between two processes over a Unix socket, the
+/// server side in `epoll` as the broker is: the floor under any call that
+/// asks the broker something.
+fn socket_round_trip(batches: usize, iters: usize) -> Duration {
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut echo = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ECHO_ENV, "1")
+        .stdin(std::process::Stdio::from(theirs))
+        .spawn()
+        .unwrap();
+    let request = [0u8; 48];
+    let mut reply = [0u8; 256];
+    let t = measure(batches, iters, |_| {
+        rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
+        rustix::net::recv(&ours, &mut reply, RecvFlags::empty()).unwrap();
+    });
+    drop(ours);
+    echo.wait().unwrap();
+    t
+}
+
 fn main() {
+    if std::env::var_os(ECHO_ENV).is_some() {
+        return echo_server();
+    }
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let broker = Broker::start();
     let broker_pid = broker.pid();
@@ -129,33 +192,56 @@ fn main() {
     };
     let base = measure(batches, iters, |_| raw_open_cycle());
     report("open existing+map+unmap+close", open_100, base, "<= 2.5x");
+    let floor = socket_round_trip(batches, iters);
+    println!(
+        "{:<58} {floor:>10.2?}  ({:.2}x the raw open cycle by itself)",
+        "floor: one request/reply to another process (epoll)",
+        floor.as_secs_f64() / base.as_secs_f64()
+    );
 
-    // 3. The same open with 100,000 live named objects.
+    // 3. The same open with 100,000 live named objects. Every type shares
+    // the namespace. Each live section holds a descriptor in the broker and
+    // one here, so sections fill it as far as the descriptor limit allows
+    // and events (which hold none) fill the rest.
     let want = if quick { 10_000 } else { 100_000 };
     let limit = raise_fd_limit(want as u64 + 1000);
-    let count = want.min(limit.saturating_sub(500) as usize);
+    let section_count = want.min(limit.saturating_sub(500) as usize);
     let rss_before = rss_bytes(broker_pid);
     let start = Instant::now();
-    let fillers: Vec<Section> = (0..count)
+    let sections: Vec<Section> = (0..section_count)
         .map(|i| Section::create(&format!("Local\\bench-many-{i}"), 4096).unwrap())
         .collect();
     let fill_time = start.elapsed();
     let rss_after = rss_bytes(broker_pid);
+    let events: Vec<Event> = (section_count..want)
+        .map(|i| {
+            Event::create(
+                Some(&format!("Local\\bench-many-{i}")),
+                Reset::Manual,
+                false,
+            )
+            .unwrap()
+        })
+        .collect();
     let open_many = measure(batches, iters, |_| open_cycle());
     let ratio = open_many.as_secs_f64() / open_100.as_secs_f64();
     println!(
-        "{:<58} {count} live: {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x)",
-        "open existing with many named objects", open_many, open_100
+        "{:<58} {want} live ({section_count} sections, {} events): {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x)",
+        "open existing with many named objects",
+        events.len(),
+        open_many,
+        open_100
     );
     println!(
-        "{:<58} {} bytes per live section (RSS {} -> {} over {count}; creating them took {:.2?})",
+        "{:<58} {} bytes per live section (RSS {} -> {} over {section_count}; creating them took {:.2?})",
         "broker memory per live object",
-        (rss_after.saturating_sub(rss_before)) / count as u64,
+        (rss_after.saturating_sub(rss_before)) / section_count as u64,
         rss_before,
         rss_after,
         fill_time
     );
-    drop(fillers);
+    drop(events);
+    drop(sections);
 
     // 4. Broker memory per connected process: raw connections that said Hello.
     let conns = if quick { 100 } else { 1000 };

@@ -3,7 +3,7 @@
 
 use objmgr::admin::{self, BrokerStatus, ObjectEntry, ObjectType};
 use objmgr::error::{ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER, ERROR_SERVICE_NOT_ACTIVE};
-use objmgr::{Error, MapAccess, MapOptions, Section};
+use objmgr::{Error, MapAccess, Section};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
@@ -398,30 +398,26 @@ fn dump(args: &[String]) -> Result<(), Failure> {
     if len == 0 {
         return Ok(());
     }
-    // Views start at multiples of 64 KiB: map from the granule below the offset.
-    let base = options.offset - options.offset % 65536;
-    let view = section.map_with(&MapOptions {
-        offset: base,
-        len: options.offset + len - base,
-        ..MapOptions::new(MapAccess::READ)
-    })?;
+    // Map the whole section (views start at 64 KiB granules, or at huge-page
+    // boundaries for large-page sections; mapping costs address space only).
+    let view = section.map(MapAccess::READ)?;
     let mut stdout = std::io::stdout().lock();
     let mut line = [0u8; 16];
     let mut pos = options.offset;
     let end = options.offset + len;
     while pos < end {
         let n = (end - pos).min(16) as usize;
-        view.read_at((pos - base) as usize, &mut line[..n])?;
+        view.read_at(pos as usize, &mut line[..n])?;
         let mut text = format!("{pos:08x}:");
-        for (i, chunk) in line[..n].chunks(2).enumerate() {
-            let _ = i;
+        for chunk in line[..n].chunks(2) {
             text.push(' ');
             for b in chunk {
                 let _ = write!(text, "{b:02x}");
             }
         }
+        // As xxd: the hex column padded to its full width, then two spaces.
         let pad = 16 * 2 + 8 - (n * 2 + n.div_ceil(2));
-        text.push_str(&" ".repeat(pad + 1));
+        text.push_str(&" ".repeat(pad + 2));
         text.extend(line[..n].iter().map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
                 b as char

@@ -150,15 +150,19 @@ fn read_only_handles_hold_read_only_descriptors() {
         "fdmode",
         "open fd read",
         "fdmode",
+        "raw_map_write",
         "open fd write",
         "fdmode",
+        "raw_map_write",
     ]);
     assert_eq!(lines[1], "fdmode rw");
+    assert_eq!(lines[3], "fdmode ro");
     assert_eq!(
-        lines[3], "fdmode ro",
-        "the kernel must refuse writable mappings too"
+        lines[4], "raw_map_write refused errno=13",
+        "the kernel itself refuses a writable shared mapping (EACCES)"
     );
-    assert_eq!(lines[5], "fdmode rw");
+    assert_eq!(lines[6], "fdmode rw");
+    assert_eq!(lines[7], "raw_map_write mapped");
     let lines = broker.run(&["create rosec 4096 ro", "fdmode", "open rosec all", "fdmode"]);
     assert_eq!(
         (lines[1].as_str(), lines[3].as_str()),
@@ -268,6 +272,7 @@ fn racing_creators_get_exactly_one_creation() {
     let mut children: Vec<_> = (0..32)
         .map(|_| {
             broker.spawn(&[
+                "hold",
                 "create Global\\race 65536",
                 "map write",
                 "add 0",
@@ -276,13 +281,16 @@ fn racing_creators_get_exactly_one_creation() {
             ])
         })
         .collect();
+    // All 32 are running and waiting; let them go as close together as we can.
+    for child in &mut children {
+        child.wait_for("holding");
+    }
+    for child in &mut children {
+        child.release();
+    }
     let mut created = 0;
     for child in &mut children {
-        let line = child
-            .lines
-            .first()
-            .cloned()
-            .unwrap_or_else(|| child.wait_for("create"));
+        let line = child.wait_for("create");
         if line == "create existed=0" {
             created += 1;
         } else {
@@ -434,32 +442,58 @@ fn file_backed_rules_match_windows() {
 #[test]
 fn large_pages_use_huge_pages_or_fail_as_documented() {
     let broker = TestBroker::new();
-    let free: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("HugePages_Free:")
-                .map(|v| v.trim().parse().unwrap())
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |name: &str| -> Option<u64> {
+        meminfo.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())
         })
-        .unwrap_or(0);
-    let lines = broker.run(&["create_large - 4096", "create_large - 2097152"]);
+    };
+    let Some(huge_kib) = field("Hugepagesize:") else {
+        // A kernel without huge-page support.
+        let lines = broker.run(&["create_large - 2097152"]);
+        assert!(lines[0].starts_with("err 50 "), "{lines:?}");
+        return;
+    };
+    let huge = (huge_kib * 1024).to_string();
+    let last = (huge_kib * 1024 - 1).to_string();
+    let free = field("HugePages_Free:").unwrap_or(0);
+    let create = format!("create_large Local\\big {huge}");
+    let lines = broker.run(&["create_large - 4096", &create]);
     assert!(
         lines[0].starts_with("err 87 "),
         "size not a multiple of the large page: {lines:?}"
     );
     if free >= 1 {
         assert_eq!(lines[1], "create existed=0");
-        let lines = broker.run(&[
-            "create_large - 2097152",
+        let write = format!("write {last} h");
+        let read = format!("read {last} 1");
+        let mut holder = broker.spawn(&[
+            &create,
             "map write",
-            "write 2097151 h",
-            "read 2097151 1",
+            &write,
+            &read,
             "unmap",
             "map write 65536 4096",
+            "hold",
         ]);
-        assert_eq!(lines[3], "read h", "{lines:?}");
+        holder.wait_for("holding");
+        assert_eq!(holder.lines[3], "read h", "{:?}", holder.lines);
         // A view must start on a huge page: 64 KiB offsets inside one are refused.
-        assert!(lines[5].starts_with("err 1132 "), "{lines:?}");
+        assert!(
+            holder.lines[5].starts_with("err 1132 "),
+            "{:?}",
+            holder.lines
+        );
+        // objmgr dump reads anywhere in it all the same.
+        let dump = broker.objmgr(&["dump", "Local\\big", "--offset", &last, "--len", "1"]);
+        assert!(dump.status.success(), "{dump:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&dump.stdout),
+            format!("{:08x}: 68{}h\n", huge_kib * 1024 - 1, " ".repeat(39))
+        );
+        holder.release();
+        holder.finish();
     } else {
         assert!(
             lines[1].starts_with("err 1450 "),
@@ -487,11 +521,22 @@ fn cli_lists_stats_and_dumps_live_sections() {
             && text.contains("\\BaseNamedObjects\\shown"),
         "{text}"
     );
-    let json = String::from_utf8_lossy(&broker.objmgr(&["ls", "--json"]).stdout).into_owned();
-    assert!(
-        json.contains("\"path\":\"\\\\BaseNamedObjects\\\\shown\"")
-            && json.contains("\"handles\":1"),
-        "{json}"
+    let json = broker.objmgr(&["ls", "--json"]).stdout;
+    let listed: serde_json::Value = serde_json::from_slice(&json).expect("ls --json is JSON");
+    let shown = listed
+        .as_array()
+        .expect("ls --json is an array")
+        .iter()
+        .find(|o| o["path"] == "\\BaseNamedObjects\\shown")
+        .unwrap_or_else(|| panic!("not listed: {listed}"));
+    assert_eq!(shown["type"], "Section", "{shown}");
+    assert_eq!(shown["handles"], 1, "{shown}");
+    let stat_json = broker.objmgr(&["stat", "Global\\shown", "--json"]).stdout;
+    let stat_json: serde_json::Value =
+        serde_json::from_slice(&stat_json).expect("stat --json is JSON");
+    assert_eq!(
+        stat_json["path"], "\\BaseNamedObjects\\shown",
+        "{stat_json}"
     );
     let stat =
         String::from_utf8_lossy(&broker.objmgr(&["stat", "Global\\shown"]).stdout).into_owned();
@@ -499,12 +544,12 @@ fn cli_lists_stats_and_dumps_live_sections() {
         stat.contains("PAGE_READWRITE") && stat.contains("paging file"),
         "{stat}"
     );
-    let dump = broker.objmgr(&["dump", "Global\\shown", "--offset", "65536", "--len", "12"]);
-    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
-    assert!(
-        dump.starts_with("00010000: 4865 6c6c 6f2c 2d64 756d 7021")
-            && dump.contains("Hello,-dump!"),
-        "{dump}"
+    // Byte for byte what `xxd -o 65536` prints for the same 20 bytes.
+    let dump = broker.objmgr(&["dump", "Global\\shown", "--offset", "65536", "--len", "20"]);
+    assert_eq!(
+        String::from_utf8_lossy(&dump.stdout),
+        "00010000: 4865 6c6c 6f2c 2d64 756d 7021 0000 0000  Hello,-dump!....\n\
+         00010010: 0000 0000                                ....\n"
     );
     let missing = broker.objmgr(&["stat", "Global\\nothing"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -521,7 +566,7 @@ fn broker_starts_once_under_a_race_and_idles_out() {
     let mut children: Vec<_> = (0..10)
         .map(|i| {
             broker
-                .script(&[&format!("create Global\\start{i} 4096"), "hold"])
+                .script(&["hold", &format!("create Global\\start{i} 4096"), "hold"])
                 .env("OBJMGR_IDLE_TIMEOUT_MS", "200")
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -529,21 +574,35 @@ fn broker_starts_once_under_a_race_and_idles_out() {
                 .unwrap()
         })
         .collect();
-    // Every child got served...
-    for child in &mut children {
+    let mut outputs: Vec<_> = children
+        .iter_mut()
+        .map(|c| std::io::BufReader::new(c.stdout.take().unwrap()))
+        .collect();
+    let mut next_result = |i: usize| -> String {
         let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.as_mut().unwrap());
         loop {
             line.clear();
             assert!(
-                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                std::io::BufRead::read_line(&mut outputs[i], &mut line).unwrap() > 0,
                 "child died"
             );
-            if line.starts_with("@@") {
-                break;
+            if let Some(result) = line.trim().strip_prefix("@@") {
+                return result.to_owned();
             }
         }
-        assert_eq!(line.trim(), "@@create existed=0");
+    };
+    // All ten are running (none has touched objmgr yet); then all go at once.
+    for i in 0..children.len() {
+        assert_eq!(next_result(i), "holding");
+    }
+    assert!(broker.broker_pids().is_empty());
+    for child in &mut children {
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    }
+    // Every child got served...
+    for i in 0..children.len() {
+        assert_eq!(next_result(i), "released");
+        assert_eq!(next_result(i), "create existed=0");
     }
     // ...by exactly one broker.
     assert_eq!(broker.broker_pids().len(), 1);

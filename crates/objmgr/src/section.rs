@@ -521,6 +521,14 @@ impl fmt::Debug for View {
 
 impl View {
     /// The first byte of the view.
+    ///
+    /// Writing through it is allowed only if the view is writable
+    /// ([`View::is_writable`]): the pages of a read-only view are mapped
+    /// without write permission, and a write faults (`SIGSEGV`), as it does
+    /// on Windows. Other processes may change the bytes at any time, so read
+    /// and write them with volatile or atomic accesses, or under a lock the
+    /// processes share, never through references that assume nobody else
+    /// writes.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }

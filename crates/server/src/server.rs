@@ -316,17 +316,21 @@ fn accept_all(
             }
             Err(_) => return, // EAGAIN: nothing more to accept.
         };
-        let Ok(cred) = net::sockopt::socket_peercred(&fd) else {
+        let Ok(peer) = crate::peer::peer_of(fd.as_fd()) else {
             continue;
         };
         // The per-user broker serves its own uid only (root may always inspect).
-        if cred.uid.as_raw() != my_uid && !cred.uid.is_root() {
+        if peer.uid != my_uid && peer.uid != 0 {
             continue;
         }
+        // A process the broker cannot see (outside its pid namespace) could
+        // not be told apart from others, watched or spawned for: refused.
+        let Some(pid) = peer.pid else {
+            continue;
+        };
         let id = *next_client;
         *next_client += 1;
-        let pid = cred.pid.as_raw_nonzero().get() as u32;
-        if broker.add_client(id, pid, cred.uid.as_raw()).is_err() {
+        if broker.add_client(id, pid, peer.uid).is_err() {
             continue; // Every process tag is in use: hang up.
         }
         if epoll::add(

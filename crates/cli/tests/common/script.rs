@@ -406,6 +406,30 @@ pub fn run_script(script: &str) {
                         }
                     )
                 }
+                "raw_map_write" => {
+                    // Straight to the kernel, past the library's access check.
+                    let fd = sections.last().unwrap().as_fd();
+                    // SAFETY: a new shared mapping at a kernel-chosen address,
+                    // unmapped at once; nothing reads or writes it.
+                    let mapped = unsafe {
+                        rustix::mm::mmap(
+                            std::ptr::null_mut(),
+                            4096,
+                            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                            rustix::mm::MapFlags::SHARED,
+                            fd,
+                            0,
+                        )
+                    };
+                    match mapped {
+                        Ok(p) => {
+                            // SAFETY: the mapping made just above.
+                            unsafe { rustix::mm::munmap(p, 4096).unwrap() };
+                            "raw_map_write mapped".into()
+                        }
+                        Err(e) => format!("raw_map_write refused errno={}", e.raw_os_error()),
+                    }
+                }
                 "size" => format!("size {}", sections.last().unwrap().size()),
                 "truncate" => {
                     let fd = sections.last().unwrap().as_fd();
