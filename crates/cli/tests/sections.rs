@@ -751,3 +751,47 @@ fn the_broker_refuses_other_users() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn nothing_is_left_behind() {
+    let shm_before: std::collections::BTreeSet<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let broker = TestBroker::new();
+    let file = broker.dir.join("backing.bin");
+    std::fs::write(&file, [0u8; 4096]).unwrap();
+    let create_file = format!("create_file {} rw Global\\leftover-file 0", file.display());
+    let mut holder = broker.spawn(&[
+        "create Global\\leftover 65536",
+        "create - 65536",
+        &create_file,
+        "event Local\\leftover-event manual 0",
+        "mutex Local\\leftover-mutex 1",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let broker_pid = broker.broker_pids()[0];
+    holder.kill9(); // dies holding everything, a mutex included
+    let listed = broker.objmgr(&["ls", "--json"]).stdout;
+    let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "every object died with its holder"
+    );
+    assert!(broker.objmgr(&["broker", "stop"]).status.success());
+    TestBroker::eventually("the broker to exit", || !common::is_alive(broker_pid));
+    assert!(!exists(&broker.socket), "the socket file is removed");
+    let shm_after: std::collections::BTreeSet<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let new: Vec<_> = shm_after.difference(&shm_before).collect();
+    assert!(new.is_empty(), "nothing new in /dev/shm: {new:?}");
+    // The only file left in the test's directory is the user's own.
+    let left: Vec<_> = std::fs::read_dir(&broker.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("backing.bin")]);
+}

@@ -80,6 +80,23 @@ impl fmt::Debug for Section {
 }
 
 /// Options for creating a section (`CreateFileMapping`).
+///
+/// ```no_run
+/// use objmgr::{PageProtection, Section};
+///
+/// // 1 MiB of named, paging-file-backed memory that child processes inherit.
+/// let section = Section::builder()
+///     .name("Local\\Frames")
+///     .size(1 << 20)
+///     .protection(PageProtection::ReadWrite)
+///     .inheritable(true)
+///     .create()?;
+/// if section.existed() {
+///     // Another process made it first (ERROR_ALREADY_EXISTS on Windows);
+///     // the size given here was ignored.
+/// }
+/// # Ok::<(), objmgr::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SectionBuilder {
     name: Option<String>,
@@ -179,6 +196,27 @@ impl SectionBuilder {
     /// otherwise). A size larger than the file extends the file when the
     /// protection allows writing (`ERROR_NOT_ENOUGH_MEMORY` otherwise); size 0
     /// on an empty file fails with `ERROR_FILE_INVALID`.
+    ///
+    /// ```no_run
+    /// use objmgr::{MapAccess, PageProtection, Section};
+    ///
+    /// let file = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .create(true)
+    ///     .truncate(false)
+    ///     .open("/var/tmp/journal.bin")?;
+    /// // 64 KiB over the file (extending it if it is shorter), shared by name.
+    /// let section = Section::builder()
+    ///     .name("Local\\Journal")
+    ///     .size(64 * 1024)
+    ///     .protection(PageProtection::ReadWrite)
+    ///     .create_from_file(&file)?;
+    /// let view = section.map(MapAccess::WRITE)?;
+    /// view.write_at(0, b"entry")?;
+    /// view.flush()?; // the bytes are in the file now
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_from_file(&self, file: &impl AsFd) -> Result<Section> {
         Section::from_reply(call(&self.request(true), Some(file.as_fd())), || {
             self.what()
@@ -391,6 +429,21 @@ impl Section {
     /// `ERROR_INVALID_PARAMETER` for no access at all or `len == 0` with the
     /// offset at or past the end; `ERROR_INVALID_ADDRESS` when the address is
     /// in use.
+    ///
+    /// ```no_run
+    /// use objmgr::{MapAccess, MapOptions, Section};
+    ///
+    /// let section = Section::create("Local\\Big", 4 << 20)?;
+    /// // The second MiB only, read-only, with every page faulted in now.
+    /// let view = section.map_with(&MapOptions {
+    ///     offset: 1 << 20,
+    ///     len: 1 << 20,
+    ///     prefault: true,
+    ///     ..MapOptions::new(MapAccess::READ)
+    /// })?;
+    /// assert_eq!(view.len(), 1 << 20);
+    /// # Ok::<(), objmgr::Error>(())
+    /// ```
     pub fn map_with(&self, options: &MapOptions) -> Result<View> {
         self.check_live()?;
         let what = || format!("mapping a view of section {:#x}", self.handle.0);
