@@ -305,3 +305,33 @@ fn pseudo_handles_and_the_broker_itself() {
     assert!(lines[1].starts_with("err 5 "), "{lines:?}");
     assert_eq!(broker.broker_pids().len(), 1, "the broker survived");
 }
+
+#[test]
+fn fork_while_another_thread_talks_to_the_broker() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&["fork_busy 40"]);
+    assert_eq!(lines, ["fork_busy hung=0 failed=0"]);
+}
+
+#[test]
+fn an_inherited_protected_handle_cannot_be_closed() {
+    // The child did not set the flag itself; closing must still fail
+    // (ERROR_INVALID_HANDLE), and the handle must stay usable.
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create_inh - 65536", // handle 4, inheritable
+        "set_handle_info 4 2 2", // HANDLE_FLAG_PROTECT_FROM_CLOSE
+        "spawn inherit adopt_section 4;close;handle_info 4;set_handle_info 4 2 0;adopt_section 4;close;handle_info 4",
+        "child_finish",
+    ]);
+    let child: Vec<&String> = lines.iter().filter(|l| l.starts_with("child ")).collect();
+    assert_eq!(child[0], "child adopted", "{lines:?}");
+    assert!(child[1].starts_with("child err 6 "), "{lines:?}");
+    assert_eq!(child[2], "child flags 3", "{lines:?}");
+    assert_eq!(child[3], "child set", "{lines:?}");
+    assert_eq!(child[5], "child close", "{lines:?}");
+    assert!(
+        child[6].starts_with("child err 6 "),
+        "closed at last: {lines:?}"
+    );
+}

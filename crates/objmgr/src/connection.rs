@@ -19,13 +19,14 @@ use rustix::net::{
     self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
+use std::cell::{Cell, RefCell};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// A connected, greeted broker session.
 #[derive(Debug)]
@@ -306,9 +307,87 @@ fn establish() -> Result<Connection> {
 #[derive(Debug)]
 struct Shared {
     conn: Option<Connection>,
+    /// Handles of this connection whose close may fail, so that closing one
+    /// must wait for the broker's answer: those this process protected from
+    /// close, and those it did not make itself (inherited, or duplicated in
+    /// by another process), whose flags it did not set.
+    closes_may_fail: Vec<u32>,
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared { conn: None });
+impl Shared {
+    /// Forgets the connection; every handle of its session is gone with it.
+    fn drop_connection(&mut self) {
+        self.conn = None;
+        self.closes_may_fail.clear();
+    }
+
+    fn set_close_may_fail(&mut self, handle: Handle, may_fail: bool) {
+        self.closes_may_fail.retain(|&h| h != handle.0);
+        if may_fail {
+            self.closes_may_fail.push(handle.0);
+        }
+    }
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    conn: None,
+    closes_may_fail: Vec::new(),
+});
+
+thread_local! {
+    /// Whether this thread holds `SHARED` (through a [`Locked`]).
+    static HOLDS_SHARED: Cell<bool> = const { Cell::new(false) };
+    /// `SHARED`, locked by the thread calling `fork()` for the time of the
+    /// fork, so that no other thread holds it when the process is copied.
+    static HELD_ACROSS_FORK: RefCell<Option<MutexGuard<'static, Shared>>> =
+        const { RefCell::new(None) };
+}
+
+/// `SHARED`, locked by this thread.
+struct Locked(MutexGuard<'static, Shared>);
+
+fn lock_shared() -> Locked {
+    let guard = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    HOLDS_SHARED.set(true);
+    Locked(guard)
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        HOLDS_SHARED.set(false); // the guard itself unlocks right after
+    }
+}
+
+impl std::ops::Deref for Locked {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Locked {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.0
+    }
+}
+
+/// Runs in the thread calling `fork()`, before the copy: takes `SHARED`, so
+/// that the child does not start with it locked by a thread that does not
+/// exist there (its first broker call would wait forever). A call in flight
+/// on another thread finishes first. A thread that forks while it holds
+/// `SHARED` itself releases it in both processes.
+extern "C" fn before_fork() {
+    if HOLDS_SHARED.try_with(Cell::get).unwrap_or(true) {
+        return;
+    }
+    let guard = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = HELD_ACROSS_FORK.try_with(|held| *held.borrow_mut() = Some(guard));
+}
+
+/// Runs in the parent after `fork()`: gives `SHARED` back.
+extern "C" fn after_fork_in_parent() {
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+}
 /// The pid that owns `SHARED.conn`; another pid means we are a forked child.
 static OWNER_PID: AtomicU32 = AtomicU32::new(0);
 /// Bumped whenever a new connection replaces an old one: handles from an
@@ -329,6 +408,7 @@ extern "C" fn forked_child() {
         sys::neutralize_fd(fd);
     }
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
 }
 
 /// The current handle generation without the `fork()` check: for data-plane
@@ -344,9 +424,9 @@ pub(crate) fn generation() -> u64 {
     let owner = OWNER_PID.load(Ordering::Acquire);
     if owner != 0 && owner != pid {
         // A forked child: nothing it inherited from the parent's session is its own.
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = lock_shared();
         if OWNER_PID.load(Ordering::Acquire) != pid {
-            shared.conn = None; // closes the /dev/null the fork handler left
+            shared.drop_connection(); // closes the /dev/null the fork handler left
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);
         }
@@ -356,14 +436,16 @@ pub(crate) fn generation() -> u64 {
 
 /// The shared state with a live connection (made now if needed), and the
 /// handle generation it belongs to.
-fn connected() -> Result<(std::sync::MutexGuard<'static, Shared>, u64)> {
+fn connected() -> Result<(Locked, u64)> {
     generation(); // drops a connection inherited across fork()
-    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut shared = lock_shared();
     // Read under the lock: another thread may have replaced the connection.
     let mut generation = GENERATION.load(Ordering::Acquire);
     if shared.conn.is_none() {
         static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
-        FORK_HANDLER.call_once(|| sys::on_fork_child(forked_child));
+        FORK_HANDLER.call_once(|| {
+            sys::on_fork(before_fork, after_fork_in_parent, forked_child);
+        });
         let conn = establish()?;
         CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
         shared.conn = Some(conn);
@@ -383,41 +465,24 @@ pub(crate) fn client_tag() -> Result<(u16, u64)> {
     Ok((shared.conn.as_ref().expect("connected").tag, generation))
 }
 
-/// Handles of this process protected from close
-/// (`HANDLE_FLAG_PROTECT_FROM_CLOSE`), with their generation: only this
-/// process can set the flag on its handles, so it knows which closes can fail.
-static PROTECTED: Mutex<Vec<(u64, u32)>> = Mutex::new(Vec::new());
-
-/// Records whether `handle` (of generation `handle_generation`) is protected
-/// from close.
-pub(crate) fn note_protected(handle: Handle, handle_generation: u64, protected: bool) {
-    let mut set = PROTECTED.lock().unwrap_or_else(|p| p.into_inner());
-    set.retain(|&(g, h)| g == handle_generation && h != handle.0);
-    if protected {
-        set.push((handle_generation, handle.0));
-    }
-}
-
-fn is_protected(handle: Handle, handle_generation: u64) -> bool {
-    PROTECTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&(handle_generation, handle.0))
-}
-
 /// Closes a handle of generation `generation` that this process holds (a
 /// no-op if that broker session is gone, or this is a forked child: the
 /// handle is closed already).
 ///
-/// A handle the library holds cannot fail to close unless it is protected
-/// from close, so the close is sent without waiting for a reply: the broker
-/// carries it out before it serves any request sent after it, from any
-/// process, which keeps `CloseHandle`'s guarantee (once it returns, the
+/// A handle this process made itself, and did not protect from close, cannot
+/// fail to close, so the close is sent without waiting for a reply: the
+/// broker carries it out before it serves any request sent after it, from
+/// any process, which keeps `CloseHandle`'s guarantee (once it returns, the
 /// object is closed for everyone) at the cost of one message, not a round
-/// trip.
+/// trip. Any other close waits for the broker's answer, so that a failure is
+/// reported.
 pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -> Result<()> {
     if handle_generation != generation() {
         return Ok(());
+    }
+    let (mut shared, generation) = connected()?;
+    if generation != handle_generation {
+        return Ok(()); // the connection was replaced meanwhile: closed with it
     }
     let within = |e: Error| {
         Error::new(
@@ -425,18 +490,63 @@ pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -
             format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
         )
     };
-    if is_protected(handle, handle_generation) {
-        return call(&Request::Close { handle }, None)
-            .map(|_| ())
-            .map_err(within);
-    }
-    let (mut shared, generation) = connected()?;
-    if generation != handle_generation {
-        return Ok(()); // the connection was replaced meanwhile: closed with it
+    if shared.closes_may_fail.contains(&handle.0) {
+        exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
+        shared.set_close_may_fail(handle, false);
+        return Ok(());
     }
     let conn = shared.conn.as_mut().expect("connected");
     let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
     settle(&mut shared, sent).map_err(within)
+}
+
+/// `QueryHandle`: what the broker knows of a handle this process holds but
+/// did not make (inherited, or duplicated in by another process). Its close
+/// may fail (it may be protected from close), so closing it will wait for
+/// the broker's answer.
+pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u64)> {
+    let (mut shared, generation) = connected()?;
+    let (reply, fd) = exchange_locked(&mut shared, &Request::QueryHandle { handle }, &[])?;
+    shared.set_close_may_fail(handle, true);
+    Ok((reply, fd, generation))
+}
+
+/// `HandleFlags` (`Get`/`SetHandleInformation`): sets the flags in `mask` to
+/// their values in `flags` and returns the flags from before. Under the same
+/// lock, notes whether the handle is now protected from close, so that no
+/// close on another thread can slip between the two.
+pub(crate) fn handle_flags(handle: Handle, mask: u32, flags: u32) -> Result<u32> {
+    use objmgr_proto::process::HANDLE_FLAG_PROTECT_FROM_CLOSE as PROTECT;
+    let (mut shared, _) = connected()?;
+    let request = Request::HandleFlags {
+        handle,
+        mask,
+        flags,
+    };
+    let Reply::Value(before) = exchange_locked(&mut shared, &request, &[])?.0 else {
+        return Err(Error::new(
+            crate::error::ERROR_INVALID_DATA,
+            "unexpected reply to HandleFlags",
+        ));
+    };
+    if mask & PROTECT != 0 {
+        shared.set_close_may_fail(handle, flags & PROTECT != 0);
+    } else if before & PROTECT != 0 {
+        shared.set_close_may_fail(handle, true);
+    }
+    Ok(before)
+}
+
+/// One exchange on the locked, live connection.
+fn exchange_locked(
+    shared: &mut Shared,
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(Reply, Option<OwnedFd>)> {
+    let conn = shared.conn.as_mut().expect("connected");
+    let outcome = conn.exchange(request, fds);
+    let (reply, received) = settle(shared, outcome)?;
+    Ok((reply?, received))
 }
 
 /// Passes an exchange's outcome on; a broken connection is dropped (every
@@ -446,7 +556,7 @@ fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
         Ok(value) => Ok(value),
         Err(Broken::Connection(why)) => {
             CONNECTION_FD.store(-1, Ordering::Release);
-            shared.conn = None;
+            shared.drop_connection();
             GENERATION.fetch_add(1, Ordering::AcqRel);
             Err(Error::new(
                 ERROR_BROKEN_PIPE,
@@ -472,8 +582,6 @@ pub(crate) fn call_with_fds(
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
-    let conn = shared.conn.as_mut().expect("connected");
-    let outcome = conn.exchange(request, fds);
-    let (reply, received) = settle(&mut shared, outcome)?;
-    Ok((reply?, received, generation))
+    let (reply, received) = exchange_locked(&mut shared, request, fds)?;
+    Ok((reply, received, generation))
 }

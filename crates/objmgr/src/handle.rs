@@ -66,35 +66,15 @@ pub fn duplicate_handle(
 
 /// `GetHandleInformation`: the handle's `HANDLE_FLAG_*` bits.
 pub fn handle_information(handle: u32) -> Result<u32> {
-    let request = Request::HandleFlags {
-        handle: Handle(handle),
-        mask: 0,
-        flags: 0,
-    };
-    value_reply(&request, || format!("GetHandleInformation({handle:#x})"))
+    crate::connection::handle_flags(Handle(handle), 0, 0)
+        .map_err(|e| e.within(&format!("GetHandleInformation({handle:#x})")))
 }
 
 /// `SetHandleInformation`: sets the flags in `mask` to their values in `flags`.
 pub fn set_handle_information(handle: u32, mask: u32, flags: u32) -> Result<()> {
-    let request = Request::HandleFlags {
-        handle: Handle(handle),
-        mask,
-        flags,
-    };
-    let what = || format!("SetHandleInformation({handle:#x})");
-    let (reply, _, generation) = call(&request, None).map_err(|e| e.within(&what()))?;
-    let Reply::Value(before) = reply else {
-        return Err(Error::new(
-            ERROR_INVALID_DATA,
-            format!("{}: unexpected reply", what()),
-        ));
-    };
-    // Closing a protected handle must fail, so its close must wait for the
-    // broker's answer: remember which handles are protected.
-    let protect = HANDLE_FLAG_PROTECT_FROM_CLOSE;
-    let after = (before & !(mask & protect)) | (flags & mask & protect);
-    crate::connection::note_protected(Handle(handle), generation, after & protect != 0);
-    Ok(())
+    crate::connection::handle_flags(Handle(handle), mask, flags)
+        .map(|_| ())
+        .map_err(|e| e.within(&format!("SetHandleInformation({handle:#x})")))
 }
 
 /// An object of any type, taken over by handle value ([`take_over`]).
@@ -115,13 +95,7 @@ pub enum Object {
 pub fn take_over(value: u32) -> Result<Object> {
     use objmgr_proto::access::ObjectType;
     let what = || format!("taking over handle {value:#x}");
-    let reply = call(
-        &Request::QueryHandle {
-            handle: Handle(value),
-        },
-        None,
-    )
-    .map_err(|e| e.within(&what()))?;
+    let reply = crate::connection::query_handle(Handle(value)).map_err(|e| e.within(&what()))?;
     let kind = match &reply.0 {
         Reply::Section(_) => {
             return crate::Section::from_reply(Ok(reply), what).map(Object::Section);

@@ -357,10 +357,8 @@ impl Section {
     /// handle has; the result closes it when dropped. A value that is not
     /// open, or is not a section: `ERROR_INVALID_HANDLE`.
     pub fn from_handle(value: u32) -> Result<Section> {
-        let request = Request::QueryHandle {
-            handle: objmgr_proto::wire::Handle(value),
-        };
-        Section::from_reply(call(&request, None), || {
+        let handle = objmgr_proto::wire::Handle(value);
+        Section::from_reply(connection::query_handle(handle), || {
             format!("taking over section handle {value:#x}")
         })
     }

@@ -118,10 +118,7 @@ impl SyncObject {
 
     /// Takes over handle `value` of this process (see `from_handle`).
     pub(crate) fn from_handle(expected: ObjectType, value: u32) -> Result<SyncObject> {
-        let request = Request::QueryHandle {
-            handle: Handle(value),
-        };
-        Self::from_reply(call(&request, None), expected, || {
+        Self::from_reply(connection::query_handle(Handle(value)), expected, || {
             format!("taking over {expected} handle {value:#x}")
         })
     }

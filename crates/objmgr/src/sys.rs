@@ -191,13 +191,14 @@ unsafe extern "C" {
     ) -> std::ffi::c_int;
 }
 
-/// Runs `child` in the child process after every `fork()` (registered once
-/// per call; call it once). `child` must be async-signal-safe in spirit: it
-/// runs in a process where every other thread has vanished.
-pub fn on_fork_child(child: extern "C" fn()) {
-    // SAFETY: registers a plain function pointer with the C library; no
-    // memory is shared with the callee beyond what `child` itself touches.
-    let _ = unsafe { pthread_atfork(None, None, Some(child)) };
+/// Runs `prepare` in the forking thread before every `fork()`, then `parent`
+/// in the parent and `child` in the child after it (registered once per
+/// call; call it once). `child` runs in a process where every other thread
+/// has vanished. None of them may unwind.
+pub fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: registers plain function pointers with the C library; no
+    // memory is shared with the callees beyond what they themselves touch.
+    let _ = unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 /// Replaces descriptor `fd` with `/dev/null` in place. In a forked child this

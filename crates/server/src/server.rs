@@ -26,10 +26,10 @@ use crate::{Config, Failure};
 const LISTENER: u64 = 0;
 /// Events taken from one `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
-/// Extra non-blocking looks for ready connections before serving requests
-/// (each looks at up to `EVENTS_PER_WAIT`; the bound keeps a flood of
-/// connections from postponing every answer).
-const MAX_SWEEPS: usize = 64;
+/// Extra non-blocking looks for ready connections before serving requests.
+/// Looking stops as soon as a look finds nothing new; the bound only keeps
+/// clients that never stop sending from postponing every answer forever.
+const MAX_LOOKS: usize = 64;
 /// Closes read from one connection before others get their turn.
 const MAX_CLOSES_PER_READ: usize = 1024;
 /// Event tokens with this bit are process exits: the other bits are the
@@ -175,18 +175,23 @@ pub fn serve(
             Err(e) => return Err(e.into()),
         }
         // Phase 1: read everything already sent. Closes that need no reply
-        // take effect now; each connection's first request that needs one
-        // waits for phase 2. So every close a client has sent is in effect
-        // before any request that follows it in time is served, whichever
-        // connections the two came on (the order Windows guarantees: once
-        // `CloseHandle` returns, everyone sees the object closed).
+        // take effect now, and so do hang-ups; each connection's first
+        // request that needs a reply waits for phase 2. Before any request is
+        // served, the broker looks again (without blocking) until a look
+        // finds nothing new: whatever another process sent, or its death,
+        // before that request was sent is then in effect, whichever
+        // connection it came on (the order Windows guarantees: once
+        // `CloseHandle` returns, or a process has exited, everyone sees its
+        // handles closed).
         let mut waiting: Vec<ClientId> = Vec::new();
-        let mut sweeps = 0;
+        let mut looks = 0;
         loop {
+            let mut progress = false;
             for event in events.iter() {
                 let token = event.data.u64();
                 if token & PID_WATCH != 0 {
                     broker.process_exited(token & !PID_WATCH);
+                    progress = true;
                     continue;
                 }
                 if token == LISTENER {
@@ -199,37 +204,53 @@ pub fn serve(
                         my_uid,
                         &mut spare,
                     );
+                    progress = true;
                     continue;
                 }
                 let Some(conn) = connections.get_mut(&token) else {
                     continue;
                 };
                 if conn.waiting.is_some() {
-                    continue; // its request is served below, the rest after that
+                    // Read up to its request; the rest waits for the answer,
+                    // unless the client is gone: a dead process's handles
+                    // must close before anything sent after its death is
+                    // served, and its request can have no answer.
+                    let gone =
+                        epoll::EventFlags::HUP | epoll::EventFlags::RDHUP | epoll::EventFlags::ERR;
+                    let flags = event.flags;
+                    if flags.intersects(gone) {
+                        hang_up(&epoll_fd, &mut connections, &mut broker, token);
+                        progress = true;
+                    }
+                    continue;
                 }
+                progress = true;
                 match read_connection(conn, token, &mut broker, &mut recv_buf) {
                     Read::Drained => {}
                     Read::Waiting => waiting.push(token),
                     Read::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
                 }
             }
-            // A full batch means more connections may be ready: look again
-            // (without blocking) before serving anyone.
-            if events.len() < events.capacity() || sweeps >= MAX_SWEEPS {
+            let batch_full = events.len() == events.capacity();
+            if (waiting.is_empty() && !batch_full) || !progress || looks >= MAX_LOOKS {
                 break;
             }
-            sweeps += 1;
+            looks += 1;
             events.clear();
-            match epoll::wait(
-                &epoll_fd,
-                rustix::buffer::spare_capacity(&mut events),
-                Some(&rustix::time::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                }),
-            ) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+            let no_wait = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            loop {
+                match epoll::wait(
+                    &epoll_fd,
+                    rustix::buffer::spare_capacity(&mut events),
+                    Some(&no_wait),
+                ) {
+                    Ok(_) => break,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         // Phase 2: answer the requests.

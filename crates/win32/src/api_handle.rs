@@ -102,7 +102,8 @@ unsafe fn duplicate(
     };
     let access = (options & DUPLICATE_SAME_ACCESS == 0).then_some(access);
     let close_source = options & DUPLICATE_CLOSE_SOURCE != 0;
-    if close_source && from.is_none() {
+    let from_this_process = as_process(&from).is_none_or(|p| p.pid() == std::process::id());
+    if close_source && from_this_process {
         // The broker closes our source handle (whatever the outcome): forget
         // our object for it first, so that nothing closes its value again.
         table::forget(value);

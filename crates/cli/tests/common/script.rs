@@ -657,6 +657,56 @@ pub fn run_script(script: &str) {
                     }
                     format!("forked {pid}")
                 }
+                "fork_busy" => {
+                    // Forks while another thread keeps talking to the broker;
+                    // each child must be able to talk to it too.
+                    let forks: usize = words[1].parse().unwrap();
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let busy = {
+                        let stop = stop.clone();
+                        std::thread::spawn(move || {
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                let _ = Event::create(None, Reset::Auto, false);
+                            }
+                        })
+                    };
+                    let (mut hung, mut failed) = (0, 0);
+                    for _ in 0..forks {
+                        // SAFETY: fork; the child makes one objmgr call and
+                        // leaves with _exit, running no destructor twice.
+                        let pid = unsafe { libc::fork() };
+                        if pid == 0 {
+                            let ok = Event::create(None, Reset::Auto, false).is_ok();
+                            // SAFETY: as above.
+                            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+                        }
+                        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                        let mut status = 0;
+                        loop {
+                            // SAFETY: polls the child forked above.
+                            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                            if done == pid {
+                                if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                                    failed += 1;
+                                }
+                                break;
+                            }
+                            if std::time::Instant::now() > deadline {
+                                // SAFETY: kills and reaps our own hung child.
+                                unsafe {
+                                    libc::kill(pid, libc::SIGKILL);
+                                    libc::waitpid(pid, &mut status, 0);
+                                }
+                                hung += 1;
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    busy.join().unwrap();
+                    format!("fork_busy hung={hung} failed={failed}")
+                }
                 "create_inh" => {
                     let mut builder = Section::builder()
                         .size(words[2].parse().unwrap())
