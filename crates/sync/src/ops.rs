@@ -159,6 +159,11 @@ pub struct Taken {
 pub(crate) struct Backoff(u32);
 
 impl Backoff {
+    /// Past the first, pure spins: worth reading the clock for a deadline.
+    pub(crate) fn is_long(&self) -> bool {
+        self.0 >= 6
+    }
+
     pub(crate) fn snooze(&mut self) {
         if self.0 < 6 {
             for _ in 0..(1 << self.0) {
@@ -370,12 +375,14 @@ pub fn try_take(
     me: &Actor,
     pulse_gen: Option<u32>,
 ) -> Result<Option<Taken>, Win32Error> {
-    try_take_observing(slot, kind, me, pulse_gen, &mut 0)
+    try_take_observing(slot, kind, me, pulse_gen, &mut 0, None)
 }
 
 /// [`try_take`], storing in `observed` the state it found nothing to take
 /// in: a waiter must sleep on exactly that value (sleeping on an older one
-/// could miss a change that came and went in between).
+/// could miss a change that came and went in between). While another thread
+/// holds the slot lock it spins, but not past `deadline`: a lock holder that
+/// is stopped (`SIGSTOP`, a debugger) must not stretch a timed wait.
 #[inline(always)]
 pub(crate) fn try_take_observing(
     slot: &Slot,
@@ -383,12 +390,17 @@ pub(crate) fn try_take_observing(
     me: &Actor,
     pulse_gen: Option<u32>,
     observed: &mut u32,
+    deadline: Option<u64>,
 ) -> Result<Option<Taken>, Win32Error> {
     let mut backoff = Backoff::default();
     loop {
         let s = slot.state.load(SeqCst);
         let held = holder(s);
         if held != 0 && held != me.token.raw() {
+            if backoff.is_long() && deadline.is_some_and(|d| clock::now() >= d) {
+                *observed = lo(s);
+                return Ok(None);
+            }
             backoff.snooze();
             continue;
         }
@@ -417,6 +429,12 @@ pub(crate) fn try_take_observing(
 
 /// Takes the slot lock (spinning while another thread holds it).
 pub(crate) fn lock(slot: &Slot, me: &Actor) {
+    lock_before(slot, me, None);
+}
+
+/// Takes the slot lock, spinning while another thread holds it, but not
+/// past `deadline` (then `false`, and the lock is not taken).
+pub(crate) fn lock_before(slot: &Slot, me: &Actor, deadline: Option<u64>) -> bool {
     let mut backoff = Backoff::default();
     loop {
         let s = slot.state.load(SeqCst);
@@ -426,9 +444,12 @@ pub(crate) fn lock(slot: &Slot, me: &Actor) {
                 .compare_exchange(s, with_holder(s, me.token.raw()), SeqCst, SeqCst)
                 .is_ok()
             {
-                return;
+                return true;
             }
         } else {
+            if backoff.is_long() && deadline.is_some_and(|d| clock::now() >= d) {
+                return false;
+            }
             backoff.snooze();
         }
     }

@@ -25,7 +25,7 @@ use rustix::thread::futex;
 use crate::arena::Slot;
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock, timer_due,
+    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock_before, timer_due,
     try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
@@ -122,9 +122,9 @@ pub fn wait_after<E>(
     let observed = &mut observed[..n];
     let attempt = |seen: &[u32], observed: &mut [u32]| {
         if all && n > 1 {
-            attempt_all(objects, seen, observed, order, me)
+            attempt_all(objects, seen, observed, order, me, deadline)
         } else {
-            attempt_any(objects, seen, observed, me)
+            attempt_any(objects, seen, observed, me, deadline)
         }
     };
     if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
@@ -187,6 +187,7 @@ fn attempt_any(
     seen: &[u32],
     observed: &mut [u32],
     me: &Actor,
+    deadline: Option<u64>,
 ) -> Result<Option<Waited>, Win32Error> {
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         // Skip at the cost of one load what plainly has nothing to take.
@@ -199,7 +200,9 @@ fn attempt_any(
             continue;
         }
         let generation = pulse_gen(kind, seen[i]);
-        if let Some(taken) = try_take_observing(slot, kind, me, generation, &mut observed[i])? {
+        if let Some(taken) =
+            try_take_observing(slot, kind, me, generation, &mut observed[i], deadline)?
+        {
             let mask = if taken.new_owner { 1u64 << i } else { 0 };
             return Ok(Some(finished(i, taken.acquired, mask)));
         }
@@ -216,6 +219,7 @@ fn attempt_all(
     observed: &mut [u32],
     order: &[usize],
     me: &Actor,
+    deadline: Option<u64>,
 ) -> Result<Option<Waited>, Win32Error> {
     // Timers fire when someone looks: fire the due ones first, so that the
     // sleep below never waits for a due time that has passed already.
@@ -233,8 +237,15 @@ fn attempt_all(
     if !all_takeable {
         return Ok(None);
     }
-    for &i in order {
-        lock(objects[i].0, me);
+    for (locked, &i) in order.iter().enumerate() {
+        if !lock_before(objects[i].0, me, deadline) {
+            // Past the deadline behind a lock holder that does not move on
+            // (stopped): give back what was taken; the caller times out.
+            for &j in order[..locked].iter().rev() {
+                unlock(objects[j].0);
+            }
+            return Ok(None);
+        }
     }
     let result = take_all_locked(objects, seen, observed, me);
     for &i in order.iter().rev() {
@@ -481,6 +492,42 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 assert_eq!(released.load(Ordering::SeqCst), n);
             }
+        });
+    }
+
+    #[test]
+    fn a_stopped_lock_holder_does_not_stretch_a_timed_wait() {
+        // A slot locked by a wait-all of a thread that never moves on (a
+        // stopped process): timed waits and polls end at their deadline.
+        let a = slot(SEM1);
+        let b = slot(SEM1);
+        let stopped = actor(9).token.raw();
+        a.state.store(crate::state::with_holder(1, stopped), SeqCst);
+        let (done, results) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let (a, b) = (&a, &b);
+            s.spawn(move || {
+                let me = actor(0);
+                let kind = Kind::Semaphore;
+                let poll = wait(&[(a, kind)], false, Some(clock::now()), &me);
+                let timed = wait(&[(a, kind)], false, Some(clock::now() + 20_000_000), &me);
+                let all = wait(
+                    &[(b, kind), (a, kind)],
+                    true,
+                    Some(clock::now() + 20_000_000),
+                    &me,
+                );
+                done.send((poll, timed, all)).unwrap();
+            });
+            let outcome = results.recv_timeout(std::time::Duration::from_secs(10));
+            a.state.store(1, SeqCst); // the holder moves on at last
+            let (poll, timed, all) = outcome.expect("the waits ended at their deadlines");
+            for result in [poll, timed, all] {
+                assert_eq!(result.unwrap().outcome, WaitOutcome::Timeout);
+            }
+            // The wait-all gave back the lock it took on the free slot.
+            assert_eq!(holder(b.state.load(SeqCst)), 0);
+            assert_eq!(lo(b.state.load(SeqCst)), 1);
         });
     }
 
