@@ -359,7 +359,55 @@ fn wait_all_takes_all_or_nothing() {
 
 #[test]
 fn wait_all_is_atomic_under_contention() {
-    let broker = TestBroker::new();
+    wait_all_under_contention(TestBroker::new());
+}
+
+/// Linux before 5.16 has no `futex_waitv`: multi-object waits then sleep on
+/// the arena's doorbell. `OBJMGR_FUTEX_WAITV=0` makes every process of the
+/// test (the broker too) do so here.
+fn without_futex_waitv() -> TestBroker {
+    TestBroker::new().with_env("OBJMGR_FUTEX_WAITV", "0")
+}
+
+#[test]
+fn wait_all_is_atomic_under_contention_without_futex_waitv() {
+    wait_all_under_contention(without_futex_waitv());
+}
+
+#[test]
+fn multi_object_waits_wake_across_processes_without_futex_waitv() {
+    let broker = without_futex_waitv();
+    // Only a ring of the doorbell can end these waits before their 20 s
+    // timeouts (which would fail the test).
+    let mut any = broker.spawn(&[
+        "event e0 auto 0",
+        "event e1 auto 0",
+        "hold",
+        "wait_any 0,1 20000",
+        "wait_any 0,1 20000",
+    ]);
+    let mut all = broker.spawn(&["event e0 auto 0", "mutex m 0", "hold", "wait_all 0,1 20000"]);
+    any.wait_for("holding");
+    all.wait_for("holding");
+    any.release();
+    all.release();
+    await_waiters(&broker, "e1", 1);
+    await_waiters(&broker, "m", 1);
+    // e1 wakes the wait-any; the wait-all still lacks e0.
+    let setter = broker.run(&["event e1 auto 0", "set 0"]);
+    assert_eq!(setter[1], "set");
+    assert_eq!(any.wait_for("wait"), "wait object 1");
+    // One set of auto-reset e0: taken by exactly one of the two waits, which
+    // then finishes; the other is released by a second set.
+    broker.run(&["event e0 auto 0", "set 0"]);
+    broker.run(&["event e0 auto 0", "set 0"]);
+    assert_eq!(any.wait_for("wait"), "wait object 0");
+    assert_eq!(all.wait_for("wait"), "wait object 0");
+    any.finish();
+    all.finish();
+}
+
+fn wait_all_under_contention(broker: TestBroker) {
     let mut holder = broker.spawn(&[
         "mutex m0 0",
         "mutex m1 0",
@@ -399,7 +447,16 @@ fn wait_all_is_atomic_under_contention() {
 
 #[test]
 fn a_process_killed_inside_wait_all_leaves_nothing_stuck() {
-    let broker = TestBroker::new();
+    killed_inside_wait_all(TestBroker::new());
+}
+
+#[test]
+fn a_process_killed_inside_wait_all_leaves_nothing_stuck_without_futex_waitv() {
+    // The broker's clean-up after the dead must ring the doorbell too.
+    killed_inside_wait_all(without_futex_waitv());
+}
+
+fn killed_inside_wait_all(broker: TestBroker) {
     let open = [
         "mutex m0 0",
         "mutex m1 0",

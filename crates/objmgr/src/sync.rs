@@ -59,7 +59,9 @@ pub use objmgr_sync::WaitOutcome;
 
 /// The arenas this process has mapped, by id. Arenas are never unmapped: a
 /// process maps one per broker it talks to, and its objects may be in use by
-/// any thread at any time.
+/// any thread at any time. The newest is the doorbell for multi-object waits
+/// on kernels without `futex_waitv` (objects of older arenas belong to a
+/// broker session that is gone).
 static ARENAS: StdMutex<Vec<(u64, &'static Arena)>> = StdMutex::new(Vec::new());
 
 fn arena(id: u64, fd: Option<OwnedFd>) -> Result<&'static Arena> {
@@ -77,6 +79,7 @@ fn arena(id: u64, fd: Option<OwnedFd>) -> Result<&'static Arena> {
         Arena::map(std::os::fd::AsFd::as_fd(&fd))
             .map_err(|e| Error::from_errno(e, "mapping the sync arena"))?,
     ));
+    arena.serve_as_doorbell();
     arenas.push((id, arena));
     Ok(arena)
 }

@@ -26,7 +26,8 @@ pub struct SyncArena {
     pub id: u64,
     /// Sent to each client once, with its first sync-object reply.
     pub fd: Rc<OwnedFd>,
-    arena: Arena,
+    /// Mapped for the rest of the broker's life (its slot 0 is the doorbell).
+    arena: &'static Arena,
     free: Vec<u32>,
     next: u32,
     live: BTreeSet<u32>,
@@ -47,8 +48,10 @@ impl SyncArena {
             .map_err(|e| Failure::new(errno(e), "sizing the sync arena"))?;
         fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| Failure::new(errno(e), "sealing the sync arena"))?;
-        let arena =
-            Arena::map(fd.as_fd()).map_err(|e| Failure::new(errno(e), "mapping the sync arena"))?;
+        let arena: &'static Arena = Box::leak(Box::new(
+            Arena::map(fd.as_fd()).map_err(|e| Failure::new(errno(e), "mapping the sync arena"))?,
+        ));
+        arena.serve_as_doorbell();
         // Unique per broker instance: a client that reconnects to a new broker
         // must not mistake the new arena for the old one it has mapped.
         let id = (u64::from(std::process::id()) << 32) ^ clock::now();

@@ -9,7 +9,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -128,11 +128,33 @@ impl Arena {
         })
     }
 
+    /// Makes slot 0 of this arena, never allocated to an object, the
+    /// *doorbell* of the process: on kernels without `futex_waitv`, a thread
+    /// waiting on several objects sleeps on it, and signalers ring it (see
+    /// [`crate::wait`]). Every process using the arena registers the same
+    /// one. The arena must live for the rest of the process (`'static`).
+    pub fn serve_as_doorbell(&'static self) {
+        DOORBELL.store(self.base.as_ptr(), Ordering::Release);
+    }
+
     /// The index of a slot of this arena.
     pub fn index_of(&self, slot: &Slot) -> u32 {
         let offset = (slot as *const Slot as usize) - (self.base.as_ptr() as usize);
         (offset / SLOT_SIZE) as u32
     }
+}
+
+/// Slot 0 of the arena registered with [`Arena::serve_as_doorbell`].
+static DOORBELL: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The doorbell slot, once an arena serves as one.
+pub(crate) fn doorbell() -> Option<&'static Slot> {
+    let bell = DOORBELL.load(Ordering::Acquire);
+    // SAFETY: the pointer is null or slot 0 of an arena borrowed for
+    // `'static` (`serve_as_doorbell`), which is therefore never dropped, so
+    // its mapping lives for the rest of the process; a Slot is made of
+    // atomics, so a shared reference is sound whoever else writes it.
+    unsafe { bell.as_ref() }
 }
 
 impl Drop for Arena {

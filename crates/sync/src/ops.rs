@@ -182,10 +182,22 @@ impl Backoff {
 /// one) is what makes mixed waits safe: a thread woken for an object it then
 /// cannot take (a wait-all missing another object) does not swallow the
 /// wake-up another waiter needed. Exactly-once semantics come from the CAS.
+///
+/// Threads waiting on several objects where the kernel has no `futex_waitv`
+/// sleep on the arena's doorbell instead (see [`crate::wait`]): it is rung
+/// too when any such thread is registered.
 #[inline]
 pub(crate) fn wake_all(slot: &Slot) {
     if slot.waiters.load(SeqCst) > 0 {
         let _ = futex::wake(slot.futex_word(), futex::Flags::empty(), i32::MAX as u32);
+        if let Some(bell) = crate::arena::doorbell()
+            && bell.waiters.load(SeqCst) > 0
+        {
+            let _ = bell
+                .state
+                .fetch_update(SeqCst, SeqCst, |s| Some(with_lo(s, lo(s).wrapping_add(1))));
+            let _ = futex::wake(bell.futex_word(), futex::Flags::empty(), i32::MAX as u32);
+        }
     }
 }
 

@@ -11,18 +11,27 @@
 //! the attempt would lose a wake-up when an object is taken and given back
 //! in between: the value looks unchanged, but the wake came too early.)
 //!
+//! Without `futex_waitv` (Linux before 5.16), a thread waiting on several
+//! objects sleeps on the *doorbell* instead, a futex word in slot 0 of the
+//! arena that every signaler rings (bumps and wakes) when such a thread is
+//! registered; it reads the doorbell before each attempt and sleeps on that
+//! value, so a signal after the attempt read its object rings a bell it
+//! will not sleep through. Such waits wake for any signal in the arena, and
+//! try again.
+//!
 //! Wait-all locks its objects in slot order, checks that all can be taken,
 //! and takes them all before unlocking: no other waiter can take one of them
 //! in between, so the objects are acquired all at once or not at all.
 
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use objmgr_proto::error::{ERROR_INVALID_PARAMETER, ERROR_SIGNAL_REFCOUNT_EXCEEDED, Win32Error};
 use objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use crate::arena::Slot;
+use crate::arena::{Slot, doorbell};
 use crate::clock;
 use crate::ops::{
     Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock_before, timer_due,
@@ -137,8 +146,11 @@ pub fn wait_after<E>(
     // Registered before the next attempt: a signaler that changes a value
     // after that attempt read it sees us and wakes us; one that changed it
     // before, the attempt saw.
-    let _registered = Registration::new(objects);
+    let bell = (n > 1 && !has_waitv()).then(doorbell).flatten();
+    let _registered = Registration::new(objects, bell);
     loop {
+        // Read before the attempt: a signal the attempt misses rings it later.
+        let rung = bell.map(|b| lo(b.state.load(SeqCst)));
         if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
             return Ok(done);
         }
@@ -147,7 +159,7 @@ pub fn wait_after<E>(
             return Ok(timed_out());
         }
         let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
-        sleep(objects, observed, wake_at).map_err(Failed::Wait)?;
+        sleep(objects, observed, wake_at, bell.zip(rung)).map_err(Failed::Wait)?;
         seen.copy_from_slice(observed);
     }
 }
@@ -331,15 +343,19 @@ fn earliest_timer(objects: &[Object<'_>]) -> Option<u64> {
         .min()
 }
 
-/// Counts this thread as a waiter on each object while it lives.
-struct Registration<'a, 'b>(&'a [Object<'b>]);
+/// Counts this thread as a waiter on each object (and on the doorbell, when
+/// it sleeps there) while it lives.
+struct Registration<'a, 'b>(&'a [Object<'b>], Option<&'static Slot>);
 
 impl<'a, 'b> Registration<'a, 'b> {
-    fn new(objects: &'a [Object<'b>]) -> Self {
+    fn new(objects: &'a [Object<'b>], bell: Option<&'static Slot>) -> Self {
         for (slot, _) in objects {
             slot.waiters.fetch_add(1, SeqCst);
         }
-        Registration(objects)
+        if let Some(bell) = bell {
+            bell.waiters.fetch_add(1, SeqCst);
+        }
+        Registration(objects, bell)
     }
 }
 
@@ -348,19 +364,69 @@ impl Drop for Registration<'_, '_> {
         for (slot, _) in self.0 {
             slot.waiters.fetch_sub(1, SeqCst);
         }
+        if let Some(bell) = self.1 {
+            bell.waiters.fetch_sub(1, SeqCst);
+        }
     }
 }
 
-/// Sleeps until a futex word differs from `expected`, a wake, or `until`.
-fn sleep(objects: &[Object<'_>], expected: &[u32], until: Option<u64>) -> Result<(), Win32Error> {
+/// Whether the kernel has `futex_waitv` (Linux 5.16 and later). Setting
+/// `OBJMGR_FUTEX_WAITV=0` makes a process behave as if it had not, to try
+/// the doorbell on any kernel; processes that differ in this still work
+/// together, since signalers ring the doorbell whenever anyone sleeps on it.
+pub fn has_waitv() -> bool {
+    static KNOWN: AtomicU8 = AtomicU8::new(0); // 0: not asked yet, 1: yes, 2: no
+    match KNOWN.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let refused = std::env::var_os("OBJMGR_FUTEX_WAITV").is_some_and(|v| v == "0");
+            let probe = futex::waitv(
+                &[],
+                futex::WaitvFlags::empty(),
+                None,
+                futex::ClockId::Monotonic,
+            );
+            let yes = !refused && probe != Err(Errno::NOSYS);
+            KNOWN.store(if yes { 1 } else { 2 }, Relaxed);
+            yes
+        }
+    }
+}
+
+/// The longest sleep of a multi-object wait that has neither `futex_waitv`
+/// nor a doorbell (objects outside any arena: tests only) before it looks
+/// again.
+const POLL_NS: u64 = 1_000_000;
+
+/// Sleeps until a futex word differs from `expected` (or the doorbell from
+/// the value it had), a wake, or `until`.
+fn sleep(
+    objects: &[Object<'_>],
+    expected: &[u32],
+    until: Option<u64>,
+    bell: Option<(&Slot, u32)>,
+) -> Result<(), Win32Error> {
+    let on_one = |word: &std::sync::atomic::AtomicU32, value: u32, until: Option<u64>| {
+        futex::wait_bitset(
+            word,
+            futex::Flags::empty(),
+            value,
+            until.map(clock::timespec).as_ref(),
+            std::num::NonZeroU32::MAX,
+        )
+    };
     let timeout = until.map(clock::timespec);
     let result = if let [(slot, _)] = objects {
-        futex::wait_bitset(
-            slot.futex_word(),
-            futex::Flags::empty(),
+        on_one(slot.futex_word(), expected[0], until)
+    } else if let Some((bell, rung)) = bell {
+        on_one(bell.futex_word(), rung, until)
+    } else if !has_waitv() {
+        let soon = clock::now() + POLL_NS;
+        on_one(
+            objects[0].0.futex_word(),
             expected[0],
-            timeout.as_ref(),
-            std::num::NonZeroU32::MAX,
+            Some(until.map_or(soon, |u| u.min(soon))),
         )
     } else {
         let mut waits = [futex::Wait::new(); MAXIMUM_WAIT_OBJECTS];
@@ -529,6 +595,18 @@ mod tests {
             assert_eq!(holder(b.state.load(SeqCst)), 0);
             assert_eq!(lo(b.state.load(SeqCst)), 1);
         });
+    }
+
+    #[test]
+    fn the_futex_waitv_probe_matches_the_kernel() {
+        if std::env::var_os("OBJMGR_FUTEX_WAITV").is_some() {
+            return; // told what to think
+        }
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = numbers.next().unwrap().parse().unwrap();
+        let minor: u32 = numbers.next().unwrap().parse().unwrap();
+        assert_eq!(has_waitv(), (major, minor) >= (5, 16), "kernel {release}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub const CHILD_ROLE_ENV: &str = "OBJMGR_TEST_SCRIPT";
 pub struct TestBroker {
     pub dir: PathBuf,
     pub socket: PathBuf,
+    /// Set for every process the test starts (the broker included, which
+    /// the first of them starts).
+    extra_env: Vec<(String, String)>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -31,13 +34,24 @@ impl TestBroker {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("broker.sock");
-        TestBroker { dir, socket }
+        TestBroker {
+            dir,
+            socket,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// The same, with `key=value` in the environment of every process.
+    pub fn with_env(mut self, key: &str, value: &str) -> TestBroker {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     fn env(&self, cmd: &mut Command) {
         cmd.env("OBJMGR_SOCKET", &self.socket)
             .env("OBJMGR_BROKER", env!("CARGO_BIN_EXE_objmgrd"))
-            .env("OBJMGR_IDLE_TIMEOUT_MS", "60000");
+            .env("OBJMGR_IDLE_TIMEOUT_MS", "60000")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
     }
 
     /// A child process that runs `script` (see `run_script`) against this broker.
