@@ -307,6 +307,28 @@ fn pseudo_handles_and_the_broker_itself() {
 }
 
 #[test]
+fn the_current_thread_pseudo_handle_duplicates_into_a_real_one() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "dup_current_thread", // this thread: alive
+        "wait 0 0",
+        "exitcode 0",
+        "dup_current_thread", // the same thread again: the same object, alive
+        "wait 1 0",
+        "foreign_thread", // a thread that has ended by the time we wait
+        "wait 2 5000",
+        "exitcode 2",
+    ]);
+    assert_eq!(lines[0], "thread handle same_process=true");
+    assert_eq!(lines[1], "wait timeout");
+    assert_eq!(lines[2], "exitcode 259", "STILL_ACTIVE");
+    assert_eq!(lines[4], "wait timeout");
+    assert_eq!(lines[5], "thread handle same_process=true");
+    assert_eq!(lines[6], "wait object 0", "signaled when the thread ended");
+    assert_eq!(lines[7], "exitcode 0");
+}
+
+#[test]
 fn fork_while_another_thread_talks_to_the_broker() {
     let broker = TestBroker::new();
     let lines = broker.run(&["fork_busy 40"]);

@@ -6,7 +6,7 @@
 //! it over with the type's `from_handle` (e.g. [`crate::Section::from_handle`]).
 
 use objmgr_proto::process::{DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS};
-use objmgr_proto::wire::{CURRENT_PROCESS, Handle, Reply, Request};
+use objmgr_proto::wire::{CURRENT_PROCESS, CURRENT_THREAD, Handle, Reply, Request};
 
 pub use objmgr_proto::process::{
     DUPLICATE_CLOSE_SOURCE as CLOSE_SOURCE, HANDLE_FLAG_INHERIT, HANDLE_FLAG_PROTECT_FROM_CLOSE,
@@ -45,6 +45,13 @@ pub fn duplicate_handle(
     inheritable: bool,
     close_source: bool,
 ) -> Result<u32> {
+    // `GetCurrentThread()` in this process: the thread's own handle, which
+    // closing a pseudo-handle never closes.
+    let (source, close_source) = if source == CURRENT_THREAD.0 && source_process.is_none() {
+        (crate::thread::own_handle()?, false)
+    } else {
+        (source, close_source)
+    };
     let mut options = if close_source {
         DUPLICATE_CLOSE_SOURCE
     } else {

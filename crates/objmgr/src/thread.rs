@@ -26,6 +26,67 @@ pub const PANIC_EXIT_CODE: u32 = 0xE000_0001;
 
 std::thread_local! {
     static OBJMGR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's own handle to its thread object, with its generation:
+    /// set by [`spawn`] for its threads, made on first use for the others.
+    static OWN: std::cell::Cell<Option<(u64, u32)>> = const { std::cell::Cell::new(None) };
+    /// The thread object of a thread objmgr did not start, marked exited
+    /// when the thread ends.
+    static ADOPTED: std::cell::RefCell<Option<Ended>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A thread's own handle to its object, protected from close while the
+/// thread runs; dropping it marks the thread exited with its code, then
+/// closes it.
+struct Ended(Thread, u32);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        // Only while the handle is of the current session: a lost broker
+        // connection means the slot may belong to someone else.
+        if let Ok(slot) = self.0.object.require(0, "thread exit") {
+            ops::mark_exited(slot, self.1);
+            let _ = set_handle_information(self.0.handle_value(), PROTECT, 0);
+        }
+    }
+}
+
+/// The calling thread's own handle value to its thread object (what
+/// `GetCurrentThread()` stands for), made on first use in a thread objmgr
+/// did not start; such a thread's object is signaled when the thread ends
+/// (exit code 0) or its process dies.
+pub(crate) fn own_handle() -> Result<u32> {
+    let generation = crate::connection::generation();
+    if let Some((made_in, value)) = OWN.get()
+        && made_in == generation
+    {
+        return Ok(value);
+    }
+    let own = Thread {
+        object: new_thread_object()?,
+    };
+    set_handle_information(own.handle_value(), PROTECT, PROTECT)?;
+    let value = own.handle_value();
+    OWN.set(Some((own.object.generation, value)));
+    // An object of an earlier session, if any, goes (its close is a no-op).
+    ADOPTED.with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
+    Ok(value)
+}
+
+fn new_thread_object() -> Result<SyncObject> {
+    SyncObject::from_reply(
+        call(&Request::CreateThread { inherit: false }, None),
+        ObjectType::Thread,
+        || "creating a thread object".to_owned(),
+    )
+}
+
+/// A new handle to the calling thread's object (`DuplicateHandle` of
+/// `GetCurrentThread()`): waitable from any process it is passed to, and
+/// signaled when the thread ends.
+pub fn current() -> Result<Thread> {
+    let own = own_handle()?;
+    let copy = crate::handle::duplicate_handle(None, own, None, None, false, false)?;
+    Thread::from_handle(copy)
 }
 
 /// Whether the calling thread was started by [`spawn`].
@@ -67,11 +128,7 @@ pub fn spawn<F>(f: F) -> Result<Thread>
 where
     F: FnOnce() -> u32 + Send + 'static,
 {
-    let object = SyncObject::from_reply(
-        call(&Request::CreateThread { inherit: false }, None),
-        ObjectType::Thread,
-        || "creating a thread object".to_owned(),
-    )?;
+    let object = new_thread_object()?;
     // The thread holds its own handle, protected from close, so that its
     // object (and slot) outlives it whatever happens to the returned one.
     let own = crate::handle::duplicate_handle(None, object.handle.0, None, None, false, false)?;
@@ -81,19 +138,17 @@ where
     std::thread::Builder::new()
         .spawn(move || {
             OBJMGR_THREAD.with(|t| t.set(true));
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
+            OWN.set(Some((own.object.generation, own.handle_value())));
+            let mut ended = Ended(own, 0);
+            ended.1 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
                 |payload| {
                     payload
                         .downcast::<ThreadExit>()
                         .map_or(PANIC_EXIT_CODE, |e| e.0)
                 },
             );
-            // Only while the handle is of the current session: a lost
-            // broker connection means the slot may belong to someone else.
-            if let Ok(slot) = own.object.require(0, "thread exit") {
-                ops::mark_exited(slot, code);
-                let _ = set_handle_information(own.handle_value(), PROTECT, 0);
-            }
+            OWN.set(None);
+            drop(ended);
         })
         .map_err(|e| Error::new(ERROR_NOT_ENOUGH_MEMORY, format!("starting a thread: {e}")))?;
     Ok(thread)

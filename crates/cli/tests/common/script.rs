@@ -877,6 +877,29 @@ pub fn run_script(script: &str) {
                         me.pid() == std::process::id() && v != u32::MAX
                     )
                 }
+                "dup_current_thread" | "foreign_thread" => {
+                    // GetCurrentThread() duplicated: by this (main) thread,
+                    // or by a plain std thread that then ends.
+                    let dup = || {
+                        objmgr::handle::duplicate_handle(
+                            None,
+                            u32::MAX - 1,
+                            None,
+                            None,
+                            false,
+                            true, // DUPLICATE_CLOSE_SOURCE: a no-op on a pseudo-handle
+                        )
+                    };
+                    let value = if words[0] == "dup_current_thread" {
+                        dup()?
+                    } else {
+                        std::thread::spawn(dup).join().unwrap()?
+                    };
+                    let thread = objmgr::thread::Thread::from_handle(value)?;
+                    let same_process = thread.process_id() == std::process::id();
+                    objs.push(Obj::Thread(thread));
+                    format!("thread handle same_process={same_process}")
+                }
                 "terminate_obj" => {
                     let Obj::Process(p) = &objs[words[1].parse::<usize>().unwrap()] else {
                         panic!("not a process")

@@ -200,6 +200,17 @@ static void handles(void) {
     CHECK(CloseHandle(moved));
     CHECK(CloseHandle(e));
     CHECK(CloseHandle(GetCurrentProcess())); /* a pseudo-handle: no-op */
+
+    /* The usual way to get a real handle to the calling thread. */
+    HANDLE self_thread = NULL;
+    CHECK(DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &self_thread, 0,
+                          FALSE, DUPLICATE_SAME_ACCESS));
+    CHECK(self_thread != NULL && self_thread != GetCurrentThread());
+    CHECK(WaitForSingleObject(self_thread, 0) == WAIT_TIMEOUT);
+    DWORD self_code = 0;
+    CHECK(GetExitCodeThread(self_thread, &self_code) && self_code == STILL_ACTIVE);
+    CHECK(CloseHandle(self_thread));
+    CHECK(CloseHandle(GetCurrentThread())); /* a pseudo-handle: no-op */
     CHECK_ERR(CloseHandle(NULL), FALSE, ERROR_INVALID_HANDLE);
     CHECK_ERR(GetHandleInformation((HANDLE)0x4444, &flags), FALSE, ERROR_INVALID_HANDLE);
 }
