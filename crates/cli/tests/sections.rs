@@ -752,9 +752,13 @@ fn the_broker_refuses_other_users() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // It reached the socket (no permission error) and was hung up on.
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("did not answer"), "{stderr}");
+    // It reached the socket (no permission error), and the broker told it
+    // why it would not serve it before hanging up.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ERROR_ACCESS_DENIED") && stderr.contains("uid 65534"),
+        "{stderr}"
+    );
     assert!(
         broker.objmgr(&["stat", "Global\\private"]).status.success(),
         "the owner is still served"
@@ -801,4 +805,60 @@ fn nothing_is_left_behind() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("backing.bin")]);
+}
+
+#[test]
+fn the_broker_refuses_processes_it_cannot_see() {
+    // A broker in its own pid namespace (a container, say) cannot see the
+    // pid of a caller outside it: it refuses, and says why.
+    let unshare = std::path::Path::new("/usr/bin/unshare");
+    if !rustix::process::getuid().is_root() || !unshare.exists() {
+        eprintln!("skipped: needs root and unshare(1) to make a pid namespace");
+        return;
+    }
+    let broker = TestBroker::new();
+    let mut inside = Command::new(unshare)
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_objmgrd"),
+        ])
+        .arg("--socket")
+        .arg(&broker.socket)
+        .args(["--idle-timeout", "never"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(inside.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let out = broker.objmgr(&["broker", "status"]);
+    // The broker itself (not unshare, whose command line names it too): its
+    // parent, unshare, reaps it and exits.
+    let brokers: Vec<u32> = broker
+        .broker_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "objmgrd")
+        })
+        .collect();
+    for pid in &brokers {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(*pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    let _ = inside.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(brokers.len(), 1, "the broker ran: {ready}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ERROR_ACCESS_DENIED") && stderr.contains("pid namespace"),
+        "{stderr}"
+    );
 }

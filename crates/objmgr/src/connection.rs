@@ -42,6 +42,9 @@ pub(crate) struct Connection {
 enum Broken {
     /// The broker is gone or spoke nonsense; the connection is unusable.
     Connection(String),
+    /// The broker answered `Hello` with an error (it refuses this process,
+    /// or speaks another protocol version): trying again cannot help.
+    Refused(Error),
 }
 
 impl Connection {
@@ -85,15 +88,22 @@ impl Connection {
         let mut space =
             [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut flags = RecvFlags::CMSG_CLOEXEC;
         let msg = loop {
             match net::recvmsg(
                 &self.socket,
                 &mut [IoSliceMut::new(&mut self.recv_buf)],
                 &mut control,
-                RecvFlags::CMSG_CLOEXEC,
+                flags,
             ) {
                 Ok(msg) => break msg,
                 Err(Errno::INTR) => continue,
+                // A broker that hangs up on a request it has not read is
+                // reported as a reset before the answer it sent first (a
+                // refusal says why): look for that answer once.
+                Err(Errno::CONNRESET) if !flags.contains(RecvFlags::DONTWAIT) => {
+                    flags |= RecvFlags::DONTWAIT;
+                }
                 Err(e) => {
                     return Err(Broken::Connection(format!(
                         "receiving from the broker: {e}"
@@ -162,7 +172,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
             Ok(conn)
         }
         (Ok(_), _) => Err(Broken::Connection("unexpected reply to Hello".into())),
-        (Err(e), _) => Err(Broken::Connection(e.to_string())),
+        (Err(e), _) => Err(Broken::Refused(e)),
     }
 }
 
@@ -229,9 +239,20 @@ fn establish() -> Result<Connection> {
         std::env::var_os("XDG_RUNTIME_DIR"),
         rustix::process::getuid().as_raw(),
     );
+    let refused = |e: Error| {
+        Error::new(
+            e.code(),
+            format!(
+                "the objmgr broker at {} refused this process: {}",
+                location.socket.display(),
+                e.context()
+            ),
+        )
+    };
     match connect_socket(&location.socket) {
         Ok(socket) => match greet(socket) {
             Ok(conn) => return Ok(conn),
+            Err(Broken::Refused(e)) => return Err(refused(e)),
             Err(Broken::Connection(why)) if !AUTOSTART.load(Ordering::Relaxed) => {
                 return Err(Error::new(
                     ERROR_SERVICE_NOT_ACTIVE,
@@ -290,6 +311,7 @@ fn establish() -> Result<Connection> {
         drop(lock);
         match greet(socket) {
             Ok(conn) => return Ok(conn),
+            Err(Broken::Refused(e)) => return Err(refused(e)),
             // The broker was exiting as we connected; the next round starts another.
             Err(Broken::Connection(why)) => last = why,
         }
@@ -554,7 +576,11 @@ fn exchange_locked(
 fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
     match outcome {
         Ok(value) => Ok(value),
-        Err(Broken::Connection(why)) => {
+        Err(broken) => {
+            let why = match broken {
+                Broken::Connection(why) => why,
+                Broken::Refused(e) => e.to_string(), // only `Hello` gets this
+            };
             CONNECTION_FD.store(-1, Ordering::Release);
             shared.drop_connection();
             GENERATION.fetch_add(1, Ordering::AcqRel);

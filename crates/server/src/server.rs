@@ -6,7 +6,8 @@
 //! loop needs no locks, and a misbehaving client can only get itself
 //! disconnected.
 
-use objmgr_proto::wire::{MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, Request, encode_reply};
+use objmgr_proto::error::ERROR_ACCESS_DENIED;
+use objmgr_proto::wire::{MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, Opcode, Request, encode_reply};
 use rustix::event::epoll;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -342,11 +343,22 @@ fn accept_all(
         };
         // The per-user broker serves its own uid only (root may always inspect).
         if peer.uid != my_uid && peer.uid != 0 {
+            refuse(
+                fd.as_fd(),
+                &format!(
+                    "this broker serves uid {my_uid} only; the caller is uid {}",
+                    peer.uid
+                ),
+            );
             continue;
         }
         // A process the broker cannot see (outside its pid namespace) could
         // not be told apart from others, watched or spawned for: refused.
         let Some(pid) = peer.pid else {
+            refuse(
+                fd.as_fd(),
+                "the caller's process is outside the broker's pid namespace",
+            );
             continue;
         };
         let id = *next_client;
@@ -367,6 +379,15 @@ fn accept_all(
         }
         connections.insert(id, Connection { fd, waiting: None });
     }
+}
+
+/// Answers a refused connection's coming `Hello` with `ERROR_ACCESS_DENIED`
+/// and why (the caller's first request is always `Hello`, sequence 1), so
+/// that the client can say more than "hung up"; the connection is then
+/// dropped.
+fn refuse(fd: BorrowedFd<'_>, why: &str) {
+    let reply = encode_reply(Opcode::Hello, 1, Err((ERROR_ACCESS_DENIED.code(), why)));
+    send_reply(fd, &reply, None);
 }
 
 /// An fd kept in reserve so that a connection can still be accepted (and
