@@ -54,8 +54,11 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
-        self.send(request, fds)?;
-        self.receive(request)
+        if let Err(broken) = self.send(request, fds) {
+            // A broker that hung up may have said why first (a refusal).
+            return self.receive(request, false).map_err(|_| broken);
+        }
+        self.receive(request, true)
     }
 
     /// Sends one request without waiting for anything back.
@@ -83,12 +86,21 @@ impl Connection {
         }
     }
 
-    /// Waits for the reply to `request`, the last request sent.
-    fn receive(&mut self, request: &Request) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+    /// The reply to `request`, the last request sent; waits for it if
+    /// `wait`, else takes only one already there.
+    fn receive(
+        &mut self,
+        request: &Request,
+        wait: bool,
+    ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
         let mut space =
             [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut flags = RecvFlags::CMSG_CLOEXEC;
+        if !wait {
+            flags |= RecvFlags::DONTWAIT;
+        }
+        let mut reset_seen = false;
         let msg = loop {
             match net::recvmsg(
                 &self.socket,
@@ -101,7 +113,8 @@ impl Connection {
                 // A broker that hangs up on a request it has not read is
                 // reported as a reset before the answer it sent first (a
                 // refusal says why): look for that answer once.
-                Err(Errno::CONNRESET) if !flags.contains(RecvFlags::DONTWAIT) => {
+                Err(Errno::CONNRESET) if !reset_seen => {
+                    reset_seen = true;
                     flags |= RecvFlags::DONTWAIT;
                 }
                 Err(e) => {
