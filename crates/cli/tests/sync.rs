@@ -377,16 +377,27 @@ fn wait_all_is_atomic_under_contention_without_futex_waitv() {
 #[test]
 fn multi_object_waits_wake_across_processes_without_futex_waitv() {
     let broker = without_futex_waitv();
-    // Only a ring of the doorbell can end these waits before their 20 s
-    // timeouts (which would fail the test).
+    // Only a ring of the doorbell can end these waits well before their
+    // 30 s timeouts (at which a last look would still find the signal).
     let mut any = broker.spawn(&[
+        "waitv",
         "event e0 auto 0",
         "event e1 auto 0",
         "hold",
-        "wait_any 0,1 20000",
-        "wait_any 0,1 20000",
+        "twait_any 0,1 30000",
+        "twait_any 0,1 30000",
     ]);
-    let mut all = broker.spawn(&["event e0 auto 0", "mutex m 0", "hold", "wait_all 0,1 20000"]);
+    assert_eq!(
+        any.wait_for("waitv"),
+        "waitv false",
+        "the doorbell is in use"
+    );
+    let mut all = broker.spawn(&[
+        "event e0 auto 0",
+        "mutex m 0",
+        "hold",
+        "twait_all 0,1 30000",
+    ]);
     any.wait_for("holding");
     all.wait_for("holding");
     any.release();
@@ -396,13 +407,24 @@ fn multi_object_waits_wake_across_processes_without_futex_waitv() {
     // e1 wakes the wait-any; the wait-all still lacks e0.
     let setter = broker.run(&["event e1 auto 0", "set 0"]);
     assert_eq!(setter[1], "set");
-    assert_eq!(any.wait_for("wait"), "wait object 1");
+    let woken = |line: String, expected: &str| {
+        let (outcome, after) = line
+            .split_once(" after=")
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(outcome, expected);
+        let ms: u64 = after.parse().unwrap();
+        assert!(
+            ms < 15_000,
+            "woken by the signal, not found at the timeout: {line}"
+        );
+    };
+    woken(any.wait_for("wait"), "wait object 1");
     // One set of auto-reset e0: taken by exactly one of the two waits, which
     // then finishes; the other is released by a second set.
     broker.run(&["event e0 auto 0", "set 0"]);
     broker.run(&["event e0 auto 0", "set 0"]);
-    assert_eq!(any.wait_for("wait"), "wait object 0");
-    assert_eq!(all.wait_for("wait"), "wait object 0");
+    woken(any.wait_for("wait"), "wait object 0");
+    woken(all.wait_for("wait"), "wait object 0");
     any.finish();
     all.finish();
 }
@@ -452,8 +474,25 @@ fn a_process_killed_inside_wait_all_leaves_nothing_stuck() {
 
 #[test]
 fn a_process_killed_inside_wait_all_leaves_nothing_stuck_without_futex_waitv() {
-    // The broker's clean-up after the dead must ring the doorbell too.
     killed_inside_wait_all(without_futex_waitv());
+}
+
+#[test]
+fn the_brokers_clean_up_rings_the_doorbell() {
+    // A waiter already asleep on the doorbell, waiting for a mutex whose
+    // owner is then killed: only the broker's clean-up can wake it.
+    let broker = without_futex_waitv();
+    let mut owner = broker.spawn(&["mutex m 1", "hold"]);
+    owner.wait_for("holding");
+    let mut waiter = broker.spawn(&["mutex m 0", "event go manual 1", "twait_all 0,1 30000"]);
+    await_waiters(&broker, "m", 1);
+    owner.kill9();
+    let line = waiter.wait_for("wait");
+    let (outcome, after) = line.split_once(" after=").unwrap();
+    assert_eq!(outcome, "wait abandoned 0");
+    // Not found by a last look at the 30 s timeout: woken by the clean-up.
+    assert!(after.parse::<u64>().unwrap() < 15_000, "{line}");
+    waiter.finish();
 }
 
 fn killed_inside_wait_all(broker: TestBroker) {

@@ -372,10 +372,11 @@ static SHARED: Mutex<Shared> = Mutex::new(Shared {
 thread_local! {
     /// Whether this thread holds `SHARED` (through a [`Locked`]).
     static HOLDS_SHARED: Cell<bool> = const { Cell::new(false) };
-    /// `SHARED`, locked by the thread calling `fork()` for the time of the
-    /// fork, so that no other thread holds it when the process is copied.
-    static HELD_ACROSS_FORK: RefCell<Option<MutexGuard<'static, Shared>>> =
-        const { RefCell::new(None) };
+    /// The library's locks (`SHARED` first), taken by the thread calling
+    /// `fork()` for the time of the fork, so that no other thread holds one
+    /// when the process is copied.
+    static HELD_ACROSS_FORK: RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// `SHARED`, locked by this thread.
@@ -406,22 +407,26 @@ impl std::ops::DerefMut for Locked {
     }
 }
 
-/// Runs in the thread calling `fork()`, before the copy: takes `SHARED`, so
-/// that the child does not start with it locked by a thread that does not
-/// exist there (its first broker call would wait forever). A call in flight
-/// on another thread finishes first. A thread that forks while it holds
-/// `SHARED` itself releases it in both processes.
+/// Runs in the thread calling `fork()`, before the copy: takes the
+/// library's locks (`SHARED`, then the arena list, then the thread numbers:
+/// the order in which code that takes several takes them), so that the child
+/// does not start with one locked by a thread that does not exist there (its
+/// first call would wait forever). A call in flight on another thread
+/// finishes first. A thread that forks while it holds `SHARED` itself
+/// releases it in both processes.
 extern "C" fn before_fork() {
-    if HOLDS_SHARED.try_with(Cell::get).unwrap_or(true) {
-        return;
+    let mut held: Vec<Box<dyn std::any::Any>> = Vec::with_capacity(3);
+    if !HOLDS_SHARED.try_with(Cell::get).unwrap_or(true) {
+        held.push(Box::new(SHARED.lock().unwrap_or_else(|p| p.into_inner())));
     }
-    let guard = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    let _ = HELD_ACROSS_FORK.try_with(|held| *held.borrow_mut() = Some(guard));
+    held.push(crate::sync::lock_arenas_for_fork());
+    held.push(crate::owner::lock_numbers_for_fork());
+    let _ = HELD_ACROSS_FORK.try_with(|slot| *slot.borrow_mut() = held);
 }
 
-/// Runs in the parent after `fork()`: gives `SHARED` back.
+/// Runs in the parent after `fork()`: gives the locks back.
 extern "C" fn after_fork_in_parent() {
-    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
 }
 /// The pid that owns `SHARED.conn`; another pid means we are a forked child.
 static OWNER_PID: AtomicU32 = AtomicU32::new(0);
@@ -443,7 +448,7 @@ extern "C" fn forked_child() {
         sys::neutralize_fd(fd);
     }
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
 }
 
 /// The current handle generation without the `fork()` check: for data-plane

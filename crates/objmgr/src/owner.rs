@@ -32,6 +32,11 @@ static NUMBERS: Mutex<ThreadNumbers> = Mutex::new(ThreadNumbers {
     next: 0,
 });
 
+/// The thread numbers, locked (for the `fork()` handlers).
+pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// A mutex a thread owns: the arena it lives in and its slot.
 #[derive(Clone, Copy)]
 struct Owned {

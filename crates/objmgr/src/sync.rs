@@ -59,10 +59,14 @@ pub use objmgr_sync::WaitOutcome;
 
 /// The arenas this process has mapped, by id. Arenas are never unmapped: a
 /// process maps one per broker it talks to, and its objects may be in use by
-/// any thread at any time. The newest is the doorbell for multi-object waits
-/// on kernels without `futex_waitv` (objects of older arenas belong to a
-/// broker session that is gone).
+/// any thread at any time. Each is registered as its own doorbell for
+/// multi-object waits on kernels without `futex_waitv`.
 static ARENAS: StdMutex<Vec<(u64, &'static Arena)>> = StdMutex::new(Vec::new());
+
+/// The arena list, locked (for the `fork()` handlers).
+pub(crate) fn lock_arenas_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(ARENAS.lock().unwrap_or_else(|p| p.into_inner()))
+}
 
 fn arena(id: u64, fd: Option<OwnedFd>) -> Result<&'static Arena> {
     let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
@@ -319,7 +323,8 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
     let sync = object.sync_object();
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     let taken = owner::with_thread(|thread| {
-        let taken = ops::try_take(slot, sync.kind, thread.actor(), None)?;
+        let patience = ops::Patience::of(timeout);
+        let taken = ops::try_take(slot, sync.kind, thread.actor(), None, patience)?;
         if taken.is_some_and(|t| t.new_owner) {
             thread.owns(sync.arena, slot);
         }

@@ -128,13 +128,27 @@ impl Arena {
         })
     }
 
-    /// Makes slot 0 of this arena, never allocated to an object, the
-    /// *doorbell* of the process: on kernels without `futex_waitv`, a thread
-    /// waiting on several objects sleeps on it, and signalers ring it (see
-    /// [`crate::wait`]). Every process using the arena registers the same
-    /// one. The arena must live for the rest of the process (`'static`).
+    /// Makes slot 0 of this arena, never allocated to an object, its
+    /// *doorbell*: on kernels without `futex_waitv`, a thread waiting on
+    /// several of its objects sleeps on it, and signalers ring it (see
+    /// [`crate::wait`]). Every process using the arena registers it. The
+    /// arena must live for the rest of the process (`'static`). Past
+    /// [`MAX_DOORBELLS`] arenas in one process, later ones get none (their
+    /// multi-object waits then poll).
     pub fn serve_as_doorbell(&'static self) {
-        DOORBELL.store(self.base.as_ptr(), Ordering::Release);
+        let base = self.base.as_ptr();
+        for entry in &DOORBELLS {
+            match entry.compare_exchange(
+                std::ptr::null_mut(),
+                base,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(known) if known == base => return,
+                Err(_) => {}
+            }
+        }
     }
 
     /// The index of a slot of this arena.
@@ -144,17 +158,33 @@ impl Arena {
     }
 }
 
-/// Slot 0 of the arena registered with [`Arena::serve_as_doorbell`].
-static DOORBELL: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+/// Arenas one process can have doorbells for (one per broker session).
+pub const MAX_DOORBELLS: usize = 16;
 
-/// The doorbell slot, once an arena serves as one.
-pub(crate) fn doorbell() -> Option<&'static Slot> {
-    let bell = DOORBELL.load(Ordering::Acquire);
-    // SAFETY: the pointer is null or slot 0 of an arena borrowed for
-    // `'static` (`serve_as_doorbell`), which is therefore never dropped, so
-    // its mapping lives for the rest of the process; a Slot is made of
-    // atomics, so a shared reference is sound whoever else writes it.
-    unsafe { bell.as_ref() }
+/// Slot 0 of each arena registered with [`Arena::serve_as_doorbell`],
+/// filled in order and never emptied.
+static DOORBELLS: [AtomicPtr<Slot>; MAX_DOORBELLS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_DOORBELLS];
+
+/// The doorbell of the arena `slot` lives in, if that arena has one.
+pub(crate) fn doorbell_of(slot: &Slot) -> Option<&'static Slot> {
+    let address = slot as *const Slot as usize;
+    for entry in &DOORBELLS {
+        let bell = entry.load(Ordering::Acquire);
+        if bell.is_null() {
+            return None;
+        }
+        let start = bell as usize;
+        if (start..start + ARENA_BYTES as usize).contains(&address) {
+            // SAFETY: a registered pointer is slot 0 of an arena borrowed for
+            // `'static` (`serve_as_doorbell`), which is therefore never
+            // dropped, so its mapping lives for the rest of the process; a
+            // Slot is made of atomics, so a shared reference is sound whoever
+            // else writes it.
+            return Some(unsafe { &*bell });
+        }
+    }
+    None
 }
 
 impl Drop for Arena {

@@ -190,7 +190,7 @@ impl Backoff {
 pub(crate) fn wake_all(slot: &Slot) {
     if slot.waiters.load(SeqCst) > 0 {
         let _ = futex::wake(slot.futex_word(), futex::Flags::empty(), i32::MAX as u32);
-        if let Some(bell) = crate::arena::doorbell()
+        if let Some(bell) = crate::arena::doorbell_of(slot)
             && bell.waiters.load(SeqCst) > 0
         {
             let _ = bell
@@ -378,16 +378,77 @@ pub(crate) fn timer_due(slot: &Slot) -> bool {
     due != 0 && clock::now() >= due
 }
 
+/// How long an operation may spin behind another thread's slot lock (held
+/// for a few instructions by a wait-all, unless its process is stopped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// As long as it takes (an untimed wait).
+    Forever,
+    /// Until this `CLOCK_MONOTONIC` instant (ns).
+    Until(u64),
+    /// This many nanoseconds from when it first finds the lock held, so
+    /// that the uncontended path reads no clock.
+    For(u64),
+}
+
+impl Patience {
+    /// A timed wait's patience (`None`: untimed).
+    pub fn of(timeout: Option<std::time::Duration>) -> Patience {
+        timeout.map_or(Patience::Forever, |t| {
+            Patience::For(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+        })
+    }
+}
+
+/// Counts down a [`Patience`] while spinning.
+struct Spin {
+    backoff: Backoff,
+    deadline: Option<u64>,
+    patience: Patience,
+}
+
+impl Spin {
+    fn new(patience: Patience) -> Spin {
+        Spin {
+            backoff: Backoff::default(),
+            deadline: None,
+            patience,
+        }
+    }
+
+    /// Waits a little; `false` once patience has run out.
+    fn again(&mut self) -> bool {
+        if self.backoff.is_long() {
+            let deadline = match self.patience {
+                Patience::Forever => None,
+                Patience::Until(at) => Some(at),
+                Patience::For(ns) => Some(
+                    *self
+                        .deadline
+                        .get_or_insert_with(|| clock::now().saturating_add(ns)),
+                ),
+            };
+            if deadline.is_some_and(|d| clock::now() >= d) {
+                return false;
+            }
+        }
+        self.backoff.snooze();
+        true
+    }
+}
+
 /// Takes one signal from the object if it has one, without sleeping. Respects
-/// other threads' slot locks (a wait-all may be checking this object).
+/// other threads' slot locks (a wait-all may be checking this object),
+/// spinning behind one for no longer than `patience` allows (then `None`).
 #[inline]
 pub fn try_take(
     slot: &Slot,
     kind: Kind,
     me: &Actor,
     pulse_gen: Option<u32>,
+    patience: Patience,
 ) -> Result<Option<Taken>, Win32Error> {
-    try_take_observing(slot, kind, me, pulse_gen, &mut 0, None)
+    try_take_observing(slot, kind, me, pulse_gen, &mut 0, patience)
 }
 
 /// [`try_take`], storing in `observed` the state it found nothing to take
@@ -402,22 +463,21 @@ pub(crate) fn try_take_observing(
     me: &Actor,
     pulse_gen: Option<u32>,
     observed: &mut u32,
-    deadline: Option<u64>,
+    patience: Patience,
 ) -> Result<Option<Taken>, Win32Error> {
-    let mut backoff = Backoff::default();
+    let mut spin = Spin::new(patience);
     loop {
         let s = slot.state.load(SeqCst);
         let held = holder(s);
         if held != 0 && held != me.token.raw() {
-            if backoff.is_long() && deadline.is_some_and(|d| clock::now() >= d) {
+            if !spin.again() {
                 *observed = lo(s);
                 return Ok(None);
             }
-            backoff.snooze();
             continue;
         }
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, held != 0);
+            fire_due_timer(slot, me, held != 0, patience);
             continue;
         }
         let Some(step) = evaluate(kind, lo(s), pulse_gen, me.token) else {
@@ -441,13 +501,13 @@ pub(crate) fn try_take_observing(
 
 /// Takes the slot lock (spinning while another thread holds it).
 pub(crate) fn lock(slot: &Slot, me: &Actor) {
-    lock_before(slot, me, None);
+    lock_within(slot, me, Patience::Forever);
 }
 
-/// Takes the slot lock, spinning while another thread holds it, but not
-/// past `deadline` (then `false`, and the lock is not taken).
-pub(crate) fn lock_before(slot: &Slot, me: &Actor, deadline: Option<u64>) -> bool {
-    let mut backoff = Backoff::default();
+/// Takes the slot lock, spinning while another thread holds it, but no
+/// longer than `patience` allows (then `false`, and the lock is not taken).
+pub(crate) fn lock_within(slot: &Slot, me: &Actor, patience: Patience) -> bool {
+    let mut spin = Spin::new(patience);
     loop {
         let s = slot.state.load(SeqCst);
         if holder(s) == 0 {
@@ -458,11 +518,8 @@ pub(crate) fn lock_before(slot: &Slot, me: &Actor, deadline: Option<u64>) -> boo
             {
                 return true;
             }
-        } else {
-            if backoff.is_long() && deadline.is_some_and(|d| clock::now() >= d) {
-                return false;
-            }
-            backoff.snooze();
+        } else if !spin.again() {
+            return false;
         }
     }
 }
@@ -484,9 +541,11 @@ fn update_locked(slot: &Slot, f: impl Fn(u32) -> u32) {
 /// signaled) and moves a periodic timer's due time to its next period after
 /// now; missed periods are not queued, as on Windows. `locked`: the caller
 /// holds the slot lock already.
-pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool) {
-    if !locked {
-        lock(slot, me);
+/// Fires `slot`'s timer if it is due. `locked`: the caller holds the slot
+/// lock; else it is taken, within `patience` (or the timer is left alone).
+pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Patience) {
+    if !locked && !lock_within(slot, me, patience) {
+        return;
     }
     let mut fired = false;
     if timer_due(slot) {
@@ -762,7 +821,7 @@ mod tests {
         me: &Actor,
         pulse_gen: Option<u32>,
     ) -> Result<Option<Acquired>, Win32Error> {
-        try_take(slot, kind, me, pulse_gen).map(|t| t.map(|t| t.acquired))
+        try_take(slot, kind, me, pulse_gen, Patience::Forever).map(|t| t.map(|t| t.acquired))
     }
 
     fn slot_with(init: SyncInit) -> Slot {

@@ -31,11 +31,11 @@ use objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use crate::arena::{Slot, doorbell};
+use crate::arena::{Slot, doorbell_of};
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Kind, MutexEffect, complete, evaluate, fire_due_timer, lock_before, timer_due,
-    try_take_observing, unlock,
+    Acquired, Actor, Kind, MutexEffect, Patience, complete, evaluate, fire_due_timer, lock_within,
+    timer_due, try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
 
@@ -129,11 +129,12 @@ pub fn wait_after<E>(
     before().map_err(Failed::Before)?;
     let mut observed = [0u32; MAXIMUM_WAIT_OBJECTS];
     let observed = &mut observed[..n];
+    let patience = deadline.map_or(Patience::Forever, Patience::Until);
     let attempt = |seen: &[u32], observed: &mut [u32]| {
         if all && n > 1 {
-            attempt_all(objects, seen, observed, order, me, deadline)
+            attempt_all(objects, seen, observed, order, me, patience)
         } else {
-            attempt_any(objects, seen, observed, me, deadline)
+            attempt_any(objects, seen, observed, me, patience)
         }
     };
     if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
@@ -146,7 +147,11 @@ pub fn wait_after<E>(
     // Registered before the next attempt: a signaler that changes a value
     // after that attempt read it sees us and wakes us; one that changed it
     // before, the attempt saw.
-    let bell = (n > 1 && !has_waitv()).then(doorbell).flatten();
+    let bell = if n > 1 && !has_waitv() {
+        shared_doorbell(objects)
+    } else {
+        None
+    };
     let _registered = Registration::new(objects, bell);
     loop {
         // Read before the attempt: a signal the attempt misses rings it later.
@@ -199,7 +204,7 @@ fn attempt_any(
     seen: &[u32],
     observed: &mut [u32],
     me: &Actor,
-    deadline: Option<u64>,
+    patience: Patience,
 ) -> Result<Option<Waited>, Win32Error> {
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         // Skip at the cost of one load what plainly has nothing to take.
@@ -213,7 +218,7 @@ fn attempt_any(
         }
         let generation = pulse_gen(kind, seen[i]);
         if let Some(taken) =
-            try_take_observing(slot, kind, me, generation, &mut observed[i], deadline)?
+            try_take_observing(slot, kind, me, generation, &mut observed[i], patience)?
         {
             let mask = if taken.new_owner { 1u64 << i } else { 0 };
             return Ok(Some(finished(i, taken.acquired, mask)));
@@ -231,13 +236,13 @@ fn attempt_all(
     observed: &mut [u32],
     order: &[usize],
     me: &Actor,
-    deadline: Option<u64>,
+    patience: Patience,
 ) -> Result<Option<Waited>, Win32Error> {
     // Timers fire when someone looks: fire the due ones first, so that the
     // sleep below never waits for a due time that has passed already.
     for &(slot, kind) in objects {
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, false);
+            fire_due_timer(slot, me, false, patience);
         }
     }
     // Cheap check without locks first: most failed attempts end here.
@@ -250,7 +255,7 @@ fn attempt_all(
         return Ok(None);
     }
     for (locked, &i) in order.iter().enumerate() {
-        if !lock_before(objects[i].0, me, deadline) {
+        if !lock_within(objects[i].0, me, patience) {
             // Past the deadline behind a lock holder that does not move on
             // (stopped): give back what was taken; the caller times out.
             for &j in order[..locked].iter().rev() {
@@ -276,7 +281,7 @@ fn take_all_locked(
     let mut missing = false;
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         if matches!(kind, Kind::Timer { .. }) {
-            fire_due_timer(slot, me, true);
+            fire_due_timer(slot, me, true, Patience::Forever); // locked already
         }
         let s = slot.state.load(SeqCst);
         observed[i] = lo(s);
@@ -370,6 +375,16 @@ impl Drop for Registration<'_, '_> {
     }
 }
 
+/// The doorbell of the arena all `objects` live in (`None` if they live in
+/// none that has one, or in several: such waits poll).
+fn shared_doorbell(objects: &[Object<'_>]) -> Option<&'static Slot> {
+    let bell = doorbell_of(objects[0].0)?;
+    objects
+        .iter()
+        .all(|(slot, _)| doorbell_of(slot).is_some_and(|b| std::ptr::eq(b, bell)))
+        .then_some(bell)
+}
+
 /// Whether the kernel has `futex_waitv` (Linux 5.16 and later). Setting
 /// `OBJMGR_FUTEX_WAITV=0` makes a process behave as if it had not, to try
 /// the doorbell on any kernel; processes that differ in this still work
@@ -395,7 +410,7 @@ pub fn has_waitv() -> bool {
 }
 
 /// The longest sleep of a multi-object wait that has neither `futex_waitv`
-/// nor a doorbell (objects outside any arena: tests only) before it looks
+/// nor a doorbell (objects outside any registered arena) before it looks
 /// again.
 const POLL_NS: u64 = 1_000_000;
 
@@ -565,16 +580,23 @@ mod tests {
     fn a_stopped_lock_holder_does_not_stretch_a_timed_wait() {
         // A slot locked by a wait-all of a thread that never moves on (a
         // stopped process): timed waits and polls end at their deadline.
-        let a = slot(SEM1);
-        let b = slot(SEM1);
+        // `b` (free) sits below `a` (locked), so the wait-all, which locks in
+        // address order, takes `b` first and must give it back.
+        let slots = [slot(SEM1), slot(SEM1)];
+        let (b, a) = (&slots[0], &slots[1]);
         let stopped = actor(9).token.raw();
         a.state.store(crate::state::with_holder(1, stopped), SeqCst);
         let (done, results) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
-            let (a, b) = (&a, &b);
             s.spawn(move || {
                 let me = actor(0);
                 let kind = Kind::Semaphore;
+                // WaitForSingleObject's fast path, timed and polling.
+                for ms in [20, 0] {
+                    let patience = Patience::of(Some(std::time::Duration::from_millis(ms)));
+                    let taken = crate::ops::try_take(a, kind, &me, None, patience);
+                    assert_eq!(taken.map(|t| t.is_none()), Ok(true));
+                }
                 let poll = wait(&[(a, kind)], false, Some(clock::now()), &me);
                 let timed = wait(&[(a, kind)], false, Some(clock::now() + 20_000_000), &me);
                 let all = wait(
@@ -598,15 +620,31 @@ mod tests {
     }
 
     #[test]
-    fn the_futex_waitv_probe_matches_the_kernel() {
-        if std::env::var_os("OBJMGR_FUTEX_WAITV").is_some() {
-            return; // told what to think
+    fn the_futex_waitv_probe_matches_what_the_call_does() {
+        // A real two-entry call on values that are not there returns EAGAIN
+        // where futex_waitv works; where the probe said no, it must fail
+        // otherwise (missing, or filtered), unless only told to say no.
+        let words = [
+            std::sync::atomic::AtomicU32::new(1),
+            std::sync::atomic::AtomicU32::new(1),
+        ];
+        let mut waits = [futex::Wait::new(); 2];
+        for (w, word) in waits.iter_mut().zip(&words) {
+            w.val = 0;
+            w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            w.flags = futex::WaitFlags::SIZE_U32;
         }
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
-        let major: u32 = numbers.next().unwrap().parse().unwrap();
-        let minor: u32 = numbers.next().unwrap().parse().unwrap();
-        assert_eq!(has_waitv(), (major, minor) >= (5, 16), "kernel {release}");
+        let real = futex::waitv(
+            &waits,
+            futex::WaitvFlags::empty(),
+            None,
+            futex::ClockId::Monotonic,
+        );
+        if has_waitv() {
+            assert_eq!(real, Err(Errno::AGAIN));
+        } else if std::env::var_os("OBJMGR_FUTEX_WAITV").is_none() {
+            assert!(matches!(real, Err(e) if e != Errno::AGAIN), "{real:?}");
+        }
     }
 
     #[test]

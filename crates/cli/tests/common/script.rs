@@ -199,10 +199,12 @@ fn exclusive(
         .collect();
     let (mut violations, mut abandoned) = (0, 0);
     for _ in 0..iterations {
-        match objmgr::wait_all(&waitables, None).unwrap() {
+        // Long enough never to end a healthy wait; a lost wake-up then
+        // fails the test instead of hanging it.
+        match objmgr::wait_all(&waitables, Some(Duration::from_secs(60))).unwrap() {
             WaitOutcome::Abandoned(_) => abandoned += 1,
             WaitOutcome::Object(_) => {}
-            WaitOutcome::Timeout => unreachable!("infinite wait"),
+            WaitOutcome::Timeout => panic!("a wait-all waited 60 s: a lost wake-up"),
         }
         for cell in &cells {
             if cell.fetch_add(1, Ordering::SeqCst) >= cap {
@@ -586,12 +588,18 @@ pub fn run_script(script: &str) {
                     );
                     format!("exclusive violations={violations} abandoned={abandoned}")
                 }
-                "twait" => {
+                "twait" | "twait_any" | "twait_all" => {
+                    // A wait that also says how long it took.
+                    let list: Vec<&dyn Waitable> = indices(words[1])
+                        .iter()
+                        .map(|&i| objs[i].waitable())
+                        .collect();
                     let start = std::time::Instant::now();
-                    let result = objmgr::wait_any(
-                        &[objs[words[1].parse::<usize>().unwrap()].waitable()],
-                        timeout(words[2]),
-                    )?;
+                    let result = if words[0] == "twait_all" {
+                        objmgr::wait_all(&list, timeout(words[2]))?
+                    } else {
+                        objmgr::wait_any(&list, timeout(words[2]))?
+                    };
                     format!("{} after={}", outcome(result), start.elapsed().as_millis())
                 }
                 "settimer_abs" => {
@@ -657,6 +665,7 @@ pub fn run_script(script: &str) {
                     }
                     format!("forked {pid}")
                 }
+                "waitv" => format!("waitv {}", objmgr_sync::wait::has_waitv()),
                 "fork_busy" => {
                     // Forks while another thread keeps talking to the broker;
                     // each child must be able to talk to it too.
