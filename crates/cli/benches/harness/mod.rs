@@ -67,7 +67,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = objmgr::admin::shutdown_broker();
+        if objmgr::admin::shutdown_broker().is_err() {
+            let _ = self.child.kill(); // it would not listen: never wait forever
+        }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
