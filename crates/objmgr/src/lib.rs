@@ -77,6 +77,10 @@ pub use sync::{
     CreateOptions, Event, Mutex, MutexGuard, Reset, Semaphore, WaitOutcome, Waitable,
     WaitableTimer, signal_and_wait, wait_all, wait_any, wait_for,
 };
+/// For crates layered on this one (the C ABI), whose own locks must not be
+/// held by another thread when the process forks.
+#[doc(hidden)]
+pub use sys::on_fork;
 
 /// The README's Rust example, compiled as a doc test so it stays true.
 #[doc = include_str!("../../../README.md")]

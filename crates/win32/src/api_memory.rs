@@ -29,6 +29,16 @@ const PAGE: usize = 4096;
 /// `VirtualAlloc` allocations: base -> (size, protection asked for).
 static ALLOCATIONS: Mutex<BTreeMap<usize, (usize, DWORD)>> = Mutex::new(BTreeMap::new());
 
+fn allocations() -> std::sync::MutexGuard<'static, BTreeMap<usize, (usize, DWORD)>> {
+    crate::fork::guard();
+    ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The allocations, locked (for the `fork()` handlers).
+pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 fn prot_flags(protect: DWORD) -> Option<ProtFlags> {
     Some(match protect & 0xFF {
         0x01 => ProtFlags::empty(),
@@ -52,7 +62,7 @@ fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
 }
 
 fn containing_allocation(addr: usize) -> Option<(usize, usize, DWORD)> {
-    let allocations = ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let allocations = allocations();
     let (&base, &(size, protect)) = allocations.range(..=addr).next_back()?;
     (addr < base + size).then_some((base, size, protect))
 }
@@ -157,10 +167,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             Err(_) => return fail(ERROR_INVALID_ADDRESS, null),
         }
     };
-    ALLOCATIONS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(mapped, (len, protect));
+    allocations().insert(mapped, (len, protect));
     mapped as LPVOID
 }
 
@@ -171,11 +178,7 @@ unsafe fn virtual_free(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL {
             if size != 0 {
                 return fail(ERROR_INVALID_PARAMETER, FALSE);
             }
-            let Some((len, _)) = ALLOCATIONS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&start)
-            else {
+            let Some((len, _)) = allocations().remove(&start) else {
                 return fail(ERROR_INVALID_ADDRESS, FALSE);
             };
             // SAFETY: an allocation this module made, now forgotten.

@@ -20,9 +20,19 @@ use crate::types::*;
 /// Live views by base address.
 static VIEWS: Mutex<BTreeMap<usize, View>> = Mutex::new(BTreeMap::new());
 
+fn views() -> std::sync::MutexGuard<'static, BTreeMap<usize, View>> {
+    crate::fork::guard();
+    VIEWS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The views, locked (for the `fork()` handlers).
+pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(VIEWS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Whether `addr` is the base of, or inside, a view; its base and length.
 pub(crate) fn view_containing(addr: usize) -> Option<(usize, usize)> {
-    let views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    let views = views();
     let (&base, view) = views.range(..=addr).next_back()?;
     (addr < base + view.len()).then_some((base, view.len()))
 }
@@ -113,10 +123,7 @@ fn map_view(
     match section.map_with(&options) {
         Ok(view) => {
             let ptr = view.as_ptr();
-            VIEWS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ptr as usize, view);
+            views().insert(ptr as usize, view);
             ptr.cast()
         }
         Err(e) => fail(e.code(), null),
@@ -124,10 +131,7 @@ fn map_view(
 }
 
 fn unmap_view(base: *const c_void) -> BOOL {
-    let view = VIEWS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&(base as usize));
+    let view = views().remove(&(base as usize));
     match view {
         Some(view) => {
             drop(view);
@@ -138,7 +142,7 @@ fn unmap_view(base: *const c_void) -> BOOL {
 }
 
 fn flush_view(addr: *const c_void, len: usize) -> BOOL {
-    let views = VIEWS.lock().unwrap_or_else(|p| p.into_inner());
+    let views = views();
     let addr = addr as usize;
     let Some((&base, view)) = views.range(..=addr).next_back() else {
         return fail(ERROR_INVALID_ADDRESS, FALSE);

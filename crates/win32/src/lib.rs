@@ -21,6 +21,7 @@ mod api_section;
 mod api_sync;
 mod api_system;
 mod ffi;
+mod fork;
 mod last_error;
 mod table;
 mod types;

@@ -31,7 +31,7 @@ pub enum Entry {
     File(File),
 }
 
-static TABLE: RwLock<Option<HashMap<u32, Arc<Entry>>>> = RwLock::new(None);
+static TABLE: RwLock<Table> = RwLock::new(None);
 
 /// Moves whenever a handle leaves the table (its value may then be reused).
 static EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -105,7 +105,15 @@ pub fn with_entry<T>(handle: HANDLE, f: impl FnOnce(&Entry) -> T) -> Result<T, W
     Ok(f(&entry))
 }
 
+type Table = Option<HashMap<u32, Arc<Entry>>>;
+
+/// The table, write-locked (for the `fork()` handlers).
+pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(TABLE.write().unwrap_or_else(|p| p.into_inner()))
+}
+
 fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
+    crate::fork::guard();
     let mut table = TABLE.write().unwrap_or_else(|p| p.into_inner());
     f(table.get_or_insert_with(HashMap::new))
 }
@@ -134,6 +142,7 @@ pub fn insert_file(file: File) -> HANDLE {
 /// The entry behind `handle`, taking over a broker handle not seen yet.
 pub fn lookup(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
     let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
+    crate::fork::guard();
     if let Some(entry) = TABLE
         .read()
         .unwrap_or_else(|p| p.into_inner())

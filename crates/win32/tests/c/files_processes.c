@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include "check.h"
 
 static char self[MAX_PATH];
@@ -185,6 +187,54 @@ static void processes(void) {
     CloseHandle(private_one);
 }
 
+/* What a forked child does: one of each kind of call that takes a lock. */
+static int use_the_abi(void) {
+    HANDLE e = CreateEventA(NULL, TRUE, FALSE, NULL);
+    HANDLE m = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 65536, NULL);
+    void *view = m ? MapViewOfFile(m, FILE_MAP_ALL_ACCESS, 0, 0, 0) : NULL;
+    void *mem = VirtualAlloc(NULL, 65536, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    int ok = e && m && view && mem && UnmapViewOfFile(view) && VirtualFree(mem, 0, MEM_RELEASE) &&
+             CloseHandle(m) && CloseHandle(e);
+    return ok ? 0 : 1;
+}
+
+static LONG volatile stop_busy;
+
+static DWORD WINAPI busy(LPVOID arg) {
+    (void)arg;
+    while (!InterlockedCompareExchange(&stop_busy, 0, 0)) use_the_abi();
+    return 0;
+}
+
+/* fork() while another thread is inside the ABI: every child must be able
+   to use it (none may start with a lock held by a thread it lacks). */
+static void fork_while_busy(void) {
+    HANDLE worker = CreateThread(NULL, 0, busy, NULL, 0, NULL);
+    CHECK(worker != NULL);
+    int hung = 0, failed = 0;
+    for (int i = 0; i < 30; i++) {
+        pid_t pid = fork();
+        if (pid == 0) _exit(use_the_abi());
+        int status = 0, done = 0;
+        for (int ms = 0; ms < 10000 && !done; ms++) {
+            if (waitpid(pid, &status, WNOHANG) == pid) done = 1;
+            else usleep(1000);
+        }
+        if (!done) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            hung++;
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            failed++;
+        }
+    }
+    InterlockedExchange(&stop_busy, 1);
+    CHECK(WaitForSingleObject(worker, 10000) == WAIT_OBJECT_0);
+    CHECK(CloseHandle(worker));
+    CHECK(hung == 0);
+    CHECK(failed == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "child") == 0) {
         HANDLE h = (HANDLE)(uintptr_t)strtoul(argv[2], NULL, 10);
@@ -203,5 +253,6 @@ int main(int argc, char **argv) {
     memory();
     threads();
     processes();
+    fork_while_busy();
     CHECK_DONE();
 }

@@ -1,0 +1,32 @@
+//! The C ABI's own locks across `fork()`: the handle table, the views and
+//! the virtual allocations. The thread that forks takes them all first (in
+//! that order; no code holds one while taking another) and gives them back
+//! in both processes afterwards, so that the child of a process whose other
+//! threads were inside the ABI does not start with one locked forever. The
+//! client library guards its own locks the same way.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+thread_local! {
+    static HELD: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn before_fork() {
+    let held = vec![
+        crate::table::lock_for_fork(),
+        crate::api_section::lock_for_fork(),
+        crate::api_memory::lock_for_fork(),
+    ];
+    let _ = HELD.try_with(|slot| *slot.borrow_mut() = held);
+}
+
+extern "C" fn after_fork() {
+    let _ = HELD.try_with(|held| held.borrow_mut().clear());
+}
+
+/// Registers the handlers, once; called wherever one of the locks is taken.
+pub(crate) fn guard() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| objmgr::on_fork(before_fork, after_fork, after_fork));
+}
