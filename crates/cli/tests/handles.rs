@@ -329,6 +329,19 @@ fn the_current_thread_pseudo_handle_duplicates_into_a_real_one() {
 }
 
 #[test]
+fn a_threads_mutexes_are_abandoned_before_its_object_is_signaled() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "mutex Local\\kept 0",               // 0
+        "foreign_thread_owning Local\\kept", // 1: its thread, ended
+        "wait 1 5000",
+        "wait 0 0",
+    ]);
+    assert_eq!(lines[2], "wait object 0", "{lines:?}");
+    assert_eq!(lines[3], "wait abandoned 0", "{lines:?}");
+}
+
+#[test]
 fn fork_while_another_thread_talks_to_the_broker() {
     let broker = TestBroker::new();
     let lines = broker.run(&["fork_busy 40"]);

@@ -408,8 +408,8 @@ impl std::ops::DerefMut for Locked {
 }
 
 /// Runs in the thread calling `fork()`, before the copy: takes the
-/// library's locks (`SHARED`, then the arena list, then the thread numbers:
-/// the order in which code that takes several takes them), so that the child
+/// library's locks (`SHARED`, then the arena list, then the thread numbers;
+/// no other code holds one of them while taking another), so that the child
 /// does not start with one locked by a thread that does not exist there (its
 /// first call would wait forever). A call in flight on another thread
 /// finishes first. A thread that forks while it holds `SHARED` itself
@@ -556,14 +556,18 @@ pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u6
 /// lock, notes whether the handle is now protected from close, so that no
 /// close on another thread can slip between the two.
 pub(crate) fn handle_flags(handle: Handle, mask: u32, flags: u32) -> Result<u32> {
-    use objmgr_proto::process::HANDLE_FLAG_PROTECT_FROM_CLOSE as PROTECT;
     let (mut shared, _) = connected()?;
+    set_flags_locked(&mut shared, handle, mask, flags)
+}
+
+fn set_flags_locked(shared: &mut Shared, handle: Handle, mask: u32, flags: u32) -> Result<u32> {
+    use objmgr_proto::process::HANDLE_FLAG_PROTECT_FROM_CLOSE as PROTECT;
     let request = Request::HandleFlags {
         handle,
         mask,
         flags,
     };
-    let Reply::Value(before) = exchange_locked(&mut shared, &request, &[])?.0 else {
+    let Reply::Value(before) = exchange_locked(shared, &request, &[])?.0 else {
         return Err(Error::new(
             crate::error::ERROR_INVALID_DATA,
             "unexpected reply to HandleFlags",
@@ -575,6 +579,24 @@ pub(crate) fn handle_flags(handle: Handle, mask: u32, flags: u32) -> Result<u32>
         shared.set_close_may_fail(handle, true);
     }
     Ok(before)
+}
+
+/// [`handle_flags`] for a handle of generation `handle_generation`: nothing
+/// (and no connection made) if that session is gone.
+pub(crate) fn handle_flags_of(
+    handle: Handle,
+    handle_generation: u64,
+    mask: u32,
+    flags: u32,
+) -> Result<()> {
+    if handle_generation != generation() {
+        return Ok(());
+    }
+    let (mut shared, generation) = connected()?;
+    if generation != handle_generation {
+        return Ok(()); // the connection was replaced meanwhile
+    }
+    set_flags_locked(&mut shared, handle, mask, flags).map(|_| ())
 }
 
 /// One exchange on the locked, live connection.

@@ -47,7 +47,8 @@ pub fn duplicate_handle(
 ) -> Result<u32> {
     // `GetCurrentThread()` in this process: the thread's own handle, which
     // closing a pseudo-handle never closes.
-    let (source, close_source) = if source == CURRENT_THREAD.0 && source_process.is_none() {
+    let from_here = source_process.is_none_or(|p| p.pid() == std::process::id());
+    let (source, close_source) = if source == CURRENT_THREAD.0 && from_here {
         (crate::thread::own_handle()?, false)
     } else {
         (source, close_source)

@@ -32,6 +32,14 @@ static NUMBERS: Mutex<ThreadNumbers> = Mutex::new(ThreadNumbers {
     next: 0,
 });
 
+/// Ends the calling thread's ownership now, as its exit does: the mutexes it
+/// owns are abandoned and its token freed (a later sync call in the thread
+/// starts afresh).
+pub(crate) fn end_thread() {
+    let state = THREAD.try_with(|thread| thread.borrow_mut().take());
+    drop(state);
+}
+
 /// The thread numbers, locked (for the `fork()` handlers).
 pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))

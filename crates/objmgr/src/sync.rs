@@ -323,8 +323,9 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
     let sync = object.sync_object();
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     let taken = owner::with_thread(|thread| {
-        let patience = ops::Patience::of(timeout);
-        let taken = ops::try_take(slot, sync.kind, thread.actor(), None, patience)?;
+        // Behind a lock that stays held (a stopped process), give up soon
+        // and let the full wait below keep the timeout.
+        let taken = ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
         if taken.is_some_and(|t| t.new_owner) {
             thread.owns(sync.arena, slot);
         }

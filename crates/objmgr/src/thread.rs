@@ -42,10 +42,17 @@ struct Ended(Thread, u32);
 impl Drop for Ended {
     fn drop(&mut self) {
         // Only while the handle is of the current session: a lost broker
-        // connection means the slot may belong to someone else.
-        if let Ok(slot) = self.0.object.require(0, "thread exit") {
+        // connection means the slot may belong to someone else (and an
+        // object of an earlier session has nothing to do with this one).
+        let handle = &self.0.object;
+        if let Ok(slot) = handle.require(0, "thread exit") {
+            OWN.set(None); // the handle goes now; nothing may hand it out after
+            // As on Windows, the mutexes the thread owns are abandoned
+            // before its object is signaled.
+            crate::owner::end_thread();
             ops::mark_exited(slot, self.1);
-            let _ = set_handle_information(self.0.handle_value(), PROTECT, 0);
+            let _ =
+                crate::connection::handle_flags_of(handle.handle, handle.generation, PROTECT, 0);
         }
     }
 }
@@ -53,7 +60,8 @@ impl Drop for Ended {
 /// The calling thread's own handle value to its thread object (what
 /// `GetCurrentThread()` stands for), made on first use in a thread objmgr
 /// did not start; such a thread's object is signaled when the thread ends
-/// (exit code 0) or its process dies.
+/// (with the code it gave `ExitThread`, else 0; if its thread-local
+/// destructors do not run, when its process dies).
 pub(crate) fn own_handle() -> Result<u32> {
     let generation = crate::connection::generation();
     if let Some((made_in, value)) = OWN.get()
@@ -61,15 +69,31 @@ pub(crate) fn own_handle() -> Result<u32> {
     {
         return Ok(value);
     }
+    if ADOPTED.try_with(|_| ()).is_err() {
+        return Err(Error::new(
+            ERROR_INVALID_HANDLE,
+            "the calling thread is exiting: it has no thread object any more",
+        ));
+    }
     let own = Thread {
         object: new_thread_object()?,
     };
     set_handle_information(own.handle_value(), PROTECT, PROTECT)?;
-    let value = own.handle_value();
-    OWN.set(Some((own.object.generation, value)));
+    let (value, made_in) = (own.handle_value(), own.object.generation);
     // An object of an earlier session, if any, goes (its close is a no-op).
-    ADOPTED.with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
+    let _ = ADOPTED.try_with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
+    OWN.set(Some((made_in, value)));
     Ok(value)
+}
+
+/// Records the code the calling thread ends with (`ExitThread` in a thread
+/// objmgr did not start), for the thread object it may have.
+pub fn set_exit_code(code: u32) {
+    let _ = ADOPTED.try_with(|adopted| {
+        if let Some(ended) = adopted.borrow_mut().as_mut() {
+            ended.1 = code;
+        }
+    });
 }
 
 fn new_thread_object() -> Result<SyncObject> {
@@ -147,7 +171,8 @@ where
                         .map_or(PANIC_EXIT_CODE, |e| e.0)
                 },
             );
-            OWN.set(None);
+            // An object made after a reconnect ends with the same code.
+            set_exit_code(ended.1);
             drop(ended);
         })
         .map_err(|e| Error::new(ERROR_NOT_ENOUGH_MEMORY, format!("starting a thread: {e}")))?;

@@ -6,7 +6,8 @@
 //! loop needs no locks, and a misbehaving client can only get itself
 //! disconnected.
 
-use objmgr_proto::error::ERROR_ACCESS_DENIED;
+use objmgr_proto::Win32Error;
+use objmgr_proto::error::{ERROR_ACCESS_DENIED, ERROR_NO_SYSTEM_RESOURCES};
 use objmgr_proto::wire::{MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, Opcode, Request, encode_reply};
 use rustix::event::epoll;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -345,6 +346,7 @@ fn accept_all(
         if peer.uid != my_uid && peer.uid != 0 {
             refuse(
                 fd.as_fd(),
+                ERROR_ACCESS_DENIED,
                 &format!(
                     "this broker serves uid {my_uid} only; the caller is uid {}",
                     peer.uid
@@ -357,6 +359,7 @@ fn accept_all(
         let Some(pid) = peer.pid else {
             refuse(
                 fd.as_fd(),
+                ERROR_ACCESS_DENIED,
                 "the caller's process is outside the broker's pid namespace",
             );
             continue;
@@ -364,7 +367,12 @@ fn accept_all(
         let id = *next_client;
         *next_client += 1;
         if broker.add_client(id, pid, peer.uid).is_err() {
-            continue; // Every process tag is in use: hang up.
+            refuse(
+                fd.as_fd(),
+                ERROR_NO_SYSTEM_RESOURCES,
+                "every process tag is in use (65535 connected processes)",
+            );
+            continue;
         }
         if epoll::add(
             epoll_fd,
@@ -375,18 +383,22 @@ fn accept_all(
         .is_err()
         {
             broker.remove_client(id);
+            refuse(
+                fd.as_fd(),
+                ERROR_NO_SYSTEM_RESOURCES,
+                "the broker cannot watch one more connection",
+            );
             continue;
         }
         connections.insert(id, Connection { fd, waiting: None });
     }
 }
 
-/// Answers a refused connection's coming `Hello` with `ERROR_ACCESS_DENIED`
-/// and why (the caller's first request is always `Hello`, sequence 1), so
-/// that the client can say more than "hung up"; the connection is then
-/// dropped.
-fn refuse(fd: BorrowedFd<'_>, why: &str) {
-    let reply = encode_reply(Opcode::Hello, 1, Err((ERROR_ACCESS_DENIED.code(), why)));
+/// Answers a refused connection's coming `Hello` with `code` and why (the
+/// caller's first request is always `Hello`, sequence 1), so that the
+/// client can say more than "hung up"; the connection is then dropped.
+fn refuse(fd: BorrowedFd<'_>, code: Win32Error, why: &str) {
+    let reply = encode_reply(Opcode::Hello, 1, Err((code.code(), why)));
     send_reply(fd, &reply, None);
 }
 

@@ -132,21 +132,23 @@ impl Arena {
     /// *doorbell*: on kernels without `futex_waitv`, a thread waiting on
     /// several of its objects sleeps on it, and signalers ring it (see
     /// [`crate::wait`]). Every process using the arena registers it. The
-    /// arena must live for the rest of the process (`'static`). Past
-    /// [`MAX_DOORBELLS`] arenas in one process, later ones get none (their
-    /// multi-object waits then poll).
+    /// arena must live for the rest of the process (`'static`).
     pub fn serve_as_doorbell(&'static self) {
-        let base = self.base.as_ptr();
-        for entry in &DOORBELLS {
-            match entry.compare_exchange(
-                std::ptr::null_mut(),
-                base,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+        let bell = self.base.as_ptr();
+        if doorbells().any(|known| std::ptr::eq(known, bell)) {
+            return;
+        }
+        let node: &'static mut Doorbell = Box::leak(Box::new(Doorbell {
+            bell,
+            next: std::ptr::null(),
+        }));
+        let mut head = DOORBELLS.load(Ordering::Acquire);
+        loop {
+            node.next = head;
+            let new: *mut Doorbell = &mut *node;
+            match DOORBELLS.compare_exchange(head, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return,
-                Err(known) if known == base => return,
-                Err(_) => {}
+                Err(now) => head = now,
             }
         }
     }
@@ -158,33 +160,42 @@ impl Arena {
     }
 }
 
-/// Arenas one process can have doorbells for (one per broker session).
-pub const MAX_DOORBELLS: usize = 16;
+/// One registered doorbell: slot 0 of an arena that lives for the rest of
+/// the process. Nodes are leaked and never change once published.
+struct Doorbell {
+    bell: *mut Slot,
+    next: *const Doorbell,
+}
 
-/// Slot 0 of each arena registered with [`Arena::serve_as_doorbell`],
-/// filled in order and never emptied.
-static DOORBELLS: [AtomicPtr<Slot>; MAX_DOORBELLS] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_DOORBELLS];
+/// The registered doorbells, newest first (one per broker session a process
+/// has used, so a short list).
+static DOORBELLS: AtomicPtr<Doorbell> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Every registered doorbell's slot 0, as a raw pointer.
+fn doorbells() -> impl Iterator<Item = *mut Slot> {
+    let mut node: *const Doorbell = DOORBELLS.load(Ordering::Acquire);
+    std::iter::from_fn(move || {
+        // SAFETY: `node` is null or a leaked `Doorbell` published with
+        // Release (and read with Acquire): it lives for the rest of the
+        // process and never changes after it was published.
+        let current = unsafe { node.as_ref() }?;
+        node = current.next;
+        Some(current.bell)
+    })
+}
 
 /// The doorbell of the arena `slot` lives in, if that arena has one.
 pub(crate) fn doorbell_of(slot: &Slot) -> Option<&'static Slot> {
     let address = slot as *const Slot as usize;
-    for entry in &DOORBELLS {
-        let bell = entry.load(Ordering::Acquire);
-        if bell.is_null() {
-            return None;
-        }
+    let bell = doorbells().find(|&bell| {
         let start = bell as usize;
-        if (start..start + ARENA_BYTES as usize).contains(&address) {
-            // SAFETY: a registered pointer is slot 0 of an arena borrowed for
-            // `'static` (`serve_as_doorbell`), which is therefore never
-            // dropped, so its mapping lives for the rest of the process; a
-            // Slot is made of atomics, so a shared reference is sound whoever
-            // else writes it.
-            return Some(unsafe { &*bell });
-        }
-    }
-    None
+        (start..start + ARENA_BYTES as usize).contains(&address)
+    })?;
+    // SAFETY: a registered pointer is slot 0 of an arena borrowed for
+    // `'static` (`serve_as_doorbell`), which is therefore never dropped, so
+    // its mapping lives for the rest of the process; a Slot is made of
+    // atomics, so a shared reference is sound whoever else writes it.
+    Some(unsafe { &*bell })
 }
 
 impl Drop for Arena {

@@ -158,10 +158,14 @@ pub struct Taken {
 #[derive(Debug, Default)]
 pub(crate) struct Backoff(u32);
 
+/// Rounds of [`Backoff`] that spin or yield before it starts to sleep.
+const YIELDS_UNTIL: u32 = 100;
+
 impl Backoff {
-    /// Past the first, pure spins: worth reading the clock for a deadline.
+    /// Past the spins and yields, into sleeps: a lock held this long is
+    /// held by a thread that does not run (a stopped process).
     pub(crate) fn is_long(&self) -> bool {
-        self.0 >= 6
+        self.0 >= YIELDS_UNTIL
     }
 
     pub(crate) fn snooze(&mut self) {
@@ -169,7 +173,7 @@ impl Backoff {
             for _ in 0..(1 << self.0) {
                 std::hint::spin_loop();
             }
-        } else if self.0 < 100 {
+        } else if self.0 < YIELDS_UNTIL {
             rustix::thread::sched_yield();
         } else {
             std::thread::sleep(std::time::Duration::from_micros(50));
@@ -380,30 +384,23 @@ pub(crate) fn timer_due(slot: &Slot) -> bool {
 
 /// How long an operation may spin behind another thread's slot lock (held
 /// for a few instructions by a wait-all, unless its process is stopped).
+/// Whatever the patience, it first spins and yields for a while (tens of
+/// microseconds): a lock held only for an instant must never make a poll
+/// miss a signaled object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Patience {
     /// As long as it takes (an untimed wait).
     Forever,
     /// Until this `CLOCK_MONOTONIC` instant (ns).
     Until(u64),
-    /// This many nanoseconds from when it first finds the lock held, so
-    /// that the uncontended path reads no clock.
-    For(u64),
-}
-
-impl Patience {
-    /// A timed wait's patience (`None`: untimed).
-    pub fn of(timeout: Option<std::time::Duration>) -> Patience {
-        timeout.map_or(Patience::Forever, |t| {
-            Patience::For(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
-        })
-    }
+    /// Only that first while: for a fast path, which then leaves the rest
+    /// to a full wait with its own deadline (and reads no clock itself).
+    Brief,
 }
 
 /// Counts down a [`Patience`] while spinning.
 struct Spin {
     backoff: Backoff,
-    deadline: Option<u64>,
     patience: Patience,
 }
 
@@ -411,7 +408,6 @@ impl Spin {
     fn new(patience: Patience) -> Spin {
         Spin {
             backoff: Backoff::default(),
-            deadline: None,
             patience,
         }
     }
@@ -419,16 +415,12 @@ impl Spin {
     /// Waits a little; `false` once patience has run out.
     fn again(&mut self) -> bool {
         if self.backoff.is_long() {
-            let deadline = match self.patience {
-                Patience::Forever => None,
-                Patience::Until(at) => Some(at),
-                Patience::For(ns) => Some(
-                    *self
-                        .deadline
-                        .get_or_insert_with(|| clock::now().saturating_add(ns)),
-                ),
+            let done = match self.patience {
+                Patience::Forever => false,
+                Patience::Until(deadline) => clock::now() >= deadline,
+                Patience::Brief => true,
             };
-            if deadline.is_some_and(|d| clock::now() >= d) {
+            if done {
                 return false;
             }
         }

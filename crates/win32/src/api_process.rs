@@ -308,6 +308,8 @@ pub extern "C-unwind" fn ExitThread(code: DWORD) -> ! {
     if objmgr::thread::is_objmgr_thread() {
         objmgr::thread::exit_current(code)
     }
+    // Its thread object (if `GetCurrentThread()` was duplicated) reports it.
+    objmgr::thread::set_exit_code(code);
     // SAFETY: ends the calling thread, which C code asked for; no Rust frame
     // of this library with a destructor is on the stack here.
     unsafe { pthread_exit(std::ptr::null_mut()) }

@@ -886,6 +886,29 @@ pub fn run_script(script: &str) {
                         me.pid() == std::process::id() && v != u32::MAX
                     )
                 }
+                "foreign_thread_owning" => {
+                    // A plain std thread takes mutex `words[1]`, keeps it,
+                    // hands out its own thread handle, and ends.
+                    let name = name(words[1]).unwrap();
+                    let value = std::thread::spawn(move || -> Result<u32, Error> {
+                        let mutex = Mutex::create(Some(&name), false)?;
+                        std::mem::forget(mutex.lock()?);
+                        let value = objmgr::handle::duplicate_handle(
+                            None,
+                            u32::MAX - 1,
+                            None,
+                            None,
+                            false,
+                            false,
+                        )?;
+                        drop(mutex); // the handle; ownership stays with the thread
+                        Ok(value)
+                    })
+                    .join()
+                    .unwrap()?;
+                    objs.push(Obj::Thread(objmgr::thread::Thread::from_handle(value)?));
+                    "thread handle".into()
+                }
                 "dup_current_thread" | "foreign_thread" => {
                     // GetCurrentThread() duplicated: by this (main) thread,
                     // or by a plain std thread that then ends.

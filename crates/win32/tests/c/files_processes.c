@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include "check.h"
@@ -187,6 +188,27 @@ static void processes(void) {
     CloseHandle(private_one);
 }
 
+/* A thread the library did not start gets a real handle to itself, and its
+   ExitThread code reaches whoever waits on it. */
+static void *foreign(void *arg) {
+    HANDLE *out = arg;
+    DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), out, 0, FALSE,
+                    DUPLICATE_SAME_ACCESS);
+    ExitThread(77);
+}
+
+static void foreign_thread(void) {
+    pthread_t t;
+    HANDLE h = NULL;
+    CHECK(pthread_create(&t, NULL, foreign, &h) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(h != NULL);
+    CHECK(WaitForSingleObject(h, 5000) == WAIT_OBJECT_0);
+    DWORD code = 0;
+    CHECK(GetExitCodeThread(h, &code) && code == 77);
+    CHECK(CloseHandle(h));
+}
+
 /* What a forked child does: one of each kind of call that takes a lock. */
 static int use_the_abi(void) {
     HANDLE e = CreateEventA(NULL, TRUE, FALSE, NULL);
@@ -253,6 +275,7 @@ int main(int argc, char **argv) {
     memory();
     threads();
     processes();
+    foreign_thread();
     fork_while_busy();
     CHECK_DONE();
 }
