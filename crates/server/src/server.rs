@@ -145,13 +145,18 @@ pub fn serve(
         .map_or(0, |d| d.as_millis().max(1) as u64);
     let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
-    let mut next_client: ClientId = 1;
+
     let mut idle_since = Some(Instant::now());
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS_PER_WAIT);
     let mut recv_buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-    let my_uid = rustix::process::getuid().as_raw();
+    let mut acceptor = Acceptor {
+        listener: &listener,
+        epoll_fd: &epoll_fd,
+        next_client: 1,
+        my_uid: rustix::process::getuid().as_raw(),
+        spare: open_spare(),
+    };
     let held_lock;
-    let mut spare = open_spare();
 
     loop {
         let timeout = match (config.idle_timeout, idle_since) {
@@ -197,15 +202,7 @@ pub fn serve(
                     continue;
                 }
                 if token == LISTENER {
-                    accept_all(
-                        &listener,
-                        &epoll_fd,
-                        &mut broker,
-                        &mut connections,
-                        &mut next_client,
-                        my_uid,
-                        &mut spare,
-                    );
+                    accept_all(&mut acceptor, &mut broker, &mut connections);
                     progress = true;
                     continue;
                 }
@@ -288,15 +285,7 @@ pub fn serve(
                 // Under the lock no client can be starting a broker; a last look
                 // for one that connected just now: serve it rather than exit.
                 let lock = exit_lock();
-                accept_all(
-                    &listener,
-                    &epoll_fd,
-                    &mut broker,
-                    &mut connections,
-                    &mut next_client,
-                    my_uid,
-                    &mut spare,
-                );
+                accept_all(&mut acceptor, &mut broker, &mut connections);
                 if !broker.busy() {
                     held_lock = lock;
                     break;
@@ -313,15 +302,30 @@ pub fn serve(
     Ok(held_lock)
 }
 
+/// What accepting connections needs besides the broker and its tables.
+struct Acceptor<'a> {
+    listener: &'a Listener,
+    epoll_fd: &'a OwnedFd,
+    next_client: ClientId,
+    my_uid: u32,
+    /// See [`open_spare`].
+    spare: Option<OwnedFd>,
+}
+
+/// Accepts every pending connection.
 fn accept_all(
-    listener: &Listener,
-    epoll_fd: &OwnedFd,
+    acceptor: &mut Acceptor<'_>,
     broker: &mut Broker,
     connections: &mut HashMap<ClientId, Connection>,
-    next_client: &mut ClientId,
-    my_uid: u32,
-    spare: &mut Option<OwnedFd>,
 ) {
+    let Acceptor {
+        listener,
+        epoll_fd,
+        next_client,
+        my_uid,
+        spare,
+    } = acceptor;
+    let (listener, epoll_fd, my_uid) = (*listener, *epoll_fd, *my_uid);
     loop {
         let fd = match net::accept_with(&listener.fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
         {
