@@ -240,49 +240,57 @@ fn main() {
     let want = if quick { 10_000 } else { 100_000 };
     let limit = raise_fd_limit(want as u64 + 1000);
     let section_count = want.min(limit.saturating_sub(500) as usize);
-    let rss_before = rss_bytes(broker_pid);
-    let fill = |range: std::ops::Range<usize>| -> Vec<Section> {
+    let fill_sections = |range: std::ops::Range<usize>| -> Vec<Section> {
         range
             .map(|i| Section::create(&format!("Local\\bench-many-{i}"), 4096).unwrap())
             .collect()
     };
-    let mut sections = fill(0..100);
-    // Measured just before the rest of the fill, so that both figures come
-    // from the same stretch of the run.
-    let open_few = measure(batches, iters, |_| open_cycle());
-    let start = Instant::now();
-    sections.extend(fill(100..section_count));
-    let fill_time = start.elapsed();
-    let rss_after = rss_bytes(broker_pid);
-    let events: Vec<Event> = (section_count..want)
-        .map(|i| {
-            Event::create(
-                Some(&format!("Local\\bench-many-{i}")),
-                Reset::Manual,
-                false,
-            )
-            .unwrap()
-        })
-        .collect();
-    let open_many = measure(batches, iters, |_| open_cycle());
+    let fill_events = |range: std::ops::Range<usize>| -> Vec<Event> {
+        range
+            .map(|i| {
+                let name = format!("Local\\bench-many-{i}");
+                Event::create(Some(&name), Reset::Manual, false).unwrap()
+            })
+            .collect()
+    };
+    // Rounds of: 100 live, measure; fill to `want`, measure; empty again.
+    // The two figures of a round come from the same stretch of the run, and
+    // the median over rounds evens out this VM's drift.
+    let rounds = if quick { 1 } else { 3 };
+    let (mut few, mut many) = (Vec::new(), Vec::new());
+    let (mut per_section, mut fill_time) = (0, Duration::ZERO);
+    for round in 0..rounds {
+        let mut sections = fill_sections(0..100);
+        few.push(measure(batches, iters, |_| open_cycle()));
+        let rss_before = rss_bytes(broker_pid);
+        let start = Instant::now();
+        sections.extend(fill_sections(100..section_count));
+        if round == 0 {
+            fill_time = start.elapsed();
+            per_section = rss_bytes(broker_pid).saturating_sub(rss_before)
+                / (section_count - 100).max(1) as u64;
+        }
+        let events = fill_events(section_count..want);
+        many.push(measure(batches, iters, |_| open_cycle()));
+        drop(events);
+        drop(sections);
+    }
+    few.sort();
+    many.sort();
+    let (open_few, open_many) = (few[few.len() / 2], many[many.len() / 2]);
     let ratio = open_many.as_secs_f64() / open_few.as_secs_f64();
     println!(
-        "{:<58} {want} live ({section_count} sections, {} events): {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x)",
+        "{:<58} {want} live ({section_count} sections, {} events): {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x; median of {rounds} rounds)",
         "open existing with many named objects",
-        events.len(),
+        want - section_count,
         open_many,
         open_few
     );
     println!(
-        "{:<58} {} bytes per live section (RSS {} -> {} over {section_count}; creating all but 100 took {:.2?})",
+        "{:<58} {per_section} bytes per live section (first round; creating {} took {fill_time:.2?})",
         "broker memory per live object",
-        (rss_after.saturating_sub(rss_before)) / section_count as u64,
-        rss_before,
-        rss_after,
-        fill_time
+        section_count - 100,
     );
-    drop(events);
-    drop(sections);
 
     // 5. Writing a 256 MiB view vs a raw MAP_SHARED memfd mapping.
     let big: usize = if quick { 32 << 20 } else { 256 << 20 };
