@@ -122,19 +122,29 @@ fn new_thread_state() -> Result<ThreadState> {
 }
 
 /// Runs `f` with the calling thread's state, making it on first use.
+/// Fails (rather than panics) in a thread-local destructor that runs after
+/// the thread's own state is gone.
 fn with_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
-    THREAD.with(|cell| {
-        let mut state = cell.borrow_mut();
-        let epoch = connection::current_generation();
-        if state.as_ref().is_none_or(|s| s.epoch != epoch) {
-            if let Some(mut stale) = state.take() {
-                // Mutexes of another session (or the parent's) are not ours.
-                stale.owned.clear();
+    let gone = || {
+        Error::new(
+            crate::error::ERROR_INVALID_HANDLE,
+            "the calling thread is exiting: its synchronization state is gone",
+        )
+    };
+    THREAD
+        .try_with(|cell| {
+            let mut state = cell.borrow_mut();
+            let epoch = connection::current_generation();
+            if state.as_ref().is_none_or(|s| s.epoch != epoch) {
+                if let Some(mut stale) = state.take() {
+                    // Mutexes of another session (or the parent's) are not ours.
+                    stale.owned.clear();
+                }
+                *state = Some(new_thread_state()?);
             }
-            *state = Some(new_thread_state()?);
-        }
-        Ok(f(state.as_mut().expect("made above")))
-    })
+            Ok(f(state.as_mut().expect("made above")))
+        })
+        .unwrap_or_else(|_| Err(gone()))
 }
 
 /// The calling thread as sync operations see it.

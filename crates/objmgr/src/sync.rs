@@ -337,6 +337,8 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
             ops::Acquired::Signaled => WaitOutcome::Object(0),
             ops::Acquired::Abandoned => WaitOutcome::Abandoned(0),
         }),
+        // A poll has looked already.
+        None if timeout == Some(Duration::ZERO) => Ok(WaitOutcome::Timeout),
         None => wait_on(&[object], false, timeout, |_| Ok(())),
     }
 }

@@ -29,8 +29,8 @@ std::thread_local! {
     /// This thread's own handle to its thread object, with its generation:
     /// set by [`spawn`] for its threads, made on first use for the others.
     static OWN: std::cell::Cell<Option<(u64, u32)>> = const { std::cell::Cell::new(None) };
-    /// The thread object of a thread objmgr did not start, marked exited
-    /// when the thread ends.
+    /// The calling thread's own handle to its object, marked exited when the
+    /// thread's thread-local destructors run.
     static ADOPTED: std::cell::RefCell<Option<Ended>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -163,17 +163,18 @@ where
         .spawn(move || {
             OBJMGR_THREAD.with(|t| t.set(true));
             OWN.set(Some((own.object.generation, own.handle_value())));
-            let mut ended = Ended(own, 0);
-            ended.1 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
+            // Registered first, so destroyed last: the thread's object is
+            // signaled (and its mutexes abandoned) only after every other
+            // thread-local destructor has run, as on Windows.
+            ADOPTED.with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
                 |payload| {
                     payload
                         .downcast::<ThreadExit>()
                         .map_or(PANIC_EXIT_CODE, |e| e.0)
                 },
             );
-            // An object made after a reconnect ends with the same code.
-            set_exit_code(ended.1);
-            drop(ended);
+            set_exit_code(code);
         })
         .map_err(|e| Error::new(ERROR_NOT_ENOUGH_MEMORY, format!("starting a thread: {e}")))?;
     Ok(thread)

@@ -59,24 +59,26 @@ thread_local! {
 /// Runs `f` on the entry for `value` if this thread has it cached for the
 /// current epoch; gives `f` back otherwise.
 fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
-    CACHE.with(|cache| {
+    let mut f = Some(f);
+    let found = CACHE.try_with(|cache| {
         // A nested lookup (inside another's `f`) may find the cache borrowed
         // for update: then it simply misses.
-        let Ok(cache) = cache.try_borrow() else {
-            return Err(f);
-        };
+        let cache = cache.try_borrow().ok()?;
         if cache.epoch != EPOCH.load(Ordering::Acquire) {
-            return Err(f);
+            return None;
         }
-        match cache.entries.iter().flatten().find(|(v, _)| *v == value) {
-            Some((_, entry)) => Ok(f(entry)),
-            None => Err(f),
-        }
-    })
+        let (_, entry) = cache.entries.iter().flatten().find(|(v, _)| *v == value)?;
+        Some(f.take().expect("not used yet")(entry))
+    });
+    match found {
+        Ok(Some(result)) => Ok(result),
+        // A miss, or a thread-local destructor after the cache is gone.
+        _ => Err(f.take().expect("not used")),
+    }
 }
 
 fn remember(value: u32, entry: &Arc<Entry>, epoch: u64) {
-    CACHE.with(|cache| {
+    let _ = CACHE.try_with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             return;
         };

@@ -886,6 +886,51 @@ pub fn run_script(script: &str) {
                         me.pid() == std::process::id() && v != u32::MAX
                     )
                 }
+                "thread_exit_order" => {
+                    // A thread takes a mutex, and a thread-local destructor of
+                    // its releases it; the thread ends while this thread
+                    // waits on its object. Once that wait returns, the
+                    // destructor has run (Windows runs a thread's
+                    // destructors before it signals the thread): the mutex
+                    // is free, not abandoned.
+                    struct ReleaseAtExit(Option<Mutex>);
+                    impl Drop for ReleaseAtExit {
+                        fn drop(&mut self) {
+                            if let Some(mutex) = self.0.take() {
+                                let _ = mutex.release();
+                            }
+                        }
+                    }
+                    thread_local! {
+                        static AT_EXIT: std::cell::RefCell<ReleaseAtExit> =
+                            const { std::cell::RefCell::new(ReleaseAtExit(None)) };
+                    }
+                    let rounds: usize = words[1].parse().unwrap();
+                    let mut wrong = 0;
+                    for round in 0..rounds {
+                        let name = format!("Local\\exit-order-{round}");
+                        let mutex = Mutex::create(Some(&name), false)?;
+                        let (ready_tx, ready) = std::sync::mpsc::channel();
+                        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+                        let thread = objmgr::thread::spawn(move || {
+                            let mine = Mutex::open(&name).unwrap();
+                            std::mem::forget(mine.lock().unwrap());
+                            AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some(mine));
+                            ready_tx.send(()).unwrap();
+                            go_rx.recv().unwrap();
+                            0
+                        })?;
+                        ready.recv().unwrap();
+                        go.send(()).unwrap();
+                        thread.wait(Some(Duration::from_secs(10)))?;
+                        if mutex.wait(Some(Duration::ZERO))? != WaitOutcome::Object(0) {
+                            wrong += 1;
+                        } else {
+                            mutex.release()?;
+                        }
+                    }
+                    format!("thread_exit_order wrong={wrong}")
+                }
                 "foreign_thread_owning" => {
                     // A plain std thread takes mutex `words[1]`, keeps it,
                     // hands out its own thread handle, and ends.
