@@ -34,8 +34,8 @@ use rustix::thread::futex;
 use crate::arena::{Slot, doorbell_of};
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Kind, MutexEffect, Patience, complete, evaluate, fire_due_timer, lock_within,
-    timer_due, try_take_observing, unlock,
+    Acquired, Actor, Backoff, Kind, MutexEffect, Patience, complete, evaluate, fire_due_timer,
+    lock_within, timer_due, try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
 
@@ -129,15 +129,22 @@ pub fn wait_after<E>(
     before().map_err(Failed::Before)?;
     let mut observed = [0u32; MAXIMUM_WAIT_OBJECTS];
     let observed = &mut observed[..n];
-    let patience = deadline.map_or(Patience::Forever, Patience::Until);
+    // One object: spin behind its lock as long as the wait may last. Several:
+    // never wait long behind one object's lock while others may be taken,
+    // nor hold some locks while waiting for another (see `Attempt::Busy`).
+    let patience = match (n, deadline) {
+        (1, None) => Patience::Forever,
+        (1, Some(d)) => Patience::Until(d),
+        _ => Patience::Brief,
+    };
     let attempt = |seen: &[u32], observed: &mut [u32]| {
         if all && n > 1 {
-            attempt_all(objects, seen, observed, order, me, patience)
+            attempt_all(objects, seen, observed, order, me)
         } else {
             attempt_any(objects, seen, observed, me, patience)
         }
     };
-    if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
+    if let Attempt::Done(done) = attempt(seen, observed).map_err(Failed::Wait)? {
         return Ok(done);
     }
     if deadline.is_some_and(|d| clock::now() >= d) {
@@ -153,20 +160,47 @@ pub fn wait_after<E>(
         None
     };
     let _registered = Registration::new(objects, bell);
+    let mut backoff = Backoff::default();
     loop {
         // Read before the attempt: a signal the attempt misses rings it later.
         let rung = bell.map(|b| lo(b.state.load(SeqCst)));
-        if let Some(done) = attempt(seen, observed).map_err(Failed::Wait)? {
-            return Ok(done);
-        }
+        let busy = match attempt(seen, observed).map_err(Failed::Wait)? {
+            Attempt::Done(done) => return Ok(done),
+            Attempt::NotYet => false,
+            Attempt::Busy => true,
+        };
         let now = clock::now();
         if deadline.is_some_and(|d| now >= d) {
             return Ok(timed_out());
         }
+        if busy {
+            // An unlock changes no futex word and wakes nobody: look again.
+            backoff.snooze();
+            continue;
+        }
+        backoff = Backoff::default();
         let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
         sleep(objects, observed, wake_at, bell.zip(rung)).map_err(Failed::Wait)?;
         seen.copy_from_slice(observed);
     }
+}
+
+/// What one attempt at a wait found.
+enum Attempt {
+    Done(Waited),
+    /// Nothing to take; `observed` holds what the decision was made on.
+    NotYet,
+    /// Nothing taken while another thread held the lock of one of several
+    /// objects (a wait-all checking it, or one whose process is stopped):
+    /// the state behind that lock is unknown, so look again rather than
+    /// sleep.
+    Busy,
+}
+
+/// Whether another thread holds `slot`'s lock.
+fn locked_by_other(slot: &Slot, me: &Actor) -> bool {
+    let held = holder(slot.state.load(SeqCst));
+    held != 0 && held != me.token.raw()
 }
 
 fn timed_out() -> Waited {
@@ -205,7 +239,8 @@ fn attempt_any(
     observed: &mut [u32],
     me: &Actor,
     patience: Patience,
-) -> Result<Option<Waited>, Win32Error> {
+) -> Result<Attempt, Win32Error> {
+    let mut busy = false;
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         // Skip at the cost of one load what plainly has nothing to take.
         let s = slot.state.load(SeqCst);
@@ -221,13 +256,13 @@ fn attempt_any(
             try_take_observing(slot, kind, me, generation, &mut observed[i], patience)?
         {
             let mask = if taken.new_owner { 1u64 << i } else { 0 };
-            return Ok(Some(finished(i, taken.acquired, mask)));
+            return Ok(Attempt::Done(finished(i, taken.acquired, mask)));
         }
+        busy |= patience == Patience::Brief && locked_by_other(slot, me);
     }
-    Ok(None)
+    Ok(if busy { Attempt::Busy } else { Attempt::NotYet })
 }
 
-/// Wait-all: all objects taken together, or none.
 /// Wait-all: all objects taken together, or none; then `observed` holds
 /// the states the decision was made on.
 fn attempt_all(
@@ -236,13 +271,14 @@ fn attempt_all(
     observed: &mut [u32],
     order: &[usize],
     me: &Actor,
-    patience: Patience,
-) -> Result<Option<Waited>, Win32Error> {
+) -> Result<Attempt, Win32Error> {
     // Timers fire when someone looks: fire the due ones first, so that the
     // sleep below never waits for a due time that has passed already.
+    let mut busy = false;
     for &(slot, kind) in objects {
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, false, patience);
+            fire_due_timer(slot, me, false, Patience::Brief);
+            busy |= locked_by_other(slot, me);
         }
     }
     // Cheap check without locks first: most failed attempts end here.
@@ -252,23 +288,27 @@ fn attempt_all(
         all_takeable &= evaluate(kind, observed[i], pulse_gen(kind, seen[i]), me.token).is_some();
     }
     if !all_takeable {
-        return Ok(None);
+        return Ok(if busy { Attempt::Busy } else { Attempt::NotYet });
     }
     for (locked, &i) in order.iter().enumerate() {
-        if !lock_within(objects[i].0, me, patience) {
-            // Past the deadline behind a lock holder that does not move on
-            // (stopped): give back what was taken; the caller times out.
+        if !lock_within(objects[i].0, me, Patience::Brief) {
+            // Held by another thread for longer than an instant (a stopped
+            // process): give back what was taken, so that nobody waits on
+            // us meanwhile, and look again.
             for &j in order[..locked].iter().rev() {
                 unlock(objects[j].0);
             }
-            return Ok(None);
+            return Ok(Attempt::Busy);
         }
     }
     let result = take_all_locked(objects, seen, observed, me);
     for &i in order.iter().rev() {
         unlock(objects[i].0);
     }
-    result
+    Ok(match result? {
+        Some(done) => Attempt::Done(done),
+        None => Attempt::NotYet,
+    })
 }
 
 fn take_all_locked(
@@ -604,17 +644,22 @@ mod tests {
                     Some(clock::now() + 20_000_000),
                     &me,
                 );
-                done.send((poll, timed, all)).unwrap();
+                // The wait-all gave back the lock it took on the free slot.
+                let b_after_all = b.state.load(SeqCst);
+                // Untimed, and `a` comes first: a wait-any takes `b` at once
+                // instead of waiting behind `a`'s lock.
+                let any = wait(&[(a, kind), (b, kind)], false, None, &me);
+                done.send((poll, timed, all, b_after_all, any)).unwrap();
             });
             let outcome = results.recv_timeout(std::time::Duration::from_secs(10));
             a.state.store(1, SeqCst); // the holder moves on at last
-            let (poll, timed, all) = outcome.expect("the waits ended at their deadlines");
+            let (poll, timed, all, b_after_all, any) =
+                outcome.expect("the waits ended at their deadlines");
             for result in [poll, timed, all] {
                 assert_eq!(result.unwrap().outcome, WaitOutcome::Timeout);
             }
-            // The wait-all gave back the lock it took on the free slot.
-            assert_eq!(holder(b.state.load(SeqCst)), 0);
-            assert_eq!(lo(b.state.load(SeqCst)), 1);
+            assert_eq!((holder(b_after_all), lo(b_after_all)), (0, 1));
+            assert_eq!(any.unwrap().outcome, WaitOutcome::Object(1));
         });
     }
 
