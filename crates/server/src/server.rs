@@ -337,7 +337,13 @@ fn accept_all(
                 // the connection and hang up on it (its client sees an error,
                 // not a hang), then keep the spare for next time.
                 drop(spare.take());
-                drop(net::accept_with(&listener.fd, SocketFlags::CLOEXEC));
+                if let Ok(refused) = net::accept_with(&listener.fd, SocketFlags::CLOEXEC) {
+                    refuse(
+                        refused.as_fd(),
+                        ERROR_NO_SYSTEM_RESOURCES,
+                        "the broker has run out of file descriptors",
+                    );
+                }
                 *spare = open_spare();
                 return;
             }

@@ -446,8 +446,9 @@ pub fn try_take(
 /// [`try_take`], storing in `observed` the state it found nothing to take
 /// in: a waiter must sleep on exactly that value (sleeping on an older one
 /// could miss a change that came and went in between). While another thread
-/// holds the slot lock it spins, but not past `deadline`: a lock holder that
-/// is stopped (`SIGSTOP`, a debugger) must not stretch a timed wait.
+/// holds the slot lock it spins, but only as `patience` allows: a lock
+/// holder that is stopped (`SIGSTOP`, a debugger) must not stretch a timed
+/// wait.
 #[inline(always)]
 pub(crate) fn try_take_observing(
     slot: &Slot,
@@ -532,9 +533,8 @@ fn update_locked(slot: &Slot, f: impl Fn(u32) -> u32) {
 /// Fires a timer whose due time has passed: signals it (if it is not still
 /// signaled) and moves a periodic timer's due time to its next period after
 /// now; missed periods are not queued, as on Windows. `locked`: the caller
-/// holds the slot lock already.
-/// Fires `slot`'s timer if it is due. `locked`: the caller holds the slot
-/// lock; else it is taken, within `patience` (or the timer is left alone).
+/// holds the slot lock already; else it is taken, within `patience` (or the
+/// timer is left alone for now).
 pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Patience) {
     if !locked && !lock_within(slot, me, patience) {
         return;
