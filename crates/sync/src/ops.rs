@@ -440,7 +440,23 @@ pub fn try_take(
     pulse_gen: Option<u32>,
     patience: Patience,
 ) -> Result<Option<Taken>, Win32Error> {
-    try_take_observing(slot, kind, me, pulse_gen, &mut 0, patience)
+    Ok(
+        match try_take_observing(slot, kind, me, pulse_gen, &mut 0, patience)? {
+            Took::Taken(taken) => Some(taken),
+            Took::Nothing | Took::GaveUp => None,
+        },
+    )
+}
+
+/// What [`try_take_observing`] did.
+pub(crate) enum Took {
+    Taken(Taken),
+    /// Nothing to take in the state stored in `observed`.
+    Nothing,
+    /// Gave up behind another thread's lock: the state is unknown (the
+    /// holder may let go without changing it), so the caller must not sleep
+    /// on `observed`.
+    GaveUp,
 }
 
 /// [`try_take`], storing in `observed` the state it found nothing to take
@@ -457,7 +473,7 @@ pub(crate) fn try_take_observing(
     pulse_gen: Option<u32>,
     observed: &mut u32,
     patience: Patience,
-) -> Result<Option<Taken>, Win32Error> {
+) -> Result<Took, Win32Error> {
     let mut spin = Spin::new(patience);
     loop {
         let s = slot.state.load(SeqCst);
@@ -465,7 +481,7 @@ pub(crate) fn try_take_observing(
         if held != 0 && held != me.token.raw() {
             if !spin.again() {
                 *observed = lo(s);
-                return Ok(None);
+                return Ok(Took::GaveUp);
             }
             continue;
         }
@@ -475,7 +491,7 @@ pub(crate) fn try_take_observing(
         }
         let Some(step) = evaluate(kind, lo(s), pulse_gen, me.token) else {
             *observed = lo(s);
-            return Ok(None);
+            return Ok(Took::Nothing);
         };
         if step.effect == MutexEffect::Recursion
             || slot
@@ -484,7 +500,7 @@ pub(crate) fn try_take_observing(
                 .is_ok()
         {
             complete(slot, step, me)?;
-            return Ok(Some(Taken {
+            return Ok(Took::Taken(Taken {
                 acquired: step.acquired,
                 new_owner: step.effect == MutexEffect::NewOwner,
             }));

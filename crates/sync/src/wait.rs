@@ -34,8 +34,8 @@ use rustix::thread::futex;
 use crate::arena::{Slot, doorbell_of};
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Backoff, Kind, MutexEffect, Patience, complete, evaluate, fire_due_timer,
-    lock_within, timer_due, try_take_observing, unlock,
+    Acquired, Actor, Backoff, Kind, MutexEffect, Patience, Took, complete, evaluate,
+    fire_due_timer, lock_within, timer_due, try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
 
@@ -252,13 +252,14 @@ fn attempt_any(
             continue;
         }
         let generation = pulse_gen(kind, seen[i]);
-        if let Some(taken) =
-            try_take_observing(slot, kind, me, generation, &mut observed[i], patience)?
-        {
-            let mask = if taken.new_owner { 1u64 << i } else { 0 };
-            return Ok(Attempt::Done(finished(i, taken.acquired, mask)));
+        match try_take_observing(slot, kind, me, generation, &mut observed[i], patience)? {
+            Took::Taken(taken) => {
+                let mask = if taken.new_owner { 1u64 << i } else { 0 };
+                return Ok(Attempt::Done(finished(i, taken.acquired, mask)));
+            }
+            Took::Nothing => {}
+            Took::GaveUp => busy = true,
         }
-        busy |= patience == Patience::Brief && locked_by_other(slot, me);
     }
     Ok(if busy { Attempt::Busy } else { Attempt::NotYet })
 }
