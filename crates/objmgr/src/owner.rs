@@ -40,6 +40,15 @@ pub(crate) fn end_thread() {
     drop(state);
 }
 
+/// Makes the calling thread's state destroyed before the thread-locals
+/// touched before this call and after those touched after it (thread-local
+/// destructors run in reverse order of first use): a thread started by
+/// objmgr calls it right after registering its own exit, so that its
+/// mutexes are abandoned after every destructor of the thread's own code.
+pub(crate) fn register_exit_order() {
+    let _ = THREAD.try_with(|_| ());
+}
+
 /// The thread numbers, locked (for the `fork()` handlers).
 pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))

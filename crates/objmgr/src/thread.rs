@@ -167,6 +167,7 @@ where
             // signaled (and its mutexes abandoned) only after every other
             // thread-local destructor has run, as on Windows.
             ADOPTED.with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
+            crate::owner::register_exit_order();
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
                 |payload| {
                     payload

@@ -394,8 +394,12 @@ pub enum Patience {
     /// Until this `CLOCK_MONOTONIC` instant (ns).
     Until(u64),
     /// Only that first while: for a fast path, which then leaves the rest
-    /// to a full wait with its own deadline (and reads no clock itself).
+    /// to a full wait with its own deadline, and for each object of a
+    /// multi-object wait, which must not wait long behind one of them.
     Brief,
+    /// Not at all: give up at the first sight of another thread's lock (a
+    /// multi-object wait that found one stuck already).
+    Now,
 }
 
 /// Counts down a [`Patience`] while spinning.
@@ -414,11 +418,14 @@ impl Spin {
 
     /// Waits a little; `false` once patience has run out.
     fn again(&mut self) -> bool {
+        if self.patience == Patience::Now {
+            return false;
+        }
         if self.backoff.is_long() {
             let done = match self.patience {
                 Patience::Forever => false,
                 Patience::Until(deadline) => clock::now() >= deadline,
-                Patience::Brief => true,
+                Patience::Brief | Patience::Now => true,
             };
             if done {
                 return false;

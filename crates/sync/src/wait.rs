@@ -34,8 +34,8 @@ use rustix::thread::futex;
 use crate::arena::{Slot, doorbell_of};
 use crate::clock;
 use crate::ops::{
-    Acquired, Actor, Backoff, Kind, MutexEffect, Patience, Took, complete, evaluate,
-    fire_due_timer, lock_within, timer_due, try_take_observing, unlock,
+    Acquired, Actor, Kind, MutexEffect, Patience, Took, complete, evaluate, fire_due_timer,
+    lock_within, timer_due, try_take_observing, unlock,
 };
 use crate::state::{event_gen, holder, lo, with_lo};
 
@@ -137,14 +137,14 @@ pub fn wait_after<E>(
         (1, Some(d)) => Patience::Until(d),
         _ => Patience::Brief,
     };
-    let attempt = |seen: &[u32], observed: &mut [u32]| {
+    let attempt = |seen: &[u32], observed: &mut [u32], patience: Patience| {
         if all && n > 1 {
-            attempt_all(objects, seen, observed, order, me)
+            attempt_all(objects, seen, observed, order, me, patience)
         } else {
             attempt_any(objects, seen, observed, me, patience)
         }
     };
-    if let Attempt::Done(done) = attempt(seen, observed).map_err(Failed::Wait)? {
+    if let Attempt::Done(done) = attempt(seen, observed, patience).map_err(Failed::Wait)? {
         return Ok(done);
     }
     if deadline.is_some_and(|d| clock::now() >= d) {
@@ -160,11 +160,14 @@ pub fn wait_after<E>(
         None
     };
     let _registered = Registration::new(objects, bell);
-    let mut backoff = Backoff::default();
+    // While a lock stays held: how long to sleep before looking again.
+    let mut poll_ns = 0u64;
     loop {
         // Read before the attempt: a signal the attempt misses rings it later.
         let rung = bell.map(|b| lo(b.state.load(SeqCst)));
-        let busy = match attempt(seen, observed).map_err(Failed::Wait)? {
+        // Once a lock was found stuck, do not spin behind it again.
+        let now_patience = if poll_ns > 0 { Patience::Now } else { patience };
+        let busy = match attempt(seen, observed, now_patience).map_err(Failed::Wait)? {
             Attempt::Done(done) => return Ok(done),
             Attempt::NotYet => false,
             Attempt::Busy => true,
@@ -173,17 +176,26 @@ pub fn wait_after<E>(
         if deadline.is_some_and(|d| now >= d) {
             return Ok(timed_out());
         }
-        if busy {
-            // An unlock changes no futex word and wakes nobody: look again.
-            backoff.snooze();
-            continue;
-        }
-        backoff = Backoff::default();
         let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
+        if busy {
+            // An unlock changes no futex word and wakes nobody: sleep as
+            // usual (a signal on any object still wakes at once), but look
+            // again after a while, longer each time the lock stays held.
+            poll_ns = (poll_ns * 2).clamp(MIN_POLL_NS, POLL_NS);
+            let look_again = now + poll_ns;
+            let until = wake_at.map_or(look_again, |w| w.min(look_again));
+            sleep(objects, observed, Some(until), bell.zip(rung)).map_err(Failed::Wait)?;
+            continue; // pulses still count from before
+        }
+        poll_ns = 0;
         sleep(objects, observed, wake_at, bell.zip(rung)).map_err(Failed::Wait)?;
         seen.copy_from_slice(observed);
     }
 }
+
+/// The first pause of a wait that found a slot lock stuck (it doubles up to
+/// [`POLL_NS`] while the lock stays held).
+const MIN_POLL_NS: u64 = 50_000;
 
 /// What one attempt at a wait found.
 enum Attempt {
@@ -272,13 +284,14 @@ fn attempt_all(
     observed: &mut [u32],
     order: &[usize],
     me: &Actor,
+    patience: Patience,
 ) -> Result<Attempt, Win32Error> {
     // Timers fire when someone looks: fire the due ones first, so that the
     // sleep below never waits for a due time that has passed already.
     let mut busy = false;
     for &(slot, kind) in objects {
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, false, Patience::Brief);
+            fire_due_timer(slot, me, false, patience);
             busy |= locked_by_other(slot, me);
         }
     }
@@ -292,7 +305,9 @@ fn attempt_all(
         return Ok(if busy { Attempt::Busy } else { Attempt::NotYet });
     }
     for (locked, &i) in order.iter().enumerate() {
-        if !lock_within(objects[i].0, me, Patience::Brief) {
+        // Spin (briefly) for the first lock only: never while holding others.
+        let patience = if locked == 0 { patience } else { Patience::Now };
+        if !lock_within(objects[i].0, me, patience) {
             // Held by another thread for longer than an instant (a stopped
             // process): give back what was taken, so that nobody waits on
             // us meanwhile, and look again.

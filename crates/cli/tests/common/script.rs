@@ -913,6 +913,9 @@ pub fn run_script(script: &str) {
                         let (ready_tx, ready) = std::sync::mpsc::channel();
                         let (go, go_rx) = std::sync::mpsc::channel::<()>();
                         let thread = objmgr::thread::spawn(move || {
+                            // Touched before the thread's first sync call, so
+                            // destroyed after anything that call sets up.
+                            AT_EXIT.with(|_| ());
                             let mine = Mutex::open(&name).unwrap();
                             std::mem::forget(mine.lock().unwrap());
                             AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some(mine));
