@@ -88,6 +88,7 @@ impl Win32Error {
     pub fn from_errno(errno: i32) -> Win32Error {
         // Values are Linux errno numbers; named here to keep the table readable.
         const ENOENT: i32 = 2;
+        const ENOEXEC: i32 = 8;
         const EBADF: i32 = 9;
         const ENOMEM: i32 = 12;
         const EACCES: i32 = 13;
@@ -103,6 +104,7 @@ impl Win32Error {
         const EOVERFLOW: i32 = 75;
         match errno {
             ENOENT => ERROR_FILE_NOT_FOUND,
+            ENOEXEC => ERROR_BAD_EXE_FORMAT,
             EBADF => ERROR_INVALID_HANDLE,
             ENOMEM => ERROR_NOT_ENOUGH_MEMORY,
             EACCES | EPERM => ERROR_ACCESS_DENIED,

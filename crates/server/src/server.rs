@@ -160,6 +160,10 @@ pub fn serve(
 
     loop {
         let timeout = match (config.idle_timeout, idle_since) {
+            _ if broker.has_watches() => Some(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            }),
             (Some(limit), Some(since)) => {
                 let left = limit.saturating_sub(since.elapsed());
                 Some(
@@ -266,12 +270,17 @@ pub fn serve(
         }
         // Processes the broker must now hear about when they exit.
         for watch in broker.take_watches() {
-            let _ = epoll::add(
+            let added = epoll::add(
                 &epoll_fd,
                 &*watch.fd,
                 epoll::EventData::new_u64(PID_WATCH | watch.record),
                 epoll::EventFlags::IN,
             );
+            if added.is_err() {
+                // Out of epoll memory or watches: unwatched, the process's
+                // exit would never be seen. Try again soon.
+                broker.retry_watch(watch);
+            }
         }
         if shutdown {
             held_lock = exit_lock();

@@ -361,23 +361,16 @@ fn take_all_locked(
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         let mut step = steps[i].expect("evaluated above");
         if step.effect != MutexEffect::Recursion {
-            loop {
-                let s = slot.state.load(SeqCst);
-                if slot
-                    .state
-                    .compare_exchange(s, with_lo(s, step.lo), SeqCst, SeqCst)
-                    .is_ok()
-                {
-                    break;
-                }
-                let s = slot.state.load(SeqCst);
-                match evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token) {
-                    Some(again) => step = again,
-                    // Signals are only removed from unlocked slots, so this
-                    // needs a process that writes the arena behind our back.
-                    None => break,
-                }
-            }
+            // Other threads may give signals meanwhile (a release, a set),
+            // so the step is worked out again from the value it replaces:
+            // a take computed from an older value would undo them.
+            let _ = slot.state.fetch_update(SeqCst, SeqCst, |s| {
+                let again = evaluate(kind, lo(s), pulse_gen(kind, seen[i]), me.token)?;
+                step = again;
+                Some(with_lo(s, again.lo))
+            });
+            // (`None` would need a process that writes the arena behind our
+            // back: signals are only removed from unlocked slots.)
         }
         complete(slot, step, me)?;
         if step.effect == MutexEffect::NewOwner {
@@ -599,6 +592,55 @@ mod tests {
         assert_eq!(lo(objects[0].state.load(SeqCst)), 1);
         assert_eq!(lo(objects[1].state.load(SeqCst)), 0);
         assert_eq!(lo(objects[2].state.load(SeqCst)), 1);
+    }
+
+    #[test]
+    fn a_wait_all_never_undoes_a_release_made_meanwhile() {
+        // Releases land while wait-alls hold the semaphore's slot lock; every
+        // unit must be either taken or still there at the end.
+        const RELEASES: u32 = 20_000;
+        let sem = slot(SyncInit::Semaphore {
+            initial: 0,
+            maximum: 2 * RELEASES,
+        });
+        let open = slot(SyncInit::Event {
+            manual_reset: true,
+            signaled: true,
+        });
+        let taken = AtomicU32::new(0);
+        let releasers_done = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..RELEASES / 2 {
+                        release_semaphore(&sem, 1).unwrap();
+                    }
+                    releasers_done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            for t in 0..2 {
+                let (sem, open, taken, releasers_done) = (&sem, &open, &taken, &releasers_done);
+                s.spawn(move || {
+                    let me = actor(t);
+                    let list = [
+                        (sem, Kind::Semaphore),
+                        (open, Kind::Event { manual_reset: true }),
+                    ];
+                    loop {
+                        let deadline = clock::now() + 50_000_000;
+                        match wait(&list, true, Some(deadline), &me).unwrap().outcome {
+                            WaitOutcome::Object(0) => {
+                                taken.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ if releasers_done.load(Ordering::SeqCst) == 2 => break,
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        });
+        let left = lo(sem.state.load(SeqCst));
+        assert_eq!(taken.load(Ordering::SeqCst) + left, RELEASES);
     }
 
     #[test]

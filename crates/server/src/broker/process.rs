@@ -134,6 +134,17 @@ impl Broker {
         std::mem::take(&mut self.new_watches)
     }
 
+    /// Gives back a watch the event loop could not register, to try again
+    /// on its next turn ([`Broker::has_watches`] keeps that turn coming).
+    pub fn retry_watch(&mut self, watch: PidWatch) {
+        self.new_watches.push(watch);
+    }
+
+    /// Whether watches wait to be registered.
+    pub fn has_watches(&self) -> bool {
+        !self.new_watches.is_empty()
+    }
+
     /// The arena, created with the first object that lives in it.
     pub(super) fn arena_mut(&mut self) -> Result<&mut SyncArena, Failure> {
         if self.sync.is_none() {
@@ -312,10 +323,24 @@ impl Broker {
 
     /// Threads started by the process with `tag` end with it.
     pub(super) fn end_threads_of(&mut self, tag: u16, pid: u32) {
-        let code = self
-            .live_pids
-            .get(&pid)
-            .and_then(|r| self.processes.get(r))
+        // The process's newest record (its exit may be known already, or
+        // just not handled yet).
+        let newest = self
+            .processes
+            .iter()
+            .filter(|(_, r)| r.pid == pid)
+            .map(|(&id, _)| id)
+            .max();
+        if let Some(record) = newest
+            && self.processes[&record]
+                .pidfd
+                .as_deref()
+                .is_some_and(exited_already)
+        {
+            self.process_exited(record);
+        }
+        let code = newest
+            .and_then(|r| self.processes.get(&r))
             .and_then(|r| r.exit.or(r.terminate_code))
             .unwrap_or(0);
         let Some(sync) = &self.sync else {
@@ -598,7 +623,9 @@ impl Broker {
             ));
         }
         let record = self.watch(pid, false)?;
-        let oid = self.process_object(record)?;
+        let oid = self
+            .process_object(record)
+            .inspect_err(|_| self.forget_if_unused(record))?;
         let access = ObjectType::Process.map_generic(access);
         self.grant(id, oid, access, inherit, false)
     }
@@ -621,25 +648,28 @@ impl Broker {
             .as_deref()
             .is_some_and(exited_already)
         {
+            // (This may forget a record nothing refers to any more.)
             self.process_exited(record);
         }
-        let rec = self.record(record);
+        let exited = || Failure::new(ERROR_ACCESS_DENIED, "the process has already exited");
+        let Some(rec) = self.processes.get(&record).filter(|r| r.exit.is_none()) else {
+            return Err(exited());
+        };
         let pid = rec.pid;
-        if rec.exit.is_some() {
-            return Err(Failure::new(
-                ERROR_ACCESS_DENIED,
-                format!("process {pid} has already exited"),
-            ));
-        }
         if pid == std::process::id() {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 "the broker does not terminate itself",
             ));
         }
-        let fd = rec.pidfd.clone().expect("running processes are watched");
-        rustix::process::pidfd_send_signal(&*fd, Signal::KILL)
-            .map_err(|e| Failure::new(errno(e), format!("terminating process {pid}")))?;
+        let Some(fd) = rec.pidfd.clone() else {
+            return Err(exited());
+        };
+        match rustix::process::pidfd_send_signal(&*fd, Signal::KILL) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::SRCH) => return Err(exited()),
+            Err(e) => return Err(Failure::new(errno(e), format!("terminating process {pid}"))),
+        }
         self.record(record).terminate_code.get_or_insert(code);
         Ok(Outcome::reply(Reply::Done))
     }
@@ -691,7 +721,9 @@ impl Broker {
             };
             let record = self.watch(pid, false)?;
             HandleEntry {
-                object: self.process_object(record)?,
+                object: self
+                    .process_object(record)
+                    .inspect_err(|_| self.forget_if_unused(record))?,
                 access: AccessMask(PROCESS_ALL_ACCESS),
                 inherit: false,
                 protect: false,
