@@ -130,15 +130,7 @@ impl Object {
     /// Closes the handle now (`CloseHandle`), reporting any error; a handle
     /// protected from close stays open and fails with `ERROR_INVALID_HANDLE`.
     pub fn close(self) -> Result<()> {
-        match self {
-            Object::Section(o) => o.close(),
-            Object::Event(o) => o.close(),
-            Object::Mutex(o) => o.close(),
-            Object::Semaphore(o) => o.close(),
-            Object::WaitableTimer(o) => o.close(),
-            Object::Process(o) => o.close(),
-            Object::Thread(o) => o.close(),
-        }
+        self.close_shared()
     }
 
     /// Closes the handle now through a shared reference (others may still

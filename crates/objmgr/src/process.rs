@@ -51,10 +51,16 @@ impl Process {
     /// through objmgr is known only if the broker sees it exit before its
     /// parent reaps it; otherwise it reads 0.
     pub fn open(pid: u32, access: u32) -> Result<Process> {
+        Process::open_with(pid, access, false)
+    }
+
+    /// [`Process::open`], with a handle child processes inherit if
+    /// `inheritable` (`bInheritHandle`).
+    pub fn open_with(pid: u32, access: u32, inheritable: bool) -> Result<Process> {
         let request = Request::OpenProcess {
             pid,
             access,
-            inherit: false,
+            inherit: inheritable,
         };
         SyncObject::from_reply(call(&request, None), ObjectType::Process, || {
             format!("opening process {pid}")

@@ -157,10 +157,12 @@ where
     // object (and slot) outlives it whatever happens to the returned one.
     let own = crate::handle::duplicate_handle(None, object.handle.0, None, None, false, false)?;
     let own = Thread::from_handle(own)?;
-    set_handle_information(own.handle_value(), PROTECT, PROTECT)?;
     let thread = Thread { object };
     std::thread::Builder::new()
         .spawn(move || {
+            // Protected by the thread itself: if it cannot start, the handle
+            // closes with the closure.
+            let _ = set_handle_information(own.handle_value(), PROTECT, PROTECT);
             OBJMGR_THREAD.with(|t| t.set(true));
             OWN.set(Some((own.object.generation, own.handle_value())));
             // Registered first, so destroyed last: the thread's object is

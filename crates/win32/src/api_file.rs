@@ -316,6 +316,11 @@ fn temp_file_name(path: &str, prefix: &str, unique: u32) -> Result<(String, u32)
     } else {
         format!("{path}/")
     };
+    // Checked before anything is created: "PPPXXXX.tmp" and the NUL must
+    // fit in MAX_PATH.
+    if dir.len() + prefix.len() + 4 + ".tmp".len() + 1 > 260 {
+        return Err(ERROR_BUFFER_OVERFLOW);
+    }
     if unique != 0 {
         return Ok((
             format!("{dir}{prefix}{:X}.tmp", unique & 0xFFFF),

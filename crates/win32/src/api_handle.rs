@@ -15,10 +15,6 @@ use crate::last_error::{fail, guard, or_fail};
 use crate::table::{self, Entry};
 use crate::types::*;
 
-/// `GetCurrentProcess()`.
-const CURRENT_PROCESS: HANDLE = -1isize as HANDLE;
-const CURRENT_THREAD: HANDLE = -2isize as HANDLE;
-
 fn close(h: HANDLE) -> BOOL {
     if h == CURRENT_PROCESS || h == CURRENT_THREAD {
         return TRUE; // Closing a pseudo-handle does nothing.

@@ -7,8 +7,12 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 
 use objmgr_proto::error::*;
-use objmgr_proto::section::ALLOCATION_GRANULARITY;
+use objmgr_proto::section::{
+    ALLOCATION_GRANULARITY, PAGE_EXECUTE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE,
+    PAGE_EXECUTE_WRITECOPY, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
+};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+use rustix::param::page_size;
 
 use crate::api_section::view_containing;
 use crate::api_sync::exports;
@@ -24,7 +28,6 @@ const MEM_FREE: DWORD = 0x10000;
 const MEM_PRIVATE: DWORD = 0x20000;
 const MEM_MAPPED: DWORD = 0x40000;
 const MEM_IMAGE: DWORD = 0x100_0000;
-const PAGE: usize = 4096;
 
 /// `VirtualAlloc` allocations: base -> (size, protection asked for).
 static ALLOCATIONS: Mutex<BTreeMap<usize, (usize, DWORD)>> = Mutex::new(BTreeMap::new());
@@ -41,23 +44,25 @@ pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
 
 fn prot_flags(protect: DWORD) -> Option<ProtFlags> {
     Some(match protect & 0xFF {
-        0x01 => ProtFlags::empty(),
-        0x02 => ProtFlags::READ,
-        0x04 | 0x08 => ProtFlags::READ | ProtFlags::WRITE,
-        0x10 => ProtFlags::EXEC,
-        0x20 => ProtFlags::READ | ProtFlags::EXEC,
-        0x40 | 0x80 => ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
+        PAGE_NOACCESS => ProtFlags::empty(),
+        PAGE_READONLY => ProtFlags::READ,
+        PAGE_READWRITE | PAGE_WRITECOPY => ProtFlags::READ | ProtFlags::WRITE,
+        PAGE_EXECUTE => ProtFlags::EXEC,
+        PAGE_EXECUTE_READ => ProtFlags::READ | ProtFlags::EXEC,
+        PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY => {
+            ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC
+        }
         _ => return None,
     })
 }
 
 fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
     match (r, w, x) {
-        (_, true, true) => 0x40,
-        (true, false, true) | (false, false, true) => 0x20,
-        (_, true, false) => 0x04,
-        (true, false, false) => 0x02,
-        (false, false, false) => 0x01,
+        (_, true, true) => PAGE_EXECUTE_READWRITE,
+        (true, false, true) | (false, false, true) => PAGE_EXECUTE_READ,
+        (_, true, false) => PAGE_READWRITE,
+        (true, false, false) => PAGE_READONLY,
+        (false, false, false) => PAGE_NOACCESS,
     }
 }
 
@@ -76,17 +81,17 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
         return fail(ERROR_INVALID_PARAMETER, null);
     }
     let Some(len) = size
-        .checked_next_multiple_of(PAGE)
+        .checked_next_multiple_of(page_size())
         .filter(|&l| l <= isize::MAX as usize / 2)
     else {
         return fail(ERROR_NOT_ENOUGH_MEMORY, null);
     };
     // Committing inside an existing reservation: just grant the access.
     if !addr.is_null() && kind & MEM_RESERVE == 0 {
-        let start = (addr as usize) & !(PAGE - 1);
+        let start = (addr as usize) & !(page_size() - 1);
         let Some(len) = (addr as usize)
             .checked_add(size)
-            .and_then(|end| end.checked_next_multiple_of(PAGE))
+            .and_then(|end| end.checked_next_multiple_of(page_size()))
             .map(|end| end - start)
         else {
             return fail(ERROR_INVALID_ADDRESS, null);
@@ -115,7 +120,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
         ProtFlags::empty()
     };
     let granule = ALLOCATION_GRANULARITY as usize;
-    let mapped = if addr.is_null() {
+    let (mapped, len) = if addr.is_null() {
         // Reserve extra, then trim to a 64 KiB boundary, as Windows aligns.
         let total = len + granule;
         // SAFETY: a fresh private mapping at a kernel-chosen address.
@@ -123,7 +128,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 total,
-                ProtFlags::empty(),
+                prot,
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
         } {
@@ -140,15 +145,18 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             if raw + total > end {
                 let _ = rustix::mm::munmap(end as *mut c_void, raw + total - end);
             }
-            let _ = rustix::mm::mprotect(
-                start as *mut c_void,
-                len,
-                MprotectFlags::from_bits_retain(prot.bits()),
-            );
         }
-        start
+        (start, len)
     } else {
+        // From the granule below `addr` to the page that holds its last byte.
         let start = (addr as usize) & !(granule - 1);
+        let Some(len) = (addr as usize)
+            .checked_add(size)
+            .and_then(|end| end.checked_next_multiple_of(page_size()))
+            .map(|end| end - start)
+        else {
+            return fail(ERROR_INVALID_ADDRESS, null);
+        };
         // SAFETY: FIXED_NOREPLACE never replaces an existing mapping.
         match unsafe {
             rustix::mm::mmap_anonymous(
@@ -158,7 +166,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
                 MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
             )
         } {
-            Ok(p) if p as usize == start => start,
+            Ok(p) if p as usize == start => (start, len),
             Ok(p) => {
                 // SAFETY: a mapping just made elsewhere: undo it.
                 let _ = unsafe { rustix::mm::munmap(p, len) };
@@ -186,14 +194,14 @@ unsafe fn virtual_free(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL {
             TRUE
         }
         MEM_DECOMMIT => {
-            let page_start = start & !(PAGE - 1);
+            let page_start = start & !(page_size() - 1);
             let Some((base, total, _)) = containing_allocation(page_start) else {
                 return fail(ERROR_INVALID_ADDRESS, FALSE);
             };
             let len = if size == 0 {
                 base + total - page_start
             } else {
-                (start + size).next_multiple_of(PAGE) - page_start
+                (start + size).next_multiple_of(page_size()) - page_start
             };
             if page_start + len > base + total {
                 return fail(ERROR_INVALID_PARAMETER, FALSE);
@@ -253,7 +261,7 @@ unsafe fn virtual_query(
     if info.is_null() || len < std::mem::size_of::<MEMORY_BASIC_INFORMATION>() {
         return fail(ERROR_INSUFFICIENT_BUFFER, 0);
     }
-    let page = (addr as usize) & !(PAGE - 1);
+    let page = (addr as usize) & !(page_size() - 1);
     let regions = regions();
     let value = match regions.iter().find(|r| r.start <= page && page < r.end) {
         Some(r) => {
@@ -290,7 +298,7 @@ unsafe fn virtual_query(
                 .map(|r| r.start)
                 .filter(|&s| s > page)
                 .min()
-                .unwrap_or(page + PAGE);
+                .unwrap_or(page + page_size());
             MEMORY_BASIC_INFORMATION {
                 BaseAddress: page as LPVOID,
                 AllocationBase: std::ptr::null_mut(),
@@ -315,10 +323,10 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
     let Some(prot) = prot_flags(protect) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    let start = (addr as usize) & !(PAGE - 1);
+    let start = (addr as usize) & !(page_size() - 1);
     let Some(len) = (addr as usize)
         .checked_add(size.max(1))
-        .and_then(|end| end.checked_next_multiple_of(PAGE))
+        .and_then(|end| end.checked_next_multiple_of(page_size()))
         .map(|end| end - start)
     else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);

@@ -20,7 +20,6 @@ use crate::types::*;
 const STARTF_USESTDHANDLES: DWORD = 0x100;
 const CREATE_SUSPENDED: DWORD = 0x4;
 const CREATE_UNICODE_ENVIRONMENT: DWORD = 0x400;
-const CURRENT_PROCESS: HANDLE = INVALID_HANDLE_VALUE;
 
 /// Splits a command line as `CommandLineToArgvW` does: whitespace separates,
 /// double quotes group, `2n` backslashes before a quote are `n` and the quote
@@ -194,8 +193,8 @@ unsafe fn create_process(
     }
 }
 
-fn open_process(access: DWORD, pid: DWORD) -> HANDLE {
-    match Process::open(pid, access) {
+fn open_process(access: DWORD, inherit: BOOL, pid: DWORD) -> HANDLE {
+    match Process::open_with(pid, access, inherit != 0) {
         Ok(p) => table::insert_object(Object::Process(p)),
         Err(e) => fail(e.code(), std::ptr::null_mut()),
     }
@@ -205,7 +204,11 @@ unsafe fn exit_code(h: HANDLE, code: *mut DWORD, thread: bool) -> BOOL {
     if code.is_null() {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
-    if h == CURRENT_PROCESS || h == -2isize as HANDLE {
+    if h == if thread {
+        CURRENT_THREAD
+    } else {
+        CURRENT_PROCESS
+    } {
         // SAFETY: checked non-NULL.
         unsafe { ffi::put(code, STILL_ACTIVE) };
         return TRUE; // the caller is running
@@ -225,7 +228,9 @@ unsafe fn exit_code(h: HANDLE, code: *mut DWORD, thread: bool) -> BOOL {
 
 fn terminate(h: HANDLE, code: u32) -> BOOL {
     if h == CURRENT_PROCESS {
-        std::process::exit(code as i32);
+        // Ends at once: no atexit handlers, no stdio flush (ExitProcess does those).
+        // SAFETY: `_exit` ends the process; nothing runs after it.
+        unsafe { _exit(code as std::ffi::c_int) }
     }
     let entry = match table::object(h) {
         Ok(entry) => entry,
@@ -285,7 +290,7 @@ exports! {
     fn CreateProcessW(app: *const WCHAR, cmd: *mut WCHAR, pa: *const SECURITY_ATTRIBUTES, ta: *const SECURITY_ATTRIBUTES, inherit: BOOL, flags: DWORD, env: *const c_void, dir: *const WCHAR, startup: *const STARTUPINFO, info: *mut PROCESS_INFORMATION) -> BOOL = FALSE
         => { let _ = (pa, ta); create_process(wide(app), wide(cmd), inherit, flags, env, wide(dir), startup, info) };
     fn OpenProcess(access: DWORD, inherit: BOOL, pid: DWORD) -> HANDLE = std::ptr::null_mut()
-        => { let _ = inherit; open_process(access, pid) };
+        => open_process(access, inherit, pid);
     fn GetExitCodeProcess(h: HANDLE, code: *mut DWORD) -> BOOL = FALSE => exit_code(h, code, false);
     fn GetExitCodeThread(h: HANDLE, code: *mut DWORD) -> BOOL = FALSE => exit_code(h, code, true);
     fn TerminateProcess(h: HANDLE, code: u32) -> BOOL = FALSE => terminate(h, code);
@@ -296,6 +301,8 @@ exports! {
 unsafe extern "C-unwind" {
     /// POSIX; in the C library every program links.
     fn pthread_exit(value: *mut c_void) -> !;
+    /// POSIX: ends the process without running exit handlers.
+    fn _exit(status: std::ffi::c_int) -> !;
 }
 
 /// `ExitThread`: ends the calling thread with `code`. A thread started with

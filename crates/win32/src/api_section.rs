@@ -12,8 +12,8 @@ use objmgr::{MapAccess, MapOptions, Section, View};
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
 
-use crate::api_sync::{Name, exports, inheritable};
-use crate::last_error::{SetLastError, fail, guard};
+use crate::api_sync::{Name, created, exports, inheritable, open_named};
+use crate::last_error::{fail, guard};
 use crate::table::{self, Entry};
 use crate::types::*;
 
@@ -74,27 +74,19 @@ unsafe fn create_mapping(
         builder.create_from_file(f)
     };
     match section {
-        Ok(section) => {
-            SetLastError(if section.existed() {
-                ERROR_ALREADY_EXISTS.code()
-            } else {
-                0
-            });
-            table::insert_object(Object::Section(section))
-        }
+        Ok(section) => created(section.existed(), Object::Section(section)),
         Err(e) => fail(e.code(), null),
     }
 }
 
 unsafe fn open_mapping(access: DWORD, inherit: BOOL, name: Name) -> HANDLE {
-    let null = std::ptr::null_mut();
     // SAFETY: the Win32 name, passed through.
-    let Some(name) = (unsafe { name.read() }) else {
-        return fail(ERROR_INVALID_PARAMETER, null);
-    };
-    match Section::open_with(&name, MapAccess(access), inherit != 0) {
-        Ok(section) => table::insert_object(Object::Section(section)),
-        Err(e) => fail(e.code(), null),
+    unsafe {
+        open_named(
+            name,
+            |n| Section::open_with(n, MapAccess(access), inherit != 0),
+            Object::Section,
+        )
     }
 }
 

@@ -71,16 +71,20 @@ unsafe fn create<T>(
         access: Some(access),
     };
     match make(name.as_deref(), &options) {
-        Ok(object) => {
-            SetLastError(if existed(&object) {
-                ERROR_ALREADY_EXISTS.code()
-            } else {
-                0
-            });
-            table::insert_object(wrap(object))
-        }
+        Ok(object) => created(existed(&object), wrap(object)),
         Err(e) => fail(e.code(), std::ptr::null_mut()),
     }
+}
+
+/// The end of every successful `Create*`: `GetLastError` says whether the
+/// name existed (`ERROR_ALREADY_EXISTS`) or not (0), and the handle.
+pub(crate) fn created(existed: bool, object: Object) -> HANDLE {
+    SetLastError(if existed {
+        ERROR_ALREADY_EXISTS.code()
+    } else {
+        0
+    });
+    table::insert_object(object)
 }
 
 fn reset(manual: bool) -> Reset {
@@ -166,7 +170,7 @@ unsafe fn create_timer(
 }
 
 /// `Open*`: a NULL name is `ERROR_INVALID_PARAMETER`, as on Windows.
-unsafe fn open_named<T>(
+pub(crate) unsafe fn open_named<T>(
     name: Name,
     open: impl FnOnce(&str) -> Result<T, Error>,
     wrap: impl FnOnce(T) -> Object,
@@ -385,10 +389,9 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
             Entry::File(_) => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
         }
     }
-    let result = if all && waitables.len() > 1 {
+    // Two or more objects here (one took the path above).
+    let result = if all {
         objmgr::wait_all(&waitables, timeout(ms))
-    } else if waitables.len() == 1 {
-        objmgr::wait_for(waitables[0], timeout(ms))
     } else {
         objmgr::wait_any(&waitables, timeout(ms))
     };

@@ -26,7 +26,7 @@ unsafe fn system_info(info: *mut SYSTEM_INFO) {
     let value = SYSTEM_INFO {
         wProcessorArchitecture: if cfg!(target_arch = "aarch64") { 12 } else { 9 },
         wReserved: 0,
-        dwPageSize: 4096,
+        dwPageSize: rustix::param::page_size() as DWORD,
         lpMinimumApplicationAddress: 0x10000 as LPVOID,
         lpMaximumApplicationAddress: 0x7FFF_FFFE_FFFF_usize as LPVOID,
         dwActiveProcessorMask: if cpus >= 64 {
@@ -101,10 +101,15 @@ exports! {
         if ms == objmgr_proto::sync::INFINITE {
             loop { std::thread::park(); }
         }
+        if ms == 0 {
+            // Gives up the rest of the time slice, as on Windows.
+            std::thread::yield_now();
+            return;
+        }
         std::thread::sleep(Duration::from_millis(u64::from(ms)))
     };
-    fn GetCurrentProcess() -> HANDLE = INVALID_HANDLE_VALUE => INVALID_HANDLE_VALUE;
-    fn GetCurrentThread() -> HANDLE = -2isize as HANDLE => -2isize as HANDLE;
+    fn GetCurrentProcess() -> HANDLE = CURRENT_PROCESS => CURRENT_PROCESS;
+    fn GetCurrentThread() -> HANDLE = CURRENT_THREAD => CURRENT_THREAD;
     fn GetCurrentProcessId() -> DWORD = 0 => std::process::id();
     fn GetCurrentThreadId() -> DWORD = 0 => rustix::thread::gettid().as_raw_nonzero().get() as DWORD;
     fn GetModuleFileNameA(module: LPVOID, buf: *mut c_char, size: DWORD) -> DWORD = 0

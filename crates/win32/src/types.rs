@@ -17,6 +17,10 @@ pub const FALSE: BOOL = 0;
 
 /// `INVALID_HANDLE_VALUE`, also `GetCurrentProcess()`.
 pub const INVALID_HANDLE_VALUE: HANDLE = usize::MAX as HANDLE;
+/// What `GetCurrentProcess()` returns.
+pub const CURRENT_PROCESS: HANDLE = INVALID_HANDLE_VALUE;
+/// What `GetCurrentThread()` returns.
+pub const CURRENT_THREAD: HANDLE = -2isize as HANDLE;
 
 #[repr(C)]
 pub struct SECURITY_ATTRIBUTES {

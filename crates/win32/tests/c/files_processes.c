@@ -101,6 +101,20 @@ static void memory(void) {
     r[4096] = 7;
     CHECK(VirtualFree(r + 4096, 4096, MEM_DECOMMIT));
     CHECK(VirtualFree(r, 0, MEM_RELEASE));
+
+    /* At a chosen address inside a granule: the allocation starts at the
+       granule and reaches the page that holds the last byte asked for. */
+    char *where = VirtualAlloc(NULL, 65536, MEM_RESERVE, PAGE_NOACCESS);
+    CHECK(where != NULL && VirtualFree(where, 0, MEM_RELEASE));
+    char *got = VirtualAlloc(where + 8192, 4096, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    CHECK(got == where);
+    if (got) {
+        where[8192] = 1;
+        where[8192 + 4095] = 2;
+        CHECK(VirtualQuery(where + 8192, &mbi, sizeof mbi) && mbi.AllocationBase == where &&
+              mbi.State == MEM_COMMIT);
+        CHECK(VirtualFree(got, 0, MEM_RELEASE));
+    }
 }
 
 static DWORD WINAPI returns_seven(LPVOID arg) {
@@ -170,6 +184,12 @@ static void processes(void) {
     CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == STILL_ACTIVE);
     HANDLE opened = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pi.dwProcessId);
     CHECK(opened != NULL);
+    DWORD handle_flags = 9;
+    CHECK(GetHandleInformation(opened, &handle_flags) && handle_flags == 0);
+    HANDLE inheritable = OpenProcess(SYNCHRONIZE, TRUE, pi.dwProcessId);
+    CHECK(inheritable != NULL && GetHandleInformation(inheritable, &handle_flags) &&
+          handle_flags == HANDLE_FLAG_INHERIT);
+    CloseHandle(inheritable);
     CHECK(TerminateProcess(pi.hProcess, 5));
     CHECK(WaitForSingleObject(opened, 20000) == WAIT_OBJECT_0);
     CHECK(GetExitCodeProcess(opened, &code) && code == 5);
