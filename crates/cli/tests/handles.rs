@@ -341,7 +341,11 @@ fn a_threads_mutexes_are_abandoned_before_its_object_is_signaled() {
     assert_eq!(lines[3], "wait abandoned 0", "{lines:?}");
     // A thread's own thread-local destructors run before its object is
     // signaled (one releases the mutex here, so it is free, not abandoned).
-    let lines = broker.run(&["thread_exit_order 20"]);
+    let lines = broker.run(&["thread_exit_order 20 release"]);
+    assert_eq!(lines, ["thread_exit_order wrong=0"]);
+    // And with nobody releasing it, it is abandoned before the object is
+    // signaled, while someone waits on the thread as it ends.
+    let lines = broker.run(&["thread_exit_order 20 keep"]);
     assert_eq!(lines, ["thread_exit_order wrong=0"]);
 }
 

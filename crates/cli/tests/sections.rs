@@ -230,11 +230,14 @@ fn a_close_is_in_effect_for_everyone_once_it_returns() {
     const ROUNDS: usize = 300;
     let broker = TestBroker::new();
     let events = ["event Local\\ping auto 0", "event Local\\pong auto 0"];
+    // A last round without the close: the opener must then find the name,
+    // so that all those "not found" above mean something.
     let closer_script: Vec<&str> = events
         .into_iter()
         .chain(
             (0..ROUNDS).flat_map(|_| ["create Local\\order 4096", "close", "set 0", "wait 1 inf"]),
         )
+        .chain(["create Local\\order 4096", "set 0", "wait 1 inf"])
         .collect();
     // The opener closes something of its own just before it waits, so that
     // its connection is often ready (with that close) when the closer's close
@@ -250,13 +253,14 @@ fn a_close_is_in_effect_for_everyone_once_it_returns() {
                 "set 1",
             ]
         }))
+        .chain(["wait 0 inf", "open Local\\order read", "set 1"])
         .collect();
     let closer = broker.spawn(&closer_script);
     let opener = broker.spawn(&opener_script);
     let created = closer.finish();
     let opened = opener.finish();
     let creations = created.iter().filter(|l| l.starts_with("create")).count();
-    assert_eq!(creations, ROUNDS);
+    assert_eq!(creations, ROUNDS + 1);
     assert!(
         created
             .iter()
@@ -264,11 +268,12 @@ fn a_close_is_in_effect_for_everyone_once_it_returns() {
             .all(|l| l == "create existed=0"),
         "{created:?}"
     );
-    let opens: Vec<&String> = opened
+    let mut opens: Vec<&String> = opened
         .iter()
         .filter(|l| l.starts_with("err") || l.starts_with("open"))
         .collect();
-    assert_eq!(opens.len(), ROUNDS, "{opened:?}");
+    assert_eq!(opens.len(), ROUNDS + 1, "{opened:?}");
+    assert_eq!(opens.pop().unwrap(), "open", "the name not closed is found");
     for (round, line) in opens.iter().enumerate() {
         assert!(
             line.starts_with("err 2 "),

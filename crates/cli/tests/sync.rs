@@ -72,6 +72,7 @@ fn mutex_is_recursive_and_owned_by_a_thread() {
         "release 0",
         "release 0",
         "mutex m 1",
+        "release 1",
     ]);
     assert_eq!(lines[1], "wait object 0");
     assert_eq!(lines[2], "wait object 0");
@@ -81,6 +82,7 @@ fn mutex_is_recursive_and_owned_by_a_thread() {
     assert!(lines[5].starts_with("err 288 "), "{lines:?}");
     // Creating an existing mutex with initial ownership does not acquire it.
     assert_eq!(lines[6], "mutex existed=1");
+    assert!(lines[7].starts_with("err 288 "), "{lines:?}");
 }
 
 #[test]
@@ -359,7 +361,7 @@ fn wait_all_takes_all_or_nothing() {
 
 #[test]
 fn wait_all_is_atomic_under_contention() {
-    wait_all_under_contention(TestBroker::new());
+    wait_all_under_contention(TestBroker::new(), false);
 }
 
 /// Linux before 5.16 has no `futex_waitv`: multi-object waits then sleep on
@@ -371,7 +373,7 @@ fn without_futex_waitv() -> TestBroker {
 
 #[test]
 fn wait_all_is_atomic_under_contention_without_futex_waitv() {
-    wait_all_under_contention(without_futex_waitv());
+    wait_all_under_contention(without_futex_waitv(), true);
 }
 
 #[test]
@@ -386,6 +388,7 @@ fn multi_object_waits_wake_across_processes_without_futex_waitv() {
         "hold",
         "twait_any 0,1 30000",
         "twait_any 0,1 30000",
+        "hold",
     ]);
     assert_eq!(
         any.wait_for("waitv"),
@@ -397,6 +400,7 @@ fn multi_object_waits_wake_across_processes_without_futex_waitv() {
         "mutex m 0",
         "hold",
         "twait_all 0,1 30000",
+        "hold",
     ]);
     any.wait_for("holding");
     all.wait_for("holding");
@@ -425,11 +429,16 @@ fn multi_object_waits_wake_across_processes_without_futex_waitv() {
     broker.run(&["event e0 auto 0", "set 0"]);
     woken(any.wait_for("wait"), "wait object 0");
     woken(all.wait_for("wait"), "wait object 0");
+    // Each set was taken once: nothing is left signaled.
+    assert_eq!(property(&broker, "e0", "signaled").as_deref(), Some("no"));
+    any.release();
+    all.release();
     any.finish();
     all.finish();
 }
 
-fn wait_all_under_contention(broker: TestBroker) {
+/// `doorbell`: the workers must be using the doorbell (no `futex_waitv`).
+fn wait_all_under_contention(broker: TestBroker, doorbell: bool) {
     let mut holder = broker.spawn(&[
         "mutex m0 0",
         "mutex m1 0",
@@ -439,6 +448,7 @@ fn wait_all_under_contention(broker: TestBroker) {
     ]);
     holder.wait_for("holding");
     let open = [
+        "waitv",
         "open_mutex m0",
         "open_mutex m1",
         "open_semaphore s2",
@@ -456,10 +466,11 @@ fn wait_all_under_contention(broker: TestBroker) {
         })
         .collect();
     for w in workers {
-        assert_eq!(
-            w.finish().last().unwrap(),
-            "exclusive violations=0 abandoned=0"
-        );
+        let lines = w.finish();
+        if doorbell {
+            assert_eq!(lines[0], "waitv false", "the doorbell is in use");
+        }
+        assert_eq!(lines.last().unwrap(), "exclusive violations=0 abandoned=0");
     }
     assert_eq!(property(&broker, "s2", "count").as_deref(), Some("1"));
     assert_eq!(property(&broker, "m0", "signaled").as_deref(), Some("yes"));
@@ -469,12 +480,12 @@ fn wait_all_under_contention(broker: TestBroker) {
 
 #[test]
 fn a_process_killed_inside_wait_all_leaves_nothing_stuck() {
-    killed_inside_wait_all(TestBroker::new());
+    killed_inside_wait_all(TestBroker::new(), false);
 }
 
 #[test]
 fn a_process_killed_inside_wait_all_leaves_nothing_stuck_without_futex_waitv() {
-    killed_inside_wait_all(without_futex_waitv());
+    killed_inside_wait_all(without_futex_waitv(), true);
 }
 
 #[test]
@@ -495,7 +506,8 @@ fn the_brokers_clean_up_rings_the_doorbell() {
     waiter.finish();
 }
 
-fn killed_inside_wait_all(broker: TestBroker) {
+/// `doorbell`: the survivors must be using the doorbell (no `futex_waitv`).
+fn killed_inside_wait_all(broker: TestBroker, doorbell: bool) {
     let open = [
         "mutex m0 0",
         "mutex m1 0",
@@ -503,6 +515,10 @@ fn killed_inside_wait_all(broker: TestBroker) {
         "create counters 4096",
         "map all",
     ];
+    // Keeps the objects alive across the kills, so that the survivors below
+    // use the very slots the victims died in (not fresh ones).
+    let mut keeper = broker.spawn(&[&open[..], &["hold"]].concat());
+    keeper.wait_for("holding");
     let mut victims: Vec<_> = (0..2)
         .map(|i| {
             let mut script = open.to_vec();
@@ -523,20 +539,38 @@ fn killed_inside_wait_all(broker: TestBroker) {
         std::thread::sleep(Duration::from_millis(30));
         v.kill9();
     }
+    // A victim killed inside its critical section leaves the counters at
+    // offset 0 raised: the survivors count at offset 64.
     let survivors: Vec<_> = ["0,1", "1,2", "0,2"]
         .iter()
         .map(|set| {
-            let mut script = open.to_vec();
-            let run = format!("exclusive {set} 0 200 1");
-            script.push(&run);
-            broker.spawn(&script)
+            let run = format!("exclusive {set} 64 200 1");
+            broker.spawn(&[&open[..], &["waitv", &run]].concat())
         })
         .collect();
     for s in survivors {
         let lines = s.finish();
+        assert_eq!(
+            &lines[..3],
+            ["mutex existed=1", "mutex existed=1", "mutex existed=1"],
+            "the victims' objects"
+        );
+        if doorbell {
+            assert_eq!(lines[5], "waitv false", "the doorbell is in use");
+        }
         let last = lines.last().unwrap();
         assert!(last.starts_with("exclusive violations=0 "), "{lines:?}");
     }
+    // Nothing stays locked or owned.
+    for m in ["m0", "m1", "m2"] {
+        assert_eq!(
+            property(&broker, m, "signaled").as_deref(),
+            Some("yes"),
+            "{m}"
+        );
+    }
+    keeper.release();
+    keeper.finish();
 }
 
 #[test]
@@ -646,16 +680,21 @@ fn sync_objects_share_the_namespace_with_sections() {
 #[test]
 fn sync_objects_die_with_their_last_handle() {
     let broker = TestBroker::new();
-    broker.run(&["event e auto 0", "mutex m 1", "closeobj 0"]);
-    assert!(!broker.objmgr(&["stat", "e"]).status.success());
-    assert!(!broker.objmgr(&["stat", "m"]).status.success());
-    let mut holder = broker.spawn(&["semaphore s 0 5", "hold"]);
+    let gone = |name: &str| {
+        let out = broker.objmgr(&["stat", name]);
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("ERROR_FILE_NOT_FOUND")
+    };
+    // Closing the last handle destroys the object while its process lives on.
+    let mut holder = broker.spawn(&["event e auto 0", "mutex m 1", "closeobj 0", "hold"]);
     holder.wait_for("holding");
-    assert_eq!(property(&broker, "s", "maximum").as_deref(), Some("5"));
+    let brokers = broker.broker_pids();
+    assert!(gone("e"), "the closed event is gone");
+    assert!(!gone("m"), "the open mutex stays");
+    // So does the death of the last holder.
     holder.kill9();
-    TestBroker::eventually("the name is free", || {
-        !broker.objmgr(&["stat", "s"]).status.success()
-    });
+    assert!(gone("m"), "the mutex died with its holder");
+    assert_eq!(broker.broker_pids(), brokers, "the same broker");
 }
 
 #[test]
@@ -726,6 +765,12 @@ fn waits_and_signals_never_ask_the_broker() {
             .unwrap()
     };
     assert_eq!(lines[5], "churned");
+    // Every operation did its work (none failed before reaching the arena).
+    assert_eq!(
+        &lines[6..10],
+        ["settimer", "wait object 0", "wait timeout", "pulse"],
+        "{lines:?}"
+    );
     assert_eq!(count(&lines[4]), count(&lines[10]), "{lines:?}");
 }
 

@@ -905,7 +905,15 @@ pub fn run_script(script: &str) {
                         static AT_EXIT: std::cell::RefCell<ReleaseAtExit> =
                             const { std::cell::RefCell::new(ReleaseAtExit(None)) };
                     }
+                    // `keep`: no destructor releases it, so it must be
+                    // abandoned by the time the thread's object is signaled.
                     let rounds: usize = words[1].parse().unwrap();
+                    let release_at_exit = words[2] == "release";
+                    let expected = if release_at_exit {
+                        WaitOutcome::Object(0)
+                    } else {
+                        WaitOutcome::Abandoned(0)
+                    };
                     let mut wrong = 0;
                     for round in 0..rounds {
                         let name = format!("Local\\exit-order-{round}");
@@ -918,7 +926,9 @@ pub fn run_script(script: &str) {
                             AT_EXIT.with(|_| ());
                             let mine = Mutex::open(&name).unwrap();
                             std::mem::forget(mine.lock().unwrap());
-                            AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some(mine));
+                            if release_at_exit {
+                                AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some(mine));
+                            }
                             ready_tx.send(()).unwrap();
                             go_rx.recv().unwrap();
                             0
@@ -926,7 +936,7 @@ pub fn run_script(script: &str) {
                         ready.recv().unwrap();
                         go.send(()).unwrap();
                         thread.wait(Some(Duration::from_secs(10)))?;
-                        if mutex.wait(Some(Duration::ZERO))? != WaitOutcome::Object(0) {
+                        if mutex.wait(Some(Duration::ZERO))? != expected {
                             wrong += 1;
                         } else {
                             mutex.release()?;

@@ -149,6 +149,7 @@ static void events_and_semaphores(void) {
     CloseHandle(section);
 
     /* SignalObjectAndWait: release one, wait on the other. */
+    CHECK(ResetEvent(manual)); /* so that only the signal can set it */
     CHECK(SignalObjectAndWait(manual, autoev, 0, FALSE) == WAIT_TIMEOUT);
     CHECK(WaitForSingleObject(manual, 0) == WAIT_OBJECT_0);
 
