@@ -91,11 +91,24 @@ impl TestBroker {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
+        // Read on a thread, so that waiting for a line can time out: a
+        // child stuck in a wait fails its test instead of hanging the run.
         let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, results) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if let Some(result) = line.trim_end().strip_prefix("@@")
+                    && sender.send(result.to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
         ScriptChild {
             child,
             stdin,
-            stdout,
+            results,
             lines: Vec::new(),
         }
     }
@@ -163,6 +176,12 @@ impl Drop for TestBroker {
             while self.broker_pids().iter().any(|p| pids.contains(p)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // One that would not stop (a failed test may leave it stuck).
+            for pid in self.broker_pids().into_iter().filter(|p| pids.contains(p)) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -180,26 +199,44 @@ pub fn result_lines(out: &Output) -> Vec<String> {
 pub struct ScriptChild {
     pub child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<std::process::ChildStdout>,
+    /// The child's result lines, as they come.
+    results: std::sync::mpsc::Receiver<String>,
     pub lines: Vec<String>,
 }
+
+/// How long a child may stay silent before its test fails.
+pub const SILENCE: Duration = Duration::from_secs(120);
 
 impl ScriptChild {
     /// Reads result lines until one starts with `prefix`; returns it.
     pub fn wait_for(&mut self, prefix: &str) -> String {
         loop {
-            let mut line = String::new();
-            let n = self.stdout.read_line(&mut line).unwrap();
-            assert!(
-                n > 0,
-                "child exited before printing {prefix:?}; saw {:?}",
-                self.lines
-            );
-            if let Some(result) = line.trim_end().strip_prefix("@@") {
-                self.lines.push(result.to_owned());
-                if result.starts_with(prefix) {
-                    return result.to_owned();
-                }
+            let result = self.next_result(prefix);
+            let Some(result) = result else {
+                panic!(
+                    "child exited before printing {prefix:?}; saw {:?}",
+                    self.lines
+                );
+            };
+            self.lines.push(result.clone());
+            if result.starts_with(prefix) {
+                return result;
+            }
+        }
+    }
+
+    /// The next result line (`None` once the child has closed its output);
+    /// kills the child and fails the test after [`SILENCE`].
+    fn next_result(&mut self, waiting_for: &str) -> Option<String> {
+        match self.results.recv_timeout(SILENCE) {
+            Ok(result) => Some(result),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.kill9();
+                panic!(
+                    "child silent for {SILENCE:?} while waiting for {waiting_for:?}; saw {:?}",
+                    self.lines
+                );
             }
         }
     }
@@ -219,15 +256,11 @@ impl ScriptChild {
     /// Waits for exit and returns the remaining result lines.
     pub fn finish(mut self) -> Vec<String> {
         drop(self.stdin.take());
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        while let Some(result) = self.next_result("its end") {
+            self.lines.push(result);
+        }
         let status = self.child.wait().unwrap();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.extend(
-            rest.lines()
-                .filter_map(|l| l.strip_prefix("@@"))
-                .map(str::to_owned),
-        );
+        let lines = std::mem::take(&mut self.lines);
         assert!(status.success(), "child failed: {lines:?}");
         lines
     }

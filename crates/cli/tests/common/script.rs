@@ -756,7 +756,11 @@ pub fn run_script(script: &str) {
                 }
                 "child_finish" => {
                     let child = children.pop().unwrap();
-                    child.process.wait(None)?;
+                    // Bounded, so that a child that never ends fails the test.
+                    if child.process.wait(Some(Duration::from_secs(120)))? == WaitOutcome::Timeout {
+                        child.process.terminate(1)?;
+                        panic!("a spawned child did not end within 120 s");
+                    }
                     let mut text = String::new();
                     std::io::Read::read_to_string(
                         &mut std::fs::File::from(child.output),
