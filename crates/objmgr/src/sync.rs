@@ -725,7 +725,11 @@ impl WaitableTimer {
     /// Arms the timer to fire after `delay`, then every `period` if given.
     pub fn set_after(&self, delay: Duration, period: Option<Duration>) -> Result<()> {
         let due = -i64::try_from(delay.as_nanos() / 100).unwrap_or(i64::MAX);
-        let period_ms = period.map_or(0, |p| u32::try_from(p.as_millis()).unwrap_or(u32::MAX));
+        // Whole milliseconds, as Windows takes them; a shorter period is 1 ms
+        // (not 0, which would make the timer one-shot).
+        let period_ms = period.map_or(0, |p| {
+            u32::try_from(p.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
+        });
         // A zero relative due time means "now", which -0 cannot express.
         self.set(due.min(-1), period_ms)
     }

@@ -86,19 +86,6 @@ pub const fn creator_access(object_type: ObjectType) -> u32 {
     }
 }
 
-/// Whether objects of this type can be waited on.
-pub const fn is_waitable(object_type: ObjectType) -> bool {
-    matches!(
-        object_type,
-        ObjectType::Event
-            | ObjectType::Mutex
-            | ObjectType::Semaphore
-            | ObjectType::WaitableTimer
-            | ObjectType::Process
-            | ObjectType::Thread
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,8 +78,6 @@ impl Encoder {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self
     }
-    /// A string: `u16` byte length, then UTF-8 bytes (cut at `MAX_STRING_LEN`
-    /// on a character boundary, so a sender never builds an undecodable message).
     /// A `u16` count, then that many strings.
     pub fn strs(&mut self, v: &[String]) -> &mut Self {
         self.u16(v.len().min(u16::MAX as usize) as u16);
@@ -89,6 +87,8 @@ impl Encoder {
         self
     }
 
+    /// A string: `u16` byte length, then UTF-8 bytes (cut at `MAX_STRING_LEN`
+    /// on a character boundary, so a sender never builds an undecodable message).
     pub fn str(&mut self, v: &str) -> &mut Self {
         let mut end = v.len().min(MAX_STRING_LEN);
         while !v.is_char_boundary(end) {

@@ -710,17 +710,9 @@ impl Broker {
             ));
         };
         let path = parsed.path(SESSION);
-        let oid = *self
-            .names
-            .get(&path)
+        let oid = self
+            .existing(Some(&path), object_type)?
             .ok_or_else(|| Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}")))?;
-        let found = self.objects[&oid].object_type;
-        if found != object_type {
-            return Err(Failure::new(
-                ERROR_INVALID_HANDLE,
-                format!("{path} is a {found}, not a {object_type}"),
-            ));
-        }
         // A per-user broker serves one uid, the owner of every object, whom the
         // default security descriptor grants everything: any requested right is granted.
         let access = object_type.map_generic(access);

@@ -14,6 +14,11 @@ pub mod section;
 pub mod server;
 pub mod sync;
 
+/// The Win32 error for a failed system call.
+pub(crate) fn errno(e: rustix::io::Errno) -> objmgr_proto::Win32Error {
+    objmgr_proto::Win32Error::from_errno(e.raw_os_error())
+}
+
 use objmgr_proto::Win32Error;
 use objmgr_proto::error::ERROR_INVALID_DATA;
 use objmgr_proto::rendezvous::{self, SocketLocation};

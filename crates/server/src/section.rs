@@ -8,6 +8,7 @@
 //! handle without write access a read-only fd, opened afresh through
 //! `/proc/self/fd`, so that the kernel refuses writable views too.
 
+use crate::errno;
 use objmgr_proto::error::*;
 use objmgr_proto::section::{PageProtection, SectionAttributes};
 use objmgr_proto::wire::SectionInfo;
@@ -31,10 +32,6 @@ pub struct Section {
     base_writable: bool,
     /// A read-only reopening of `base`, made on first need.
     read_only: OnceCell<Rc<OwnedFd>>,
-}
-
-fn errno(e: rustix::io::Errno) -> Win32Error {
-    Win32Error::from_errno(e.raw_os_error())
 }
 
 /// The huge page size the kernel uses for `MFD_HUGETLB`, if it has huge pages.

@@ -6,6 +6,7 @@
 //! [`SyncArena::reap`] abandons the mutexes its threads owned and releases
 //! slot locks it held, so no object is left stuck.
 
+use crate::errno;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
@@ -31,10 +32,6 @@ pub struct SyncArena {
     free: Vec<u32>,
     next: u32,
     live: BTreeSet<u32>,
-}
-
-fn errno(e: rustix::io::Errno) -> Win32Error {
-    Win32Error::from_errno(e.raw_os_error())
 }
 
 impl SyncArena {
@@ -99,11 +96,6 @@ impl SyncArena {
         if let Some(slot) = self.arena.slot(index) {
             ops::mark_exited(slot, exit_code);
         }
-    }
-
-    /// A process or thread object's exit code, `None` while it runs.
-    pub fn exit_code(&self, index: u32) -> Option<u32> {
-        self.arena.slot(index).and_then(ops::exit_code)
     }
 
     fn take_slot(&mut self) -> Result<u32, Failure> {

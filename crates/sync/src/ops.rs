@@ -493,7 +493,7 @@ pub(crate) fn try_take_observing(
             continue;
         }
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, held != 0, patience);
+            let _ = fire_due_timer(slot, me, held != 0, patience);
             continue;
         }
         let Some(step) = evaluate(kind, lo(s), pulse_gen, me.token) else {
@@ -558,9 +558,11 @@ fn update_locked(slot: &Slot, f: impl Fn(u32) -> u32) {
 /// now; missed periods are not queued, as on Windows. `locked`: the caller
 /// holds the slot lock already; else it is taken, within `patience` (or the
 /// timer is left alone for now).
-pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Patience) {
+///
+/// `false`: another thread held the lock past `patience`.
+pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Patience) -> bool {
     if !locked && !lock_within(slot, me, patience) {
-        return;
+        return false;
     }
     let mut fired = false;
     if timer_due(slot) {
@@ -582,6 +584,7 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Pa
     if fired {
         wake_all(slot);
     }
+    true
 }
 
 /// `SetEvent`. A manual-reset event's generation moves too, so that threads

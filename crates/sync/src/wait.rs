@@ -209,12 +209,6 @@ enum Attempt {
     Busy,
 }
 
-/// Whether another thread holds `slot`'s lock.
-fn locked_by_other(slot: &Slot, me: &Actor) -> bool {
-    let held = holder(slot.state.load(SeqCst));
-    held != 0 && held != me.token.raw()
-}
-
 fn timed_out() -> Waited {
     Waited {
         outcome: WaitOutcome::Timeout,
@@ -291,8 +285,7 @@ fn attempt_all(
     let mut busy = false;
     for &(slot, kind) in objects {
         if matches!(kind, Kind::Timer { .. }) && timer_due(slot) {
-            fire_due_timer(slot, me, false, patience);
-            busy |= locked_by_other(slot, me);
+            busy |= !fire_due_timer(slot, me, false, patience);
         }
     }
     // Cheap check without locks first: most failed attempts end here.
@@ -337,7 +330,7 @@ fn take_all_locked(
     let mut missing = false;
     for (i, &(slot, kind)) in objects.iter().enumerate() {
         if matches!(kind, Kind::Timer { .. }) {
-            fire_due_timer(slot, me, true, Patience::Forever); // locked already
+            let _ = fire_due_timer(slot, me, true, Patience::Forever); // locked already
         }
         let s = slot.state.load(SeqCst);
         observed[i] = lo(s);

@@ -10,6 +10,7 @@
 //! A spawned child finds the handles it inherited in a *pending* table that
 //! it claims when it connects (by pid): the values are the parent's.
 
+use crate::errno;
 use std::os::fd::AsFd;
 
 use objmgr_proto::access::{
@@ -64,10 +65,6 @@ impl ProcessRecord {
 enum Holder {
     Client(ClientId),
     Pending(u32),
-}
-
-fn errno(e: rustix::io::Errno) -> Win32Error {
-    Win32Error::from_errno(e.raw_os_error())
 }
 
 /// The exit status of a process that is a zombie (exited, not yet reaped by
