@@ -378,3 +378,37 @@ fn an_inherited_protected_handle_cannot_be_closed() {
         "closed at last: {lines:?}"
     );
 }
+
+#[test]
+fn spawned_children_start_with_the_usual_fd_limit() {
+    // The broker raises its own fd limit to hold many sections; a child it
+    // starts must get the limit the broker was given, not the raised one.
+    use std::os::unix::process::CommandExt;
+    let broker = TestBroker::new();
+    let mut starter = broker.script(&["spawn inherit nofile", "child_finish"]);
+    // SAFETY: between fork and exec, one async-signal-safe system call.
+    unsafe {
+        starter.pre_exec(|| {
+            let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+            let limit = rustix::process::Rlimit {
+                current: Some(512),
+                maximum: hard,
+            };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+    // The starter starts the broker, which inherits its limit of 512.
+    let out = starter.output().unwrap();
+    let lines = common::result_lines(&out);
+    assert!(out.status.success(), "{lines:?}");
+    assert!(lines.contains(&"child nofile 512".to_owned()), "{lines:?}");
+    let broker_limit =
+        std::fs::read_to_string(format!("/proc/{}/limits", broker.broker_pids()[0])).unwrap();
+    assert!(
+        !broker_limit
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("512")),
+        "the broker raised its own limit: {broker_limit}"
+    );
+}

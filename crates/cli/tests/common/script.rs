@@ -666,6 +666,12 @@ pub fn run_script(script: &str) {
                     format!("forked {pid}")
                 }
                 "waitv" => format!("waitv {}", objmgr_sync::wait::has_waitv()),
+                "nofile" => format!(
+                    "nofile {}",
+                    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                        .current
+                        .map_or("unlimited".to_owned(), |n| n.to_string())
+                ),
                 "fork_busy" => {
                     // Forks while another thread keeps talking to the broker;
                     // each child must be able to talk to it too.

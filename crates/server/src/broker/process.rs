@@ -103,28 +103,6 @@ fn process_uid(pid: u32) -> Option<u32> {
 /// walk every possible descriptor).
 pub static ORIGINAL_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-/// Runs `f` with the broker's soft fd limit lowered to the original one, so
-/// that a child spawned in `f` inherits that.
-fn with_original_fd_limit<T>(f: impl FnOnce() -> T) -> T {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let raised = getrlimit(Resource::Nofile);
-    let lowered = ORIGINAL_NOFILE.get().is_some_and(|&original| {
-        setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(original),
-                maximum: raised.maximum,
-            },
-        )
-        .is_ok()
-    });
-    let result = f();
-    if lowered {
-        let _ = setrlimit(Resource::Nofile, raised);
-    }
-    result
-}
-
 impl Broker {
     /// Pidfds to register with the event loop (taken once).
     pub fn take_watches(&mut self) -> Vec<PidWatch> {
@@ -507,7 +485,10 @@ impl Broker {
                 return Err(failure);
             }
         };
-        let spawned = with_original_fd_limit(|| command.spawn());
+        if let Some(&original) = ORIGINAL_NOFILE.get() {
+            crate::child_limits::start_with_fd_limit(&mut command, original);
+        }
+        let spawned = command.spawn();
         let record = spawned
             .map_err(|e| {
                 let code = match e.kind() {
