@@ -63,17 +63,23 @@ fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
     let found = CACHE.try_with(|cache| {
         // A nested lookup (inside another's `f`) may find the cache borrowed
         // for update: then it simply misses.
-        if cache.try_borrow().ok()?.epoch != EPOCH.load(Ordering::Acquire) {
-            // Stale: let go of the entries now, so that a closed file or
-            // section does not stay open in this thread's cache.
-            if let Ok(mut stale) = cache.try_borrow_mut() {
-                stale.entries = [const { None }; CACHED];
+        {
+            let current = cache.try_borrow().ok()?;
+            if current.epoch == EPOCH.load(Ordering::Acquire) {
+                let (_, entry) = current
+                    .entries
+                    .iter()
+                    .flatten()
+                    .find(|(v, _)| *v == value)?;
+                return Some(f.take().expect("not used yet")(entry));
             }
-            return None;
         }
-        let cache = cache.try_borrow().ok()?;
-        let (_, entry) = cache.entries.iter().flatten().find(|(v, _)| *v == value)?;
-        Some(f.take().expect("not used yet")(entry))
+        // Stale: let go of the entries now, so that a closed file or section
+        // does not stay open in this thread's cache.
+        if let Ok(mut stale) = cache.try_borrow_mut() {
+            stale.entries = [const { None }; CACHED];
+        }
+        None
     });
     match found {
         Ok(Some(result)) => Ok(result),
