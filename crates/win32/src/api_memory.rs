@@ -66,6 +66,16 @@ fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
     }
 }
 
+/// The range from `addr` rounded down to `align` (a power of two) to the
+/// end of the page that holds byte `addr + size - 1`: start and length.
+fn pages(addr: usize, size: usize, align: usize) -> Option<(usize, usize)> {
+    let start = addr & !(align - 1);
+    let end = addr
+        .checked_add(size)?
+        .checked_next_multiple_of(page_size())?;
+    Some((start, end - start))
+}
+
 fn containing_allocation(addr: usize) -> Option<(usize, usize, DWORD)> {
     let allocations = allocations();
     let (&base, &(size, protect)) = allocations.range(..=addr).next_back()?;
@@ -88,12 +98,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
     };
     // Committing inside an existing reservation: just grant the access.
     if !addr.is_null() && kind & MEM_RESERVE == 0 {
-        let start = (addr as usize) & !(page_size() - 1);
-        let Some(len) = (addr as usize)
-            .checked_add(size)
-            .and_then(|end| end.checked_next_multiple_of(page_size()))
-            .map(|end| end - start)
-        else {
+        let Some((start, len)) = pages(addr as usize, size, page_size()) else {
             return fail(ERROR_INVALID_ADDRESS, null);
         };
         let Some((base, total, _)) = containing_allocation(start) else {
@@ -149,12 +154,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
         (start, len)
     } else {
         // From the granule below `addr` to the page that holds its last byte.
-        let start = (addr as usize) & !(granule - 1);
-        let Some(len) = (addr as usize)
-            .checked_add(size)
-            .and_then(|end| end.checked_next_multiple_of(page_size()))
-            .map(|end| end - start)
-        else {
+        let Some((start, len)) = pages(addr as usize, size, granule) else {
             return fail(ERROR_INVALID_ADDRESS, null);
         };
         // SAFETY: FIXED_NOREPLACE never replaces an existing mapping.
@@ -323,12 +323,7 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
     let Some(prot) = prot_flags(protect) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    let start = (addr as usize) & !(page_size() - 1);
-    let Some(len) = (addr as usize)
-        .checked_add(size.max(1))
-        .and_then(|end| end.checked_next_multiple_of(page_size()))
-        .map(|end| end - start)
-    else {
+    let Some((start, len)) = pages(addr as usize, size.max(1), page_size()) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
     let mut before = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::uninit();
