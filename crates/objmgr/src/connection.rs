@@ -13,7 +13,7 @@ use objmgr_proto::rendezvous::{self, SocketLocation};
 use objmgr_proto::wire::{
     self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
 };
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{
     self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -156,15 +156,30 @@ impl Connection {
     }
 }
 
-fn connect_socket(path: &Path) -> std::io::Result<OwnedFd> {
+/// Connects to the socket at `location` and checks, before a byte is sent,
+/// that a broker this user may trust is listening there.
+fn connect_socket(location: &SocketLocation) -> std::result::Result<OwnedFd, Unreachable> {
+    let path = &location.socket;
     let fd = net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
-    )?;
-    net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+    )
+    .map_err(|e| Unreachable::NoBroker(e.into()))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| Unreachable::NoBroker(e.into()))?;
+    net::connect(&fd, &addr).map_err(|e| Unreachable::NoBroker(e.into()))?;
+    rendezvous::check_broker(fd.as_fd(), path).map_err(Unreachable::Untrusted)?;
     Ok(fd)
+}
+
+/// Why no connection was made.
+enum Unreachable {
+    /// Nobody listens there (or the socket cannot be made): a broker may be
+    /// started.
+    NoBroker(std::io::Error),
+    /// Something there is not to be trusted: give up, say nothing to it.
+    Untrusted(std::io::Error),
 }
 
 fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
@@ -189,30 +204,33 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
     }
 }
 
-/// Where to find `objmgrd`: `$OBJMGR_BROKER`, else beside the running
-/// executable or one directory up (cargo's `target/*/deps` and `examples`),
-/// else `$PATH`.
-fn broker_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("OBJMGR_BROKER").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let mut dir = exe.parent();
-        for _ in 0..2 {
-            let Some(d) = dir else { break };
-            let candidate = d.join("objmgrd");
-            if candidate.is_file() {
-                return candidate;
-            }
-            dir = d.parent();
-        }
-    }
-    PathBuf::from("objmgrd")
-}
+/// The environment variable that, when set (to anything but `0`), makes a
+/// failed broker start print its reason on stderr, besides returning it.
+pub const DEBUG_START_ENV: &str = "OBJMGR_DEBUG_START";
 
 /// Starts a broker for `location` and returns once it accepts connections.
 fn start_broker(location: &SocketLocation) -> Result<()> {
-    let program = broker_program();
+    let result = start_broker_inner(location);
+    if let Err(e) = &result
+        && std::env::var_os(DEBUG_START_ENV).is_some_and(|v| v != "0")
+    {
+        eprintln!("objmgr: {e}");
+    }
+    result
+}
+
+fn start_broker_inner(location: &SocketLocation) -> Result<()> {
+    let program = rendezvous::find_broker_program(
+        std::env::var_os(rendezvous::BROKER_ENV),
+        rendezvous::built_in_path().map(Path::new),
+        std::env::var_os("PATH"),
+    )
+    .map_err(|e| {
+        Error::new(
+            io_code(&e, ERROR_SERVICE_NOT_ACTIVE),
+            format!("cannot start the objmgr broker: {e}"),
+        )
+    })?;
     let mut cmd = Command::new(&program);
     cmd.arg("--daemon");
     if !location.is_default {
@@ -237,6 +255,16 @@ fn start_broker(location: &SocketLocation) -> Result<()> {
     Ok(())
 }
 
+/// The Win32 code for a rendezvous failure: a refusal to trust something is
+/// `ERROR_ACCESS_DENIED`; anything else is `otherwise`.
+fn io_code(e: &std::io::Error, otherwise: Win32Error) -> Win32Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        crate::error::ERROR_ACCESS_DENIED
+    } else {
+        otherwise
+    }
+}
+
 static AUTOSTART: AtomicBool = AtomicBool::new(true);
 
 /// Whether this process starts a broker when none answers (default: yes).
@@ -247,26 +275,31 @@ pub fn set_autostart(enabled: bool) {
 
 /// Connects to the broker, starting one if none answers.
 fn establish() -> Result<Connection> {
-    let location = rendezvous::socket_location(
-        std::env::var_os(rendezvous::SOCKET_ENV),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-        rustix::process::getuid().as_raw(),
-    );
+    let location = rendezvous::location_from_env();
+    let autostart = AUTOSTART.load(Ordering::Relaxed);
+    let socket_path = location.socket.display().to_string();
     let refused = |e: Error| {
         Error::new(
             e.code(),
             format!(
-                "the objmgr broker at {} refused this process: {}",
-                location.socket.display(),
+                "the objmgr broker at {socket_path} refused this process: {}",
                 e.context()
             ),
         )
     };
-    match connect_socket(&location.socket) {
+    let unsafe_place = |e: std::io::Error| {
+        Error::new(
+            io_code(&e, ERROR_SERVICE_NOT_ACTIVE),
+            format!("objmgr broker at {socket_path}: {e}"),
+        )
+    };
+    // Nothing is sent anywhere before the directory is known to be private.
+    rendezvous::prepare_dir(&location, autostart).map_err(unsafe_place)?;
+    match connect_socket(&location) {
         Ok(socket) => match greet(socket) {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
-            Err(Broken::Connection(why)) if !AUTOSTART.load(Ordering::Relaxed) => {
+            Err(Broken::Connection(why)) if !autostart => {
                 return Err(Error::new(
                     ERROR_SERVICE_NOT_ACTIVE,
                     format!("the objmgr broker did not answer: {why}"),
@@ -274,51 +307,38 @@ fn establish() -> Result<Connection> {
             }
             Err(_) => {}
         },
-        Err(e) if !AUTOSTART.load(Ordering::Relaxed) => {
+        Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
+        Err(Unreachable::NoBroker(e)) if !autostart => {
             return Err(Error::new(
                 ERROR_SERVICE_NOT_ACTIVE,
-                format!(
-                    "no objmgr broker is running at {}: {e}",
-                    location.socket.display()
-                ),
+                format!("no objmgr broker is running at {socket_path}: {e}"),
             ));
         }
-        Err(_) => {}
+        Err(Unreachable::NoBroker(_)) => {}
     }
-    let dir = location
-        .socket
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let unreachable = |e: std::io::Error| {
-        Error::new(
-            ERROR_SERVICE_NOT_ACTIVE,
-            format!("objmgr broker directory {}: {e}", dir.display()),
-        )
-    };
     let mut last = String::from("no attempt made");
     for _ in 0..8 {
-        if location.is_default {
-            rendezvous::prepare_default_dir(&dir).map_err(unreachable)?;
-        }
-        // Under the rendezvous lock, at most one process starts a broker, and
+        rendezvous::prepare_dir(&location, true).map_err(unsafe_place)?;
+        // Under the start-up lock, at most one process starts a broker, and
         // a broker cannot finish exiting while we connect.
-        let Some(lock) = rendezvous::lock_dir(&dir).map_err(unreachable)? else {
+        let Some(lock) = rendezvous::StartLock::acquire(&location).map_err(unsafe_place)? else {
             continue;
         };
-        let socket = match connect_socket(&location.socket) {
+        let socket = match connect_socket(&location) {
             Ok(socket) => socket,
-            Err(_) => {
+            Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
+            Err(Unreachable::NoBroker(_)) => {
                 start_broker(&location)?;
-                connect_socket(&location.socket).map_err(|e| {
-                    Error::new(
-                        ERROR_SERVICE_NOT_ACTIVE,
-                        format!(
-                            "connecting to the objmgr broker at {}: {e}",
-                            location.socket.display()
-                        ),
-                    )
-                })?
+                match connect_socket(&location) {
+                    Ok(socket) => socket,
+                    Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
+                    Err(Unreachable::NoBroker(e)) => {
+                        return Err(Error::new(
+                            ERROR_SERVICE_NOT_ACTIVE,
+                            format!("connecting to the objmgr broker at {socket_path}: {e}"),
+                        ));
+                    }
+                }
             }
         };
         drop(lock);
@@ -331,10 +351,7 @@ fn establish() -> Result<Connection> {
     }
     Err(Error::new(
         ERROR_SERVICE_NOT_ACTIVE,
-        format!(
-            "cannot reach the objmgr broker at {}: {last}",
-            location.socket.display()
-        ),
+        format!("cannot reach the objmgr broker at {socket_path}: {last}"),
     ))
 }
 

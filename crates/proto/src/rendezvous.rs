@@ -1,28 +1,73 @@
-//! Where the broker's socket lives: the one rule both sides apply.
+//! Where the broker and its clients meet, and what each side checks before
+//! trusting the other: the one set of rules both apply.
 //!
-//! In order: `$OBJMGR_SOCKET` if set; else `$XDG_RUNTIME_DIR/objmgr/broker.sock`;
-//! else `/tmp/objmgr-$UID/broker.sock`. The directory of the default paths is
-//! private (0700) and its owner is checked before use.
+//! The socket lives, in order, at `$OBJMGR_SOCKET` if set; else
+//! `$XDG_RUNTIME_DIR/objmgr/broker.sock`; else `/tmp/objmgr-$UID/broker.sock`.
+//!
+//! Nothing here trusts a path: a client talks only to a broker it verified.
+//! - The socket's directory is checked *before* connecting ([`prepare_dir`]):
+//!   a default directory must be a real directory (not a symlink) owned by
+//!   the user with mode 0700; an explicit `OBJMGR_SOCKET`'s directory must be
+//!   owned by the user or root and writable by nobody else. These are the
+//!   checks `tmux` and `ssh-agent` make: nobody else can plant a socket there.
+//! - After connecting, the peer's credentials (`SO_PEERCRED`, recorded by the
+//!   kernel when the broker listened) must be the user's own or root's
+//!   ([`check_broker`]), so a socket swapped in after the check is refused too.
+//! - The broker program is started only from places the user controls
+//!   ([`find_broker_program`]): the program and its directory must not be
+//!   writable by any other user.
+//! - Starting a broker and a broker's exit are serialized by a lock file
+//!   inside that verified directory ([`StartLock`]), never by a lock on a
+//!   shared directory another user could hold.
 
-use rustix::fs::{self, FlockOperation, Mode, OFlags};
+pub mod peer;
+
+use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+pub use peer::{Peer, peer_of};
 
 /// The environment variable that points a process at a specific broker.
 pub const SOCKET_ENV: &str = "OBJMGR_SOCKET";
+/// The environment variable that names the broker program to start.
+pub const BROKER_ENV: &str = "OBJMGR_BROKER";
 /// The socket's file name inside the rendezvous directory.
 pub const SOCKET_FILE: &str = "broker.sock";
+/// The broker program's file name, looked for on `PATH`.
+pub const BROKER_PROGRAM: &str = "objmgrd";
 
 /// A resolved socket location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketLocation {
     pub socket: PathBuf,
-    /// Whether this is the per-user default (a private directory objmgr owns
-    /// and removes when the broker exits), rather than an explicit path.
+    /// Whether this is the per-user default (a private directory objmgr
+    /// creates and keeps), rather than an explicit path.
     pub is_default: bool,
+}
+
+impl SocketLocation {
+    /// The directory that holds the socket (and the start-up lock).
+    pub fn dir(&self) -> &Path {
+        match self.socket.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    /// The lock file that serializes starting a broker and a broker's exit.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .socket
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_else(|| SOCKET_FILE.into());
+        name.push(".lock");
+        self.dir().join(name)
+    }
 }
 
 /// Resolves the socket path from the values of `OBJMGR_SOCKET`,
@@ -48,48 +93,262 @@ pub fn socket_location(
     }
 }
 
-/// Makes sure the default rendezvous directory exists, is ours and is private.
-/// Refuses a directory another user owns or others can enter: someone could
-/// otherwise plant a fake broker socket there.
-pub fn prepare_default_dir(dir: &Path) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+/// The location this process uses: from its environment and real uid.
+pub fn location_from_env() -> SocketLocation {
+    socket_location(
+        std::env::var_os(SOCKET_ENV),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        current_uid(),
+    )
+}
+
+/// The real uid of this process: the user whose broker it uses.
+pub fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+fn untrusted(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
+}
+
+/// What a file's type is, in words, for an error message.
+fn describe_type(meta: &std::fs::Metadata) -> &'static str {
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
+/// Whether a file or directory owned and moded as `meta` can be changed
+/// only by `uid` (or root, who can change anything anyway).
+fn writable_by_others(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Some(format!("it belongs to uid {}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "its mode {:04o} lets other users write to it",
+            meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// Makes sure the socket's directory is one only this user controls, before
+/// anything is sent there. A default directory is created (0700) if
+/// `create` and it is missing; an explicit one must exist.
+///
+/// Every refusal is a `PermissionDenied` error naming the path, what is
+/// wrong with it, and what to do instead.
+pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
+    let dir = location.dir();
+    let uid = current_uid();
+    if !location.is_default {
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the directory of OBJMGR_SOCKET, {}: {e}", dir.display()),
+            )
+        })?;
+        let problem = if !meta.is_dir() {
+            Some(format!("it is {}", describe_type(&meta)))
+        } else {
+            writable_by_others(&meta, uid)
+        };
+        return match problem {
+            None => Ok(()),
+            Some(why) => Err(untrusted(format!(
+                "the directory of OBJMGR_SOCKET, {}, is not safe: {why}; another user could \
+                 put a fake broker there. Choose a socket path in a directory that only you \
+                 (or root) can write",
+                dir.display()
+            ))),
+        };
+    }
+    if create {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("creating objmgr's directory {}: {e}", dir.display()),
+                ));
+            }
+        }
     }
     let meta = std::fs::symlink_metadata(dir)?;
-    let uid = rustix::process::getuid().as_raw();
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+    let problem = if !meta.is_dir() {
+        Some(format!("it is {}", describe_type(&meta)))
+    } else if meta.uid() != uid {
+        Some(format!("it belongs to uid {}", meta.uid()))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!(
+            "its mode is {:04o}, not 0700",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(untrusted(format!(
+            "{} is not objmgr's private directory for uid {uid}: {why}. Another user may have \
+             made it to intercept this user's objmgr traffic. Remove it, or set XDG_RUNTIME_DIR \
+             to a private runtime directory, or OBJMGR_SOCKET to a socket path in a directory \
+             only you can write",
+            dir.display()
+        ))),
+    }
+}
+
+/// Checks that the process at the other end of `socket` is a broker this
+/// user may trust: one running as this user, or as root.
+pub fn check_broker(socket: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let peer = peer_of(socket)?;
+    let uid = current_uid();
+    if peer.uid == uid || peer.uid == 0 {
+        return Ok(());
+    }
+    Err(untrusted(format!(
+        "the process listening on {} runs as uid {}, not as uid {uid} or root: it is not \
+         this user's broker, and nothing was sent to it",
+        path.display(),
+        peer.uid
+    )))
+}
+
+/// The start-up lock: an exclusive `flock` on a lock file inside the
+/// verified socket directory. Clients hold it while they start a broker,
+/// and a broker holds it while it removes its socket on exit, so that at
+/// most one broker is ever started and none is lost to a race.
+#[derive(Debug)]
+pub struct StartLock {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl StartLock {
+    /// Takes the lock (waiting for it). Returns `Ok(None)` if a broker
+    /// removed the lock file between opening and locking; the caller retries.
+    pub fn acquire(location: &SocketLocation) -> io::Result<Option<StartLock>> {
+        let path = location.lock_path();
+        let fd = fs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let locked = fs::fstat(&fd)?;
+        if FileType::from_raw_mode(locked.st_mode) != FileType::RegularFile {
+            return Err(untrusted(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        fs::flock(&fd, FlockOperation::LockExclusive)?;
+        match fs::lstat(&path) {
+            Ok(now) if now.st_ino == locked.st_ino && now.st_dev == locked.st_dev => {
+                Ok(Some(StartLock { fd, path }))
+            }
+            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the lock file (a broker leaving), then lets go of the lock.
+    /// Whoever waits for it finds the file gone and starts over.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.fd);
+    }
+}
+
+/// Checks that `path` names a program that only this user (or root) can
+/// change: the file and the directory it is in (after symbolic links are
+/// resolved) must not be writable by anyone else. Returns the resolved path,
+/// which is what must be run.
+pub fn trusted_program(path: &Path) -> io::Result<PathBuf> {
+    let resolved = std::fs::canonicalize(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let uid = current_uid();
+    let meta = std::fs::metadata(&resolved)?;
+    let problem = if !meta.is_file() {
+        Some(format!("it is {}", describe_type(&meta)))
+    } else if meta.permissions().mode() & 0o111 == 0 {
+        Some("it is not executable".to_owned())
+    } else {
+        writable_by_others(&meta, uid)
+    };
+    if let Some(why) = problem {
+        return Err(untrusted(format!(
+            "will not run {} as the objmgr broker: {why}",
+            resolved.display()
+        )));
+    }
+    let dir = resolved.parent().unwrap_or(Path::new("/"));
+    if let Some(why) = writable_by_others(&std::fs::metadata(dir)?, uid) {
+        return Err(untrusted(format!(
+            "will not run {} as the objmgr broker: its directory {} is not safe: {why}",
+            resolved.display(),
+            dir.display()
+        )));
+    }
+    Ok(resolved)
+}
+
+/// Where the broker program comes from: `$OBJMGR_BROKER` if set (and it
+/// must be trusted); else `built_in`, the path fixed when this library was
+/// built, if a trusted program is there; else the first trusted `objmgrd`
+/// in an absolute directory of `$PATH`. Never the current directory nor a
+/// place relative to the running program, which anyone may have written to.
+pub fn find_broker_program(
+    from_env: Option<OsString>,
+    built_in: Option<&Path>,
+    search_path: Option<OsString>,
+) -> io::Result<PathBuf> {
+    if let Some(path) = from_env.filter(|p| !p.is_empty()) {
+        return trusted_program(Path::new(&path)).map_err(|e| {
+            io::Error::new(e.kind(), format!("{BROKER_ENV}={}: {e}", path.display()))
+        });
+    }
+    let mut refused = Vec::new();
+    let built_in = built_in.filter(|p| p.is_file()).map(Path::to_path_buf);
+    let on_path = search_path
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(BROKER_PROGRAM))
+        .filter(|p| p.is_file());
+    for candidate in built_in.into_iter().chain(on_path) {
+        match trusted_program(&candidate) {
+            Ok(program) => return Ok(program),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    if refused.is_empty() {
+        let built_in = built_in_path()
+            .map(|p| format!(" at {p} nor"))
+            .unwrap_or_default();
         return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::NotFound,
             format!(
-                "{} must be a directory owned by uid {uid} with mode 0700",
-                dir.display()
+                "no {BROKER_PROGRAM} program found{built_in} on PATH; set {BROKER_ENV} to its path"
             ),
         ));
     }
-    Ok(())
+    Err(untrusted(refused.join("; ")))
 }
 
-/// Takes the rendezvous lock: an exclusive `flock` on the socket's directory.
-/// Clients hold it while they start a broker, and a broker holds it while it
-/// removes its socket on exit, so at most one broker is ever started and none
-/// is lost to a race. Returns `Ok(None)` if the directory vanished (a broker
-/// removed it) between opening and locking; the caller retries.
-pub fn lock_dir(dir: &Path) -> io::Result<Option<OwnedFd>> {
-    let fd = fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    fs::flock(&fd, FlockOperation::LockExclusive)?;
-    let locked = fs::fstat(&fd)?;
-    match fs::stat(dir) {
-        Ok(now) if now.st_ino == locked.st_ino && now.st_dev == locked.st_dev => Ok(Some(fd)),
-        Ok(_) => Ok(None),
-        Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// The broker path fixed at build time (see this crate's `build.rs`).
+pub fn built_in_path() -> Option<&'static str> {
+    option_env!("OBJMGR_BUILT_IN_BROKER").filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -106,6 +365,7 @@ mod tests {
                 is_default: false
             }
         );
+        assert_eq!(loc.lock_path(), PathBuf::from("/x/y.sock.lock"));
     }
 
     #[test]
@@ -118,5 +378,31 @@ mod tests {
             socket_location(Some("".into()), None, 7).socket,
             PathBuf::from("/tmp/objmgr-7/broker.sock")
         );
+    }
+
+    #[test]
+    fn a_program_in_a_world_writable_directory_is_refused() {
+        let dir = std::env::temp_dir().join(format!("omrv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join(BROKER_PROGRAM);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(trusted_program(&program).is_ok());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = trusted_program(&program).unwrap_err();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o757)).unwrap();
+        let writable = trusted_program(&program).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        assert!(refused.to_string().contains("its directory"), "{refused}");
+        assert!(writable.to_string().contains("mode 0757"), "{writable}");
+    }
+
+    #[test]
+    fn path_search_skips_relative_directories() {
+        let err = find_broker_program(None, None, Some(".:bin".into())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -6,11 +6,10 @@
 //!
 //! It never touches the data plane: mapping views and (later) waiting and
 //! signalling happen in the clients without it.
-#![deny(unsafe_code)] // exceptions: `peer` (SO_PEERCRED), `child_limits` (pre_exec)
+#![deny(unsafe_code)] // exception: `child_limits` (pre_exec)
 
 pub mod broker;
 mod child_limits;
-mod peer;
 pub mod section;
 pub mod server;
 pub mod sync;
@@ -25,7 +24,7 @@ use objmgr_proto::error::ERROR_INVALID_DATA;
 use objmgr_proto::rendezvous::{self, SocketLocation};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -65,16 +64,6 @@ pub struct Config {
     pub location: SocketLocation,
     /// Exit after this long without clients; `None` = serve until told to stop.
     pub idle_timeout: Option<Duration>,
-}
-
-impl Config {
-    fn socket_dir(&self) -> PathBuf {
-        self.location
-            .socket
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    }
 }
 
 const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
@@ -167,11 +156,6 @@ fn spawn_detached(config: &Config) -> ExitCode {
         Some(t) => cmd.arg("--idle-timeout").arg(t.as_millis().to_string()),
         None => cmd.arg("--idle-timeout").arg("never"),
     };
-    if config.location.is_default {
-        // Let the child know it owns the default directory.
-        cmd.env_remove(rendezvous::SOCKET_ENV)
-            .env("OBJMGR_DEFAULT_DIR", "1");
-    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,12 +212,14 @@ fn raise_fd_limit() {
 
 /// Binds, announces readiness, and serves until shutdown or idle exit.
 pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
-    let owns_default_dir =
-        config.location.is_default || std::env::var_os("OBJMGR_DEFAULT_DIR").is_some();
-    let dir = config.socket_dir();
-    if owns_default_dir {
-        rendezvous::prepare_default_dir(&dir)?;
-    }
+    // The directory must be one only this user controls (a default one is
+    // made private here); the broker never listens where others could
+    // replace its socket.
+    rendezvous::prepare_dir(&config.location, true)?;
+    // Not dumpable: no other process of the user can ptrace the broker, read
+    // its memory or take its descriptors (`/proc/<pid>/fd`, `pidfd_getfd`),
+    // which include the writable fd of every section.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     raise_fd_limit();
     let listener = match server::bind(&config.location.socket)? {
         server::Bound::Listening(listener) => listener,
@@ -259,13 +245,19 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
             let _ = rustix::stdio::dup2_stderr(&null);
         }
     }
-    let exit_lock = || rendezvous::lock_dir(&dir).ok().flatten();
+    let exit_lock = || loop {
+        match rendezvous::StartLock::acquire(&config.location) {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) => continue,
+            Err(_) => return None,
+        }
+    };
     let held_lock = server::serve(listener, config, &exit_lock)?;
-    if owns_default_dir {
-        // Leave nothing behind: the directory goes when it is empty, while the
-        // rendezvous lock keeps clients from starting a broker in it meanwhile.
-        let _ = std::fs::remove_dir(&dir);
+    // The socket is gone; the lock file goes too, while still held, so that
+    // the directory is left as it was found. The default directory stays:
+    // removing it would let another user make it anew.
+    if let Some(lock) = held_lock {
+        lock.remove();
     }
-    drop(held_lock);
     Ok(())
 }

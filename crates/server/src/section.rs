@@ -6,7 +6,10 @@
 //! someone truncated it. A file-backed section holds the fd the creator
 //! passed. Either way the broker keeps a read-write fd to itself and gives a
 //! handle without write access a read-only fd, opened afresh through
-//! `/proc/self/fd`, so that the kernel refuses writable views too.
+//! `/proc/self/fd`, so that the kernel refuses writable views too. A memfd's
+//! mode is 0400 once made, so that a read-only fd cannot simply be opened
+//! again for writing through `/proc`, and a section whose protection allows
+//! no shared writes is sealed against writes altogether.
 
 use crate::errno;
 use objmgr_proto::error::*;
@@ -93,8 +96,21 @@ impl Section {
                 )
             })?;
         }
-        fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        // A protection that allows no shared writes (PAGE_READONLY,
+        // PAGE_WRITECOPY, ...) is sealed against writing too: nobody, the
+        // creator and root included, can change the pages by any fd.
+        let mut seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        if !protection.allows_shared_write() {
+            seals |= SealFlags::WRITE;
+        }
+        fs::fcntl_add_seals(&fd, seals)
             .map_err(|e| Failure::new(errno(e), "sealing a paging-file-backed section"))?;
+        // Read-only for everyone from now on: the broker keeps this writable
+        // fd, and a read-only fd it hands out cannot be opened again for
+        // writing through /proc/<pid>/fd by anyone but root or the owner
+        // changing the mode first (see SECURITY.md).
+        fs::fchmod(&fd, Mode::from_raw_mode(0o400))
+            .map_err(|e| Failure::new(errno(e), "making a section's memory file read-only"))?;
         Ok(Section {
             size,
             protection,

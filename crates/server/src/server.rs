@@ -19,11 +19,13 @@ use rustix::net::{
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::broker::{Broker, ClientId};
 use crate::{Config, Failure};
+use objmgr_proto::rendezvous::StartLock;
 
 const LISTENER: u64 = 0;
 /// Events taken from one `epoll_wait`.
@@ -86,7 +88,19 @@ pub fn bind(path: &Path) -> std::io::Result<Bound> {
                 if net::connect(&probe, &addr).is_ok() {
                     return Ok(Bound::AlreadyRunning);
                 }
-                // Nobody answers: a broker died without cleaning up.
+                // Nobody answers: a broker died without cleaning up. Only a
+                // socket is ever replaced; anything else there is someone's
+                // file, and an error.
+                let meta = std::fs::symlink_metadata(path)?;
+                if !meta.file_type().is_socket() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{} exists and is not a socket; the broker will not replace it",
+                            path.display()
+                        ),
+                    ));
+                }
                 let _ = std::fs::remove_file(path);
             }
             Err(e) => return Err(e.into()),
@@ -131,8 +145,8 @@ fn hang_up(
 pub fn serve(
     listener: Listener,
     config: &Config,
-    exit_lock: &dyn Fn() -> Option<OwnedFd>,
-) -> std::io::Result<Option<OwnedFd>> {
+    exit_lock: &dyn Fn() -> Option<StartLock>,
+) -> std::io::Result<Option<StartLock>> {
     let epoll_fd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     epoll::add(
         &epoll_fd,
@@ -358,7 +372,7 @@ fn accept_all(
             }
             Err(_) => return, // EAGAIN: nothing more to accept.
         };
-        let Ok(peer) = crate::peer::peer_of(fd.as_fd()) else {
+        let Ok(peer) = objmgr_proto::rendezvous::peer_of(fd.as_fd()) else {
             continue;
         };
         // The per-user broker serves its own uid only (root may always inspect).

@@ -171,7 +171,18 @@ impl Drop for TestBroker {
     fn drop(&mut self) {
         let pids = self.broker_pids();
         if !pids.is_empty() {
-            let _ = self.objmgr(&["broker", "stop"]);
+            // As the user the broker runs as: a client trusts only its own
+            // user's broker (or root's).
+            let mut stop = Command::new(env!("CARGO_BIN_EXE_objmgr"));
+            stop.args(["broker", "stop"]);
+            self.env(&mut stop);
+            if let Ok(meta) = std::fs::symlink_metadata(&self.socket) {
+                use std::os::unix::{fs::MetadataExt, process::CommandExt};
+                if rustix::process::getuid().is_root() && meta.uid() != 0 {
+                    stop.uid(meta.uid()).gid(meta.gid());
+                }
+            }
+            let _ = stop.output();
             let deadline = Instant::now() + PATIENCE;
             while self.broker_pids().iter().any(|p| pids.contains(p)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));

@@ -13,6 +13,7 @@
 //! | `add OFF` / `load OFF`                    | atomic u32 add 1 / load                      |
 //! | `flush` / `unmap` / `close`               | last view / last view / last section         |
 //! | `fdmode`                                  | access mode of the last section's fd         |
+//! | `reopen_rw`                               | reopen the last section's fd writable through `/proc/self/fd` and write a byte |
 //! | `size` / `existed`                        | facts about the last section                 |
 //! | `truncate LEN`                            | `ftruncate` the last section's fd directly   |
 //! | `hold`                                    | print `@@holding`, wait for a stdin line     |
@@ -70,7 +71,7 @@ use objmgr::{
     Semaphore, View, WaitOutcome, Waitable, WaitableTimer,
 };
 use std::io::BufRead;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -407,6 +408,25 @@ pub fn run_script(script: &str) {
                             "rw"
                         }
                     )
+                }
+                "reopen_rw" => {
+                    // The attacker's route around a read-only fd: open it
+                    // afresh, writable, through /proc, then map it shared.
+                    let fd = sections.last().unwrap().as_fd();
+                    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    match rustix::fs::open(
+                        &path,
+                        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    ) {
+                        Err(e) => format!("reopen_rw refused errno={}", e.raw_os_error()),
+                        Ok(rw) => match rustix::io::pwrite(&rw, b"X", 0) {
+                            Ok(_) => "reopen_rw wrote".into(),
+                            Err(e) => {
+                                format!("reopen_rw opened write-refused errno={}", e.raw_os_error())
+                            }
+                        },
+                    }
                 }
                 "raw_map_write" => {
                     // Straight to the kernel, past the library's access check.

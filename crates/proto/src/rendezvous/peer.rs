@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// A connected peer's process and user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
     /// `None` when the peer's process is not visible from the broker's pid
     /// namespace.

@@ -1,0 +1,483 @@
+//! Safe on a shared machine: other local users (real other uids, which the
+//! tests switch to as root) try to impersonate, plant, squat, hold locks
+//! and write through read-only handles, and get nowhere.
+//!
+//! Tests that need another uid skip (with a note) when not run as root.
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::{TestBroker, exists, result_lines};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable that makes a child play the attacker.
+const ATTACK_ENV: &str = "OBJMGR_TEST_ATTACK";
+
+/// Entry point for child processes: a script of objmgr operations, or an
+/// attacker's role.
+#[test]
+fn child_process_entry() {
+    if let Ok(role) = std::env::var(ATTACK_ENV) {
+        attack(&role);
+    } else if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+/// The attacker's roles:
+/// - `listen PATH`: make PATH's directory (mode 0777) if missing, listen on
+///   PATH as a fake broker, print `@@listening`, and after a line on stdin
+///   print `@@connections=N bytes=M`: what victims sent it.
+/// - `flock DIR`: hold an exclusive `flock` on DIR, print `@@locked`, and
+///   keep it until stdin closes.
+fn attack(role: &str) {
+    let (verb, path) = role.split_once(' ').expect("role and path");
+    let path = Path::new(path);
+    match verb {
+        "listen" => {
+            let dir = path.parent().unwrap();
+            if !dir.exists() {
+                std::fs::create_dir(dir).unwrap();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            }
+            let listener = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )
+            .unwrap();
+            rustix::net::bind(&listener, &SocketAddrUnix::new(path).unwrap()).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+            rustix::net::listen(&listener, 16).unwrap();
+            println!("@@listening");
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            let (mut connections, mut bytes) = (0, 0);
+            while let Ok(conn) =
+                rustix::net::accept_with(&listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+            {
+                connections += 1;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = rustix::io::read(&conn, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += n;
+                }
+            }
+            println!("@@connections={connections} bytes={bytes}");
+        }
+        "flock" => {
+            let dir = rustix::fs::open(
+                path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).unwrap();
+            println!("@@locked");
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+        }
+        other => panic!("unknown attack {other}"),
+    }
+}
+
+fn is_root() -> bool {
+    if rustix::process::getuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root to act as other users");
+    false
+}
+
+/// A uid (and gid of the same number) that no account uses: one per test
+/// process and `k`, so parallel runs do not meet.
+fn unused_id(k: u32) -> u32 {
+    3_000_000 + (std::process::id() % 100_000) * 16 + k
+}
+
+/// Runs `cmd` as `id` (uid and gid; no supplementary groups: std calls
+/// `setgroups(0)` when root switches uid).
+fn as_user(cmd: &mut Command, id: u32) -> &mut Command {
+    cmd.uid(id).gid(id) // std drops supplementary groups when root sets a uid
+}
+
+/// A running attacker.
+struct Attacker {
+    child: Child,
+    lines: BufReader<std::process::ChildStdout>,
+}
+
+impl Attacker {
+    fn start(id: u32, role: &str) -> Attacker {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(ATTACK_ENV, role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        let mut child = as_user(&mut cmd, id).spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        let mut attacker = Attacker { child, lines };
+        attacker.next_result();
+        attacker
+    }
+
+    /// The next `@@` line.
+    fn next_result(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.lines.read_line(&mut line).unwrap() > 0,
+                "the attacker exited"
+            );
+            if let Some(result) = line.trim_end().strip_prefix("@@") {
+                return result.to_owned();
+            }
+        }
+    }
+
+    /// Lets the attacker report, and returns its report.
+    fn report(mut self) -> String {
+        self.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+        let result = self.next_result();
+        let _ = self.child.wait();
+        result
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd`; a run that takes longer than a minute is a hang and fails the test.
+fn output_or_hang(cmd: &mut Command, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A victim's client running `script` with no `OBJMGR_SOCKET` and no
+/// `XDG_RUNTIME_DIR`: it uses `/tmp/objmgr-<uid>`.
+fn default_dir_client(broker: &TestBroker, victim: u32, script: &[&str]) -> Vec<String> {
+    let mut cmd = broker.script(script);
+    cmd.env_remove("OBJMGR_SOCKET")
+        .env_remove("XDG_RUNTIME_DIR");
+    result_lines(&output_or_hang(
+        as_user(&mut cmd, victim),
+        "the victim's client",
+    ))
+}
+
+fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path).unwrap(),
+        Ok(_) => std::fs::remove_file(path).unwrap(),
+        Err(_) => {}
+    }
+}
+
+/// Removes a path when dropped (also when the test fails).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        remove_any(&self.0);
+    }
+}
+
+#[test]
+fn a_squatted_default_directory_is_refused_and_named() {
+    if !is_root() {
+        return;
+    }
+    let broker = TestBroker::new();
+    let (victim, attacker) = (unused_id(0), unused_id(1));
+    let dir = PathBuf::from(format!("/tmp/objmgr-{victim}"));
+    let _cleanup = RemoveOnDrop(dir.clone());
+    for squat in ["open directory", "private directory", "symlink", "file"] {
+        remove_any(&dir);
+        match squat {
+            "open directory" | "private directory" => {
+                std::fs::create_dir(&dir).unwrap();
+                let mode = if squat == "open directory" {
+                    0o777
+                } else {
+                    0o700
+                };
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            "symlink" => std::os::unix::fs::symlink(&broker.dir, &dir).unwrap(),
+            _ => std::fs::write(&dir, "squatted").unwrap(),
+        }
+        std::os::unix::fs::lchown(&dir, Some(attacker), Some(attacker)).unwrap();
+        let lines = default_dir_client(&broker, victim, &["create - 4096"]);
+        let first = lines.first().map(String::as_str).unwrap_or("");
+        assert!(first.starts_with("err 5 "), "{squat}: {lines:?}");
+        assert!(
+            first.contains(&dir.display().to_string())
+                && first.contains("XDG_RUNTIME_DIR")
+                && first.contains("OBJMGR_SOCKET"),
+            "{squat}: the error names the path and the way out: {first}"
+        );
+    }
+}
+
+#[test]
+fn a_fake_broker_in_a_squatted_directory_hears_nothing() {
+    if !is_root() {
+        return;
+    }
+    let broker = TestBroker::new();
+    let (victim, attacker_id) = (unused_id(2), unused_id(3));
+    let dir = PathBuf::from(format!("/tmp/objmgr-{victim}"));
+    remove_any(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let attacker = Attacker::start(
+        attacker_id,
+        &format!("listen {}", dir.join("broker.sock").display()),
+    );
+    let lines = default_dir_client(
+        &broker,
+        victim,
+        &["create Local\\secret 4096", "map all", "write 0 secret"],
+    );
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    assert_eq!(attacker.report(), "connections=0 bytes=0");
+}
+
+#[test]
+fn a_socket_of_another_user_in_a_private_directory_is_never_greeted() {
+    if !is_root() {
+        return;
+    }
+    // The directory passes every check, but the socket in it was made by
+    // another user (before the directory was locked down): only the
+    // broker's credentials give it away.
+    let broker = TestBroker::new();
+    let (victim, attacker_id) = (unused_id(4), unused_id(5));
+    let dir = broker.dir.join("private");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.join("broker.sock");
+    let attacker = Attacker::start(attacker_id, &format!("listen {}", socket.display()));
+    std::os::unix::fs::chown(&dir, Some(victim), Some(victim)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = broker.script(&["create Local\\secret 4096"]);
+    cmd.env("OBJMGR_SOCKET", &socket);
+    let lines = result_lines(&output_or_hang(as_user(&mut cmd, victim), "the victim"));
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("runs as uid {attacker_id}")),
+        "{lines:?}"
+    );
+    // It connected (that is how it learned who listens), but said nothing.
+    assert_eq!(attacker.report(), "connections=1 bytes=0");
+}
+
+#[test]
+fn a_broker_program_planted_beside_the_program_is_never_run() {
+    let broker = TestBroker::new();
+    let bin = broker.dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let program = bin.join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &program).unwrap();
+    let marker = broker.dir.join("planted-ran");
+    let plant = format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display());
+    for place in [bin.join("objmgrd"), broker.dir.join("objmgrd")] {
+        std::fs::write(&place, &plant).unwrap();
+        std::fs::set_permissions(&place, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cmd = broker.script(&["create - 4096"]);
+    let cmd = Command::new(&program)
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("OBJMGR_BROKER")
+        .output()
+        .unwrap();
+    let lines = result_lines(&cmd);
+    assert!(!exists(&marker), "a planted broker ran");
+    // The broker built with the library started instead.
+    assert_eq!(lines, ["create existed=0"], "{lines:?}");
+}
+
+#[test]
+fn a_broker_program_others_can_write_is_refused() {
+    let broker = TestBroker::new();
+    let shared = broker.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let marker = broker.dir.join("planted-ran");
+    let planted = shared.join("objmgrd");
+    std::fs::write(
+        &planted,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = broker.script(&["create - 4096"]);
+    cmd.env("OBJMGR_BROKER", &planted);
+    let lines = result_lines(&cmd.output().unwrap());
+    assert!(!exists(&marker), "an untrusted broker ran");
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("is not safe"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_socket_in_a_shared_directory_is_refused_by_client_and_broker() {
+    let broker = TestBroker::new();
+    let shared = broker.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let socket = shared.join("broker.sock");
+    let mut cmd = broker.script(&["create - 4096"]);
+    cmd.env("OBJMGR_SOCKET", &socket);
+    let lines = result_lines(&cmd.output().unwrap());
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("OBJMGR_SOCKET"),
+        "{lines:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not safe"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!exists(&socket), "nothing was made in the shared directory");
+}
+
+#[test]
+fn another_user_holding_a_lock_on_the_directory_stalls_nobody() {
+    if !is_root() {
+        return;
+    }
+    let broker = TestBroker::new();
+    let (victim, attacker_id) = (unused_id(6), unused_id(7));
+    std::os::unix::fs::chown(&broker.dir, Some(victim), Some(victim)).unwrap();
+    let attacker = Attacker::start(attacker_id, &format!("flock {}", broker.dir.display()));
+    let mut cmd = broker.script(&["create Local\\x 4096", "existed"]);
+    let lines = result_lines(&output_or_hang(as_user(&mut cmd, victim), "the victim"));
+    assert_eq!(lines[0], "create existed=0", "{lines:?}");
+    drop(attacker);
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_never_replaced() {
+    let broker = TestBroker::new();
+    std::fs::write(&broker.socket, "precious").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .arg("--socket")
+        .arg(&broker.socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&broker.socket).unwrap(), "precious");
+}
+
+#[test]
+fn a_read_only_handle_cannot_be_reopened_for_writing() {
+    if !is_root() {
+        return;
+    }
+    // Everyone here is one ordinary user (root passes every mode check).
+    let broker = TestBroker::new();
+    let user = unused_id(8);
+    std::os::unix::fs::chown(&broker.dir, Some(user), Some(user)).unwrap();
+    let mut creator = broker.script(&[
+        "create Local\\ro-test 65536",
+        "map all",
+        "write 0 AAAA",
+        "hold",
+        "read 0 4",
+    ]);
+    as_user(&mut creator, user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut creator = creator.spawn().unwrap();
+    let mut out = BufReader::new(creator.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("@@holding") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "creator died");
+    }
+    let mut reader = broker.script(&["open Local\\ro-test read", "fdmode", "reopen_rw"]);
+    let lines = result_lines(&output_or_hang(as_user(&mut reader, user), "the reader"));
+    creator.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let _ = creator.wait();
+    assert_eq!(lines, ["open", "fdmode ro", "reopen_rw refused errno=13"]);
+    assert!(
+        rest.contains("@@read AAAA"),
+        "the creator's data is intact: {rest}"
+    );
+}
+
+#[test]
+fn a_read_only_section_cannot_be_written_even_by_root() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "create Local\\sealed 65536 ro",
+        "fdmode",
+        "reopen_rw",
+        "raw_map_write",
+    ]);
+    assert_eq!(
+        lines,
+        [
+            "create existed=0",
+            "fdmode ro",
+            // root may open it for writing, but the seal refuses the write
+            if rustix::process::getuid().is_root() {
+                "reopen_rw opened write-refused errno=1"
+            } else {
+                "reopen_rw refused errno=13"
+            },
+            "raw_map_write refused errno=13",
+        ]
+    );
+}
