@@ -481,3 +481,59 @@ fn a_read_only_section_cannot_be_written_even_by_root() {
         ]
     );
 }
+
+#[test]
+fn the_foreground_broker_logs_refusals_and_stops_cleanly_on_a_signal() {
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let broker = TestBroker::new();
+        std::fs::set_permissions(&broker.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .arg("--socket")
+            .arg(&broker.socket)
+            .args(["--idle-timeout", "never"])
+            .env("OBJMGR_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(ready.contains("objmgrd ready"), "{ready}");
+        // A request that fails, and (as root) a caller of another uid.
+        let lines = broker.run(&["open Local\\missing read"]);
+        assert!(lines[0].starts_with("err 2 "), "{lines:?}");
+        if rustix::process::getuid().is_root() {
+            std::fs::set_permissions(&broker.socket, std::fs::Permissions::from_mode(0o777))
+                .unwrap();
+            let mut other = Command::new(env!("CARGO_BIN_EXE_objmgr"));
+            other
+                .args(["broker", "status"])
+                .env("OBJMGR_SOCKET", &broker.socket);
+            let out = output_or_hang(as_user(&mut other, unused_id(9)), "the other user");
+            assert!(!out.status.success());
+        }
+        let pid = rustix::process::Pid::from_raw(daemon.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let out = daemon.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{signal:?}: {log}");
+        assert!(
+            !exists(&broker.socket),
+            "{signal:?}: the socket file is removed"
+        );
+        assert!(
+            log.contains("OpenSection refused") || log.contains("refused: no object"),
+            "{log}"
+        );
+        if rustix::process::getuid().is_root() {
+            assert!(
+                log.contains("refused a connection")
+                    && log.contains(&format!("uid {}", unused_id(9))),
+                "{log}"
+            );
+        }
+        assert!(log.contains("stopping on a signal"), "{log}");
+    }
+}

@@ -358,6 +358,14 @@ impl Broker {
         }
     }
 
+    /// Who a client is, for the log.
+    pub fn describe_client(&self, id: ClientId) -> String {
+        match self.clients.get(&id) {
+            Some(client) => format!("pid {} (uid {})", client.pid, client.uid),
+            None => format!("connection {id}"),
+        }
+    }
+
     fn client(&mut self, id: ClientId) -> &mut Client {
         self.clients
             .get_mut(&id)

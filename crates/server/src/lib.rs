@@ -10,6 +10,7 @@
 
 pub mod broker;
 mod child_limits;
+pub mod log;
 pub mod section;
 pub mod server;
 pub mod sync;
@@ -64,6 +65,8 @@ pub struct Config {
     pub location: SocketLocation,
     /// Exit after this long without clients; `None` = serve until told to stop.
     pub idle_timeout: Option<Duration>,
+    /// Where the log goes.
+    pub log: log::Sink,
 }
 
 const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
@@ -76,18 +79,46 @@ only needed for a broker that never idles out.
                         $XDG_RUNTIME_DIR/objmgr/broker.sock, else /tmp/objmgr-$UID/broker.sock)
   --idle-timeout MS     exit after MS milliseconds without clients (default 10000;
                         $OBJMGR_IDLE_TIMEOUT_MS); 'never' to serve until stopped
-  --daemon              detach, and exit 0 once the broker is ready";
+  --daemon              detach, and exit 0 once the broker is ready
+  --log stderr|syslog   where the log goes (default: stderr in the foreground,
+                        syslog once detached); the level comes from $OBJMGR_LOG
+                        (else $RUST_LOG): error, warn, info (default), debug, off
+
+SIGTERM and SIGINT stop it cleanly (the socket file is removed).";
 
 /// Entry point of the `objmgrd` binary.
 pub fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut socket: Option<PathBuf> = None;
     let mut daemon = false;
+    let mut sink = None;
     let mut idle = std::env::var("OBJMGR_IDLE_TIMEOUT_MS").ok();
     while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            let value = args.next();
+            if value.is_none() {
+                eprintln!("objmgrd: {name} needs a value\n{USAGE}");
+            }
+            value
+        };
         match arg.as_str() {
-            "--socket" => socket = args.next().map(PathBuf::from),
-            "--idle-timeout" => idle = args.next(),
+            "--socket" => match value("--socket") {
+                Some(path) => socket = Some(PathBuf::from(path)),
+                None => return ExitCode::from(2),
+            },
+            "--idle-timeout" => match value("--idle-timeout") {
+                Some(ms) => idle = Some(ms),
+                None => return ExitCode::from(2),
+            },
+            "--log" => match value("--log").as_deref() {
+                Some("stderr") => sink = Some(log::Sink::Stderr),
+                Some("syslog") => sink = Some(log::Sink::Syslog),
+                Some(other) => {
+                    eprintln!("objmgrd: --log takes stderr or syslog, not {other:?}");
+                    return ExitCode::from(2);
+                }
+                None => return ExitCode::from(2),
+            },
             "--daemon" => daemon = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -124,6 +155,11 @@ pub fn main() -> ExitCode {
     let config = Config {
         location,
         idle_timeout,
+        log: sink.unwrap_or(if daemon {
+            log::Sink::Syslog
+        } else {
+            log::Sink::Stderr
+        }),
     };
     if daemon {
         return spawn_detached(&config);
@@ -156,6 +192,10 @@ fn spawn_detached(config: &Config) -> ExitCode {
         Some(t) => cmd.arg("--idle-timeout").arg(t.as_millis().to_string()),
         None => cmd.arg("--idle-timeout").arg("never"),
     };
+    cmd.arg("--log").arg(match config.log {
+        log::Sink::Stderr => "stderr",
+        log::Sink::Syslog => "syslog",
+    });
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -212,6 +252,8 @@ fn raise_fd_limit() {
 
 /// Binds, announces readiness, and serves until shutdown or idle exit.
 pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
+    log::init(config.log);
+    log::log_panics();
     // The directory must be one only this user controls (a default one is
     // made private here); the broker never listens where others could
     // replace its socket.
@@ -235,16 +277,25 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
         let _ = writeln!(stdout, "{READY_LINE}");
         let _ = stdout.flush();
         drop(stdout);
-        // Detach from whoever waited for readiness: nothing more goes to stdout/stderr.
+        // Detach from whoever waited for readiness: nothing more goes to
+        // stdout, nor to stderr once the log goes to syslog.
         if let Ok(null) = rustix::fs::open(
             "/dev/null",
             rustix::fs::OFlags::RDWR,
             rustix::fs::Mode::empty(),
         ) {
             let _ = rustix::stdio::dup2_stdout(&null);
-            let _ = rustix::stdio::dup2_stderr(&null);
+            if config.log == log::Sink::Syslog {
+                let _ = rustix::stdio::dup2_stderr(&null);
+            }
         }
     }
+    log::info!(
+        "serving {} (pid {}, uid {})",
+        config.location.socket.display(),
+        std::process::id(),
+        rendezvous::current_uid()
+    );
     let exit_lock = || loop {
         match rendezvous::StartLock::acquire(&config.location) {
             Ok(Some(lock)) => return Some(lock),

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::broker::{Broker, ClientId};
+use crate::log::{debug, error, info, warning};
 use crate::{Config, Failure};
 use objmgr_proto::rendezvous::StartLock;
 
@@ -39,6 +40,33 @@ const MAX_CLOSES_PER_READ: usize = 1024;
 /// Event tokens with this bit are process exits: the other bits are the
 /// broker's record id of the process.
 const PID_WATCH: u64 = 1 << 63;
+/// The token of the pipe that `SIGTERM` and `SIGINT` write to.
+const SIGNALS: u64 = 1 << 62;
+
+/// Makes `SIGTERM` and `SIGINT` readable on the returned socket instead of
+/// killing the broker, so that the loop stops cleanly (the socket file
+/// removed) when it sees them.
+fn stop_signals() -> std::io::Result<std::os::unix::net::UnixStream> {
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    Ok(read)
+}
+
+/// Runs `f`, which serves one client; a panic in it is logged and becomes
+/// `None`, so that only that client is dropped and the broker serves on.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            // The hook logged the message and where it happened.
+            error!("{what} panicked; dropping that client");
+            None
+        }
+    }
+}
 
 /// A bound, listening broker socket.
 #[derive(Debug)]
@@ -136,7 +164,7 @@ fn hang_up(
     if let Some(conn) = connections.remove(&id) {
         let _ = epoll::delete(epoll_fd, &conn.fd);
     }
-    broker.remove_client(id);
+    guarded("cleaning up after a client", || broker.remove_client(id));
 }
 
 /// Runs the loop until shutdown or idle exit. On the way out it takes the
@@ -157,6 +185,13 @@ pub fn serve(
     let idle_ms = config
         .idle_timeout
         .map_or(0, |d| d.as_millis().max(1) as u64);
+    let signals = stop_signals()?;
+    epoll::add(
+        &epoll_fd,
+        &signals,
+        epoll::EventData::new_u64(SIGNALS),
+        epoll::EventFlags::IN,
+    )?;
     let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
 
@@ -210,10 +245,16 @@ pub fn serve(
         // handles closed).
         let mut waiting: Vec<ClientId> = Vec::new();
         let mut looks = 0;
+        let mut shutdown = false;
         loop {
             let mut progress = false;
             for event in events.iter() {
                 let token = event.data.u64();
+                if token == SIGNALS {
+                    info!("stopping on a signal");
+                    shutdown = true;
+                    continue;
+                }
                 if token & PID_WATCH != 0 {
                     broker.process_exited(token & !PID_WATCH);
                     progress = true;
@@ -271,7 +312,6 @@ pub fn serve(
             }
         }
         // Phase 2: answer the requests.
-        let mut shutdown = false;
         for token in waiting {
             let Some(conn) = connections.get_mut(&token) else {
                 continue;
@@ -431,6 +471,10 @@ fn accept_all(
 /// caller's first request is always `Hello`, sequence 1), so that the
 /// client can say more than "hung up"; the connection is then dropped.
 fn refuse(fd: BorrowedFd<'_>, code: Win32Error, why: &str) {
+    let peer = objmgr_proto::rendezvous::peer_of(fd)
+        .map(|p| format!("pid {:?} uid {}", p.pid, p.uid))
+        .unwrap_or_else(|_| "an unknown peer".to_owned());
+    warning!("refused a connection from {peer}: {why}");
     let reply = encode_reply(Opcode::Hello, 1, Err((code.code(), why)));
     send_reply(fd, &reply, None);
 }
@@ -501,10 +545,23 @@ fn read_connection(
             .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
             || msg.bytes > MAX_MESSAGE_SIZE
         {
-            return Read::Closed; // Oversized message or too many fds: not our protocol.
+            // Oversized message or too many fds: not our protocol.
+            warning!(
+                "{}: oversized message; dropping it",
+                broker.describe_client(id)
+            );
+            return Read::Closed;
         }
-        let Ok((seq, request)) = Request::decode(&buf[..msg.bytes]) else {
-            return Read::Closed; // Garbage: disconnect; other clients are unaffected.
+        let (seq, request) = match Request::decode(&buf[..msg.bytes]) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // Garbage: disconnect; other clients are unaffected.
+                warning!(
+                    "{}: undecodable request ({e}); dropping it",
+                    broker.describe_client(id)
+                );
+                return Read::Closed;
+            }
         };
         if request.expects_reply() {
             conn.waiting = Some(Waiting { seq, request, fds });
@@ -512,10 +569,16 @@ fn read_connection(
         }
         // Nobody waits for the outcome; a client that closes what it does
         // not hold only fails itself.
-        if let Err(failure) = broker.handle(id, request, fds)
-            && failure.disconnect
-        {
-            return Read::Closed;
+        let op = request.opcode();
+        match guarded("a request", || broker.handle(id, request, fds)) {
+            None => return Read::Closed,
+            Some(Err(failure)) => {
+                log_failure(broker, id, op, &failure);
+                if failure.disconnect {
+                    return Read::Closed;
+                }
+            }
+            Some(Ok(_)) => {}
         }
     }
     Read::Drained // more may follow; level-triggered epoll reports it again
@@ -527,7 +590,13 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
         return ConnState::Open;
     };
     let op = request.opcode();
-    let (bytes, fd_out, shutdown, disconnect) = match broker.handle(id, request, fds) {
+    let Some(result) = guarded("a request", || broker.handle(id, request, fds)) else {
+        return ConnState::Closed;
+    };
+    if let Err(failure) = &result {
+        log_failure(broker, id, op, failure);
+    }
+    let (bytes, fd_out, shutdown, disconnect) = match result {
         Ok(outcome) => (
             encode_reply(op, seq, Ok(&outcome.reply)),
             outcome.fd,
@@ -545,13 +614,34 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
             disconnect,
         ),
     };
-    if !send_reply(conn.fd.as_fd(), &bytes, fd_out.as_deref()) || disconnect {
+    if !send_reply(conn.fd.as_fd(), &bytes, fd_out.as_deref()) {
+        warning!(
+            "{}: cannot take its reply (not reading?); dropping it",
+            broker.describe_client(id)
+        );
+        return ConnState::Closed;
+    }
+    if disconnect {
         return ConnState::Closed;
     }
     if shutdown {
         return ConnState::Shutdown;
     }
     ConnState::Open
+}
+
+/// Logs a failed request: protocol violations and failed spawns as
+/// warnings, other refusals (access denied, no such name, ...) as debug.
+fn log_failure(broker: &Broker, id: ClientId, op: Opcode, failure: &Failure) {
+    let who = broker.describe_client(id);
+    let code = failure.code;
+    if failure.disconnect {
+        warning!("{who}: {op:?}: {} ({code}); dropping it", failure.context);
+    } else if op == Opcode::Spawn {
+        warning!("{who}: failed spawn: {} ({code})", failure.context);
+    } else {
+        debug!("{who}: {op:?} refused: {} ({code})", failure.context);
+    }
 }
 
 /// Sends one reply without blocking. A client whose socket buffer is full is
@@ -576,5 +666,17 @@ fn send_reply(fd: BorrowedFd<'_>, bytes: &[u8], attach: Option<&OwnedFd>) -> boo
             Err(Errno::INTR) => continue,
             Err(_) => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_serving_one_client_is_contained() {
+        assert_eq!(guarded("a request", || 7), Some(7));
+        let caught: Option<()> = guarded("a request", || panic!("bad request"));
+        assert_eq!(caught, None);
     }
 }
