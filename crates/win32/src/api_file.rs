@@ -57,8 +57,10 @@ fn io_error(e: &std::io::Error, path: Option<&str>) -> Win32Error {
 unsafe fn create_file(name: Name, access: DWORD, disposition: DWORD) -> HANDLE {
     use rustix::fs::{Mode, OFlags};
     // SAFETY: the Win32 name, passed through.
-    let Some(path) = (unsafe { name.read() }) else {
-        return fail(ERROR_PATH_NOT_FOUND, INVALID_HANDLE_VALUE);
+    let path = match unsafe { name.read() } {
+        Ok(Some(path)) => path,
+        Ok(None) => return fail(ERROR_PATH_NOT_FOUND, INVALID_HANDLE_VALUE),
+        Err(code) => return fail(code, INVALID_HANDLE_VALUE),
     };
     let read = access & (GENERIC_READ | GENERIC_ALL | FILE_READ_DATA) != 0;
     let write = access & (GENERIC_WRITE | GENERIC_ALL | FILE_WRITE_DATA | FILE_APPEND_DATA) != 0;
@@ -276,8 +278,10 @@ fn flush_file(h: HANDLE) -> BOOL {
 
 unsafe fn delete_file(name: Name) -> BOOL {
     // SAFETY: the Win32 name, passed through.
-    let Some(path) = (unsafe { name.read() }) else {
-        return fail(ERROR_PATH_NOT_FOUND, FALSE);
+    let path = match unsafe { name.read() } {
+        Ok(Some(path)) => path,
+        Ok(None) => return fail(ERROR_PATH_NOT_FOUND, FALSE),
+        Err(code) => return fail(code, FALSE),
     };
     match std::fs::remove_file(&path) {
         Ok(()) => TRUE,

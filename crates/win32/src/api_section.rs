@@ -52,6 +52,10 @@ unsafe fn create_mapping(
     };
     // SAFETY: the Win32 arguments, passed through.
     let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let name = match name {
+        Ok(name) => name,
+        Err(code) => return fail(code, null),
+    };
     let mut builder = Section::builder()
         .size((u64::from(high) << 32) | u64::from(low))
         .protection(protection)

@@ -19,7 +19,7 @@ use objmgr_proto::sync::{
     WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 
-use crate::ffi::{self, ansi, wide};
+use crate::ffi;
 use crate::last_error::{SetLastError, fail, guard, or_fail};
 use crate::table::{self, Entry};
 use crate::types::*;
@@ -31,16 +31,22 @@ pub(crate) enum Name {
 }
 
 impl Name {
+    /// The name (`None` for NULL), exactly as given: one that is not valid
+    /// UTF-8 (A functions) or UTF-16 (W functions, unpaired surrogates) is
+    /// `ERROR_INVALID_NAME`, so that two different names never open the
+    /// same object.
+    ///
     /// # Safety
     /// The pointer is NULL or a NUL-terminated string.
-    pub(crate) unsafe fn read(self) -> Option<String> {
+    pub(crate) unsafe fn read(self) -> Result<Option<String>, Win32Error> {
         // SAFETY: per this function's contract.
-        unsafe {
+        let exact = unsafe {
             match self {
-                Name::Ansi(p) => ansi(p),
-                Name::Wide(p) => wide(p),
+                Name::Ansi(p) => ffi::ansi_exact(p),
+                Name::Wide(p) => ffi::wide_exact(p),
             }
-        }
+        };
+        exact.map_err(|()| ERROR_INVALID_NAME)
     }
 }
 
@@ -66,6 +72,10 @@ unsafe fn create<T>(
 ) -> HANDLE {
     // SAFETY: per this function's contract.
     let (inherit, name) = unsafe { (inheritable(attrs), name.read()) };
+    let name = match name {
+        Ok(name) => name,
+        Err(code) => return fail(code, std::ptr::null_mut()),
+    };
     let options = CreateOptions {
         inheritable: inherit,
         access: Some(access),
@@ -176,8 +186,10 @@ pub(crate) unsafe fn open_named<T>(
     wrap: impl FnOnce(T) -> Object,
 ) -> HANDLE {
     // SAFETY: the caller passes the Win32 name through.
-    let Some(name) = (unsafe { name.read() }) else {
-        return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
+    let name = match unsafe { name.read() } {
+        Ok(Some(name)) => name,
+        Ok(None) => return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut()),
+        Err(code) => return fail(code, std::ptr::null_mut()),
     };
     match open(&name) {
         Ok(object) => table::insert_object(wrap(object)),

@@ -10,24 +10,23 @@ use crate::types::{HANDLE, WCHAR};
 /// ends there.
 const MAX_WIDE: usize = 1 << 24;
 
-/// A NUL-terminated ANSI (UTF-8) string; `None` for NULL.
+/// The bytes of a NUL-terminated ANSI string; `None` for NULL.
 ///
 /// # Safety
-/// `ptr` is NULL or points to a NUL-terminated string.
-pub unsafe fn ansi(ptr: *const c_char) -> Option<String> {
+/// `ptr` is NULL or points to a NUL-terminated string that outlives `'a`.
+unsafe fn ansi_bytes<'a>(ptr: *const c_char) -> Option<&'a [u8]> {
     if ptr.is_null() {
         return None;
     }
-    // SAFETY: non-NULL, NUL-terminated per the caller's contract.
-    let s = unsafe { CStr::from_ptr(ptr) };
-    Some(String::from_utf8_lossy(s.to_bytes()).into_owned())
+    // SAFETY: non-NULL, NUL-terminated and live per the caller's contract.
+    Some(unsafe { CStr::from_ptr(ptr) }.to_bytes())
 }
 
-/// A NUL-terminated UTF-16 string; `None` for NULL.
+/// The units of a NUL-terminated UTF-16 string; `None` for NULL.
 ///
 /// # Safety
-/// `ptr` is NULL or points to a NUL-terminated UTF-16 string.
-pub unsafe fn wide(ptr: *const WCHAR) -> Option<String> {
+/// `ptr` is NULL or points to a NUL-terminated UTF-16 string that outlives `'a`.
+unsafe fn wide_units<'a>(ptr: *const WCHAR) -> Option<&'a [u16]> {
     if ptr.is_null() {
         return None;
     }
@@ -37,9 +36,57 @@ pub unsafe fn wide(ptr: *const WCHAR) -> Option<String> {
     while len < MAX_WIDE && unsafe { *ptr.add(len) } != 0 {
         len += 1;
     }
-    // SAFETY: the `len` units just read are initialized.
-    let units = unsafe { std::slice::from_raw_parts(ptr, len) };
-    Some(String::from_utf16_lossy(units))
+    // SAFETY: the `len` units just read are initialized and live for `'a`.
+    Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A NUL-terminated ANSI (UTF-8) string, for text that is only shown
+/// (invalid bytes become U+FFFD); `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string.
+pub unsafe fn ansi(ptr: *const c_char) -> Option<String> {
+    // SAFETY: per this function's contract.
+    unsafe { ansi_bytes(ptr) }.map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A NUL-terminated UTF-16 string, for text that is only shown (unpaired
+/// surrogates become U+FFFD); `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated UTF-16 string.
+pub unsafe fn wide(ptr: *const WCHAR) -> Option<String> {
+    // SAFETY: per this function's contract.
+    unsafe { wide_units(ptr) }.map(String::from_utf16_lossy)
+}
+
+/// A string that names something (an object, a file): exactly, or not at
+/// all. Bytes that are not UTF-8 (the ANSI code page here) or UTF-16 with
+/// unpaired surrogates are `Err`, never replaced: replacing would make
+/// different names open the same object or file.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string.
+pub unsafe fn ansi_exact(ptr: *const c_char) -> Result<Option<String>, ()> {
+    // SAFETY: per this function's contract.
+    match unsafe { ansi_bytes(ptr) } {
+        None => Ok(None),
+        Some(bytes) => std::str::from_utf8(bytes)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| ()),
+    }
+}
+
+/// [`ansi_exact`] for UTF-16.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated UTF-16 string.
+pub unsafe fn wide_exact(ptr: *const WCHAR) -> Result<Option<String>, ()> {
+    // SAFETY: per this function's contract.
+    match unsafe { wide_units(ptr) } {
+        None => Ok(None),
+        Some(units) => String::from_utf16(units).map(Some).map_err(|_| ()),
+    }
 }
 
 /// Stores `value` through `ptr` if it is not NULL; false for NULL.

@@ -16,6 +16,26 @@ int main(void) {
     CHECK(ReleaseMutex(mx)); /* created owned */
     CHECK_ERR(OpenMutexW(SYNCHRONIZE, FALSE, NULL), NULL, ERROR_INVALID_PARAMETER);
 
+    /* Names are exact: two names that differ only in an unpaired surrogate
+       (W) or in bytes that are not UTF-8 (A) never meet in one object; such
+       names are refused, not replaced by U+FFFD. */
+    const WCHAR lone_high[] = {'L', 'o', 'c', 'a', 'l', '\\', 'x', 0xD800, 0};
+    const WCHAR lone_low[] = {'L', 'o', 'c', 'a', 'l', '\\', 'x', 0xDC00, 0};
+    const WCHAR pair_ok[] = {'L', 'o', 'c', 'a', 'l', '\\', 'x', 0xD83D, 0xDE00, 0};
+    CHECK_ERR(CreateMutexW(NULL, FALSE, lone_high), NULL, ERROR_INVALID_NAME);
+    CHECK_ERR(CreateEventW(NULL, FALSE, FALSE, lone_low), NULL, ERROR_INVALID_NAME);
+    CHECK_ERR(OpenMutexW(SYNCHRONIZE, FALSE, lone_low), NULL, ERROR_INVALID_NAME);
+    CHECK_ERR(CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 4096, lone_high),
+              NULL, ERROR_INVALID_NAME);
+    HANDLE emoji = CreateMutexW(NULL, FALSE, pair_ok);
+    CHECK(emoji != NULL && GetLastError() == 0);
+    CHECK(OpenMutexA(SYNCHRONIZE, FALSE, "Local\\x\xF0\x9F\x98\x80") != NULL);
+    CHECK_ERR(CreateMutexA(NULL, FALSE, "Local\\x\xFF"), NULL, ERROR_INVALID_NAME);
+    CHECK_ERR(CreateMutexA(NULL, FALSE, "Local\\x\xFE"), NULL, ERROR_INVALID_NAME);
+    CHECK_ERR(CreateFileA("/tmp/\xFF-objmgr-bad", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL),
+              INVALID_HANDLE_VALUE, ERROR_INVALID_NAME);
+    CHECK(CloseHandle(emoji));
+
     HANDLE e = CreateEvent(NULL, TRUE, FALSE, TEXT("Local\\w-event"));
     HANDLE ew = OpenEventW(EVENT_MODIFY_STATE, FALSE, TEXT("Local\\w-event"));
     HANDLE ea = OpenEventA(SYNCHRONIZE, FALSE, "Local\\w-event");
