@@ -537,3 +537,126 @@ fn the_foreground_broker_logs_refusals_and_stops_cleanly_on_a_signal() {
         assert!(log.contains("stopping on a signal"), "{log}");
     }
 }
+
+/// A raw connection to the broker that says nothing.
+fn silent_connection(socket: &Path) -> rustix::fd::OwnedFd {
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::connect(&fd, &SocketAddrUnix::new(socket).unwrap()).unwrap();
+    rustix::net::sockopt::set_socket_timeout(
+        &fd,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(30)),
+    )
+    .unwrap();
+    fd
+}
+
+/// What the broker sends on `fd` before it hangs up (waits up to 30 s).
+fn read_until_hang_up(fd: &rustix::fd::OwnedFd) -> Vec<u8> {
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::CONNRESET) => return got,
+            Err(e) => panic!("no hang-up: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_never_says_hello_is_closed() {
+    let broker = TestBroker::new();
+    broker.run(&["create Local\\keep 4096"]); // starts the broker
+    let silent = silent_connection(&broker.socket);
+    assert!(read_until_hang_up(&silent).is_empty());
+    let lines = broker.run(&["create Local\\after 4096"]);
+    assert_eq!(lines, ["create existed=0"]);
+}
+
+#[test]
+fn one_process_cannot_take_more_than_its_connections() {
+    let broker = TestBroker::new();
+    broker.run(&["create Local\\keep 4096"]);
+    let held: Vec<_> = (0..8).map(|_| silent_connection(&broker.socket)).collect();
+    let ninth = silent_connection(&broker.socket);
+    let refusal = read_until_hang_up(&ninth);
+    let (_, result) =
+        objmgr_proto::wire::decode_reply(objmgr_proto::wire::Opcode::Hello, &refusal).unwrap();
+    let (code, why) = result.unwrap_err();
+    assert_eq!(code, 1816, "ERROR_NOT_ENOUGH_QUOTA: {why}");
+    assert!(why.contains("quota of 8 connections"), "{why}");
+    // Everyone else is served meanwhile.
+    assert_eq!(
+        broker.run(&["create Local\\other 4096"]),
+        ["create existed=0"]
+    );
+    drop(held);
+}
+
+#[test]
+fn quotas_stop_one_process_and_nobody_else() {
+    let broker = TestBroker::new().with_env(
+        "OBJMGR_QUOTA",
+        "handles=12,sections=3,section-bytes=1048576,sync-objects=4",
+    );
+    let mut greedy = broker.spawn(&[
+        "create - 4096",
+        "create - 4096",
+        "create - 4096",
+        "create - 4096",
+        "close",
+        "create - 4096",
+        "create - 2097152",
+        "event - auto 0",
+        "event - auto 0",
+        "event - auto 0",
+        "event - auto 0",
+        "event - auto 0",
+        "closeobj 0",
+        "event - auto 0",
+        "open_event Local\\none",
+        "hold",
+    ]);
+    greedy.wait_for("holding");
+    let lines = greedy.lines.clone();
+    let quota_err = |line: &str| line.starts_with("err 1816 ");
+    assert_eq!(&lines[..3], ["create existed=0"; 3]);
+    assert!(quota_err(&lines[3]), "the fourth section: {lines:?}");
+    assert_eq!(
+        lines[5], "create existed=0",
+        "a closed section gives its share back"
+    );
+    assert!(quota_err(&lines[6]), "two MiB of sections: {lines:?}");
+    assert!(
+        lines[7..11].iter().all(|l| l.starts_with("event ")),
+        "{lines:?}"
+    );
+    assert!(quota_err(&lines[11]), "the fifth event: {lines:?}");
+    assert!(lines[13].starts_with("event "), "{lines:?}");
+    // Another process is not held back by the first one's use, and the
+    // broker still answers status.
+    assert_eq!(
+        broker.run(&["create - 4096", "event - auto 0"]),
+        ["create existed=0", "event existed=0"]
+    );
+    assert!(broker.objmgr(&["broker", "status"]).status.success());
+    greedy.release();
+    greedy.finish();
+    // Handles: 12 per process (one named section opened again and again).
+    let mut script = vec!["create Local\\h 4096"];
+    script.extend(std::iter::repeat_n("open Local\\h read", 12));
+    let lines = broker.run(&script);
+    assert!(
+        lines[..12].iter().all(|l| !l.starts_with("err")),
+        "{lines:?}"
+    );
+    assert!(quota_err(&lines[12]), "the thirteenth handle: {lines:?}");
+}

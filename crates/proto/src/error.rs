@@ -75,6 +75,7 @@ win32_errors! {
     ERROR_NO_SYSTEM_RESOURCES = 1450, "Insufficient system resources exist to complete the requested service.";
     ERROR_COMMITMENT_LIMIT = 1455, "The paging file is too small for this operation to complete.";
     ERROR_REVISION_MISMATCH = 1306, "Indicates two revision levels are incompatible.";
+    ERROR_NOT_ENOUGH_QUOTA = 1816, "Not enough quota is available to process this command.";
 }
 
 impl Win32Error {

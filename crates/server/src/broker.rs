@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::Failure;
+use crate::quota::{self, Charge, Usage};
 use crate::section::Section;
 use crate::sync::SyncArena;
 
@@ -82,6 +83,8 @@ struct Object {
     path: Option<String>,
     handle_count: u32,
     body: Body,
+    /// The process this object is charged to (its creator) while both live.
+    charged_to: Option<(ClientId, Charge)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -105,15 +108,16 @@ struct HandleTable {
 
 impl HandleTable {
     fn insert(&mut self, entry: HandleEntry) -> Result<Handle, Failure> {
+        let quota = quota::get().handles.min(MAX_HANDLES_PER_PROCESS as u64);
+        if self.live as u64 >= quota {
+            return Err(Failure::new(
+                ERROR_NOT_ENOUGH_QUOTA,
+                format!("over this process's quota of {quota} handles (see objmgrd --quota)"),
+            ));
+        }
         let index = match self.free.pop_first() {
             Some(index) => index,
             None => {
-                if self.slots.len() >= MAX_HANDLES_PER_PROCESS {
-                    return Err(Failure::new(
-                        ERROR_NO_SYSTEM_RESOURCES,
-                        "the process's handle table is full",
-                    ));
-                }
                 self.slots.push(None);
                 self.slots.len() - 1
             }
@@ -188,6 +192,8 @@ pub struct Client {
     /// Whether the sync arena's fd went to this client already.
     arena_sent: bool,
     handles: HandleTable,
+    /// What it holds, against its quotas.
+    usage: Usage,
 }
 
 /// What a request produced: a reply and possibly an fd to attach.
@@ -241,6 +247,10 @@ pub struct Broker {
     new_watches: Vec<PidWatch>,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
+    /// Live sections (each holds broker descriptors).
+    live_sections: u64,
+    /// Connections by pid, against the `connections` quota.
+    connections_of: HashMap<u32, u64>,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -264,6 +274,8 @@ impl Broker {
             new_watches: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
+            live_sections: 0,
+            connections_of: HashMap::new(),
             socket,
             idle_timeout_ms,
         }
@@ -281,10 +293,20 @@ impl Broker {
             || self.processes.values().any(ProcessRecord::running_child)
     }
 
-    /// Registers a new connection. Fails only when 65,535 processes are
-    /// connected already (every process tag is taken).
+    /// Registers a new connection. Fails when process `pid` has its quota
+    /// of connections already, or when 65,535 processes are connected (every
+    /// process tag is taken).
     pub fn add_client(&mut self, id: ClientId, pid: u32, uid: u32) -> Result<(), Failure> {
+        let connections = self.connections_of.get(&pid).copied().unwrap_or(0);
+        let quota = quota::get().connections;
+        if connections >= quota {
+            return Err(Failure::new(
+                ERROR_NOT_ENOUGH_QUOTA,
+                format!("process {pid} has its quota of {quota} connections already"),
+            ));
+        }
         let tag = self.allocate_tag()?;
+        *self.connections_of.entry(pid).or_insert(0) += 1;
         self.clients.insert(
             id,
             Client {
@@ -294,9 +316,15 @@ impl Broker {
                 tag,
                 arena_sent: false,
                 handles: HandleTable::default(),
+                usage: Usage::default(),
             },
         );
         Ok(())
+    }
+
+    /// Whether client `id` has said `Hello` (false for one that is gone).
+    pub fn is_greeted(&self, id: ClientId) -> bool {
+        self.clients.get(&id).is_some_and(|c| c.greeted)
     }
 
     /// Tags go round-robin so that a tag is reused as late as possible.
@@ -320,6 +348,12 @@ impl Broker {
         let Some(mut client) = self.clients.remove(&id) else {
             return;
         };
+        if let Some(count) = self.connections_of.get_mut(&client.pid) {
+            *count -= 1;
+            if *count == 0 {
+                self.connections_of.remove(&client.pid);
+            }
+        }
         let entries: Vec<HandleEntry> = client.handles.drain().collect();
         for entry in entries {
             self.release(entry.object);
@@ -341,6 +375,14 @@ impl Broker {
         object.handle_count -= 1;
         if object.handle_count == 0 {
             let object = self.objects.remove(&id).expect("object present");
+            if let Some((creator, charge)) = object.charged_to {
+                if let Some(client) = self.clients.get_mut(&creator) {
+                    client.usage.give_back(charge);
+                }
+                if charge.sections > 0 {
+                    self.live_sections -= 1;
+                }
+            }
             if let Some(path) = object.path {
                 self.names.remove(&path);
             }
@@ -592,11 +634,21 @@ impl Broker {
         if let Some(existing) = self.existing(path.as_deref(), ObjectType::Section)? {
             return self.grant(id, existing, access, inherit, true);
         }
+        // A file-backed section's size is known once the file is seen;
+        // a size of 0 (the file's) is charged as what it turns out to be.
+        self.check_quota(id, Charge::section(size))?;
         let section = match file {
             None => Section::new_anonymous(size, protection, attributes)?,
             Some(fd) => Section::new_file_backed(fd, size, protection, attributes)?,
         };
-        let oid = self.insert_object(ObjectType::Section, path, Body::Section(section));
+        let charge = Charge::section(section.size);
+        self.check_quota(id, charge)?;
+        let oid = self.insert_object(
+            ObjectType::Section,
+            path,
+            Body::Section(section),
+            Some((id, charge)),
+        );
         self.grant(id, oid, access, inherit, false)
     }
 
@@ -667,21 +719,64 @@ impl Broker {
             }
             _ => None,
         };
+        self.check_quota(id, Charge::sync_object())?;
         let slot = self.arena_mut()?.allocate(init, owner)?;
         let body = Body::Sync {
             slot,
             kind: Kind::from_init(init),
         };
-        let oid = self.insert_object(object_type, path, body);
+        let oid = self.insert_object(object_type, path, body, Some((id, Charge::sync_object())));
         self.grant(id, oid, access, inherit, false)
     }
 
+    /// Checks, before anything is made, that client `id` may create an
+    /// object costing `charge`: within its quotas, and (for a section) with
+    /// the broker's descriptor reserve left.
+    fn check_quota(&self, id: ClientId, charge: Charge) -> Result<(), Failure> {
+        self.clients[&id].usage.check(charge)?;
+        if charge.sections > 0 {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            // Each section holds up to two fds; each connection one.
+            let in_use = 2 * (self.live_sections + 1) + self.clients.len() as u64;
+            if in_use.saturating_add(quota::RESERVED_FDS) > limit {
+                return Err(Failure::new(
+                    ERROR_NO_SYSTEM_RESOURCES,
+                    "the broker keeps its remaining file descriptors for other processes",
+                ));
+            }
+        }
+        if charge.sync_objects > 0
+            && let Some(sync) = &self.sync
+            && sync.available() < quota::RESERVED_SLOTS
+            && self.clients[&id].usage.sync_objects >= quota::get().sync_objects / 16
+        {
+            return Err(Failure::new(
+                ERROR_NO_SYSTEM_RESOURCES,
+                "the synchronization arena is nearly full; what is left is kept for processes that hold few objects",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a new object; `charge` (creator and cost, checked with
+    /// [`Self::check_quota`]) is taken from the creator until the object dies.
     fn insert_object(
         &mut self,
         object_type: ObjectType,
         path: Option<String>,
         body: Body,
+        charge: Option<(ClientId, Charge)>,
     ) -> ObjectId {
+        if let Some((creator, cost)) = charge {
+            if let Some(client) = self.clients.get_mut(&creator) {
+                client.usage.take(cost);
+            }
+            if cost.sections > 0 {
+                self.live_sections += 1;
+            }
+        }
         let oid = self.next_object;
         self.next_object += 1;
         if let Some(path) = &path {
@@ -695,6 +790,7 @@ impl Broker {
                 path,
                 handle_count: 0,
                 body,
+                charged_to: charge,
             },
         );
         oid

@@ -11,6 +11,7 @@
 pub mod broker;
 mod child_limits;
 pub mod log;
+pub mod quota;
 pub mod section;
 pub mod server;
 pub mod sync;
@@ -67,6 +68,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Where the log goes.
     pub log: log::Sink,
+    /// The quota settings given (`name=value,...`; see [`quota`]).
+    pub quota_settings: String,
 }
 
 const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
@@ -80,6 +83,9 @@ only needed for a broker that never idles out.
   --idle-timeout MS     exit after MS milliseconds without clients (default 10000;
                         $OBJMGR_IDLE_TIMEOUT_MS); 'never' to serve until stopped
   --daemon              detach, and exit 0 once the broker is ready
+  --quota NAME=N,...    per-process quotas (also $OBJMGR_QUOTA): handles, objects,
+                        sections, section-bytes, sync-objects, connections
+                        (see SECURITY.md for the defaults)
   --log stderr|syslog   where the log goes (default: stderr in the foreground,
                         syslog once detached); the level comes from $OBJMGR_LOG
                         (else $RUST_LOG): error, warn, info (default), debug, off
@@ -92,6 +98,7 @@ pub fn main() -> ExitCode {
     let mut socket: Option<PathBuf> = None;
     let mut daemon = false;
     let mut sink = None;
+    let mut quota_settings: Vec<String> = std::env::var(quota::QUOTA_ENV).into_iter().collect();
     let mut idle = std::env::var("OBJMGR_IDLE_TIMEOUT_MS").ok();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -119,6 +126,10 @@ pub fn main() -> ExitCode {
                 }
                 None => return ExitCode::from(2),
             },
+            "--quota" => match value("--quota") {
+                Some(settings) => quota_settings.push(settings),
+                None => return ExitCode::from(2),
+            },
             "--daemon" => daemon = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -128,6 +139,14 @@ pub fn main() -> ExitCode {
                 eprintln!("objmgrd: unknown argument {other:?}\n{USAGE}");
                 return ExitCode::from(2);
             }
+        }
+    }
+    let quota_settings = quota_settings.join(",");
+    match quota::Quotas::parse(&quota_settings) {
+        Ok(quotas) => quota::set(quotas),
+        Err(why) => {
+            eprintln!("objmgrd: {why}");
+            return ExitCode::from(2);
         }
     }
     let idle_timeout = match idle.as_deref() {
@@ -160,6 +179,7 @@ pub fn main() -> ExitCode {
         } else {
             log::Sink::Stderr
         }),
+        quota_settings,
     };
     if daemon {
         return spawn_detached(&config);
@@ -192,6 +212,9 @@ fn spawn_detached(config: &Config) -> ExitCode {
         Some(t) => cmd.arg("--idle-timeout").arg(t.as_millis().to_string()),
         None => cmd.arg("--idle-timeout").arg("never"),
     };
+    if !config.quota_settings.is_empty() {
+        cmd.arg("--quota").arg(&config.quota_settings);
+    }
     cmd.arg("--log").arg(match config.log {
         log::Sink::Stderr => "stderr",
         log::Sink::Syslog => "syslog",

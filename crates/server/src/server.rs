@@ -16,7 +16,7 @@ use rustix::net::{
     self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::FileTypeExt;
@@ -40,6 +40,9 @@ const MAX_CLOSES_PER_READ: usize = 1024;
 /// Event tokens with this bit are process exits: the other bits are the
 /// broker's record id of the process.
 const PID_WATCH: u64 = 1 << 63;
+/// How long a new connection has to say `Hello` before it is closed: a
+/// connection that never speaks only holds the broker's resources.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The token of the pipe that `SIGTERM` and `SIGINT` write to.
 const SIGNALS: u64 = 1 << 62;
 
@@ -204,6 +207,7 @@ pub fn serve(
         next_client: 1,
         my_uid: rustix::process::getuid().as_raw(),
         spare: open_spare(),
+        hello_deadlines: VecDeque::new(),
     };
     let held_lock;
 
@@ -223,6 +227,23 @@ pub fn serve(
                 )
             }
             _ => None,
+        };
+        // Wake for the first `Hello` deadline too.
+        let timeout = match acceptor.hello_deadlines.front() {
+            Some(&(deadline, _)) => {
+                let left = rustix::time::Timespec::try_from(
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+                .unwrap_or(rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                });
+                Some(match timeout {
+                    Some(t) if (t.tv_sec, t.tv_nsec) < (left.tv_sec, left.tv_nsec) => t,
+                    _ => left,
+                })
+            }
+            None => timeout,
         };
         events.clear();
         match epoll::wait(
@@ -322,6 +343,21 @@ pub fn serve(
                 ConnState::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
             }
         }
+        // Connections that let their time to say `Hello` run out.
+        let now = Instant::now();
+        while let Some(&(deadline, id)) = acceptor.hello_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            acceptor.hello_deadlines.pop_front();
+            if connections.contains_key(&id) && !broker.is_greeted(id) {
+                warning!(
+                    "{}: no Hello within {HELLO_TIMEOUT:?}; closing the connection",
+                    broker.describe_client(id)
+                );
+                hang_up(&epoll_fd, &mut connections, &mut broker, id);
+            }
+        }
         // Processes the broker must now hear about when they exit.
         for watch in broker.take_watches() {
             let added = epoll::add(
@@ -373,6 +409,8 @@ struct Acceptor<'a> {
     my_uid: u32,
     /// See [`open_spare`].
     spare: Option<OwnedFd>,
+    /// When each new connection must have said `Hello`, oldest first.
+    hello_deadlines: VecDeque<(Instant, ClientId)>,
 }
 
 /// Accepts every pending connection.
@@ -387,6 +425,7 @@ fn accept_all(
         next_client,
         my_uid,
         spare,
+        hello_deadlines,
     } = acceptor;
     let (listener, epoll_fd, my_uid) = (*listener, *epoll_fd, *my_uid);
     loop {
@@ -439,12 +478,8 @@ fn accept_all(
         };
         let id = *next_client;
         *next_client += 1;
-        if broker.add_client(id, pid, peer.uid).is_err() {
-            refuse(
-                fd.as_fd(),
-                ERROR_NO_SYSTEM_RESOURCES,
-                "every process tag is in use (65535 connected processes)",
-            );
+        if let Err(failure) = broker.add_client(id, pid, peer.uid) {
+            refuse(fd.as_fd(), failure.code, &failure.context);
             continue;
         }
         if epoll::add(
@@ -464,6 +499,7 @@ fn accept_all(
             continue;
         }
         connections.insert(id, Connection { fd, waiting: None });
+        hello_deadlines.push_back((Instant::now() + HELLO_TIMEOUT, id));
     }
 }
 

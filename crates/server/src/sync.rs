@@ -62,6 +62,11 @@ impl SyncArena {
         })
     }
 
+    /// Slots not in use.
+    pub fn available(&self) -> u32 {
+        (ARENA_SLOTS - self.next) + self.free.len() as u32
+    }
+
     /// Allocates and initializes a slot for a new object.
     pub fn allocate(&mut self, init: SyncInit, owner: Option<Actor>) -> Result<u32, Failure> {
         let index = self.take_slot()?;

@@ -342,7 +342,12 @@ impl Broker {
         }
         let (pid, exit) = (rec.pid, rec.exit);
         let slot = self.arena_mut()?.allocate_exit(Kind::Process, pid, exit)?;
-        let oid = self.insert_object(ObjectType::Process, None, Body::Process { slot, record });
+        let oid = self.insert_object(
+            ObjectType::Process,
+            None,
+            Body::Process { slot, record },
+            None,
+        );
         self.record(record).object = Some(oid);
         Ok(oid)
     }
@@ -471,12 +476,25 @@ impl Broker {
         };
         command.stdin(io(1)).stdout(io(2)).stderr(io(4));
         // Everything that can fail is reserved before the child exists.
-        if self.client(id).handles.live + 2 > MAX_HANDLES_PER_PROCESS {
+        let handle_quota = crate::quota::get()
+            .handles
+            .min(MAX_HANDLES_PER_PROCESS as u64);
+        if self.client(id).handles.live as u64 + 2 > handle_quota {
             return Err(Failure::new(
-                ERROR_NO_SYSTEM_RESOURCES,
-                "the process's handle table is full",
+                ERROR_NOT_ENOUGH_QUOTA,
+                format!(
+                    "over this process's quota of {handle_quota} handles (see objmgrd --quota)"
+                ),
             ));
         }
+        // The process and thread objects are charged to the spawner.
+        self.check_quota(
+            id,
+            Charge {
+                sync_objects: 2,
+                ..Charge::default()
+            },
+        )?;
         let process_slot = self.arena_mut()?.allocate_exit(Kind::Process, 0, None)?;
         let thread_slot = match self.arena_mut()?.allocate_exit(Kind::Thread, 0, None) {
             Ok(slot) => slot,
@@ -555,6 +573,7 @@ impl Broker {
                 slot: process_slot,
                 record,
             },
+            Some((id, Charge::sync_object())),
         );
         let thread = self.insert_object(
             ObjectType::Thread,
@@ -564,6 +583,7 @@ impl Broker {
                 creator: None,
                 main_of: Some(record),
             },
+            Some((id, Charge::sync_object())),
         );
         let rec = self.record(record);
         rec.object = Some(process);
@@ -778,13 +798,19 @@ impl Broker {
         inherit: bool,
     ) -> Result<Outcome, Failure> {
         let (tag, pid) = (self.clients[&id].tag, self.clients[&id].pid);
+        self.check_quota(id, Charge::sync_object())?;
         let slot = self.arena_mut()?.allocate_exit(Kind::Thread, pid, None)?;
         let body = Body::Thread {
             slot,
             creator: Some(tag),
             main_of: None,
         };
-        let oid = self.insert_object(ObjectType::Thread, None, body);
+        let oid = self.insert_object(
+            ObjectType::Thread,
+            None,
+            body,
+            Some((id, Charge::sync_object())),
+        );
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
     }
 
