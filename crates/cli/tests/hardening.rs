@@ -660,3 +660,26 @@ fn quotas_stop_one_process_and_nobody_else() {
     );
     assert!(quota_err(&lines[12]), "the thirteenth handle: {lines:?}");
 }
+
+#[test]
+fn a_lease_on_a_mapped_file_stalls_nobody() {
+    let broker = TestBroker::new();
+    let file = broker.dir.join("leased.bin");
+    std::fs::write(&file, [0u8; 4096]).unwrap();
+    // The creator holds a write lease on its own fd: the broker's read-only
+    // reopen would wait 45 s for the lease to break, with every other
+    // process waiting behind it. It fails at once instead.
+    let mut holder = broker.spawn(&[
+        &format!("create_file {} rw-leased Local\\leased 0", file.display()),
+        "hold",
+    ]);
+    let created = holder.wait_for("");
+    assert!(created.starts_with("err 32 "), "{created}");
+    holder.wait_for("holding");
+    // Everyone else is answered meanwhile.
+    let mut bystander = broker.script(&["create Local\\bystander 4096"]);
+    let lines = result_lines(&output_or_hang(&mut bystander, "a bystander"));
+    assert_eq!(lines, ["create existed=0"]);
+    holder.release();
+    holder.finish();
+}

@@ -191,7 +191,7 @@ impl Section {
             fs::ftruncate(&file, size)
                 .map_err(|e| Failure::new(errno(e), "extending the file to the section size"))?;
         }
-        Ok(Section {
+        let section = Section {
             size,
             protection,
             attributes,
@@ -199,7 +199,13 @@ impl Section {
             base: Rc::new(file),
             base_writable: writable,
             read_only: OnceCell::new(),
-        })
+        };
+        // The read-only fd is made now, so that a later open of the section
+        // (by any process) never touches the file again.
+        if writable {
+            section.fd_for(false)?;
+        }
+        Ok(section)
     }
 
     /// What a client needs to map the section.
@@ -224,8 +230,21 @@ impl Section {
             "/proc/self/fd/{}",
             rustix::fd::AsRawFd::as_raw_fd(&*self.base)
         );
-        let fd = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Failure::new(errno(e), "reopening the section read-only"))?;
+        // Never blocking: an open that would wait for a lease on the file
+        // to be broken (up to /proc/sys/fs/lease-break-time, 45 s) fails at
+        // once instead of stalling the broker for every process.
+        let fd = fs::open(
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::WOULDBLOCK => Failure::new(
+                ERROR_SHARING_VIOLATION,
+                "another process holds a lease on the file; try again once it lets go",
+            ),
+            e => Failure::new(errno(e), "reopening the section read-only"),
+        })?;
         let fd = Rc::new(fd);
         let _ = self.read_only.set(fd.clone());
         Ok(fd)

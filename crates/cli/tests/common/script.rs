@@ -5,7 +5,7 @@
 //! |-------------------------------------------|----------------------------------------------|
 //! | `create NAME SIZE [PROT]`                 | memory-backed section (`-` = unnamed)        |
 //! | `create_large NAME SIZE`                  | with `SEC_LARGE_PAGES`                       |
-//! | `create_file PATH ro|rw NAME SIZE [PROT]` | file-backed section                          |
+//! | `create_file PATH ro|rw|rw-leased NAME SIZE [PROT]` | file-backed section (`rw-leased`: under a write lease on the fd) |
 //! | `open NAME read|write|all|copy`           | `OpenFileMapping`                            |
 //! | `map ACCESS [OFFSET LEN [prefault]]`      | view of the last section                     |
 //! | `map_at ACCESS ADDR`                      | view at ADDR (hex; `last`: the last view's, `freed`: the last unmapped one's, `inside`: an aligned one in the last view) |
@@ -301,9 +301,19 @@ pub fn run_script(script: &str) {
                 "create_file" => {
                     let file = std::fs::OpenOptions::new()
                         .read(true)
-                        .write(words[2] == "rw")
+                        .write(words[2].starts_with("rw"))
                         .open(words[1])
                         .unwrap();
+                    if words[2] == "rw-leased" {
+                        // SAFETY: ignoring SIGIO (a lease holder is told of a
+                        // break with it), then F_SETLEASE on an open fd; no
+                        // pointers, no handler code.
+                        let rc = unsafe {
+                            libc::signal(libc::SIGIO, libc::SIG_IGN);
+                            libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK)
+                        };
+                        assert_eq!(rc, 0, "taking a write lease");
+                    }
                     let mut builder = Section::builder()
                         .size(words[4].parse().unwrap())
                         .protection(protection(words.get(5)));
