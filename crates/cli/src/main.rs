@@ -443,7 +443,7 @@ fn status_json(s: &BrokerStatus) -> String {
         let _ = write!(requests, "{}:{n}", json_string(name));
     }
     format!(
-        "{{\"pid\":{},\"protocol_version\":{},\"uptime_ms\":{},\"socket\":{},\"clients\":{},\"objects\":{},\"named_objects\":{},\"handles\":{},\"idle_timeout_ms\":{},\"requests\":{{{requests}}}}}\n",
+        "{{\"pid\":{},\"protocol_version\":{},\"uptime_ms\":{},\"socket\":{},\"clients\":{},\"objects\":{},\"named_objects\":{},\"handles\":{},\"idle_timeout_ms\":{},\"processes_tracked\":{},\"pending_tables\":{},\"requests\":{{{requests}}}}}\n",
         s.pid,
         s.protocol_version,
         s.uptime_ms,
@@ -452,7 +452,9 @@ fn status_json(s: &BrokerStatus) -> String {
         s.objects,
         s.named_objects,
         s.handles,
-        s.idle_timeout_ms
+        s.idle_timeout_ms,
+        s.processes_tracked,
+        s.pending_tables
     )
 }
 
@@ -494,6 +496,11 @@ fn broker(args: &[String]) -> Result<(), Failure> {
                 status.objects, status.named_objects
             );
             let _ = writeln!(out, "handles:        {}", status.handles);
+            let _ = writeln!(
+                out,
+                "processes:      {} tracked, {} handle tables waiting",
+                status.processes_tracked, status.pending_tables
+            );
             let _ = writeln!(out, "requests:");
             for (name, n) in &status.requests {
                 let _ = writeln!(out, "  {name:<16} {n}");

@@ -683,3 +683,46 @@ fn a_lease_on_a_mapped_file_stalls_nobody() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn the_broker_keeps_nothing_of_processes_and_objects_that_are_gone() {
+    let broker = TestBroker::new();
+    let mut script = vec!["event_inh - manual 0"];
+    for _ in 0..10 {
+        // A child that connects (with an inherited handle), one that never
+        // does (its inherited handles wait for it), one killed (or ended, if
+        // it is quicker), and objects of every type made and closed.
+        script.extend([
+            "spawn inherit event - auto 0",
+            "child_finish",
+            "spawn inherit exit 3",
+            "child_finish",
+            "spawn noinherit hold",
+            "child_kill9",
+            "child_finish",
+            "create Local\\gone 65536",
+            "close",
+            "event Local\\gone-event manual 0",
+            "mutex - 1",
+            "semaphore - 1 2",
+            "timer - auto",
+            "closeobj 4",
+            "closeobj 3",
+            "closeobj 2",
+            "closeobj 1",
+        ]);
+    }
+    let lines = broker.run(&script);
+    assert!(!lines.iter().any(|l| l.starts_with("err")), "{lines:?}");
+    let ended = lines
+        .iter()
+        .filter(|l| l.starts_with("child exit="))
+        .count();
+    assert_eq!(ended, 30, "{lines:?}");
+    let out = broker.objmgr(&["broker", "status", "--json"]).stdout;
+    let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(status["objects"], 0, "{status}");
+    assert_eq!(status["handles"], 0, "{status}");
+    assert_eq!(status["processes_tracked"], 0, "{status}");
+    assert_eq!(status["pending_tables"], 0, "{status}");
+}

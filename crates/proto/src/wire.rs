@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -689,6 +689,12 @@ pub struct BrokerStatus {
     pub handles: u64,
     /// Milliseconds the broker waits with no client before exiting; 0 = never.
     pub idle_timeout_ms: u64,
+    /// Processes the broker keeps a record of (spawned, opened, or with
+    /// handles waiting for them): none once every such process is gone
+    /// and its handles closed.
+    pub processes_tracked: u32,
+    /// Handle tables waiting for a process to connect.
+    pub pending_tables: u32,
     /// Requests served since start, by opcode name.
     pub requests: Vec<(String, u64)>,
 }
@@ -905,6 +911,8 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                         .u32(s.named_objects)
                         .u64(s.handles)
                         .u64(s.idle_timeout_ms)
+                        .u32(s.processes_tracked)
+                        .u32(s.pending_tables)
                         .u16(s.requests.len() as u16);
                     for (name, count) in &s.requests {
                         e.str(name).u64(*count);
@@ -1013,6 +1021,8 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
                 named_objects: d.u32()?,
                 handles: d.u64()?,
                 idle_timeout_ms: d.u64()?,
+                processes_tracked: d.u32()?,
+                pending_tables: d.u32()?,
                 requests: Vec::new(),
             };
             let n = d.u16()?;

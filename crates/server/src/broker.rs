@@ -958,6 +958,8 @@ impl Broker {
             named_objects: self.names.len() as u32,
             handles: self.clients.values().map(|c| c.handles.live as u64).sum(),
             idle_timeout_ms: self.idle_timeout_ms,
+            processes_tracked: self.processes.len() as u32,
+            pending_tables: self.pending.len() as u32,
             requests: Opcode::ALL
                 .iter()
                 .zip(self.requests)

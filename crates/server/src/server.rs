@@ -666,15 +666,25 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
     ConnState::Open
 }
 
-/// Logs a failed request: protocol violations and failed spawns as
-/// warnings, other refusals (access denied, no such name, ...) as debug.
+/// Logs a failed request: protocol violations, failed spawns and refusals
+/// (access denied, over quota, out of resources) as warnings; the everyday
+/// failures (no such name, bad parameter, ...) as debug.
 fn log_failure(broker: &Broker, id: ClientId, op: Opcode, failure: &Failure) {
+    use objmgr_proto::error::ERROR_NOT_ENOUGH_QUOTA;
     let who = broker.describe_client(id);
     let code = failure.code;
     if failure.disconnect {
         warning!("{who}: {op:?}: {} ({code}); dropping it", failure.context);
     } else if op == Opcode::Spawn {
         warning!("{who}: failed spawn: {} ({code})", failure.context);
+    } else if [
+        ERROR_ACCESS_DENIED,
+        ERROR_NOT_ENOUGH_QUOTA,
+        ERROR_NO_SYSTEM_RESOURCES,
+    ]
+    .contains(&code)
+    {
+        warning!("{who}: {op:?} refused: {} ({code})", failure.context);
     } else {
         debug!("{who}: {op:?} refused: {} ({code})", failure.context);
     }
