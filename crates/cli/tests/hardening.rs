@@ -119,17 +119,10 @@ struct Attacker {
 
 impl Attacker {
     fn start(id: u32, role: &str) -> Attacker {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(ATTACK_ENV, role)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+        let mut cmd = common::child_entry();
+        cmd.env(ATTACK_ENV, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         let mut child = as_user(&mut cmd, id).spawn().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap());
         let mut attacker = Attacker { child, lines };
@@ -352,11 +345,20 @@ fn a_broker_program_others_can_write_is_refused() {
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut cmd = broker.script(&["create - 4096"]);
     cmd.env("OBJMGR_BROKER", &planted);
-    let lines = result_lines(&cmd.output().unwrap());
+    let out = cmd.output().unwrap();
+    let lines = result_lines(&out);
     assert!(!exists(&marker), "an untrusted broker ran");
     assert!(
         lines[0].starts_with("err 5 ") && lines[0].contains("is not safe"),
         "{lines:?}"
+    );
+    // Only on request does the library print why the start failed.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("objmgr: cannot start"));
+    cmd.env("OBJMGR_DEBUG_START", "1");
+    let stderr = String::from_utf8_lossy(&cmd.output().unwrap().stderr).into_owned();
+    assert!(
+        stderr.contains("objmgr: cannot start the objmgr broker") && stderr.contains("is not safe"),
+        "{stderr}"
     );
 }
 
@@ -444,13 +446,26 @@ fn a_read_only_handle_cannot_be_reopened_for_writing() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "creator died");
     }
-    let mut reader = broker.script(&["open Local\\ro-test read", "fdmode", "reopen_rw"]);
+    let mut reader = broker.script(&[
+        "open Local\\ro-test read",
+        "fdmode",
+        "reopen_rw",
+        "map read",
+        "force_write",
+    ]);
     let lines = result_lines(&output_or_hang(as_user(&mut reader, user), "the reader"));
     creator.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     let _ = creator.wait();
-    assert_eq!(lines, ["open", "fdmode ro", "reopen_rw refused errno=13"]);
+    assert_eq!(
+        lines[..3],
+        ["open", "fdmode ro", "reopen_rw refused errno=13"]
+    );
+    assert_eq!(
+        lines[4], "force_write mprotect=errno=13 mem=errno=5",
+        "{lines:?}"
+    );
     assert!(
         rest.contains("@@read AAAA"),
         "the creator's data is intact: {rest}"

@@ -56,14 +56,7 @@ impl TestBroker {
 
     /// A child process that runs `script` (see `run_script`) against this broker.
     pub fn script(&self, script: &[&str]) -> Command {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ]);
+        let mut cmd = child_entry();
         cmd.env(CHILD_ROLE_ENV, script.join("\n"));
         self.env(&mut cmd);
         cmd
@@ -148,6 +141,20 @@ impl TestBroker {
         }
         pids
     }
+}
+
+/// This test binary, running only its `child_process_entry` (which reads
+/// what to do from the environment).
+pub fn child_entry() -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ]);
+    cmd
 }
 
 /// Running and not a zombie.

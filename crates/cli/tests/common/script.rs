@@ -13,6 +13,7 @@
 //! | `add OFF` / `load OFF`                    | atomic u32 add 1 / load                      |
 //! | `flush` / `unmap` / `close`               | last view / last view / last section         |
 //! | `fdmode`                                  | access mode of the last section's fd         |
+//! | `force_write`                             | `mprotect` the last view writable, and write through `/proc/self/mem` |
 //! | `reopen_rw`                               | reopen the last section's fd writable through `/proc/self/fd` and write a byte |
 //! | `size` / `existed`                        | facts about the last section                 |
 //! | `truncate LEN`                            | `ftruncate` the last section's fd directly   |
@@ -417,6 +418,37 @@ pub fn run_script(script: &str) {
                         } else {
                             "rw"
                         }
+                    )
+                }
+                "force_write" => {
+                    // Other routes to writing through a read-only view: make
+                    // it writable, or write through /proc/self/mem (which
+                    // debuggers use to write read-only pages).
+                    let addr = views.last().unwrap().as_ptr() as usize;
+                    // SAFETY: mprotect of the view's first page, which this
+                    // process mapped; nothing is written through it here.
+                    let protect = unsafe {
+                        rustix::mm::mprotect(
+                            addr as *mut _,
+                            4096,
+                            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+                        )
+                    };
+                    let mem = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open("/proc/self/mem")
+                        .unwrap();
+                    let poke = std::os::unix::fs::FileExt::write_at(&mem, b"X", addr as u64);
+                    format!(
+                        "force_write mprotect={} mem={}",
+                        protect.map_or_else(
+                            |e| format!("errno={}", e.raw_os_error()),
+                            |()| "ok".into()
+                        ),
+                        poke.map_or_else(
+                            |e| format!("errno={}", e.raw_os_error().unwrap_or(0)),
+                            |_| "ok".into()
+                        )
                     )
                 }
                 "reopen_rw" => {
