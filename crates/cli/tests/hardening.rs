@@ -741,3 +741,34 @@ fn the_broker_keeps_nothing_of_processes_and_objects_that_are_gone() {
     assert_eq!(status["processes_tracked"], 0, "{status}");
     assert_eq!(status["pending_tables"], 0, "{status}");
 }
+
+#[test]
+fn the_broker_keeps_no_descriptor_of_the_program_that_started_it() {
+    let broker = TestBroker::new();
+    // An inheritable pipe, as a program that started the broker may have
+    // open for a child of its own: its reader must see end-of-file once the
+    // program closes its end, broker or not.
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::empty()).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .arg("--socket")
+        .arg(&broker.socket)
+        .args(["--idle-timeout", "never"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    drop(writer);
+    let mut poll = [rustix::event::PollFd::new(&reader, rustix::event::PollFlags::IN)];
+    let timeout = rustix::time::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    let ready_fds = rustix::event::poll(&mut poll, Some(&timeout)).unwrap();
+    let eof = ready_fds == 1 && rustix::io::read(&reader, &mut [0u8; 1]).unwrap() == 0;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(eof, "the broker kept the pipe's write end open");
+}

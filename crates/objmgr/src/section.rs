@@ -218,10 +218,62 @@ impl SectionBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create_from_file(&self, file: &impl AsFd) -> Result<Section> {
-        Section::from_reply(call(&self.request(true), Some(file.as_fd())), || {
-            self.what()
-        })
+        let file = file.as_fd();
+        let read_only =
+            prepare_file(file, self.size, self.protection).map_err(|e| e.within(&self.what()))?;
+        let read_only = read_only.as_ref().map_or(file, AsFd::as_fd);
+        Section::from_reply(
+            connection::call_with_fds(&self.request(true), &[file, read_only]),
+            || self.what(),
+        )
     }
+}
+
+/// What the creator of a file-backed section does with the file itself, so
+/// that the broker never waits on a file system (a FUSE daemon, a file
+/// server, a lease): extends a writable file that is shorter than the
+/// section, as `CreateFileMapping` does, and opens the file again read-only
+/// for the handles that may only read. Returns that fd (`None` when `file`
+/// is read-only already, or is no regular file, which the broker refuses).
+fn prepare_file(
+    file: std::os::fd::BorrowedFd<'_>,
+    size: u64,
+    protection: PageProtection,
+) -> Result<Option<OwnedFd>> {
+    use rustix::fs::{self, FileType, Mode, OFlags};
+    let stat = fs::fstat(file).map_err(|e| Error::from_errno(e, "fstat of the file"))?;
+    let mode = fs::fcntl_getfl(file).map_err(|e| Error::from_errno(e, "fcntl(F_GETFL)"))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+        || mode.contains(OFlags::PATH)
+        || mode & OFlags::RWMODE != OFlags::RDWR
+    {
+        return Ok(None);
+    }
+    if protection.allows_shared_write() && size > stat.st_size as u64 {
+        if size > i64::MAX as u64 {
+            return Err(Error::new(
+                ERROR_NOT_ENOUGH_MEMORY,
+                "section size too large",
+            ));
+        }
+        fs::ftruncate(file, size)
+            .map_err(|e| Error::from_errno(e, "extending the file to the section size"))?;
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    // Not waiting for another process's lease on the file to be broken.
+    let read_only = fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::WOULDBLOCK => Error::new(
+            ERROR_SHARING_VIOLATION,
+            "another process holds a lease on the file; try again once it lets go",
+        ),
+        e => Error::from_errno(e, "opening the file again read-only"),
+    })?;
+    Ok(Some(read_only))
 }
 
 /// Options for mapping a view (`MapViewOfFileEx`).

@@ -83,8 +83,9 @@ struct Object {
     path: Option<String>,
     handle_count: u32,
     body: Body,
-    /// The process this object is charged to (its creator) while both live.
-    charged_to: Option<(ClientId, Charge)>,
+    /// The process (pid) this object is charged to, its creator, and what
+    /// it costs, until the object dies.
+    charged_to: Option<(u32, Charge)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -192,8 +193,6 @@ pub struct Client {
     /// Whether the sync arena's fd went to this client already.
     arena_sent: bool,
     handles: HandleTable,
-    /// What it holds, against its quotas.
-    usage: Usage,
 }
 
 /// What a request produced: a reply and possibly an fd to attach.
@@ -251,6 +250,9 @@ pub struct Broker {
     live_sections: u64,
     /// Connections by pid, against the `connections` quota.
     connections_of: HashMap<u32, u64>,
+    /// What each process (by pid) holds against its quotas; an entry goes
+    /// when the last object charged to it dies.
+    usage: HashMap<u32, Usage>,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -276,6 +278,7 @@ impl Broker {
             requests: [0; Opcode::ALL.len()],
             live_sections: 0,
             connections_of: HashMap::new(),
+            usage: HashMap::new(),
             socket,
             idle_timeout_ms,
         }
@@ -316,7 +319,6 @@ impl Broker {
                 tag,
                 arena_sent: false,
                 handles: HandleTable::default(),
-                usage: Usage::default(),
             },
         );
         Ok(())
@@ -375,9 +377,12 @@ impl Broker {
         object.handle_count -= 1;
         if object.handle_count == 0 {
             let object = self.objects.remove(&id).expect("object present");
-            if let Some((creator, charge)) = object.charged_to {
-                if let Some(client) = self.clients.get_mut(&creator) {
-                    client.usage.give_back(charge);
+            if let Some((pid, charge)) = object.charged_to {
+                if let Some(usage) = self.usage.get_mut(&pid) {
+                    usage.give_back(charge);
+                    if usage.is_empty() {
+                        self.usage.remove(&pid);
+                    }
                 }
                 if charge.sections > 0 {
                     self.live_sections -= 1;
@@ -428,9 +433,10 @@ impl Broker {
             .expect("opcode listed")] += 1;
         let greeted = self.client(id).greeted;
         let expected_fds = match request {
+            // The file, and the same file opened read-only.
             Request::CreateSection {
                 from_file: true, ..
-            } => 1,
+            } => 2,
             Request::Spawn { stdio, .. } => (stdio & 0b111).count_ones() as usize,
             _ => 0,
         };
@@ -478,7 +484,10 @@ impl Broker {
                 inherit,
                 from_file,
             } => {
-                let file = if from_file { fds.pop() } else { None };
+                let file = match (from_file, fds.pop(), fds.pop()) {
+                    (true, Some(read_only), Some(file)) => Some((file, read_only)),
+                    _ => None,
+                };
                 self.create_section(id, &name, protection, size, inherit, file)
             }
             Request::Open {
@@ -621,7 +630,7 @@ impl Broker {
         fl_protect: u32,
         size: u64,
         inherit: bool,
-        file: Option<OwnedFd>,
+        file: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
@@ -639,7 +648,9 @@ impl Broker {
         self.check_quota(id, Charge::section(size))?;
         let section = match file {
             None => Section::new_anonymous(size, protection, attributes)?,
-            Some(fd) => Section::new_file_backed(fd, size, protection, attributes)?,
+            Some((fd, read_only)) => {
+                Section::new_file_backed(fd, read_only, size, protection, attributes)?
+            }
         };
         let charge = Charge::section(section.size);
         self.check_quota(id, charge)?;
@@ -729,11 +740,20 @@ impl Broker {
         self.grant(id, oid, access, inherit, false)
     }
 
+    /// What the process of client `id` holds: charges are kept by pid, not
+    /// by connection, so that neither several connections nor a new one
+    /// escape them; they last as long as the objects do.
+    fn usage_of(&self, id: ClientId) -> Usage {
+        let pid = self.clients[&id].pid;
+        self.usage.get(&pid).copied().unwrap_or_default()
+    }
+
     /// Checks, before anything is made, that client `id` may create an
     /// object costing `charge`: within its quotas, and (for a section) with
     /// the broker's descriptor reserve left.
     fn check_quota(&self, id: ClientId, charge: Charge) -> Result<(), Failure> {
-        self.clients[&id].usage.check(charge)?;
+        let usage = self.usage_of(id);
+        usage.check(charge)?;
         if charge.sections > 0 {
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .current
@@ -750,7 +770,7 @@ impl Broker {
         if charge.sync_objects > 0
             && let Some(sync) = &self.sync
             && sync.available() < quota::RESERVED_SLOTS
-            && self.clients[&id].usage.sync_objects >= quota::get().sync_objects / 16
+            && usage.sync_objects >= quota::get().sync_objects / 16
         {
             return Err(Failure::new(
                 ERROR_NO_SYSTEM_RESOURCES,
@@ -769,14 +789,14 @@ impl Broker {
         body: Body,
         charge: Option<(ClientId, Charge)>,
     ) -> ObjectId {
-        if let Some((creator, cost)) = charge {
-            if let Some(client) = self.clients.get_mut(&creator) {
-                client.usage.take(cost);
-            }
+        let charge = charge.map(|(creator, cost)| {
+            let pid = self.clients[&creator].pid;
+            self.usage.entry(pid).or_default().take(cost);
             if cost.sections > 0 {
                 self.live_sections += 1;
             }
-        }
+            (pid, cost)
+        });
         let oid = self.next_object;
         self.next_object += 1;
         if let Some(path) = &path {

@@ -6,10 +6,11 @@
 //!
 //! It never touches the data plane: mapping views and (later) waiting and
 //! signalling happen in the clients without it.
-#![deny(unsafe_code)] // exception: `child_limits` (pre_exec)
+#![deny(unsafe_code)] // exceptions: `child_limits` (pre_exec), `fd_hygiene` (close_range)
 
 pub mod broker;
 mod child_limits;
+mod fd_hygiene;
 pub mod log;
 pub mod quota;
 pub mod section;
@@ -94,6 +95,7 @@ SIGTERM and SIGINT stop it cleanly (the socket file is removed).";
 
 /// Entry point of the `objmgrd` binary.
 pub fn main() -> ExitCode {
+    fd_hygiene::close_inherited();
     let mut args = std::env::args().skip(1);
     let mut socket: Option<PathBuf> = None;
     let mut daemon = false;
@@ -207,7 +209,11 @@ fn spawn_detached(config: &Config) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let mut cmd = Command::new(exe);
-    cmd.arg("--socket").arg(&config.location.socket);
+    // A default location is worked out again by the child from the same
+    // environment, so that it applies the default directory's stricter rules.
+    if !config.location.is_default {
+        cmd.arg("--socket").arg(&config.location.socket);
+    }
     match config.idle_timeout {
         Some(t) => cmd.arg("--idle-timeout").arg(t.as_millis().to_string()),
         None => cmd.arg("--idle-timeout").arg("never"),

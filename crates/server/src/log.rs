@@ -96,8 +96,11 @@ pub fn init(sink: Sink) {
     }
     let _ = OUTPUT.set(match sink {
         Sink::Stderr => Output::Stderr,
+        // Non-blocking: a full syslog queue drops messages rather than
+        // stalling the broker (any local user can fill /dev/log).
         Sink::Syslog => Output::Syslog(UnixDatagram::unbound().ok().and_then(|socket| {
             socket.connect("/dev/log").ok()?;
+            socket.set_nonblocking(true).ok()?;
             Some(socket)
         })),
     });
@@ -113,6 +116,9 @@ pub fn write(level: Level, message: std::fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
+    // Messages quote what clients sent (names, paths): no control character
+    // of theirs reaches a terminal or the journal as such.
+    let message = escape_controls(&message.to_string());
     match OUTPUT.get().unwrap_or(&Output::Stderr) {
         Output::Stderr => {
             let _ = writeln!(
@@ -149,6 +155,22 @@ macro_rules! debug {
 }
 pub(crate) use {debug, error, info, warning};
 
+/// `text` with control characters written as escapes (`\n`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Sends panic messages to the log (a detached broker has no stderr), with
 /// where they happened.
 pub fn log_panics() {
@@ -182,5 +204,11 @@ mod tests {
         );
         assert_eq!(parse_filter("other=debug,warn"), Some(Level::Warn as u8));
         assert_eq!(parse_filter("nonsense"), None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(escape_controls("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
     }
 }

@@ -10,9 +10,11 @@
 //! | `sync-objects`   | live mutexes, events, semaphores, timers, process and thread objects it created | 131,072 |
 //! | `connections`    | connections from one pid at once                    | 8       |
 //!
-//! An object is charged to the process that created it until the object
-//! is destroyed; a charge outlives its process only as long as the object
-//! does. Set with `objmgrd --quota name=value,...` or `$OBJMGR_QUOTA`.
+//! An object is charged to the process (pid) that created it until the
+//! object is destroyed, whichever connection it came through, and even after
+//! that process is gone (a process cannot shed its charges by handing its
+//! objects to another and reconnecting). A pid reused by a new process finds
+//! the charges of the old one's surviving objects. Set with `objmgrd --quota name=value,...` or `$OBJMGR_QUOTA`.
 //!
 //! Besides, the broker keeps reserves for everyone: it refuses a new
 //! section (`ERROR_NO_SYSTEM_RESOURCES`) once fewer than
@@ -179,6 +181,11 @@ impl Usage {
         self.sections += charge.sections;
         self.section_bytes += charge.section_bytes;
         self.sync_objects += charge.sync_objects;
+    }
+
+    /// Whether nothing is charged.
+    pub fn is_empty(&self) -> bool {
+        self.objects == 0
     }
 
     pub fn give_back(&mut self, charge: Charge) {

@@ -4,9 +4,10 @@
 //! A paging-file-backed section is a `memfd` sized at creation and sealed
 //! against shrinking and growing, so no view can ever take `SIGBUS` because
 //! someone truncated it. A file-backed section holds the fd the creator
-//! passed. Either way the broker keeps a read-write fd to itself and gives a
-//! handle without write access a read-only fd, opened afresh through
-//! `/proc/self/fd`, so that the kernel refuses writable views too. A memfd's
+//! passed, with a read-only fd of the same file the creator opened. Either
+//! way the broker keeps a read-write fd to itself and gives a handle without
+//! write access a read-only fd (a memfd's is opened afresh through
+//! `/proc/self/fd`), so that the kernel refuses writable views too. A memfd's
 //! mode is 0400 once made, so that a read-only fd cannot simply be opened
 //! again for writing through `/proc`, and a section whose protection allows
 //! no shared writes is sealed against writes altogether.
@@ -35,6 +36,26 @@ pub struct Section {
     base_writable: bool,
     /// A read-only reopening of `base`, made on first need.
     read_only: OnceCell<Rc<OwnedFd>>,
+}
+
+/// A file's type, inode, device and size as the kernel has them cached:
+/// never a round trip to a file server or FUSE daemon. Not a regular file
+/// is `ERROR_INVALID_HANDLE`.
+fn cached_stat(file: &OwnedFd) -> Result<fs::Statx, Failure> {
+    let stat = fs::statx(
+        file,
+        "",
+        fs::AtFlags::EMPTY_PATH | fs::AtFlags::STATX_DONT_SYNC,
+        fs::StatxFlags::TYPE | fs::StatxFlags::INO | fs::StatxFlags::SIZE,
+    )
+    .map_err(|e| Failure::new(errno(e), "statx of the file"))?;
+    if FileType::from_raw_mode(u32::from(stat.stx_mode)) != FileType::RegularFile {
+        return Err(Failure::new(
+            ERROR_INVALID_HANDLE,
+            "the handle is not a file that can be mapped",
+        ));
+    }
+    Ok(stat)
 }
 
 /// The huge page size the kernel uses for `MFD_HUGETLB`, if it has huge pages.
@@ -123,9 +144,18 @@ impl Section {
     }
 
     /// Creates a section over the file behind `file`, as `CreateFileMapping`
-    /// does with a file handle.
+    /// does with a file handle. `read_only` is the same file opened
+    /// read-only by the client (for handles without write access).
+    ///
+    /// The broker makes no call here that a client's file system could hold
+    /// up: no open, no truncate, and attributes only from the kernel's cache
+    /// (`statx` with `AT_STATX_DONT_SYNC`), so that a file on a FUSE or
+    /// network mount cannot stall it. The client extends a file that is
+    /// shorter than a writable section before asking, and makes the
+    /// read-only fd itself.
     pub fn new_file_backed(
         file: OwnedFd,
+        read_only: OwnedFd,
         size: u64,
         protection: PageProtection,
         attributes: SectionAttributes,
@@ -136,14 +166,7 @@ impl Section {
                 "SEC_LARGE_PAGES applies only to paging-file-backed sections",
             ));
         }
-        let stat = fs::fstat(&file).map_err(|e| Failure::new(errno(e), "fstat of the file"))?;
-        let file_type = FileType::from_raw_mode(stat.st_mode);
-        if file_type != FileType::RegularFile {
-            return Err(Failure::new(
-                ERROR_INVALID_HANDLE,
-                "the handle is not a file that can be mapped",
-            ));
-        }
+        let stat = cached_stat(&file)?;
         let mode = fs::fcntl_getfl(&file).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
         if mode.contains(OFlags::PATH) {
             return Err(Failure::new(
@@ -163,7 +186,22 @@ impl Section {
                 ),
             ));
         }
-        let file_size = stat.st_size as u64;
+        let ro_stat = cached_stat(&read_only)?;
+        let ro_mode =
+            fs::fcntl_getfl(&read_only).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        if (
+            ro_stat.stx_ino,
+            ro_stat.stx_dev_major,
+            ro_stat.stx_dev_minor,
+        ) != (stat.stx_ino, stat.stx_dev_major, stat.stx_dev_minor)
+            || ro_mode.contains(OFlags::PATH)
+            || ro_mode & OFlags::RWMODE != OFlags::RDONLY
+        {
+            return Err(Failure::protocol(
+                "the read-only descriptor of a file-backed section is not the same file opened read-only",
+            ));
+        }
+        let file_size = stat.stx_size;
         let size = if size == 0 {
             if file_size == 0 {
                 return Err(Failure::new(
@@ -176,36 +214,26 @@ impl Section {
             size
         };
         if size > file_size {
-            if !protection.allows_shared_write() {
-                return Err(Failure::new(
-                    ERROR_NOT_ENOUGH_MEMORY,
-                    "the section is larger than the file and its protection cannot extend it",
-                ));
-            }
-            if size > i64::MAX as u64 {
-                return Err(Failure::new(
-                    ERROR_NOT_ENOUGH_MEMORY,
-                    "section size too large",
-                ));
-            }
-            fs::ftruncate(&file, size)
-                .map_err(|e| Failure::new(errno(e), "extending the file to the section size"))?;
+            return Err(Failure::new(
+                ERROR_NOT_ENOUGH_MEMORY,
+                if protection.allows_shared_write() {
+                    "the file is shorter than the section (the client extends it first)"
+                } else {
+                    "the section is larger than the file and its protection cannot extend it"
+                },
+            ));
         }
-        let section = Section {
+        let read_only_cell = OnceCell::new();
+        let _ = read_only_cell.set(Rc::new(read_only));
+        Ok(Section {
             size,
             protection,
             attributes,
             file_backed: true,
             base: Rc::new(file),
             base_writable: writable,
-            read_only: OnceCell::new(),
-        };
-        // The read-only fd is made now, so that a later open of the section
-        // (by any process) never touches the file again.
-        if writable {
-            section.fd_for(false)?;
-        }
-        Ok(section)
+            read_only: read_only_cell,
+        })
     }
 
     /// What a client needs to map the section.
@@ -230,21 +258,14 @@ impl Section {
             "/proc/self/fd/{}",
             rustix::fd::AsRawFd::as_raw_fd(&*self.base)
         );
-        // Never blocking: an open that would wait for a lease on the file
-        // to be broken (up to /proc/sys/fs/lease-break-time, 45 s) fails at
-        // once instead of stalling the broker for every process.
+        // Only a memfd of the broker's own is reopened here (a file-backed
+        // section came with its read-only fd); never blocking all the same.
         let fd = fs::open(
             path,
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )
-        .map_err(|e| match e {
-            rustix::io::Errno::WOULDBLOCK => Failure::new(
-                ERROR_SHARING_VIOLATION,
-                "another process holds a lease on the file; try again once it lets go",
-            ),
-            e => Failure::new(errno(e), "reopening the section read-only"),
-        })?;
+        .map_err(|e| Failure::new(errno(e), "reopening the section read-only"))?;
         let fd = Rc::new(fd);
         let _ = self.read_only.set(fd.clone());
         Ok(fd)

@@ -76,6 +76,17 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 pub struct Listener {
     fd: OwnedFd,
     path: PathBuf,
+    /// The socket file's device and inode, so that on exit the broker
+    /// removes its own socket and never one another broker bound since.
+    file_id: Option<(u64, u64)>,
+}
+
+/// Device and inode of the file at `path`, not following a symlink.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// The outcome of trying to bind the broker socket.
@@ -107,6 +118,7 @@ pub fn bind(path: &Path) -> std::io::Result<Bound> {
                 return Ok(Bound::Listening(Listener {
                     fd,
                     path: path.to_owned(),
+                    file_id: file_id(path),
                 }));
             }
             Err(Errno::ADDRINUSE) => {
@@ -277,7 +289,9 @@ pub fn serve(
                     continue;
                 }
                 if token & PID_WATCH != 0 {
-                    broker.process_exited(token & !PID_WATCH);
+                    guarded("a process exit", || {
+                        broker.process_exited(token & !PID_WATCH)
+                    });
                     progress = true;
                     continue;
                 }
@@ -350,7 +364,18 @@ pub fn serve(
                 break;
             }
             acceptor.hello_deadlines.pop_front();
-            if connections.contains_key(&id) && !broker.is_greeted(id) {
+            // One whose Hello is waiting to be read (the broker was busy)
+            // is not silent: it is served in the next round.
+            let has_sent = connections.get(&id).is_some_and(|conn| {
+                conn.waiting.is_some()
+                    || net::recv(
+                        &conn.fd,
+                        &mut [0u8; 1],
+                        RecvFlags::PEEK | RecvFlags::DONTWAIT,
+                    )
+                    .is_ok_and(|(n, _)| n > 0)
+            });
+            if connections.contains_key(&id) && !broker.is_greeted(id) && !has_sent {
                 warning!(
                     "{}: no Hello within {HELLO_TIMEOUT:?}; closing the connection",
                     broker.describe_client(id)
@@ -397,7 +422,9 @@ pub fn serve(
     }
     // Remove the socket before the connections close, so a client that sees its
     // connection drop and retries finds no dead socket to connect to.
-    let _ = std::fs::remove_file(&listener.path);
+    if listener.file_id.is_some() && file_id(&listener.path) == listener.file_id {
+        let _ = std::fs::remove_file(&listener.path);
+    }
     Ok(held_lock)
 }
 
@@ -478,9 +505,13 @@ fn accept_all(
         };
         let id = *next_client;
         *next_client += 1;
-        if let Err(failure) = broker.add_client(id, pid, peer.uid) {
-            refuse(fd.as_fd(), failure.code, &failure.context);
-            continue;
+        match guarded("a new connection", || broker.add_client(id, pid, peer.uid)) {
+            Some(Ok(())) => {}
+            Some(Err(failure)) => {
+                refuse(fd.as_fd(), failure.code, &failure.context);
+                continue;
+            }
+            None => continue,
         }
         if epoll::add(
             epoll_fd,
@@ -490,7 +521,7 @@ fn accept_all(
         )
         .is_err()
         {
-            broker.remove_client(id);
+            guarded("a refused connection", || broker.remove_client(id));
             refuse(
                 fd.as_fd(),
                 ERROR_NO_SYSTEM_RESOURCES,

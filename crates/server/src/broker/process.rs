@@ -503,6 +503,9 @@ impl Broker {
                 return Err(failure);
             }
         };
+        // Its own process group, as a Windows process is on its own: a
+        // child's `kill(0, ...)` reaches its own group, never the broker.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         if let Some(&original) = ORIGINAL_NOFILE.get() {
             crate::child_limits::start_with_fd_limit(&mut command, original);
         }
