@@ -761,7 +761,10 @@ fn the_broker_keeps_no_descriptor_of_the_program_that_started_it() {
         .read_line(&mut ready)
         .unwrap();
     drop(writer);
-    let mut poll = [rustix::event::PollFd::new(&reader, rustix::event::PollFlags::IN)];
+    let mut poll = [rustix::event::PollFd::new(
+        &reader,
+        rustix::event::PollFlags::IN,
+    )];
     let timeout = rustix::time::Timespec {
         tv_sec: 10,
         tv_nsec: 0,
@@ -771,4 +774,53 @@ fn the_broker_keeps_no_descriptor_of_the_program_that_started_it() {
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(eof, "the broker kept the pipe's write end open");
+}
+
+#[test]
+fn a_directory_above_that_others_can_write_is_refused() {
+    // Whoever can write to a directory above can rename what is below it and
+    // put their own in its place, after any check of the lower levels.
+    let broker = TestBroker::new();
+    let open = broker.dir.join("open");
+    let private = open.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let program = private.join("objmgrd");
+    std::fs::copy(env!("CARGO_BIN_EXE_objmgrd"), &program).unwrap();
+    let mut cmd = broker.script(&["create - 4096"]);
+    cmd.env("OBJMGR_BROKER", &program);
+    let lines = result_lines(&cmd.output().unwrap());
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("above it is writable"),
+        "the program: {lines:?}"
+    );
+    let mut cmd = broker.script(&["create - 4096"]);
+    cmd.env("OBJMGR_SOCKET", private.join("broker.sock"));
+    let lines = result_lines(&cmd.output().unwrap());
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("above it is writable"),
+        "the socket: {lines:?}"
+    );
+    // Sticky, as /tmp is: nobody can rename what is not theirs.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut cmd = broker.script(&["create - 4096"]);
+    cmd.env("OBJMGR_BROKER", &program);
+    assert_eq!(result_lines(&cmd.output().unwrap()), ["create existed=0"]);
+}
+
+#[test]
+fn a_start_up_lock_of_another_user_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let broker = TestBroker::new();
+    let lock = broker.dir.join("broker.sock.lock");
+    std::fs::write(&lock, "").unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&lock, Some(unused_id(10)), Some(unused_id(10))).unwrap();
+    let lines = broker.run(&["create - 4096"]);
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("start-up lock"),
+        "{lines:?}"
+    );
 }

@@ -321,7 +321,12 @@ fn establish() -> Result<Connection> {
         rendezvous::prepare_dir(&location, true).map_err(unsafe_place)?;
         // Under the start-up lock, at most one process starts a broker, and
         // a broker cannot finish exiting while we connect.
-        let Some(lock) = rendezvous::StartLock::acquire(&location).map_err(unsafe_place)? else {
+        // Starting a broker takes well under a second; one that takes
+        // longer than this holds every other process back.
+        let patience = std::time::Duration::from_secs(30);
+        let Some(lock) =
+            rendezvous::StartLock::acquire(&location, patience).map_err(unsafe_place)?
+        else {
             continue;
         };
         let socket = match connect_socket(&location) {

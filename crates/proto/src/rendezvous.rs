@@ -140,6 +140,34 @@ fn writable_by_others(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
     None
 }
 
+/// Whether any directory above `dir` lets another user replace what lies
+/// below it: each must belong to `uid` or root, and not be writable by
+/// others unless it is sticky (as `/tmp` is: others cannot rename what is
+/// not theirs). `dir` is resolved first, so symbolic links are followed.
+fn unsafe_ancestor(dir: &Path, uid: u32) -> Option<String> {
+    let resolved = std::fs::canonicalize(dir).ok()?;
+    for ancestor in resolved.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if meta.uid() != uid && meta.uid() != 0 {
+            return Some(format!(
+                "{} above it belongs to uid {}",
+                ancestor.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            return Some(format!(
+                "{} above it is writable by other users (mode {:04o}, not sticky)",
+                ancestor.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
+}
+
 /// Makes sure the socket's directory is one only this user controls, before
 /// anything is sent there. A default directory is created (0700) if
 /// `create` and it is missing; an explicit one must exist.
@@ -159,7 +187,7 @@ pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
         let problem = if !meta.is_dir() {
             Some(format!("it is {}", describe_type(&meta)))
         } else {
-            writable_by_others(&meta, uid)
+            writable_by_others(&meta, uid).or_else(|| unsafe_ancestor(dir, uid))
         };
         return match problem {
             None => Ok(()),
@@ -194,7 +222,7 @@ pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
             meta.mode() & 0o7777
         ))
     } else {
-        None
+        unsafe_ancestor(dir, uid)
     };
     match problem {
         None => Ok(()),
@@ -235,9 +263,16 @@ pub struct StartLock {
 }
 
 impl StartLock {
-    /// Takes the lock (waiting for it). Returns `Ok(None)` if a broker
-    /// removed the lock file between opening and locking; the caller retries.
-    pub fn acquire(location: &SocketLocation) -> io::Result<Option<StartLock>> {
+    /// Takes the lock, waiting up to `patience` for it. Returns `Ok(None)`
+    /// if a broker removed the lock file between opening and locking; the
+    /// caller retries. A lock file that is not this user's own plain file
+    /// is refused; one held for longer than `patience` is an error (only a
+    /// process of this user can hold it, but one that never lets go must
+    /// not hang every other).
+    pub fn acquire(
+        location: &SocketLocation,
+        patience: std::time::Duration,
+    ) -> io::Result<Option<StartLock>> {
         let path = location.lock_path();
         let fd = fs::open(
             &path,
@@ -246,13 +281,35 @@ impl StartLock {
         )
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let locked = fs::fstat(&fd)?;
-        if FileType::from_raw_mode(locked.st_mode) != FileType::RegularFile {
+        if FileType::from_raw_mode(locked.st_mode) != FileType::RegularFile
+            || locked.st_uid != current_uid()
+            || locked.st_nlink != 1
+        {
             return Err(untrusted(format!(
-                "{} is not a regular file",
-                path.display()
+                "the start-up lock {} is not a plain file of uid {}",
+                path.display(),
+                current_uid()
             )));
         }
-        fs::flock(&fd, FlockOperation::LockExclusive)?;
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the start-up lock {} has been held by another process for {patience:?}",
+                            path.display()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         match fs::lstat(&path) {
             Ok(now) if now.st_ino == locked.st_ino && now.st_dev == locked.st_dev => {
                 Ok(Some(StartLock { fd, path }))
@@ -293,7 +350,9 @@ pub fn trusted_program(path: &Path) -> io::Result<PathBuf> {
         )));
     }
     let dir = resolved.parent().unwrap_or(Path::new("/"));
-    if let Some(why) = writable_by_others(&std::fs::metadata(dir)?, uid) {
+    let dir_problem =
+        writable_by_others(&std::fs::metadata(dir)?, uid).or_else(|| unsafe_ancestor(dir, uid));
+    if let Some(why) = dir_problem {
         return Err(untrusted(format!(
             "will not run {} as the objmgr broker: its directory {} is not safe: {why}",
             resolved.display(),

@@ -325,11 +325,16 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
         std::process::id(),
         rendezvous::current_uid()
     );
+    // A broker on its way out waits a few seconds at most for a client
+    // that is starting one; then it leaves without the lock.
     let exit_lock = || loop {
-        match rendezvous::StartLock::acquire(&config.location) {
+        match rendezvous::StartLock::acquire(&config.location, Duration::from_secs(5)) {
             Ok(Some(lock)) => return Some(lock),
             Ok(None) => continue,
-            Err(_) => return None,
+            Err(e) => {
+                log::warning!("leaving without the start-up lock: {e}");
+                return None;
+            }
         }
     };
     let held_lock = server::serve(listener, config, &exit_lock)?;

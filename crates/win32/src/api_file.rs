@@ -14,7 +14,7 @@ use objmgr_proto::access::{GENERIC_ALL, GENERIC_READ, GENERIC_WRITE};
 use objmgr_proto::error::*;
 
 use crate::api_sync::{Name, exports};
-use crate::ffi::{self, ansi, wide};
+use crate::ffi::{self, ansi_exact, wide_exact};
 use crate::last_error::{SetLastError, fail, guard};
 use crate::table::{self, Entry};
 use crate::types::*;
@@ -349,12 +349,15 @@ fn temp_file_name(path: &str, prefix: &str, unique: u32) -> Result<(String, u32)
 }
 
 unsafe fn get_temp_file_name<T: Copy + From<u8>>(
-    path: Option<String>,
-    prefix: Option<String>,
+    path: Result<Option<String>, ()>,
+    prefix: Result<Option<String>, ()>,
     unique: u32,
     buf: *mut T,
     units: impl Fn(&str) -> Vec<T>,
 ) -> u32 {
+    let (Ok(path), Ok(prefix)) = (path, prefix) else {
+        return fail(ERROR_INVALID_NAME, 0);
+    };
     let (Some(path), false) = (path, buf.is_null()) else {
         return fail(ERROR_INVALID_PARAMETER, 0);
     };
@@ -394,7 +397,7 @@ exports! {
     fn GetTempPathW(size: DWORD, buf: *mut WCHAR) -> DWORD = 0
         => give_string(buf, size, &temp_path().encode_utf16().collect::<Vec<_>>());
     fn GetTempFileNameA(path: *const c_char, prefix: *const c_char, unique: u32, buf: *mut c_char) -> u32 = 0
-        => get_temp_file_name(ansi(path), ansi(prefix), unique, buf.cast::<u8>(), |s| s.as_bytes().to_vec());
+        => get_temp_file_name(ansi_exact(path), ansi_exact(prefix), unique, buf.cast::<u8>(), |s| s.as_bytes().to_vec());
     fn GetTempFileNameW(path: *const WCHAR, prefix: *const WCHAR, unique: u32, buf: *mut WCHAR) -> u32 = 0
-        => get_temp_file_name(wide(path), wide(prefix), unique, buf, |s| s.encode_utf16().collect());
+        => get_temp_file_name(wide_exact(path), wide_exact(prefix), unique, buf, |s| s.encode_utf16().collect());
 }

@@ -12,7 +12,7 @@ use objmgr_proto::error::*;
 use objmgr_proto::process::STILL_ACTIVE;
 
 use crate::api_sync::exports;
-use crate::ffi::{self, ansi, wide};
+use crate::ffi::{self, ansi_exact, wide_exact};
 use crate::last_error::{fail, guard, or_fail};
 use crate::table::{self, Entry};
 use crate::types::*;
@@ -69,8 +69,9 @@ pub(crate) fn split_command_line(line: &str) -> Vec<String> {
 }
 
 /// An environment block (`NAME=VALUE` strings ending with an empty one).
-/// Each string is stepped over by its raw length, whatever its encoding.
-unsafe fn environment_block(block: *const c_void, unicode: bool) -> Vec<String> {
+/// Each string is stepped over by its raw length; one that is not valid
+/// UTF-16 (or UTF-8) makes the block `Err`, rather than a changed variable.
+unsafe fn environment_block(block: *const c_void, unicode: bool) -> Result<Vec<String>, ()> {
     let mut vars = Vec::new();
     if unicode {
         let mut p = block.cast::<WCHAR>();
@@ -82,11 +83,11 @@ unsafe fn environment_block(block: *const c_void, unicode: bool) -> Vec<String> 
                 len += 1;
             }
             if len == 0 {
-                return vars;
+                return Ok(vars);
             }
             // SAFETY: the `len` units just read.
             let units = unsafe { std::slice::from_raw_parts(p, len) };
-            vars.push(String::from_utf16_lossy(units));
+            vars.push(String::from_utf16(units).map_err(|_| ())?);
             // SAFETY: past this string's NUL, still inside the block.
             p = unsafe { p.add(len + 1) };
         }
@@ -96,9 +97,9 @@ unsafe fn environment_block(block: *const c_void, unicode: bool) -> Vec<String> 
             // SAFETY: as above, in bytes.
             let bytes = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
             if bytes.is_empty() {
-                return vars;
+                return Ok(vars);
             }
-            vars.push(String::from_utf8_lossy(bytes).into_owned());
+            vars.push(String::from_utf8(bytes.to_vec()).map_err(|_| ())?);
             // SAFETY: as above.
             p = unsafe { p.add(bytes.len() + 1) };
         }
@@ -122,18 +123,23 @@ fn stdio_from(h: HANDLE) -> Result<Stdio, objmgr_proto::Win32Error> {
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn create_process(
-    application: Option<String>,
-    command_line: Option<String>,
+    application: Result<Option<String>, ()>,
+    command_line: Result<Option<String>, ()>,
     inherit: BOOL,
     flags: DWORD,
     environment: *const c_void,
-    directory: Option<String>,
+    directory: Result<Option<String>, ()>,
     startup: *const STARTUPINFO,
     info: *mut PROCESS_INFORMATION,
 ) -> BOOL {
     if info.is_null() || startup.is_null() {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
+    // A program, argument or directory is run exactly as named, or not at all.
+    let (Ok(application), Ok(command_line), Ok(directory)) = (application, command_line, directory)
+    else {
+        return fail(ERROR_INVALID_NAME, FALSE);
+    };
     if flags & CREATE_SUSPENDED != 0 {
         return fail(ERROR_NOT_SUPPORTED, FALSE);
     }
@@ -154,7 +160,9 @@ unsafe fn create_process(
         command.env_clear();
         let unicode = flags & CREATE_UNICODE_ENVIRONMENT != 0;
         // SAFETY: an environment block per the Win32 contract.
-        let vars = unsafe { environment_block(environment, unicode) };
+        let Ok(vars) = (unsafe { environment_block(environment, unicode) }) else {
+            return fail(ERROR_INVALID_PARAMETER, FALSE);
+        };
         for var in vars {
             if let Some((k, v)) = var.split_once('=') {
                 command.env(k, v);
@@ -286,9 +294,9 @@ unsafe fn create_thread(
 
 exports! {
     fn CreateProcessA(app: *const c_char, cmd: *mut c_char, pa: *const SECURITY_ATTRIBUTES, ta: *const SECURITY_ATTRIBUTES, inherit: BOOL, flags: DWORD, env: *const c_void, dir: *const c_char, startup: *const STARTUPINFO, info: *mut PROCESS_INFORMATION) -> BOOL = FALSE
-        => { let _ = (pa, ta); create_process(ansi(app), ansi(cmd), inherit, flags, env, ansi(dir), startup, info) };
+        => { let _ = (pa, ta); create_process(ansi_exact(app), ansi_exact(cmd), inherit, flags, env, ansi_exact(dir), startup, info) };
     fn CreateProcessW(app: *const WCHAR, cmd: *mut WCHAR, pa: *const SECURITY_ATTRIBUTES, ta: *const SECURITY_ATTRIBUTES, inherit: BOOL, flags: DWORD, env: *const c_void, dir: *const WCHAR, startup: *const STARTUPINFO, info: *mut PROCESS_INFORMATION) -> BOOL = FALSE
-        => { let _ = (pa, ta); create_process(wide(app), wide(cmd), inherit, flags, env, wide(dir), startup, info) };
+        => { let _ = (pa, ta); create_process(wide_exact(app), wide_exact(cmd), inherit, flags, env, wide_exact(dir), startup, info) };
     fn OpenProcess(access: DWORD, inherit: BOOL, pid: DWORD) -> HANDLE = std::ptr::null_mut()
         => open_process(access, inherit, pid);
     fn GetExitCodeProcess(h: HANDLE, code: *mut DWORD) -> BOOL = FALSE => exit_code(h, code, false);

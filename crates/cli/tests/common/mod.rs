@@ -33,6 +33,10 @@ impl TestBroker {
         let dir = std::env::temp_dir().join(format!("omtest-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Whatever the umask: a client trusts only a directory nobody else
+        // can write to.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let socket = dir.join("broker.sock");
         TestBroker {
             dir,

@@ -35,6 +35,18 @@ int main(void) {
     CHECK_ERR(CreateFileA("/tmp/\xFF-objmgr-bad", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL),
               INVALID_HANDLE_VALUE, ERROR_INVALID_NAME);
     CHECK(CloseHandle(emoji));
+    {
+        /* Programs, directories and temporary file names too. */
+        STARTUPINFOA si;
+        PROCESS_INFORMATION pi;
+        char bad_cmd[] = "/bin/true\xFF";
+        char buf[MAX_PATH];
+        memset(&si, 0, sizeof si);
+        si.cb = sizeof si;
+        CHECK_ERR(CreateProcessA(NULL, bad_cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi),
+                  FALSE, ERROR_INVALID_NAME);
+        CHECK_ERR(GetTempFileNameA("/tmp", "\xC3", 0, buf), 0, ERROR_INVALID_NAME);
+    }
 
     HANDLE e = CreateEvent(NULL, TRUE, FALSE, TEXT("Local\\w-event"));
     HANDLE ew = OpenEventW(EVENT_MODIFY_STATE, FALSE, TEXT("Local\\w-event"));
