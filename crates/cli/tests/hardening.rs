@@ -824,3 +824,33 @@ fn a_start_up_lock_of_another_user_is_refused() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_set_group_id_program_is_refused() {
+    if !is_root() {
+        return;
+    }
+    // A set-group-ID copy of this test binary, run by another user: its
+    // environment is its caller's, so it must not pick the broker.
+    let broker = TestBroker::new();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("setgid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let program = dir.join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &program).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let template = broker.script(&["create - 4096"]);
+    let mut cmd = Command::new(&program);
+    cmd.args(template.get_args())
+        .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let lines = result_lines(&output_or_hang(
+        as_user(&mut cmd, unused_id(11)),
+        "the program",
+    ));
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("err 5 ") && l.contains("set-group-ID")),
+        "{lines:?}"
+    );
+}

@@ -275,6 +275,13 @@ pub fn set_autostart(enabled: bool) {
 
 /// Connects to the broker, starting one if none answers.
 fn establish() -> Result<Connection> {
+    if rendezvous::privileged_execution() {
+        return Err(Error::new(
+            crate::error::ERROR_ACCESS_DENIED,
+            "objmgr does not run in set-user-ID, set-group-ID or file-capability programs: \
+             their environment (OBJMGR_SOCKET, OBJMGR_BROKER, PATH) is their caller's",
+        ));
+    }
     let location = rendezvous::location_from_env();
     let autostart = AUTOSTART.load(Ordering::Relaxed);
     let socket_path = location.socket.display().to_string();

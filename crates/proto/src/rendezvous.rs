@@ -107,6 +107,33 @@ pub fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
+/// Whether this process runs with privileges its caller does not have (a
+/// set-user-ID or set-group-ID program, or one given file capabilities: the
+/// kernel's `AT_SECURE`). Such a process must not take the broker's
+/// location or program from an environment its caller controls, and the
+/// per-user broker of its real user is not its own: objmgr refuses to run
+/// there rather than guess.
+pub fn privileged_execution() -> bool {
+    use rustix::process::{getegid, geteuid, getgid, getuid};
+    if getuid() != geteuid() || getgid() != getegid() {
+        return true;
+    }
+    // AT_SECURE (23) in the auxiliary vector: pairs of native words.
+    const AT_SECURE: u64 = 23;
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
+        return false;
+    };
+    let word = size_of::<usize>();
+    auxv.chunks_exact(2 * word).any(|pair| {
+        let read = |bytes: &[u8]| {
+            let mut value = [0u8; 8];
+            value[..word].copy_from_slice(bytes);
+            u64::from_ne_bytes(value)
+        };
+        read(&pair[..word]) == AT_SECURE && read(&pair[word..]) != 0
+    })
+}
+
 fn untrusted(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, why)
 }
@@ -457,6 +484,11 @@ mod tests {
         assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
         assert!(refused.to_string().contains("its directory"), "{refused}");
         assert!(writable.to_string().contains("mode 0757"), "{writable}");
+    }
+
+    #[test]
+    fn tests_do_not_run_privileged() {
+        assert!(!privileged_execution());
     }
 
     #[test]
