@@ -43,11 +43,19 @@
 //!
 //! # Environment
 //! - `OBJMGR_SOCKET`: talk to the broker at this socket path instead of the
-//!   per-user default (isolated brokers for tests).
+//!   per-user default (isolated brokers for tests). Its directory must be the
+//!   user's (or root's) and writable by nobody else.
 //! - `OBJMGR_BROKER`: the `objmgrd` executable to start on demand (default:
-//!   beside the running program, else on `$PATH`).
+//!   the path fixed when this library was built, else on `$PATH`). It and its
+//!   directory must not be writable by other users.
 //! - `OBJMGR_IDLE_TIMEOUT_MS`: how long a broker started on demand waits
 //!   without clients before exiting (default 10 s).
+//! - `OBJMGR_DEBUG_START=1`: print why a broker could not be started on
+//!   stderr (the error says it too).
+//!
+//! Before it sends anything, the library checks that the broker's directory
+//! and the broker itself (`SO_PEERCRED`) belong to the user; anything else is
+//! `ERROR_ACCESS_DENIED` saying what is wrong (see `SECURITY.md`).
 //!
 //! # Differences from Windows
 //! - Each section handle holds one file descriptor in the process (and the
