@@ -12,6 +12,7 @@ pub mod name;
 pub mod process;
 pub mod rendezvous;
 pub mod section;
+pub mod security;
 pub mod sync;
 pub mod wire;
 
