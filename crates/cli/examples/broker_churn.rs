@@ -39,7 +39,7 @@ fn cycle(i: u64) -> objmgr::Result<()> {
         false,
         &objmgr::CreateOptions {
             inheritable: true,
-            access: None,
+            ..objmgr::CreateOptions::default()
         },
     )?;
     let exe = std::env::current_exe().expect("own path");

@@ -186,12 +186,22 @@ fn ls(args: &[String]) -> Result<(), Failure> {
     } else {
         let states: Vec<String> = entries.iter().map(state_summary).collect();
         let width = states.iter().map(String::len).max().unwrap_or(0).max(5);
+        let owners: Vec<&str> = entries
+            .iter()
+            .map(|e| {
+                e.properties
+                    .iter()
+                    .find(|(k, _)| k == "object_owner")
+                    .map_or("-", |(_, v)| v.as_str())
+            })
+            .collect();
+        let owner_width = owners.iter().map(|o| o.len()).max().unwrap_or(0).max(5);
         let _ = writeln!(
             out,
-            "{:<10} {:>7} {:>14}  {:<width$}  PATH",
-            "TYPE", "HANDLES", "SIZE", "STATE"
+            "{:<10} {:>7} {:>14}  {:<owner_width$}  {:<width$}  PATH",
+            "TYPE", "HANDLES", "SIZE", "OWNER", "STATE"
         );
-        for (e, state) in entries.iter().zip(&states) {
+        for ((e, state), owner) in entries.iter().zip(&states).zip(&owners) {
             let size = if e.object_type == ObjectType::Section {
                 e.size.to_string()
             } else {
@@ -199,7 +209,7 @@ fn ls(args: &[String]) -> Result<(), Failure> {
             };
             let _ = writeln!(
                 out,
-                "{:<10} {:>7} {size:>14}  {state:<width$}  {}",
+                "{:<10} {:>7} {size:>14}  {owner:<owner_width$}  {state:<width$}  {}",
                 e.object_type.name(),
                 e.handle_count,
                 e.path

@@ -8,14 +8,13 @@ mod common;
 #[path = "common/script.rs"]
 mod script;
 
-use common::{TestBroker, exists, result_lines};
+use common::{TestBroker, as_user, exists, is_root, output_or_hang, result_lines, unused_id};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The environment variable that makes a child play the attacker.
 const ATTACK_ENV: &str = "OBJMGR_TEST_ATTACK";
@@ -91,26 +90,6 @@ fn attack(role: &str) {
     }
 }
 
-fn is_root() -> bool {
-    if rustix::process::getuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: needs root to act as other users");
-    false
-}
-
-/// A uid (and gid of the same number) that no account uses: one per test
-/// process and `k`, so parallel runs do not meet.
-fn unused_id(k: u32) -> u32 {
-    3_000_000 + (std::process::id() % 100_000) * 16 + k
-}
-
-/// Runs `cmd` as `id` (uid and gid; no supplementary groups: std calls
-/// `setgroups(0)` when root switches uid).
-fn as_user(cmd: &mut Command, id: u32) -> &mut Command {
-    cmd.uid(id).gid(id) // std drops supplementary groups when root sets a uid
-}
-
 /// A running attacker.
 struct Attacker {
     child: Child,
@@ -163,26 +142,6 @@ impl Drop for Attacker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs `cmd`; a run that takes longer than a minute is a hang and fails the test.
-fn output_or_hang(cmd: &mut Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// A victim's client running `script` with no `OBJMGR_SOCKET` and no

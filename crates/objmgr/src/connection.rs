@@ -158,7 +158,10 @@ impl Connection {
 
 /// Connects to the socket at `location` and checks, before a byte is sent,
 /// that a broker this user may trust is listening there.
-fn connect_socket(location: &SocketLocation) -> std::result::Result<OwnedFd, Unreachable> {
+fn connect_socket(
+    location: &SocketLocation,
+    dir_owner: u32,
+) -> std::result::Result<OwnedFd, Unreachable> {
     let path = &location.socket;
     let fd = net::socket_with(
         AddressFamily::UNIX,
@@ -169,7 +172,7 @@ fn connect_socket(location: &SocketLocation) -> std::result::Result<OwnedFd, Unr
     .map_err(|e| Unreachable::NoBroker(e.into()))?;
     let addr = SocketAddrUnix::new(path).map_err(|e| Unreachable::NoBroker(e.into()))?;
     net::connect(&fd, &addr).map_err(|e| Unreachable::NoBroker(e.into()))?;
-    rendezvous::check_broker(fd.as_fd(), path).map_err(Unreachable::Untrusted)?;
+    rendezvous::check_broker(fd.as_fd(), path, dir_owner).map_err(Unreachable::Untrusted)?;
     Ok(fd)
 }
 
@@ -301,8 +304,8 @@ fn establish() -> Result<Connection> {
         )
     };
     // Nothing is sent anywhere before the directory is known to be private.
-    rendezvous::prepare_dir(&location, autostart).map_err(unsafe_place)?;
-    match connect_socket(&location) {
+    let dir_owner = rendezvous::prepare_dir(&location, autostart).map_err(unsafe_place)?;
+    match connect_socket(&location, dir_owner) {
         Ok(socket) => match greet(socket) {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
@@ -315,7 +318,10 @@ fn establish() -> Result<Connection> {
             Err(_) => {}
         },
         Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
-        Err(Unreachable::NoBroker(e)) if !autostart => {
+        // Root inspecting another user's broker never starts one there.
+        Err(Unreachable::NoBroker(e))
+            if !autostart || (dir_owner != rendezvous::current_uid() && dir_owner != 0) =>
+        {
             return Err(Error::new(
                 ERROR_SERVICE_NOT_ACTIVE,
                 format!("no objmgr broker is running at {socket_path}: {e}"),
@@ -325,7 +331,7 @@ fn establish() -> Result<Connection> {
     }
     let mut last = String::from("no attempt made");
     for _ in 0..8 {
-        rendezvous::prepare_dir(&location, true).map_err(unsafe_place)?;
+        let dir_owner = rendezvous::prepare_dir(&location, true).map_err(unsafe_place)?;
         // Under the start-up lock, at most one process starts a broker, and
         // a broker cannot finish exiting while we connect.
         // Starting a broker takes well under a second; one that takes
@@ -336,12 +342,12 @@ fn establish() -> Result<Connection> {
         else {
             continue;
         };
-        let socket = match connect_socket(&location) {
+        let socket = match connect_socket(&location, dir_owner) {
             Ok(socket) => socket,
             Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
             Err(Unreachable::NoBroker(_)) => {
                 start_broker(&location)?;
-                match connect_socket(&location) {
+                match connect_socket(&location, dir_owner) {
                     Ok(socket) => socket,
                     Err(Unreachable::Untrusted(e)) => return Err(unsafe_place(e)),
                     Err(Unreachable::NoBroker(e)) => {

@@ -8,6 +8,7 @@ use objmgr_proto::access::AccessMask;
 use objmgr_proto::section::{
     ALLOCATION_GRANULARITY, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
 };
+use objmgr_proto::security::SecurityDescriptor;
 use objmgr_proto::wire::{Handle, Reply, Request, SectionGrant};
 use rustix::mm::ProtFlags;
 use std::fmt;
@@ -105,6 +106,7 @@ pub struct SectionBuilder {
     large_pages: bool,
     reserve: bool,
     inherit: bool,
+    security: Option<SecurityDescriptor>,
 }
 
 impl SectionBuilder {
@@ -149,6 +151,16 @@ impl SectionBuilder {
         self
     }
 
+    /// The security descriptor of a new section (`lpSecurityDescriptor`):
+    /// who may open it and how. Parts it leaves out (owner, group, DACL) come
+    /// from the creator, as on Windows; without one, only the creator (and
+    /// SYSTEM and Administrators) may open the section. Ignored when the name
+    /// exists already.
+    pub fn security(mut self, descriptor: SecurityDescriptor) -> Self {
+        self.security = Some(descriptor);
+        self
+    }
+
     fn fl_protect(&self) -> u32 {
         let mut bits = self.protection.bits();
         if self.large_pages {
@@ -167,6 +179,11 @@ impl SectionBuilder {
             size: self.size,
             inherit: self.inherit,
             from_file,
+            security: self
+                .security
+                .as_ref()
+                .map(SecurityDescriptor::to_sddl)
+                .unwrap_or_default(),
         }
     }
 
@@ -315,6 +332,7 @@ impl Section {
             large_pages: false,
             reserve: false,
             inherit: false,
+            security: None,
         }
     }
 

@@ -96,6 +96,10 @@ pub struct CreateOptions {
     /// The access the handle gets (`dwDesiredAccess` of the `Create*Ex`
     /// functions); `None` = all access for the type.
     pub access: Option<u32>,
+    /// The new object's security descriptor (`lpSecurityDescriptor`); parts
+    /// it leaves out come from the creator. `None`: the creator's default
+    /// (only it, SYSTEM and Administrators may open the object).
+    pub security: Option<objmgr_proto::security::SecurityDescriptor>,
 }
 
 impl SyncObject {
@@ -115,6 +119,11 @@ impl SyncObject {
             inherit: options.inheritable,
             owner_token: actor.map_or(0, |a| a.token.raw()),
             owner_tid: actor.map_or(0, |a| a.tid),
+            security: options
+                .security
+                .as_ref()
+                .map(|sd| sd.to_sddl())
+                .unwrap_or_default(),
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {

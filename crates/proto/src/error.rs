@@ -76,6 +76,9 @@ win32_errors! {
     ERROR_NO_SYSTEM_RESOURCES = 1450, "Insufficient system resources exist to complete the requested service.";
     ERROR_COMMITMENT_LIMIT = 1455, "The paging file is too small for this operation to complete.";
     ERROR_REVISION_MISMATCH = 1306, "Indicates two revision levels are incompatible.";
+    ERROR_INVALID_OWNER = 1307, "This security ID may not be assigned as the owner of this object.";
+    ERROR_INVALID_PRIMARY_GROUP = 1308, "This security ID may not be assigned as the primary group of an object.";
+    ERROR_INVALID_SECURITY_DESCR = 1338, "The security descriptor structure is invalid.";
     ERROR_NOT_ENOUGH_QUOTA = 1816, "Not enough quota is available to process this command.";
 }
 

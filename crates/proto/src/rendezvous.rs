@@ -201,7 +201,12 @@ fn unsafe_ancestor(dir: &Path, uid: u32) -> Option<String> {
 ///
 /// Every refusal is a `PermissionDenied` error naming the path, what is
 /// wrong with it, and what to do instead.
-pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
+///
+/// Returns the user whose broker may answer there (besides this user and
+/// root, whom [`check_broker`] always accepts): the directory's owner. Only
+/// root may point `OBJMGR_SOCKET` into another user's directory (to inspect
+/// that user's broker); it then talks to that user's broker and no other.
+pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<u32> {
     let dir = location.dir();
     let uid = current_uid();
     if !location.is_default {
@@ -211,13 +216,16 @@ pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
                 format!("the directory of OBJMGR_SOCKET, {}: {e}", dir.display()),
             )
         })?;
+        // Root may use a directory of another user; whose it is, is then
+        // who must answer there.
+        let trusted = if uid == 0 { meta.uid() } else { uid };
         let problem = if !meta.is_dir() {
             Some(format!("it is {}", describe_type(&meta)))
         } else {
-            writable_by_others(&meta, uid).or_else(|| unsafe_ancestor(dir, uid))
+            writable_by_others(&meta, trusted).or_else(|| unsafe_ancestor(dir, trusted))
         };
         return match problem {
-            None => Ok(()),
+            None => Ok(meta.uid()),
             Some(why) => Err(untrusted(format!(
                 "the directory of OBJMGR_SOCKET, {}, is not safe: {why}; another user could \
                  put a fake broker there. Choose a socket path in a directory that only you \
@@ -252,7 +260,7 @@ pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
         unsafe_ancestor(dir, uid)
     };
     match problem {
-        None => Ok(()),
+        None => Ok(uid),
         Some(why) => Err(untrusted(format!(
             "{} is not objmgr's private directory for uid {uid}: {why}. Another user may have \
              made it to intercept this user's objmgr traffic. Remove it, or set XDG_RUNTIME_DIR \
@@ -265,10 +273,16 @@ pub fn prepare_dir(location: &SocketLocation, create: bool) -> io::Result<()> {
 
 /// Checks that the process at the other end of `socket` is a broker this
 /// user may trust: one running as this user, or as root.
-pub fn check_broker(socket: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+/// `dir_owner` is what [`prepare_dir`] returned: the owner of the verified
+/// directory (this user or root, unless this is root).
+pub fn check_broker(
+    socket: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    dir_owner: u32,
+) -> io::Result<()> {
     let peer = peer_of(socket)?;
     let uid = current_uid();
-    if peer.uid == uid || peer.uid == 0 {
+    if peer.uid == uid || peer.uid == 0 || peer.uid == dir_owner {
         return Ok(());
     }
     Err(untrusted(format!(

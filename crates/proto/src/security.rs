@@ -394,12 +394,14 @@ pub fn access_check(
     mapping: &GenericMapping,
 ) -> Option<u32> {
     let maximum = desired & MAXIMUM_ALLOWED != 0;
-    let desired = map_generic(desired & !MAXIMUM_ALLOWED, mapping);
+    // Bits the type does not define are dropped, as the handle could not
+    // use them anyway.
+    let valid = mapping.all | ACCESS_SYSTEM_SECURITY;
+    let desired = map_generic(desired & !MAXIMUM_ALLOWED, mapping) & valid;
     // Auditing rights need a privilege only root has.
     if desired & ACCESS_SYSTEM_SECURITY != 0 && !token.is_system() {
         return None;
     }
-    let valid = mapping.all | ACCESS_SYSTEM_SECURITY;
     let aces = match &sd.dacl {
         Dacl::Null | Dacl::NotPresent => {
             return Some(if maximum {

@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -267,13 +267,16 @@ impl Opcode {
 pub enum Request {
     /// First message on every connection.
     Hello { version: u32 },
-    /// `CreateFileMapping`. With `from_file`, the message carries the file's fd.
+    /// `CreateFileMapping`. With `from_file`, the message carries the file's
+    /// fd and the same file opened read-only. `security`: the descriptor
+    /// asked for, as SDDL (empty: the creator's default).
     CreateSection {
         name: String,
         protection: u32,
         size: u64,
         inherit: bool,
         from_file: bool,
+        security: String,
     },
     /// `Open*` by name, for any type.
     Open {
@@ -309,6 +312,8 @@ pub enum Request {
         inherit: bool,
         owner_token: u32,
         owner_tid: u32,
+        /// The descriptor asked for, as SDDL (empty: the creator's default).
+        security: String,
     },
     /// `CreateProcess`: the broker starts the program as its own child (so it
     /// can report the exit code). `stdio` bit `i` set: fd `i` (stdin, stdout,
@@ -403,12 +408,14 @@ impl Request {
                 size,
                 inherit,
                 from_file,
+                security,
             } => {
                 e.str(name)
                     .u32(*protection)
                     .u64(*size)
                     .bool(*inherit)
-                    .bool(*from_file);
+                    .bool(*from_file)
+                    .str(security);
             }
             Request::Open {
                 object_type,
@@ -440,13 +447,15 @@ impl Request {
                 inherit,
                 owner_token,
                 owner_tid,
+                security,
             } => {
                 e.str(name);
                 encode_init(&mut e, *init);
                 e.u32(*access)
                     .bool(*inherit)
                     .u32(*owner_token)
-                    .u32(*owner_tid);
+                    .u32(*owner_tid)
+                    .str(security);
             }
             Request::Spawn {
                 program,
@@ -519,6 +528,7 @@ impl Request {
                 size: d.u64()?,
                 inherit: d.bool()?,
                 from_file: d.bool()?,
+                security: d.str()?,
             },
             Opcode::Open => Request::Open {
                 object_type: d.object_type()?,
@@ -549,6 +559,7 @@ impl Request {
                 inherit: d.bool()?,
                 owner_token: d.u32()?,
                 owner_tid: d.u32()?,
+                security: d.str()?,
             },
             Opcode::Spawn => Request::Spawn {
                 program: d.str()?,
@@ -1056,6 +1067,7 @@ mod tests {
             size: 1 << 40,
             inherit: true,
             from_file: false,
+            security: "O:SYD:(A;;GA;;;WD)".into(),
         });
         round_trip(Request::Open {
             object_type: ObjectType::Section,
@@ -1093,6 +1105,7 @@ mod tests {
                 inherit: true,
                 owner_token: 0x8001,
                 owner_tid: 77,
+                security: String::new(),
             });
         }
     }
@@ -1238,6 +1251,7 @@ mod tests {
             size: 1,
             inherit: false,
             from_file: false,
+            security: String::new(),
         }
         .encode(9);
         for cut in 0..full.len() {

@@ -13,6 +13,7 @@ use objmgr_proto::ObjectName;
 use objmgr_proto::access::{AccessMask, ObjectType, SECTION_MAP_WRITE};
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
+use objmgr_proto::security::{self, SecurityDescriptor};
 use objmgr_proto::sync::SyncInit;
 use objmgr_proto::wire::{
     BrokerStatus, CURRENT_PROCESS, CURRENT_THREAD, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE,
@@ -86,6 +87,8 @@ struct Object {
     /// The process (pid) this object is charged to, its creator, and what
     /// it costs, until the object dies.
     charged_to: Option<(u32, Charge)>,
+    /// Who may open it, and how (complete: owner, group and DACL set).
+    security: SecurityDescriptor,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -186,6 +189,9 @@ impl HandleTable {
 pub struct Client {
     pub pid: u32,
     pub uid: u32,
+    /// Who the process is, for access checks (from `SO_PEERCRED` and its
+    /// supplementary groups).
+    pub token: security::Token,
     /// Set once the `Hello` exchange succeeded.
     pub greeted: bool,
     /// Identifies the process in shared sync state (mutex owners, slot locks).
@@ -215,6 +221,22 @@ impl Outcome {
 }
 
 /// The failure for a handle value that is not in the caller's table.
+/// The owner and the whole descriptor (SDDL), for `objmgr stat` and `ls`.
+fn security_properties(sd: &SecurityDescriptor) -> [(String, String); 2] {
+    let owner = SecurityDescriptor {
+        owner: sd.owner.clone(),
+        ..SecurityDescriptor::default()
+    };
+    [
+        // Not "owner": a mutex's state has one (the thread that holds it).
+        (
+            "object_owner".to_owned(),
+            owner.to_sddl().trim_start_matches("O:").to_owned(),
+        ),
+        ("security".to_owned(), sd.to_sddl()),
+    ]
+}
+
 fn not_open(handle: Handle) -> Failure {
     Failure::new(
         ERROR_INVALID_HANDLE,
@@ -299,7 +321,13 @@ impl Broker {
     /// Registers a new connection. Fails when process `pid` has its quota
     /// of connections already, or when 65,535 processes are connected (every
     /// process tag is taken).
-    pub fn add_client(&mut self, id: ClientId, pid: u32, uid: u32) -> Result<(), Failure> {
+    pub fn add_client(
+        &mut self,
+        id: ClientId,
+        pid: u32,
+        uid: u32,
+        token: security::Token,
+    ) -> Result<(), Failure> {
         let connections = self.connections_of.get(&pid).copied().unwrap_or(0);
         let quota = quota::get().connections;
         if connections >= quota {
@@ -315,6 +343,7 @@ impl Broker {
             Client {
                 pid,
                 uid,
+                token,
                 greeted: false,
                 tag,
                 arena_sent: false,
@@ -483,12 +512,14 @@ impl Broker {
                 size,
                 inherit,
                 from_file,
+                security,
             } => {
                 let file = match (from_file, fds.pop(), fds.pop()) {
                     (true, Some(read_only), Some(file)) => Some((file, read_only)),
                     _ => None,
                 };
-                self.create_section(id, &name, protection, size, inherit, file)
+                let security = self.security_for_new(id, &security)?;
+                self.create_section(id, &name, protection, size, inherit, file, security)
             }
             Request::Open {
                 object_type,
@@ -570,7 +601,12 @@ impl Broker {
                 inherit,
                 owner_token,
                 owner_tid,
-            } => self.create_sync(id, &name, init, access, inherit, owner_token, owner_tid),
+                security,
+            } => {
+                let security = self.security_for_new(id, &security)?;
+                let owner = (owner_token, owner_tid);
+                self.create_sync(id, &name, init, access, inherit, owner, security)
+            }
             Request::ListObjects { after, limit } => {
                 let limit = limit.clamp(1, MAX_LIST_ENTRIES) as usize;
                 let range = self.names.range::<String, _>((
@@ -623,6 +659,7 @@ impl Broker {
         }
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request")]
     fn create_section(
         &mut self,
         id: ClientId,
@@ -631,6 +668,7 @@ impl Broker {
         size: u64,
         inherit: bool,
         file: Option<(OwnedFd, OwnedFd)>,
+        security: SecurityDescriptor,
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
@@ -641,6 +679,7 @@ impl Broker {
         // As on Windows: an existing section is returned whatever size and
         // protection were asked for now.
         if let Some(existing) = self.existing(path.as_deref(), ObjectType::Section)? {
+            let access = self.check_access(id, existing, access.0)?;
             return self.grant(id, existing, access, inherit, true);
         }
         // A file-backed section's size is known once the file is seen;
@@ -659,6 +698,7 @@ impl Broker {
             path,
             Body::Section(section),
             Some((id, charge)),
+            security,
         );
         self.grant(id, oid, access, inherit, false)
     }
@@ -695,8 +735,8 @@ impl Broker {
         init: SyncInit,
         access: u32,
         inherit: bool,
-        owner_token: u32,
-        owner_tid: u32,
+        (owner_token, owner_tid): (u32, u32),
+        security: SecurityDescriptor,
     ) -> Result<Outcome, Failure> {
         let object_type = init.object_type();
         init.validate().map_err(|code| {
@@ -705,12 +745,13 @@ impl Broker {
         let parsed = ObjectName::parse(name)
             .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
         let path = parsed.map(|n| n.path(SESSION));
-        let access = object_type.map_generic(access);
         // An existing object is returned as it is: the creation arguments
         // (initial state, counts, initial ownership) are ignored, as on Windows.
         if let Some(existing) = self.existing(path.as_deref(), object_type)? {
+            let access = self.check_access(id, existing, access)?;
             return self.grant(id, existing, access, inherit, true);
         }
+        let access = object_type.map_generic(access);
         let client = &self.clients[&id];
         let owner = match init {
             SyncInit::Mutex { owned: true } => {
@@ -736,8 +777,83 @@ impl Broker {
             slot,
             kind: Kind::from_init(init),
         };
-        let oid = self.insert_object(object_type, path, body, Some((id, Charge::sync_object())));
+        let oid = self.insert_object(
+            object_type,
+            path,
+            body,
+            Some((id, Charge::sync_object())),
+            security,
+        );
         self.grant(id, oid, access, inherit, false)
+    }
+
+    /// The complete descriptor of an object client `id` creates: the SDDL it
+    /// asked for (empty: none), the rest from its token. An owner or group
+    /// the token does not hold is refused, as Windows refuses it without a
+    /// privilege (root may name anyone).
+    fn security_for_new(&self, id: ClientId, sddl: &str) -> Result<SecurityDescriptor, Failure> {
+        let token = &self.clients[&id].token;
+        let requested = if sddl.is_empty() {
+            None
+        } else {
+            Some(
+                SecurityDescriptor::from_sddl(sddl)
+                    .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?,
+            )
+        };
+        if let Some(owner) = requested.as_ref().and_then(|sd| sd.owner.as_ref())
+            && !token.may_own_as(owner)
+        {
+            return Err(Failure::new(
+                ERROR_INVALID_OWNER,
+                format!("{owner} cannot be made the owner by {}", token.user),
+            ));
+        }
+        if let Some(group) = requested.as_ref().and_then(|sd| sd.group.as_ref())
+            && !token.may_own_as(group)
+        {
+            return Err(Failure::new(
+                ERROR_INVALID_PRIMARY_GROUP,
+                format!("{group} cannot be made the primary group by {}", token.user),
+            ));
+        }
+        Ok(SecurityDescriptor::for_new_object(
+            requested.as_ref(),
+            token,
+        ))
+    }
+
+    /// The access check for client `id` asking for `desired` on `oid`: the
+    /// rights granted, or `ERROR_ACCESS_DENIED`.
+    fn check_access(
+        &self,
+        id: ClientId,
+        oid: ObjectId,
+        desired: u32,
+    ) -> Result<AccessMask, Failure> {
+        let object = &self.objects[&oid];
+        let token = &self.clients[&id].token;
+        let mapping = object.object_type.generic_mapping();
+        match security::access_check(&object.security, token, desired, &mapping) {
+            Some(granted) => Ok(object.object_type.map_generic(granted)),
+            None => Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "the security descriptor of {} does not grant {} access {desired:#x}",
+                    object.path.as_deref().unwrap_or("the object"),
+                    token.user
+                ),
+            )),
+        }
+    }
+
+    /// The descriptor of an object the broker makes for itself (process and
+    /// thread objects): its own user's default.
+    fn own_security(&self) -> SecurityDescriptor {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let token = security::Token::for_unix(uid, gid, &[], None);
+        SecurityDescriptor::for_new_object(None, &token)
     }
 
     /// What the process of client `id` holds: charges are kept by pid, not
@@ -788,6 +904,7 @@ impl Broker {
         path: Option<String>,
         body: Body,
         charge: Option<(ClientId, Charge)>,
+        security: SecurityDescriptor,
     ) -> ObjectId {
         let charge = charge.map(|(creator, cost)| {
             let pid = self.clients[&creator].pid;
@@ -811,6 +928,7 @@ impl Broker {
                 handle_count: 0,
                 body,
                 charged_to: charge,
+                security,
             },
         );
         oid
@@ -837,9 +955,7 @@ impl Broker {
         let oid = self
             .existing(Some(&path), object_type)?
             .ok_or_else(|| Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}")))?;
-        // A per-user broker serves one uid, the owner of every object, whom the
-        // default security descriptor grants everything: any requested right is granted.
-        let access = object_type.map_generic(access);
+        let access = self.check_access(id, oid, access)?;
         self.grant(id, oid, access, inherit, false)
     }
 
@@ -944,7 +1060,10 @@ impl Broker {
                         .sync
                         .as_ref()
                         .map(|sync| sync.describe(slot))
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(security_properties(&object.security))
+                        .collect(),
                 };
             }
         };
@@ -958,6 +1077,7 @@ impl Broker {
         if section.attributes.large_pages {
             properties.push(("large_pages".to_owned(), "yes".to_owned()));
         }
+        properties.extend(security_properties(&object.security));
         ObjectEntry {
             path: object.path.clone().unwrap_or_default(),
             object_type: object.object_type,
@@ -993,10 +1113,16 @@ impl Broker {
 mod tests {
     use super::*;
 
+    fn root_token() -> security::Token {
+        security::Token::for_unix(0, 0, &[], None)
+    }
+
     fn greeted_broker(clients: &[ClientId]) -> Broker {
         let mut broker = Broker::new("test".into(), 0);
         for &id in clients {
-            broker.add_client(id, 100 + id as u32, 0).unwrap();
+            broker
+                .add_client(id, 100 + id as u32, 0, root_token())
+                .unwrap();
             broker
                 .handle(
                     id,
@@ -1022,6 +1148,7 @@ mod tests {
             size,
             inherit: false,
             from_file: false,
+            security: String::new(),
         };
         match broker.handle(id, request, vec![])?.reply {
             Reply::Section(grant) => Ok(grant),
@@ -1050,7 +1177,7 @@ mod tests {
     #[test]
     fn requests_before_hello_are_protocol_violations() {
         let mut broker = Broker::new("test".into(), 0);
-        broker.add_client(1, 1, 0).unwrap();
+        broker.add_client(1, 1, 0, root_token()).unwrap();
         let failure = broker.handle(1, Request::Status, vec![]).unwrap_err();
         assert!(failure.disconnect);
         let failure = broker
@@ -1143,7 +1270,7 @@ mod tests {
         broker.remove_client(2);
         broker.remove_client(1);
         assert_eq!(broker.status().objects, 0);
-        broker.add_client(3, 3, 0).unwrap();
+        broker.add_client(3, 3, 0, root_token()).unwrap();
         broker
             .handle(
                 3,
@@ -1193,6 +1320,7 @@ mod tests {
                 inherit: false,
                 owner_token,
                 owner_tid: 7,
+                security: String::new(),
             },
             vec![],
         )
@@ -1302,7 +1430,7 @@ mod tests {
         assert_eq!(second.slot, first.slot, "the freed slot is reused");
         let tag = broker.clients[&1].tag;
         broker.remove_client(1);
-        broker.add_client(9, 9, 0).unwrap();
+        broker.add_client(9, 9, 0, root_token()).unwrap();
         assert_ne!(
             broker.clients[&9].tag, tag,
             "a dead client's tag is not reused at once"

@@ -71,6 +71,8 @@ pub struct Config {
     pub log: log::Sink,
     /// The quota settings given (`name=value,...`; see [`quota`]).
     pub quota_settings: String,
+    /// The group whose members count as Administrators (root always does).
+    pub admin_gid: Option<u32>,
 }
 
 const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
@@ -87,6 +89,8 @@ only needed for a broker that never idles out.
   --quota NAME=N,...    per-process quotas (also $OBJMGR_QUOTA): handles, objects,
                         sections, section-bytes, sync-objects, connections
                         (see SECURITY.md for the defaults)
+  --admin-group GID     members of this group count as Administrators in access
+                        checks (root always does)
   --log stderr|syslog   where the log goes (default: stderr in the foreground,
                         syslog once detached); the level comes from $OBJMGR_LOG
                         (else $RUST_LOG): error, warn, info (default), debug, off
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
     let mut socket: Option<PathBuf> = None;
     let mut daemon = false;
     let mut sink = None;
+    let mut admin_gid = None;
     let mut quota_settings: Vec<String> = std::env::var(quota::QUOTA_ENV).into_iter().collect();
     let mut idle = std::env::var("OBJMGR_IDLE_TIMEOUT_MS").ok();
     while let Some(arg) = args.next() {
@@ -130,6 +135,14 @@ pub fn main() -> ExitCode {
             },
             "--quota" => match value("--quota") {
                 Some(settings) => quota_settings.push(settings),
+                None => return ExitCode::from(2),
+            },
+            "--admin-group" => match value("--admin-group").map(|g| g.parse::<u32>()) {
+                Some(Ok(gid)) => admin_gid = Some(gid),
+                Some(Err(_)) => {
+                    eprintln!("objmgrd: --admin-group takes a numeric gid");
+                    return ExitCode::from(2);
+                }
                 None => return ExitCode::from(2),
             },
             "--daemon" => daemon = true,
@@ -182,6 +195,7 @@ pub fn main() -> ExitCode {
             log::Sink::Stderr
         }),
         quota_settings,
+        admin_gid,
     };
     if daemon {
         return spawn_detached(&config);
@@ -220,6 +234,9 @@ fn spawn_detached(config: &Config) -> ExitCode {
     };
     if !config.quota_settings.is_empty() {
         cmd.arg("--quota").arg(&config.quota_settings);
+    }
+    if let Some(gid) = config.admin_gid {
+        cmd.arg("--admin-group").arg(gid.to_string());
     }
     cmd.arg("--log").arg(match config.log {
         log::Sink::Stderr => "stderr",

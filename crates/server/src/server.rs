@@ -220,6 +220,7 @@ pub fn serve(
         my_uid: rustix::process::getuid().as_raw(),
         spare: open_spare(),
         hello_deadlines: VecDeque::new(),
+        admin_gid: config.admin_gid,
     };
     let held_lock;
 
@@ -438,6 +439,26 @@ struct Acceptor<'a> {
     spare: Option<OwnedFd>,
     /// When each new connection must have said `Hello`, oldest first.
     hello_deadlines: VecDeque<(Instant, ClientId)>,
+    /// Members of this group count as Administrators in access checks.
+    admin_gid: Option<u32>,
+}
+
+/// A process's supplementary groups, from `/proc/<pid>/status` (none if it
+/// cannot be read). Read when it connects: the groups a process had then
+/// are the ones its token holds, as a Windows token is fixed at logon.
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Groups:"))?;
+            Some(
+                line["Groups:".len()..]
+                    .split_whitespace()
+                    .filter_map(|g| g.parse().ok())
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Accepts every pending connection.
@@ -453,7 +474,9 @@ fn accept_all(
         my_uid,
         spare,
         hello_deadlines,
+        admin_gid,
     } = acceptor;
+    let admin_gid = *admin_gid;
     let (listener, epoll_fd, my_uid) = (*listener, *epoll_fd, *my_uid);
     loop {
         let fd = match net::accept_with(&listener.fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
@@ -505,7 +528,11 @@ fn accept_all(
         };
         let id = *next_client;
         *next_client += 1;
-        match guarded("a new connection", || broker.add_client(id, pid, peer.uid)) {
+        let groups = supplementary_groups(pid);
+        let token = objmgr_proto::security::Token::for_unix(peer.uid, peer.gid, &groups, admin_gid);
+        match guarded("a new connection", || {
+            broker.add_client(id, pid, peer.uid, token)
+        }) {
             Some(Ok(())) => {}
             Some(Err(failure)) => {
                 refuse(fd.as_fd(), failure.code, &failure.context);

@@ -79,6 +79,7 @@ unsafe fn create<T>(
     let options = CreateOptions {
         inheritable: inherit,
         access: Some(access),
+        ..CreateOptions::default()
     };
     match make(name.as_deref(), &options) {
         Ok(object) => created(existed(&object), wrap(object)),

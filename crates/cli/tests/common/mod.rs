@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -303,4 +304,46 @@ impl Drop for ScriptChild {
 /// Whether a path exists (used to check for leftovers).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Whether the tests run as root (needed to act as other users); says
+/// "skipped" when not.
+pub fn is_root() -> bool {
+    if rustix::process::getuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root to act as other users");
+    false
+}
+
+/// A uid (and gid of the same number) that no account uses: one per test
+/// process and `k`, so parallel runs do not meet.
+pub fn unused_id(k: u32) -> u32 {
+    3_000_000 + (std::process::id() % 100_000) * 16 + k
+}
+
+/// Runs `cmd` as `id` (uid and gid; no supplementary groups: std calls
+/// `setgroups(0)` when root switches uid).
+pub fn as_user(cmd: &mut Command, id: u32) -> &mut Command {
+    cmd.uid(id).gid(id) // std drops supplementary groups when root sets a uid
+}
+
+/// Runs `cmd`; a run that takes longer than a minute is a hang and fails the test.
+pub fn output_or_hang(cmd: &mut Command, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }

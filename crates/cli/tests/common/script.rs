@@ -24,6 +24,7 @@
 //! | command                                   | does                                         |
 //! |-------------------------------------------|----------------------------------------------|
 //! | `event NAME manual|auto 0|1`              | `CreateEvent` (`-` = unnamed)                |
+//! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
 //! | `open_event|open_mutex|open_semaphore|open_timer NAME [ACCESS]` | open (hex access) |
 //! | `set I` / `reset I` / `pulse I`           | event operations                             |
@@ -509,6 +510,36 @@ pub fn run_script(script: &str) {
                     let _ = std::io::stdin().lock().read_line(&mut line);
                     input = line.trim().to_owned();
                     "released".into()
+                }
+                "create_sd" | "event_sd" => {
+                    // The descriptor is the rest of the line (SDDL has no spaces).
+                    let sd = objmgr_proto::security::SecurityDescriptor::from_sddl(
+                        &words[2..].join(" "),
+                    )
+                    .map_err(|e| Error::new(objmgr::Win32Error(1338), e.to_string()))?;
+                    if words[0] == "create_sd" {
+                        let section = Section::builder()
+                            .name(&name(words[1]).unwrap_or_default())
+                            .size(65536)
+                            .security(sd)
+                            .create()?;
+                        let existed = section.existed();
+                        sections.push(section);
+                        format!("create existed={}", existed as u8)
+                    } else {
+                        let options = CreateOptions {
+                            security: Some(sd),
+                            ..CreateOptions::default()
+                        };
+                        let event = Event::create_with(
+                            name(words[1]).as_deref(),
+                            Reset::Manual,
+                            false,
+                            &options,
+                        )?;
+                        objs.push(Obj::Event(event));
+                        format!("event existed={}", objs.last().unwrap().existed() as u8)
+                    }
                 }
                 "event" => {
                     let o =

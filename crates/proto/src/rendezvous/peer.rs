@@ -17,6 +17,7 @@ pub struct Peer {
     /// namespace.
     pub pid: Option<u32>,
     pub uid: u32,
+    pub gid: u32,
 }
 
 /// The credentials the kernel recorded for `socket`'s peer when it connected.
@@ -47,6 +48,7 @@ pub fn peer_of(socket: BorrowedFd<'_>) -> io::Result<Peer> {
     Ok(Peer {
         pid: u32::try_from(cred.pid).ok().filter(|&pid| pid != 0),
         uid: cred.uid,
+        gid: cred.gid,
     })
 }
 

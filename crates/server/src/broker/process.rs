@@ -342,11 +342,13 @@ impl Broker {
         }
         let (pid, exit) = (rec.pid, rec.exit);
         let slot = self.arena_mut()?.allocate_exit(Kind::Process, pid, exit)?;
+        let security = self.own_security();
         let oid = self.insert_object(
             ObjectType::Process,
             None,
             Body::Process { slot, record },
             None,
+            security,
         );
         self.record(record).object = Some(oid);
         Ok(oid)
@@ -577,6 +579,7 @@ impl Broker {
                 record,
             },
             Some((id, Charge::sync_object())),
+            self.own_security(),
         );
         let thread = self.insert_object(
             ObjectType::Thread,
@@ -587,6 +590,7 @@ impl Broker {
                 main_of: Some(record),
             },
             Some((id, Charge::sync_object())),
+            self.own_security(),
         );
         let rec = self.record(record);
         rec.object = Some(process);
@@ -813,6 +817,7 @@ impl Broker {
             None,
             body,
             Some((id, Charge::sync_object())),
+            self.own_security(),
         );
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
     }

@@ -1,0 +1,186 @@
+//! Security descriptors on objects, checked by the broker on every open and
+//! every create that finds the name taken, with real processes (and, as
+//! root, real other users).
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, unused_id};
+
+/// Entry point for child processes (see `sections.rs`).
+#[test]
+fn child_process_entry() {
+    if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+#[test]
+fn a_deny_ace_wins_over_a_later_allow() {
+    let broker = TestBroker::new();
+    let mut creator = broker.spawn(&[
+        "create_sd Local\\guarded D:(D;;GW;;;WD)(A;;GA;;;WD)",
+        "hold",
+    ]);
+    assert_eq!(creator.wait_for("create"), "create existed=0");
+    creator.wait_for("holding");
+    let lines = broker.run(&[
+        "open Local\\guarded write",
+        "open Local\\guarded all",
+        "open Local\\guarded read",
+        "map read",
+        // A create of the taken name asks for all access: refused too.
+        "create Local\\guarded 65536",
+    ]);
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    assert!(lines[1].starts_with("err 5 "), "{lines:?}");
+    assert_eq!(lines[2], "open");
+    assert!(lines[3].starts_with("map len=65536"), "{lines:?}");
+    assert!(lines[4].starts_with("err 5 "), "{lines:?}");
+    creator.release();
+    creator.finish();
+}
+
+#[test]
+fn an_empty_dacl_leaves_the_owner_only_its_implicit_rights() {
+    let broker = TestBroker::new();
+    let mut creator = broker.spawn(&["event_sd Local\\sealed D:", "hold"]);
+    creator.wait_for("holding");
+    let lines = broker.run(&[
+        // SYNCHRONIZE
+        "open_event Local\\sealed 100000",
+        // READ_CONTROL | WRITE_DAC: the owner keeps them
+        "open_event Local\\sealed 60000",
+    ]);
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    assert_eq!(lines[1], "opened");
+    creator.release();
+    creator.finish();
+}
+
+#[test]
+fn a_synchronize_only_grant_can_wait_but_not_signal() {
+    let broker = TestBroker::new();
+    let mut creator = broker.spawn(&[
+        "event_sd Local\\waitonly O:SYD:(A;;0x100000;;;WD)",
+        "hold",
+        "set 0",
+    ]);
+    creator.wait_for("holding");
+    let mut waiter = broker.spawn(&[
+        "open_event Local\\waitonly 2",
+        "open_event Local\\waitonly 100000",
+        "set 0",
+        "wait 0 inf",
+    ]);
+    assert!(
+        waiter.wait_for("").starts_with("err 5 "),
+        "EVENT_MODIFY_STATE is not granted"
+    );
+    assert_eq!(waiter.wait_for(""), "opened");
+    let refused = waiter.wait_for("");
+    assert!(
+        refused.starts_with("err 5 "),
+        "a SYNCHRONIZE handle cannot set: {refused}"
+    );
+    creator.release();
+    assert_eq!(waiter.wait_for("wait"), "wait object 0");
+    waiter.finish();
+    creator.finish();
+}
+
+#[test]
+fn stat_and_ls_show_the_owner_and_the_descriptor() {
+    let broker = TestBroker::new();
+    let mut creator = broker.spawn(&["create_sd Local\\shown D:(A;;GR;;;WD)", "hold"]);
+    creator.wait_for("holding");
+    let stat =
+        String::from_utf8_lossy(&broker.objmgr(&["stat", "Local\\shown"]).stdout).into_owned();
+    let me = if rustix::process::getuid().is_root() {
+        "SY".to_owned()
+    } else {
+        format!("S-1-22-1-{}", rustix::process::getuid().as_raw())
+    };
+    assert!(
+        stat.contains("object_owner") && stat.contains(&me),
+        "{stat}"
+    );
+    assert!(stat.contains("D:(A;;GR;;;WD)"), "{stat}");
+    let ls = String::from_utf8_lossy(&broker.objmgr(&["ls"]).stdout).into_owned();
+    assert!(ls.contains("OWNER") && ls.contains(&me), "{ls}");
+    creator.release();
+    creator.finish();
+}
+
+#[test]
+fn another_user_is_held_to_the_descriptor() {
+    if !is_root() {
+        return;
+    }
+    // A broker of user A; root may connect to it, and is SYSTEM there: the
+    // default descriptor grants SYSTEM everything, one that names only A
+    // grants root nothing.
+    let broker = TestBroker::new();
+    let a = unused_id(0);
+    std::os::unix::fs::chown(&broker.dir, Some(a), Some(a)).unwrap();
+    let mut creator = broker.script(&[
+        "create Local\\default 65536",
+        &format!("create_sd Local\\only-a D:(A;;GA;;;S-1-22-1-{a})"),
+        "hold",
+    ]);
+    as_user(&mut creator, a)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut creator = creator.spawn().unwrap();
+    let mut out = std::io::BufReader::new(creator.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("@@holding") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "creator died"
+        );
+    }
+    let lines = result_lines(&output_or_hang(
+        &mut broker.script(&["open Local\\default all", "open Local\\only-a read"]),
+        "root's client",
+    ));
+    let _ = creator.kill();
+    let _ = creator.wait();
+    assert_eq!(lines[0], "open", "{lines:?}");
+    assert!(lines[1].starts_with("err 5 "), "{lines:?}");
+}
+
+#[test]
+fn only_a_principal_of_the_creator_may_be_named_owner() {
+    let stranger = "S-1-22-1-4000000000";
+    let broker = TestBroker::new();
+    let mut script = broker.script(&[&format!(
+        "create_sd Local\\owned O:{stranger}D:(A;;GA;;;WD)"
+    )]);
+    let lines = result_lines(&output_or_hang(&mut script, "the creator"));
+    if !is_root() {
+        assert!(
+            lines[0].starts_with("err 1307 "),
+            "ERROR_INVALID_OWNER: {lines:?}"
+        );
+        return;
+    }
+    // Root (SYSTEM) may name anyone, as with SeRestorePrivilege.
+    assert_eq!(lines, ["create existed=0"]);
+    // Another user may not, but may name itself.
+    let user = unused_id(1);
+    let broker = TestBroker::new();
+    std::os::unix::fs::chown(&broker.dir, Some(user), Some(user)).unwrap();
+    let mut other = broker.script(&[
+        &format!("create_sd Local\\owned2 O:{stranger}D:(A;;GA;;;WD)"),
+        &format!("create_sd Local\\owned3 O:S-1-22-1-{user}D:(A;;GA;;;WD)"),
+    ]);
+    let lines = result_lines(&output_or_hang(as_user(&mut other, user), "a user"));
+    assert!(
+        lines[0].starts_with("err 1307 "),
+        "ERROR_INVALID_OWNER: {lines:?}"
+    );
+    assert_eq!(lines[1], "create existed=0");
+}
