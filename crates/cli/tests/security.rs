@@ -184,3 +184,49 @@ fn only_a_principal_of_the_creator_may_be_named_owner() {
     );
     assert_eq!(lines[1], "create existed=0");
 }
+
+#[test]
+fn a_descriptor_is_read_and_changed_through_a_handle() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&[
+        "event_sd Local\\changing D:(A;;GA;;;WD)",
+        "get_sd $E 4",
+        "hold",
+        // Deny Everyone everything but SYNCHRONIZE and READ_CONTROL.
+        "set_sd $E 4 D:(A;;0x120000;;;WD)",
+        "hold",
+    ]);
+    assert_eq!(owner.wait_for("sd"), "sd D:(A;;GA;;;WD)");
+    owner.wait_for("holding");
+    // A handle without READ_CONTROL cannot read it, one with it can.
+    let lines = broker.run(&[
+        "open_event Local\\changing 100000",
+        "get_sd $E 4",
+        "open_event Local\\changing 120000",
+        "get_sd $E 5",
+        "set_sd $E 4 D:",
+    ]);
+    assert!(lines[1].starts_with("err 5 "), "{lines:?}");
+    assert!(
+        lines[3].starts_with("sd O:") && lines[3].contains("D:(A;;GA;;;WD)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[4].starts_with("err 5 "),
+        "WRITE_DAC is not granted: {lines:?}"
+    );
+    owner.release();
+    assert_eq!(owner.wait_for("sd"), "sd D:(A;;0x120000;;;WD)");
+    owner.wait_for("holding");
+    let lines = broker.run(&[
+        "open_event Local\\changing 2",
+        "open_event Local\\changing 100000",
+    ]);
+    assert!(
+        lines[0].starts_with("err 5 "),
+        "the new DACL holds: {lines:?}"
+    );
+    assert_eq!(lines[1], "opened");
+    owner.release();
+    owner.finish();
+}

@@ -15,6 +15,7 @@ pub use objmgr_proto::process::{
 use crate::connection::call;
 use crate::error::*;
 use crate::process::Process;
+use objmgr_proto::security::SecurityDescriptor;
 
 fn process_handle(process: Option<&Process>) -> Handle {
     process.map_or(CURRENT_PROCESS, |p| Handle(p.handle_value()))
@@ -70,6 +71,51 @@ pub fn duplicate_handle(
         options,
     };
     value_reply(&request, || format!("duplicating handle {source:#x}"))
+}
+
+fn security_call(handle: u32, set: bool, which: u32, sddl: String) -> Result<SecurityDescriptor> {
+    let what = || {
+        format!(
+            "{} the security of handle {handle:#x}",
+            if set { "setting" } else { "reading" }
+        )
+    };
+    let request = Request::Security {
+        handle: Handle(handle),
+        set,
+        which,
+        sddl,
+    };
+    match call(&request, None).map_err(|e| e.within(&what()))?.0 {
+        Reply::Text(text) => SecurityDescriptor::from_sddl(&text)
+            .map_err(|e| Error::new(ERROR_INVALID_DATA, format!("{}: {e}", what()))),
+        _ => Err(Error::new(
+            ERROR_INVALID_DATA,
+            format!("{}: unexpected reply", what()),
+        )),
+    }
+}
+
+/// `GetKernelObjectSecurity`: the parts `which` (`OWNER_SECURITY_INFORMATION`,
+/// `GROUP_…`, `DACL_…`, `SACL_…`, or'ed) of the security descriptor of the
+/// object behind `handle`. Needs `READ_CONTROL` (the SACL:
+/// `ACCESS_SYSTEM_SECURITY`), else `ERROR_ACCESS_DENIED`.
+pub fn object_security(handle: u32, which: u32) -> Result<SecurityDescriptor> {
+    security_call(handle, false, which, String::new())
+}
+
+/// `SetKernelObjectSecurity`: replaces the parts `which` of the object's
+/// descriptor with those of `descriptor` (a DACL left out becomes a NULL
+/// DACL, as a NULL `pDacl` does). The owner and group need `WRITE_OWNER`
+/// (and an owner the caller may name, else `ERROR_INVALID_OWNER`), the DACL
+/// `WRITE_DAC`. Returns the parts `which` as they are now. Handles already
+/// open keep the access they were granted, as on Windows.
+pub fn set_object_security(
+    handle: u32,
+    which: u32,
+    descriptor: &SecurityDescriptor,
+) -> Result<SecurityDescriptor> {
+    security_call(handle, true, which, descriptor.to_sddl())
 }
 
 /// `GetHandleInformation`: the handle's `HANDLE_FLAG_*` bits.

@@ -80,6 +80,8 @@ pub mod thread;
 
 pub use error::{Error, Result};
 pub use objmgr_proto::Win32Error;
+/// Security descriptors, SIDs, tokens and SDDL (see `SECURITY.md`).
+pub use objmgr_proto::security;
 pub use section::{MapAccess, MapOptions, PageProtection, Section, SectionBuilder, View};
 pub use sync::{
     CreateOptions, Event, Mutex, MutexGuard, Reset, Semaphore, WaitOutcome, Waitable,

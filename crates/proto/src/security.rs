@@ -201,6 +201,12 @@ pub enum AceKind {
     MandatoryLabel,
 }
 
+/// The parts of a descriptor a `Get`/`Set...Security` call reads or writes.
+pub const OWNER_SECURITY_INFORMATION: u32 = 0x1;
+pub const GROUP_SECURITY_INFORMATION: u32 = 0x2;
+pub const DACL_SECURITY_INFORMATION: u32 = 0x4;
+pub const SACL_SECURITY_INFORMATION: u32 = 0x8;
+
 /// ACE flags (`OBJECT_INHERIT_ACE`, ...), kept as given.
 pub const OBJECT_INHERIT_ACE: u8 = 0x01;
 pub const CONTAINER_INHERIT_ACE: u8 = 0x02;

@@ -207,10 +207,11 @@ pub enum Opcode {
     ListProcesses = 17,
     ListHandles = 18,
     CloseNoReply = 19,
+    Security = 20,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 19] = [
+    pub const ALL: [Opcode; 20] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -230,6 +231,7 @@ impl Opcode {
         Opcode::ListProcesses,
         Opcode::ListHandles,
         Opcode::CloseNoReply,
+        Opcode::Security,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -258,6 +260,7 @@ impl Opcode {
             Opcode::ListProcesses => "list_processes",
             Opcode::ListHandles => "list_handles",
             Opcode::CloseNoReply => "close_no_reply",
+            Opcode::Security => "security",
         }
     }
 }
@@ -356,6 +359,16 @@ pub enum Request {
     ListProcesses { after: u32 },
     /// One process's handles with values above `after`, as many as fit.
     ListHandles { pid: u32, after: u32 },
+    /// `GetKernelObjectSecurity` (`set` false) or `SetKernelObjectSecurity`
+    /// (`set` true) on a handle: the parts in `which`
+    /// (`*_SECURITY_INFORMATION`), as SDDL. The reply is the descriptor's
+    /// parts in `which` as they are (after the change), as [`Reply::Text`].
+    Security {
+        handle: Handle,
+        set: bool,
+        which: u32,
+        sddl: String,
+    },
 }
 
 /// `GetCurrentProcess()`: `(HANDLE)-1`.
@@ -385,6 +398,7 @@ impl Request {
             Request::CreateThread { .. } => Opcode::CreateThread,
             Request::ListProcesses { .. } => Opcode::ListProcesses,
             Request::ListHandles { .. } => Opcode::ListHandles,
+            Request::Security { .. } => Opcode::Security,
         }
     }
 
@@ -506,6 +520,14 @@ impl Request {
             Request::ListProcesses { after } => {
                 e.u32(*after);
             }
+            Request::Security {
+                handle,
+                set,
+                which,
+                sddl,
+            } => {
+                e.u32(handle.0).bool(*set).u32(*which).str(sddl);
+            }
             Request::ListHandles { pid, after } => {
                 e.u32(*pid).u32(*after);
             }
@@ -593,6 +615,12 @@ impl Request {
             },
             Opcode::CreateThread => Request::CreateThread { inherit: d.bool()? },
             Opcode::ListProcesses => Request::ListProcesses { after: d.u32()? },
+            Opcode::Security => Request::Security {
+                handle: Handle(d.u32()?),
+                set: d.bool()?,
+                which: d.u32()?,
+                sddl: d.str()?,
+            },
             Opcode::ListHandles => Request::ListHandles {
                 pid: d.u32()?,
                 after: d.u32()?,
@@ -740,6 +768,8 @@ pub enum Reply {
     Value(u32),
     Processes(Vec<ProcessEntry>),
     Handles(Vec<HandleInfo>),
+    /// `Security`: a security descriptor as SDDL.
+    Text(String),
 }
 
 /// One connected process, for `objmgr ps`.
@@ -902,6 +932,9 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                         e.u32(p.pid).u16(p.tag).u32(p.handles).str(&p.name);
                     }
                 }
+                Reply::Text(text) => {
+                    e.str(text);
+                }
                 Reply::Handles(entries) => {
                     e.u32(entries.len() as u32);
                     for h in entries {
@@ -1006,6 +1039,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             Reply::Handles(entries)
         }
         Opcode::Close | Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
+        Opcode::Security => Reply::Text(d.str()?),
         Opcode::ListObjects => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES {
@@ -1145,6 +1179,12 @@ mod tests {
         round_trip(Request::CreateThread { inherit: true });
         round_trip(Request::ListProcesses { after: 0 });
         round_trip(Request::ListHandles { pid: 7, after: 4 });
+        round_trip(Request::Security {
+            handle: Handle(8),
+            set: true,
+            which: 4,
+            sddl: "D:(A;;GA;;;WD)".into(),
+        });
         let grant = SyncGrant {
             handle: Handle(4),
             existed: false,

@@ -30,7 +30,9 @@ use crate::quota::{self, Charge, Usage};
 use crate::section::Section;
 use crate::sync::SyncArena;
 
+mod object_security;
 mod process;
+use object_security::security_properties;
 use process::ProcessRecord;
 pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
 
@@ -221,22 +223,6 @@ impl Outcome {
 }
 
 /// The failure for a handle value that is not in the caller's table.
-/// The owner and the whole descriptor (SDDL), for `objmgr stat` and `ls`.
-fn security_properties(sd: &SecurityDescriptor) -> [(String, String); 2] {
-    let owner = SecurityDescriptor {
-        owner: sd.owner.clone(),
-        ..SecurityDescriptor::default()
-    };
-    [
-        // Not "owner": a mutex's state has one (the thread that holds it).
-        (
-            "object_owner".to_owned(),
-            owner.to_sddl().trim_start_matches("O:").to_owned(),
-        ),
-        ("security".to_owned(), sd.to_sddl()),
-    ]
-}
-
 fn not_open(handle: Handle) -> Failure {
     Failure::new(
         ERROR_INVALID_HANDLE,
@@ -594,6 +580,12 @@ impl Broker {
             Request::CreateThread { inherit } => self.create_thread(id, inherit),
             Request::ListProcesses { after } => Ok(Outcome::reply(self.list_processes(after))),
             Request::ListHandles { pid, after } => self.list_handles(pid, after),
+            Request::Security {
+                handle,
+                set,
+                which,
+                sddl,
+            } => self.object_security(id, handle, set, which, &sddl),
             Request::CreateSync {
                 name,
                 init,
@@ -785,75 +777,6 @@ impl Broker {
             security,
         );
         self.grant(id, oid, access, inherit, false)
-    }
-
-    /// The complete descriptor of an object client `id` creates: the SDDL it
-    /// asked for (empty: none), the rest from its token. An owner or group
-    /// the token does not hold is refused, as Windows refuses it without a
-    /// privilege (root may name anyone).
-    fn security_for_new(&self, id: ClientId, sddl: &str) -> Result<SecurityDescriptor, Failure> {
-        let token = &self.clients[&id].token;
-        let requested = if sddl.is_empty() {
-            None
-        } else {
-            Some(
-                SecurityDescriptor::from_sddl(sddl)
-                    .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?,
-            )
-        };
-        if let Some(owner) = requested.as_ref().and_then(|sd| sd.owner.as_ref())
-            && !token.may_own_as(owner)
-        {
-            return Err(Failure::new(
-                ERROR_INVALID_OWNER,
-                format!("{owner} cannot be made the owner by {}", token.user),
-            ));
-        }
-        if let Some(group) = requested.as_ref().and_then(|sd| sd.group.as_ref())
-            && !token.may_own_as(group)
-        {
-            return Err(Failure::new(
-                ERROR_INVALID_PRIMARY_GROUP,
-                format!("{group} cannot be made the primary group by {}", token.user),
-            ));
-        }
-        Ok(SecurityDescriptor::for_new_object(
-            requested.as_ref(),
-            token,
-        ))
-    }
-
-    /// The access check for client `id` asking for `desired` on `oid`: the
-    /// rights granted, or `ERROR_ACCESS_DENIED`.
-    fn check_access(
-        &self,
-        id: ClientId,
-        oid: ObjectId,
-        desired: u32,
-    ) -> Result<AccessMask, Failure> {
-        let object = &self.objects[&oid];
-        let token = &self.clients[&id].token;
-        let mapping = object.object_type.generic_mapping();
-        match security::access_check(&object.security, token, desired, &mapping) {
-            Some(granted) => Ok(object.object_type.map_generic(granted)),
-            None => Err(Failure::new(
-                ERROR_ACCESS_DENIED,
-                format!(
-                    "the security descriptor of {} does not grant {} access {desired:#x}",
-                    object.path.as_deref().unwrap_or("the object"),
-                    token.user
-                ),
-            )),
-        }
-    }
-
-    /// The descriptor of an object the broker makes for itself (process and
-    /// thread objects): its own user's default.
-    fn own_security(&self) -> SecurityDescriptor {
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        let token = security::Token::for_unix(uid, gid, &[], None);
-        SecurityDescriptor::for_new_object(None, &token)
     }
 
     /// What the process of client `id` holds: charges are kept by pid, not

@@ -24,6 +24,7 @@
 //! | command                                   | does                                         |
 //! |-------------------------------------------|----------------------------------------------|
 //! | `event NAME manual|auto 0|1`              | `CreateEvent` (`-` = unnamed)                |
+//! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
 //! | `open_event|open_mutex|open_semaphore|open_timer NAME [ACCESS]` | open (hex access) |
@@ -510,6 +511,22 @@ pub fn run_script(script: &str) {
                     let _ = std::io::stdin().lock().read_line(&mut line);
                     input = line.trim().to_owned();
                     "released".into()
+                }
+                "get_sd" => {
+                    let sd = objmgr::handle::object_security(
+                        words[1].parse().unwrap(),
+                        words[2].parse().unwrap(),
+                    )?;
+                    format!("sd {}", sd.to_sddl())
+                }
+                "set_sd" => {
+                    let given = objmgr::security::SecurityDescriptor::from_sddl(words[3]).unwrap();
+                    let sd = objmgr::handle::set_object_security(
+                        words[1].parse().unwrap(),
+                        words[2].parse().unwrap(),
+                        &given,
+                    )?;
+                    format!("sd {}", sd.to_sddl())
                 }
                 "create_sd" | "event_sd" => {
                     // The descriptor is the rest of the line (SDDL has no spaces).

@@ -1,0 +1,221 @@
+//! Security descriptors in the broker: the descriptor a new object gets,
+//! the access check on every open, and reading and changing an object's
+//! descriptor through a handle (`Get`/`SetKernelObjectSecurity`).
+
+use super::*;
+use objmgr_proto::access::{ACCESS_SYSTEM_SECURITY, READ_CONTROL, WRITE_DAC, WRITE_OWNER};
+use objmgr_proto::security::{
+    DACL_SECURITY_INFORMATION, Dacl, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
+    SACL_SECURITY_INFORMATION,
+};
+
+/// The owner and the whole descriptor (SDDL), for `objmgr stat` and `ls`.
+pub(super) fn security_properties(sd: &SecurityDescriptor) -> [(String, String); 2] {
+    let owner = SecurityDescriptor {
+        owner: sd.owner.clone(),
+        ..SecurityDescriptor::default()
+    };
+    [
+        // Not "owner": a mutex's state has one (the thread that holds it).
+        (
+            "object_owner".to_owned(),
+            owner.to_sddl().trim_start_matches("O:").to_owned(),
+        ),
+        ("security".to_owned(), sd.to_sddl()),
+    ]
+}
+
+impl Broker {
+    /// The complete descriptor of an object client `id` creates: the SDDL it
+    /// asked for (empty: none), the rest from its token. An owner or group
+    /// the token does not hold is refused, as Windows refuses it without a
+    /// privilege (root may name anyone).
+    pub(super) fn security_for_new(
+        &self,
+        id: ClientId,
+        sddl: &str,
+    ) -> Result<SecurityDescriptor, Failure> {
+        let token = &self.clients[&id].token;
+        let requested = if sddl.is_empty() {
+            None
+        } else {
+            Some(
+                SecurityDescriptor::from_sddl(sddl)
+                    .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?,
+            )
+        };
+        if let Some(owner) = requested.as_ref().and_then(|sd| sd.owner.as_ref())
+            && !token.may_own_as(owner)
+        {
+            return Err(Failure::new(
+                ERROR_INVALID_OWNER,
+                format!("{owner} cannot be made the owner by {}", token.user),
+            ));
+        }
+        if let Some(group) = requested.as_ref().and_then(|sd| sd.group.as_ref())
+            && !token.may_own_as(group)
+        {
+            return Err(Failure::new(
+                ERROR_INVALID_PRIMARY_GROUP,
+                format!("{group} cannot be made the primary group by {}", token.user),
+            ));
+        }
+        Ok(SecurityDescriptor::for_new_object(
+            requested.as_ref(),
+            token,
+        ))
+    }
+
+    /// The access check for client `id` asking for `desired` on `oid`: the
+    /// rights granted, or `ERROR_ACCESS_DENIED`.
+    pub(super) fn check_access(
+        &self,
+        id: ClientId,
+        oid: ObjectId,
+        desired: u32,
+    ) -> Result<AccessMask, Failure> {
+        let object = &self.objects[&oid];
+        let token = &self.clients[&id].token;
+        let mapping = object.object_type.generic_mapping();
+        match security::access_check(&object.security, token, desired, &mapping) {
+            Some(granted) => Ok(object.object_type.map_generic(granted)),
+            None => Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "the security descriptor of {} does not grant {} access {desired:#x}",
+                    object.path.as_deref().unwrap_or("the object"),
+                    token.user
+                ),
+            )),
+        }
+    }
+
+    /// The descriptor of an object the broker makes for itself (process and
+    /// thread objects): its own user's default.
+    pub(super) fn own_security(&self) -> SecurityDescriptor {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let token = security::Token::for_unix(uid, gid, &[], None);
+        SecurityDescriptor::for_new_object(None, &token)
+    }
+
+    /// `Get`/`SetKernelObjectSecurity`: the parts `which` of the
+    /// descriptor of the object behind `handle`, read (with `READ_CONTROL`;
+    /// the SACL with `ACCESS_SYSTEM_SECURITY`) or replaced by those of
+    /// `sddl` (owner and group with `WRITE_OWNER`, DACL with `WRITE_DAC`).
+    pub(super) fn object_security(
+        &mut self,
+        id: ClientId,
+        handle: Handle,
+        set: bool,
+        which: u32,
+        sddl: &str,
+    ) -> Result<Outcome, Failure> {
+        let all = OWNER_SECURITY_INFORMATION
+            | GROUP_SECURITY_INFORMATION
+            | DACL_SECURITY_INFORMATION
+            | SACL_SECURITY_INFORMATION;
+        if which & !all != 0 || which == 0 {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("unknown security information {which:#x}"),
+            ));
+        }
+        let entry = *self.clients[&id]
+            .handles
+            .get(handle)
+            .ok_or_else(|| not_open(handle))?;
+        let mut needed = 0;
+        if which & SACL_SECURITY_INFORMATION != 0 {
+            needed |= ACCESS_SYSTEM_SECURITY;
+        }
+        if set {
+            if which & (OWNER_SECURITY_INFORMATION | GROUP_SECURITY_INFORMATION) != 0 {
+                needed |= WRITE_OWNER;
+            }
+            if which & DACL_SECURITY_INFORMATION != 0 {
+                needed |= WRITE_DAC;
+            }
+        } else if which & !SACL_SECURITY_INFORMATION != 0 {
+            needed |= READ_CONTROL;
+        }
+        if !entry.access.contains(needed) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "the handle lacks access {:#x} for this",
+                    needed & !entry.access.0
+                ),
+            ));
+        }
+        if set {
+            let given = SecurityDescriptor::from_sddl(sddl)
+                .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, e.to_string()))?;
+            let token = &self.clients[&id].token;
+            let missing = |what: &str| {
+                Failure::new(
+                    ERROR_INVALID_SECURITY_DESCR,
+                    format!("the descriptor given has no {what}"),
+                )
+            };
+            let owner = match (which & OWNER_SECURITY_INFORMATION != 0, &given.owner) {
+                (false, _) => None,
+                (true, None) => return Err(missing("owner")),
+                (true, Some(owner)) if !token.may_own_as(owner) => {
+                    return Err(Failure::new(
+                        ERROR_INVALID_OWNER,
+                        format!("{owner} cannot be made the owner by {}", token.user),
+                    ));
+                }
+                (true, Some(owner)) => Some(owner.clone()),
+            };
+            let group = match (which & GROUP_SECURITY_INFORMATION != 0, &given.group) {
+                (false, _) => None,
+                (true, None) => return Err(missing("group")),
+                (true, Some(group)) => Some(group.clone()),
+            };
+            let sd = &mut self
+                .objects
+                .get_mut(&entry.object)
+                .expect("a handle's object is alive")
+                .security;
+            if let Some(owner) = owner {
+                sd.owner = Some(owner);
+            }
+            if let Some(group) = group {
+                sd.group = Some(group);
+            }
+            if which & DACL_SECURITY_INFORMATION != 0 {
+                // No DACL in what was given means none: a NULL DACL.
+                sd.dacl = match given.dacl {
+                    Dacl::NotPresent => Dacl::Null,
+                    dacl => dacl,
+                };
+            }
+            if which & SACL_SECURITY_INFORMATION != 0 {
+                sd.sacl = given.sacl;
+            }
+        }
+        let sd = &self.objects[&entry.object].security;
+        let shown = SecurityDescriptor {
+            owner: sd
+                .owner
+                .clone()
+                .filter(|_| which & OWNER_SECURITY_INFORMATION != 0),
+            group: sd
+                .group
+                .clone()
+                .filter(|_| which & GROUP_SECURITY_INFORMATION != 0),
+            dacl: if which & DACL_SECURITY_INFORMATION != 0 {
+                sd.dacl.clone()
+            } else {
+                Dacl::NotPresent
+            },
+            sacl: sd
+                .sacl
+                .clone()
+                .filter(|_| which & SACL_SECURITY_INFORMATION != 0),
+        };
+        Ok(Outcome::reply(Reply::Text(shown.to_sddl())))
+    }
+}
