@@ -230,3 +230,23 @@ fn a_descriptor_is_read_and_changed_through_a_handle() {
     owner.release();
     owner.finish();
 }
+
+#[test]
+fn duplicating_for_more_access_asks_the_descriptor() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        // The default descriptor grants the creator everything: a handle
+        // with SYNCHRONIZE only may be duplicated into one that may set.
+        "event Local\\dup-default manual 0",
+        "open_event Local\\dup-default 100000",
+        "dup_self $E 2",
+        // This one grants everyone SYNCHRONIZE only.
+        "event_sd Local\\dup-sync D:(A;;0x100000;;;WD)",
+        "open_event Local\\dup-sync 100000",
+        "dup_self $E 2",
+        "dup_self $E 100000",
+    ]);
+    assert!(lines[2].starts_with("dup value="), "{lines:?}");
+    assert!(lines[5].starts_with("err 5 "), "{lines:?}");
+    assert!(lines[6].starts_with("dup value="), "{lines:?}");
+}

@@ -35,8 +35,9 @@ fn value_reply(request: &Request, what: impl Fn() -> String) -> Result<u32> {
 /// `target_process` (`None` = this process; other processes need handles
 /// with `PROCESS_DUP_HANDLE`) and returns the new value, valid in the target.
 /// `access`: `None` for the source's access (`DUPLICATE_SAME_ACCESS`), else
-/// the rights wanted, which may not exceed the source's
-/// (`ERROR_ACCESS_DENIED`). `close_source` closes the source handle even if
+/// the rights wanted; more than the source has only if the object's
+/// security descriptor grants them to the target process
+/// (`ERROR_ACCESS_DENIED` otherwise). `close_source` closes the source handle even if
 /// the duplication fails (`DUPLICATE_CLOSE_SOURCE`).
 pub fn duplicate_handle(
     source_process: Option<&Process>,

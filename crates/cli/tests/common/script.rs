@@ -59,6 +59,7 @@
 //! | `open_process PID [ACCESS]`               | `OpenProcess` (hex access; default all)      |
 //! | `dup_into I V ACCESS|same [close] [inherit]` | `DuplicateHandle` of our V into process object I |
 //! | `dup_from I V ACCESS|same`                | `DuplicateHandle` of process I's V into us  |
+//! | `dup_self V ACCESS`                       | `DuplicateHandle` of our V into us with ACCESS (hex) |
 //! | `handle_info V` / `set_handle_info V MASK FLAGS` | `Get`/`SetHandleInformation`        |
 //! | `thread_spawn CODE MS`                    | `objmgr::thread::spawn` returning CODE after MS ms |
 //! | `exitcode I`                              | exit code of process/thread object I         |
@@ -915,6 +916,17 @@ pub fn run_script(script: &str) {
                     let access = words.get(2).map_or(0x1F_FFFF, |a| value(&format!("0x{a}")));
                     objs.push(Obj::Process(Process::open(value(words[1]), access)?));
                     "opened process".into()
+                }
+                "dup_self" => {
+                    duplicated = objmgr::handle::duplicate_handle(
+                        None,
+                        value(words[1]),
+                        None,
+                        Some(value(&format!("0x{}", words[2]))),
+                        false,
+                        false,
+                    )?;
+                    format!("dup value={duplicated}")
                 }
                 "dup_into" | "dup_from" => {
                     let Obj::Process(other) = &objs[words[1].parse::<usize>().unwrap()] else {

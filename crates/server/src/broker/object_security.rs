@@ -74,8 +74,17 @@ impl Broker {
         oid: ObjectId,
         desired: u32,
     ) -> Result<AccessMask, Failure> {
+        self.check_access_for(&self.clients[&id].token, oid, desired)
+    }
+
+    /// The access check for `token`.
+    pub(super) fn check_access_for(
+        &self,
+        token: &security::Token,
+        oid: ObjectId,
+        desired: u32,
+    ) -> Result<AccessMask, Failure> {
         let object = &self.objects[&oid];
-        let token = &self.clients[&id].token;
         let mapping = object.object_type.generic_mapping();
         match security::access_check(&object.security, token, desired, &mapping) {
             Some(granted) => Ok(object.object_type.map_generic(granted)),
@@ -90,13 +99,18 @@ impl Broker {
         }
     }
 
+    /// The broker's own user's token: for processes it started that have
+    /// not connected yet (they run as it does).
+    pub(super) fn own_token(&self) -> security::Token {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        security::Token::for_unix(uid, gid, &[], None)
+    }
+
     /// The descriptor of an object the broker makes for itself (process and
     /// thread objects): its own user's default.
     pub(super) fn own_security(&self) -> SecurityDescriptor {
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        let token = security::Token::for_unix(uid, gid, &[], None);
-        SecurityDescriptor::for_new_object(None, &token)
+        SecurityDescriptor::for_new_object(None, &self.own_token())
     }
 
     /// `Get`/`SetKernelObjectSecurity`: the parts `which` of the

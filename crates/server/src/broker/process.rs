@@ -745,15 +745,25 @@ impl Broker {
         } else {
             let wanted = object_type.map_generic(access);
             if source != CURRENT_PROCESS && wanted.0 & !entry.access.0 != 0 {
-                return Err(Failure::new(
-                    ERROR_ACCESS_DENIED,
-                    format!(
-                        "access {:#x} exceeds the source handle's {:#x}",
-                        wanted.0, entry.access.0
-                    ),
-                ));
+                // More than the source handle has: as on Windows, the
+                // object's descriptor decides, for the target process.
+                let token = match to {
+                    Holder::Client(cid) => self.clients[&cid].token.clone(),
+                    Holder::Pending(_) => self.own_token(),
+                };
+                self.check_access_for(&token, entry.object, access)
+                    .map_err(|failure| {
+                        Failure::new(
+                            ERROR_ACCESS_DENIED,
+                            format!(
+                                "access {:#x} exceeds the source handle's {:#x}, and {}",
+                                wanted.0, entry.access.0, failure.context
+                            ),
+                        )
+                    })?
+            } else {
+                wanted
             }
-            wanted
         };
         let table = match to {
             Holder::Client(cid) => &mut self.client(cid).handles,

@@ -192,8 +192,11 @@ static void handles(void) {
     CHECK(copy != NULL && copy != e);
     CHECK(WaitForSingleObject(copy, 0) == WAIT_OBJECT_0);
     CHECK_ERR(SetEvent(copy), FALSE, ERROR_ACCESS_DENIED); /* reduced access */
-    CHECK_ERR(DuplicateHandle(GetCurrentProcess(), copy, GetCurrentProcess(), &copy, EVENT_ALL_ACCESS, FALSE, 0),
-              FALSE, ERROR_ACCESS_DENIED);
+    /* More access than the source has: the event's security descriptor
+       decides (its default grants the creator everything). */
+    HANDLE wider = NULL;
+    CHECK(DuplicateHandle(GetCurrentProcess(), copy, GetCurrentProcess(), &wider, EVENT_ALL_ACCESS, FALSE, 0));
+    CHECK(SetEvent(wider) && ResetEvent(wider) && CloseHandle(wider));
     HANDLE moved = NULL;
     CHECK(DuplicateHandle(GetCurrentProcess(), copy, GetCurrentProcess(), &moved, 0, FALSE,
                           DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE));
