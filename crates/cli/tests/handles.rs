@@ -88,13 +88,16 @@ fn duplicate_handle_into_and_out_of_another_process() {
         "adopt_section $D",
         "map read",
         "read 0 10",
-        "open Local\\\\theirs read", // a read-only handle
-        "dup_into 0 $H 6",           // more than it has: refused
-        "dup_into 0 8 4",            // our section, reduced to FILE_MAP_READ
+        // A read-only handle to a section whose descriptor lets everyone
+        // read only: more than the handle has is refused.
+        "create_sd Local\\\\readable D:(A;;GR;;;WD)",
+        "open Local\\\\readable read",
+        "dup_into 0 $H 6",
+        "dup_into 0 8 4", // our section, reduced to FILE_MAP_READ
     ]);
     assert_eq!(lines[7], "read their-data", "{lines:?}");
-    assert!(lines[9].starts_with("err 5 "), "{lines:?}");
-    let value = lines[10].strip_prefix("dup value=").expect("duplicated");
+    assert!(lines[10].starts_with("err 5 "), "{lines:?}");
+    let value = lines[11].strip_prefix("dup value=").expect("duplicated");
     other.release_with(value);
     let theirs = other.finish();
     let n = theirs.len();
