@@ -1380,7 +1380,7 @@ mod tests {
                 vec![],
             )
         };
-        // Reduced access is granted; more than the source has is refused.
+        // Reduced access is granted.
         let read_only = match dup(
             &mut broker,
             grant.handle,
@@ -1393,13 +1393,19 @@ mod tests {
             Reply::Value(v) => Handle(v),
             other => panic!("{other:?}"),
         };
+        // More than the source has: only what the descriptor grants.
+        let oid = broker.names["\\Sessions\\1\\BaseNamedObjects\\d"];
+        broker.objects.get_mut(&oid).unwrap().security.dacl =
+            security::Dacl::Aces(vec![security::Ace::allow(
+                objmgr_proto::access::SECTION_MAP_READ,
+                security::Sid::everyone(),
+            )]);
         assert_eq!(
             dup(&mut broker, read_only, SECTION_MAP_WRITE, 0)
                 .unwrap_err()
                 .code,
             ERROR_ACCESS_DENIED
         );
-        let oid = broker.names["\\Sessions\\1\\BaseNamedObjects\\d"];
         assert_eq!(broker.objects[&oid].handle_count, 2);
         // Close-source moves the handle: the count stays.
         dup(
