@@ -163,3 +163,13 @@ fn wide_and_ex_variants_from_c() {
     assert!(stderr.contains("Wide: wide text"), "MessageBoxW: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
+
+#[test]
+fn security_descriptors_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "security.c", true, Link::Shared);
+    let out = run(&broker, &program).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}

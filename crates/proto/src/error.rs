@@ -75,10 +75,14 @@ win32_errors! {
     ERROR_PRIVILEGE_NOT_HELD = 1314, "A required privilege is not held by the client.";
     ERROR_NO_SYSTEM_RESOURCES = 1450, "Insufficient system resources exist to complete the requested service.";
     ERROR_COMMITMENT_LIMIT = 1455, "The paging file is too small for this operation to complete.";
+    ERROR_UNKNOWN_REVISION = 1305, "The revision level is unknown.";
     ERROR_REVISION_MISMATCH = 1306, "Indicates two revision levels are incompatible.";
     ERROR_INVALID_OWNER = 1307, "This security ID may not be assigned as the owner of this object.";
     ERROR_INVALID_PRIMARY_GROUP = 1308, "This security ID may not be assigned as the primary group of an object.";
+    ERROR_INVALID_ACL = 1336, "The access control list (ACL) structure is invalid.";
+    ERROR_INVALID_SID = 1337, "The security ID structure is invalid.";
     ERROR_INVALID_SECURITY_DESCR = 1338, "The security descriptor structure is invalid.";
+    ERROR_ALLOTTED_SPACE_EXCEEDED = 1344, "No more memory is available for security information updates.";
     ERROR_NOT_ENOUGH_QUOTA = 1816, "Not enough quota is available to process this command.";
 }
 

@@ -18,6 +18,7 @@
 //! - <https://learn.microsoft.com/en-us/windows/win32/secauthz/how-dacls-control-access-to-an-object>
 //! - <https://learn.microsoft.com/en-us/windows/win32/secauthz/security-descriptor-string-format>
 
+pub mod binary;
 pub mod sddl;
 
 use crate::access::{

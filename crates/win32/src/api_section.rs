@@ -65,6 +65,12 @@ unsafe fn create_mapping(
     if let Some(name) = &name {
         builder = builder.name(name);
     }
+    // SAFETY: the Win32 arguments, passed through.
+    match unsafe { crate::api_security::requested_security(attrs) } {
+        Ok(Some(security)) => builder = builder.security(security),
+        Ok(None) => {}
+        Err(code) => return fail(code, null),
+    }
     let section = if file == INVALID_HANDLE_VALUE {
         builder.create()
     } else {

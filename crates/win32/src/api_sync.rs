@@ -76,10 +76,15 @@ unsafe fn create<T>(
         Ok(name) => name,
         Err(code) => return fail(code, std::ptr::null_mut()),
     };
+    // SAFETY: per this function's contract.
+    let security = match unsafe { crate::api_security::requested_security(attrs) } {
+        Ok(security) => security,
+        Err(code) => return fail(code, std::ptr::null_mut()),
+    };
     let options = CreateOptions {
         inheritable: inherit,
         access: Some(access),
-        ..CreateOptions::default()
+        security,
     };
     match make(name.as_deref(), &options) {
         Ok(object) => created(existed(&object), wrap(object)),

@@ -18,6 +18,7 @@ mod api_handle;
 mod api_memory;
 mod api_process;
 mod api_section;
+mod api_security;
 mod api_sync;
 mod api_system;
 mod ffi;

@@ -11,6 +11,8 @@ pub type HANDLE = *mut c_void;
 pub type LPVOID = *mut c_void;
 pub type WCHAR = u16;
 pub type SIZE_T = usize;
+pub type UINT = u32;
+pub type ULONG = u32;
 
 pub const TRUE: BOOL = 1;
 pub const FALSE: BOOL = 0;
@@ -27,6 +29,30 @@ pub struct SECURITY_ATTRIBUTES {
     pub nLength: DWORD,
     pub lpSecurityDescriptor: LPVOID,
     pub bInheritHandle: BOOL,
+}
+
+/// An absolute security descriptor (`winnt.h`'s `SECURITY_DESCRIPTOR`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SECURITY_DESCRIPTOR {
+    pub Revision: u8,
+    pub Sbz1: u8,
+    pub Control: u16,
+    pub Owner: *mut c_void,
+    pub Group: *mut c_void,
+    pub Sacl: *mut c_void,
+    pub Dacl: *mut c_void,
+}
+
+/// An ACL's header; its ACEs follow it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ACL {
+    pub AclRevision: u8,
+    pub Sbz1: u8,
+    pub AclSize: u16,
+    pub AceCount: u16,
+    pub Sbz2: u16,
 }
 
 #[repr(C)]

@@ -1,0 +1,145 @@
+/* Security descriptors from C, as Windows programs build them: by hand
+   (InitializeSecurityDescriptor + an ACL), with a NULL DACL, and from SDDL;
+   the broker enforces them on every open. */
+#include <windows.h>
+#include <sddl.h>
+#include <aclapi.h>
+#include <string.h>
+#include "check.h"
+
+static void sids(void) {
+    SID_IDENTIFIER_AUTHORITY world = SECURITY_WORLD_SID_AUTHORITY;
+    PSID everyone = NULL;
+    CHECK(AllocateAndInitializeSid(&world, 1, SECURITY_WORLD_RID, 0, 0, 0, 0, 0, 0, 0, &everyone));
+    CHECK(IsValidSid(everyone) && GetLengthSid(everyone) == 12);
+    BYTE buf[SECURITY_MAX_SID_SIZE];
+    DWORD size = 4;
+    CHECK_ERR(CreateWellKnownSid(WinWorldSid, NULL, buf, &size), FALSE, ERROR_INSUFFICIENT_BUFFER);
+    CHECK(size == 12);
+    size = sizeof buf;
+    CHECK(CreateWellKnownSid(WinWorldSid, NULL, buf, &size) && EqualSid(buf, everyone));
+    LPSTR text = NULL;
+    CHECK(ConvertSidToStringSidA(everyone, &text) && strcmp(text, "S-1-1-0") == 0);
+    LocalFree(text);
+    PSID admins = NULL;
+    CHECK(ConvertStringSidToSidA("S-1-5-32-544", &admins));
+    size = sizeof buf;
+    CHECK(CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, buf, &size) && EqualSid(buf, admins));
+    CHECK(!EqualSid(admins, everyone));
+    CHECK_ERR(ConvertStringSidToSidA("S-1-x", &admins), FALSE, ERROR_INVALID_SID);
+    LocalFree(admins);
+    CHECK(FreeSid(everyone) == NULL);
+}
+
+static void by_hand(void) {
+    /* Everyone may wait on the event; nobody but its creator's handle may set it. */
+    SID_IDENTIFIER_AUTHORITY world = SECURITY_WORLD_SID_AUTHORITY;
+    PSID everyone = NULL;
+    CHECK(AllocateAndInitializeSid(&world, 1, SECURITY_WORLD_RID, 0, 0, 0, 0, 0, 0, 0, &everyone));
+    DWORD acl_size = sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + GetLengthSid(everyone) - sizeof(DWORD);
+    PACL acl = (PACL)LocalAlloc(LPTR, acl_size);
+    CHECK(InitializeAcl(acl, acl_size, ACL_REVISION));
+    CHECK(AddAccessAllowedAce(acl, ACL_REVISION, SYNCHRONIZE, everyone));
+    CHECK_ERR(AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, everyone), FALSE, ERROR_ALLOTTED_SPACE_EXCEEDED);
+    ACL_SIZE_INFORMATION info;
+    CHECK(GetAclInformation(acl, &info, sizeof info, AclSizeInformation));
+    CHECK(info.AceCount == 1 && info.AclBytesFree == 0);
+    ACCESS_ALLOWED_ACE *ace = NULL;
+    CHECK(GetAce(acl, 0, (LPVOID *)&ace) && ace->Mask == SYNCHRONIZE && EqualSid(&ace->SidStart, everyone));
+    CHECK_ERR(GetAce(acl, 1, (LPVOID *)&ace), FALSE, ERROR_INVALID_PARAMETER);
+
+    SECURITY_DESCRIPTOR sd;
+    CHECK(InitializeSecurityDescriptor(&sd, SECURITY_DESCRIPTOR_REVISION));
+    CHECK(SetSecurityDescriptorDacl(&sd, TRUE, acl, FALSE));
+    CHECK(IsValidSecurityDescriptor(&sd));
+    SECURITY_ATTRIBUTES sa = {sizeof sa, &sd, FALSE};
+    HANDLE e = CreateEventA(&sa, TRUE, FALSE, "Local\\sec-by-hand");
+    CHECK(e != NULL && GetLastError() == 0);
+    CHECK_ERR(OpenEventA(EVENT_MODIFY_STATE, FALSE, "Local\\sec-by-hand"), NULL, ERROR_ACCESS_DENIED);
+    HANDLE w = OpenEventA(SYNCHRONIZE, FALSE, "Local\\sec-by-hand");
+    CHECK(w != NULL);
+    CHECK(SetEvent(e)); /* the creator's handle has all access */
+    CHECK(WaitForSingleObject(w, 0) == WAIT_OBJECT_0);
+
+    /* The descriptor, read back through the handle. */
+    PSECURITY_DESCRIPTOR read_back = NULL;
+    PACL dacl = NULL;
+    CHECK(GetSecurityInfo(e, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, &read_back) == 0);
+    CHECK(dacl != NULL && dacl->AceCount == 1);
+    LPSTR text = NULL;
+    CHECK(ConvertSecurityDescriptorToStringSecurityDescriptorA(read_back, SDDL_REVISION_1, DACL_SECURITY_INFORMATION,
+                                                               &text, NULL));
+    CHECK(text && strcmp(text, "D:(A;;0x100000;;;WD)") == 0);
+    LocalFree(text);
+    LocalFree(read_back);
+    CHECK(GetSecurityInfo(w, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, &read_back)
+          == ERROR_ACCESS_DENIED);
+
+    /* A NULL DACL: everybody may do everything. */
+    CHECK(SetSecurityInfo(e, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, NULL, NULL) == 0);
+    HANDLE m = OpenEventA(EVENT_MODIFY_STATE, FALSE, "Local\\sec-by-hand");
+    CHECK(m != NULL && ResetEvent(m));
+    CloseHandle(m);
+    CloseHandle(w);
+    CloseHandle(e);
+    LocalFree(acl);
+    FreeSid(everyone);
+}
+
+static void null_dacl_and_sddl(void) {
+    /* The usual porting pattern: a NULL DACL for a mapping every user may open. */
+    SECURITY_DESCRIPTOR sd;
+    CHECK(InitializeSecurityDescriptor(&sd, SECURITY_DESCRIPTOR_REVISION));
+    CHECK(SetSecurityDescriptorDacl(&sd, TRUE, NULL, FALSE));
+    BOOL present = FALSE, defaulted = TRUE;
+    PACL dacl = (PACL)1;
+    CHECK(GetSecurityDescriptorDacl(&sd, &present, &dacl, &defaulted) && present && dacl == NULL && !defaulted);
+    SECURITY_ATTRIBUTES sa = {sizeof sa, &sd, FALSE};
+    HANDLE open_map = CreateFileMappingA(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE, 0, 4096, "Local\\sec-open");
+    CHECK(open_map != NULL);
+
+    /* SDDL: read-only for everyone. */
+    PSECURITY_DESCRIPTOR psd = NULL;
+    ULONG len = 0;
+    CHECK(ConvertStringSecurityDescriptorToSecurityDescriptorA("D:(A;;GR;;;WD)", SDDL_REVISION_1, &psd, &len));
+    CHECK(len == GetSecurityDescriptorLength(psd) && IsValidSecurityDescriptor(psd));
+    CHECK_ERR(ConvertStringSecurityDescriptorToSecurityDescriptorA("D:(A;;GR;;;XX)", SDDL_REVISION_1, &psd, &len),
+              FALSE, ERROR_INVALID_PARAMETER);
+    SECURITY_ATTRIBUTES ro = {sizeof ro, psd, FALSE};
+    HANDLE ro_map = CreateFileMappingA(INVALID_HANDLE_VALUE, &ro, PAGE_READWRITE, 0, 4096, "Local\\sec-read");
+    CHECK(ro_map != NULL);
+    CHECK_ERR(OpenFileMappingA(FILE_MAP_WRITE, FALSE, "Local\\sec-read"), NULL, ERROR_ACCESS_DENIED);
+    HANDLE reader = OpenFileMappingA(FILE_MAP_READ, FALSE, "Local\\sec-read");
+    CHECK(reader != NULL);
+    CHECK_ERR(MapViewOfFile(reader, FILE_MAP_WRITE, 0, 0, 0), NULL, ERROR_ACCESS_DENIED);
+    CHECK(OpenFileMappingA(FILE_MAP_ALL_ACCESS, FALSE, "Local\\sec-open") != NULL);
+
+    /* Self-relative from absolute, and the lengths. */
+    BYTE relative[256];
+    DWORD size = 8;
+    CHECK_ERR(MakeSelfRelativeSD(&sd, relative, &size), FALSE, ERROR_INSUFFICIENT_BUFFER);
+    CHECK(size == 20);
+    CHECK(MakeSelfRelativeSD(&sd, relative, &size) && IsValidSecurityDescriptor(relative));
+    SECURITY_DESCRIPTOR_CONTROL control = 0;
+    DWORD revision = 0;
+    CHECK(GetSecurityDescriptorControl(relative, &control, &revision));
+    CHECK((control & SE_SELF_RELATIVE) && (control & SE_DACL_PRESENT) && revision == 1);
+    CHECK_ERR(SetSecurityDescriptorDacl(relative, TRUE, NULL, FALSE), FALSE, ERROR_INVALID_SECURITY_DESCR);
+
+    /* A broken descriptor is refused, not guessed at. */
+    BYTE junk[40] = {7};
+    SECURITY_ATTRIBUTES bad = {sizeof bad, junk, FALSE};
+    CHECK_ERR(CreateEventA(&bad, FALSE, FALSE, NULL), NULL, ERROR_INVALID_SECURITY_DESCR);
+    CHECK_ERR(InitializeSecurityDescriptor(&sd, 2), FALSE, ERROR_UNKNOWN_REVISION);
+    LocalFree(psd);
+    CloseHandle(reader);
+    CloseHandle(ro_map);
+    CloseHandle(open_map);
+}
+
+int main(void) {
+    sids();
+    by_hand();
+    null_dacl_and_sddl();
+    CHECK_DONE();
+}
