@@ -91,6 +91,9 @@ struct Object {
     charged_to: Option<(u32, Charge)>,
     /// Who may open it, and how (complete: owner, group and DACL set).
     security: SecurityDescriptor,
+    /// The security domain (a uid) whose arena holds its state, for objects
+    /// with state in an arena.
+    domain: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -198,8 +201,8 @@ pub struct Client {
     pub greeted: bool,
     /// Identifies the process in shared sync state (mutex owners, slot locks).
     pub tag: u16,
-    /// Whether the sync arena's fd went to this client already.
-    arena_sent: bool,
+    /// The arenas whose fd went to this client already.
+    arenas_sent: Vec<u64>,
     handles: HandleTable,
 }
 
@@ -237,8 +240,9 @@ pub struct Broker {
     names: BTreeMap<String, ObjectId>,
     clients: HashMap<ClientId, Client>,
     next_object: ObjectId,
-    /// Created with the first synchronization object.
-    sync: Option<SyncArena>,
+    /// The arenas of sync state, one per security domain (a uid), each made
+    /// with its domain's first object. A per-user broker has one domain.
+    sync: HashMap<u32, SyncArena>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -261,6 +265,12 @@ pub struct Broker {
     /// What each process (by pid) holds against its quotas; an entry goes
     /// when the last object charged to it dies.
     usage: HashMap<u32, Usage>,
+    /// The system-wide broker (`objmgrd --system`): every user's processes,
+    /// one security domain and one `Local\` session per user, `Global\`
+    /// shared. Otherwise a per-user broker: one domain, one session.
+    pub system: bool,
+    /// The broker's own real uid.
+    own_uid: u32,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -274,7 +284,7 @@ impl Broker {
             names: BTreeMap::new(),
             clients: HashMap::new(),
             next_object: 1,
-            sync: None,
+            sync: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -287,6 +297,8 @@ impl Broker {
             live_sections: 0,
             connections_of: HashMap::new(),
             usage: HashMap::new(),
+            system: false,
+            own_uid: rustix::process::getuid().as_raw(),
             socket,
             idle_timeout_ms,
         }
@@ -332,7 +344,7 @@ impl Broker {
                 token,
                 greeted: false,
                 tag,
-                arena_sent: false,
+                arenas_sent: Vec::new(),
                 handles: HandleTable::default(),
             },
         );
@@ -377,7 +389,7 @@ impl Broker {
         }
         // Mutexes its threads owned are abandoned, locks it held released,
         // threads it started have ended.
-        if let Some(sync) = &self.sync {
+        for sync in self.sync.values() {
             sync.reap(client.tag);
         }
         self.end_threads_of(client.tag, client.pid);
@@ -406,7 +418,9 @@ impl Broker {
             if let Some(path) = object.path {
                 self.names.remove(&path);
             }
-            if let (Some((slot, _)), Some(sync)) = (object.body.sync_slot(), &mut self.sync) {
+            if let (Some((slot, _)), Some(sync)) =
+                (object.body.sync_slot(), self.sync.get_mut(&object.domain))
+            {
                 sync.free(slot);
             }
             match object.body {
@@ -691,6 +705,7 @@ impl Broker {
             Body::Section(section),
             Some((id, charge)),
             security,
+            0,
         );
         self.grant(id, oid, access, inherit, false)
     }
@@ -764,7 +779,8 @@ impl Broker {
             _ => None,
         };
         self.check_quota(id, Charge::sync_object())?;
-        let slot = self.arena_mut()?.allocate(init, owner)?;
+        let domain = self.domain_of(id);
+        let slot = self.arena_mut(domain)?.allocate(init, owner)?;
         let body = Body::Sync {
             slot,
             kind: Kind::from_init(init),
@@ -775,6 +791,7 @@ impl Broker {
             body,
             Some((id, Charge::sync_object())),
             security,
+            domain,
         );
         self.grant(id, oid, access, inherit, false)
     }
@@ -807,7 +824,7 @@ impl Broker {
             }
         }
         if charge.sync_objects > 0
-            && let Some(sync) = &self.sync
+            && let Some(sync) = self.sync.get(&self.domain_of(id))
             && sync.available() < quota::RESERVED_SLOTS
             && usage.sync_objects >= quota::get().sync_objects / 16
         {
@@ -828,6 +845,7 @@ impl Broker {
         body: Body,
         charge: Option<(ClientId, Charge)>,
         security: SecurityDescriptor,
+        domain: u32,
     ) -> ObjectId {
         let charge = charge.map(|(creator, cost)| {
             let pid = self.clients[&creator].pid;
@@ -852,6 +870,7 @@ impl Broker {
                 body,
                 charged_to: charge,
                 security,
+                domain,
             },
         );
         oid
@@ -947,11 +966,24 @@ impl Broker {
             }
             body => {
                 let (slot, kind) = body.sync_slot().expect("not a section");
-                let sync = self.sync.as_ref().expect("sync objects live in the arena");
+                let domain = self.objects[&oid].domain;
+                let client_uid = self.clients[&id].uid;
+                // A process maps only arenas of its own domain (root: any),
+                // since an arena is mapped writable.
+                if self.system && client_uid != domain && client_uid != 0 {
+                    return Err(Failure::new(
+                        ERROR_ACCESS_DENIED,
+                        "the synchronization object belongs to another user; objects of \
+                         another user's domain cannot be shared yet (sections can)",
+                    ));
+                }
+                let sync = &self.sync[&domain];
                 let (arena_id, arena_fd) = (sync.id, sync.fd.clone());
                 let client = self.client(id);
-                let fd = (!client.arena_sent).then_some(arena_fd);
-                client.arena_sent = true;
+                let fd = (!client.arenas_sent.contains(&arena_id)).then_some(arena_fd);
+                if !client.arenas_sent.contains(&arena_id) {
+                    client.arenas_sent.push(arena_id);
+                }
                 Ok(Outcome {
                     reply: Reply::Sync(SyncGrant {
                         handle,
@@ -981,7 +1013,7 @@ impl Broker {
                     size: 0,
                     properties: self
                         .sync
-                        .as_ref()
+                        .get(&object.domain)
                         .map(|sync| sync.describe(slot))
                         .unwrap_or_default()
                         .into_iter()

@@ -121,11 +121,31 @@ impl Broker {
     }
 
     /// The arena, created with the first object that lives in it.
-    pub(super) fn arena_mut(&mut self) -> Result<&mut SyncArena, Failure> {
-        if self.sync.is_none() {
-            self.sync = Some(SyncArena::new()?);
+    /// The arena of security domain `domain`, made on first need.
+    pub(super) fn arena_mut(&mut self, domain: u32) -> Result<&mut SyncArena, Failure> {
+        if !self.sync.contains_key(&domain) {
+            self.sync.insert(domain, SyncArena::new()?);
         }
-        Ok(self.sync.as_mut().expect("created above"))
+        Ok(self.sync.get_mut(&domain).expect("made above"))
+    }
+
+    /// The security domain of process `pid`'s own process object: its real
+    /// uid on the system broker, the one domain of a per-user broker.
+    pub(super) fn domain_of_pid(&self, pid: u32) -> u32 {
+        if !self.system {
+            return self.own_uid;
+        }
+        process_uid(pid).unwrap_or(self.own_uid)
+    }
+
+    /// The security domain of what client `id` creates: its uid on the
+    /// system broker, the one domain of a per-user broker.
+    pub(super) fn domain_of(&self, id: ClientId) -> u32 {
+        if self.system {
+            self.clients[&id].uid
+        } else {
+            self.own_uid
+        }
     }
 
     fn record(&mut self, record: RecordId) -> &mut ProcessRecord {
@@ -237,10 +257,10 @@ impl Broker {
             self.live_pids.remove(&pid);
         }
         for oid in objects.into_iter().flatten() {
-            if let (Some((slot, _)), Some(sync)) = (
-                self.objects.get(&oid).and_then(|o| o.body.sync_slot()),
-                &self.sync,
-            ) {
+            if let Some(object) = self.objects.get(&oid)
+                && let (Some((slot, _)), Some(sync)) =
+                    (object.body.sync_slot(), self.sync.get(&object.domain))
+            {
                 sync.mark_exited(slot, code);
             }
         }
@@ -318,9 +338,6 @@ impl Broker {
             .and_then(|r| self.processes.get(&r))
             .and_then(|r| r.exit.or(r.terminate_code))
             .unwrap_or(0);
-        let Some(sync) = &self.sync else {
-            return;
-        };
         for object in self.objects.values() {
             if let Body::Thread {
                 slot,
@@ -328,6 +345,7 @@ impl Broker {
                 ..
             } = object.body
                 && creator == tag
+                && let Some(sync) = self.sync.get(&object.domain)
             {
                 sync.mark_exited(slot, code);
             }
@@ -341,7 +359,8 @@ impl Broker {
             return Ok(oid);
         }
         let (pid, exit) = (rec.pid, rec.exit);
-        let slot = self.arena_mut()?.allocate_exit(Kind::Process, pid, exit)?;
+        let domain = self.domain_of_pid(pid);
+        let slot = self.arena_mut(domain)?.allocate_exit(Kind::Process, pid, exit)?;
         let security = self.own_security();
         let oid = self.insert_object(
             ObjectType::Process,
@@ -349,6 +368,7 @@ impl Broker {
             Body::Process { slot, record },
             None,
             security,
+            domain,
         );
         self.record(record).object = Some(oid);
         Ok(oid)
@@ -497,11 +517,12 @@ impl Broker {
                 ..Charge::default()
             },
         )?;
-        let process_slot = self.arena_mut()?.allocate_exit(Kind::Process, 0, None)?;
-        let thread_slot = match self.arena_mut()?.allocate_exit(Kind::Thread, 0, None) {
+        let domain = self.domain_of(id);
+        let process_slot = self.arena_mut(domain)?.allocate_exit(Kind::Process, 0, None)?;
+        let thread_slot = match self.arena_mut(domain)?.allocate_exit(Kind::Thread, 0, None) {
             Ok(slot) => slot,
             Err(failure) => {
-                self.arena_mut()?.free(process_slot);
+                self.arena_mut(domain)?.free(process_slot);
                 return Err(failure);
             }
         };
@@ -541,7 +562,7 @@ impl Broker {
         let record = match record {
             Ok(record) => record,
             Err(failure) => {
-                let arena = self.arena_mut()?;
+                let arena = self.arena_mut(domain)?;
                 arena.free(process_slot);
                 arena.free(thread_slot);
                 return Err(failure);
@@ -568,7 +589,7 @@ impl Broker {
                 self.pending.insert(pid, table);
             }
         }
-        let sync = self.arena_mut()?;
+        let sync = self.arena_mut(domain)?;
         sync.set_pid(process_slot, pid);
         sync.set_pid(thread_slot, pid);
         let process = self.insert_object(
@@ -580,6 +601,7 @@ impl Broker {
             },
             Some((id, Charge::sync_object())),
             self.own_security(),
+            domain,
         );
         let thread = self.insert_object(
             ObjectType::Thread,
@@ -591,6 +613,7 @@ impl Broker {
             },
             Some((id, Charge::sync_object())),
             self.own_security(),
+            domain,
         );
         let rec = self.record(record);
         rec.object = Some(process);
@@ -615,12 +638,12 @@ impl Broker {
         access: u32,
         inherit: bool,
     ) -> Result<Outcome, Failure> {
-        // The per-user broker opens its own user's processes only (Windows'
-        // default process DACL grants nothing to other users).
-        let me = rustix::process::getuid().as_raw();
+        // A process of the caller's own user only, unless the caller is
+        // root (Windows' default process DACL grants nothing to other users).
+        let caller = self.clients[&id].uid;
         if let Some(uid) = process_uid(pid)
-            && uid != me
-            && me != 0
+            && uid != caller
+            && caller != 0
         {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
@@ -816,7 +839,8 @@ impl Broker {
     ) -> Result<Outcome, Failure> {
         let (tag, pid) = (self.clients[&id].tag, self.clients[&id].pid);
         self.check_quota(id, Charge::sync_object())?;
-        let slot = self.arena_mut()?.allocate_exit(Kind::Thread, pid, None)?;
+        let domain = self.domain_of(id);
+        let slot = self.arena_mut(domain)?.allocate_exit(Kind::Thread, pid, None)?;
         let body = Body::Thread {
             slot,
             creator: Some(tag),
@@ -828,6 +852,7 @@ impl Broker {
             body,
             Some((id, Charge::sync_object())),
             self.own_security(),
+            domain,
         );
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
     }
