@@ -123,10 +123,10 @@ impl Broker {
     /// The arena, created with the first object that lives in it.
     /// The arena of security domain `domain`, made on first need.
     pub(super) fn arena_mut(&mut self, domain: u32) -> Result<&mut SyncArena, Failure> {
-        if !self.sync.contains_key(&domain) {
-            self.sync.insert(domain, SyncArena::new()?);
+        match self.sync.entry(domain) {
+            std::collections::hash_map::Entry::Occupied(arena) => Ok(arena.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => Ok(slot.insert(SyncArena::new()?)),
         }
-        Ok(self.sync.get_mut(&domain).expect("made above"))
     }
 
     /// The security domain of process `pid`'s own process object: its real
