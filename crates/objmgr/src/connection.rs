@@ -276,6 +276,54 @@ pub fn set_autostart(enabled: bool) {
     AUTOSTART.store(enabled, Ordering::Relaxed);
 }
 
+/// The system-wide broker, when one runs (its socket is there, in root's
+/// directory, and root answers): every process then uses it. `None` when
+/// there is none (the per-user broker is used). A broker there that refuses
+/// this process is an error; so is an unsafe place named by
+/// `$OBJMGR_SYSTEM_SOCKET`.
+fn system_broker() -> Result<Option<Connection>> {
+    let location = rendezvous::system_location();
+    let named = std::env::var_os(rendezvous::SYSTEM_SOCKET_ENV).is_some_and(|v| !v.is_empty());
+    if std::fs::symlink_metadata(&location.socket).is_err() {
+        return Ok(None);
+    }
+    let path = location.socket.display().to_string();
+    let unsafe_place = |why: String| {
+        Error::new(
+            crate::error::ERROR_ACCESS_DENIED,
+            format!("the system objmgr broker at {path}: {why}"),
+        )
+    };
+    match rendezvous::prepare_dir(&location, false) {
+        Ok(0) => {}
+        Ok(owner) if named => {
+            return Err(unsafe_place(format!(
+                "its directory belongs to uid {owner}, not root"
+            )));
+        }
+        Err(e) if named => return Err(unsafe_place(e.to_string())),
+        _ => return Ok(None),
+    }
+    let Ok(socket) = connect_socket(&location, 0) else {
+        return Ok(None); // not running: the per-user broker serves
+    };
+    match rendezvous::peer_of(socket.as_fd()) {
+        Ok(peer) if peer.uid == 0 => {}
+        _ => return Err(unsafe_place("it does not run as root".into())),
+    }
+    match greet(socket) {
+        Ok(conn) => Ok(Some(conn)),
+        Err(Broken::Refused(e)) => Err(Error::new(
+            e.code(),
+            format!(
+                "the system objmgr broker at {path} refused this process: {}",
+                e.context()
+            ),
+        )),
+        Err(Broken::Connection(_)) => Ok(None),
+    }
+}
+
 /// Connects to the broker, starting one if none answers.
 fn establish() -> Result<Connection> {
     if rendezvous::privileged_execution() {
@@ -284,6 +332,11 @@ fn establish() -> Result<Connection> {
             "objmgr does not run in set-user-ID, set-group-ID or file-capability programs: \
              their environment (OBJMGR_SOCKET, OBJMGR_BROKER, PATH) is their caller's",
         ));
+    }
+    if std::env::var_os(rendezvous::SOCKET_ENV).is_none_or(|v| v.is_empty())
+        && let Some(conn) = system_broker()?
+    {
+        return Ok(conn);
     }
     let location = rendezvous::location_from_env();
     let autostart = AUTOSTART.load(Ordering::Relaxed);

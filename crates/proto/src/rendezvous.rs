@@ -35,6 +35,24 @@ pub use peer::{Peer, peer_of};
 pub const SOCKET_ENV: &str = "OBJMGR_SOCKET";
 /// The environment variable that names the broker program to start.
 pub const BROKER_ENV: &str = "OBJMGR_BROKER";
+/// Where the system-wide broker (`objmgrd --system`) listens.
+pub const SYSTEM_SOCKET: &str = "/run/objmgr/broker.sock";
+/// The environment variable that names another place for it (tests).
+pub const SYSTEM_SOCKET_ENV: &str = "OBJMGR_SYSTEM_SOCKET";
+
+/// The system-wide broker's socket: `$OBJMGR_SYSTEM_SOCKET`, else
+/// [`SYSTEM_SOCKET`]. Its directory must be root's: a client talks to a
+/// broker there only if it runs as root.
+pub fn system_location() -> SocketLocation {
+    let socket = std::env::var_os(SYSTEM_SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(SYSTEM_SOCKET), PathBuf::from);
+    SocketLocation {
+        socket,
+        is_default: false,
+    }
+}
+
 /// The socket's file name inside the rendezvous directory.
 pub const SOCKET_FILE: &str = "broker.sock";
 /// The broker program's file name, looked for on `PATH`.

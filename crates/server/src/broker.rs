@@ -36,7 +36,9 @@ use object_security::security_properties;
 use process::ProcessRecord;
 pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
 
-/// The session number `Local\` names live under (one per-user broker = one session).
+/// The session number `Local\` names live under on a per-user broker (one
+/// broker = one session). On the system-wide broker each user is a session
+/// of its own, numbered by uid + 1 (session 0 is Windows' services' session).
 pub const SESSION: u32 = 1;
 /// Most handles one process may hold (Windows allows about 2^24).
 pub const MAX_HANDLES_PER_PROCESS: usize = 1 << 24;
@@ -501,7 +503,7 @@ impl Broker {
                 Ok(Outcome::reply(Reply::Hello {
                     version: PROTOCOL_VERSION,
                     broker_pid: std::process::id(),
-                    session: SESSION,
+                    session: self.session_of(id),
                     client_tag,
                 }))
             }
@@ -649,7 +651,7 @@ impl Broker {
                     let parsed = ObjectName::parse(&name)
                         .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?
                         .ok_or_else(|| Failure::new(ERROR_INVALID_NAME, "empty object name"))?;
-                    parsed.path(SESSION)
+                    parsed.path(self.session_of(id))
                 };
                 let oid = *self.names.get(&path).ok_or_else(|| {
                     Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}"))
@@ -657,6 +659,10 @@ impl Broker {
                 Ok(Outcome::reply(Reply::Object(self.entry(oid))))
             }
             Request::Status => Ok(Outcome::reply(Reply::Status(self.status()))),
+            Request::Shutdown if self.system && self.clients[&id].uid != 0 => Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "only root may stop the system-wide broker",
+            )),
             Request::Shutdown => Ok(Outcome {
                 reply: Reply::Done,
                 fd: None,
@@ -680,7 +686,8 @@ impl Broker {
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
         let parsed = ObjectName::parse(name)
             .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
-        let path = parsed.map(|n| n.path(SESSION));
+        let session = self.session_of(id);
+        let path = parsed.as_ref().map(|n| n.path(session));
         let access = AccessMask(protection.creator_access());
         // As on Windows: an existing section is returned whatever size and
         // protection were asked for now.
@@ -688,6 +695,7 @@ impl Broker {
             let access = self.check_access(id, existing, access.0)?;
             return self.grant(id, existing, access, inherit, true);
         }
+        self.check_create_global(id, parsed.as_ref())?;
         // A file-backed section's size is known once the file is seen;
         // a size of 0 (the file's) is charged as what it turns out to be.
         self.check_quota(id, Charge::section(size))?;
@@ -751,7 +759,8 @@ impl Broker {
         })?;
         let parsed = ObjectName::parse(name)
             .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
-        let path = parsed.map(|n| n.path(SESSION));
+        let session = self.session_of(id);
+        let path = parsed.as_ref().map(|n| n.path(session));
         // An existing object is returned as it is: the creation arguments
         // (initial state, counts, initial ownership) are ignored, as on Windows.
         if let Some(existing) = self.existing(path.as_deref(), object_type)? {
@@ -778,6 +787,7 @@ impl Broker {
             }
             _ => None,
         };
+        self.check_create_global(id, parsed.as_ref())?;
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
         let slot = self.arena_mut(domain)?.allocate(init, owner)?;
@@ -893,7 +903,7 @@ impl Broker {
                 "the empty name is not an object",
             ));
         };
-        let path = parsed.path(SESSION);
+        let path = parsed.path(self.session_of(id));
         let oid = self
             .existing(Some(&path), object_type)?
             .ok_or_else(|| Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}")))?;

@@ -1,3 +1,6 @@
+//! What a spawned child starts with that must be set between fork and exec:
+//! its fd limit, and on the system-wide broker its user.
+//!
 //! The fd limit a spawned child starts with. The broker raises its own soft
 //! `RLIMIT_NOFILE` to hold many sections; a child must start with the limit
 //! the broker itself was given (programs that walk every possible fd, or use
@@ -22,6 +25,29 @@ pub fn start_with_fd_limit(command: &mut Command, original: u64) {
         command.pre_exec(move || {
             rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
                 .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Makes `command`'s child run as `uid` with primary group `gid` and
+/// supplementary `groups` (the system-wide broker, running as root, starts
+/// a process as the user who asked, never as root).
+pub fn start_as(command: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // three system calls (setgroups, setresgid, setresuid, all
+    // async-signal-safe) on memory allocated before the fork (`groups`); it
+    // allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            // SAFETY (inner calls): `groups` is a live slice of gid_t-sized
+            // values; the others take plain integers.
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setresgid(gid, gid, gid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
 }

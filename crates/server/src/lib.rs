@@ -73,6 +73,8 @@ pub struct Config {
     pub quota_settings: String,
     /// The group whose members count as Administrators (root always does).
     pub admin_gid: Option<u32>,
+    /// The system-wide broker (`--system`): serves every user.
+    pub system: bool,
 }
 
 const USAGE: &str = "usage: objmgrd [--socket PATH] [--idle-timeout MS|never] [--daemon]
@@ -85,6 +87,10 @@ only needed for a broker that never idles out.
                         $XDG_RUNTIME_DIR/objmgr/broker.sock, else /tmp/objmgr-$UID/broker.sock)
   --idle-timeout MS     exit after MS milliseconds without clients (default 10000;
                         $OBJMGR_IDLE_TIMEOUT_MS); 'never' to serve until stopped
+  --system              the system-wide broker (as root): serves every user; Global\\
+                        names are shared by all users, Local\\ names are per user;
+                        socket /run/objmgr/broker.sock ($OBJMGR_SYSTEM_SOCKET);
+                        never idles out unless --idle-timeout says so
   --daemon              detach, and exit 0 once the broker is ready
   --quota NAME=N,...    per-process quotas (also $OBJMGR_QUOTA): handles, objects,
                         sections, section-bytes, sync-objects, connections
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
     let mut daemon = false;
     let mut sink = None;
     let mut admin_gid = None;
+    let mut system = false;
     let mut quota_settings: Vec<String> = std::env::var(quota::QUOTA_ENV).into_iter().collect();
     let mut idle = std::env::var("OBJMGR_IDLE_TIMEOUT_MS").ok();
     while let Some(arg) = args.next() {
@@ -145,6 +152,7 @@ pub fn main() -> ExitCode {
                 }
                 None => return ExitCode::from(2),
             },
+            "--system" => system = true,
             "--daemon" => daemon = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -164,6 +172,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if system && !rustix::process::geteuid().is_root() {
+        eprintln!("objmgrd: --system runs as root (it serves every user)");
+        return ExitCode::from(2);
+    }
+    if system && idle.is_none() {
+        idle = Some("never".to_owned());
+    }
     let idle_timeout = match idle.as_deref() {
         None => Some(DEFAULT_IDLE_TIMEOUT),
         Some("never") => None,
@@ -180,6 +195,7 @@ pub fn main() -> ExitCode {
             socket: path,
             is_default: false,
         },
+        None if system => rendezvous::system_location(),
         None => rendezvous::socket_location(
             std::env::var_os(rendezvous::SOCKET_ENV),
             std::env::var_os("XDG_RUNTIME_DIR"),
@@ -196,6 +212,7 @@ pub fn main() -> ExitCode {
         }),
         quota_settings,
         admin_gid,
+        system,
     };
     if daemon {
         return spawn_detached(&config);
@@ -237,6 +254,9 @@ fn spawn_detached(config: &Config) -> ExitCode {
     }
     if let Some(gid) = config.admin_gid {
         cmd.arg("--admin-group").arg(gid.to_string());
+    }
+    if config.system {
+        cmd.arg("--system");
     }
     cmd.arg("--log").arg(match config.log {
         log::Sink::Stderr => "stderr",
@@ -302,7 +322,15 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
     log::log_panics();
     // The directory must be one only this user controls (a default one is
     // made private here); the broker never listens where others could
-    // replace its socket.
+    // replace its socket. The system broker's (/run/objmgr) is made here,
+    // root's and readable by all.
+    if config.system {
+        let dir = config.location.dir();
+        if !dir.exists() {
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+                .create(dir)?;
+        }
+    }
     rendezvous::prepare_dir(&config.location, true)?;
     // Not dumpable: no other process of the user can ptrace the broker, read
     // its memory or take its descriptors (`/proc/<pid>/fd`, `pidfd_getfd`),
@@ -318,6 +346,13 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
             return Ok(());
         }
     };
+    if config.system {
+        // Every user may connect; the broker checks each caller itself.
+        std::fs::set_permissions(
+            &config.location.socket,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )?;
+    }
     if announce {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{READY_LINE}");

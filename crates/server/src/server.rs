@@ -208,6 +208,7 @@ pub fn serve(
         epoll::EventFlags::IN,
     )?;
     let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
+    broker.system = config.system;
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
 
     let mut idle_since = Some(Instant::now());
@@ -505,7 +506,7 @@ fn accept_all(
             continue;
         };
         // The per-user broker serves its own uid only (root may always inspect).
-        if peer.uid != my_uid && peer.uid != 0 {
+        if !broker.system && peer.uid != my_uid && peer.uid != 0 {
             refuse(
                 fd.as_fd(),
                 ERROR_ACCESS_DENIED,

@@ -24,6 +24,7 @@
 //! | command                                   | does                                         |
 //! |-------------------------------------------|----------------------------------------------|
 //! | `event NAME manual|auto 0|1`              | `CreateEvent` (`-` = unnamed)                |
+//! | `whoami`                                  | this process's uid and gid                   |
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
@@ -513,6 +514,11 @@ pub fn run_script(script: &str) {
                     input = line.trim().to_owned();
                     "released".into()
                 }
+                "whoami" => format!(
+                    "uid {} gid {}",
+                    rustix::process::getuid().as_raw(),
+                    rustix::process::getgid().as_raw()
+                ),
                 "get_sd" => {
                     let sd = objmgr::handle::object_security(
                         words[1].parse().unwrap(),

@@ -99,6 +99,43 @@ impl Broker {
         }
     }
 
+    /// The `Local\` session of client `id`: the one session of a per-user
+    /// broker; on the system broker one per user.
+    pub(super) fn session_of(&self, id: ClientId) -> u32 {
+        if self.system {
+            self.clients[&id].uid.saturating_add(1)
+        } else {
+            SESSION
+        }
+    }
+
+    /// Creating a name in `Global\` on the system broker needs the analogue
+    /// of `SeCreateGlobalPrivilege`: root, or membership of the
+    /// administrators group (`objmgrd --admin-group`).
+    pub(super) fn check_create_global(
+        &self,
+        id: ClientId,
+        name: Option<&ObjectName>,
+    ) -> Result<(), Failure> {
+        let global = name.is_some_and(|n| n.scope == objmgr_proto::Scope::Global);
+        let token = &self.clients[&id].token;
+        if self.system
+            && global
+            && !token.is_system()
+            && !token.has(&security::Sid::administrators())
+        {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "creating {} in Global\\ needs root or the administrators group \
+                     (SeCreateGlobalPrivilege); Local\\ names are this user's own",
+                    name.map(|n| n.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The broker's own user's token: for processes it started that have
     /// not connected yet (they run as it does).
     pub(super) fn own_token(&self) -> security::Token {

@@ -360,7 +360,9 @@ impl Broker {
         }
         let (pid, exit) = (rec.pid, rec.exit);
         let domain = self.domain_of_pid(pid);
-        let slot = self.arena_mut(domain)?.allocate_exit(Kind::Process, pid, exit)?;
+        let slot = self
+            .arena_mut(domain)?
+            .allocate_exit(Kind::Process, pid, exit)?;
         let security = self.own_security();
         let oid = self.insert_object(
             ObjectType::Process,
@@ -518,7 +520,9 @@ impl Broker {
             },
         )?;
         let domain = self.domain_of(id);
-        let process_slot = self.arena_mut(domain)?.allocate_exit(Kind::Process, 0, None)?;
+        let process_slot = self
+            .arena_mut(domain)?
+            .allocate_exit(Kind::Process, 0, None)?;
         let thread_slot = match self.arena_mut(domain)?.allocate_exit(Kind::Thread, 0, None) {
             Ok(slot) => slot,
             Err(failure) => {
@@ -531,6 +535,15 @@ impl Broker {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         if let Some(&original) = ORIGINAL_NOFILE.get() {
             crate::child_limits::start_with_fd_limit(&mut command, original);
+        }
+        // The system-wide broker runs as root: the child runs as the user
+        // who asked, with that user's groups.
+        if self.system {
+            let token = &self.clients[&id].token;
+            let uid = self.clients[&id].uid;
+            let gid = token.primary_group.unix_gid().unwrap_or(u32::MAX);
+            let groups: Vec<u32> = token.groups.iter().filter_map(|g| g.unix_gid()).collect();
+            crate::child_limits::start_as(&mut command, uid, gid, groups);
         }
         let spawned = command.spawn();
         let record = spawned
@@ -840,7 +853,9 @@ impl Broker {
         let (tag, pid) = (self.clients[&id].tag, self.clients[&id].pid);
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
-        let slot = self.arena_mut(domain)?.allocate_exit(Kind::Thread, pid, None)?;
+        let slot = self
+            .arena_mut(domain)?
+            .allocate_exit(Kind::Thread, pid, None)?;
         let body = Body::Thread {
             slot,
             creator: Some(tag),

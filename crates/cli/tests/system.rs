@@ -1,0 +1,221 @@
+//! The system-wide broker (`objmgrd --system`): one namespace for the
+//! machine, with real other users (the tests run as root and switch uids).
+//! `Global\` is shared by every user and governed by descriptors, creating
+//! there needs the privilege, `Local\` is per user, and processes it spawns
+//! run as the user who asked.
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, unused_id};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Entry point for child processes (see `sections.rs`).
+#[test]
+fn child_process_entry() {
+    if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+/// A system broker for one test, on a socket in the test's directory.
+struct SystemBroker {
+    test: TestBroker,
+    socket: PathBuf,
+    daemon: Child,
+}
+
+impl SystemBroker {
+    fn start() -> SystemBroker {
+        let test = TestBroker::new();
+        let socket = test.dir.join("system.sock");
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .arg("--system")
+            .arg("--socket")
+            .arg(&socket)
+            .env("OBJMGR_LOG", "off")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(ready.contains("objmgrd ready"), "{ready}");
+        SystemBroker {
+            test,
+            socket,
+            daemon,
+        }
+    }
+
+    /// A script run by `uid` (root when `None`) against the system broker,
+    /// found as every process finds it (no `OBJMGR_SOCKET`).
+    fn script(&self, uid: Option<u32>, script: &[&str]) -> Command {
+        let mut cmd = self.test.script(script);
+        cmd.env_remove("OBJMGR_SOCKET")
+            .env("OBJMGR_SYSTEM_SOCKET", &self.socket);
+        if let Some(uid) = uid {
+            as_user(&mut cmd, uid);
+        }
+        cmd
+    }
+
+    fn run(&self, uid: Option<u32>, script: &[&str]) -> Vec<String> {
+        result_lines(&output_or_hang(&mut self.script(uid, script), "a client"))
+    }
+
+    /// A script that stops at `hold`; returns once it holds.
+    fn hold(&self, uid: Option<u32>, script: &[&str]) -> Child {
+        let mut child = self
+            .script(uid, script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("@@holding") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "the holder died");
+        }
+        child
+    }
+}
+
+impl Drop for SystemBroker {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn a_service_shares_read_only_memory_with_every_user() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let (a, b) = (unused_id(0), unused_id(1));
+    // The service (root) grants everyone read access to Global\telemetry.
+    let mut service = broker.hold(
+        None,
+        &[
+            "create_sd Global\\\\telemetry D:(A;;GR;;;WD)",
+            "map all",
+            "write 0 reading-42",
+            "hold",
+        ],
+    );
+    for user in [a, b] {
+        let lines = broker.run(
+            Some(user),
+            &[
+                "open Global\\\\telemetry write",
+                "open Global\\\\telemetry read",
+                "map read",
+                "read 0 10",
+                "fdmode",
+                "reopen_rw",
+                "force_write",
+            ],
+        );
+        assert!(lines[0].starts_with("err 5 "), "uid {user}: {lines:?}");
+        assert_eq!(lines[1], "open", "uid {user}: {lines:?}");
+        assert_eq!(lines[3], "read reading-42", "uid {user}: {lines:?}");
+        assert_eq!(lines[4], "fdmode ro");
+        assert_eq!(
+            lines[5], "reopen_rw refused errno=13",
+            "uid {user}: {lines:?}"
+        );
+        assert_eq!(lines[6], "force_write mprotect=errno=13 mem=errno=5");
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+}
+
+#[test]
+fn global_needs_the_privilege_and_local_is_per_user() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let (a, b) = (unused_id(2), unused_id(3));
+    let lines = broker.run(Some(a), &["create Global\\\\squat 4096"]);
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("SeCreateGlobalPrivilege"),
+        "{lines:?}"
+    );
+    let mut holder = broker.hold(Some(a), &["create_sd Local\\\\mine D:(A;;GA;;;WD)", "hold"]);
+    // A's other processes see it; B has a Local\ of its own.
+    assert_eq!(broker.run(Some(a), &["open Local\\\\mine read"]), ["open"]);
+    let lines = broker.run(
+        Some(b),
+        &["open Local\\\\mine read", "create Local\\\\mine 4096"],
+    );
+    assert!(lines[0].starts_with("err 2 "), "{lines:?}");
+    assert_eq!(lines[1], "create existed=0");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+#[test]
+fn another_users_sync_objects_stay_out_of_reach() {
+    if !is_root() {
+        return;
+    }
+    // Sync state is mapped writable: a process is never given another
+    // user's arena, even where the descriptor would grant access.
+    let broker = SystemBroker::start();
+    let a = unused_id(4);
+    let mut service = broker.hold(None, &["event_sd Global\\\\signal D:(A;;GA;;;WD)", "hold"]);
+    let lines = broker.run(Some(a), &["open_event Global\\\\signal 100000"]);
+    assert!(
+        lines[0].starts_with("err 5 ") && lines[0].contains("another user"),
+        "{lines:?}"
+    );
+    let _ = service.kill();
+    let _ = service.wait();
+}
+
+#[test]
+fn processes_it_spawns_run_as_the_user_who_asked_and_users_cannot_stop_it() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let a = unused_id(5);
+    let lines = broker.run(Some(a), &["spawn noinherit whoami", "child_finish"]);
+    assert_eq!(lines[1], format!("child uid {a} gid {a}"), "{lines:?}");
+    let stop = output_or_hang(
+        as_user(
+            Command::new(env!("CARGO_BIN_EXE_objmgr"))
+                .args(["broker", "stop"])
+                .env("OBJMGR_SYSTEM_SOCKET", &broker.socket)
+                .env_remove("OBJMGR_SOCKET"),
+            a,
+        ),
+        "objmgr broker stop",
+    );
+    assert!(!stop.status.success());
+    assert!(
+        String::from_utf8_lossy(&stop.stderr).contains("only root"),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    // Root may.
+    let out = Command::new(env!("CARGO_BIN_EXE_objmgr"))
+        .args(["broker", "stop"])
+        .env("OBJMGR_SYSTEM_SOCKET", &broker.socket)
+        .env_remove("OBJMGR_SOCKET")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
