@@ -21,4 +21,14 @@ install -m 0644 crates/win32/include/*.h "$prefix/include/objmgr-win32/"
 install -m 0755 target/release/objmgrd target/release/objmgr "$prefix/bin/"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" crates/win32/objmgr-win32.pc.in \
     > "$prefix/lib/pkgconfig/objmgr-win32.pc"
+# systemd units: the system-wide broker (socket-activated; enable with
+# `systemctl enable --now objmgrd.socket`) and the optional per-user one.
+install -d "$prefix/lib/systemd/system" "$prefix/lib/systemd/user" "$prefix/share/doc/objmgr"
+for unit in objmgrd.socket objmgrd.service; do
+    sed -e "s|@PREFIX@|$prefix|" "crates/server/systemd/$unit" > "$prefix/lib/systemd/system/$unit"
+done
+for unit in objmgrd-user.socket objmgrd-user.service; do
+    sed -e "s|@PREFIX@|$prefix|" "crates/server/systemd/$unit" > "$prefix/lib/systemd/user/$unit"
+done
+install -m 0644 SECURITY.md "$prefix/share/doc/objmgr/"
 echo "installed objmgr-win32 $version under $prefix"

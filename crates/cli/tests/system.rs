@@ -219,3 +219,61 @@ fn processes_it_spawns_run_as_the_user_who_asked_and_users_cannot_stop_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_socket_activated_broker_serves_on_the_socket_it_was_given() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // What systemd does: make and listen on the socket, start the broker with
+    // it as fd 3 and LISTEN_PID/LISTEN_FDS saying so.
+    let test = TestBroker::new();
+    let listener = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::empty(),
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(
+        &listener,
+        &rustix::net::SocketAddrUnix::new(&test.socket).unwrap(),
+    )
+    .unwrap();
+    rustix::net::listen(&listener, 16).unwrap();
+    let raw = listener.as_raw_fd();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --socket \"$1\" --idle-timeout never",
+        env!("CARGO_BIN_EXE_objmgrd"),
+    ])
+    .arg(&test.socket)
+    .env("OBJMGR_LOG", "off")
+    .stdout(Stdio::piped());
+    // SAFETY: dup2 in the forked child before exec, async-signal-safe, on
+    // a descriptor the parent keeps open until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut daemon = cmd.spawn().unwrap();
+    drop(listener);
+    let mut ready = String::new();
+    BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.contains("objmgrd ready"), "{ready}");
+    assert_eq!(
+        test.run(&["create Local\\\\activated 4096"]),
+        ["create existed=0"]
+    );
+    assert!(test.objmgr(&["broker", "stop"]).status.success());
+    let status = daemon.wait().unwrap();
+    assert!(status.success());
+    // The socket is systemd's: left where it was.
+    assert!(common::exists(&test.socket));
+}

@@ -6,13 +6,40 @@
 //! life, and hand them on to processes it spawns for other clients.
 #![allow(unsafe_code)]
 
-/// Closes every descriptor above 2. Called first thing in `main`, before
-/// the broker or the standard library opens anything of its own.
-pub fn close_inherited() {
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// The first descriptor systemd passes to a socket-activated service.
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening socket systemd passed (socket activation: `LISTEN_PID` is
+/// this process and `LISTEN_FDS` at least 1), taken over as the broker's.
+/// Call before [`close_inherited`], which then keeps it.
+pub fn activation_socket() -> Option<OwnedFd> {
+    let ours = std::env::var("LISTEN_PID").ok()?.parse::<u32>().ok()? == std::process::id();
+    let count = std::env::var("LISTEN_FDS").ok()?.parse::<u32>().ok()?;
+    if !ours || count < 1 {
+        return None;
+    }
+    // SAFETY: fcntl(F_GETFD) on a number; it only reports whether it is open.
+    if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: systemd passed fd 3 for this process to own, and nothing else
+    // in it has taken it (this runs first in `main`).
+    let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+    let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+    Some(fd)
+}
+
+/// Closes every descriptor above 2 (above 3 when `keep_activation`, the
+/// socket systemd passed). Called first thing in `main`, before the broker
+/// or the standard library opens anything of its own.
+pub fn close_inherited(keep_activation: bool) {
+    let first: u32 = if keep_activation { 4 } else { 3 };
     // SAFETY: close_range(2) takes no pointers; at this point no descriptor
-    // above 2 belongs to anything in this process (nothing has been opened
-    // yet), so closing them invalidates no `OwnedFd`.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // from `first` on belongs to anything in this process (nothing has been
+    // opened yet), so closing them invalidates no `OwnedFd`.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
     if rc == 0 {
         return;
     }
@@ -25,7 +52,7 @@ pub fn close_inherited() {
         let fds: Vec<i32> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
+            .filter(|&fd| fd >= first as i32)
             .collect();
         if fds.is_empty() {
             return;

@@ -26,6 +26,7 @@ use objmgr_proto::Win32Error;
 use objmgr_proto::error::ERROR_INVALID_DATA;
 use objmgr_proto::rendezvous::{self, SocketLocation};
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -105,7 +106,8 @@ SIGTERM and SIGINT stop it cleanly (the socket file is removed).";
 
 /// Entry point of the `objmgrd` binary.
 pub fn main() -> ExitCode {
-    fd_hygiene::close_inherited();
+    let activation = fd_hygiene::activation_socket();
+    fd_hygiene::close_inherited(activation.is_some());
     let mut args = std::env::args().skip(1);
     let mut socket: Option<PathBuf> = None;
     let mut daemon = false;
@@ -217,7 +219,7 @@ pub fn main() -> ExitCode {
     if daemon {
         return spawn_detached(&config);
     }
-    match run(&config, true) {
+    match run_with(&config, true, activation) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("objmgrd: {e}");
@@ -318,6 +320,12 @@ fn raise_fd_limit() {
 
 /// Binds, announces readiness, and serves until shutdown or idle exit.
 pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
+    run_with(config, announce, None)
+}
+
+/// [`run`], on the listening socket systemd passed if `activation` (socket
+/// activation: systemd made the socket and its directory, and keeps them).
+fn run_with(config: &Config, announce: bool, activation: Option<OwnedFd>) -> std::io::Result<()> {
     log::init(config.log);
     log::log_panics();
     // The directory must be one only this user controls (a default one is
@@ -337,7 +345,13 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
     // which include the writable fd of every section.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     raise_fd_limit();
-    let listener = match server::bind(&config.location.socket)? {
+    let bound = match activation {
+        Some(fd) => {
+            server::Bound::Listening(server::Listener::activated(fd, &config.location.socket)?)
+        }
+        None => server::bind(&config.location.socket)?,
+    };
+    let listener = match bound {
         server::Bound::Listening(listener) => listener,
         server::Bound::AlreadyRunning => {
             if announce {
@@ -346,7 +360,7 @@ pub fn run(config: &Config, announce: bool) -> std::io::Result<()> {
             return Ok(());
         }
     };
-    if config.system {
+    if config.system && listener.owns_file() {
         // Every user may connect; the broker checks each caller itself.
         std::fs::set_permissions(
             &config.location.socket,

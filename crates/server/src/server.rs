@@ -81,6 +81,25 @@ pub struct Listener {
     file_id: Option<(u64, u64)>,
 }
 
+impl Listener {
+    /// A socket systemd made and listens on (socket activation): served as
+    /// it is, and its file left to systemd on exit.
+    pub fn activated(fd: OwnedFd, path: &Path) -> std::io::Result<Listener> {
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(Listener {
+            fd,
+            path: path.to_owned(),
+            file_id: None,
+        })
+    }
+
+    /// Whether the broker made the socket file (and removes it on exit).
+    pub fn owns_file(&self) -> bool {
+        self.file_id.is_some()
+    }
+}
+
 /// Device and inode of the file at `path`, not following a symlink.
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
