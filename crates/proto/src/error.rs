@@ -79,6 +79,7 @@ win32_errors! {
     ERROR_REVISION_MISMATCH = 1306, "Indicates two revision levels are incompatible.";
     ERROR_INVALID_OWNER = 1307, "This security ID may not be assigned as the owner of this object.";
     ERROR_INVALID_PRIMARY_GROUP = 1308, "This security ID may not be assigned as the primary group of an object.";
+    ERROR_NONE_MAPPED = 1332, "No mapping between account names and security IDs was done.";
     ERROR_INVALID_ACL = 1336, "The access control list (ACL) structure is invalid.";
     ERROR_INVALID_SID = 1337, "The security ID structure is invalid.";
     ERROR_INVALID_SECURITY_DESCR = 1338, "The security descriptor structure is invalid.";

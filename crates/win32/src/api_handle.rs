@@ -16,7 +16,7 @@ use crate::table::{self, Entry};
 use crate::types::*;
 
 fn close(h: HANDLE) -> BOOL {
-    if h == CURRENT_PROCESS || h == CURRENT_THREAD {
+    if h == CURRENT_PROCESS || h == CURRENT_THREAD || h == CURRENT_PROCESS_TOKEN {
         return TRUE; // Closing a pseudo-handle does nothing.
     }
     let entry = match table::remove(h) {

@@ -78,7 +78,7 @@ fn local_copy(bytes: &[u8]) -> *mut c_void {
 ///
 /// # Safety
 /// `p` is NULL or points to readable memory holding a SID.
-unsafe fn sid_at(p: *const c_void) -> Option<Sid> {
+pub(crate) unsafe fn sid_at(p: *const c_void) -> Option<Sid> {
     // SAFETY: the first two bytes of a SID are readable per the contract.
     let head = unsafe { ffi::bytes(p.cast(), 2) }?;
     let len = binary::sid_length([head[0], head[1]])?;

@@ -21,6 +21,7 @@ mod api_section;
 mod api_security;
 mod api_sync;
 mod api_system;
+mod api_token;
 mod ffi;
 mod fork;
 mod last_error;

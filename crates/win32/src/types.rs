@@ -23,6 +23,9 @@ pub const INVALID_HANDLE_VALUE: HANDLE = usize::MAX as HANDLE;
 pub const CURRENT_PROCESS: HANDLE = INVALID_HANDLE_VALUE;
 /// What `GetCurrentThread()` returns.
 pub const CURRENT_THREAD: HANDLE = -2isize as HANDLE;
+/// What `GetCurrentProcessToken()` returns (and `OpenProcessToken` of this
+/// process gives): the pseudo-handle of this process's access token.
+pub const CURRENT_PROCESS_TOKEN: HANDLE = -4isize as HANDLE;
 
 #[repr(C)]
 pub struct SECURITY_ATTRIBUTES {

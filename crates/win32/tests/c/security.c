@@ -5,6 +5,7 @@
 #include <sddl.h>
 #include <aclapi.h>
 #include <string.h>
+#include <unistd.h>
 #include "check.h"
 
 static void sids(void) {
@@ -137,8 +138,68 @@ static void null_dacl_and_sddl(void) {
     CloseHandle(open_map);
 }
 
+static void tokens(void) {
+    HANDLE token = NULL;
+    CHECK(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
+    DWORD needed = 0;
+    CHECK_ERR(GetTokenInformation(token, TokenUser, NULL, 0, &needed), FALSE, ERROR_INSUFFICIENT_BUFFER);
+    CHECK(needed >= sizeof(TOKEN_USER) + 12);
+    BYTE buf[1024];
+    CHECK(GetTokenInformation(token, TokenUser, buf, sizeof buf, &needed));
+    PSID me = ((TOKEN_USER *)buf)->User.Sid;
+    LPSTR text = NULL;
+    CHECK(ConvertSidToStringSidA(me, &text));
+    char expected[64];
+    if (geteuid() == 0)
+        snprintf(expected, sizeof expected, "S-1-5-18");
+    else
+        snprintf(expected, sizeof expected, "S-1-22-1-%u", (unsigned)getuid());
+    CHECK(text && strcmp(text, expected) == 0);
+    LocalFree(text);
+
+    /* The groups: the primary one and Everyone among them. */
+    CHECK(GetTokenInformation(token, TokenGroups, buf, sizeof buf, &needed));
+    TOKEN_GROUPS *groups = (TOKEN_GROUPS *)buf;
+    BYTE world[SECURITY_MAX_SID_SIZE];
+    DWORD size = sizeof world;
+    CHECK(CreateWellKnownSid(WinWorldSid, NULL, world, &size));
+    int has_world = 0;
+    for (DWORD i = 0; i < groups->GroupCount; i++)
+        has_world |= EqualSid(groups->Groups[i].Sid, world) && (groups->Groups[i].Attributes & SE_GROUP_ENABLED);
+    CHECK(groups->GroupCount >= 3 && has_world);
+
+    /* Names, both ways. */
+    char name[64], domain[64];
+    DWORD name_len = sizeof name, domain_len = sizeof domain;
+    SID_NAME_USE use;
+    CHECK(LookupAccountSidA(NULL, world, name, &name_len, domain, &domain_len, &use));
+    CHECK(strcmp(name, "Everyone") == 0 && use == SidTypeWellKnownGroup);
+    BYTE found[SECURITY_MAX_SID_SIZE];
+    DWORD found_size = sizeof found;
+    domain_len = sizeof domain;
+    CHECK(LookupAccountNameA(NULL, "BUILTIN\\Administrators", found, &found_size, domain, &domain_len, &use));
+    CHECK(strcmp(domain, "BUILTIN") == 0 && use == SidTypeAlias);
+    found_size = sizeof found;
+    domain_len = sizeof domain;
+    CHECK(LookupAccountNameA(NULL, "root", found, &found_size, domain, &domain_len, &use) || geteuid() != 0);
+    name_len = 2;
+    domain_len = sizeof domain;
+    CHECK_ERR(LookupAccountSidA(NULL, world, name, &name_len, domain, &domain_len, &use), FALSE,
+              ERROR_INSUFFICIENT_BUFFER);
+    CHECK(name_len == 9);
+    PSID nobody = NULL;
+    CHECK(ConvertStringSidToSidA("S-1-22-1-4000000000", &nobody));
+    name_len = sizeof name;
+    domain_len = sizeof domain;
+    CHECK_ERR(LookupAccountSidA(NULL, nobody, name, &name_len, domain, &domain_len, &use), FALSE, ERROR_NONE_MAPPED);
+    LocalFree(nobody);
+    CHECK(CloseHandle(token));
+    CHECK(GetCurrentProcessToken() == token);
+}
+
 int main(void) {
     sids();
+    tokens();
     by_hand();
     null_dacl_and_sddl();
     CHECK_DONE();
