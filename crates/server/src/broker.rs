@@ -824,8 +824,24 @@ impl Broker {
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .current
                 .unwrap_or(u64::MAX);
-            // Each section holds up to two fds; each connection one.
-            let in_use = 2 * (self.live_sections + 1) + self.clients.len() as u64;
+            // Each section holds one or two fds (two at most for the new
+            // one); each connection one. Counted exactly only when the
+            // bound says it may be close.
+            let clients = self.clients.len() as u64;
+            let bound = 2 * (self.live_sections + 1) + clients;
+            let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {
+                bound
+            } else {
+                let held: u64 = self
+                    .objects
+                    .values()
+                    .map(|o| match &o.body {
+                        Body::Section(section) => section.fds_held(),
+                        _ => 0,
+                    })
+                    .sum();
+                held + 2 + clients
+            };
             if in_use.saturating_add(quota::RESERVED_FDS) > limit {
                 return Err(Failure::new(
                     ERROR_NO_SYSTEM_RESOURCES,

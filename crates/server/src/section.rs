@@ -286,6 +286,12 @@ impl Section {
         }
     }
 
+    /// How many descriptors the broker holds for this section (the base
+    /// fd, and the read-only one once made).
+    pub fn fds_held(&self) -> u64 {
+        1 + u64::from(self.read_only.get().is_some())
+    }
+
     /// The fd as a borrowed handle (for diagnostics).
     pub fn base_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.base.as_fd()

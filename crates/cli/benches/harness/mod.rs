@@ -48,6 +48,10 @@ impl Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
             .args(["--idle-timeout", "never", "--socket"])
             .arg(&socket)
+            // The memory measurement connects many times from this one
+            // process, past the default quota of connections per process.
+            .args(["--quota", "connections=1000000"])
+            .env("OBJMGR_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start objmgrd");
