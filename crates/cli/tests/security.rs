@@ -250,3 +250,20 @@ fn duplicating_for_more_access_asks_the_descriptor() {
     assert!(lines[5].starts_with("err 5 "), "{lines:?}");
     assert!(lines[6].starts_with("dup value="), "{lines:?}");
 }
+
+#[test]
+fn a_section_handle_needs_a_map_right_and_nothing_asked_is_nothing_granted() {
+    let broker = TestBroker::new();
+    let mut creator = broker.spawn(&["create_sd Local\\\\open D:NO_ACCESS_CONTROL", "hold"]);
+    creator.wait_for("holding");
+    let lines = broker.run(&[
+        "open Local\\\\open none",
+        "open Local\\\\open query",
+        "open Local\\\\open read",
+    ]);
+    assert!(lines[0].starts_with("err 5 "), "no access asked: {lines:?}");
+    assert!(lines[1].starts_with("err 5 "), "no map right: {lines:?}");
+    assert_eq!(lines[2], "open");
+    creator.release();
+    creator.finish();
+}

@@ -277,3 +277,57 @@ fn a_socket_activated_broker_serves_on_the_socket_it_was_given() {
     // The socket is systemd's: left where it was.
     assert!(common::exists(&test.socket));
 }
+
+#[test]
+fn a_handle_duplicated_into_a_waiting_child_gets_only_what_the_child_may_have() {
+    if !is_root() {
+        return;
+    }
+    // The child has not connected yet: the wider access is checked against
+    // what the child runs as (the user), never against the broker (root).
+    let broker = SystemBroker::start();
+    let a = unused_id(6);
+    let mut service = broker.hold(
+        None,
+        &["create_sd Global\\\\readable D:(A;;GR;;;WD)", "hold"],
+    );
+    let lines = broker.run(
+        Some(a),
+        &[
+            "open Global\\\\readable read",
+            "spawn noinherit sleep 2000",
+            "child_process",
+            "dup_into 0 $H 6",
+            "dup_into 0 $H 4",
+            "terminate 1",
+        ],
+    );
+    assert!(lines[3].starts_with("err 5 "), "{lines:?}");
+    assert!(lines[4].starts_with("dup value="), "{lines:?}");
+    let _ = service.kill();
+    let _ = service.wait();
+}
+
+#[test]
+fn other_users_local_names_are_not_listed() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let (a, b) = (unused_id(7), unused_id(8));
+    let mut holder = broker.hold(Some(a), &["create Local\\\\private-name 4096", "hold"]);
+    let objmgr_as = |uid: u32, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_objmgr"));
+        cmd.args(args)
+            .env("OBJMGR_SYSTEM_SOCKET", &broker.socket)
+            .env_remove("OBJMGR_SOCKET");
+        let out = output_or_hang(as_user(&mut cmd, uid), "objmgr");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let path = format!("\\Sessions\\{}\\BaseNamedObjects\\private-name", a + 1);
+    assert!(objmgr_as(a, &["ls"]).contains("private-name"));
+    assert!(!objmgr_as(b, &["ls"]).contains("private-name"));
+    assert!(objmgr_as(b, &["stat", &path]).contains("ERROR_FILE_NOT_FOUND"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

@@ -74,6 +74,26 @@ pub fn duplicate_handle(
     value_reply(&request, || format!("duplicating handle {source:#x}"))
 }
 
+/// A descriptor as SDDL for a request (empty for none), or
+/// `ERROR_INVALID_SECURITY_DESCR` when it is longer than a message's string
+/// may be: it is refused whole, never cut (a cut DACL grants other things).
+pub(crate) fn wire_sddl(descriptor: Option<&SecurityDescriptor>) -> Result<String> {
+    let sddl = descriptor
+        .map(SecurityDescriptor::to_sddl)
+        .unwrap_or_default();
+    if sddl.len() > objmgr_proto::wire::MAX_STRING_LEN {
+        return Err(Error::new(
+            ERROR_INVALID_SECURITY_DESCR,
+            format!(
+                "the security descriptor is {} bytes of SDDL; at most {} can be sent",
+                sddl.len(),
+                objmgr_proto::wire::MAX_STRING_LEN
+            ),
+        ));
+    }
+    Ok(sddl)
+}
+
 fn security_call(handle: u32, set: bool, which: u32, sddl: String) -> Result<SecurityDescriptor> {
     let what = || {
         format!(
@@ -116,7 +136,7 @@ pub fn set_object_security(
     which: u32,
     descriptor: &SecurityDescriptor,
 ) -> Result<SecurityDescriptor> {
-    security_call(handle, true, which, descriptor.to_sddl())
+    security_call(handle, true, which, wire_sddl(Some(descriptor))?)
 }
 
 /// `GetHandleInformation`: the handle's `HANDLE_FLAG_*` bits.

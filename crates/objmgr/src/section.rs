@@ -172,19 +172,15 @@ impl SectionBuilder {
         bits
     }
 
-    fn request(&self, from_file: bool) -> Request {
-        Request::CreateSection {
+    fn request(&self, from_file: bool) -> Result<Request> {
+        Ok(Request::CreateSection {
             name: self.name.clone().unwrap_or_default(),
             protection: self.fl_protect(),
             size: self.size,
             inherit: self.inherit,
             from_file,
-            security: self
-                .security
-                .as_ref()
-                .map(SecurityDescriptor::to_sddl)
-                .unwrap_or_default(),
-        }
+            security: crate::handle::wire_sddl(self.security.as_ref())?,
+        })
     }
 
     fn what(&self) -> String {
@@ -203,7 +199,8 @@ impl SectionBuilder {
     /// Windows gives (`ERROR_PATH_NOT_FOUND`, `ERROR_INVALID_NAME`,
     /// `ERROR_FILENAME_EXCED_RANGE`).
     pub fn create(&self) -> Result<Section> {
-        Section::from_reply(call(&self.request(false), None), || self.what())
+        let request = self.request(false).map_err(|e| e.within(&self.what()))?;
+        Section::from_reply(call(&request, None), || self.what())
     }
 
     /// Creates a section over a file (`CreateFileMapping` with a file handle).
@@ -239,8 +236,9 @@ impl SectionBuilder {
         let read_only =
             prepare_file(file, self.size, self.protection).map_err(|e| e.within(&self.what()))?;
         let read_only = read_only.as_ref().map_or(file, AsFd::as_fd);
+        let request = self.request(true).map_err(|e| e.within(&self.what()))?;
         Section::from_reply(
-            connection::call_with_fds(&self.request(true), &[file, read_only]),
+            connection::call_with_fds(&request, &[file, read_only]),
             || self.what(),
         )
     }

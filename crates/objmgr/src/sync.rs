@@ -119,11 +119,8 @@ impl SyncObject {
             inherit: options.inheritable,
             owner_token: actor.map_or(0, |a| a.token.raw()),
             owner_tid: actor.map_or(0, |a| a.tid),
-            security: options
-                .security
-                .as_ref()
-                .map(|sd| sd.to_sddl())
-                .unwrap_or_default(),
+            security: crate::handle::wire_sddl(options.security.as_ref())
+                .map_err(|e| e.within(&what()))?,
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {

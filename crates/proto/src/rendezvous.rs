@@ -29,7 +29,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-pub use peer::{Peer, peer_of};
+pub use peer::{Peer, peer_groups, peer_of};
 
 /// The environment variable that points a process at a specific broker.
 pub const SOCKET_ENV: &str = "OBJMGR_SOCKET";

@@ -359,9 +359,19 @@ impl Token {
     }
 
     /// Whether the token may make `sid` an object's owner: its own user, or
-    /// one of its groups; SYSTEM (root) may name anyone, as with
-    /// `SeRestorePrivilege`.
+    /// Administrators when it is one (the groups Windows marks
+    /// `SE_GROUP_OWNER`); SYSTEM (root) may name anyone, as with
+    /// `SeRestorePrivilege`. Not Everyone or another shared group: that
+    /// would give all its members the owner's `WRITE_DAC`.
     pub fn may_own_as(&self, sid: &Sid) -> bool {
+        self.user == Sid::system()
+            || self.user == *sid
+            || (*sid == Sid::administrators() && self.has(sid))
+    }
+
+    /// Whether the token may make `sid` an object's primary group: any
+    /// group it holds (root: any).
+    pub fn may_group_as(&self, sid: &Sid) -> bool {
         self.user == Sid::system() || self.has(sid)
     }
 
@@ -405,10 +415,20 @@ pub fn access_check(
     // use them anyway.
     let valid = mapping.all | ACCESS_SYSTEM_SECURITY;
     let desired = map_generic(desired & !MAXIMUM_ALLOWED, mapping) & valid;
-    // Auditing rights need a privilege only root has.
-    if desired & ACCESS_SYSTEM_SECURITY != 0 && !token.is_system() {
+    // Asking for nothing is refused, as Windows' access check refuses it.
+    if desired == 0 && !maximum {
         return None;
     }
+    // Auditing rights come from a privilege only root has, not the DACL.
+    let privileged = if desired & ACCESS_SYSTEM_SECURITY != 0 {
+        if !token.is_system() {
+            return None;
+        }
+        ACCESS_SYSTEM_SECURITY
+    } else {
+        0
+    };
+    let desired_by_dacl = desired & !privileged;
     let aces = match &sd.dacl {
         Dacl::Null | Dacl::NotPresent => {
             return Some(if maximum {
@@ -420,7 +440,9 @@ pub fn access_check(
         Dacl::Aces(aces) => aces,
     };
     let is_owner = sd.owner.as_ref().is_some_and(|o| token.has(o));
-    let owner_rights_ace = aces.iter().any(|a| a.sid == Sid::owner_rights());
+    let owner_rights_ace = aces
+        .iter()
+        .any(|a| a.sid == Sid::owner_rights() && a.flags & INHERIT_ONLY_ACE == 0);
     let applies = |ace: &Ace| {
         ace.flags & INHERIT_ONLY_ACE == 0
             && (token.has(&ace.sid) || (is_owner && ace.sid == Sid::owner_rights()))
@@ -441,9 +463,10 @@ pub fn access_check(
                 _ => {}
             }
         }
+        let allowed = allowed | privileged;
         return (desired & !allowed == 0).then_some(allowed | desired);
     }
-    let mut remaining = desired & !implicit;
+    let mut remaining = desired_by_dacl & !implicit;
     for ace in aces.iter().filter(|a| applies(a)) {
         if remaining == 0 {
             break;
@@ -597,6 +620,35 @@ mod tests {
             access_check(&owner_rights, &owner, SECTION_MAP_READ, &section()),
             Some(SECTION_MAP_READ)
         );
+    }
+
+    #[test]
+    fn nothing_asked_for_is_refused_and_auditing_is_roots() {
+        let open = sd("D:NO_ACCESS_CONTROL");
+        assert_eq!(access_check(&open, &user(1), 0, &section()), None);
+        // Bits the type does not define count as nothing.
+        assert_eq!(access_check(&open, &user(1), 0x0080_0000, &section()), None);
+        let all = sd("O:S-1-22-1-1D:(A;;GA;;;WD)");
+        let root = Token::for_unix(0, 0, &[], None);
+        assert_eq!(
+            access_check(&all, &user(1), ACCESS_SYSTEM_SECURITY, &section()),
+            None
+        );
+        assert_eq!(
+            access_check(&all, &root, ACCESS_SYSTEM_SECURITY, &section()),
+            Some(ACCESS_SYSTEM_SECURITY)
+        );
+        // An inherit-only OWNER RIGHTS ACE leaves the implicit rights alone.
+        let inherit_only = sd("O:S-1-22-1-1000D:(A;IO;0x4;;;OW)");
+        assert_eq!(
+            access_check(&inherit_only, &user(1000), READ_CONTROL, &section()),
+            Some(READ_CONTROL)
+        );
+        // Only the user itself (or Administrators, for one) may be named owner.
+        let u = user(1000);
+        assert!(u.may_own_as(&Sid::unix_user(1000)));
+        assert!(!u.may_own_as(&Sid::everyone()) && !u.may_own_as(&Sid::unix_group(100)));
+        assert!(u.may_group_as(&Sid::unix_group(100)));
     }
 
     #[test]

@@ -112,6 +112,9 @@ struct HandleEntry {
 /// Windows; freed values are reused lowest-first.
 #[derive(Debug, Default)]
 struct HandleTable {
+    /// For a table waiting for a process to connect: the uid that process
+    /// runs as, which the one claiming it must have (a pid can be reused).
+    owner: Option<u32>,
     slots: Vec<Option<HandleEntry>>,
     free: std::collections::BTreeSet<usize>,
     live: usize,
@@ -273,6 +276,8 @@ pub struct Broker {
     pub system: bool,
     /// The broker's own real uid.
     own_uid: u32,
+    /// Members of this group count as Administrators.
+    pub admin_gid: Option<u32>,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -301,6 +306,7 @@ impl Broker {
             usage: HashMap::new(),
             system: false,
             own_uid: rustix::process::getuid().as_raw(),
+            admin_gid: None,
             socket,
             idle_timeout_ms,
         }
@@ -490,8 +496,14 @@ impl Broker {
                         disconnect: true,
                     });
                 }
-                let pid = self.client(id).pid;
-                let pending = self.pending.remove(&pid);
+                let (pid, uid) = (self.client(id).pid, self.client(id).uid);
+                // Only a process of the uid the table was made for claims it.
+                let pending = match self.pending.get(&pid) {
+                    Some(table) if table.owner.is_none_or(|owner| owner == uid) => {
+                        self.pending.remove(&pid)
+                    }
+                    _ => None,
+                };
                 let client = self.client(id);
                 client.greeted = true;
                 // A spawned child finds the handles it inherited (or was
@@ -595,7 +607,7 @@ impl Broker {
             } => self.handle_flags(id, handle, mask, flags),
             Request::CreateThread { inherit } => self.create_thread(id, inherit),
             Request::ListProcesses { after } => Ok(Outcome::reply(self.list_processes(after))),
-            Request::ListHandles { pid, after } => self.list_handles(pid, after),
+            Request::ListHandles { pid, after } => self.list_handles(id, pid, after),
             Request::Security {
                 handle,
                 set,
@@ -627,7 +639,11 @@ impl Broker {
                 // properties are at most MAX_STRING_LEN bytes each.
                 let budget = MAX_MESSAGE_SIZE - 4 * MAX_STRING_LEN;
                 let mut used = 0;
-                for (_, oid) in range {
+                let visible: Vec<ObjectId> = range
+                    .filter(|(path, _)| self.visible_to(id, path))
+                    .map(|(_, oid)| *oid)
+                    .collect();
+                for oid in &visible {
                     if entries.len() == limit || used > budget {
                         more = true;
                         break;
@@ -653,9 +669,13 @@ impl Broker {
                         .ok_or_else(|| Failure::new(ERROR_INVALID_NAME, "empty object name"))?;
                     parsed.path(self.session_of(id))
                 };
-                let oid = *self.names.get(&path).ok_or_else(|| {
-                    Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}"))
-                })?;
+                let oid = *self
+                    .names
+                    .get(&path)
+                    .filter(|_| self.visible_to(id, &path))
+                    .ok_or_else(|| {
+                        Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}"))
+                    })?;
                 Ok(Outcome::reply(Reply::Object(self.entry(oid))))
             }
             Request::Status => Ok(Outcome::reply(Reply::Status(self.status()))),
@@ -978,6 +998,15 @@ impl Broker {
     ) -> Result<Outcome, Failure> {
         match &self.objects[&oid].body {
             Body::Section(section) => {
+                // The fd is what the kernel enforces: a handle that may not
+                // map the section gets none (and so no handle at all).
+                use objmgr_proto::access::{SECTION_MAP_EXECUTE, SECTION_MAP_READ};
+                if access.0 & (SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_MAP_EXECUTE) == 0 {
+                    return Err(Failure::new(
+                        ERROR_ACCESS_DENIED,
+                        "a section handle needs a map right (FILE_MAP_READ at least)",
+                    ));
+                }
                 let fd = section.fd_for(access.contains(SECTION_MAP_WRITE))?;
                 Ok(Outcome {
                     reply: Reply::Section(SectionGrant {

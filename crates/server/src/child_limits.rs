@@ -30,20 +30,29 @@ pub fn start_with_fd_limit(command: &mut Command, original: u64) {
 }
 
 /// Makes `command`'s child run as `uid` with primary group `gid` and
-/// supplementary `groups` (the system-wide broker, running as root, starts
-/// a process as the user who asked, never as root).
-pub fn start_as(command: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
+/// supplementary `groups`, and then change to `dir` (the system-wide broker,
+/// running as root, starts a process as the user who asked, never as root,
+/// and only where that user may go).
+pub fn start_as(
+    command: &mut Command,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    dir: Option<std::ffi::CString>,
+) {
     // SAFETY: the closure runs in the forked child before exec and makes
-    // three system calls (setgroups, setresgid, setresuid, all
-    // async-signal-safe) on memory allocated before the fork (`groups`); it
+    // only async-signal-safe system calls (setgroups, setresgid, setresuid,
+    // chdir) on memory allocated before the fork (`groups`, `dir`); it
     // allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             // SAFETY (inner calls): `groups` is a live slice of gid_t-sized
-            // values; the others take plain integers.
+            // values and `dir` a live NUL-terminated string; the others
+            // take plain integers.
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setresgid(gid, gid, gid) != 0
                 || libc::setresuid(uid, uid, uid) != 0
+                || dir.as_ref().is_some_and(|d| libc::chdir(d.as_ptr()) != 0)
             {
                 return Err(std::io::Error::last_os_error());
             }

@@ -228,6 +228,7 @@ pub fn serve(
     )?;
     let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
     broker.system = config.system;
+    broker.admin_gid = config.admin_gid;
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
 
     let mut idle_since = Some(Instant::now());
@@ -464,8 +465,9 @@ struct Acceptor<'a> {
 }
 
 /// A process's supplementary groups, from `/proc/<pid>/status` (none if it
-/// cannot be read). Read when it connects: the groups a process had then
-/// are the ones its token holds, as a Windows token is fixed at logon.
+/// cannot be read): only where the kernel has no `SO_PEERGROUPS` (before
+/// Linux 4.13). A token is fixed when the process connects, as a Windows
+/// token is at logon.
 fn supplementary_groups(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -548,7 +550,9 @@ fn accept_all(
         };
         let id = *next_client;
         *next_client += 1;
-        let groups = supplementary_groups(pid);
+        // The groups it had when it connected (a pid can be reused since).
+        let groups = objmgr_proto::rendezvous::peer_groups(fd.as_fd())
+            .unwrap_or_else(|_| supplementary_groups(pid));
         let token = objmgr_proto::security::Token::for_unix(peer.uid, peer.gid, &groups, admin_gid);
         match guarded("a new connection", || {
             broker.add_client(id, pid, peer.uid, token)

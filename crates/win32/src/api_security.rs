@@ -567,7 +567,9 @@ fn string_to_descriptor(
     let Ok(sd) = SecurityDescriptor::from_sddl(&text) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    let bytes = binary::to_self_relative(&sd);
+    let Some(bytes) = binary::to_self_relative(&sd) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
     if give_new(&bytes, out) == FALSE {
         return FALSE;
     }
@@ -676,7 +678,9 @@ unsafe fn get_kernel_object_security(
         Ok(sd) => sd,
         Err(code) => return fail(code, FALSE),
     };
-    let bytes = binary::to_self_relative(&sd);
+    let Some(bytes) = binary::to_self_relative(&sd) else {
+        return fail(ERROR_INVALID_ACL, FALSE);
+    };
     // SAFETY: `needed` is writable per the Win32 contract.
     unsafe { ffi::put(needed, bytes.len() as DWORD) };
     if (size as usize) < bytes.len() || out.is_null() {
@@ -720,11 +724,20 @@ unsafe fn get_security_info(
     if kind != SE_KERNEL_OBJECT {
         return ERROR_INVALID_PARAMETER.code();
     }
+    // The parts point into the descriptor, which the caller frees: without
+    // a place for it they could only dangle.
+    let wants_part = [owner, group, dacl, sacl].iter().any(|p| !p.is_null());
+    if wants_part && descriptor.is_null() {
+        return ERROR_INVALID_PARAMETER.code();
+    }
     let sd = match object_descriptor(h, which) {
         Ok(sd) => sd,
         Err(code) => return code.code(),
     };
-    let p = local_copy(&binary::to_self_relative(&sd));
+    let Some(bytes) = binary::to_self_relative(&sd) else {
+        return ERROR_INVALID_ACL.code();
+    };
+    let p = local_copy(&bytes);
     if p.is_null() {
         return ERROR_NOT_ENOUGH_MEMORY.code();
     }
@@ -736,8 +749,7 @@ unsafe fn get_security_info(
         ffi::put(sacl, part(p, 2));
         ffi::put(dacl, part(p, 3));
         if !ffi::put(descriptor, p) {
-            // Nobody will free it: the parts would dangle. Windows asks for
-            // ppSecurityDescriptor whenever a part is asked for.
+            // Nothing points into it (checked above): nobody needs it.
             local_free(p);
         }
     }
@@ -801,7 +813,9 @@ unsafe fn descriptor_length(p: *const c_void) -> DWORD {
     let Some(sd) = (unsafe { descriptor_at(p) }) else {
         return 0;
     };
-    let relative = binary::to_self_relative(&sd).len();
+    let Some(relative) = binary::to_self_relative(&sd).map(|b| b.len()) else {
+        return 0;
+    };
     // SAFETY: as above; the control word is readable.
     let control = unsafe { ffi::get(p.cast::<u16>().add(1)) }.unwrap_or(0);
     if control & SE_SELF_RELATIVE != 0 {
@@ -814,7 +828,10 @@ unsafe fn descriptor_length(p: *const c_void) -> DWORD {
 unsafe fn make_self_relative(p: *const c_void, out: *mut c_void, size: *mut DWORD) -> BOOL {
     // SAFETY: a security descriptor per the Win32 contract.
     match unsafe { descriptor_at(p) } {
-        Some(sd) => copy_out(&binary::to_self_relative(&sd), out, size),
+        Some(sd) => match binary::to_self_relative(&sd) {
+            Some(bytes) => copy_out(&bytes, out, size),
+            None => fail(ERROR_INVALID_ACL, FALSE),
+        },
         None => fail(ERROR_INVALID_SECURITY_DESCR, FALSE),
     }
 }

@@ -25,6 +25,7 @@
 //! |-------------------------------------------|----------------------------------------------|
 //! | `event NAME manual|auto 0|1`              | `CreateEvent` (`-` = unnamed)                |
 //! | `whoami`                                  | this process's uid and gid                   |
+//! | `sleep MS`                                | sleep (without touching objmgr)              |
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
@@ -87,6 +88,7 @@ fn access(word: &str) -> MapAccess {
         "all" => MapAccess::ALL_ACCESS,
         "copy" => MapAccess::COPY,
         "none" => MapAccess(0),
+        "query" => MapAccess(0x1), // SECTION_QUERY
         "rx" => MapAccess::READ | MapAccess::EXECUTE,
         other => panic!("unknown access {other}"),
     }
@@ -513,6 +515,10 @@ pub fn run_script(script: &str) {
                     let _ = std::io::stdin().lock().read_line(&mut line);
                     input = line.trim().to_owned();
                     "released".into()
+                }
+                "sleep" => {
+                    std::thread::sleep(Duration::from_millis(words[1].parse().unwrap()));
+                    "slept".into()
                 }
                 "whoami" => format!(
                     "uid {} gid {}",

@@ -52,6 +52,38 @@ pub fn peer_of(socket: BorrowedFd<'_>) -> io::Result<Peer> {
     })
 }
 
+/// The supplementary groups the kernel recorded for `socket`'s peer when it
+/// connected (`SO_PEERGROUPS`, Linux 4.13): the groups of the process that
+/// connected, not of whatever process has its pid now.
+pub fn peer_groups(socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is a live, writable buffer of `len` bytes, the
+        // size given; the fd is open for the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate(len as usize / size_of::<libc::gid_t>());
+            return Ok(groups);
+        }
+        let error = io::Error::last_os_error();
+        // ERANGE: `len` now says how much is needed.
+        if error.raw_os_error() == Some(libc::ERANGE) && (len as usize) > groups.len() * 4 {
+            groups.resize(len as usize / size_of::<libc::gid_t>() + 1, 0);
+            continue;
+        }
+        return Err(error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +102,14 @@ mod tests {
         let peer = peer_of(a.as_fd()).unwrap();
         assert_eq!(peer.pid, Some(std::process::id()));
         assert_eq!(peer.uid, rustix::process::getuid().as_raw());
+        let mut mine: Vec<u32> = rustix::process::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        let mut theirs = peer_groups(a.as_fd()).unwrap();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(theirs, mine);
     }
 }

@@ -102,17 +102,21 @@ pub fn ace_from_bytes(bytes: &[u8]) -> Option<(Ace, usize)> {
     ))
 }
 
-/// An ACL's bytes (revision 2).
-pub fn acl_to_bytes(aces: &[Ace]) -> Vec<u8> {
+/// An ACL's bytes (revision 2); `None` if it would not fit the 16-bit
+/// `AclSize` and `AceCount` of the layout.
+pub fn acl_to_bytes(aces: &[Ace]) -> Option<Vec<u8>> {
     let body: Vec<u8> = aces.iter().flat_map(ace_to_bytes).collect();
     let size = ACL_HEADER_SIZE + body.len();
+    if size > usize::from(u16::MAX) || aces.len() > usize::from(u16::MAX) {
+        return None;
+    }
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&[ACL_REVISION, 0]);
     out.extend_from_slice(&(size as u16).to_le_bytes());
     out.extend_from_slice(&(aces.len() as u16).to_le_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&body);
-    out
+    Some(out)
 }
 
 /// The `AclSize` of the ACL whose header is `head` (at least 4 bytes), if
@@ -155,8 +159,8 @@ pub fn acl_from_bytes(bytes: &[u8]) -> Option<Vec<Ace>> {
 }
 
 /// A self-relative descriptor's bytes: owner, group, SACL, DACL, in that
-/// order after the header.
-pub fn to_self_relative(sd: &SecurityDescriptor) -> Vec<u8> {
+/// order after the header; `None` if an ACL is too large for the layout.
+pub fn to_self_relative(sd: &SecurityDescriptor) -> Option<Vec<u8>> {
     let mut control = SE_SELF_RELATIVE;
     let mut body = Vec::new();
     let mut place = |part: Option<Vec<u8>>| -> u32 {
@@ -174,16 +178,24 @@ pub fn to_self_relative(sd: &SecurityDescriptor) -> Vec<u8> {
     if sd.sacl.is_some() {
         control |= SE_SACL_PRESENT;
     }
-    let sacl = place(sd.sacl.as_deref().map(acl_to_bytes));
+    let sacl_bytes = match sd.sacl.as_deref() {
+        Some(aces) => Some(acl_to_bytes(aces)?),
+        None => None,
+    };
+    let dacl_bytes = match &sd.dacl {
+        Dacl::Aces(aces) => Some(acl_to_bytes(aces)?),
+        _ => None,
+    };
+    let sacl = place(sacl_bytes);
     let dacl = match &sd.dacl {
         Dacl::NotPresent => 0,
         Dacl::Null => {
             control |= SE_DACL_PRESENT;
             0
         }
-        Dacl::Aces(aces) => {
+        Dacl::Aces(_) => {
             control |= SE_DACL_PRESENT;
-            place(Some(acl_to_bytes(aces)))
+            place(dacl_bytes)
         }
     };
     let mut out = Vec::with_capacity(RELATIVE_HEADER_SIZE + body.len());
@@ -193,7 +205,7 @@ pub fn to_self_relative(sd: &SecurityDescriptor) -> Vec<u8> {
         out.extend_from_slice(&offset.to_le_bytes());
     }
     out.extend_from_slice(&body);
-    out
+    Some(out)
 }
 
 /// How many bytes the self-relative descriptor at the front of `bytes`
@@ -277,7 +289,7 @@ mod tests {
             "",
         ] {
             let sd = SecurityDescriptor::from_sddl(text).unwrap();
-            let bytes = to_self_relative(&sd);
+            let bytes = to_self_relative(&sd).unwrap();
             assert_eq!(from_self_relative(&bytes).as_ref(), Some(&sd), "{text}");
             let length = self_relative_length(|at, len| bytes.get(at..at + len));
             assert_eq!(length, Some(bytes.len()), "{text}");
@@ -287,17 +299,20 @@ mod tests {
     #[test]
     fn broken_bytes_are_refused() {
         let sd = SecurityDescriptor::from_sddl("O:SYD:(A;;GA;;;WD)").unwrap();
-        let bytes = to_self_relative(&sd);
+        let bytes = to_self_relative(&sd).unwrap();
         for cut in 0..bytes.len() {
             assert_eq!(from_self_relative(&bytes[..cut]), None, "cut at {cut}");
         }
         let mut bad_revision = bytes.clone();
         bad_revision[0] = 2;
         assert_eq!(from_self_relative(&bad_revision), None);
-        let acl = acl_to_bytes(&[Ace::allow(1, Sid::everyone())]);
+        let acl = acl_to_bytes(&[Ace::allow(1, Sid::everyone())]).unwrap();
         assert_eq!(acl_used(&acl), Some((acl.len(), 1)));
         let mut object_ace = acl.clone();
         object_ace[ACL_HEADER_SIZE] = 5; // ACCESS_ALLOWED_OBJECT_ACE_TYPE
         assert_eq!(acl_from_bytes(&object_ace), None);
+        // Too many ACEs for 16 bits is refused, not wrapped around.
+        let many = vec![Ace::allow(1, Sid::everyone()); 5000];
+        assert_eq!(acl_to_bytes(&many), None);
     }
 }

@@ -53,7 +53,7 @@ impl Broker {
             ));
         }
         if let Some(group) = requested.as_ref().and_then(|sd| sd.group.as_ref())
-            && !token.may_own_as(group)
+            && !token.may_group_as(group)
         {
             return Err(Failure::new(
                 ERROR_INVALID_PRIMARY_GROUP,
@@ -109,6 +109,16 @@ impl Broker {
         }
     }
 
+    /// Whether client `id` may see the object at `path` in listings: on the
+    /// system broker, `Global\` names and its own session's (root: all).
+    pub(super) fn visible_to(&self, id: ClientId, path: &str) -> bool {
+        if !self.system || self.clients[&id].uid == 0 {
+            return true;
+        }
+        let own = format!("\\Sessions\\{}\\", self.session_of(id));
+        path.starts_with("\\BaseNamedObjects\\") || path.starts_with(&own)
+    }
+
     /// Creating a name in `Global\` on the system broker needs the analogue
     /// of `SeCreateGlobalPrivilege`: root, or membership of the
     /// administrators group (`objmgrd --admin-group`).
@@ -134,6 +144,26 @@ impl Broker {
             ));
         }
         Ok(())
+    }
+
+    /// The token of process `pid`, from `/proc/<pid>/status` (real uid, real
+    /// gid, supplementary groups): for a process that has not connected
+    /// yet, which a handle is duplicated into. `None` if it cannot be read.
+    pub(super) fn token_of_pid(&self, pid: u32) -> Option<security::Token> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<Vec<u32>> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            Some(
+                line[name.len()..]
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect(),
+            )
+        };
+        let uid = *field("Uid:")?.first()?;
+        let gid = *field("Gid:")?.first()?;
+        let groups = field("Groups:").unwrap_or_default();
+        Some(security::Token::for_unix(uid, gid, &groups, self.admin_gid))
     }
 
     /// The broker's own user's token: for processes it started that have
@@ -223,6 +253,12 @@ impl Broker {
             let group = match (which & GROUP_SECURITY_INFORMATION != 0, &given.group) {
                 (false, _) => None,
                 (true, None) => return Err(missing("group")),
+                (true, Some(group)) if !token.may_group_as(group) => {
+                    return Err(Failure::new(
+                        ERROR_INVALID_PRIMARY_GROUP,
+                        format!("{group} cannot be made the primary group by {}", token.user),
+                    ));
+                }
                 (true, Some(group)) => Some(group.clone()),
             };
             let sd = &mut self
@@ -267,6 +303,13 @@ impl Broker {
                 .clone()
                 .filter(|_| which & SACL_SECURITY_INFORMATION != 0),
         };
-        Ok(Outcome::reply(Reply::Text(shown.to_sddl())))
+        let text = shown.to_sddl();
+        if text.len() > objmgr_proto::wire::MAX_STRING_LEN {
+            return Err(Failure::new(
+                ERROR_INVALID_SECURITY_DESCR,
+                "the descriptor is too long to send as SDDL",
+            ));
+        }
+        Ok(Outcome::reply(Reply::Text(text)))
     }
 }

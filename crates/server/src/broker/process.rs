@@ -490,7 +490,10 @@ impl Broker {
         }
         // The child talks to this broker, whatever the environment said.
         command.env("OBJMGR_SOCKET", &self.socket);
-        if !cwd.is_empty() {
+        // On the system broker the child changes directory only once it is
+        // the user who asked (below): a directory root could enter but the
+        // user could not is refused, not entered.
+        if !cwd.is_empty() && !self.system {
             command.current_dir(cwd);
         }
         let mut fds = fds.into_iter();
@@ -543,7 +546,11 @@ impl Broker {
             let uid = self.clients[&id].uid;
             let gid = token.primary_group.unix_gid().unwrap_or(u32::MAX);
             let groups: Vec<u32> = token.groups.iter().filter_map(|g| g.unix_gid()).collect();
-            crate::child_limits::start_as(&mut command, uid, gid, groups);
+            let dir = (!cwd.is_empty())
+                .then(|| std::ffi::CString::new(cwd))
+                .transpose()
+                .map_err(|_| Failure::new(ERROR_INVALID_PARAMETER, "a NUL in the directory"))?;
+            crate::child_limits::start_as(&mut command, uid, gid, groups, dir);
         }
         let spawned = command.spawn();
         let record = spawned
@@ -590,7 +597,11 @@ impl Broker {
                 .filter(|(_, e)| e.inherit)
                 .map(|(h, e)| (h, *e))
                 .collect();
-            let mut table = HandleTable::default();
+            // The child runs as the spawner's domain (user) says.
+            let mut table = HandleTable {
+                owner: Some(self.domain_of(id)),
+                ..HandleTable::default()
+            };
             for (handle, entry) in inherited {
                 table.insert_at(handle, entry);
                 self.objects
@@ -783,10 +794,18 @@ impl Broker {
             if source != CURRENT_PROCESS && wanted.0 & !entry.access.0 != 0 {
                 // More than the source handle has: as on Windows, the
                 // object's descriptor decides, for the target process.
+                // A process that has not connected yet is checked as what
+                // it runs as (read from /proc), never as the broker.
                 let token = match to {
-                    Holder::Client(cid) => self.clients[&cid].token.clone(),
-                    Holder::Pending(_) => self.own_token(),
-                };
+                    Holder::Client(cid) => Some(self.clients[&cid].token.clone()),
+                    Holder::Pending(pid) => self.token_of_pid(pid),
+                }
+                .ok_or_else(|| {
+                    Failure::new(
+                        ERROR_ACCESS_DENIED,
+                        "the target process cannot be identified",
+                    )
+                })?;
                 self.check_access_for(&token, entry.object, access)
                     .map_err(|failure| {
                         Failure::new(
@@ -803,7 +822,10 @@ impl Broker {
         };
         let table = match to {
             Holder::Client(cid) => &mut self.client(cid).handles,
-            Holder::Pending(pid) => self.pending.entry(pid).or_default(),
+            Holder::Pending(pid) => self.pending.entry(pid).or_insert_with(|| HandleTable {
+                owner: process_uid(pid),
+                ..HandleTable::default()
+            }),
         };
         let inserted = table.insert(HandleEntry {
             object: entry.object,
@@ -899,7 +921,20 @@ impl Broker {
         Reply::Processes(entries)
     }
 
-    pub(super) fn list_handles(&self, pid: u32, after: u32) -> Result<Outcome, Failure> {
+    pub(super) fn list_handles(
+        &self,
+        id: ClientId,
+        pid: u32,
+        after: u32,
+    ) -> Result<Outcome, Failure> {
+        // Another user's handles are theirs to see (root: anyone's).
+        let caller = self.clients[&id].uid;
+        if self.system && caller != 0 && process_uid(pid).is_none_or(|uid| uid != caller) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!("process {pid} belongs to another user"),
+            ));
+        }
         let table = self
             .clients
             .values()

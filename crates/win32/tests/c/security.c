@@ -67,6 +67,9 @@ static void by_hand(void) {
     PACL dacl = NULL;
     CHECK(GetSecurityInfo(e, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, &read_back) == 0);
     CHECK(dacl != NULL && dacl->AceCount == 1);
+    /* A part without the descriptor it points into would dangle. */
+    CHECK(GetSecurityInfo(e, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL, NULL)
+          == ERROR_INVALID_PARAMETER);
     LPSTR text = NULL;
     CHECK(ConvertSecurityDescriptorToStringSecurityDescriptorA(read_back, SDDL_REVISION_1, DACL_SECURITY_INFORMATION,
                                                                &text, NULL));
