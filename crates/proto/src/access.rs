@@ -205,19 +205,10 @@ impl ObjectType {
 
     /// Maps generic rights to specific ones and drops bits the type does not
     /// define, giving the mask a handle is granted.
-    pub const fn map_generic(self, desired: u32) -> AccessMask {
+    pub fn map_generic(self, desired: u32) -> AccessMask {
         let m = self.generic_mapping();
-        let mut mask = desired & !(GENERIC_READ | GENERIC_WRITE | GENERIC_EXECUTE | GENERIC_ALL);
-        if desired & GENERIC_READ != 0 {
-            mask |= m.read;
-        }
-        if desired & GENERIC_WRITE != 0 {
-            mask |= m.write;
-        }
-        if desired & GENERIC_EXECUTE != 0 {
-            mask |= m.execute;
-        }
-        if desired & GENERIC_ALL != 0 || desired & MAXIMUM_ALLOWED != 0 {
+        let mut mask = crate::security::map_generic(desired, &m);
+        if desired & MAXIMUM_ALLOWED != 0 {
             mask |= m.all;
         }
         AccessMask(mask & (m.all | ACCESS_SYSTEM_SECURITY))

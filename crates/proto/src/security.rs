@@ -289,6 +289,29 @@ impl SecurityDescriptor {
         sddl::format(self)
     }
 
+    /// Only the parts `which` (`*_SECURITY_INFORMATION` bits) of it.
+    pub fn parts(&self, which: u32) -> SecurityDescriptor {
+        SecurityDescriptor {
+            owner: self
+                .owner
+                .clone()
+                .filter(|_| which & OWNER_SECURITY_INFORMATION != 0),
+            group: self
+                .group
+                .clone()
+                .filter(|_| which & GROUP_SECURITY_INFORMATION != 0),
+            dacl: if which & DACL_SECURITY_INFORMATION != 0 {
+                self.dacl.clone()
+            } else {
+                Dacl::NotPresent
+            },
+            sacl: self
+                .sacl
+                .clone()
+                .filter(|_| which & SACL_SECURITY_INFORMATION != 0),
+        }
+    }
+
     /// The descriptor an object made by `token` gets: what `requested`
     /// gives, the rest from the token as Windows does (owner: the user;
     /// group: the primary group; DACL: the token's default, full access for

@@ -18,8 +18,8 @@ use objmgr::security::binary::{
     SECURITY_DESCRIPTOR_REVISION,
 };
 use objmgr::security::{
-    Ace, AceKind, DACL_SECURITY_INFORMATION, Dacl, GROUP_SECURITY_INFORMATION,
-    OWNER_SECURITY_INFORMATION, SACL_SECURITY_INFORMATION, SecurityDescriptor, Sid,
+    Ace, AceKind, Dacl, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, SecurityDescriptor,
+    Sid,
 };
 use objmgr_proto::error::*;
 
@@ -578,29 +578,6 @@ fn string_to_descriptor(
     TRUE
 }
 
-/// The parts `which` of a descriptor.
-fn only(sd: &SecurityDescriptor, which: DWORD) -> SecurityDescriptor {
-    SecurityDescriptor {
-        owner: sd
-            .owner
-            .clone()
-            .filter(|_| which & OWNER_SECURITY_INFORMATION != 0),
-        group: sd
-            .group
-            .clone()
-            .filter(|_| which & GROUP_SECURITY_INFORMATION != 0),
-        dacl: if which & DACL_SECURITY_INFORMATION != 0 {
-            sd.dacl.clone()
-        } else {
-            Dacl::NotPresent
-        },
-        sacl: sd
-            .sacl
-            .clone()
-            .filter(|_| which & SACL_SECURITY_INFORMATION != 0),
-    }
-}
-
 /// A string in `LocalAlloc` memory, NUL-terminated, in `units`.
 fn give_string<T: Copy + Default>(units: Vec<T>, out: *mut *mut T, len: *mut ULONG) -> BOOL {
     let mut units = units;
@@ -631,7 +608,7 @@ unsafe fn descriptor_to_string<T: Copy + Default>(
     let Some(sd) = (unsafe { descriptor_at(p) }) else {
         return fail(ERROR_INVALID_SECURITY_DESCR, FALSE);
     };
-    give_string(units(&only(&sd, which).to_sddl()), out, len)
+    give_string(units(&sd.parts(which).to_sddl()), out, len)
 }
 
 fn string_to_sid(text: Result<Option<String>, ()>, out: *mut *mut c_void) -> BOOL {

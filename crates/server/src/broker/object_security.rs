@@ -283,26 +283,7 @@ impl Broker {
                 sd.sacl = given.sacl;
             }
         }
-        let sd = &self.objects[&entry.object].security;
-        let shown = SecurityDescriptor {
-            owner: sd
-                .owner
-                .clone()
-                .filter(|_| which & OWNER_SECURITY_INFORMATION != 0),
-            group: sd
-                .group
-                .clone()
-                .filter(|_| which & GROUP_SECURITY_INFORMATION != 0),
-            dacl: if which & DACL_SECURITY_INFORMATION != 0 {
-                sd.dacl.clone()
-            } else {
-                Dacl::NotPresent
-            },
-            sacl: sd
-                .sacl
-                .clone()
-                .filter(|_| which & SACL_SECURITY_INFORMATION != 0),
-        };
+        let shown = self.objects[&entry.object].security.parts(which);
         let text = shown.to_sddl();
         if text.len() > objmgr_proto::wire::MAX_STRING_LEN {
             return Err(Failure::new(
