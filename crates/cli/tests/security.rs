@@ -267,3 +267,49 @@ fn a_section_handle_needs_a_map_right_and_nothing_asked_is_nothing_granted() {
     creator.release();
     creator.finish();
 }
+
+#[test]
+fn a_private_namespace_holds_names_only_its_boundary_reaches() {
+    let broker = TestBroker::new();
+    let me = if rustix::process::getuid().is_root() {
+        "S-1-5-18".to_owned()
+    } else {
+        format!("S-1-22-1-{}", rustix::process::getuid().as_raw())
+    };
+    let mut service = broker.spawn(&[
+        &format!("ns_create svc-boundary svc {me}"),
+        "create svc\\\\data 4096",
+        "map all",
+        "write 0 private",
+        "hold",
+        "ns_close destroy",
+        "hold",
+    ]);
+    service.wait_for("holding");
+    let lines = broker.run(&[
+        // Without the namespace the name means nothing.
+        "open svc\\\\data read",
+        // A second namespace with that boundary cannot be made.
+        &format!("ns_create svc-boundary other {me}"),
+        // Opened under another alias: the same names.
+        &format!("ns_open svc-boundary mine {me}"),
+        "open mine\\\\data read",
+        "map read",
+        "read 0 7",
+        // Everyone is not in this boundary's token test; a boundary whose
+        // SID this process does not hold is refused.
+        "ns_create foreign theirs S-1-22-1-4000000000",
+    ]);
+    assert!(lines[0].starts_with("err 3 "), "{lines:?}");
+    assert!(lines[1].starts_with("err 183 "), "{lines:?}");
+    assert_eq!(lines[2], "namespace");
+    assert_eq!(lines[5], "read private", "{lines:?}");
+    assert!(lines[6].starts_with("err 5 "), "{lines:?}");
+    // Destroyed: no longer found, although the section lives on.
+    service.release();
+    service.wait_for("holding");
+    let lines = broker.run(&[&format!("ns_open svc-boundary mine {me}")]);
+    assert!(lines[0].starts_with("err 3 "), "{lines:?}");
+    service.release();
+    service.finish();
+}

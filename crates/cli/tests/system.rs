@@ -331,3 +331,42 @@ fn other_users_local_names_are_not_listed() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+#[test]
+fn a_squatter_cannot_take_a_services_private_namespace() {
+    if !is_root() {
+        return;
+    }
+    // The service's boundary holds its own user's SID: another user can
+    // neither create that namespace first nor open it.
+    let broker = SystemBroker::start();
+    let (service_uid, squatter) = (unused_id(9), unused_id(10));
+    let squat = broker.run(
+        Some(squatter),
+        &[&format!("ns_create svc x S-1-22-1-{service_uid}")],
+    );
+    assert!(squat[0].starts_with("err 5 "), "{squat:?}");
+    let mut service = broker.hold(
+        Some(service_uid),
+        &[
+            &format!("ns_create svc priv S-1-22-1-{service_uid}"),
+            "create priv\\\\data 4096",
+            "hold",
+        ],
+    );
+    let lines = broker.run(
+        Some(squatter),
+        &[&format!("ns_open svc priv S-1-22-1-{service_uid}")],
+    );
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    let lines = broker.run(
+        Some(service_uid),
+        &[
+            &format!("ns_open svc mine S-1-22-1-{service_uid}"),
+            "open mine\\\\data read",
+        ],
+    );
+    assert_eq!(lines, ["namespace", "open"]);
+    let _ = service.kill();
+    let _ = service.wait();
+}

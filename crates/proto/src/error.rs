@@ -53,6 +53,7 @@ win32_errors! {
     ERROR_SHARING_VIOLATION = 32, "The process cannot access the file because it is being used by another process.";
     ERROR_HANDLE_EOF = 38, "Reached the end of the file.";
     ERROR_FILE_EXISTS = 80, "The file exists.";
+    ERROR_DUP_NAME = 52, "You were not connected because a duplicate name exists on the network.";
     ERROR_INVALID_PARAMETER = 87, "The parameter is incorrect.";
     ERROR_NEGATIVE_SEEK = 131, "An attempt was made to move the file pointer before the beginning of the file.";
     ERROR_BROKEN_PIPE = 109, "The pipe has been ended.";

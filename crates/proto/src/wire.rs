@@ -208,10 +208,11 @@ pub enum Opcode {
     ListHandles = 18,
     CloseNoReply = 19,
     Security = 20,
+    Namespace = 21,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 20] = [
+    pub const ALL: [Opcode; 21] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -232,6 +233,7 @@ impl Opcode {
         Opcode::ListHandles,
         Opcode::CloseNoReply,
         Opcode::Security,
+        Opcode::Namespace,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -261,6 +263,7 @@ impl Opcode {
             Opcode::ListHandles => "list_handles",
             Opcode::CloseNoReply => "close_no_reply",
             Opcode::Security => "security",
+            Opcode::Namespace => "namespace",
         }
     }
 }
@@ -359,6 +362,20 @@ pub enum Request {
     ListProcesses { after: u32 },
     /// One process's handles with values above `after`, as many as fit.
     ListHandles { pid: u32, after: u32 },
+    /// Private namespaces: `CreatePrivateNamespace` (`op` 0),
+    /// `OpenPrivateNamespace` (1) with a boundary (name and SIDs, as
+    /// strings) and the alias this process will name objects in it by;
+    /// `ClosePrivateNamespace` (2) of namespace `id` (`destroy`:
+    /// `PRIVATE_NAMESPACE_FLAG_DESTROY`). Reply: `Value`, the namespace id.
+    Namespace {
+        op: u8,
+        boundary: String,
+        sids: Vec<String>,
+        alias: String,
+        sddl: String,
+        id: u32,
+        destroy: bool,
+    },
     /// `GetKernelObjectSecurity` (`set` false) or `SetKernelObjectSecurity`
     /// (`set` true) on a handle: the parts in `which`
     /// (`*_SECURITY_INFORMATION`), as SDDL. The reply is the descriptor's
@@ -399,6 +416,7 @@ impl Request {
             Request::ListProcesses { .. } => Opcode::ListProcesses,
             Request::ListHandles { .. } => Opcode::ListHandles,
             Request::Security { .. } => Opcode::Security,
+            Request::Namespace { .. } => Opcode::Namespace,
         }
     }
 
@@ -528,6 +546,23 @@ impl Request {
             } => {
                 e.u32(handle.0).bool(*set).u32(*which).str(sddl);
             }
+            Request::Namespace {
+                op,
+                boundary,
+                sids,
+                alias,
+                sddl,
+                id,
+                destroy,
+            } => {
+                e.u8(*op)
+                    .str(boundary)
+                    .strs(sids)
+                    .str(alias)
+                    .str(sddl)
+                    .u32(*id)
+                    .bool(*destroy);
+            }
             Request::ListHandles { pid, after } => {
                 e.u32(*pid).u32(*after);
             }
@@ -615,6 +650,15 @@ impl Request {
             },
             Opcode::CreateThread => Request::CreateThread { inherit: d.bool()? },
             Opcode::ListProcesses => Request::ListProcesses { after: d.u32()? },
+            Opcode::Namespace => Request::Namespace {
+                op: d.u8()?,
+                boundary: d.str()?,
+                sids: d.strs()?,
+                alias: d.str()?,
+                sddl: d.str()?,
+                id: d.u32()?,
+                destroy: d.bool()?,
+            },
             Opcode::Security => Request::Security {
                 handle: Handle(d.u32()?),
                 set: d.bool()?,
@@ -1004,7 +1048,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             thread: decode_sync_grant(&mut d)?,
             pid: d.u32()?,
         },
-        Opcode::Duplicate | Opcode::HandleFlags => Reply::Value(d.u32()?),
+        Opcode::Duplicate | Opcode::HandleFlags | Opcode::Namespace => Reply::Value(d.u32()?),
         Opcode::ListProcesses => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES * 64 {
@@ -1179,6 +1223,15 @@ mod tests {
         round_trip(Request::CreateThread { inherit: true });
         round_trip(Request::ListProcesses { after: 0 });
         round_trip(Request::ListHandles { pid: 7, after: 4 });
+        round_trip(Request::Namespace {
+            op: 1,
+            boundary: "svc".into(),
+            sids: vec!["S-1-1-0".into()],
+            alias: "priv".into(),
+            sddl: String::new(),
+            id: 3,
+            destroy: true,
+        });
         round_trip(Request::Security {
             handle: Handle(8),
             set: true,

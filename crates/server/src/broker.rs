@@ -30,6 +30,7 @@ use crate::quota::{self, Charge, Usage};
 use crate::section::Section;
 use crate::sync::SyncArena;
 
+mod namespace;
 mod object_security;
 mod process;
 use object_security::security_properties;
@@ -208,6 +209,8 @@ pub struct Client {
     pub tag: u16,
     /// The arenas whose fd went to this client already.
     arenas_sent: Vec<u64>,
+    /// The private namespaces it has open, by the alias it names them by.
+    aliases: Vec<(String, u32)>,
     handles: HandleTable,
 }
 
@@ -278,6 +281,9 @@ pub struct Broker {
     own_uid: u32,
     /// Members of this group count as Administrators.
     pub admin_gid: Option<u32>,
+    /// Private namespaces, by id.
+    namespaces: HashMap<u32, namespace::Namespace>,
+    next_namespace: u32,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -307,6 +313,8 @@ impl Broker {
             system: false,
             own_uid: rustix::process::getuid().as_raw(),
             admin_gid: None,
+            namespaces: HashMap::new(),
+            next_namespace: 1,
             socket,
             idle_timeout_ms,
         }
@@ -353,6 +361,7 @@ impl Broker {
                 greeted: false,
                 tag,
                 arenas_sent: Vec::new(),
+                aliases: Vec::new(),
                 handles: HandleTable::default(),
             },
         );
@@ -394,6 +403,9 @@ impl Broker {
         let entries: Vec<HandleEntry> = client.handles.drain().collect();
         for entry in entries {
             self.release(entry.object);
+        }
+        for (_, ns) in std::mem::take(&mut client.aliases) {
+            self.release_namespace(ns);
         }
         // Mutexes its threads owned are abandoned, locks it held released,
         // threads it started have ended.
@@ -614,6 +626,15 @@ impl Broker {
                 which,
                 sddl,
             } => self.object_security(id, handle, set, which, &sddl),
+            Request::Namespace {
+                op,
+                boundary,
+                sids,
+                alias,
+                sddl,
+                id: ns,
+                destroy,
+            } => self.namespace_request(id, op, &boundary, &sids, &alias, &sddl, ns, destroy),
             Request::CreateSync {
                 name,
                 init,
@@ -664,10 +685,9 @@ impl Broker {
                 let path = if name.starts_with('\\') {
                     name
                 } else {
-                    let parsed = ObjectName::parse(&name)
-                        .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?
-                        .ok_or_else(|| Failure::new(ERROR_INVALID_NAME, "empty object name"))?;
-                    parsed.path(self.session_of(id))
+                    self.resolve_name(id, &name)?
+                        .path
+                        .ok_or_else(|| Failure::new(ERROR_INVALID_NAME, "empty object name"))?
                 };
                 let oid = *self
                     .names
@@ -704,10 +724,8 @@ impl Broker {
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
-        let parsed = ObjectName::parse(name)
-            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
-        let session = self.session_of(id);
-        let path = parsed.as_ref().map(|n| n.path(session));
+        let resolved = self.resolve_name(id, name)?;
+        let path = resolved.path;
         let access = AccessMask(protection.creator_access());
         // As on Windows: an existing section is returned whatever size and
         // protection were asked for now.
@@ -715,7 +733,7 @@ impl Broker {
             let access = self.check_access(id, existing, access.0)?;
             return self.grant(id, existing, access, inherit, true);
         }
-        self.check_create_global(id, parsed.as_ref())?;
+        self.check_create_global(id, resolved.global, name)?;
         // A file-backed section's size is known once the file is seen;
         // a size of 0 (the file's) is charged as what it turns out to be.
         self.check_quota(id, Charge::section(size))?;
@@ -777,10 +795,8 @@ impl Broker {
         init.validate().map_err(|code| {
             Failure::new(code, format!("invalid {object_type} arguments {init:?}"))
         })?;
-        let parsed = ObjectName::parse(name)
-            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
-        let session = self.session_of(id);
-        let path = parsed.as_ref().map(|n| n.path(session));
+        let resolved = self.resolve_name(id, name)?;
+        let path = resolved.path;
         // An existing object is returned as it is: the creation arguments
         // (initial state, counts, initial ownership) are ignored, as on Windows.
         if let Some(existing) = self.existing(path.as_deref(), object_type)? {
@@ -807,7 +823,7 @@ impl Broker {
             }
             _ => None,
         };
-        self.check_create_global(id, parsed.as_ref())?;
+        self.check_create_global(id, resolved.global, name)?;
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
         let slot = self.arena_mut(domain)?.allocate(init, owner)?;
@@ -930,16 +946,13 @@ impl Broker {
         access: u32,
         inherit: bool,
     ) -> Result<Outcome, Failure> {
-        let parsed = ObjectName::parse(name)
-            .map_err(|code| Failure::new(code, format!("bad object name {name:?}")))?;
-        let Some(parsed) = parsed else {
+        let Some(path) = self.resolve_name(id, name)?.path else {
             // The empty name names the directory itself, which is not of the type asked for.
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
                 "the empty name is not an object",
             ));
         };
-        let path = parsed.path(self.session_of(id));
         let oid = self
             .existing(Some(&path), object_type)?
             .ok_or_else(|| Failure::new(ERROR_FILE_NOT_FOUND, format!("no object named {path}")))?;

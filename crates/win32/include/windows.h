@@ -24,6 +24,7 @@ extern "C" {
 #define CONST const
 
 typedef int BOOL;
+typedef unsigned char BOOLEAN;
 typedef unsigned char BYTE;
 typedef unsigned short WORD;
 typedef uint32_t DWORD;
@@ -722,6 +723,21 @@ BOOL WINAPI LookupAccountNameA(LPCSTR lpSystemName, LPCSTR lpAccountName, PSID S
 BOOL WINAPI LookupAccountNameW(LPCWSTR lpSystemName, LPCWSTR lpAccountName, PSID Sid, LPDWORD cbSid,
                                LPWSTR ReferencedDomainName, LPDWORD cchReferencedDomainName, PSID_NAME_USE peUse);
 
+/* Private namespaces: names as `alias\name` in a namespace whose boundary is a
+   set of SIDs (creating or opening it needs them all). */
+#define PRIVATE_NAMESPACE_FLAG_DESTROY 0x00000001
+HANDLE WINAPI CreateBoundaryDescriptorA(LPCSTR Name, ULONG Flags);
+HANDLE WINAPI CreateBoundaryDescriptorW(LPCWSTR Name, ULONG Flags);
+BOOL WINAPI AddSIDToBoundaryDescriptor(HANDLE *BoundaryDescriptor, PSID RequiredSid);
+VOID WINAPI DeleteBoundaryDescriptor(HANDLE BoundaryDescriptor);
+HANDLE WINAPI CreatePrivateNamespaceA(LPSECURITY_ATTRIBUTES lpPrivateNamespaceAttributes, LPVOID lpBoundaryDescriptor,
+                                      LPCSTR lpAliasPrefix);
+HANDLE WINAPI CreatePrivateNamespaceW(LPSECURITY_ATTRIBUTES lpPrivateNamespaceAttributes, LPVOID lpBoundaryDescriptor,
+                                      LPCWSTR lpAliasPrefix);
+HANDLE WINAPI OpenPrivateNamespaceA(LPVOID lpBoundaryDescriptor, LPCSTR lpAliasPrefix);
+HANDLE WINAPI OpenPrivateNamespaceW(LPVOID lpBoundaryDescriptor, LPCWSTR lpAliasPrefix);
+BOOLEAN WINAPI ClosePrivateNamespace(HANDLE Handle, ULONG Flags);
+
 /* Interlocked operations on shared memory: full barriers, as documented. */
 static inline LONG InterlockedIncrement(LONG volatile *p) { return __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST); }
 static inline LONG InterlockedDecrement(LONG volatile *p) { return __atomic_sub_fetch(p, 1, __ATOMIC_SEQ_CST); }
@@ -774,6 +790,9 @@ static inline void MemoryBarrier(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define ConvertSidToStringSid ConvertSidToStringSidW
 #define LookupAccountSid LookupAccountSidW
 #define LookupAccountName LookupAccountNameW
+#define CreateBoundaryDescriptor CreateBoundaryDescriptorW
+#define CreatePrivateNamespace CreatePrivateNamespaceW
+#define OpenPrivateNamespace OpenPrivateNamespaceW
 typedef STARTUPINFOW STARTUPINFO;
 typedef LPSTARTUPINFOW LPSTARTUPINFO;
 #else
@@ -804,6 +823,9 @@ typedef LPSTARTUPINFOW LPSTARTUPINFO;
 #define ConvertSidToStringSid ConvertSidToStringSidA
 #define LookupAccountSid LookupAccountSidA
 #define LookupAccountName LookupAccountNameA
+#define CreateBoundaryDescriptor CreateBoundaryDescriptorA
+#define CreatePrivateNamespace CreatePrivateNamespaceA
+#define OpenPrivateNamespace OpenPrivateNamespaceA
 typedef STARTUPINFOA STARTUPINFO;
 typedef LPSTARTUPINFOA LPSTARTUPINFO;
 #endif

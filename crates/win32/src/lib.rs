@@ -16,6 +16,7 @@
 mod api_file;
 mod api_handle;
 mod api_memory;
+mod api_namespace;
 mod api_process;
 mod api_section;
 mod api_security;

@@ -26,6 +26,8 @@
 //! | `event NAME manual|auto 0|1`              | `CreateEvent` (`-` = unnamed)                |
 //! | `whoami`                                  | this process's uid and gid                   |
 //! | `sleep MS`                                | sleep (without touching objmgr)              |
+//! | `ns_create B ALIAS SID,... [SDDL]` / `ns_open B ALIAS SID,...` | private namespace with boundary B |
+//! | `ns_close keep|destroy`                   | close the last namespace (`destroy`: `PRIVATE_NAMESPACE_FLAG_DESTROY`) |
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
@@ -80,6 +82,10 @@ use std::io::BufRead;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// Private namespaces the script opened (kept open until `ns_close` or exit).
+static NAMESPACES: std::sync::Mutex<Vec<objmgr::namespace::PrivateNamespace>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn access(word: &str) -> MapAccess {
     match word {
@@ -515,6 +521,35 @@ pub fn run_script(script: &str) {
                     let _ = std::io::stdin().lock().read_line(&mut line);
                     input = line.trim().to_owned();
                     "released".into()
+                }
+                "ns_create" | "ns_open" => {
+                    let mut boundary = objmgr::namespace::Boundary::new(words[1]);
+                    for sid in words[3].split(',') {
+                        boundary.add_sid(objmgr::security::Sid::parse(sid).unwrap());
+                    }
+                    let namespace = if words[0] == "ns_create" {
+                        let sd = words
+                            .get(4)
+                            .map(|t| objmgr::security::SecurityDescriptor::from_sddl(t).unwrap());
+                        objmgr::namespace::PrivateNamespace::create(
+                            &boundary,
+                            words[2],
+                            sd.as_ref(),
+                        )?
+                    } else {
+                        objmgr::namespace::PrivateNamespace::open(&boundary, words[2])?
+                    };
+                    NAMESPACES.lock().unwrap().push(namespace);
+                    "namespace".into()
+                }
+                "ns_close" => {
+                    let namespace = NAMESPACES.lock().unwrap().pop().unwrap();
+                    if words[1] == "destroy" {
+                        namespace.destroy()?;
+                    } else {
+                        namespace.close()?;
+                    }
+                    "closed".into()
                 }
                 "sleep" => {
                     std::thread::sleep(Duration::from_millis(words[1].parse().unwrap()));

@@ -125,9 +125,9 @@ impl Broker {
     pub(super) fn check_create_global(
         &self,
         id: ClientId,
-        name: Option<&ObjectName>,
+        global: bool,
+        name: &str,
     ) -> Result<(), Failure> {
-        let global = name.is_some_and(|n| n.scope == objmgr_proto::Scope::Global);
         let token = &self.clients[&id].token;
         if self.system
             && global
@@ -137,9 +137,8 @@ impl Broker {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 format!(
-                    "creating {} in Global\\ needs root or the administrators group \
-                     (SeCreateGlobalPrivilege); Local\\ names are this user's own",
-                    name.map(|n| n.to_string()).unwrap_or_default()
+                    "creating {name} in Global\\ needs root or the administrators group \
+                     (SeCreateGlobalPrivilege); Local\\ names are this user's own"
                 ),
             ));
         }

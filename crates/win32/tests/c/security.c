@@ -200,8 +200,43 @@ static void tokens(void) {
     CHECK(GetCurrentProcessToken() == token);
 }
 
+static void private_namespaces(void) {
+    /* A boundary of this process's own user: only it can make the namespace. */
+    BYTE buf[1024];
+    DWORD needed = 0;
+    CHECK(GetTokenInformation(GetCurrentProcessToken(), TokenUser, buf, sizeof buf, &needed));
+    HANDLE boundary = CreateBoundaryDescriptorA("objmgr-test-boundary", 0);
+    CHECK(boundary != NULL);
+    CHECK(AddSIDToBoundaryDescriptor(&boundary, ((TOKEN_USER *)buf)->User.Sid));
+    HANDLE ns = CreatePrivateNamespaceA(NULL, boundary, "ns");
+    CHECK(ns != NULL);
+    CHECK_ERR(CreatePrivateNamespaceA(NULL, boundary, "again"), NULL, ERROR_ALREADY_EXISTS);
+    HANDLE m = CreateMutexA(NULL, FALSE, "ns\\lock");
+    CHECK(m != NULL && GetLastError() == 0);
+    CHECK_ERR(OpenMutexA(SYNCHRONIZE, FALSE, "other\\lock"), NULL, ERROR_PATH_NOT_FOUND);
+    HANDLE opened = OpenPrivateNamespaceA(boundary, "same");
+    CHECK(opened != NULL);
+    HANDLE m2 = OpenMutexA(SYNCHRONIZE, FALSE, "same\\lock");
+    CHECK(m2 != NULL);
+    CHECK(ClosePrivateNamespace(opened, 0));
+    CHECK(ClosePrivateNamespace(ns, PRIVATE_NAMESPACE_FLAG_DESTROY));
+    CHECK_ERR(OpenPrivateNamespaceA(boundary, "gone"), NULL, ERROR_PATH_NOT_FOUND);
+    /* A boundary this process is not in. */
+    PSID stranger = NULL;
+    CHECK(ConvertStringSidToSidA("S-1-22-1-4000000000", &stranger));
+    HANDLE foreign = CreateBoundaryDescriptorA("objmgr-foreign", 0);
+    CHECK(AddSIDToBoundaryDescriptor(&foreign, stranger));
+    CHECK_ERR(CreatePrivateNamespaceA(NULL, foreign, "f"), NULL, ERROR_ACCESS_DENIED);
+    LocalFree(stranger);
+    DeleteBoundaryDescriptor(foreign);
+    DeleteBoundaryDescriptor(boundary);
+    CloseHandle(m2);
+    CloseHandle(m);
+}
+
 int main(void) {
     sids();
+    private_namespaces();
     tokens();
     by_hand();
     null_dacl_and_sddl();
