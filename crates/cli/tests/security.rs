@@ -313,3 +313,41 @@ fn a_private_namespace_holds_names_only_its_boundary_reaches() {
     service.release();
     service.finish();
 }
+
+#[test]
+fn a_namespace_descriptor_limits_what_openers_may_do() {
+    let broker = TestBroker::new();
+    let me = if rustix::process::getuid().is_root() {
+        "S-1-5-18".to_owned()
+    } else {
+        format!("S-1-22-1-{}", rustix::process::getuid().as_raw())
+    };
+    // Everyone may traverse (use names) but not create names or destroy it.
+    let mut service = broker.spawn(&[
+        &format!("ns_create limited svc {me} D:(A;;0x20002;;;WD)"),
+        "create svc\\\\data 4096",
+        "hold",
+    ]);
+    assert_eq!(service.wait_for("namespace"), "namespace");
+    service.wait_for("holding");
+    let lines = broker.run(&[
+        &format!("ns_open limited a {me}"),
+        &format!("ns_open limited b {me}"),
+        "open a\\\\data read",
+        "create b\\\\squat 4096",
+        // Closing one alias leaves the other open.
+        "ns_close keep",
+        "open a\\\\data read",
+        "ns_close destroy",
+    ]);
+    assert_eq!(lines[2], "open", "{lines:?}");
+    assert!(
+        lines[3].starts_with("err 5 "),
+        "no DIRECTORY_CREATE_OBJECT: {lines:?}"
+    );
+    assert_eq!(lines[4], "closed");
+    assert_eq!(lines[5], "open", "{lines:?}");
+    assert!(lines[6].starts_with("err 5 "), "no DELETE: {lines:?}");
+    service.release();
+    service.finish();
+}

@@ -94,6 +94,13 @@ impl PrivateNamespace {
                 boundary.name
             )
         };
+        let too_long = |s: &str| s.len() > objmgr_proto::wire::MAX_STRING_LEN;
+        if too_long(&boundary.name) || too_long(alias) {
+            return Err(Error::new(
+                ERROR_INVALID_PARAMETER,
+                format!("{}: the boundary name or alias is too long", what()),
+            ));
+        }
         let request = Request::Namespace {
             op,
             boundary: boundary.name.clone(),
@@ -135,22 +142,21 @@ impl PrivateNamespace {
     }
 
     fn close_with(&mut self, destroy: bool) -> Result<()> {
-        if std::mem::replace(&mut self.closed, true)
-            || self.generation != crate::connection::generation()
-        {
+        if self.closed || self.generation != crate::connection::generation() {
             return Ok(()); // closed already, or with its broker session
         }
         let request = Request::Namespace {
             op: 2,
             boundary: String::new(),
             sids: Vec::new(),
-            alias: String::new(),
+            alias: self.alias.clone(),
             sddl: String::new(),
             id: self.id,
             destroy,
         };
+        // A refused destroy leaves it open: dropping it then closes it.
         call(&request, None)
-            .map(|_| ())
+            .map(|_| self.closed = true)
             .map_err(|e| e.within(&format!("closing private namespace {:?}", self.alias)))
     }
 }

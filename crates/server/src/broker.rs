@@ -209,8 +209,9 @@ pub struct Client {
     pub tag: u16,
     /// The arenas whose fd went to this client already.
     arenas_sent: Vec<u64>,
-    /// The private namespaces it has open, by the alias it names them by.
-    aliases: Vec<(String, u32)>,
+    /// The private namespaces it has open: the alias it names each by, its
+    /// id, and the access it was granted to it.
+    aliases: Vec<(String, u32, u32)>,
     handles: HandleTable,
 }
 
@@ -404,7 +405,7 @@ impl Broker {
         for entry in entries {
             self.release(entry.object);
         }
-        for (_, ns) in std::mem::take(&mut client.aliases) {
+        for (_, ns, _) in std::mem::take(&mut client.aliases) {
             self.release_namespace(ns);
         }
         // Mutexes its threads owned are abandoned, locks it held released,
@@ -734,6 +735,7 @@ impl Broker {
             return self.grant(id, existing, access, inherit, true);
         }
         self.check_create_global(id, resolved.global, name)?;
+        self.check_namespace_create(id, resolved.namespace)?;
         // A file-backed section's size is known once the file is seen;
         // a size of 0 (the file's) is charged as what it turns out to be.
         self.check_quota(id, Charge::section(size))?;
@@ -824,6 +826,7 @@ impl Broker {
             _ => None,
         };
         self.check_create_global(id, resolved.global, name)?;
+        self.check_namespace_create(id, resolved.namespace)?;
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
         let slot = self.arena_mut(domain)?.allocate(init, owner)?;

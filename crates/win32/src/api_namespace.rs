@@ -4,7 +4,8 @@
 //! `ClosePrivateNamespace`. Objects in a namespace are named `alias\name`.
 //!
 //! A boundary descriptor and a namespace handle are this library's own
-//! allocations (as on Windows, they are not closed with `CloseHandle`).
+//! allocations (as on Windows, they are not closed with `CloseHandle`),
+//! checked against the ones it handed out before any use.
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_void};
@@ -17,24 +18,56 @@ use crate::ffi::{self, ansi_exact, wide_exact};
 use crate::last_error::{fail, guard};
 use crate::types::*;
 
+/// The boundary descriptors and namespace handles this library handed out
+/// and has not freed: a handle is used or freed only if it is listed (a
+/// stale, repeated or foreign handle is `ERROR_INVALID_HANDLE`, never a
+/// double free or a cast of the wrong type).
+static BOUNDARIES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static NAMESPACES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn live(list: &std::sync::Mutex<Vec<usize>>) -> std::sync::MutexGuard<'_, Vec<usize>> {
+    list.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes `h` off `list`; false if it was not on it.
+fn take(list: &std::sync::Mutex<Vec<usize>>, h: HANDLE) -> bool {
+    let mut list = live(list);
+    match list.iter().position(|&p| p == h as usize) {
+        Some(at) => {
+            list.swap_remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
 /// `PRIVATE_NAMESPACE_FLAG_DESTROY`.
 const PRIVATE_NAMESPACE_FLAG_DESTROY: ULONG = 1;
 const NULL: HANDLE = std::ptr::null_mut();
 
 fn create_boundary(name: Result<Option<String>, ()>) -> HANDLE {
     match name {
-        Ok(Some(name)) => Box::into_raw(Box::new(Boundary::new(&name))).cast(),
+        Ok(Some(name)) => {
+            let h: HANDLE = Box::into_raw(Box::new(Boundary::new(&name))).cast();
+            live(&BOUNDARIES).push(h as usize);
+            h
+        }
         Ok(None) => fail(ERROR_INVALID_PARAMETER, NULL),
         Err(()) => fail(ERROR_INVALID_NAME, NULL),
     }
 }
 
-/// The boundary behind a handle `CreateBoundaryDescriptor` returned.
+/// The boundary behind a handle `CreateBoundaryDescriptor` returned and
+/// `DeleteBoundaryDescriptor` has not freed; `None` for anything else.
 ///
 /// # Safety
-/// `h` is NULL or such a handle, not yet deleted.
+/// No other thread deletes `h` while the reference is used (as on Windows,
+/// a handle in use must not be closed).
 unsafe fn boundary<'a>(h: HANDLE) -> Option<&'a mut Boundary> {
-    // SAFETY: per this function's contract, a live Box<Boundary>.
+    if !live(&BOUNDARIES).contains(&(h as usize)) {
+        return None;
+    }
+    // SAFETY: listed, so a live Box<Boundary> this library made.
     unsafe { h.cast::<Boundary>().as_mut() }
 }
 
@@ -50,8 +83,9 @@ unsafe fn add_sid(h: *mut HANDLE, sid: *const c_void) -> BOOL {
 }
 
 unsafe fn delete_boundary(h: HANDLE) {
-    if !h.is_null() {
-        // SAFETY: a handle CreateBoundaryDescriptor made, deleted once.
+    if take(&BOUNDARIES, h) {
+        // SAFETY: it was listed (a Box<Boundary> this library made) and is
+        // not any more, so it is freed once.
         drop(unsafe { Box::from_raw(h.cast::<Boundary>()) });
     }
 }
@@ -82,16 +116,21 @@ unsafe fn namespace(
         PrivateNamespace::open(b, &alias)
     };
     match made {
-        Ok(ns) => Box::into_raw(Box::new(ns)).cast(),
+        Ok(ns) => {
+            let h: HANDLE = Box::into_raw(Box::new(ns)).cast();
+            live(&NAMESPACES).push(h as usize);
+            h
+        }
         Err(e) => fail(e.code(), NULL),
     }
 }
 
 unsafe fn close_namespace(h: HANDLE, flags: ULONG) -> u8 {
-    if h.is_null() {
+    if !take(&NAMESPACES, h) {
         return fail(ERROR_INVALID_HANDLE, 0);
     }
-    // SAFETY: a handle Create/OpenPrivateNamespace made, closed once.
+    // SAFETY: it was listed (a Box<PrivateNamespace> this library made) and
+    // is not any more, so it is freed once.
     let ns = unsafe { Box::from_raw(h.cast::<PrivateNamespace>()) };
     let closed = if flags & PRIVATE_NAMESPACE_FLAG_DESTROY != 0 {
         ns.destroy()

@@ -5,10 +5,13 @@
 //! machine's `/etc/passwd` and `/etc/group` (accounts only a directory
 //! service knows are not found: `ERROR_NONE_MAPPED`).
 //!
-//! The token is the one the broker uses in access checks: the user
-//! (`S-1-22-1-<uid>`, root as SYSTEM), the primary and supplementary groups
-//! (`S-1-22-2-<gid>`), Everyone, Authenticated Users, Users, and
-//! Administrators for root.
+//! The token is built as the broker builds the one it checks access with:
+//! the user (`S-1-22-1-<uid>`, root as SYSTEM), the primary and
+//! supplementary groups (`S-1-22-2-<gid>`), Everyone, Authenticated Users,
+//! Users, and Administrators for root. It is read from this process (real
+//! uid and gid, `getgroups`), so it does not show Administrators for a
+//! member of the broker's `--admin-group`, which the broker's own token for
+//! the process does.
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 use std::ffi::{c_char, c_void};
@@ -304,11 +307,21 @@ unsafe fn lookup_sid<T: Copy + From<u8>>(
     let Some((n, d, k)) = account_of(&sid) else {
         return fail(ERROR_NONE_MAPPED, FALSE);
     };
-    // SAFETY: the buffers and counts per the Win32 contract.
+    let (n, d) = (units(&n), units(&d));
+    // SAFETY: the buffers and counts per the Win32 contract. When either is
+    // short, neither is written and both counts say what they need (with
+    // the NUL), so one retry with both sizes succeeds.
     let fits = unsafe {
-        let a = put_name(&units(&n), name, name_count);
-        let b = put_name(&units(&d), domain, domain_count);
-        a && b
+        let short = |text: &[T], count: *mut DWORD| {
+            (ffi::get(count).unwrap_or(0) as usize) < text.len() + 1
+        };
+        if short(&n, name_count) || short(&d, domain_count) {
+            ffi::put(name_count, (n.len() + 1) as DWORD);
+            ffi::put(domain_count, (d.len() + 1) as DWORD);
+            false
+        } else {
+            put_name(&n, name, name_count) && put_name(&d, domain, domain_count)
+        }
     };
     if !fits {
         return fail(ERROR_INSUFFICIENT_BUFFER, FALSE);

@@ -16,6 +16,7 @@
 
 use super::*;
 use objmgr_proto::access::GenericMapping;
+use objmgr_proto::section::MAX_PATH;
 
 /// A private namespace.
 #[derive(Debug)]
@@ -40,11 +41,18 @@ const DIRECTORY_MAPPING: GenericMapping = GenericMapping {
     all: 0x000F_000F,
 };
 
-/// A name resolved for client `id`: its path, and whether it is `Global\`.
+/// A name resolved for client `id`: its path, whether it is `Global\`, and
+/// the private namespace it is in.
 pub(super) struct Resolved {
     pub path: Option<String>,
     pub global: bool,
+    pub namespace: Option<u32>,
 }
+
+/// `DIRECTORY_CREATE_OBJECT`: making names in a directory.
+const DIRECTORY_CREATE_OBJECT: u32 = 0x4;
+/// Most private namespaces one process may have open at once.
+const MAX_ALIASES: usize = 256;
 
 impl Broker {
     /// Where `name` lives for client `id`: an `alias\x` of a private
@@ -52,17 +60,24 @@ impl Broker {
     /// for the empty name).
     pub(super) fn resolve_name(&self, id: ClientId, name: &str) -> Result<Resolved, Failure> {
         if let Some((alias, leaf)) = name.split_once('\\')
-            && let Some(&(_, ns)) = self.clients[&id].aliases.iter().find(|(a, _)| a == alias)
+            && let Some(&(_, ns, _)) = self.clients[&id].aliases.iter().find(|(a, ..)| a == alias)
         {
-            if leaf.is_empty() || leaf.contains('\\') {
+            if leaf.is_empty() || leaf.contains('\\') || leaf.contains('\0') {
                 return Err(Failure::new(
                     ERROR_INVALID_NAME,
                     format!("bad object name {name:?}"),
                 ));
             }
+            if name.encode_utf16().count() >= MAX_PATH {
+                return Err(Failure::new(
+                    ERROR_FILENAME_EXCED_RANGE,
+                    format!("object name {name:?} is too long"),
+                ));
+            }
             return Ok(Resolved {
                 path: Some(format!("\\Namespaces\\{ns}\\{leaf}")),
                 global: false,
+                namespace: Some(ns),
             });
         }
         let parsed = ObjectName::parse(name)
@@ -72,6 +87,7 @@ impl Broker {
                 .as_ref()
                 .is_some_and(|n| n.scope == objmgr_proto::Scope::Global),
             path: parsed.map(|n| n.path(self.session_of(id))),
+            namespace: None,
         })
     }
 
@@ -88,19 +104,32 @@ impl Broker {
         ns: u32,
         destroy: bool,
     ) -> Result<Outcome, Failure> {
-        if op == 2 {
-            return self.close_namespace(id, ns, destroy);
+        match op {
+            0 | 1 => {}
+            2 => return self.close_namespace(id, ns, alias, destroy),
+            _ => {
+                return Err(Failure::new(
+                    ERROR_INVALID_PARAMETER,
+                    format!("unknown namespace operation {op}"),
+                ));
+            }
         }
         if alias.is_empty()
-            || alias.contains('\\')
-            || ["Global", "Local", "Session"].contains(&alias)
+            || alias.contains(['\\', '\0'])
+            || ["global", "local", "session"].contains(&alias.to_ascii_lowercase().as_str())
         {
             return Err(Failure::new(
                 ERROR_INVALID_PARAMETER,
                 format!("{alias:?} cannot be a namespace alias"),
             ));
         }
-        if self.clients[&id].aliases.iter().any(|(a, _)| a == alias) {
+        if self.clients[&id].aliases.len() >= MAX_ALIASES {
+            return Err(Failure::new(
+                ERROR_NOT_ENOUGH_QUOTA,
+                format!("a process may have {MAX_ALIASES} private namespaces open at most"),
+            ));
+        }
+        if self.clients[&id].aliases.iter().any(|(a, ..)| a == alias) {
             return Err(Failure::new(
                 ERROR_DUP_NAME,
                 format!("this process has a namespace open as {alias:?} already"),
@@ -130,7 +159,7 @@ impl Broker {
             .iter()
             .find(|(_, n)| !n.destroyed && n.boundary == boundary && n.sids == parsed)
             .map(|(&ns, _)| ns);
-        let ns = match (op, found) {
+        let (ns, granted) = match (op, found) {
             (0, Some(_)) => {
                 return Err(Failure::new(
                     ERROR_ALREADY_EXISTS,
@@ -139,8 +168,7 @@ impl Broker {
             }
             (0, None) => {
                 let security = self.security_for_new(id, sddl)?;
-                let ns = self.next_namespace;
-                self.next_namespace += 1;
+                let ns = self.free_namespace_id();
                 self.namespaces.insert(
                     ns,
                     Namespace {
@@ -151,7 +179,8 @@ impl Broker {
                         destroyed: false,
                     },
                 );
-                ns
+                // Its creator may do everything with it.
+                (ns, DIRECTORY_MAPPING.all)
             }
             (_, None) => {
                 return Err(Failure::new(
@@ -166,20 +195,23 @@ impl Broker {
                     token,
                     objmgr_proto::access::MAXIMUM_ALLOWED,
                     &DIRECTORY_MAPPING,
-                );
-                if granted.is_none_or(|g| g & DIRECTORY_TRAVERSE == 0) {
-                    return Err(Failure::new(
+                )
+                .filter(|g| g & DIRECTORY_TRAVERSE != 0)
+                .ok_or_else(|| {
+                    Failure::new(
                         ERROR_ACCESS_DENIED,
                         "the namespace's security descriptor does not let this process in",
-                    ));
-                }
-                ns
+                    )
+                })?;
+                (ns, granted)
             }
         };
         if let Some(namespace) = self.namespaces.get_mut(&ns) {
             namespace.open += 1;
         }
-        self.client(id).aliases.push((alias.to_owned(), ns));
+        self.client(id)
+            .aliases
+            .push((alias.to_owned(), ns, granted));
         Ok(Outcome::reply(Reply::Value(ns)))
     }
 
@@ -187,21 +219,71 @@ impl Broker {
         &mut self,
         id: ClientId,
         ns: u32,
+        alias: &str,
         destroy: bool,
     ) -> Result<Outcome, Failure> {
         let aliases = &mut self.client(id).aliases;
-        let Some(at) = aliases.iter().position(|&(_, n)| n == ns) else {
+        let Some(at) = aliases.iter().position(|(a, n, _)| *n == ns && a == alias) else {
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
-                format!("this process has no namespace {ns} open"),
+                format!("this process has no namespace {ns} open as {alias:?}"),
             ));
         };
+        // Destroying takes DELETE (its creator has it).
+        if destroy && aliases[at].2 & objmgr_proto::access::DELETE == 0 {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "destroying a private namespace needs DELETE access to it",
+            ));
+        }
         aliases.remove(at);
         if destroy && let Some(namespace) = self.namespaces.get_mut(&ns) {
             namespace.destroyed = true;
         }
         self.release_namespace(ns);
         Ok(Outcome::reply(Reply::Value(ns)))
+    }
+
+    /// A namespace id not in use, nor by names left from an earlier one, so
+    /// that a live namespace is never replaced when the counter wraps.
+    fn free_namespace_id(&mut self) -> u32 {
+        loop {
+            let ns = self.next_namespace;
+            self.next_namespace = self.next_namespace.checked_add(1).unwrap_or(1);
+            let prefix = format!("\\Namespaces\\{ns}\\");
+            let named = self
+                .names
+                .range::<String, _>(prefix.clone()..)
+                .next()
+                .is_some_and(|(path, _)| path.starts_with(&prefix));
+            if !self.namespaces.contains_key(&ns) && !named {
+                return ns;
+            }
+        }
+    }
+
+    /// Whether client `id` may create names in namespace `ns`
+    /// (`DIRECTORY_CREATE_OBJECT`).
+    pub(super) fn check_namespace_create(
+        &self,
+        id: ClientId,
+        ns: Option<u32>,
+    ) -> Result<(), Failure> {
+        let Some(ns) = ns else {
+            return Ok(());
+        };
+        let allowed = self.clients[&id]
+            .aliases
+            .iter()
+            .any(|&(_, n, granted)| n == ns && granted & DIRECTORY_CREATE_OBJECT != 0);
+        if allowed {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the namespace's security descriptor does not let this process create names in it",
+            ))
+        }
     }
 
     /// One opening of `ns` fewer; the namespace goes with its last.

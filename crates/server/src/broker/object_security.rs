@@ -116,7 +116,12 @@ impl Broker {
             return true;
         }
         let own = format!("\\Sessions\\{}\\", self.session_of(id));
-        path.starts_with("\\BaseNamedObjects\\") || path.starts_with(&own)
+        path.starts_with("\\BaseNamedObjects\\")
+            || path.starts_with(&own)
+            || self.clients[&id]
+                .aliases
+                .iter()
+                .any(|(_, ns, _)| path.starts_with(&format!("\\Namespaces\\{ns}\\")))
     }
 
     /// Creating a name in `Global\` on the system broker needs the analogue

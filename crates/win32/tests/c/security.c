@@ -219,6 +219,9 @@ static void private_namespaces(void) {
     HANDLE m2 = OpenMutexA(SYNCHRONIZE, FALSE, "same\\lock");
     CHECK(m2 != NULL);
     CHECK(ClosePrivateNamespace(opened, 0));
+    CHECK_ERR(ClosePrivateNamespace(opened, 0), 0, ERROR_INVALID_HANDLE); /* closed already */
+    CHECK_ERR(ClosePrivateNamespace((HANDLE)4, 0), 0, ERROR_INVALID_HANDLE); /* not one */
+    CHECK_ERR(OpenPrivateNamespaceA(m, "x"), NULL, ERROR_INVALID_PARAMETER); /* not a boundary */
     CHECK(ClosePrivateNamespace(ns, PRIVATE_NAMESPACE_FLAG_DESTROY));
     CHECK_ERR(OpenPrivateNamespaceA(boundary, "gone"), NULL, ERROR_PATH_NOT_FOUND);
     /* A boundary this process is not in. */
@@ -230,6 +233,7 @@ static void private_namespaces(void) {
     LocalFree(stranger);
     DeleteBoundaryDescriptor(foreign);
     DeleteBoundaryDescriptor(boundary);
+    DeleteBoundaryDescriptor(boundary); /* a second delete does nothing */
     CloseHandle(m2);
     CloseHandle(m);
 }
