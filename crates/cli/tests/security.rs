@@ -351,3 +351,26 @@ fn a_namespace_descriptor_limits_what_openers_may_do() {
     service.release();
     service.finish();
 }
+
+#[test]
+fn changing_one_objects_descriptor_leaves_the_others_sharing_it_alone() {
+    // Objects with their creator's default descriptor share one copy in the
+    // broker; a change to one must not reach the others.
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "event Local\\\\first manual 0",
+        "event Local\\\\second manual 0",
+        "set_sd $E 4 D:(A;;0x100000;;;WD)",
+        "open_event Local\\\\first 2",
+        "open_event Local\\\\second 2",
+    ]);
+    assert_eq!(lines[2], "sd D:(A;;0x100000;;;WD)", "{lines:?}");
+    assert_eq!(
+        lines[3], "opened",
+        "the first keeps its descriptor: {lines:?}"
+    );
+    assert!(
+        lines[4].starts_with("err 5 "),
+        "the second has the new one: {lines:?}"
+    );
+}

@@ -93,7 +93,9 @@ struct Object {
     /// it costs, until the object dies.
     charged_to: Option<(u32, Charge)>,
     /// Who may open it, and how (complete: owner, group and DACL set).
-    security: SecurityDescriptor,
+    /// Shared with other objects that have the same one (most have their
+    /// creator's default); copied when changed.
+    security: Rc<SecurityDescriptor>,
     /// The security domain (a uid) whose arena holds its state, for objects
     /// with state in an arena.
     domain: u32,
@@ -284,6 +286,9 @@ pub struct Broker {
     pub admin_gid: Option<u32>,
     /// Private namespaces, by id.
     namespaces: HashMap<u32, namespace::Namespace>,
+    /// The default descriptor of each (user, primary group) that created
+    /// something, shared by all their objects that have it.
+    default_security: HashMap<(security::Sid, security::Sid), Rc<SecurityDescriptor>>,
     next_namespace: u32,
     /// Socket path, for status.
     pub socket: String,
@@ -315,6 +320,7 @@ impl Broker {
             own_uid: rustix::process::getuid().as_raw(),
             admin_gid: None,
             namespaces: HashMap::new(),
+            default_security: HashMap::new(),
             next_namespace: 1,
             socket,
             idle_timeout_ms,
@@ -721,7 +727,7 @@ impl Broker {
         size: u64,
         inherit: bool,
         file: Option<(OwnedFd, OwnedFd)>,
-        security: SecurityDescriptor,
+        security: Rc<SecurityDescriptor>,
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
@@ -791,7 +797,7 @@ impl Broker {
         access: u32,
         inherit: bool,
         (owner_token, owner_tid): (u32, u32),
-        security: SecurityDescriptor,
+        security: Rc<SecurityDescriptor>,
     ) -> Result<Outcome, Failure> {
         let object_type = init.object_type();
         init.validate().map_err(|code| {
@@ -909,7 +915,7 @@ impl Broker {
         path: Option<String>,
         body: Body,
         charge: Option<(ClientId, Charge)>,
-        security: SecurityDescriptor,
+        security: Rc<SecurityDescriptor>,
         domain: u32,
     ) -> ObjectId {
         let charge = charge.map(|(creator, cost)| {
@@ -1498,7 +1504,7 @@ mod tests {
         };
         // More than the source has: only what the descriptor grants.
         let oid = broker.names["\\Sessions\\1\\BaseNamedObjects\\d"];
-        broker.objects.get_mut(&oid).unwrap().security.dacl =
+        Rc::make_mut(&mut broker.objects.get_mut(&oid).unwrap().security).dacl =
             security::Dacl::Aces(vec![security::Ace::allow(
                 objmgr_proto::access::SECTION_MAP_READ,
                 security::Sid::everyone(),

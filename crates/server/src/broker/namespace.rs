@@ -24,7 +24,7 @@ pub(super) struct Namespace {
     boundary: String,
     /// Sorted, so that the order SIDs were added in does not matter.
     sids: Vec<security::Sid>,
-    security: SecurityDescriptor,
+    security: Rc<SecurityDescriptor>,
     /// Processes' aliases for it that are open.
     open: u32,
     destroyed: bool,

@@ -31,14 +31,16 @@ impl Broker {
     /// the token does not hold is refused, as Windows refuses it without a
     /// privilege (root may name anyone).
     pub(super) fn security_for_new(
-        &self,
+        &mut self,
         id: ClientId,
         sddl: &str,
-    ) -> Result<SecurityDescriptor, Failure> {
+    ) -> Result<Rc<SecurityDescriptor>, Failure> {
+        if sddl.is_empty() {
+            let token = self.clients[&id].token.clone();
+            return Ok(self.default_security_of(&token));
+        }
         let token = &self.clients[&id].token;
-        let requested = if sddl.is_empty() {
-            None
-        } else {
+        let requested = {
             Some(
                 SecurityDescriptor::from_sddl(sddl)
                     .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?,
@@ -60,10 +62,20 @@ impl Broker {
                 format!("{group} cannot be made the primary group by {}", token.user),
             ));
         }
-        Ok(SecurityDescriptor::for_new_object(
+        Ok(Rc::new(SecurityDescriptor::for_new_object(
             requested.as_ref(),
             token,
-        ))
+        )))
+    }
+
+    /// The default descriptor of what `token` creates, shared by all such
+    /// objects (a descriptor is a few hundred bytes; programs make tens of
+    /// thousands of objects).
+    fn default_security_of(&mut self, token: &security::Token) -> Rc<SecurityDescriptor> {
+        self.default_security
+            .entry((token.user.clone(), token.primary_group.clone()))
+            .or_insert_with(|| Rc::new(SecurityDescriptor::for_new_object(None, token)))
+            .clone()
     }
 
     /// The access check for client `id` asking for `desired` on `oid`: the
@@ -180,8 +192,9 @@ impl Broker {
 
     /// The descriptor of an object the broker makes for itself (process and
     /// thread objects): its own user's default.
-    pub(super) fn own_security(&self) -> SecurityDescriptor {
-        SecurityDescriptor::for_new_object(None, &self.own_token())
+    pub(super) fn own_security(&mut self) -> Rc<SecurityDescriptor> {
+        let token = self.own_token();
+        self.default_security_of(&token)
     }
 
     /// `Get`/`SetKernelObjectSecurity`: the parts `which` of the
@@ -265,11 +278,14 @@ impl Broker {
                 }
                 (true, Some(group)) => Some(group.clone()),
             };
-            let sd = &mut self
-                .objects
-                .get_mut(&entry.object)
-                .expect("a handle's object is alive")
-                .security;
+            // Copied first if other objects share it.
+            let sd = Rc::make_mut(
+                &mut self
+                    .objects
+                    .get_mut(&entry.object)
+                    .expect("a handle's object is alive")
+                    .security,
+            );
             if let Some(owner) = owner {
                 sd.owner = Some(owner);
             }

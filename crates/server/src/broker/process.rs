@@ -616,6 +616,7 @@ impl Broker {
         let sync = self.arena_mut(domain)?;
         sync.set_pid(process_slot, pid);
         sync.set_pid(thread_slot, pid);
+        let own_security = self.own_security();
         let process = self.insert_object(
             ObjectType::Process,
             None,
@@ -624,7 +625,7 @@ impl Broker {
                 record,
             },
             Some((id, Charge::sync_object())),
-            self.own_security(),
+            own_security.clone(),
             domain,
         );
         let thread = self.insert_object(
@@ -636,7 +637,7 @@ impl Broker {
                 main_of: Some(record),
             },
             Some((id, Charge::sync_object())),
-            self.own_security(),
+            own_security,
             domain,
         );
         let rec = self.record(record);
@@ -883,12 +884,13 @@ impl Broker {
             creator: Some(tag),
             main_of: None,
         };
+        let own_security = self.own_security();
         let oid = self.insert_object(
             ObjectType::Thread,
             None,
             body,
             Some((id, Charge::sync_object())),
-            self.own_security(),
+            own_security,
             domain,
         );
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
