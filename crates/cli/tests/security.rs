@@ -8,6 +8,11 @@ mod script;
 
 use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, unused_id};
 
+/// This process's user as a SID (root is SYSTEM).
+fn my_sid() -> String {
+    objmgr::security::Sid::unix_user(rustix::process::getuid().as_raw()).to_string()
+}
+
 /// Entry point for child processes (see `sections.rs`).
 #[test]
 fn child_process_entry() {
@@ -271,11 +276,7 @@ fn a_section_handle_needs_a_map_right_and_nothing_asked_is_nothing_granted() {
 #[test]
 fn a_private_namespace_holds_names_only_its_boundary_reaches() {
     let broker = TestBroker::new();
-    let me = if rustix::process::getuid().is_root() {
-        "S-1-5-18".to_owned()
-    } else {
-        format!("S-1-22-1-{}", rustix::process::getuid().as_raw())
-    };
+    let me = my_sid();
     let mut service = broker.spawn(&[
         &format!("ns_create svc-boundary svc {me}"),
         "create svc\\\\data 4096",
@@ -317,11 +318,7 @@ fn a_private_namespace_holds_names_only_its_boundary_reaches() {
 #[test]
 fn a_namespace_descriptor_limits_what_openers_may_do() {
     let broker = TestBroker::new();
-    let me = if rustix::process::getuid().is_root() {
-        "S-1-5-18".to_owned()
-    } else {
-        format!("S-1-22-1-{}", rustix::process::getuid().as_raw())
-    };
+    let me = my_sid();
     // Everyone may traverse (use names) but not create names or destroy it.
     let mut service = broker.spawn(&[
         &format!("ns_create limited svc {me} D:(A;;0x20002;;;WD)"),
