@@ -30,6 +30,10 @@ struct SystemBroker {
 
 impl SystemBroker {
     fn start() -> SystemBroker {
+        Self::start_with_quota("")
+    }
+
+    fn start_with_quota(quota: &str) -> SystemBroker {
         let test = TestBroker::new();
         let socket = test.dir.join("system.sock");
         let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
@@ -37,6 +41,7 @@ impl SystemBroker {
             .arg("--socket")
             .arg(&socket)
             .env("OBJMGR_LOG", "off")
+            .env("OBJMGR_QUOTA", quota)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -369,4 +374,27 @@ fn a_squatter_cannot_take_a_services_private_namespace() {
     assert_eq!(lines, ["namespace", "open"]);
     let _ = service.kill();
     let _ = service.wait();
+}
+
+#[test]
+fn one_users_processes_share_a_quota_of_connections() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start_with_quota("user-connections=2");
+    let (a, b) = (unused_id(11), unused_id(12));
+    let mut first = broker.hold(Some(a), &["create - 4096", "hold"]);
+    let mut second = broker.hold(Some(a), &["create - 4096", "hold"]);
+    let third = broker.run(Some(a), &["create - 4096"]);
+    assert!(third[0].starts_with("err 1816 "), "{third:?}");
+    // Another user, and root, are not held back.
+    assert_eq!(
+        broker.run(Some(b), &["create - 4096"]),
+        ["create existed=0"]
+    );
+    assert_eq!(broker.run(None, &["create - 4096"]), ["create existed=0"]);
+    for child in [&mut first, &mut second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

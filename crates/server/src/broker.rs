@@ -273,6 +273,9 @@ pub struct Broker {
     live_sections: u64,
     /// Connections by pid, against the `connections` quota.
     connections_of: HashMap<u32, u64>,
+    /// Connections by uid, against the `user-connections` quota (system
+    /// broker).
+    user_connections: HashMap<u32, u64>,
     /// What each process (by pid) holds against its quotas; an entry goes
     /// when the last object charged to it dies.
     usage: HashMap<u32, Usage>,
@@ -315,6 +318,7 @@ impl Broker {
             requests: [0; Opcode::ALL.len()],
             live_sections: 0,
             connections_of: HashMap::new(),
+            user_connections: HashMap::new(),
             usage: HashMap::new(),
             system: false,
             own_uid: rustix::process::getuid().as_raw(),
@@ -357,8 +361,21 @@ impl Broker {
                 format!("process {pid} has its quota of {quota} connections already"),
             ));
         }
+        // On the system broker, one user's processes together have a quota
+        // too: many processes of one user must not take every connection.
+        let per_user = quota::get().user_connections;
+        if self.system && uid != 0 {
+            let of_user = self.user_connections.get(&uid).copied().unwrap_or(0);
+            if of_user >= per_user {
+                return Err(Failure::new(
+                    ERROR_NOT_ENOUGH_QUOTA,
+                    format!("uid {uid} has its quota of {per_user} connections already"),
+                ));
+            }
+        }
         let tag = self.allocate_tag()?;
         *self.connections_of.entry(pid).or_insert(0) += 1;
+        *self.user_connections.entry(uid).or_insert(0) += 1;
         self.clients.insert(
             id,
             Client {
@@ -405,6 +422,12 @@ impl Broker {
             *count -= 1;
             if *count == 0 {
                 self.connections_of.remove(&client.pid);
+            }
+        }
+        if let Some(count) = self.user_connections.get_mut(&client.uid) {
+            *count -= 1;
+            if *count == 0 {
+                self.user_connections.remove(&client.uid);
             }
         }
         let entries: Vec<HandleEntry> = client.handles.drain().collect();

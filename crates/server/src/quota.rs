@@ -9,6 +9,7 @@
 //! | `section-bytes`  | total size of live sections it created              | the machine's RAM |
 //! | `sync-objects`   | live mutexes, events, semaphores, timers, process and thread objects it created | 131,072 |
 //! | `connections`    | connections from one pid at once                    | 8       |
+//! | `user-connections` | connections from one user's processes at once (system broker; not root) | 1,024 |
 //!
 //! An object is charged to the process (pid) that created it until the
 //! object is destroyed, whichever connection it came through, and even after
@@ -43,6 +44,7 @@ pub struct Quotas {
     pub section_bytes: u64,
     pub sync_objects: u64,
     pub connections: u64,
+    pub user_connections: u64,
 }
 
 impl Default for Quotas {
@@ -54,6 +56,7 @@ impl Default for Quotas {
             section_bytes: physical_memory().max(1 << 30),
             sync_objects: 1 << 17,
             connections: 8,
+            user_connections: 1024,
         }
     }
 }
@@ -89,6 +92,7 @@ impl Quotas {
                 "section-bytes" => &mut quotas.section_bytes,
                 "sync-objects" => &mut quotas.sync_objects,
                 "connections" => &mut quotas.connections,
+                "user-connections" => &mut quotas.user_connections,
                 other => return Err(format!("unknown quota {other:?}")),
             };
             *field = value;
