@@ -813,3 +813,30 @@ fn a_set_group_id_program_is_refused() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_broker_started_on_demand_logs_to_syslog() {
+    // A stand-in for /dev/log: the broker a client starts (detached, its
+    // stderr gone) reports there, in syslog's format.
+    let broker = TestBroker::new();
+    let syslog_path = broker.dir.join("log.sock");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut cmd = broker.script(&["open Local\\\\nothing-here read"]);
+    cmd.env("OBJMGR_SYSLOG_SOCKET", &syslog_path)
+        .env("OBJMGR_LOG", "debug");
+    let lines = result_lines(&cmd.output().unwrap());
+    assert!(lines[0].starts_with("err 2 "), "{lines:?}");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|l: &String| l.contains("refused")) {
+        let n = syslog.recv(&mut buf).expect("a syslog message within 30 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let refusal = seen.iter().find(|l| l.contains("refused")).unwrap();
+    // <14> is LOG_USER | info; <15> debug.
+    assert!(refusal.starts_with("<15>objmgrd["), "{refusal}");
+    assert!(refusal.contains("no object named"), "{refusal}");
+}

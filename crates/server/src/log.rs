@@ -85,6 +85,16 @@ pub fn parse_filter(filter: &str) -> Option<u8> {
     bare
 }
 
+/// The environment variable naming the syslog socket (default `/dev/log`).
+pub const SYSLOG_SOCKET_ENV: &str = "OBJMGR_SYSLOG_SOCKET";
+
+/// Where syslog listens: `$OBJMGR_SYSLOG_SOCKET`, else `/dev/log`.
+fn syslog_socket() -> std::path::PathBuf {
+    std::env::var_os(SYSLOG_SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| "/dev/log".into(), Into::into)
+}
+
 /// Sets where the log goes and its level (from the environment). Later
 /// calls change nothing.
 pub fn init(sink: Sink) {
@@ -99,7 +109,7 @@ pub fn init(sink: Sink) {
         // Non-blocking: a full syslog queue drops messages rather than
         // stalling the broker (any local user can fill /dev/log).
         Sink::Syslog => Output::Syslog(UnixDatagram::unbound().ok().and_then(|socket| {
-            socket.connect("/dev/log").ok()?;
+            socket.connect(syslog_socket()).ok()?;
             socket.set_nonblocking(true).ok()?;
             Some(socket)
         })),
