@@ -176,13 +176,21 @@ fn writable_by_others(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
     if meta.uid() != uid && meta.uid() != 0 {
         return Some(format!("it belongs to uid {}", meta.uid()));
     }
-    if meta.mode() & 0o022 != 0 {
+    if others_may_write(meta) {
         return Some(format!(
             "its mode {:04o} lets other users write to it",
             meta.mode() & 0o7777
         ));
     }
     None
+}
+
+/// Whether users other than the owner (and root) may write to it: write
+/// permission for others, or for a group other than root's (gid 0, whose
+/// members are root's peers, as build directories made with umask 002 by
+/// root often are).
+fn others_may_write(meta: &std::fs::Metadata) -> bool {
+    meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0)
 }
 
 /// Whether any directory above `dir` lets another user replace what lies
@@ -202,7 +210,7 @@ fn unsafe_ancestor(dir: &Path, uid: u32) -> Option<String> {
                 meta.uid()
             ));
         }
-        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        if others_may_write(&meta) && meta.mode() & 0o1000 == 0 {
             return Some(format!(
                 "{} above it is writable by other users (mode {:04o}, not sticky)",
                 ancestor.display(),
@@ -521,6 +529,26 @@ mod tests {
     #[test]
     fn tests_do_not_run_privileged() {
         assert!(!privileged_execution());
+    }
+
+    #[test]
+    fn group_write_is_trusted_only_for_roots_group() {
+        if !rustix::process::getuid().is_root() {
+            return; // the group is changed with chown
+        }
+        let dir = std::env::temp_dir().join(format!("omrv-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join(BROKER_PROGRAM);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::os::unix::fs::chown(&dir, None, Some(0)).unwrap();
+        let roots_group = trusted_program(&program);
+        std::os::unix::fs::chown(&dir, None, Some(4_000_000)).unwrap();
+        let other_group = trusted_program(&program);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(roots_group.is_ok(), "{roots_group:?}");
+        assert!(other_group.is_err());
     }
 
     #[test]
