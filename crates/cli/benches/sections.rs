@@ -171,6 +171,14 @@ fn main() {
         section.close().unwrap();
     };
     let raw_name = format!("/objmgr-bench-existing-{}", std::process::id());
+    // Unlinked however the run ends (a failed measurement panics).
+    struct Unlink<'a>(&'a str);
+    impl Drop for Unlink<'_> {
+        fn drop(&mut self) {
+            let _ = shm::unlink(self.0);
+        }
+    }
+    let _unlink = Unlink(&raw_name);
     let raw_keep = shm::open(
         &raw_name,
         shm::OFlags::CREATE | shm::OFlags::RDWR,
@@ -375,6 +383,5 @@ fn main() {
 
     drop(keep);
     drop(raw_keep);
-    let _ = shm::unlink(&raw_name);
     drop(broker);
 }
