@@ -35,6 +35,7 @@ mod object_security;
 mod process;
 use object_security::security_properties;
 use process::ProcessRecord;
+pub(crate) use process::proc_ids;
 pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
 
 /// The session number `Local\` names live under on a per-user broker (one
@@ -574,8 +575,7 @@ impl Broker {
                     (true, Some(read_only), Some(file)) => Some((file, read_only)),
                     _ => None,
                 };
-                let security = self.security_for_new(id, &security)?;
-                self.create_section(id, &name, protection, size, inherit, file, security)
+                self.create_section(id, &name, protection, size, inherit, file, &security)
             }
             Request::Open {
                 object_type,
@@ -674,9 +674,8 @@ impl Broker {
                 owner_tid,
                 security,
             } => {
-                let security = self.security_for_new(id, &security)?;
                 let owner = (owner_token, owner_tid);
-                self.create_sync(id, &name, init, access, inherit, owner, security)
+                self.create_sync(id, &name, init, access, inherit, owner, &security)
             }
             Request::ListObjects { after, limit } => {
                 let limit = limit.clamp(1, MAX_LIST_ENTRIES) as usize;
@@ -690,11 +689,7 @@ impl Broker {
                 // properties are at most MAX_STRING_LEN bytes each.
                 let budget = MAX_MESSAGE_SIZE - 4 * MAX_STRING_LEN;
                 let mut used = 0;
-                let visible: Vec<ObjectId> = range
-                    .filter(|(path, _)| self.visible_to(id, path))
-                    .map(|(_, oid)| *oid)
-                    .collect();
-                for oid in &visible {
+                for (_, oid) in range.filter(|(path, _)| self.visible_to(id, path)) {
                     if entries.len() == limit || used > budget {
                         more = true;
                         break;
@@ -750,7 +745,7 @@ impl Broker {
         size: u64,
         inherit: bool,
         file: Option<(OwnedFd, OwnedFd)>,
-        security: Rc<SecurityDescriptor>,
+        sddl: &str,
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)
             .map_err(|code| Failure::new(code, format!("invalid protection {fl_protect:#x}")))?;
@@ -765,6 +760,8 @@ impl Broker {
         }
         self.check_create_global(id, resolved.global, name)?;
         self.check_namespace_create(id, resolved.namespace)?;
+        // The descriptor matters only for a new object (an existing one keeps its own).
+        let security = self.security_for_new(id, sddl)?;
         // A file-backed section's size is known once the file is seen;
         // a size of 0 (the file's) is charged as what it turns out to be.
         self.check_quota(id, Charge::section(size))?;
@@ -820,7 +817,7 @@ impl Broker {
         access: u32,
         inherit: bool,
         (owner_token, owner_tid): (u32, u32),
-        security: Rc<SecurityDescriptor>,
+        sddl: &str,
     ) -> Result<Outcome, Failure> {
         let object_type = init.object_type();
         init.validate().map_err(|code| {
@@ -856,6 +853,7 @@ impl Broker {
         };
         self.check_create_global(id, resolved.global, name)?;
         self.check_namespace_create(id, resolved.namespace)?;
+        let security = self.security_for_new(id, sddl)?;
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
         let slot = self.arena_mut(domain)?.allocate(init, owner)?;

@@ -241,7 +241,6 @@ pub fn serve(
         my_uid: rustix::process::getuid().as_raw(),
         spare: open_spare(),
         hello_deadlines: VecDeque::new(),
-        admin_gid: config.admin_gid,
     };
     let held_lock;
 
@@ -460,27 +459,6 @@ struct Acceptor<'a> {
     spare: Option<OwnedFd>,
     /// When each new connection must have said `Hello`, oldest first.
     hello_deadlines: VecDeque<(Instant, ClientId)>,
-    /// Members of this group count as Administrators in access checks.
-    admin_gid: Option<u32>,
-}
-
-/// A process's supplementary groups, from `/proc/<pid>/status` (none if it
-/// cannot be read): only where the kernel has no `SO_PEERGROUPS` (before
-/// Linux 4.13). A token is fixed when the process connects, as a Windows
-/// token is at logon.
-fn supplementary_groups(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("Groups:"))?;
-            Some(
-                line["Groups:".len()..]
-                    .split_whitespace()
-                    .filter_map(|g| g.parse().ok())
-                    .collect(),
-            )
-        })
-        .unwrap_or_default()
 }
 
 /// Accepts every pending connection.
@@ -496,9 +474,7 @@ fn accept_all(
         my_uid,
         spare,
         hello_deadlines,
-        admin_gid,
     } = acceptor;
-    let admin_gid = *admin_gid;
     let (listener, epoll_fd, my_uid) = (*listener, *epoll_fd, *my_uid);
     loop {
         let fd = match net::accept_with(&listener.fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
@@ -550,10 +526,17 @@ fn accept_all(
         };
         let id = *next_client;
         *next_client += 1;
-        // The groups it had when it connected (a pid can be reused since).
-        let groups = objmgr_proto::rendezvous::peer_groups(fd.as_fd())
-            .unwrap_or_else(|_| supplementary_groups(pid));
-        let token = objmgr_proto::security::Token::for_unix(peer.uid, peer.gid, &groups, admin_gid);
+        // The groups it had when it connected (a pid can be reused since);
+        // /proc only on kernels without SO_PEERGROUPS (before Linux 4.13).
+        // A token is fixed when the process connects, as a Windows token is
+        // at logon.
+        let groups = objmgr_proto::rendezvous::peer_groups(fd.as_fd()).unwrap_or_else(|_| {
+            crate::broker::proc_ids(pid)
+                .map(|ids| ids.groups)
+                .unwrap_or_default()
+        });
+        let token =
+            objmgr_proto::security::Token::for_unix(peer.uid, peer.gid, &groups, broker.admin_gid);
         match guarded("a new connection", || {
             broker.add_client(id, pid, peer.uid, token)
         }) {

@@ -104,7 +104,8 @@ fn parse_sid(text: &str) -> Result<Sid, SddlError> {
     }
 }
 
-fn format_sid(sid: &Sid) -> String {
+/// A SID as SDDL writes it: its alias if it has one (`SY`, `WD`, ...).
+pub fn format_sid(sid: &Sid) -> String {
     let text = sid.to_string();
     match SID_ALIASES.iter().find(|(_, s)| *s == text) {
         Some((alias, _)) => (*alias).to_owned(),

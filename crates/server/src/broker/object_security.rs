@@ -11,16 +11,10 @@ use objmgr_proto::security::{
 
 /// The owner and the whole descriptor (SDDL), for `objmgr stat` and `ls`.
 pub(super) fn security_properties(sd: &SecurityDescriptor) -> [(String, String); 2] {
-    let owner = SecurityDescriptor {
-        owner: sd.owner.clone(),
-        ..SecurityDescriptor::default()
-    };
+    let owner = sd.owner.as_ref().map(security::sddl::format_sid);
     [
         // Not "owner": a mutex's state has one (the thread that holds it).
-        (
-            "object_owner".to_owned(),
-            owner.to_sddl().trim_start_matches("O:").to_owned(),
-        ),
+        ("object_owner".to_owned(), owner.unwrap_or_default()),
         ("security".to_owned(), sd.to_sddl()),
     ]
 }
@@ -40,13 +34,9 @@ impl Broker {
             return Ok(self.default_security_of(&token));
         }
         let token = &self.clients[&id].token;
-        let requested = {
-            Some(
-                SecurityDescriptor::from_sddl(sddl)
-                    .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?,
-            )
-        };
-        if let Some(owner) = requested.as_ref().and_then(|sd| sd.owner.as_ref())
+        let requested = SecurityDescriptor::from_sddl(sddl)
+            .map_err(|e| Failure::new(ERROR_INVALID_SECURITY_DESCR, format!("{e}")))?;
+        if let Some(owner) = &requested.owner
             && !token.may_own_as(owner)
         {
             return Err(Failure::new(
@@ -54,7 +44,7 @@ impl Broker {
                 format!("{owner} cannot be made the owner by {}", token.user),
             ));
         }
-        if let Some(group) = requested.as_ref().and_then(|sd| sd.group.as_ref())
+        if let Some(group) = &requested.group
             && !token.may_group_as(group)
         {
             return Err(Failure::new(
@@ -63,7 +53,7 @@ impl Broker {
             ));
         }
         Ok(Rc::new(SecurityDescriptor::for_new_object(
-            requested.as_ref(),
+            Some(&requested),
             token,
         )))
     }
@@ -166,20 +156,13 @@ impl Broker {
     /// gid, supplementary groups): for a process that has not connected
     /// yet, which a handle is duplicated into. `None` if it cannot be read.
     pub(super) fn token_of_pid(&self, pid: u32) -> Option<security::Token> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> Option<Vec<u32>> {
-            let line = status.lines().find(|l| l.starts_with(name))?;
-            Some(
-                line[name.len()..]
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect(),
-            )
-        };
-        let uid = *field("Uid:")?.first()?;
-        let gid = *field("Gid:")?.first()?;
-        let groups = field("Groups:").unwrap_or_default();
-        Some(security::Token::for_unix(uid, gid, &groups, self.admin_gid))
+        let ids = process::proc_ids(pid)?;
+        Some(security::Token::for_unix(
+            ids.uid,
+            ids.gid,
+            &ids.groups,
+            self.admin_gid,
+        ))
     }
 
     /// The broker's own user's token: for processes it started that have

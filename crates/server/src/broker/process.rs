@@ -93,9 +93,34 @@ fn exited_already(fd: &OwnedFd) -> bool {
 
 /// The real uid of process `pid`, from `/proc/PID/status`.
 fn process_uid(pid: u32) -> Option<u32> {
+    proc_ids(pid).map(|ids| ids.uid)
+}
+
+/// Who process `pid` is, from `/proc/<pid>/status`: real uid and gid and
+/// supplementary groups (`None` if it cannot be read).
+#[derive(Debug)]
+pub(crate) struct ProcIds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+pub(crate) fn proc_ids(pid: u32) -> Option<ProcIds> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<Vec<u32>> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(
+            line[name.len()..]
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect(),
+        )
+    };
+    Some(ProcIds {
+        uid: *field("Uid:")?.first()?,
+        gid: *field("Gid:")?.first()?,
+        groups: field("Groups:").unwrap_or_default(),
+    })
 }
 
 /// The file-descriptor limit the broker started with: children get it back
