@@ -398,3 +398,24 @@ fn one_users_processes_share_a_quota_of_connections() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn the_system_broker_listens_only_in_roots_directory() {
+    if !is_root() {
+        return;
+    }
+    let test = TestBroker::new();
+    let users = test.dir.join("users");
+    std::fs::create_dir(&users).unwrap();
+    std::os::unix::fs::chown(&users, Some(unused_id(13)), Some(unused_id(13))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .arg("--system")
+        .arg("--socket")
+        .arg(users.join("system.sock"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("directory of root's"), "{stderr}");
+    assert!(!common::exists(&users.join("system.sock")));
+}

@@ -339,7 +339,19 @@ fn run_with(config: &Config, announce: bool, activation: Option<OwnedFd>) -> std
                 .create(dir)?;
         }
     }
-    rendezvous::prepare_dir(&config.location, true)?;
+    let dir_owner = rendezvous::prepare_dir(&config.location, true)?;
+    if config.system && dir_owner != 0 {
+        // Root may use another user's directory as a client; the broker of
+        // every user listens only where no user can replace its socket.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {dir_owner}: the system-wide broker listens only in a \
+                 directory of root's",
+                config.location.dir().display()
+            ),
+        ));
+    }
     // Not dumpable: no other process of the user can ptrace the broker, read
     // its memory or take its descriptors (`/proc/<pid>/fd`, `pidfd_getfd`),
     // which include the writable fd of every section.
