@@ -8,7 +8,9 @@ mod common;
 #[path = "common/script.rs"]
 mod script;
 
-use common::{TestBroker, as_user, exists, is_root, output_or_hang, result_lines, unused_id};
+use common::{
+    TestBroker, as_user, exists, is_root, output_or_hang, result_lines, start_until, unused_id,
+};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -395,16 +397,7 @@ fn a_read_only_handle_cannot_be_reopened_for_writing() {
         "hold",
         "read 0 4",
     ]);
-    as_user(&mut creator, user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut creator = creator.spawn().unwrap();
-    let mut out = BufReader::new(creator.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("@@holding") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "creator died");
-    }
+    let (mut creator, mut out) = start_until(as_user(&mut creator, user), "@@holding");
     let mut reader = broker.script(&[
         "open Local\\ro-test read",
         "fdmode",
@@ -461,20 +454,13 @@ fn the_foreground_broker_logs_refusals_and_stops_cleanly_on_a_signal() {
     for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
         let broker = TestBroker::new();
         std::fs::set_permissions(&broker.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-            .arg("--socket")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_objmgrd"));
+        cmd.arg("--socket")
             .arg(&broker.socket)
             .args(["--idle-timeout", "never"])
             .env("OBJMGR_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert!(ready.contains("objmgrd ready"), "{ready}");
+            .stderr(Stdio::piped());
+        let (daemon, _) = start_until(&mut cmd, "objmgrd ready");
         // A request that fails, and (as root) a caller of another uid.
         let lines = broker.run(&["open Local\\missing read"]);
         assert!(lines[0].starts_with("err 2 "), "{lines:?}");
@@ -708,17 +694,13 @@ fn the_broker_keeps_no_descriptor_of_the_program_that_started_it() {
     // open for a child of its own: its reader must see end-of-file once the
     // program closes its end, broker or not.
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::empty()).unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-        .arg("--socket")
-        .arg(&broker.socket)
-        .args(["--idle-timeout", "never"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
+    let (mut daemon, _) = start_until(
+        Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .arg("--socket")
+            .arg(&broker.socket)
+            .args(["--idle-timeout", "never"]),
+        "objmgrd ready",
+    );
     drop(writer);
     let mut poll = [rustix::event::PollFd::new(
         &reader,

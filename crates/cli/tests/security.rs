@@ -134,19 +134,7 @@ fn another_user_is_held_to_the_descriptor() {
         &format!("create_sd Local\\only-a D:(A;;GA;;;S-1-22-1-{a})"),
         "hold",
     ]);
-    as_user(&mut creator, a)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut creator = creator.spawn().unwrap();
-    let mut out = std::io::BufReader::new(creator.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("@@holding") {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
-            "creator died"
-        );
-    }
+    let (mut creator, _) = common::start_until(as_user(&mut creator, a), "@@holding");
     let lines = result_lines(&output_or_hang(
         &mut broker.script(&["open Local\\default all", "open Local\\only-a read"]),
         "root's client",

@@ -8,8 +8,7 @@ mod common;
 #[path = "common/script.rs"]
 mod script;
 
-use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, unused_id};
-use std::io::{BufRead, BufReader};
+use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, start_until, unused_id};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -36,20 +35,15 @@ impl SystemBroker {
     fn start_with_quota(quota: &str) -> SystemBroker {
         let test = TestBroker::new();
         let socket = test.dir.join("system.sock");
-        let mut daemon = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-            .arg("--system")
-            .arg("--socket")
-            .arg(&socket)
-            .env("OBJMGR_LOG", "off")
-            .env("OBJMGR_QUOTA", quota)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert!(ready.contains("objmgrd ready"), "{ready}");
+        let (daemon, _) = start_until(
+            Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+                .arg("--system")
+                .arg("--socket")
+                .arg(&socket)
+                .env("OBJMGR_LOG", "off")
+                .env("OBJMGR_QUOTA", quota),
+            "objmgrd ready",
+        );
         SystemBroker {
             test,
             socket,
@@ -75,19 +69,7 @@ impl SystemBroker {
 
     /// A script that stops at `hold`; returns once it holds.
     fn hold(&self, uid: Option<u32>, script: &[&str]) -> Child {
-        let mut child = self
-            .script(uid, script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("@@holding") {
-            line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "the holder died");
-        }
-        child
+        start_until(&mut self.script(uid, script), "@@holding").0
     }
 }
 
@@ -265,13 +247,8 @@ fn a_socket_activated_broker_serves_on_the_socket_it_was_given() {
             Ok(())
         });
     }
-    let mut daemon = cmd.spawn().unwrap();
+    let (mut daemon, _) = start_until(&mut cmd, "objmgrd ready");
     drop(listener);
-    let mut ready = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert!(ready.contains("objmgrd ready"), "{ready}");
     assert_eq!(
         test.run(&["create Local\\\\activated 4096"]),
         ["create existed=0"]
