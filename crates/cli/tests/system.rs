@@ -8,7 +8,9 @@ mod common;
 #[path = "common/script.rs"]
 mod script;
 
-use common::{TestBroker, as_user, is_root, output_or_hang, result_lines, start_until, unused_id};
+use common::{
+    ScriptChild, TestBroker, as_user, is_root, output_or_hang, result_lines, start_until, unused_id,
+};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -65,6 +67,11 @@ impl SystemBroker {
 
     fn run(&self, uid: Option<u32>, script: &[&str]) -> Vec<String> {
         result_lines(&output_or_hang(&mut self.script(uid, script), "a client"))
+    }
+
+    /// A script that stops at each `hold` until released.
+    fn spawn(&self, uid: Option<u32>, script: &[&str]) -> ScriptChild {
+        common::spawn_script(&mut self.script(uid, script))
     }
 
     /// A script that stops at `hold`; returns once it holds.
@@ -150,22 +157,148 @@ fn global_needs_the_privilege_and_local_is_per_user() {
 }
 
 #[test]
-fn another_users_sync_objects_stay_out_of_reach() {
+fn other_users_wait_on_shared_sync_objects_but_change_them_only_as_their_handles_allow() {
     if !is_root() {
         return;
     }
-    // Sync state is mapped writable: a process is never given another
-    // user's arena, even where the descriptor would grant access.
     let broker = SystemBroker::start();
     let a = unused_id(4);
-    let mut service = broker.hold(None, &["event_sd Global\\\\signal D:(A;;GA;;;WD)", "hold"]);
-    let lines = broker.run(Some(a), &["open_event Global\\\\signal 100000"]);
-    assert!(
-        lines[0].starts_with("err 5 ") && lines[0].contains("another user"),
+    // The service (root) shares an event everyone may only wait on, and a
+    // mutex and a semaphore everyone may use fully.
+    let mut service = broker.spawn(
+        None,
+        &[
+            "event_sd Global\\\\ready D:(A;;0x100000;;;WD)",
+            "mutex_sd Global\\\\lock D:(A;;GA;;;WD)",
+            "semaphore_sd Global\\\\slots D:(A;;GA;;;WD)",
+            "event - manual 1",
+            "hold",
+            "set 0",
+            "hold",
+            "wait 1 10000",
+            "release 2 1",
+        ],
+    );
+    service.wait_for("holding");
+    let mut user = broker.spawn(
+        Some(a),
+        &[
+            "open_event Global\\\\ready",
+            "open_event Global\\\\ready 100000",
+            "set 0",
+            "reset 0",
+            "pulse 0",
+            "scribble",
+            "wait 0 0",
+            "hold",
+            "wait 0 20000",
+            "open_mutex Global\\\\lock",
+            "wait 1 1000",
+            "wait 1 0",
+            "release 1",
+            "release 1",
+            "release 1",
+            "open_semaphore Global\\\\slots",
+            "release 2 3",
+            "wait 2 0",
+            "wait_all 1,2 0",
+            "release 1",
+            "scribble",
+            "thread_lock 1",
+            "wait 1 0",
+            "hold",
+        ],
+    );
+    user.wait_for("holding");
+    // Every write is refused, by the library and by the broker alike: with
+    // SYNCHRONIZE alone, only waiting is allowed.
+    assert!(user.lines[0].starts_with("err 5 "), "{:?}", user.lines);
+    assert_eq!(user.lines[1], "opened");
+    for (line, what) in user.lines[2..5].iter().zip(["set", "reset", "pulse"]) {
+        assert!(line.starts_with("err 5 "), "{what}: {:?}", user.lines);
+    }
+    // It maps one page, read-only: the event, nothing of root's domain;
+    // no write reaches it by any route.
+    assert_eq!(
+        user.lines[5],
+        "scribble arenas=1 bytes=4096 writes=0 mprotects=0"
+    );
+    assert_eq!(user.lines[6], "wait timeout");
+    // A waiter that sleeps is woken by the service's signal.
+    user.release();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    service.release();
+    assert_eq!(user.wait_for("wait"), "wait object 0");
+    // Mutexes and semaphores: taken by waiting, released, counted, in
+    // wait-all too, all through the broker.
+    user.wait_for("holding");
+    let lines = &user.lines[9..];
+    assert_eq!(
+        lines[..15],
+        [
+            "wait object 0",
+            "opened",
+            "wait object 0",
+            "wait object 0",
+            "released",
+            "released",
+            "err 288 releasing mutex handle 0x8: not the owner",
+            "opened",
+            "released previous=0",
+            "wait object 0",
+            "wait object 0",
+            "released",
+            "scribble arenas=3 bytes=12288 writes=0 mprotects=0",
+            "thread exited",
+            "wait abandoned 0",
+        ]
+        .map(str::to_owned),
         "{lines:?}"
     );
-    let _ = service.kill();
-    let _ = service.wait();
+    // The user's process dies owning the mutex: the service gets it,
+    // abandoned; the semaphore kept the count the user left (3 - 2).
+    user.kill9();
+    service.release();
+    let lines = service.finish();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["wait abandoned 0", "released previous=1"]
+    );
+}
+
+#[test]
+fn a_process_never_gets_another_users_own_sync_objects() {
+    if !is_root() {
+        return;
+    }
+    // Objects a user did not name in a shared namespace live in that
+    // user's own domain, whose state is mapped writable: root may hand a
+    // handle to one to another user's process, which cannot take it.
+    let broker = SystemBroker::start();
+    let (a, b) = (unused_id(14), unused_id(15));
+    let mut owner = broker.spawn(Some(a), &["event - manual 0", "hold"]);
+    owner.wait_for("holding");
+    let mut other = broker.spawn(Some(b), &["event - manual 0", "hold", "adopt_event $IN"]);
+    other.wait_for("holding");
+    let lines = broker.run(
+        None,
+        &[
+            &format!("open_process {}", owner.child.id()),
+            &format!("open_process {}", other.child.id()),
+            "dup_from 0 4 same",
+            "dup_into 1 $D same",
+        ],
+    );
+    let value = lines[3]
+        .strip_prefix("dup value=")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    other.release_with(value);
+    other.wait_for("released");
+    let line = other.wait_for("");
+    assert!(
+        line.starts_with("err 5 ") && line.contains("own domain"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub mod handle;
 pub mod namespace;
 mod owner;
 pub mod process;
+mod remote_sync;
 pub mod section;
 pub mod sync;
 mod sys;

@@ -13,11 +13,12 @@
 use std::cell::RefCell;
 use std::sync::Mutex;
 
+use objmgr_sync::Arena;
 use objmgr_sync::ops::{self, Actor, Token};
-use objmgr_sync::{Arena, Slot};
 
 use crate::connection;
 use crate::error::{ERROR_NO_SYSTEM_RESOURCES, Error, Result};
+use crate::sync::ArenaRef;
 
 /// Thread numbers of the current epoch: the free list and the next new one.
 struct ThreadNumbers {
@@ -54,10 +55,10 @@ pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// A mutex a thread owns: the arena it lives in and its slot.
-#[derive(Clone, Copy)]
+/// A mutex a thread owns: the arena it lives in (kept mapped while owned)
+/// and its slot.
 struct Owned {
-    arena: &'static Arena,
+    arena: ArenaRef,
     slot: u32,
 }
 
@@ -65,7 +66,11 @@ struct ThreadState {
     /// The connection generation the token belongs to.
     epoch: u64,
     actor: Actor,
+    /// Mutexes it owns whose state this process may write.
     owned: Vec<Owned>,
+    /// How many mutexes of other users' domains it owns (the broker
+    /// abandons them when the thread exits).
+    owned_remotely: u32,
 }
 
 impl Drop for ThreadState {
@@ -77,6 +82,9 @@ impl Drop for ThreadState {
             if let Some(slot) = owned.arena.slot(owned.slot) {
                 ops::abandon_mutex(slot, self.actor.token);
             }
+        }
+        if self.owned_remotely > 0 {
+            crate::remote_sync::abandon_thread(&self.actor);
         }
         let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
         if numbers.epoch == self.epoch {
@@ -127,6 +135,7 @@ fn new_thread_state() -> Result<ThreadState> {
             tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
         },
         owned: Vec::new(),
+        owned_remotely: 0,
     })
 }
 
@@ -164,22 +173,30 @@ impl Thread<'_> {
         &self.0.actor
     }
 
-    /// Records that this thread now owns the mutex in `slot`.
-    pub(crate) fn owns(&mut self, arena: &'static Arena, slot: &Slot) {
+    /// Records that this thread now owns the mutex in `slot` of `arena`.
+    pub(crate) fn owns(&mut self, arena: &ArenaRef, slot: u32) {
+        if !arena.writable() {
+            self.0.owned_remotely += 1;
+            return;
+        }
         self.0.owned.push(Owned {
-            arena,
-            slot: arena.index_of(slot),
+            arena: arena.clone(),
+            slot,
         });
     }
 
     /// Records that this thread released the mutex in `slot` for good.
-    pub(crate) fn disowns(&mut self, arena: &'static Arena, slot: &Slot) {
-        let index = arena.index_of(slot);
+    pub(crate) fn disowns(&mut self, arena: &ArenaRef, slot: u32) {
+        if !arena.writable() {
+            self.0.owned_remotely = self.0.owned_remotely.saturating_sub(1);
+            return;
+        }
+        let arena: &Arena = arena;
         if let Some(pos) = self
             .0
             .owned
             .iter()
-            .rposition(|o| std::ptr::eq(o.arena, arena) && o.slot == index)
+            .rposition(|o| std::ptr::eq::<Arena>(&*o.arena, arena) && o.slot == slot)
         {
             self.0.owned.swap_remove(pos);
         }

@@ -38,7 +38,7 @@
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use objmgr_proto::access::{
@@ -46,46 +46,96 @@ use objmgr_proto::access::{
     TIMER_MODIFY_STATE,
 };
 use objmgr_proto::sync::{SyncInit, creator_access};
-use objmgr_proto::wire::{Handle, Reply, Request, SyncGrant};
+use objmgr_proto::wire::{Handle, RemoteOp, Reply, Request, SyncGrant};
+use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::{self, Actor, Kind};
-use objmgr_sync::wait::{Failed, Waited};
+use objmgr_sync::wait::{Failed, Local, Waited, wait_with};
 use objmgr_sync::{Arena, Slot, clock};
 
 use crate::connection::{self, call};
 use crate::error::*;
 use crate::owner;
+use crate::remote_sync::{self, RemoteWait};
 
 pub use objmgr_sync::WaitOutcome;
 
-/// The arenas this process has mapped, by id. Arenas are never unmapped: a
-/// process maps one per broker it talks to, and its objects may be in use by
-/// any thread at any time. Each is registered as its own doorbell for
-/// multi-object waits on kernels without `futex_waitv`.
+/// The domain arenas this process has mapped, by id. They are never
+/// unmapped: a process maps one per broker it talks to, and its objects may
+/// be in use by any thread at any time. Each is registered as its own
+/// doorbell for multi-object waits on kernels without `futex_waitv`.
 static ARENAS: StdMutex<Vec<(u64, &'static Arena)>> = StdMutex::new(Vec::new());
 
-/// The arena list, locked (for the `fork()` handlers).
+/// The solo arenas (one object shared between users, one page each) this
+/// process has mapped, by id: one mapping per object however many handles
+/// use it, so that the same object always has the same address (wait-all
+/// refuses an object twice by its address). Unmapped with the last user.
+static SOLO_ARENAS: StdMutex<Vec<(u64, Weak<Arena>)>> = StdMutex::new(Vec::new());
+
+/// The arena lists, locked (for the `fork()` handlers).
 pub(crate) fn lock_arenas_for_fork() -> Box<dyn std::any::Any> {
-    Box::new(ARENAS.lock().unwrap_or_else(|p| p.into_inner()))
+    Box::new((
+        ARENAS.lock().unwrap_or_else(|p| p.into_inner()),
+        SOLO_ARENAS.lock().unwrap_or_else(|p| p.into_inner()),
+    ))
 }
 
-fn arena(id: u64, fd: Option<OwnedFd>) -> Result<&'static Arena> {
-    let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&(_, arena)) = arenas.iter().find(|(known, _)| *known == id) {
-        return Ok(arena);
+/// An arena a handle's state lives in.
+#[derive(Clone, Debug)]
+pub(crate) enum ArenaRef {
+    /// A security domain's, mapped for the rest of the process.
+    Domain(&'static Arena),
+    /// A solo arena, mapped while a handle (or an owned mutex) uses it.
+    Solo(Arc<Arena>),
+}
+
+impl std::ops::Deref for ArenaRef {
+    type Target = Arena;
+
+    fn deref(&self) -> &Arena {
+        match self {
+            ArenaRef::Domain(arena) => arena,
+            ArenaRef::Solo(arena) => arena,
+        }
     }
-    let fd = fd.ok_or_else(|| {
+}
+
+fn arena(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<ArenaRef> {
+    let missing = || {
         Error::new(
             ERROR_INVALID_DATA,
             "the broker did not send the sync arena this object lives in",
         )
-    })?;
-    let arena: &'static Arena = Box::leak(Box::new(
-        Arena::map(std::os::fd::AsFd::as_fd(&fd))
-            .map_err(|e| Error::from_errno(e, "mapping the sync arena"))?,
-    ));
+    };
+    let map = |fd: &OwnedFd| {
+        Arena::map(
+            std::os::fd::AsFd::as_fd(fd),
+            grant.arena_slots,
+            grant.writable,
+        )
+        .map_err(|e| Error::from_errno(e, "mapping the sync arena"))
+    };
+    if grant.arena_slots == SOLO_SLOTS {
+        let mut solo = SOLO_ARENAS.lock().unwrap_or_else(|p| p.into_inner());
+        solo.retain(|(_, arena)| arena.strong_count() > 0);
+        if let Some(arena) = solo
+            .iter()
+            .find(|(known, _)| *known == grant.arena_id)
+            .and_then(|(_, arena)| arena.upgrade())
+        {
+            return Ok(ArenaRef::Solo(arena));
+        }
+        let arena = Arc::new(map(&fd.ok_or_else(missing)?)?);
+        solo.push((grant.arena_id, Arc::downgrade(&arena)));
+        return Ok(ArenaRef::Solo(arena));
+    }
+    let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, arena)) = arenas.iter().find(|(known, _)| *known == grant.arena_id) {
+        return Ok(ArenaRef::Domain(arena));
+    }
+    let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
     arena.serve_as_doorbell();
-    arenas.push((id, arena));
-    Ok(arena)
+    arenas.push((grant.arena_id, arena));
+    Ok(ArenaRef::Domain(arena))
 }
 
 /// What the creator of an object can choose beyond its type's arguments.
@@ -124,7 +174,7 @@ impl SyncObject {
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {
-            owner::with_thread(|thread| thread.owns(object.arena, object.slot()))?;
+            owner::with_thread(|thread| thread.owns(&object.arena, object.slot))?;
         }
         Ok(object)
     }
@@ -155,15 +205,8 @@ impl SyncObject {
     ) -> Result<SyncObject> {
         let (reply, fd, generation) = reply.map_err(|e| e.within(&what()))?;
         let bad = |why: &str| Error::new(ERROR_INVALID_DATA, format!("{}: {why}", what()));
-        let (handle, existed, access, kind, slot, arena_id) = match reply {
-            Reply::Sync(SyncGrant {
-                handle,
-                existed,
-                access,
-                kind,
-                slot,
-                arena_id,
-            }) => (handle, existed, access, kind, slot, arena_id),
+        let grant = match reply {
+            Reply::Sync(grant) => grant,
             Reply::Section(_) => {
                 return Err(Error::new(
                     ERROR_INVALID_HANDLE,
@@ -172,7 +215,7 @@ impl SyncObject {
             }
             _ => return Err(bad("the broker sent no synchronization object")),
         };
-        let kind = Kind::from_code(kind).ok_or_else(|| bad("unknown object kind"))?;
+        let kind = Kind::from_code(grant.kind).ok_or_else(|| bad("unknown object kind"))?;
         if kind.object_type() != expected {
             // A handle taken over by value may name another type: close
             // nothing (it stays open), just refuse, as Windows refuses a
@@ -182,33 +225,44 @@ impl SyncObject {
                 format!("{}: the handle is a {}", what(), kind.object_type()),
             ));
         }
-        let arena = arena(arena_id, fd).map_err(|e| e.within(&what()))?;
+        let arena = arena(&grant, fd).map_err(|e| e.within(&what()))?;
         arena
-            .slot(slot)
+            .slot(grant.slot)
             .ok_or_else(|| bad("the broker sent a slot outside the arena"))?;
         Ok(SyncObject {
-            handle,
+            handle: grant.handle,
             generation,
-            access: AccessMask(access),
+            access: AccessMask(grant.access),
             kind,
             arena,
-            slot,
-            existed,
+            slot: grant.slot,
+            existed: grant.existed,
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn slot(&self) -> &'static Slot {
+    pub(crate) fn slot(&self) -> &Slot {
         self.arena
             .slot(self.slot)
             .expect("checked when the handle was granted")
+    }
+
+    /// Whether this process maps the state read-only (another user's
+    /// object): the broker changes it on the caller's behalf.
+    pub(crate) fn is_remote(&self) -> bool {
+        !self.arena.writable()
+    }
+
+    /// Whether the state is a page other users may map too.
+    fn is_shared(&self) -> bool {
+        matches!(self.arena, ArenaRef::Solo(_))
     }
 
     /// The object's state, for an operation that needs `rights`. Fails with
     /// `ERROR_INVALID_HANDLE` for a handle of a broker session that is gone
     /// (or of the parent, in a forked child), and with `ERROR_ACCESS_DENIED`
     /// unless the handle has `rights`.
-    pub(crate) fn require(&self, rights: u32, what: &str) -> Result<&'static Slot> {
+    pub(crate) fn require(&self, rights: u32, what: &str) -> Result<&Slot> {
         if self.generation != connection::current_generation() {
             Err(Error::new(
                 ERROR_INVALID_HANDLE,
@@ -269,7 +323,7 @@ pub(crate) mod sealed {
         pub(crate) generation: u64,
         pub(crate) access: AccessMask,
         pub(crate) kind: Kind,
-        pub(crate) arena: &'static Arena,
+        pub(crate) arena: super::ArenaRef,
         pub(crate) slot: u32,
         pub(crate) existed: bool,
         pub(crate) closed: std::sync::atomic::AtomicBool,
@@ -292,27 +346,40 @@ fn wait_on(
         ));
     }
     let mut slots = [(&UNUSED, Kind::Semaphore); objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
-    for (entry, object) in slots.iter_mut().zip(objects) {
+    let mut handles = [Handle(0); objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS];
+    let (mut remote, mut shared) = (false, false);
+    for ((entry, handle), object) in slots.iter_mut().zip(&mut handles).zip(objects) {
         let object = object.sync_object();
         *entry = (object.require(SYNCHRONIZE, what)?, object.kind);
+        *handle = object.handle;
+        remote |= object.is_remote();
+        shared |= object.is_shared();
     }
     let slots = &slots[..objects.len()];
     let me = owner::current()?;
+    let recheck = shared.then_some(remote_sync::RECHECK_NS);
+    let before = || before(&me);
+    let waited = if remote {
+        // Another user's object: the broker takes for us what we may take.
+        let mut attempts = RemoteWait::new(&handles[..objects.len()], all, &me);
+        wait_with(slots, deadline(timeout), recheck, &mut attempts, before)
+    } else {
+        let mut attempts = Local::new(slots, all, &me).map_err(|code| Error::new(code, what))?;
+        wait_with(slots, deadline(timeout), recheck, &mut attempts, before)
+    };
     let Waited {
         outcome,
         new_owner_mask,
-    } = objmgr_sync::wait::wait_after(slots, all, deadline(timeout), &me, || before(&me)).map_err(
-        |e| match e {
-            Failed::Before(e) => e,
-            Failed::Wait(code) => Error::new(code, what),
-        },
-    )?;
+    } = waited.map_err(|e| match e {
+        Failed::Before(e) => e,
+        Failed::Wait(code) => Error::new(code, what),
+    })?;
     if new_owner_mask != 0 {
         owner::with_thread(|thread| {
             for (i, object) in objects.iter().enumerate() {
                 if new_owner_mask & (1 << i) != 0 {
                     let object = object.sync_object();
-                    thread.owns(object.arena, object.slot());
+                    thread.owns(&object.arena, object.slot);
                 }
             }
         })?;
@@ -328,12 +395,15 @@ static UNUSED: Slot = Slot::new();
 pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
     let sync = object.sync_object();
     let slot = sync.require(SYNCHRONIZE, "wait")?;
+    if sync.is_remote() {
+        return wait_on(&[object], false, timeout, |_| Ok(()));
+    }
     let taken = owner::with_thread(|thread| {
         // Behind a lock that stays held (a stopped process), give up soon
         // and let the full wait below keep the timeout.
         let taken = ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
         if taken.is_some_and(|t| t.new_owner) {
-            thread.owns(sync.arena, slot);
+            thread.owns(&sync.arena, sync.slot);
         }
         Ok::<_, Win32Error>(taken)
     })?
@@ -381,15 +451,9 @@ pub fn signal_and_wait(
     wait_on(&[to_wait], false, timeout, |_| {
         let what = "signal_and_wait";
         match signal.kind {
-            Kind::Event { .. } => {
-                let slot = signal.require(EVENT_MODIFY_STATE, what)?;
-                let manual = matches!(signal.kind, Kind::Event { manual_reset: true });
-                ops::set_event(slot, manual);
-            }
+            Kind::Event { manual_reset } => set_event(signal, manual_reset, what)?,
             Kind::Semaphore => {
-                let slot = signal.require(SEMAPHORE_MODIFY_STATE, what)?;
-                ops::release_semaphore(slot, 1)
-                    .map_err(|e| Error::new(e, format!("{what}: releasing the semaphore")))?;
+                release_semaphore(signal, 1, &format!("{what}: releasing the semaphore"))?;
             }
             Kind::Mutex => release_mutex(signal)?,
             Kind::Timer { .. } | Kind::Process | Kind::Thread => {
@@ -407,14 +471,7 @@ pub fn signal_and_wait(
 fn release_mutex(object: &SyncObject) -> Result<()> {
     // ReleaseMutex needs no particular right, only a valid handle.
     let slot = object.require(0, "ReleaseMutex")?;
-    owner::with_thread(|thread| {
-        let released = ops::release_mutex(slot, thread.actor())?;
-        if released {
-            thread.disowns(object.arena, slot);
-        }
-        Ok(())
-    })?
-    .map_err(|code| {
+    let not_owner = |code| {
         Error::new(
             code,
             format!(
@@ -422,7 +479,71 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
                 object.handle.0
             ),
         )
+    };
+    if object.is_remote() {
+        let me = owner::current()?;
+        let released = remote_sync::change(object, &me, RemoteOp::ReleaseMutex, &[], (0, 0))
+            .map_err(|e| not_owner(e.code()))?;
+        if released != 0 {
+            owner::with_thread(|thread| thread.disowns(&object.arena, object.slot))?;
+        }
+        return Ok(());
+    }
+    owner::with_thread(|thread| {
+        let released = ops::release_mutex(slot, thread.actor())?;
+        if released {
+            thread.disowns(&object.arena, object.slot);
+        }
+        Ok(())
+    })?
+    .map_err(not_owner)
+}
+
+/// `SetEvent`.
+fn set_event(object: &SyncObject, manual_reset: bool, what: &str) -> Result<()> {
+    object.change(
+        EVENT_MODIFY_STATE,
+        what,
+        RemoteOp::SetEvent,
+        &[],
+        (0, 0),
+        |slot| {
+            ops::set_event(slot, manual_reset);
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
+
+/// `ReleaseSemaphore`: the previous count.
+fn release_semaphore(object: &SyncObject, count: u32, what: &str) -> Result<u32> {
+    let op = RemoteOp::ReleaseSemaphore;
+    object.change(SEMAPHORE_MODIFY_STATE, what, op, &[count], (0, 0), |slot| {
+        ops::release_semaphore(slot, count).map_err(|e| Error::new(e, what))
     })
+}
+
+impl SyncObject {
+    /// Changes the object's state with `local`, or, for another user's object, has the broker do
+    /// `op` for the caller. Needs `rights` either way (the broker checks
+    /// them again). Returns the operation's value.
+    fn change(
+        &self,
+        rights: u32,
+        what: &str,
+        op: RemoteOp,
+        values: &[u32],
+        timer: (u64, u64),
+        local: impl FnOnce(&Slot) -> Result<u32>,
+    ) -> Result<u32> {
+        let slot = self.require(rights, what)?;
+        if self.is_remote() {
+            let me = owner::current()?;
+            remote_sync::change(self, &me, op, values, timer).map_err(|e| e.within(what))
+        } else {
+            local(slot)
+        }
+    }
 }
 
 /// What every type backed by a handle to a waitable object has.
@@ -631,20 +752,16 @@ impl Event {
         SyncObject::create(name, init, options).map(|object| Event { object })
     }
 
-    fn modify(&self, what: &str, op: impl FnOnce(&Slot)) -> Result<()> {
-        op(self.object.require(EVENT_MODIFY_STATE, what)?);
-        Ok(())
-    }
-
     /// `SetEvent`.
     pub fn set(&self) -> Result<()> {
-        let manual = self.manual_reset();
-        self.modify("SetEvent", |slot| ops::set_event(slot, manual))
+        set_event(&self.object, self.manual_reset(), "SetEvent")
     }
 
     /// `ResetEvent`.
     pub fn reset(&self) -> Result<()> {
-        self.modify("ResetEvent", ops::reset_event)
+        self.modify("ResetEvent", RemoteOp::ResetEvent, |slot| {
+            ops::reset_event(slot, ops::Patience::Forever)
+        })
     }
 
     /// `PulseEvent`: releases the threads waiting now (all for a
@@ -652,7 +769,18 @@ impl Event {
     /// non-signaled.
     pub fn pulse(&self) -> Result<()> {
         let manual = self.manual_reset();
-        self.modify("PulseEvent", |slot| ops::pulse_event(slot, manual))
+        self.modify("PulseEvent", RemoteOp::PulseEvent, |slot| {
+            ops::pulse_event(slot, manual, ops::Patience::Forever)
+        })
+    }
+
+    fn modify(&self, what: &str, op: RemoteOp, local: impl FnOnce(&Slot) -> bool) -> Result<()> {
+        self.object
+            .change(EVENT_MODIFY_STATE, what, op, &[], (0, 0), |slot| {
+                local(slot);
+                Ok(0)
+            })?;
+        Ok(())
     }
 
     fn manual_reset(&self) -> bool {
@@ -680,18 +808,11 @@ impl Semaphore {
     /// `ReleaseSemaphore`: adds `count` and returns the previous count. Past
     /// the maximum it fails with `ERROR_TOO_MANY_POSTS` and changes nothing.
     pub fn release(&self, count: u32) -> Result<u32> {
-        let slot = self
-            .object
-            .require(SEMAPHORE_MODIFY_STATE, "ReleaseSemaphore")?;
-        ops::release_semaphore(slot, count).map_err(|e| {
-            Error::new(
-                e,
-                format!(
-                    "releasing semaphore handle {:#x} by {count}",
-                    self.object.handle.0
-                ),
-            )
-        })
+        let what = format!(
+            "releasing semaphore handle {:#x} by {count}",
+            self.object.handle.0
+        );
+        release_semaphore(&self.object, count, &what)
     }
 }
 
@@ -719,12 +840,17 @@ impl WaitableTimer {
     /// `FILETIME` (UTC); `period_ms` 0 for a one-shot timer. The timer
     /// becomes non-signaled and is re-armed.
     pub fn set(&self, due: i64, period_ms: u32) -> Result<()> {
-        let slot = self
-            .object
-            .require(TIMER_MODIFY_STATE, "SetWaitableTimer")?;
-        let me = owner::current()?;
-        let period = u64::from(period_ms) * 1_000_000;
-        ops::set_timer(slot, &me, clock::due_from_filetime(due), period);
+        let timer = (
+            clock::due_from_filetime(due),
+            u64::from(period_ms) * 1_000_000,
+        );
+        let (what, op) = ("SetWaitableTimer", RemoteOp::SetTimer);
+        self.object
+            .change(TIMER_MODIFY_STATE, what, op, &[], timer, |slot| {
+                let me = owner::current()?;
+                ops::set_timer(slot, &me, timer.0, timer.1, ops::Patience::Forever);
+                Ok(0)
+            })?;
         Ok(())
     }
 
@@ -742,10 +868,12 @@ impl WaitableTimer {
 
     /// `CancelWaitableTimer`: disarms the timer; its signaled state stays.
     pub fn cancel(&self) -> Result<()> {
-        let slot = self
-            .object
-            .require(TIMER_MODIFY_STATE, "CancelWaitableTimer")?;
-        ops::cancel_timer(slot, &owner::current()?);
+        let (what, op) = ("CancelWaitableTimer", RemoteOp::CancelTimer);
+        self.object
+            .change(TIMER_MODIFY_STATE, what, op, &[], (0, 0), |slot| {
+                ops::cancel_timer(slot, &owner::current()?, ops::Patience::Forever);
+                Ok(0)
+            })?;
         Ok(())
     }
 }

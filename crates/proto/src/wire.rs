@@ -10,7 +10,9 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
+/// The longest list of numbers a message carries (a wait's 64 objects).
+pub const MAX_U32S: usize = 64;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -79,6 +81,17 @@ impl Encoder {
         self
     }
     /// A `u16` count, then that many strings.
+    /// A list of at most [`MAX_U32S`] numbers (more are cut off: no
+    /// request needs them).
+    pub fn u32s(&mut self, v: &[u32]) -> &mut Self {
+        let v = &v[..v.len().min(MAX_U32S)];
+        self.u8(v.len() as u8);
+        for &x in v {
+            self.u32(x);
+        }
+        self
+    }
+
     pub fn strs(&mut self, v: &[String]) -> &mut Self {
         self.u16(v.len().min(u16::MAX as usize) as u16);
         for s in v.iter().take(u16::MAX as usize) {
@@ -152,6 +165,14 @@ impl<'a> Decoder<'a> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
+    pub fn u32s(&mut self) -> Result<Vec<u32>, WireError> {
+        let n = self.u8()? as usize;
+        if n > MAX_U32S {
+            return Err(WireError::BadField("list length"));
+        }
+        (0..n).map(|_| self.u32()).collect()
+    }
+
     pub fn strs(&mut self) -> Result<Vec<String>, WireError> {
         let n = self.u16()?;
         // Each string takes at least its 2-byte length: bound the allocation
@@ -209,10 +230,11 @@ pub enum Opcode {
     CloseNoReply = 19,
     Security = 20,
     Namespace = 21,
+    SyncRemote = 22,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 21] = [
+    pub const ALL: [Opcode; 22] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -234,6 +256,7 @@ impl Opcode {
         Opcode::CloseNoReply,
         Opcode::Security,
         Opcode::Namespace,
+        Opcode::SyncRemote,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -264,6 +287,7 @@ impl Opcode {
             Opcode::CloseNoReply => "close_no_reply",
             Opcode::Security => "security",
             Opcode::Namespace => "namespace",
+            Opcode::SyncRemote => "sync_remote",
         }
     }
 }
@@ -386,6 +410,98 @@ pub enum Request {
         which: u32,
         sddl: String,
     },
+    /// An operation on synchronization objects the client maps read-only
+    /// (state in another user's domain): the broker does it for the calling
+    /// thread, as far as the handles' rights allow.
+    SyncRemote {
+        op: RemoteOp,
+        /// The calling thread's number in its process (its token's low
+        /// bits) and its tid (shown as a mutex owner).
+        thread: u32,
+        tid: u32,
+        /// The objects: one for a signal, 1 to 64 for a wait attempt, none
+        /// for [`RemoteOp::WaitEnd`] and [`RemoteOp::AbandonThread`].
+        handles: Vec<Handle>,
+        /// A wait attempt: the values last slept on, one per handle (pulses
+        /// are counted from them). `ReleaseSemaphore`: the count.
+        values: Vec<u32>,
+        /// `SetTimer`: the due time (monotonic ns) and period (ns).
+        due: u64,
+        period: u64,
+    },
+}
+
+/// What [`Request::SyncRemote`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RemoteOp {
+    /// One attempt of `WaitForMultipleObjects` (any): if nothing is taken,
+    /// the thread stays registered as a waiter until an attempt succeeds
+    /// or [`RemoteOp::WaitEnd`].
+    WaitAny = 1,
+    /// One attempt of a wait-all, likewise.
+    WaitAll = 2,
+    /// The thread's wait is over: no longer count it as a waiter.
+    WaitEnd = 3,
+    SetEvent = 4,
+    ResetEvent = 5,
+    PulseEvent = 6,
+    ReleaseSemaphore = 7,
+    ReleaseMutex = 8,
+    SetTimer = 9,
+    CancelTimer = 10,
+    /// The thread exits: abandon the mutexes it owns.
+    AbandonThread = 11,
+}
+
+impl RemoteOp {
+    const ALL: [RemoteOp; 11] = [
+        RemoteOp::WaitAny,
+        RemoteOp::WaitAll,
+        RemoteOp::WaitEnd,
+        RemoteOp::SetEvent,
+        RemoteOp::ResetEvent,
+        RemoteOp::PulseEvent,
+        RemoteOp::ReleaseSemaphore,
+        RemoteOp::ReleaseMutex,
+        RemoteOp::SetTimer,
+        RemoteOp::CancelTimer,
+        RemoteOp::AbandonThread,
+    ];
+
+    pub fn from_code(code: u8) -> Option<RemoteOp> {
+        Self::ALL.into_iter().find(|op| *op as u8 == code)
+    }
+}
+
+/// The result of [`Request::SyncRemote`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteReply {
+    pub outcome: RemoteOutcome,
+    /// `ReleaseSemaphore`: the previous count; `ReleaseMutex`: 1 when the
+    /// thread no longer owns the mutex.
+    pub value: u32,
+    /// A wait that took objects: which are mutexes the thread newly owns.
+    pub new_owner_mask: u64,
+    /// A wait attempt that took nothing: the values it decided on (sleep
+    /// on exactly these), one per handle.
+    pub observed: Vec<u32>,
+}
+
+/// How a [`Request::SyncRemote`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteOutcome {
+    /// A signal done; or nothing to report.
+    Done,
+    /// A wait attempt found nothing to take (the thread is registered).
+    NotYet,
+    /// Another thread holds a slot lock (a wait-all checking it, or a
+    /// stopped process): nothing done; try again shortly.
+    Busy,
+    /// The wait took object `n` (wait-all: all of them; `n` = 0).
+    Object(u32),
+    /// The wait took abandoned mutex `n`.
+    Abandoned(u32),
 }
 
 /// `GetCurrentProcess()`: `(HANDLE)-1`.
@@ -417,6 +533,7 @@ impl Request {
             Request::ListHandles { .. } => Opcode::ListHandles,
             Request::Security { .. } => Opcode::Security,
             Request::Namespace { .. } => Opcode::Namespace,
+            Request::SyncRemote { .. } => Opcode::SyncRemote,
         }
     }
 
@@ -566,6 +683,21 @@ impl Request {
             Request::ListHandles { pid, after } => {
                 e.u32(*pid).u32(*after);
             }
+            Request::SyncRemote {
+                op,
+                thread,
+                tid,
+                handles,
+                values,
+                due,
+                period,
+            } => {
+                e.u8(*op as u8).u32(*thread).u32(*tid);
+                e.u32s(&handles.iter().map(|h| h.0).collect::<Vec<_>>())
+                    .u32s(values)
+                    .u64(*due)
+                    .u64(*period);
+            }
         }
         e.finish()
     }
@@ -669,6 +801,15 @@ impl Request {
                 pid: d.u32()?,
                 after: d.u32()?,
             },
+            Opcode::SyncRemote => Request::SyncRemote {
+                op: RemoteOp::from_code(d.u8()?).ok_or(WireError::BadField("remote op"))?,
+                thread: d.u32()?,
+                tid: d.u32()?,
+                handles: d.u32s()?.into_iter().map(Handle).collect(),
+                values: d.u32s()?,
+                due: d.u64()?,
+                period: d.u64()?,
+            },
         };
         d.end()?;
         Ok((seq, request))
@@ -722,6 +863,13 @@ pub struct SyncGrant {
     pub slot: u32,
     /// Identifies the arena, so a client maps each arena once.
     pub arena_id: u64,
+    /// The arena's size in slots: `ARENA_SLOTS`, or `SOLO_SLOTS` for an
+    /// object shared with other users, which has a page of its own.
+    pub arena_slots: u32,
+    /// Whether the arena's fd (and so the mapping) is writable: false for
+    /// an object in another user's domain, which the client may only wait
+    /// on in memory and changes through [`Request::SyncRemote`].
+    pub writable: bool,
 }
 
 /// Facts about a section that a client needs to map it.
@@ -814,6 +962,7 @@ pub enum Reply {
     Handles(Vec<HandleInfo>),
     /// `Security`: a security descriptor as SDDL.
     Text(String),
+    Remote(RemoteReply),
 }
 
 /// One connected process, for `objmgr ps`.
@@ -876,7 +1025,9 @@ fn encode_sync_grant(e: &mut Encoder, g: &SyncGrant) {
         .u32(g.access)
         .u32(g.kind)
         .u32(g.slot)
-        .u64(g.arena_id);
+        .u64(g.arena_id)
+        .u32(g.arena_slots)
+        .bool(g.writable);
 }
 
 fn decode_grant(d: &mut Decoder<'_>) -> Result<Reply, WireError> {
@@ -899,6 +1050,8 @@ fn decode_grant(d: &mut Decoder<'_>) -> Result<Reply, WireError> {
             kind: d.u32()?,
             slot: d.u32()?,
             arena_id: d.u64()?,
+            arena_slots: d.u32()?,
+            writable: d.bool()?,
         }),
         _ => return Err(WireError::BadField("grant kind")),
     })
@@ -978,6 +1131,20 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                 }
                 Reply::Text(text) => {
                     e.str(text);
+                }
+                Reply::Remote(r) => {
+                    let (code, index) = match r.outcome {
+                        RemoteOutcome::Done => (0, 0),
+                        RemoteOutcome::NotYet => (1, 0),
+                        RemoteOutcome::Busy => (2, 0),
+                        RemoteOutcome::Object(n) => (3, n),
+                        RemoteOutcome::Abandoned(n) => (4, n),
+                    };
+                    e.u8(code)
+                        .u32(index)
+                        .u32(r.value)
+                        .u64(r.new_owner_mask)
+                        .u32s(&r.observed);
                 }
                 Reply::Handles(entries) => {
                     e.u32(entries.len() as u32);
@@ -1084,6 +1251,23 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         }
         Opcode::Close | Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
         Opcode::Security => Reply::Text(d.str()?),
+        Opcode::SyncRemote => {
+            let (code, index) = (d.u8()?, d.u32()?);
+            let outcome = match code {
+                0 => RemoteOutcome::Done,
+                1 => RemoteOutcome::NotYet,
+                2 => RemoteOutcome::Busy,
+                3 => RemoteOutcome::Object(index),
+                4 => RemoteOutcome::Abandoned(index),
+                _ => return Err(WireError::BadField("remote outcome")),
+            };
+            Reply::Remote(RemoteReply {
+                outcome,
+                value: d.u32()?,
+                new_owner_mask: d.u64()?,
+                observed: d.u32s()?,
+            })
+        }
         Opcode::ListObjects => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES {
@@ -1238,6 +1422,35 @@ mod tests {
             which: 4,
             sddl: "D:(A;;GA;;;WD)".into(),
         });
+        for op in RemoteOp::ALL {
+            round_trip(Request::SyncRemote {
+                op,
+                thread: 3,
+                tid: 4567,
+                handles: vec![Handle(4), Handle(8)],
+                values: vec![0, u32::MAX],
+                due: 1 << 40,
+                period: 5,
+            });
+        }
+        // A list longer than any wait is refused, not allocated.
+        let mut too_long = Request::SyncRemote {
+            op: RemoteOp::WaitAny,
+            thread: 0,
+            tid: 0,
+            handles: vec![],
+            values: vec![],
+            due: 0,
+            period: 0,
+        }
+        .encode(1);
+        too_long.truncate(8 + 1 + 4 + 4); // header, op, thread, tid
+        too_long.push(65); // handles
+        too_long.extend(std::iter::repeat_n(0u8, 65 * 4 + 1 + 16));
+        assert_eq!(
+            Request::decode(&too_long),
+            Err(WireError::BadField("list length"))
+        );
         let grant = SyncGrant {
             handle: Handle(4),
             existed: false,
@@ -1245,6 +1458,8 @@ mod tests {
             kind: 7,
             slot: 3,
             arena_id: 9,
+            arena_slots: 64,
+            writable: false,
         };
         let spawned = Reply::Spawned {
             process: grant,
@@ -1289,9 +1504,30 @@ mod tests {
             kind: 3,
             slot: 99,
             arena_id: 1 << 40,
+            arena_slots: 1 << 20,
+            writable: true,
         });
         let bytes = encode_reply(Opcode::Open, 6, Ok(&sync));
         assert_eq!(decode_reply(Opcode::Open, &bytes), Ok((6, Ok(sync))));
+        for outcome in [
+            RemoteOutcome::Done,
+            RemoteOutcome::NotYet,
+            RemoteOutcome::Busy,
+            RemoteOutcome::Object(63),
+            RemoteOutcome::Abandoned(2),
+        ] {
+            let remote = Reply::Remote(RemoteReply {
+                outcome,
+                value: 7,
+                new_owner_mask: 1 << 63,
+                observed: vec![1, 2, 3],
+            });
+            let bytes = encode_reply(Opcode::SyncRemote, 8, Ok(&remote));
+            assert_eq!(
+                decode_reply(Opcode::SyncRemote, &bytes),
+                Ok((8, Ok(remote)))
+            );
+        }
         let hello = Reply::Hello {
             version: PROTOCOL_VERSION,
             broker_pid: 5,

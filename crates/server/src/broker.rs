@@ -33,6 +33,7 @@ use crate::sync::SyncArena;
 mod namespace;
 mod object_security;
 mod process;
+mod remote_sync;
 use object_security::security_properties;
 use process::ProcessRecord;
 pub(crate) use process::proc_ids;
@@ -210,8 +211,12 @@ pub struct Client {
     pub greeted: bool,
     /// Identifies the process in shared sync state (mutex owners, slot locks).
     pub tag: u16,
-    /// The arenas whose fd went to this client already.
+    /// The domain arenas whose fd went to this client already (a solo
+    /// arena's goes with every handle: the client unmaps it when done).
     arenas_sent: Vec<u64>,
+    /// Threads of this process waiting through [`Request::SyncRemote`],
+    /// and the objects each is counted as a waiter on.
+    remote_waits: HashMap<u32, Vec<ObjectId>>,
     /// The private namespaces it has open: the alias it names each by, its
     /// id, and the access it was granted to it.
     aliases: Vec<(String, u32, u32)>,
@@ -255,6 +260,9 @@ pub struct Broker {
     /// The arenas of sync state, one per security domain (a uid), each made
     /// with its domain's first object. A per-user broker has one domain.
     sync: HashMap<u32, SyncArena>,
+    /// The solo arenas of objects shared between users (named in `Global\`
+    /// or a private namespace, on the system broker), by object.
+    solo: HashMap<ObjectId, SyncArena>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -308,6 +316,7 @@ impl Broker {
             clients: HashMap::new(),
             next_object: 1,
             sync: HashMap::new(),
+            solo: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -386,6 +395,7 @@ impl Broker {
                 greeted: false,
                 tag,
                 arenas_sent: Vec::new(),
+                remote_waits: HashMap::new(),
                 aliases: Vec::new(),
                 handles: HandleTable::default(),
             },
@@ -438,9 +448,12 @@ impl Broker {
         for (_, ns, _) in std::mem::take(&mut client.aliases) {
             self.release_namespace(ns);
         }
-        // Mutexes its threads owned are abandoned, locks it held released,
-        // threads it started have ended.
-        for sync in self.sync.values() {
+        // Its remote waits are over; mutexes its threads owned are
+        // abandoned, locks it held released, threads it started have ended.
+        for (_, objects) in std::mem::take(&mut client.remote_waits) {
+            self.count_remote_waiter(&objects, false);
+        }
+        for sync in self.sync.values().chain(self.solo.values()) {
             sync.reap(client.tag);
         }
         self.end_threads_of(client.tag, client.pid);
@@ -469,8 +482,10 @@ impl Broker {
             if let Some(path) = object.path {
                 self.names.remove(&path);
             }
-            if let (Some((slot, _)), Some(sync)) =
-                (object.body.sync_slot(), self.sync.get_mut(&object.domain))
+            // A solo arena goes with its object (the mapping is unmapped).
+            if self.solo.remove(&id).is_none()
+                && let (Some((slot, _)), Some(sync)) =
+                    (object.body.sync_slot(), self.sync.get_mut(&object.domain))
             {
                 sync.free(slot);
             }
@@ -665,6 +680,15 @@ impl Broker {
                 id: ns,
                 destroy,
             } => self.namespace_request(id, op, &boundary, &sids, &alias, &sddl, ns, destroy),
+            Request::SyncRemote {
+                op,
+                thread,
+                tid,
+                handles,
+                values,
+                due,
+                period,
+            } => self.sync_remote(id, op, (thread, tid), &handles, &values, (due, period)),
             Request::CreateSync {
                 name,
                 init,
@@ -856,7 +880,16 @@ impl Broker {
         let security = self.security_for_new(id, sddl)?;
         self.check_quota(id, Charge::sync_object())?;
         let domain = self.domain_of(id);
-        let slot = self.arena_mut(domain)?.allocate(init, owner)?;
+        // A name other users may open gets a page of its own: they map that
+        // page read-only and nothing of the creator's domain.
+        let shared = self.system && (resolved.global || resolved.namespace.is_some());
+        let (slot, solo) = if shared {
+            self.check_descriptors()?;
+            let mut arena = SyncArena::new_solo()?;
+            (arena.allocate(init, owner)?, Some(arena))
+        } else {
+            (self.arena_mut(domain)?.allocate(init, owner)?, None)
+        };
         let body = Body::Sync {
             slot,
             kind: Kind::from_init(init),
@@ -869,6 +902,9 @@ impl Broker {
             security,
             domain,
         );
+        if let Some(arena) = solo {
+            self.solo.insert(oid, arena);
+        }
         self.grant(id, oid, access, inherit, false)
     }
 
@@ -887,33 +923,7 @@ impl Broker {
         let usage = self.usage_of(id);
         usage.check(charge)?;
         if charge.sections > 0 {
-            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-                .current
-                .unwrap_or(u64::MAX);
-            // Each section holds one or two fds (two at most for the new
-            // one); each connection one. Counted exactly only when the
-            // bound says it may be close.
-            let clients = self.clients.len() as u64;
-            let bound = 2 * (self.live_sections + 1) + clients;
-            let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {
-                bound
-            } else {
-                let held: u64 = self
-                    .objects
-                    .values()
-                    .map(|o| match &o.body {
-                        Body::Section(section) => section.fds_held(),
-                        _ => 0,
-                    })
-                    .sum();
-                held + 2 + clients
-            };
-            if in_use.saturating_add(quota::RESERVED_FDS) > limit {
-                return Err(Failure::new(
-                    ERROR_NO_SYSTEM_RESOURCES,
-                    "the broker keeps its remaining file descriptors for other processes",
-                ));
-            }
+            self.check_descriptors()?;
         }
         if charge.sync_objects > 0
             && let Some(sync) = self.sync.get(&self.domain_of(id))
@@ -923,6 +933,41 @@ impl Broker {
             return Err(Failure::new(
                 ERROR_NO_SYSTEM_RESOURCES,
                 "the synchronization arena is nearly full; what is left is kept for processes that hold few objects",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the broker may take two more descriptors (a new section
+    /// or solo arena, and its read-only fd) and keep its reserve.
+    fn check_descriptors(&self) -> Result<(), Failure> {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        // Each section and solo arena holds one or two fds (two at most
+        // for the new one); each connection one. Counted exactly only when
+        // the bound says it may be close.
+        let clients = self.clients.len() as u64;
+        let holders = self.live_sections + self.solo.len() as u64;
+        let bound = 2 * (holders + 1) + clients;
+        let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {
+            bound
+        } else {
+            let sections: u64 = self
+                .objects
+                .values()
+                .map(|o| match &o.body {
+                    Body::Section(section) => section.fds_held(),
+                    _ => 0,
+                })
+                .sum();
+            let solo: u64 = self.solo.values().map(SyncArena::fds_held).sum();
+            sections + solo + 2 + clients
+        };
+        if in_use.saturating_add(quota::RESERVED_FDS) > limit {
+            return Err(Failure::new(
+                ERROR_NO_SYSTEM_RESOURCES,
+                "the broker keeps its remaining file descriptors for other processes",
             ));
         }
         Ok(())
@@ -1066,22 +1111,31 @@ impl Broker {
                 let (slot, kind) = body.sync_slot().expect("not a section");
                 let domain = self.objects[&oid].domain;
                 let client_uid = self.clients[&id].uid;
-                // A process maps only arenas of its own domain (root: any),
-                // since an arena is mapped writable.
-                if self.system && client_uid != domain && client_uid != 0 {
+                // A process of the object's domain (and root, who could
+                // write any process's memory anyway) maps its state
+                // writable; another user's maps a solo arena read-only and
+                // asks the broker for changes (`SyncRemote`).
+                let writable = !self.system || client_uid == domain || client_uid == 0;
+                let arena = self.arena_of(oid).expect("a sync object has an arena");
+                if !writable && arena.slots() != objmgr_sync::arena::SOLO_SLOTS {
                     return Err(Failure::new(
                         ERROR_ACCESS_DENIED,
-                        "the synchronization object belongs to another user; objects of \
-                         another user's domain cannot be shared yet (sections can)",
+                        "the synchronization object lives in another user's own domain; \
+                         to share one between users, name it in Global\\ or a private namespace",
                     ));
                 }
-                let sync = &self.sync[&domain];
-                let (arena_id, arena_fd) = (sync.id, sync.fd.clone());
+                let (arena_id, arena_slots) = (arena.id, arena.slots());
+                let solo = self.solo.contains_key(&oid);
+                let arena_fd = arena.fd_for(writable)?;
                 let client = self.client(id);
-                let fd = (!client.arenas_sent.contains(&arena_id)).then_some(arena_fd);
-                if !client.arenas_sent.contains(&arena_id) {
+                let fd = if solo {
+                    Some(arena_fd)
+                } else if client.arenas_sent.contains(&arena_id) {
+                    None
+                } else {
                     client.arenas_sent.push(arena_id);
-                }
+                    Some(arena_fd)
+                };
                 Ok(Outcome {
                     reply: Reply::Sync(SyncGrant {
                         handle,
@@ -1090,12 +1144,23 @@ impl Broker {
                         kind: kind.code(),
                         slot,
                         arena_id,
+                        arena_slots,
+                        writable,
                     }),
                     fd,
                     shutdown: false,
                 })
             }
         }
+    }
+
+    /// The arena object `oid`'s state lives in, if it has state.
+    fn arena_of(&self, oid: ObjectId) -> Option<&SyncArena> {
+        let object = self.objects.get(&oid)?;
+        object.body.sync_slot()?;
+        self.solo
+            .get(&oid)
+            .or_else(|| self.sync.get(&object.domain))
     }
 
     fn entry(&self, oid: ObjectId) -> ObjectEntry {
@@ -1110,8 +1175,7 @@ impl Broker {
                     handle_count: object.handle_count,
                     size: 0,
                     properties: self
-                        .sync
-                        .get(&object.domain)
+                        .arena_of(oid)
                         .map(|sync| sync.describe(slot))
                         .unwrap_or_default()
                         .into_iter()

@@ -254,18 +254,9 @@ impl Section {
         if let Some(fd) = self.read_only.get() {
             return Ok(fd.clone());
         }
-        let path = format!(
-            "/proc/self/fd/{}",
-            rustix::fd::AsRawFd::as_raw_fd(&*self.base)
-        );
         // Only a memfd of the broker's own is reopened here (a file-backed
-        // section came with its read-only fd); never blocking all the same.
-        let fd = fs::open(
-            path,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .map_err(|e| Failure::new(errno(e), "reopening the section read-only"))?;
+        // section came with its read-only fd).
+        let fd = reopen_read_only(&self.base, "reopening the section read-only")?;
         let fd = Rc::new(fd);
         let _ = self.read_only.set(fd.clone());
         Ok(fd)
@@ -296,4 +287,19 @@ impl Section {
     pub fn base_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.base.as_fd()
     }
+}
+
+/// The file behind `fd` (a memfd of the broker's own) opened again,
+/// read-only: a new open file description, so that a process given it can
+/// neither write nor map the file writable, and (with the file's mode 0400,
+/// owned by the broker's user) cannot open it again for writing through
+/// `/proc/<pid>/fd`. Never blocks, all the same.
+pub(crate) fn reopen_read_only(fd: &OwnedFd, what: &str) -> Result<OwnedFd, Failure> {
+    let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd));
+    fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::new(errno(e), what.to_owned()))
 }

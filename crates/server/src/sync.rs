@@ -7,70 +7,181 @@
 //! slot locks it held, so no object is left stuck.
 
 use crate::errno;
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 
 use objmgr_proto::error::*;
 use objmgr_proto::sync::SyncInit;
-use objmgr_sync::arena::{ARENA_BYTES, ARENA_SLOTS};
+use objmgr_sync::Slot;
+use objmgr_sync::arena::{ARENA_SLOTS, SLOT_SIZE, SOLO_SLOT, SOLO_SLOTS};
 use objmgr_sync::ops::{self, Actor, Kind};
 use objmgr_sync::{Arena, clock};
-use rustix::fs::{self, MemfdFlags, SealFlags};
+use rustix::fs::{self, MemfdFlags, Mode, SealFlags};
 
 use crate::Failure;
+use crate::section::reopen_read_only;
 
-/// The arena of one security domain (a per-user broker has one).
+/// A new arena id: unique in this broker, and (from its pid and start
+/// time) unlikely to equal one of an earlier broker that a reconnecting
+/// client still has mapped.
+fn next_arena_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        (u64::from(std::process::id()) << 32) ^ clock::now(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Where sync state lives: the arena of one security domain (a uid; a
+/// per-user broker has one), or a *solo* arena, one page holding a single
+/// object shared between users (see `docs/PROTOCOL.md`, section 8).
 #[derive(Debug)]
 pub struct SyncArena {
     /// Tells clients which arena a slot index refers to.
     pub id: u64,
-    /// Sent to each client once, with its first sync-object reply.
+    /// Sent to each client once, with its first sync-object reply: to
+    /// processes of the domain, which may write it.
     pub fd: Rc<OwnedFd>,
-    /// Mapped for the rest of the broker's life (its slot 0 is the doorbell).
-    arena: &'static Arena,
+    /// A solo arena's read-only fd, for processes of other users, made the
+    /// first time one needs it.
+    read_only: OnceCell<Rc<OwnedFd>>,
+    arena: Mapping,
+    slots: u32,
     free: Vec<u32>,
     next: u32,
     live: BTreeSet<u32>,
 }
 
+/// A domain's arena is mapped for the rest of the broker's life (its slot 0
+/// is the doorbell); a solo arena until its object dies.
+#[derive(Debug)]
+enum Mapping {
+    Forever(&'static Arena),
+    Solo(Arena),
+}
+
 impl SyncArena {
+    /// A security domain's arena.
     pub fn new() -> Result<SyncArena, Failure> {
+        let arena = Self::make(ARENA_SLOTS)?;
+        if let Mapping::Forever(arena) = arena.arena {
+            arena.serve_as_doorbell();
+        }
+        Ok(arena)
+    }
+
+    /// A solo arena for one object shared between users. Its memory file is
+    /// read-only for everyone but root: a process of another user gets a
+    /// read-only fd, which it cannot open again for writing.
+    pub fn new_solo() -> Result<SyncArena, Failure> {
+        let arena = Self::make(SOLO_SLOTS)?;
+        fs::fchmod(&*arena.fd, Mode::from_raw_mode(0o400))
+            .map_err(|e| Failure::new(errno(e), "making a shared object's state file read-only"))?;
+        Ok(arena)
+    }
+
+    fn make(slots: u32) -> Result<SyncArena, Failure> {
         let fd = fs::memfd_create(
             "objmgr-sync-arena",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
         )
         .map_err(|e| Failure::new(errno(e), "memfd_create for the sync arena"))?;
-        fs::ftruncate(&fd, ARENA_BYTES)
+        fs::ftruncate(&fd, u64::from(slots) * SLOT_SIZE as u64)
             .map_err(|e| Failure::new(errno(e), "sizing the sync arena"))?;
         fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| Failure::new(errno(e), "sealing the sync arena"))?;
-        let arena: &'static Arena = Box::leak(Box::new(
-            Arena::map(fd.as_fd()).map_err(|e| Failure::new(errno(e), "mapping the sync arena"))?,
-        ));
-        arena.serve_as_doorbell();
-        // Unique per broker instance: a client that reconnects to a new broker
-        // must not mistake the new arena for the old one it has mapped.
-        let id = (u64::from(std::process::id()) << 32) ^ clock::now();
+        let mapped = Arena::map(fd.as_fd(), slots, true)
+            .map_err(|e| Failure::new(errno(e), "mapping the sync arena"))?;
+        let arena = if slots == ARENA_SLOTS {
+            Mapping::Forever(Box::leak(Box::new(mapped)))
+        } else {
+            Mapping::Solo(mapped)
+        };
         Ok(SyncArena {
-            id,
+            id: next_arena_id(),
             fd: Rc::new(fd),
+            read_only: OnceCell::new(),
             arena,
+            slots,
             free: Vec::new(),
             next: 1,
             live: BTreeSet::new(),
         })
     }
 
+    fn arena(&self) -> &Arena {
+        match &self.arena {
+            Mapping::Forever(arena) => arena,
+            Mapping::Solo(arena) => arena,
+        }
+    }
+
+    /// The arena's size in slots (`ARENA_SLOTS`, or `SOLO_SLOTS`).
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The fd a process gets: writable for a process of the domain,
+    /// read-only (a solo arena only) for another user's.
+    pub fn fd_for(&self, writable: bool) -> Result<Rc<OwnedFd>, Failure> {
+        if writable {
+            return Ok(self.fd.clone());
+        }
+        if self.slots != SOLO_SLOTS {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "a security domain's arena is never given to another user",
+            ));
+        }
+        if let Some(fd) = self.read_only.get() {
+            return Ok(fd.clone());
+        }
+        let fd = Rc::new(reopen_read_only(
+            &self.fd,
+            "reopening a shared object's state read-only",
+        )?);
+        let _ = self.read_only.set(fd.clone());
+        Ok(fd)
+    }
+
+    /// Descriptors this arena holds open.
+    pub fn fds_held(&self) -> u64 {
+        1 + u64::from(self.read_only.get().is_some())
+    }
+
+    /// The live slots, for a broker operation on every object.
+    pub fn live_slots(&self) -> impl Iterator<Item = &Slot> {
+        self.live
+            .iter()
+            .filter_map(|&index| self.arena().slot(index))
+    }
+
+    /// The live slot at `index`.
+    pub fn slot(&self, index: u32) -> Option<&Slot> {
+        self.live
+            .contains(&index)
+            .then(|| self.arena().slot(index))
+            .flatten()
+    }
+
     /// Slots not in use.
     pub fn available(&self) -> u32 {
-        (ARENA_SLOTS - self.next) + self.free.len() as u32
+        (self.slots - self.next) + self.free.len() as u32
     }
 
     /// Allocates and initializes a slot for a new object.
     pub fn allocate(&mut self, init: SyncInit, owner: Option<Actor>) -> Result<u32, Failure> {
         let index = self.take_slot()?;
-        let slot = self.arena.slot(index).expect("allocated inside the arena");
+        let slot = self
+            .arena()
+            .slot(index)
+            .expect("allocated inside the arena");
         ops::init_slot(slot, init, owner);
         Ok(index)
     }
@@ -83,14 +194,17 @@ impl SyncArena {
         exit_code: Option<u32>,
     ) -> Result<u32, Failure> {
         let index = self.take_slot()?;
-        let slot = self.arena.slot(index).expect("allocated inside the arena");
+        let slot = self
+            .arena()
+            .slot(index)
+            .expect("allocated inside the arena");
         ops::init_exit_slot(slot, kind, pid, exit_code);
         Ok(index)
     }
 
     /// Sets the pid a process or thread slot shows.
     pub fn set_pid(&self, index: u32, pid: u32) {
-        if let Some(slot) = self.arena.slot(index) {
+        if let Some(slot) = self.arena().slot(index) {
             slot.owner_pid
                 .store(pid, std::sync::atomic::Ordering::SeqCst);
         }
@@ -98,7 +212,7 @@ impl SyncArena {
 
     /// Marks a process or thread object as exited.
     pub fn mark_exited(&self, index: u32, exit_code: u32) {
-        if let Some(slot) = self.arena.slot(index) {
+        if let Some(slot) = self.arena().slot(index) {
             ops::mark_exited(slot, exit_code);
         }
     }
@@ -106,14 +220,16 @@ impl SyncArena {
     fn take_slot(&mut self) -> Result<u32, Failure> {
         let index = match self.free.pop() {
             Some(index) => index,
-            None if self.next < ARENA_SLOTS => {
+            None if self.next < self.slots
+                && (self.slots == ARENA_SLOTS || self.next == SOLO_SLOT) =>
+            {
                 self.next += 1;
                 self.next - 1
             }
             None => {
                 return Err(Failure::new(
                     ERROR_NO_SYSTEM_RESOURCES,
-                    format!("the sync arena is full ({} objects)", ARENA_SLOTS - 1),
+                    format!("the sync arena is full ({} objects)", self.live.len()),
                 ));
             }
         };
@@ -124,7 +240,7 @@ impl SyncArena {
     /// Frees the slot of a destroyed object.
     pub fn free(&mut self, index: u32) {
         if self.live.remove(&index) {
-            ops::clear_slot(self.arena.slot(index).expect("live slot"));
+            ops::clear_slot(self.arena().slot(index).expect("live slot"));
             self.free.push(index);
         }
     }
@@ -132,13 +248,13 @@ impl SyncArena {
     /// Cleans up after client `tag` died or disconnected.
     pub fn reap(&self, tag: u16) {
         for &index in &self.live {
-            ops::reap_client(self.arena.slot(index).expect("live slot"), tag);
+            ops::reap_client(self.arena().slot(index).expect("live slot"), tag);
         }
     }
 
     /// Name/value pairs describing an object's state, for `ls` and `stat`.
     pub fn describe(&self, index: u32) -> Vec<(String, String)> {
-        let Some(seen) = self.arena.slot(index).and_then(ops::observe) else {
+        let Some(seen) = self.arena().slot(index).and_then(ops::observe) else {
             return Vec::new();
         };
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();

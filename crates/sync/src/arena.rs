@@ -19,6 +19,12 @@ pub const SLOT_SIZE: usize = 64;
 pub const ARENA_SLOTS: u32 = 1 << 20;
 /// Bytes per arena. The file is sparse: only slots in use take memory.
 pub const ARENA_BYTES: u64 = ARENA_SLOTS as u64 * SLOT_SIZE as u64;
+/// Slots of a *solo* arena: one page holding a single object (in slot
+/// [`SOLO_SLOT`]), for an object shared with other users. A process of
+/// another user maps that page, read-only, and nothing else.
+pub const SOLO_SLOTS: u32 = 64;
+/// The slot a solo arena's object lives in.
+pub const SOLO_SLOT: u32 = 1;
 
 /// One synchronization object's shared state. Field meanings per kind are in
 /// [`crate::ops`]; only `state` is ever waited on.
@@ -82,10 +88,12 @@ impl Slot {
     }
 }
 
-/// A mapped arena.
+/// A mapped arena: [`ARENA_SLOTS`] slots, or [`SOLO_SLOTS`] for a solo one.
 #[derive(Debug)]
 pub struct Arena {
     base: NonNull<Slot>,
+    slots: u32,
+    writable: bool,
 }
 
 // SAFETY: the mapping is shared memory made only of atomics; it may be used
@@ -95,35 +103,59 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// Maps the arena file `fd` (at least [`ARENA_BYTES`] long) read-write.
-    pub fn map(fd: BorrowedFd<'_>) -> rustix::io::Result<Arena> {
-        let len = ARENA_BYTES as usize;
+    /// Maps the arena file `fd`, `slots` slots long ([`ARENA_SLOTS`] or
+    /// [`SOLO_SLOTS`]), read-write or (`writable` false) read-only: a
+    /// process may then wait on its objects but never change them, and the
+    /// kernel enforces it (the fd it was given is read-only too).
+    pub fn map(fd: BorrowedFd<'_>, slots: u32, writable: bool) -> rustix::io::Result<Arena> {
+        if slots != ARENA_SLOTS && slots != SOLO_SLOTS {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        let len = slots as usize * SLOT_SIZE;
         if rustix::fs::fstat(fd)?.st_size < len as i64 {
             return Err(rustix::io::Errno::INVAL);
         }
+        let protection = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
         // SAFETY: a new shared mapping at an address the kernel chooses; it
         // replaces nothing. The Arena owns it until Drop.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                ProtFlags::READ | ProtFlags::WRITE,
+                protection,
                 MapFlags::SHARED,
                 fd,
                 0,
             )?
         };
         let base = NonNull::new(ptr.cast::<Slot>()).ok_or(rustix::io::Errno::NOMEM)?;
-        Ok(Arena { base })
+        Ok(Arena {
+            base,
+            slots,
+            writable,
+        })
+    }
+
+    /// Whether this process may change the arena's objects by writing it
+    /// (otherwise the broker changes them on its behalf).
+    #[inline]
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     /// The slot at `index`, if it is inside the arena and not slot 0.
     #[inline]
     pub fn slot(&self, index: u32) -> Option<&Slot> {
-        (index != 0 && index < ARENA_SLOTS).then(|| {
-            // SAFETY: index < ARENA_SLOTS, so the slot lies inside the mapping,
-            // which lives as long as `self`; Slot is made of atomics, so shared
-            // references are sound while other threads and processes write it.
+        (index != 0 && index < self.slots).then(|| {
+            // SAFETY: index < self.slots, so the slot lies inside the
+            // mapping, which lives as long as `self`; Slot is made of
+            // atomics, so shared references are sound while other threads
+            // and processes write it. (A read-only mapping is only ever
+            // read through them: `writable` tells callers which it is.)
             unsafe { &*self.base.as_ptr().add(index as usize) }
         })
     }
@@ -134,6 +166,9 @@ impl Arena {
     /// [`crate::wait`]). Every process using the arena registers it. The
     /// arena must live for the rest of the process (`'static`).
     pub fn serve_as_doorbell(&'static self) {
+        if self.slots != ARENA_SLOTS || !self.writable {
+            return; // a solo or read-only arena has no doorbell
+        }
         let bell = self.base.as_ptr();
         if doorbells().any(|known| std::ptr::eq(known, bell)) {
             return;
@@ -157,6 +192,18 @@ impl Arena {
     pub fn index_of(&self, slot: &Slot) -> u32 {
         let offset = (slot as *const Slot as usize) - (self.base.as_ptr() as usize);
         (offset / SLOT_SIZE) as u32
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `map` with this base and length
+        // and is unmapped once; every `&Slot` borrowed from `self` is gone,
+        // since they cannot outlive it. (Arenas registered as doorbells are
+        // `'static` and never dropped.)
+        let _ = unsafe {
+            rustix::mm::munmap(self.base.as_ptr().cast(), self.slots as usize * SLOT_SIZE)
+        };
     }
 }
 
@@ -196,11 +243,4 @@ pub(crate) fn doorbell_of(slot: &Slot) -> Option<&'static Slot> {
     // its mapping lives for the rest of the process; a Slot is made of
     // atomics, so a shared reference is sound whoever else writes it.
     Some(unsafe { &*bell })
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is ours and no `&Slot` outlives `&self`.
-        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), ARENA_BYTES as usize) };
-    }
 }

@@ -515,11 +515,6 @@ pub(crate) fn try_take_observing(
     }
 }
 
-/// Takes the slot lock (spinning while another thread holds it).
-pub(crate) fn lock(slot: &Slot, me: &Actor) {
-    lock_within(slot, me, Patience::Forever);
-}
-
 /// Takes the slot lock, spinning while another thread holds it, but no
 /// longer than `patience` allows (then `false`, and the lock is not taken).
 pub(crate) fn lock_within(slot: &Slot, me: &Actor, patience: Patience) -> bool {
@@ -608,13 +603,16 @@ pub fn set_event(slot: &Slot, manual_reset: bool) {
 
 /// Changes an event's low half with `f`, waiting while a wait-all holds the
 /// slot lock: a wait-all that found the event signaled must be able to take
-/// it, so signals are only ever removed between wait-alls.
-fn update_unlocked(slot: &Slot, f: impl Fn(u32) -> u32) {
-    let mut backoff = Backoff::default();
+/// it, so signals are only ever removed between wait-alls. `false`: another
+/// thread held the lock longer than `patience` allows; nothing changed.
+fn update_unlocked(slot: &Slot, patience: Patience, f: impl Fn(u32) -> u32) -> bool {
+    let mut spin = Spin::new(patience);
     loop {
         let s = slot.state.load(SeqCst);
         if holder(s) != 0 {
-            backoff.snooze();
+            if !spin.again() {
+                return false;
+            }
             continue;
         }
         if slot
@@ -622,24 +620,23 @@ fn update_unlocked(slot: &Slot, f: impl Fn(u32) -> u32) {
             .compare_exchange(s, with_lo(s, f(lo(s))), SeqCst, SeqCst)
             .is_ok()
         {
-            return;
+            return true;
         }
     }
 }
 
-/// `ResetEvent`.
+/// `ResetEvent`. `false`: a slot lock was held past `patience`, nothing done.
 #[inline]
-pub fn reset_event(slot: &Slot) {
-    if lo(slot.state.load(SeqCst)) & SIGNALED != 0 {
-        update_unlocked(slot, |l| l & !SIGNALED);
-    }
+pub fn reset_event(slot: &Slot, patience: Patience) -> bool {
+    lo(slot.state.load(SeqCst)) & SIGNALED == 0
+        || update_unlocked(slot, patience, |l| l & !SIGNALED)
 }
 
 /// `PulseEvent`: releases the threads waiting now (all of them for a
 /// manual-reset event, one for an auto-reset event) and leaves the event
-/// non-signaled.
-pub fn pulse_event(slot: &Slot, manual_reset: bool) {
-    update_unlocked(slot, |l| {
+/// non-signaled. `false`: a slot lock was held past `patience`, nothing done.
+pub fn pulse_event(slot: &Slot, manual_reset: bool, patience: Patience) -> bool {
+    let done = update_unlocked(slot, patience, |l| {
         let next = event_gen(l).wrapping_add(EVENT_GEN_ONE);
         if manual_reset {
             next
@@ -649,7 +646,10 @@ pub fn pulse_event(slot: &Slot, manual_reset: bool) {
             next | ((pulses(l) + 1).min(waiting) * PULSE_ONE)
         }
     });
-    wake_all(slot);
+    if done {
+        wake_all(slot);
+    }
+    done
 }
 
 /// `ReleaseSemaphore`: adds `count` (> 0) and returns the previous count;
@@ -740,9 +740,12 @@ pub fn reap_client(slot: &Slot, tag: u16) {
 
 /// `SetWaitableTimer`: `due` in monotonic nanoseconds (see
 /// [`clock::due_from_filetime`]), `period` in nanoseconds (0 = one-shot).
-/// Resets the timer to non-signaled and re-arms it.
-pub fn set_timer(slot: &Slot, me: &Actor, due: u64, period: u64) {
-    lock(slot, me);
+/// Resets the timer to non-signaled and re-arms it. `false`: another thread
+/// held the slot lock past `patience`; nothing changed.
+pub fn set_timer(slot: &Slot, me: &Actor, due: u64, period: u64, patience: Patience) -> bool {
+    if !lock_within(slot, me, patience) {
+        return false;
+    }
     slot.due.store(due.max(1), SeqCst);
     slot.period.store(period, SeqCst);
     update_locked(slot, |lo| {
@@ -750,14 +753,19 @@ pub fn set_timer(slot: &Slot, me: &Actor, due: u64, period: u64) {
     });
     unlock(slot);
     wake_all(slot);
+    true
 }
 
-/// `CancelWaitableTimer`: disarms the timer; its signaled state is unchanged.
-pub fn cancel_timer(slot: &Slot, me: &Actor) {
-    lock(slot, me);
+/// `CancelWaitableTimer`: disarms the timer; its signaled state is
+/// unchanged. `false`: a slot lock was held past `patience`, nothing done.
+pub fn cancel_timer(slot: &Slot, me: &Actor, patience: Patience) -> bool {
+    if !lock_within(slot, me, patience) {
+        return false;
+    }
     slot.due.store(0, SeqCst);
     slot.period.store(0, SeqCst);
     unlock(slot);
+    true
 }
 
 /// A snapshot of an object's state, for `objmgr ls`/`stat` and queries.
@@ -907,8 +915,8 @@ mod tests {
             // Three threads are waiting; two pulses come.
             slot.waiters.store(3, SeqCst);
             let before = event_gen(lo(slot.state.load(SeqCst)));
-            pulse_event(&slot, manual_reset);
-            pulse_event(&slot, manual_reset);
+            assert!(pulse_event(&slot, manual_reset, Patience::Forever));
+            assert!(pulse_event(&slot, manual_reset, Patience::Forever));
             let after = event_gen(lo(slot.state.load(SeqCst)));
             // A waiter that started after the pulses is not released.
             assert_eq!(take(&slot, kind, &me, Some(after)), Ok(None));
@@ -936,7 +944,7 @@ mod tests {
             signaled: false,
         });
         let before = event_gen(lo(slot.state.load(SeqCst)));
-        pulse_event(&slot, false);
+        assert!(pulse_event(&slot, false, Patience::Forever));
         assert_eq!(take(&slot, kind, &me, Some(before)), Ok(None));
     }
 
@@ -950,7 +958,7 @@ mod tests {
         });
         let before = event_gen(lo(slot.state.load(SeqCst)));
         set_event(&slot, true);
-        reset_event(&slot);
+        assert!(reset_event(&slot, Patience::Forever));
         assert_eq!(
             take(&slot, kind, &me, Some(before)),
             Ok(Some(Acquired::Signaled))
@@ -1021,7 +1029,7 @@ mod tests {
             initial: 1,
             maximum: 1,
         });
-        lock(&slot, &dead);
+        assert!(lock_within(&slot, &dead, Patience::Forever));
         reap_client(&slot, 7);
         assert_eq!(
             take(&slot, Kind::Semaphore, &alive, None),
@@ -1040,12 +1048,18 @@ mod tests {
         });
         assert_eq!(take(&slot, kind, &me, None), Ok(None));
         let now = clock::now();
-        set_timer(&slot, &me, now - 1, 1_000_000_000);
+        assert!(set_timer(
+            &slot,
+            &me,
+            now - 1,
+            1_000_000_000,
+            Patience::Forever
+        ));
         assert_eq!(take(&slot, kind, &me, None), Ok(Some(Acquired::Signaled)));
         assert_eq!(take(&slot, kind, &me, None), Ok(None));
         let next = slot.due.load(SeqCst);
         assert!(next > now && next <= now + 1_000_000_000);
-        cancel_timer(&slot, &me);
+        assert!(cancel_timer(&slot, &me, Patience::Forever));
         assert_eq!(slot.due.load(SeqCst), 0);
         assert_eq!(take(&slot, kind, &me, None), Ok(None));
     }

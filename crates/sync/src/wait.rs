@@ -60,7 +60,8 @@ pub struct Waited {
     pub new_owner_mask: u64,
 }
 
-type Object<'a> = (&'a Slot, Kind);
+/// An object to wait on: its state and kind.
+pub type Object<'a> = (&'a Slot, Kind);
 
 /// Waits until one object (`all` = false) or every object (`all` = true) can
 /// be taken, and takes it (them). `deadline` is in monotonic nanoseconds
@@ -99,27 +100,162 @@ pub fn wait_after<E>(
     me: &Actor,
     before: impl FnOnce() -> Result<(), E>,
 ) -> Result<Waited, Failed<E>> {
+    let mut local = Local::new(objects, all, me).map_err(Failed::Wait)?;
+    wait_with(objects, deadline, None, &mut local, before)
+}
+
+/// How a wait takes what it waits for: [`Local`] with atomics on memory the
+/// process may write, or a broker that does it on the waiter's behalf for
+/// objects the waiter maps read-only.
+pub trait Attempts {
+    /// Tries once to take the objects; when nothing was taken, `observed`
+    /// holds the values the decision was made on (the only ones it is safe
+    /// to sleep on). `seen`: the values of the last sleep, against which
+    /// pulses are detected.
+    fn attempt(
+        &mut self,
+        seen: &[u32],
+        observed: &mut [u32],
+        patience: Patience,
+    ) -> Result<Attempt, Win32Error>;
+    /// Makes signalers wake this thread from now on. Called once, after the
+    /// first attempt failed and before the next.
+    fn register(&mut self) -> Result<(), Win32Error>;
+    /// The wait is over: signalers need not wake this thread any more.
+    fn unregister(&mut self);
+    /// The futex word to sleep on instead of the objects' (a doorbell).
+    fn doorbell(&self) -> Option<&'static Slot> {
+        None
+    }
+}
+
+/// Attempts made here, with atomics on the objects' state (which this
+/// process maps writable).
+#[derive(Debug)]
+pub struct Local<'a, 'b> {
+    objects: &'a [Object<'b>],
+    all: bool,
+    me: &'a Actor,
+    /// Lock order for wait-all: by slot address.
+    order: [u8; MAXIMUM_WAIT_OBJECTS],
+    /// The doorbell slept on (kernels without `futex_waitv`), once registered.
+    bell: Option<&'static Slot>,
+    registered: bool,
+}
+
+impl<'a, 'b> Local<'a, 'b> {
+    /// Checks the objects (1 to 64; no object twice in a wait-all:
+    /// `ERROR_INVALID_PARAMETER`, as Windows refuses it) and works out the
+    /// lock order.
+    pub fn new(
+        objects: &'a [Object<'b>],
+        all: bool,
+        me: &'a Actor,
+    ) -> Result<Local<'a, 'b>, Win32Error> {
+        let n = objects.len();
+        if n == 0 || n > MAXIMUM_WAIT_OBJECTS {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        let mut order = [0u8; MAXIMUM_WAIT_OBJECTS];
+        if all && n > 1 {
+            for (i, o) in order[..n].iter_mut().enumerate() {
+                *o = i as u8;
+            }
+            order[..n].sort_unstable_by_key(|&i| objects[i as usize].0 as *const Slot as usize);
+            if order[..n]
+                .windows(2)
+                .any(|w| std::ptr::eq(objects[w[0] as usize].0, objects[w[1] as usize].0))
+            {
+                return Err(ERROR_INVALID_PARAMETER);
+            }
+        }
+        Ok(Local {
+            objects,
+            all,
+            me,
+            order,
+            bell: None,
+            registered: false,
+        })
+    }
+}
+
+impl Attempts for Local<'_, '_> {
+    #[inline(always)]
+    fn attempt(
+        &mut self,
+        seen: &[u32],
+        observed: &mut [u32],
+        patience: Patience,
+    ) -> Result<Attempt, Win32Error> {
+        let n = self.objects.len();
+        if self.all && n > 1 {
+            attempt_all(
+                self.objects,
+                seen,
+                observed,
+                &self.order[..n],
+                self.me,
+                patience,
+            )
+        } else {
+            attempt_any(self.objects, seen, observed, self.me, patience)
+        }
+    }
+
+    fn register(&mut self) -> Result<(), Win32Error> {
+        if self.objects.len() > 1 && !has_waitv() {
+            self.bell = shared_doorbell(self.objects);
+        }
+        for (slot, _) in self.objects {
+            slot.waiters.fetch_add(1, SeqCst);
+        }
+        if let Some(bell) = self.bell {
+            bell.waiters.fetch_add(1, SeqCst);
+        }
+        self.registered = true;
+        Ok(())
+    }
+
+    fn unregister(&mut self) {
+        if !std::mem::take(&mut self.registered) {
+            return;
+        }
+        for (slot, _) in self.objects {
+            slot.waiters.fetch_sub(1, SeqCst);
+        }
+        if let Some(bell) = self.bell {
+            bell.waiters.fetch_sub(1, SeqCst);
+        }
+    }
+
+    fn doorbell(&self) -> Option<&'static Slot> {
+        self.bell
+    }
+}
+
+impl Drop for Local<'_, '_> {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// The wait loop: attempt, register, then sleep on what the last attempt
+/// saw and attempt again until done or `deadline`. `recheck`: the longest
+/// sleep before attempting again even if nothing woke the waiter (for
+/// objects whose futex words other users map, which can move sleepers off
+/// them with `FUTEX_CMP_REQUEUE`: such a thread must not sleep forever).
+pub fn wait_with<E>(
+    objects: &[Object<'_>],
+    deadline: Option<u64>,
+    recheck: Option<u64>,
+    attempts: &mut impl Attempts,
+    before: impl FnOnce() -> Result<(), E>,
+) -> Result<Waited, Failed<E>> {
     let n = objects.len();
     if n == 0 || n > MAXIMUM_WAIT_OBJECTS {
         return Err(Failed::Wait(ERROR_INVALID_PARAMETER));
     }
-    // Lock order for wait-all: by slot address. Duplicates are refused, as
-    // Windows refuses the same object twice in a wait-all.
-    let mut order = [0usize; MAXIMUM_WAIT_OBJECTS];
-    let order = &mut order[..n];
-    if all && n > 1 {
-        for (i, o) in order.iter_mut().enumerate() {
-            *o = i;
-        }
-        order.sort_unstable_by_key(|&i| objects[i].0 as *const Slot as usize);
-        if order
-            .windows(2)
-            .any(|w| std::ptr::eq(objects[w[0]].0, objects[w[1]].0))
-        {
-            return Err(Failed::Wait(ERROR_INVALID_PARAMETER));
-        }
-    }
-
     // `seen`: the values of the last sleep (pulses are detected against
     // them); `observed`: the values the last failed attempt decided on, the
     // only values it is safe to sleep on.
@@ -137,60 +273,61 @@ pub fn wait_after<E>(
         (1, Some(d)) => Patience::Until(d),
         _ => Patience::Brief,
     };
-    let attempt = |seen: &[u32], observed: &mut [u32], patience: Patience| {
-        if all && n > 1 {
-            attempt_all(objects, seen, observed, order, me, patience)
-        } else {
-            attempt_any(objects, seen, observed, me, patience)
-        }
-    };
-    if let Attempt::Done(done) = attempt(seen, observed, patience).map_err(Failed::Wait)? {
+    if let Attempt::Done(done) = attempts
+        .attempt(seen, observed, patience)
+        .map_err(Failed::Wait)?
+    {
         return Ok(done);
     }
     if deadline.is_some_and(|d| clock::now() >= d) {
+        attempts.unregister();
         return Ok(timed_out());
     }
 
     // Registered before the next attempt: a signaler that changes a value
     // after that attempt read it sees us and wakes us; one that changed it
     // before, the attempt saw.
-    let bell = if n > 1 && !has_waitv() {
-        shared_doorbell(objects)
-    } else {
-        None
-    };
-    let _registered = Registration::new(objects, bell);
-    // While a lock stays held: how long to sleep before looking again.
-    let mut poll_ns = 0u64;
-    loop {
-        // Read before the attempt: a signal the attempt misses rings it later.
-        let rung = bell.map(|b| lo(b.state.load(SeqCst)));
-        // Once a lock was found stuck, do not spin behind it again.
-        let now_patience = if poll_ns > 0 { Patience::Now } else { patience };
-        let busy = match attempt(seen, observed, now_patience).map_err(Failed::Wait)? {
-            Attempt::Done(done) => return Ok(done),
-            Attempt::NotYet => false,
-            Attempt::Busy => true,
-        };
-        let now = clock::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return Ok(timed_out());
+    attempts.register().map_err(Failed::Wait)?;
+    let bell = attempts.doorbell();
+    let result = (|| {
+        // While a lock stays held: how long to sleep before looking again.
+        let mut poll_ns = 0u64;
+        loop {
+            // Read before the attempt: a signal the attempt misses rings it later.
+            let rung = bell.map(|b| lo(b.state.load(SeqCst)));
+            // Once a lock was found stuck, do not spin behind it again.
+            let now_patience = if poll_ns > 0 { Patience::Now } else { patience };
+            let busy = match attempts.attempt(seen, observed, now_patience)? {
+                Attempt::Done(done) => return Ok(done),
+                Attempt::NotYet => false,
+                Attempt::Busy => true,
+            };
+            let now = clock::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(timed_out());
+            }
+            let wake_at = earliest_timer(objects)
+                .into_iter()
+                .chain(deadline)
+                .chain(recheck.map(|r| now.saturating_add(r)))
+                .min();
+            if busy {
+                // An unlock changes no futex word and wakes nobody: sleep as
+                // usual (a signal on any object still wakes at once), but look
+                // again after a while, longer each time the lock stays held.
+                poll_ns = (poll_ns * 2).clamp(MIN_POLL_NS, POLL_NS);
+                let look_again = now + poll_ns;
+                let until = wake_at.map_or(look_again, |w| w.min(look_again));
+                sleep(objects, observed, Some(until), bell.zip(rung))?;
+                continue; // pulses still count from before
+            }
+            poll_ns = 0;
+            sleep(objects, observed, wake_at, bell.zip(rung))?;
+            seen.copy_from_slice(observed);
         }
-        let wake_at = earliest_timer(objects).into_iter().chain(deadline).min();
-        if busy {
-            // An unlock changes no futex word and wakes nobody: sleep as
-            // usual (a signal on any object still wakes at once), but look
-            // again after a while, longer each time the lock stays held.
-            poll_ns = (poll_ns * 2).clamp(MIN_POLL_NS, POLL_NS);
-            let look_again = now + poll_ns;
-            let until = wake_at.map_or(look_again, |w| w.min(look_again));
-            sleep(objects, observed, Some(until), bell.zip(rung)).map_err(Failed::Wait)?;
-            continue; // pulses still count from before
-        }
-        poll_ns = 0;
-        sleep(objects, observed, wake_at, bell.zip(rung)).map_err(Failed::Wait)?;
-        seen.copy_from_slice(observed);
-    }
+    })();
+    attempts.unregister();
+    result.map_err(Failed::Wait)
 }
 
 /// The first pause of a wait that found a slot lock stuck (it doubles up to
@@ -198,7 +335,8 @@ pub fn wait_after<E>(
 const MIN_POLL_NS: u64 = 50_000;
 
 /// What one attempt at a wait found.
-enum Attempt {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
     Done(Waited),
     /// Nothing to take; `observed` holds what the decision was made on.
     NotYet,
@@ -276,7 +414,7 @@ fn attempt_all(
     objects: &[Object<'_>],
     seen: &[u32],
     observed: &mut [u32],
-    order: &[usize],
+    order: &[u8],
     me: &Actor,
     patience: Patience,
 ) -> Result<Attempt, Win32Error> {
@@ -300,19 +438,19 @@ fn attempt_all(
     for (locked, &i) in order.iter().enumerate() {
         // Spin (briefly) for the first lock only: never while holding others.
         let patience = if locked == 0 { patience } else { Patience::Now };
-        if !lock_within(objects[i].0, me, patience) {
+        if !lock_within(objects[i as usize].0, me, patience) {
             // Held by another thread for longer than an instant (a stopped
             // process): give back what was taken, so that nobody waits on
             // us meanwhile, and look again.
             for &j in order[..locked].iter().rev() {
-                unlock(objects[j].0);
+                unlock(objects[j as usize].0);
             }
             return Ok(Attempt::Busy);
         }
     }
     let result = take_all_locked(objects, seen, observed, me);
     for &i in order.iter().rev() {
-        unlock(objects[i].0);
+        unlock(objects[i as usize].0);
     }
     Ok(match result? {
         Some(done) => Attempt::Done(done),
@@ -388,33 +526,6 @@ fn earliest_timer(objects: &[Object<'_>]) -> Option<u64> {
         .map(|(slot, _)| slot.due.load(SeqCst))
         .filter(|&due| due != 0)
         .min()
-}
-
-/// Counts this thread as a waiter on each object (and on the doorbell, when
-/// it sleeps there) while it lives.
-struct Registration<'a, 'b>(&'a [Object<'b>], Option<&'static Slot>);
-
-impl<'a, 'b> Registration<'a, 'b> {
-    fn new(objects: &'a [Object<'b>], bell: Option<&'static Slot>) -> Self {
-        for (slot, _) in objects {
-            slot.waiters.fetch_add(1, SeqCst);
-        }
-        if let Some(bell) = bell {
-            bell.waiters.fetch_add(1, SeqCst);
-        }
-        Registration(objects, bell)
-    }
-}
-
-impl Drop for Registration<'_, '_> {
-    fn drop(&mut self) {
-        for (slot, _) in self.0 {
-            slot.waiters.fetch_sub(1, SeqCst);
-        }
-        if let Some(bell) = self.1 {
-            bell.waiters.fetch_sub(1, SeqCst);
-        }
-    }
 }
 
 /// The doorbell of the arena all `objects` live in (`None` if they live in
@@ -777,7 +888,7 @@ mod tests {
         // The pulse happens inside `before`, after the state was read: the
         // waiter counts as waiting already, so the pulse releases it.
         let done = wait_after(&[(&event, kind)], false, Some(0), &actor(0), || {
-            crate::ops::pulse_event(&event, true);
+            crate::ops::pulse_event(&event, true, Patience::Forever);
             Ok::<(), ()>(())
         })
         .unwrap();

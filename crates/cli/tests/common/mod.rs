@@ -81,34 +81,7 @@ impl TestBroker {
 
     /// Starts a script that will stop at `hold` until released.
     pub fn spawn(&self, script: &[&str]) -> ScriptChild {
-        let mut child = self
-            .script(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        // Read on a thread, so that waiting for a line can time out: a
-        // child stuck in a wait fails its test instead of hanging the run.
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (sender, results) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if let Some(result) = line.trim_end().strip_prefix("@@")
-                    && sender.send(result.to_owned()).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        ScriptChild {
-            child,
-            stdin,
-            results,
-            lines: Vec::new(),
-        }
+        spawn_script(&mut self.script(script))
     }
 
     /// Runs the `objmgr` command against this broker.
@@ -216,6 +189,38 @@ pub fn result_lines(out: &Output) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("@@"))
         .map(str::to_owned)
         .collect()
+}
+
+/// Starts a script command (see [`TestBroker::script`]) that will stop at
+/// `hold` until released.
+pub fn spawn_script(cmd: &mut Command) -> ScriptChild {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    // Read on a thread, so that waiting for a line can time out: a
+    // child stuck in a wait fails its test instead of hanging the run.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (sender, results) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if let Some(result) = line.trim_end().strip_prefix("@@")
+                && sender.send(result.to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    ScriptChild {
+        child,
+        stdin,
+        results,
+        lines: Vec::new(),
+    }
 }
 
 /// A running script child.

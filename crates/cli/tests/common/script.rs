@@ -30,6 +30,8 @@
 //! | `ns_close keep|destroy`                   | close the last namespace (`destroy`: `PRIVATE_NAMESPACE_FLAG_DESTROY`) |
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
+//! | `mutex_sd NAME SDDL` / `semaphore_sd NAME SDDL` | a mutex / a semaphore (count 0, maximum 10) with that descriptor |
+//! | `scribble`                                | try to write every 8 bytes of every sync arena mapped (via `/proc/self/mem`) and `mprotect` every page writable; prints how many arenas, bytes, and how many writes and mprotects succeeded |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
 //! | `open_event|open_mutex|open_semaphore|open_timer NAME [ACCESS]` | open (hex access) |
 //! | `set I` / `reset I` / `pulse I`           | event operations                             |
@@ -463,6 +465,46 @@ pub fn run_script(script: &str) {
                         )
                     )
                 }
+                "scribble" => {
+                    // Every route to changing sync state by writing memory:
+                    // every page of every sync arena this process maps,
+                    // made writable or written through /proc/self/mem.
+                    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                    let mem = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open("/proc/self/mem")
+                        .unwrap();
+                    let (mut arenas, mut bytes, mut writes, mut protects) = (0, 0, 0, 0);
+                    for line in maps.lines().filter(|l| l.contains("objmgr-sync-arena")) {
+                        let range = line.split_whitespace().next().unwrap();
+                        let (start, end) = range.split_once('-').unwrap();
+                        let start = usize::from_str_radix(start, 16).unwrap();
+                        let end = usize::from_str_radix(end, 16).unwrap();
+                        arenas += 1;
+                        bytes += end - start;
+                        for at in (start..end).step_by(8) {
+                            let poke =
+                                std::os::unix::fs::FileExt::write_at(&mem, &[0xFF; 8], at as u64);
+                            writes += u32::from(poke.is_ok());
+                        }
+                        for page in (start..end).step_by(4096) {
+                            // SAFETY: mprotect of a page this process maps;
+                            // nothing is written through it here.
+                            let protect = unsafe {
+                                rustix::mm::mprotect(
+                                    page as *mut _,
+                                    4096,
+                                    rustix::mm::MprotectFlags::READ
+                                        | rustix::mm::MprotectFlags::WRITE,
+                                )
+                            };
+                            protects += u32::from(protect.is_ok());
+                        }
+                    }
+                    format!(
+                        "scribble arenas={arenas} bytes={bytes} writes={writes} mprotects={protects}"
+                    )
+                }
                 "reopen_rw" => {
                     // The attacker's route around a read-only fd: open it
                     // afresh, writable, through /proc, then map it shared.
@@ -576,7 +618,7 @@ pub fn run_script(script: &str) {
                     )?;
                     format!("sd {}", sd.to_sddl())
                 }
-                "create_sd" | "event_sd" => {
+                "create_sd" | "event_sd" | "mutex_sd" | "semaphore_sd" => {
                     // The descriptor is the rest of the line (SDDL has no spaces).
                     let sd = objmgr_proto::security::SecurityDescriptor::from_sddl(
                         &words[2..].join(" "),
@@ -596,14 +638,16 @@ pub fn run_script(script: &str) {
                             security: Some(sd),
                             ..CreateOptions::default()
                         };
-                        let event = Event::create_with(
-                            name(words[1]).as_deref(),
-                            Reset::Manual,
-                            false,
-                            &options,
-                        )?;
-                        objs.push(Obj::Event(event));
-                        format!("event existed={}", objs.last().unwrap().existed() as u8)
+                        let n = name(words[1]);
+                        let n = n.as_deref();
+                        objs.push(match words[0] {
+                            "event_sd" => {
+                                Obj::Event(Event::create_with(n, Reset::Manual, false, &options)?)
+                            }
+                            "mutex_sd" => Obj::Mutex(Mutex::create_with(n, false, &options)?),
+                            _ => Obj::Semaphore(Semaphore::create_with(n, 0, 10, &options)?),
+                        });
+                        format!("created existed={}", objs.last().unwrap().existed() as u8)
                     }
                 }
                 "event" => {
