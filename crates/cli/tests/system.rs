@@ -69,6 +69,18 @@ impl SystemBroker {
         result_lines(&output_or_hang(&mut self.script(uid, script), "a client"))
     }
 
+    /// What `objmgr stat NAME` says (as root) on this broker.
+    fn stat(&self, name: &str) -> String {
+        let out = output_or_hang(
+            Command::new(env!("CARGO_BIN_EXE_objmgr"))
+                .args(["stat", name])
+                .env_remove("OBJMGR_SOCKET")
+                .env("OBJMGR_SYSTEM_SOCKET", &self.socket),
+            "objmgr stat",
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A script that stops at each `hold` until released.
     fn spawn(&self, uid: Option<u32>, script: &[&str]) -> ScriptChild {
         common::spawn_script(&mut self.script(uid, script))
@@ -264,6 +276,94 @@ fn other_users_wait_on_shared_sync_objects_but_change_them_only_as_their_handles
         lines[lines.len() - 2..],
         ["wait abandoned 0", "released previous=1"]
     );
+}
+
+#[test]
+fn timers_across_users_and_waiters_that_die_or_are_moved_away() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let a = unused_id(16);
+    let mut service = broker.spawn(
+        None,
+        &[
+            "timer_sd Global\\\\tick D:(A;;GA;;;WD)",
+            "event_sd Global\\\\bell D:(A;;0x100000;;;WD)(A;;GA;;;SY)",
+            "hold",
+            "twait 1 30000",
+        ],
+    );
+    service.wait_for("holding");
+    // Another user arms the timer (through the broker) and waits for it.
+    let lines = broker.run(
+        Some(a),
+        &[
+            "open_timer Global\\\\tick",
+            "settimer 0 -500000 0",
+            "wait 0 5000",
+            "wait 0 0",
+            "settimer 0 -100000000 0",
+            "cancel 0",
+            "wait 0 300",
+        ],
+    );
+    assert_eq!(
+        lines,
+        [
+            "opened",
+            "settimer",
+            "wait object 0",
+            "wait timeout",
+            "settimer",
+            "cancel",
+            "wait timeout"
+        ]
+    );
+    // A waiter of another user is counted while it waits, and no longer
+    // once it is killed.
+    let mut waiter = broker.spawn(
+        Some(a),
+        &["open_event Global\\\\bell 100000", "hold", "wait 0 inf"],
+    );
+    waiter.wait_for("holding");
+    waiter.release();
+    let waiters = |expected: &str| {
+        let shows = || {
+            broker
+                .stat("Global\\bell")
+                .lines()
+                .any(|l| l.split_whitespace().eq(["waiters:", expected]))
+        };
+        for _ in 0..100 {
+            if shows() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("waiters {expected}: {}", broker.stat("Global\\bell"));
+    };
+    waiters("1");
+    waiter.kill9();
+    waiters("0");
+    // A user who may only wait moves the service's sleeping thread off the
+    // event's futex word (FUTEX_CMP_REQUEUE needs only read access); the
+    // service still sees the signal, not its 30 s timeout.
+    service.release();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let attack = broker.run(
+        Some(a),
+        &["open_event Global\\\\bell 100000", "requeue 1000"],
+    );
+    assert_eq!(attack, ["opened", "requeue moved=1"]);
+    assert_eq!(
+        broker.run(None, &["open_event Global\\\\bell", "set 0"]),
+        ["opened", "set"]
+    );
+    let woke = service.wait_for("wait");
+    assert!(woke.starts_with("wait object 0 after="), "{woke}");
+    let after: u64 = woke.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(after < 20_000, "{woke}");
 }
 
 #[test]

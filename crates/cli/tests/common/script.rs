@@ -30,7 +30,8 @@
 //! | `ns_close keep|destroy`                   | close the last namespace (`destroy`: `PRIVATE_NAMESPACE_FLAG_DESTROY`) |
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
-//! | `mutex_sd NAME SDDL` / `semaphore_sd NAME SDDL` | a mutex / a semaphore (count 0, maximum 10) with that descriptor |
+//! | `mutex_sd NAME SDDL` / `semaphore_sd NAME SDDL` / `timer_sd NAME SDDL` | a mutex / a semaphore (count 0, maximum 10) / an auto-reset timer with that descriptor |
+//! | `requeue MS`                              | for MS ms, `FUTEX_CMP_REQUEUE` every sleeper on each shared object mapped onto a word of our own; prints `requeue moved=1` if any was moved |
 //! | `scribble`                                | try to write every 8 bytes of every sync arena mapped (via `/proc/self/mem`) and `mprotect` every page writable; prints how many arenas, bytes, and how many writes and mprotects succeeded |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
 //! | `open_event|open_mutex|open_semaphore|open_timer NAME [ACCESS]` | open (hex access) |
@@ -505,6 +506,40 @@ pub fn run_script(script: &str) {
                         "scribble arenas={arenas} bytes={bytes} writes={writes} mprotects={protects}"
                     )
                 }
+                "requeue" => {
+                    // An attacker that may only wait: move every thread
+                    // sleeping on a shared object it maps (a solo arena's
+                    // object, slot 1) onto a futex word of its own, for MS ms.
+                    let until = std::time::Instant::now()
+                        + Duration::from_millis(words[1].parse().unwrap());
+                    let decoy = std::sync::atomic::AtomicU32::new(0);
+                    let mut moved = 0;
+                    while std::time::Instant::now() < until {
+                        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                        for line in maps.lines().filter(|l| l.contains("objmgr-sync-arena")) {
+                            let start = line.split('-').next().unwrap();
+                            let start = usize::from_str_radix(start, 16).unwrap();
+                            // SAFETY: slot 1's state word of a page this
+                            // process maps (read-only) for as long as the
+                            // script holds the handle; only read here and
+                            // handed to the kernel as a futex address.
+                            let word =
+                                unsafe { &*((start + 64) as *const std::sync::atomic::AtomicU32) };
+                            let value = word.load(Ordering::SeqCst);
+                            moved += rustix::thread::futex::cmp_requeue(
+                                word,
+                                rustix::thread::futex::Flags::empty(),
+                                0,
+                                i32::MAX as u32,
+                                &decoy,
+                                value,
+                            )
+                            .unwrap_or(0);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    format!("requeue moved={}", moved.min(1))
+                }
                 "reopen_rw" => {
                     // The attacker's route around a read-only fd: open it
                     // afresh, writable, through /proc, then map it shared.
@@ -618,7 +653,7 @@ pub fn run_script(script: &str) {
                     )?;
                     format!("sd {}", sd.to_sddl())
                 }
-                "create_sd" | "event_sd" | "mutex_sd" | "semaphore_sd" => {
+                "create_sd" | "event_sd" | "mutex_sd" | "semaphore_sd" | "timer_sd" => {
                     // The descriptor is the rest of the line (SDDL has no spaces).
                     let sd = objmgr_proto::security::SecurityDescriptor::from_sddl(
                         &words[2..].join(" "),
@@ -645,6 +680,9 @@ pub fn run_script(script: &str) {
                                 Obj::Event(Event::create_with(n, Reset::Manual, false, &options)?)
                             }
                             "mutex_sd" => Obj::Mutex(Mutex::create_with(n, false, &options)?),
+                            "timer_sd" => {
+                                Obj::Timer(WaitableTimer::create_with(n, Reset::Auto, &options)?)
+                            }
                             _ => Obj::Semaphore(Semaphore::create_with(n, 0, 10, &options)?),
                         });
                         format!("created existed={}", objs.last().unwrap().existed() as u8)
