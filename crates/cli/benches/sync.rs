@@ -5,7 +5,9 @@
 //! on small VMs and would swamp the difference being measured); set
 //! `BENCH_UNPINNED=1` to let the scheduler place them. `BENCH_QUICK=1`
 //! shrinks everything for a smoke run; `BENCH_ONLY=mutex,c_mutex,semaphore,
-//! event,wait_any,ping_pong,many_events` runs only the named cases.
+//! event,wait_any,ping_pong,cross_user,many_events` runs only the named
+//! cases. `cross_user` needs root: it runs a system broker of its own and a
+//! process of another uid.
 
 use objmgr::{Event, MapAccess, Mutex, Reset, Section, Semaphore, View, Waitable};
 use rustix::thread::futex;
@@ -93,7 +95,116 @@ fn pong_child(role: &str, rounds: u32) {
                 let _ = futex::wake(pong, futex::Flags::empty(), 1);
             }
         }
+        "cross-owner" => cross_user_owner(rounds),
+        "cross-user" => cross_user_side("remote", rounds),
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Objects a service shares with every user on the system broker.
+const CROSS_EVENT: &str = "Global\\bench-cross-event";
+const CROSS_MUTEX: &str = "Global\\bench-cross-mutex";
+const CROSS_SEM: &str = "Global\\bench-cross-semaphore";
+
+/// The service's side (root, in the objects' domain): creates them, times
+/// its own fast path on them, then starts a process of another user that
+/// times the same operations, which go through the broker.
+fn cross_user_owner(rounds: u32) {
+    use std::os::unix::process::CommandExt;
+    let everyone = objmgr::security::SecurityDescriptor::from_sddl("D:(A;;GA;;;WD)").unwrap();
+    let options = objmgr::CreateOptions {
+        security: Some(everyone),
+        ..Default::default()
+    };
+    let _event = Event::create_with(Some(CROSS_EVENT), Reset::Auto, false, &options).unwrap();
+    let _mutex = Mutex::create_with(Some(CROSS_MUTEX), false, &options).unwrap();
+    let _sem = Semaphore::create_with(Some(CROSS_SEM), 0, 1, &options).unwrap();
+    cross_user_side("same", rounds);
+    // A uid no account uses (and its gid; std drops supplementary groups).
+    let other = 3_900_000 + std::process::id() % 100_000;
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE_ENV, "cross-user")
+        .env(ROUNDS_ENV, rounds.to_string())
+        .uid(other)
+        .gid(other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Times the shared objects' operations in this process and prints them as
+/// `cross SIDE CASE NANOSECONDS` lines.
+fn cross_user_side(side: &str, rounds: u32) {
+    let event = Event::open(CROSS_EVENT).unwrap();
+    let mutex = Mutex::open(CROSS_MUTEX).unwrap();
+    let sem = Semaphore::open(CROSS_SEM).unwrap();
+    let cases: [(&str, &dyn Fn()); 3] = [
+        ("mutex", &|| drop(black_box(mutex.lock().unwrap()))),
+        ("semaphore", &|| {
+            sem.release(1).unwrap();
+            black_box(sem.wait(None).unwrap());
+        }),
+        ("event", &|| {
+            event.set().unwrap();
+            black_box(event.wait(None).unwrap());
+        }),
+    ];
+    for (case, op) in cases {
+        let t = measure(3, rounds as usize, |_| op());
+        println!("cross {side} {case} {}", t.as_nanos());
+    }
+}
+
+/// Runs the cross-user case on a system broker of its own (needs root, to
+/// act as another user) and reports the slow path against the fast path.
+fn cross_user(rounds: u32) {
+    let dir = std::env::temp_dir().join(format!("omtest-bench-system-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("system.sock");
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+        .args(["--system", "--idle-timeout", "never", "--socket"])
+        .arg(&socket)
+        .env("OBJMGR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start objmgrd --system");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(broker.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE_ENV, "cross-owner")
+        .env(ROUNDS_ENV, rounds.to_string())
+        .env_remove("OBJMGR_SOCKET")
+        .env("OBJMGR_SYSTEM_SOCKET", &socket)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "the cross-user run failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let time = |side: &str, case: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("cross {side} {case} ")))
+            .and_then(|ns| ns.trim().parse().ok())
+            .map(Duration::from_nanos)
+            .unwrap_or_else(|| panic!("no {side} {case} figure in {text}"))
+    };
+    for (case, what) in [
+        ("mutex", "acquire+release"),
+        ("semaphore", "release+wait"),
+        ("event", "set+wait"),
+    ] {
+        report(
+            &format!("another user's {case} {what} (vs the owner's)"),
+            time("remote", case),
+            time("same", case),
+            "- (two broker round trips)",
+        );
     }
 }
 
@@ -345,6 +456,19 @@ fn main() {
             ours[ours.len() / 2],
             "<= 1.1x",
         );
+    }
+
+    // 7. Objects shared between users (system broker): the slow path of
+    // another user's process next to the owner's fast path.
+    if wanted("cross_user") {
+        if rustix::process::getuid().is_root() {
+            cross_user(if quick { 2_000 } else { 20_000 });
+        } else {
+            println!(
+                "{:<58} skipped (needs root to act as another user)",
+                "cross-user"
+            );
+        }
     }
 
     // 6. A process holding 100,000 events: descriptors, mappings, memory.

@@ -13,12 +13,11 @@
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-use objmgr_sync::Arena;
 use objmgr_sync::ops::{self, Actor, Token};
 
 use crate::connection;
 use crate::error::{ERROR_NO_SYSTEM_RESOURCES, Error, Result};
-use crate::sync::ArenaRef;
+use crate::sync::SlotRef;
 
 /// Thread numbers of the current epoch: the free list and the next new one.
 struct ThreadNumbers {
@@ -55,19 +54,13 @@ pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// A mutex a thread owns: the arena it lives in (kept mapped while owned)
-/// and its slot.
-struct Owned {
-    arena: ArenaRef,
-    slot: u32,
-}
 
 struct ThreadState {
     /// The connection generation the token belongs to.
     epoch: u64,
     actor: Actor,
     /// Mutexes it owns whose state this process may write.
-    owned: Vec<Owned>,
+    owned: Vec<SlotRef>,
     /// How many mutexes of other users' domains it owns (the broker
     /// abandons them when the thread exits).
     owned_remotely: u32,
@@ -79,9 +72,7 @@ impl Drop for ThreadState {
             return; // Of an older session (or the parent's): nothing to clean.
         }
         for owned in self.owned.drain(..) {
-            if let Some(slot) = owned.arena.slot(owned.slot) {
-                ops::abandon_mutex(slot, self.actor.token);
-            }
+            ops::abandon_mutex(owned.get(), self.actor.token);
         }
         if self.owned_remotely > 0 {
             crate::remote_sync::abandon_thread(&self.actor);
@@ -173,30 +164,28 @@ impl Thread<'_> {
         &self.0.actor
     }
 
-    /// Records that this thread now owns the mutex in `slot` of `arena`.
-    pub(crate) fn owns(&mut self, arena: &ArenaRef, slot: u32) {
-        if !arena.writable() {
+    /// Records that this thread now owns the mutex in `slot` (kept mapped
+    /// while owned).
+    pub(crate) fn owns(&mut self, slot: &SlotRef) {
+        if slot.writable() {
+            self.0.owned.push(slot.clone());
+        } else {
             self.0.owned_remotely += 1;
-            return;
         }
-        self.0.owned.push(Owned {
-            arena: arena.clone(),
-            slot,
-        });
     }
 
     /// Records that this thread released the mutex in `slot` for good.
-    pub(crate) fn disowns(&mut self, arena: &ArenaRef, slot: u32) {
-        if !arena.writable() {
+    pub(crate) fn disowns(&mut self, slot: &SlotRef) {
+        if !slot.writable() {
             self.0.owned_remotely = self.0.owned_remotely.saturating_sub(1);
             return;
         }
-        let arena: &Arena = arena;
+        let released = slot.get();
         if let Some(pos) = self
             .0
             .owned
             .iter()
-            .rposition(|o| std::ptr::eq::<Arena>(&*o.arena, arena) && o.slot == slot)
+            .rposition(|o| std::ptr::eq(o.get(), released))
         {
             self.0.owned.swap_remove(pos);
         }

@@ -79,31 +79,47 @@ pub(crate) fn lock_arenas_for_fork() -> Box<dyn std::any::Any> {
     ))
 }
 
-/// An arena a handle's state lives in.
+/// Where a handle's state lives: a slot of a domain arena (mapped for the
+/// rest of the process, so the reference is `'static`: the fast path reads
+/// it with no indirection), or the slot of a solo arena, kept mapped while
+/// this (or a clone, for an owned mutex) lives.
 #[derive(Clone, Debug)]
-pub(crate) enum ArenaRef {
-    /// A security domain's, mapped for the rest of the process.
-    Domain(&'static Arena),
-    /// A solo arena, mapped while a handle (or an owned mutex) uses it.
-    Solo(Arc<Arena>),
+pub(crate) enum SlotRef {
+    Domain(&'static Slot),
+    Solo(Arc<Arena>, u32),
 }
 
-impl std::ops::Deref for ArenaRef {
-    type Target = Arena;
-
-    fn deref(&self) -> &Arena {
+impl SlotRef {
+    #[inline]
+    pub(crate) fn get(&self) -> &Slot {
         match self {
-            ArenaRef::Domain(arena) => arena,
-            ArenaRef::Solo(arena) => arena,
+            SlotRef::Domain(slot) => slot,
+            SlotRef::Solo(arena, index) => arena.slot(*index).expect("checked when mapped"),
+        }
+    }
+
+    /// Whether this process may write the state (domain arenas always).
+    #[inline]
+    pub(crate) fn writable(&self) -> bool {
+        match self {
+            SlotRef::Domain(_) => true,
+            SlotRef::Solo(arena, _) => arena.writable(),
         }
     }
 }
 
-fn arena(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<ArenaRef> {
+/// The slot a grant names, in its arena (mapped if not yet).
+fn slot_of(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<SlotRef> {
     let missing = || {
         Error::new(
             ERROR_INVALID_DATA,
             "the broker did not send the sync arena this object lives in",
+        )
+    };
+    let outside = || {
+        Error::new(
+            ERROR_INVALID_DATA,
+            "the broker sent a slot outside the arena",
         )
     };
     let map = |fd: &OwnedFd| {
@@ -117,25 +133,32 @@ fn arena(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<ArenaRef> {
     if grant.arena_slots == SOLO_SLOTS {
         let mut solo = SOLO_ARENAS.lock().unwrap_or_else(|p| p.into_inner());
         solo.retain(|(_, arena)| arena.strong_count() > 0);
-        if let Some(arena) = solo
+        let known = solo
             .iter()
             .find(|(known, _)| *known == grant.arena_id)
-            .and_then(|(_, arena)| arena.upgrade())
-        {
-            return Ok(ArenaRef::Solo(arena));
-        }
-        let arena = Arc::new(map(&fd.ok_or_else(missing)?)?);
-        solo.push((grant.arena_id, Arc::downgrade(&arena)));
-        return Ok(ArenaRef::Solo(arena));
+            .and_then(|(_, arena)| arena.upgrade());
+        let arena = match known {
+            Some(arena) => arena,
+            None => {
+                let arena = Arc::new(map(&fd.ok_or_else(missing)?)?);
+                solo.push((grant.arena_id, Arc::downgrade(&arena)));
+                arena
+            }
+        };
+        arena.slot(grant.slot).ok_or_else(outside)?;
+        return Ok(SlotRef::Solo(arena, grant.slot));
     }
     let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&(_, arena)) = arenas.iter().find(|(known, _)| *known == grant.arena_id) {
-        return Ok(ArenaRef::Domain(arena));
-    }
-    let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
-    arena.serve_as_doorbell();
-    arenas.push((grant.arena_id, arena));
-    Ok(ArenaRef::Domain(arena))
+    let arena = match arenas.iter().find(|(known, _)| *known == grant.arena_id) {
+        Some(&(_, arena)) => arena,
+        None => {
+            let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
+            arena.serve_as_doorbell();
+            arenas.push((grant.arena_id, arena));
+            arena
+        }
+    };
+    arena.slot(grant.slot).map(SlotRef::Domain).ok_or_else(outside)
 }
 
 /// What the creator of an object can choose beyond its type's arguments.
@@ -174,7 +197,7 @@ impl SyncObject {
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {
-            owner::with_thread(|thread| thread.owns(&object.arena, object.slot))?;
+            owner::with_thread(|thread| thread.owns(&object.state))?;
         }
         Ok(object)
     }
@@ -225,43 +248,40 @@ impl SyncObject {
                 format!("{}: the handle is a {}", what(), kind.object_type()),
             ));
         }
-        let arena = arena(&grant, fd).map_err(|e| e.within(&what()))?;
-        arena
-            .slot(grant.slot)
-            .ok_or_else(|| bad("the broker sent a slot outside the arena"))?;
+        let state = slot_of(&grant, fd).map_err(|e| e.within(&what()))?;
         Ok(SyncObject {
             handle: grant.handle,
             generation,
             access: AccessMask(grant.access),
             kind,
-            arena,
-            slot: grant.slot,
+            state,
             existed: grant.existed,
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
+    #[inline]
     pub(crate) fn slot(&self) -> &Slot {
-        self.arena
-            .slot(self.slot)
-            .expect("checked when the handle was granted")
+        self.state.get()
     }
 
     /// Whether this process maps the state read-only (another user's
     /// object): the broker changes it on the caller's behalf.
+    #[inline]
     pub(crate) fn is_remote(&self) -> bool {
-        !self.arena.writable()
+        !self.state.writable()
     }
 
     /// Whether the state is a page other users may map too.
     fn is_shared(&self) -> bool {
-        matches!(self.arena, ArenaRef::Solo(_))
+        matches!(self.state, SlotRef::Solo(..))
     }
 
     /// The object's state, for an operation that needs `rights`. Fails with
     /// `ERROR_INVALID_HANDLE` for a handle of a broker session that is gone
     /// (or of the parent, in a forked child), and with `ERROR_ACCESS_DENIED`
     /// unless the handle has `rights`.
+    #[inline]
     pub(crate) fn require(&self, rights: u32, what: &str) -> Result<&Slot> {
         if self.generation != connection::current_generation() {
             Err(Error::new(
@@ -323,8 +343,7 @@ pub(crate) mod sealed {
         pub(crate) generation: u64,
         pub(crate) access: AccessMask,
         pub(crate) kind: Kind,
-        pub(crate) arena: super::ArenaRef,
-        pub(crate) slot: u32,
+        pub(crate) state: super::SlotRef,
         pub(crate) existed: bool,
         pub(crate) closed: std::sync::atomic::AtomicBool,
     }
@@ -379,7 +398,7 @@ fn wait_on(
             for (i, object) in objects.iter().enumerate() {
                 if new_owner_mask & (1 << i) != 0 {
                     let object = object.sync_object();
-                    thread.owns(&object.arena, object.slot);
+                    thread.owns(&object.state);
                 }
             }
         })?;
@@ -395,28 +414,39 @@ static UNUSED: Slot = Slot::new();
 pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
     let sync = object.sync_object();
     let slot = sync.require(SYNCHRONIZE, "wait")?;
-    if sync.is_remote() {
-        return wait_on(&[object], false, timeout, |_| Ok(()));
-    }
-    let taken = owner::with_thread(|thread| {
-        // Behind a lock that stays held (a stopped process), give up soon
-        // and let the full wait below keep the timeout.
-        let taken = ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
-        if taken.is_some_and(|t| t.new_owner) {
-            thread.owns(&sync.arena, sync.slot);
+    // Another user's object: only the broker may take it for us.
+    if !sync.is_remote() {
+        let taken = owner::with_thread(|thread| {
+            // Behind a lock that stays held (a stopped process), give up
+            // soon and let the full wait below keep the timeout.
+            let taken =
+                ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
+            if taken.is_some_and(|t| t.new_owner) {
+                thread.owns(&sync.state);
+            }
+            Ok::<_, Win32Error>(taken)
+        })?
+        .map_err(|code| Error::new(code, "wait"))?;
+        match taken {
+            Some(taken) => {
+                return Ok(match taken.acquired {
+                    ops::Acquired::Signaled => WaitOutcome::Object(0),
+                    ops::Acquired::Abandoned => WaitOutcome::Abandoned(0),
+                });
+            }
+            // A poll has looked already.
+            None if timeout == Some(Duration::ZERO) => return Ok(WaitOutcome::Timeout),
+            None => {}
         }
-        Ok::<_, Win32Error>(taken)
-    })?
-    .map_err(|code| Error::new(code, "wait"))?;
-    match taken {
-        Some(taken) => Ok(match taken.acquired {
-            ops::Acquired::Signaled => WaitOutcome::Object(0),
-            ops::Acquired::Abandoned => WaitOutcome::Abandoned(0),
-        }),
-        // A poll has looked already.
-        None if timeout == Some(Duration::ZERO) => Ok(WaitOutcome::Timeout),
-        None => wait_on(&[object], false, timeout, |_| Ok(())),
     }
+    wait_one_slowly(object, timeout)
+}
+
+/// The rest of [`wait_one`]: kept out of line, so that the fast path does
+/// not pay for the full wait's stack frame.
+#[inline(never)]
+fn wait_one_slowly(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
+    wait_on(&[object], false, timeout, |_| Ok(()))
 }
 
 /// Waits until `object` is signaled and takes it (`WaitForSingleObject` on
@@ -485,14 +515,14 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
         let released = remote_sync::change(object, &me, RemoteOp::ReleaseMutex, &[], (0, 0))
             .map_err(|e| not_owner(e.code()))?;
         if released != 0 {
-            owner::with_thread(|thread| thread.disowns(&object.arena, object.slot))?;
+            owner::with_thread(|thread| thread.disowns(&object.state))?;
         }
         return Ok(());
     }
     owner::with_thread(|thread| {
         let released = ops::release_mutex(slot, thread.actor())?;
         if released {
-            thread.disowns(&object.arena, object.slot);
+            thread.disowns(&object.state);
         }
         Ok(())
     })?
@@ -500,6 +530,7 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
 }
 
 /// `SetEvent`.
+#[inline]
 fn set_event(object: &SyncObject, manual_reset: bool, what: &str) -> Result<()> {
     object.change(
         EVENT_MODIFY_STATE,
@@ -516,6 +547,7 @@ fn set_event(object: &SyncObject, manual_reset: bool, what: &str) -> Result<()> 
 }
 
 /// `ReleaseSemaphore`: the previous count.
+#[inline]
 fn release_semaphore(object: &SyncObject, count: u32, what: &str) -> Result<u32> {
     let op = RemoteOp::ReleaseSemaphore;
     object.change(SEMAPHORE_MODIFY_STATE, what, op, &[count], (0, 0), |slot| {
@@ -527,6 +559,7 @@ impl SyncObject {
     /// Changes the object's state with `local`, or, for another user's object, has the broker do
     /// `op` for the caller. Needs `rights` either way (the broker checks
     /// them again). Returns the operation's value.
+    #[inline]
     fn change(
         &self,
         rights: u32,
@@ -753,6 +786,7 @@ impl Event {
     }
 
     /// `SetEvent`.
+    #[inline]
     pub fn set(&self) -> Result<()> {
         set_event(&self.object, self.manual_reset(), "SetEvent")
     }
@@ -807,12 +841,15 @@ impl Semaphore {
 
     /// `ReleaseSemaphore`: adds `count` and returns the previous count. Past
     /// the maximum it fails with `ERROR_TOO_MANY_POSTS` and changes nothing.
+    #[inline]
     pub fn release(&self, count: u32) -> Result<u32> {
-        let what = format!(
-            "releasing semaphore handle {:#x} by {count}",
-            self.object.handle.0
-        );
-        release_semaphore(&self.object, count, &what)
+        release_semaphore(&self.object, count, "ReleaseSemaphore").map_err(|e| {
+            let what = format!(
+                "releasing semaphore handle {:#x} by {count}",
+                self.object.handle.0
+            );
+            e.within(&what)
+        })
     }
 }
 
