@@ -367,6 +367,46 @@ fn timers_across_users_and_waiters_that_die_or_are_moved_away() {
 }
 
 #[test]
+fn shared_state_a_service_corrupts_or_overuses_harms_only_its_own_objects() {
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let a = unused_id(17);
+    // The service writes nonsense into its own timer's page; another user
+    // waits on it through the broker, which must neither hang nor fail.
+    let mut service = broker.spawn(
+        None,
+        &[
+            "timer_sd Global\\\\odd D:(A;;GA;;;WD)",
+            "corrupt_timer",
+            "hold",
+        ],
+    );
+    service.wait_for("holding");
+    let lines = broker.run(
+        Some(a),
+        &["open_timer Global\\\\odd", "wait 0 2000", "wait 0 0"],
+    );
+    assert_eq!(lines, ["opened", "wait object 0", "wait timeout"]);
+    assert!(broker.stat("Global\\odd").contains("not armed"));
+    // Each shared object costs the broker a page, a mapping and a
+    // descriptor: a user gets only so many.
+    let lines = broker.run(
+        Some(a),
+        &[
+            &format!("ns_create many priv S-1-22-1-{a}"),
+            "shared_events priv 5000",
+        ],
+    );
+    assert_eq!(
+        lines[1], "shared_events made=4096 refused=1450",
+        "{lines:?}"
+    );
+    drop(service);
+}
+
+#[test]
 fn a_process_never_gets_another_users_own_sync_objects() {
     if !is_root() {
         return;

@@ -54,16 +54,15 @@ pub(crate) fn lock_numbers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(NUMBERS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-
 struct ThreadState {
     /// The connection generation the token belongs to.
     epoch: u64,
     actor: Actor,
     /// Mutexes it owns whose state this process may write.
     owned: Vec<SlotRef>,
-    /// How many mutexes of other users' domains it owns (the broker
-    /// abandons them when the thread exits).
-    owned_remotely: u32,
+    /// Whether it waited on objects of other users' domains (the broker
+    /// abandons the mutexes it took for it when the thread exits).
+    used_remote: bool,
 }
 
 impl Drop for ThreadState {
@@ -74,7 +73,7 @@ impl Drop for ThreadState {
         for owned in self.owned.drain(..) {
             ops::abandon_mutex(owned.get(), self.actor.token);
         }
-        if self.owned_remotely > 0 {
+        if self.used_remote {
             crate::remote_sync::abandon_thread(&self.actor);
         }
         let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,7 +125,7 @@ fn new_thread_state() -> Result<ThreadState> {
             tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
         },
         owned: Vec::new(),
-        owned_remotely: 0,
+        used_remote: false,
     })
 }
 
@@ -167,17 +166,20 @@ impl Thread<'_> {
     /// Records that this thread now owns the mutex in `slot` (kept mapped
     /// while owned).
     pub(crate) fn owns(&mut self, slot: &SlotRef) {
+        // The broker keeps track of what it took for the thread.
         if slot.writable() {
             self.0.owned.push(slot.clone());
-        } else {
-            self.0.owned_remotely += 1;
         }
+    }
+
+    /// Records that this thread is about to wait through the broker.
+    pub(crate) fn uses_remote(&mut self) {
+        self.0.used_remote = true;
     }
 
     /// Records that this thread released the mutex in `slot` for good.
     pub(crate) fn disowns(&mut self, slot: &SlotRef) {
         if !slot.writable() {
-            self.0.owned_remotely = self.0.owned_remotely.saturating_sub(1);
             return;
         }
         let released = slot.get();

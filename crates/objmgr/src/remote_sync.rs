@@ -9,7 +9,7 @@
 use objmgr_proto::error::{ERROR_INVALID_DATA, Win32Error};
 use objmgr_proto::wire::{Handle, RemoteOp, RemoteOutcome, RemoteReply, Reply, Request};
 use objmgr_sync::WaitOutcome;
-use objmgr_sync::ops::{Actor, Patience, Token};
+use objmgr_sync::ops::{Actor, Patience};
 use objmgr_sync::wait::{Attempt, Attempts, Waited};
 
 use crate::connection::call;
@@ -26,14 +26,16 @@ pub(crate) const RECHECK_NS: u64 = 100_000_000;
 fn call_remote(
     me: &Actor,
     op: RemoteOp,
+    register: bool,
     handles: &[Handle],
     values: &[u32],
     (due, period): (u64, u64),
 ) -> Result<RemoteReply> {
     let request = Request::SyncRemote {
         op,
-        thread: me.token.raw() & (Token::MAX_THREADS - 1),
+        token: me.token.raw(),
         tid: me.tid,
+        register,
         handles: handles.to_vec(),
         values: values.to_vec(),
         due,
@@ -61,7 +63,7 @@ pub(crate) fn change(
 ) -> Result<u32> {
     let mut pause = std::time::Duration::from_micros(50);
     loop {
-        let reply = call_remote(me, op, &[object.handle], values, timer)?;
+        let reply = call_remote(me, op, false, &[object.handle], values, timer)?;
         if reply.outcome != RemoteOutcome::Busy {
             return Ok(reply.value);
         }
@@ -73,16 +75,20 @@ pub(crate) fn change(
 /// The thread `me` exits: the broker abandons the mutexes of other users'
 /// domains it owns.
 pub(crate) fn abandon_thread(me: &Actor) {
-    let _ = call_remote(me, RemoteOp::AbandonThread, &[], &[], (0, 0));
+    // (A thread of an earlier broker session is refused: its token's tag
+    // is not this connection's.)
+    let _ = call_remote(me, RemoteOp::AbandonThread, false, &[], &[], (0, 0));
 }
 
 /// A wait whose attempts the broker makes: it takes for the thread what can
-/// be taken, and otherwise keeps the thread counted as a waiter on the
-/// objects (so that their signalers wake it) until the wait ends.
+/// be taken; once the thread is about to sleep, it counts it as a waiter on
+/// the objects (so that their signalers wake it) until the wait ends.
 pub(crate) struct RemoteWait<'a> {
     handles: &'a [Handle],
     all: bool,
     me: &'a Actor,
+    /// Attempts ask the broker to count this thread as a waiter.
+    register: bool,
     /// The broker counts this thread as a waiter.
     registered: bool,
 }
@@ -93,6 +99,7 @@ impl<'a> RemoteWait<'a> {
             handles,
             all,
             me,
+            register: false,
             registered: false,
         }
     }
@@ -110,7 +117,11 @@ impl Attempts for RemoteWait<'_> {
         } else {
             RemoteOp::WaitAny
         };
-        let reply = call_remote(self.me, op, self.handles, seen, (0, 0)).map_err(|e| e.code())?;
+        // The broker keeps the values the thread sleeps on (pulses count
+        // from them), so `seen` is not sent.
+        let _ = seen;
+        let reply = call_remote(self.me, op, self.register, self.handles, &[], (0, 0))
+            .map_err(|e| e.code())?;
         let waited = |outcome| {
             Attempt::Done(Waited {
                 outcome,
@@ -130,7 +141,7 @@ impl Attempts for RemoteWait<'_> {
             RemoteOutcome::NotYet | RemoteOutcome::Busy
                 if reply.observed.len() == observed.len() =>
             {
-                self.registered = true;
+                self.registered |= self.register;
                 observed.copy_from_slice(&reply.observed);
                 if reply.outcome == RemoteOutcome::Busy {
                     Attempt::Busy
@@ -143,13 +154,20 @@ impl Attempts for RemoteWait<'_> {
     }
 
     fn register(&mut self) -> std::result::Result<(), Win32Error> {
-        Ok(()) // the failed attempt did
+        // The next attempt registers, before it looks.
+        self.register = true;
+        Ok(())
     }
 
     fn unregister(&mut self) {
+        self.register = false;
         if std::mem::take(&mut self.registered) {
-            let _ = call_remote(self.me, RemoteOp::WaitEnd, &[], &[], (0, 0));
+            let _ = call_remote(self.me, RemoteOp::WaitEnd, false, &[], &[], (0, 0));
         }
+    }
+
+    fn costly(&self) -> bool {
+        true
     }
 }
 

@@ -158,7 +158,10 @@ fn slot_of(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<SlotRef> {
             arena
         }
     };
-    arena.slot(grant.slot).map(SlotRef::Domain).ok_or_else(outside)
+    arena
+        .slot(grant.slot)
+        .map(SlotRef::Domain)
+        .ok_or_else(outside)
 }
 
 /// What the creator of an object can choose beyond its type's arguments.
@@ -380,6 +383,7 @@ fn wait_on(
     let before = || before(&me);
     let waited = if remote {
         // Another user's object: the broker takes for us what we may take.
+        owner::with_thread(|thread| thread.uses_remote())?;
         let mut attempts = RemoteWait::new(&handles[..objects.len()], all, &me);
         wait_with(slots, deadline(timeout), recheck, &mut attempts, before)
     } else {
@@ -419,8 +423,7 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
         let taken = owner::with_thread(|thread| {
             // Behind a lock that stays held (a stopped process), give up
             // soon and let the full wait below keep the timeout.
-            let taken =
-                ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
+            let taken = ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
             if taken.is_some_and(|t| t.new_owner) {
                 thread.owns(&sync.state);
             }
@@ -877,6 +880,13 @@ impl WaitableTimer {
     /// `FILETIME` (UTC); `period_ms` 0 for a one-shot timer. The timer
     /// becomes non-signaled and is re-armed.
     pub fn set(&self, due: i64, period_ms: u32) -> Result<()> {
+        // Windows' period is a LONG: a negative one is refused.
+        if period_ms > i32::MAX as u32 {
+            return Err(Error::new(
+                ERROR_INVALID_PARAMETER,
+                format!("SetWaitableTimer: a period of {period_ms} ms"),
+            ));
+        }
         let timer = (
             clock::due_from_filetime(due),
             u64::from(period_ms) * 1_000_000,
@@ -897,7 +907,8 @@ impl WaitableTimer {
         // Whole milliseconds, as Windows takes them; a shorter period is 1 ms
         // (not 0, which would make the timer one-shot).
         let period_ms = period.map_or(0, |p| {
-            u32::try_from(p.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
+            u32::try_from(p.as_nanos().div_ceil(1_000_000))
+                .map_or(i32::MAX as u32, |ms| ms.min(i32::MAX as u32))
         });
         // A zero relative due time means "now", which -0 cannot express.
         self.set(due.min(-1), period_ms)

@@ -415,15 +415,21 @@ pub enum Request {
     /// thread, as far as the handles' rights allow.
     SyncRemote {
         op: RemoteOp,
-        /// The calling thread's number in its process (its token's low
-        /// bits) and its tid (shown as a mutex owner).
-        thread: u32,
+        /// The calling thread's token (its process's tag and its number;
+        /// refused unless the tag is the connection's) and its tid (shown
+        /// as a mutex owner).
+        token: u32,
         tid: u32,
+        /// A wait attempt: count the thread as a waiter on the objects
+        /// before the attempt, and for as long as it takes nothing (until
+        /// [`RemoteOp::WaitEnd`]). A first attempt, or a poll, does not.
+        register: bool,
         /// The objects: one for a signal, 1 to 64 for a wait attempt, none
         /// for [`RemoteOp::WaitEnd`] and [`RemoteOp::AbandonThread`].
         handles: Vec<Handle>,
-        /// A wait attempt: the values last slept on, one per handle (pulses
-        /// are counted from them). `ReleaseSemaphore`: the count.
+        /// `ReleaseSemaphore`: the count. (A wait attempt sends none: the
+        /// broker keeps the values the thread sleeps on, against which
+        /// pulses count.)
         values: Vec<u32>,
         /// `SetTimer`: the due time (monotonic ns) and period (ns).
         due: u64,
@@ -435,9 +441,7 @@ pub enum Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RemoteOp {
-    /// One attempt of `WaitForMultipleObjects` (any): if nothing is taken,
-    /// the thread stays registered as a waiter until an attempt succeeds
-    /// or [`RemoteOp::WaitEnd`].
+    /// One attempt of `WaitForMultipleObjects` (any).
     WaitAny = 1,
     /// One attempt of a wait-all, likewise.
     WaitAll = 2,
@@ -685,14 +689,15 @@ impl Request {
             }
             Request::SyncRemote {
                 op,
-                thread,
+                token,
                 tid,
+                register,
                 handles,
                 values,
                 due,
                 period,
             } => {
-                e.u8(*op as u8).u32(*thread).u32(*tid);
+                e.u8(*op as u8).u32(*token).u32(*tid).bool(*register);
                 e.u32s(&handles.iter().map(|h| h.0).collect::<Vec<_>>())
                     .u32s(values)
                     .u64(*due)
@@ -803,8 +808,9 @@ impl Request {
             },
             Opcode::SyncRemote => Request::SyncRemote {
                 op: RemoteOp::from_code(d.u8()?).ok_or(WireError::BadField("remote op"))?,
-                thread: d.u32()?,
+                token: d.u32()?,
                 tid: d.u32()?,
+                register: d.bool()?,
                 handles: d.u32s()?.into_iter().map(Handle).collect(),
                 values: d.u32s()?,
                 due: d.u64()?,
@@ -1425,8 +1431,9 @@ mod tests {
         for op in RemoteOp::ALL {
             round_trip(Request::SyncRemote {
                 op,
-                thread: 3,
+                token: 3,
                 tid: 4567,
+                register: true,
                 handles: vec![Handle(4), Handle(8)],
                 values: vec![0, u32::MAX],
                 due: 1 << 40,
@@ -1436,15 +1443,16 @@ mod tests {
         // A list longer than any wait is refused, not allocated.
         let mut too_long = Request::SyncRemote {
             op: RemoteOp::WaitAny,
-            thread: 0,
+            token: 0,
             tid: 0,
+            register: false,
             handles: vec![],
             values: vec![],
             due: 0,
             period: 0,
         }
         .encode(1);
-        too_long.truncate(8 + 1 + 4 + 4); // header, op, thread, tid
+        too_long.truncate(8 + 1 + 4 + 4 + 1); // header, op, token, tid, register
         too_long.push(65); // handles
         too_long.extend(std::iter::repeat_n(0u8, 65 * 4 + 1 + 16));
         assert_eq!(

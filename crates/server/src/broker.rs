@@ -214,9 +214,9 @@ pub struct Client {
     /// The domain arenas whose fd went to this client already (a solo
     /// arena's goes with every handle: the client unmaps it when done).
     arenas_sent: Vec<u64>,
-    /// Threads of this process waiting through [`Request::SyncRemote`],
-    /// and the objects each is counted as a waiter on.
-    remote_waits: HashMap<u32, Vec<ObjectId>>,
+    /// Threads of this process that wait on, or own, objects of other
+    /// domains through [`Request::SyncRemote`].
+    remote: remote_sync::RemoteThreads,
     /// The private namespaces it has open: the alias it names each by, its
     /// id, and the access it was granted to it.
     aliases: Vec<(String, u32, u32)>,
@@ -263,6 +263,9 @@ pub struct Broker {
     /// The solo arenas of objects shared between users (named in `Global\`
     /// or a private namespace, on the system broker), by object.
     solo: HashMap<ObjectId, SyncArena>,
+    /// Solo arenas by the uid whose domain they belong to (each costs the
+    /// broker a descriptor and a mapping: a user may have only so many).
+    solo_per_user: HashMap<u32, u32>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -317,6 +320,7 @@ impl Broker {
             next_object: 1,
             sync: HashMap::new(),
             solo: HashMap::new(),
+            solo_per_user: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -395,7 +399,7 @@ impl Broker {
                 greeted: false,
                 tag,
                 arenas_sent: Vec::new(),
-                remote_waits: HashMap::new(),
+                remote: Default::default(),
                 aliases: Vec::new(),
                 handles: HandleTable::default(),
             },
@@ -450,9 +454,7 @@ impl Broker {
         }
         // Its remote waits are over; mutexes its threads owned are
         // abandoned, locks it held released, threads it started have ended.
-        for (_, objects) in std::mem::take(&mut client.remote_waits) {
-            self.count_remote_waiter(&objects, false);
-        }
+        self.end_remote_waits(std::mem::take(&mut client.remote));
         for sync in self.sync.values().chain(self.solo.values()) {
             sync.reap(client.tag);
         }
@@ -483,9 +485,15 @@ impl Broker {
                 self.names.remove(&path);
             }
             // A solo arena goes with its object (the mapping is unmapped).
-            if self.solo.remove(&id).is_none()
-                && let (Some((slot, _)), Some(sync)) =
-                    (object.body.sync_slot(), self.sync.get_mut(&object.domain))
+            if self.solo.remove(&id).is_some() {
+                if let Some(count) = self.solo_per_user.get_mut(&object.domain) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.solo_per_user.remove(&object.domain);
+                    }
+                }
+            } else if let (Some((slot, _)), Some(sync)) =
+                (object.body.sync_slot(), self.sync.get_mut(&object.domain))
             {
                 sync.free(slot);
             }
@@ -682,13 +690,22 @@ impl Broker {
             } => self.namespace_request(id, op, &boundary, &sids, &alias, &sddl, ns, destroy),
             Request::SyncRemote {
                 op,
-                thread,
+                token,
                 tid,
+                register,
                 handles,
                 values,
                 due,
                 period,
-            } => self.sync_remote(id, op, (thread, tid), &handles, &values, (due, period)),
+            } => self.sync_remote(
+                id,
+                op,
+                (token, tid),
+                register,
+                &handles,
+                &values,
+                (due, period),
+            ),
             Request::CreateSync {
                 name,
                 init,
@@ -884,6 +901,7 @@ impl Broker {
         // page read-only and nothing of the creator's domain.
         let shared = self.system && (resolved.global || resolved.namespace.is_some());
         let (slot, solo) = if shared {
+            self.check_shared_sync(domain)?;
             self.check_descriptors()?;
             let mut arena = SyncArena::new_solo()?;
             (arena.allocate(init, owner)?, Some(arena))
@@ -904,6 +922,7 @@ impl Broker {
         );
         if let Some(arena) = solo {
             self.solo.insert(oid, arena);
+            *self.solo_per_user.entry(domain).or_default() += 1;
         }
         self.grant(id, oid, access, inherit, false)
     }
@@ -933,6 +952,26 @@ impl Broker {
             return Err(Failure::new(
                 ERROR_NO_SYSTEM_RESOURCES,
                 "the synchronization arena is nearly full; what is left is kept for processes that hold few objects",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that user `uid` may have one more sync object shared with
+    /// other users (each has a page, a mapping and a descriptor of the
+    /// broker's own), and the broker one more.
+    fn check_shared_sync(&self, uid: u32) -> Result<(), Failure> {
+        let mine = self.solo_per_user.get(&uid).copied().unwrap_or(0);
+        if mine >= quota::SHARED_SYNC_PER_USER || self.solo.len() >= quota::SHARED_SYNC_TOTAL {
+            return Err(Failure::new(
+                ERROR_NO_SYSTEM_RESOURCES,
+                format!(
+                    "too many synchronization objects shared between users ({mine} of this \
+                     user's, {} in all; at most {} and {})",
+                    self.solo.len(),
+                    quota::SHARED_SYNC_PER_USER,
+                    quota::SHARED_SYNC_TOTAL
+                ),
             ));
         }
         Ok(())
@@ -1109,13 +1148,7 @@ impl Broker {
             }
             body => {
                 let (slot, kind) = body.sync_slot().expect("not a section");
-                let domain = self.objects[&oid].domain;
-                let client_uid = self.clients[&id].uid;
-                // A process of the object's domain (and root, who could
-                // write any process's memory anyway) maps its state
-                // writable; another user's maps a solo arena read-only and
-                // asks the broker for changes (`SyncRemote`).
-                let writable = !self.system || client_uid == domain || client_uid == 0;
+                let writable = self.maps_writable(id, oid);
                 let arena = self.arena_of(oid).expect("a sync object has an arena");
                 if !writable && arena.slots() != objmgr_sync::arena::SOLO_SLOTS {
                     return Err(Failure::new(
@@ -1152,6 +1185,15 @@ impl Broker {
                 })
             }
         }
+    }
+
+    /// Whether client `id` maps object `oid`'s state writable: a process of
+    /// the object's domain (and root, who could write any process's memory
+    /// anyway) does; another user's maps a solo arena read-only and asks
+    /// the broker for changes (`SyncRemote`).
+    fn maps_writable(&self, id: ClientId, oid: ObjectId) -> bool {
+        let client_uid = self.clients[&id].uid;
+        !self.system || client_uid == self.objects[&oid].domain || client_uid == 0
     }
 
     /// The arena object `oid`'s state lives in, if it has state.

@@ -34,6 +34,12 @@ pub const QUOTA_ENV: &str = "OBJMGR_QUOTA";
 pub const RESERVED_FDS: u64 = 1024;
 /// Arena slots kept for processes that hold few.
 pub const RESERVED_SLOTS: u32 = 4096;
+/// Sync objects shared between users (named in `Global\` or a private
+/// namespace on the system broker) one user's domain may have at once, and
+/// the broker in all: each takes a page, a mapping and a descriptor of the
+/// broker's, and the kernel allows a process about 65,000 mappings.
+pub const SHARED_SYNC_PER_USER: u32 = 4096;
+pub const SHARED_SYNC_TOTAL: usize = 32768;
 
 /// The limits of one process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -512,6 +512,12 @@ pub(crate) fn try_take_observing(
                 new_owner: step.effect == MutexEffect::NewOwner,
             }));
         }
+        // Lost a race: fine, unless it keeps happening longer than
+        // `patience` allows (a process rewriting the word on purpose).
+        if !spin.again() {
+            *observed = lo(s);
+            return Ok(Took::GaveUp);
+        }
     }
 }
 
@@ -521,15 +527,15 @@ pub(crate) fn lock_within(slot: &Slot, me: &Actor, patience: Patience) -> bool {
     let mut spin = Spin::new(patience);
     loop {
         let s = slot.state.load(SeqCst);
-        if holder(s) == 0 {
-            if slot
+        if holder(s) == 0
+            && slot
                 .state
                 .compare_exchange(s, with_holder(s, me.token.raw()), SeqCst, SeqCst)
                 .is_ok()
-            {
-                return true;
-            }
-        } else if !spin.again() {
+        {
+            return true;
+        }
+        if !spin.again() {
             return false;
         }
     }
@@ -563,12 +569,14 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Pa
     if timer_due(slot) {
         let due = slot.due.load(SeqCst);
         let period = slot.period.load(SeqCst);
-        let next = if period == 0 {
-            0
-        } else {
-            let now = clock::now();
-            due + period * ((now - due) / period + 1)
-        };
+        // Checked: the slot is shared memory, and nothing in it may make
+        // this overflow (period 0: one-shot; one too long to reach disarms).
+        let next = clock::now()
+            .saturating_sub(due)
+            .checked_div(period)
+            .and_then(|passed| period.checked_mul(passed + 1))
+            .and_then(|ahead| due.checked_add(ahead))
+            .unwrap_or(0);
         slot.due.store(next, SeqCst);
         fired = lo(slot.state.load(SeqCst)) & SIGNALED == 0;
         update_locked(slot, |lo| lo | SIGNALED);
@@ -621,6 +629,9 @@ fn update_unlocked(slot: &Slot, patience: Patience, f: impl Fn(u32) -> u32) -> b
             .is_ok()
         {
             return true;
+        }
+        if !spin.again() {
+            return false;
         }
     }
 }
@@ -766,6 +777,12 @@ pub fn cancel_timer(slot: &Slot, me: &Actor, patience: Patience) -> bool {
     slot.period.store(0, SeqCst);
     unlock(slot);
     true
+}
+
+/// The object's state word (the low half, the futex word): what a waiter
+/// sleeps on and pulses count from.
+pub fn state_word(slot: &Slot) -> u32 {
+    lo(slot.state.load(SeqCst))
 }
 
 /// A snapshot of an object's state, for `objmgr ls`/`stat` and queries.

@@ -127,6 +127,13 @@ pub trait Attempts {
     fn doorbell(&self) -> Option<&'static Slot> {
         None
     }
+    /// Whether an attempt costs more than a look at the objects' state (a
+    /// request to the broker): then a sleep that ended with every state
+    /// word unchanged (a timeout of `recheck`) is followed by another
+    /// sleep, not by an attempt.
+    fn costly(&self) -> bool {
+        false
+    }
 }
 
 /// Attempts made here, with atomics on the objects' state (which this
@@ -292,15 +299,21 @@ pub fn wait_with<E>(
     let result = (|| {
         // While a lock stays held: how long to sleep before looking again.
         let mut poll_ns = 0u64;
+        // The last sleep ended with nothing changed: no need to attempt.
+        let mut unchanged = false;
         loop {
             // Read before the attempt: a signal the attempt misses rings it later.
             let rung = bell.map(|b| lo(b.state.load(SeqCst)));
             // Once a lock was found stuck, do not spin behind it again.
             let now_patience = if poll_ns > 0 { Patience::Now } else { patience };
-            let busy = match attempts.attempt(seen, observed, now_patience)? {
-                Attempt::Done(done) => return Ok(done),
-                Attempt::NotYet => false,
-                Attempt::Busy => true,
+            let busy = if unchanged {
+                false
+            } else {
+                match attempts.attempt(seen, observed, now_patience)? {
+                    Attempt::Done(done) => return Ok(done),
+                    Attempt::NotYet => false,
+                    Attempt::Busy => true,
+                }
             };
             let now = clock::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -324,6 +337,12 @@ pub fn wait_with<E>(
             poll_ns = 0;
             sleep(objects, observed, wake_at, bell.zip(rung))?;
             seen.copy_from_slice(observed);
+            unchanged = attempts.costly()
+                && objects
+                    .iter()
+                    .zip(observed.iter())
+                    .all(|((slot, _), &v)| lo(slot.state.load(SeqCst)) == v)
+                && earliest_timer(objects).is_none_or(|due| clock::now() < due);
         }
     })();
     attempts.unregister();

@@ -31,6 +31,8 @@
 //! | `get_sd V WHICH` / `set_sd V WHICH SDDL`  | `Get`/`SetKernelObjectSecurity` on handle value V (prints `sd SDDL`) |
 //! | `create_sd NAME SDDL` / `event_sd NAME SDDL` | a 64 KiB section / manual-reset event with that security descriptor |
 //! | `mutex_sd NAME SDDL` / `semaphore_sd NAME SDDL` / `timer_sd NAME SDDL` | a mutex / a semaphore (count 0, maximum 10) / an auto-reset timer with that descriptor |
+//! | `corrupt_timer`                           | write due = 1, period = 2^64-1 into the slot of the first solo arena this process maps writable |
+//! | `shared_events ALIAS N`                   | create events `ALIAS\eI` until refused or N made; prints how many and the refusal's code |
 //! | `requeue MS`                              | for MS ms, `FUTEX_CMP_REQUEUE` every sleeper on each shared object mapped onto a word of our own; prints `requeue moved=1` if any was moved |
 //! | `scribble`                                | try to write every 8 bytes of every sync arena mapped (via `/proc/self/mem`) and `mprotect` every page writable; prints how many arenas, bytes, and how many writes and mprotects succeeded |
 //! | `mutex NAME 0|1` / `semaphore NAME INIT MAX` / `timer NAME manual|auto` | create |
@@ -505,6 +507,50 @@ pub fn run_script(script: &str) {
                     format!(
                         "scribble arenas={arenas} bytes={bytes} writes={writes} mprotects={protects}"
                     )
+                }
+                "corrupt_timer" => {
+                    // A service that writes its own shared timer's page:
+                    // due long past, a period no clock can reach.
+                    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                    let line = maps
+                        .lines()
+                        .find(|l| l.contains("objmgr-sync-arena") && l.contains("rw-s"))
+                        .expect("a writable solo arena");
+                    let start = usize::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+                    // SAFETY: slot 1's `due` and `period` (offsets 32 and 40
+                    // of the 64-byte slot) in a page this process maps
+                    // writable; both are atomics that every process only
+                    // accesses atomically.
+                    let (due, period) = unsafe {
+                        (
+                            &*((start + 64 + 32) as *const std::sync::atomic::AtomicU64),
+                            &*((start + 64 + 40) as *const std::sync::atomic::AtomicU64),
+                        )
+                    };
+                    period.store(u64::MAX, Ordering::SeqCst);
+                    due.store(1, Ordering::SeqCst);
+                    "corrupted".into()
+                }
+                "shared_events" => {
+                    // Events named in private namespace alias $1 until the
+                    // broker says no (or N made).
+                    let n: usize = words[2].parse().unwrap();
+                    let mut events = Vec::new();
+                    let mut refused = String::from("none");
+                    for i in 0..n {
+                        match Event::create(
+                            Some(&format!("{}\\e{i}", words[1])),
+                            Reset::Auto,
+                            false,
+                        ) {
+                            Ok(e) => events.push(e),
+                            Err(e) => {
+                                refused = e.code().0.to_string();
+                                break;
+                            }
+                        }
+                    }
+                    format!("shared_events made={} refused={refused}", events.len())
                 }
                 "requeue" => {
                     // An attacker that may only wait: move every thread
