@@ -10,7 +10,8 @@
 //!
 //! Only creating, opening and closing talk to the broker. Every wait and
 //! signal is a few atomic operations on shared memory, plus a futex system
-//! call when a thread must sleep or wake a sleeper.
+//! call when a thread must sleep or wake a sleeper (except on another user's
+//! shared objects: below).
 //!
 //! # Example: a named mutex guarding shared memory
 //! ```no_run
@@ -34,7 +35,15 @@
 //!   is set; a later change of the wall clock does not move it.
 //! - Processes of the same user share one state arena and could corrupt each
 //!   other's objects by writing to it, as they could by attaching a debugger;
-//!   access rights are enforced by this library, not by the kernel.
+//!   among them, access rights are enforced by this library, not by the
+//!   kernel.
+//! - On the system-wide broker, an object named in `Global\` or a private
+//!   namespace can be used by other users' processes: they map its state
+//!   read-only and the broker makes the changes their handles allow, which
+//!   costs a broker round trip (tens of microseconds) per wait that takes
+//!   something and per signal; the creator's processes keep the fast path.
+//!   A thread waiting on such an object looks again every 100 ms even if
+//!   nothing woke it.
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
