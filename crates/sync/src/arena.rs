@@ -163,7 +163,7 @@ impl Arena {
     /// Makes slot 0 of this arena, never allocated to an object, its
     /// *doorbell*: on kernels without `futex_waitv`, a thread waiting on
     /// several of its objects sleeps on it, and signalers ring it (see
-    /// [`crate::wait`]). Every process using the arena registers it. The
+    /// [`crate::wait`](mod@crate::wait)). Every process using the arena registers it. The
     /// arena must live for the rest of the process (`'static`).
     pub fn serve_as_doorbell(&'static self) {
         if self.slots != ARENA_SLOTS || !self.writable {

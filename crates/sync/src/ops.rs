@@ -6,7 +6,7 @@
 //! Per kind, the low half of the state word holds:
 //! - event: bit 0 signaled, bits 1..8 unclaimed pulses (auto-reset), bits
 //!   8.. a generation bumped by pulses and by a manual-reset event's set;
-//! - mutex: the owner's [`Token`], 0 when free, [`ABANDONED`](crate::state)
+//! - mutex: the owner's [`Token`], 0 when free, `ABANDONED`
 //!   when free after its owner died; the recursion count is in the slot;
 //! - semaphore: the count (the maximum is in the slot);
 //! - waitable timer: bit 0 signaled, bits 1.. the set generation; the due time

@@ -4,7 +4,7 @@
 //!
 //! Every exported function follows Microsoft's documentation for return
 //! values and `GetLastError` codes. `GetLastError` is per thread. No panic
-//! ever crosses the C boundary: each entry point runs under [`guard`], which
+//! ever crosses the C boundary: each entry point runs under `last_error::guard`, which
 //! turns one into `ERROR_INTERNAL_ERROR` and the function's failure value.
 //!
 //! Handles are the broker's values (multiples of 4) for objmgr objects, and
