@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod harness;
-use harness::{Broker, cpus_allowed, measure, report, rss_bytes};
+use harness::{Broker, cpus_allowed, measure, report, rss_bytes, start_objmgrd};
 
 // The C ABI, called as C code calls it.
 use objmgr_win32 as _;
@@ -161,19 +161,11 @@ fn cross_user(rounds: u32) {
     let dir = std::env::temp_dir().join(format!("omtest-bench-system-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("system.sock");
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-        .args(["--system", "--idle-timeout", "never", "--socket"])
-        .arg(&socket)
-        .env("OBJMGR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start objmgrd --system");
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(broker.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    let mut broker = start_objmgrd(
+        Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .args(["--system", "--idle-timeout", "never", "--socket"])
+            .arg(&socket),
+    );
     let out = Command::new(std::env::current_exe().unwrap())
         .env(ROLE_ENV, "cross-owner")
         .env(ROUNDS_ENV, rounds.to_string())

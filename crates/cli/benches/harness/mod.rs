@@ -45,22 +45,14 @@ impl Broker {
         // SAFETY: called before any thread is started; nothing reads the
         // environment concurrently.
         unsafe { std::env::set_var("OBJMGR_SOCKET", &socket) };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-            .args(["--idle-timeout", "never", "--socket"])
-            .arg(&socket)
-            // The memory measurement connects many times from this one
-            // process, past the default quota of connections per process.
-            .args(["--quota", "connections=1000000"])
-            .env("OBJMGR_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start objmgrd");
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut ready,
-        )
-        .unwrap();
+        let child = start_objmgrd(
+            Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+                .args(["--idle-timeout", "never", "--socket"])
+                .arg(&socket)
+                // The memory measurement connects many times from this one
+                // process, past the default quota of connections per process.
+                .args(["--quota", "connections=1000000"]),
+        );
         Broker { child, dir, socket }
     }
 
@@ -77,6 +69,22 @@ impl Drop for Broker {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `objmgrd` as `cmd` says and returns once it is ready.
+pub fn start_objmgrd(cmd: &mut Command) -> Child {
+    let mut child = cmd
+        .env("OBJMGR_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start objmgrd");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    child
 }
 
 /// The CPUs this process may run on, as `/proc/self/status` lists them.
