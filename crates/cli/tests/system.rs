@@ -218,6 +218,8 @@ fn other_users_wait_on_shared_sync_objects_but_change_them_only_as_their_handles
             "scribble",
             "thread_lock 1",
             "wait 1 0",
+            "open_semaphore Global\\\\slots 100000",
+            "release 3 1",
             "hold",
         ],
     );
@@ -267,6 +269,9 @@ fn other_users_wait_on_shared_sync_objects_but_change_them_only_as_their_handles
         .map(str::to_owned),
         "{lines:?}"
     );
+    // A handle that may only wait cannot release a semaphore either.
+    assert_eq!(lines[15], "opened");
+    assert!(lines[16].starts_with("err 5 "), "{lines:?}");
     // The user's process dies owning the mutex: the service gets it,
     // abandoned; the semaphore kept the count the user left (3 - 2).
     user.kill9();
