@@ -71,6 +71,7 @@ pub mod admin;
 mod connection;
 pub mod error;
 pub mod handle;
+pub mod job;
 pub mod namespace;
 mod owner;
 pub mod process;

@@ -138,6 +138,8 @@ pub struct Command {
     cwd: Option<String>,
     inherit_handles: bool,
     stdio: [Stdio; 3],
+    /// `CreateProcess` flags the broker acts on.
+    flags: u32,
 }
 
 impl Command {
@@ -150,7 +152,21 @@ impl Command {
             cwd: None,
             inherit_handles: false,
             stdio: Default::default(),
+            flags: 0,
         }
+    }
+
+    /// `CREATE_BREAKAWAY_FROM_JOB`: the child does not join the job this
+    /// process is in (the job must allow it, else the spawn fails with
+    /// `ERROR_ACCESS_DENIED`). By default a child joins its creator's job.
+    pub fn breakaway_from_job(&mut self, breakaway: bool) -> &mut Command {
+        let flag = objmgr_proto::job::CREATE_BREAKAWAY_FROM_JOB;
+        self.flags = if breakaway {
+            self.flags | flag
+        } else {
+            self.flags & !flag
+        };
+        self
     }
 
     pub fn arg(&mut self, arg: impl Into<String>) -> &mut Command {
@@ -261,6 +277,7 @@ impl Command {
             cwd,
             inherit_handles: self.inherit_handles,
             stdio: mask,
+            flags: self.flags,
         };
         let what = || format!("starting {:?}", self.program);
         let (reply, fd, generation) =

@@ -498,7 +498,7 @@ pub fn signal_and_wait(
                 release_semaphore(signal, 1, &format!("{what}: releasing the semaphore"))?;
             }
             Kind::Mutex => release_mutex(signal)?,
-            Kind::Timer { .. } | Kind::Process | Kind::Thread => {
+            Kind::Timer { .. } | Kind::Process | Kind::Thread | Kind::Job => {
                 return Err(Error::new(
                     ERROR_INVALID_HANDLE,
                     format!("{what}: a {} cannot be signaled", signal.kind.object_type()),

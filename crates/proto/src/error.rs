@@ -50,6 +50,8 @@ win32_errors! {
     ERROR_INVALID_DATA = 13, "The data is invalid.";
     ERROR_OUTOFMEMORY = 14, "Not enough memory resources are available to complete this operation.";
     ERROR_NOT_SUPPORTED = 50, "The request is not supported.";
+    ERROR_BAD_LENGTH = 24, "The program issued a command but the command length is incorrect.";
+    ERROR_MORE_DATA = 234, "More data is available.";
     ERROR_SHARING_VIOLATION = 32, "The process cannot access the file because it is being used by another process.";
     ERROR_HANDLE_EOF = 38, "Reached the end of the file.";
     ERROR_FILE_EXISTS = 80, "The file exists.";

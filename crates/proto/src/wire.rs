@@ -10,9 +10,12 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
+/// The longest list of 64-bit numbers a message carries (a job's process
+/// ids, and a little more).
+pub const MAX_U64S: usize = crate::job::MAX_PROCESS_IDS + 16;
 /// The largest message either side sends or accepts, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// The most file descriptors one message may carry.
@@ -88,6 +91,16 @@ impl Encoder {
         self.u8(v.len() as u8);
         for &x in v {
             self.u32(x);
+        }
+        self
+    }
+
+    /// A list of at most [`MAX_U64S`] numbers (more are cut off).
+    pub fn u64s(&mut self, v: &[u64]) -> &mut Self {
+        let v = &v[..v.len().min(MAX_U64S)];
+        self.u16(v.len() as u16);
+        for &x in v {
+            self.u64(x);
         }
         self
     }
@@ -173,6 +186,14 @@ impl<'a> Decoder<'a> {
         (0..n).map(|_| self.u32()).collect()
     }
 
+    pub fn u64s(&mut self) -> Result<Vec<u64>, WireError> {
+        let n = self.u16()? as usize;
+        if n > MAX_U64S {
+            return Err(WireError::BadField("list length"));
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
+
     pub fn strs(&mut self) -> Result<Vec<String>, WireError> {
         let n = self.u16()?;
         // Each string takes at least its 2-byte length: bound the allocation
@@ -231,10 +252,12 @@ pub enum Opcode {
     Security = 20,
     Namespace = 21,
     SyncRemote = 22,
+    CreateJob = 23,
+    JobControl = 24,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 22] = [
+    pub const ALL: [Opcode; 24] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -257,6 +280,8 @@ impl Opcode {
         Opcode::Security,
         Opcode::Namespace,
         Opcode::SyncRemote,
+        Opcode::CreateJob,
+        Opcode::JobControl,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -288,6 +313,8 @@ impl Opcode {
             Opcode::Security => "security",
             Opcode::Namespace => "namespace",
             Opcode::SyncRemote => "sync_remote",
+            Opcode::CreateJob => "create_job",
+            Opcode::JobControl => "job_control",
         }
     }
 }
@@ -355,6 +382,9 @@ pub enum Request {
         cwd: String,
         inherit_handles: bool,
         stdio: u8,
+        /// `CreateProcess` flags the broker acts on
+        /// (`CREATE_BREAKAWAY_FROM_JOB`).
+        flags: u32,
     },
     /// `OpenProcess`.
     OpenProcess {
@@ -435,6 +465,66 @@ pub enum Request {
         due: u64,
         period: u64,
     },
+    /// `CreateJobObject`. Reply: a sync grant (a job is waitable).
+    CreateJob {
+        name: String,
+        access: u32,
+        inherit: bool,
+        /// The descriptor asked for, as SDDL (empty: the creator's default).
+        security: String,
+    },
+    /// An operation on the job behind `job`: see [`JobOp`]. Reply:
+    /// [`Reply::Numbers`].
+    JobControl {
+        op: JobOp,
+        job: Handle,
+        /// A process handle (`Assign`, `Contains`; [`CURRENT_PROCESS`]
+        /// allowed).
+        process: Handle,
+        /// `Terminate`: the exit code; `SetLimits`: the information class
+        /// and then the limits ([`crate::job::JobLimits::to_values`]);
+        /// `SetEndOfJob`: the action.
+        values: Vec<u64>,
+    },
+}
+
+/// What [`Request::JobControl`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum JobOp {
+    /// `AssignProcessToJobObject`.
+    Assign = 1,
+    /// `TerminateJobObject`.
+    Terminate = 2,
+    /// `SetInformationJobObject` with a limit class.
+    SetLimits = 3,
+    /// The limits (reply: `JobLimits` values).
+    QueryLimits = 4,
+    /// The accounting (reply: `JobAccounting` values).
+    QueryAccounting = 5,
+    /// The member processes (reply: assigned count, then pids).
+    QueryProcessIds = 6,
+    /// `IsProcessInJob` (`job` 0: any job). Reply: 1 or 0.
+    Contains = 7,
+    /// `JobObjectEndOfJobTimeInformation`.
+    SetEndOfJob = 8,
+}
+
+impl JobOp {
+    const ALL: [JobOp; 8] = [
+        JobOp::Assign,
+        JobOp::Terminate,
+        JobOp::SetLimits,
+        JobOp::QueryLimits,
+        JobOp::QueryAccounting,
+        JobOp::QueryProcessIds,
+        JobOp::Contains,
+        JobOp::SetEndOfJob,
+    ];
+
+    pub fn from_code(code: u8) -> Option<JobOp> {
+        Self::ALL.into_iter().find(|op| *op as u8 == code)
+    }
 }
 
 /// What [`Request::SyncRemote`] does.
@@ -538,6 +628,8 @@ impl Request {
             Request::Security { .. } => Opcode::Security,
             Request::Namespace { .. } => Opcode::Namespace,
             Request::SyncRemote { .. } => Opcode::SyncRemote,
+            Request::CreateJob { .. } => Opcode::CreateJob,
+            Request::JobControl { .. } => Opcode::JobControl,
         }
     }
 
@@ -617,9 +709,10 @@ impl Request {
                 cwd,
                 inherit_handles,
                 stdio,
+                flags,
             } => {
                 e.str(program).strs(args).strs(env).str(cwd);
-                e.bool(*inherit_handles).u8(*stdio);
+                e.bool(*inherit_handles).u8(*stdio).u32(*flags);
             }
             Request::OpenProcess {
                 pid,
@@ -703,6 +796,22 @@ impl Request {
                     .u64(*due)
                     .u64(*period);
             }
+            Request::CreateJob {
+                name,
+                access,
+                inherit,
+                security,
+            } => {
+                e.str(name).u32(*access).bool(*inherit).str(security);
+            }
+            Request::JobControl {
+                op,
+                job,
+                process,
+                values,
+            } => {
+                e.u8(*op as u8).u32(job.0).u32(process.0).u64s(values);
+            }
         }
         e.finish()
     }
@@ -762,6 +871,7 @@ impl Request {
                 cwd: d.str()?,
                 inherit_handles: d.bool()?,
                 stdio: d.u8()?,
+                flags: d.u32()?,
             },
             Opcode::OpenProcess => Request::OpenProcess {
                 pid: d.u32()?,
@@ -815,6 +925,18 @@ impl Request {
                 values: d.u32s()?,
                 due: d.u64()?,
                 period: d.u64()?,
+            },
+            Opcode::CreateJob => Request::CreateJob {
+                name: d.str()?,
+                access: d.u32()?,
+                inherit: d.bool()?,
+                security: d.str()?,
+            },
+            Opcode::JobControl => Request::JobControl {
+                op: JobOp::from_code(d.u8()?).ok_or(WireError::BadField("job op"))?,
+                job: Handle(d.u32()?),
+                process: Handle(d.u32()?),
+                values: d.u64s()?,
             },
         };
         d.end()?;
@@ -969,6 +1091,8 @@ pub enum Reply {
     /// `Security`: a security descriptor as SDDL.
     Text(String),
     Remote(RemoteReply),
+    /// `JobControl`: numbers whose meaning depends on the operation.
+    Numbers(Vec<u64>),
 }
 
 /// One connected process, for `objmgr ps`.
@@ -1138,6 +1262,9 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                 Reply::Text(text) => {
                     e.str(text);
                 }
+                Reply::Numbers(values) => {
+                    e.u64s(values);
+                }
                 Reply::Remote(r) => {
                     let (code, index) = match r.outcome {
                         RemoteOutcome::Done => (0, 0),
@@ -1215,7 +1342,9 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         | Opcode::QueryHandle
         | Opcode::CreateSync
         | Opcode::OpenProcess
-        | Opcode::CreateThread => decode_grant(&mut d)?,
+        | Opcode::CreateThread
+        | Opcode::CreateJob => decode_grant(&mut d)?,
+        Opcode::JobControl => Reply::Numbers(d.u64s()?),
         Opcode::Spawn => Reply::Spawned {
             process: decode_sync_grant(&mut d)?,
             thread: decode_sync_grant(&mut d)?,
@@ -1387,7 +1516,29 @@ mod tests {
             cwd: "/tmp".into(),
             inherit_handles: true,
             stdio: 0b101,
+            flags: crate::job::CREATE_BREAKAWAY_FROM_JOB,
         });
+        round_trip(Request::CreateJob {
+            name: "Local\\jobs".into(),
+            access: 0x1F_003F,
+            inherit: true,
+            security: "D:(A;;GA;;;WD)".into(),
+        });
+        for op in JobOp::ALL {
+            round_trip(Request::JobControl {
+                op,
+                job: Handle(4),
+                process: CURRENT_PROCESS,
+                values: vec![u64::MAX, 0, 7],
+            });
+        }
+        let numbers = Reply::Numbers((0..crate::job::MAX_PROCESS_IDS as u64).collect());
+        let bytes = encode_reply(Opcode::JobControl, 9, Ok(&numbers));
+        assert!(bytes.len() <= MAX_MESSAGE_SIZE);
+        assert_eq!(
+            decode_reply(Opcode::JobControl, &bytes),
+            Ok((9, Ok(numbers)))
+        );
         round_trip(Request::OpenProcess {
             pid: 42,
             access: 0x1F_FFFF,

@@ -30,10 +30,12 @@ use crate::quota::{self, Charge, Usage};
 use crate::section::Section;
 use crate::sync::SyncArena;
 
+mod job;
 mod namespace;
 mod object_security;
 mod process;
 mod remote_sync;
+pub use job::JOB_TIME_CHECK;
 use object_security::security_properties;
 use process::ProcessRecord;
 pub(crate) use process::proc_ids;
@@ -70,6 +72,11 @@ enum Body {
         creator: Option<u16>,
         main_of: Option<RecordId>,
     },
+    /// A job; its slot is signaled when it is terminated.
+    Job {
+        slot: u32,
+        job: Box<job::Job>,
+    },
 }
 
 impl Body {
@@ -80,6 +87,7 @@ impl Body {
             Body::Sync { slot, kind } => Some((slot, kind)),
             Body::Process { slot, .. } => Some((slot, Kind::Process)),
             Body::Thread { slot, .. } => Some((slot, Kind::Thread)),
+            Body::Job { slot, .. } => Some((slot, Kind::Job)),
         }
     }
 }
@@ -101,6 +109,13 @@ struct Object {
     /// The security domain (a uid) whose arena holds its state, for objects
     /// with state in an arena.
     domain: u32,
+}
+
+/// Where a new object's state went (see [`Broker::new_state`]).
+struct NewState {
+    slot: u32,
+    domain: u32,
+    solo: Option<SyncArena>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -469,6 +484,16 @@ impl Broker {
         };
         object.handle_count -= 1;
         if object.handle_count == 0 {
+            if matches!(object.body, Body::Job { .. }) {
+                if !self.job_closed(id) {
+                    // It lives on, nameless, while it has members.
+                    if let Some(path) = self.objects.get_mut(&id).and_then(|o| o.path.take()) {
+                        self.names.remove(&path);
+                    }
+                    return;
+                }
+                self.forget_job(id);
+            }
             let object = self.objects.remove(&id).expect("object present");
             if let Some((pid, charge)) = object.charged_to {
                 if let Some(usage) = self.usage.get_mut(&pid) {
@@ -642,7 +667,17 @@ impl Broker {
                 cwd,
                 inherit_handles,
                 stdio,
-            } => self.spawn(id, &program, &args, &env, &cwd, inherit_handles, stdio, fds),
+                flags,
+            } => self.spawn(
+                id,
+                &program,
+                &args,
+                &env,
+                &cwd,
+                (inherit_handles, flags),
+                stdio,
+                fds,
+            ),
             Request::OpenProcess {
                 pid,
                 access,
@@ -688,6 +723,18 @@ impl Broker {
                 id: ns,
                 destroy,
             } => self.namespace_request(id, op, &boundary, &sids, &alias, &sddl, ns, destroy),
+            Request::CreateJob {
+                name,
+                access,
+                inherit,
+                security,
+            } => self.create_job(id, &name, access, inherit, &security),
+            Request::JobControl {
+                op,
+                job,
+                process,
+                values,
+            } => self.job_control(id, op, job, process, &values),
             Request::SyncRemote {
                 op,
                 token,
@@ -896,35 +943,73 @@ impl Broker {
         self.check_namespace_create(id, resolved.namespace)?;
         let security = self.security_for_new(id, sddl)?;
         self.check_quota(id, Charge::sync_object())?;
+        let shared_name = resolved.global || resolved.namespace.is_some();
+        let state = self.new_state(id, shared_name, |arena| arena.allocate(init, owner))?;
+        let body = Body::Sync {
+            slot: state.slot,
+            kind: Kind::from_init(init),
+        };
+        let oid = self.insert_state_object(id, object_type, path, body, security, state);
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// The state of a new waitable object of client `id` set up by `init`
+    /// in its arena: the client's domain's, or (named where other users may
+    /// open it, `shared_name`, on the system broker) a solo arena of its
+    /// own, so that they map that page read-only and nothing of the
+    /// creator's domain.
+    fn new_state(
+        &mut self,
+        id: ClientId,
+        shared_name: bool,
+        init: impl FnOnce(&mut SyncArena) -> Result<u32, Failure>,
+    ) -> Result<NewState, Failure> {
         let domain = self.domain_of(id);
-        // A name other users may open gets a page of its own: they map that
-        // page read-only and nothing of the creator's domain.
-        let shared = self.system && (resolved.global || resolved.namespace.is_some());
-        let (slot, solo) = if shared {
+        let shared = self.system && shared_name;
+        if shared {
             self.check_shared_sync(domain)?;
             self.check_descriptors()?;
             let mut arena = SyncArena::new_solo()?;
-            (arena.allocate(init, owner)?, Some(arena))
+            let slot = init(&mut arena)?;
+            Ok(NewState {
+                slot,
+                domain,
+                solo: Some(arena),
+            })
         } else {
-            (self.arena_mut(domain)?.allocate(init, owner)?, None)
-        };
-        let body = Body::Sync {
-            slot,
-            kind: Kind::from_init(init),
-        };
+            let slot = init(self.arena_mut(domain)?)?;
+            Ok(NewState {
+                slot,
+                domain,
+                solo: None,
+            })
+        }
+    }
+
+    /// Adds a new object whose state [`Self::new_state`] made, charged to
+    /// client `id` as a sync object.
+    fn insert_state_object(
+        &mut self,
+        id: ClientId,
+        object_type: ObjectType,
+        path: Option<String>,
+        body: Body,
+        security: Rc<SecurityDescriptor>,
+        state: NewState,
+    ) -> ObjectId {
         let oid = self.insert_object(
             object_type,
             path,
             body,
             Some((id, Charge::sync_object())),
             security,
-            domain,
+            state.domain,
         );
-        if let Some(arena) = solo {
+        if let Some(arena) = state.solo {
             self.solo.insert(oid, arena);
-            *self.solo_per_user.entry(domain).or_default() += 1;
+            *self.solo_per_user.entry(state.domain).or_default() += 1;
         }
-        self.grant(id, oid, access, inherit, false)
+        oid
     }
 
     /// What the process of client `id` holds: charges are kept by pid, not
@@ -1221,6 +1306,7 @@ impl Broker {
                         .map(|sync| sync.describe(slot))
                         .unwrap_or_default()
                         .into_iter()
+                        .chain(self.job_properties(oid))
                         .chain(security_properties(&object.security))
                         .collect(),
                 };
@@ -1717,6 +1803,7 @@ mod tests {
                 cwd: String::new(),
                 inherit_handles: true,
                 stdio: 0,
+                flags: 0,
             },
             Request::Spawn {
                 program: "/nonexistent/program".into(),
@@ -1725,6 +1812,7 @@ mod tests {
                 cwd: String::new(),
                 inherit_handles: false,
                 stdio: 0,
+                flags: 0,
             },
         ];
         for request in requests {
@@ -1742,6 +1830,7 @@ mod tests {
                     cwd: String::new(),
                     inherit_handles: false,
                     stdio: 0b111,
+                    flags: 0,
                 },
                 vec![],
             )

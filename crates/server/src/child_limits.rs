@@ -1,5 +1,6 @@
 //! What a spawned child starts with that must be set between fork and exec:
-//! its fd limit, and on the system-wide broker its user.
+//! its fd limit, its job's memory limit, and on the system-wide broker its
+//! user.
 //!
 //! The fd limit a spawned child starts with. The broker raises its own soft
 //! `RLIMIT_NOFILE` to hold many sections; a child must start with the limit
@@ -24,6 +25,24 @@ pub fn start_with_fd_limit(command: &mut Command, original: u64) {
     unsafe {
         command.pre_exec(move || {
             rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Makes `command`'s child start with `RLIMIT_DATA` at `bytes` (its job's
+/// process memory limit: private writable memory past it cannot be had).
+pub fn start_with_data_limit(command: &mut Command, bytes: u64) {
+    let limit = rustix::process::Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
+    };
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one system call (setrlimit, async-signal-safe); it allocates
+    // nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::setrlimit(rustix::process::Resource::Data, limit)
                 .map_err(std::io::Error::from)
         });
     }

@@ -23,7 +23,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::broker::{Broker, ClientId};
+use crate::broker::{Broker, ClientId, JOB_TIME_CHECK};
 use crate::log::{debug, error, info, warning};
 use crate::{Config, Failure};
 use objmgr_proto::rendezvous::StartLock;
@@ -243,6 +243,7 @@ pub fn serve(
         hello_deadlines: VecDeque::new(),
     };
     let held_lock;
+    let mut last_job_check = Instant::now();
 
     loop {
         let timeout = match (config.idle_timeout, idle_since) {
@@ -277,6 +278,21 @@ pub fn serve(
                 })
             }
             None => timeout,
+        };
+        // Wake to look at job members' user time while a limit is set.
+        let job_check = broker.job_check_due().then(|| {
+            rustix::time::Timespec::try_from(
+                JOB_TIME_CHECK.saturating_sub(last_job_check.elapsed()),
+            )
+            .unwrap_or(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            })
+        });
+        let timeout = match (timeout, job_check) {
+            (Some(t), Some(j)) if (j.tv_sec, j.tv_nsec) < (t.tv_sec, t.tv_nsec) => Some(j),
+            (None, Some(j)) => Some(j),
+            (t, _) => t,
         };
         events.clear();
         match epoll::wait(
@@ -403,6 +419,10 @@ pub fn serve(
                 );
                 hang_up(&epoll_fd, &mut connections, &mut broker, id);
             }
+        }
+        if broker.job_check_due() && last_job_check.elapsed() >= JOB_TIME_CHECK {
+            broker.check_job_times();
+            last_job_check = Instant::now();
         }
         // Processes the broker must now hear about when they exit.
         for watch in broker.take_watches() {

@@ -269,6 +269,9 @@ impl SyncArena {
                 props.push(("count".into(), seen.count.to_string()));
                 props.push(("maximum".into(), seen.maximum.to_string()));
             }
+            Kind::Job => {
+                props.push(("terminated".into(), yes_no(seen.signaled)));
+            }
             Kind::Process | Kind::Thread => {
                 props.push(("exited".into(), yes_no(seen.signaled)));
                 if seen.signaled {

@@ -41,6 +41,9 @@ pub enum Kind {
     Process,
     /// Signaled once the thread has exited; the exit code is in `maximum`.
     Thread,
+    /// A job: signaled once it was terminated (`TerminateJobObject`, or its
+    /// end-of-job time limit); waiting takes nothing.
+    Job,
 }
 
 const MANUAL_RESET_FLAG: u32 = 0x100;
@@ -57,7 +60,7 @@ impl Kind {
 
     /// A kind whose slot the broker initializes itself (see [`init_exit_slot`]).
     pub fn is_exit_object(self) -> bool {
-        matches!(self, Kind::Process | Kind::Thread)
+        matches!(self, Kind::Process | Kind::Thread | Kind::Job)
     }
 
     pub fn object_type(self) -> ObjectType {
@@ -67,6 +70,7 @@ impl Kind {
             Kind::Semaphore => ObjectType::Semaphore,
             Kind::Timer { .. } => ObjectType::WaitableTimer,
             Kind::Process => ObjectType::Process,
+            Kind::Job => ObjectType::Job,
             Kind::Thread => ObjectType::Thread,
         }
     }
@@ -91,6 +95,7 @@ impl Kind {
             ObjectType::Semaphore if !manual_reset => Some(Kind::Semaphore),
             ObjectType::WaitableTimer => Some(Kind::Timer { manual_reset }),
             ObjectType::Process if !manual_reset => Some(Kind::Process),
+            ObjectType::Job if !manual_reset => Some(Kind::Job),
             ObjectType::Thread if !manual_reset => Some(Kind::Thread),
             _ => None,
         }
@@ -342,7 +347,7 @@ pub(crate) fn evaluate(kind: Kind, lo: u32, pulse_gen: Option<u32>, me: Token) -
         }
         Kind::Timer { .. } => None,
         // An exited process or thread stays signaled; waiting takes nothing.
-        Kind::Process | Kind::Thread => (lo & SIGNALED != 0).then_some(Step {
+        Kind::Process | Kind::Thread | Kind::Job => (lo & SIGNALED != 0).then_some(Step {
             lo,
             acquired: Acquired::Signaled,
             effect: MutexEffect::None,
@@ -825,7 +830,7 @@ pub fn observe(slot: &Slot) -> Option<Observed> {
     match kind {
         Kind::Event { .. } => seen.signaled = l & SIGNALED != 0,
         Kind::Timer { .. } => seen.signaled = l & SIGNALED != 0 || timer_due(slot),
-        Kind::Process | Kind::Thread => {
+        Kind::Process | Kind::Thread | Kind::Job => {
             seen.signaled = l & SIGNALED != 0;
             seen.count = slot.maximum.load(SeqCst);
         }

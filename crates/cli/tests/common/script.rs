@@ -76,7 +76,22 @@
 //! | `exit N`                                  | exit the process with code N                 |
 //! | `dup_pseudo`                              | `DuplicateHandle` of `GetCurrentProcess()`: a real handle to this process |
 //! | `terminate_obj I CODE`                    | `TerminateProcess` of process object I       |
+//!
+//! Jobs go into a third list, addressed by index (`J`); `spawn breakaway ...`
+//! spawns with `CREATE_BREAKAWAY_FROM_JOB`:
+//!
+//! | command                                   | does                                         |
+//! |-------------------------------------------|----------------------------------------------|
+//! | `job NAME` / `open_job NAME [ACCESS]`     | `CreateJobObject` (`-` = unnamed) / `OpenJobObject` |
+//! | `job_limits J FLAGS ACTIVE MEM_MB PROCESS_MS JOB_MS` | `SetInformationJobObject` (extended; FLAGS hex) |
+//! | `job_assign J I|self`                     | `AssignProcessToJobObject` of process object I (or this process) |
+//! | `job_terminate J CODE` / `job_wait J MS`  | `TerminateJobObject` / wait on the job       |
+//! | `job_pids J` / `job_acct J`               | the member pids (sorted) / accounting figures |
+//! | `in_job I|self J|any`                     | `IsProcessInJob`                             |
+//! | `burn MS` / `alloc MB` / `mypid`          | spend CPU time / commit memory / print our pid |
+//! | `close_job J` / `job_count J N`           | close job J (later indices shift down) / wait (10 s at most) until J has N running members, print how many |
 
+use objmgr::job::{Job, JobLimits};
 use objmgr::process::{Command, Process, Stdio};
 use objmgr::thread::Thread;
 use objmgr::{
@@ -255,7 +270,7 @@ fn value(word: &str) -> u32 {
     }
 }
 
-fn spawn_script(inherit: bool, script: &str) -> Result<Spawned, Error> {
+fn spawn_script(inherit: bool, breakaway: bool, script: &str) -> Result<Spawned, Error> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap().to_string_lossy());
     command
@@ -271,6 +286,7 @@ fn spawn_script(inherit: bool, script: &str) -> Result<Spawned, Error> {
             script.replace(';', "\n").replace('|', ";"),
         )
         .inherit_handles(inherit)
+        .breakaway_from_job(breakaway)
         .stdin(Stdio::Null)
         .stdout(Stdio::Fd(write));
     let child = command.spawn()?;
@@ -285,6 +301,7 @@ pub fn run_script(script: &str) {
     let mut sections: Vec<Section> = Vec::new();
     let mut views: Vec<View> = Vec::new();
     let mut children: Vec<Spawned> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     let mut input = String::new();
     let mut duplicated = 0u32;
     let mut freed = 0usize;
@@ -1041,10 +1058,130 @@ pub fn run_script(script: &str) {
                     "adopted".into()
                 }
                 "spawn" => {
-                    let child = spawn_script(words[1] == "inherit", &words[2..].join(" "))?;
+                    let (inherit, breakaway) = (words[1] == "inherit", words[1] == "breakaway");
+                    let child = spawn_script(inherit, breakaway, &words[2..].join(" "))?;
                     let line = format!("spawned pid={}", child.process.pid());
                     children.push(child);
                     line
+                }
+                "job" => {
+                    let job = Job::create(name(words[1]).as_deref())?;
+                    let line = format!("job existed={}", job.existed() as u8);
+                    jobs.push(job);
+                    line
+                }
+                "open_job" => {
+                    let access = words.get(2).map_or(0x1F_003F, |a| value(&format!("0x{a}")));
+                    jobs.push(Job::open_with(&name(words[1]).unwrap(), access, false)?);
+                    "opened job".into()
+                }
+                "job_limits" => {
+                    // FLAGS (hex) ACTIVE MEM_MB PROCESS_MS JOB_MS
+                    let num = |i: usize| words[i].parse::<u64>().unwrap();
+                    let limits = JobLimits {
+                        flags: value(&format!("0x{}", words[2])),
+                        active_process_limit: num(3) as u32,
+                        process_memory: num(4) << 20,
+                        per_process_user_time: num(5) * 10_000,
+                        per_job_user_time: num(6) * 10_000,
+                        job_memory: 0,
+                    };
+                    jobs[words[1].parse::<usize>().unwrap()].set_limits(&limits)?;
+                    "limits set".into()
+                }
+                "job_assign" => {
+                    let job = &jobs[words[1].parse::<usize>().unwrap()];
+                    if words[2] == "self" {
+                        job.assign_current()?;
+                    } else {
+                        let Obj::Process(p) = &objs[words[2].parse::<usize>().unwrap()] else {
+                            panic!("not a process")
+                        };
+                        job.assign(p)?;
+                    }
+                    "assigned".into()
+                }
+                "job_terminate" => {
+                    jobs[words[1].parse::<usize>().unwrap()]
+                        .terminate(words[2].parse().unwrap())?;
+                    "job terminated".into()
+                }
+                "job_wait" => outcome(objmgr::wait_any(
+                    &[&jobs[words[1].parse::<usize>().unwrap()]],
+                    timeout(words[2]),
+                )?),
+                "job_pids" => {
+                    let (count, pids) = jobs[words[1].parse::<usize>().unwrap()].process_ids()?;
+                    let mut pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                    pids.sort();
+                    format!("job_pids count={count} pids={}", pids.join(","))
+                }
+                "job_acct" => {
+                    let a = jobs[words[1].parse::<usize>().unwrap()].accounting()?;
+                    format!(
+                        "job_acct total={} active={} terminated={} user_ms={}",
+                        a.total_processes,
+                        a.active_processes,
+                        a.terminated_processes,
+                        a.total_user_time / 10_000
+                    )
+                }
+                "in_job" => {
+                    let process = match words[1] {
+                        "self" => None,
+                        i => match &objs[i.parse::<usize>().unwrap()] {
+                            Obj::Process(p) => Some(p),
+                            _ => panic!("not a process"),
+                        },
+                    };
+                    let job = match words[2] {
+                        "any" => None,
+                        j => Some(&jobs[j.parse::<usize>().unwrap()]),
+                    };
+                    let inside = objmgr::job::is_in_job(process, job)?;
+                    format!("in_job {}", if inside { "yes" } else { "no" })
+                }
+                "burn" => {
+                    // Spend MS ms of CPU time (user mode).
+                    let start = std::time::Instant::now();
+                    let mut x = 0u64;
+                    while start.elapsed() < Duration::from_millis(words[1].parse().unwrap()) {
+                        for i in 0..10_000u64 {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                        }
+                        std::hint::black_box(x);
+                    }
+                    "burned".into()
+                }
+                "alloc" => {
+                    // Commit MB MiB of private memory (and touch it).
+                    let mut v: Vec<u8> = Vec::new();
+                    match v.try_reserve_exact(words[1].parse::<usize>().unwrap() << 20) {
+                        Ok(()) => {
+                            v.resize(v.capacity(), 1);
+                            "alloc ok".into()
+                        }
+                        Err(_) => "alloc failed".into(),
+                    }
+                }
+                "mypid" => format!("pid {}", std::process::id()),
+                "close_job" => {
+                    jobs.remove(words[1].parse::<usize>().unwrap()).close()?;
+                    "closed job".into()
+                }
+                "job_count" => {
+                    // Wait (10 s at most) until job J has N running members.
+                    let job = &jobs[words[1].parse::<usize>().unwrap()];
+                    let want: u32 = words[2].parse().unwrap();
+                    let mut count = job.process_ids()?.0;
+                    for _ in 0..500 {
+                        if count == want {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                        count = job.process_ids()?.0;
+                    }
+                    format!("job_count {count}")
                 }
                 "child_finish" => {
                     let child = children.pop().unwrap();

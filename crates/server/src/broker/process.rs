@@ -39,14 +39,16 @@ pub struct PidWatch {
 /// What the broker knows about one process it watches.
 #[derive(Debug)]
 pub(super) struct ProcessRecord {
-    pid: u32,
+    pub(super) pid: u32,
     /// Until the exit is seen.
-    pidfd: Option<Rc<OwnedFd>>,
+    pub(super) pidfd: Option<Rc<OwnedFd>>,
     /// Spawned by the broker, which reaps it.
-    child: bool,
-    exit: Option<u32>,
+    pub(super) child: bool,
+    pub(super) exit: Option<u32>,
     /// The code `TerminateProcess` asked for.
-    terminate_code: Option<u32>,
+    pub(super) terminate_code: Option<u32>,
+    /// The innermost job it is a member of, while it runs.
+    pub(super) job: Option<ObjectId>,
     /// The process object, while handles refer to it.
     object: Option<ObjectId>,
     /// A spawned child's main thread object, while handles refer to it.
@@ -89,6 +91,55 @@ fn exited_already(fd: &OwnedFd) -> bool {
         tv_nsec: 0,
     };
     matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
+/// What a process used, from `/proc/PID/stat` and `/proc/PID/status`
+/// (times in 100 ns units, memory in bytes); readable for a zombie too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct ProcessStats {
+    pub user_time: u64,
+    pub kernel_time: u64,
+    pub page_faults: u64,
+    /// Private writable memory now (`VmData`: what `RLIMIT_DATA` counts).
+    pub private_memory: u64,
+    /// The most it had (`VmPeak` bounds it; `VmData` at its largest is not
+    /// kept by Linux, so the larger of now and the resident peak).
+    pub peak_private_memory: u64,
+}
+
+impl ProcessStats {
+    pub fn add(&mut self, other: &ProcessStats) {
+        self.user_time += other.user_time;
+        self.kernel_time += other.kernel_time;
+        self.page_faults += other.page_faults;
+    }
+}
+
+pub(super) fn process_stats(pid: u32) -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields after the command name start at 3: minflt 10, majflt 12,
+    // utime 14, stime 15 (clock ticks).
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    let to_100ns = |t: u64| t.saturating_mul(10_000_000) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let private = kib("VmData:");
+    Some(ProcessStats {
+        user_time: to_100ns(field(14)?),
+        kernel_time: to_100ns(field(15)?),
+        page_faults: field(10)? + field(12)?,
+        private_memory: private,
+        peak_private_memory: private.max(kib("VmHWM:")),
+    })
 }
 
 /// The real uid of process `pid`, from `/proc/PID/status`.
@@ -173,7 +224,7 @@ impl Broker {
         }
     }
 
-    fn record(&mut self, record: RecordId) -> &mut ProcessRecord {
+    pub(super) fn record(&mut self, record: RecordId) -> &mut ProcessRecord {
         self.processes.get_mut(&record).expect("live record")
     }
 
@@ -229,6 +280,7 @@ impl Broker {
                 child,
                 exit: None,
                 terminate_code: None,
+                job: None,
                 object: None,
                 main_thread: None,
             },
@@ -248,6 +300,8 @@ impl Broker {
             return;
         };
         let pid = rec.pid;
+        // What it used, read while it is still a zombie.
+        let used = rec.job.and(process_stats(pid));
         let observed = if rec.child {
             match rustix::process::waitid(
                 WaitId::PidFd(fd.as_fd()),
@@ -297,6 +351,10 @@ impl Broker {
                 self.release(entry.object);
             }
         }
+        self.member_exited(record, used);
+        if let Some(rec) = self.processes.get_mut(&record) {
+            rec.job = None;
+        }
         self.forget_if_unused(record);
     }
 
@@ -306,7 +364,13 @@ impl Broker {
             return;
         };
         let pending = rec.exit.is_none() && self.pending.contains_key(&rec.pid);
-        if rec.object.is_none() && rec.main_thread.is_none() && !rec.running_child() && !pending {
+        let member = rec.exit.is_none() && rec.job.is_some();
+        if rec.object.is_none()
+            && rec.main_thread.is_none()
+            && !rec.running_child()
+            && !pending
+            && !member
+        {
             let pid = rec.pid;
             self.processes.remove(&record);
             if self.live_pids.get(&pid) == Some(&record) {
@@ -410,9 +474,14 @@ impl Broker {
         }
     }
 
+    /// The record of running process `pid`, watched from now on.
+    pub(super) fn watch_pid(&mut self, pid: u32) -> Result<RecordId, Failure> {
+        self.watch(pid, false)
+    }
+
     /// The record of the process a process handle of client `id` refers to;
     /// the handle must grant `rights`.
-    fn process_record(
+    pub(super) fn process_record(
         &mut self,
         id: ClientId,
         handle: Handle,
@@ -497,7 +566,7 @@ impl Broker {
         args: &[String],
         env: &[String],
         cwd: &str,
-        inherit_handles: bool,
+        (inherit_handles, flags): (bool, u32),
         stdio: u8,
         fds: Vec<OwnedFd>,
     ) -> Result<Outcome, Failure> {
@@ -527,6 +596,15 @@ impl Broker {
             None => std::process::Stdio::null(),
         };
         command.stdin(io(1)).stdout(io(2)).stderr(io(4));
+        // The job the child joins (its creator's, unless it breaks away),
+        // with room for it and its memory limit in force from the start.
+        let job = self.job_for_child(id, flags)?;
+        if let Some(job) = job {
+            self.check_room(job)?;
+            if let Some(limit) = self.process_memory_limit(job) {
+                crate::child_limits::start_with_data_limit(&mut command, limit);
+            }
+        }
         // Everything that can fail is reserved before the child exists.
         let handle_quota = crate::quota::get()
             .handles
@@ -614,6 +692,9 @@ impl Broker {
             }
         };
         let pid = self.processes[&record].pid;
+        if let Some(job) = job {
+            self.join(job, record);
+        }
         if inherit_handles {
             let inherited: Vec<(Handle, HandleEntry)> = self
                 .client(id)
