@@ -85,7 +85,9 @@ fn kill_on_close_ends_every_member_when_the_supervisor_is_killed() {
         "spawn noinherit sleep 60000",
         "child_process",
         "job_assign 0 0",
-        "spawn noinherit spawn noinherit sleep 60000|sleep 60000",
+        // A member that forks: its child is no member, but is in the
+        // member's process group.
+        "spawn noinherit fork_sleep;sleep 60000",
         "child_process",
         "job_assign 0 1",
         "job_count 0 2",
@@ -94,13 +96,24 @@ fn kill_on_close_ends_every_member_when_the_supervisor_is_killed() {
     ]);
     let pids_line = supervisor.wait_for("job_pids");
     assert!(pids_line.starts_with("job_pids count=2 "), "{pids_line}");
-    let pids: Vec<u32> = pids_line
+    let mut pids: Vec<u32> = pids_line
         .rsplit('=')
         .next()
         .unwrap()
         .split(',')
         .map(|p| p.parse().unwrap())
         .collect();
+    // The forked grandchild, once it exists.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let forked = loop {
+        let found: Vec<u32> = pids.iter().flat_map(|p| children_of(*p)).collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the member never forked");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    pids.extend(forked);
     supervisor.wait_for("holding");
     supervisor.kill9();
     // Its handle to the job closes with it: every member is killed (and
@@ -116,6 +129,23 @@ fn kill_on_close_ends_every_member_when_the_supervisor_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The children of process `pid` (of any of its threads).
+fn children_of(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 #[test]
