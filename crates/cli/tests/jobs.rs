@@ -343,3 +343,41 @@ fn jobs_nest_share_the_namespace_and_check_access() {
     // The last handle closed: the name is gone.
     assert!(lines[21].starts_with("err 2 "), "{lines:?}");
 }
+
+#[test]
+fn objmgr_ls_and_stat_show_a_jobs_members_and_limits() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "job Local\\\\shown",
+        "job_limits 0 2008 3 0 0 0",
+        "spawn noinherit sleep 60000",
+        "child_process",
+        "job_assign 0 0",
+        "hold",
+        "job_terminate 0 1",
+        "wait 0 20000",
+    ]);
+    holder.wait_for("holding");
+    let ls = String::from_utf8_lossy(&broker.objmgr(&["ls"]).stdout).into_owned();
+    assert!(
+        ls.lines().any(|l| l.contains("Job") && l.contains("shown")),
+        "{ls}"
+    );
+    let stat =
+        String::from_utf8_lossy(&broker.objmgr(&["stat", "Local\\shown"]).stdout).into_owned();
+    let field = |name: &str| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {stat}"))
+    };
+    assert_eq!(field("processes"), "1");
+    assert_eq!(field("active_process_limit"), "3");
+    assert!(
+        field("limits").contains("JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE"),
+        "{stat}"
+    );
+    holder.release();
+    let lines = holder.finish();
+    assert_eq!(lines.last().unwrap(), "wait object 0");
+}

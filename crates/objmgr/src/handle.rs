@@ -162,6 +162,7 @@ pub enum Object {
     WaitableTimer(crate::WaitableTimer),
     Process(crate::process::Process),
     Thread(crate::thread::Thread),
+    Job(crate::job::Job),
 }
 
 /// Takes over handle `value` of this process whatever its type (one it
@@ -189,6 +190,7 @@ pub fn take_over(value: u32) -> Result<Object> {
             Object::WaitableTimer(crate::WaitableTimer::from_object(object))
         }
         ObjectType::Process => Object::Process(crate::process::Process::from_object(object)),
+        ObjectType::Job => Object::Job(crate::job::Job::from_object(object)),
         _ => Object::Thread(crate::thread::Thread::from_object(object)),
     })
 }
@@ -232,6 +234,7 @@ impl Object {
             Object::WaitableTimer(o) => o.sync_object(),
             Object::Process(o) => o.sync_object(),
             Object::Thread(o) => o.sync_object(),
+            Object::Job(o) => o.sync_object(),
         }
     }
 
@@ -245,6 +248,7 @@ impl Object {
             Object::WaitableTimer(o) => o.handle_value(),
             Object::Process(o) => o.handle_value(),
             Object::Thread(o) => o.handle_value(),
+            Object::Job(o) => o.handle_value(),
         }
     }
 
@@ -258,6 +262,7 @@ impl Object {
             Object::WaitableTimer(o) => o,
             Object::Process(o) => o,
             Object::Thread(o) => o,
+            Object::Job(o) => o,
         })
     }
 }

@@ -173,6 +173,20 @@ impl Job {
         .map(drop)
     }
 
+    /// `SetInformationJobObject(JobObjectEndOfJobTimeInformation)`: only
+    /// `JOB_OBJECT_TERMINATE_AT_END_OF_JOB` (the default) is supported;
+    /// posting to a completion port is `ERROR_NOT_SUPPORTED`.
+    pub fn set_end_of_job_action(&self, action: u32) -> Result<()> {
+        let values = vec![u64::from(action)];
+        self.control(
+            JobOp::SetEndOfJob,
+            Handle(0),
+            values,
+            "SetInformationJobObject",
+        )
+        .map(drop)
+    }
+
     /// The job's limits and the peak memory figures (`QueryInformationJobObject`
     /// with `JobObjectExtendedLimitInformation`): `(limits, peak process
     /// memory, peak job memory)`.

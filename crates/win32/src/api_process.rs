@@ -155,7 +155,10 @@ unsafe fn create_process(
         args.remove(0); // argv[0]: the program itself
     }
     let mut command = Command::new(program);
-    command.args(args).inherit_handles(inherit != 0);
+    command
+        .args(args)
+        .inherit_handles(inherit != 0)
+        .breakaway_from_job(flags & objmgr_proto::job::CREATE_BREAKAWAY_FROM_JOB != 0);
     if !environment.is_null() {
         command.env_clear();
         let unicode = flags & CREATE_UNICODE_ENVIRONMENT != 0;

@@ -62,7 +62,7 @@ pub(crate) unsafe fn inheritable(attributes: *const SECURITY_ATTRIBUTES) -> bool
 ///
 /// # Safety
 /// `attrs` and the name are NULL or valid, per the Win32 contract.
-unsafe fn create<T>(
+pub(crate) unsafe fn create<T>(
     attrs: *const SECURITY_ATTRIBUTES,
     name: Name,
     access: u32,

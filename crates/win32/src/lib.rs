@@ -15,6 +15,7 @@
 
 mod api_file;
 mod api_handle;
+mod api_job;
 mod api_memory;
 mod api_namespace;
 mod api_process;

@@ -116,3 +116,57 @@ pub struct STARTUPINFO {
     pub hStdOutput: HANDLE,
     pub hStdError: HANDLE,
 }
+
+/// Job objects (`winnt.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct JOBOBJECT_BASIC_LIMIT_INFORMATION {
+    pub PerProcessUserTimeLimit: i64,
+    pub PerJobUserTimeLimit: i64,
+    pub LimitFlags: DWORD,
+    pub MinimumWorkingSetSize: SIZE_T,
+    pub MaximumWorkingSetSize: SIZE_T,
+    pub ActiveProcessLimit: DWORD,
+    pub Affinity: usize,
+    pub PriorityClass: DWORD,
+    pub SchedulingClass: DWORD,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct IO_COUNTERS {
+    pub ReadOperationCount: u64,
+    pub WriteOperationCount: u64,
+    pub OtherOperationCount: u64,
+    pub ReadTransferCount: u64,
+    pub WriteTransferCount: u64,
+    pub OtherTransferCount: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
+    pub BasicLimitInformation: JOBOBJECT_BASIC_LIMIT_INFORMATION,
+    pub IoInfo: IO_COUNTERS,
+    pub ProcessMemoryLimit: SIZE_T,
+    pub JobMemoryLimit: SIZE_T,
+    pub PeakProcessMemoryUsed: SIZE_T,
+    pub PeakJobMemoryUsed: SIZE_T,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct JOBOBJECT_BASIC_ACCOUNTING_INFORMATION {
+    pub TotalUserTime: i64,
+    pub TotalKernelTime: i64,
+    pub ThisPeriodTotalUserTime: i64,
+    pub ThisPeriodTotalKernelTime: i64,
+    pub TotalPageFaultCount: DWORD,
+    pub TotalProcesses: DWORD,
+    pub ActiveProcesses: DWORD,
+    pub TotalTerminatedProcesses: DWORD,
+}
+
+const _: () = assert!(std::mem::size_of::<JOBOBJECT_BASIC_LIMIT_INFORMATION>() == 64);
+const _: () = assert!(std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() == 144);
+const _: () = assert!(std::mem::size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() == 48);
