@@ -234,6 +234,8 @@ fn state_summary(entry: &ObjectEntry) -> String {
             "abandoned",
             "due",
             "waiters",
+            "processes",
+            "terminated",
         ]
     };
     entry

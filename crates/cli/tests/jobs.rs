@@ -360,7 +360,8 @@ fn objmgr_ls_and_stat_show_a_jobs_members_and_limits() {
     holder.wait_for("holding");
     let ls = String::from_utf8_lossy(&broker.objmgr(&["ls"]).stdout).into_owned();
     assert!(
-        ls.lines().any(|l| l.contains("Job") && l.contains("shown")),
+        ls.lines()
+            .any(|l| l.starts_with("Job") && l.contains("processes=1") && l.contains("shown")),
         "{ls}"
     );
     let stat =

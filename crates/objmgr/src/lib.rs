@@ -6,7 +6,9 @@
 //! with [`wait_any`], [`wait_all`] and [`signal_and_wait`] (see [`sync`]),
 //! and the ways unnamed objects travel between processes: inheritance by a
 //! spawned child ([`process::Command`]), [`handle::duplicate_handle`], with
-//! waitable [`process::Process`] and [`thread::Thread`] objects.
+//! waitable [`process::Process`] and [`thread::Thread`] objects, and
+//! [`job::Job`]s that group processes, end them together and hold them to
+//! limits.
 //!
 //! A per-user broker (`objmgrd`, started on first use) keeps the namespace and
 //! the handle counts; the memory itself is mapped directly, so reading and
