@@ -281,6 +281,9 @@ pub struct Broker {
     /// Solo arenas by the uid whose domain they belong to (each costs the
     /// broker a descriptor and a mapping: a user may have only so many).
     solo_per_user: HashMap<u32, u32>,
+    /// Jobs with a user-time limit, whose members' time the broker reads
+    /// every [`JOB_TIME_CHECK`].
+    timed_jobs: std::collections::BTreeSet<ObjectId>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -336,6 +339,7 @@ impl Broker {
             sync: HashMap::new(),
             solo: HashMap::new(),
             solo_per_user: HashMap::new(),
+            timed_jobs: Default::default(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),

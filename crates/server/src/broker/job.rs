@@ -457,6 +457,7 @@ impl Broker {
         }
         limits.flags &= !JOB_OBJECT_LIMIT_PRESERVE_JOB_TIME;
         self.job_mut(job).expect("a job").limits = limits;
+        self.note_time_limits(job);
         for record in self.job_members(job) {
             self.apply_process_limits(record)?;
         }
@@ -588,9 +589,22 @@ impl Broker {
         }
     }
 
+    /// Keeps [`Broker::timed_jobs`] true for `job`.
+    fn note_time_limits(&mut self, job: ObjectId) {
+        let timed = self.job(job).is_some_and(|j| {
+            j.limits.flags & (JOB_OBJECT_LIMIT_PROCESS_TIME | JOB_OBJECT_LIMIT_JOB_TIME) != 0
+        });
+        if timed {
+            self.timed_jobs.insert(job);
+        } else {
+            self.timed_jobs.remove(&job);
+        }
+    }
+
     /// A job object is destroyed: it leaves its parent, and its members
     /// (none, unless it is the broker shutting down) leave it.
     pub(super) fn forget_job(&mut self, job: ObjectId) {
+        self.timed_jobs.remove(&job);
         let Some(state) = self.job(job) else {
             return;
         };
@@ -610,11 +624,9 @@ impl Broker {
     /// When the broker should next look at its members' user time (a job
     /// has a time limit), if ever.
     pub fn job_check_due(&self) -> bool {
-        self.objects.values().any(|o| {
-            matches!(&o.body, Body::Job { job, .. }
-                if job.limits.flags & (JOB_OBJECT_LIMIT_PROCESS_TIME | JOB_OBJECT_LIMIT_JOB_TIME) != 0
-                    && !job.members.is_empty())
-        })
+        self.timed_jobs
+            .iter()
+            .any(|&job| !self.job_members(job).is_empty())
     }
 
     /// Ends members past their job's user-time limits: a process past the
@@ -622,13 +634,7 @@ impl Broker {
     /// (which then is signaled and its limit spent), with exit code
     /// `ERROR_NOT_ENOUGH_QUOTA`, as on Windows.
     pub fn check_job_times(&mut self) {
-        let jobs: Vec<ObjectId> = self
-            .objects
-            .iter()
-            .filter(|(_, o)| matches!(&o.body, Body::Job { job, .. }
-                if job.limits.flags & (JOB_OBJECT_LIMIT_PROCESS_TIME | JOB_OBJECT_LIMIT_JOB_TIME) != 0))
-            .map(|(&oid, _)| oid)
-            .collect();
+        let jobs: Vec<ObjectId> = self.timed_jobs.iter().copied().collect();
         for job in jobs {
             let Some(limits) = self.job(job).map(|j| j.limits) else {
                 continue;
@@ -653,6 +659,7 @@ impl Broker {
                     let j = self.job_mut(job).expect("a job");
                     j.terminated_by_limit += ended;
                     j.limits.flags &= !JOB_OBJECT_LIMIT_JOB_TIME;
+                    self.note_time_limits(job);
                 }
             }
         }
