@@ -382,3 +382,54 @@ fn objmgr_ls_and_stat_show_a_jobs_members_and_limits() {
     let lines = holder.finish();
     assert_eq!(lines.last().unwrap(), "wait object 0");
 }
+
+#[test]
+fn a_member_cannot_free_its_children_by_nesting_a_job_that_lets_them_go() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&[
+        "job Local\\\\outer-keeps",
+        // The member makes a job that lets children go silently, nests it
+        // in the outer one, and starts a child: the child stays in the
+        // outer job.
+        "spawn noinherit open_job Local\\\\outer-keeps;job_assign 0 self;job -;job_limits 1 1000 0 0 0 0;job_assign 1 self;spawn noinherit sleep 60000;child_process;in_job 0 0;in_job 0 1;terminate_obj 0 1",
+        "child_finish",
+    ]);
+    let child: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("child "))
+        .collect();
+    assert_eq!(
+        child
+            .iter()
+            .filter(|l| l.starts_with("in_job"))
+            .collect::<Vec<_>>(),
+        [&"in_job yes", &"in_job no"],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_member_whose_only_handle_waited_in_its_own_table_still_leaves_its_job() {
+    let broker = TestBroker::new();
+    // The child holds (unclaimed: it never connects) the only handle to its
+    // own process when it exits: its record goes with that handle, after
+    // it has left the job.
+    let lines = broker.run(&[
+        "job -",
+        "job_limits 0 2 0 0 60000 0",
+        "spawn noinherit sleep 300",
+        "child_process",
+        "job_assign 0 0",
+        "dup_into 0 $E same",
+        "closeobj 0",
+        "job_count 0 0",
+        "job_acct 0",
+    ]);
+    assert_eq!(lines[7], "job_count 0", "{lines:?}");
+    assert!(
+        lines[8].starts_with("job_acct total=1 active=0 "),
+        "{lines:?}"
+    );
+    // The broker is still there.
+    assert_eq!(broker.run(&["job -"]), ["job existed=0"]);
+}

@@ -139,6 +139,14 @@ impl JobLimits {
                 format!("objmgr cannot enforce {} on this machine", names.join(", ")),
             ));
         }
+        let both = JOB_OBJECT_LIMIT_PRESERVE_JOB_TIME | JOB_OBJECT_LIMIT_JOB_TIME;
+        if self.flags & both == both {
+            return Err((
+                ERROR_INVALID_PARAMETER,
+                "JOB_OBJECT_LIMIT_PRESERVE_JOB_TIME keeps the job time limit: it cannot set one"
+                    .into(),
+            ));
+        }
         if self.flags & JOB_OBJECT_LIMIT_ACTIVE_PROCESS != 0 && self.active_process_limit == 0 {
             return Err((
                 ERROR_INVALID_PARAMETER,

@@ -226,6 +226,9 @@ pub struct Client {
     pub greeted: bool,
     /// Identifies the process in shared sync state (mutex owners, slot locks).
     pub tag: u16,
+    /// The process that connected (from its pid, at once), to tell when
+    /// that pid is no longer it.
+    pidfd: Option<OwnedFd>,
     /// The domain arenas whose fd went to this client already (a solo
     /// arena's goes with every handle: the client unmaps it when done).
     arenas_sent: Vec<u64>,
@@ -417,6 +420,12 @@ impl Broker {
                 token,
                 greeted: false,
                 tag,
+                pidfd: i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                    .and_then(|p| {
+                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                    }),
                 arenas_sent: Vec::new(),
                 remote: Default::default(),
                 aliases: Vec::new(),
@@ -496,7 +505,15 @@ impl Broker {
                     }
                     return;
                 }
+                let parent = self.job_parent(id);
                 self.forget_job(id);
+                if let Some(parent) = parent {
+                    // Its closed parent may have nothing left now.
+                    self.destroy_closed_jobs(parent);
+                }
+                if !self.objects.contains_key(&id) {
+                    return;
+                }
             }
             let object = self.objects.remove(&id).expect("object present");
             if let Some((pid, charge)) = object.charged_to {
@@ -1075,7 +1092,8 @@ impl Broker {
         // Each section and solo arena holds one or two fds (two at most
         // for the new one); each connection one. Counted exactly only when
         // the bound says it may be close.
-        let clients = self.clients.len() as u64;
+        // Each connection holds its socket and its process's pidfd.
+        let clients = 2 * self.clients.len() as u64;
         let holders = self.live_sections + self.solo.len() as u64;
         let bound = 2 * (holders + 1) + clients;
         let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {

@@ -421,7 +421,7 @@ pub fn serve(
             }
         }
         if broker.job_check_due() && last_job_check.elapsed() >= JOB_TIME_CHECK {
-            broker.check_job_times();
+            guarded("job time limits", || broker.check_job_times());
             last_job_check = Instant::now();
         }
         // Processes the broker must now hear about when they exit.

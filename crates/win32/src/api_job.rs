@@ -58,16 +58,25 @@ fn code<T>(result: objmgr::Result<T>) -> Result<T, Win32Error> {
     result.map_err(|e| e.code())
 }
 
-/// A time limit in 100 ns units; negative ones are refused.
-fn ticks(value: i64) -> Result<u64, Win32Error> {
+/// A time limit in 100 ns units, if its flag is set (a negative one is
+/// refused); 0 otherwise (the field is ignored).
+fn ticks(flags: u32, flag: u32, value: i64) -> Result<u64, Win32Error> {
+    if flags & flag == 0 {
+        return Ok(0);
+    }
     u64::try_from(value).map_err(|_| ERROR_INVALID_PARAMETER)
 }
 
 fn limits_from_basic(basic: &JOBOBJECT_BASIC_LIMIT_INFORMATION) -> Result<JobLimits, Win32Error> {
+    let flags = basic.LimitFlags;
     Ok(JobLimits {
-        flags: basic.LimitFlags,
-        per_process_user_time: ticks(basic.PerProcessUserTimeLimit)?,
-        per_job_user_time: ticks(basic.PerJobUserTimeLimit)?,
+        flags,
+        per_process_user_time: ticks(
+            flags,
+            JOB_OBJECT_LIMIT_PROCESS_TIME,
+            basic.PerProcessUserTimeLimit,
+        )?,
+        per_job_user_time: ticks(flags, JOB_OBJECT_LIMIT_JOB_TIME, basic.PerJobUserTimeLimit)?,
         active_process_limit: basic.ActiveProcessLimit,
         process_memory: 0,
         job_memory: 0,

@@ -38,6 +38,9 @@ use objmgr_proto::wire::JobOp;
 use super::process::{ProcessStats, process_stats};
 use super::*;
 
+/// How deep jobs may nest.
+const MAX_JOB_DEPTH: usize = 32;
+
 /// How often the broker reads members' user time while a time limit is set.
 pub const JOB_TIME_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -230,7 +233,8 @@ impl Broker {
                 let pids: Vec<u64> = self
                     .job_members(job)
                     .iter()
-                    .map(|r| u64::from(self.processes[r].pid))
+                    .filter_map(|r| self.processes.get(r))
+                    .map(|r| u64::from(r.pid))
                     .collect();
                 let mut values = vec![pids.len() as u64];
                 values.extend(pids.into_iter().take(MAX_PROCESS_IDS));
@@ -266,11 +270,27 @@ impl Broker {
     /// The record of the process a job operation names (assignable: the
     /// handle needs `PROCESS_SET_QUOTA | PROCESS_TERMINATE`).
     fn process_for_job(&mut self, id: ClientId, process: Handle) -> Result<RecordId, Failure> {
-        if process == CURRENT_PROCESS {
-            let pid = self.clients[&id].pid;
-            return self.watch_pid(pid);
+        let record = if process == CURRENT_PROCESS {
+            self.own_record(id)?
+        } else {
+            self.process_record(id, process, PROCESS_SET_QUOTA | PROCESS_TERMINATE)?
+        };
+        // The broker (root, on the system broker) sets the limits and may
+        // kill: never for a process running with privileges the caller
+        // does not have (a set-uid program it started, say).
+        let caller = self.clients[&id].uid;
+        if self.system && caller != 0 {
+            let pid = self.processes.get(&record).map_or(0, |r| r.pid);
+            let same = super::process::proc_all_uids(pid)
+                .is_some_and(|uids| uids.iter().all(|&u| u == caller));
+            if !same {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    format!("process {pid} runs with another user's privileges"),
+                ));
+            }
         }
-        self.process_record(id, process, PROCESS_SET_QUOTA | PROCESS_TERMINATE)
+        Ok(record)
     }
 
     /// `AssignProcessToJobObject`.
@@ -284,6 +304,12 @@ impl Broker {
             // changes) or empty and free, and then nests in the current.
             if self.job_chain(current).contains(&job) {
                 return Ok(());
+            }
+            if self.job_chain(current).len() >= MAX_JOB_DEPTH {
+                return Err(Failure::new(
+                    ERROR_NOT_ENOUGH_QUOTA,
+                    format!("jobs nest {MAX_JOB_DEPTH} deep at most"),
+                ));
             }
             let target = self.job(job).expect("a job");
             if target.parent.is_some()
@@ -307,13 +333,32 @@ impl Broker {
             self.record(record).job = Some(job);
             return self.apply_process_limits(record);
         }
+        let outcome = self.join_checked(job, record);
+        if outcome.is_err() {
+            self.leave(record);
+        }
+        outcome
+    }
+
+    /// Joins `record` to `job` if there is room, with its memory limit.
+    fn join_checked(&mut self, job: ObjectId, record: RecordId) -> Result<(), Failure> {
         if let Err(failure) = self.check_room(job) {
             // As on Windows: the process that would break the limit ends.
-            self.kill_member(record, ERROR_NOT_ENOUGH_QUOTA.0);
+            let _ = self.kill_member(record, ERROR_NOT_ENOUGH_QUOTA.0);
             return Err(failure);
         }
         self.join(job, record);
         self.apply_process_limits(record)
+    }
+
+    /// Takes `record` out of its job (an assignment that failed half way).
+    fn leave(&mut self, record: RecordId) {
+        let Some(job) = self.processes.get_mut(&record).and_then(|r| r.job.take()) else {
+            return;
+        };
+        if let Some(j) = self.job_mut(job) {
+            j.members.retain(|&m| m != record);
+        }
     }
 
     /// The job a process that client `id` starts joins: the creator's, as
@@ -334,26 +379,23 @@ impl Broker {
         else {
             return Ok(None);
         };
+        // A child leaves, from the innermost job out, the jobs that let it
+        // go, and stays in the first that does not (so a member cannot
+        // free its children from an outer job by nesting one of its own).
+        let allows =
+            |j: ObjectId, flag: u32| self.job(j).is_some_and(|j| j.limits.flags & flag != 0);
         let chain = self.job_chain(job);
-        let allows = |flag: u32| {
-            chain
-                .iter()
-                .filter_map(|&j| self.job(j))
-                .map(move |j| j.limits.flags & flag != 0)
-        };
+        let first_keeping = |flag: u32| chain.iter().copied().find(|&j| !allows(j, flag));
         if flags & CREATE_BREAKAWAY_FROM_JOB != 0 {
-            if allows(JOB_OBJECT_LIMIT_BREAKAWAY_OK).all(|ok| ok) {
-                return Ok(None);
+            if !allows(job, JOB_OBJECT_LIMIT_BREAKAWAY_OK) {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    "CREATE_BREAKAWAY_FROM_JOB: the job does not allow breakaway (JOB_OBJECT_LIMIT_BREAKAWAY_OK)",
+                ));
             }
-            return Err(Failure::new(
-                ERROR_ACCESS_DENIED,
-                "CREATE_BREAKAWAY_FROM_JOB: the job does not allow breakaway (JOB_OBJECT_LIMIT_BREAKAWAY_OK)",
-            ));
+            return Ok(first_keeping(JOB_OBJECT_LIMIT_BREAKAWAY_OK));
         }
-        if allows(JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK).any(|ok| ok) {
-            return Ok(None);
-        }
-        Ok(Some(job))
+        Ok(first_keeping(JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK))
     }
 
     /// Checks that one more process may join `job` (its chain's active
@@ -398,26 +440,31 @@ impl Broker {
 
     /// Puts a member's memory limit in force (`RLIMIT_DATA`).
     fn apply_process_limits(&mut self, record: RecordId) -> Result<(), Failure> {
-        let rec = &self.processes[&record];
+        let Some(rec) = self.processes.get(&record).filter(|r| r.alive()) else {
+            return Ok(());
+        };
         let Some(limit) = rec.job.and_then(|j| self.process_memory_limit(j)) else {
             return Ok(());
         };
-        let pid = rustix::process::Pid::from_raw(rec.pid as i32);
-        let limit = rustix::process::Rlimit {
+        let pid = rec.pid;
+        // Lowered, never raised past what the process may already have.
+        let limit = super::process::data_hard_limit(pid).map_or(limit, |hard| hard.min(limit));
+        let new = rustix::process::Rlimit {
             current: Some(limit),
             maximum: Some(limit),
         };
-        rustix::process::prlimit(pid, rustix::process::Resource::Data, limit)
-            .map(|_| ())
-            .map_err(|e| {
-                Failure::new(
-                    crate::errno(e),
-                    format!(
-                        "setting process {}'s memory limit",
-                        self.processes[&record].pid
-                    ),
-                )
-            })
+        match rustix::process::prlimit(
+            rustix::process::Pid::from_raw(pid as i32),
+            rustix::process::Resource::Data,
+            new,
+        ) {
+            // Gone meanwhile: its exit is on its way.
+            Ok(_) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(Failure::new(
+                crate::errno(e),
+                format!("setting process {pid}'s memory limit"),
+            )),
+        }
     }
 
     /// `SetInformationJobObject` with a limit class.
@@ -457,10 +504,13 @@ impl Broker {
         }
         limits.flags &= !JOB_OBJECT_LIMIT_PRESERVE_JOB_TIME;
         self.job_mut(job).expect("a job").limits = limits;
-        self.note_time_limits(job);
         for record in self.job_members(job) {
-            self.apply_process_limits(record)?;
+            if let Err(failure) = self.apply_process_limits(record) {
+                self.job_mut(job).expect("a job").limits = before;
+                return Err(failure);
+            }
         }
+        self.note_time_limits(job);
         Ok(())
     }
 
@@ -480,7 +530,7 @@ impl Broker {
         let mut job_memory = 0u64;
         let mut peak_process = 0u64;
         for record in &members {
-            if let Some(stats) = process_stats(self.processes[record].pid) {
+            if let Some(stats) = self.live_stats(*record) {
                 used.add(&stats);
                 job_memory += stats.private_memory;
                 peak_process = peak_process.max(stats.peak_private_memory);
@@ -507,7 +557,7 @@ impl Broker {
     /// `signal`: the jobs become signaled (`TerminateJobObject`).
     pub(super) fn terminate_job(&mut self, job: ObjectId, code: u32, signal: bool) {
         for record in self.job_members(job) {
-            self.kill_member(record, code);
+            let _ = self.kill_member(record, code);
         }
         if signal {
             for j in self.job_tree(job) {
@@ -523,14 +573,14 @@ impl Broker {
 
     /// Ends a member with `code`: a process the broker started with its
     /// process group (the processes it forked), another alone.
-    pub(super) fn kill_member(&mut self, record: RecordId, code: u32) {
+    pub(super) fn kill_member(&mut self, record: RecordId, code: u32) -> bool {
         let Some(rec) = self.processes.get_mut(&record) else {
-            return;
+            return false;
         };
-        if rec.exit.is_some() {
-            return;
+        if rec.exit.is_some() || rec.terminate_code.is_some() {
+            return false;
         }
-        rec.terminate_code.get_or_insert(code);
+        rec.terminate_code = Some(code);
         let pid = rec.pid;
         if rec.child
             && let Some(group) = rustix::process::Pid::from_raw(pid as i32)
@@ -541,6 +591,7 @@ impl Broker {
         if let Some(fd) = &rec.pidfd {
             let _ = rustix::process::pidfd_send_signal(&**fd, rustix::process::Signal::KILL);
         }
+        true
     }
 
     /// A member exited: it leaves its job, which keeps what it used.
@@ -573,7 +624,7 @@ impl Broker {
     }
 
     /// Destroys closed jobs in `job`'s chain that have nothing left.
-    fn destroy_closed_jobs(&mut self, job: ObjectId) {
+    pub(super) fn destroy_closed_jobs(&mut self, job: ObjectId) {
         for j in self.job_chain(job) {
             let Some(state) = self.job(j) else {
                 continue;
@@ -601,6 +652,20 @@ impl Broker {
         }
     }
 
+    /// The job a destroyed job was nested in (it may have nothing left).
+    pub(super) fn job_parent(&self, job: ObjectId) -> Option<ObjectId> {
+        self.job(job).and_then(|j| j.parent)
+    }
+
+    /// What a running member used so far (`None` once it exited, even if
+    /// the broker has not handled the exit yet: its pid may be reused).
+    fn live_stats(&self, record: RecordId) -> Option<ProcessStats> {
+        self.processes
+            .get(&record)
+            .filter(|r| r.alive())
+            .and_then(|r| process_stats(r.pid))
+    }
+
     /// A job object is destroyed: it leaves its parent, and its members
     /// (none, unless it is the broker shutting down) leave it.
     pub(super) fn forget_job(&mut self, job: ObjectId) {
@@ -609,6 +674,12 @@ impl Broker {
             return;
         };
         let (parent, members) = (state.parent, state.members.clone());
+        // What it counted stays counted in the job it was nested in.
+        let (exited, terminated) = (state.exited, state.terminated_by_limit);
+        if let Some(p) = parent.and_then(|p| self.job_mut(p)) {
+            p.exited.add(&exited);
+            p.terminated_by_limit += terminated;
+        }
         for record in members {
             if let Some(rec) = self.processes.get_mut(&record) {
                 rec.job = None;
@@ -641,11 +712,10 @@ impl Broker {
             };
             if limits.flags & JOB_OBJECT_LIMIT_PROCESS_TIME != 0 {
                 for record in self.job_members(job) {
-                    let pid = self.processes[&record].pid;
-                    if process_stats(pid)
-                        .is_some_and(|s| s.user_time > limits.per_process_user_time)
-                    {
-                        self.kill_member(record, ERROR_NOT_ENOUGH_QUOTA.0);
+                    let over = self
+                        .live_stats(record)
+                        .is_some_and(|s| s.user_time > limits.per_process_user_time);
+                    if over && self.kill_member(record, ERROR_NOT_ENOUGH_QUOTA.0) {
                         self.job_mut(job).expect("a job").terminated_by_limit += 1;
                     }
                 }
@@ -654,7 +724,11 @@ impl Broker {
                 let used = self.accounting(job).total_user_time;
                 let base = self.job(job).expect("a job").job_time_base;
                 if used.saturating_sub(base) > limits.per_job_user_time {
-                    let ended = self.job_members(job).len() as u32;
+                    let ended = self
+                        .job_members(job)
+                        .into_iter()
+                        .filter(|&r| self.kill_member(r, ERROR_NOT_ENOUGH_QUOTA.0))
+                        .count() as u32;
                     self.terminate_job(job, ERROR_NOT_ENOUGH_QUOTA.0, true);
                     let j = self.job_mut(job).expect("a job");
                     j.terminated_by_limit += ended;
@@ -673,7 +747,8 @@ impl Broker {
         let members = self.job_members(job);
         let pids: Vec<String> = members
             .iter()
-            .map(|r| self.processes[r].pid.to_string())
+            .filter_map(|r| self.processes.get(r))
+            .map(|r| r.pid.to_string())
             .collect();
         let mut props = vec![
             ("processes".to_owned(), members.len().to_string()),

@@ -59,6 +59,12 @@ impl ProcessRecord {
     pub(super) fn running_child(&self) -> bool {
         self.child && self.exit.is_none()
     }
+
+    /// Still running: no exit seen, and its pidfd does not say it ended
+    /// (so that its pid is not yet anybody else's).
+    pub(super) fn alive(&self) -> bool {
+        self.exit.is_none() && self.pidfd.as_deref().is_some_and(|fd| !exited_already(fd))
+    }
 }
 
 /// A process's handle table: a connected client's, or one waiting for the
@@ -124,6 +130,10 @@ pub(super) fn process_stats(pid: u32) -> Option<ProcessStats> {
     let ticks = rustix::param::clock_ticks_per_second().max(1);
     let to_100ns = |t: u64| t.saturating_mul(10_000_000) / ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    // Its own time, and that of the children it reaped (a member's plain
+    // fork children count for its job).
+    let user = field(14)? + field(16).unwrap_or(0);
+    let kernel = field(15)? + field(17).unwrap_or(0);
     let kib = |name: &str| {
         status
             .lines()
@@ -134,12 +144,34 @@ pub(super) fn process_stats(pid: u32) -> Option<ProcessStats> {
     };
     let private = kib("VmData:");
     Some(ProcessStats {
-        user_time: to_100ns(field(14)?),
-        kernel_time: to_100ns(field(15)?),
+        user_time: to_100ns(user),
+        kernel_time: to_100ns(kernel),
         page_faults: field(10)? + field(12)?,
         private_memory: private,
         peak_private_memory: private.max(kib("VmHWM:")),
     })
+}
+
+/// The real, effective, saved and file-system uids of process `pid`.
+pub(super) fn proc_all_uids(pid: u32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let uids: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (uids.len() == 4).then_some(uids)
+}
+
+/// Process `pid`'s hard `RLIMIT_DATA` (`None`: unlimited or unknown).
+pub(super) fn data_hard_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max data size"))?;
+    let hard = line
+        .strip_prefix("Max data size")?
+        .split_whitespace()
+        .nth(1)?;
+    hard.parse().ok()
 }
 
 /// The real uid of process `pid`, from `/proc/PID/status`.
@@ -301,7 +333,7 @@ impl Broker {
         };
         let pid = rec.pid;
         // What it used, read while it is still a zombie.
-        let used = rec.job.and(process_stats(pid));
+        let used = rec.job.and_then(|_| process_stats(pid));
         let observed = if rec.child {
             match rustix::process::waitid(
                 WaitId::PidFd(fd.as_fd()),
@@ -343,6 +375,12 @@ impl Broker {
                 sync.mark_exited(slot, code);
             }
         }
+        // It leaves its job first: releasing its handles below may forget
+        // its record.
+        self.member_exited(record, used);
+        if let Some(rec) = self.processes.get_mut(&record) {
+            rec.job = None;
+        }
         if self.processes[&record].child
             && let Some(mut table) = self.pending.remove(&pid)
         {
@@ -350,10 +388,6 @@ impl Broker {
             for entry in entries {
                 self.release(entry.object);
             }
-        }
-        self.member_exited(record, used);
-        if let Some(rec) = self.processes.get_mut(&record) {
-            rec.job = None;
         }
         self.forget_if_unused(record);
     }
@@ -364,7 +398,8 @@ impl Broker {
             return;
         };
         let pending = rec.exit.is_none() && self.pending.contains_key(&rec.pid);
-        let member = rec.exit.is_none() && rec.job.is_some();
+        // A member stays known until it has left its job.
+        let member = rec.job.is_some();
         if rec.object.is_none()
             && rec.main_thread.is_none()
             && !rec.running_child()
@@ -474,8 +509,18 @@ impl Broker {
         }
     }
 
-    /// The record of running process `pid`, watched from now on.
-    pub(super) fn watch_pid(&mut self, pid: u32) -> Result<RecordId, Failure> {
+    /// The record of client `id`'s own process, watched from now on.
+    /// Refused once the process that connected has exited (its pid may be
+    /// another process's by now; a forked child may hold the connection).
+    pub(super) fn own_record(&mut self, id: ClientId) -> Result<RecordId, Failure> {
+        let client = &self.clients[&id];
+        if client.pidfd.as_ref().is_some_and(exited_already) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the process that opened this connection has exited",
+            ));
+        }
+        let pid = client.pid;
         self.watch(pid, false)
     }
 
@@ -796,8 +841,7 @@ impl Broker {
         code: u32,
     ) -> Result<Outcome, Failure> {
         let record = if handle == CURRENT_PROCESS {
-            let pid = self.clients[&id].pid;
-            self.watch(pid, false)?
+            self.own_record(id)?
         } else {
             self.process_record(id, handle, PROCESS_TERMINATE)?
         };
