@@ -321,7 +321,11 @@ mod tests {
             process_memory: 1 << 20,
             ..JobLimits::default()
         };
-        assert!(with(JOB_LIMITS_SUPPORTED).validate(9).is_ok());
+        let all = JOB_LIMITS_SUPPORTED & !JOB_OBJECT_LIMIT_PRESERVE_JOB_TIME;
+        assert!(with(all).validate(9).is_ok());
+        // Preserving the job time limit while setting one is a contradiction.
+        let (code, _) = with(JOB_LIMITS_SUPPORTED).validate(9).unwrap_err();
+        assert_eq!(code, ERROR_INVALID_PARAMETER);
         let (code, why) = with(JOB_OBJECT_LIMIT_JOB_MEMORY).validate(9).unwrap_err();
         assert_eq!(code, ERROR_NOT_SUPPORTED);
         assert!(why.contains("JOB_OBJECT_LIMIT_JOB_MEMORY"), "{why}");
