@@ -163,6 +163,7 @@ pub enum Object {
     Process(crate::process::Process),
     Thread(crate::thread::Thread),
     Job(crate::job::Job),
+    File(crate::file::File),
 }
 
 /// Takes over handle `value` of this process whatever its type (one it
@@ -176,6 +177,7 @@ pub fn take_over(value: u32) -> Result<Object> {
         Reply::Section(_) => {
             return crate::Section::from_reply(Ok(reply), what).map(Object::Section);
         }
+        Reply::File(_) => return crate::file::File::from_reply(reply, what).map(Object::File),
         Reply::Sync(grant) => objmgr_sync::Kind::from_code(grant.kind),
         _ => None,
     }
@@ -208,6 +210,7 @@ impl Object {
     pub fn close_shared(&self) -> Result<()> {
         match self {
             Object::Section(o) => o.close_handle(),
+            Object::File(o) => o.close_shared(),
             other => other.sync_object().close(),
         }
     }
@@ -217,6 +220,7 @@ impl Object {
     pub fn forget(&self) {
         match self {
             Object::Section(o) => o.mark_closed(),
+            Object::File(o) => o.forget(),
             other => other
                 .sync_object()
                 .closed
@@ -227,7 +231,9 @@ impl Object {
     fn sync_object(&self) -> &crate::sync::SyncObject {
         use crate::sync::sealed::Sealed;
         match self {
-            Object::Section(_) => unreachable!("sections are handled by the callers"),
+            Object::Section(_) | Object::File(_) => {
+                unreachable!("sections and files are handled by the callers")
+            }
             Object::Event(o) => o.sync_object(),
             Object::Mutex(o) => o.sync_object(),
             Object::Semaphore(o) => o.sync_object(),
@@ -249,13 +255,14 @@ impl Object {
             Object::Process(o) => o.handle_value(),
             Object::Thread(o) => o.handle_value(),
             Object::Job(o) => o.handle_value(),
+            Object::File(o) => o.handle_value(),
         }
     }
 
     /// The object as something to wait on; `None` for a section.
     pub fn waitable(&self) -> Option<&dyn crate::Waitable> {
         Some(match self {
-            Object::Section(_) => return None,
+            Object::Section(_) | Object::File(_) => return None,
             Object::Event(o) => o,
             Object::Mutex(o) => o,
             Object::Semaphore(o) => o,

@@ -72,6 +72,7 @@
 pub mod admin;
 mod connection;
 pub mod error;
+pub mod file;
 pub mod handle;
 pub mod job;
 pub mod namespace;

@@ -1,4 +1,6 @@
-//! The client's only `unsafe` code: creating and removing memory mappings.
+//! The client's only `unsafe` code: creating and removing memory mappings,
+//! and byte-range locks (`fcntl` open-file-description locks, which rustix
+//! does not cover).
 //!
 //! Everything else in the crate is safe Rust over these functions and
 //! rustix. The rules they rely on are stated once here: a mapping created by
@@ -218,4 +220,89 @@ pub fn neutralize_fd(fd: std::os::fd::RawFd) {
         <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
     });
     let _ = rustix::io::dup3(&null, &mut target, rustix::io::DupFlags::CLOEXEC);
+}
+
+/// A byte-range lock's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeLock {
+    Shared,
+    Exclusive,
+    Unlock,
+}
+
+fn flock_of(kind: RangeLock, offset: u64, len: u64) -> std::io::Result<libc::flock> {
+    // Linux ranges are signed: a range that reaches past i64::MAX is cut
+    // there (no file is that long). A length of 0 means "to the end, and
+    // beyond" on Linux: never asked for here.
+    let start =
+        i64::try_from(offset).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let len = i64::try_from(len).unwrap_or(i64::MAX).min(i64::MAX - start);
+    if len == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let kind = match kind {
+        RangeLock::Shared => libc::F_RDLCK,
+        RangeLock::Exclusive => libc::F_WRLCK,
+        RangeLock::Unlock => libc::F_UNLCK,
+    };
+    Ok(libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    })
+}
+
+/// Takes (or, with [`RangeLock::Unlock`], gives back) an open-file-description
+/// lock on `len` bytes from `offset`; `wait`: sleep until it can be had.
+pub fn range_lock(
+    fd: BorrowedFd<'_>,
+    kind: RangeLock,
+    offset: u64,
+    len: u64,
+    wait: bool,
+) -> std::io::Result<()> {
+    let lock = flock_of(kind, offset, len)?;
+    let command = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    loop {
+        // SAFETY: fcntl on a live fd with a pointer to a flock that lives
+        // across the call; the kernel reads it only.
+        let rc = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), command, &lock) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether another open file description (or process) holds a lock that
+/// conflicts with `kind` on `len` bytes from `offset`.
+pub fn range_conflicts(
+    fd: BorrowedFd<'_>,
+    kind: RangeLock,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<bool> {
+    let mut lock = flock_of(kind, offset, len)?;
+    // SAFETY: fcntl on a live fd with a pointer to a flock it may write,
+    // which lives across the call.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::F_OFD_GETLK,
+            &mut lock,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
 }

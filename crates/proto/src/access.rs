@@ -67,6 +67,23 @@ pub const SEMAPHORE_ALL_ACCESS: u32 = STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0
 pub const TIMER_QUERY_STATE: u32 = 0x0001;
 pub const TIMER_MODIFY_STATE: u32 = 0x0002;
 pub const TIMER_ALL_ACCESS: u32 = STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x3;
+pub const FILE_READ_DATA: u32 = 0x0001;
+pub const FILE_WRITE_DATA: u32 = 0x0002;
+pub const FILE_APPEND_DATA: u32 = 0x0004;
+pub const FILE_EXECUTE: u32 = 0x0020;
+pub const FILE_READ_ATTRIBUTES: u32 = 0x0080;
+pub const FILE_WRITE_ATTRIBUTES: u32 = 0x0100;
+pub const FILE_GENERIC_READ: u32 =
+    STANDARD_RIGHTS_READ | FILE_READ_DATA | FILE_READ_ATTRIBUTES | 0x0008 | SYNCHRONIZE;
+pub const FILE_GENERIC_WRITE: u32 = STANDARD_RIGHTS_WRITE
+    | FILE_WRITE_DATA
+    | FILE_WRITE_ATTRIBUTES
+    | 0x0010
+    | FILE_APPEND_DATA
+    | SYNCHRONIZE;
+pub const FILE_GENERIC_EXECUTE: u32 =
+    STANDARD_RIGHTS_EXECUTE | FILE_READ_ATTRIBUTES | FILE_EXECUTE | SYNCHRONIZE;
+pub const FILE_ALL_ACCESS: u32 = STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x1FF;
 pub const JOB_OBJECT_ASSIGN_PROCESS: u32 = 0x0001;
 pub const JOB_OBJECT_SET_ATTRIBUTES: u32 = 0x0002;
 pub const JOB_OBJECT_QUERY: u32 = 0x0004;
@@ -106,11 +123,13 @@ pub enum ObjectType {
     Job = 6,
     Process = 7,
     Thread = 8,
+    /// An open file (`CreateFile`): never named in the namespace.
+    File = 9,
 }
 
 impl ObjectType {
     /// Every type, in wire-code order.
-    pub const ALL: [ObjectType; 8] = [
+    pub const ALL: [ObjectType; 9] = [
         ObjectType::Section,
         ObjectType::Event,
         ObjectType::Mutex,
@@ -119,6 +138,7 @@ impl ObjectType {
         ObjectType::Job,
         ObjectType::Process,
         ObjectType::Thread,
+        ObjectType::File,
     ];
 
     /// The wire code.
@@ -142,6 +162,7 @@ impl ObjectType {
             ObjectType::Job => "Job",
             ObjectType::Process => "Process",
             ObjectType::Thread => "Thread",
+            ObjectType::File => "File",
         }
     }
 
@@ -200,6 +221,12 @@ impl ObjectType {
                 write: STANDARD_RIGHTS_WRITE | 0x0437,
                 execute: sync_x | THREAD_QUERY_LIMITED_INFORMATION | 0x0002,
                 all: THREAD_ALL_ACCESS,
+            },
+            ObjectType::File => GenericMapping {
+                read: FILE_GENERIC_READ,
+                write: FILE_GENERIC_WRITE,
+                execute: FILE_GENERIC_EXECUTE,
+                all: FILE_ALL_ACCESS,
             },
         }
     }

@@ -50,6 +50,9 @@ win32_errors! {
     ERROR_INVALID_DATA = 13, "The data is invalid.";
     ERROR_OUTOFMEMORY = 14, "Not enough memory resources are available to complete this operation.";
     ERROR_NOT_SUPPORTED = 50, "The request is not supported.";
+    ERROR_LOCK_VIOLATION = 33, "The process cannot access the file because another process has locked a portion of the file.";
+    ERROR_NOT_LOCKED = 158, "The segment is already unlocked.";
+    ERROR_USER_MAPPED_FILE = 1224, "The requested operation cannot be performed on a file with a user-mapped section open.";
     ERROR_BAD_LENGTH = 24, "The program issued a command but the command length is incorrect.";
     ERROR_MORE_DATA = 234, "More data is available.";
     ERROR_SHARING_VIOLATION = 32, "The process cannot access the file because it is being used by another process.";

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod error;
+pub mod file;
 pub mod job;
 pub mod name;
 pub mod process;

@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -254,10 +254,12 @@ pub enum Opcode {
     SyncRemote = 22,
     CreateJob = 23,
     JobControl = 24,
+    OpenFile = 25,
+    FileControl = 26,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 24] = [
+    pub const ALL: [Opcode; 26] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -282,6 +284,8 @@ impl Opcode {
         Opcode::SyncRemote,
         Opcode::CreateJob,
         Opcode::JobControl,
+        Opcode::OpenFile,
+        Opcode::FileControl,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -315,6 +319,8 @@ impl Opcode {
             Opcode::SyncRemote => "sync_remote",
             Opcode::CreateJob => "create_job",
             Opcode::JobControl => "job_control",
+            Opcode::OpenFile => "open_file",
+            Opcode::FileControl => "file_control",
         }
     }
 }
@@ -486,6 +492,51 @@ pub enum Request {
         /// `SetEndOfJob`: the action.
         values: Vec<u64>,
     },
+    /// `CreateFile`: the client opened the file itself (with its own
+    /// rights) and attaches the fd; the broker checks the share modes of
+    /// every open of that file (device and inode) and keeps the fd, so
+    /// that the handle can be inherited and duplicated. Reply: a file grant.
+    OpenFile {
+        /// Specific rights (`FILE_READ_DATA`, ..., `DELETE`).
+        access: u32,
+        share: u32,
+        inherit: bool,
+    },
+    /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
+    FileControl {
+        op: FileOp,
+        handle: Handle,
+        value: u64,
+    },
+}
+
+/// What [`Request::FileControl`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FileOp {
+    /// `SetEndOfFile` to length `value`: refused with
+    /// `ERROR_USER_MAPPED_FILE` while a section maps the file past it.
+    MayTruncate = 1,
+    /// `DeleteFile`: the request carries an `O_PATH` fd of the file;
+    /// refused with `ERROR_SHARING_VIOLATION` while an open does not share
+    /// deleting. (`handle` is 0.)
+    MayDelete = 2,
+}
+
+impl FileOp {
+    const ALL: [FileOp; 2] = [FileOp::MayTruncate, FileOp::MayDelete];
+
+    pub fn from_code(code: u8) -> Option<FileOp> {
+        Self::ALL.into_iter().find(|op| *op as u8 == code)
+    }
+}
+
+/// A new handle to an open file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileGrant {
+    pub handle: Handle,
+    pub access: u32,
+    pub share: u32,
 }
 
 /// What [`Request::JobControl`] does.
@@ -630,6 +681,8 @@ impl Request {
             Request::SyncRemote { .. } => Opcode::SyncRemote,
             Request::CreateJob { .. } => Opcode::CreateJob,
             Request::JobControl { .. } => Opcode::JobControl,
+            Request::OpenFile { .. } => Opcode::OpenFile,
+            Request::FileControl { .. } => Opcode::FileControl,
         }
     }
 
@@ -812,6 +865,16 @@ impl Request {
             } => {
                 e.u8(*op as u8).u32(job.0).u32(process.0).u64s(values);
             }
+            Request::OpenFile {
+                access,
+                share,
+                inherit,
+            } => {
+                e.u32(*access).u32(*share).bool(*inherit);
+            }
+            Request::FileControl { op, handle, value } => {
+                e.u8(*op as u8).u32(handle.0).u64(*value);
+            }
         }
         e.finish()
     }
@@ -937,6 +1000,16 @@ impl Request {
                 job: Handle(d.u32()?),
                 process: Handle(d.u32()?),
                 values: d.u64s()?,
+            },
+            Opcode::OpenFile => Request::OpenFile {
+                access: d.u32()?,
+                share: d.u32()?,
+                inherit: d.bool()?,
+            },
+            Opcode::FileControl => Request::FileControl {
+                op: FileOp::from_code(d.u8()?).ok_or(WireError::BadField("file op"))?,
+                handle: Handle(d.u32()?),
+                value: d.u64()?,
             },
         };
         d.end()?;
@@ -1070,6 +1143,7 @@ pub enum Reply {
     },
     Section(SectionGrant),
     Sync(SyncGrant),
+    File(FileGrant),
     Done,
     Objects {
         entries: Vec<ObjectEntry>,
@@ -1173,6 +1247,11 @@ fn decode_grant(d: &mut Decoder<'_>) -> Result<Reply, WireError> {
                 file_backed: d.bool()?,
             },
         }),
+        GRANT_FILE => Reply::File(FileGrant {
+            handle: Handle(d.u32()?),
+            access: d.u32()?,
+            share: d.u32()?,
+        }),
         GRANT_SYNC => Reply::Sync(SyncGrant {
             handle: Handle(d.u32()?),
             existed: d.bool()?,
@@ -1197,6 +1276,7 @@ fn decode_sync_grant(d: &mut Decoder<'_>) -> Result<SyncGrant, WireError> {
 /// Grant replies start with which kind of object was granted.
 const GRANT_SECTION: u8 = 1;
 const GRANT_SYNC: u8 = 2;
+const GRANT_FILE: u8 = 3;
 
 /// The reply frame header: `opcode: u16, flags: u16, seq: u32, status: u32`.
 /// A non-zero status is a Win32 error code followed by a context string.
@@ -1222,6 +1302,9 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                         .u16(*client_tag);
                 }
                 Reply::Sync(g) => encode_sync_grant(&mut e, g),
+                Reply::File(g) => {
+                    e.u8(GRANT_FILE).u32(g.handle.0).u32(g.access).u32(g.share);
+                }
                 Reply::Section(g) => {
                     e.u8(GRANT_SECTION)
                         .u32(g.handle.0)
@@ -1343,7 +1426,9 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         | Opcode::CreateSync
         | Opcode::OpenProcess
         | Opcode::CreateThread
-        | Opcode::CreateJob => decode_grant(&mut d)?,
+        | Opcode::CreateJob
+        | Opcode::OpenFile => decode_grant(&mut d)?,
+        Opcode::FileControl => Reply::Done,
         Opcode::JobControl => Reply::Numbers(d.u64s()?),
         Opcode::Spawn => Reply::Spawned {
             process: decode_sync_grant(&mut d)?,
@@ -1532,6 +1617,25 @@ mod tests {
                 values: vec![u64::MAX, 0, 7],
             });
         }
+        round_trip(Request::OpenFile {
+            access: 0x1_0003,
+            share: 7,
+            inherit: true,
+        });
+        for op in FileOp::ALL {
+            round_trip(Request::FileControl {
+                op,
+                handle: Handle(12),
+                value: u64::MAX,
+            });
+        }
+        let file = Reply::File(FileGrant {
+            handle: Handle(16),
+            access: 3,
+            share: 1,
+        });
+        let bytes = encode_reply(Opcode::QueryHandle, 4, Ok(&file));
+        assert_eq!(decode_reply(Opcode::QueryHandle, &bytes), Ok((4, Ok(file))));
         let numbers = Reply::Numbers((0..crate::job::MAX_PROCESS_IDS as u64).collect());
         let bytes = encode_reply(Opcode::JobControl, 9, Ok(&numbers));
         assert!(bytes.len() <= MAX_MESSAGE_SIZE);

@@ -30,6 +30,7 @@ use crate::quota::{self, Charge, Usage};
 use crate::section::Section;
 use crate::sync::SyncArena;
 
+mod file;
 mod job;
 mod namespace;
 mod object_security;
@@ -77,13 +78,15 @@ enum Body {
         slot: u32,
         job: Box<job::Job>,
     },
+    /// An open file.
+    File(file::OpenFile),
 }
 
 impl Body {
     /// The arena slot and kind of an object whose state lives in the arena.
     fn sync_slot(&self) -> Option<(u32, Kind)> {
         match *self {
-            Body::Section(_) => None,
+            Body::Section(_) | Body::File(_) => None,
             Body::Sync { slot, kind } => Some((slot, kind)),
             Body::Process { slot, .. } => Some((slot, Kind::Process)),
             Body::Thread { slot, .. } => Some((slot, Kind::Thread)),
@@ -587,6 +590,11 @@ impl Broker {
                 from_file: true, ..
             } => 2,
             Request::Spawn { stdio, .. } => (stdio & 0b111).count_ones() as usize,
+            Request::OpenFile { .. }
+            | Request::FileControl {
+                op: objmgr_proto::wire::FileOp::MayDelete,
+                ..
+            } => 1,
             _ => 0,
         };
         if fds.len() != expected_fds {
@@ -750,6 +758,17 @@ impl Broker {
                 inherit,
                 security,
             } => self.create_job(id, &name, access, inherit, &security),
+            Request::OpenFile {
+                access,
+                share,
+                inherit,
+            } => {
+                let fd = fds.pop().expect("one fd, checked above");
+                self.open_file(id, access, share, inherit, fd)
+            }
+            Request::FileControl { op, handle, value } => {
+                self.file_control(id, op, handle, value, fds.pop())
+            }
             Request::JobControl {
                 op,
                 job,
@@ -1104,6 +1123,7 @@ impl Broker {
                 .values()
                 .map(|o| match &o.body {
                     Body::Section(section) => section.fds_held(),
+                    Body::File(_) => 1,
                     _ => 0,
                 })
                 .sum();
@@ -1253,8 +1273,9 @@ impl Broker {
                     shutdown: false,
                 })
             }
+            Body::File(open) => Ok(Self::file_grant(open, handle, access)),
             body => {
-                let (slot, kind) = body.sync_slot().expect("not a section");
+                let (slot, kind) = body.sync_slot().expect("not a section or file");
                 let writable = self.maps_writable(id, oid);
                 let arena = self.arena_of(oid).expect("a sync object has an arena");
                 if !writable && arena.slots() != objmgr_sync::arena::SOLO_SLOTS {
@@ -1316,8 +1337,20 @@ impl Broker {
         let object = &self.objects[&oid];
         let section = match &object.body {
             Body::Section(section) => section,
+            Body::File(open) => {
+                return ObjectEntry {
+                    path: object.path.clone().unwrap_or_default(),
+                    object_type: object.object_type,
+                    handle_count: object.handle_count,
+                    size: 0,
+                    properties: vec![
+                        ("access".to_owned(), format!("{:#x}", open.access)),
+                        ("share".to_owned(), format!("{:#x}", open.share)),
+                    ],
+                };
+            }
             body => {
-                let slot = body.sync_slot().expect("not a section").0;
+                let slot = body.sync_slot().expect("not a section or file").0;
                 return ObjectEntry {
                     path: object.path.clone().unwrap_or_default(),
                     object_type: object.object_type,

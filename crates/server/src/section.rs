@@ -41,7 +41,7 @@ pub struct Section {
 /// A file's type, inode, device and size as the kernel has them cached:
 /// never a round trip to a file server or FUSE daemon. Not a regular file
 /// is `ERROR_INVALID_HANDLE`.
-fn cached_stat(file: &OwnedFd) -> Result<fs::Statx, Failure> {
+pub(crate) fn cached_stat(file: &OwnedFd) -> Result<fs::Statx, Failure> {
     let stat = fs::statx(
         file,
         "",
@@ -66,7 +66,23 @@ fn huge_page_size() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A file's identity: its device and inode.
+pub type FileNode = (u32, u32, u64);
+
+/// The identity of the regular file behind `file`.
+pub(crate) fn file_node(file: &OwnedFd) -> Result<FileNode, Failure> {
+    let stat = cached_stat(file)?;
+    Ok((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
+}
+
 impl Section {
+    /// The file a file-backed section maps.
+    pub fn file_node(&self) -> Option<FileNode> {
+        self.file_backed
+            .then(|| file_node(&self.base).ok())
+            .flatten()
+    }
+
     /// Creates a paging-file-backed section of `size` bytes.
     pub fn new_anonymous(
         size: u64,

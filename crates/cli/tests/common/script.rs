@@ -89,6 +89,11 @@
 //! | `job_pids J` / `job_acct J`               | the member pids (sorted) / accounting figures |
 //! | `in_job I|self J|any`                     | `IsProcessInJob`                             |
 //! | `burn MS` / `alloc MB` / `mypid`          | spend CPU time / commit memory / print our pid |
+//! | `fopen PATH r|w|rw SHARE [inherit]`       | open (creating if writing) and register a file with that share mode (hex); prints its handle value |
+//! | `adopt_file V` / `fclose F`               | take over file handle V / close file F       |
+//! | `flock F OFF LEN x|s wait|now` / `funlock F OFF LEN` | `LockFileEx` / `UnlockFileEx` on file F |
+//! | `fseek F POS` / `fwrite F TEXT` / `fread F N` | position, write, read (lock-checked)     |
+//! | `fsetlen F LEN` / `fdelete PATH`          | `SetEndOfFile` / `DeleteFile` (share-checked) |
 //! | `close_job J` / `job_count J N`           | close job J (later indices shift down) / wait (10 s at most) until J has N running members, print how many |
 
 use objmgr::job::{Job, JobLimits};
@@ -302,6 +307,7 @@ pub fn run_script(script: &str) {
     let mut views: Vec<View> = Vec::new();
     let mut children: Vec<Spawned> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
+    let mut files: Vec<objmgr::file::File> = Vec::new();
     let mut input = String::new();
     let mut duplicated = 0u32;
     let mut freed = 0usize;
@@ -1165,6 +1171,82 @@ pub fn run_script(script: &str) {
                     }
                 }
                 "mypid" => format!("pid {}", std::process::id()),
+                "fopen" => {
+                    // PATH r|w|rw SHARE(hex) [inherit]
+                    use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+                    let (read, write) = (words[2].contains('r'), words[2].contains('w'));
+                    let raw = std::fs::OpenOptions::new()
+                        .read(read)
+                        .write(write)
+                        .create(write)
+                        .truncate(false)
+                        .open(words[1])
+                        .map_err(|e| {
+                            Error::new(
+                                objmgr::Win32Error(e.raw_os_error().unwrap_or(0) as u32),
+                                "open",
+                            )
+                        })?;
+                    let access = if read { FILE_READ_DATA } else { 0 }
+                        | if write { FILE_WRITE_DATA } else { 0 };
+                    let share = value(&format!("0x{}", words[3]));
+                    let file = objmgr::file::File::register(
+                        raw,
+                        access,
+                        share,
+                        words.get(4) == Some(&"inherit"),
+                    )?;
+                    let line = format!("fopen value={}", file.handle_value());
+                    files.push(file);
+                    line
+                }
+                "adopt_file" => {
+                    files.push(objmgr::file::File::from_handle(value(words[1]))?);
+                    "adopted file".into()
+                }
+                "flock" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    f.lock(
+                        words[2].parse().unwrap(),
+                        words[3].parse().unwrap(),
+                        words[4] == "x",
+                        words[5] == "wait",
+                    )?;
+                    "locked".into()
+                }
+                "funlock" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    f.unlock(words[2].parse().unwrap(), words[3].parse().unwrap())?;
+                    "unlocked".into()
+                }
+                "fseek" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    f.seek(std::io::SeekFrom::Start(words[2].parse().unwrap()))?;
+                    "seeked".into()
+                }
+                "fwrite" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    format!("wrote {}", f.write(words[2].as_bytes())?)
+                }
+                "fread" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    let mut buf = vec![0u8; words[2].parse().unwrap()];
+                    let n = f.read(&mut buf)?;
+                    format!("read {}", String::from_utf8_lossy(&buf[..n]))
+                }
+                "fsetlen" => {
+                    files[words[1].parse::<usize>().unwrap()].set_len(words[2].parse().unwrap())?;
+                    "length set".into()
+                }
+                "fclose" => {
+                    files.remove(words[1].parse::<usize>().unwrap()).close()?;
+                    "closed file".into()
+                }
+                "fdelete" => {
+                    objmgr::file::check_delete(std::path::Path::new(words[1]))?;
+                    std::fs::remove_file(words[1]).unwrap();
+                    "deleted".into()
+                }
                 "close_job" => {
                     jobs.remove(words[1].parse::<usize>().unwrap()).close()?;
                     "closed job".into()

@@ -1,0 +1,181 @@
+//! Files shared between processes with Windows' rules: share modes,
+//! byte-range locks that are mandatory among objmgr processes and visible
+//! to `fcntl`, handles inherited by a child (sharing the position), no
+//! truncation under a mapped section, and deletion only where shared.
+
+mod common;
+#[path = "common/script.rs"]
+mod script;
+
+use common::TestBroker;
+
+/// Entry point for child processes (see `sections.rs`).
+#[test]
+fn child_process_entry() {
+    if let Ok(script) = std::env::var(common::CHILD_ROLE_ENV) {
+        script::run_script(&script);
+    }
+}
+
+fn path(broker: &TestBroker, name: &str) -> String {
+    broker.dir.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn share_modes_are_checked_across_processes_and_links() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "shared.dat");
+    let link = path(&broker, "link.dat");
+    // The holder writes and lets others read only.
+    let mut holder = broker.spawn(&[&format!("fopen {file} rw 1"), "hold"]);
+    holder.wait_for("holding");
+    std::fs::hard_link(&file, &link).unwrap();
+    let lines = broker.run(&[
+        // A reader that shares writing: fine.
+        &format!("fopen {file} r 3"),
+        // A reader that does not share writing (the holder writes).
+        &format!("fopen {file} r 1"),
+        // A writer (the holder does not share writing), by the other name.
+        &format!("fopen {link} w 7"),
+        // Deleting needs FILE_SHARE_DELETE from every open.
+        &format!("fdelete {link}"),
+    ]);
+    assert!(lines[0].starts_with("fopen value="), "{lines:?}");
+    for line in &lines[1..4] {
+        assert!(line.starts_with("err 32 "), "{lines:?}");
+    }
+    holder.release();
+    holder.finish();
+    // Once the holder is gone, nothing stands in the way.
+    let lines = broker.run(&[
+        &format!("fopen {link} w 0"),
+        "fclose 0",
+        &format!("fdelete {link}"),
+    ]);
+    assert_eq!(lines[1..], ["closed file", "deleted"], "{lines:?}");
+}
+
+#[test]
+fn byte_range_locks_are_mandatory_wait_and_die_with_their_holder() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "locked.dat");
+    std::fs::write(&file, vec![b'.'; 4096]).unwrap();
+    let mut holder = broker.spawn(&[
+        &format!("fopen {file} rw 3"),
+        "flock 0 0 100 x now",
+        "flock 0 50 10 s now",
+        "flock 0 1000 10 s now",
+        "hold",
+        "funlock 0 0 100",
+        "funlock 0 0 100",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    assert_eq!(
+        holder.lines,
+        [
+            "fopen value=4",
+            "locked",
+            "err 33 locking 10 bytes at 50 of file handle 0x4",
+            "locked",
+            "holding"
+        ]
+        .iter()
+        .zip(&holder.lines)
+        .map(|(want, got)| if got.starts_with(want) {
+            got.clone()
+        } else {
+            want.to_string()
+        })
+        .collect::<Vec<_>>()
+    );
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 3"),
+        "flock 0 10 10 s now",
+        "fread 0 5",
+        "fseek 0 200",
+        "fread 0 3",
+        // A shared lock held elsewhere: reading is fine, writing is not.
+        "fseek 0 1000",
+        "fread 0 2",
+        "fseek 0 1000",
+        "fwrite 0 xx",
+        "flock 0 2000 10 x now",
+        "funlock 0 2000 11",
+    ]);
+    assert!(lines[1].starts_with("err 33 "), "{lines:?}");
+    assert!(lines[2].starts_with("err 33 "), "{lines:?}");
+    assert_eq!(lines[4], "read ...");
+    assert_eq!(lines[6], "read ..");
+    assert!(lines[8].starts_with("err 33 "), "{lines:?}");
+    assert_eq!(lines[9], "locked");
+    assert!(lines[10].starts_with("err 158 "), "{lines:?}");
+    // A waiter sleeps until the holder unlocks.
+    let mut waiter = broker.spawn(&[
+        &format!("fopen {file} rw 3"),
+        "flock 0 0 100 x wait",
+        "mypid",
+    ]);
+    waiter.wait_for("fopen");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder.release();
+    assert_eq!(holder.wait_for("unlocked"), "unlocked");
+    assert!(
+        holder.wait_for("err").starts_with("err 158 "),
+        "unlocking twice"
+    );
+    assert_eq!(waiter.wait_for("locked"), "locked");
+    // The waiter holds it now; killed, it lets go.
+    waiter.wait_for("pid");
+    waiter.kill9();
+    let lines = broker.run(&[&format!("fopen {file} rw 3"), "flock 0 0 100 x now"]);
+    assert_eq!(lines[1], "locked", "{lines:?}");
+    holder.release();
+    holder.finish();
+}
+
+#[test]
+fn a_mapped_file_cannot_be_cut_short_from_another_process() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "mapped.dat");
+    std::fs::write(&file, vec![0u8; 8192]).unwrap();
+    let mut mapper = broker.spawn(&[&format!("create_file {file} rw - 8192"), "map all", "hold"]);
+    mapper.wait_for("holding");
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 7"),
+        "fsetlen 0 100",
+        "fsetlen 0 16384",
+    ]);
+    assert!(lines[1].starts_with("err 1224 "), "{lines:?}");
+    assert_eq!(lines[2], "length set");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 16384);
+    mapper.release();
+    mapper.finish();
+    // The section is gone: now it may shrink.
+    let lines = broker.run(&[&format!("fopen {file} rw 7"), "fsetlen 0 100"]);
+    assert_eq!(lines[1], "length set", "{lines:?}");
+}
+
+#[test]
+fn an_inherited_file_handle_shares_the_position_and_the_share_mode() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "inherited.dat");
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 0 inherit"),
+        "fwrite 0 ab",
+        "spawn inherit adopt_file 4;fwrite 0 cd",
+        "child_finish",
+        "fwrite 0 ef",
+        // Share mode 0 keeps everyone else out, the child's handle included
+        // in the count of users.
+        &format!("fopen {file} r 7"),
+    ]);
+    assert_eq!(lines[0], "fopen value=4");
+    assert_eq!(
+        lines[3..6],
+        ["child adopted file", "child wrote 2", "child exit=0"],
+        "{lines:?}"
+    );
+    assert!(lines[7].starts_with("err 32 "), "{lines:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "abcdef");
+}

@@ -1,0 +1,361 @@
+//! Files with Windows' sharing rules (`CreateFile`): share modes checked
+//! across every process that uses objmgr, byte-range locks that are
+//! mandatory among them, and file handles that can be inherited and
+//! duplicated into other processes.
+//!
+//! The process opens the file itself (with its own permissions), then
+//! registers the open with the broker, which refuses it with
+//! `ERROR_SHARING_VIOLATION` if another open of the same file (device and
+//! inode: hard links and other paths count) does not share what this one
+//! uses, or uses what this one does not share.
+//!
+//! ```no_run
+//! use objmgr::file::{File, FILE_SHARE_READ};
+//! use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+//! # fn main() -> objmgr::Result<()> {
+//! let raw = std::fs::OpenOptions::new().read(true).write(true).open("/tmp/data")?;
+//! // Others may read while we hold it, never write.
+//! let file = File::register(raw, FILE_READ_DATA | FILE_WRITE_DATA, FILE_SHARE_READ, false)?;
+//! file.lock(0, 4096, true, true)?; // exclusive, waiting
+//! // ... write the first page ...
+//! file.unlock(0, 4096)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Differences from Windows
+//! - Byte-range locks are Linux open-file-description locks (so `fcntl`
+//!   users see them): a handle duplicated into another process shares its
+//!   locks, as it shares its file position.
+//! - Deleting a file that is open with `FILE_SHARE_DELETE` removes its name
+//!   at once (Windows keeps it, pending, until the last handle closes).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::AtomicBool;
+
+use objmgr_proto::access::ObjectType;
+use objmgr_proto::wire::{FileGrant, FileOp, Handle, Reply, Request};
+
+use crate::connection::{self, call};
+use crate::error::*;
+use crate::sys::{RangeLock, range_conflicts, range_lock};
+
+pub use objmgr_proto::file::{FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE};
+
+/// A file handle.
+#[derive(Debug)]
+pub struct File {
+    handle: Handle,
+    generation: u64,
+    file: std::fs::File,
+    access: u32,
+    share: u32,
+    /// The ranges this handle locked (Windows refuses overlapping an
+    /// exclusive lock, and unlocks only exact ranges).
+    locks: StdMutex<Vec<Locked>>,
+    closed: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Locked {
+    offset: u64,
+    len: u64,
+    exclusive: bool,
+}
+
+impl Locked {
+    fn overlaps(&self, offset: u64, len: u64) -> bool {
+        self.len > 0
+            && len > 0
+            && offset < self.offset.saturating_add(self.len)
+            && self.offset < offset.saturating_add(len)
+    }
+}
+
+fn io_code(e: &std::io::Error) -> Win32Error {
+    Win32Error::from_errno(e.raw_os_error().unwrap_or(0))
+}
+
+impl File {
+    /// Registers `file` (opened by this process with at least the access
+    /// `access` asks) as a file handle with `access` and share mode
+    /// `share`; `inheritable`: child processes spawned with inheritance get
+    /// it. Fails with `ERROR_SHARING_VIOLATION` when it conflicts with
+    /// another open of the file.
+    pub fn register(
+        file: std::fs::File,
+        access: u32,
+        share: u32,
+        inheritable: bool,
+    ) -> Result<File> {
+        let request = Request::OpenFile {
+            access,
+            share,
+            inherit: inheritable,
+        };
+        let what = || "opening a file".to_owned();
+        let (reply, _, generation) =
+            call(&request, Some(file.as_fd())).map_err(|e| e.within(&what()))?;
+        let grant = match reply {
+            Reply::File(grant) => grant,
+            _ => {
+                return Err(Error::new(
+                    ERROR_INVALID_DATA,
+                    "opening a file: unexpected reply",
+                ));
+            }
+        };
+        Ok(File::new(grant, file, generation))
+    }
+
+    fn new(grant: FileGrant, file: std::fs::File, generation: u64) -> File {
+        File {
+            handle: grant.handle,
+            generation,
+            file,
+            access: grant.access,
+            share: grant.share,
+            locks: StdMutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn from_reply(
+        reply: (Reply, Option<OwnedFd>, u64),
+        what: impl Fn() -> String,
+    ) -> Result<File> {
+        match reply {
+            (Reply::File(grant), Some(fd), generation) => {
+                Ok(File::new(grant, std::fs::File::from(fd), generation))
+            }
+            _ => Err(Error::new(
+                ERROR_INVALID_DATA,
+                format!("{}: the broker sent no file", what()),
+            )),
+        }
+    }
+
+    /// Takes over a file handle this process holds already (inherited, or
+    /// given with `DuplicateHandle`).
+    pub fn from_handle(value: u32) -> Result<File> {
+        let what = || format!("taking over file handle {value:#x}");
+        let reply = connection::query_handle(Handle(value)).map_err(|e| e.within(&what()))?;
+        File::from_reply(reply, what)
+    }
+
+    pub fn handle_value(&self) -> u32 {
+        self.handle.0
+    }
+
+    /// The access the handle grants (specific rights).
+    pub fn access(&self) -> u32 {
+        self.access
+    }
+
+    pub fn share(&self) -> u32 {
+        self.share
+    }
+
+    /// The file, for I/O the caller checks itself.
+    pub fn as_std(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// `LockFileEx`: locks `len` bytes from `offset`, shared or exclusive;
+    /// `wait`: sleep until the range can be had (else `ERROR_LOCK_VIOLATION`
+    /// at once). An exclusive lock may not overlap any lock of this handle
+    /// either, as on Windows. A lock of 0 bytes locks nothing.
+    pub fn lock(&self, offset: u64, len: u64, exclusive: bool, wait: bool) -> Result<()> {
+        let what = || {
+            format!(
+                "locking {len} bytes at {offset} of file handle {:#x}",
+                self.handle.0
+            )
+        };
+        let mut own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if own
+            .iter()
+            .any(|l| l.overlaps(offset, len) && (exclusive || l.exclusive))
+        {
+            return Err(Error::new(ERROR_LOCK_VIOLATION, what()));
+        }
+        if len > 0 {
+            let kind = if exclusive {
+                RangeLock::Exclusive
+            } else {
+                RangeLock::Shared
+            };
+            // Not under our list's lock while it sleeps.
+            drop(own);
+            range_lock(self.file.as_fd(), kind, offset, len, wait).map_err(|e| {
+                let code = match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EACCES) => ERROR_LOCK_VIOLATION,
+                    _ => io_code(&e),
+                };
+                Error::new(code, what())
+            })?;
+            own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        own.push(Locked {
+            offset,
+            len,
+            exclusive,
+        });
+        Ok(())
+    }
+
+    /// `UnlockFileEx`: unlocks exactly a range this handle locked
+    /// (`ERROR_NOT_LOCKED` otherwise).
+    pub fn unlock(&self, offset: u64, len: u64) -> Result<()> {
+        let mut own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = own.iter().position(|l| l.offset == offset && l.len == len) else {
+            return Err(Error::new(
+                ERROR_NOT_LOCKED,
+                format!("unlocking {len} bytes at {offset}: not locked by this handle"),
+            ));
+        };
+        own.remove(at);
+        if len > 0 {
+            let fd = self.file.as_fd();
+            range_lock(fd, RangeLock::Unlock, offset, len, false)
+                .map_err(|e| Error::new(io_code(&e), "unlocking a file range"))?;
+            // Linux unlocks the range whatever took it: put back what other
+            // locks of this handle still hold there.
+            for l in own.iter().filter(|l| l.overlaps(offset, len)) {
+                let kind = if l.exclusive {
+                    RangeLock::Exclusive
+                } else {
+                    RangeLock::Shared
+                };
+                range_lock(fd, kind, l.offset, l.len, false)
+                    .map_err(|e| Error::new(io_code(&e), "relocking a file range"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails with `ERROR_LOCK_VIOLATION` if another handle's lock forbids
+    /// reading (`write` false) or writing `len` bytes at `offset`.
+    pub fn check_io(&self, offset: u64, len: u64, write: bool) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let kind = if write {
+            RangeLock::Exclusive
+        } else {
+            RangeLock::Shared
+        };
+        match range_conflicts(self.file.as_fd(), kind, offset, len) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Error::new(
+                ERROR_LOCK_VIOLATION,
+                format!("{len} bytes at {offset} are locked by another handle"),
+            )),
+            Err(e) => Err(Error::new(io_code(&e), "checking file locks")),
+        }
+    }
+
+    /// The current file position.
+    pub fn position(&self) -> Result<u64> {
+        (&self.file)
+            .stream_position()
+            .map_err(|e| Error::new(io_code(&e), "the file position"))
+    }
+
+    /// `ReadFile` at the file position, honouring other handles' locks.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.check_io(self.position()?, buf.len() as u64, false)?;
+        (&self.file)
+            .read(buf)
+            .map_err(|e| Error::new(io_code(&e), "reading a file"))
+    }
+
+    /// `WriteFile` at the file position, honouring other handles' locks.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.check_io(self.position()?, buf.len() as u64, true)?;
+        (&self.file)
+            .write_all(buf)
+            .map(|()| buf.len())
+            .map_err(|e| Error::new(io_code(&e), "writing a file"))
+    }
+
+    /// Moves the file position (`SetFilePointerEx`).
+    pub fn seek(&self, to: SeekFrom) -> Result<u64> {
+        (&self.file)
+            .seek(to)
+            .map_err(|e| Error::new(io_code(&e), "moving the file position"))
+    }
+
+    /// `SetEndOfFile` at `len`: refused with `ERROR_USER_MAPPED_FILE` while
+    /// a section maps the file past it (on Linux its views would fault).
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        let request = Request::FileControl {
+            op: FileOp::MayTruncate,
+            handle: self.handle,
+            value: len,
+        };
+        call(&request, None).map_err(|e| e.within("SetEndOfFile"))?;
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::new(io_code(&e), "SetEndOfFile"))
+    }
+
+    /// Closes the handle now (dropping closes too). Its locks go with the
+    /// last handle to the open.
+    pub fn close(self) -> Result<()> {
+        self.close_shared()
+    }
+
+    pub(crate) fn close_shared(&self) -> Result<()> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        connection::close_handle(self.handle, self.generation, "file")
+    }
+
+    pub(crate) fn forget(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        let _ = self.close_shared();
+    }
+}
+
+/// `DeleteFile`'s check: fails with `ERROR_SHARING_VIOLATION` while the
+/// file at `path` is open (through objmgr) without `FILE_SHARE_DELETE`. The
+/// caller then removes the name itself.
+pub fn check_delete(path: &std::path::Path) -> Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::from_errno(e, format!("DeleteFile({})", path.display())))?;
+    // Only regular files take part in sharing.
+    let regular = rustix::fs::fstat(&fd)
+        .map(|s| {
+            rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(false);
+    if !regular {
+        return Ok(());
+    }
+    let request = Request::FileControl {
+        op: FileOp::MayDelete,
+        handle: Handle(0),
+        value: 0,
+    };
+    call(&request, Some(fd.as_fd()))
+        .map(drop)
+        .map_err(|e| e.within(&format!("DeleteFile({})", path.display())))
+}
+
+/// The type of objects [`File`] handles are, for `DuplicateHandle` and
+/// listings.
+pub const OBJECT_TYPE: ObjectType = ObjectType::File;

@@ -1,0 +1,176 @@
+//! Files opened through objmgr (`CreateFile`): the broker keeps every open
+//! of a file, by device and inode (so hard links and different paths are
+//! one file), and refuses an open whose access or share mode conflicts with
+//! another's, in any process (`ERROR_SHARING_VIOLATION`). It keeps each
+//! open's fd, so that a file handle can be inherited and duplicated into
+//! another process like any handle: they share the open file description,
+//! and so the file position and the byte-range locks, as duplicates share
+//! them on Windows. Byte-range locks themselves are the kernel's
+//! (open-file-description locks, taken by the client): the broker only
+//! keeps the description open while a handle refers to it.
+//!
+//! The broker never opens a path: the client opens the file with its own
+//! rights and passes the fd, which the broker checks (a regular file, opened
+//! for at least the access claimed).
+
+use std::os::fd::OwnedFd;
+
+use objmgr_proto::file::{FILE_SHARE_DELETE, FILE_SHARE_VALID, compatible};
+use objmgr_proto::wire::{FileGrant, FileOp};
+use rustix::fs::OFlags;
+
+use super::*;
+use crate::section::{FileNode, file_node};
+
+/// An open file: the object behind a file handle.
+#[derive(Debug)]
+pub(super) struct OpenFile {
+    pub node: FileNode,
+    /// The client's open file description.
+    pub fd: Rc<OwnedFd>,
+    /// Specific rights granted (generic ones mapped).
+    pub access: u32,
+    pub share: u32,
+}
+
+impl Broker {
+    /// `CreateFile` of the file behind `fd`, with `access` and `share`.
+    pub(super) fn open_file(
+        &mut self,
+        id: ClientId,
+        access: u32,
+        share: u32,
+        inherit: bool,
+        fd: OwnedFd,
+    ) -> Result<Outcome, Failure> {
+        if share & !FILE_SHARE_VALID != 0 {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("share mode {share:#x}"),
+            ));
+        }
+        let access = ObjectType::File.map_generic(access);
+        let node = file_node(&fd)?;
+        // The fd must allow what the client claims (it opened it itself).
+        let mode = rustix::fs::fcntl_getfl(&fd)
+            .map_err(|e| Failure::new(crate::errno(e), "the file's access mode"))?
+            & OFlags::ACCMODE;
+        let uses = objmgr_proto::file::Uses::of(access.0);
+        let readable = mode == OFlags::RDONLY || mode == OFlags::RDWR;
+        let writable = mode == OFlags::WRONLY || mode == OFlags::RDWR;
+        if (uses.read && !readable) || (uses.write && !writable) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the file was not opened for the access asked",
+            ));
+        }
+        if let Some(clash) = self
+            .file_opens(node)
+            .find(|o| !compatible(access.0, share, o.access, o.share))
+        {
+            return Err(Failure::new(
+                ERROR_SHARING_VIOLATION,
+                format!(
+                    "the file is open with access {:#x} and share mode {:#x}",
+                    clash.access, clash.share
+                ),
+            ));
+        }
+        self.check_quota(id, Charge::section(0))?;
+        self.check_descriptors()?;
+        let security = self.own_security();
+        let domain = self.domain_of(id);
+        let body = Body::File(OpenFile {
+            node,
+            fd: Rc::new(fd),
+            access: access.0,
+            share,
+        });
+        let oid = self.insert_object(
+            ObjectType::File,
+            None,
+            body,
+            Some((id, Charge::section(0))),
+            security,
+            domain,
+        );
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// The opens of the file `node`.
+    fn file_opens(&self, node: FileNode) -> impl Iterator<Item = &OpenFile> {
+        self.objects.values().filter_map(move |o| match &o.body {
+            Body::File(open) if open.node == node => Some(open),
+            _ => None,
+        })
+    }
+
+    /// The reply for a new file handle: its facts and the fd.
+    pub(super) fn file_grant(open: &OpenFile, handle: Handle, access: AccessMask) -> Outcome {
+        Outcome {
+            reply: Reply::File(FileGrant {
+                handle,
+                access: access.0,
+                share: open.share,
+            }),
+            fd: Some(open.fd.clone()),
+            shutdown: false,
+        }
+    }
+
+    /// Serves [`Request::FileControl`].
+    pub(super) fn file_control(
+        &mut self,
+        id: ClientId,
+        op: FileOp,
+        handle: Handle,
+        value: u64,
+        fd: Option<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        match op {
+            FileOp::MayTruncate => {
+                let entry = *self
+                    .client(id)
+                    .handles
+                    .get(handle)
+                    .ok_or_else(|| not_open(handle))?;
+                let Body::File(open) = &self.objects[&entry.object].body else {
+                    return Err(Failure::new(
+                        ERROR_INVALID_HANDLE,
+                        format!("handle {:#x} is not a file", handle.0),
+                    ));
+                };
+                let node = open.node;
+                let mapped = self.objects.values().any(|o| match &o.body {
+                    Body::Section(section) => {
+                        section.size > value && section.file_node() == Some(node)
+                    }
+                    _ => false,
+                });
+                if mapped {
+                    return Err(Failure::new(
+                        ERROR_USER_MAPPED_FILE,
+                        format!("a section maps the file past {value} bytes"),
+                    ));
+                }
+            }
+            FileOp::MayDelete => {
+                let fd = fd.ok_or_else(|| Failure::protocol("MayDelete without the file"))?;
+                let node = file_node(&fd)?;
+                if let Some(open) = self
+                    .file_opens(node)
+                    .find(|o| o.share & FILE_SHARE_DELETE == 0)
+                {
+                    return Err(Failure::new(
+                        ERROR_SHARING_VIOLATION,
+                        format!(
+                            "the file is open without FILE_SHARE_DELETE (share mode {:#x})",
+                            open.share
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Outcome::reply(Reply::Done))
+    }
+}
