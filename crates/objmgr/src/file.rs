@@ -10,8 +10,7 @@
 //! uses, or uses what this one does not share.
 //!
 //! ```no_run
-//! use objmgr::file::{File, FILE_SHARE_READ};
-//! use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+//! use objmgr::file::{File, FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA};
 //! # fn main() -> objmgr::Result<()> {
 //! let raw = std::fs::OpenOptions::new().read(true).write(true).open("/tmp/data")?;
 //! // Others may read while we hold it, never write.
@@ -41,6 +40,10 @@ use crate::connection::{self, call};
 use crate::error::*;
 use crate::sys::{RangeLock, range_conflicts, range_lock};
 
+pub use objmgr_proto::access::{
+    DELETE, FILE_ALL_ACCESS, FILE_APPEND_DATA, FILE_GENERIC_READ, FILE_GENERIC_WRITE,
+    FILE_READ_DATA, FILE_WRITE_DATA,
+};
 pub use objmgr_proto::file::{FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE};
 
 /// A file handle.
