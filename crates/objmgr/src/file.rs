@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use objmgr::file::{File, FILE_READ_DATA, FILE_SHARE_READ, FILE_WRITE_DATA};
-//! # fn main() -> objmgr::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let raw = std::fs::OpenOptions::new().read(true).write(true).open("/tmp/data")?;
 //! // Others may read while we hold it, never write.
 //! let file = File::register(raw, FILE_READ_DATA | FILE_WRITE_DATA, FILE_SHARE_READ, false)?;
