@@ -1,7 +1,9 @@
 //! Files: `CreateFile`, `ReadFile`, `WriteFile`, `SetFilePointer(Ex)`,
 //! `GetFileSize(Ex)`, `SetEndOfFile`, `FlushFileBuffers`, `DeleteFile`,
-//! `GetTempPath`, `GetTempFileName`. File handles stay in this process
-//! (they cannot be inherited or duplicated into another process).
+//! `GetTempPath`, `GetTempFileName`, `LockFile(Ex)`, `UnlockFile(Ex)`.
+//! A regular file is shared with Windows' rules through the broker (share
+//! modes across processes, mandatory byte-range locks, inheritable and
+//! duplicable handles: see `objmgr::file`); a device stays this process's.
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 use std::ffi::c_char;
@@ -18,6 +20,7 @@ use crate::ffi::{self, ansi_exact, wide_exact};
 use crate::last_error::{SetLastError, fail, guard};
 use crate::table::{self, Entry};
 use crate::types::*;
+use objmgr::handle::Object;
 
 const CREATE_NEW: DWORD = 1;
 const CREATE_ALWAYS: DWORD = 2;
@@ -54,7 +57,13 @@ fn io_error(e: &std::io::Error, path: Option<&str>) -> Win32Error {
     }
 }
 
-unsafe fn create_file(name: Name, access: DWORD, disposition: DWORD) -> HANDLE {
+unsafe fn create_file(
+    name: Name,
+    access: DWORD,
+    share: DWORD,
+    attributes: *const SECURITY_ATTRIBUTES,
+    disposition: DWORD,
+) -> HANDLE {
     use rustix::fs::{Mode, OFlags};
     // SAFETY: the Win32 name, passed through.
     let path = match unsafe { name.read() } {
@@ -81,49 +90,129 @@ unsafe fn create_file(name: Name, access: DWORD, disposition: DWORD) -> HANDLE {
     let opened = match disposition {
         CREATE_NEW => open(create).map(|fd| (fd, false)),
         OPEN_EXISTING => open(OFlags::empty()).map(|fd| (fd, true)),
-        TRUNCATE_EXISTING if write => open(OFlags::TRUNC).map(|fd| (fd, true)),
-        CREATE_ALWAYS | OPEN_ALWAYS => {
-            let again = if disposition == CREATE_ALWAYS {
-                OFlags::TRUNC
-            } else {
-                OFlags::empty()
-            };
-            match open(create) {
-                Err(rustix::io::Errno::EXIST) => open(again).map(|fd| (fd, true)),
-                other => other.map(|fd| (fd, false)),
-            }
-        }
+        // Truncated only once the share modes allow this open (below).
+        TRUNCATE_EXISTING if write => open(OFlags::empty()).map(|fd| (fd, true)),
+        CREATE_ALWAYS | OPEN_ALWAYS => match open(create) {
+            Err(rustix::io::Errno::EXIST) => open(OFlags::empty()).map(|fd| (fd, true)),
+            other => other.map(|fd| (fd, false)),
+        },
         _ => return fail(ERROR_INVALID_PARAMETER, INVALID_HANDLE_VALUE),
     };
-    match opened {
-        Ok((fd, existed)) => {
-            let reopened = matches!(disposition, CREATE_ALWAYS | OPEN_ALWAYS) && existed;
-            SetLastError(if reopened {
-                ERROR_ALREADY_EXISTS.code()
-            } else {
-                0
-            });
-            table::insert_file(File::from(fd))
+    let (fd, existed) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return fail(io_error(&e.into(), Some(&path)), INVALID_HANDLE_VALUE),
+    };
+    let file = File::from(fd);
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    // SAFETY: NULL or a SECURITY_ATTRIBUTES per the Win32 contract.
+    let inherit = unsafe { crate::api_sync::inheritable(attributes) };
+    let handle = if regular {
+        // A regular file is shared with Windows' rules: the broker checks
+        // the share mode against every other open of it.
+        let shared = match objmgr::file::File::register(file, access, share, inherit) {
+            Ok(shared) => shared,
+            Err(e) => return fail(e.code(), INVALID_HANDLE_VALUE),
+        };
+        let truncate = matches!(disposition, TRUNCATE_EXISTING | CREATE_ALWAYS) && existed;
+        if truncate && let Err(e) = shared.set_len(0) {
+            return fail(e.code(), INVALID_HANDLE_VALUE);
         }
-        Err(e) => fail(io_error(&e.into(), Some(&path)), INVALID_HANDLE_VALUE),
-    }
+        table::insert_object(Object::File(shared))
+    } else {
+        // A device or pipe: this process's own.
+        table::insert_file(file)
+    };
+    let reopened = matches!(disposition, CREATE_ALWAYS | OPEN_ALWAYS) && existed;
+    SetLastError(if reopened {
+        ERROR_ALREADY_EXISTS.code()
+    } else {
+        0
+    });
+    handle
 }
 
 /// The file behind `h`, or the error for a handle that is not one.
 fn file_of(h: HANDLE) -> Result<Arc<Entry>, Win32Error> {
-    if !table::is_file(h) {
-        return Err(ERROR_INVALID_HANDLE);
+    let entry = table::lookup(h)?;
+    match &*entry {
+        Entry::File(_) | Entry::Object(Object::File(_)) => Ok(entry),
+        Entry::Object(_) => Err(ERROR_INVALID_HANDLE),
     }
-    table::lookup(h)
 }
 
-fn with_file<T>(h: HANDLE, failure: T, op: impl FnOnce(&File) -> Result<T, Win32Error>) -> T {
+/// A file handle's file: a regular file shared through the broker, or one
+/// of this process only (a device).
+#[derive(Clone, Copy)]
+enum AnyFile<'a> {
+    Shared(&'a objmgr::file::File),
+    Local(&'a File),
+}
+
+impl<'a> AnyFile<'a> {
+    fn of(entry: &'a Entry) -> Option<AnyFile<'a>> {
+        match entry {
+            Entry::File(file) => Some(AnyFile::Local(file)),
+            Entry::Object(Object::File(file)) => Some(AnyFile::Shared(file)),
+            Entry::Object(_) => None,
+        }
+    }
+
+    fn std(self) -> &'a File {
+        match self {
+            AnyFile::Shared(file) => file.as_std(),
+            AnyFile::Local(file) => file,
+        }
+    }
+
+    /// Fails with `ERROR_LOCK_VIOLATION` where another handle's lock
+    /// forbids this I/O at the file position.
+    fn check_io(self, len: usize, write: bool) -> Result<(), Win32Error> {
+        match self {
+            AnyFile::Shared(file) => {
+                let position = file.position().map_err(|e| e.code())?;
+                file.check_io(position, len as u64, write)
+                    .map_err(|e| e.code())
+            }
+            AnyFile::Local(_) => Ok(()),
+        }
+    }
+}
+
+fn with_file<T>(h: HANDLE, failure: T, op: impl FnOnce(AnyFile<'_>) -> Result<T, Win32Error>) -> T {
     match file_of(h) {
-        Ok(entry) => match &*entry {
-            Entry::File(file) => op(file).unwrap_or_else(|code| fail(code, failure)),
-            Entry::Object(_) => fail(ERROR_INVALID_HANDLE, failure),
+        Ok(entry) => match AnyFile::of(&entry) {
+            Some(file) => op(file).unwrap_or_else(|code| fail(code, failure)),
+            None => fail(ERROR_INVALID_HANDLE, failure),
         },
         Err(code) => fail(code, failure),
+    }
+}
+
+/// Moves to the offset an `OVERLAPPED` gives (a synchronous handle reads
+/// and writes there, and the file position follows).
+unsafe fn seek_overlapped(
+    file: AnyFile<'_>,
+    overlapped: *mut OVERLAPPED,
+) -> Result<(), Win32Error> {
+    // SAFETY: NULL or an OVERLAPPED per the Win32 contract.
+    if let Some(o) = unsafe { ffi::get(overlapped) } {
+        let offset = (u64::from(o.OffsetHigh) << 32) | u64::from(o.Offset);
+        let mut f = file.std();
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error(&e, None))?;
+    }
+    Ok(())
+}
+
+/// Records the bytes moved in an `OVERLAPPED`, as Windows does.
+unsafe fn done_overlapped(overlapped: *mut OVERLAPPED, bytes: usize) {
+    if overlapped.is_null() {
+        return;
+    }
+    // SAFETY: a writable OVERLAPPED per the Win32 contract.
+    unsafe {
+        (*overlapped).Internal = 0;
+        (*overlapped).InternalHigh = bytes;
     }
 }
 
@@ -132,19 +221,22 @@ unsafe fn read_file(
     buf: *mut u8,
     len: DWORD,
     read: *mut DWORD,
-    overlapped: LPVOID,
+    overlapped: *mut OVERLAPPED,
 ) -> BOOL {
-    if !overlapped.is_null() {
-        return fail(ERROR_INVALID_PARAMETER, FALSE); // no overlapped I/O here
-    }
     // SAFETY: `buf` holds `len` writable bytes per the Win32 contract.
     let Some(buf) = (unsafe { ffi::bytes_mut(buf, len as usize) }) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    with_file(h, FALSE, |mut file| {
-        let n = file.read(buf).map_err(|e| io_error(&e, None))?;
-        // SAFETY: NULL or a writable DWORD.
-        unsafe { ffi::put(read, n as DWORD) };
+    with_file(h, FALSE, |file| {
+        // SAFETY: the OVERLAPPED is passed through.
+        unsafe { seek_overlapped(file, overlapped)? };
+        file.check_io(buf.len(), false)?;
+        let n = file.std().read(buf).map_err(|e| io_error(&e, None))?;
+        // SAFETY: NULL or writable, per the Win32 contract.
+        unsafe {
+            ffi::put(read, n as DWORD);
+            done_overlapped(overlapped, n);
+        }
         Ok(TRUE)
     })
 }
@@ -154,19 +246,22 @@ unsafe fn write_file(
     buf: *const u8,
     len: DWORD,
     written: *mut DWORD,
-    overlapped: LPVOID,
+    overlapped: *mut OVERLAPPED,
 ) -> BOOL {
-    if !overlapped.is_null() {
-        return fail(ERROR_INVALID_PARAMETER, FALSE);
-    }
     // SAFETY: `buf` holds `len` readable bytes per the Win32 contract.
     let Some(buf) = (unsafe { ffi::bytes(buf, len as usize) }) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    with_file(h, FALSE, |mut file| {
-        file.write_all(buf).map_err(|e| io_error(&e, None))?;
-        // SAFETY: NULL or a writable DWORD.
-        unsafe { ffi::put(written, len) };
+    with_file(h, FALSE, |file| {
+        // SAFETY: the OVERLAPPED is passed through.
+        unsafe { seek_overlapped(file, overlapped)? };
+        file.check_io(buf.len(), true)?;
+        file.std().write_all(buf).map_err(|e| io_error(&e, None))?;
+        // SAFETY: NULL or writable, per the Win32 contract.
+        unsafe {
+            ffi::put(written, len);
+            done_overlapped(overlapped, buf.len());
+        }
         Ok(TRUE)
     })
 }
@@ -174,10 +269,7 @@ unsafe fn write_file(
 /// Moves the file pointer; the new position.
 fn seek(h: HANDLE, distance: i64, method: DWORD) -> Result<u64, Win32Error> {
     let entry = file_of(h)?;
-    let Entry::File(file) = &*entry else {
-        return Err(ERROR_INVALID_HANDLE);
-    };
-    let mut file: &File = file;
+    let mut file = AnyFile::of(&entry).ok_or(ERROR_INVALID_HANDLE)?.std();
     let base = match method {
         FILE_BEGIN => 0,
         FILE_CURRENT => file.stream_position().map_err(|e| io_error(&e, None))? as i64,
@@ -232,9 +324,7 @@ unsafe fn set_file_pointer_ex(h: HANDLE, distance: i64, new: *mut i64, method: D
 
 fn size_of(h: HANDLE) -> Result<u64, Win32Error> {
     let entry = file_of(h)?;
-    let Entry::File(file) = &*entry else {
-        return Err(ERROR_INVALID_HANDLE);
-    };
+    let file = AnyFile::of(&entry).ok_or(ERROR_INVALID_HANDLE)?.std();
     Ok(file.metadata().map_err(|e| io_error(&e, None))?.len())
 }
 
@@ -262,18 +352,79 @@ unsafe fn get_file_size_ex(h: HANDLE, size: *mut i64) -> BOOL {
 }
 
 fn set_end_of_file(h: HANDLE) -> BOOL {
-    with_file(h, FALSE, |mut file| {
-        let position = file.stream_position().map_err(|e| io_error(&e, None))?;
-        file.set_len(position).map_err(|e| io_error(&e, None))?;
+    with_file(h, FALSE, |file| {
+        let mut f = file.std();
+        let position = f.stream_position().map_err(|e| io_error(&e, None))?;
+        match file {
+            // Refused while a section maps the file past it.
+            AnyFile::Shared(shared) => shared.set_len(position).map_err(|e| e.code())?,
+            AnyFile::Local(local) => local.set_len(position).map_err(|e| io_error(&e, None))?,
+        }
         Ok(TRUE)
     })
 }
 
 fn flush_file(h: HANDLE) -> BOOL {
     with_file(h, FALSE, |file| {
-        file.sync_all().map_err(|e| io_error(&e, None))?;
+        file.std().sync_all().map_err(|e| io_error(&e, None))?;
         Ok(TRUE)
     })
+}
+
+/// `LockFile(Ex)` (`lock`: exclusive, wait) / `UnlockFile(Ex)` (`None`)
+/// on a shared file.
+fn lock_range(h: HANDLE, offset: u64, len: u64, lock: Option<(bool, bool)>) -> BOOL {
+    with_file(h, FALSE, |file| {
+        let AnyFile::Shared(file) = file else {
+            return Err(ERROR_INVALID_FUNCTION);
+        };
+        match lock {
+            Some((exclusive, wait)) => file.lock(offset, len, exclusive, wait),
+            None => file.unlock(offset, len),
+        }
+        .map_err(|e| e.code())?;
+        Ok(TRUE)
+    })
+}
+
+/// The offset an `OVERLAPPED` gives (`LockFileEx`); NULL is invalid.
+unsafe fn overlapped_offset(overlapped: *const OVERLAPPED) -> Option<u64> {
+    // SAFETY: NULL or an OVERLAPPED per the Win32 contract.
+    unsafe { ffi::get(overlapped) }.map(|o| (u64::from(o.OffsetHigh) << 32) | u64::from(o.Offset))
+}
+
+const LOCKFILE_FAIL_IMMEDIATELY: DWORD = 0x1;
+const LOCKFILE_EXCLUSIVE_LOCK: DWORD = 0x2;
+
+fn join(high: DWORD, low: DWORD) -> u64 {
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+unsafe fn lock_file_ex(
+    h: HANDLE,
+    flags: DWORD,
+    (low, high): (DWORD, DWORD),
+    overlapped: *const OVERLAPPED,
+) -> BOOL {
+    // SAFETY: passed through.
+    let Some(offset) = (unsafe { overlapped_offset(overlapped) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    let exclusive = flags & LOCKFILE_EXCLUSIVE_LOCK != 0;
+    let wait = flags & LOCKFILE_FAIL_IMMEDIATELY == 0;
+    lock_range(h, offset, join(high, low), Some((exclusive, wait)))
+}
+
+unsafe fn unlock_file_ex(
+    h: HANDLE,
+    (low, high): (DWORD, DWORD),
+    overlapped: *const OVERLAPPED,
+) -> BOOL {
+    // SAFETY: passed through.
+    let Some(offset) = (unsafe { overlapped_offset(overlapped) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    lock_range(h, offset, join(high, low), None)
 }
 
 unsafe fn delete_file(name: Name) -> BOOL {
@@ -283,6 +434,13 @@ unsafe fn delete_file(name: Name) -> BOOL {
         Ok(None) => return fail(ERROR_PATH_NOT_FOUND, FALSE),
         Err(code) => return fail(code, FALSE),
     };
+    // A file open without FILE_SHARE_DELETE stays. (One that is not there
+    // is told by the removal below, with the right code.)
+    if let Err(e) = objmgr::file::check_delete(std::path::Path::new(&path))
+        && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
+    {
+        return fail(e.code(), FALSE);
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => TRUE,
         Err(e) => fail(io_error(&e, Some(&path)), FALSE),
@@ -375,12 +533,12 @@ unsafe fn get_temp_file_name<T: Copy + From<u8>>(
 
 exports! {
     fn CreateFileA(name: *const c_char, access: DWORD, share: DWORD, a: *const SECURITY_ATTRIBUTES, disposition: DWORD, flags: DWORD, template: HANDLE) -> HANDLE = INVALID_HANDLE_VALUE
-        => { let _ = (share, a, flags, template); create_file(Name::Ansi(name), access, disposition) };
+        => { let _ = (flags, template); create_file(Name::Ansi(name), access, share, a, disposition) };
     fn CreateFileW(name: *const WCHAR, access: DWORD, share: DWORD, a: *const SECURITY_ATTRIBUTES, disposition: DWORD, flags: DWORD, template: HANDLE) -> HANDLE = INVALID_HANDLE_VALUE
-        => { let _ = (share, a, flags, template); create_file(Name::Wide(name), access, disposition) };
-    fn ReadFile(h: HANDLE, buf: LPVOID, len: DWORD, read: *mut DWORD, overlapped: LPVOID) -> BOOL = FALSE
+        => { let _ = (flags, template); create_file(Name::Wide(name), access, share, a, disposition) };
+    fn ReadFile(h: HANDLE, buf: LPVOID, len: DWORD, read: *mut DWORD, overlapped: *mut OVERLAPPED) -> BOOL = FALSE
         => read_file(h, buf.cast(), len, read, overlapped);
-    fn WriteFile(h: HANDLE, buf: *const std::ffi::c_void, len: DWORD, written: *mut DWORD, overlapped: LPVOID) -> BOOL = FALSE
+    fn WriteFile(h: HANDLE, buf: *const std::ffi::c_void, len: DWORD, written: *mut DWORD, overlapped: *mut OVERLAPPED) -> BOOL = FALSE
         => write_file(h, buf.cast(), len, written, overlapped);
     fn SetFilePointer(h: HANDLE, low: LONG, high: *mut LONG, method: DWORD) -> DWORD = INVALID_SET_FILE_POINTER
         => set_file_pointer(h, low, high, method);
@@ -390,6 +548,14 @@ exports! {
     fn GetFileSizeEx(h: HANDLE, size: *mut i64) -> BOOL = FALSE => get_file_size_ex(h, size);
     fn SetEndOfFile(h: HANDLE) -> BOOL = FALSE => set_end_of_file(h);
     fn FlushFileBuffers(h: HANDLE) -> BOOL = FALSE => flush_file(h);
+    fn LockFile(h: HANDLE, off_low: DWORD, off_high: DWORD, len_low: DWORD, len_high: DWORD) -> BOOL = FALSE
+        => lock_range(h, join(off_high, off_low), join(len_high, len_low), Some((true, false)));
+    fn UnlockFile(h: HANDLE, off_low: DWORD, off_high: DWORD, len_low: DWORD, len_high: DWORD) -> BOOL = FALSE
+        => lock_range(h, join(off_high, off_low), join(len_high, len_low), None);
+    fn LockFileEx(h: HANDLE, flags: DWORD, reserved: DWORD, len_low: DWORD, len_high: DWORD, overlapped: *const OVERLAPPED) -> BOOL = FALSE
+        => { let _ = reserved; lock_file_ex(h, flags, (len_low, len_high), overlapped) };
+    fn UnlockFileEx(h: HANDLE, reserved: DWORD, len_low: DWORD, len_high: DWORD, overlapped: *const OVERLAPPED) -> BOOL = FALSE
+        => { let _ = reserved; unlock_file_ex(h, (len_low, len_high), overlapped) };
     fn DeleteFileA(name: *const c_char) -> BOOL = FALSE => delete_file(Name::Ansi(name));
     fn DeleteFileW(name: *const WCHAR) -> BOOL = FALSE => delete_file(Name::Wide(name));
     fn GetTempPathA(size: DWORD, buf: *mut c_char) -> DWORD = 0

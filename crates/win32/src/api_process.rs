@@ -117,6 +117,11 @@ fn stdio_from(h: HANDLE) -> Result<Stdio, objmgr_proto::Win32Error> {
             .try_clone()
             .map(|f| Stdio::Fd(OwnedFd::from(f)))
             .map_err(|_| ERROR_INVALID_HANDLE),
+        Entry::Object(objmgr::handle::Object::File(file)) => file
+            .as_std()
+            .try_clone()
+            .map(|f| Stdio::Fd(OwnedFd::from(f)))
+            .map_err(|_| ERROR_INVALID_HANDLE),
         Entry::Object(_) => Err(ERROR_INVALID_HANDLE),
     }
 }

@@ -78,10 +78,24 @@ unsafe fn create_mapping(
             Ok(entry) => entry,
             Err(code) => return fail(code, null),
         };
-        let Entry::File(f) = &*entry else {
-            return fail(ERROR_INVALID_HANDLE, null);
-        };
-        builder.create_from_file(f)
+        match &*entry {
+            Entry::File(f) => builder.create_from_file(f),
+            Entry::Object(Object::File(f)) => {
+                // The handle must allow what the protection does: reading
+                // always, writing for a writable (shared) mapping.
+                use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+                let needs = if protection.allows_shared_write() {
+                    FILE_READ_DATA | FILE_WRITE_DATA
+                } else {
+                    FILE_READ_DATA
+                };
+                if f.access() & needs != needs {
+                    return fail(ERROR_ACCESS_DENIED, null);
+                }
+                builder.create_from_file(f.as_std())
+            }
+            Entry::Object(_) => return fail(ERROR_INVALID_HANDLE, null),
+        }
     };
     match section {
         Ok(section) => created(section.existed(), Object::Section(section)),

@@ -170,3 +170,14 @@ pub struct JOBOBJECT_BASIC_ACCOUNTING_INFORMATION {
 const _: () = assert!(std::mem::size_of::<JOBOBJECT_BASIC_LIMIT_INFORMATION>() == 64);
 const _: () = assert!(std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() == 144);
 const _: () = assert!(std::mem::size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() == 48);
+
+/// `OVERLAPPED` (the offset of a synchronous read, write or lock).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OVERLAPPED {
+    pub Internal: usize,
+    pub InternalHigh: usize,
+    pub Offset: DWORD,
+    pub OffsetHigh: DWORD,
+    pub hEvent: HANDLE,
+}

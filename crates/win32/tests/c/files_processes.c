@@ -40,11 +40,18 @@ static void files(void) {
     LARGE_INTEGER size;
     CHECK(GetFileSizeEx(h, &size) && size.QuadPart == 4);
     CHECK(FlushFileBuffers(h));
-    CHECK_ERR(ReadFile(h, buf, 1, &done, (LPOVERLAPPED)buf), FALSE, ERROR_INVALID_PARAMETER);
+    /* An OVERLAPPED offset on a synchronous handle: read there, the
+       position follows, and the count is recorded. */
+    OVERLAPPED at;
+    ZeroMemory(&at, sizeof at);
+    at.Offset = 1;
+    CHECK(ReadFile(h, buf, 2, &done, &at) && done == 2 && memcmp(buf, "el", 2) == 0 && at.InternalHigh == 2);
+    CHECK(SetFilePointer(h, 0, NULL, FILE_CURRENT) == 3);
     CHECK_ERR(CreateFileA(name, GENERIC_READ, 0, NULL, CREATE_NEW, 0, NULL), INVALID_HANDLE_VALUE, ERROR_FILE_EXISTS);
-    HANDLE again = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_ALWAYS, 0, NULL);
-    CHECK(again != INVALID_HANDLE_VALUE && GetLastError() == ERROR_ALREADY_EXISTS);
-    CloseHandle(again);
+    /* h shares nothing: a second open is a sharing violation. */
+    CHECK_ERR(CreateFileA(name, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_ALWAYS, 0, NULL),
+              INVALID_HANDLE_VALUE, ERROR_SHARING_VIOLATION);
+    CHECK_ERR(DeleteFileA(name), FALSE, ERROR_SHARING_VIOLATION);
     CHECK_ERR(CreateFileA("/nonexistent-dir/x", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL), INVALID_HANDLE_VALUE,
               ERROR_PATH_NOT_FOUND);
     CHECK_ERR(CreateFileA("/tmp/no-such-file-objmgr", GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL), INVALID_HANDLE_VALUE,
