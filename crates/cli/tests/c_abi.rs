@@ -183,3 +183,13 @@ fn job_objects_from_c() {
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
+
+#[test]
+fn files_shared_between_processes_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "files_shared.c", true, Link::Shared);
+    let out = run(&broker, &program).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
