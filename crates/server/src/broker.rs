@@ -290,6 +290,8 @@ pub struct Broker {
     /// Jobs with a user-time limit, whose members' time the broker reads
     /// every [`JOB_TIME_CHECK`].
     timed_jobs: std::collections::BTreeSet<ObjectId>,
+    /// The open file objects of each file (device and inode).
+    open_files: HashMap<crate::section::FileNode, Vec<ObjectId>>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -346,6 +348,7 @@ impl Broker {
             solo: HashMap::new(),
             solo_per_user: HashMap::new(),
             timed_jobs: Default::default(),
+            open_files: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -547,6 +550,7 @@ impl Broker {
                 sync.free(slot);
             }
             match object.body {
+                Body::File(open) => self.file_closed(id, open.node),
                 Body::Process { record, .. } => self.process_object_gone(record),
                 Body::Thread {
                     main_of: Some(record),

@@ -94,15 +94,30 @@ impl Broker {
             security,
             domain,
         );
+        self.open_files.entry(node).or_default().push(oid);
         self.grant(id, oid, access, inherit, false)
     }
 
     /// The opens of the file `node`.
     fn file_opens(&self, node: FileNode) -> impl Iterator<Item = &OpenFile> {
-        self.objects.values().filter_map(move |o| match &o.body {
-            Body::File(open) if open.node == node => Some(open),
-            _ => None,
-        })
+        self.open_files
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter_map(|oid| match &self.objects.get(oid)?.body {
+                Body::File(open) => Some(open),
+                _ => None,
+            })
+    }
+
+    /// An open file object is destroyed.
+    pub(super) fn file_closed(&mut self, oid: ObjectId, node: FileNode) {
+        if let Some(opens) = self.open_files.get_mut(&node) {
+            opens.retain(|&o| o != oid);
+            if opens.is_empty() {
+                self.open_files.remove(&node);
+            }
+        }
     }
 
     /// The reply for a new file handle: its facts and the fd.
