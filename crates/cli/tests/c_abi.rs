@@ -193,3 +193,13 @@ fn files_shared_between_processes_from_c() {
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
+
+#[test]
+fn pipes_standard_handles_and_file_facts_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "pipes.c", true, Link::Shared);
+    let out = run(&broker, &program).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}

@@ -21,6 +21,7 @@ mod api_namespace;
 mod api_process;
 mod api_section;
 mod api_security;
+mod api_stdio;
 mod api_sync;
 mod api_system;
 mod api_token;

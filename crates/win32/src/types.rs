@@ -181,3 +181,27 @@ pub struct OVERLAPPED {
     pub OffsetHigh: DWORD,
     pub hEvent: HANDLE,
 }
+
+/// A time in 100 ns units since 1601 (UTC).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct FILETIME {
+    pub dwLowDateTime: DWORD,
+    pub dwHighDateTime: DWORD,
+}
+
+/// `GetFileInformationByHandle`'s answer.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct BY_HANDLE_FILE_INFORMATION {
+    pub dwFileAttributes: DWORD,
+    pub ftCreationTime: FILETIME,
+    pub ftLastAccessTime: FILETIME,
+    pub ftLastWriteTime: FILETIME,
+    pub dwVolumeSerialNumber: DWORD,
+    pub nFileSizeHigh: DWORD,
+    pub nFileSizeLow: DWORD,
+    pub nNumberOfLinks: DWORD,
+    pub nFileIndexHigh: DWORD,
+    pub nFileIndexLow: DWORD,
+}

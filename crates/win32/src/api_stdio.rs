@@ -1,0 +1,258 @@
+//! Standard handles, anonymous pipes and file facts: `GetStdHandle`,
+//! `SetStdHandle`, `CreatePipe`, `GetFileType`,
+//! `GetFileInformationByHandle`, `GetFileAttributesA/W`, `MoveFileExA/W`.
+//! Pipes and standard streams are this process's own file handles; a child
+//! gets them as its standard streams (`STARTF_USESTDHANDLES`), the classic
+//! redirect-the-child's-output pattern.
+
+use std::ffi::c_char;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
+
+use objmgr::handle::Object;
+use objmgr_proto::error::*;
+
+use crate::api_sync::{Name, exports};
+use crate::ffi;
+use crate::last_error::{SetLastError, fail, guard};
+use crate::table::{self, Entry};
+use crate::types::*;
+
+const STD_INPUT_HANDLE: DWORD = -10i32 as DWORD;
+const STD_OUTPUT_HANDLE: DWORD = -11i32 as DWORD;
+const STD_ERROR_HANDLE: DWORD = -12i32 as DWORD;
+
+const FILE_TYPE_UNKNOWN: DWORD = 0;
+const FILE_TYPE_DISK: DWORD = 1;
+const FILE_TYPE_CHAR: DWORD = 2;
+const FILE_TYPE_PIPE: DWORD = 3;
+
+const FILE_ATTRIBUTE_READONLY: DWORD = 0x1;
+const FILE_ATTRIBUTE_DIRECTORY: DWORD = 0x10;
+const FILE_ATTRIBUTE_NORMAL: DWORD = 0x80;
+const INVALID_FILE_ATTRIBUTES: DWORD = u32::MAX;
+
+const MOVEFILE_REPLACE_EXISTING: DWORD = 0x1;
+
+/// The handles `GetStdHandle` gives (made on first use), by stream.
+static STANDARD: Mutex<[Option<usize>; 3]> = Mutex::new([None; 3]);
+
+fn stream(which: DWORD) -> Option<usize> {
+    match which {
+        STD_INPUT_HANDLE => Some(0),
+        STD_OUTPUT_HANDLE => Some(1),
+        STD_ERROR_HANDLE => Some(2),
+        _ => None,
+    }
+}
+
+fn get_std_handle(which: DWORD) -> HANDLE {
+    let Some(i) = stream(which) else {
+        return fail(ERROR_INVALID_HANDLE, INVALID_HANDLE_VALUE);
+    };
+    let mut standard = STANDARD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = standard[i] {
+        return h as HANDLE;
+    }
+    // A copy of the stream's fd: closing the handle leaves the stream.
+    let fd = match i {
+        0 => std::io::stdin().as_fd().try_clone_to_owned(),
+        1 => std::io::stdout().as_fd().try_clone_to_owned(),
+        _ => std::io::stderr().as_fd().try_clone_to_owned(),
+    };
+    match fd {
+        Ok(fd) => {
+            let h = table::insert_file(File::from(fd));
+            standard[i] = Some(h as usize);
+            h
+        }
+        // No such stream (closed): as on Windows, no handle.
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+fn set_std_handle(which: DWORD, h: HANDLE) -> BOOL {
+    let Some(i) = stream(which) else {
+        return fail(ERROR_INVALID_HANDLE, FALSE);
+    };
+    STANDARD.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(h as usize);
+    TRUE
+}
+
+unsafe fn create_pipe(read: *mut HANDLE, write: *mut HANDLE, size: DWORD) -> BOOL {
+    if read.is_null() || write.is_null() {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    let (r, w) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok(ends) => ends,
+        Err(e) => return fail(Win32Error::from_errno(e.raw_os_error()), FALSE),
+    };
+    if size > 0 {
+        // A hint, as on Windows: the kernel rounds it (or keeps its own).
+        let _ = rustix::pipe::fcntl_setpipe_size(&w, size as usize);
+    }
+    // SAFETY: checked non-NULL; writable per the Win32 contract.
+    unsafe {
+        ffi::put(read, table::insert_file(File::from(OwnedFd::from(r))));
+        ffi::put(write, table::insert_file(File::from(OwnedFd::from(w))));
+    }
+    TRUE
+}
+
+/// The metadata of the file behind a file handle.
+fn metadata(h: HANDLE) -> Result<std::fs::Metadata, Win32Error> {
+    let entry = table::lookup(h)?;
+    let file = match &*entry {
+        Entry::File(file) => file,
+        Entry::Object(Object::File(file)) => file.as_std(),
+        Entry::Object(_) => return Err(ERROR_INVALID_HANDLE),
+    };
+    file.metadata()
+        .map_err(|e| Win32Error::from_errno(e.raw_os_error().unwrap_or(0)))
+}
+
+fn get_file_type(h: HANDLE) -> DWORD {
+    match metadata(h) {
+        Ok(meta) => {
+            SetLastError(0);
+            let kind = meta.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_file() || kind.is_dir() {
+                FILE_TYPE_DISK
+            } else if kind.is_char_device() {
+                FILE_TYPE_CHAR
+            } else if kind.is_fifo() || kind.is_socket() {
+                FILE_TYPE_PIPE
+            } else {
+                FILE_TYPE_UNKNOWN
+            }
+        }
+        Err(code) => fail(code, FILE_TYPE_UNKNOWN),
+    }
+}
+
+/// Seconds and nanoseconds since 1970 as a `FILETIME` (100 ns since 1601).
+fn filetime(secs: i64, nanos: i64) -> FILETIME {
+    let ticks = (secs + 11_644_473_600)
+        .saturating_mul(10_000_000)
+        .saturating_add(nanos / 100)
+        .max(0) as u64;
+    FILETIME {
+        dwLowDateTime: ticks as DWORD,
+        dwHighDateTime: (ticks >> 32) as DWORD,
+    }
+}
+
+fn attributes(meta: &std::fs::Metadata) -> DWORD {
+    let mut attributes = 0;
+    if meta.is_dir() {
+        attributes |= FILE_ATTRIBUTE_DIRECTORY;
+    }
+    if meta.permissions().readonly() {
+        attributes |= FILE_ATTRIBUTE_READONLY;
+    }
+    if attributes == 0 {
+        FILE_ATTRIBUTE_NORMAL
+    } else {
+        attributes
+    }
+}
+
+unsafe fn get_file_information(h: HANDLE, info: *mut BY_HANDLE_FILE_INFORMATION) -> BOOL {
+    if info.is_null() {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    match metadata(h) {
+        Ok(meta) => {
+            let value = BY_HANDLE_FILE_INFORMATION {
+                dwFileAttributes: attributes(&meta),
+                // Linux keeps no creation time in stat: the change time.
+                ftCreationTime: filetime(meta.ctime(), meta.ctime_nsec()),
+                ftLastAccessTime: filetime(meta.atime(), meta.atime_nsec()),
+                ftLastWriteTime: filetime(meta.mtime(), meta.mtime_nsec()),
+                dwVolumeSerialNumber: meta.dev() as DWORD,
+                nFileSizeHigh: (meta.size() >> 32) as DWORD,
+                nFileSizeLow: meta.size() as DWORD,
+                nNumberOfLinks: meta.nlink() as DWORD,
+                nFileIndexHigh: (meta.ino() >> 32) as DWORD,
+                nFileIndexLow: meta.ino() as DWORD,
+            };
+            // SAFETY: checked non-NULL; writable per the Win32 contract.
+            unsafe { ffi::put(info, value) };
+            TRUE
+        }
+        Err(code) => fail(code, FALSE),
+    }
+}
+
+/// The Win32 code for an I/O error on `path`.
+fn path_error(e: &std::io::Error, path: &str) -> Win32Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        let parent_missing = std::path::Path::new(path)
+            .parent()
+            .is_some_and(|d| !d.as_os_str().is_empty() && !d.exists());
+        return if parent_missing {
+            ERROR_PATH_NOT_FOUND
+        } else {
+            ERROR_FILE_NOT_FOUND
+        };
+    }
+    Win32Error::from_errno(e.raw_os_error().unwrap_or(0))
+}
+
+unsafe fn get_file_attributes(name: Name) -> DWORD {
+    // SAFETY: the Win32 name, passed through.
+    let path = match unsafe { name.read() } {
+        Ok(Some(path)) => path,
+        Ok(None) => return fail(ERROR_PATH_NOT_FOUND, INVALID_FILE_ATTRIBUTES),
+        Err(code) => return fail(code, INVALID_FILE_ATTRIBUTES),
+    };
+    match std::fs::metadata(&path) {
+        Ok(meta) => attributes(&meta),
+        Err(e) => fail(path_error(&e, &path), INVALID_FILE_ATTRIBUTES),
+    }
+}
+
+unsafe fn move_file(from: Name, to: Name, flags: DWORD) -> BOOL {
+    // SAFETY: the Win32 names, passed through.
+    let (from, to) = match unsafe { (from.read(), to.read()) } {
+        (Ok(Some(from)), Ok(Some(to))) => (from, to),
+        (Err(code), _) | (_, Err(code)) => return fail(code, FALSE),
+        _ => return fail(ERROR_INVALID_PARAMETER, FALSE),
+    };
+    // Moving a name is deleting it: the file's opens must share deleting.
+    if let Err(e) = objmgr::file::check_delete(std::path::Path::new(&from))
+        && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
+    {
+        return fail(e.code(), FALSE);
+    }
+    let replace = flags & MOVEFILE_REPLACE_EXISTING != 0;
+    let rename_flags = if replace {
+        rustix::fs::RenameFlags::empty()
+    } else {
+        rustix::fs::RenameFlags::NOREPLACE
+    };
+    match rustix::fs::renameat_with(rustix::fs::CWD, &from, rustix::fs::CWD, &to, rename_flags) {
+        Ok(()) => TRUE,
+        Err(rustix::io::Errno::EXIST) => fail(ERROR_ALREADY_EXISTS, FALSE),
+        Err(e) => fail(path_error(&e.into(), &from), FALSE),
+    }
+}
+
+exports! {
+    fn GetStdHandle(which: DWORD) -> HANDLE = INVALID_HANDLE_VALUE => get_std_handle(which);
+    fn SetStdHandle(which: DWORD, h: HANDLE) -> BOOL = FALSE => set_std_handle(which, h);
+    fn CreatePipe(read: *mut HANDLE, write: *mut HANDLE, attributes: *const SECURITY_ATTRIBUTES, size: DWORD) -> BOOL = FALSE
+        => { let _ = attributes; create_pipe(read, write, size) };
+    fn GetFileType(h: HANDLE) -> DWORD = FILE_TYPE_UNKNOWN => get_file_type(h);
+    fn GetFileInformationByHandle(h: HANDLE, info: *mut BY_HANDLE_FILE_INFORMATION) -> BOOL = FALSE
+        => get_file_information(h, info);
+    fn GetFileAttributesA(name: *const c_char) -> DWORD = INVALID_FILE_ATTRIBUTES => get_file_attributes(Name::Ansi(name));
+    fn GetFileAttributesW(name: *const WCHAR) -> DWORD = INVALID_FILE_ATTRIBUTES => get_file_attributes(Name::Wide(name));
+    fn MoveFileExA(from: *const c_char, to: *const c_char, flags: DWORD) -> BOOL = FALSE
+        => move_file(Name::Ansi(from), Name::Ansi(to), flags);
+    fn MoveFileExW(from: *const WCHAR, to: *const WCHAR, flags: DWORD) -> BOOL = FALSE
+        => move_file(Name::Wide(from), Name::Wide(to), flags);
+}
