@@ -7,7 +7,7 @@
 
 use std::ffi::c_char;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
@@ -95,8 +95,8 @@ unsafe fn create_pipe(read: *mut HANDLE, write: *mut HANDLE, size: DWORD) -> BOO
     }
     // SAFETY: checked non-NULL; writable per the Win32 contract.
     unsafe {
-        ffi::put(read, table::insert_file(File::from(OwnedFd::from(r))));
-        ffi::put(write, table::insert_file(File::from(OwnedFd::from(w))));
+        ffi::put(read, table::insert_file(File::from(r)));
+        ffi::put(write, table::insert_file(File::from(w)));
     }
     TRUE
 }
