@@ -11,7 +11,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: objmgr <command> [options]
 
 commands:
-  ls [--json]                          list every named object (path, type, size, handles)
+  ls [--files] [--json]                list every named object (path, type, size, handles);
+                                       --files: the files open through objmgr, with share modes
   stat NAME [--json]                   show one object (NAME as Global\\x, Local\\x, x, or a full path)
   dump NAME [--offset N] [--len N]     hexdump a live section, like xxd
   ps [--json]                          list connected processes (pid, tag, handle count, name)
@@ -168,11 +169,17 @@ fn not_found_without_broker(e: Error, name: &str) -> Failure {
 }
 
 fn ls(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args, &["--json"])?;
+    let files = args.iter().any(|a| a == "--files");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--files").cloned().collect();
+    let options = parse(&args, &["--json"])?;
     if !options.positional.is_empty() {
         return Err(Failure::Usage("ls takes no arguments".into()));
     }
-    let entries = or_empty(admin::list_objects(), Vec::new)?;
+    let entries = if files {
+        or_empty(admin::list_files(), Vec::new)?
+    } else {
+        or_empty(admin::list_objects(), Vec::new)?
+    };
     let mut out = String::new();
     if options.json {
         out.push('[');
@@ -236,6 +243,9 @@ fn state_summary(entry: &ObjectEntry) -> String {
             "waiters",
             "processes",
             "terminated",
+            "access",
+            "share",
+            "opened_by",
         ]
     };
     entry

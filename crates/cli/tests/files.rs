@@ -30,6 +30,13 @@ fn share_modes_are_checked_across_processes_and_links() {
     let mut holder = broker.spawn(&[&format!("fopen {file} rw 1"), "hold"]);
     holder.wait_for("holding");
     std::fs::hard_link(&file, &link).unwrap();
+    let listed = String::from_utf8_lossy(&broker.objmgr(&["ls", "--files"]).stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("File") && l.contains("share=read") && l.contains("shared.dat")),
+        "{listed}"
+    );
     let lines = broker.run(&[
         // A reader that shares writing: fine.
         &format!("fopen {file} r 3"),
@@ -178,4 +185,30 @@ fn an_inherited_file_handle_shares_the_position_and_the_share_mode() {
     );
     assert!(lines[7].starts_with("err 32 "), "{lines:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "abcdef");
+}
+
+#[test]
+fn a_file_handle_duplicated_into_another_process_is_the_same_open() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "duplicated.dat");
+    let mut other = broker.spawn(&["event - manual 0", "hold", "adopt_file $IN", "fwrite 0 cd"]);
+    other.wait_for("holding");
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 0"),
+        "fwrite 0 ab",
+        &format!("open_process {}", other.child.id()),
+        "dup_into 0 4 same",
+    ]);
+    let value = lines[3]
+        .strip_prefix("dup value=")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    other.release_with(value);
+    let lines = other.finish();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["adopted file", "wrote 2"],
+        "{lines:?}"
+    );
+    // The position was shared: the other process wrote after "ab".
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "abcd");
 }

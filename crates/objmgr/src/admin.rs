@@ -40,6 +40,15 @@ pub fn list_objects() -> Result<Vec<ObjectEntry>> {
     }
 }
 
+/// The files open through objmgr that this process may see (`objmgr ls
+/// --files`).
+pub fn list_files() -> Result<Vec<ObjectEntry>> {
+    match call(&Request::ListFiles, None)?.0 {
+        Reply::Objects { entries, .. } => Ok(entries),
+        _ => Err(unexpected()),
+    }
+}
+
 /// Every connected process, by pid (`objmgr ps`).
 pub fn list_processes() -> Result<Vec<ProcessEntry>> {
     let mut all: Vec<ProcessEntry> = Vec::new();

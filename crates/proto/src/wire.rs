@@ -256,10 +256,11 @@ pub enum Opcode {
     JobControl = 24,
     OpenFile = 25,
     FileControl = 26,
+    ListFiles = 27,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 26] = [
+    pub const ALL: [Opcode; 27] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -286,6 +287,7 @@ impl Opcode {
         Opcode::JobControl,
         Opcode::OpenFile,
         Opcode::FileControl,
+        Opcode::ListFiles,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -321,6 +323,7 @@ impl Opcode {
             Opcode::JobControl => "job_control",
             Opcode::OpenFile => "open_file",
             Opcode::FileControl => "file_control",
+            Opcode::ListFiles => "list_files",
         }
     }
 }
@@ -502,6 +505,9 @@ pub enum Request {
         share: u32,
         inherit: bool,
     },
+    /// The files open through objmgr (the caller's own; root: all), for
+    /// `objmgr ls --files`: as many as fit one reply. Reply: `Objects`.
+    ListFiles,
     /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
     FileControl {
         op: FileOp,
@@ -683,6 +689,7 @@ impl Request {
             Request::JobControl { .. } => Opcode::JobControl,
             Request::OpenFile { .. } => Opcode::OpenFile,
             Request::FileControl { .. } => Opcode::FileControl,
+            Request::ListFiles => Opcode::ListFiles,
         }
     }
 
@@ -737,7 +744,7 @@ impl Request {
             Request::StatObject { name } => {
                 e.str(name);
             }
-            Request::Status | Request::Shutdown => {}
+            Request::Status | Request::Shutdown | Request::ListFiles => {}
             Request::CreateSync {
                 name,
                 init,
@@ -918,6 +925,7 @@ impl Request {
             Opcode::StatObject => Request::StatObject { name: d.str()? },
             Opcode::Status => Request::Status,
             Opcode::Shutdown => Request::Shutdown,
+            Opcode::ListFiles => Request::ListFiles,
             Opcode::CreateSync => Request::CreateSync {
                 name: d.str()?,
                 init: decode_init(&mut d)?,
@@ -1488,7 +1496,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
                 observed: d.u32s()?,
             })
         }
-        Opcode::ListObjects => {
+        Opcode::ListObjects | Opcode::ListFiles => {
             let n = d.u32()?;
             if n > MAX_LIST_ENTRIES {
                 return Err(WireError::BadField("entry count"));

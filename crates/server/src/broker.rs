@@ -770,6 +770,7 @@ impl Broker {
                 let fd = fds.pop().expect("one fd, checked above");
                 self.open_file(id, access, share, inherit, fd)
             }
+            Request::ListFiles => Ok(self.list_files(id)),
             Request::FileControl { op, handle, value } => {
                 self.file_control(id, op, handle, value, fds.pop())
             }

@@ -20,6 +20,25 @@ use objmgr_proto::wire::{FileGrant, FileOp};
 use rustix::fs::OFlags;
 
 use super::*;
+
+/// A share mode as `objmgr ls --files` shows it.
+fn share_names(share: u32) -> String {
+    use objmgr_proto::file::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+    let names: Vec<&str> = [
+        (FILE_SHARE_READ, "read"),
+        (FILE_SHARE_WRITE, "write"),
+        (FILE_SHARE_DELETE, "delete"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| share & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(",")
+    }
+}
 use crate::section::{FileNode, file_node};
 
 /// An open file: the object behind a file handle.
@@ -96,6 +115,47 @@ impl Broker {
         );
         self.open_files.entry(node).or_default().push(oid);
         self.grant(id, oid, access, inherit, false)
+    }
+
+    /// `objmgr ls --files`: the files open through objmgr that client `id`
+    /// may see (its user's; root: all), with their share modes.
+    pub(super) fn list_files(&self, id: ClientId) -> Outcome {
+        let uid = self.clients[&id].uid;
+        let mut entries = Vec::new();
+        let mut more = false;
+        for (&oid, object) in &self.objects {
+            let Body::File(open) = &object.body else {
+                continue;
+            };
+            if uid != 0 && self.system && object.domain != uid {
+                continue;
+            }
+            if entries.len() == MAX_LIST_ENTRIES as usize {
+                more = true;
+                break;
+            }
+            // The name the broker's copy of the fd has now (display only).
+            let path = std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                rustix::fd::AsRawFd::as_raw_fd(&*open.fd)
+            ))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+            let holder = object.charged_to.map(|(pid, _)| pid.to_string());
+            entries.push(ObjectEntry {
+                path,
+                object_type: ObjectType::File,
+                handle_count: object.handle_count,
+                size: 0,
+                properties: vec![
+                    ("object".to_owned(), oid.to_string()),
+                    ("access".to_owned(), format!("{:#x}", open.access)),
+                    ("share".to_owned(), share_names(open.share)),
+                    ("opened_by".to_owned(), holder.unwrap_or_default()),
+                ],
+            });
+        }
+        Outcome::reply(Reply::Objects { entries, more })
     }
 
     /// The opens of the file `node`.
