@@ -38,7 +38,7 @@ const FILE_WRITE_DATA: DWORD = 0x2;
 const FILE_APPEND_DATA: DWORD = 0x4;
 
 /// The Win32 code for an I/O error.
-fn io_error(e: &std::io::Error, path: Option<&str>) -> Win32Error {
+pub(crate) fn io_error(e: &std::io::Error, path: Option<&str>) -> Win32Error {
     match e.kind() {
         std::io::ErrorKind::NotFound => {
             // A missing directory on the way is ERROR_PATH_NOT_FOUND.

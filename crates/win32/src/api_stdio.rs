@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use objmgr::handle::Object;
 use objmgr_proto::error::*;
 
+use crate::api_file::io_error;
 use crate::api_sync::{Name, exports};
 use crate::ffi;
 use crate::last_error::{SetLastError, fail, guard};
@@ -187,21 +188,6 @@ unsafe fn get_file_information(h: HANDLE, info: *mut BY_HANDLE_FILE_INFORMATION)
     }
 }
 
-/// The Win32 code for an I/O error on `path`.
-fn path_error(e: &std::io::Error, path: &str) -> Win32Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        let parent_missing = std::path::Path::new(path)
-            .parent()
-            .is_some_and(|d| !d.as_os_str().is_empty() && !d.exists());
-        return if parent_missing {
-            ERROR_PATH_NOT_FOUND
-        } else {
-            ERROR_FILE_NOT_FOUND
-        };
-    }
-    Win32Error::from_errno(e.raw_os_error().unwrap_or(0))
-}
-
 unsafe fn get_file_attributes(name: Name) -> DWORD {
     // SAFETY: the Win32 name, passed through.
     let path = match unsafe { name.read() } {
@@ -211,7 +197,7 @@ unsafe fn get_file_attributes(name: Name) -> DWORD {
     };
     match std::fs::metadata(&path) {
         Ok(meta) => attributes(&meta),
-        Err(e) => fail(path_error(&e, &path), INVALID_FILE_ATTRIBUTES),
+        Err(e) => fail(io_error(&e, Some(&path)), INVALID_FILE_ATTRIBUTES),
     }
 }
 
@@ -237,7 +223,7 @@ unsafe fn move_file(from: Name, to: Name, flags: DWORD) -> BOOL {
     match rustix::fs::renameat_with(rustix::fs::CWD, &from, rustix::fs::CWD, &to, rename_flags) {
         Ok(()) => TRUE,
         Err(rustix::io::Errno::EXIST) => fail(ERROR_ALREADY_EXISTS, FALSE),
-        Err(e) => fail(path_error(&e.into(), &from), FALSE),
+        Err(e) => fail(io_error(&e.into(), Some(&from)), FALSE),
     }
 }
 
