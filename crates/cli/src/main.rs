@@ -246,6 +246,7 @@ fn state_summary(entry: &ObjectEntry) -> String {
             "access",
             "share",
             "opened_by",
+            "locks",
         ]
     };
     entry

@@ -78,6 +78,11 @@ fn byte_range_locks_are_mandatory_wait_and_die_with_their_holder() {
         "hold",
     ]);
     holder.wait_for("holding");
+    let listed = String::from_utf8_lossy(&broker.objmgr(&["ls", "--files"]).stdout).into_owned();
+    assert!(
+        listed.contains("0-99:write") && listed.contains("1000-1009:read"),
+        "{listed}"
+    );
     assert_eq!(
         holder.lines,
         [

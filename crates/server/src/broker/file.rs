@@ -21,6 +21,28 @@ use rustix::fs::OFlags;
 
 use super::*;
 
+/// The byte-range locks `/proc/locks` lists on file `node`, as
+/// `START-END KIND` words (open-file-description locks, ours among them).
+fn locks_of(locks: &str, (major, minor, ino): FileNode) -> String {
+    let node = format!("{major:02x}:{minor:02x}:{ino}");
+    let found: Vec<String> = locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "1: OFDLCK ADVISORY WRITE -1 08:01:1234 0 99"
+            let at = fields.iter().position(|f| *f == node)?;
+            let kind = fields.get(at.checked_sub(2)?)?.to_lowercase();
+            let (start, end) = (fields.get(at + 1)?, fields.get(at + 2)?);
+            Some(format!("{start}-{end}:{kind}"))
+        })
+        .collect();
+    if found.is_empty() {
+        "none".to_owned()
+    } else {
+        found.join(",")
+    }
+}
+
 /// A share mode as `objmgr ls --files` shows it.
 fn share_names(share: u32) -> String {
     use objmgr_proto::file::{FILE_SHARE_READ, FILE_SHARE_WRITE};
@@ -121,6 +143,7 @@ impl Broker {
     /// may see (its user's; root: all), with their share modes.
     pub(super) fn list_files(&self, id: ClientId) -> Outcome {
         let uid = self.clients[&id].uid;
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
         let mut entries = Vec::new();
         let mut more = false;
         for (&oid, object) in &self.objects {
@@ -152,6 +175,7 @@ impl Broker {
                     ("access".to_owned(), format!("{:#x}", open.access)),
                     ("share".to_owned(), share_names(open.share)),
                     ("opened_by".to_owned(), holder.unwrap_or_default()),
+                    ("locks".to_owned(), locks_of(&locks, open.node)),
                 ],
             });
         }
