@@ -217,3 +217,66 @@ fn a_file_handle_duplicated_into_another_process_is_the_same_open() {
     // The position was shared: the other process wrote after "ab".
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "abcd");
 }
+
+#[test]
+fn a_handle_never_carries_more_than_its_access_and_proves_nothing_it_lacks() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "narrow.dat");
+    std::fs::write(&file, b"data").unwrap();
+    // An O_PATH fd opens nothing: it cannot stand for a reader.
+    let lines = broker.run(&[&format!("fopen_path {file}")]);
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    // A read-write handle duplicated as read-only: the other process gets a
+    // read-only fd (and the library refuses the write before the kernel).
+    let mut other = broker.spawn(&[
+        "event - manual 0",
+        "hold",
+        "adopt_file $IN",
+        "ffdmode 0",
+        "fread 0 4",
+        "fwrite 0 xx",
+    ]);
+    other.wait_for("holding");
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 7"),
+        &format!("open_process {}", other.child.id()),
+        "dup_into 0 4 1",
+    ]);
+    let value = lines[2]
+        .strip_prefix("dup value=")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    other.release_with(value);
+    let lines = other.finish();
+    let tail = &lines[lines.len() - 4..];
+    assert_eq!(
+        tail[..3],
+        ["adopted file", "ffdmode ro", "read data"],
+        "{lines:?}"
+    );
+    assert!(tail[3].starts_with("err 5 "), "{lines:?}");
+}
+
+#[test]
+fn unlocking_one_lock_keeps_the_others_of_the_handle() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "stacked.dat");
+    std::fs::write(&file, vec![b'.'; 256]).unwrap();
+    let mut holder = broker.spawn(&[
+        &format!("fopen {file} rw 3"),
+        "flock 0 0 100 s now",
+        "flock 0 50 10 s now",
+        "funlock 0 0 100",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    // 50..59 is still locked (shared): no exclusive lock there; the rest is free.
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 3"),
+        "flock 0 55 1 x now",
+        "flock 0 0 10 x now",
+    ]);
+    assert!(lines[1].starts_with("err 33 "), "{lines:?}");
+    assert_eq!(lines[2], "locked", "{lines:?}");
+    holder.release();
+    holder.finish();
+}

@@ -176,36 +176,45 @@ impl File {
                 self.handle.0
             )
         };
-        let mut own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if own
-            .iter()
-            .any(|l| l.overlaps(offset, len) && (exclusive || l.exclusive))
-        {
-            return Err(Error::new(ERROR_LOCK_VIOLATION, what()));
-        }
-        if len > 0 {
-            let kind = if exclusive {
-                RangeLock::Exclusive
-            } else {
-                RangeLock::Shared
-            };
-            // Not under our list's lock while it sleeps.
-            drop(own);
-            range_lock(self.file.as_fd(), kind, offset, len, wait).map_err(|e| {
-                let code = match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EACCES) => ERROR_LOCK_VIOLATION,
-                    _ => io_code(&e),
-                };
-                Error::new(code, what())
-            })?;
-            own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        }
-        own.push(Locked {
+        let entry = Locked {
             offset,
             len,
             exclusive,
-        });
-        Ok(())
+        };
+        {
+            let mut own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if own
+                .iter()
+                .any(|l| l.overlaps(offset, len) && (exclusive || l.exclusive))
+            {
+                return Err(Error::new(ERROR_LOCK_VIOLATION, what()));
+            }
+            // Claimed before the wait, so that another thread of this
+            // handle cannot take an overlapping lock meanwhile (locks of one
+            // open file description never conflict in the kernel).
+            own.push(entry);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let kind = if exclusive {
+            RangeLock::Exclusive
+        } else {
+            RangeLock::Shared
+        };
+        range_lock(self.file.as_fd(), kind, offset, len, wait).map_err(|e| {
+            let mut own = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = own.iter().rposition(|l| *l == entry) {
+                own.remove(at);
+            }
+            let code = match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EACCES) => ERROR_LOCK_VIOLATION,
+                Some(libc::EBADF) => ERROR_ACCESS_DENIED,
+                Some(libc::EINVAL | libc::EOVERFLOW) => ERROR_INVALID_LOCK_RANGE,
+                _ => io_code(&e),
+            };
+            Error::new(code, what())
+        })
     }
 
     /// `UnlockFileEx`: unlocks exactly a range this handle locked
@@ -218,22 +227,38 @@ impl File {
                 format!("unlocking {len} bytes at {offset}: not locked by this handle"),
             ));
         };
-        own.remove(at);
-        if len > 0 {
-            let fd = self.file.as_fd();
-            range_lock(fd, RangeLock::Unlock, offset, len, false)
+        let gone = own.remove(at);
+        if len == 0 {
+            return Ok(());
+        }
+        // Linux unlocks a range whoever took it: give back only the parts no
+        // other lock of this handle still covers (nothing to take again, so
+        // nobody can slip in between). What stays shared is shared again
+        // where the gone lock was exclusive.
+        let end = offset.saturating_add(len);
+        let mut cuts: Vec<u64> = vec![offset, end];
+        for l in own.iter().filter(|l| l.overlaps(offset, len)) {
+            cuts.push(l.offset.max(offset));
+            cuts.push(l.offset.saturating_add(l.len).min(end));
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let fd = self.file.as_fd();
+        for piece in cuts.windows(2) {
+            let (start, stop) = (piece[0], piece[1]);
+            let covering = own
+                .iter()
+                .filter(|l| l.overlaps(start, stop - start))
+                .map(|l| l.exclusive)
+                .max();
+            let kind = match covering {
+                None => RangeLock::Unlock,
+                Some(true) => continue,
+                Some(false) if gone.exclusive => RangeLock::Shared,
+                Some(false) => continue,
+            };
+            range_lock(fd, kind, start, stop - start, false)
                 .map_err(|e| Error::new(io_code(&e), "unlocking a file range"))?;
-            // Linux unlocks the range whatever took it: put back what other
-            // locks of this handle still hold there.
-            for l in own.iter().filter(|l| l.overlaps(offset, len)) {
-                let kind = if l.exclusive {
-                    RangeLock::Exclusive
-                } else {
-                    RangeLock::Shared
-                };
-                range_lock(fd, kind, l.offset, l.len, false)
-                    .map_err(|e| Error::new(io_code(&e), "relocking a file range"))?;
-            }
         }
         Ok(())
     }
@@ -268,14 +293,48 @@ impl File {
 
     /// `ReadFile` at the file position, honouring other handles' locks.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.may(FILE_READ_DATA, "reading a file")?;
         self.check_io(self.position()?, buf.len() as u64, false)?;
         (&self.file)
             .read(buf)
             .map_err(|e| Error::new(io_code(&e), "reading a file"))
     }
 
+    /// Reads at `offset` (a synchronous `ReadFile` with an `OVERLAPPED`),
+    /// honouring other handles' locks, without using the file position.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.may(FILE_READ_DATA, "reading a file")?;
+        self.check_io(offset, buf.len() as u64, false)?;
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+            .map_err(|e| Error::new(io_code(&e), "reading a file"))
+    }
+
+    /// Writes all of `buf` at `offset`, likewise.
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        self.may(FILE_WRITE_DATA | FILE_APPEND_DATA, "writing a file")?;
+        self.check_io(offset, buf.len() as u64, true)?;
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+            .map(|()| buf.len())
+            .map_err(|e| Error::new(io_code(&e), "writing a file"))
+    }
+
+    /// Fails with `ERROR_ACCESS_DENIED` unless the handle has one of `rights`.
+    fn may(&self, rights: u32, what: &str) -> Result<()> {
+        if self.access & rights == 0 {
+            return Err(Error::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "{what}: handle {:#x} has access {:#x}",
+                    self.handle.0, self.access
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `WriteFile` at the file position, honouring other handles' locks.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.may(FILE_WRITE_DATA | FILE_APPEND_DATA, "writing a file")?;
         self.check_io(self.position()?, buf.len() as u64, true)?;
         (&self.file)
             .write_all(buf)
@@ -293,6 +352,7 @@ impl File {
     /// `SetEndOfFile` at `len`: refused with `ERROR_USER_MAPPED_FILE` while
     /// a section maps the file past it (on Linux its views would fault).
     pub fn set_len(&self, len: u64) -> Result<()> {
+        self.may(FILE_WRITE_DATA | FILE_APPEND_DATA, "SetEndOfFile")?;
         let request = Request::FileControl {
             op: FileOp::MayTruncate,
             handle: self.handle,

@@ -236,7 +236,9 @@ fn flock_of(kind: RangeLock, offset: u64, len: u64) -> std::io::Result<libc::flo
     // beyond" on Linux: never asked for here.
     let start =
         i64::try_from(offset).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let len = i64::try_from(len).unwrap_or(i64::MAX).min(i64::MAX - start);
+    // Up to and including the byte at i64::MAX (Linux cannot go further).
+    let room = (i64::MAX - start).saturating_add(1);
+    let len = i64::try_from(len).unwrap_or(i64::MAX).min(room);
     if len == 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }

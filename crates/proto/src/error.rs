@@ -52,6 +52,8 @@ win32_errors! {
     ERROR_NOT_SUPPORTED = 50, "The request is not supported.";
     ERROR_LOCK_VIOLATION = 33, "The process cannot access the file because another process has locked a portion of the file.";
     ERROR_NOT_LOCKED = 158, "The segment is already unlocked.";
+    ERROR_INVALID_LOCK_RANGE = 307, "A requested file lock operation cannot be processed due to an invalid byte range.";
+    ERROR_NOT_SAME_DEVICE = 17, "The system cannot move the file to a different disk drive.";
     ERROR_USER_MAPPED_FILE = 1224, "The requested operation cannot be performed on a file with a user-mapped section open.";
     ERROR_BAD_LENGTH = 24, "The program issued a command but the command length is incorrect.";
     ERROR_MORE_DATA = 234, "More data is available.";

@@ -1278,7 +1278,7 @@ impl Broker {
                     shutdown: false,
                 })
             }
-            Body::File(open) => Ok(Self::file_grant(open, handle, access)),
+            Body::File(open) => Self::file_grant(open, handle, access),
             body => {
                 let (slot, kind) = body.sync_slot().expect("not a section or file");
                 let writable = self.maps_writable(id, oid);

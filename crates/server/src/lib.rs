@@ -6,10 +6,11 @@
 //!
 //! It never touches the data plane: mapping views and (later) waiting and
 //! signalling happen in the clients without it.
-#![deny(unsafe_code)] // exceptions: `child_limits` (pre_exec), `fd_hygiene` (close_range)
+#![deny(unsafe_code)] // exceptions: `child_limits` (pre_exec), `fd_hygiene` (close_range), `closer` (fcntl)
 
 pub mod broker;
 mod child_limits;
+mod closer;
 mod fd_hygiene;
 pub mod log;
 pub mod quota;

@@ -111,7 +111,13 @@ unsafe fn create_file(
         // the share mode against every other open of it.
         let shared = match objmgr::file::File::register(file, access, share, inherit) {
             Ok(shared) => shared,
-            Err(e) => return fail(e.code(), INVALID_HANDLE_VALUE),
+            Err(e) => {
+                // A file this call created is not left behind.
+                if !existed {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return fail(e.code(), INVALID_HANDLE_VALUE);
+            }
         };
         let truncate = matches!(disposition, TRUNCATE_EXISTING | CREATE_ALWAYS) && existed;
         if truncate && let Err(e) = shared.set_len(0) {
@@ -163,19 +169,6 @@ impl<'a> AnyFile<'a> {
             AnyFile::Local(file) => file,
         }
     }
-
-    /// Fails with `ERROR_LOCK_VIOLATION` where another handle's lock
-    /// forbids this I/O at the file position.
-    fn check_io(self, len: usize, write: bool) -> Result<(), Win32Error> {
-        match self {
-            AnyFile::Shared(file) => {
-                let position = file.position().map_err(|e| e.code())?;
-                file.check_io(position, len as u64, write)
-                    .map_err(|e| e.code())
-            }
-            AnyFile::Local(_) => Ok(()),
-        }
-    }
 }
 
 fn with_file<T>(h: HANDLE, failure: T, op: impl FnOnce(AnyFile<'_>) -> Result<T, Win32Error>) -> T {
@@ -186,22 +179,6 @@ fn with_file<T>(h: HANDLE, failure: T, op: impl FnOnce(AnyFile<'_>) -> Result<T,
         },
         Err(code) => fail(code, failure),
     }
-}
-
-/// Moves to the offset an `OVERLAPPED` gives (a synchronous handle reads
-/// and writes there, and the file position follows).
-unsafe fn seek_overlapped(
-    file: AnyFile<'_>,
-    overlapped: *mut OVERLAPPED,
-) -> Result<(), Win32Error> {
-    // SAFETY: NULL or an OVERLAPPED per the Win32 contract.
-    if let Some(o) = unsafe { ffi::get(overlapped) } {
-        let offset = (u64::from(o.OffsetHigh) << 32) | u64::from(o.Offset);
-        let mut f = file.std();
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| io_error(&e, None))?;
-    }
-    Ok(())
 }
 
 /// Records the bytes moved in an `OVERLAPPED`, as Windows does.
@@ -227,11 +204,29 @@ unsafe fn read_file(
     let Some(buf) = (unsafe { ffi::bytes_mut(buf, len as usize) }) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
+    // SAFETY: NULL or an OVERLAPPED per the Win32 contract.
+    let at = unsafe { ffi::get(overlapped) }.map(|o| join(o.OffsetHigh, o.Offset));
     with_file(h, FALSE, |file| {
-        // SAFETY: the OVERLAPPED is passed through.
-        unsafe { seek_overlapped(file, overlapped)? };
-        file.check_io(buf.len(), false)?;
-        let n = file.std().read(buf).map_err(|e| io_error(&e, None))?;
+        let n = match (file, at) {
+            // At an offset: one positioned read (no other thread's seek can
+            // come between), then the position follows, as on Windows.
+            (AnyFile::Shared(shared), Some(offset)) => {
+                let n = shared.read_at(offset, buf).map_err(|e| e.code())?;
+                shared
+                    .seek(SeekFrom::Start(offset + n as u64))
+                    .map_err(|e| e.code())?;
+                n
+            }
+            (AnyFile::Shared(shared), None) => shared.read(buf).map_err(|e| e.code())?,
+            (AnyFile::Local(mut local), at) => {
+                if let Some(offset) = at {
+                    local
+                        .seek(SeekFrom::Start(offset))
+                        .map_err(|e| io_error(&e, None))?;
+                }
+                local.read(buf).map_err(|e| io_error(&e, None))?
+            }
+        };
         // SAFETY: NULL or writable, per the Win32 contract.
         unsafe {
             ffi::put(read, n as DWORD);
@@ -252,11 +247,28 @@ unsafe fn write_file(
     let Some(buf) = (unsafe { ffi::bytes(buf, len as usize) }) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
+    // SAFETY: NULL or an OVERLAPPED per the Win32 contract.
+    let at = unsafe { ffi::get(overlapped) }.map(|o| join(o.OffsetHigh, o.Offset));
     with_file(h, FALSE, |file| {
-        // SAFETY: the OVERLAPPED is passed through.
-        unsafe { seek_overlapped(file, overlapped)? };
-        file.check_io(buf.len(), true)?;
-        file.std().write_all(buf).map_err(|e| io_error(&e, None))?;
+        match (file, at) {
+            (AnyFile::Shared(shared), Some(offset)) => {
+                shared.write_at(offset, buf).map_err(|e| e.code())?;
+                shared
+                    .seek(SeekFrom::Start(offset + buf.len() as u64))
+                    .map_err(|e| e.code())?;
+            }
+            (AnyFile::Shared(shared), None) => {
+                shared.write(buf).map_err(|e| e.code())?;
+            }
+            (AnyFile::Local(mut local), at) => {
+                if let Some(offset) = at {
+                    local
+                        .seek(SeekFrom::Start(offset))
+                        .map_err(|e| io_error(&e, None))?;
+                }
+                local.write_all(buf).map_err(|e| io_error(&e, None))?;
+            }
+        }
         // SAFETY: NULL or writable, per the Win32 contract.
         unsafe {
             ffi::put(written, len);

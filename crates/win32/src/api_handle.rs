@@ -23,6 +23,8 @@ fn close(h: HANDLE) -> BOOL {
         Ok(entry) => entry,
         Err(code) => return fail(code, FALSE),
     };
+    // A standard handle closed is no longer what GetStdHandle gives.
+    crate::api_stdio::forget_std_handle(h);
     match &*entry {
         // Closed now, even if threads still hold the object in their caches.
         Entry::Object(object) => or_fail(object.close_shared().map(|()| TRUE), FALSE),

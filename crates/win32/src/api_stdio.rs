@@ -36,6 +36,11 @@ const FILE_ATTRIBUTE_NORMAL: DWORD = 0x80;
 const INVALID_FILE_ATTRIBUTES: DWORD = u32::MAX;
 
 const MOVEFILE_REPLACE_EXISTING: DWORD = 0x1;
+const MOVEFILE_COPY_ALLOWED: DWORD = 0x2;
+const MOVEFILE_DELAY_UNTIL_REBOOT: DWORD = 0x4;
+const MOVEFILE_WRITE_THROUGH: DWORD = 0x8;
+const MOVEFILE_CREATE_HARDLINK: DWORD = 0x10;
+const MOVEFILE_FAIL_IF_NOT_TRACKABLE: DWORD = 0x20;
 
 /// The handles `GetStdHandle` gives (made on first use), by stream.
 static STANDARD: Mutex<[Option<usize>; 3]> = Mutex::new([None; 3]);
@@ -71,6 +76,16 @@ fn get_std_handle(which: DWORD) -> HANDLE {
         }
         // No such stream (closed): as on Windows, no handle.
         Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// `h` was closed: a standard handle it was is made again on next use.
+pub(crate) fn forget_std_handle(h: HANDLE) {
+    let mut standard = STANDARD.lock().unwrap_or_else(|p| p.into_inner());
+    for slot in standard.iter_mut() {
+        if *slot == Some(h as usize) {
+            *slot = None;
+        }
     }
 }
 
@@ -208,13 +223,33 @@ unsafe fn move_file(from: Name, to: Name, flags: DWORD) -> BOOL {
         (Err(code), _) | (_, Err(code)) => return fail(code, FALSE),
         _ => return fail(ERROR_INVALID_PARAMETER, FALSE),
     };
-    // Moving a name is deleting it: the file's opens must share deleting.
-    if let Err(e) = objmgr::file::check_delete(std::path::Path::new(&from))
-        && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
+    let known = MOVEFILE_REPLACE_EXISTING
+        | MOVEFILE_COPY_ALLOWED
+        | MOVEFILE_DELAY_UNTIL_REBOOT
+        | MOVEFILE_WRITE_THROUGH
+        | MOVEFILE_CREATE_HARDLINK
+        | MOVEFILE_FAIL_IF_NOT_TRACKABLE;
+    if flags & !known != 0 {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    if flags
+        & (MOVEFILE_DELAY_UNTIL_REBOOT | MOVEFILE_CREATE_HARDLINK | MOVEFILE_FAIL_IF_NOT_TRACKABLE)
+        != 0
     {
-        return fail(e.code(), FALSE);
+        // Never done now instead of later, or otherwise than asked.
+        return fail(ERROR_NOT_SUPPORTED, FALSE);
     }
     let replace = flags & MOVEFILE_REPLACE_EXISTING != 0;
+    // Moving a name deletes it (and a replaced target): the opens of those
+    // files must share deleting.
+    let targets: &[&str] = if replace { &[&from, &to] } else { &[&from] };
+    for path in targets {
+        if let Err(e) = objmgr::file::check_delete(std::path::Path::new(path))
+            && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
+        {
+            return fail(e.code(), FALSE);
+        }
+    }
     let rename_flags = if replace {
         rustix::fs::RenameFlags::empty()
     } else {
@@ -223,6 +258,8 @@ unsafe fn move_file(from: Name, to: Name, flags: DWORD) -> BOOL {
     match rustix::fs::renameat_with(rustix::fs::CWD, &from, rustix::fs::CWD, &to, rename_flags) {
         Ok(()) => TRUE,
         Err(rustix::io::Errno::EXIST) => fail(ERROR_ALREADY_EXISTS, FALSE),
+        // Across file systems: COPY_ALLOWED would copy; objmgr does not.
+        Err(rustix::io::Errno::XDEV) => fail(ERROR_NOT_SAME_DEVICE, FALSE),
         Err(e) => fail(io_error(&e.into(), Some(&from)), FALSE),
     }
 }

@@ -90,6 +90,7 @@
 //! | `in_job I|self J|any`                     | `IsProcessInJob`                             |
 //! | `burn MS` / `alloc MB` / `mypid`          | spend CPU time / commit memory / print our pid |
 //! | `fopen PATH r|w|rw SHARE [inherit]`       | open (creating if writing) and register a file with that share mode (hex); prints its handle value |
+//! | `fopen_path PATH` / `ffdmode F`           | register an `O_PATH` fd claiming read access / the access mode of file F's fd |
 //! | `adopt_file V` / `fclose F`               | take over file handle V / close file F       |
 //! | `flock F OFF LEN x|s wait|now` / `funlock F OFF LEN` | `LockFileEx` / `UnlockFileEx` on file F |
 //! | `fseek F POS` / `fwrite F TEXT` / `fread F N` | position, write, read (lock-checked)     |
@@ -1199,6 +1200,38 @@ pub fn run_script(script: &str) {
                     let line = format!("fopen value={}", file.handle_value());
                     files.push(file);
                     line
+                }
+                "fopen_path" => {
+                    // An O_PATH fd (opens nothing) offered as a readable file.
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let raw = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_PATH)
+                        .open(words[1])
+                        .unwrap();
+                    let file = objmgr::file::File::register(
+                        raw,
+                        objmgr_proto::access::FILE_READ_DATA,
+                        0,
+                        false,
+                    )?;
+                    files.push(file);
+                    "fopen_path registered".into()
+                }
+                "ffdmode" => {
+                    let f = &files[words[1].parse::<usize>().unwrap()];
+                    let flags = rustix::fs::fcntl_getfl(f.as_std()).unwrap();
+                    let mode = flags & rustix::fs::OFlags::ACCMODE;
+                    let name = if flags.contains(rustix::fs::OFlags::PATH) {
+                        "path"
+                    } else if mode == rustix::fs::OFlags::RDWR {
+                        "rw"
+                    } else if mode == rustix::fs::OFlags::WRONLY {
+                        "wo"
+                    } else {
+                        "ro"
+                    };
+                    format!("ffdmode {name}")
                 }
                 "adopt_file" => {
                     files.push(objmgr::file::File::from_handle(value(words[1]))?);

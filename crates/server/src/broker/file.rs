@@ -21,26 +21,21 @@ use rustix::fs::OFlags;
 
 use super::*;
 
-/// The byte-range locks `/proc/locks` lists on file `node`, as
-/// `START-END KIND` words (open-file-description locks, ours among them).
-fn locks_of(locks: &str, (major, minor, ino): FileNode) -> String {
-    let node = format!("{major:02x}:{minor:02x}:{ino}");
-    let found: Vec<String> = locks
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // "1: OFDLCK ADVISORY WRITE -1 08:01:1234 0 99"
-            let at = fields.iter().position(|f| *f == node)?;
-            let kind = fields.get(at.checked_sub(2)?)?.to_lowercase();
-            let (start, end) = (fields.get(at + 1)?, fields.get(at + 2)?);
-            Some(format!("{start}-{end}:{kind}"))
-        })
-        .collect();
-    if found.is_empty() {
-        "none".to_owned()
-    } else {
-        found.join(",")
+/// The byte-range locks `/proc/locks` lists, by file (`MAJ:MIN:INODE`), as
+/// `START-END:KIND` words.
+fn locks_by_node(locks: &str) -> HashMap<String, Vec<String>> {
+    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+    for line in locks.lines() {
+        // "1: OFDLCK ADVISORY WRITE -1 08:01:1234 0 99"
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [_, _, _, kind, _, node, start, end, ..] = fields[..] {
+            by_node
+                .entry(node.to_owned())
+                .or_default()
+                .push(format!("{start}-{end}:{}", kind.to_lowercase()));
+        }
     }
+    by_node
 }
 
 /// A share mode as `objmgr ls --files` shows it.
@@ -69,9 +64,81 @@ pub(super) struct OpenFile {
     pub node: FileNode,
     /// The client's open file description.
     pub fd: Rc<OwnedFd>,
+    /// What `fd` may do: read, write.
+    pub mode: (bool, bool),
+    /// Reopenings of the file for handles that may do less than `fd`, by
+    /// what they may do (a handle never gets an fd wider than its access).
+    narrowed: std::cell::RefCell<Vec<Narrowed>>,
     /// Specific rights granted (generic ones mapped).
     pub access: u32,
     pub share: u32,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        // Closing a client's file may wait on its file system: not here.
+        for (_, fd) in self.narrowed.take() {
+            if let Ok(fd) = Rc::try_unwrap(fd) {
+                crate::closer::close_later(fd);
+            }
+        }
+        let fd = std::mem::replace(&mut self.fd, Rc::new(placeholder_fd()));
+        if let Ok(fd) = Rc::try_unwrap(fd) {
+            crate::closer::close_later(fd);
+        }
+    }
+}
+
+/// A reopening of a file for handles that may read and write only as its
+/// mode (read, write) says.
+type Narrowed = ((bool, bool), Rc<OwnedFd>);
+
+/// A harmless fd to leave behind in a dropped [`OpenFile`].
+fn placeholder_fd() -> OwnedFd {
+    rustix::fs::open(
+        "/dev/null",
+        OFlags::PATH | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap_or_else(|_| rustix::io::dup(std::io::stdin()).expect("a descriptor to spare"))
+}
+
+/// File systems where opening a file may wait on something a client
+/// controls (a FUSE daemon, a network server): the broker does not reopen
+/// files there.
+const REMOTE_FILE_SYSTEMS: [i64; 5] = [
+    0x6573_5546,            // FUSE
+    0x6969,                 // NFS
+    0xFF53_4D42_u32 as i64, // CIFS
+    0xFE53_4D42_u32 as i64, // SMB2
+    0x00C3_6400,            // Ceph
+];
+
+/// `fd` opened again through `/proc`, read-only or write-only (`mode`), or
+/// `O_PATH` when it may do neither.
+fn reopen_narrowed(fd: &OwnedFd, mode: (bool, bool)) -> Result<OwnedFd, Failure> {
+    let kind = match mode {
+        (true, true) => OFlags::RDWR,
+        (true, false) => OFlags::RDONLY,
+        (false, true) => OFlags::WRONLY,
+        (false, false) => OFlags::PATH,
+    };
+    if kind != OFlags::PATH {
+        let remote =
+            rustix::fs::fstatfs(fd).is_ok_and(|s| REMOTE_FILE_SYSTEMS.contains(&{ s.f_type }));
+        if remote {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "a handle with less access than its file's open cannot be made on this file system",
+            ));
+        }
+    }
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd)),
+        kind | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Failure::new(crate::errno(e), "reopening a file for a narrower handle"))
 }
 
 impl Broker {
@@ -84,6 +151,53 @@ impl Broker {
         inherit: bool,
         fd: OwnedFd,
     ) -> Result<Outcome, Failure> {
+        let checked = self
+            .check_file_open(id, access, share, &fd)
+            .and_then(|checked| {
+                self.check_quota(id, Charge::section(0))?;
+                self.check_descriptors()?;
+                Ok(checked)
+            });
+        match checked {
+            Ok((node, access, mode)) => {
+                let security = self.own_security();
+                let domain = self.domain_of(id);
+                let body = Body::File(OpenFile {
+                    node,
+                    fd: Rc::new(fd),
+                    mode,
+                    narrowed: Default::default(),
+                    access: access.0,
+                    share,
+                });
+                let oid = self.insert_object(
+                    ObjectType::File,
+                    None,
+                    body,
+                    Some((id, Charge::section(0))),
+                    security,
+                    domain,
+                );
+                self.open_files.entry(node).or_default().push(oid);
+                self.grant(id, oid, access, inherit, false)
+            }
+            Err(failure) => {
+                crate::closer::close_later(fd);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Checks a `CreateFile` of the file behind `fd`: the file, the fd, and
+    /// the share modes. Returns the file, the access (generic rights
+    /// mapped) and what the fd may do.
+    fn check_file_open(
+        &self,
+        id: ClientId,
+        access: u32,
+        share: u32,
+        fd: &OwnedFd,
+    ) -> Result<(FileNode, AccessMask, (bool, bool)), Failure> {
         if share & !FILE_SHARE_VALID != 0 {
             return Err(Failure::new(
                 ERROR_INVALID_PARAMETER,
@@ -91,19 +205,37 @@ impl Broker {
             ));
         }
         let access = ObjectType::File.map_generic(access);
-        let node = file_node(&fd)?;
-        // The fd must allow what the client claims (it opened it itself).
-        let mode = rustix::fs::fcntl_getfl(&fd)
-            .map_err(|e| Failure::new(crate::errno(e), "the file's access mode"))?
-            & OFlags::ACCMODE;
-        let uses = objmgr_proto::file::Uses::of(access.0);
+        let flags = rustix::fs::fcntl_getfl(fd)
+            .map_err(|e| Failure::new(crate::errno(e), "the file's access mode"))?;
+        // An O_PATH fd opens nothing: it proves no access at all.
+        if flags.contains(OFlags::PATH) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the file was not opened for reading or writing",
+            ));
+        }
+        let node = file_node(fd)?;
+        let mode = flags & OFlags::ACCMODE;
         let readable = mode == OFlags::RDONLY || mode == OFlags::RDWR;
         let writable = mode == OFlags::WRONLY || mode == OFlags::RDWR;
+        let uses = objmgr_proto::file::Uses::of(access.0);
         if (uses.read && !readable) || (uses.write && !writable) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 "the file was not opened for the access asked",
             ));
+        }
+        // DELETE keeps others from opening without FILE_SHARE_DELETE: only
+        // the file's owner (or root) may claim it.
+        if uses.delete {
+            let uid = self.clients[&id].uid;
+            let owner = rustix::fs::fstat(fd).map(|s| s.st_uid).unwrap_or(u32::MAX);
+            if uid != 0 && uid != owner {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    "DELETE access to a file of another user",
+                ));
+            }
         }
         if let Some(clash) = self
             .file_opens(node)
@@ -117,34 +249,18 @@ impl Broker {
                 ),
             ));
         }
-        self.check_quota(id, Charge::section(0))?;
-        self.check_descriptors()?;
-        let security = self.own_security();
-        let domain = self.domain_of(id);
-        let body = Body::File(OpenFile {
-            node,
-            fd: Rc::new(fd),
-            access: access.0,
-            share,
-        });
-        let oid = self.insert_object(
-            ObjectType::File,
-            None,
-            body,
-            Some((id, Charge::section(0))),
-            security,
-            domain,
-        );
-        self.open_files.entry(node).or_default().push(oid);
-        self.grant(id, oid, access, inherit, false)
+        Ok((node, access, (readable, writable)))
     }
 
     /// `objmgr ls --files`: the files open through objmgr that client `id`
     /// may see (its user's; root: all), with their share modes.
     pub(super) fn list_files(&self, id: ClientId) -> Outcome {
         let uid = self.clients[&id].uid;
-        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        let locks = locks_by_node(&std::fs::read_to_string("/proc/locks").unwrap_or_default());
         let mut entries = Vec::new();
+        // Stop well before the reply could outgrow one message.
+        let budget = MAX_MESSAGE_SIZE - 4 * MAX_STRING_LEN;
+        let mut used = 0;
         let mut more = false;
         for (&oid, object) in &self.objects {
             let Body::File(open) = &object.body else {
@@ -153,7 +269,7 @@ impl Broker {
             if uid != 0 && self.system && object.domain != uid {
                 continue;
             }
-            if entries.len() == MAX_LIST_ENTRIES as usize {
+            if entries.len() == MAX_LIST_ENTRIES as usize || used > budget {
                 more = true;
                 break;
             }
@@ -165,6 +281,12 @@ impl Broker {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
             let holder = object.charged_to.map(|(pid, _)| pid.to_string());
+            let (major, minor, ino) = open.node;
+            let mut held = locks
+                .get(&format!("{major:02x}:{minor:02x}:{ino}"))
+                .map_or_else(|| "none".to_owned(), |l| l.join(","));
+            held.truncate(MAX_STRING_LEN / 2);
+            used += 64 + path.len() + held.len();
             entries.push(ObjectEntry {
                 path,
                 object_type: ObjectType::File,
@@ -175,7 +297,7 @@ impl Broker {
                     ("access".to_owned(), format!("{:#x}", open.access)),
                     ("share".to_owned(), share_names(open.share)),
                     ("opened_by".to_owned(), holder.unwrap_or_default()),
-                    ("locks".to_owned(), locks_of(&locks, open.node)),
+                    ("locks".to_owned(), held),
                 ],
             });
         }
@@ -205,16 +327,40 @@ impl Broker {
     }
 
     /// The reply for a new file handle: its facts and the fd.
-    pub(super) fn file_grant(open: &OpenFile, handle: Handle, access: AccessMask) -> Outcome {
-        Outcome {
+    pub(super) fn file_grant(
+        open: &OpenFile,
+        handle: Handle,
+        access: AccessMask,
+    ) -> Result<Outcome, Failure> {
+        let uses = objmgr_proto::file::Uses::of(access.0);
+        let wanted = (uses.read && open.mode.0, uses.write && open.mode.1);
+        let fd = if wanted == open.mode {
+            open.fd.clone()
+        } else {
+            let known = open
+                .narrowed
+                .borrow()
+                .iter()
+                .find(|(mode, _)| *mode == wanted)
+                .map(|(_, fd)| fd.clone());
+            match known {
+                Some(fd) => fd,
+                None => {
+                    let fd = Rc::new(reopen_narrowed(&open.fd, wanted)?);
+                    open.narrowed.borrow_mut().push((wanted, fd.clone()));
+                    fd
+                }
+            }
+        };
+        Ok(Outcome {
             reply: Reply::File(FileGrant {
                 handle,
                 access: access.0,
                 share: open.share,
             }),
-            fd: Some(open.fd.clone()),
+            fd: Some(fd),
             shutdown: false,
-        }
+        })
     }
 
     /// Serves [`Request::FileControl`].
@@ -256,10 +402,16 @@ impl Broker {
             FileOp::MayDelete => {
                 let fd = fd.ok_or_else(|| Failure::protocol("MayDelete without the file"))?;
                 let node = file_node(&fd)?;
-                if let Some(open) = self
-                    .file_opens(node)
-                    .find(|o| o.share & FILE_SHARE_DELETE == 0)
-                {
+                // Opens that use no data take no part, as in every share check.
+                let clash = self.file_opens(node).find(|o| {
+                    !compatible(
+                        objmgr_proto::access::DELETE,
+                        FILE_SHARE_VALID,
+                        o.access,
+                        o.share,
+                    )
+                });
+                if let Some(open) = clash {
                     return Err(Failure::new(
                         ERROR_SHARING_VIOLATION,
                         format!(
