@@ -69,3 +69,20 @@ pub fn close_later(fd: OwnedFd) {
         }
     }
 }
+
+/// Closes the fd behind `fd` without making the broker wait, if this is its
+/// last holder (`fd` is left holding a harmless placeholder).
+pub fn close_shared_later(fd: &mut std::rc::Rc<OwnedFd>) {
+    let Ok(placeholder) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return; // out of fds: closed where it is dropped
+    };
+    let taken = std::mem::replace(fd, std::rc::Rc::new(placeholder));
+    match std::rc::Rc::try_unwrap(taken) {
+        Ok(owned) => close_later(owned),
+        Err(still_shared) => *fd = still_shared,
+    }
+}

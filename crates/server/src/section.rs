@@ -66,6 +66,21 @@ fn huge_page_size() -> Option<u64> {
     Some(kib * 1024)
 }
 
+impl Drop for Section {
+    fn drop(&mut self) {
+        // A file-backed section holds a client's file: closing it may wait
+        // on the file system (a FUSE or NFS flush), never on the broker's
+        // thread. (A memfd closes at once.)
+        if !self.file_backed {
+            return;
+        }
+        if let Some(mut fd) = self.read_only.take() {
+            crate::closer::close_shared_later(&mut fd);
+        }
+        crate::closer::close_shared_later(&mut self.base);
+    }
+}
+
 /// A file's identity: its device and inode.
 pub type FileNode = (u32, u32, u64);
 

@@ -77,31 +77,16 @@ pub(super) struct OpenFile {
 impl Drop for OpenFile {
     fn drop(&mut self) {
         // Closing a client's file may wait on its file system: not here.
-        for (_, fd) in self.narrowed.take() {
-            if let Ok(fd) = Rc::try_unwrap(fd) {
-                crate::closer::close_later(fd);
-            }
+        for (_, mut fd) in self.narrowed.take() {
+            crate::closer::close_shared_later(&mut fd);
         }
-        let fd = std::mem::replace(&mut self.fd, Rc::new(placeholder_fd()));
-        if let Ok(fd) = Rc::try_unwrap(fd) {
-            crate::closer::close_later(fd);
-        }
+        crate::closer::close_shared_later(&mut self.fd);
     }
 }
 
 /// A reopening of a file for handles that may read and write only as its
 /// mode (read, write) says.
 type Narrowed = ((bool, bool), Rc<OwnedFd>);
-
-/// A harmless fd to leave behind in a dropped [`OpenFile`].
-fn placeholder_fd() -> OwnedFd {
-    rustix::fs::open(
-        "/dev/null",
-        OFlags::PATH | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap_or_else(|_| rustix::io::dup(std::io::stdin()).expect("a descriptor to spare"))
-}
 
 /// File systems where opening a file may wait on something a client
 /// controls (a FUSE daemon, a network server): the broker does not reopen
