@@ -316,6 +316,67 @@ unsafe fn virtual_query(
     std::mem::size_of::<MEMORY_BASIC_INFORMATION>()
 }
 
+/// Whether the page at `addr` is part of a shared mapping (`/proc/self/maps`
+/// flags it `s`).
+fn in_shared_mapping(addr: usize) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    maps.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            return false;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            return false;
+        };
+        (start..end).contains(&addr) && perms.as_bytes().get(3) == Some(&b's')
+    })
+}
+
+/// Makes `len` bytes at `start` (whole pages of a shared view) private:
+/// a copy of what they hold now, so that writes never reach the file
+/// (`VirtualProtect(PAGE_WRITECOPY)` on a view). Pages not yet written no
+/// longer follow later changes of the file, unlike Windows'.
+///
+/// # Safety
+/// The range is a readable part of a view this process mapped.
+unsafe fn make_private(start: usize, len: usize) -> Result<(), Win32Error> {
+    let errno = |e: rustix::io::Errno| Win32Error::from_errno(e.raw_os_error());
+    // SAFETY: a new anonymous mapping the kernel places; it replaces nothing.
+    let copy = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }
+    .map_err(errno)?;
+    // SAFETY: both ranges are `len` bytes, mapped and readable (the caller's
+    // view) or writable (the new mapping), and do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), len) };
+    // SAFETY: moves the private copy over the view's pages, which the
+    // caller owns; nothing else refers to the copy's old address.
+    unsafe {
+        rustix::mm::mremap_fixed(
+            copy,
+            len,
+            len,
+            rustix::mm::MremapFlags::MAYMOVE,
+            start as *mut c_void,
+        )
+    }
+    .map(drop)
+    .map_err(errno)
+}
+
 unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut DWORD) -> BOOL {
     if old.is_null() {
         return fail(ERROR_NOACCESS, FALSE);
@@ -343,6 +404,19 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
     // One region only, as on Windows: never past it into neighbouring memory.
     if before.State == MEM_FREE || len > before.RegionSize {
         return fail(ERROR_INVALID_ADDRESS, FALSE);
+    }
+    // Copy-on-write asked of a shared view: from now on its writes stay in
+    // this process.
+    let copy_on_write = matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
+    if copy_on_write && view_containing(start).is_some() && in_shared_mapping(start) {
+        let readable = !matches!(before.Protect & 0xFF, PAGE_NOACCESS | PAGE_EXECUTE);
+        if !readable {
+            return fail(ERROR_INVALID_PARAMETER, FALSE);
+        }
+        // SAFETY: a readable range inside one of this process's views.
+        if let Err(code) = unsafe { make_private(start, len) } {
+            return fail(code, FALSE);
+        }
     }
     // SAFETY: changes access to pages the caller says are its memory; the
     // kernel refuses ranges that are not mapped (ENOMEM).

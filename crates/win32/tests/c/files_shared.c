@@ -112,6 +112,17 @@ int main(int argc, char **argv) {
     HANDLE m = CreateFileMappingA(h, NULL, PAGE_READWRITE, 0, 8192, NULL);
     CHECK(m != NULL);
     CHECK(finish(start("truncate", name, NULL, FALSE)) == 0);
+    /* Copy-on-write asked of a writable view: its writes stay private. */
+    char *view = MapViewOfFile(m, FILE_MAP_WRITE, 0, 0, 4096);
+    CHECK(view != NULL);
+    DWORD old = 0;
+    CHECK(VirtualProtect(view, 4096, PAGE_WRITECOPY, &old));
+    view[0] = 'Z';
+    char first = 0;
+    CHECK(SetFilePointer(h, 0, NULL, FILE_BEGIN) == 0);
+    CHECK(ReadFile(h, &first, 1, &n, NULL) && n == 1 && first == 'a');
+    CHECK(view[0] == 'Z');
+    CHECK(UnmapViewOfFile(view));
     HANDLE reader = CreateFileA(name, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING, 0, NULL);
     CHECK_ERR(CreateFileMappingA(reader, NULL, PAGE_READWRITE, 0, 0, NULL), NULL, ERROR_ACCESS_DENIED);
     HANDLE ro = CreateFileMappingA(reader, NULL, PAGE_READONLY, 0, 0, NULL);
