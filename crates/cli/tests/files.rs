@@ -280,3 +280,49 @@ fn unlocking_one_lock_keeps_the_others_of_the_handle() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn a_delete_waits_for_the_last_handle_and_delete_on_close_survives_a_killed_holder() {
+    let broker = TestBroker::new();
+    let file = path(&broker, "pending.dat");
+    std::fs::write(&file, b"x").unwrap();
+    // Open with FILE_SHARE_DELETE: deleting is pending, the name stays,
+    // and new opens are refused until the holder closes.
+    let mut holder = broker.spawn(&[&format!("fopen {file} r 7"), "hold", "fclose 0", "hold"]);
+    holder.wait_for("holding");
+    let lines = broker.run(&[
+        &format!("fdelete {file}"),
+        &format!("exists {file}"),
+        &format!("fopen {file} r 7"),
+    ]);
+    assert_eq!(lines[..2], ["deleted", "exists 1"], "{lines:?}");
+    assert!(lines[2].starts_with("err 5 "), "{lines:?}");
+    holder.release();
+    holder.wait_for("holding");
+    let gone = |p: &str| {
+        for _ in 0..250 {
+            if !std::path::Path::new(p).exists() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(gone(&file), "the name outlived the last handle");
+    holder.release();
+    holder.finish();
+    // Delete on close: others may open only sharing delete; the file goes
+    // when its last handle goes, also when the holder is killed.
+    let doc = path(&broker, "temporary.dat");
+    let mut owner = broker.spawn(&[&format!("fopen_doc {doc} 7"), "hold"]);
+    owner.wait_for("holding");
+    let lines = broker.run(&[&format!("fopen {doc} r 3"), &format!("fopen {doc} r 7")]);
+    assert!(lines[0].starts_with("err 32 "), "{lines:?}");
+    assert!(lines[1].starts_with("fopen value="), "{lines:?}");
+    assert!(std::path::Path::new(&doc).exists());
+    owner.kill9();
+    assert!(
+        gone(&doc),
+        "a delete-on-close file outlived its killed holder"
+    );
+}

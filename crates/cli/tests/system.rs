@@ -412,6 +412,62 @@ fn shared_state_a_service_corrupts_or_overuses_harms_only_its_own_objects() {
 }
 
 #[test]
+fn a_pending_delete_is_done_with_the_deleting_users_rights() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        return;
+    }
+    let broker = SystemBroker::start();
+    let (a, b) = (unused_id(18), unused_id(19));
+    // A directory everyone may write: user a's file there.
+    let open_dir = broker.test.dir.join("shared-dir");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&broker.test.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = open_dir.join("mine.dat").to_string_lossy().into_owned();
+    let mut holder = broker.spawn(
+        Some(a),
+        &[&format!("fopen {file} rw 7"), "hold", "fclose 0", "hold"],
+    );
+    holder.wait_for("holding");
+    let lines = broker.run(
+        Some(a),
+        &[&format!("fdelete {file}"), &format!("exists {file}")],
+    );
+    assert_eq!(lines, ["deleted", "exists 1"]);
+    holder.release();
+    holder.wait_for("holding");
+    let mut gone = false;
+    for _ in 0..250 {
+        if !std::path::Path::new(&file).exists() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone, "the broker did not remove the pending name");
+    holder.release();
+    holder.finish();
+    // Root's file in root's directory: another user may not delete it,
+    // pending or not.
+    let root_file = broker
+        .test
+        .dir
+        .join("roots.dat")
+        .to_string_lossy()
+        .into_owned();
+    std::fs::write(&root_file, b"x").unwrap();
+    std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut root_holder = broker.spawn(None, &[&format!("fopen {root_file} r 7"), "hold"]);
+    root_holder.wait_for("holding");
+    let lines = broker.run(Some(b), &[&format!("fdelete {root_file}")]);
+    assert!(lines[0].starts_with("err 5 "), "{lines:?}");
+    root_holder.release();
+    root_holder.finish();
+    assert!(std::path::Path::new(&root_file).exists());
+}
+
+#[test]
 fn a_process_never_gets_another_users_own_sync_objects() {
     if !is_root() {
         return;

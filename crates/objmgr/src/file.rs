@@ -25,8 +25,6 @@
 //! - Byte-range locks are Linux open-file-description locks (so `fcntl`
 //!   users see them): a handle duplicated into another process shares its
 //!   locks, as it shares its file position.
-//! - Deleting a file that is open with `FILE_SHARE_DELETE` removes its name
-//!   at once (Windows keeps it, pending, until the last handle closes).
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -92,14 +90,48 @@ impl File {
         share: u32,
         inheritable: bool,
     ) -> Result<File> {
+        File::register_with(file, access, share, inheritable, None)
+    }
+
+    /// [`File::register`] with `FILE_FLAG_DELETE_ON_CLOSE`: the file (at
+    /// `path`) is removed once this handle and every other open of it have
+    /// closed, also when the holder dies. Others may open it meanwhile only
+    /// with `FILE_SHARE_DELETE`.
+    pub fn register_delete_on_close(
+        file: std::fs::File,
+        access: u32,
+        share: u32,
+        inheritable: bool,
+        path: &std::path::Path,
+    ) -> Result<File> {
+        let (dir, name) = parent_of(path)?;
+        File::register_with(file, access, share, inheritable, Some((dir, name)))
+    }
+
+    fn register_with(
+        file: std::fs::File,
+        access: u32,
+        share: u32,
+        inheritable: bool,
+        delete_on_close: Option<(OwnedFd, String)>,
+    ) -> Result<File> {
         let request = Request::OpenFile {
             access,
             share,
             inherit: inheritable,
+            delete_on_close: delete_on_close.is_some(),
+            name: delete_on_close
+                .as_ref()
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
         };
         let what = || "opening a file".to_owned();
+        let mut fds = vec![file.as_fd()];
+        if let Some((dir, _)) = &delete_on_close {
+            fds.push(dir.as_fd());
+        }
         let (reply, _, generation) =
-            call(&request, Some(file.as_fd())).map_err(|e| e.within(&what()))?;
+            connection::call_with_fds(&request, &fds).map_err(|e| e.within(&what()))?;
         let grant = match reply {
             Reply::File(grant) => grant,
             _ => {
@@ -357,6 +389,7 @@ impl File {
             op: FileOp::MayTruncate,
             handle: self.handle,
             value: len,
+            name: String::new(),
         };
         call(&request, None).map_err(|e| e.within("SetEndOfFile"))?;
         self.file
@@ -389,34 +422,112 @@ impl Drop for File {
     }
 }
 
-/// `DeleteFile`'s check: fails with `ERROR_SHARING_VIOLATION` while the
-/// file at `path` is open (through objmgr) without `FILE_SHARE_DELETE`. The
-/// caller then removes the name itself.
-pub fn check_delete(path: &std::path::Path) -> Result<()> {
+/// The directory (an `O_PATH` fd) and the name of `path`.
+fn parent_of(path: &std::path::Path) -> Result<(OwnedFd, String)> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
+    let bad = || {
+        Error::new(
+            ERROR_INVALID_NAME,
+            format!("{}: no file name", path.display()),
+        )
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(bad)?
+        .to_owned();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let dir = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::from_errno(e, format!("{}", path.display())))?;
+    Ok((dir, name))
+}
+
+/// Asks the broker whether the file at `path` may lose its name; `check`:
+/// only ask (a move). `Ok(true)`: the caller removes the name now;
+/// `Ok(false)`: the delete is pending, the broker removes it with the last
+/// open. Files that are not regular take no part (`Ok(true)`).
+fn may_delete(path: &std::path::Path, check: bool) -> Result<(bool, OwnedFd, String)> {
+    use rustix::fs::{Mode, OFlags};
+    let what = || format!("deleting {}", path.display());
+    let file = rustix::fs::open(
         path,
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::from_errno(e, format!("DeleteFile({})", path.display())))?;
-    // Only regular files take part in sharing.
-    let regular = rustix::fs::fstat(&fd)
+    .map_err(|e| Error::from_errno(e, what()))?;
+    let (dir, name) = parent_of(path)?;
+    let regular = rustix::fs::fstat(&file)
         .map(|s| {
             rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::RegularFile
         })
         .unwrap_or(false);
     if !regular {
-        return Ok(());
+        return Ok((true, dir, name));
     }
+    // This process must be allowed to remove the name (the broker removes a
+    // pending one with this user's rights only, and would fail later).
+    may_unlink(&dir, &file).map_err(|e| e.within(&what()))?;
     let request = Request::FileControl {
         op: FileOp::MayDelete,
         handle: Handle(0),
-        value: 0,
+        value: u64::from(check),
+        name: name.clone(),
     };
-    call(&request, Some(fd.as_fd()))
-        .map(drop)
-        .map_err(|e| e.within(&format!("DeleteFile({})", path.display())))
+    let reply = connection::call_with_fds(&request, &[file.as_fd(), dir.as_fd()])
+        .map_err(|e| e.within(&what()))?;
+    Ok((matches!(reply.0, Reply::Value(0)), dir, name))
+}
+
+/// Whether this process may remove a name of `file` from `dir`: write and
+/// search rights on the directory, and in a sticky directory owning the
+/// file or the directory (or being root).
+fn may_unlink(dir: &OwnedFd, file: &OwnedFd) -> Result<()> {
+    use rustix::fs::{Access, AtFlags};
+    let denied = || Error::new(ERROR_ACCESS_DENIED, "no right to remove the name");
+    rustix::fs::accessat(
+        dir,
+        ".",
+        Access::WRITE_OK | Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )
+    .map_err(|_| denied())?;
+    let dir_stat = rustix::fs::fstat(dir).map_err(|e| Error::from_errno(e, "the directory"))?;
+    let sticky = dir_stat.st_mode & 0o1000 != 0;
+    let me = rustix::process::geteuid().as_raw();
+    if sticky && me != 0 {
+        let owner = rustix::fs::fstat(file).map_or(u32::MAX, |s| s.st_uid);
+        if me != owner && me != dir_stat.st_uid {
+            return Err(denied());
+        }
+    }
+    Ok(())
+}
+
+/// `DeleteFile`: fails with `ERROR_SHARING_VIOLATION` while the file is open
+/// (through objmgr) without `FILE_SHARE_DELETE`. Open with it, the delete
+/// is pending: the name stays until the last handle closes, and new opens
+/// fail with `ERROR_ACCESS_DENIED`, as on Windows. Otherwise the name goes
+/// now (removed by this process, with its own rights).
+pub fn delete(path: &std::path::Path) -> Result<()> {
+    let (now, dir, name) = may_delete(path, false)?;
+    if now {
+        rustix::fs::unlinkat(&dir, name.as_str(), rustix::fs::AtFlags::empty())
+            .map_err(|e| Error::from_errno(e, format!("deleting {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// `MoveFileEx`'s check: fails with `ERROR_SHARING_VIOLATION` while the file
+/// is open (through objmgr) without `FILE_SHARE_DELETE`.
+pub fn check_move(path: &std::path::Path) -> Result<()> {
+    may_delete(path, true).map(drop)
 }
 
 /// The type of objects [`File`] handles are, for `DuplicateHandle` and

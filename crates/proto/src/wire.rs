@@ -504,6 +504,10 @@ pub enum Request {
         access: u32,
         share: u32,
         inherit: bool,
+        /// `FILE_FLAG_DELETE_ON_CLOSE`: the request also carries an `O_PATH`
+        /// fd of the file's directory, and `name` is the file's name in it.
+        delete_on_close: bool,
+        name: String,
     },
     /// The files open through objmgr (the caller's own; root: all), for
     /// `objmgr ls --files`: as many as fit one reply. Reply: `Objects`.
@@ -513,6 +517,9 @@ pub enum Request {
         op: FileOp,
         handle: Handle,
         value: u64,
+        /// `MayDelete`: the file's name in the directory whose `O_PATH` fd
+        /// comes second.
+        name: String,
     },
 }
 
@@ -523,9 +530,12 @@ pub enum FileOp {
     /// `SetEndOfFile` to length `value`: refused with
     /// `ERROR_USER_MAPPED_FILE` while a section maps the file past it.
     MayTruncate = 1,
-    /// `DeleteFile`: the request carries an `O_PATH` fd of the file;
-    /// refused with `ERROR_SHARING_VIOLATION` while an open does not share
-    /// deleting. (`handle` is 0.)
+    /// `DeleteFile`: the request carries `O_PATH` fds of the file and of
+    /// its directory; refused with `ERROR_SHARING_VIOLATION` while an open
+    /// does not share deleting. Reply `Value`: 0, the caller removes the
+    /// name now (nothing has the file open); 1, the delete is pending: the
+    /// broker removes the name when the last open closes, and refuses new
+    /// opens meanwhile (`ERROR_ACCESS_DENIED`). (`handle` is 0.)
     MayDelete = 2,
 }
 
@@ -876,11 +886,22 @@ impl Request {
                 access,
                 share,
                 inherit,
+                delete_on_close,
+                name,
             } => {
-                e.u32(*access).u32(*share).bool(*inherit);
+                e.u32(*access)
+                    .u32(*share)
+                    .bool(*inherit)
+                    .bool(*delete_on_close)
+                    .str(name);
             }
-            Request::FileControl { op, handle, value } => {
-                e.u8(*op as u8).u32(handle.0).u64(*value);
+            Request::FileControl {
+                op,
+                handle,
+                value,
+                name,
+            } => {
+                e.u8(*op as u8).u32(handle.0).u64(*value).str(name);
             }
         }
         e.finish()
@@ -1013,11 +1034,14 @@ impl Request {
                 access: d.u32()?,
                 share: d.u32()?,
                 inherit: d.bool()?,
+                delete_on_close: d.bool()?,
+                name: d.str()?,
             },
             Opcode::FileControl => Request::FileControl {
                 op: FileOp::from_code(d.u8()?).ok_or(WireError::BadField("file op"))?,
                 handle: Handle(d.u32()?),
                 value: d.u64()?,
+                name: d.str()?,
             },
         };
         d.end()?;
@@ -1436,7 +1460,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         | Opcode::CreateThread
         | Opcode::CreateJob
         | Opcode::OpenFile => decode_grant(&mut d)?,
-        Opcode::FileControl => Reply::Done,
+        Opcode::FileControl => Reply::Value(d.u32()?),
         Opcode::JobControl => Reply::Numbers(d.u64s()?),
         Opcode::Spawn => Reply::Spawned {
             process: decode_sync_grant(&mut d)?,
@@ -1629,12 +1653,15 @@ mod tests {
             access: 0x1_0003,
             share: 7,
             inherit: true,
+            delete_on_close: true,
+            name: "a file".into(),
         });
         for op in FileOp::ALL {
             round_trip(Request::FileControl {
                 op,
                 handle: Handle(12),
                 value: u64::MAX,
+                name: "x".into(),
             });
         }
         let file = Reply::File(FileGrant {

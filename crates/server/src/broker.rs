@@ -292,6 +292,9 @@ pub struct Broker {
     timed_jobs: std::collections::BTreeSet<ObjectId>,
     /// The open file objects of each file (device and inode).
     open_files: HashMap<crate::section::FileNode, Vec<ObjectId>>,
+    /// Names to remove when the last open of their file closes (a pending
+    /// `DeleteFile`, or `FILE_FLAG_DELETE_ON_CLOSE`); new opens are refused.
+    delete_pending: HashMap<crate::section::FileNode, crate::closer::PendingUnlink>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -349,6 +352,7 @@ impl Broker {
             solo_per_user: HashMap::new(),
             timed_jobs: Default::default(),
             open_files: HashMap::new(),
+            delete_pending: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -550,7 +554,7 @@ impl Broker {
                 sync.free(slot);
             }
             match object.body {
-                Body::File(open) => self.file_closed(id, open.node),
+                Body::File(open) => self.file_closed(id, open),
                 Body::Process { record, .. } => self.process_object_gone(record),
                 Body::Thread {
                     main_of: Some(record),
@@ -594,11 +598,13 @@ impl Broker {
                 from_file: true, ..
             } => 2,
             Request::Spawn { stdio, .. } => (stdio & 0b111).count_ones() as usize,
-            Request::OpenFile { .. }
-            | Request::FileControl {
+            Request::OpenFile {
+                delete_on_close, ..
+            } => 1 + usize::from(delete_on_close),
+            Request::FileControl {
                 op: objmgr_proto::wire::FileOp::MayDelete,
                 ..
-            } => 1,
+            } => 2,
             _ => 0,
         };
         if fds.len() != expected_fds {
@@ -766,13 +772,30 @@ impl Broker {
                 access,
                 share,
                 inherit,
+                delete_on_close,
+                name,
             } => {
-                let fd = fds.pop().expect("one fd, checked above");
-                self.open_file(id, access, share, inherit, fd)
+                // The file first, then (delete on close) its directory.
+                let dir = if delete_on_close { fds.pop() } else { None };
+                let fd = fds.pop().expect("the file's fd, checked above");
+                self.open_file(id, access, share, inherit, fd, dir.map(|d| (d, name)))
             }
             Request::ListFiles => Ok(self.list_files(id)),
-            Request::FileControl { op, handle, value } => {
-                self.file_control(id, op, handle, value, fds.pop())
+            Request::FileControl {
+                op,
+                handle,
+                value,
+                name,
+            } => {
+                let dir = fds.pop();
+                let file = fds.pop();
+                self.file_control(
+                    id,
+                    op,
+                    handle,
+                    value,
+                    file.zip(dir).map(|(f, d)| (f, d, name)),
+                )
             }
             Request::JobControl {
                 op,

@@ -14,23 +14,103 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 /// Fds waiting to be closed, at most.
 const QUEUE: usize = 4096;
 
-fn queue() -> Option<&'static SyncSender<OwnedFd>> {
-    static SENDER: OnceLock<Option<SyncSender<OwnedFd>>> = OnceLock::new();
+/// What the closer thread does.
+enum Job {
+    Close(OwnedFd),
+    Unlink(PendingUnlink),
+}
+
+/// A name to remove once the last open of its file has closed (a delete
+/// that was pending, or `FILE_FLAG_DELETE_ON_CLOSE`).
+#[derive(Debug)]
+pub struct PendingUnlink {
+    /// The directory (an `O_PATH` fd the deleting process passed).
+    pub dir: OwnedFd,
+    pub name: String,
+    /// The file the name must still refer to.
+    pub node: crate::section::FileNode,
+    /// Who deletes (uid, gid, groups): the system broker removes the name
+    /// with that user's rights, never root's.
+    pub creds: Option<(u32, u32, Vec<u32>)>,
+}
+
+fn queue() -> Option<&'static SyncSender<Job>> {
+    static SENDER: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     SENDER
         .get_or_init(|| {
-            let (sender, receiver) = sync_channel::<OwnedFd>(QUEUE);
+            let (sender, receiver) = sync_channel::<Job>(QUEUE);
             std::thread::Builder::new()
                 .name("objmgrd-closer".into())
                 .spawn(move || {
-                    for fd in receiver {
-                        release_locks(&fd);
-                        drop(fd);
+                    for job in receiver {
+                        run(job);
                     }
                 })
                 .ok()
                 .map(|_| sender)
         })
         .as_ref()
+}
+
+fn run(job: Job) {
+    match job {
+        Job::Close(fd) => {
+            release_locks(&fd);
+            drop(fd);
+        }
+        Job::Unlink(pending) => unlink(pending),
+    }
+}
+
+/// Removes a pending name, as the user who deleted it, if it still names
+/// the same file. Runs on the closer thread only: its credentials are
+/// switched for the call (per thread: the broker's own thread keeps root's).
+fn unlink(pending: PendingUnlink) {
+    use rustix::process::{Gid, Uid};
+    let as_user = |(uid, gid, groups): &(u32, u32, Vec<u32>)| {
+        let groups: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        rustix::thread::set_thread_groups(&groups).is_ok()
+            && rustix::thread::set_thread_res_gid(None, Gid::from_raw(*gid), None).is_ok()
+            && rustix::thread::set_thread_res_uid(None, Uid::from_raw(*uid), None).is_ok()
+    };
+    let switched = pending.creds.as_ref().is_none_or(as_user);
+    if switched {
+        let same = rustix::fs::statx(
+            &pending.dir,
+            pending.name.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW | rustix::fs::AtFlags::STATX_DONT_SYNC,
+            rustix::fs::StatxFlags::INO,
+        )
+        .is_ok_and(|st| (st.stx_dev_major, st.stx_dev_minor, st.stx_ino) == pending.node);
+        if same {
+            let _ = rustix::fs::unlinkat(
+                &pending.dir,
+                pending.name.as_str(),
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+    }
+    if pending.creds.is_some() {
+        // Back to root's rights (the saved ids are root's).
+        let _ = rustix::thread::set_thread_res_uid(None, Uid::ROOT, None);
+        let _ = rustix::thread::set_thread_res_gid(None, Gid::ROOT, None);
+        let _ = rustix::thread::set_thread_groups(&[]);
+    }
+}
+
+/// Removes `pending`'s name off the broker's thread (now, if the queue is
+/// full).
+pub fn unlink_later(pending: PendingUnlink) {
+    match queue() {
+        Some(sender) => {
+            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+                sender.try_send(Job::Unlink(pending))
+            {
+                run(job);
+            }
+        }
+        None => unlink(pending),
+    }
 }
 
 /// Gives up every byte-range lock of the open file description behind `fd`
@@ -56,17 +136,14 @@ fn release_locks(fd: &OwnedFd) {
 /// Closes `fd` (a client's file) without making the broker wait.
 pub fn close_later(fd: OwnedFd) {
     match queue() {
-        Some(sender) => match sender.try_send(fd) {
-            Ok(()) => {}
-            Err(TrySendError::Full(fd) | TrySendError::Disconnected(fd)) => {
-                release_locks(&fd);
-                drop(fd);
+        Some(sender) => {
+            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+                sender.try_send(Job::Close(fd))
+            {
+                run(job);
             }
-        },
-        None => {
-            release_locks(&fd);
-            drop(fd);
         }
+        None => run(Job::Close(fd)),
     }
 }
 

@@ -57,12 +57,15 @@ pub(crate) fn io_error(e: &std::io::Error, path: Option<&str>) -> Win32Error {
     }
 }
 
+/// `FILE_FLAG_DELETE_ON_CLOSE`.
+const FILE_FLAG_DELETE_ON_CLOSE: DWORD = 0x0400_0000;
+
 unsafe fn create_file(
     name: Name,
     access: DWORD,
     share: DWORD,
     attributes: *const SECURITY_ATTRIBUTES,
-    disposition: DWORD,
+    (disposition, flags): (DWORD, DWORD),
 ) -> HANDLE {
     use rustix::fs::{Mode, OFlags};
     // SAFETY: the Win32 name, passed through.
@@ -109,7 +112,18 @@ unsafe fn create_file(
     let handle = if regular {
         // A regular file is shared with Windows' rules: the broker checks
         // the share mode against every other open of it.
-        let shared = match objmgr::file::File::register(file, access, share, inherit) {
+        let registered = if flags & FILE_FLAG_DELETE_ON_CLOSE != 0 {
+            objmgr::file::File::register_delete_on_close(
+                file,
+                access,
+                share,
+                inherit,
+                std::path::Path::new(&path),
+            )
+        } else {
+            objmgr::file::File::register(file, access, share, inherit)
+        };
+        let shared = match registered {
             Ok(shared) => shared,
             Err(e) => {
                 // A file this call created is not left behind.
@@ -446,16 +460,18 @@ unsafe fn delete_file(name: Name) -> BOOL {
         Ok(None) => return fail(ERROR_PATH_NOT_FOUND, FALSE),
         Err(code) => return fail(code, FALSE),
     };
-    // A file open without FILE_SHARE_DELETE stays. (One that is not there
-    // is told by the removal below, with the right code.)
-    if let Err(e) = objmgr::file::check_delete(std::path::Path::new(&path))
-        && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
-    {
-        return fail(e.code(), FALSE);
-    }
-    match std::fs::remove_file(&path) {
+    // A file open without FILE_SHARE_DELETE stays; one open with it goes
+    // with its last handle (new opens fail meanwhile).
+    match objmgr::file::delete(std::path::Path::new(&path)) {
         Ok(()) => TRUE,
-        Err(e) => fail(io_error(&e, Some(&path)), FALSE),
+        // Not there: the path says which part is missing.
+        Err(e) if matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => {
+            match std::fs::symlink_metadata(&path) {
+                Err(e) => fail(io_error(&e, Some(&path)), FALSE),
+                Ok(_) => fail(e.code(), FALSE),
+            }
+        }
+        Err(e) => fail(e.code(), FALSE),
     }
 }
 
@@ -545,9 +561,9 @@ unsafe fn get_temp_file_name<T: Copy + From<u8>>(
 
 exports! {
     fn CreateFileA(name: *const c_char, access: DWORD, share: DWORD, a: *const SECURITY_ATTRIBUTES, disposition: DWORD, flags: DWORD, template: HANDLE) -> HANDLE = INVALID_HANDLE_VALUE
-        => { let _ = (flags, template); create_file(Name::Ansi(name), access, share, a, disposition) };
+        => { let _ = template; create_file(Name::Ansi(name), access, share, a, (disposition, flags)) };
     fn CreateFileW(name: *const WCHAR, access: DWORD, share: DWORD, a: *const SECURITY_ATTRIBUTES, disposition: DWORD, flags: DWORD, template: HANDLE) -> HANDLE = INVALID_HANDLE_VALUE
-        => { let _ = (flags, template); create_file(Name::Wide(name), access, share, a, disposition) };
+        => { let _ = template; create_file(Name::Wide(name), access, share, a, (disposition, flags)) };
     fn ReadFile(h: HANDLE, buf: LPVOID, len: DWORD, read: *mut DWORD, overlapped: *mut OVERLAPPED) -> BOOL = FALSE
         => read_file(h, buf.cast(), len, read, overlapped);
     fn WriteFile(h: HANDLE, buf: *const std::ffi::c_void, len: DWORD, written: *mut DWORD, overlapped: *mut OVERLAPPED) -> BOOL = FALSE

@@ -244,7 +244,7 @@ unsafe fn move_file(from: Name, to: Name, flags: DWORD) -> BOOL {
     // files must share deleting.
     let targets: &[&str] = if replace { &[&from, &to] } else { &[&from] };
     for path in targets {
-        if let Err(e) = objmgr::file::check_delete(std::path::Path::new(path))
+        if let Err(e) = objmgr::file::check_move(std::path::Path::new(path))
             && !matches!(e.code(), ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND)
         {
             return fail(e.code(), FALSE);

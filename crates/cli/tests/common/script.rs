@@ -94,7 +94,8 @@
 //! | `adopt_file V` / `fclose F`               | take over file handle V / close file F       |
 //! | `flock F OFF LEN x|s wait|now` / `funlock F OFF LEN` | `LockFileEx` / `UnlockFileEx` on file F |
 //! | `fseek F POS` / `fwrite F TEXT` / `fread F N` | position, write, read (lock-checked)     |
-//! | `fsetlen F LEN` / `fdelete PATH`          | `SetEndOfFile` / `DeleteFile` (share-checked) |
+//! | `fsetlen F LEN` / `fdelete PATH`          | `SetEndOfFile` / `DeleteFile` (share-checked; pending while open with share-delete) |
+//! | `fopen_doc PATH SHARE` / `exists PATH`    | open read-write with `FILE_FLAG_DELETE_ON_CLOSE` / whether the path exists |
 //! | `close_job J` / `job_count J N`           | close job J (later indices shift down) / wait (10 s at most) until J has N running members, print how many |
 
 use objmgr::job::{Job, JobLimits};
@@ -1276,10 +1277,30 @@ pub fn run_script(script: &str) {
                     "closed file".into()
                 }
                 "fdelete" => {
-                    objmgr::file::check_delete(std::path::Path::new(words[1]))?;
-                    std::fs::remove_file(words[1]).unwrap();
+                    objmgr::file::delete(std::path::Path::new(words[1]))?;
                     "deleted".into()
                 }
+                "fopen_doc" => {
+                    // PATH SHARE: read-write, FILE_FLAG_DELETE_ON_CLOSE.
+                    use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+                    let raw = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(words[1])
+                        .unwrap();
+                    let file = objmgr::file::File::register_delete_on_close(
+                        raw,
+                        FILE_READ_DATA | FILE_WRITE_DATA,
+                        value(&format!("0x{}", words[2])),
+                        false,
+                        std::path::Path::new(words[1]),
+                    )?;
+                    files.push(file);
+                    "fopen_doc ok".into()
+                }
+                "exists" => format!("exists {}", std::path::Path::new(words[1]).exists() as u8),
                 "close_job" => {
                     jobs.remove(words[1].parse::<usize>().unwrap()).close()?;
                     "closed job".into()

@@ -72,11 +72,17 @@ pub(super) struct OpenFile {
     /// Specific rights granted (generic ones mapped).
     pub access: u32,
     pub share: u32,
+    /// `FILE_FLAG_DELETE_ON_CLOSE`: the name to remove once this open and
+    /// every other of the file have closed.
+    delete_on_close: Option<crate::closer::PendingUnlink>,
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
         // Closing a client's file may wait on its file system: not here.
+        if let Some(pending) = self.delete_on_close.take() {
+            crate::closer::close_later(pending.dir);
+        }
         for (_, mut fd) in self.narrowed.take() {
             crate::closer::close_shared_later(&mut fd);
         }
@@ -135,7 +141,14 @@ impl Broker {
         share: u32,
         inherit: bool,
         fd: OwnedFd,
+        delete_on_close: Option<(OwnedFd, String)>,
     ) -> Result<Outcome, Failure> {
+        // Deleting on close is using the file for deleting.
+        let access = if delete_on_close.is_some() {
+            access | objmgr_proto::access::DELETE
+        } else {
+            access
+        };
         let checked = self
             .check_file_open(id, access, share, &fd)
             .and_then(|checked| {
@@ -143,34 +156,80 @@ impl Broker {
                 self.check_descriptors()?;
                 Ok(checked)
             });
-        match checked {
-            Ok((node, access, mode)) => {
-                let security = self.own_security();
-                let domain = self.domain_of(id);
-                let body = Body::File(OpenFile {
-                    node,
-                    fd: Rc::new(fd),
-                    mode,
-                    narrowed: Default::default(),
-                    access: access.0,
-                    share,
-                });
-                let oid = self.insert_object(
-                    ObjectType::File,
-                    None,
-                    body,
-                    Some((id, Charge::section(0))),
-                    security,
-                    domain,
-                );
-                self.open_files.entry(node).or_default().push(oid);
-                self.grant(id, oid, access, inherit, false)
-            }
+        let (node, access, mode) = match checked {
+            Ok(checked) => checked,
             Err(failure) => {
                 crate::closer::close_later(fd);
-                Err(failure)
+                if let Some((dir, _)) = delete_on_close {
+                    crate::closer::close_later(dir);
+                }
+                return Err(failure);
             }
+        };
+        let delete_on_close = match delete_on_close {
+            Some((dir, name)) => Some(self.pending_unlink(id, dir, name, node)?),
+            None => None,
+        };
+        let security = self.own_security();
+        let domain = self.domain_of(id);
+        let body = Body::File(OpenFile {
+            node,
+            fd: Rc::new(fd),
+            mode,
+            narrowed: Default::default(),
+            access: access.0,
+            share,
+            delete_on_close,
+        });
+        let oid = self.insert_object(
+            ObjectType::File,
+            None,
+            body,
+            Some((id, Charge::section(0))),
+            security,
+            domain,
+        );
+        self.open_files.entry(node).or_default().push(oid);
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// The removal of `name` in directory `dir` (the file `node`) for client
+    /// `id`: with its rights on the system broker.
+    fn pending_unlink(
+        &self,
+        id: ClientId,
+        dir: OwnedFd,
+        name: String,
+        node: FileNode,
+    ) -> Result<crate::closer::PendingUnlink, Failure> {
+        let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+        let is_dir = rustix::fs::fstat(&dir).is_ok_and(|s| {
+            rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Directory
+        });
+        if !plain || !is_dir {
+            crate::closer::close_later(dir);
+            return Err(Failure::new(
+                ERROR_INVALID_NAME,
+                "a file to delete is named by its directory and one plain name",
+            ));
         }
+        let client = &self.clients[&id];
+        let creds = self.system.then(|| {
+            let gid = client.token.primary_group.unix_gid().unwrap_or(u32::MAX);
+            let groups = client
+                .token
+                .groups
+                .iter()
+                .filter_map(|g| g.unix_gid())
+                .collect();
+            (client.uid, gid, groups)
+        });
+        Ok(crate::closer::PendingUnlink {
+            dir,
+            name,
+            node,
+            creds,
+        })
     }
 
     /// Checks a `CreateFile` of the file behind `fd`: the file, the fd, and
@@ -200,6 +259,12 @@ impl Broker {
             ));
         }
         let node = file_node(fd)?;
+        if self.delete_pending.contains_key(&node) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the file is being deleted (its last handle has not closed yet)",
+            ));
+        }
         let mode = flags & OFlags::ACCMODE;
         let readable = mode == OFlags::RDONLY || mode == OFlags::RDWR;
         let writable = mode == OFlags::WRONLY || mode == OFlags::RDWR;
@@ -302,12 +367,21 @@ impl Broker {
     }
 
     /// An open file object is destroyed.
-    pub(super) fn file_closed(&mut self, oid: ObjectId, node: FileNode) {
+    pub(super) fn file_closed(&mut self, oid: ObjectId, mut open: OpenFile) {
+        let node = open.node;
+        if let Some(pending) = open.delete_on_close.take() {
+            self.delete_pending.entry(node).or_insert(pending);
+        }
         if let Some(opens) = self.open_files.get_mut(&node) {
             opens.retain(|&o| o != oid);
-            if opens.is_empty() {
-                self.open_files.remove(&node);
+            if !opens.is_empty() {
+                return;
             }
+            self.open_files.remove(&node);
+        }
+        // The last open of the file: a pending delete happens now.
+        if let Some(pending) = self.delete_pending.remove(&node) {
+            crate::closer::unlink_later(pending);
         }
     }
 
@@ -355,7 +429,7 @@ impl Broker {
         op: FileOp,
         handle: Handle,
         value: u64,
-        fd: Option<OwnedFd>,
+        delete: Option<(OwnedFd, OwnedFd, String)>,
     ) -> Result<Outcome, Failure> {
         match op {
             FileOp::MayTruncate => {
@@ -385,8 +459,15 @@ impl Broker {
                 }
             }
             FileOp::MayDelete => {
-                let fd = fd.ok_or_else(|| Failure::protocol("MayDelete without the file"))?;
-                let node = file_node(&fd)?;
+                let (file, dir, name) =
+                    delete.ok_or_else(|| Failure::protocol("MayDelete without the file"))?;
+                let node = match file_node(&file) {
+                    Ok(node) => node,
+                    Err(failure) => {
+                        crate::closer::close_later(dir);
+                        return Err(failure);
+                    }
+                };
                 // Opens that use no data take no part, as in every share check.
                 let clash = self.file_opens(node).find(|o| {
                     !compatible(
@@ -397,16 +478,26 @@ impl Broker {
                     )
                 });
                 if let Some(open) = clash {
+                    let share = open.share;
+                    crate::closer::close_later(dir);
                     return Err(Failure::new(
                         ERROR_SHARING_VIOLATION,
                         format!(
-                            "the file is open without FILE_SHARE_DELETE (share mode {:#x})",
-                            open.share
+                            "the file is open without FILE_SHARE_DELETE (share mode {share:#x})"
                         ),
                     ));
                 }
+                // Nothing has it open, or the caller only checks (a move):
+                // the caller acts now. Else the name goes with the last open.
+                if !self.open_files.contains_key(&node) || value == 1 {
+                    crate::closer::close_later(dir);
+                    return Ok(Outcome::reply(Reply::Value(0)));
+                }
+                let pending = self.pending_unlink(id, dir, name, node)?;
+                self.delete_pending.entry(node).or_insert(pending);
+                return Ok(Outcome::reply(Reply::Value(1)));
             }
         }
-        Ok(Outcome::reply(Reply::Done))
+        Ok(Outcome::reply(Reply::Value(0)))
     }
 }
