@@ -157,9 +157,15 @@ fn a_mapped_file_cannot_be_cut_short_from_another_process() {
         &format!("fopen {file} rw 7"),
         "fsetlen 0 100",
         "fsetlen 0 16384",
+        // The mapping is a user of the file: it writes and shares only
+        // reading and writing.
+        &format!("fopen {file} r 1"),
+        &format!("fdelete {file}"),
     ]);
     assert!(lines[1].starts_with("err 1224 "), "{lines:?}");
     assert_eq!(lines[2], "length set");
+    assert!(lines[3].starts_with("err 32 "), "{lines:?}");
+    assert!(lines[4].starts_with("err 5 "), "{lines:?}");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 16384);
     mapper.release();
     mapper.finish();

@@ -295,6 +295,8 @@ pub struct Broker {
     /// Names to remove when the last open of their file closes (a pending
     /// `DeleteFile`, or `FILE_FLAG_DELETE_ON_CLOSE`); new opens are refused.
     delete_pending: HashMap<crate::section::FileNode, crate::closer::PendingUnlink>,
+    /// The file-backed sections of each file.
+    mapped_files: HashMap<crate::section::FileNode, Vec<ObjectId>>,
     tags_in_use: HashSet<u16>,
     next_tag: u16,
     /// Processes the broker watches (spawned children, opened processes),
@@ -353,6 +355,7 @@ impl Broker {
             timed_jobs: Default::default(),
             open_files: HashMap::new(),
             delete_pending: HashMap::new(),
+            mapped_files: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
             processes: HashMap::new(),
@@ -555,6 +558,16 @@ impl Broker {
             }
             match object.body {
                 Body::File(open) => self.file_closed(id, open),
+                Body::Section(section) => {
+                    if let Some(node) = section.file_node()
+                        && let Some(sections) = self.mapped_files.get_mut(&node)
+                    {
+                        sections.retain(|&s| s != id);
+                        if sections.is_empty() {
+                            self.mapped_files.remove(&node);
+                        }
+                    }
+                }
                 Body::Process { record, .. } => self.process_object_gone(record),
                 Body::Thread {
                     main_of: Some(record),
@@ -929,6 +942,7 @@ impl Broker {
         };
         let charge = Charge::section(section.size);
         self.check_quota(id, charge)?;
+        let node = section.file_node();
         let oid = self.insert_object(
             ObjectType::Section,
             path,
@@ -937,6 +951,10 @@ impl Broker {
             security,
             0,
         );
+        if let Some(node) = node {
+            // A mapping is a user of its file, as on Windows.
+            self.mapped_files.entry(node).or_default().push(oid);
+        }
         self.grant(id, oid, access, inherit, false)
     }
 

@@ -36,6 +36,8 @@ pub struct Section {
     base_writable: bool,
     /// A read-only reopening of `base`, made on first need.
     read_only: OnceCell<Rc<OwnedFd>>,
+    /// The file a file-backed section maps.
+    node: Option<FileNode>,
 }
 
 /// A file's type, inode, device and size as the kernel has them cached:
@@ -93,9 +95,7 @@ pub(crate) fn file_node(file: &OwnedFd) -> Result<FileNode, Failure> {
 impl Section {
     /// The file a file-backed section maps.
     pub fn file_node(&self) -> Option<FileNode> {
-        self.file_backed
-            .then(|| file_node(&self.base).ok())
-            .flatten()
+        self.node
     }
 
     /// Creates a paging-file-backed section of `size` bytes.
@@ -171,6 +171,7 @@ impl Section {
             base: Rc::new(fd),
             base_writable: true,
             read_only: OnceCell::new(),
+            node: None,
         })
     }
 
@@ -264,6 +265,7 @@ impl Section {
             base: Rc::new(file),
             base_writable: writable,
             read_only: read_only_cell,
+            node: Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)),
         })
     }
 

@@ -201,9 +201,17 @@ unsafe fn done_overlapped(overlapped: *mut OVERLAPPED, bytes: usize) {
         return;
     }
     // SAFETY: a writable OVERLAPPED per the Win32 contract.
-    unsafe {
+    let event = unsafe {
         (*overlapped).Internal = 0;
         (*overlapped).InternalHigh = bytes;
+        (*overlapped).hEvent
+    };
+    // Its event, if any, is signaled when the I/O is done (here, at once).
+    if !event.is_null()
+        && let Ok(entry) = table::object(event)
+        && let Entry::Object(Object::Event(event)) = &*entry
+    {
+        let _ = event.set();
     }
 }
 

@@ -287,6 +287,21 @@ impl Broker {
                 ));
             }
         }
+        // A mapping of the file counts as a user of it: reading, and writing
+        // when shared writes are allowed; it shares reading and writing.
+        for section in self.file_sections(node) {
+            let mut uses = objmgr_proto::access::FILE_READ_DATA;
+            if section.protection.allows_shared_write() {
+                uses |= objmgr_proto::access::FILE_WRITE_DATA;
+            }
+            let shares = objmgr_proto::file::FILE_SHARE_READ | objmgr_proto::file::FILE_SHARE_WRITE;
+            if !compatible(access.0, share, uses, shares) {
+                return Err(Failure::new(
+                    ERROR_SHARING_VIOLATION,
+                    "a section maps the file",
+                ));
+            }
+        }
         if let Some(clash) = self
             .file_opens(node)
             .find(|o| !compatible(access.0, share, o.access, o.share))
@@ -362,6 +377,18 @@ impl Broker {
             .flatten()
             .filter_map(|oid| match &self.objects.get(oid)?.body {
                 Body::File(open) => Some(open),
+                _ => None,
+            })
+    }
+
+    /// The file-backed sections of the file `node`.
+    fn file_sections(&self, node: FileNode) -> impl Iterator<Item = &crate::section::Section> {
+        self.mapped_files
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter_map(|oid| match &self.objects.get(oid)?.body {
+                Body::Section(section) => Some(section),
                 _ => None,
             })
     }
@@ -445,12 +472,7 @@ impl Broker {
                     ));
                 };
                 let node = open.node;
-                let mapped = self.objects.values().any(|o| match &o.body {
-                    Body::Section(section) => {
-                        section.size > value && section.file_node() == Some(node)
-                    }
-                    _ => false,
-                });
+                let mapped = self.file_sections(node).any(|s| s.size > value);
                 if mapped {
                     return Err(Failure::new(
                         ERROR_USER_MAPPED_FILE,
@@ -468,6 +490,11 @@ impl Broker {
                         return Err(failure);
                     }
                 };
+                // A mapped file cannot be deleted.
+                if self.file_sections(node).next().is_some() {
+                    crate::closer::close_later(dir);
+                    return Err(Failure::new(ERROR_ACCESS_DENIED, "a section maps the file"));
+                }
                 // Opens that use no data take no part, as in every share check.
                 let clash = self.file_opens(node).find(|o| {
                     !compatible(

@@ -45,7 +45,10 @@ static void files(void) {
     OVERLAPPED at;
     ZeroMemory(&at, sizeof at);
     at.Offset = 1;
+    at.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
     CHECK(ReadFile(h, buf, 2, &done, &at) && done == 2 && memcmp(buf, "el", 2) == 0 && at.InternalHigh == 2);
+    CHECK(WaitForSingleObject(at.hEvent, 0) == WAIT_OBJECT_0); /* signaled when done */
+    CloseHandle(at.hEvent);
     CHECK(SetFilePointer(h, 0, NULL, FILE_CURRENT) == 3);
     CHECK_ERR(CreateFileA(name, GENERIC_READ, 0, NULL, CREATE_NEW, 0, NULL), INVALID_HANDLE_VALUE, ERROR_FILE_EXISTS);
     /* h shares nothing: a second open is a sharing violation. */
