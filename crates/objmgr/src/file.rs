@@ -55,6 +55,8 @@ pub struct File {
     /// The ranges this handle locked (Windows refuses overlapping an
     /// exclusive lock, and unlocks only exact ranges).
     locks: StdMutex<Vec<Locked>>,
+    /// A regular file (else a pipe: no position, no locks).
+    regular: bool,
     closed: AtomicBool,
 }
 
@@ -145,7 +147,9 @@ impl File {
     }
 
     fn new(grant: FileGrant, file: std::fs::File, generation: u64) -> File {
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
         File {
+            regular,
             handle: grant.handle,
             generation,
             file,
@@ -202,6 +206,12 @@ impl File {
     /// at once). An exclusive lock may not overlap any lock of this handle
     /// either, as on Windows. A lock of 0 bytes locks nothing.
     pub fn lock(&self, offset: u64, len: u64, exclusive: bool, wait: bool) -> Result<()> {
+        if !self.regular {
+            return Err(Error::new(
+                ERROR_INVALID_FUNCTION,
+                "a pipe has no byte ranges to lock",
+            ));
+        }
         let what = || {
             format!(
                 "locking {len} bytes at {offset} of file handle {:#x}",
@@ -298,7 +308,7 @@ impl File {
     /// Fails with `ERROR_LOCK_VIOLATION` if another handle's lock forbids
     /// reading (`write` false) or writing `len` bytes at `offset`.
     pub fn check_io(&self, offset: u64, len: u64, write: bool) -> Result<()> {
-        if len == 0 {
+        if len == 0 || !self.regular {
             return Ok(());
         }
         let kind = if write {
@@ -326,7 +336,9 @@ impl File {
     /// `ReadFile` at the file position, honouring other handles' locks.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
         self.may(FILE_READ_DATA, "reading a file")?;
-        self.check_io(self.position()?, buf.len() as u64, false)?;
+        if self.regular {
+            self.check_io(self.position()?, buf.len() as u64, false)?;
+        }
         (&self.file)
             .read(buf)
             .map_err(|e| Error::new(io_code(&e), "reading a file"))
@@ -367,7 +379,9 @@ impl File {
     /// `WriteFile` at the file position, honouring other handles' locks.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         self.may(FILE_WRITE_DATA | FILE_APPEND_DATA, "writing a file")?;
-        self.check_io(self.position()?, buf.len() as u64, true)?;
+        if self.regular {
+            self.check_io(self.position()?, buf.len() as u64, true)?;
+        }
         (&self.file)
             .write_all(buf)
             .map(|()| buf.len())

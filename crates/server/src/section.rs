@@ -92,6 +92,27 @@ pub(crate) fn file_node(file: &OwnedFd) -> Result<FileNode, Failure> {
     Ok((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
 }
 
+/// The identity of the regular file or pipe behind `file` (a pipe can be
+/// opened through objmgr too, to be inherited and duplicated).
+pub(crate) fn file_or_pipe_node(file: &OwnedFd) -> Result<FileNode, Failure> {
+    let stat = fs::statx(
+        file,
+        "",
+        fs::AtFlags::EMPTY_PATH | fs::AtFlags::STATX_DONT_SYNC,
+        fs::StatxFlags::TYPE | fs::StatxFlags::INO,
+    )
+    .map_err(|e| Failure::new(errno(e), "statx of the file"))?;
+    match FileType::from_raw_mode(u32::from(stat.stx_mode)) {
+        FileType::RegularFile | FileType::Fifo => {
+            Ok((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
+        }
+        _ => Err(Failure::new(
+            ERROR_INVALID_HANDLE,
+            "only regular files and pipes are opened through objmgr",
+        )),
+    }
+}
+
 impl Section {
     /// The file a file-backed section maps.
     pub fn file_node(&self) -> Option<FileNode> {

@@ -1,9 +1,10 @@
 //! Standard handles, anonymous pipes and file facts: `GetStdHandle`,
 //! `SetStdHandle`, `CreatePipe`, `GetFileType`,
 //! `GetFileInformationByHandle`, `GetFileAttributesA/W`, `MoveFileExA/W`.
-//! Pipes and standard streams are this process's own file handles; a child
-//! gets them as its standard streams (`STARTF_USESTDHANDLES`), the classic
-//! redirect-the-child's-output pattern.
+//! Pipe ends are objmgr handles (inherited by value and duplicated like
+//! any); a child also gets them as its standard streams
+//! (`STARTF_USESTDHANDLES`), the classic redirect-the-child's-output
+//! pattern. Standard streams are this process's own file handles.
 
 use std::ffi::c_char;
 use std::fs::File;
@@ -97,7 +98,7 @@ fn set_std_handle(which: DWORD, h: HANDLE) -> BOOL {
     TRUE
 }
 
-unsafe fn create_pipe(read: *mut HANDLE, write: *mut HANDLE, size: DWORD) -> BOOL {
+unsafe fn create_pipe(read: *mut HANDLE, write: *mut HANDLE, inherit: bool, size: DWORD) -> BOOL {
     if read.is_null() || write.is_null() {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
@@ -109,12 +110,28 @@ unsafe fn create_pipe(read: *mut HANDLE, write: *mut HANDLE, size: DWORD) -> BOO
         // A hint, as on Windows: the kernel rounds it (or keeps its own).
         let _ = rustix::pipe::fcntl_setpipe_size(&w, size as usize);
     }
-    // SAFETY: checked non-NULL; writable per the Win32 contract.
-    unsafe {
-        ffi::put(read, table::insert_file(File::from(r)));
-        ffi::put(write, table::insert_file(File::from(w)));
+    // Both ends are objmgr handles: inherited (by value, with
+    // bInheritHandles) and duplicated into other processes like any.
+    use objmgr::file::{FILE_READ_DATA, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_DATA};
+    let share = FILE_SHARE_READ | FILE_SHARE_WRITE;
+    let ends = objmgr::file::File::register(File::from(r), FILE_READ_DATA, share, inherit)
+        .and_then(|r| {
+            Ok((
+                r,
+                objmgr::file::File::register(File::from(w), FILE_WRITE_DATA, share, inherit)?,
+            ))
+        });
+    match ends {
+        Ok((r, w)) => {
+            // SAFETY: checked non-NULL; writable per the Win32 contract.
+            unsafe {
+                ffi::put(read, table::insert_object(Object::File(r)));
+                ffi::put(write, table::insert_object(Object::File(w)));
+            }
+            TRUE
+        }
+        Err(e) => fail(e.code(), FALSE),
     }
-    TRUE
 }
 
 /// The metadata of the file behind a file handle.
@@ -268,7 +285,7 @@ exports! {
     fn GetStdHandle(which: DWORD) -> HANDLE = INVALID_HANDLE_VALUE => get_std_handle(which);
     fn SetStdHandle(which: DWORD, h: HANDLE) -> BOOL = FALSE => set_std_handle(which, h);
     fn CreatePipe(read: *mut HANDLE, write: *mut HANDLE, attributes: *const SECURITY_ATTRIBUTES, size: DWORD) -> BOOL = FALSE
-        => { let _ = attributes; create_pipe(read, write, size) };
+        => create_pipe(read, write, crate::api_sync::inheritable(attributes), size);
     fn GetFileType(h: HANDLE) -> DWORD = FILE_TYPE_UNKNOWN => get_file_type(h);
     fn GetFileInformationByHandle(h: HANDLE, info: *mut BY_HANDLE_FILE_INFORMATION) -> BOOL = FALSE
         => get_file_information(h, info);

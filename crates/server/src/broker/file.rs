@@ -258,7 +258,7 @@ impl Broker {
                 "the file was not opened for reading or writing",
             ));
         }
-        let node = file_node(fd)?;
+        let node = crate::section::file_or_pipe_node(fd)?;
         if self.delete_pending.contains_key(&node) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,

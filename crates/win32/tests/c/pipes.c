@@ -1,10 +1,20 @@
 /* The classic redirect-the-child's-output pattern, standard handles,
    file facts and moving files, through the C ABI. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include "check.h"
 
 int main(int argc, char **argv) {
+    if (argc > 2) {
+        /* The child given the pipe's write end by value (inherited). */
+        HANDLE out = (HANDLE)(uintptr_t)strtoul(argv[2], NULL, 10);
+        DWORD n;
+        BOOL ok = WriteFile(out, "by value", 8, &n, NULL) && n == 8;
+        CloseHandle(out);
+        return ok ? 0 : 1;
+    }
     if (argc > 1) {
         /* The child: writes to its standard output (the parent's pipe). */
         HANDLE out = GetStdHandle(STD_OUTPUT_HANDLE);
@@ -35,6 +45,24 @@ int main(int argc, char **argv) {
     CHECK(total == 14 && strcmp(buf, "from the child") == 0);
     CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
     DWORD code = 9;
+    CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == 0);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+    CloseHandle(read);
+
+    /* An inheritable pipe end passed by value on the command line. */
+    CHECK(CreatePipe(&read, &write, &inherit, 0));
+    STARTUPINFOA plain;
+    ZeroMemory(&plain, sizeof plain);
+    plain.cb = sizeof plain;
+    snprintf(cmd, sizeof cmd, "\"%s\" value %lu", argv[0], (unsigned long)(uintptr_t)write);
+    CHECK(CreateProcessA(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &plain, &pi));
+    CloseHandle(write);
+    memset(buf, 0, sizeof buf);
+    total = 0;
+    while (ReadFile(read, buf + total, sizeof buf - 1 - total, &n, NULL) && n > 0) total += n;
+    CHECK(total == 8 && strcmp(buf, "by value") == 0);
+    CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
     CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == 0);
     CloseHandle(pi.hProcess);
     CloseHandle(pi.hThread);
