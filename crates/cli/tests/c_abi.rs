@@ -44,7 +44,9 @@ fn compile(broker: &TestBroker, source: &str, strict: bool, link: Link) -> PathB
     let mut cc = Command::new("cc");
     cc.arg(win32_dir().join("tests/c").join(source))
         .arg("-I")
-        .arg(win32_dir().join("include"));
+        .arg(win32_dir().join("include"))
+        // As `pkg-config --cflags objmgr-win32` gives: WCHAR is wchar_t.
+        .arg("-fshort-wchar");
     match link {
         Link::Shared => cc.arg(lib_dir().join("libobjmgr_win32.so")),
         Link::Static => cc

@@ -54,6 +54,12 @@ win32_errors! {
     ERROR_NOT_LOCKED = 158, "The segment is already unlocked.";
     ERROR_INVALID_LOCK_RANGE = 307, "A requested file lock operation cannot be processed due to an invalid byte range.";
     ERROR_NOT_SAME_DEVICE = 17, "The system cannot move the file to a different disk drive.";
+    ERROR_MOD_NOT_FOUND = 126, "The specified module could not be found.";
+    ERROR_PROC_NOT_FOUND = 127, "The specified procedure could not be found.";
+    ERROR_ENVVAR_NOT_FOUND = 203, "The system could not find the environment option that was entered.";
+    ERROR_TIMEOUT = 1460, "This operation returned because the timeout period expired.";
+    ERROR_RESOURCE_TYPE_NOT_FOUND = 1813, "The specified resource type cannot be found in the image file.";
+    ERROR_MR_MID_NOT_FOUND = 317, "The system cannot find message text for message number 0x%1 in the message file for %2.";
     ERROR_USER_MAPPED_FILE = 1224, "The requested operation cannot be performed on a file with a user-mapped section open.";
     ERROR_BAD_LENGTH = 24, "The program issued a command but the command length is incorrect.";
     ERROR_MORE_DATA = 234, "More data is available.";

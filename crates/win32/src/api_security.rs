@@ -23,6 +23,7 @@ use objmgr::security::{
 };
 use objmgr_proto::error::*;
 
+use crate::api_heap;
 use crate::api_sync::exports;
 use crate::ffi::{self, ansi_exact, wide_exact};
 use crate::last_error::{SetLastError, fail, guard};
@@ -33,46 +34,9 @@ use crate::types::*;
 const SDDL_REVISION_1: DWORD = 1;
 /// `SE_KERNEL_OBJECT` of `SE_OBJECT_TYPE`.
 const SE_KERNEL_OBJECT: DWORD = 6;
-/// `LMEM_ZEROINIT`.
-const LMEM_ZEROINIT: UINT = 0x40;
 /// `ACL_INFORMATION_CLASS`.
 const ACL_REVISION_INFORMATION: DWORD = 1;
 const ACL_SIZE_INFORMATION: DWORD = 2;
-
-/// `LocalAlloc`: `malloc`, zeroed with `LMEM_ZEROINIT`.
-fn local_alloc(flags: UINT, size: usize) -> *mut c_void {
-    let size = size.max(1);
-    // SAFETY: plain C allocations; no pointer is read.
-    let p = unsafe {
-        if flags & LMEM_ZEROINIT != 0 {
-            libc::calloc(1, size)
-        } else {
-            libc::malloc(size)
-        }
-    };
-    if p.is_null() {
-        return fail(ERROR_NOT_ENOUGH_MEMORY, std::ptr::null_mut());
-    }
-    p
-}
-
-/// `LocalFree`: NULL on success, as Windows returns.
-unsafe fn local_free(p: *mut c_void) -> *mut c_void {
-    // SAFETY: `p` came from `LocalAlloc` (or a function documented to
-    // return memory for `LocalFree`), or is NULL.
-    unsafe { libc::free(p) };
-    std::ptr::null_mut()
-}
-
-/// `bytes` in new `LocalAlloc` memory.
-fn local_copy(bytes: &[u8]) -> *mut c_void {
-    let p = local_alloc(0, bytes.len());
-    if !p.is_null() {
-        // SAFETY: `p` has room for `bytes.len()` bytes.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len()) };
-    }
-    p
-}
 
 /// The SID at `p`, if valid.
 ///
@@ -469,7 +433,7 @@ fn give_new(bytes: &[u8], out: *mut *mut c_void) -> BOOL {
     if out.is_null() {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
-    let p = local_copy(bytes);
+    let p = api_heap::copy(bytes);
     if p.is_null() {
         return FALSE;
     }
@@ -714,7 +678,7 @@ unsafe fn get_security_info(
     let Some(bytes) = binary::to_self_relative(&sd) else {
         return ERROR_INVALID_ACL.code();
     };
-    let p = local_copy(&bytes);
+    let p = api_heap::copy(&bytes);
     if p.is_null() {
         return ERROR_NOT_ENOUGH_MEMORY.code();
     }
@@ -727,7 +691,7 @@ unsafe fn get_security_info(
         ffi::put(dacl, part(p, 3));
         if !ffi::put(descriptor, p) {
             // Nothing points into it (checked above): nobody needs it.
-            local_free(p);
+            api_heap::free(p);
         }
     }
     0
@@ -824,8 +788,6 @@ fn utf8(s: &str) -> Vec<u8> {
 const NULLP: *mut c_void = std::ptr::null_mut();
 
 exports! {
-    fn LocalAlloc(flags: UINT, bytes: usize) -> *mut c_void = NULLP => local_alloc(flags, bytes);
-    fn LocalFree(p: *mut c_void) -> *mut c_void = p => local_free(p);
 
     fn InitializeSecurityDescriptor(p: *mut c_void, revision: DWORD) -> BOOL = FALSE
         => initialize_descriptor(p, revision);
@@ -879,7 +841,7 @@ exports! {
 
     fn AllocateAndInitializeSid(authority: *const [u8; 6], count: u8, s0: DWORD, s1: DWORD, s2: DWORD, s3: DWORD, s4: DWORD, s5: DWORD, s6: DWORD, s7: DWORD, sid: *mut *mut c_void) -> BOOL = FALSE
         => allocate_sid(authority, count, [s0, s1, s2, s3, s4, s5, s6, s7], sid);
-    fn FreeSid(p: *mut c_void) -> *mut c_void = NULLP => local_free(p);
+    fn FreeSid(p: *mut c_void) -> *mut c_void = NULLP => { api_heap::free(p); NULLP };
     fn CreateWellKnownSid(kind: DWORD, domain: *const c_void, sid: *mut c_void, size: *mut DWORD) -> BOOL = FALSE
         => { let _ = domain; create_well_known_sid(kind, sid, size) };
     fn EqualSid(a: *const c_void, b: *const c_void) -> BOOL = FALSE => equal_sid(a, b);

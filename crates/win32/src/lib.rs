@@ -13,10 +13,14 @@
 //! `(HANDLE)-2`, as on Windows.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod api_env;
 mod api_file;
 mod api_handle;
+mod api_heap;
 mod api_job;
+mod api_locks;
 mod api_memory;
+mod api_module;
 mod api_namespace;
 mod api_process;
 mod api_section;
@@ -24,6 +28,7 @@ mod api_security;
 mod api_stdio;
 mod api_sync;
 mod api_system;
+mod api_text;
 mod api_token;
 mod ffi;
 mod fork;
