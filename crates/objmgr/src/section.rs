@@ -6,7 +6,7 @@ use crate::sys::{self, MapRequest};
 use objmgr_proto::ObjectType;
 use objmgr_proto::access::AccessMask;
 use objmgr_proto::section::{
-    ALLOCATION_GRANULARITY, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
+    ALLOCATION_GRANULARITY, SEC_COMMIT, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
 };
 use objmgr_proto::security::SecurityDescriptor;
 use objmgr_proto::wire::{Handle, Reply, Request, SectionGrant};
@@ -164,7 +164,7 @@ impl SectionBuilder {
     fn fl_protect(&self) -> u32 {
         let mut bits = self.protection.bits();
         if self.large_pages {
-            bits |= SEC_LARGE_PAGES;
+            bits |= SEC_LARGE_PAGES | SEC_COMMIT; // large pages are committed
         }
         if self.reserve {
             bits |= SEC_RESERVE;
@@ -457,6 +457,12 @@ impl Section {
         self.attributes & SEC_LARGE_PAGES != 0
     }
 
+    /// Whether the section was created with `SEC_RESERVE` (its views'
+    /// pages are reserved until `VirtualAlloc(MEM_COMMIT)` commits them).
+    pub fn reserved(&self) -> bool {
+        self.attributes & SEC_RESERVE != 0
+    }
+
     /// Whether a file backs the section.
     pub fn is_file_backed(&self) -> bool {
         self.file_backed
@@ -515,7 +521,8 @@ impl Section {
         let what = || format!("mapping a view of section {:#x}", self.handle.0);
         let kind = ViewKind::check(options.access.0, self.access, self.protection)
             .map_err(|c| Error::new(c, what()))?;
-        let len = view_extent(self.size, options.offset, options.len)
+        let page = rustix::param::page_size() as u64;
+        let len = view_extent(self.size, options.offset, options.len, page)
             .map_err(|c| Error::new(c, what()))?;
         let len = usize::try_from(len).map_err(|_| Error::new(ERROR_NOT_ENOUGH_MEMORY, what()))?;
         if let Some(address) = options.address
@@ -523,7 +530,11 @@ impl Section {
         {
             return Err(Error::new(ERROR_MAPPED_ALIGNMENT, what()));
         }
-        let mut prot = ProtFlags::READ;
+        let mut prot = if kind.readable {
+            ProtFlags::READ
+        } else {
+            ProtFlags::empty()
+        };
         if kind.write || kind.copy {
             prot |= ProtFlags::WRITE;
         }
@@ -566,6 +577,7 @@ impl Section {
             map_len,
             writable: kind.write || kind.copy,
             file_backed: self.file_backed && !kind.copy,
+            protection: kind.protection(),
         })
     }
 
@@ -618,6 +630,8 @@ pub struct View {
     map_len: usize,
     writable: bool,
     file_backed: bool,
+    /// The `PAGE_*` protection its pages were mapped with.
+    protection: u32,
 }
 
 // SAFETY: a View is an owned memory mapping; moving it to another thread or
@@ -655,6 +669,14 @@ impl View {
     /// The view's length in bytes.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The `PAGE_*` protection its pages were mapped with: `PAGE_READWRITE`
+    /// for `FILE_MAP_WRITE`, `PAGE_READONLY` for `FILE_MAP_READ`,
+    /// `PAGE_WRITECOPY` for `FILE_MAP_COPY` (with `EXECUTE_` for
+    /// `FILE_MAP_EXECUTE`), `PAGE_NOACCESS` for a view asked with none of them.
+    pub fn protection(&self) -> u32 {
+        self.protection
     }
 
     /// Whether the view is empty (never: views have at least one byte).

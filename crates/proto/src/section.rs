@@ -152,10 +152,20 @@ pub fn parse_protection(
         return Err(ERROR_INVALID_PARAMETER);
     }
     let protection = PageProtection::from_bits(page).ok_or(ERROR_INVALID_PARAMETER)?;
+    let commitment = sec & (SEC_RESERVE | SEC_COMMIT);
     if sec & SEC_IMAGE != 0 {
-        return Err(ERROR_BAD_EXE_FORMAT);
+        // An image section takes no commitment flag; objmgr loads no images.
+        return Err(if commitment != 0 {
+            ERROR_INVALID_PARAMETER
+        } else {
+            ERROR_BAD_EXE_FORMAT
+        });
     }
-    if sec & SEC_RESERVE != 0 && sec & SEC_COMMIT != 0 {
+    if commitment == SEC_RESERVE | SEC_COMMIT {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    // Cache and page-size attributes qualify an explicit commitment.
+    if sec & (SEC_NOCACHE | SEC_WRITECOMBINE | SEC_LARGE_PAGES) != 0 && commitment == 0 {
         return Err(ERROR_INVALID_PARAMETER);
     }
     let attributes = SectionAttributes {
@@ -191,6 +201,9 @@ impl SectionAttributes {
 /// What kind of view a `FILE_MAP_*` mask asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ViewKind {
+    /// Its pages can be read (every view but one asked with no read, write
+    /// or copy right, which Windows maps with `PAGE_NOACCESS`).
+    pub readable: bool,
     /// Writable and shared with every other view (`FILE_MAP_WRITE`).
     pub write: bool,
     /// Private copy-on-write (`FILE_MAP_COPY`).
@@ -201,14 +214,18 @@ pub struct ViewKind {
 
 impl ViewKind {
     /// Parses `dwDesiredAccess` of `MapViewOfFile` and checks it against the
-    /// handle's granted access and the section's protection.
+    /// handle's granted access and the section's protection, as Windows does:
     ///
-    /// A view is copy-on-write only when `FILE_MAP_COPY` is the only right
-    /// asked for (besides `FILE_MAP_EXECUTE`): `FILE_MAP_ALL_ACCESS` contains
-    /// the `FILE_MAP_COPY` bit (`SECTION_QUERY`) and means a shared read/write
-    /// view, as in kernel32. A view needs at least one of read, write, copy or
-    /// execute (`ERROR_INVALID_PARAMETER` otherwise). A right the handle lacks,
-    /// or a protection the section does not allow: `ERROR_ACCESS_DENIED`.
+    /// - `FILE_MAP_WRITE` (with anything else, also `FILE_MAP_ALL_ACCESS`):
+    ///   a shared read/write view; else `FILE_MAP_READ`: read-only; else
+    ///   `FILE_MAP_COPY`: copy-on-write; else (0, or execute rights alone):
+    ///   a view whose pages have no access (`PAGE_NOACCESS`).
+    /// - `FILE_MAP_EXECUTE` makes a readable view executable.
+    /// - The handle must grant `SECTION_MAP_WRITE` for a writable view,
+    ///   `SECTION_MAP_READ` for any other, and `SECTION_MAP_EXECUTE` for an
+    ///   executable one; the section's protection must allow a shared write
+    ///   or execution: `ERROR_ACCESS_DENIED` otherwise. Unknown bits:
+    ///   `ERROR_INVALID_PARAMETER`.
     pub fn check(
         desired: u32,
         granted: AccessMask,
@@ -222,21 +239,16 @@ impl ViewKind {
         if desired & !KNOWN != 0 {
             return Err(ERROR_INVALID_PARAMETER);
         }
-        let flags = FILE_MAP_LARGE_PAGES | FILE_MAP_TARGETS_INVALID | FILE_MAP_RESERVE;
-        let copy = desired & !(FILE_MAP_EXECUTE | flags) == FILE_MAP_COPY;
-        let write = !copy && desired & FILE_MAP_WRITE != 0;
+        let write = desired & FILE_MAP_WRITE != 0;
         let read = desired & FILE_MAP_READ != 0;
-        let execute = desired & FILE_MAP_EXECUTE != 0;
-        if !(copy || write || read || execute) {
-            return Err(ERROR_INVALID_PARAMETER);
-        }
-        let mut needed = 0;
-        if copy || read {
-            needed |= SECTION_MAP_READ;
-        }
-        if write {
-            needed |= SECTION_MAP_WRITE;
-        }
+        let copy = !write && !read && desired & FILE_MAP_COPY != 0;
+        let readable = write || read || copy;
+        let execute = readable && desired & FILE_MAP_EXECUTE != 0;
+        let mut needed = if write {
+            SECTION_MAP_WRITE
+        } else {
+            SECTION_MAP_READ
+        };
         if execute {
             needed |= SECTION_MAP_EXECUTE;
         }
@@ -248,21 +260,42 @@ impl ViewKind {
             return Err(ERROR_ACCESS_DENIED);
         }
         Ok(ViewKind {
+            readable,
             write,
             copy,
             execute,
         })
     }
+
+    /// The `PAGE_*` protection of the view's pages.
+    pub const fn protection(self) -> u32 {
+        match (self.readable, self.write, self.copy, self.execute) {
+            (false, ..) => PAGE_NOACCESS,
+            (true, true, _, false) => PAGE_READWRITE,
+            (true, true, _, true) => PAGE_EXECUTE_READWRITE,
+            (true, false, true, false) => PAGE_WRITECOPY,
+            (true, false, true, true) => PAGE_EXECUTE_WRITECOPY,
+            (true, false, false, false) => PAGE_READONLY,
+            (true, false, false, true) => PAGE_EXECUTE_READ,
+        }
+    }
 }
 
 /// Checks a view's offset and length against the section size, returning the
-/// length to map (`size == 0` means "to the end of the section").
+/// length to map (`size == 0` means "to the end of the section"). A view may
+/// reach to the end of the section's last page (`page` bytes), as on Windows:
+/// a 100-byte section has a 4096-byte view.
 ///
 /// Errors: an offset that is not a multiple of the allocation granularity:
 /// `ERROR_MAPPED_ALIGNMENT`; an offset at or past the end with `size == 0`:
 /// `ERROR_INVALID_PARAMETER`; a view that reaches past the end:
 /// `ERROR_ACCESS_DENIED` (all as Windows reports them).
-pub fn view_extent(section_size: u64, offset: u64, size: u64) -> Result<u64, Win32Error> {
+pub fn view_extent(
+    section_size: u64,
+    offset: u64,
+    size: u64,
+    page: u64,
+) -> Result<u64, Win32Error> {
     if !offset.is_multiple_of(ALLOCATION_GRANULARITY) {
         return Err(ERROR_MAPPED_ALIGNMENT);
     }
@@ -273,7 +306,7 @@ pub fn view_extent(section_size: u64, offset: u64, size: u64) -> Result<u64, Win
         return Ok(section_size - offset);
     }
     match offset.checked_add(size) {
-        Some(end) if end <= section_size => Ok(size),
+        Some(end) if end <= section_size.next_multiple_of(page) => Ok(size),
         _ => Err(ERROR_ACCESS_DENIED),
     }
 }
@@ -317,11 +350,25 @@ mod tests {
             Err(ERROR_INVALID_PARAMETER)
         );
         assert!(
-            parse_protection(PAGE_READWRITE | SEC_LARGE_PAGES)
+            parse_protection(PAGE_READWRITE | SEC_COMMIT | SEC_LARGE_PAGES)
                 .unwrap()
                 .1
                 .large_pages
         );
+        // Attributes without SEC_COMMIT/SEC_RESERVE, and images with one.
+        for bad in [
+            SEC_LARGE_PAGES,
+            SEC_NOCACHE,
+            SEC_WRITECOMBINE,
+            SEC_IMAGE | SEC_COMMIT,
+            SEC_IMAGE | SEC_RESERVE,
+        ] {
+            assert_eq!(
+                parse_protection(PAGE_READWRITE | bad),
+                Err(ERROR_INVALID_PARAMETER)
+            );
+        }
+        assert!(parse_protection(PAGE_READWRITE | SEC_RESERVE | SEC_NOCACHE).is_ok());
     }
 
     #[test]
@@ -373,9 +420,25 @@ mod tests {
             Err(ERROR_ACCESS_DENIED)
         );
         assert!(ViewKind::check(FILE_MAP_READ | FILE_MAP_EXECUTE, all, ExecuteRead).is_ok());
+        let none = ViewKind::check(0, all, ReadWrite).unwrap();
+        assert_eq!(none.protection(), PAGE_NOACCESS);
         assert_eq!(
-            ViewKind::check(0, all, ReadWrite),
-            Err(ERROR_INVALID_PARAMETER)
+            ViewKind::check(SECTION_MAP_EXECUTE, all, ExecuteRead).map(ViewKind::protection),
+            Ok(PAGE_NOACCESS)
+        );
+        assert_eq!(
+            ViewKind::check(0, AccessMask(0), ReadWrite),
+            Err(ERROR_ACCESS_DENIED)
+        );
+        assert_eq!(
+            ViewKind::check(FILE_MAP_READ | FILE_MAP_COPY, all, ReadWrite)
+                .map(ViewKind::protection),
+            Ok(PAGE_READONLY)
+        );
+        assert_eq!(
+            ViewKind::check(FILE_MAP_COPY | FILE_MAP_EXECUTE, all, ExecuteRead)
+                .map(ViewKind::protection),
+            Ok(PAGE_EXECUTE_WRITECOPY)
         );
         assert_eq!(
             ViewKind::check(0x100, all, ReadWrite),
@@ -399,20 +462,28 @@ mod tests {
 
     #[test]
     fn view_extents_follow_map_view_of_file() {
-        assert_eq!(view_extent(100_000, 4096, 0), Err(ERROR_MAPPED_ALIGNMENT));
-        assert_eq!(view_extent(100_000, 65536, 0), Ok(100_000 - 65536));
         assert_eq!(
-            view_extent(100_000, 65536, 40_000),
+            view_extent(100_000, 4096, 0, 4096),
+            Err(ERROR_MAPPED_ALIGNMENT)
+        );
+        assert_eq!(view_extent(100_000, 65536, 0, 4096), Ok(100_000 - 65536));
+        assert_eq!(
+            view_extent(100_000, 65536, 40_000, 4096),
             Err(ERROR_ACCESS_DENIED)
         );
-        assert_eq!(view_extent(100_000, 65536, 30_000), Ok(30_000));
+        assert_eq!(view_extent(100_000, 65536, 30_000, 4096), Ok(30_000));
+        assert_eq!(view_extent(100, 0, 4096, 4096), Ok(4096));
+        assert_eq!(view_extent(100, 0, 4097, 4096), Err(ERROR_ACCESS_DENIED));
         assert_eq!(
-            view_extent(100_000, 131_072, 0),
+            view_extent(100_000, 131_072, 0, 4096),
             Err(ERROR_INVALID_PARAMETER)
         );
-        assert_eq!(view_extent(100_000, 0, 100_001), Err(ERROR_ACCESS_DENIED));
         assert_eq!(
-            view_extent(u64::MAX, 65536, u64::MAX),
+            view_extent(100_000, 0, 102_401, 4096),
+            Err(ERROR_ACCESS_DENIED)
+        );
+        assert_eq!(
+            view_extent(u64::MAX, 65536, u64::MAX, 4096),
             Err(ERROR_ACCESS_DENIED)
         );
     }

@@ -1,5 +1,15 @@
 //! Virtual memory: `VirtualAlloc`, `VirtualFree`, `VirtualProtect`,
-//! `VirtualQuery` (which reports section views as `MEM_MAPPED`).
+//! `VirtualQuery`.
+//!
+//! Windows keeps, per page, a state (reserved or committed) and a
+//! protection (`PAGE_*`, with modifiers such as `PAGE_NOCACHE`) that Linux
+//! has no words for: a committed `PAGE_NOACCESS` page and a reserved one are
+//! both `PROT_NONE`, `PAGE_WRITECOPY` is a kind of mapping, not a
+//! protection. So this module keeps Windows' view of every range it knows
+//! — `VirtualAlloc` allocations and section views (which `api_section`
+//! registers) — as runs of pages with one state each, and answers
+//! `VirtualQuery` from it. Memory it did not make (stacks, the C heap,
+//! libraries) is described from `/proc/self/maps`.
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 use std::collections::BTreeMap;
@@ -14,7 +24,6 @@ use objmgr_proto::section::{
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::param::page_size;
 
-use crate::api_section::view_containing;
 use crate::api_sync::exports;
 use crate::ffi;
 use crate::last_error::{fail, guard};
@@ -27,24 +36,208 @@ const MEM_RELEASE: DWORD = 0x8000;
 const MEM_FREE: DWORD = 0x10000;
 const MEM_PRIVATE: DWORD = 0x20000;
 const MEM_MAPPED: DWORD = 0x40000;
+const MEM_RESET: DWORD = 0x80000;
+const MEM_TOP_DOWN: DWORD = 0x10_0000;
+const MEM_RESET_UNDO: DWORD = 0x100_0000;
 const MEM_IMAGE: DWORD = 0x100_0000;
+const PAGE_GUARD: DWORD = 0x100;
+const PAGE_NOCACHE: DWORD = 0x200;
+const PAGE_WRITECOMBINE: DWORD = 0x400;
+/// The modifiers that may accompany one base protection.
+const MODIFIERS: DWORD = PAGE_GUARD | PAGE_NOCACHE | PAGE_WRITECOMBINE;
+/// Cache modifiers belong to the allocation: pages keep the allocation's.
+const CACHE_MODIFIERS: DWORD = PAGE_NOCACHE | PAGE_WRITECOMBINE;
 
-/// `VirtualAlloc` allocations: base -> (size, protection asked for).
-static ALLOCATIONS: Mutex<BTreeMap<usize, (usize, DWORD)>> = Mutex::new(BTreeMap::new());
+/// Windows' state of one run of pages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Pages {
+    committed: bool,
+    /// The `PAGE_*` value (0 while reserved).
+    protect: DWORD,
+}
 
-fn allocations() -> std::sync::MutexGuard<'static, BTreeMap<usize, (usize, DWORD)>> {
+const RESERVED: Pages = Pages {
+    committed: false,
+    protect: 0,
+};
+
+/// What a tracked range is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// `VirtualAlloc` memory.
+    Private,
+    /// A section view: what its access lets pages become, whether a file
+    /// backs it (its pages are never committed by `VirtualAlloc`), and
+    /// whether it is shared (not copy-on-write).
+    View {
+        access: DWORD,
+        file_backed: bool,
+        shared: bool,
+    },
+}
+
+/// One allocation (or view): its pages in runs, keyed by the first page
+/// index of each run (a run lasts until the next key).
+struct Allocation {
+    len: usize,
+    protect: DWORD,
+    kind: Kind,
+    runs: BTreeMap<usize, Pages>,
+}
+
+impl Allocation {
+    fn new(len: usize, protect: DWORD, kind: Kind, pages: Pages) -> Allocation {
+        Allocation {
+            len,
+            protect,
+            kind,
+            runs: BTreeMap::from([(0, pages)]),
+        }
+    }
+
+    fn page_count(&self) -> usize {
+        self.len / page_size()
+    }
+
+    /// The run holding page `i`: its state and the page index after it.
+    fn run_at(&self, i: usize) -> (Pages, usize) {
+        let state = self
+            .runs
+            .range(..=i)
+            .next_back()
+            .map_or(RESERVED, |(_, &p)| p);
+        let end = self
+            .runs
+            .range(i + 1..)
+            .next()
+            .map_or(self.page_count(), |(&k, _)| k);
+        (state, end)
+    }
+
+    /// Sets pages `[from, to)` to `state`, keeping runs merged.
+    fn set(&mut self, from: usize, to: usize, state: Pages) {
+        let after = (to < self.page_count()).then(|| self.run_at(to).0);
+        let inside: Vec<usize> = self.runs.range(from..=to).map(|(&k, _)| k).collect();
+        for key in inside {
+            self.runs.remove(&key);
+        }
+        let before = (from > 0).then(|| self.run_at(from - 1).0);
+        if before != Some(state) {
+            self.runs.insert(from, state);
+        }
+        if let Some(after) = after
+            && after != state
+        {
+            self.runs.insert(to, after);
+        }
+    }
+
+    /// Whether every page in `[from, to)` is committed.
+    fn all_committed(&self, from: usize, to: usize) -> bool {
+        let mut i = from;
+        while i < to {
+            let (state, end) = self.run_at(i);
+            if !state.committed {
+                return false;
+            }
+            i = end;
+        }
+        true
+    }
+}
+
+/// Tracked allocations and views by base address.
+static MEMORY: Mutex<BTreeMap<usize, Allocation>> = Mutex::new(BTreeMap::new());
+
+fn memory() -> std::sync::MutexGuard<'static, BTreeMap<usize, Allocation>> {
     crate::fork::guard();
-    ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner())
+    MEMORY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The allocations, locked (for the `fork()` handlers).
+/// The tracked memory, locked (for the `fork()` handlers).
 pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
-    Box::new(ALLOCATIONS.lock().unwrap_or_else(|p| p.into_inner()))
+    Box::new(MEMORY.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn prot_flags(protect: DWORD) -> Option<ProtFlags> {
-    Some(match protect & 0xFF {
-        PAGE_NOACCESS => ProtFlags::empty(),
+/// The allocation holding the pages `[start, start + len)` entirely: its
+/// base (the caller looks it up in the same guard).
+fn holding(
+    memory: &BTreeMap<usize, Allocation>,
+    start: usize,
+    len: usize,
+) -> Result<usize, Win32Error> {
+    let (&base, a) = memory
+        .range(..=start)
+        .next_back()
+        .ok_or(ERROR_INVALID_ADDRESS)?;
+    if start >= base + a.len || start + len > base + a.len {
+        return Err(ERROR_INVALID_ADDRESS);
+    }
+    Ok(base)
+}
+
+/// Registers a view `api_section` mapped: `protect` is what its access
+/// makes its pages (`PAGE_READONLY` for `FILE_MAP_READ`, ...). The pages of
+/// a `SEC_RESERVE` section's view start reserved (no access) until
+/// `VirtualAlloc(MEM_COMMIT)` commits them in this view.
+pub(crate) fn track_view(
+    base: usize,
+    len: usize,
+    protect: DWORD,
+    file_backed: bool,
+    reserved: bool,
+) -> Result<(), Win32Error> {
+    let len = len.next_multiple_of(page_size());
+    let shared = !matches!(protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
+    let kind = Kind::View {
+        access: protect,
+        file_backed,
+        shared,
+    };
+    let pages = if reserved {
+        mprotect(base, len, PAGE_NOACCESS)?;
+        RESERVED
+    } else {
+        Pages {
+            committed: true,
+            protect,
+        }
+    };
+    memory().insert(base, Allocation::new(len, protect, kind, pages));
+    Ok(())
+}
+
+/// Forgets a view `api_section` unmapped.
+pub(crate) fn untrack_view(base: usize) {
+    memory().remove(&base);
+}
+
+/// A `PAGE_*` value split into its one base protection and its modifiers;
+/// `None` for anything else (no base, two bases, unknown bits, `PAGE_GUARD`
+/// or a cache modifier on `PAGE_NOACCESS`, both cache modifiers).
+fn parse_protect(protect: DWORD) -> Option<(DWORD, DWORD)> {
+    let base = protect & 0xFF;
+    let modifiers = protect & !0xFF;
+    if !base.is_power_of_two() || modifiers & !MODIFIERS != 0 {
+        return None;
+    }
+    if base == PAGE_NOACCESS && modifiers != 0 {
+        return None;
+    }
+    if modifiers & CACHE_MODIFIERS == CACHE_MODIFIERS {
+        return None;
+    }
+    Some((base, modifiers))
+}
+
+/// What the kernel is asked for a page of this protection. Guard pages
+/// have no access (a touch faults; Windows would raise a guard-page
+/// exception once, which needs structured exception handling).
+fn prot_flags(protect: DWORD) -> ProtFlags {
+    if protect & PAGE_GUARD != 0 {
+        return ProtFlags::empty();
+    }
+    match protect & 0xFF {
         PAGE_READONLY => ProtFlags::READ,
         PAGE_READWRITE | PAGE_WRITECOPY => ProtFlags::READ | ProtFlags::WRITE,
         PAGE_EXECUTE => ProtFlags::EXEC,
@@ -52,22 +245,41 @@ fn prot_flags(protect: DWORD) -> Option<ProtFlags> {
         PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY => {
             ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC
         }
-        _ => return None,
-    })
-}
-
-fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
-    match (r, w, x) {
-        (_, true, true) => PAGE_EXECUTE_READWRITE,
-        (true, false, true) | (false, false, true) => PAGE_EXECUTE_READ,
-        (_, true, false) => PAGE_READWRITE,
-        (true, false, false) => PAGE_READONLY,
-        (false, false, false) => PAGE_NOACCESS,
+        _ => ProtFlags::empty(),
     }
 }
 
-/// The range from `addr` rounded down to `align` (a power of two) to the
-/// end of the page that holds byte `addr + size - 1`: start and length.
+fn mprotect(start: usize, len: usize, protect: DWORD) -> Result<(), Win32Error> {
+    let flags = MprotectFlags::from_bits_retain(prot_flags(protect).bits());
+    // SAFETY: callers pass pages of an allocation or view this module
+    // tracks, which the caller of the Win32 function owns.
+    unsafe { rustix::mm::mprotect(start as *mut c_void, len, flags) }
+        .map_err(|e| Win32Error::from_errno(e.raw_os_error()))
+}
+
+/// What a protection lets a page do: read, write, execute (copy-on-write
+/// counts as read, since it never writes the section).
+fn access_class(protect: DWORD) -> (bool, bool, bool) {
+    match protect & 0xFF {
+        PAGE_READONLY | PAGE_WRITECOPY => (true, false, false),
+        PAGE_READWRITE => (true, true, false),
+        PAGE_EXECUTE | PAGE_EXECUTE_READ | PAGE_EXECUTE_WRITECOPY => (true, false, true),
+        PAGE_EXECUTE_READWRITE => (true, true, true),
+        _ => (false, false, false),
+    }
+}
+
+/// Whether pages of a view mapped with protection `view` may be set to
+/// `base` (`VirtualProtect`, or `VirtualAlloc(MEM_COMMIT)` in a view): only
+/// within what the view may do, as Windows checks.
+fn view_allows(view: DWORD, base: DWORD) -> bool {
+    let (r, w, x) = access_class(view);
+    let (wr, ww, wx) = access_class(base);
+    (r || !wr) && (w || !ww) && (x || !wx)
+}
+
+/// The page range from `addr` (rounded down to `align`) to the end of the
+/// page holding byte `addr + size - 1`.
 fn pages(addr: usize, size: usize, align: usize) -> Option<(usize, usize)> {
     let start = addr & !(align - 1);
     let end = addr
@@ -76,18 +288,69 @@ fn pages(addr: usize, size: usize, align: usize) -> Option<(usize, usize)> {
     Some((start, end - start))
 }
 
-fn containing_allocation(addr: usize) -> Option<(usize, usize, DWORD)> {
-    let allocations = allocations();
-    let (&base, &(size, protect)) = allocations.range(..=addr).next_back()?;
-    (addr < base + size).then_some((base, size, protect))
+/// Commits pages of an existing allocation (`VirtualAlloc(MEM_COMMIT)` at
+/// an address).
+fn commit(start: usize, len: usize, protect: DWORD) -> Result<usize, Win32Error> {
+    let mut memory = memory();
+    let base = holding(&memory, start, len)?;
+    let a = memory.get_mut(&base).ok_or(ERROR_INVALID_ADDRESS)?;
+    let protect = match a.kind {
+        Kind::View {
+            file_backed: true, ..
+        } => return Err(ERROR_ACCESS_DENIED),
+        Kind::View { access, .. } if !view_allows(access, protect & 0xFF) => {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        Kind::View { .. } => protect,
+        Kind::Private => (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS),
+    };
+    mprotect(start, len, protect)?;
+    let first = (start - base) / page_size();
+    a.set(
+        first,
+        first + len / page_size(),
+        Pages {
+            committed: true,
+            protect,
+        },
+    );
+    Ok(start)
+}
+
+/// `MEM_RESET`/`MEM_RESET_UNDO`: the pages' contents are of no interest
+/// for now / again. Linux is only told the pages are cold (reclaimed
+/// first), so the contents always survive: `MEM_RESET_UNDO` always succeeds.
+fn reset(addr: usize, size: usize, undo: bool) -> Result<usize, Win32Error> {
+    let (start, len) = pages(addr, size, page_size()).ok_or(ERROR_INVALID_ADDRESS)?;
+    {
+        let memory = memory();
+        holding(&memory, start, len)?;
+    }
+    if !undo {
+        // SAFETY: advice only, about pages of a tracked allocation.
+        let _ = unsafe {
+            rustix::mm::madvise(start as *mut c_void, len, rustix::mm::Advice::LinuxCold)
+        };
+    }
+    Ok(start)
 }
 
 unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD) -> LPVOID {
     let null = std::ptr::null_mut();
-    let Some(prot) = prot_flags(protect) else {
+    if kind == MEM_RESET || kind == MEM_RESET_UNDO {
+        return match reset(addr as usize, size, kind == MEM_RESET_UNDO) {
+            Ok(start) => start as LPVOID,
+            Err(code) => fail(code, null),
+        };
+    }
+    let known = MEM_COMMIT | MEM_RESERVE | MEM_TOP_DOWN;
+    if size == 0 || kind & !known != 0 || kind & (MEM_COMMIT | MEM_RESERVE) == 0 {
         return fail(ERROR_INVALID_PARAMETER, null);
-    };
-    if size == 0 || kind & (MEM_COMMIT | MEM_RESERVE) == 0 {
+    }
+    // Private memory is never copy-on-write.
+    if parse_protect(protect)
+        .is_none_or(|(base, _)| matches!(base, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY))
+    {
         return fail(ERROR_INVALID_PARAMETER, null);
     }
     let Some(len) = size
@@ -96,31 +359,18 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
     else {
         return fail(ERROR_NOT_ENOUGH_MEMORY, null);
     };
-    // Committing inside an existing reservation: just grant the access.
     if !addr.is_null() && kind & MEM_RESERVE == 0 {
         let Some((start, len)) = pages(addr as usize, size, page_size()) else {
             return fail(ERROR_INVALID_ADDRESS, null);
         };
-        let Some((base, total, _)) = containing_allocation(start) else {
-            return fail(ERROR_INVALID_ADDRESS, null);
-        };
-        if start + len > base + total {
-            return fail(ERROR_INVALID_ADDRESS, null);
-        }
-        // SAFETY: the range lies in a reservation this module made.
-        return match unsafe {
-            rustix::mm::mprotect(
-                start as *mut c_void,
-                len,
-                MprotectFlags::from_bits_retain(prot.bits()),
-            )
-        } {
-            Ok(()) => start as LPVOID,
-            Err(e) => fail(objmgr_proto::Win32Error::from_errno(e.raw_os_error()), null),
+        return match commit(start, len, protect) {
+            Ok(start) => start as LPVOID,
+            Err(code) => fail(code, null),
         };
     }
-    let prot = if kind & MEM_COMMIT != 0 {
-        prot
+    let committed = kind & MEM_COMMIT != 0;
+    let prot = if committed {
+        prot_flags(protect)
     } else {
         ProtFlags::empty()
     };
@@ -138,7 +388,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             )
         } {
             Ok(p) => p as usize,
-            Err(e) => return fail(objmgr_proto::Win32Error::from_errno(e.raw_os_error()), null),
+            Err(e) => return fail(Win32Error::from_errno(e.raw_os_error()), null),
         };
         let start = raw.next_multiple_of(granule);
         // SAFETY: the ends of the mapping just made, which nothing uses.
@@ -175,35 +425,61 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             Err(_) => return fail(ERROR_INVALID_ADDRESS, null),
         }
     };
-    allocations().insert(mapped, (len, protect));
+    let pages = if committed {
+        Pages {
+            committed: true,
+            protect,
+        }
+    } else {
+        RESERVED
+    };
+    memory().insert(mapped, Allocation::new(len, protect, Kind::Private, pages));
     mapped as LPVOID
 }
 
 unsafe fn virtual_free(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL {
     let start = addr as usize;
+    let mut memory = memory();
     match kind {
         MEM_RELEASE => {
             if size != 0 {
                 return fail(ERROR_INVALID_PARAMETER, FALSE);
             }
-            let Some((len, _)) = allocations().remove(&start) else {
+            match memory.get(&start).map(|a| a.kind) {
+                Some(Kind::Private) => {}
+                Some(Kind::View { .. }) => return fail(ERROR_INVALID_PARAMETER, FALSE),
+                None => return fail(ERROR_INVALID_ADDRESS, FALSE),
+            }
+            let Some(a) = memory.remove(&start) else {
                 return fail(ERROR_INVALID_ADDRESS, FALSE);
             };
             // SAFETY: an allocation this module made, now forgotten.
-            let _ = unsafe { rustix::mm::munmap(addr, len) };
+            let _ = unsafe { rustix::mm::munmap(addr, a.len) };
             TRUE
         }
         MEM_DECOMMIT => {
             let page_start = start & !(page_size() - 1);
-            let Some((base, total, _)) = containing_allocation(page_start) else {
+            let Ok(base) = holding(&memory, page_start, page_size()) else {
                 return fail(ERROR_INVALID_ADDRESS, FALSE);
             };
-            let len = if size == 0 {
-                base + total - page_start
-            } else {
-                (start + size).next_multiple_of(page_size()) - page_start
+            let Some(a) = memory.get_mut(&base) else {
+                return fail(ERROR_INVALID_ADDRESS, FALSE);
             };
-            if page_start + len > base + total {
+            if a.kind != Kind::Private {
+                return fail(ERROR_INVALID_PARAMETER, FALSE);
+            }
+            let end = if size == 0 {
+                if page_start != base {
+                    return fail(ERROR_INVALID_PARAMETER, FALSE);
+                }
+                base + a.len
+            } else {
+                match start.checked_add(size) {
+                    Some(end) => end.next_multiple_of(page_size()),
+                    None => return fail(ERROR_INVALID_PARAMETER, FALSE),
+                }
+            };
+            if end > base + a.len {
                 return fail(ERROR_INVALID_PARAMETER, FALSE);
             }
             // SAFETY: inside an allocation this module made: drop the pages
@@ -211,12 +487,13 @@ unsafe fn virtual_free(addr: LPVOID, size: SIZE_T, kind: DWORD) -> BOOL {
             unsafe {
                 let _ = rustix::mm::madvise(
                     page_start as *mut c_void,
-                    len,
+                    end - page_start,
                     rustix::mm::Advice::LinuxDontNeed,
                 );
-                let _ =
-                    rustix::mm::mprotect(page_start as *mut c_void, len, MprotectFlags::empty());
             }
+            let _ = mprotect(page_start, end - page_start, PAGE_NOACCESS);
+            let first = (page_start - base) / page_size();
+            a.set(first, (end - base) / page_size(), RESERVED);
             TRUE
         }
         _ => fail(ERROR_INVALID_PARAMETER, FALSE),
@@ -253,42 +530,110 @@ fn regions() -> Vec<Region> {
         .collect()
 }
 
-unsafe fn virtual_query(
-    addr: *const c_void,
-    info: *mut MEMORY_BASIC_INFORMATION,
-    len: SIZE_T,
-) -> SIZE_T {
-    if info.is_null() || len < std::mem::size_of::<MEMORY_BASIC_INFORMATION>() {
-        return fail(ERROR_INSUFFICIENT_BUFFER, 0);
+fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
+    match (r, w, x) {
+        (_, true, true) => PAGE_EXECUTE_READWRITE,
+        (true, false, true) => PAGE_EXECUTE_READ,
+        (false, false, true) => PAGE_EXECUTE,
+        (_, true, false) => PAGE_READWRITE,
+        (true, false, false) => PAGE_READONLY,
+        (false, false, false) => PAGE_NOACCESS,
     }
-    let page = (addr as usize) & !(page_size() - 1);
+}
+
+/// Which of `count` pages from `start` this process has written (their
+/// copy-on-write copy exists: the page is anonymous now), from
+/// `/proc/self/pagemap`.
+fn written(start: usize, count: usize) -> Vec<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PRESENT: u64 = 1 << 63;
+    const FILE_OR_SHARED: u64 = 1 << 61;
+    let mut entries = vec![0u8; count * 8];
+    let read = std::fs::File::open("/proc/self/pagemap").and_then(|mut f| {
+        f.seek(SeekFrom::Start((start / page_size()) as u64 * 8))?;
+        f.read_exact(&mut entries)
+    });
+    if read.is_err() {
+        return vec![false; count];
+    }
+    entries
+        .chunks_exact(8)
+        .map(|e| {
+            let bits = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
+            bits & PRESENT != 0 && bits & FILE_OR_SHARED == 0
+        })
+        .collect()
+}
+
+/// A copy-on-write protection as it reads once the page is written.
+fn after_write(protect: DWORD) -> DWORD {
+    match protect & 0xFF {
+        PAGE_WRITECOPY => (protect & !0xFF) | PAGE_READWRITE,
+        PAGE_EXECUTE_WRITECOPY => (protect & !0xFF) | PAGE_EXECUTE_READWRITE,
+        _ => protect,
+    }
+}
+
+/// What `VirtualQuery` says of a page this module tracks.
+fn query_tracked(page: usize) -> Option<MEMORY_BASIC_INFORMATION> {
+    let memory = memory();
+    let (&base, a) = memory.range(..=page).next_back()?;
+    if page >= base + a.len {
+        return None;
+    }
+    let i = (page - base) / page_size();
+    let (state, end) = a.run_at(i);
+    let mut size = (end - i) * page_size();
+    let mut protect = state.protect;
+    if state.committed && matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY) {
+        // Copied pages read as writable; a region is pages alike.
+        let marks = written(page, end - i);
+        let first = marks.first().copied().unwrap_or(false);
+        let alike = marks.iter().take_while(|&&m| m == first).count().max(1);
+        size = alike * page_size();
+        if first {
+            protect = after_write(protect);
+        }
+    }
+    Some(MEMORY_BASIC_INFORMATION {
+        BaseAddress: page as LPVOID,
+        AllocationBase: base as LPVOID,
+        AllocationProtect: a.protect,
+        PartitionId: 0,
+        RegionSize: size,
+        State: if state.committed {
+            MEM_COMMIT
+        } else {
+            MEM_RESERVE
+        },
+        Protect: if state.committed { protect } else { 0 },
+        Type: if a.kind == Kind::Private {
+            MEM_PRIVATE
+        } else {
+            MEM_MAPPED
+        },
+    })
+}
+
+/// What `VirtualQuery` says of memory this module did not make.
+fn query_untracked(page: usize) -> MEMORY_BASIC_INFORMATION {
     let regions = regions();
-    let value = match regions.iter().find(|r| r.start <= page && page < r.end) {
+    match regions.iter().find(|r| r.start <= page && page < r.end) {
         Some(r) => {
             let protect = page_protection(r.read, r.write, r.exec);
-            let (base, kind) = if let Some((view, _)) = view_containing(page) {
-                (view, MEM_MAPPED)
-            } else if let Some((base, _, _)) = containing_allocation(page) {
-                (base, MEM_PRIVATE)
-            } else if r.path.starts_with('/') {
-                (r.start, if r.exec { MEM_IMAGE } else { MEM_MAPPED })
+            let kind = if r.path.starts_with('/') {
+                if r.exec { MEM_IMAGE } else { MEM_MAPPED }
             } else {
-                (r.start, MEM_PRIVATE)
+                MEM_PRIVATE
             };
-            let reserved_only =
-                !(r.read || r.write || r.exec) && containing_allocation(page).is_some();
             MEMORY_BASIC_INFORMATION {
                 BaseAddress: page as LPVOID,
-                AllocationBase: base as LPVOID,
-                AllocationProtect: containing_allocation(page).map_or(protect, |(_, _, p)| p),
+                AllocationBase: r.start as LPVOID,
+                AllocationProtect: protect,
                 PartitionId: 0,
                 RegionSize: r.end - page,
-                State: if reserved_only {
-                    MEM_RESERVE
-                } else {
-                    MEM_COMMIT
-                },
-                Protect: if reserved_only { 0 } else { protect },
+                State: MEM_COMMIT,
+                Protect: protect,
                 Type: kind,
             }
         }
@@ -306,38 +651,26 @@ unsafe fn virtual_query(
                 PartitionId: 0,
                 RegionSize: next - page,
                 State: MEM_FREE,
-                Protect: 0x01,
+                Protect: PAGE_NOACCESS,
                 Type: 0,
             }
         }
-    };
+    }
+}
+
+unsafe fn virtual_query(
+    addr: *const c_void,
+    info: *mut MEMORY_BASIC_INFORMATION,
+    len: SIZE_T,
+) -> SIZE_T {
+    if info.is_null() || len < std::mem::size_of::<MEMORY_BASIC_INFORMATION>() {
+        return fail(ERROR_INSUFFICIENT_BUFFER, 0);
+    }
+    let page = (addr as usize) & !(page_size() - 1);
+    let value = query_tracked(page).unwrap_or_else(|| query_untracked(page));
     // SAFETY: checked non-NULL and large enough.
     unsafe { ffi::put(info, value) };
     std::mem::size_of::<MEMORY_BASIC_INFORMATION>()
-}
-
-/// Whether the page at `addr` is part of a shared mapping (`/proc/self/maps`
-/// flags it `s`).
-fn in_shared_mapping(addr: usize) -> bool {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return false;
-    };
-    maps.lines().any(|line| {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            return false;
-        };
-        let Some((start, end)) = range.split_once('-') else {
-            return false;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            return false;
-        };
-        (start..end).contains(&addr) && perms.as_bytes().get(3) == Some(&b's')
-    })
 }
 
 /// Makes `len` bytes at `start` (whole pages of a shared view) private:
@@ -377,62 +710,121 @@ unsafe fn make_private(start: usize, len: usize) -> Result<(), Win32Error> {
     .map_err(errno)
 }
 
+/// `VirtualProtect` of tracked memory: one allocation, committed pages
+/// only, within what a view allows. The old protection is the first
+/// page's. `None` when no tracked allocation holds `start`.
+fn protect_tracked(start: usize, len: usize, protect: DWORD) -> Option<Result<DWORD, Win32Error>> {
+    let mut memory = memory();
+    let (&base, a) = memory.range(..=start).next_back()?;
+    if start >= base + a.len {
+        return None;
+    }
+    let a = memory.get_mut(&base)?;
+    Some(protect_in(base, a, start, len, protect))
+}
+
+fn protect_in(
+    base: usize,
+    a: &mut Allocation,
+    start: usize,
+    len: usize,
+    protect: DWORD,
+) -> Result<DWORD, Win32Error> {
+    if start + len > base + a.len {
+        return Err(ERROR_INVALID_ADDRESS);
+    }
+    let (base_protect, _) = parse_protect(protect).ok_or(ERROR_INVALID_PARAMETER)?;
+    let first = (start - base) / page_size();
+    let last = first + len / page_size();
+    if !a.all_committed(first, last) {
+        return Err(ERROR_INVALID_ADDRESS);
+    }
+    let copy_on_write = matches!(base_protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
+    let protect = match a.kind {
+        Kind::Private if copy_on_write => return Err(ERROR_INVALID_PARAMETER),
+        Kind::Private => (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS),
+        Kind::View { access, .. } if !view_allows(access, base_protect) => {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        Kind::View { .. } => protect,
+    };
+    let old = query_old(a, first, start);
+    if copy_on_write && matches!(a.kind, Kind::View { shared: true, .. }) {
+        // A shared view's pages become a private copy: writes from now on
+        // stay in this process.
+        if !prot_flags(old).contains(ProtFlags::READ) {
+            mprotect(start, len, PAGE_READONLY)?;
+        }
+        // SAFETY: a readable range inside one of this process's views.
+        unsafe { make_private(start, len)? };
+        // Private now: later copy-on-write requests need no new copy.
+        if let Kind::View {
+            access,
+            file_backed,
+            ..
+        } = a.kind
+            && first == 0
+            && last == a.page_count()
+        {
+            a.kind = Kind::View {
+                access,
+                file_backed,
+                shared: false,
+            };
+        }
+    }
+    mprotect(start, len, protect)?;
+    a.set(
+        first,
+        last,
+        Pages {
+            committed: true,
+            protect,
+        },
+    );
+    Ok(old)
+}
+
+/// The protection the first page has now (a written copy-on-write page
+/// reads as writable).
+fn query_old(a: &Allocation, first: usize, start: usize) -> DWORD {
+    let protect = a.run_at(first).0.protect;
+    if matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY)
+        && written(start, 1).first() == Some(&true)
+    {
+        after_write(protect)
+    } else {
+        protect
+    }
+}
+
 unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut DWORD) -> BOOL {
     if old.is_null() {
         return fail(ERROR_NOACCESS, FALSE);
     }
-    let Some(prot) = prot_flags(protect) else {
-        return fail(ERROR_INVALID_PARAMETER, FALSE);
-    };
     let Some((start, len)) = pages(addr as usize, size.max(1), page_size()) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    let mut before = std::mem::MaybeUninit::<MEMORY_BASIC_INFORMATION>::uninit();
-    // SAFETY: writing into a local of the right size.
-    let queried = unsafe {
-        virtual_query(
-            start as *const c_void,
-            before.as_mut_ptr(),
-            std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
-        )
-    };
-    if queried == 0 {
-        return FALSE;
-    }
-    // SAFETY: initialized by virtual_query above.
-    let before = unsafe { before.assume_init() };
-    // One region only, as on Windows: never past it into neighbouring memory.
-    if before.State == MEM_FREE || len > before.RegionSize {
-        return fail(ERROR_INVALID_ADDRESS, FALSE);
-    }
-    // Copy-on-write asked of a shared view: from now on its writes stay in
-    // this process.
-    let copy_on_write = matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
-    if copy_on_write && view_containing(start).is_some() && in_shared_mapping(start) {
-        let readable = !matches!(before.Protect & 0xFF, PAGE_NOACCESS | PAGE_EXECUTE);
-        if !readable {
-            return fail(ERROR_INVALID_PARAMETER, FALSE);
+    let result = protect_tracked(start, len, protect).unwrap_or_else(|| {
+        // Memory this module did not make: one region of it at most.
+        let (base_protect, _) = parse_protect(protect).ok_or(ERROR_INVALID_PARAMETER)?;
+        if matches!(base_protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY) {
+            return Err(ERROR_INVALID_PARAMETER);
         }
-        // SAFETY: a readable range inside one of this process's views.
-        if let Err(code) = unsafe { make_private(start, len) } {
-            return fail(code, FALSE);
+        let before = query_untracked(start);
+        if before.State == MEM_FREE || len > before.RegionSize {
+            return Err(ERROR_INVALID_ADDRESS);
         }
-    }
-    // SAFETY: changes access to pages the caller says are its memory; the
-    // kernel refuses ranges that are not mapped (ENOMEM).
-    match unsafe {
-        rustix::mm::mprotect(
-            start as *mut c_void,
-            len,
-            MprotectFlags::from_bits_retain(prot.bits()),
-        )
-    } {
-        Ok(()) => {
+        mprotect(start, len, protect).map_err(|_| ERROR_INVALID_ADDRESS)?;
+        Ok(before.Protect)
+    });
+    match result {
+        Ok(previous) => {
             // SAFETY: checked non-NULL.
-            unsafe { ffi::put(old, before.Protect) };
+            unsafe { ffi::put(old, previous) };
             TRUE
         }
-        Err(_) => fail(ERROR_INVALID_ADDRESS, FALSE),
+        Err(code) => fail(code, FALSE),
     }
 }
 
@@ -444,4 +836,55 @@ exports! {
         => virtual_protect(addr, size, protect, old);
     fn VirtualQuery(addr: *const c_void, info: *mut MEMORY_BASIC_INFORMATION, len: SIZE_T) -> SIZE_T = 0
         => virtual_query(addr, info, len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_and_merge() {
+        let ps = page_size();
+        let rw = Pages {
+            committed: true,
+            protect: PAGE_READWRITE,
+        };
+        let ro = Pages {
+            committed: true,
+            protect: PAGE_READONLY,
+        };
+        let mut a = Allocation::new(8 * ps, PAGE_READWRITE, Kind::Private, rw);
+        a.set(2, 4, ro);
+        assert_eq!(a.run_at(0), (rw, 2));
+        assert_eq!(a.run_at(3), (ro, 4));
+        assert_eq!(a.run_at(4), (rw, 8));
+        a.set(4, 8, RESERVED);
+        assert!(!a.all_committed(0, 5));
+        assert!(a.all_committed(0, 4));
+        a.set(2, 8, rw);
+        assert_eq!(a.runs.len(), 1);
+        assert_eq!(a.run_at(5), (rw, 8));
+    }
+
+    #[test]
+    fn protections_parse_as_windows_checks_them() {
+        assert_eq!(
+            parse_protect(PAGE_READWRITE | PAGE_NOCACHE),
+            Some((PAGE_READWRITE, PAGE_NOCACHE))
+        );
+        assert_eq!(parse_protect(0), None);
+        assert_eq!(parse_protect(PAGE_READONLY | PAGE_EXECUTE), None);
+        assert_eq!(parse_protect(PAGE_NOACCESS | PAGE_GUARD), None);
+        assert_eq!(
+            parse_protect(PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE),
+            None
+        );
+        assert!(view_allows(PAGE_READONLY, PAGE_WRITECOPY));
+        assert!(!view_allows(PAGE_READONLY, PAGE_READWRITE));
+        assert!(!view_allows(PAGE_WRITECOPY, PAGE_READWRITE));
+        assert!(!view_allows(PAGE_READWRITE, PAGE_EXECUTE_READ));
+        assert!(view_allows(PAGE_EXECUTE_READWRITE, PAGE_EXECUTE));
+        assert!(view_allows(PAGE_NOACCESS, PAGE_NOACCESS));
+        assert!(!view_allows(PAGE_NOACCESS, PAGE_READONLY));
+    }
 }

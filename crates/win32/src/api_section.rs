@@ -12,6 +12,7 @@ use objmgr::{MapAccess, MapOptions, Section, View};
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
 
+use crate::api_memory;
 use crate::api_sync::{Name, created, exports, inheritable, open_named};
 use crate::last_error::{fail, guard};
 use crate::table::{self, Entry};
@@ -30,11 +31,10 @@ pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
     Box::new(VIEWS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Whether `addr` is the base of, or inside, a view; its base and length.
-pub(crate) fn view_containing(addr: usize) -> Option<(usize, usize)> {
-    let views = views();
+/// The base of the view that holds `addr` (its base or any byte in it).
+fn view_base(views: &BTreeMap<usize, View>, addr: usize) -> Option<usize> {
     let (&base, view) = views.range(..=addr).next_back()?;
-    (addr < base + view.len()).then_some((base, view.len()))
+    (addr < base + view.len().next_multiple_of(rustix::param::page_size())).then_some(base)
 }
 
 unsafe fn create_mapping(
@@ -139,6 +139,16 @@ fn map_view(
     match section.map_with(&options) {
         Ok(view) => {
             let ptr = view.as_ptr();
+            let reserved = section.reserved() && !section.is_file_backed();
+            if let Err(code) = api_memory::track_view(
+                ptr as usize,
+                view.len(),
+                view.protection(),
+                section.is_file_backed(),
+                reserved,
+            ) {
+                return fail(code, null);
+            }
             views().insert(ptr as usize, view);
             ptr.cast()
         }
@@ -146,10 +156,16 @@ fn map_view(
     }
 }
 
-fn unmap_view(base: *const c_void) -> BOOL {
-    let view = views().remove(&(base as usize));
+/// `UnmapViewOfFile`: the view holding `addr` (its base or any byte in it,
+/// as Windows accepts).
+fn unmap_view(addr: *const c_void) -> BOOL {
+    let view = {
+        let mut views = views();
+        view_base(&views, addr as usize).and_then(|base| views.remove(&base))
+    };
     match view {
         Some(view) => {
+            api_memory::untrack_view(view.as_ptr() as usize);
             drop(view);
             TRUE
         }
@@ -160,12 +176,15 @@ fn unmap_view(base: *const c_void) -> BOOL {
 fn flush_view(addr: *const c_void, len: usize) -> BOOL {
     let views = views();
     let addr = addr as usize;
-    let Some((&base, view)) = views.range(..=addr).next_back() else {
+    let Some(base) = view_base(&views, addr) else {
+        return fail(ERROR_INVALID_ADDRESS, FALSE);
+    };
+    let Some(view) = views.get(&base) else {
         return fail(ERROR_INVALID_ADDRESS, FALSE);
     };
     let offset = addr - base;
     if offset >= view.len() {
-        return fail(ERROR_INVALID_ADDRESS, FALSE);
+        return TRUE; // the slack of the last page: nothing of the section's
     }
     // 0 bytes: to the end of the view.
     let len = if len == 0 {

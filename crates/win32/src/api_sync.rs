@@ -378,7 +378,27 @@ unsafe fn wait_multiple(n: DWORD, handles: *const HANDLE, all: bool, ms: DWORD) 
     wait(handles, all, ms)
 }
 
+/// Whether `h` stands for the calling process or thread, which cannot be
+/// signaled while that thread waits: a wait on one only times out.
+fn never_signaled(h: HANDLE) -> bool {
+    h == CURRENT_PROCESS || h == CURRENT_THREAD
+}
+
+/// Sleeps for a wait that nothing can satisfy: `WAIT_TIMEOUT` after `ms`.
+fn wait_out(ms: DWORD) -> DWORD {
+    match timeout(ms) {
+        Some(d) => std::thread::sleep(d),
+        None => loop {
+            std::thread::park();
+        },
+    }
+    WAIT_TIMEOUT
+}
+
 fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
+    if handles.iter().any(|&h| never_signaled(h)) {
+        return wait_with_self(handles, all, ms);
+    }
     if let [handle] = handles {
         // WaitForSingleObject: the common case, without allocating.
         let result = table::with_entry(*handle, |entry| match entry {
@@ -414,6 +434,42 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
         objmgr::wait_any(&waitables, timeout(ms))
     };
     or_fail(result.map(wait_code), WAIT_FAILED)
+}
+
+/// A wait that names the calling process or thread: the other handles are
+/// still checked (and a wait for any of them still returns its index); a
+/// wait for all, or for only such handles, times out.
+fn wait_with_self(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
+    for &h in handles.iter().filter(|&&h| !never_signaled(h)) {
+        match table::object(h) {
+            Ok(entry) if matches!(&*entry, Entry::Object(o) if o.waitable().is_some()) => {}
+            Ok(_) => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+            Err(code) => return fail(code, WAIT_FAILED),
+        }
+    }
+    let others: Vec<(usize, HANDLE)> = handles
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, h)| !never_signaled(h))
+        .collect();
+    if all || others.is_empty() {
+        return wait_out(ms);
+    }
+    let only: Vec<HANDLE> = others.iter().map(|&(_, h)| h).collect();
+    let result = wait(&only, false, ms);
+    // Map an index among the others back to the caller's array.
+    let index = |base: DWORD| match others.get((result - base) as usize) {
+        Some(&(i, _)) => base + i as DWORD,
+        None => result,
+    };
+    match result {
+        r if r < WAIT_OBJECT_0 + only.len() as DWORD => index(WAIT_OBJECT_0),
+        r if (WAIT_ABANDONED_0..WAIT_ABANDONED_0 + only.len() as DWORD).contains(&r) => {
+            index(WAIT_ABANDONED_0)
+        }
+        r => r,
+    }
 }
 
 fn signal_and_wait(signal: HANDLE, wait_on: HANDLE, ms: DWORD) -> DWORD {

@@ -162,7 +162,9 @@ pub fn handle_value(handle: HANDLE) -> Option<u32> {
     let raw = handle as isize;
     match raw {
         -2 | -1 => Some(raw as i32 as u32),
-        0.. if raw <= u32::MAX as isize => Some(raw as u32),
+        // Windows ignores the two low bits of a handle value (they are free
+        // for the application's tags); objmgr's values are multiples of 4.
+        0.. if raw <= u32::MAX as isize => Some(raw as u32 & !3),
         _ => None,
     }
 }
