@@ -37,25 +37,68 @@ enum Link {
     Static,
 }
 
+/// The language a test program is compiled as.
+#[derive(Clone, Copy, PartialEq)]
+enum Language {
+    C,
+    Cxx,
+}
+
+/// The compiler command for `source` (in `crates/win32/tests/c`) with the
+/// flags `pkg-config --cflags objmgr-win32` gives (WCHAR is a 2-byte
+/// wchar_t), writing `out`.
+fn compiler(source: &str, language: Language, out: &Path) -> Command {
+    let mut cc = Command::new(if language == Language::Cxx {
+        "c++"
+    } else {
+        "cc"
+    });
+    if language == Language::Cxx {
+        cc.args(["-x", "c++"]);
+    }
+    cc.arg(win32_dir().join("tests/c").join(source))
+        .args(["-x", "none", "-I"])
+        .arg(win32_dir().join("include"))
+        .arg("-fshort-wchar")
+        .arg("-o")
+        .arg(out);
+    cc
+}
+
 /// Compiles `source` (in `crates/win32/tests/c`) into the broker's directory,
 /// naming the library file itself so that no other copy can be picked up.
 fn compile(broker: &TestBroker, source: &str, strict: bool, link: Link) -> PathBuf {
-    let out = broker.dir.join(source.trim_end_matches(".c"));
-    let mut cc = Command::new("cc");
-    cc.arg(win32_dir().join("tests/c").join(source))
-        .arg("-I")
-        .arg(win32_dir().join("include"))
-        // As `pkg-config --cflags objmgr-win32` gives: WCHAR is wchar_t.
-        .arg("-fshort-wchar");
+    compile_as(broker, source, strict, link, Language::C)
+}
+
+fn compile_as(
+    broker: &TestBroker,
+    source: &str,
+    strict: bool,
+    link: Link,
+    language: Language,
+) -> PathBuf {
+    let suffix = if language == Language::Cxx {
+        "-cxx"
+    } else {
+        ""
+    };
+    let out = broker
+        .dir
+        .join(format!("{}{suffix}", source.trim_end_matches(".c")));
+    let mut cc = compiler(source, language, &out);
     match link {
         Link::Shared => cc.arg(lib_dir().join("libobjmgr_win32.so")),
         Link::Static => cc
             .arg(lib_dir().join("libobjmgr_win32.a"))
             .args(["-ldl", "-lm"]),
     };
-    cc.args(["-lpthread", "-o"]).arg(&out);
+    cc.arg("-lpthread");
     if strict {
-        cc.args(["-std=gnu11", "-Wall", "-Werror"]);
+        if language == Language::C {
+            cc.arg("-std=gnu11");
+        }
+        cc.args(["-Wall", "-Werror"]);
     } else {
         // Microsoft's sample as published: MSVC-isms (`#pragma comment`,
         // `%d` for a DWORD) draw warnings, not errors.
@@ -64,6 +107,17 @@ fn compile(broker: &TestBroker, source: &str, strict: bool, link: Link) -> PathB
     let status = cc.status().expect("run cc");
     assert!(status.success(), "compiling {source} failed");
     out
+}
+
+/// Runs a program built from `check.h` checks (with `args`) and asserts
+/// that every check passed; returns its stdout.
+fn run_checks(broker: &TestBroker, program: &Path, args: &[&str]) -> String {
+    let out = run(broker, program).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout
 }
 
 fn run(broker: &TestBroker, program: &Path) -> Command {
@@ -80,10 +134,7 @@ fn run(broker: &TestBroker, program: &Path) -> Command {
 fn the_c_api_behaves_as_documented() {
     let broker = TestBroker::new();
     let program = compile(&broker, "api.c", true, Link::Static);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
 }
 
 #[test]
@@ -124,10 +175,7 @@ fn microsofts_named_shared_memory_example_builds_and_runs() {
 fn files_memory_threads_and_processes_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "files_processes.c", true, Link::Shared);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
 }
 
 #[test]
@@ -170,38 +218,87 @@ fn wide_and_ex_variants_from_c() {
 fn security_descriptors_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "security.c", true, Link::Shared);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
 }
 
 #[test]
 fn job_objects_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "jobs.c", true, Link::Shared);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
 }
 
 #[test]
 fn files_shared_between_processes_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "files_shared.c", true, Link::Shared);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
 }
 
 #[test]
 fn pipes_standard_handles_and_file_facts_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "pipes.c", true, Link::Shared);
-    let out = run(&broker, &program).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+    run_checks(&broker, &program, &[]);
+}
+
+#[test]
+fn windows_runtime_locks_environment_modules_and_messages_from_c_and_cxx() {
+    let broker = TestBroker::new();
+    for language in [Language::C, Language::Cxx] {
+        let program = compile_as(&broker, "runtime.c", true, Link::Shared, language);
+        let stdout = run_checks(&broker, &program, &["h\u{e9}llo"]);
+        // wprintf writes UTF-8.
+        assert!(
+            stdout.contains("wide out: h\u{e9}llo w\u{f6}rld"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn corners_where_windows_is_specific_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "semantics.c", true, Link::Shared);
+    run_checks(&broker, &program, &[]);
+}
+
+#[test]
+fn wide_code_without_a_two_byte_wchar_t_does_not_compile() {
+    let broker = TestBroker::new();
+    let dir = &broker.dir;
+    let build = |name: &str, code: &str| {
+        let source = dir.join(name);
+        std::fs::write(&source, code).unwrap();
+        // Without -fshort-wchar: wchar_t is 4 bytes.
+        Command::new("cc")
+            .args(["-c", "-o"])
+            .arg(dir.join("out.o"))
+            .arg("-I")
+            .arg(win32_dir().join("include"))
+            .arg(&source)
+            .output()
+            .unwrap()
+    };
+    let narrow = build(
+        "narrow.c",
+        "#include <windows.h>\nint main(void) { return CreateMutexA(NULL, FALSE, \"x\") == NULL; }\n",
+    );
+    assert!(
+        narrow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&narrow.stderr)
+    );
+    let wide = build(
+        "wide.c",
+        "#include <windows.h>\nint main(void) { return CreateMutexW(NULL, FALSE, NULL) == NULL; }\n",
+    );
+    assert!(!wide.status.success());
+    assert!(String::from_utf8_lossy(&wide.stderr).contains("-fshort-wchar"));
+    let unicode = build(
+        "unicode.c",
+        "#define UNICODE\n#include <windows.h>\nint main(void) { return 0; }\n",
+    );
+    assert!(!unicode.status.success());
+    assert!(String::from_utf8_lossy(&unicode.stderr).contains("-fshort-wchar"));
 }

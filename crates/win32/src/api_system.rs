@@ -7,6 +7,7 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
+use objmgr_proto::Win32Error;
 use objmgr_proto::error::*;
 use objmgr_proto::section::ALLOCATION_GRANULARITY;
 use rustix::time::{ClockId, clock_gettime};
@@ -88,7 +89,141 @@ fn message_box(text: Option<String>, caption: Option<String>) -> c_int {
     1 // IDOK
 }
 
+/// The processors a mask names (bit n: CPU n), for `sched_setaffinity`.
+fn cpu_set(mask: usize) -> rustix::thread::CpuSet {
+    let mut set = rustix::thread::CpuSet::new();
+    for cpu in (0..usize::BITS as usize).filter(|cpu| mask & (1 << cpu) != 0) {
+        set.set(cpu);
+    }
+    set
+}
+
+/// The mask of a thread's (or, for `None`, this thread's) allowed CPUs.
+fn affinity_of(tid: Option<rustix::thread::Pid>) -> Result<usize, Win32Error> {
+    let set = rustix::thread::sched_getaffinity(tid)
+        .map_err(|e| Win32Error::from_errno(e.raw_os_error()))?;
+    Ok((0..usize::BITS as usize)
+        .filter(|&cpu| set.is_set(cpu))
+        .fold(0, |mask, cpu| mask | 1 << cpu))
+}
+
+/// Every CPU the machine has (`lpSystemAffinityMask`).
+fn system_mask() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
+    online
+        .and_then(|list| parse_cpu_list(list.trim()))
+        .unwrap_or(if cpus >= 64 {
+            usize::MAX
+        } else {
+            (1 << cpus) - 1
+        })
+}
+
+/// A kernel CPU list ("0-3,5") as a mask (CPUs past the mask's width left out).
+fn parse_cpu_list(list: &str) -> Option<usize> {
+    let mut mask = 0usize;
+    for part in list.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => (part.parse().ok()?, part.parse().ok()?),
+        };
+        for cpu in first..=last.min(usize::BITS - 1) {
+            mask |= 1 << cpu;
+        }
+    }
+    Some(mask)
+}
+
+/// `GetProcessAffinityMask` of this process (other processes: their pid's
+/// main thread).
+unsafe fn process_affinity(process: HANDLE, mask: *mut usize, system: *mut usize) -> BOOL {
+    let tid = match process_pid(process) {
+        Ok(pid) => pid,
+        Err(code) => return fail(code, FALSE),
+    };
+    match affinity_of(tid) {
+        // SAFETY: NULL or writable per the Win32 contract.
+        Ok(m) => unsafe {
+            if !ffi::put(mask, m) || !ffi::put(system, system_mask()) {
+                return fail(ERROR_NOACCESS, FALSE);
+            }
+            TRUE
+        },
+        Err(code) => fail(code, FALSE),
+    }
+}
+
+/// The pid a process handle names (`None`: this process).
+fn process_pid(process: HANDLE) -> Result<Option<rustix::thread::Pid>, Win32Error> {
+    if process == CURRENT_PROCESS {
+        return Ok(None);
+    }
+    let entry = crate::table::object(process)?;
+    match &*entry {
+        crate::table::Entry::Object(objmgr::handle::Object::Process(p)) => {
+            Ok(rustix::thread::Pid::from_raw(p.pid() as i32))
+        }
+        _ => Err(ERROR_INVALID_HANDLE),
+    }
+}
+
+/// `SetProcessAffinityMask`: every thread of the process, as Windows
+/// applies it (this process's threads from `/proc/self/task`).
+fn set_process_affinity(process: HANDLE, mask: usize) -> BOOL {
+    if mask == 0 || mask & !system_mask() != 0 {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    }
+    let pid = match process_pid(process) {
+        Ok(pid) => pid.map_or(std::process::id(), |p| p.as_raw_nonzero().get() as u32),
+        Err(code) => return fail(code, FALSE),
+    };
+    let set = cpu_set(mask);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for tid in tasks {
+        let tid = rustix::thread::Pid::from_raw(tid);
+        if let Err(e) = rustix::thread::sched_setaffinity(tid, &set)
+            && e != rustix::io::Errno::SRCH
+        {
+            return fail(Win32Error::from_errno(e.raw_os_error()), FALSE);
+        }
+    }
+    TRUE
+}
+
+/// `SetThreadAffinityMask` of the calling thread (`GetCurrentThread()`):
+/// the previous mask, 0 on failure. Other threads' handles carry no Linux
+/// thread id here: `ERROR_INVALID_HANDLE`.
+fn set_thread_affinity(thread: HANDLE, mask: usize) -> usize {
+    if thread != CURRENT_THREAD {
+        return fail(ERROR_INVALID_HANDLE, 0);
+    }
+    if mask == 0 || mask & !system_mask() != 0 {
+        return fail(ERROR_INVALID_PARAMETER, 0);
+    }
+    let previous = match affinity_of(None) {
+        Ok(m) => m,
+        Err(code) => return fail(code, 0),
+    };
+    match rustix::thread::sched_setaffinity(None, &cpu_set(mask)) {
+        Ok(()) => previous,
+        Err(e) => fail(Win32Error::from_errno(e.raw_os_error()), 0),
+    }
+}
+
 exports! {
+    fn GetCurrentProcessorNumber() -> DWORD = 0 => rustix::thread::sched_getcpu() as DWORD;
+    fn GetProcessAffinityMask(process: HANDLE, mask: *mut usize, system: *mut usize) -> BOOL = FALSE
+        => process_affinity(process, mask, system);
+    fn SetProcessAffinityMask(process: HANDLE, mask: usize) -> BOOL = FALSE
+        => set_process_affinity(process, mask);
+    fn SetThreadAffinityMask(thread: HANDLE, mask: usize) -> usize = 0
+        => set_thread_affinity(thread, mask);
     fn GetSystemInfo(info: *mut SYSTEM_INFO) -> () = () => system_info(info);
     fn GetNativeSystemInfo(info: *mut SYSTEM_INFO) -> () = () => system_info(info);
     fn GetTickCount() -> DWORD = 0 => (monotonic_nanos() / 1_000_000) as DWORD;
@@ -134,4 +269,16 @@ exports! {
 #[unsafe(no_mangle)]
 pub extern "C" fn ExitProcess(code: u32) -> ! {
     std::process::exit(code as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists_become_masks() {
+        assert_eq!(parse_cpu_list("0-3,5"), Some(0b10_1111));
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
 }
