@@ -302,3 +302,10 @@ fn wide_code_without_a_two_byte_wchar_t_does_not_compile() {
     assert!(!unicode.status.success());
     assert!(String::from_utf8_lossy(&unicode.stderr).contains("-fshort-wchar"));
 }
+
+#[test]
+fn suspended_threads_and_processes_and_apcs_from_c() {
+    let broker = TestBroker::new();
+    let program = compile(&broker, "threads.c", true, Link::Shared);
+    run_checks(&broker, &program, &[]);
+}

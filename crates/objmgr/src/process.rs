@@ -128,6 +128,25 @@ pub struct Child {
     pub thread: Thread,
 }
 
+impl Child {
+    /// Lets a process started with [`Command::start_suspended`] run its
+    /// program (`ResumeThread` of its main thread); a process that runs
+    /// already is not affected.
+    pub fn resume(&self) -> Result<()> {
+        resume_process(self.process.pid())
+    }
+}
+
+/// Continues a process started suspended: its start waits for `SIGCONT`
+/// (blocked until then, so one sent early is not lost).
+pub fn resume_process(pid: u32) -> Result<()> {
+    let what = || format!("resuming process {pid}");
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| Error::new(ERROR_INVALID_PARAMETER, what()))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT)
+        .map_err(|e| Error::from_errno(e, what()))
+}
+
 /// Builds a child process, like `std::process::Command`.
 #[derive(Debug)]
 pub struct Command {
@@ -154,6 +173,18 @@ impl Command {
             stdio: Default::default(),
             flags: 0,
         }
+    }
+
+    /// Starts the process suspended (`CREATE_SUSPENDED`): it exists (it can
+    /// be waited on, assigned to a job, or terminated) but its program does
+    /// not start until [`Child::resume`].
+    pub fn start_suspended(&mut self, suspended: bool) -> &mut Command {
+        if suspended {
+            self.flags |= objmgr_proto::process::CREATE_SUSPENDED;
+        } else {
+            self.flags &= !objmgr_proto::process::CREATE_SUSPENDED;
+        }
+        self
     }
 
     /// `CREATE_BREAKAWAY_FROM_JOB`: the child does not join the job this

@@ -79,6 +79,7 @@ pub(crate) fn own_handle() -> Result<u32> {
         object: new_thread_object()?,
     };
     set_handle_information(own.handle_value(), PROTECT, PROTECT)?;
+    publish_thread_id(&own.object);
     let (value, made_in) = (own.handle_value(), own.object.generation);
     // An object of an earlier session, if any, goes (its close is a no-op).
     let _ = ADOPTED.try_with(|adopted| *adopted.borrow_mut() = Some(Ended(own, 0)));
@@ -143,6 +144,21 @@ impl Thread {
     pub fn process_id(&self) -> u32 {
         self.object.slot().owner_pid.load(Ordering::Relaxed)
     }
+
+    /// The thread's Linux thread id (`GetThreadId`): known once the thread
+    /// runs (a thread [`spawn`] started, one that used its own handle, or a
+    /// process's main thread); 0 before.
+    pub fn thread_id(&self) -> u32 {
+        self.object.slot().owner_tid.load(Ordering::Acquire)
+    }
+}
+
+/// Records the calling thread's id in its own thread object.
+fn publish_thread_id(object: &SyncObject) {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    if !object.is_remote() {
+        object.slot().owner_tid.store(tid, Ordering::Release);
+    }
 }
 
 /// Starts a thread running `f`, whose return value is its exit code, and
@@ -164,6 +180,7 @@ where
             // closes with the closure.
             let _ = set_handle_information(own.handle_value(), PROTECT, PROTECT);
             OBJMGR_THREAD.with(|t| t.set(true));
+            publish_thread_id(&own.object);
             OWN.set(Some((own.object.generation, own.handle_value())));
             // Registered first, so destroyed last: the thread's object is
             // signaled (and its mutexes abandoned) only after every other

@@ -1,6 +1,10 @@
 //! Process, thread and handle constants (`CreateProcess`, `DuplicateHandle`,
 //! `GetHandleInformation`).
 
+/// `CreateProcess` flag: the main thread starts suspended, before the
+/// program runs, until `ResumeThread`.
+pub const CREATE_SUSPENDED: u32 = 0x4;
+
 /// `GetExitCodeProcess`/`GetExitCodeThread` while it still runs.
 pub const STILL_ACTIVE: u32 = 259;
 

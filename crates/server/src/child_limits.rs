@@ -1,6 +1,6 @@
 //! What a spawned child starts with that must be set between fork and exec:
-//! its fd limit, its job's memory limit, and on the system-wide broker its
-//! user.
+//! its fd limit, its job's memory limit, on the system-wide broker its user,
+//! and, for `CREATE_SUSPENDED`, a start that waits to be resumed.
 //!
 //! The fd limit a spawned child starts with. The broker raises its own soft
 //! `RLIMIT_NOFILE` to hold many sections; a child must start with the limit
@@ -78,4 +78,86 @@ pub fn start_as(
             Ok(())
         });
     }
+}
+
+/// The argument that makes `objmgrd` the start of a suspended process.
+pub const SUSPENDED_START: &str = "--start-suspended";
+
+/// Makes `command` (which runs [`suspended_start`]) start with `SIGCONT`
+/// blocked, so that a resume sent at any time after the spawn is kept
+/// pending until the child waits for it: none can be lost.
+pub fn start_with_continue_blocked(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe call (pthread_sigmask) on a set built on its stack.
+    unsafe {
+        command.pre_exec(|| {
+            // SAFETY (inner calls): a zeroed sigset_t is valid storage for
+            // sigemptyset, which initializes it.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCONT);
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+                0 => Ok(()),
+                e => Err(std::io::Error::from_raw_os_error(e)),
+            }
+        });
+    }
+}
+
+/// `objmgrd --start-suspended PATH ARGV0 ARGS...`: the start of a process
+/// created with `CREATE_SUSPENDED`. It waits for the `SIGCONT` that
+/// `ResumeThread` sends (blocked since the spawn, see
+/// [`start_with_continue_blocked`]), then becomes the program: same pid,
+/// environment, limits and standard streams, and a clean signal mask.
+/// Returns only if the program cannot be started.
+pub fn suspended_start(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let (Some(path), Some(argv0)) = (args.next(), args.next()) else {
+        eprintln!("objmgrd: {SUSPENDED_START} needs a program");
+        return ExitCode::from(127);
+    };
+    // SAFETY: waits for SIGCONT, blocked in this thread since the spawn; the
+    // set is built on the stack.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCONT);
+        let mut signal = 0;
+        while libc::sigwait(&set, &mut signal) != 0 {}
+    }
+    // Command::exec resets the signal mask and dispositions for the program.
+    let error = std::os::unix::process::CommandExt::exec(
+        std::os::unix::process::CommandExt::arg0(&mut Command::new(&path), argv0).args(args),
+    );
+    eprintln!(
+        "objmgrd: starting {}: {error}",
+        std::path::Path::new(&path).display()
+    );
+    ExitCode::from(127)
+}
+
+/// Where `program` is, as `execvp` would find it with the child's `PATH`:
+/// a `CREATE_SUSPENDED` process is spawned as `objmgrd`, so that a missing
+/// program is reported by the spawn, as Windows does, not after the resume.
+pub fn resolve_program(program: &str, path: Option<&str>) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |candidate: &std::path::Path| {
+        std::fs::metadata(candidate).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let candidate = std::path::PathBuf::from(program);
+        return match runnable(&candidate)? {
+            true => Ok(candidate),
+            false => Err(std::io::ErrorKind::PermissionDenied.into()),
+        };
+    }
+    for dir in path.unwrap_or("/usr/local/bin:/usr/bin:/bin").split(':') {
+        let candidate = std::path::Path::new(if dir.is_empty() { "." } else { dir }).join(program);
+        if let Ok(true) = runnable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(std::io::ErrorKind::NotFound.into())
 }

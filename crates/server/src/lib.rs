@@ -107,6 +107,10 @@ SIGTERM and SIGINT stop it cleanly (the socket file is removed).";
 
 /// Entry point of the `objmgrd` binary.
 pub fn main() -> ExitCode {
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some(std::ffi::OsStr::new(child_limits::SUSPENDED_START)) {
+        return child_limits::suspended_start(raw);
+    }
     let activation = fd_hygiene::activation_socket();
     fd_hygiene::close_inherited(activation.is_some());
     let mut args = std::env::args().skip(1);

@@ -210,6 +210,15 @@ impl SyncArena {
         }
     }
 
+    /// Records a thread object's Linux thread id (a process's main thread
+    /// has its pid).
+    pub fn set_tid(&self, index: u32, tid: u32) {
+        if let Some(slot) = self.arena().slot(index) {
+            slot.owner_tid
+                .store(tid, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Marks a process or thread object as exited.
     pub fn mark_exited(&self, index: u32, exit_code: u32) {
         if let Some(slot) = self.arena().slot(index) {

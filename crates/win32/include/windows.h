@@ -617,6 +617,18 @@ OBJMGR_WIDE BOOL WINAPI CreateProcessW(LPCWSTR lpApplicationName, LPWSTR lpComma
 HANDLE WINAPI OpenProcess(DWORD dwDesiredAccess, BOOL bInheritHandle, DWORD dwProcessId);
 BOOL WINAPI GetExitCodeProcess(HANDLE hProcess, LPDWORD lpExitCode);
 BOOL WINAPI TerminateProcess(HANDLE hProcess, UINT uExitCode);
+typedef VOID (CALLBACK *PAPCFUNC)(ULONG_PTR Parameter);
+/* Threads started by CreateThread, and the calling thread, can be suspended
+   (a running thread is stopped with the real-time signal SIGRTMIN+7); a
+   process created with CREATE_SUSPENDED starts its program at ResumeThread. */
+DWORD WINAPI ResumeThread(HANDLE hThread);
+DWORD WINAPI SuspendThread(HANDLE hThread);
+DWORD WINAPI GetThreadId(HANDLE Thread);
+/* APCs run in the target thread's next alertable wait (SleepEx,
+   WaitFor*ObjectEx, SignalObjectAndWait with bAlertable TRUE), which then
+   returns WAIT_IO_COMPLETION. */
+DWORD WINAPI QueueUserAPC(PAPCFUNC pfnAPC, HANDLE hThread, ULONG_PTR dwData);
+DWORD WINAPI SleepEx(DWORD dwMilliseconds, BOOL bAlertable);
 HANDLE WINAPI CreateThread(LPSECURITY_ATTRIBUTES lpThreadAttributes, SIZE_T dwStackSize, LPTHREAD_START_ROUTINE lpStartAddress,
                            LPVOID lpParameter, DWORD dwCreationFlags, LPDWORD lpThreadId);
 BOOL WINAPI GetExitCodeThread(HANDLE hThread, LPDWORD lpExitCode);

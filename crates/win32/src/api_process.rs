@@ -3,6 +3,7 @@
 //! `GetExitCodeThread`, `ExitThread`.
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void};
 use std::os::fd::OwnedFd;
 
@@ -145,9 +146,6 @@ unsafe fn create_process(
     else {
         return fail(ERROR_INVALID_NAME, FALSE);
     };
-    if flags & CREATE_SUSPENDED != 0 {
-        return fail(ERROR_NOT_SUPPORTED, FALSE);
-    }
     let mut args = command_line
         .as_deref()
         .map(split_command_line)
@@ -161,6 +159,7 @@ unsafe fn create_process(
     }
     let mut command = Command::new(program);
     command
+        .start_suspended(flags & CREATE_SUSPENDED != 0)
         .args(args)
         .inherit_handles(inherit != 0)
         .breakaway_from_job(flags & objmgr_proto::job::CREATE_BREAKAWAY_FROM_JOB != 0);
@@ -195,6 +194,9 @@ unsafe fn create_process(
     match command.spawn() {
         Ok(child) => {
             let pid = child.process.pid();
+            if flags & CREATE_SUSPENDED != 0 {
+                suspended_children().insert(pid, 1);
+            }
             let value = PROCESS_INFORMATION {
                 hProcess: table::insert_object(Object::Process(child.process)),
                 hThread: table::insert_object(Object::Thread(child.thread)),
@@ -258,6 +260,48 @@ fn terminate(h: HANDLE, code: u32) -> BOOL {
     }
 }
 
+/// The suspend counts of the main threads of processes this process
+/// started with `CREATE_SUSPENDED` and has not resumed yet, by pid.
+static SUSPENDED_CHILDREN: std::sync::Mutex<BTreeMap<u32, u32>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn suspended_children() -> std::sync::MutexGuard<'static, BTreeMap<u32, u32>> {
+    SUSPENDED_CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `SuspendThread` of a thread of another process: only the main thread of
+/// a child still suspended since its creation (its count goes up); a
+/// running thread of another process cannot be stopped from here.
+pub(crate) fn suspend_child(pid: u32, tid: u32) -> DWORD {
+    let mut children = suspended_children();
+    match children.get_mut(&pid).filter(|_| tid == pid) {
+        Some(count) if *count < 127 => {
+            *count += 1;
+            *count - 1
+        }
+        Some(_) => fail(ERROR_SIGNAL_REFCOUNT_EXCEEDED, u32::MAX),
+        None => fail(ERROR_NOT_SUPPORTED, u32::MAX),
+    }
+}
+
+/// `ResumeThread` of a thread of another process: the previous suspend
+/// count; at 0 the child's program starts.
+pub(crate) fn resume_child(pid: u32, tid: u32) -> DWORD {
+    let mut children = suspended_children();
+    let Some(count) = children.get_mut(&pid).filter(|_| tid == pid) else {
+        return 0; // not suspended
+    };
+    let previous = *count;
+    *count -= 1;
+    if *count == 0 {
+        children.remove(&pid);
+        if let Err(e) = objmgr::process::resume_process(pid) {
+            return fail(e.code(), u32::MAX);
+        }
+    }
+    previous
+}
+
 /// A thread start routine and its argument, moved into the new thread.
 struct Start {
     routine: unsafe extern "C-unwind" fn(LPVOID) -> DWORD,
@@ -274,16 +318,18 @@ unsafe fn create_thread(
     let Some(routine) = start else {
         return fail(ERROR_INVALID_PARAMETER, null);
     };
-    if flags & CREATE_SUSPENDED != 0 {
-        return fail(ERROR_NOT_SUPPORTED, null);
-    }
     let start = Start {
         routine,
         parameter: parameter as usize,
     };
+    // Every thread started here can be suspended (its control is its own
+    // before CreateThread returns); CREATE_SUSPENDED starts it so.
+    let control = crate::api_thread::for_new_thread(flags & CREATE_SUSPENDED != 0);
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let spawned = objmgr::thread::spawn(move || {
+        crate::api_thread::adopt(&control);
         let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get() as DWORD);
+        crate::api_thread::wait_until_resumed(&control);
         let Start { routine, parameter } = start;
         // SAFETY: the caller's start routine with its own argument, as
         // CreateThread promises to call it.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use objmgr::handle::Object;
 use objmgr::{CreateOptions, Error, Event, Mutex, Reset, Semaphore, WaitOutcome, WaitableTimer};
+use objmgr_proto::Win32Error;
 use objmgr_proto::access::{
     EVENT_ALL_ACCESS, MUTEX_ALL_ACCESS, SEMAPHORE_ALL_ACCESS, TIMER_ALL_ACCESS,
 };
@@ -294,13 +295,13 @@ exports! {
 
     fn WaitForSingleObject(h: HANDLE, ms: DWORD) -> DWORD = WAIT_FAILED => wait(&[h], false, ms);
     fn WaitForSingleObjectEx(h: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
-        => { let _ = alertable; wait(&[h], false, ms) };
+        => if alertable != 0 { wait_alertable(&[h], false, ms) } else { wait(&[h], false, ms) };
     fn WaitForMultipleObjects(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD) -> DWORD = WAIT_FAILED
-        => wait_multiple(n, handles, all != 0, ms);
+        => wait_multiple(n, handles, all != 0, ms, false);
     fn WaitForMultipleObjectsEx(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
-        => { let _ = alertable; wait_multiple(n, handles, all != 0, ms) };
+        => wait_multiple(n, handles, all != 0, ms, alertable != 0);
     fn SignalObjectAndWait(signal: HANDLE, wait_on: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
-        => { let _ = alertable; signal_and_wait(signal, wait_on, ms) };
+        => signal_and_wait(signal, wait_on, ms, alertable != 0);
 }
 
 /// Runs `op` on the object behind `h`; `TRUE` or `FALSE` with the error.
@@ -369,13 +370,23 @@ fn wait_code(outcome: WaitOutcome) -> DWORD {
     }
 }
 
-unsafe fn wait_multiple(n: DWORD, handles: *const HANDLE, all: bool, ms: DWORD) -> DWORD {
+unsafe fn wait_multiple(
+    n: DWORD,
+    handles: *const HANDLE,
+    all: bool,
+    ms: DWORD,
+    alertable: bool,
+) -> DWORD {
     if n == 0 || n as usize > MAXIMUM_WAIT_OBJECTS || handles.is_null() {
         return fail(ERROR_INVALID_PARAMETER, WAIT_FAILED);
     }
     // SAFETY: `n` handles are readable per the Win32 contract.
     let handles = unsafe { std::slice::from_raw_parts(handles, n as usize) };
-    wait(handles, all, ms)
+    if alertable {
+        wait_alertable(handles, all, ms)
+    } else {
+        wait(handles, all, ms)
+    }
 }
 
 /// Whether `h` stands for the calling process or thread, which cannot be
@@ -410,23 +421,14 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
         });
         return result.unwrap_or_else(|code| fail(code, WAIT_FAILED));
     }
-    let mut entries = Vec::with_capacity(handles.len());
-    for &h in handles {
-        match table::object(h) {
-            Ok(entry) => entries.push(entry),
-            Err(code) => return fail(code, WAIT_FAILED),
-        }
-    }
-    let mut waitables: Vec<&dyn objmgr::Waitable> = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        match &**entry {
-            Entry::Object(o) => match o.waitable() {
-                Some(w) => waitables.push(w),
-                None => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
-            },
-            Entry::File(_) => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
-        }
-    }
+    let entries = match entries(handles) {
+        Ok(entries) => entries,
+        Err(code) => return fail(code, WAIT_FAILED),
+    };
+    let waitables = match waitables(&entries) {
+        Ok(waitables) => waitables,
+        Err(code) => return fail(code, WAIT_FAILED),
+    };
     // Two or more objects here (one took the path above).
     let result = if all {
         objmgr::wait_all(&waitables, timeout(ms))
@@ -434,6 +436,76 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
         objmgr::wait_any(&waitables, timeout(ms))
     };
     or_fail(result.map(wait_code), WAIT_FAILED)
+}
+
+/// The table entries of `handles`.
+fn entries(handles: &[HANDLE]) -> Result<Vec<std::sync::Arc<Entry>>, Win32Error> {
+    handles.iter().map(|&h| table::object(h)).collect()
+}
+
+/// The waitable objects of `entries` (files are not waitable).
+fn waitables(entries: &[std::sync::Arc<Entry>]) -> Result<Vec<&dyn objmgr::Waitable>, Win32Error> {
+    entries
+        .iter()
+        .map(|entry| match &**entry {
+            Entry::Object(o) => o.waitable().ok_or(ERROR_INVALID_HANDLE),
+            Entry::File(_) => Err(ERROR_INVALID_HANDLE),
+        })
+        .collect()
+}
+
+/// How often a wait for all objects looks at its thread's APC queue.
+const APC_SLICE: Duration = Duration::from_millis(10);
+
+/// An alertable wait: the thread's queued APCs run first, or as soon as one
+/// is queued while it waits, and the wait returns `WAIT_IO_COMPLETION`;
+/// otherwise it is the wait it would be. A wait for any object (or none:
+/// `SleepEx`) also waits for the thread's APC event; a wait for all objects
+/// looks at the queue every 10 ms.
+pub(crate) fn wait_alertable(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
+    let control = crate::api_thread::current();
+    if control.run_pending() {
+        return crate::api_thread::WAIT_IO_COMPLETION;
+    }
+    let alert = match control.alert() {
+        Ok(event) => event,
+        Err(code) => return fail(code, WAIT_FAILED),
+    };
+    let deadline = timeout(ms).map(|d| std::time::Instant::now() + d);
+    let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    let direct =
+        !all && handles.len() < MAXIMUM_WAIT_OBJECTS && !handles.iter().any(|&h| never_signaled(h));
+    loop {
+        // Falls through only when the thread was alerted (or a slice ended).
+        if direct {
+            let entries = match entries(handles) {
+                Ok(entries) => entries,
+                Err(code) => return fail(code, WAIT_FAILED),
+            };
+            let mut waitables = match waitables(&entries) {
+                Ok(waitables) => waitables,
+                Err(code) => return fail(code, WAIT_FAILED),
+            };
+            waitables.push(alert);
+            match objmgr::wait_any(&waitables, left()) {
+                Ok(WaitOutcome::Object(i)) if i == handles.len() => {}
+                Ok(outcome) => return wait_code(outcome),
+                Err(e) => return or_fail(Err(e), WAIT_FAILED),
+            }
+        } else {
+            let slice = left().map_or(APC_SLICE, |l| l.min(APC_SLICE));
+            match wait(handles, all, slice.as_millis() as DWORD) {
+                WAIT_TIMEOUT => {}
+                result => return result,
+            }
+        }
+        if control.run_pending() {
+            return crate::api_thread::WAIT_IO_COMPLETION;
+        }
+        if left().is_some_and(|l| l.is_zero()) {
+            return WAIT_TIMEOUT;
+        }
+    }
 }
 
 /// A wait that names the calling process or thread: the other handles are
@@ -472,7 +544,28 @@ fn wait_with_self(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
     }
 }
 
-fn signal_and_wait(signal: HANDLE, wait_on: HANDLE, ms: DWORD) -> DWORD {
+/// `SignalObjectAndWait`; alertable, the signal is given, then the wait
+/// is an alertable one.
+fn signal_and_wait(signal: HANDLE, wait_on: HANDLE, ms: DWORD, alertable: bool) -> DWORD {
+    if !alertable {
+        return signal_then_wait(signal, wait_on, ms);
+    }
+    let signaled = match table::object(signal) {
+        Ok(entry) => match &*entry {
+            Entry::Object(Object::Event(e)) => e.set(),
+            Entry::Object(Object::Mutex(m)) => m.release(),
+            Entry::Object(Object::Semaphore(s)) => s.release(1).map(drop),
+            _ => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+        },
+        Err(code) => return fail(code, WAIT_FAILED),
+    };
+    if let Err(e) = signaled {
+        return or_fail(Err(e), WAIT_FAILED);
+    }
+    wait_alertable(&[wait_on], false, ms)
+}
+
+fn signal_then_wait(signal: HANDLE, wait_on: HANDLE, ms: DWORD) -> DWORD {
     let (signal, wait_on) = match (table::object(signal), table::object(wait_on)) {
         (Ok(s), Ok(w)) => (s, w),
         (Err(code), _) | (_, Err(code)) => return fail(code, WAIT_FAILED),

@@ -232,6 +232,15 @@ exports! {
         => if ffi::put(count, monotonic_nanos() as i64) { TRUE } else { fail(ERROR_INVALID_PARAMETER, FALSE) };
     fn QueryPerformanceFrequency(frequency: *mut i64) -> BOOL = FALSE
         => if ffi::put(frequency, 1_000_000_000) { TRUE } else { fail(ERROR_INVALID_PARAMETER, FALSE) };
+    fn SleepEx(ms: DWORD, alertable: BOOL) -> DWORD = 0 => if alertable != 0 {
+        match crate::api_sync::wait_alertable(&[], false, ms) {
+            crate::api_thread::WAIT_IO_COMPLETION => crate::api_thread::WAIT_IO_COMPLETION,
+            _ => 0,
+        }
+    } else {
+        Sleep(ms);
+        0
+    };
     fn Sleep(ms: DWORD) -> () = () => {
         if ms == objmgr_proto::sync::INFINITE {
             loop { std::thread::park(); }

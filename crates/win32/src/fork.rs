@@ -17,6 +17,7 @@ extern "C" fn before_fork() {
         crate::table::lock_for_fork(),
         crate::api_section::lock_for_fork(),
         crate::api_memory::lock_for_fork(),
+        crate::api_thread::lock_for_fork(),
     ];
     let _ = HELD.try_with(|slot| *slot.borrow_mut() = held);
 }

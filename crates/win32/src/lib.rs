@@ -29,6 +29,7 @@ mod api_stdio;
 mod api_sync;
 mod api_system;
 mod api_text;
+mod api_thread;
 mod api_token;
 mod ffi;
 mod fork;

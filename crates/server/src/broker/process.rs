@@ -17,7 +17,7 @@ use objmgr_proto::access::{
     PROCESS_ALL_ACCESS, PROCESS_DUP_HANDLE, PROCESS_TERMINATE, THREAD_ALL_ACCESS,
 };
 use objmgr_proto::process::{
-    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
+    CREATE_SUSPENDED, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
     HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS, signal_exit_code,
 };
 use objmgr_proto::wire::{CURRENT_PROCESS, HandleInfo, ProcessEntry};
@@ -618,7 +618,23 @@ impl Broker {
         if program.is_empty() {
             return Err(Failure::new(ERROR_INVALID_PARAMETER, "no program to run"));
         }
-        let mut command = std::process::Command::new(program);
+        let mut command = if flags & CREATE_SUSPENDED != 0 {
+            // Started as objmgrd, which waits for ResumeThread, then
+            // becomes the program.
+            let path = env.iter().find_map(|pair| pair.strip_prefix("PATH="));
+            let resolved = crate::child_limits::resolve_program(program, path).map_err(|e| {
+                Failure::new(spawn_error_code(&e), format!("starting {program:?}: {e}"))
+            })?;
+            let mut command = std::process::Command::new("/proc/self/exe");
+            command
+                .arg(crate::child_limits::SUSPENDED_START)
+                .arg(resolved)
+                .arg(program);
+            crate::child_limits::start_with_continue_blocked(&mut command);
+            command
+        } else {
+            std::process::Command::new(program)
+        };
         command.args(args).env_clear();
         for pair in env {
             if let Some((key, value)) = pair.split_once('=')
@@ -702,16 +718,7 @@ impl Broker {
         }
         let spawned = command.spawn();
         let record = spawned
-            .map_err(|e| {
-                let code = match e.kind() {
-                    std::io::ErrorKind::NotFound => ERROR_FILE_NOT_FOUND,
-                    std::io::ErrorKind::PermissionDenied => ERROR_ACCESS_DENIED,
-                    _ => e
-                        .raw_os_error()
-                        .map_or(ERROR_INVALID_FUNCTION, Win32Error::from_errno),
-                };
-                Failure::new(code, format!("starting {program:?}: {e}"))
-            })
+            .map_err(|e| Failure::new(spawn_error_code(&e), format!("starting {program:?}: {e}")))
             .and_then(|child| {
                 let pid = child.id();
                 // Not waited for here: the pidfd says when it exits, then it is
@@ -767,6 +774,7 @@ impl Broker {
         let sync = self.arena_mut(domain)?;
         sync.set_pid(process_slot, pid);
         sync.set_pid(thread_slot, pid);
+        sync.set_tid(thread_slot, pid);
         let own_security = self.own_security();
         let process = self.insert_object(
             ObjectType::Process,
@@ -1118,5 +1126,16 @@ impl Broker {
             });
         }
         Ok(Outcome::reply(Reply::Handles(entries)))
+    }
+}
+
+/// The Win32 error for a program that cannot be started.
+fn spawn_error_code(e: &std::io::Error) -> Win32Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ERROR_FILE_NOT_FOUND,
+        std::io::ErrorKind::PermissionDenied => ERROR_ACCESS_DENIED,
+        _ => e
+            .raw_os_error()
+            .map_or(ERROR_INVALID_FUNCTION, Win32Error::from_errno),
     }
 }

@@ -1,0 +1,6 @@
+/* processthreadsapi.h for objmgr: the Windows SDK splits windows.h into headers that
+   sources include directly; objmgr's windows.h declares them all. */
+#ifndef OBJMGR_PROCESSTHREADSAPI_H
+#define OBJMGR_PROCESSTHREADSAPI_H
+#include <windows.h>
+#endif

@@ -1,0 +1,6 @@
+/* winerror.h for objmgr: the Windows SDK splits windows.h into headers that
+   sources include directly; objmgr's windows.h declares them all. */
+#ifndef OBJMGR_WINERROR_H
+#define OBJMGR_WINERROR_H
+#include <windows.h>
+#endif
