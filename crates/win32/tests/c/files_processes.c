@@ -150,7 +150,7 @@ static void threads(void) {
     CHECK(WaitForSingleObject(t, 10000) == WAIT_OBJECT_0);
     CHECK(GetExitCodeThread(t, &code) && code == 9);
     CloseHandle(t);
-    t = CreateThread(NULL, 0, returns_seven, NULL, CREATE_SUSPENDED, NULL);
+    t = CreateThread(NULL, 0, returns_seven, (LPVOID)7, CREATE_SUSPENDED, NULL);
     CHECK(t != NULL && WaitForSingleObject(t, 50) == WAIT_TIMEOUT && ResumeThread(t) == 1);
     CHECK(WaitForSingleObject(t, 10000) == WAIT_OBJECT_0 && GetExitCodeThread(t, &code) && code == 7);
     CloseHandle(t);
