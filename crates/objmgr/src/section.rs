@@ -6,7 +6,8 @@ use crate::sys::{self, MapRequest};
 use objmgr_proto::ObjectType;
 use objmgr_proto::access::AccessMask;
 use objmgr_proto::section::{
-    ALLOCATION_GRANULARITY, SEC_COMMIT, SEC_LARGE_PAGES, SEC_RESERVE, ViewKind, view_extent,
+    ALLOCATION_GRANULARITY, SEC_COMMIT, SEC_LARGE_PAGES, SEC_NOCACHE, SEC_RESERVE, ViewKind,
+    view_extent,
 };
 use objmgr_proto::security::SecurityDescriptor;
 use objmgr_proto::wire::{Handle, Reply, Request, SectionGrant};
@@ -105,6 +106,7 @@ pub struct SectionBuilder {
     protection: PageProtection,
     large_pages: bool,
     reserve: bool,
+    no_cache: bool,
     inherit: bool,
     security: Option<SecurityDescriptor>,
 }
@@ -145,6 +147,13 @@ impl SectionBuilder {
         self
     }
 
+    /// `SEC_NOCACHE`: recorded and reported (views' pages carry
+    /// `PAGE_NOCACHE`); caching has no user-space meaning on Linux.
+    pub fn no_cache(mut self, yes: bool) -> Self {
+        self.no_cache = yes;
+        self
+    }
+
     /// Whether the handle is inherited by child processes (`bInheritHandle`).
     pub fn inheritable(mut self, yes: bool) -> Self {
         self.inherit = yes;
@@ -168,6 +177,10 @@ impl SectionBuilder {
         }
         if self.reserve {
             bits |= SEC_RESERVE;
+        }
+        if self.no_cache {
+            // A cache attribute qualifies an explicit commitment.
+            bits |= SEC_NOCACHE | if self.reserve { 0 } else { SEC_COMMIT };
         }
         bits
     }
@@ -329,6 +342,7 @@ impl Section {
             protection: PageProtection::ReadWrite,
             large_pages: false,
             reserve: false,
+            no_cache: false,
             inherit: false,
             security: None,
         }
@@ -455,6 +469,12 @@ impl Section {
     /// Whether the section was created with `SEC_LARGE_PAGES`.
     pub fn large_pages(&self) -> bool {
         self.attributes & SEC_LARGE_PAGES != 0
+    }
+
+    /// The `SEC_*` attributes it was created with (`SEC_COMMIT` or
+    /// `SEC_RESERVE`, `SEC_LARGE_PAGES`, `SEC_NOCACHE`).
+    pub fn attributes(&self) -> u32 {
+        self.attributes
     }
 
     /// Whether the section was created with `SEC_RESERVE` (its views'

@@ -54,6 +54,7 @@ win32_errors! {
     ERROR_NOT_LOCKED = 158, "The segment is already unlocked.";
     ERROR_INVALID_LOCK_RANGE = 307, "A requested file lock operation cannot be processed due to an invalid byte range.";
     ERROR_NOT_SAME_DEVICE = 17, "The system cannot move the file to a different disk drive.";
+    ERROR_GEN_FAILURE = 31, "A device attached to the system is not functioning.";
     ERROR_MOD_NOT_FOUND = 126, "The specified module could not be found.";
     ERROR_PROC_NOT_FOUND = 127, "The specified procedure could not be found.";
     ERROR_ENVVAR_NOT_FOUND = 203, "The system could not find the environment option that was entered.";

@@ -218,7 +218,8 @@ impl ViewKind {
     ///
     /// - `FILE_MAP_WRITE` (with anything else, also `FILE_MAP_ALL_ACCESS`):
     ///   a shared read/write view; else `FILE_MAP_READ`: read-only; else
-    ///   `FILE_MAP_COPY`: copy-on-write; else (0, or execute rights alone):
+    ///   `FILE_MAP_COPY` alone (or with `FILE_MAP_EXECUTE`): copy-on-write;
+    ///   else (0, execute rights alone, `FILE_MAP_COPY | SECTION_MAP_EXECUTE`):
     ///   a view whose pages have no access (`PAGE_NOACCESS`).
     /// - `FILE_MAP_EXECUTE` makes a readable view executable.
     /// - The handle must grant `SECTION_MAP_WRITE` for a writable view,
@@ -241,7 +242,10 @@ impl ViewKind {
         }
         let write = desired & FILE_MAP_WRITE != 0;
         let read = desired & FILE_MAP_READ != 0;
-        let copy = !write && !read && desired & FILE_MAP_COPY != 0;
+        // Copy-on-write only when FILE_MAP_COPY is all that is asked
+        // (besides FILE_MAP_EXECUTE and the flags).
+        let flags = FILE_MAP_LARGE_PAGES | FILE_MAP_TARGETS_INVALID | FILE_MAP_RESERVE;
+        let copy = desired & !(FILE_MAP_EXECUTE | flags) == FILE_MAP_COPY;
         let readable = write || read || copy;
         let execute = readable && desired & FILE_MAP_EXECUTE != 0;
         let mut needed = if write {

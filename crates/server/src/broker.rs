@@ -1299,15 +1299,16 @@ impl Broker {
         match &self.objects[&oid].body {
             Body::Section(section) => {
                 // The fd is what the kernel enforces: a handle that may not
-                // map the section gets none (and so no handle at all).
+                // map the section gets one that maps nothing (O_PATH), so it
+                // can still be queried, duplicated and closed.
                 use objmgr_proto::access::{SECTION_MAP_EXECUTE, SECTION_MAP_READ};
-                if access.0 & (SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_MAP_EXECUTE) == 0 {
-                    return Err(Failure::new(
-                        ERROR_ACCESS_DENIED,
-                        "a section handle needs a map right (FILE_MAP_READ at least)",
-                    ));
-                }
-                let fd = section.fd_for(access.contains(SECTION_MAP_WRITE))?;
+                let fd = if access.0 & (SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_MAP_EXECUTE)
+                    == 0
+                {
+                    section.fd_for_query()?
+                } else {
+                    section.fd_for(access.contains(SECTION_MAP_WRITE))?
+                };
                 Ok(Outcome {
                     reply: Reply::Section(SectionGrant {
                         handle,

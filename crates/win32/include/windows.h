@@ -302,6 +302,7 @@ typedef struct _STARTUPINFOW {
 #define ERROR_NOT_LOCKED 158L
 #define ERROR_INVALID_LOCK_RANGE 307L
 #define ERROR_NOT_SAME_DEVICE 17L
+#define ERROR_GEN_FAILURE 31L
 #define ERROR_MOD_NOT_FOUND 126L
 #define ERROR_PROC_NOT_FOUND 127L
 #define ERROR_ENVVAR_NOT_FOUND 203L
@@ -759,6 +760,8 @@ typedef BOOL (WINAPI *PINIT_ONCE_FN)(PINIT_ONCE InitOnce, PVOID Parameter, PVOID
 #define RTL_RUN_ONCE_INIT {0}
 #define CONDITION_VARIABLE_LOCKMODE_SHARED 0x1
 #define CRITICAL_SECTION_NO_DEBUG_INFO 0x01000000
+#define RTL_CRITICAL_SECTION_FLAG_NO_DEBUG_INFO 0x01000000
+#define RTL_CRITICAL_SECTION_FLAG_FORCE_DEBUG_INFO 0x10000000
 VOID WINAPI InitializeCriticalSection(LPCRITICAL_SECTION lpCriticalSection);
 BOOL WINAPI InitializeCriticalSectionAndSpinCount(LPCRITICAL_SECTION lpCriticalSection, DWORD dwSpinCount);
 BOOL WINAPI InitializeCriticalSectionEx(LPCRITICAL_SECTION lpCriticalSection, DWORD dwSpinCount, DWORD Flags);
@@ -781,7 +784,13 @@ BOOL WINAPI SleepConditionVariableCS(PCONDITION_VARIABLE ConditionVariable, PCRI
                                      DWORD dwMilliseconds);
 BOOL WINAPI SleepConditionVariableSRW(PCONDITION_VARIABLE ConditionVariable, PSRWLOCK SRWLock, DWORD dwMilliseconds,
                                       ULONG Flags);
+#define INIT_ONCE_CHECK_ONLY 0x00000001
+#define INIT_ONCE_ASYNC 0x00000002
+#define INIT_ONCE_INIT_FAILED 0x00000004
+#define INIT_ONCE_CTX_RESERVED_BITS 2
 VOID WINAPI InitOnceInitialize(PINIT_ONCE InitOnce);
+BOOL WINAPI InitOnceBeginInitialize(LPINIT_ONCE lpInitOnce, DWORD dwFlags, PBOOL fPending, LPVOID *lpContext);
+BOOL WINAPI InitOnceComplete(LPINIT_ONCE lpInitOnce, DWORD dwFlags, LPVOID lpContext);
 BOOL WINAPI InitOnceExecuteOnce(PINIT_ONCE InitOnce, PINIT_ONCE_FN InitFn, PVOID Parameter, LPVOID *Context);
 
 /* The environment and the command line. */

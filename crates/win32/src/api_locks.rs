@@ -16,15 +16,18 @@
 #![allow(non_snake_case, non_camel_case_types, clippy::missing_safety_doc)]
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use objmgr_proto::Win32Error;
 use objmgr_proto::error::*;
 use objmgr_proto::sync::INFINITE;
 use rustix::thread::futex;
 
 use crate::api_sync::exports;
+use crate::ffi;
 use crate::last_error::{fail, guard};
 use crate::types::*;
 
@@ -97,12 +100,31 @@ unsafe fn section<'a>(cs: *mut CRITICAL_SECTION) -> Option<&'a CRITICAL_SECTION>
     unsafe { cs.as_ref() }
 }
 
-unsafe fn initialize_section(cs: *mut CRITICAL_SECTION, spin: usize) -> BOOL {
+/// `RTL_CRITICAL_SECTION_FLAG_FORCE_DEBUG_INFO`: a real debug block.
+const FORCE_DEBUG_INFO: DWORD = 0x1000_0000;
+/// What `DebugInfo` holds without one (Windows 8 and later).
+const NO_DEBUG_INFO: *mut c_void = usize::MAX as *mut c_void;
+/// `sizeof(RTL_CRITICAL_SECTION_DEBUG)` on LP64.
+const DEBUG_INFO_SIZE: usize = 48;
+
+unsafe fn initialize_section(cs: *mut CRITICAL_SECTION, spin: usize, flags: DWORD) -> BOOL {
     if cs.is_null() {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
+    let debug_info = if flags & FORCE_DEBUG_INFO != 0 {
+        let block = crate::api_heap::alloc(DEBUG_INFO_SIZE, true);
+        if block.is_null() {
+            return FALSE;
+        }
+        // SAFETY: a zeroed block of the debug structure's size, whose second
+        // field points back to its section.
+        unsafe { block.cast::<*mut c_void>().add(1).write(cs.cast()) };
+        block
+    } else {
+        NO_DEBUG_INFO
+    };
     let value = CRITICAL_SECTION {
-        DebugInfo: std::ptr::null_mut(),
+        DebugInfo: debug_info,
         LockCount: AtomicU32::new(FREE),
         RecursionCount: AtomicI32::new(0),
         OwningThread: AtomicUsize::new(0),
@@ -112,6 +134,21 @@ unsafe fn initialize_section(cs: *mut CRITICAL_SECTION, spin: usize) -> BOOL {
     // SAFETY: `cs` points to writable memory for a CRITICAL_SECTION.
     unsafe { cs.write(value) };
     TRUE
+}
+
+/// `DeleteCriticalSection`: frees a forced debug block.
+unsafe fn delete_section(cs: *mut CRITICAL_SECTION) {
+    if cs.is_null() {
+        return;
+    }
+    // SAFETY: a CRITICAL_SECTION per the Win32 contract.
+    let debug_info = unsafe { (*cs).DebugInfo };
+    if !debug_info.is_null() && debug_info != NO_DEBUG_INFO {
+        // SAFETY: made by `initialize_section` with the heap allocator.
+        unsafe { crate::api_heap::free(debug_info) };
+    }
+    // SAFETY: as above.
+    unsafe { (*cs).DebugInfo = std::ptr::null_mut() };
 }
 
 /// Takes the section for this thread: recursion for its owner, a spin
@@ -178,68 +215,124 @@ fn leave(cs: &CRITICAL_SECTION) {
     }
 }
 
-/// The 32-bit word of an `SRWLOCK`, `CONDITION_VARIABLE` or `INIT_ONCE`
-/// (each one pointer, of which the first half is used).
+/// The two 32-bit words of an `SRWLOCK` or `CONDITION_VARIABLE` (each one
+/// pointer): in the object itself when it is aligned, as it is unless a
+/// packed structure holds it; otherwise in words of their own kept for that
+/// address (futexes need alignment), made on first use and never freed.
 ///
 /// # Safety
-/// `p` points to such an object, which lives as long as the call.
+/// `p` is NULL or points to such an object, which lives as long as the call.
+unsafe fn words<'a>(p: *mut c_void) -> Option<&'a [AtomicU32; 2]> {
+    if p.is_null() {
+        return None;
+    }
+    if (p as usize).is_multiple_of(std::mem::align_of::<usize>()) {
+        // SAFETY: per the contract: one aligned pointer-sized object.
+        return Some(unsafe { &*p.cast::<[AtomicU32; 2]>() });
+    }
+    static UNALIGNED: std::sync::Mutex<Option<HashMap<usize, &'static [AtomicU32; 2]>>> =
+        std::sync::Mutex::new(None);
+    let mut table = UNALIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    let words = table
+        .get_or_insert_with(HashMap::new)
+        .entry(p as usize)
+        .or_insert_with(|| Box::leak(Box::new([AtomicU32::new(0), AtomicU32::new(0)])));
+    Some(*words)
+}
+
+/// An `SRWLOCK`: its state word and the count of writers waiting for it.
+struct Srw<'a> {
+    state: &'a AtomicU32,
+    writers_waiting: &'a AtomicU32,
+}
+
+/// # Safety
+/// As [`words`].
+unsafe fn srw<'a>(p: *mut c_void) -> Option<Srw<'a>> {
+    // SAFETY: per the contract.
+    unsafe { words(p) }.map(|[state, writers_waiting]| Srw {
+        state,
+        writers_waiting,
+    })
+}
+
+/// # Safety
+/// As [`words`].
 unsafe fn word<'a>(p: *mut c_void) -> Option<&'a AtomicU32> {
-    // SAFETY: per the contract; the object is pointer-sized and aligned.
-    unsafe { p.cast::<AtomicU32>().as_ref() }
+    // SAFETY: per the contract.
+    unsafe { words(p) }.map(|[first, _]| first)
 }
 
 const SRW_SLEEPERS: u32 = 1 << 31;
 const SRW_VALUE: u32 = !SRW_SLEEPERS;
 const SRW_WRITER: u32 = SRW_VALUE;
 
-fn srw_try(lock: &AtomicU32, exclusive: bool) -> bool {
-    let mut s = lock.load(Ordering::Relaxed);
-    loop {
-        let value = s & SRW_VALUE;
-        let next = if exclusive {
-            if value != 0 {
-                return false;
+impl Srw<'_> {
+    /// Takes the lock if it is free for this mode: a reader also waits
+    /// for writers already waiting (writers are preferred, as on Windows).
+    fn try_acquire(&self, exclusive: bool) -> bool {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let value = s & SRW_VALUE;
+            let next = if exclusive {
+                if value != 0 {
+                    return false;
+                }
+                s | SRW_WRITER
+            } else {
+                if value >= SRW_WRITER - 1 || self.writers_waiting.load(Ordering::Relaxed) != 0 {
+                    return false;
+                }
+                s + 1
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => s = now,
             }
-            s | SRW_WRITER
-        } else {
-            if value >= SRW_WRITER - 1 {
-                return false;
-            }
-            s + 1
-        };
-        match lock.compare_exchange_weak(s, next, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(now) => s = now,
         }
     }
-}
 
-fn srw_acquire(lock: &AtomicU32, exclusive: bool) {
-    while !srw_try(lock, exclusive) {
-        let s = lock.fetch_or(SRW_SLEEPERS, Ordering::Relaxed) | SRW_SLEEPERS;
-        let value = s & SRW_VALUE;
-        let busy = if exclusive {
-            value != 0
-        } else {
-            value >= SRW_WRITER - 1
-        };
-        if busy {
-            sleep_on(lock, s, None);
+    fn acquire(&self, exclusive: bool) {
+        if self.try_acquire(exclusive) {
+            return;
+        }
+        if exclusive {
+            self.writers_waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        while !self.try_acquire(exclusive) {
+            let s = self.state.fetch_or(SRW_SLEEPERS, Ordering::Relaxed) | SRW_SLEEPERS;
+            let value = s & SRW_VALUE;
+            let busy = if exclusive {
+                value != 0
+            } else {
+                value >= SRW_WRITER - 1 || self.writers_waiting.load(Ordering::Relaxed) != 0
+            };
+            if busy {
+                sleep_on(self.state, s, None);
+            }
+        }
+        if exclusive {
+            // Readers held back for it go on once it leaves (its release
+            // wakes them).
+            self.writers_waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
-}
 
-fn srw_release(lock: &AtomicU32, exclusive: bool) {
-    let before = if exclusive {
-        lock.fetch_and(SRW_SLEEPERS, Ordering::Release)
-    } else {
-        lock.fetch_sub(1, Ordering::Release)
-    };
-    let last = exclusive || before & SRW_VALUE == 1;
-    if last && before & SRW_SLEEPERS != 0 {
-        // Everybody looks again; those still blocked set the bit anew.
-        lock.fetch_and(!SRW_SLEEPERS, Ordering::Relaxed);
-        wake(lock, i32::MAX as u32);
+    fn release(&self, exclusive: bool) {
+        let before = if exclusive {
+            self.state.fetch_and(SRW_SLEEPERS, Ordering::Release)
+        } else {
+            self.state.fetch_sub(1, Ordering::Release)
+        };
+        let last = exclusive || before & SRW_VALUE == 1;
+        if last && before & SRW_SLEEPERS != 0 {
+            // Everybody looks again; those still blocked set the bit anew.
+            self.state.fetch_and(!SRW_SLEEPERS, Ordering::Relaxed);
+            wake(self.state, i32::MAX as u32);
+        }
     }
 }
 
@@ -272,85 +365,195 @@ fn wake_condition(cv: &AtomicU32, all: bool) {
 const LOCKMODE_SHARED: ULONG = 1;
 
 const ONCE_IDLE: usize = 0;
-const ONCE_RUNNING: usize = 1;
+/// A blocking initialization runs; others wait.
+const ONCE_SYNC: usize = 1;
 const ONCE_DONE: usize = 2;
+/// Asynchronous initializations run (any may complete it).
+const ONCE_ASYNC: usize = 3;
 const ONCE_STATE: usize = 3;
+/// `InitOnceBeginInitialize` flags.
+const INIT_ONCE_CHECK_ONLY: DWORD = 1;
+const INIT_ONCE_ASYNC: DWORD = 2;
+/// `InitOnceComplete` flag.
+const INIT_ONCE_INIT_FAILED: DWORD = 4;
 
 type InitOnceFn = unsafe extern "C" fn(*mut c_void, *mut c_void, *mut *mut c_void) -> BOOL;
 
-/// Runs `init` once per `once`; every other caller waits for it and gets
-/// the context it stored.
+/// The `INIT_ONCE` at `once`: its whole value, and its first 32 bits (which
+/// hold the state on this little-endian ABI) for sleeping on.
+///
+/// # Safety
+/// `once` is NULL or points to an `INIT_ONCE` that lives as long as the call.
+unsafe fn once_words<'a>(once: *mut c_void) -> Option<(&'a AtomicUsize, &'a AtomicU32)> {
+    if once.is_null() || !(once as usize).is_multiple_of(std::mem::align_of::<usize>()) {
+        return None;
+    }
+    // SAFETY: per the contract, aligned for both.
+    unsafe { Some((&*once.cast::<AtomicUsize>(), &*once.cast::<AtomicU32>())) }
+}
+
+/// `InitOnceBeginInitialize`: `Ok(None)` when this caller is to initialize
+/// (pending), `Ok(Some(context))` when it is done.
+fn begin_once(
+    state: &AtomicUsize,
+    low: &AtomicU32,
+    flags: DWORD,
+) -> Result<Option<usize>, Win32Error> {
+    if flags & !(INIT_ONCE_CHECK_ONLY | INIT_ONCE_ASYNC) != 0
+        || flags == INIT_ONCE_CHECK_ONLY | INIT_ONCE_ASYNC
+    {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    loop {
+        let s = state.load(Ordering::Acquire);
+        match (s & ONCE_STATE, flags) {
+            (ONCE_DONE, _) => return Ok(Some(s & !ONCE_STATE)),
+            (_, INIT_ONCE_CHECK_ONLY) => return Err(ERROR_GEN_FAILURE),
+            (ONCE_IDLE, 0) | (ONCE_IDLE, INIT_ONCE_ASYNC) => {
+                let next = if flags == 0 { ONCE_SYNC } else { ONCE_ASYNC };
+                if state
+                    .compare_exchange(s, next, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(None);
+                }
+            }
+            (ONCE_ASYNC, INIT_ONCE_ASYNC) => return Ok(None),
+            (ONCE_SYNC, 0) => sleep_on(low, s as u32, None),
+            _ => return Err(ERROR_INVALID_PARAMETER), // sync and async mixed
+        }
+    }
+}
+
+/// `InitOnceComplete`.
+fn complete_once(
+    state: &AtomicUsize,
+    low: &AtomicU32,
+    flags: DWORD,
+    context: usize,
+) -> Result<(), Win32Error> {
+    if flags & !(INIT_ONCE_ASYNC | INIT_ONCE_INIT_FAILED) != 0
+        || flags == INIT_ONCE_ASYNC | INIT_ONCE_INIT_FAILED
+        || context & ONCE_STATE != 0
+        || (flags & INIT_ONCE_INIT_FAILED != 0 && context != 0)
+    {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    let s = state.load(Ordering::Acquire);
+    let expected = if flags & INIT_ONCE_ASYNC != 0 {
+        ONCE_ASYNC
+    } else {
+        ONCE_SYNC
+    };
+    match s & ONCE_STATE {
+        current if current == expected => {}
+        ONCE_DONE if flags & INIT_ONCE_ASYNC != 0 => return Err(ERROR_ALREADY_EXISTS),
+        ONCE_IDLE | ONCE_DONE => return Err(ERROR_GEN_FAILURE),
+        _ => return Err(ERROR_INVALID_PARAMETER),
+    }
+    let end = if flags & INIT_ONCE_INIT_FAILED != 0 {
+        ONCE_IDLE
+    } else {
+        context | ONCE_DONE
+    };
+    match state.compare_exchange(s, end, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            wake(low, i32::MAX as u32);
+            Ok(())
+        }
+        // Another asynchronous initializer completed first.
+        Err(_) => Err(ERROR_ALREADY_EXISTS),
+    }
+}
+
+unsafe fn begin_initialize(
+    once: *mut c_void,
+    flags: DWORD,
+    pending: *mut BOOL,
+    context: *mut *mut c_void,
+) -> BOOL {
+    // SAFETY: an INIT_ONCE per the Win32 contract.
+    let Some((state, low)) = (unsafe { once_words(once) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    match begin_once(state, low, flags) {
+        Ok(done) => {
+            // SAFETY: NULL or writable per the Win32 contract.
+            unsafe {
+                ffi::put(pending, BOOL::from(done.is_none()));
+                if let Some(made) = done {
+                    ffi::put(context, made as *mut c_void);
+                }
+            }
+            TRUE
+        }
+        Err(code) => fail(code, FALSE),
+    }
+}
+
+unsafe fn complete(once: *mut c_void, flags: DWORD, context: *mut c_void) -> BOOL {
+    // SAFETY: an INIT_ONCE per the Win32 contract.
+    let Some((state, low)) = (unsafe { once_words(once) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    match complete_once(state, low, flags, context as usize) {
+        Ok(()) => TRUE,
+        Err(code) => fail(code, FALSE),
+    }
+}
+
+/// Runs `init` once per `once` (a blocking initialization); every other
+/// caller waits for it and gets the context it stored. The callback gets
+/// the caller's context pointer, as on Windows; a failed callback leaves the
+/// object to be initialized again and the last error as the callback left it.
 unsafe fn execute_once(
     once: *mut c_void,
     init: Option<InitOnceFn>,
     parameter: *mut c_void,
     context: *mut *mut c_void,
 ) -> BOOL {
-    // SAFETY: `once` points to an INIT_ONCE (one pointer) per the contract.
-    let (Some(state), Some(init)) = (unsafe { once.cast::<AtomicUsize>().as_ref() }, init) else {
+    // SAFETY: an INIT_ONCE per the Win32 contract.
+    let (Some((state, low)), Some(init)) = (unsafe { once_words(once) }, init) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    // SAFETY: the same object, its first 32 bits (where the state bits are
-    // on this little-endian ABI) are what the sleepers wait on.
-    let Some(low) = (unsafe { word(once) }) else {
-        return fail(ERROR_INVALID_PARAMETER, FALSE);
-    };
-    loop {
-        let s = state.load(Ordering::Acquire);
-        match s & ONCE_STATE {
-            ONCE_DONE => {
-                if !context.is_null() {
-                    // SAFETY: a writable pointer per the contract.
-                    unsafe { context.write((s & !ONCE_STATE) as *mut c_void) };
-                }
-                return TRUE;
-            }
-            ONCE_IDLE => {
-                if state
-                    .compare_exchange(s, ONCE_RUNNING, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                let mut made: *mut c_void = std::ptr::null_mut();
-                // SAFETY: the caller's callback, with the arguments Windows
-                // passes it.
-                let ok = unsafe { init(once, parameter, &mut made) };
-                let end = if ok != FALSE {
-                    (made as usize & !ONCE_STATE) | ONCE_DONE
-                } else {
-                    ONCE_IDLE
-                };
-                state.store(end, Ordering::Release);
-                wake(low, i32::MAX as u32);
-                if ok == FALSE {
-                    return FALSE;
-                }
-                if !context.is_null() {
-                    // SAFETY: as above.
-                    unsafe { context.write(made) };
-                }
-                return TRUE;
-            }
-            _ => sleep_on(low, s as u32, None),
+    match begin_once(state, low, 0) {
+        Ok(Some(made)) => {
+            // SAFETY: NULL or writable per the Win32 contract.
+            unsafe { ffi::put(context, made as *mut c_void) };
+            TRUE
         }
+        Ok(None) => {
+            // SAFETY: the caller's callback, with the arguments Windows
+            // passes it.
+            let ok = unsafe { init(once, parameter, context) };
+            if ok == FALSE {
+                let _ = complete_once(state, low, INIT_ONCE_INIT_FAILED, 0);
+                return FALSE;
+            }
+            // SAFETY: NULL or readable per the Win32 contract.
+            let made = unsafe { ffi::get(context.cast_const()) }.map_or(0, |p| p as usize);
+            match complete_once(state, low, 0, made & !ONCE_STATE) {
+                Ok(()) => TRUE,
+                Err(code) => fail(code, FALSE),
+            }
+        }
+        Err(code) => fail(code, FALSE),
     }
 }
 
 exports! {
     fn InitializeCriticalSection(cs: *mut CRITICAL_SECTION) -> () = ()
-        => { initialize_section(cs, 0); };
+        => { initialize_section(cs, 0, 0); };
     fn InitializeCriticalSectionAndSpinCount(cs: *mut CRITICAL_SECTION, spin: DWORD) -> BOOL = FALSE
-        => initialize_section(cs, spin as usize);
+        => initialize_section(cs, spin as usize, 0);
     fn InitializeCriticalSectionEx(cs: *mut CRITICAL_SECTION, spin: DWORD, flags: DWORD) -> BOOL = FALSE
-        => { let _ = flags; initialize_section(cs, spin as usize) };
+        => initialize_section(cs, spin as usize, flags);
     fn SetCriticalSectionSpinCount(cs: *mut CRITICAL_SECTION, spin: DWORD) -> DWORD = 0
         => match section(cs) {
             Some(cs) => cs.SpinCount.swap(spin as usize & SPIN_COUNT_MASK, Ordering::Relaxed) as DWORD,
             None => 0,
         };
-    fn DeleteCriticalSection(cs: *mut CRITICAL_SECTION) -> () = ()
-        => { initialize_section(cs, 0); };
+    fn DeleteCriticalSection(cs: *mut CRITICAL_SECTION) -> () = () => delete_section(cs);
     fn EnterCriticalSection(cs: *mut CRITICAL_SECTION) -> () = ()
         => if let Some(cs) = section(cs) { enter(cs, thread_id()) };
     fn TryEnterCriticalSection(cs: *mut CRITICAL_SECTION) -> BOOL = FALSE
@@ -359,19 +562,19 @@ exports! {
         => if let Some(cs) = section(cs) { leave(cs) };
 
     fn InitializeSRWLock(lock: *mut c_void) -> () = ()
-        => if let Some(w) = word(lock) { w.store(0, Ordering::Relaxed) };
+        => if let Some(l) = srw(lock) { l.state.store(0, Ordering::Relaxed); l.writers_waiting.store(0, Ordering::Relaxed) };
     fn AcquireSRWLockExclusive(lock: *mut c_void) -> () = ()
-        => if let Some(w) = word(lock) { srw_acquire(w, true) };
+        => if let Some(l) = srw(lock) { l.acquire(true) };
     fn AcquireSRWLockShared(lock: *mut c_void) -> () = ()
-        => if let Some(w) = word(lock) { srw_acquire(w, false) };
+        => if let Some(l) = srw(lock) { l.acquire(false) };
     fn ReleaseSRWLockExclusive(lock: *mut c_void) -> () = ()
-        => if let Some(w) = word(lock) { srw_release(w, true) };
+        => if let Some(l) = srw(lock) { l.release(true) };
     fn ReleaseSRWLockShared(lock: *mut c_void) -> () = ()
-        => if let Some(w) = word(lock) { srw_release(w, false) };
+        => if let Some(l) = srw(lock) { l.release(false) };
     fn TryAcquireSRWLockExclusive(lock: *mut c_void) -> u8 = 0
-        => word(lock).map_or(0, |w| u8::from(srw_try(w, true)));
+        => srw(lock).map_or(0, |l| u8::from(l.try_acquire(true)));
     fn TryAcquireSRWLockShared(lock: *mut c_void) -> u8 = 0
-        => word(lock).map_or(0, |w| u8::from(srw_try(w, false)));
+        => srw(lock).map_or(0, |l| u8::from(l.try_acquire(false)));
 
     fn InitializeConditionVariable(cv: *mut c_void) -> () = ()
         => if let Some(w) = word(cv) { w.store(0, Ordering::Relaxed) };
@@ -395,10 +598,10 @@ exports! {
             _ => fail(ERROR_INVALID_PARAMETER, FALSE),
         };
     fn SleepConditionVariableSRW(cv: *mut c_void, lock: *mut c_void, ms: DWORD, flags: ULONG) -> BOOL = FALSE
-        => match (word(cv), word(lock)) {
+        => match (word(cv), srw(lock)) {
             (Some(cv), Some(lock)) => {
                 let exclusive = flags & LOCKMODE_SHARED == 0;
-                sleep_condition(cv, ms, || srw_release(lock, exclusive), || srw_acquire(lock, exclusive))
+                sleep_condition(cv, ms, || lock.release(exclusive), || lock.acquire(exclusive))
             }
             _ => fail(ERROR_INVALID_PARAMETER, FALSE),
         };
@@ -407,4 +610,8 @@ exports! {
         => if let Some(state) = once.cast::<AtomicUsize>().as_ref() { state.store(ONCE_IDLE, Ordering::Relaxed) };
     fn InitOnceExecuteOnce(once: *mut c_void, init: Option<InitOnceFn>, parameter: *mut c_void, context: *mut *mut c_void) -> BOOL = FALSE
         => execute_once(once, init, parameter, context);
+    fn InitOnceBeginInitialize(once: *mut c_void, flags: DWORD, pending: *mut BOOL, context: *mut *mut c_void) -> BOOL = FALSE
+        => begin_initialize(once, flags, pending, context);
+    fn InitOnceComplete(once: *mut c_void, flags: DWORD, context: *mut c_void) -> BOOL = FALSE
+        => complete(once, flags, context);
 }

@@ -41,7 +41,7 @@ const MEM_TOP_DOWN: DWORD = 0x10_0000;
 const MEM_RESET_UNDO: DWORD = 0x100_0000;
 const MEM_IMAGE: DWORD = 0x100_0000;
 const PAGE_GUARD: DWORD = 0x100;
-const PAGE_NOCACHE: DWORD = 0x200;
+pub(crate) const PAGE_NOCACHE: DWORD = 0x200;
 const PAGE_WRITECOMBINE: DWORD = 0x400;
 /// The modifiers that may accompany one base protection.
 const MODIFIERS: DWORD = PAGE_GUARD | PAGE_NOCACHE | PAGE_WRITECOMBINE;
@@ -188,9 +188,9 @@ pub(crate) fn track_view(
     reserved: bool,
 ) -> Result<(), Win32Error> {
     let len = len.next_multiple_of(page_size());
-    let shared = !matches!(protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
+    let shared = !matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
     let kind = Kind::View {
-        access: protect,
+        access: protect & 0xFF,
         file_backed,
         shared,
     };
@@ -294,16 +294,21 @@ fn commit(start: usize, len: usize, protect: DWORD) -> Result<usize, Win32Error>
     let mut memory = memory();
     let base = holding(&memory, start, len)?;
     let a = memory.get_mut(&base).ok_or(ERROR_INVALID_ADDRESS)?;
-    let protect = match a.kind {
+    let copy_on_write = matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
+    match a.kind {
+        // A file's pages are committed by the file: never here.
         Kind::View {
             file_backed: true, ..
         } => return Err(ERROR_ACCESS_DENIED),
         Kind::View { access, .. } if !view_allows(access, protect & 0xFF) => {
             return Err(ERROR_INVALID_PARAMETER);
         }
-        Kind::View { .. } => protect,
-        Kind::Private => (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS),
-    };
+        Kind::View { .. } => {}
+        // Private memory is never copy-on-write.
+        Kind::Private if copy_on_write => return Err(ERROR_INVALID_PARAMETER),
+        Kind::Private => {}
+    }
+    let protect = (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS);
     mprotect(start, len, protect)?;
     let first = (start - base) / page_size();
     a.set(
@@ -347,12 +352,9 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
     if size == 0 || kind & !known != 0 || kind & (MEM_COMMIT | MEM_RESERVE) == 0 {
         return fail(ERROR_INVALID_PARAMETER, null);
     }
-    // Private memory is never copy-on-write.
-    if parse_protect(protect)
-        .is_none_or(|(base, _)| matches!(base, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY))
-    {
+    let Some((base_protect, _)) = parse_protect(protect) else {
         return fail(ERROR_INVALID_PARAMETER, null);
-    }
+    };
     let Some(len) = size
         .checked_next_multiple_of(page_size())
         .filter(|&l| l <= isize::MAX as usize / 2)
@@ -367,6 +369,10 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
             Ok(start) => start as LPVOID,
             Err(code) => fail(code, null),
         };
+    }
+    // New private memory is never copy-on-write.
+    if matches!(base_protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY) {
+        return fail(ERROR_INVALID_PARAMETER, null);
     }
     let committed = kind & MEM_COMMIT != 0;
     let prot = if committed {
@@ -740,14 +746,14 @@ fn protect_in(
         return Err(ERROR_INVALID_ADDRESS);
     }
     let copy_on_write = matches!(base_protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY);
-    let protect = match a.kind {
+    match a.kind {
         Kind::Private if copy_on_write => return Err(ERROR_INVALID_PARAMETER),
-        Kind::Private => (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS),
         Kind::View { access, .. } if !view_allows(access, base_protect) => {
             return Err(ERROR_INVALID_PARAMETER);
         }
-        Kind::View { .. } => protect,
-    };
+        Kind::Private | Kind::View { .. } => {}
+    }
+    let protect = (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS);
     let old = query_old(a, first, start);
     if copy_on_write && matches!(a.kind, Kind::View { shared: true, .. }) {
         // A shared view's pages become a private copy: writes from now on

@@ -61,6 +61,7 @@ unsafe fn create_mapping(
         .protection(protection)
         .large_pages(attributes.large_pages)
         .reserve(attributes.reserve)
+        .no_cache(attributes.cache_hint)
         .inheritable(inherit);
     if let Some(name) = &name {
         builder = builder.name(name);
@@ -82,13 +83,16 @@ unsafe fn create_mapping(
             Entry::File(f) => builder.create_from_file(f),
             Entry::Object(Object::File(f)) => {
                 // The handle must allow what the protection does: reading
-                // always, writing for a writable (shared) mapping.
-                use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
-                let needs = if protection.allows_shared_write() {
-                    FILE_READ_DATA | FILE_WRITE_DATA
-                } else {
-                    FILE_READ_DATA
-                };
+                // always, writing for a writable (shared) mapping, executing
+                // for an executable one.
+                use objmgr_proto::access::{FILE_EXECUTE, FILE_READ_DATA, FILE_WRITE_DATA};
+                let mut needs = FILE_READ_DATA;
+                if protection.allows_shared_write() {
+                    needs |= FILE_WRITE_DATA;
+                }
+                if protection.allows_execute() {
+                    needs |= FILE_EXECUTE;
+                }
                 if f.access() & needs != needs {
                     return fail(ERROR_ACCESS_DENIED, null);
                 }
@@ -140,10 +144,16 @@ fn map_view(
         Ok(view) => {
             let ptr = view.as_ptr();
             let reserved = section.reserved() && !section.is_file_backed();
+            // A SEC_NOCACHE section's pages say so.
+            let cache = if section.attributes() & objmgr_proto::section::SEC_NOCACHE != 0 {
+                api_memory::PAGE_NOCACHE
+            } else {
+                0
+            };
             if let Err(code) = api_memory::track_view(
                 ptr as usize,
                 view.len(),
-                view.protection(),
+                view.protection() | cache,
                 section.is_file_backed(),
                 reserved,
             ) {

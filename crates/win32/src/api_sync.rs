@@ -382,6 +382,11 @@ unsafe fn wait_multiple(
     }
     // SAFETY: `n` handles are readable per the Win32 contract.
     let handles = unsafe { std::slice::from_raw_parts(handles, n as usize) };
+    // WaitForSingleObject takes the pseudo-handles (and times out);
+    // WaitForMultipleObjects refuses them, as Windows does.
+    if handles.iter().any(|&h| never_signaled(h)) {
+        return fail(ERROR_INVALID_HANDLE, WAIT_FAILED);
+    }
     if alertable {
         wait_alertable(handles, all, ms)
     } else {
@@ -390,7 +395,8 @@ unsafe fn wait_multiple(
 }
 
 /// Whether `h` stands for the calling process or thread, which cannot be
-/// signaled while that thread waits: a wait on one only times out.
+/// signaled while that thread waits: `WaitForSingleObject` on one only
+/// times out.
 fn never_signaled(h: HANDLE) -> bool {
     h == CURRENT_PROCESS || h == CURRENT_THREAD
 }
@@ -407,8 +413,10 @@ fn wait_out(ms: DWORD) -> DWORD {
 }
 
 fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
-    if handles.iter().any(|&h| never_signaled(h)) {
-        return wait_with_self(handles, all, ms);
+    if let [handle] = handles
+        && never_signaled(*handle)
+    {
+        return wait_out(ms);
     }
     if let [handle] = handles {
         // WaitForSingleObject: the common case, without allocating.
@@ -505,42 +513,6 @@ pub(crate) fn wait_alertable(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD 
         if left().is_some_and(|l| l.is_zero()) {
             return WAIT_TIMEOUT;
         }
-    }
-}
-
-/// A wait that names the calling process or thread: the other handles are
-/// still checked (and a wait for any of them still returns its index); a
-/// wait for all, or for only such handles, times out.
-fn wait_with_self(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
-    for &h in handles.iter().filter(|&&h| !never_signaled(h)) {
-        match table::object(h) {
-            Ok(entry) if matches!(&*entry, Entry::Object(o) if o.waitable().is_some()) => {}
-            Ok(_) => return fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
-            Err(code) => return fail(code, WAIT_FAILED),
-        }
-    }
-    let others: Vec<(usize, HANDLE)> = handles
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|&(_, h)| !never_signaled(h))
-        .collect();
-    if all || others.is_empty() {
-        return wait_out(ms);
-    }
-    let only: Vec<HANDLE> = others.iter().map(|&(_, h)| h).collect();
-    let result = wait(&only, false, ms);
-    // Map an index among the others back to the caller's array.
-    let index = |base: DWORD| match others.get((result - base) as usize) {
-        Some(&(i, _)) => base + i as DWORD,
-        None => result,
-    };
-    match result {
-        r if r < WAIT_OBJECT_0 + only.len() as DWORD => index(WAIT_OBJECT_0),
-        r if (WAIT_ABANDONED_0..WAIT_ABANDONED_0 + only.len() as DWORD).contains(&r) => {
-            index(WAIT_ABANDONED_0)
-        }
-        r => r,
     }
 }
 

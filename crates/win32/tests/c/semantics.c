@@ -21,12 +21,12 @@ int main(void) {
     /* The current process and thread are never signaled while they wait. */
     CHECK(WaitForSingleObject(GetCurrentProcess(), 0) == WAIT_TIMEOUT);
     CHECK(WaitForSingleObject(GetCurrentThread(), 10) == WAIT_TIMEOUT);
+    CHECK(WaitForSingleObjectEx(GetCurrentThread(), 10, TRUE) == WAIT_TIMEOUT);
+    /* ... but WaitForMultipleObjects refuses them. */
     HANDLE set = CreateEvent(NULL, TRUE, TRUE, NULL);
     HANDLE pair[2] = {GetCurrentThread(), set};
-    CHECK(WaitForMultipleObjects(2, pair, FALSE, 0) == WAIT_OBJECT_0 + 1);
-    CHECK(WaitForMultipleObjects(2, pair, TRUE, 10) == WAIT_TIMEOUT);
-    HANDLE bad[2] = {GetCurrentProcess(), (HANDLE)(ULONG_PTR)0x7ff0};
-    CHECK_ERR(WaitForMultipleObjects(2, bad, FALSE, 0), WAIT_FAILED, ERROR_INVALID_HANDLE);
+    CHECK_ERR(WaitForMultipleObjects(2, pair, FALSE, 0), WAIT_FAILED, ERROR_INVALID_HANDLE);
+    CHECK_ERR(WaitForMultipleObjects(1, pair, FALSE, 0), WAIT_FAILED, ERROR_INVALID_HANDLE);
 
     /* The two low bits of a handle value are the application's. */
     CHECK(ResetEvent((HANDLE)((ULONG_PTR)set | 3)));
@@ -46,7 +46,10 @@ int main(void) {
     HANDLE no_rights = NULL;
     CHECK(DuplicateHandle(GetCurrentProcess(), mapping, GetCurrentProcess(), &no_rights, 0, FALSE, 0));
     CHECK_ERR(MapViewOfFile(no_rights, 0, 0, 0, 0), NULL, ERROR_ACCESS_DENIED);
-    CloseHandle(no_rights);
+    CHECK(CloseHandle(no_rights));
+    CHECK(DuplicateHandle(GetCurrentProcess(), mapping, GetCurrentProcess(), &no_rights, SECTION_QUERY, FALSE, 0));
+    CHECK_ERR(MapViewOfFile(no_rights, FILE_MAP_READ, 0, 0, 0), NULL, ERROR_ACCESS_DENIED);
+    CHECK(CloseHandle(no_rights));
 
     /* A 100-byte section maps up to the end of its page; inside-view unmap. */
     char *whole = (char *)MapViewOfFile(mapping, FILE_MAP_WRITE, 0, 0, page);
