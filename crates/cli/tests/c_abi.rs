@@ -309,3 +309,95 @@ fn suspended_threads_and_processes_and_apcs_from_c() {
     let program = compile(&broker, "threads.c", true, Link::Shared);
     run_checks(&broker, &program, &[]);
 }
+
+/// A prefix laid out as `install.sh` lays one out, over this build: the
+/// headers and the library where `objmgr-win32.pc` says they are, so that a
+/// program builds with nothing but `pkg-config --cflags --libs objmgr-win32`.
+fn pkg_config_prefix(broker: &TestBroker) -> PathBuf {
+    let prefix = broker.dir.join("prefix");
+    let pc_dir = prefix.join("lib/pkgconfig");
+    std::fs::create_dir_all(&pc_dir).unwrap();
+    std::fs::create_dir_all(prefix.join("include")).unwrap();
+    std::os::unix::fs::symlink(
+        win32_dir().join("include"),
+        prefix.join("include/objmgr-win32"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        lib_dir().join("libobjmgr_win32.so"),
+        prefix.join("lib/libobjmgr_win32.so"),
+    )
+    .unwrap();
+    let template = std::fs::read_to_string(win32_dir().join("objmgr-win32.pc.in")).unwrap();
+    let pc = template
+        .replace("@PREFIX@", prefix.to_str().unwrap())
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    std::fs::write(pc_dir.join("objmgr-win32.pc"), pc).unwrap();
+    prefix
+}
+
+/// Builds a program of `crates/win32/tests/programs` with the flags
+/// pkg-config gives, and runs it (the library found through the prefix).
+fn build_and_run_program(source: &str) -> String {
+    let broker = TestBroker::new();
+    let prefix = pkg_config_prefix(&broker);
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "objmgr-win32"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("run pkg-config");
+    assert!(
+        flags.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let out = broker.dir.join(source.replace('.', "-"));
+    let compiler = if source.ends_with(".cpp") {
+        "c++"
+    } else {
+        "cc"
+    };
+    let built = Command::new(compiler)
+        .arg(win32_dir().join("tests/programs").join(source))
+        .args(flags.split_whitespace())
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "building {source}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let ran = run(&broker, &out)
+        .env("LD_LIBRARY_PATH", prefix.join("lib"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert!(
+        ran.status.success(),
+        "{source}: {stdout}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn a_cxx_producer_and_consumer_share_a_ring_buffer() {
+    let stdout = build_and_run_program("ring_buffer.cpp");
+    assert!(stdout.contains("checksum 20100: OK"), "{stdout}");
+}
+
+#[test]
+fn a_supervisor_runs_workers_in_a_job() {
+    let stdout = build_and_run_program("job_workers.c");
+    assert!(stdout.contains("total 3000 in 3 processes: OK"), "{stdout}");
+}
+
+#[test]
+fn two_processes_share_a_journal_file_through_a_mapping() {
+    let stdout = build_and_run_program("file_journal.c");
+    assert!(stdout.contains("read: record 15: even\u{e9}"), "{stdout}");
+    assert!(stdout.contains("reader exit code 0"), "{stdout}");
+}

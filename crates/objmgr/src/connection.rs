@@ -605,6 +605,22 @@ pub(crate) fn client_tag() -> Result<(u16, u64)> {
 /// trip. Any other close waits for the broker's answer, so that a failure is
 /// reported.
 pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -> Result<()> {
+    close(handle, handle_generation, what, false)
+}
+
+/// Closes a handle and waits until the broker has done so: what the close
+/// of a file (or a section over one) needs, so that a name it removes (a
+/// pending delete, `FILE_FLAG_DELETE_ON_CLOSE`) is gone when the close
+/// returns, as on Windows.
+pub(crate) fn close_handle_and_wait(
+    handle: Handle,
+    handle_generation: u64,
+    what: &str,
+) -> Result<()> {
+    close(handle, handle_generation, what, true)
+}
+
+fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Result<()> {
     if handle_generation != generation() {
         return Ok(());
     }
@@ -618,7 +634,7 @@ pub(crate) fn close_handle(handle: Handle, handle_generation: u64, what: &str) -
             format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
         )
     };
-    if shared.closes_may_fail.contains(&handle.0) {
+    if wait || shared.closes_may_fail.contains(&handle.0) {
         exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
         shared.set_close_may_fail(handle, false);
         return Ok(());

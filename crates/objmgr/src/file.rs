@@ -421,7 +421,8 @@ impl File {
         if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        connection::close_handle(self.handle, self.generation, "file")
+        // Waited for: the last close of a file removes a pending name.
+        connection::close_handle_and_wait(self.handle, self.generation, "file")
     }
 
     pub(crate) fn forget(&self) {

@@ -63,8 +63,8 @@ fn run(job: Job) {
 }
 
 /// Removes a pending name, as the user who deleted it, if it still names
-/// the same file. Runs on the closer thread only: its credentials are
-/// switched for the call (per thread: the broker's own thread keeps root's).
+/// the same file. The calling thread's credentials are switched for the call
+/// and back (per thread: the broker's other threads keep root's).
 fn unlink(pending: PendingUnlink) {
     use rustix::process::{Gid, Uid};
     let as_user = |(uid, gid, groups): &(u32, u32, Vec<u32>)| {
@@ -73,6 +73,10 @@ fn unlink(pending: PendingUnlink) {
             && rustix::thread::set_thread_res_gid(None, Gid::from_raw(*gid), None).is_ok()
             && rustix::thread::set_thread_res_uid(None, Uid::from_raw(*uid), None).is_ok()
     };
+    let saved_groups = pending
+        .creds
+        .as_ref()
+        .map(|_| rustix::process::getgroups().unwrap_or_default());
     let switched = pending.creds.as_ref().is_none_or(as_user);
     if switched {
         let same = rustix::fs::statx(
@@ -94,7 +98,38 @@ fn unlink(pending: PendingUnlink) {
         // Back to root's rights (the saved ids are root's).
         let _ = rustix::thread::set_thread_res_uid(None, Uid::ROOT, None);
         let _ = rustix::thread::set_thread_res_gid(None, Gid::ROOT, None);
-        let _ = rustix::thread::set_thread_groups(&[]);
+        let _ = rustix::thread::set_thread_groups(&saved_groups.unwrap_or_default());
+    }
+}
+
+/// Whether operations on this file system may wait on another process or
+/// machine (FUSE, network and cluster file systems), so that the broker's
+/// own thread must not make them. Unknown: assumed so.
+fn may_stall(dir: &OwnedFd) -> bool {
+    const REMOTE: [u64; 11] = [
+        0x6573_5546, // FUSE
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x00C3_6400, // Ceph
+        0x0102_1997, // 9p
+        0x5346_414F, // AFS
+        0x7375_7245, // Coda
+        0x7461_636F, // OCFS2
+        0x0116_1970, // GFS2
+    ];
+    rustix::fs::fstatfs(dir).map_or(true, |st| REMOTE.contains(&(st.f_type as u64)))
+}
+
+/// Removes `pending`'s name: at once on a local file system (so that the
+/// close that made it due returns with the name gone, as on Windows),
+/// else on the closer thread.
+pub fn unlink_now_or_later(pending: PendingUnlink) {
+    if may_stall(&pending.dir) {
+        unlink_later(pending);
+    } else {
+        unlink(pending);
     }
 }
 

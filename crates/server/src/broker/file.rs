@@ -408,7 +408,7 @@ impl Broker {
         }
         // The last open of the file: a pending delete happens now.
         if let Some(pending) = self.delete_pending.remove(&node) {
-            crate::closer::unlink_later(pending);
+            crate::closer::unlink_now_or_later(pending);
         }
     }
 
