@@ -25,6 +25,8 @@ fn close(h: HANDLE) -> BOOL {
     };
     // A standard handle closed is no longer what GetStdHandle gives.
     crate::api_stdio::forget_std_handle(h);
+    // A timer's completion routine ends with the handle it was set through.
+    crate::api_thread::stop_timer_routine(h);
     match &*entry {
         // Closed now, even if threads still hold the object in their caches.
         Entry::Object(object) => or_fail(object.close_shared().map(|()| TRUE), FALSE),

@@ -286,12 +286,15 @@ exports! {
     });
     fn ReleaseSemaphore(h: HANDLE, count: LONG, previous: *mut LONG) -> BOOL = FALSE
         => release_semaphore(h, count, previous);
-    fn SetWaitableTimer(h: HANDLE, due: *const i64, period: LONG, routine: *const std::ffi::c_void, arg: *const std::ffi::c_void, resume: BOOL) -> BOOL = FALSE
+    fn SetWaitableTimer(h: HANDLE, due: *const i64, period: LONG, routine: Option<crate::api_thread::TimerApcFn>, arg: *const std::ffi::c_void, resume: BOOL) -> BOOL = FALSE
         => set_timer(h, due, period, routine, arg, resume);
-    fn CancelWaitableTimer(h: HANDLE) -> BOOL = FALSE => with_object(h, |o| match o {
-        Object::WaitableTimer(t) => t.cancel(),
-        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a waitable timer")),
-    });
+    fn CancelWaitableTimer(h: HANDLE) -> BOOL = FALSE => {
+        crate::api_thread::stop_timer_routine(h);
+        with_object(h, |o| match o {
+            Object::WaitableTimer(t) => t.cancel(),
+            _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a waitable timer")),
+        })
+    };
 
     fn WaitForSingleObject(h: HANDLE, ms: DWORD) -> DWORD = WAIT_FAILED => wait(&[h], false, ms);
     fn WaitForSingleObjectEx(h: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
@@ -337,8 +340,8 @@ unsafe fn set_timer(
     h: HANDLE,
     due: *const i64,
     period: LONG,
-    routine: *const std::ffi::c_void,
-    _arg: *const std::ffi::c_void,
+    routine: Option<crate::api_thread::TimerApcFn>,
+    arg: *const std::ffi::c_void,
     _resume: BOOL,
 ) -> BOOL {
     // SAFETY: NULL or a readable LARGE_INTEGER per the Win32 contract.
@@ -348,14 +351,22 @@ unsafe fn set_timer(
     if period < 0 {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
-    if !routine.is_null() {
-        // Completion routines are APCs, which objmgr does not run.
-        return fail(ERROR_NOT_SUPPORTED, FALSE);
-    }
-    with_object(h, |o| match o {
+    let set = with_object(h, |o| match o {
         Object::WaitableTimer(t) => t.set(due, period as u32),
         _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a waitable timer")),
-    })
+    });
+    if set == FALSE {
+        return FALSE;
+    }
+    // Setting a timer again replaces its completion routine.
+    crate::api_thread::stop_timer_routine(h);
+    if let Some(routine) = routine
+        && let Err(code) =
+            crate::api_thread::start_timer_routine(h, due, period as u32, routine, arg as usize)
+    {
+        return fail(code, FALSE);
+    }
+    TRUE
 }
 
 fn timeout(ms: DWORD) -> Option<Duration> {

@@ -42,11 +42,15 @@ const MAXIMUM_SUSPEND_COUNT: u32 = 127;
 pub(crate) const WAIT_IO_COMPLETION: DWORD = 0xC0;
 
 type ApcFn = unsafe extern "C" fn(usize);
+/// A waitable timer's completion routine (`PTIMERAPCROUTINE`).
+pub(crate) type TimerApcFn = unsafe extern "C" fn(*mut std::ffi::c_void, DWORD, DWORD);
+/// A queued APC: the routine with its arguments.
+type Apc = Box<dyn FnOnce() + Send>;
 
 /// One thread's suspend count and APC queue.
 pub(crate) struct Control {
     suspend: AtomicU32,
-    apcs: Mutex<VecDeque<(ApcFn, usize)>>,
+    apcs: Mutex<VecDeque<Apc>>,
     /// The auto-reset event its alertable waits include (made on first use).
     alert: OnceLock<Event>,
     /// Whether the thread itself registered (it can then be stopped where
@@ -83,17 +87,25 @@ impl Control {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop_front();
-            let Some((routine, data)) = next else {
+            let Some(apc) = next else {
                 return ran;
             };
-            // SAFETY: the caller's APC routine with its own argument, run
-            // in the thread it was queued to, as Windows runs it.
-            unsafe { routine(data) };
+            apc();
             ran = true;
         }
     }
 
     /// Sleeps while the suspend count is above 0.
+    /// Queues `apc` and wakes the thread's alertable wait, if any.
+    fn queue(&self, apc: Apc) -> Result<(), Win32Error> {
+        let alert = self.alert()?;
+        self.apcs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(apc);
+        alert.set().map_err(|e| e.code())
+    }
+
     fn wait_while_suspended(&self) {
         loop {
             let count = self.suspend.load(Ordering::Acquire);
@@ -324,19 +336,115 @@ fn queue_apc(routine: Option<ApcFn>, h: HANDLE, data: usize) -> DWORD {
     } else {
         control_of(tid)
     };
-    let alert = match control.alert() {
-        Ok(event) => event,
-        Err(code) => return fail(code, 0),
-    };
-    control
-        .apcs
+    // SAFETY: the caller's APC routine with its own argument, run in the
+    // thread it was queued to, as Windows runs it.
+    let apc: Apc = Box::new(move || unsafe { routine(data) });
+    match control.queue(apc) {
+        Ok(()) => 1,
+        Err(code) => fail(code, 0),
+    }
+}
+
+/// A running completion routine of a waitable timer: stopped when the
+/// timer is set again, cancelled or closed (through the same handle).
+struct TimerRoutine {
+    stopped: Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+static TIMER_ROUTINES: Mutex<Option<HashMap<usize, Arc<TimerRoutine>>>> = Mutex::new(None);
+
+/// Stops the completion routine started through timer handle `h`, if any.
+pub(crate) fn stop_timer_routine(h: HANDLE) {
+    let routine = TIMER_ROUTINES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push_back((routine, data));
-    match alert.set() {
-        Ok(()) => 1,
-        Err(e) => fail(e.code(), 0),
+        .get_or_insert_with(HashMap::new)
+        .remove(&(h as usize));
+    if let Some(routine) = routine {
+        *routine.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        routine.wake.notify_all();
     }
+}
+
+/// 100-nanosecond intervals from 1601 to 1970 (`FILETIME` to Unix time).
+const FILETIME_UNIX_EPOCH: i64 = 116_444_736_000_000_000;
+
+fn filetime_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    FILETIME_UNIX_EPOCH + (since.as_nanos() / 100) as i64
+}
+
+/// `SetWaitableTimer`'s completion routine: queued as an APC to the calling
+/// thread each time the timer comes due (`due` as `SetWaitableTimer` takes
+/// it: negative relative, positive absolute, in 100 ns), with the time it
+/// came due as a `FILETIME`. It runs in that thread's alertable waits.
+pub(crate) fn start_timer_routine(
+    h: HANDLE,
+    due: i64,
+    period_ms: u32,
+    routine: TimerApcFn,
+    argument: usize,
+) -> Result<(), Win32Error> {
+    stop_timer_routine(h);
+    let target = current();
+    target.alert()?; // made now: the timer thread only queues
+    let first = if due < 0 {
+        std::time::Duration::from_nanos(due.unsigned_abs().saturating_mul(100))
+    } else {
+        std::time::Duration::from_nanos(due.saturating_sub(filetime_now()).max(0) as u64 * 100)
+    };
+    let state = Arc::new(TimerRoutine {
+        stopped: Mutex::new(false),
+        wake: std::sync::Condvar::new(),
+    });
+    TIMER_ROUTINES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(h as usize, state.clone());
+    let period = std::time::Duration::from_millis(u64::from(period_ms));
+    std::thread::Builder::new()
+        .name("objmgr-timer-apc".into())
+        .spawn(move || {
+            let mut next = std::time::Instant::now() + first;
+            loop {
+                let mut stopped = state.stopped.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let left = next.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    stopped = state
+                        .wake
+                        .wait_timeout(stopped, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                if *stopped {
+                    return;
+                }
+                drop(stopped);
+                let when = filetime_now();
+                // SAFETY: the caller's completion routine with its own
+                // argument, run in the thread that set the timer.
+                let apc: Apc = Box::new(move || unsafe {
+                    routine(
+                        argument as *mut std::ffi::c_void,
+                        when as u32,
+                        (when >> 32) as u32,
+                    )
+                });
+                if target.queue(apc).is_err() || period.is_zero() {
+                    return;
+                }
+                next += period;
+            }
+        })
+        .map(drop)
+        .map_err(|_| ERROR_NOT_ENOUGH_MEMORY)
 }
 
 fn thread_id(h: HANDLE) -> DWORD {

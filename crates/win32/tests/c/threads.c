@@ -21,6 +21,11 @@ static VOID CALLBACK add_apc(ULONG_PTR value) {
     apc_thread = GetCurrentThreadId();
 }
 
+static LONG timer_calls;
+static VOID CALLBACK on_timer(LPVOID arg, DWORD low, DWORD high) {
+    if (arg == (LPVOID)&timer_calls && (low || high)) timer_calls++;
+}
+
 static DWORD WINAPI sleep_alertably(LPVOID unused) {
     (void)unused;
     return SleepEx(INFINITE, TRUE);
@@ -87,6 +92,23 @@ int main(int argc, char **argv) {
     CHECK(WaitForMultipleObjectsEx(2, both, TRUE, INFINITE, TRUE) == WAIT_IO_COMPLETION && apc_sum == 1115);
     CHECK_ERR(QueueUserAPC(NULL, GetCurrentThread(), 0), 0, ERROR_INVALID_PARAMETER);
     CloseHandle(never);
+
+    /* A timer's completion routine runs in the setting thread's alertable
+       waits, each period, until the timer is cancelled. */
+    HANDLE timer = CreateWaitableTimer(NULL, FALSE, NULL);
+    LARGE_INTEGER due;
+    due.QuadPart = -10 * 1000 * 10; /* 10 ms */
+    CHECK(SetWaitableTimer(timer, &due, 20, on_timer, &timer_calls, FALSE));
+    Sleep(50);
+    CHECK(timer_calls == 0); /* not alertable: nothing ran */
+    CHECK(SleepEx(INFINITE, TRUE) == WAIT_IO_COMPLETION);
+    CHECK(timer_calls >= 1);
+    while (timer_calls < 3) CHECK(SleepEx(1000, TRUE) == WAIT_IO_COMPLETION);
+    CHECK(CancelWaitableTimer(timer));
+    SleepEx(0, TRUE); /* one already queued may still run */
+    LONG after_cancel = timer_calls;
+    CHECK(SleepEx(60, TRUE) == 0 && timer_calls == after_cancel);
+    CloseHandle(timer);
 
     /* A process created suspended starts its program at ResumeThread. */
     char name[64], cmd[MAX_PATH + 80], self[MAX_PATH];
