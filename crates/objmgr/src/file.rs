@@ -421,8 +421,18 @@ impl File {
         if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        // Waited for: the last close of a file removes a pending name.
-        connection::close_handle_and_wait(self.handle, self.generation, "file")
+        // The last close of a file may remove a pending name (a delete
+        // pending, or FILE_FLAG_DELETE_ON_CLOSE), which must be gone when
+        // the close returns: waited for. That needs this open to share
+        // delete (else no delete can be pending) or to hold DELETE itself
+        // (delete-on-close opens do); other closes need no answer.
+        use objmgr_proto::access::DELETE;
+        use objmgr_proto::file::FILE_SHARE_DELETE;
+        if self.share & FILE_SHARE_DELETE != 0 || self.access & DELETE != 0 {
+            connection::close_handle_and_wait(self.handle, self.generation, "file")
+        } else {
+            connection::close_handle(self.handle, self.generation, "file")
+        }
     }
 
     pub(crate) fn forget(&self) {

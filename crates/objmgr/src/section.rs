@@ -613,13 +613,7 @@ impl Section {
         if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        if self.file_backed {
-            // A section is a user of its file: its close may be the last,
-            // which removes a pending name; waited for, as a file's is.
-            connection::close_handle_and_wait(self.handle, self.generation, "section")
-        } else {
-            connection::close_handle(self.handle, self.generation, "section")
-        }
+        connection::close_handle(self.handle, self.generation, "section")
     }
 }
 

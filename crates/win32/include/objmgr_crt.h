@@ -451,12 +451,16 @@ static inline int objmgr_crt_store_narrow(char *buf, size_t count, const char *t
 
 /* ---- Narrow MSVC functions --------------------------------------------- */
 
-static inline int _vsnprintf(char *buf, size_t count, const char *fmt, va_list ap) {
+/* Formats into buf[count] with the given rule for a result that does not fit. */
+static inline int objmgr_crt_vprint_narrow(char *buf, size_t count, const char *fmt, va_list ap, int fit) {
     size_t len = 0;
     char *text = objmgr_crt_vformat_narrow(fmt, ap, &len);
-    int r = objmgr_crt_store_narrow(buf, count, text, len, OBJMGR_FIT_LEGACY);
+    int r = objmgr_crt_store_narrow(buf, count, text, len, fit);
     free(text);
     return r;
+}
+static inline int _vsnprintf(char *buf, size_t count, const char *fmt, va_list ap) {
+    return objmgr_crt_vprint_narrow(buf, count, fmt, ap, OBJMGR_FIT_LEGACY);
 }
 static inline int _snprintf(char *buf, size_t count, const char *fmt, ...) {
     va_list ap;
@@ -466,11 +470,7 @@ static inline int _snprintf(char *buf, size_t count, const char *fmt, ...) {
     return r;
 }
 static inline int vsprintf_s(char *buf, size_t size, const char *fmt, va_list ap) {
-    size_t len = 0;
-    char *text = objmgr_crt_vformat_narrow(fmt, ap, &len);
-    int r = objmgr_crt_store_narrow(buf, size, text, len, OBJMGR_FIT_SECURE);
-    free(text);
-    return r;
+    return objmgr_crt_vprint_narrow(buf, size, fmt, ap, OBJMGR_FIT_SECURE);
 }
 static inline int sprintf_s(char *buf, size_t size, const char *fmt, ...) {
     va_list ap;
@@ -870,12 +870,15 @@ static inline errno_t _itow_s(int v, WCHAR *buf, size_t size, int radix) {
 }
 
 /* Wide printf: formatted as UTF-16, or written to a stream as UTF-8. */
-static inline int objmgr_vswprintf(WCHAR *buf, size_t count, const WCHAR *fmt, va_list ap) {
+static inline int objmgr_crt_vprint_wide(WCHAR *buf, size_t count, const WCHAR *fmt, va_list ap, int fit) {
     size_t len = 0;
     char *text = objmgr_crt_vformat_wide(fmt, ap, &len);
-    int r = objmgr_crt_store_wide(buf, count, text, len, OBJMGR_FIT_ISO);
+    int r = objmgr_crt_store_wide(buf, count, text, len, fit);
     free(text);
     return r;
+}
+static inline int objmgr_vswprintf(WCHAR *buf, size_t count, const WCHAR *fmt, va_list ap) {
+    return objmgr_crt_vprint_wide(buf, count, fmt, ap, OBJMGR_FIT_ISO);
 }
 static inline int objmgr_swprintf(WCHAR *buf, size_t count, const WCHAR *fmt, ...) {
     va_list ap;
@@ -893,11 +896,7 @@ static inline int _swprintf(WCHAR *buf, const WCHAR *fmt, ...) {
     return r;
 }
 static inline int _vsnwprintf(WCHAR *buf, size_t count, const WCHAR *fmt, va_list ap) {
-    size_t len = 0;
-    char *text = objmgr_crt_vformat_wide(fmt, ap, &len);
-    int r = objmgr_crt_store_wide(buf, count, text, len, OBJMGR_FIT_LEGACY);
-    free(text);
-    return r;
+    return objmgr_crt_vprint_wide(buf, count, fmt, ap, OBJMGR_FIT_LEGACY);
 }
 static inline int _snwprintf(WCHAR *buf, size_t count, const WCHAR *fmt, ...) {
     va_list ap;
@@ -907,11 +906,7 @@ static inline int _snwprintf(WCHAR *buf, size_t count, const WCHAR *fmt, ...) {
     return r;
 }
 static inline int vswprintf_s(WCHAR *buf, size_t size, const WCHAR *fmt, va_list ap) {
-    size_t len = 0;
-    char *text = objmgr_crt_vformat_wide(fmt, ap, &len);
-    int r = objmgr_crt_store_wide(buf, size, text, len, OBJMGR_FIT_SECURE);
-    free(text);
-    return r;
+    return objmgr_crt_vprint_wide(buf, size, fmt, ap, OBJMGR_FIT_SECURE);
 }
 static inline int swprintf_s(WCHAR *buf, size_t size, const WCHAR *fmt, ...) {
     va_list ap;

@@ -73,6 +73,12 @@ unsafe fn format_insert<T: Text>(spec: &str, arg: usize) -> Option<String> {
     let wide_size = body.contains("I64") || body.contains("ll");
     let narrow = body.contains('h');
     let long = body.contains('l') || body.contains('w');
+    // An insert is one pointer-sized argument; 32 bits of it unless I64/ll.
+    let unsigned = if wide_size {
+        arg as u64
+    } else {
+        u64::from(arg as u32)
+    };
     let value = match conv {
         'd' | 'i' => {
             let v = if wide_size {
@@ -86,36 +92,10 @@ unsafe fn format_insert<T: Text>(spec: &str, arg: usize) -> Option<String> {
                 v.to_string()
             }
         }
-        'u' => (if wide_size {
-            arg as u64
-        } else {
-            u64::from(arg as u32)
-        })
-        .to_string(),
-        'x' => format!(
-            "{:x}",
-            if wide_size {
-                arg as u64
-            } else {
-                u64::from(arg as u32)
-            }
-        ),
-        'X' => format!(
-            "{:X}",
-            if wide_size {
-                arg as u64
-            } else {
-                u64::from(arg as u32)
-            }
-        ),
-        'o' => format!(
-            "{:o}",
-            if wide_size {
-                arg as u64
-            } else {
-                u64::from(arg as u32)
-            }
-        ),
+        'u' => unsigned.to_string(),
+        'x' => format!("{unsigned:x}"),
+        'X' => format!("{unsigned:X}"),
+        'o' => format!("{unsigned:o}"),
         'p' => format!("{arg:016X}"),
         'c' | 'C' => {
             // %c: the function's own kind; %C, %hc and %lc choose.
