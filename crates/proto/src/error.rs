@@ -55,6 +55,8 @@ win32_errors! {
     ERROR_INVALID_LOCK_RANGE = 307, "A requested file lock operation cannot be processed due to an invalid byte range.";
     ERROR_NOT_SAME_DEVICE = 17, "The system cannot move the file to a different disk drive.";
     ERROR_GEN_FAILURE = 31, "A device attached to the system is not functioning.";
+    ERROR_DIR_NOT_EMPTY = 145, "The directory is not empty.";
+    ERROR_DIRECTORY = 267, "The directory name is invalid.";
     ERROR_MOD_NOT_FOUND = 126, "The specified module could not be found.";
     ERROR_PROC_NOT_FOUND = 127, "The specified procedure could not be found.";
     ERROR_ENVVAR_NOT_FOUND = 203, "The system could not find the environment option that was entered.";

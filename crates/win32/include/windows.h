@@ -303,6 +303,8 @@ typedef struct _STARTUPINFOW {
 #define ERROR_INVALID_LOCK_RANGE 307L
 #define ERROR_NOT_SAME_DEVICE 17L
 #define ERROR_GEN_FAILURE 31L
+#define ERROR_DIR_NOT_EMPTY 145L
+#define ERROR_DIRECTORY 267L
 #define ERROR_MOD_NOT_FOUND 126L
 #define ERROR_PROC_NOT_FOUND 127L
 #define ERROR_ENVVAR_NOT_FOUND 203L
@@ -893,6 +895,50 @@ BOOL WINAPI GetProcessAffinityMask(HANDLE hProcess, PDWORD_PTR lpProcessAffinity
 BOOL WINAPI SetProcessAffinityMask(HANDLE hProcess, DWORD_PTR dwProcessAffinityMask);
 DWORD_PTR WINAPI SetThreadAffinityMask(HANDLE hThread, DWORD_PTR dwThreadAffinityMask);
 
+/* Time: FILETIME is 100 ns since 1601 (UTC); local time from the C
+   library's time zone. */
+typedef struct _SYSTEMTIME {
+    WORD wYear;
+    WORD wMonth;
+    WORD wDayOfWeek;
+    WORD wDay;
+    WORD wHour;
+    WORD wMinute;
+    WORD wSecond;
+    WORD wMilliseconds;
+} SYSTEMTIME, *PSYSTEMTIME, *LPSYSTEMTIME;
+VOID WINAPI GetSystemTimeAsFileTime(LPFILETIME lpSystemTimeAsFileTime);
+VOID WINAPI GetSystemTimePreciseAsFileTime(LPFILETIME lpSystemTimeAsFileTime);
+VOID WINAPI GetSystemTime(LPSYSTEMTIME lpSystemTime);
+VOID WINAPI GetLocalTime(LPSYSTEMTIME lpSystemTime);
+BOOL WINAPI FileTimeToSystemTime(const FILETIME *lpFileTime, LPSYSTEMTIME lpSystemTime);
+BOOL WINAPI SystemTimeToFileTime(const SYSTEMTIME *lpSystemTime, LPFILETIME lpFileTime);
+BOOL WINAPI FileTimeToLocalFileTime(const FILETIME *lpFileTime, LPFILETIME lpLocalFileTime);
+BOOL WINAPI LocalFileTimeToFileTime(const FILETIME *lpLocalFileTime, LPFILETIME lpFileTime);
+LONG WINAPI CompareFileTime(const FILETIME *lpFileTime1, const FILETIME *lpFileTime2);
+
+/* Names and diagnostics. */
+#define MAX_COMPUTERNAME_LENGTH 15
+#define UNLEN 256
+BOOL WINAPI GetComputerNameA(LPSTR lpBuffer, LPDWORD nSize);
+OBJMGR_WIDE BOOL WINAPI GetComputerNameW(LPWSTR lpBuffer, LPDWORD nSize);
+BOOL WINAPI GetUserNameA(LPSTR lpBuffer, LPDWORD pcbBuffer);
+OBJMGR_WIDE BOOL WINAPI GetUserNameW(LPWSTR lpBuffer, LPDWORD pcbBuffer);
+DWORD WINAPI GetProcessId(HANDLE Process);
+/* Written to standard error (there is no debugger channel). */
+VOID WINAPI OutputDebugStringA(LPCSTR lpOutputString);
+OBJMGR_WIDE VOID WINAPI OutputDebugStringW(LPCWSTR lpOutputString);
+
+/* Directories. */
+BOOL WINAPI CreateDirectoryA(LPCSTR lpPathName, LPSECURITY_ATTRIBUTES lpSecurityAttributes);
+OBJMGR_WIDE BOOL WINAPI CreateDirectoryW(LPCWSTR lpPathName, LPSECURITY_ATTRIBUTES lpSecurityAttributes);
+BOOL WINAPI RemoveDirectoryA(LPCSTR lpPathName);
+OBJMGR_WIDE BOOL WINAPI RemoveDirectoryW(LPCWSTR lpPathName);
+DWORD WINAPI GetCurrentDirectoryA(DWORD nBufferLength, LPSTR lpBuffer);
+OBJMGR_WIDE DWORD WINAPI GetCurrentDirectoryW(DWORD nBufferLength, LPWSTR lpBuffer);
+BOOL WINAPI SetCurrentDirectoryA(LPCSTR lpPathName);
+OBJMGR_WIDE BOOL WINAPI SetCurrentDirectoryW(LPCWSTR lpPathName);
+
 /* Virtual memory. */
 LPVOID WINAPI VirtualAlloc(LPVOID lpAddress, SIZE_T dwSize, DWORD flAllocationType, DWORD flProtect);
 BOOL WINAPI VirtualFree(LPVOID lpAddress, SIZE_T dwSize, DWORD dwFreeType);
@@ -1251,6 +1297,13 @@ static inline void MemoryBarrier(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define wsprintf wsprintfW
 #define wvsprintf wvsprintfW
 #define FormatMessage FormatMessageW
+#define GetComputerName GetComputerNameW
+#define GetUserName GetUserNameW
+#define OutputDebugString OutputDebugStringW
+#define CreateDirectory CreateDirectoryW
+#define RemoveDirectory RemoveDirectoryW
+#define GetCurrentDirectory GetCurrentDirectoryW
+#define SetCurrentDirectory SetCurrentDirectoryW
 typedef STARTUPINFOW STARTUPINFO;
 typedef LPSTARTUPINFOW LPSTARTUPINFO;
 #else
@@ -1303,6 +1356,13 @@ typedef LPSTARTUPINFOW LPSTARTUPINFO;
 #define wsprintf wsprintfA
 #define wvsprintf wvsprintfA
 #define FormatMessage FormatMessageA
+#define GetComputerName GetComputerNameA
+#define GetUserName GetUserNameA
+#define OutputDebugString OutputDebugStringA
+#define CreateDirectory CreateDirectoryA
+#define RemoveDirectory RemoveDirectoryA
+#define GetCurrentDirectory GetCurrentDirectoryA
+#define SetCurrentDirectory SetCurrentDirectoryA
 typedef STARTUPINFOA STARTUPINFO;
 typedef LPSTARTUPINFOA LPSTARTUPINFO;
 #endif

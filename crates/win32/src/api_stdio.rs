@@ -166,16 +166,8 @@ fn get_file_type(h: HANDLE) -> DWORD {
     }
 }
 
-/// Seconds and nanoseconds since 1970 as a `FILETIME` (100 ns since 1601).
 fn filetime(secs: i64, nanos: i64) -> FILETIME {
-    let ticks = (secs + 11_644_473_600)
-        .saturating_mul(10_000_000)
-        .saturating_add(nanos / 100)
-        .max(0) as u64;
-    FILETIME {
-        dwLowDateTime: ticks as DWORD,
-        dwHighDateTime: (ticks >> 32) as DWORD,
-    }
+    crate::api_time::to_filetime(crate::api_time::ticks_from_unix(secs, nanos))
 }
 
 fn attributes(meta: &std::fs::Metadata) -> DWORD {

@@ -216,7 +216,70 @@ fn set_thread_affinity(thread: HANDLE, mask: usize) -> usize {
     }
 }
 
+/// `GetComputerName`: the host name; `size` in, the length (success) or the
+/// size needed, NUL included (`ERROR_BUFFER_OVERFLOW`), out.
+unsafe fn computer_name<T: crate::api_env::Units>(buf: *mut T, size: *mut DWORD) -> BOOL {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: per the Win32 contract.
+    unsafe { name_into(buf, size, &name, ERROR_BUFFER_OVERFLOW, false) }
+}
+
+/// `GetUserName`: as [`computer_name`], but the size out counts the NUL on
+/// success too, and too small a buffer is `ERROR_INSUFFICIENT_BUFFER`.
+unsafe fn user_name<T: crate::api_env::Units>(buf: *mut T, size: *mut DWORD) -> BOOL {
+    let name = crate::api_token::current_user_name();
+    // SAFETY: per the Win32 contract.
+    unsafe { name_into(buf, size, &name, ERROR_INSUFFICIENT_BUFFER, true) }
+}
+
+/// Stores `name` in `buf[*size]`, with the size conventions of the
+/// `Get*Name` functions.
+unsafe fn name_into<T: crate::api_env::Units>(
+    buf: *mut T,
+    size: *mut DWORD,
+    name: &str,
+    too_small: Win32Error,
+    count_nul: bool,
+) -> BOOL {
+    // SAFETY: NULL or readable per the Win32 contract.
+    let Some(capacity) = (unsafe { ffi::get(size.cast_const()) }) else {
+        return fail(ERROR_INVALID_PARAMETER, FALSE);
+    };
+    let units = T::encode(name);
+    // SAFETY: `buf` holds `capacity` units per the Win32 contract.
+    let stored = unsafe { ffi::put_string(buf, capacity as usize, &units) };
+    let (result, out) = match stored {
+        Some(n) => (TRUE, n as DWORD + DWORD::from(count_nul)),
+        None => (fail(too_small, FALSE), units.len() as DWORD + 1),
+    };
+    // SAFETY: writable per the Win32 contract (read above).
+    unsafe { ffi::put(size, out) };
+    result
+}
+
+fn process_id(process: HANDLE) -> DWORD {
+    match process_pid(process) {
+        Ok(None) => std::process::id(),
+        Ok(Some(pid)) => pid.as_raw_nonzero().get() as DWORD,
+        Err(code) => fail(code, 0),
+    }
+}
+
+fn debug_output(text: Option<String>) {
+    eprint!("{}", text.unwrap_or_default());
+}
+
 exports! {
+    fn GetComputerNameA(buf: *mut c_char, size: *mut DWORD) -> BOOL = FALSE => computer_name(buf.cast::<u8>(), size);
+    fn GetComputerNameW(buf: *mut WCHAR, size: *mut DWORD) -> BOOL = FALSE => computer_name(buf, size);
+    fn GetUserNameA(buf: *mut c_char, size: *mut DWORD) -> BOOL = FALSE => user_name(buf.cast::<u8>(), size);
+    fn GetUserNameW(buf: *mut WCHAR, size: *mut DWORD) -> BOOL = FALSE => user_name(buf, size);
+    fn GetProcessId(process: HANDLE) -> DWORD = 0 => process_id(process);
+    fn OutputDebugStringA(text: *const c_char) -> () = () => debug_output(ansi(text));
+    fn OutputDebugStringW(text: *const WCHAR) -> () = () => debug_output(wide(text));
     fn GetCurrentProcessorNumber() -> DWORD = 0 => rustix::thread::sched_getcpu() as DWORD;
     fn GetProcessAffinityMask(process: HANDLE, mask: *mut usize, system: *mut usize) -> BOOL = FALSE
         => process_affinity(process, mask, system);

@@ -367,16 +367,6 @@ pub(crate) fn stop_timer_routine(h: HANDLE) {
     }
 }
 
-/// 100-nanosecond intervals from 1601 to 1970 (`FILETIME` to Unix time).
-const FILETIME_UNIX_EPOCH: i64 = 116_444_736_000_000_000;
-
-fn filetime_now() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    FILETIME_UNIX_EPOCH + (since.as_nanos() / 100) as i64
-}
-
 /// `SetWaitableTimer`'s completion routine: queued as an APC to the calling
 /// thread each time the timer comes due (`due` as `SetWaitableTimer` takes
 /// it: negative relative, positive absolute, in 100 ns), with the time it
@@ -394,7 +384,9 @@ pub(crate) fn start_timer_routine(
     let first = if due < 0 {
         std::time::Duration::from_nanos(due.unsigned_abs().saturating_mul(100))
     } else {
-        std::time::Duration::from_nanos(due.saturating_sub(filetime_now()).max(0) as u64 * 100)
+        std::time::Duration::from_nanos(
+            due.saturating_sub(crate::api_time::now_ticks()).max(0) as u64 * 100,
+        )
     };
     let state = Arc::new(TimerRoutine {
         stopped: Mutex::new(false),
@@ -427,7 +419,7 @@ pub(crate) fn start_timer_routine(
                     return;
                 }
                 drop(stopped);
-                let when = filetime_now();
+                let when = crate::api_time::now_ticks();
                 // SAFETY: the caller's completion routine with its own
                 // argument, run in the thread that set the timer.
                 let apc: Apc = Box::new(move || unsafe {

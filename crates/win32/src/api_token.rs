@@ -162,6 +162,16 @@ unsafe fn token_information(
     TRUE
 }
 
+/// The name of the user this process runs as (`GetUserName`): from
+/// `/etc/passwd`, else the number.
+pub(crate) fn current_user_name() -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    accounts("/etc/passwd")
+        .into_iter()
+        .find(|&(_, id)| id == uid)
+        .map_or_else(|| uid.to_string(), |(name, _)| name)
+}
+
 /// The entries of `/etc/passwd` or `/etc/group`: (name, id).
 fn accounts(file: &str) -> Vec<(String, u32)> {
     std::fs::read_to_string(file)

@@ -13,6 +13,7 @@
 //! `(HANDLE)-2`, as on Windows.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod api_directory;
 mod api_env;
 mod api_file;
 mod api_handle;
@@ -30,6 +31,7 @@ mod api_sync;
 mod api_system;
 mod api_text;
 mod api_thread;
+mod api_time;
 mod api_token;
 mod ffi;
 mod fork;

@@ -239,6 +239,43 @@ int _tmain(int argc, TCHAR *argv[]) {
     CHECK(HandleToULong(h) == 0x1234 && PtrToUlong(UlongToPtr(7)) == 7 && LOWORD(0x12345678) == 0x5678 &&
           HIWORD(0x12345678) == 0x1234 && MAKELONG(1, 2) == 0x20001);
 
+    /* Time: FILETIME and SYSTEMTIME agree, and round-trip. */
+    FILETIME ft, back;
+    SYSTEMTIME st;
+    GetSystemTimeAsFileTime(&ft);
+    CHECK(FileTimeToSystemTime(&ft, &st) && st.wYear >= 2024 && st.wMonth >= 1 && st.wMonth <= 12);
+    CHECK(SystemTimeToFileTime(&st, &back) && CompareFileTime(&back, &ft) <= 0);
+    SYSTEMTIME leap = {2024, 2, 0, 29, 12, 30, 15, 250};
+    CHECK(SystemTimeToFileTime(&leap, &back) && FileTimeToSystemTime(&back, &st));
+    CHECK(st.wYear == 2024 && st.wMonth == 2 && st.wDay == 29 && st.wDayOfWeek == 4 && st.wMilliseconds == 250);
+    leap.wDay = 30;
+    CHECK_ERR(SystemTimeToFileTime(&leap, &back), FALSE, ERROR_INVALID_PARAMETER);
+    GetLocalTime(&st);
+    CHECK(st.wYear >= 2024);
+
+    /* Names. */
+    DWORD size = 64;
+    CHECK(GetComputerName(buf, &size) && size == (DWORD)_tcslen(buf) && size > 0);
+    size = 1;
+    CHECK_ERR(GetComputerName(buf, &size), FALSE, ERROR_BUFFER_OVERFLOW);
+    CHECK(size > 1);
+    size = 64;
+    CHECK(GetUserName(buf, &size) && size == (DWORD)_tcslen(buf) + 1);
+    CHECK(GetProcessId(GetCurrentProcess()) == GetCurrentProcessId());
+    OutputDebugString(TEXT("debug output\n"));
+
+    /* Directories. */
+    TCHAR cwd[MAX_PATH], dir[MAX_PATH];
+    DWORD n = GetCurrentDirectory(MAX_PATH, cwd);
+    CHECK(n > 0 && n == (DWORD)_tcslen(cwd) && GetCurrentDirectory(1, dir) == n + 1);
+    _stprintf_s(dir, MAX_PATH, TEXT("/tmp/objmgr-runtime-%lu"), (unsigned long)GetCurrentProcessId());
+    CHECK(CreateDirectory(dir, NULL));
+    CHECK_ERR(CreateDirectory(dir, NULL), FALSE, ERROR_ALREADY_EXISTS);
+    CHECK(SetCurrentDirectory(dir) && GetCurrentDirectory(MAX_PATH, buf) && _tcscmp(buf, dir) == 0);
+    CHECK(SetCurrentDirectory(cwd));
+    CHECK(RemoveDirectory(dir));
+    CHECK_ERR(RemoveDirectory(dir), FALSE, ERROR_FILE_NOT_FOUND);
+
     /* Processors. */
     DWORD_PTR mask = 0, system = 0;
     CHECK(GetProcessAffinityMask(GetCurrentProcess(), &mask, &system) && mask != 0 && (mask & ~system) == 0);
