@@ -18,20 +18,6 @@ const TICKS_PER_DAY: i64 = 86_400 * TICKS_PER_SECOND;
 /// The last `FILETIME` `FileTimeToSystemTime` accepts (year 30827).
 const MAX_TICKS: i64 = 0x7FFF_35F4_F06C_58F0 - 1;
 
-/// `SYSTEMTIME`.
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct SYSTEMTIME {
-    pub wYear: u16,
-    pub wMonth: u16,
-    pub wDayOfWeek: u16,
-    pub wDay: u16,
-    pub wHour: u16,
-    pub wMinute: u16,
-    pub wSecond: u16,
-    pub wMilliseconds: u16,
-}
-
 /// Seconds and nanoseconds since 1970 as `FILETIME` ticks (0 before 1601).
 pub(crate) fn ticks_from_unix(secs: i64, nanos: i64) -> i64 {
     secs.saturating_mul(TICKS_PER_SECOND)
@@ -151,6 +137,7 @@ unsafe fn put_system_time(out: *mut SYSTEMTIME, ticks: i64) -> BOOL {
 unsafe fn file_time_to_system_time(ft: *const FILETIME, out: *mut SYSTEMTIME) -> BOOL {
     // SAFETY: NULL or readable per the Win32 contract.
     match unsafe { ffi::get(ft) }.map(from_filetime) {
+        // SAFETY: NULL or writable per the Win32 contract.
         Some(ticks) if (0..=MAX_TICKS).contains(&ticks) => unsafe { put_system_time(out, ticks) },
         _ => fail(ERROR_INVALID_PARAMETER, FALSE),
     }

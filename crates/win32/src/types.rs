@@ -190,6 +190,20 @@ pub struct FILETIME {
     pub dwHighDateTime: DWORD,
 }
 
+/// `SYSTEMTIME`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct SYSTEMTIME {
+    pub wYear: u16,
+    pub wMonth: u16,
+    pub wDayOfWeek: u16,
+    pub wDay: u16,
+    pub wHour: u16,
+    pub wMinute: u16,
+    pub wSecond: u16,
+    pub wMilliseconds: u16,
+}
+
 /// `GetFileInformationByHandle`'s answer.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
