@@ -635,13 +635,44 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
         )
     };
     if wait || shared.closes_may_fail.contains(&handle.0) {
-        exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
+        let (reply, _) =
+            exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
         shared.set_close_may_fail(handle, false);
+        drop(shared);
+        if let Reply::Value(ticket) = reply
+            && ticket != 0
+            && wait
+        {
+            wait_for_removal(ticket);
+        }
         return Ok(());
     }
     let conn = shared.conn.as_mut().expect("connected");
     let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
     settle(&mut shared, sent).map_err(within)
+}
+
+/// Waits (at most a few seconds) until the broker has removed the name a
+/// close made due: the broker does it off its own thread, and Windows has
+/// the name gone when `CloseHandle` returns. Asked between short sleeps,
+/// without holding the connection.
+fn wait_for_removal(ticket: u32) {
+    let request = Request::FileControl {
+        op: objmgr_proto::wire::FileOp::RemovalDone,
+        handle: Handle(0),
+        value: u64::from(ticket),
+        name: String::new(),
+    };
+    let mut pause = std::time::Duration::from_micros(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match call(&request, None) {
+            Ok((Reply::Value(0), ..)) => {}
+            _ => return, // done, or nothing more to learn
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
+    }
 }
 
 /// `QueryHandle`: what the broker knows of a handle this process holds but

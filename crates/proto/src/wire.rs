@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -537,10 +537,15 @@ pub enum FileOp {
     /// broker removes the name when the last open closes, and refuses new
     /// opens meanwhile (`ERROR_ACCESS_DENIED`). (`handle` is 0.)
     MayDelete = 2,
+    /// Whether the removal of a name whose ticket (`value`) a `Close`
+    /// answered is done: the broker removes names off its own thread, and
+    /// the closing process waits for this before its `CloseHandle` returns.
+    /// Reply `Value`: 1 done (or unknown), 0 not yet. (`handle` is 0.)
+    RemovalDone = 3,
 }
 
 impl FileOp {
-    const ALL: [FileOp; 2] = [FileOp::MayTruncate, FileOp::MayDelete];
+    const ALL: [FileOp; 3] = [FileOp::MayTruncate, FileOp::MayDelete, FileOp::RemovalDone];
 
     pub fn from_code(code: u8) -> Option<FileOp> {
         Self::ALL.into_iter().find(|op| *op as u8 == code)
@@ -1501,7 +1506,10 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
             }
             Reply::Handles(entries)
         }
-        Opcode::Close | Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
+        // A close that made a pending name's removal due answers its ticket
+        // (see `FileOp::RemovalDone`), else 0.
+        Opcode::Close => Reply::Value(d.u32()?),
+        Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
         Opcode::Security => Reply::Text(d.str()?),
         Opcode::SyncRemote => {
             let (code, index) = (d.u8()?, d.u32()?);

@@ -295,6 +295,12 @@ pub struct Broker {
     /// Names to remove when the last open of their file closes (a pending
     /// `DeleteFile`, or `FILE_FLAG_DELETE_ON_CLOSE`); new opens are refused.
     delete_pending: HashMap<crate::section::FileNode, crate::closer::PendingUnlink>,
+    /// Name removals handed to the closer thread, by ticket, until their
+    /// closer asks whether they are done (`FileOp::RemovalDone`).
+    removals: std::collections::BTreeMap<u32, crate::closer::RemovalDone>,
+    next_removal: u32,
+    /// The ticket of a removal the close being served made due.
+    last_removal: Option<u32>,
     /// The file-backed sections of each file.
     mapped_files: HashMap<crate::section::FileNode, Vec<ObjectId>>,
     tags_in_use: HashSet<u16>,
@@ -355,6 +361,9 @@ impl Broker {
             timed_jobs: Default::default(),
             open_files: HashMap::new(),
             delete_pending: HashMap::new(),
+            removals: std::collections::BTreeMap::new(),
+            next_removal: 0,
+            last_removal: None,
             mapped_files: HashMap::new(),
             tags_in_use: HashSet::new(),
             next_tag: 1,
@@ -687,7 +696,7 @@ impl Broker {
             Request::Close { handle } | Request::CloseNoReply { handle }
                 if handle == CURRENT_PROCESS || handle == CURRENT_THREAD =>
             {
-                Ok(Outcome::reply(Reply::Done))
+                Ok(Outcome::reply(Reply::Value(0)))
             }
             Request::Close { handle } | Request::CloseNoReply { handle } => {
                 let table = &mut self.client(id).handles;
@@ -701,8 +710,10 @@ impl Broker {
                     ));
                 }
                 let entry = table.remove(handle).ok_or_else(|| not_open(handle))?;
+                self.last_removal = None;
                 self.release(entry.object);
-                Ok(Outcome::reply(Reply::Done))
+                let ticket = self.last_removal.take().unwrap_or(0);
+                Ok(Outcome::reply(Reply::Value(ticket)))
             }
             Request::QueryHandle { handle } => {
                 let entry = *self

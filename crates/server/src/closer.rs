@@ -17,7 +17,7 @@ const QUEUE: usize = 4096;
 /// What the closer thread does.
 enum Job {
     Close(OwnedFd),
-    Unlink(PendingUnlink),
+    Unlink(PendingUnlink, RemovalDone),
 }
 
 /// A name to remove once the last open of its file has closed (a delete
@@ -58,13 +58,18 @@ fn run(job: Job) {
             release_locks(&fd);
             drop(fd);
         }
-        Job::Unlink(pending) => unlink(pending),
+        Job::Unlink(pending, done) => {
+            unlink(pending);
+            done.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
 /// Removes a pending name, as the user who deleted it, if it still names
-/// the same file. The calling thread's credentials are switched for the call
-/// and back (per thread: the broker's other threads keep root's).
+/// the same file. Runs on the closer thread only (the directory is the
+/// client's: its lock can be held for ever, see SECURITY.md); its
+/// credentials are switched for the call and back (per thread: the broker's
+/// own thread keeps root's).
 fn unlink(pending: PendingUnlink) {
     use rustix::process::{Gid, Uid};
     let as_user = |(uid, gid, groups): &(u32, u32, Vec<u32>)| {
@@ -77,6 +82,7 @@ fn unlink(pending: PendingUnlink) {
         .creds
         .as_ref()
         .map(|_| rustix::process::getgroups().unwrap_or_default());
+    let saved_gid = rustix::process::getegid();
     let switched = pending.creds.as_ref().is_none_or(as_user);
     if switched {
         let same = rustix::fs::statx(
@@ -97,55 +103,30 @@ fn unlink(pending: PendingUnlink) {
     if pending.creds.is_some() {
         // Back to root's rights (the saved ids are root's).
         let _ = rustix::thread::set_thread_res_uid(None, Uid::ROOT, None);
-        let _ = rustix::thread::set_thread_res_gid(None, Gid::ROOT, None);
+        let _ = rustix::thread::set_thread_res_gid(None, saved_gid, None);
         let _ = rustix::thread::set_thread_groups(&saved_groups.unwrap_or_default());
     }
 }
 
-/// Whether operations on this file system may wait on another process or
-/// machine (FUSE, network and cluster file systems), so that the broker's
-/// own thread must not make them. Unknown: assumed so.
-fn may_stall(dir: &OwnedFd) -> bool {
-    const REMOTE: [u64; 11] = [
-        0x6573_5546, // FUSE
-        0x6969,      // NFS
-        0x517B,      // SMB
-        0xFF53_4D42, // CIFS
-        0xFE53_4D42, // SMB2
-        0x00C3_6400, // Ceph
-        0x0102_1997, // 9p
-        0x5346_414F, // AFS
-        0x7375_7245, // Coda
-        0x7461_636F, // OCFS2
-        0x0116_1970, // GFS2
-    ];
-    rustix::fs::fstatfs(dir).map_or(true, |st| REMOTE.contains(&(st.f_type as u64)))
-}
-
-/// Removes `pending`'s name: at once on a local file system (so that the
-/// close that made it due returns with the name gone, as on Windows),
-/// else on the closer thread.
-pub fn unlink_now_or_later(pending: PendingUnlink) {
-    if may_stall(&pending.dir) {
-        unlink_later(pending);
-    } else {
-        unlink(pending);
-    }
-}
+/// Set once a queued removal is done.
+pub type RemovalDone = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// Removes `pending`'s name off the broker's thread (now, if the queue is
-/// full).
-pub fn unlink_later(pending: PendingUnlink) {
+/// full); the flag returned is set when it is done.
+pub fn unlink_later(pending: PendingUnlink) -> RemovalDone {
+    let done = RemovalDone::default();
+    let job = Job::Unlink(pending, done.clone());
     match queue() {
         Some(sender) => {
             if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-                sender.try_send(Job::Unlink(pending))
+                sender.try_send(job)
             {
                 run(job);
             }
         }
-        None => unlink(pending),
+        None => run(job),
     }
+    done
 }
 
 /// Gives up every byte-range lock of the open file description behind `fd`

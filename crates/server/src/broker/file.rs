@@ -408,8 +408,26 @@ impl Broker {
         }
         // The last open of the file: a pending delete happens now.
         if let Some(pending) = self.delete_pending.remove(&node) {
-            crate::closer::unlink_now_or_later(pending);
+            let done = crate::closer::unlink_later(pending);
+            self.last_removal = Some(self.track_removal(done));
         }
+    }
+
+    /// A ticket for a queued removal. Tickets nobody asked about are
+    /// forgotten once done, and the oldest beyond a bound (a closer that
+    /// died): asking about an unknown ticket answers "done".
+    fn track_removal(&mut self, done: crate::closer::RemovalDone) -> u32 {
+        const KEPT: usize = 4096;
+        self.next_removal = self.next_removal.wrapping_add(1).max(1);
+        if self.removals.len() >= KEPT {
+            self.removals
+                .retain(|_, d| !d.load(std::sync::atomic::Ordering::Acquire));
+            while self.removals.len() >= KEPT {
+                self.removals.pop_first();
+            }
+        }
+        self.removals.insert(self.next_removal, done);
+        self.next_removal
     }
 
     /// The reply for a new file handle: its facts and the fd.
@@ -479,6 +497,17 @@ impl Broker {
                         format!("a section maps the file past {value} bytes"),
                     ));
                 }
+            }
+            FileOp::RemovalDone => {
+                let ticket = value as u32;
+                let done = self
+                    .removals
+                    .get(&ticket)
+                    .is_none_or(|d| d.load(std::sync::atomic::Ordering::Acquire));
+                if done {
+                    self.removals.remove(&ticket);
+                }
+                return Ok(Outcome::reply(Reply::Value(u32::from(done))));
             }
             FileOp::MayDelete => {
                 let (file, dir, name) =
