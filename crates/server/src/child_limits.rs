@@ -13,6 +13,23 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+/// Makes `command`'s child a session (and process group) of its own, as a
+/// Windows process is on its own: its `kill(0, ...)` reaches its own group,
+/// never the broker's, and a process another user started through the same
+/// broker shares no session with it, so it cannot send it `SIGCONT` (what
+/// a `CREATE_SUSPENDED` start waits for).
+pub fn start_in_own_session(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // one async-signal-safe system call.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// Makes `command`'s child start with the soft fd limit `original`.
 pub fn start_with_fd_limit(command: &mut Command, original: u64) {
     let limit = rustix::process::Rlimit {
@@ -104,7 +121,7 @@ pub fn start_with_continue_blocked(command: &mut Command) {
     }
 }
 
-/// `objmgrd --start-suspended PATH ARGV0 ARGS...`: the start of a process
+/// `objmgrd --start-suspended PROGRAM ARGV0 ARGS...`: the start of a process
 /// created with `CREATE_SUSPENDED`. It waits for the `SIGCONT` that
 /// `ResumeThread` sends (blocked since the spawn, see
 /// [`start_with_continue_blocked`]), then becomes the program: same pid,
@@ -114,7 +131,7 @@ pub fn suspended_start(
     mut args: impl Iterator<Item = std::ffi::OsString>,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let (Some(path), Some(argv0)) = (args.next(), args.next()) else {
+    let (Some(program), Some(argv0)) = (args.next(), args.next()) else {
         eprintln!("objmgrd: {SUSPENDED_START} needs a program");
         return ExitCode::from(127);
     };
@@ -127,37 +144,68 @@ pub fn suspended_start(
         let mut signal = 0;
         while libc::sigwait(&set, &mut signal) != 0 {}
     }
-    // Command::exec resets the signal mask and dispositions for the program.
+    // Command::exec resets the signal mask and dispositions for the
+    // program, and finds it on the PATH the child was given.
     let error = std::os::unix::process::CommandExt::exec(
-        std::os::unix::process::CommandExt::arg0(&mut Command::new(&path), argv0).args(args),
+        std::os::unix::process::CommandExt::arg0(&mut Command::new(&program), argv0).args(args),
     );
     eprintln!(
         "objmgrd: starting {}: {error}",
-        std::path::Path::new(&path).display()
+        std::path::Path::new(&program).display()
     );
     ExitCode::from(127)
 }
 
-/// Where `program` is, as `execvp` would find it with the child's `PATH`:
-/// a `CREATE_SUSPENDED` process is spawned as `objmgrd`, so that a missing
-/// program is reported by the spawn, as Windows does, not after the resume.
-pub fn resolve_program(program: &str, path: Option<&str>) -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |candidate: &std::path::Path| {
-        std::fs::metadata(candidate).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let candidate = std::path::PathBuf::from(program);
-        return match runnable(&candidate)? {
-            true => Ok(candidate),
-            false => Err(std::io::ErrorKind::PermissionDenied.into()),
-        };
+/// Makes `command`'s child fail to start, as `execvp` of `program` would,
+/// when no runnable file is found for it: checked in the child, as the user
+/// it runs as and from its directory, so that a `CREATE_SUSPENDED` process
+/// (which execs `objmgrd` first) still fails at `CreateProcess` when its
+/// program cannot run, and the broker learns nothing of paths the user
+/// cannot see. Register it after [`start_as`] (closures run in order).
+pub fn start_only_if_runnable(command: &mut Command, program: &str, path: Option<&str>) {
+    use std::ffi::CString;
+    let candidates: Vec<CString> = if program.contains('/') {
+        vec![program.to_owned()]
+    } else {
+        path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+            .split(':')
+            .map(|dir| format!("{}/{program}", if dir.is_empty() { "." } else { dir }))
+            .collect()
     }
-    for dir in path.unwrap_or("/usr/local/bin:/usr/bin:/bin").split(':') {
-        let candidate = std::path::Path::new(if dir.is_empty() { "." } else { dir }).join(program);
-        if let Ok(true) = runnable(&candidate) {
-            return Ok(candidate);
-        }
+    .into_iter()
+    .filter_map(|c| CString::new(c).ok())
+    .collect();
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe system calls (faccessat, stat) on strings
+    // allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let mut found = false;
+            for candidate in &candidates {
+                // SAFETY (inner calls): NUL-terminated paths; `st` is
+                // writable storage for stat.
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::stat(candidate.as_ptr(), &mut st) != 0
+                    || st.st_mode & libc::S_IFMT != libc::S_IFREG
+                {
+                    continue;
+                }
+                found = true;
+                if libc::faccessat(
+                    libc::AT_FDCWD,
+                    candidate.as_ptr(),
+                    libc::X_OK,
+                    libc::AT_EACCESS,
+                ) == 0
+                {
+                    return Ok(());
+                }
+            }
+            Err(std::io::Error::from_raw_os_error(if found {
+                libc::EACCES
+            } else {
+                libc::ENOENT
+            }))
+        });
     }
-    Err(std::io::ErrorKind::NotFound.into())
 }

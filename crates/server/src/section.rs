@@ -36,8 +36,6 @@ pub struct Section {
     base_writable: bool,
     /// A read-only reopening of `base`, made on first need.
     read_only: OnceCell<Rc<OwnedFd>>,
-    /// An `O_PATH` reopening of `base` for handles with no map right.
-    path_only: OnceCell<Rc<OwnedFd>>,
     /// The file a file-backed section maps.
     node: Option<FileNode>,
 }
@@ -194,7 +192,6 @@ impl Section {
             base: Rc::new(fd),
             base_writable: true,
             read_only: OnceCell::new(),
-            path_only: OnceCell::new(),
             node: None,
         })
     }
@@ -289,7 +286,6 @@ impl Section {
             base: Rc::new(file),
             base_writable: writable,
             read_only: read_only_cell,
-            path_only: OnceCell::new(),
             node: Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)),
         })
     }
@@ -305,18 +301,23 @@ impl Section {
     }
 
     /// The fd a handle with write access (`may_write`) or without it receives.
-    /// The descriptor for a handle with no map right (see
-    /// [`reopen_path_only`]), made on first use.
+    /// The descriptor for a handle with no map right: one that names
+    /// nothing of the section (an `O_PATH` fd of `/dev/null`, shared by all
+    /// such handles), so the handle can be held, queried and closed while
+    /// neither the library nor the kernel lets it reach the pages, not even
+    /// by reopening the descriptor through `/proc`.
     pub fn fd_for_query(&self) -> Result<Rc<OwnedFd>, Failure> {
-        if let Some(fd) = self.path_only.get() {
-            return Ok(fd.clone());
+        thread_local! {
+            static PLACEHOLDER: OnceCell<Rc<OwnedFd>> = const { OnceCell::new() };
         }
-        let fd = Rc::new(reopen_path_only(
-            &self.base,
-            "reopening the section for a query handle",
-        )?);
-        let _ = self.path_only.set(fd.clone());
-        Ok(fd)
+        PLACEHOLDER.with(|cell| {
+            if let Some(fd) = cell.get() {
+                return Ok(fd.clone());
+            }
+            let fd = fs::open("/dev/null", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Failure::new(errno(e), "opening /dev/null for a query handle"))?;
+            Ok(cell.get_or_init(|| Rc::new(fd)).clone())
+        })
     }
 
     pub fn fd_for(&self, may_write: bool) -> Result<Rc<OwnedFd>, Failure> {
@@ -352,7 +353,7 @@ impl Section {
     /// How many descriptors the broker holds for this section (the base
     /// fd, and the read-only one once made).
     pub fn fds_held(&self) -> u64 {
-        1 + u64::from(self.read_only.get().is_some()) + u64::from(self.path_only.get().is_some())
+        1 + u64::from(self.read_only.get().is_some())
     }
 
     /// The fd as a borrowed handle (for diagnostics).
@@ -366,16 +367,6 @@ impl Section {
 /// neither write nor map the file writable, and (with the file's mode 0400,
 /// owned by the broker's user) cannot open it again for writing through
 /// `/proc/<pid>/fd`. Never blocks, all the same.
-/// A descriptor that names the section's pages but cannot map, read or
-/// write them (`O_PATH`): what a handle with no map right gets, so that it
-/// can be queried and closed like any handle while the kernel refuses it
-/// every access.
-pub(crate) fn reopen_path_only(fd: &OwnedFd, what: &str) -> Result<OwnedFd, Failure> {
-    let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd));
-    fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Failure::new(errno(e), what.to_owned()))
-}
-
 pub(crate) fn reopen_read_only(fd: &OwnedFd, what: &str) -> Result<OwnedFd, Failure> {
     let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd));
     fs::open(

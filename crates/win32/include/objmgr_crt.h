@@ -9,7 +9,8 @@
  * - The printf family here follows MSVC's format rules: in the wide functions
  *   %s and %c take WCHAR strings and characters, %hs/%hc narrow ones, %ls/%lc
  *   wide ones, %S/%C the opposite of %s/%c; I64, I32 and I size prefixes; %n
- *   is ignored (MSVC refuses it by default).
+ *   is ignored (MSVC refuses it by default); `l` on an integer is 32 bits
+ *   (MSVC's long, the LONG and DWORD of windows.h).
  * - The secure (_s) functions return errno values; where MSVC would call the
  *   invalid-parameter handler they empty the destination and fail instead.
  *
@@ -48,9 +49,7 @@ typedef int errno_t;
 #define _strnicmp strncasecmp
 #define stricmp strcasecmp
 #define strnicmp strncasecmp
-#define _strdup strdup
 #define _fileno fileno
-#define _getpid getpid
 
 /* ---- Output buffer and the MSVC-style formatter ------------------------ */
 
@@ -278,7 +277,7 @@ static inline void objmgr_crt_vformat(objmgr_crt_buf *b, const char *fmt, int wi
             switch (len) {
             case OBJMGR_LEN_HH: v = (signed char)va_arg(ap, int); break;
             case OBJMGR_LEN_H: v = (short)va_arg(ap, int); break;
-            case OBJMGR_LEN_L: v = va_arg(ap, long); break;
+            case OBJMGR_LEN_L: v = va_arg(ap, int); break; /* MSVC's long is 32 bits */
             case OBJMGR_LEN_LL: v = va_arg(ap, long long); break;
             case OBJMGR_LEN_SIZE: v = (long long)va_arg(ap, ptrdiff_t); break;
             case OBJMGR_LEN_MAX: v = (long long)va_arg(ap, intmax_t); break;
@@ -295,7 +294,7 @@ static inline void objmgr_crt_vformat(objmgr_crt_buf *b, const char *fmt, int wi
             switch (len) {
             case OBJMGR_LEN_HH: v = (unsigned char)va_arg(ap, unsigned); break;
             case OBJMGR_LEN_H: v = (unsigned short)va_arg(ap, unsigned); break;
-            case OBJMGR_LEN_L: v = va_arg(ap, unsigned long); break;
+            case OBJMGR_LEN_L: v = va_arg(ap, unsigned); break; /* as above */
             case OBJMGR_LEN_LL: v = va_arg(ap, unsigned long long); break;
             case OBJMGR_LEN_SIZE: v = va_arg(ap, size_t); break;
             case OBJMGR_LEN_MAX: v = (unsigned long long)va_arg(ap, uintmax_t); break;
@@ -424,7 +423,8 @@ enum {
 static inline int objmgr_crt_store_wide(WCHAR *buf, size_t count, const char *text, size_t len, int fit) {
     if (!text) return -1;
     size_t units = objmgr_crt_utf8_to_16(text, len, buf, count);
-    if (!buf || count == 0) return fit == OBJMGR_FIT_LEGACY && units == 0 ? 0 : -1;
+    /* _vsnwprintf(NULL, 0, ...) is how the length is asked for. */
+    if (!buf || count == 0) return fit == OBJMGR_FIT_LEGACY && !buf ? (int)units : -1;
     if (units < count) {
         buf[units] = 0;
         return (int)units;
@@ -437,7 +437,8 @@ static inline int objmgr_crt_store_wide(WCHAR *buf, size_t count, const char *te
 
 static inline int objmgr_crt_store_narrow(char *buf, size_t count, const char *text, size_t len, int fit) {
     if (!text) return -1;
-    if (!buf || count == 0) return fit == OBJMGR_FIT_LEGACY && len == 0 ? 0 : -1;
+    /* _vsnprintf(NULL, 0, ...) is how the length is asked for. */
+    if (!buf || count == 0) return fit == OBJMGR_FIT_LEGACY && !buf ? (int)len : -1;
     if (len < count) {
         memcpy(buf, text, len + 1);
         return (int)len;
@@ -479,17 +480,29 @@ static inline int sprintf_s(char *buf, size_t size, const char *fmt, ...) {
     va_end(ap);
     return r;
 }
+/* At most `count` characters (_TRUNCATE: as many as fit), always
+   terminated; -1 when the output was cut. */
 static inline int _vsnprintf_s(char *buf, size_t size, size_t count, const char *fmt, va_list ap) {
     size_t len = 0;
     char *text = objmgr_crt_vformat_narrow(fmt, ap, &len);
+    if (!text || !buf || size == 0) {
+        free(text);
+        return -1;
+    }
+    size_t limit = count == _TRUNCATE ? size - 1 : count;
     int r;
-    if (count == _TRUNCATE && text && buf && size > 0 && len >= size) {
-        memcpy(buf, text, size - 1);
-        buf[size - 1] = 0;
+    if (len <= limit && len < size) {
+        memcpy(buf, text, len + 1);
+        r = (int)len;
+    } else if (count == _TRUNCATE || limit < size) {
+        size_t keep = limit < size - 1 ? limit : size - 1;
+        memcpy(buf, text, keep);
+        buf[keep] = 0;
         r = -1;
     } else {
-        if (text && count < len) len = count;
-        r = objmgr_crt_store_narrow(buf, size, text, len, OBJMGR_FIT_SECURE);
+        buf[0] = 0; /* count does not fit the buffer: MSVC's error case */
+        errno = ERANGE;
+        r = -1;
     }
     free(text);
     return r;
@@ -502,13 +515,27 @@ static inline int _snprintf_s(char *buf, size_t size, size_t count, const char *
     return r;
 }
 
+/* strnlen and strdup are POSIX, not ISO C: objmgr's own, so strict -std
+   modes build too. */
+static inline size_t objmgr_crt_strnlen(const char *s, size_t max) {
+    size_t n = 0;
+    while (n < max && s[n]) n++;
+    return n;
+}
+static inline char *_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *copy = (char *)malloc(n);
+    if (copy) memcpy(copy, s, n);
+    return copy;
+}
+
 static inline errno_t strncpy_s(char *dst, size_t size, const char *src, size_t count) {
     if (!dst || size == 0) return EINVAL;
     if (!src) {
         dst[0] = 0;
         return EINVAL;
     }
-    size_t n = strnlen(src, count);
+    size_t n = objmgr_crt_strnlen(src, count);
     if (n >= size) {
         if (count == _TRUNCATE) {
             memcpy(dst, src, size - 1);
@@ -538,7 +565,7 @@ static inline errno_t strcpy_s(char *dst, size_t size, const char *src) {
 }
 static inline errno_t strcat_s(char *dst, size_t size, const char *src) {
     if (!dst || size == 0) return EINVAL;
-    size_t used = strnlen(dst, size);
+    size_t used = objmgr_crt_strnlen(dst, size);
     if (!src || used == size) {
         dst[0] = 0;
         return EINVAL;
@@ -653,9 +680,11 @@ static inline int WINAPIV wsprintfA(LPSTR buf, LPCSTR fmt, ...) {
    as on Windows) are read into an array before the call. */
 static inline DWORD objmgr_format_message_a(DWORD flags, LPCVOID source, DWORD id, DWORD lang, LPSTR buf, DWORD size,
                                             va_list *args) {
-    DWORD_PTR inserts[99];
+    DWORD_PTR inserts[99] = {0};
     if (args && !(flags & (FORMAT_MESSAGE_ARGUMENT_ARRAY | FORMAT_MESSAGE_IGNORE_INSERTS))) {
         int count = 0;
+        /* objmgr's system messages have no inserts: only a message string's
+           are read from the va_list. */
         if (flags & FORMAT_MESSAGE_FROM_STRING) OBJMGR_INSERT_COUNT((const char *)source, count);
         for (int i = 0; i < count; i++) inserts[i] = va_arg(*args, DWORD_PTR);
         flags |= FORMAT_MESSAGE_ARGUMENT_ARRAY;
@@ -1001,9 +1030,11 @@ static inline int WINAPIV wsprintfW(LPWSTR buf, LPCWSTR fmt, ...) {
 }
 static inline DWORD objmgr_format_message_w(DWORD flags, LPCVOID source, DWORD id, DWORD lang, LPWSTR buf, DWORD size,
                                             va_list *args) {
-    DWORD_PTR inserts[99];
+    DWORD_PTR inserts[99] = {0};
     if (args && !(flags & (FORMAT_MESSAGE_ARGUMENT_ARRAY | FORMAT_MESSAGE_IGNORE_INSERTS))) {
         int count = 0;
+        /* objmgr's system messages have no inserts: only a message string's
+           are read from the va_list. */
         if (flags & FORMAT_MESSAGE_FROM_STRING) OBJMGR_INSERT_COUNT((const WCHAR *)source, count);
         for (int i = 0; i < count; i++) inserts[i] = va_arg(*args, DWORD_PTR);
         flags |= FORMAT_MESSAGE_ARGUMENT_ARRAY;

@@ -82,6 +82,14 @@ extern "C" int objmgr_run_wmain(int argc, char **argv, int (*wmain_with_args)(in
 #else
 int objmgr_run_wmain(int argc, char **argv, int (*wmain_with_args)(int, WCHAR **),
                      int (*wmain_without_args)(void));
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 202311L
+/* C23: `()` means no arguments, so _tmain must be defined with them:
+   `int _tmain(int argc, TCHAR *argv[])`. */
+#define wmain                                                                                   \
+    objmgr_wmain(int, WCHAR **);                                                                \
+    int main(int argc, char **argv) { return objmgr_run_wmain(argc, argv, objmgr_wmain, NULL); } \
+    int objmgr_wmain
+#else
 /* Declared without a prototype so that `int _tmain()` and
    `int _tmain(int argc, TCHAR *argv[])` both define it; called with both
    arguments, which a function that takes none ignores. */
@@ -91,6 +99,7 @@ int objmgr_run_wmain(int argc, char **argv, int (*wmain_with_args)(int, WCHAR **
         return objmgr_run_wmain(argc, argv, (int (*)(int, WCHAR **))objmgr_wmain, NULL);        \
     }                                                                                           \
     int objmgr_wmain
+#endif
 #endif
 #define _tmain wmain
 #else

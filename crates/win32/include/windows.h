@@ -956,6 +956,7 @@ __attribute__((noreturn)) VOID WINAPI ExitProcess(UINT uExitCode);
 HANDLE WINAPI GetCurrentProcess(void);
 HANDLE WINAPI GetCurrentThread(void);
 DWORD WINAPI GetCurrentProcessId(void);
+static inline int _getpid(void) { return (int)GetCurrentProcessId(); }
 DWORD WINAPI GetCurrentThreadId(void);
 DWORD WINAPI GetModuleFileNameA(HMODULE hModule, LPSTR lpFilename, DWORD nSize);
 OBJMGR_WIDE DWORD WINAPI GetModuleFileNameW(HMODULE hModule, LPWSTR lpFilename, DWORD nSize);

@@ -180,9 +180,12 @@ fn command_line() -> &'static str {
     static LINE: OnceLock<String> = OnceLock::new();
     LINE.get_or_init(|| {
         let args: Vec<String> = match std::fs::read("/proc/self/cmdline") {
+            // NUL-terminated arguments: the piece after the last NUL is
+            // no argument, but empty ones before it are.
             Ok(raw) => raw
+                .strip_suffix(&[0])
+                .unwrap_or(&raw)
                 .split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect(),
             Err(_) => std::env::args_os()

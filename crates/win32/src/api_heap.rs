@@ -122,9 +122,17 @@ unsafe fn heap_realloc(heap: HANDLE, flags: DWORD, p: *mut c_void, size: usize) 
     if heap.is_null() || p.is_null() {
         return fail(ERROR_INVALID_PARAMETER, std::ptr::null_mut());
     }
-    // SAFETY: a block from this allocator per the Win32 contract.
-    if flags & HEAP_REALLOC_IN_PLACE_ONLY != 0 && size > unsafe { block_size(p) } {
-        return fail(ERROR_NOT_ENOUGH_MEMORY, std::ptr::null_mut());
+    if flags & HEAP_REALLOC_IN_PLACE_ONLY != 0 {
+        // SAFETY: a block from this allocator per the Win32 contract.
+        let old = unsafe { block_size(p) };
+        if size > old {
+            return fail(ERROR_NOT_ENOUGH_MEMORY, std::ptr::null_mut());
+        }
+        // Shrunk where it is: only the recorded size changes (realloc
+        // might move it).
+        // SAFETY: the header before the block, per the contract.
+        unsafe { p.cast::<u8>().sub(HEADER).cast::<usize>().write(size) };
+        return p;
     }
     // SAFETY: as above.
     unsafe { realloc(p, size, flags & HEAP_ZERO_MEMORY != 0) }

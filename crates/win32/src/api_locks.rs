@@ -215,6 +215,21 @@ fn leave(cs: &CRITICAL_SECTION) {
     }
 }
 
+/// The words of unaligned lock objects, by address.
+static UNALIGNED: std::sync::Mutex<Option<HashMap<usize, &'static [AtomicU32; 2]>>> =
+    std::sync::Mutex::new(None);
+
+/// The unaligned objects' table, locked (for the `fork()` handlers).
+pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(UNALIGNED.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Forgets the thread id cached before a `fork()` (the child's thread has
+/// its own).
+pub(crate) fn forget_thread_id() {
+    let _ = THREAD_ID.try_with(|id| id.set(0));
+}
+
 /// The two 32-bit words of an `SRWLOCK` or `CONDITION_VARIABLE` (each one
 /// pointer): in the object itself when it is aligned, as it is unless a
 /// packed structure holds it; otherwise in words of their own kept for that
@@ -230,8 +245,7 @@ unsafe fn words<'a>(p: *mut c_void) -> Option<&'a [AtomicU32; 2]> {
         // SAFETY: per the contract: one aligned pointer-sized object.
         return Some(unsafe { &*p.cast::<[AtomicU32; 2]>() });
     }
-    static UNALIGNED: std::sync::Mutex<Option<HashMap<usize, &'static [AtomicU32; 2]>>> =
-        std::sync::Mutex::new(None);
+    crate::fork::guard();
     let mut table = UNALIGNED.lock().unwrap_or_else(|e| e.into_inner());
     let words = table
         .get_or_insert_with(HashMap::new)

@@ -309,6 +309,13 @@ fn commit(start: usize, len: usize, protect: DWORD) -> Result<usize, Win32Error>
         Kind::Private => {}
     }
     let protect = (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS);
+    if copy_on_write && matches!(a.kind, Kind::View { shared: true, .. }) {
+        // Copy-on-write pages of a shared view are a private copy: their
+        // writes must never reach the section.
+        mprotect(start, len, PAGE_READONLY)?;
+        // SAFETY: readable pages inside one of this process's views.
+        unsafe { make_private(start, len)? };
+    }
     mprotect(start, len, protect)?;
     let first = (start - base) / page_size();
     a.set(
@@ -547,13 +554,20 @@ fn page_protection(r: bool, w: bool, x: bool) -> DWORD {
     }
 }
 
-/// Which of `count` pages from `start` this process has written (their
+/// The most pages one look at `/proc/self/pagemap` reads (a region reported
+/// is at most this long in a copy-on-write view).
+const WRITTEN_SCAN_PAGES: usize = 4096;
+
+/// Which of `count` pages from `start` (at most [`WRITTEN_SCAN_PAGES`])
+/// this process has written (their
 /// copy-on-write copy exists: the page is anonymous now), from
 /// `/proc/self/pagemap`.
 fn written(start: usize, count: usize) -> Vec<bool> {
     use std::io::{Read, Seek, SeekFrom};
     const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
     const FILE_OR_SHARED: u64 = 1 << 61;
+    let count = count.min(WRITTEN_SCAN_PAGES);
     let mut entries = vec![0u8; count * 8];
     let read = std::fs::File::open("/proc/self/pagemap").and_then(|mut f| {
         f.seek(SeekFrom::Start((start / page_size()) as u64 * 8))?;
@@ -566,7 +580,7 @@ fn written(start: usize, count: usize) -> Vec<bool> {
         .chunks_exact(8)
         .map(|e| {
             let bits = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
-            bits & PRESENT != 0 && bits & FILE_OR_SHARED == 0
+            bits & (PRESENT | SWAPPED) != 0 && bits & FILE_OR_SHARED == 0
         })
         .collect()
 }

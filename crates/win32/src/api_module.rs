@@ -104,6 +104,12 @@ fn open(name: Result<Option<String>, ()>, flags: i32) -> HANDLE {
         // SAFETY: a NUL-terminated path; dlopen reports failure with NULL.
         let handle = unsafe { libc::dlopen(path.as_ptr(), flags) };
         if !handle.is_null() {
+            if flags & libc::RTLD_NOLOAD != 0 {
+                // GetModuleHandle takes no reference (the module stays
+                // loaded by whoever loaded it).
+                // SAFETY: the reference dlopen just took.
+                unsafe { libc::dlclose(handle) };
+            }
             return handle;
         }
     }

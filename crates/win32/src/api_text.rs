@@ -66,10 +66,14 @@ unsafe fn format_insert<T: Text>(spec: &str, arg: usize) -> Option<String> {
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
+    // Bounded as the C runtime bounds them: a width is never an allocation.
+    const MAX_WIDTH: usize = 1 << 20;
     let (width, precision) = match digits.split_once('.') {
         Some((w, p)) => (w.parse().unwrap_or(0), p.parse().ok()),
         None => (digits.parse().unwrap_or(0), None),
     };
+    let width: usize = usize::min(width, MAX_WIDTH);
+    let precision: Option<usize> = precision.map(|p: usize| p.min(MAX_WIDTH));
     let wide_size = body.contains("I64") || body.contains("ll");
     let narrow = body.contains('h');
     let long = body.contains('l') || body.contains('w');
@@ -329,6 +333,19 @@ unsafe fn length<T: Copy + Default + PartialEq>(s: *const T) -> usize {
     n
 }
 
+/// The length of `s`, looking at no more than `max` units.
+///
+/// # Safety
+/// `s` is readable up to its NUL or `max` units, whichever comes first.
+unsafe fn length_up_to<T: Copy + Default + PartialEq>(s: *const T, max: usize) -> usize {
+    let mut n = 0;
+    // SAFETY: per the contract.
+    while n < max && unsafe { *s.add(n) } != T::default() {
+        n += 1;
+    }
+    n
+}
+
 /// Copies at most `max` units of `src` and a NUL to `dst`; returns `dst`.
 ///
 /// # Safety
@@ -337,8 +354,8 @@ unsafe fn copy<T: Copy + Default + PartialEq>(dst: *mut T, src: *const T, max: u
     if dst.is_null() || src.is_null() {
         return std::ptr::null_mut();
     }
-    // SAFETY: per the contract.
-    let n = unsafe { length(src) }.min(max);
+    // SAFETY: per the contract; never read past `max` units.
+    let n = unsafe { length_up_to(src, max) };
     // SAFETY: per the contract; `ptr::copy` allows overlap.
     unsafe {
         std::ptr::copy(src, dst, n);

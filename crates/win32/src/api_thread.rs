@@ -284,15 +284,19 @@ fn suspend(h: HANDLE) -> DWORD {
     if me {
         control.wait_while_suspended();
     } else if previous == 0 {
+        let undo = |code| {
+            let _ = control
+                .suspend
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            fail(code, FAILED_COUNT)
+        };
         if let Err(code) = install_handler() {
-            control.suspend.fetch_sub(1, Ordering::AcqRel);
-            return fail(code, FAILED_COUNT);
+            return undo(code);
         }
         // SAFETY: a signal to a thread of this process, whose handler was
         // installed above.
         if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, suspend_signal()) } != 0 {
-            control.suspend.fetch_sub(1, Ordering::AcqRel);
-            return fail(ERROR_INVALID_HANDLE, FAILED_COUNT);
+            return undo(ERROR_INVALID_HANDLE);
         }
     }
     previous
@@ -350,9 +354,17 @@ fn queue_apc(routine: Option<ApcFn>, h: HANDLE, data: usize) -> DWORD {
 struct TimerRoutine {
     stopped: Mutex<bool>,
     wake: std::sync::Condvar,
+    /// An APC of this timer waits to run: Windows queues no second one.
+    queued: AtomicBool,
 }
 
 static TIMER_ROUTINES: Mutex<Option<HashMap<usize, Arc<TimerRoutine>>>> = Mutex::new(None);
+
+/// The key of a timer handle: its value without the two low bits, which
+/// Windows leaves to the application.
+fn timer_key(h: HANDLE) -> usize {
+    h as usize & !3
+}
 
 /// Stops the completion routine started through timer handle `h`, if any.
 pub(crate) fn stop_timer_routine(h: HANDLE) {
@@ -360,7 +372,7 @@ pub(crate) fn stop_timer_routine(h: HANDLE) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
-        .remove(&(h as usize));
+        .remove(&timer_key(h));
     if let Some(routine) = routine {
         *routine.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         routine.wake.notify_all();
@@ -385,18 +397,19 @@ pub(crate) fn start_timer_routine(
         std::time::Duration::from_nanos(due.unsigned_abs().saturating_mul(100))
     } else {
         std::time::Duration::from_nanos(
-            due.saturating_sub(crate::api_time::now_ticks()).max(0) as u64 * 100,
+            (due.saturating_sub(crate::api_time::now_ticks()).max(0) as u64).saturating_mul(100),
         )
     };
     let state = Arc::new(TimerRoutine {
         stopped: Mutex::new(false),
         wake: std::sync::Condvar::new(),
+        queued: AtomicBool::new(false),
     });
     TIMER_ROUTINES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
-        .insert(h as usize, state.clone());
+        .insert(timer_key(h), state.clone());
     let period = std::time::Duration::from_millis(u64::from(period_ms));
     std::thread::Builder::new()
         .name("objmgr-timer-apc".into())
@@ -420,16 +433,23 @@ pub(crate) fn start_timer_routine(
                 }
                 drop(stopped);
                 let when = crate::api_time::now_ticks();
-                // SAFETY: the caller's completion routine with its own
-                // argument, run in the thread that set the timer.
-                let apc: Apc = Box::new(move || unsafe {
-                    routine(
-                        argument as *mut std::ffi::c_void,
-                        when as u32,
-                        (when >> 32) as u32,
-                    )
-                });
-                if target.queue(apc).is_err() || period.is_zero() {
+                if !state.queued.swap(true, Ordering::AcqRel) {
+                    let pending = state.clone();
+                    // SAFETY: the caller's completion routine with its own
+                    // argument, run in the thread that set the timer.
+                    let apc: Apc = Box::new(move || unsafe {
+                        pending.queued.store(false, Ordering::Release);
+                        routine(
+                            argument as *mut std::ffi::c_void,
+                            when as u32,
+                            (when >> 32) as u32,
+                        )
+                    });
+                    if target.queue(apc).is_err() {
+                        return;
+                    }
+                }
+                if period.is_zero() {
                     return;
                 }
                 next += period;

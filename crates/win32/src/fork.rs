@@ -18,6 +18,7 @@ extern "C" fn before_fork() {
         crate::api_section::lock_for_fork(),
         crate::api_memory::lock_for_fork(),
         crate::api_thread::lock_for_fork(),
+        crate::api_locks::lock_for_fork(),
     ];
     let _ = HELD.try_with(|slot| *slot.borrow_mut() = held);
 }
@@ -26,8 +27,13 @@ extern "C" fn after_fork() {
     let _ = HELD.try_with(|held| held.borrow_mut().clear());
 }
 
+extern "C" fn after_fork_in_child() {
+    after_fork();
+    crate::api_locks::forget_thread_id();
+}
+
 /// Registers the handlers, once; called wherever one of the locks is taken.
 pub(crate) fn guard() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| objmgr::on_fork(before_fork, after_fork, after_fork));
+    ONCE.call_once(|| objmgr::on_fork(before_fork, after_fork, after_fork_in_child));
 }

@@ -618,17 +618,14 @@ impl Broker {
         if program.is_empty() {
             return Err(Failure::new(ERROR_INVALID_PARAMETER, "no program to run"));
         }
-        let mut command = if flags & CREATE_SUSPENDED != 0 {
+        let suspended = flags & CREATE_SUSPENDED != 0;
+        let mut command = if suspended {
             // Started as objmgrd, which waits for ResumeThread, then
             // becomes the program.
-            let path = env.iter().find_map(|pair| pair.strip_prefix("PATH="));
-            let resolved = crate::child_limits::resolve_program(program, path).map_err(|e| {
-                Failure::new(spawn_error_code(&e), format!("starting {program:?}: {e}"))
-            })?;
             let mut command = std::process::Command::new("/proc/self/exe");
             command
                 .arg(crate::child_limits::SUSPENDED_START)
-                .arg(resolved)
+                .arg(program)
                 .arg(program);
             crate::child_limits::start_with_continue_blocked(&mut command);
             command
@@ -697,9 +694,7 @@ impl Broker {
                 return Err(failure);
             }
         };
-        // Its own process group, as a Windows process is on its own: a
-        // child's `kill(0, ...)` reaches its own group, never the broker.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        crate::child_limits::start_in_own_session(&mut command);
         if let Some(&original) = ORIGINAL_NOFILE.get() {
             crate::child_limits::start_with_fd_limit(&mut command, original);
         }
@@ -715,6 +710,13 @@ impl Broker {
                 .transpose()
                 .map_err(|_| Failure::new(ERROR_INVALID_PARAMETER, "a NUL in the directory"))?;
             crate::child_limits::start_as(&mut command, uid, gid, groups, dir);
+        }
+        if suspended {
+            // The program is found in the child, as the user, from its
+            // directory: a missing one fails the spawn, as it would
+            // without CREATE_SUSPENDED.
+            let path = env.iter().find_map(|pair| pair.strip_prefix("PATH="));
+            crate::child_limits::start_only_if_runnable(&mut command, program, path);
         }
         let spawned = command.spawn();
         let record = spawned

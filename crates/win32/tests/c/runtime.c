@@ -114,6 +114,13 @@ int _tmain(int argc, TCHAR *argv[]) {
     CHECK(strcmp(narrow, "abcd") == 0 && _stricmp("ABcd", narrow) == 0);
     CHECK(_snprintf(narrow, 4, "%s", "abcd") == 4 && memcmp(narrow, "abcd", 4) == 0);
     CHECK(strcmp(_itoa(-15, narrow, 10), "-15") == 0 && strcmp(_itoa(255, narrow, 16), "ff") == 0);
+    CHECK(_snprintf(NULL, 0, "%s-%d", "abc", 12) == 6); /* the length, asked for */
+    CHECK(_snprintf_s(narrow, sizeof narrow, 3, "%s", "abcdefgh") == -1 && strcmp(narrow, "abc") == 0);
+    CHECK(_snprintf_s(narrow, 4, _TRUNCATE, "%s", "abcdefgh") == -1 && strcmp(narrow, "abc") == 0);
+    CHECK(_snprintf_s(narrow, sizeof narrow, _TRUNCATE, "%s", "ab") == 2 && strcmp(narrow, "ab") == 0);
+    LONG negative = -5;
+    DWORD big = 4000000000u;
+    CHECK(sprintf_s(narrow, sizeof narrow, "%ld|%lu", negative, big) > 0 && strcmp(narrow, "-5|4000000000") == 0);
     CHECK(_countof(buf) == 64);
 
     /* Critical sections: mutual exclusion, recursion, try from another thread. */

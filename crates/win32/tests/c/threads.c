@@ -3,6 +3,7 @@
 #include <windows.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "check.h"
 
 static volatile LONG ticks;
@@ -122,6 +123,9 @@ int main(int argc, char **argv) {
     si.cb = sizeof si;
     CHECK(CreateProcessA(NULL, cmd, NULL, NULL, FALSE, CREATE_SUSPENDED, NULL, NULL, &si, &pi));
     CHECK(GetThreadId(pi.hThread) == pi.dwProcessId);
+    /* A session of its own: no other user's process can send it the
+       SIGCONT its start waits for. */
+    CHECK(getsid((pid_t)pi.dwProcessId) == (pid_t)pi.dwProcessId);
     CHECK(WaitForSingleObject(done, 300) == WAIT_TIMEOUT);
     CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == STILL_ACTIVE);
     CHECK(SuspendThread(pi.hThread) == 1);
