@@ -122,6 +122,7 @@ static CONTROLS: Mutex<Option<HashMap<u32, Arc<Control>>>> = Mutex::new(None);
 
 fn with_controls<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Control>>) -> T) -> T {
     crate::fork::guard();
+    let _unstoppable = NoSuspend::new();
     let mut controls = CONTROLS.lock().unwrap_or_else(|p| p.into_inner());
     f(controls.get_or_insert_with(HashMap::new))
 }
@@ -196,13 +197,22 @@ pub(crate) fn wait_until_resumed(control: &Control) {
     control.wait_while_suspended();
 }
 
-/// The Linux thread id and process id a thread handle names.
-fn thread_of(h: HANDLE) -> Result<(u32, u32), Win32Error> {
+/// The Linux thread id and process id a thread handle names; refused for a
+/// thread that exited when it must be `live` (its id may be another's now).
+fn thread_of(h: HANDLE, live: bool) -> Result<(u32, u32), Win32Error> {
     if h == CURRENT_THREAD {
         return Ok((current_tid(), std::process::id()));
     }
     let entry = table::object(h)?;
     match &*entry {
+        // An exited thread's id may belong to another thread by now.
+        Entry::Object(Object::Thread(t))
+            if live
+                && t.exit_code()
+                    .is_ok_and(|c| c != objmgr_proto::process::STILL_ACTIVE) =>
+        {
+            Err(ERROR_INVALID_HANDLE)
+        }
         Entry::Object(Object::Thread(t)) => match t.thread_id() {
             0 => Err(ERROR_INVALID_HANDLE),
             tid => Ok((tid, t.process_id())),
@@ -235,6 +245,46 @@ extern "C" fn on_suspend_signal(_: i32) {
     unsafe { *libc::__errno_location() = errno };
 }
 
+/// Whether the suspend signal's handler is installed (then locks that
+/// `ResumeThread` takes are held with the signal blocked).
+static HANDLER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Blocks the suspend signal in this thread while it lives: held around
+/// the library's locks that `ResumeThread` (and `fork`) need, so that a
+/// thread is never stopped holding one (which would leave its resumer
+/// waiting for it for ever). Free until a thread was first suspended.
+pub(crate) struct NoSuspend(Option<libc::sigset_t>);
+
+impl NoSuspend {
+    pub(crate) fn new() -> NoSuspend {
+        if !HANDLER_INSTALLED.load(Ordering::Acquire) {
+            return NoSuspend(None);
+        }
+        // SAFETY: builds a signal set on the stack and changes this
+        // thread's mask, keeping the old one to restore.
+        unsafe {
+            let mut block: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut block);
+            libc::sigaddset(&mut block, suspend_signal());
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) != 0 {
+                return NoSuspend(None);
+            }
+            NoSuspend(Some(old))
+        }
+    }
+}
+
+impl Drop for NoSuspend {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            // SAFETY: restores the mask saved by `new` (a pending suspend
+            // signal is delivered now, outside the lock).
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+        }
+    }
+}
+
 /// Installs the suspend signal's handler once (only where the program has
 /// none of its own).
 fn install_handler() -> Result<(), Win32Error> {
@@ -254,13 +304,16 @@ fn install_handler() -> Result<(), Win32Error> {
         action.sa_sigaction = on_suspend_signal as *const () as usize;
         action.sa_flags = libc::SA_RESTART;
         // SAFETY: installs that handler for the library's own signal.
-        unsafe { libc::sigaction(suspend_signal(), &action, std::ptr::null_mut()) == 0 }
+        let installed =
+            unsafe { libc::sigaction(suspend_signal(), &action, std::ptr::null_mut()) == 0 };
+        HANDLER_INSTALLED.store(installed, Ordering::Release);
+        installed
     });
     if ok { Ok(()) } else { Err(ERROR_NOT_SUPPORTED) }
 }
 
 fn suspend(h: HANDLE) -> DWORD {
-    let (tid, pid) = match thread_of(h) {
+    let (tid, pid) = match thread_of(h, true) {
         Ok(ids) => ids,
         Err(code) => return fail(code, FAILED_COUNT),
     };
@@ -303,7 +356,7 @@ fn suspend(h: HANDLE) -> DWORD {
 }
 
 fn resume(h: HANDLE) -> DWORD {
-    let (tid, pid) = match thread_of(h) {
+    let (tid, pid) = match thread_of(h, true) {
         Ok(ids) => ids,
         Err(code) => return fail(code, FAILED_COUNT),
     };
@@ -327,7 +380,7 @@ fn queue_apc(routine: Option<ApcFn>, h: HANDLE, data: usize) -> DWORD {
     let Some(routine) = routine else {
         return fail(ERROR_INVALID_PARAMETER, 0);
     };
-    let (tid, pid) = match thread_of(h) {
+    let (tid, pid) = match thread_of(h, true) {
         Ok(ids) => ids,
         Err(code) => return fail(code, 0),
     };
@@ -460,7 +513,7 @@ pub(crate) fn start_timer_routine(
 }
 
 fn thread_id(h: HANDLE) -> DWORD {
-    match thread_of(h) {
+    match thread_of(h, false) {
         Ok((tid, _)) => tid,
         Err(code) => fail(code, 0),
     }

@@ -127,6 +127,8 @@ pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
 
 fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
     crate::fork::guard();
+    // ResumeThread reads the table: nobody is suspended holding it.
+    let _unstoppable = crate::api_thread::NoSuspend::new();
     let mut table = TABLE.write().unwrap_or_else(|p| p.into_inner());
     f(table.get_or_insert_with(HashMap::new))
 }
