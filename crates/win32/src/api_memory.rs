@@ -54,11 +54,15 @@ struct Pages {
     committed: bool,
     /// The `PAGE_*` value (0 while reserved).
     protect: DWORD,
+    /// Pages of a shared view made copy-on-write: a private mapping of
+    /// their own now (made once; their writes stay in this process).
+    private: bool,
 }
 
 const RESERVED: Pages = Pages {
     committed: false,
     protect: 0,
+    private: false,
 };
 
 /// What a tracked range is.
@@ -132,6 +136,32 @@ impl Allocation {
         }
     }
 
+    /// The runs in `[from, to)`: (first page, page after, state).
+    fn runs_in(&self, from: usize, to: usize) -> Vec<(usize, usize, Pages)> {
+        let mut runs = Vec::new();
+        let mut i = from;
+        while i < to {
+            let (state, end) = self.run_at(i);
+            let end = end.min(to);
+            runs.push((i, end, state));
+            i = end;
+        }
+        runs
+    }
+
+    /// Commits pages `[from, to)` with `protect`, each run keeping whether
+    /// it is a private copy.
+    fn set_protect(&mut self, from: usize, to: usize, protect: DWORD) {
+        for (first, end, state) in self.runs_in(from, to) {
+            let pages = Pages {
+                committed: true,
+                protect,
+                private: state.private,
+            };
+            self.set(first, end, pages);
+        }
+    }
+
     /// Whether every page in `[from, to)` is committed.
     fn all_committed(&self, from: usize, to: usize) -> bool {
         let mut i = from;
@@ -201,6 +231,7 @@ pub(crate) fn track_view(
         Pages {
             committed: true,
             protect,
+            private: false,
         }
     };
     memory().insert(base, Allocation::new(len, protect, kind, pages));
@@ -290,7 +321,12 @@ fn pages(addr: usize, size: usize, align: usize) -> Option<(usize, usize)> {
 
 /// Commits pages of an existing allocation (`VirtualAlloc(MEM_COMMIT)` at
 /// an address).
-fn commit(start: usize, len: usize, protect: DWORD) -> Result<usize, Win32Error> {
+fn commit(
+    start: usize,
+    len: usize,
+    protect: DWORD,
+    source: Option<&PrivateSource>,
+) -> Result<usize, Win32Error> {
     let mut memory = memory();
     let base = holding(&memory, start, len)?;
     let a = memory.get_mut(&base).ok_or(ERROR_INVALID_ADDRESS)?;
@@ -309,23 +345,15 @@ fn commit(start: usize, len: usize, protect: DWORD) -> Result<usize, Win32Error>
         Kind::Private => {}
     }
     let protect = (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS);
+    let first = (start - base) / page_size();
+    let last = first + len / page_size();
     if copy_on_write && matches!(a.kind, Kind::View { shared: true, .. }) {
-        // Copy-on-write pages of a shared view are a private copy: their
-        // writes must never reach the section.
-        mprotect(start, len, PAGE_READONLY)?;
-        // SAFETY: readable pages inside one of this process's views.
-        unsafe { make_private(start, len)? };
+        // Copy-on-write pages of a shared view are private: their writes
+        // must never reach the section.
+        privatize(base, a, first, last, source)?;
     }
     mprotect(start, len, protect)?;
-    let first = (start - base) / page_size();
-    a.set(
-        first,
-        first + len / page_size(),
-        Pages {
-            committed: true,
-            protect,
-        },
-    );
+    a.set_protect(first, last, protect);
     Ok(start)
 }
 
@@ -372,7 +400,8 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
         let Some((start, len)) = pages(addr as usize, size, page_size()) else {
             return fail(ERROR_INVALID_ADDRESS, null);
         };
-        return match commit(start, len, protect) {
+        let source = copy_on_write_source(start, protect);
+        return match commit(start, len, protect, source.as_ref()) {
             Ok(start) => start as LPVOID,
             Err(code) => fail(code, null),
         };
@@ -442,6 +471,7 @@ unsafe fn virtual_alloc(addr: LPVOID, size: SIZE_T, kind: DWORD, protect: DWORD)
         Pages {
             committed: true,
             protect,
+            private: false,
         }
     } else {
         RESERVED
@@ -693,15 +723,38 @@ unsafe fn virtual_query(
     std::mem::size_of::<MEMORY_BASIC_INFORMATION>()
 }
 
-/// Makes `len` bytes at `start` (whole pages of a shared view) private:
-/// a copy of what they hold now, so that writes never reach the file
-/// (`VirtualProtect(PAGE_WRITECOPY)` on a view). Pages not yet written no
-/// longer follow later changes of the file, unlike Windows'.
+/// Makes `len` bytes at `start` (whole pages of a shared view) private, so
+/// that writes never reach the section (`VirtualProtect(PAGE_WRITECOPY)`
+/// on a shared view). With the section's own descriptor (`source`) the
+/// range becomes a private mapping of the same pages, as Windows has it:
+/// pages not yet written still follow the section and read as
+/// `PAGE_WRITECOPY`. Without one (the section's handles are closed) it
+/// becomes a private copy of what the pages hold now.
 ///
 /// # Safety
 /// The range is a readable part of a view this process mapped.
-unsafe fn make_private(start: usize, len: usize) -> Result<(), Win32Error> {
+unsafe fn make_private(
+    start: usize,
+    len: usize,
+    source: Option<&PrivateSource>,
+) -> Result<(), Win32Error> {
     let errno = |e: rustix::io::Errno| Win32Error::from_errno(e.raw_os_error());
+    if let Some(source) = source.filter(|s| s.covers(start, len)) {
+        // SAFETY: replaces pages of the caller's own view with a private
+        // mapping of the same section pages, at the same place.
+        return unsafe {
+            rustix::mm::mmap(
+                start as *mut c_void,
+                len,
+                ProtFlags::READ,
+                MapFlags::PRIVATE | MapFlags::FIXED,
+                &source.fd,
+                source.offset + (start - source.base) as u64,
+            )
+        }
+        .map(drop)
+        .map_err(errno);
+    }
     // SAFETY: a new anonymous mapping the kernel places; it replaces nothing.
     let copy = unsafe {
         rustix::mm::mmap_anonymous(
@@ -730,25 +783,76 @@ unsafe fn make_private(start: usize, len: usize) -> Result<(), Win32Error> {
     .map_err(errno)
 }
 
+/// A view's section, to map its pages privately: the section's descriptor,
+/// the view's base and the section offset it maps there.
+pub(crate) struct PrivateSource {
+    pub(crate) fd: std::os::fd::OwnedFd,
+    pub(crate) base: usize,
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+}
+
+impl PrivateSource {
+    fn covers(&self, start: usize, len: usize) -> bool {
+        start >= self.base && start + len <= self.base + self.len
+    }
+}
+
+/// Makes the pages `[first, last)` of a shared view private where they are
+/// not yet (a second copy would lose the first one's writes).
+fn privatize(
+    base: usize,
+    a: &mut Allocation,
+    first: usize,
+    last: usize,
+    source: Option<&PrivateSource>,
+) -> Result<(), Win32Error> {
+    for (from, to, state) in a.runs_in(first, last) {
+        if state.private {
+            continue;
+        }
+        let (start, len) = (base + from * page_size(), (to - from) * page_size());
+        if !prot_flags(state.protect).contains(ProtFlags::READ) {
+            mprotect(start, len, PAGE_READONLY)?;
+        }
+        // SAFETY: readable pages inside one of this process's views.
+        unsafe { make_private(start, len, source)? };
+        a.set(
+            from,
+            to,
+            Pages {
+                private: true,
+                ..state
+            },
+        );
+    }
+    Ok(())
+}
+
 /// `VirtualProtect` of tracked memory: one allocation, committed pages
 /// only, within what a view allows. The old protection is the first
 /// page's. `None` when no tracked allocation holds `start`.
-fn protect_tracked(start: usize, len: usize, protect: DWORD) -> Option<Result<DWORD, Win32Error>> {
+fn protect_tracked(
+    start: usize,
+    len: usize,
+    protect: DWORD,
+    source: Option<&PrivateSource>,
+) -> Option<Result<DWORD, Win32Error>> {
     let mut memory = memory();
     let (&base, a) = memory.range(..=start).next_back()?;
     if start >= base + a.len {
         return None;
     }
     let a = memory.get_mut(&base)?;
-    Some(protect_in(base, a, start, len, protect))
+    Some(protect_in(base, a, (start, len), protect, source))
 }
 
 fn protect_in(
     base: usize,
     a: &mut Allocation,
-    start: usize,
-    len: usize,
+    (start, len): (usize, usize),
     protect: DWORD,
+    source: Option<&PrivateSource>,
 ) -> Result<DWORD, Win32Error> {
     if start + len > base + a.len {
         return Err(ERROR_INVALID_ADDRESS);
@@ -770,39 +874,22 @@ fn protect_in(
     let protect = (protect & !CACHE_MODIFIERS) | (a.protect & CACHE_MODIFIERS);
     let old = query_old(a, first, start);
     if copy_on_write && matches!(a.kind, Kind::View { shared: true, .. }) {
-        // A shared view's pages become a private copy: writes from now on
-        // stay in this process.
-        if !prot_flags(old).contains(ProtFlags::READ) {
-            mprotect(start, len, PAGE_READONLY)?;
-        }
-        // SAFETY: a readable range inside one of this process's views.
-        unsafe { make_private(start, len)? };
-        // Private now: later copy-on-write requests need no new copy.
-        if let Kind::View {
-            access,
-            file_backed,
-            ..
-        } = a.kind
-            && first == 0
-            && last == a.page_count()
-        {
-            a.kind = Kind::View {
-                access,
-                file_backed,
-                shared: false,
-            };
-        }
+        // A shared view's pages become private: writes from now on stay in
+        // this process.
+        privatize(base, a, first, last, source)?;
     }
     mprotect(start, len, protect)?;
-    a.set(
-        first,
-        last,
-        Pages {
-            committed: true,
-            protect,
-        },
-    );
+    a.set_protect(first, last, protect);
     Ok(old)
+}
+
+/// For a copy-on-write protection: the section of the view at `start`, to
+/// map its pages privately (looked up before the memory lock is taken:
+/// views, then handles, never the other way round).
+fn copy_on_write_source(start: usize, protect: DWORD) -> Option<PrivateSource> {
+    matches!(protect & 0xFF, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY)
+        .then(|| crate::api_section::private_source(start))
+        .flatten()
 }
 
 /// The protection the first page has now (a written copy-on-write page
@@ -825,7 +912,8 @@ unsafe fn virtual_protect(addr: LPVOID, size: SIZE_T, protect: DWORD, old: *mut 
     let Some((start, len)) = pages(addr as usize, size.max(1), page_size()) else {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     };
-    let result = protect_tracked(start, len, protect).unwrap_or_else(|| {
+    let source = copy_on_write_source(start, protect);
+    let result = protect_tracked(start, len, protect, source.as_ref()).unwrap_or_else(|| {
         // Memory this module did not make: one region of it at most.
         let (base_protect, _) = parse_protect(protect).ok_or(ERROR_INVALID_PARAMETER)?;
         if matches!(base_protect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY) {
@@ -868,10 +956,12 @@ mod tests {
         let rw = Pages {
             committed: true,
             protect: PAGE_READWRITE,
+            private: false,
         };
         let ro = Pages {
             committed: true,
             protect: PAGE_READONLY,
+            private: false,
         };
         let mut a = Allocation::new(8 * ps, PAGE_READWRITE, Kind::Private, rw);
         a.set(2, 4, ro);

@@ -18,10 +18,19 @@ use crate::last_error::{fail, guard};
 use crate::table::{self, Entry};
 use crate::types::*;
 
-/// Live views by base address.
-static VIEWS: Mutex<BTreeMap<usize, View>> = Mutex::new(BTreeMap::new());
+/// A live view, with the handle it was mapped through and the section
+/// offset it maps (to map its pages privately later: `VirtualProtect`
+/// with `PAGE_WRITECOPY`).
+struct Mapped {
+    view: View,
+    section: usize,
+    offset: u64,
+}
 
-fn views() -> std::sync::MutexGuard<'static, BTreeMap<usize, View>> {
+/// Live views by base address.
+static VIEWS: Mutex<BTreeMap<usize, Mapped>> = Mutex::new(BTreeMap::new());
+
+fn views() -> std::sync::MutexGuard<'static, BTreeMap<usize, Mapped>> {
     crate::fork::guard();
     VIEWS.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -32,9 +41,74 @@ pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
 }
 
 /// The base of the view that holds `addr` (its base or any byte in it).
-fn view_base(views: &BTreeMap<usize, View>, addr: usize) -> Option<usize> {
-    let (&base, view) = views.range(..=addr).next_back()?;
-    (addr < base + view.len().next_multiple_of(rustix::param::page_size())).then_some(base)
+fn view_base(views: &BTreeMap<usize, Mapped>, addr: usize) -> Option<usize> {
+    let (&base, mapped) = views.range(..=addr).next_back()?;
+    (addr
+        < base
+            + mapped
+                .view
+                .len()
+                .next_multiple_of(rustix::param::page_size()))
+    .then_some(base)
+}
+
+/// The section behind the view holding `addr`, to map its pages privately:
+/// its descriptor (a copy, from the handle the view was mapped through, if
+/// still open and still naming the pages the view maps), the view's base
+/// and the section offset there.
+pub(crate) fn private_source(addr: usize) -> Option<api_memory::PrivateSource> {
+    let (base, section, offset, len) = {
+        let views = views();
+        let base = view_base(&views, addr)?;
+        let mapped = views.get(&base)?;
+        let len = mapped
+            .view
+            .len()
+            .next_multiple_of(rustix::param::page_size());
+        (base, mapped.section, mapped.offset, len)
+    };
+    let entry = table::object(section as HANDLE).ok()?;
+    let Entry::Object(Object::Section(section)) = &*entry else {
+        return None;
+    };
+    let fd = rustix::io::fcntl_dupfd_cloexec(std::os::fd::AsFd::as_fd(section), 3).ok()?;
+    // The handle's value may name another section by now: its file must be
+    // the one mapped at `base`.
+    let st = rustix::fs::fstat(&fd).ok()?;
+    let same = mapping_identity(base).is_some_and(|(dev, ino)| {
+        dev == (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)) && ino == st.st_ino
+    });
+    same.then_some(api_memory::PrivateSource {
+        fd,
+        base,
+        offset,
+        len,
+    })
+}
+
+/// The device and inode of the file mapped at `addr`, from `/proc/self/maps`.
+fn mapping_identity(addr: usize) -> Option<((u32, u32), u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        if !(start..end).contains(&addr) {
+            return None;
+        }
+        let (major, minor) = fields.nth(2)?.split_once(':')?;
+        let inode = fields.next()?.parse().ok()?;
+        Some((
+            (
+                u32::from_str_radix(major, 16).ok()?,
+                u32::from_str_radix(minor, 16).ok()?,
+            ),
+            inode,
+        ))
+    })
 }
 
 unsafe fn create_mapping(
@@ -159,7 +233,12 @@ fn map_view(
             ) {
                 return fail(code, null);
             }
-            views().insert(ptr as usize, view);
+            let mapped = Mapped {
+                view,
+                section: h as usize,
+                offset: options.offset,
+            };
+            views().insert(ptr as usize, mapped);
             ptr.cast()
         }
         Err(e) => fail(e.code(), null),
@@ -174,9 +253,9 @@ fn unmap_view(addr: *const c_void) -> BOOL {
         view_base(&views, addr as usize).and_then(|base| views.remove(&base))
     };
     match view {
-        Some(view) => {
-            api_memory::untrack_view(view.as_ptr() as usize);
-            drop(view);
+        Some(mapped) => {
+            api_memory::untrack_view(mapped.view.as_ptr() as usize);
+            drop(mapped);
             TRUE
         }
         None => fail(ERROR_INVALID_ADDRESS, FALSE),
@@ -189,7 +268,7 @@ fn flush_view(addr: *const c_void, len: usize) -> BOOL {
     let Some(base) = view_base(&views, addr) else {
         return fail(ERROR_INVALID_ADDRESS, FALSE);
     };
-    let Some(view) = views.get(&base) else {
+    let Some(view) = views.get(&base).map(|m| &m.view) else {
         return fail(ERROR_INVALID_ADDRESS, FALSE);
     };
     let offset = addr - base;

@@ -74,9 +74,16 @@ int main(void) {
     CHECK_ERR(VirtualProtect(reader, page, PAGE_READWRITE, &old), FALSE, ERROR_INVALID_PARAMETER);
     CHECK_ERR(VirtualProtect(reader, page, PAGE_EXECUTE_READ, &old), FALSE, ERROR_INVALID_PARAMETER);
     CHECK(VirtualProtect(reader, page, PAGE_WRITECOPY, &old) && old == PAGE_READONLY);
+    CHECK(query(reader).Protect == PAGE_WRITECOPY);
     if (reader && writer) {
+        /* Until written, a copy-on-write page follows the section... */
+        writer[2] = 3;
+        CHECK(reader[2] == 3);
+        /* ... and once written it is this process's own. */
         reader[1] = 9;
-        CHECK(writer[1] == 0);
+        CHECK(writer[1] == 0 && query(reader).Protect == PAGE_READWRITE);
+        writer[1] = 4;
+        CHECK(reader[1] == 9);
     }
     CHECK(VirtualProtect(writer, page, PAGE_NOACCESS, &old) && old == PAGE_READWRITE);
     CHECK(query(writer).Protect == PAGE_NOACCESS && query(writer).State == MEM_COMMIT &&
