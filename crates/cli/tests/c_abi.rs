@@ -30,6 +30,20 @@ fn lib_dir() -> PathBuf {
     exe.parent().unwrap().to_path_buf()
 }
 
+/// A directory in the broker's holding the library under its link name and
+/// its SONAME (`libobjmgr_win32.so.0`), as an install lays them out.
+fn soname_dir(broker: &TestBroker) -> PathBuf {
+    let dir = broker.dir.join("lib");
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["libobjmgr_win32.so", "libobjmgr_win32.so.0"] {
+            std::os::unix::fs::symlink(lib_dir().join("libobjmgr_win32.so"), dir.join(name))
+                .unwrap();
+        }
+    }
+    dir
+}
+
 /// How a test program links the library.
 #[derive(Clone, Copy)]
 enum Link {
@@ -88,7 +102,12 @@ fn compile_as(
         .join(format!("{}{suffix}", source.trim_end_matches(".c")));
     let mut cc = compiler(source, language, &out);
     match link {
-        Link::Shared => cc.arg(lib_dir().join("libobjmgr_win32.so")),
+        // Found at run time by its SONAME through an rpath, as an installed
+        // library is.
+        Link::Shared => cc
+            .arg(format!("-L{}", soname_dir(broker).display()))
+            .arg(format!("-Wl,-rpath,{}", soname_dir(broker).display()))
+            .arg("-lobjmgr_win32"),
         Link::Static => cc
             .arg(lib_dir().join("libobjmgr_win32.a"))
             .args(["-ldl", "-lm"]),
@@ -140,8 +159,19 @@ fn the_c_api_behaves_as_documented() {
 #[test]
 fn microsofts_named_shared_memory_example_builds_and_runs() {
     let broker = TestBroker::new();
-    let first = compile(&broker, "ms_first.c", false, Link::Shared);
-    let second = compile(&broker, "ms_second.c", false, Link::Shared);
+    // As a user builds it: installed, then nothing but pkg-config's flags.
+    let prefix = installed_prefix(&broker);
+    let [first, second] = ["ms_first.c", "ms_second.c"].map(|source| {
+        let out = broker.dir.join(source.trim_end_matches(".c"));
+        // Microsoft's source as published: MSVC-isms draw warnings only.
+        build_with_pkg_config(
+            &prefix,
+            &win32_dir().join("tests/c").join(source),
+            &out,
+            &["-w"],
+        );
+        out
+    });
     let mut writer = run(&broker, &first)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -310,37 +340,37 @@ fn suspended_threads_and_processes_and_apcs_from_c() {
     run_checks(&broker, &program, &[]);
 }
 
-/// A prefix laid out as `install.sh` lays one out, over this build: the
-/// headers and the library where `objmgr-win32.pc` says they are, so that a
-/// program builds with nothing but `pkg-config --cflags --libs objmgr-win32`.
-fn pkg_config_prefix(broker: &TestBroker) -> PathBuf {
+/// A prefix made by `install.sh` from this build's library, broker and CLI
+/// (`OBJMGR_FROM`): what a user gets, so that a program builds with nothing
+/// but `pkg-config --cflags --libs objmgr-win32` and runs without
+/// `LD_LIBRARY_PATH`.
+fn installed_prefix(broker: &TestBroker) -> PathBuf {
     let prefix = broker.dir.join("prefix");
-    let pc_dir = prefix.join("lib/pkgconfig");
-    std::fs::create_dir_all(&pc_dir).unwrap();
-    std::fs::create_dir_all(prefix.join("include")).unwrap();
-    std::os::unix::fs::symlink(
-        win32_dir().join("include"),
-        prefix.join("include/objmgr-win32"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        lib_dir().join("libobjmgr_win32.so"),
-        prefix.join("lib/libobjmgr_win32.so"),
-    )
-    .unwrap();
-    let template = std::fs::read_to_string(win32_dir().join("objmgr-win32.pc.in")).unwrap();
-    let pc = template
-        .replace("@PREFIX@", prefix.to_str().unwrap())
-        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
-    std::fs::write(pc_dir.join("objmgr-win32.pc"), pc).unwrap();
+    let built = broker.dir.join("built");
+    std::fs::create_dir_all(&built).unwrap();
+    for (from, name) in [
+        (lib_dir().join("libobjmgr_win32.so"), "libobjmgr_win32.so"),
+        (lib_dir().join("libobjmgr_win32.a"), "libobjmgr_win32.a"),
+        (PathBuf::from(env!("CARGO_BIN_EXE_objmgrd")), "objmgrd"),
+        (PathBuf::from(env!("CARGO_BIN_EXE_objmgr")), "objmgr"),
+    ] {
+        std::fs::copy(from, built.join(name)).unwrap();
+    }
+    let out = Command::new(win32_dir().join("install.sh"))
+        .arg(&prefix)
+        .env("OBJMGR_FROM", &built)
+        .output()
+        .expect("run install.sh");
+    assert!(
+        out.status.success(),
+        "install.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     prefix
 }
 
-/// Builds a program of `crates/win32/tests/programs` with the flags
-/// pkg-config gives, and runs it (the library found through the prefix).
-fn build_and_run_program(source: &str) -> String {
-    let broker = TestBroker::new();
-    let prefix = pkg_config_prefix(&broker);
+/// `cc`/`c++` `source` with the flags pkg-config gives for `prefix`.
+fn build_with_pkg_config(prefix: &Path, source: &Path, out: &Path, extra: &[&str]) {
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "objmgr-win32"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
@@ -352,28 +382,36 @@ fn build_and_run_program(source: &str) -> String {
         String::from_utf8_lossy(&flags.stderr)
     );
     let flags = String::from_utf8(flags.stdout).unwrap();
-    let out = broker.dir.join(source.replace('.', "-"));
-    let compiler = if source.ends_with(".cpp") {
-        "c++"
-    } else {
-        "cc"
-    };
-    let built = Command::new(compiler)
-        .arg(win32_dir().join("tests/programs").join(source))
+    let cpp = source.extension().is_some_and(|e| e == "cpp");
+    let built = Command::new(if cpp { "c++" } else { "cc" })
+        .arg(source)
         .args(flags.split_whitespace())
-        .args(["-Wall", "-Werror", "-o"])
-        .arg(&out)
+        .args(extra)
+        .arg("-o")
+        .arg(out)
         .output()
         .unwrap();
     assert!(
         built.status.success(),
-        "building {source}: {}",
+        "building {}: {}",
+        source.display(),
         String::from_utf8_lossy(&built.stderr)
     );
-    let ran = run(&broker, &out)
-        .env("LD_LIBRARY_PATH", prefix.join("lib"))
-        .output()
-        .unwrap();
+}
+
+/// Builds a program of `crates/win32/tests/programs` against an installed
+/// prefix with the flags pkg-config gives, and runs it.
+fn build_and_run_program(source: &str) -> String {
+    let broker = TestBroker::new();
+    let prefix = installed_prefix(&broker);
+    let out = broker.dir.join(source.replace('.', "-"));
+    build_with_pkg_config(
+        &prefix,
+        &win32_dir().join("tests/programs").join(source),
+        &out,
+        &["-Wall", "-Werror"],
+    );
+    let ran = run(&broker, &out).output().unwrap();
     let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
     assert!(
         ran.status.success(),
@@ -400,4 +438,48 @@ fn two_processes_share_a_journal_file_through_a_mapping() {
     let stdout = build_and_run_program("file_journal.c");
     assert!(stdout.contains("read: record 15: even\u{e9}"), "{stdout}");
     assert!(stdout.contains("reader exit code 0"), "{stdout}");
+}
+
+#[test]
+fn the_installed_library_has_its_soname_symlinks_and_no_debug_info() {
+    let broker = TestBroker::new();
+    let prefix = installed_prefix(&broker);
+    let lib = prefix.join("lib");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        std::fs::read_link(lib.join("libobjmgr_win32.so")).unwrap(),
+        Path::new("libobjmgr_win32.so.0")
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join("libobjmgr_win32.so.0")).unwrap(),
+        Path::new(&format!("libobjmgr_win32.so.{version}"))
+    );
+    let dynamic = Command::new("objdump")
+        .arg("-p")
+        .arg(lib.join(format!("libobjmgr_win32.so.{version}")))
+        .output()
+        .expect("run objdump");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.split_whitespace().eq(["SONAME", "libobjmgr_win32.so.0"])),
+        "{dynamic}"
+    );
+    let sections = Command::new("objdump")
+        .arg("-h")
+        .arg(lib.join("libobjmgr_win32.so.0"))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sections.stdout).contains(".debug_info"));
+    let installed = std::fs::metadata(lib.join("libobjmgr_win32.so.0"))
+        .unwrap()
+        .len();
+    let built = std::fs::metadata(lib_dir().join("libobjmgr_win32.so"))
+        .unwrap()
+        .len();
+    assert!(
+        installed < built,
+        "stripped: {installed} bytes, built: {built}"
+    );
 }
