@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Win32 C ABI: libobjmgr_win32.{so,a}, the headers, a pkg-config
-# file, and the broker (objmgrd) that programs start on demand.
+# file, the broker (objmgrd) that programs start on demand, and the objmgr
+# command with its man page and shell completions.
 #
 #   crates/win32/install.sh [PREFIX]      (default /usr/local; or PREFIX=... env)
 #
@@ -36,6 +37,14 @@ strip --strip-debug "$prefix/lib/libobjmgr_win32.a"
 install -m 0644 crates/win32/include/*.h "$prefix/include/objmgr-win32/"
 install -m 0755 "$from/objmgrd" "$from/objmgr" "$prefix/bin/"
 strip "$prefix/bin/objmgrd" "$prefix/bin/objmgr"
+# The objmgr command's man page and shell completions, from its own
+# definitions.
+install -d "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
+    "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
+"$prefix/bin/objmgr" manpage > "$prefix/share/man/man1/objmgr.1"
+"$prefix/bin/objmgr" completions bash > "$prefix/share/bash-completion/completions/objmgr"
+"$prefix/bin/objmgr" completions zsh > "$prefix/share/zsh/site-functions/_objmgr"
+"$prefix/bin/objmgr" completions fish > "$prefix/share/fish/vendor_completions.d/objmgr.fish"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" crates/win32/objmgr-win32.pc.in \
     > "$prefix/lib/pkgconfig/objmgr-win32.pc"
 # systemd units: the system-wide broker (socket-activated; enable with

@@ -1,51 +1,124 @@
 //! `objmgr`: look into and manage the objmgr namespace.
+//!
+//! The command line is described once, with clap: `--help` of every
+//! command, `--version`, the shell completions (`objmgr completions SHELL`)
+//! and the man page (`objmgr manpage`) all come from the definitions below.
+//! `--json` output is typed (numbers, booleans, null) and versioned
+//! ([`SCHEMA_VERSION`]), with the same objects as the human output.
 #![forbid(unsafe_code)]
 
+use clap::{CommandFactory, Parser, Subcommand};
 use objmgr::admin::{self, BrokerStatus, ObjectEntry, ObjectType};
 use objmgr::error::{ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER, ERROR_SERVICE_NOT_ACTIVE};
 use objmgr::{Error, MapAccess, Section};
+use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: objmgr <command> [options]
+/// The version of the `--json` output's layout: fields are only added
+/// within a version; a change that removes or retypes one bumps it.
+const SCHEMA_VERSION: u32 = 1;
 
-commands:
-  ls [--files] [--json]                list every named object (path, type, size, handles);
-                                       --files: the files open through objmgr, with share modes
-  stat NAME [--json]                   show one object (NAME as Global\\x, Local\\x, x, or a full path)
-  dump NAME [--offset N] [--len N]     hexdump a live section, like xxd
-  ps [--json]                          list connected processes (pid, tag, handle count, name)
-  handles PID [--json]                 list a process's handles (value, type, access, flags, name)
-  broker status [--json]               show the broker's state and request counters
-  broker stop                          stop the broker (all handles die with it)
-
-Looking never starts a broker. Exit status: 0 success, 1 failure (the Win32
+const AFTER_HELP: &str =
+    "Looking never starts a broker. Exit status: 0 success, 1 failure (the Win32
 error is printed on stderr), 2 usage error, 3 no broker running (broker status).
 Environment: OBJMGR_SOCKET selects the broker socket.";
 
+/// Look into and manage the objmgr namespace (named sections, mutexes,
+/// events, semaphores, timers, jobs) of the broker this user talks to.
+#[derive(Parser, Debug)]
+#[command(name = "objmgr", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every named object (path, type, size, handles, state)
+    Ls {
+        /// The files open through objmgr instead, with share modes and locks
+        #[arg(long)]
+        files: bool,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one object (NAME as Global\x, Local\x, x, or a full path)
+    Stat {
+        name: String,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hexdump a live section, like xxd
+    Dump {
+        name: String,
+        /// Where to start (decimal or 0x hex)
+        #[arg(long, value_parser = parse_number, default_value = "0")]
+        offset: u64,
+        /// How many bytes (default: to the end)
+        #[arg(long, value_parser = parse_number)]
+        len: Option<u64>,
+    },
+    /// List connected processes (pid, tag, handle count, name)
+    Ps {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a process's handles (value, type, access, flags, name)
+    Handles {
+        pid: u32,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or stop the broker
+    Broker {
+        #[command(subcommand)]
+        action: BrokerAction,
+    },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff, for man(1))
+    Manpage,
+}
+
+#[derive(Subcommand, Debug)]
+enum BrokerAction {
+    /// Show the broker's state and request counters
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the broker (all handles die with it)
+    Stop,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Usage errors exit 2, --help and --version 0 (clap's conventions).
+    let cli = Cli::parse();
     admin::set_autostart(false);
-    let result = match args.first().map(String::as_str) {
-        Some("ls") => ls(&args[1..]),
-        Some("stat") => stat(&args[1..]),
-        Some("dump") => dump(&args[1..]),
-        Some("ps") => ps(&args[1..]),
-        Some("handles") => handles(&args[1..]),
-        Some("broker") => broker(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+    let result = match cli.command {
+        Command::Ls { files, json } => ls(files, json),
+        Command::Stat { name, json } => stat(&name, json),
+        Command::Dump { name, offset, len } => dump(&name, offset, len),
+        Command::Ps { json } => ps(json),
+        Command::Handles { pid, json } => handles(pid, json),
+        Command::Broker { action } => broker(action),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "objmgr", &mut out);
+            print_out(&String::from_utf8_lossy(&out));
             Ok(())
         }
-        _ => Err(Failure::Usage("expected a command".into())),
+        Command::Manpage => manpage(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(why)) => {
-            eprintln!("objmgr: {why}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
         Err(Failure::NoBroker(why)) => {
             eprintln!("objmgr: {why}");
             ExitCode::from(3)
@@ -58,7 +131,6 @@ fn main() -> ExitCode {
 }
 
 enum Failure {
-    Usage(String),
     NoBroker(String),
     Win32(Error),
 }
@@ -69,84 +141,86 @@ impl From<Error> for Failure {
     }
 }
 
-/// Parsed `--flag` options after the positional arguments.
-struct Options {
-    positional: Vec<String>,
-    json: bool,
-    offset: u64,
-    len: Option<u64>,
-}
-
-fn parse_number(flag: &str, value: Option<&String>) -> Result<u64, Failure> {
-    let value = value.ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+fn parse_number(value: &str) -> Result<u64, String> {
     let parsed = match value.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => value.parse(),
     };
-    parsed.map_err(|_| Failure::Usage(format!("{flag}: {value:?} is not a number")))
+    parsed.map_err(|_| format!("{value:?} is not a number"))
 }
 
-fn parse(args: &[String], allowed: &[&str]) -> Result<Options, Failure> {
-    let mut options = Options {
-        positional: Vec::new(),
-        json: false,
-        offset: 0,
-        len: None,
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        if arg.starts_with("--") && !allowed.contains(&arg) {
-            return Err(Failure::Usage(format!("unknown option {arg}")));
+/// The man page, with a section for each command.
+fn manpage() -> Result<(), Failure> {
+    let command = Cli::command();
+    let mut out = Vec::new();
+    let io = |e: std::io::Error| Failure::Win32(Error::new(ERROR_INVALID_PARAMETER, e.to_string()));
+    clap_mangen::Man::new(command.clone())
+        .render(&mut out)
+        .map_err(io)?;
+    // Each command's own options follow, under its name.
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let title = format!("OBJMGR {}", sub.get_name().to_uppercase());
+        let _ = writeln!(out_string(&mut out), ".SH \"{title}\"");
+        if let Some(about) = sub.get_about() {
+            let _ = writeln!(out_string(&mut out), "{about}");
         }
-        match arg {
-            "--json" => options.json = true,
-            "--offset" => {
-                i += 1;
-                options.offset = parse_number("--offset", args.get(i))?;
-            }
-            "--len" => {
-                i += 1;
-                options.len = Some(parse_number("--len", args.get(i))?);
-            }
-            _ => options.positional.push(args[i].clone()),
-        }
-        i += 1;
+        clap_mangen::Man::new(sub.clone())
+            .render_options_section(&mut out)
+            .map_err(io)?;
     }
-    Ok(options)
+    print_out(&String::from_utf8_lossy(&out));
+    Ok(())
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+/// Writes formatted text into a byte buffer.
+fn out_string(out: &mut Vec<u8>) -> ByteWriter<'_> {
+    ByteWriter(out)
+}
+
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
-    out.push('"');
-    out
 }
 
-fn entry_json(e: &ObjectEntry) -> String {
-    let mut out = format!(
-        "{{\"path\":{},\"type\":{},\"size\":{},\"handles\":{}",
-        json_string(&e.path),
-        json_string(e.object_type.name()),
-        e.size,
-        e.handle_count
-    );
+/// A property's value as JSON: numbers as numbers, yes/no as booleans.
+fn typed(value: &str) -> Value {
+    match value {
+        "yes" => Value::Bool(true),
+        "no" => Value::Bool(false),
+        _ => value
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(value)),
+    }
+}
+
+/// One object as JSON: `path`, `type`, `handles`, `size` (sections only,
+/// else null) and its properties, typed.
+fn entry_json(e: &ObjectEntry) -> Value {
+    let mut object = Map::new();
+    object.insert("path".into(), json!(e.path));
+    object.insert("type".into(), json!(e.object_type.name()));
+    object.insert("handles".into(), json!(e.handle_count));
+    let size = (e.object_type == ObjectType::Section).then_some(e.size);
+    object.insert("size".into(), json!(size));
     for (k, v) in &e.properties {
-        let _ = write!(out, ",{}:{}", json_string(k), json_string(v));
+        object.entry(k.clone()).or_insert_with(|| typed(v));
     }
-    out.push('}');
-    out
+    Value::Object(object)
+}
+
+/// A `--json` document: the schema version and `fields`.
+fn document(fields: Value) -> String {
+    let mut doc = Map::new();
+    doc.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    if let Value::Object(fields) = fields {
+        doc.extend(fields);
+    }
+    format!("{}\n", Value::Object(doc))
 }
 
 /// Treats "no broker" as an empty namespace: nothing exists without one.
@@ -168,28 +242,16 @@ fn not_found_without_broker(e: Error, name: &str) -> Failure {
     }
 }
 
-fn ls(args: &[String]) -> Result<(), Failure> {
-    let files = args.iter().any(|a| a == "--files");
-    let args: Vec<String> = args.iter().filter(|a| *a != "--files").cloned().collect();
-    let options = parse(&args, &["--json"])?;
-    if !options.positional.is_empty() {
-        return Err(Failure::Usage("ls takes no arguments".into()));
-    }
+fn ls(files: bool, json: bool) -> Result<(), Failure> {
     let entries = if files {
         or_empty(admin::list_files(), Vec::new)?
     } else {
         or_empty(admin::list_objects(), Vec::new)?
     };
     let mut out = String::new();
-    if options.json {
-        out.push('[');
-        for (i, e) in entries.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&entry_json(e));
-        }
-        out.push_str("]\n");
+    if json {
+        let objects: Vec<Value> = entries.iter().map(entry_json).collect();
+        out = document(json!({ if files { "files" } else { "objects" }: objects }));
     } else {
         let states: Vec<String> = entries.iter().map(state_summary).collect();
         let width = states.iter().map(String::len).max().unwrap_or(0).max(5);
@@ -258,27 +320,15 @@ fn state_summary(entry: &ObjectEntry) -> String {
         .join(" ")
 }
 
-fn ps(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args, &["--json"])?;
-    if !options.positional.is_empty() {
-        return Err(Failure::Usage("ps takes no arguments".into()));
-    }
+fn ps(json: bool) -> Result<(), Failure> {
     let processes = or_empty(admin::list_processes(), Vec::new)?;
     let mut out = String::new();
-    if options.json {
-        let rows: Vec<String> = processes
+    if json {
+        let rows: Vec<Value> = processes
             .iter()
-            .map(|p| {
-                format!(
-                    "{{\"pid\":{},\"tag\":{},\"handles\":{},\"name\":{}}}",
-                    p.pid,
-                    p.tag,
-                    p.handles,
-                    json_string(&p.name)
-                )
-            })
+            .map(|p| json!({ "pid": p.pid, "tag": p.tag, "handles": p.handles, "name": p.name }))
             .collect();
-        let _ = writeln!(out, "[{}]", rows.join(","));
+        out = document(json!({ "processes": rows }));
     } else {
         let _ = writeln!(out, "{:>8} {:>6} {:>8}  NAME", "PID", "TAG", "HANDLES");
         for p in &processes {
@@ -309,14 +359,7 @@ fn flag_words(flags: u32) -> String {
     }
 }
 
-fn handles(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args, &["--json"])?;
-    let [pid] = options.positional.as_slice() else {
-        return Err(Failure::Usage("handles takes one PID".into()));
-    };
-    let pid: u32 = pid
-        .parse()
-        .map_err(|_| Failure::Usage(format!("not a process id: {pid}")))?;
+fn handles(pid: u32, json: bool) -> Result<(), Failure> {
     let handles = admin::list_handles(pid).map_err(|e| {
         if e.code() == ERROR_SERVICE_NOT_ACTIVE {
             Failure::Win32(Error::new(
@@ -328,22 +371,21 @@ fn handles(args: &[String]) -> Result<(), Failure> {
         }
     })?;
     let mut out = String::new();
-    if options.json {
-        let rows: Vec<String> = handles
+    if json {
+        let rows: Vec<Value> = handles
             .iter()
             .map(|h| {
-                format!(
-                    "{{\"value\":{},\"type\":{},\"access\":{},\"inherit\":{},\"protect\":{},\"name\":{}}}",
-                    h.value,
-                    json_string(h.object_type.name()),
-                    h.access,
-                    h.flags & objmgr::handle::HANDLE_FLAG_INHERIT != 0,
-                    h.flags & objmgr::handle::HANDLE_FLAG_PROTECT_FROM_CLOSE != 0,
-                    json_string(&h.path)
-                )
+                json!({
+                    "value": h.value,
+                    "type": h.object_type.name(),
+                    "access": h.access,
+                    "inherit": h.flags & objmgr::handle::HANDLE_FLAG_INHERIT != 0,
+                    "protect": h.flags & objmgr::handle::HANDLE_FLAG_PROTECT_FROM_CLOSE != 0,
+                    "name": h.path,
+                })
             })
             .collect();
-        let _ = writeln!(out, "[{}]", rows.join(","));
+        out = document(json!({ "handles": rows }));
     } else {
         let _ = writeln!(
             out,
@@ -371,14 +413,10 @@ fn print_out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn stat(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args, &["--json"])?;
-    let [name] = options.positional.as_slice() else {
-        return Err(Failure::Usage("stat takes one NAME".into()));
-    };
+fn stat(name: &str, json: bool) -> Result<(), Failure> {
     let entry = admin::stat_object(name).map_err(|e| not_found_without_broker(e, name))?;
-    if options.json {
-        print_out(&format!("{}\n", entry_json(&entry)));
+    if json {
+        print_out(&document(entry_json(&entry)));
         return Ok(());
     }
     let mut out = String::new();
@@ -395,29 +433,21 @@ fn stat(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn dump(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args, &["--offset", "--len"])?;
-    let [name] = options.positional.as_slice() else {
-        return Err(Failure::Usage("dump takes one NAME".into()));
-    };
+fn dump(name: &str, offset: u64, len: Option<u64>) -> Result<(), Failure> {
     let section =
         Section::open(name, MapAccess::READ).map_err(|e| not_found_without_broker(e, name))?;
     let size = section.size();
-    if options.offset > size
-        || options
-            .len
-            .is_some_and(|len| options.offset.saturating_add(len) > size)
-    {
+    if offset > size || len.is_some_and(|len| offset.saturating_add(len) > size) {
         return Err(Failure::Win32(Error::new(
             ERROR_INVALID_PARAMETER,
             format!(
                 "range {}+{} is outside the {size}-byte section",
-                options.offset,
-                options.len.unwrap_or(0)
+                offset,
+                len.unwrap_or(0)
             ),
         )));
     }
-    let len = options.len.unwrap_or(size - options.offset);
+    let len = len.unwrap_or(size - offset);
     if len == 0 {
         return Ok(());
     }
@@ -426,8 +456,8 @@ fn dump(args: &[String]) -> Result<(), Failure> {
     let view = section.map(MapAccess::READ)?;
     let mut stdout = std::io::stdout().lock();
     let mut line = [0u8; 16];
-    let mut pos = options.offset;
-    let end = options.offset + len;
+    let mut pos = offset;
+    let end = offset + len;
     while pos < end {
         let n = (end - pos).min(16) as usize;
         view.read_at(pos as usize, &mut line[..n])?;
@@ -458,33 +488,30 @@ fn dump(args: &[String]) -> Result<(), Failure> {
 }
 
 fn status_json(s: &BrokerStatus) -> String {
-    let mut requests = String::new();
-    for (i, (name, n)) in s.requests.iter().enumerate() {
-        if i > 0 {
-            requests.push(',');
-        }
-        let _ = write!(requests, "{}:{n}", json_string(name));
-    }
-    format!(
-        "{{\"pid\":{},\"protocol_version\":{},\"uptime_ms\":{},\"socket\":{},\"clients\":{},\"objects\":{},\"named_objects\":{},\"handles\":{},\"idle_timeout_ms\":{},\"processes_tracked\":{},\"pending_tables\":{},\"requests\":{{{requests}}}}}\n",
-        s.pid,
-        s.protocol_version,
-        s.uptime_ms,
-        json_string(&s.socket),
-        s.clients,
-        s.objects,
-        s.named_objects,
-        s.handles,
-        s.idle_timeout_ms,
-        s.processes_tracked,
-        s.pending_tables
-    )
+    let requests: Map<String, Value> = s
+        .requests
+        .iter()
+        .map(|(name, n)| (name.clone(), json!(n)))
+        .collect();
+    document(json!({
+        "pid": s.pid,
+        "protocol_version": s.protocol_version,
+        "uptime_ms": s.uptime_ms,
+        "socket": s.socket,
+        "clients": s.clients,
+        "objects": s.objects,
+        "named_objects": s.named_objects,
+        "handles": s.handles,
+        "idle_timeout_ms": s.idle_timeout_ms,
+        "processes_tracked": s.processes_tracked,
+        "pending_tables": s.pending_tables,
+        "requests": requests,
+    }))
 }
 
-fn broker(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args.get(1..).unwrap_or(&[]), &["--json"])?;
-    match args.first().map(String::as_str) {
-        Some("status") => {
+fn broker(action: BrokerAction) -> Result<(), Failure> {
+    match action {
+        BrokerAction::Status { json } => {
             let status = admin::broker_status().map_err(|e| {
                 if e.code() == ERROR_SERVICE_NOT_ACTIVE {
                     Failure::NoBroker(e.to_string())
@@ -492,7 +519,7 @@ fn broker(args: &[String]) -> Result<(), Failure> {
                     Failure::Win32(e)
                 }
             })?;
-            if options.json {
+            if json {
                 print_out(&status_json(&status));
                 return Ok(());
             }
@@ -531,7 +558,7 @@ fn broker(args: &[String]) -> Result<(), Failure> {
             print_out(&out);
             Ok(())
         }
-        Some("stop") => match admin::shutdown_broker() {
+        BrokerAction::Stop => match admin::shutdown_broker() {
             Ok(()) => Ok(()),
             Err(e) if e.code() == ERROR_SERVICE_NOT_ACTIVE => {
                 eprintln!("objmgr: no broker is running");
@@ -539,6 +566,5 @@ fn broker(args: &[String]) -> Result<(), Failure> {
             }
             Err(e) => Err(e.into()),
         },
-        _ => Err(Failure::Usage("broker takes 'status' or 'stop'".into())),
     }
 }

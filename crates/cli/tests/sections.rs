@@ -539,14 +539,16 @@ fn cli_lists_stats_and_dumps_live_sections() {
     );
     let json = broker.objmgr(&["ls", "--json"]).stdout;
     let listed: serde_json::Value = serde_json::from_slice(&json).expect("ls --json is JSON");
-    let shown = listed
+    assert_eq!(listed["schema_version"], 1, "{listed}");
+    let shown = listed["objects"]
         .as_array()
-        .expect("ls --json is an array")
+        .expect("ls --json lists objects")
         .iter()
         .find(|o| o["path"] == "\\BaseNamedObjects\\shown")
         .unwrap_or_else(|| panic!("not listed: {listed}"));
     assert_eq!(shown["type"], "Section", "{shown}");
     assert_eq!(shown["handles"], 1, "{shown}");
+    assert_eq!(shown["size"], 70000, "{shown}");
     let stat_json = broker.objmgr(&["stat", "Global\\shown", "--json"]).stdout;
     let stat_json: serde_json::Value =
         serde_json::from_slice(&stat_json).expect("stat --json is JSON");
@@ -866,4 +868,40 @@ fn the_broker_refuses_processes_it_cannot_see() {
         stderr.contains("ERROR_ACCESS_DENIED") && stderr.contains("pid namespace"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_commands_follow_the_usual_conventions() {
+    let broker = TestBroker::new();
+    let help = broker.objmgr(&["ls", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--files"));
+    let help = broker.objmgr(&["dump", "-h"]);
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--offset"));
+    let version = broker.objmgr(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("objmgr {}", env!("CARGO_PKG_VERSION"))
+    );
+    // A missing value is a usage error (2), not a default.
+    assert_eq!(
+        broker.objmgr(&["dump", "x", "--offset"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        broker.objmgr(&["dump", "x", "--len", "ten"]).status.code(),
+        Some(2)
+    );
+    let daemon = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let version = daemon(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("objmgrd {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(daemon(&["--socket"]).status.code(), Some(2));
 }

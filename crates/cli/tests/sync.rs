@@ -827,7 +827,13 @@ fn cli_shows_each_objects_state() {
     assert!(row("\\tm").contains("signaled=no due=+"), "{text}");
     let json =
         String::from_utf8_lossy(&broker.objmgr(&["stat", "sem", "--json"]).stdout).into_owned();
-    assert!(json.contains("\"count\":\"2\""), "{json}");
+    // Typed: numbers are numbers, yes/no are booleans, and only sections
+    // have a size.
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["count"], 2, "{json}");
+    assert_eq!(json["maximum"], 5, "{json}");
+    assert!(json["size"].is_null(), "{json}");
+    assert_eq!(json["schema_version"], 1, "{json}");
     assert_eq!(
         property(&broker, "Global\\mx", "recursion").as_deref(),
         Some("1")

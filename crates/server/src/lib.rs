@@ -94,6 +94,8 @@ only needed for a broker that never idles out.
                         socket /run/objmgr/broker.sock ($OBJMGR_SYSTEM_SOCKET);
                         never idles out unless --idle-timeout says so
   --daemon              detach, and exit 0 once the broker is ready
+  -V, --version         print the version
+  -h, --help            print this help
   --quota NAME=N,...    per-process quotas (also $OBJMGR_QUOTA): handles, objects,
                         sections, section-bytes, sync-objects, connections
                         (see SECURITY.md for the defaults)
@@ -163,6 +165,10 @@ pub fn main() -> ExitCode {
             "--daemon" => daemon = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("objmgrd {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
             }
             other => {
