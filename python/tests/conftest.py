@@ -1,0 +1,6 @@
+"""The package from this checkout (no install needed to test it)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
