@@ -31,14 +31,102 @@ fn value_reply(request: &Request, what: impl Fn() -> String) -> Result<u32> {
     }
 }
 
-/// `DuplicateHandle`: copies handle `source` of `source_process` into
-/// `target_process` (`None` = this process; other processes need handles
-/// with `PROCESS_DUP_HANDLE`) and returns the new value, valid in the target.
-/// `access`: `None` for the source's access (`DUPLICATE_SAME_ACCESS`), else
-/// the rights wanted; more than the source has only if the object's
-/// security descriptor grants them to the target process
-/// (`ERROR_ACCESS_DENIED` otherwise). `close_source` closes the source handle even if
-/// the duplication fails (`DUPLICATE_CLOSE_SOURCE`).
+/// A handle value as a process holds it (what Windows calls a `HANDLE`):
+/// valid in the process it was made for. Objects' `handle_value()` give
+/// the value their handle has; [`take_over`] and the `from_handle`
+/// functions make an object of one this process holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandleValue(pub u32);
+
+impl HandleValue {
+    /// The calling thread, as `GetCurrentThread()` names it (duplicate it
+    /// for a handle that other threads and processes can use).
+    pub const CURRENT_THREAD: HandleValue = HandleValue(CURRENT_THREAD.0);
+
+    /// The number.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl From<u32> for HandleValue {
+    fn from(value: u32) -> HandleValue {
+        HandleValue(value)
+    }
+}
+
+impl std::fmt::LowerHex for HandleValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+/// How [`duplicate`] copies a handle (`DuplicateHandle`'s arguments but the
+/// source): `DuplicateOptions::default()` copies it into this process with
+/// the same access, not inheritable.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DuplicateOptions<'a> {
+    /// The process that holds the source handle (`None`: this one; another
+    /// process's handle needs `PROCESS_DUP_HANDLE`).
+    pub source_process: Option<&'a Process>,
+    /// The process that gets the copy (`None`: this one).
+    pub target_process: Option<&'a Process>,
+    /// The rights the copy has: `None` for the source's
+    /// (`DUPLICATE_SAME_ACCESS`); more than the source has only if the
+    /// object's security descriptor grants them to the target process
+    /// (`ERROR_ACCESS_DENIED` otherwise).
+    pub access: Option<objmgr_proto::access::AccessMask>,
+    /// Whether the copy is inherited by child processes.
+    pub inheritable: bool,
+    /// Closes the source handle, even if the copy fails
+    /// (`DUPLICATE_CLOSE_SOURCE`).
+    pub close_source: bool,
+}
+
+/// `DuplicateHandle`: copies handle `source` as `options` say, and returns
+/// the copy's value, valid in the target process.
+///
+/// ```no_run
+/// use objmgr::handle::{DuplicateOptions, HandleValue, duplicate};
+/// use objmgr::{Event, Reset};
+///
+/// let event = Event::create(None, Reset::Auto, false)?;
+/// let copy = duplicate(HandleValue(event.handle_value()), &DuplicateOptions::default())?;
+/// # Ok::<(), objmgr::Error>(())
+/// ```
+pub fn duplicate(source: HandleValue, options: &DuplicateOptions<'_>) -> Result<HandleValue> {
+    // `GetCurrentThread()` in this process: the thread's own handle, which
+    // closing a pseudo-handle never closes.
+    let from_here = options
+        .source_process
+        .is_none_or(|p| p.pid() == std::process::id());
+    let (source, close_source) = if source == HandleValue::CURRENT_THREAD && from_here {
+        (crate::thread::own_handle()?, false)
+    } else {
+        (source.0, options.close_source)
+    };
+    let mut flags = if close_source {
+        DUPLICATE_CLOSE_SOURCE
+    } else {
+        0
+    };
+    if options.access.is_none() {
+        flags |= DUPLICATE_SAME_ACCESS;
+    }
+    let request = Request::Duplicate {
+        source_process: process_handle(options.source_process),
+        source: Handle(source),
+        target_process: process_handle(options.target_process),
+        access: options.access.map_or(0, |a| a.0),
+        inherit: options.inheritable,
+        options: flags,
+    };
+    value_reply(&request, || format!("duplicating handle {source:#x}")).map(HandleValue)
+}
+
+/// `DuplicateHandle` with its arguments in a row; see [`duplicate`], which
+/// names them.
+#[deprecated(note = "use `duplicate` with `DuplicateOptions`")]
 pub fn duplicate_handle(
     source_process: Option<&Process>,
     source: u32,
@@ -47,31 +135,14 @@ pub fn duplicate_handle(
     inheritable: bool,
     close_source: bool,
 ) -> Result<u32> {
-    // `GetCurrentThread()` in this process: the thread's own handle, which
-    // closing a pseudo-handle never closes.
-    let from_here = source_process.is_none_or(|p| p.pid() == std::process::id());
-    let (source, close_source) = if source == CURRENT_THREAD.0 && from_here {
-        (crate::thread::own_handle()?, false)
-    } else {
-        (source, close_source)
+    let options = DuplicateOptions {
+        source_process,
+        target_process,
+        access: access.map(objmgr_proto::access::AccessMask),
+        inheritable,
+        close_source,
     };
-    let mut options = if close_source {
-        DUPLICATE_CLOSE_SOURCE
-    } else {
-        0
-    };
-    if access.is_none() {
-        options |= DUPLICATE_SAME_ACCESS;
-    }
-    let request = Request::Duplicate {
-        source_process: process_handle(source_process),
-        source: Handle(source),
-        target_process: process_handle(target_process),
-        access: access.unwrap_or(0),
-        inherit: inheritable,
-        options,
-    };
-    value_reply(&request, || format!("duplicating handle {source:#x}"))
+    duplicate(HandleValue(source), &options).map(HandleValue::get)
 }
 
 /// A descriptor as SDDL for a request (empty for none), or

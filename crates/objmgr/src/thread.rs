@@ -110,8 +110,11 @@ fn new_thread_object() -> Result<SyncObject> {
 /// signaled when the thread ends.
 pub fn current() -> Result<Thread> {
     let own = own_handle()?;
-    let copy = crate::handle::duplicate_handle(None, own, None, None, false, false)?;
-    Thread::from_handle(copy)
+    let copy = crate::handle::duplicate(
+        crate::handle::HandleValue(own),
+        &crate::handle::DuplicateOptions::default(),
+    )?;
+    Thread::from_handle(copy.get())
 }
 
 /// Whether the calling thread was started by [`spawn`].
@@ -171,8 +174,11 @@ where
     let object = new_thread_object()?;
     // The thread holds its own handle, protected from close, so that its
     // object (and slot) outlives it whatever happens to the returned one.
-    let own = crate::handle::duplicate_handle(None, object.handle.0, None, None, false, false)?;
-    let own = Thread::from_handle(own)?;
+    let own = crate::handle::duplicate(
+        crate::handle::HandleValue(object.handle.0),
+        &crate::handle::DuplicateOptions::default(),
+    )?;
+    let own = Thread::from_handle(own.get())?;
     let thread = Thread { object };
     std::thread::Builder::new()
         .spawn(move || {

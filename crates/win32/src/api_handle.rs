@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use objmgr::handle::{Object, duplicate_handle, handle_information, set_handle_information};
+use objmgr::handle::{
+    DuplicateOptions, HandleValue, Object, handle_information, set_handle_information,
+};
 use objmgr::process::Process;
 use objmgr_proto::error::*;
 use objmgr_proto::process::{DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS};
@@ -108,18 +110,17 @@ unsafe fn duplicate(
         // our object for it first, so that nothing closes its value again.
         table::forget(value);
     }
-    let result = duplicate_handle(
-        as_process(&from),
-        value,
-        as_process(&to),
-        access,
-        inherit != 0,
+    let options = DuplicateOptions {
+        source_process: as_process(&from),
+        target_process: as_process(&to),
+        access: access.map(objmgr_proto::access::AccessMask),
+        inheritable: inherit != 0,
         close_source,
-    );
-    match result {
+    };
+    match objmgr::handle::duplicate(HandleValue(value), &options) {
         Ok(new) => {
             // SAFETY: NULL or a writable HANDLE per the Win32 contract.
-            unsafe { ffi::put(target, to_handle(new)) };
+            unsafe { ffi::put(target, to_handle(new.get())) };
             TRUE
         }
         Err(e) => fail(e.code(), FALSE),

@@ -1366,7 +1366,7 @@ pub fn run_script(script: &str) {
                     "opened process".into()
                 }
                 "dup_self" => {
-                    duplicated = objmgr::handle::duplicate_handle(
+                    duplicated = dup(
                         None,
                         value(words[1]),
                         None,
@@ -1388,14 +1388,7 @@ pub fn run_script(script: &str) {
                     } else {
                         (Some(other), None)
                     };
-                    duplicated = objmgr::handle::duplicate_handle(
-                        from,
-                        value(words[2]),
-                        to,
-                        access,
-                        inherit,
-                        close,
-                    )?;
+                    duplicated = dup(from, value(words[2]), to, access, inherit, close)?;
                     format!("dup value={duplicated}")
                 }
                 "handle_info" => format!(
@@ -1458,8 +1451,7 @@ pub fn run_script(script: &str) {
                     format!("forked status={status}")
                 }
                 "dup_pseudo" => {
-                    let v =
-                        objmgr::handle::duplicate_handle(None, u32::MAX, None, None, false, false)?;
+                    let v = dup(None, u32::MAX, None, None, false, false)?;
                     let me = Process::from_handle(v)?;
                     format!(
                         "pseudo is_me={}",
@@ -1531,14 +1523,7 @@ pub fn run_script(script: &str) {
                     let value = std::thread::spawn(move || -> Result<u32, Error> {
                         let mutex = Mutex::create(Some(&name), false)?;
                         std::mem::forget(mutex.lock()?);
-                        let value = objmgr::handle::duplicate_handle(
-                            None,
-                            u32::MAX - 1,
-                            None,
-                            None,
-                            false,
-                            false,
-                        )?;
+                        let value = dup(None, u32::MAX - 1, None, None, false, false)?;
                         drop(mutex); // the handle; ownership stays with the thread
                         Ok(value)
                     })
@@ -1551,7 +1536,7 @@ pub fn run_script(script: &str) {
                     // GetCurrentThread() duplicated: by this (main) thread,
                     // or by a plain std thread that then ends.
                     let dup = || {
-                        objmgr::handle::duplicate_handle(
+                        dup(
                             None,
                             u32::MAX - 1,
                             None,
@@ -1593,4 +1578,23 @@ pub fn run_script(script: &str) {
             ),
         }
     }
+}
+
+/// `DuplicateHandle` as the scripts ask for it, through the typed API.
+fn dup(
+    source_process: Option<&Process>,
+    source: u32,
+    target_process: Option<&Process>,
+    access: Option<u32>,
+    inheritable: bool,
+    close_source: bool,
+) -> objmgr::Result<u32> {
+    let options = objmgr::handle::DuplicateOptions {
+        source_process,
+        target_process,
+        access: access.map(objmgr_proto::access::AccessMask),
+        inheritable,
+        close_source,
+    };
+    objmgr::handle::duplicate(objmgr::handle::HandleValue(source), &options).map(|v| v.get())
 }
