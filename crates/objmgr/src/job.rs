@@ -81,7 +81,12 @@ impl Job {
     }
 
     /// `OpenJobObject` with `access` (`JOB_OBJECT_*` rights).
-    pub fn open_with(name: &str, access: u32, inheritable: bool) -> Result<Job> {
+    pub fn open_with(
+        name: &str,
+        access: impl Into<crate::access::JobAccess>,
+        inheritable: bool,
+    ) -> Result<Job> {
+        let access = access.into().bits();
         let request = Request::Open {
             object_type: ObjectType::Job,
             name: name.to_owned(),

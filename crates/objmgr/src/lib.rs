@@ -69,6 +69,7 @@
 //!   file; touching a view past the new end of file raises `SIGBUS`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod access;
 pub mod admin;
 mod connection;
 pub mod error;

@@ -652,14 +652,19 @@ macro_rules! waitable_type {
 pub(crate) use waitable_type;
 
 macro_rules! sync_type {
-    ($(#[$doc:meta])* $name:ident, $object_type:expr) => {
+    ($(#[$doc:meta])* $name:ident, $object_type:expr, $access:ty) => {
         waitable_type!($(#[$doc])* $name, $object_type);
 
         impl $name {
             /// Opens an existing object by name with `access` rights
-            /// (`Open*`). `inheritable`: whether child processes inherit it.
-            pub fn open_with(name: &str, access: u32, inheritable: bool) -> Result<$name> {
-                SyncObject::open($object_type, name, access, inheritable)
+            /// (`Open*`; the type's access mask, or a raw `u32`).
+            /// `inheritable`: whether child processes inherit it.
+            pub fn open_with(
+                name: &str,
+                access: impl Into<$access>,
+                inheritable: bool,
+            ) -> Result<$name> {
+                SyncObject::open($object_type, name, access.into().bits(), inheritable)
                     .map(|object| $name { object })
             }
 
@@ -682,23 +687,27 @@ sync_type!(
     /// A mutex (`CreateMutex`): owned by one thread at a time, recursively;
     /// abandoned when its owner thread or process ends holding it.
     Mutex,
-    ObjectType::Mutex
+    ObjectType::Mutex,
+    crate::access::MutexAccess
 );
 sync_type!(
     /// An event (`CreateEvent`): manual-reset or auto-reset.
     Event,
-    ObjectType::Event
+    ObjectType::Event,
+    crate::access::EventAccess
 );
 sync_type!(
     /// A semaphore (`CreateSemaphore`): a count between 0 and a maximum.
     Semaphore,
-    ObjectType::Semaphore
+    ObjectType::Semaphore,
+    crate::access::SemaphoreAccess
 );
 sync_type!(
     /// A waitable timer (`CreateWaitableTimer`): signaled at a due time,
     /// optionally periodically.
     WaitableTimer,
-    ObjectType::WaitableTimer
+    ObjectType::WaitableTimer,
+    crate::access::TimerAccess
 );
 
 /// How an event or timer returns to non-signaled.
