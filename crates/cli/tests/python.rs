@@ -38,3 +38,34 @@ fn the_python_package_shares_memory_and_synchronizes_between_processes() {
     );
     assert!(stdout.contains("4 passed"), "{stdout}");
 }
+
+#[test]
+fn the_python_package_installs_with_pip() {
+    let broker = TestBroker::new();
+    let source = broker.dir.join("python-src");
+    let target = broker.dir.join("site");
+    // A copy: building leaves build/ and *.egg-info beside the sources.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&repo)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let installed = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--target"])
+        .arg(&target)
+        .arg(&source)
+        // pip's build directories go with the test's.
+        .env("TMPDIR", &broker.dir)
+        .output()
+        .expect("run pip");
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    assert!(target.join("objmgr/__init__.py").exists());
+    assert!(target.join("objmgr/py.typed").exists());
+}
