@@ -1580,7 +1580,9 @@ pub fn run_script(script: &str) {
     }
 }
 
-/// `DuplicateHandle` as the scripts ask for it, through the typed API.
+/// `DuplicateHandle` as the scripts ask for it: the argument list the
+/// deprecated form keeps (it forwards to the typed `duplicate`).
+#[allow(deprecated)]
 fn dup(
     source_process: Option<&Process>,
     source: u32,
@@ -1589,12 +1591,12 @@ fn dup(
     inheritable: bool,
     close_source: bool,
 ) -> objmgr::Result<u32> {
-    let options = objmgr::handle::DuplicateOptions {
+    objmgr::handle::duplicate_handle(
         source_process,
+        source,
         target_process,
-        access: access.map(objmgr_proto::access::AccessMask),
+        access,
         inheritable,
         close_source,
-    };
-    objmgr::handle::duplicate(objmgr::handle::HandleValue(source), &options).map(|v| v.get())
+    )
 }
