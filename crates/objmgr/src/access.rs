@@ -146,3 +146,57 @@ access_type!(
         TERMINATE = raw::JOB_OBJECT_TERMINATE;
     }
 );
+
+access_type!(
+    /// The rights of a process handle.
+    ProcessAccess {
+        /// `SYNCHRONIZE`: wait for it to exit.
+        SYNCHRONIZE = raw::SYNCHRONIZE;
+        /// `PROCESS_TERMINATE`.
+        TERMINATE = raw::PROCESS_TERMINATE;
+        /// `PROCESS_DUP_HANDLE`: duplicate handles into or out of it.
+        DUP_HANDLE = raw::PROCESS_DUP_HANDLE;
+        /// `PROCESS_SET_QUOTA`: assign it to a job.
+        SET_QUOTA = raw::PROCESS_SET_QUOTA;
+        /// `PROCESS_QUERY_INFORMATION`.
+        QUERY_INFORMATION = raw::PROCESS_QUERY_INFORMATION;
+        /// `PROCESS_QUERY_LIMITED_INFORMATION`: its exit code.
+        QUERY_LIMITED_INFORMATION = raw::PROCESS_QUERY_LIMITED_INFORMATION;
+        /// `PROCESS_ALL_ACCESS`.
+        ALL_ACCESS = raw::PROCESS_ALL_ACCESS;
+    }
+);
+
+access_type!(
+    /// The rights of a thread handle.
+    ThreadAccess {
+        /// `SYNCHRONIZE`: wait for it to exit.
+        SYNCHRONIZE = raw::SYNCHRONIZE;
+        /// `THREAD_QUERY_INFORMATION`.
+        QUERY_INFORMATION = raw::THREAD_QUERY_INFORMATION;
+        /// `THREAD_QUERY_LIMITED_INFORMATION`: its exit code.
+        QUERY_LIMITED_INFORMATION = raw::THREAD_QUERY_LIMITED_INFORMATION;
+        /// `THREAD_ALL_ACCESS`.
+        ALL_ACCESS = raw::THREAD_ALL_ACCESS;
+    }
+);
+
+access_type!(
+    /// The rights of a file handle (`CreateFile`'s `dwDesiredAccess`).
+    FileAccess {
+        /// `FILE_READ_DATA`.
+        READ_DATA = raw::FILE_READ_DATA;
+        /// `FILE_WRITE_DATA`.
+        WRITE_DATA = raw::FILE_WRITE_DATA;
+        /// `FILE_APPEND_DATA`.
+        APPEND_DATA = raw::FILE_APPEND_DATA;
+        /// `FILE_EXECUTE`.
+        EXECUTE = raw::FILE_EXECUTE;
+        /// `FILE_GENERIC_READ`.
+        GENERIC_READ = raw::FILE_GENERIC_READ;
+        /// `FILE_GENERIC_WRITE`.
+        GENERIC_WRITE = raw::FILE_GENERIC_WRITE;
+        /// `FILE_ALL_ACCESS`.
+        ALL_ACCESS = raw::FILE_ALL_ACCESS;
+    }
+);

@@ -88,11 +88,11 @@ impl File {
     /// another open of the file.
     pub fn register(
         file: std::fs::File,
-        access: u32,
+        access: impl Into<crate::access::FileAccess>,
         share: u32,
         inheritable: bool,
     ) -> Result<File> {
-        File::register_with(file, access, share, inheritable, None)
+        File::register_with(file, access.into().bits(), share, inheritable, None)
     }
 
     /// [`File::register`] with `FILE_FLAG_DELETE_ON_CLOSE`: the file (at
@@ -101,13 +101,19 @@ impl File {
     /// with `FILE_SHARE_DELETE`.
     pub fn register_delete_on_close(
         file: std::fs::File,
-        access: u32,
+        access: impl Into<crate::access::FileAccess>,
         share: u32,
         inheritable: bool,
         path: &std::path::Path,
     ) -> Result<File> {
         let (dir, name) = parent_of(path)?;
-        File::register_with(file, access, share, inheritable, Some((dir, name)))
+        File::register_with(
+            file,
+            access.into().bits(),
+            share,
+            inheritable,
+            Some((dir, name)),
+        )
     }
 
     fn register_with(
@@ -185,6 +191,11 @@ impl File {
 
     pub fn handle_value(&self) -> u32 {
         self.handle.0
+    }
+
+    /// The handle, as [`HandleValue`](crate::handle::HandleValue).
+    pub fn handle(&self) -> crate::handle::HandleValue {
+        crate::handle::HandleValue(self.handle.0)
     }
 
     /// The access the handle grants (specific rights).

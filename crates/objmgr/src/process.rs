@@ -50,16 +50,20 @@ impl Process {
     /// `ERROR_INVALID_PARAMETER`. The exit code of a process not started
     /// through objmgr is known only if the broker sees it exit before its
     /// parent reaps it; otherwise it reads 0.
-    pub fn open(pid: u32, access: u32) -> Result<Process> {
+    pub fn open(pid: u32, access: impl Into<crate::access::ProcessAccess>) -> Result<Process> {
         Process::open_with(pid, access, false)
     }
 
     /// [`Process::open`], with a handle child processes inherit if
     /// `inheritable` (`bInheritHandle`).
-    pub fn open_with(pid: u32, access: u32, inheritable: bool) -> Result<Process> {
+    pub fn open_with(
+        pid: u32,
+        access: impl Into<crate::access::ProcessAccess>,
+        inheritable: bool,
+    ) -> Result<Process> {
         let request = Request::OpenProcess {
             pid,
-            access,
+            access: access.into().bits(),
             inherit: inheritable,
         };
         SyncObject::from_reply(call(&request, None), ObjectType::Process, || {

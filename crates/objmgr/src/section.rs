@@ -450,6 +450,11 @@ impl Section {
         self.handle.0
     }
 
+    /// The handle, as [`HandleValue`](crate::handle::HandleValue).
+    pub fn handle(&self) -> crate::handle::HandleValue {
+        crate::handle::HandleValue(self.handle.0)
+    }
+
     /// Whether creation found an existing section of that name (Windows:
     /// `GetLastError() == ERROR_ALREADY_EXISTS` after `CreateFileMapping`).
     pub fn existed(&self) -> bool {

@@ -628,6 +628,12 @@ macro_rules! waitable_type {
                 self.object.handle.0
             }
 
+            /// The handle, as [`HandleValue`](crate::handle::HandleValue)
+            /// (for [`duplicate`](crate::handle::duplicate) and friends).
+            pub fn handle(&self) -> $crate::handle::HandleValue {
+                $crate::handle::HandleValue(self.object.handle.0)
+            }
+
             /// The access rights the handle grants.
             pub fn access(&self) -> u32 {
                 self.object.access.0
