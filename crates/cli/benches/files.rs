@@ -83,7 +83,7 @@ fn main() {
         file.check_io(0, 100, true).unwrap();
     });
     println!(
-        "{:<58} objmgr {ours:>10.2?}  (one F_OFD_GETLK per ReadFile/WriteFile)",
+        "{:<58} objmgr {ours:>10}  (one F_OFD_GETLK per ReadFile/WriteFile)",
         "mandatory-lock check of a read or write"
     );
     drop(file);

@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 mod harness;
-use harness::{Broker, cpus_allowed, measure, report, rss_bytes};
+use harness::{Broker, PerOp, cpus_allowed, measure, report, rss_bytes};
 
 const SMALL: u64 = 64 * 1024;
 
@@ -105,7 +105,7 @@ fn echo_server() {
 /// One request and its reply between two processes over a Unix socket, the
 /// server side in `epoll` as the broker is: the floor under any call that
 /// asks the broker something.
-fn socket_round_trip(batches: usize, iters: usize) -> Duration {
+fn socket_round_trip(batches: usize, iters: usize) -> PerOp {
     use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
     let (ours, theirs) = rustix::net::socketpair(
         AddressFamily::UNIX,
@@ -202,7 +202,7 @@ fn main() {
     report("open existing+map+unmap+close", open_100, base, "<= 2.5x");
     let floor = socket_round_trip(batches, iters);
     println!(
-        "{:<58} {floor:>10.2?}  ({:.2}x the raw open cycle by itself)",
+        "{:<58} {floor:>10}  ({:.2}x the raw open cycle by itself)",
         "floor: one request/reply to another process (epoll)",
         floor.as_secs_f64() / base.as_secs_f64()
     );
@@ -283,12 +283,12 @@ fn main() {
         drop(events);
         drop(sections);
     }
-    few.sort();
-    many.sort();
+    few.sort_by(|a, b| a.0.total_cmp(&b.0));
+    many.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (open_few, open_many) = (few[few.len() / 2], many[many.len() / 2]);
     let ratio = open_many.as_secs_f64() / open_few.as_secs_f64();
     println!(
-        "{:<58} {want} live ({section_count} sections, {} events): {:>10.2?}  100 live: {:>10.2?}  ratio {ratio:>5.2}x  (target <= 1.2x; median of {rounds} rounds)",
+        "{:<58} {want} live ({section_count} sections, {} events): {:>10}  100 live: {:>10}  ratio {ratio:>5.2}x  (target <= 1.2x; median of {rounds} rounds)",
         "open existing with many named objects",
         want - section_count,
         open_many,
@@ -369,14 +369,14 @@ fn main() {
         };
         report(
             &format!("write {} MiB view, {label}", big >> 20),
-            median(&mut first),
-            median(&mut raw_first),
+            median(&mut first).into(),
+            median(&mut raw_first).into(),
             "<= 1.1x",
         );
         report(
             &format!("write {} MiB view, warm ({label} mapping)", big >> 20),
-            median(&mut warm),
-            median(&mut raw_warm),
+            median(&mut warm).into(),
+            median(&mut raw_warm).into(),
             "<= 1.1x",
         );
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod harness;
-use harness::{Broker, cpus_allowed, measure, report, rss_bytes, start_objmgrd};
+use harness::{Broker, PerOp, cpus_allowed, measure, report, rss_bytes, start_objmgrd};
 
 // The C ABI, called as C code calls it.
 use objmgr_win32 as _;
@@ -151,7 +151,7 @@ fn cross_user_side(side: &str, rounds: u32) {
     ];
     for (case, op) in cases {
         let t = measure(3, rounds as usize, |_| op());
-        println!("cross {side} {case} {}", t.as_nanos());
+        println!("cross {side} {case} {}", t.nanos());
     }
 }
 
@@ -183,7 +183,7 @@ fn cross_user(rounds: u32) {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("cross {side} {case} ")))
             .and_then(|ns| ns.trim().parse().ok())
-            .map(Duration::from_nanos)
+            .map(PerOp)
             .unwrap_or_else(|| panic!("no {side} {case} figure in {text}"))
     };
     for (case, what) in [
@@ -408,7 +408,7 @@ fn main() {
             black_box(objmgr::wait_any(&list, None).unwrap());
         });
         println!(
-            "{:<58} objmgr {ours:>10.2?}  (target <= 2 µs; no system call when one is signaled)",
+            "{:<58} objmgr {ours:>10}  (target <= 2 µs; no system call when one is signaled)",
             "wait-any on 64 objects, only the last signaled"
         );
     }
@@ -434,8 +434,8 @@ fn main() {
         base.sort();
         report(
             &format!("ping-pong round trip, 2 auto-reset events ({placement})"),
-            ours[ours.len() / 2],
-            base[base.len() / 2],
+            ours[ours.len() / 2].into(),
+            base[base.len() / 2].into(),
             "<= 1.3x",
         );
         let mut c_abi: Vec<Duration> = (0..if quick { 1 } else { 5 })
@@ -444,8 +444,8 @@ fn main() {
         c_abi.sort();
         report(
             &format!("ping-pong round trip: C ABI (vs the Rust API, {placement})"),
-            c_abi[c_abi.len() / 2],
-            ours[ours.len() / 2],
+            c_abi[c_abi.len() / 2].into(),
+            ours[ours.len() / 2].into(),
             "<= 1.1x",
         );
     }

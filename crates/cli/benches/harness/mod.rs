@@ -6,26 +6,67 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// A time per operation, kept in fractions of a nanosecond: at tens of
+/// nanoseconds a whole-nanosecond rounding (`Duration / u32`) is a large
+/// part of the figure and of the ratio.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct PerOp(pub f64);
+
+impl PerOp {
+    /// Nanoseconds, with their fraction.
+    pub fn nanos(self) -> f64 {
+        self.0
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 / 1e9
+    }
+
+    /// `total` spread over `ops` operations.
+    pub fn of(total: Duration, ops: usize) -> PerOp {
+        PerOp(total.as_nanos() as f64 / ops.max(1) as f64)
+    }
+}
+
+impl From<Duration> for PerOp {
+    /// A time already per operation (measured in whole nanoseconds or more).
+    fn from(d: Duration) -> PerOp {
+        PerOp(d.as_nanos() as f64)
+    }
+}
+
+impl std::fmt::Display for PerOp {
+    /// One decimal, in ns, µs or ms.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (value, unit) = match self.0 {
+            n if n < 1e3 => (n, "ns"),
+            n if n < 1e6 => (n / 1e3, "µs"),
+            n => (n / 1e6, "ms"),
+        };
+        let text = format!("{value:.1}{unit}");
+        f.pad(&text)
+    }
+}
+
 /// Median time per iteration of `f`, over `batches` batches of `iters`.
-pub fn measure(batches: usize, iters: usize, mut f: impl FnMut(usize)) -> Duration {
-    let mut samples: Vec<Duration> = (0..batches)
+pub fn measure(batches: usize, iters: usize, mut f: impl FnMut(usize)) -> PerOp {
+    let mut samples: Vec<PerOp> = (0..batches)
         .map(|b| {
             let start = Instant::now();
             for i in 0..iters {
                 f(b * iters + i);
             }
-            start.elapsed() / iters as u32
+            PerOp::of(start.elapsed(), iters)
         })
         .collect();
-    samples.sort();
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
     samples[samples.len() / 2]
 }
 
-pub fn report(what: &str, ours: Duration, base: Duration, target: &str) {
-    let ratio = ours.as_secs_f64() / base.as_secs_f64();
+pub fn report(what: &str, ours: PerOp, base: PerOp, target: &str) {
+    let ratio = ours.0 / base.0;
     println!(
-        "{what:<58} objmgr {:>10.2?}  raw {:>10.2?}  ratio {ratio:>5.2}x  (target {target})",
-        ours, base
+        "{what:<58} objmgr {ours:>10}  raw {base:>10}  ratio {ratio:>5.2}x  (target {target})"
     );
 }
 
