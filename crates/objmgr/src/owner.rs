@@ -9,10 +9,18 @@
 //! the broker does it for a process that dies). Thread state belongs to one
 //! connection generation: a forked child, or a process whose broker went
 //! away, gets a new tag, and every thread state made before is discarded.
+//!
+//! The hot path (every wait, every `ReleaseMutex`) touches only
+//! thread-locals that are const-initialized and have no destructor, so
+//! reading them is a thread-pointer-relative load with no lazy registration
+//! and no borrow flag: the identity ([`ACTOR`]) and the first few owned
+//! mutexes of this process's arenas ([`OWNED`]). The full state, with its
+//! destructor, is made once per thread and holds what does not fit there.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 
+use objmgr_sync::Slot;
 use objmgr_sync::ops::{self, Actor, Token};
 
 use crate::connection;
@@ -58,7 +66,8 @@ struct ThreadState {
     /// The connection generation the token belongs to.
     epoch: u64,
     actor: Actor,
-    /// Mutexes it owns whose state this process may write.
+    /// Mutexes it owns whose state this process may write, beyond those in
+    /// [`OWNED`] (solo arenas, kept mapped while owned, and any overflow).
     owned: Vec<SlotRef>,
     /// Whether it waited on objects of other users' domains (the broker
     /// abandons the mutexes it took for it when the thread exits).
@@ -67,8 +76,14 @@ struct ThreadState {
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
+        // From here on the hot path must not use this identity.
+        ACTOR_EPOCH.set(NO_EPOCH);
+        let fast_owned = OWNED.with(FastOwned::take_all);
         if self.epoch != connection::current_generation() {
             return; // Of an older session (or the parent's): nothing to clean.
+        }
+        for slot in fast_owned.iter().flatten() {
+            ops::abandon_mutex(slot, self.actor.token);
         }
         for owned in self.owned.drain(..) {
             ops::abandon_mutex(owned.get(), self.actor.token);
@@ -87,6 +102,73 @@ impl Drop for ThreadState {
 
 thread_local! {
     static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
+    /// The connection generation [`ACTOR`] belongs to; [`NO_EPOCH`] until
+    /// the thread's [`ThreadState`] is made and after that is destroyed.
+    static ACTOR_EPOCH: Cell<u64> = const { Cell::new(NO_EPOCH) };
+    /// The calling thread's identity, while [`ACTOR_EPOCH`] is current.
+    /// Kept as plain words, not one `Cell<Actor>`: a 12-byte copy through
+    /// memory came out split in ways that stalled the loads reading it back.
+    static ACTOR: (Cell<u32>, Cell<u32>, Cell<u32>) =
+        const { (Cell::new(0), Cell::new(0), Cell::new(0)) };
+    /// Mutexes in this process's domain arenas the thread owns, as many as fit.
+    static OWNED: FastOwned = const { FastOwned::new() };
+}
+
+/// No connection generation is ever this.
+const NO_EPOCH: u64 = u64::MAX;
+
+/// How many owned mutexes a thread keeps track of without its full state.
+const FAST_OWNED: usize = 8;
+
+/// A thread's first [`FAST_OWNED`] owned mutexes of domain arenas (which
+/// stay mapped for the life of the process, so a plain reference will do).
+struct FastOwned {
+    len: Cell<usize>,
+    slots: [Cell<Option<&'static Slot>>; FAST_OWNED],
+}
+
+impl FastOwned {
+    const fn new() -> FastOwned {
+        FastOwned {
+            len: Cell::new(0),
+            slots: [const { Cell::new(None) }; FAST_OWNED],
+        }
+    }
+
+    /// Adds `slot`; `false` when full.
+    #[inline]
+    fn push(&self, slot: &'static Slot) -> bool {
+        let len = self.len.get();
+        if len == FAST_OWNED {
+            return false;
+        }
+        self.slots[len].set(Some(slot));
+        self.len.set(len + 1);
+        true
+    }
+
+    /// Removes `slot` (the most recently added first: releases usually
+    /// come in reverse order of acquisition); `false` if not here.
+    #[inline]
+    fn remove(&self, slot: &Slot) -> bool {
+        let len = self.len.get();
+        let Some(pos) = (0..len)
+            .rev()
+            .find(|&i| self.slots[i].get().is_some_and(|s| std::ptr::eq(s, slot)))
+        else {
+            return false;
+        };
+        self.slots[pos].set(self.slots[len - 1].get());
+        self.slots[len - 1].set(None);
+        self.len.set(len - 1);
+        true
+    }
+
+    /// Empties the list, returning what it held.
+    fn take_all(&self) -> [Option<&'static Slot>; FAST_OWNED] {
+        self.len.set(0);
+        std::array::from_fn(|i| self.slots[i].take())
+    }
 }
 
 fn new_thread_state() -> Result<ThreadState> {
@@ -148,7 +230,15 @@ fn with_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
                     // Mutexes of another session (or the parent's) are not ours.
                     stale.owned.clear();
                 }
-                *state = Some(new_thread_state()?);
+                OWNED.with(FastOwned::take_all);
+                let fresh = new_thread_state()?;
+                ACTOR.with(|(pid, tid, token)| {
+                    pid.set(fresh.actor.pid);
+                    tid.set(fresh.actor.tid);
+                    token.set(fresh.actor.token.raw());
+                });
+                ACTOR_EPOCH.set(fresh.epoch);
+                *state = Some(fresh);
             }
             Ok(f(state.as_mut().expect("made above")))
         })
@@ -159,38 +249,9 @@ fn with_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> Result<T> {
 pub(crate) struct Thread<'a>(&'a mut ThreadState);
 
 impl Thread<'_> {
-    pub(crate) fn actor(&self) -> &Actor {
-        &self.0.actor
-    }
-
-    /// Records that this thread now owns the mutex in `slot` (kept mapped
-    /// while owned).
-    pub(crate) fn owns(&mut self, slot: &SlotRef) {
-        // The broker keeps track of what it took for the thread.
-        if slot.writable() {
-            self.0.owned.push(slot.clone());
-        }
-    }
-
     /// Records that this thread is about to wait through the broker.
     pub(crate) fn uses_remote(&mut self) {
         self.0.used_remote = true;
-    }
-
-    /// Records that this thread released the mutex in `slot` for good.
-    pub(crate) fn disowns(&mut self, slot: &SlotRef) {
-        if !slot.writable() {
-            return;
-        }
-        let released = slot.get();
-        if let Some(pos) = self
-            .0
-            .owned
-            .iter()
-            .rposition(|o| std::ptr::eq(o.get(), released))
-        {
-            self.0.owned.swap_remove(pos);
-        }
     }
 }
 
@@ -200,7 +261,64 @@ pub(crate) fn with_thread<T>(f: impl FnOnce(&mut Thread<'_>) -> T) -> Result<T> 
     with_state(|state| f(&mut Thread(state)))
 }
 
-/// The calling thread's identity.
+/// The calling thread's identity: one thread-local load once the thread has
+/// used a sync object in this connection generation.
+#[inline]
 pub(crate) fn current() -> Result<Actor> {
+    if ACTOR_EPOCH.get() == connection::current_generation() {
+        ACTOR.with(|(pid, tid, token)| {
+            let token = Token::from_raw(token.get()).ok_or_else(stale_identity)?;
+            Ok(Actor {
+                pid: pid.get(),
+                tid: tid.get(),
+                token,
+            })
+        })
+    } else {
+        current_slowly()
+    }
+}
+
+#[cold]
+fn stale_identity() -> Error {
+    Error::new(
+        crate::error::ERROR_INVALID_HANDLE,
+        "the calling thread's synchronization identity is not set",
+    )
+}
+
+#[inline(never)]
+fn current_slowly() -> Result<Actor> {
     with_state(|t| t.actor)
+}
+
+/// Records that the calling thread now owns the mutex in `slot` (kept
+/// mapped while owned), so that its exit abandons it.
+#[inline]
+pub(crate) fn owns(slot: &SlotRef) -> Result<()> {
+    match slot {
+        SlotRef::Domain(slot) if OWNED.with(|o| o.push(slot)) => Ok(()),
+        // The broker keeps track of what it took for the thread.
+        _ if !slot.writable() => Ok(()),
+        _ => with_state(|t| t.owned.push(slot.clone())),
+    }
+}
+
+/// Records that the calling thread released the mutex in `slot` for good.
+#[inline]
+pub(crate) fn disowns(slot: &SlotRef) -> Result<()> {
+    match slot {
+        SlotRef::Domain(slot) if OWNED.with(|o| o.remove(slot)) => Ok(()),
+        _ if !slot.writable() => Ok(()),
+        _ => with_state(|t| {
+            let released = slot.get();
+            if let Some(pos) = t
+                .owned
+                .iter()
+                .rposition(|o| std::ptr::eq(o.get(), released))
+            {
+                t.owned.swap_remove(pos);
+            }
+        }),
+    }
 }

@@ -209,7 +209,7 @@ impl SyncObject {
         };
         let object = Self::from_reply(call(&request, None), object_type, what)?;
         if let (Some(_), false, Kind::Mutex) = (actor, object.existed, object.kind) {
-            owner::with_thread(|thread| thread.owns(&object.state))?;
+            owner::owns(&object.state)?;
         }
         Ok(object)
     }
@@ -293,26 +293,35 @@ impl SyncObject {
     /// `ERROR_INVALID_HANDLE` for a handle of a broker session that is gone
     /// (or of the parent, in a forked child), and with `ERROR_ACCESS_DENIED`
     /// unless the handle has `rights`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn require(&self, rights: u32, what: &str) -> Result<&Slot> {
+        if self.generation == connection::current_generation() && self.access.contains(rights) {
+            Ok(self.slot())
+        } else {
+            Err(self.refusal(rights, what))
+        }
+    }
+
+    /// Why [`Self::require`] refused.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, rights: u32, what: &str) -> Error {
         if self.generation != connection::current_generation() {
-            Err(Error::new(
+            Error::new(
                 ERROR_INVALID_HANDLE,
                 format!(
                     "{what}: handle {:#x} belongs to a broker session that is gone",
                     self.handle.0
                 ),
-            ))
-        } else if self.access.contains(rights) {
-            Ok(self.slot())
+            )
         } else {
-            Err(Error::new(
+            Error::new(
                 ERROR_ACCESS_DENIED,
                 format!(
                     "{what}: handle {:#x} has access {:?} and lacks {rights:#x}",
                     self.handle.0, self.access
                 ),
-            ))
+            )
         }
     }
 
@@ -406,15 +415,10 @@ fn wait_on(
         Failed::Before(e) => e,
         Failed::Wait(code) => Error::new(code, what),
     })?;
-    if new_owner_mask != 0 {
-        owner::with_thread(|thread| {
-            for (i, object) in objects.iter().enumerate() {
-                if new_owner_mask & (1 << i) != 0 {
-                    let object = object.sync_object();
-                    thread.owns(&object.state);
-                }
-            }
-        })?;
+    for (i, object) in objects.iter().enumerate() {
+        if new_owner_mask & (1 << i) != 0 {
+            owner::owns(&object.sync_object().state)?;
+        }
     }
     Ok(outcome)
 }
@@ -429,18 +433,16 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     // Another user's object: only the broker may take it for us.
     if !sync.is_remote() {
-        let taken = owner::with_thread(|thread| {
-            // Behind a lock that stays held (a stopped process), give up
-            // soon and let the full wait below keep the timeout.
-            let taken = ops::try_take(slot, sync.kind, thread.actor(), None, ops::Patience::Brief)?;
-            if taken.is_some_and(|t| t.new_owner) {
-                thread.owns(&sync.state);
-            }
-            Ok::<_, Win32Error>(taken)
-        })?
-        .map_err(|code| Error::new(code, "wait"))?;
+        let me = owner::current()?;
+        // Behind a lock that stays held (a stopped process), give up soon
+        // and let the full wait below keep the timeout.
+        let taken = ops::try_take(slot, sync.kind, &me, None, ops::Patience::Brief)
+            .map_err(|code| Error::new(code, "wait"))?;
         match taken {
             Some(taken) => {
+                if taken.new_owner {
+                    owner::owns(&sync.state)?;
+                }
                 return Ok(match taken.acquired {
                     ops::Acquired::Signaled => WaitOutcome::Object(0),
                     ops::Acquired::Abandoned => WaitOutcome::Abandoned(0),
@@ -527,18 +529,15 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
         let released = remote_sync::change(object, &me, RemoteOp::ReleaseMutex, &[], (0, 0))
             .map_err(|e| not_owner(e.code()))?;
         if released != 0 {
-            owner::with_thread(|thread| thread.disowns(&object.state))?;
+            owner::disowns(&object.state)?;
         }
         return Ok(());
     }
-    owner::with_thread(|thread| {
-        let released = ops::release_mutex(slot, thread.actor())?;
-        if released {
-            thread.disowns(&object.state);
-        }
-        Ok(())
-    })?
-    .map_err(not_owner)
+    let me = owner::current()?;
+    if ops::release_mutex(slot, &me).map_err(not_owner)? {
+        owner::disowns(&object.state)?;
+    }
+    Ok(())
 }
 
 /// `SetEvent`.

@@ -133,12 +133,19 @@ impl Token {
 }
 
 /// The thread performing an operation.
+///
+/// `pid` and `tid` come first and together: taking a mutex stores them as
+/// one 8-byte word, and in the other order a copy of an `Actor` was split
+/// as (token, pid) + tid, so that reading (pid, tid) back spanned two
+/// stores and stalled on a failed store-to-load forward (a third of an
+/// uncontended wait).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Actor {
-    pub token: Token,
     /// Shown as the owner of mutexes it holds.
     pub pid: u32,
     pub tid: u32,
+    pub token: Token,
 }
 
 /// How a wait was satisfied.
