@@ -330,7 +330,26 @@ impl Object {
         }
     }
 
-    /// The object as something to wait on; `None` for a section.
+    /// Waits until the object is signaled and takes it, as
+    /// `WaitForSingleObject` does; `None` for a section or a file, which
+    /// cannot be waited on. (The same as `wait_for` on
+    /// [`waitable`](Self::waitable), without its indirect call.)
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> Option<Result<crate::WaitOutcome>> {
+        use crate::sync::sealed::Sealed;
+        let object = match self {
+            Object::Section(_) | Object::File(_) => return None,
+            Object::Event(o) => o.sync_object(),
+            Object::Mutex(o) => o.sync_object(),
+            Object::Semaphore(o) => o.sync_object(),
+            Object::WaitableTimer(o) => o.sync_object(),
+            Object::Process(o) => o.sync_object(),
+            Object::Thread(o) => o.sync_object(),
+            Object::Job(o) => o.sync_object(),
+        };
+        Some(crate::sync::wait_one(object, timeout))
+    }
+
+    /// The object as something to wait on; `None` for a section or a file.
     pub fn waitable(&self) -> Option<&dyn crate::Waitable> {
         Some(match self {
             Object::Section(_) | Object::File(_) => return None,

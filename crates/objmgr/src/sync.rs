@@ -372,6 +372,15 @@ pub(crate) mod sealed {
 
 pub(crate) use sealed::SyncObject;
 
+// A bare object waits as the typed one holding it would.
+impl sealed::Sealed for SyncObject {
+    fn sync_object(&self) -> &SyncObject {
+        self
+    }
+}
+
+impl Waitable for SyncObject {}
+
 fn wait_on(
     objects: &[&dyn Waitable],
     all: bool,
@@ -428,8 +437,9 @@ static UNUSED: Slot = Slot::new();
 
 /// `WaitForSingleObject`: takes the object at once if it is signaled (no
 /// system call), else waits as [`wait_any`] does.
-pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
-    let sync = object.sync_object();
+/// Takes the object's state directly (not a `&dyn Waitable`): the fast
+/// path has no indirect call.
+pub(crate) fn wait_one(sync: &SyncObject, timeout: Option<Duration>) -> Result<WaitOutcome> {
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     // Another user's object: only the broker may take it for us.
     if !sync.is_remote() {
@@ -453,20 +463,20 @@ pub(crate) fn wait_one(object: &dyn Waitable, timeout: Option<Duration>) -> Resu
             None => {}
         }
     }
-    wait_one_slowly(object, timeout)
+    wait_one_slowly(sync, timeout)
 }
 
 /// The rest of [`wait_one`]: kept out of line, so that the fast path does
 /// not pay for the full wait's stack frame.
 #[inline(never)]
-fn wait_one_slowly(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
+fn wait_one_slowly(object: &SyncObject, timeout: Option<Duration>) -> Result<WaitOutcome> {
     wait_on(&[object], false, timeout, |_| Ok(()))
 }
 
 /// Waits until `object` is signaled and takes it (`WaitForSingleObject` on
 /// any waitable object).
 pub fn wait_for(object: &dyn Waitable, timeout: Option<Duration>) -> Result<WaitOutcome> {
-    wait_one(object, timeout)
+    wait_one(object.sync_object(), timeout)
 }
 
 /// Waits until any of `objects` is signaled and takes the lowest-numbered
@@ -644,7 +654,7 @@ macro_rules! waitable_type {
                 &self,
                 timeout: Option<std::time::Duration>,
             ) -> $crate::Result<$crate::sync::WaitOutcome> {
-                $crate::sync::wait_one(self, timeout)
+                $crate::sync::wait_one(&self.object, timeout)
             }
 
             /// Closes the handle now and reports any error (dropping closes too).

@@ -296,9 +296,9 @@ exports! {
         })
     };
 
-    fn WaitForSingleObject(h: HANDLE, ms: DWORD) -> DWORD = WAIT_FAILED => wait(&[h], false, ms);
+    fn WaitForSingleObject(h: HANDLE, ms: DWORD) -> DWORD = WAIT_FAILED => wait_single(h, ms);
     fn WaitForSingleObjectEx(h: HANDLE, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
-        => if alertable != 0 { wait_alertable(&[h], false, ms) } else { wait(&[h], false, ms) };
+        => if alertable != 0 { wait_alertable(&[h], false, ms) } else { wait_single(h, ms) };
     fn WaitForMultipleObjects(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD) -> DWORD = WAIT_FAILED
         => wait_multiple(n, handles, all != 0, ms, false);
     fn WaitForMultipleObjectsEx(n: DWORD, handles: *const HANDLE, all: BOOL, ms: DWORD, alertable: BOOL) -> DWORD = WAIT_FAILED
@@ -423,50 +423,45 @@ fn wait_out(ms: DWORD) -> DWORD {
     WAIT_TIMEOUT
 }
 
-fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
-    if let [handle] = handles
-        && never_signaled(*handle)
-    {
+/// `WaitForSingleObject`: the common case, kept small and without
+/// allocating.
+fn wait_single(handle: HANDLE, ms: DWORD) -> DWORD {
+    if never_signaled(handle) {
         return wait_out(ms);
     }
+    let result = table::with_entry(handle, |entry| match entry {
+        Entry::Object(object) => match object.wait(timeout(ms)) {
+            Some(waited) => or_fail(waited.map(wait_code), WAIT_FAILED),
+            None => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+        },
+        Entry::File(_) => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
+    });
+    result.unwrap_or_else(|code| fail(code, WAIT_FAILED))
+}
+
+fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
     if let [handle] = handles {
-        // WaitForSingleObject: the common case, without allocating.
-        let result = table::with_entry(*handle, |entry| match entry {
-            Entry::Object(object) => match object.waitable() {
-                Some(w) => or_fail(objmgr::wait_for(w, timeout(ms)).map(wait_code), WAIT_FAILED),
-                None => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
-            },
-            Entry::File(_) => fail(ERROR_INVALID_HANDLE, WAIT_FAILED),
-        });
-        return result.unwrap_or_else(|code| fail(code, WAIT_FAILED));
+        return wait_single(*handle, ms);
     }
-    let entries = match entries(handles) {
-        Ok(entries) => entries,
-        Err(code) => return fail(code, WAIT_FAILED),
-    };
-    let waitables = match waitables(&entries) {
-        Ok(waitables) => waitables,
-        Err(code) => return fail(code, WAIT_FAILED),
-    };
-    // Two or more objects here (one took the path above).
-    let result = if all {
-        objmgr::wait_all(&waitables, timeout(ms))
-    } else {
-        objmgr::wait_any(&waitables, timeout(ms))
-    };
-    or_fail(result.map(wait_code), WAIT_FAILED)
+    let result = table::with_entries(handles, |entries| {
+        let waitables = waitables(entries)?;
+        // Two or more objects here (one took the path above).
+        let result = if all {
+            objmgr::wait_all(&waitables, timeout(ms))
+        } else {
+            objmgr::wait_any(&waitables, timeout(ms))
+        };
+        Ok(or_fail(result.map(wait_code), WAIT_FAILED))
+    });
+    result
+        .and_then(|r| r)
+        .unwrap_or_else(|code| fail(code, WAIT_FAILED))
 }
 
-/// The table entries of `handles`.
-fn entries(handles: &[HANDLE]) -> Result<Vec<std::sync::Arc<Entry>>, Win32Error> {
-    handles.iter().map(|&h| table::object(h)).collect()
-}
-
-/// The waitable objects of `entries` (files are not waitable).
-fn waitables(entries: &[std::sync::Arc<Entry>]) -> Result<Vec<&dyn objmgr::Waitable>, Win32Error> {
+fn waitables<'a>(entries: &[&'a Entry]) -> Result<Vec<&'a dyn objmgr::Waitable>, Win32Error> {
     entries
         .iter()
-        .map(|entry| match &**entry {
+        .map(|entry| match entry {
             Entry::Object(o) => o.waitable().ok_or(ERROR_INVALID_HANDLE),
             Entry::File(_) => Err(ERROR_INVALID_HANDLE),
         })
@@ -497,19 +492,16 @@ pub(crate) fn wait_alertable(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD 
     loop {
         // Falls through only when the thread was alerted (or a slice ended).
         if direct {
-            let entries = match entries(handles) {
-                Ok(entries) => entries,
+            let waited = table::with_entries(handles, |entries| {
+                let mut waitables = waitables(entries)?;
+                waitables.push(alert);
+                Ok(objmgr::wait_any(&waitables, left()))
+            });
+            match waited.and_then(|w| w) {
+                Ok(Ok(WaitOutcome::Object(i))) if i == handles.len() => {}
+                Ok(Ok(outcome)) => return wait_code(outcome),
+                Ok(Err(e)) => return or_fail(Err(e), WAIT_FAILED),
                 Err(code) => return fail(code, WAIT_FAILED),
-            };
-            let mut waitables = match waitables(&entries) {
-                Ok(waitables) => waitables,
-                Err(code) => return fail(code, WAIT_FAILED),
-            };
-            waitables.push(alert);
-            match objmgr::wait_any(&waitables, left()) {
-                Ok(WaitOutcome::Object(i)) if i == handles.len() => {}
-                Ok(outcome) => return wait_code(outcome),
-                Err(e) => return or_fail(Err(e), WAIT_FAILED),
             }
         } else {
             let slice = left().map_or(APC_SLICE, |l| l.min(APC_SLICE));

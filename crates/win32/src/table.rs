@@ -4,8 +4,9 @@
 //! `CreateFile` live here only, with values that have [`FILE_HANDLE_BIT`].
 //!
 //! Lookups are on every wait and signal, so each thread keeps the entries
-//! it used last, valid while the table's *epoch* is unchanged; closing any
-//! handle moves the epoch. A hit costs one atomic load.
+//! it used, placed by handle value, valid while the table's *epoch* is
+//! unchanged; closing any handle moves the epoch. A hit costs one atomic
+//! load and one comparison.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,14 +37,21 @@ static TABLE: RwLock<Table> = RwLock::new(None);
 /// Moves whenever a handle leaves the table (its value may then be reused).
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// Entries per thread cache.
-const CACHED: usize = 4;
+/// Entries per thread cache, placed by handle value (direct-mapped): the
+/// values the broker hands out are small multiples of 4, so a program's
+/// first 64 handles each have a place of their own, and a lookup is one
+/// comparison.
+const CACHED: usize = 64;
 
 /// A thread's recently used entries, valid for one epoch.
 struct Cache {
     epoch: u64,
     entries: [Option<(u32, Arc<Entry>)>; CACHED],
-    next: usize,
+}
+
+/// Where `value` lives in a [`Cache`].
+fn place(value: u32) -> usize {
+    (value >> 2) as usize % CACHED
 }
 
 thread_local! {
@@ -51,14 +59,28 @@ thread_local! {
         RefCell::new(Cache {
             epoch: u64::MAX,
             entries: [const { None }; CACHED],
-            next: 0,
         })
     };
 }
 
-/// Runs `f` on the entry for `value` if this thread has it cached for the
-/// current epoch; gives `f` back otherwise.
-fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
+impl Cache {
+    /// The entry for `value`, if cached.
+    #[inline]
+    fn get(&self, value: u32) -> Option<&Entry> {
+        match &self.entries[place(value)] {
+            Some((cached, entry)) if *cached == value => Some(entry),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `f` with this thread's cache if it is valid for the current epoch;
+/// gives `f` back otherwise (or when `f` itself gives up and says so with
+/// `None`).
+fn with_current_cache<T, F>(
+    f: F,
+    use_it: impl FnOnce(&Cache, &mut Option<F>) -> Option<T>,
+) -> Result<T, F> {
     let mut f = Some(f);
     let found = CACHE.try_with(|cache| {
         // A nested lookup (inside another's `f`) may find the cache borrowed
@@ -66,12 +88,7 @@ fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
         {
             let current = cache.try_borrow().ok()?;
             if current.epoch == EPOCH.load(Ordering::Acquire) {
-                let (_, entry) = current
-                    .entries
-                    .iter()
-                    .flatten()
-                    .find(|(v, _)| *v == value)?;
-                return Some(f.take().expect("not used yet")(entry));
+                return use_it(&current, &mut f);
             }
         }
         // Stale: let go of the entries now, so that a closed file or section
@@ -88,6 +105,16 @@ fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
     }
 }
 
+/// Runs `f` on the entry for `value` if this thread has it cached for the
+/// current epoch; gives `f` back otherwise.
+#[inline]
+fn with_cached<T, F: FnOnce(&Entry) -> T>(value: u32, f: F) -> Result<T, F> {
+    with_current_cache(f, |cache, f| {
+        let entry = cache.get(value)?;
+        Some(f.take().expect("not used yet")(entry))
+    })
+}
+
 fn remember(value: u32, entry: &Arc<Entry>, epoch: u64) {
     let _ = CACHE.try_with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
@@ -97,15 +124,48 @@ fn remember(value: u32, entry: &Arc<Entry>, epoch: u64) {
             cache.epoch = epoch;
             cache.entries = [const { None }; CACHED];
         }
-        let slot = cache.next;
-        cache.entries[slot] = Some((value, entry.clone()));
-        cache.next = (slot + 1) % CACHED;
+        cache.entries[place(value)] = Some((value, entry.clone()));
     });
+}
+
+/// Runs `f` with the entries behind `handles`, in order (taking over broker
+/// handles not seen yet). When all are in this thread's cache (a program
+/// waiting on the same handles again) this takes no lock and no reference
+/// count.
+pub fn with_entries<T>(
+    handles: &[HANDLE],
+    f: impl FnOnce(&[&Entry]) -> T,
+) -> Result<T, Win32Error> {
+    let values: Vec<u32> = handles
+        .iter()
+        .map(|&h| handle_value(h).ok_or(ERROR_INVALID_HANDLE))
+        .collect::<Result<_, _>>()?;
+    let f = match with_current_cache(f, |cache, f| {
+        let entries: Vec<&Entry> = values
+            .iter()
+            .map(|&v| cache.get(v))
+            .collect::<Option<_>>()?;
+        Some(f.take().expect("not used yet")(&entries))
+    }) {
+        Ok(result) => return Ok(result),
+        Err(f) => f,
+    };
+    let epoch = EPOCH.load(Ordering::Acquire);
+    let owned: Vec<Arc<Entry>> = handles
+        .iter()
+        .map(|&h| lookup(h))
+        .collect::<Result<_, _>>()?;
+    for (&value, entry) in values.iter().zip(&owned) {
+        remember(value, entry, epoch);
+    }
+    let entries: Vec<&Entry> = owned.iter().map(|e| &**e).collect();
+    Ok(f(&entries))
 }
 
 /// Runs `f` with the entry behind `handle` (taking over a broker handle not
 /// seen yet); a thread's recently used handles need no lock and no
 /// reference count.
+#[inline]
 pub fn with_entry<T>(handle: HANDLE, f: impl FnOnce(&Entry) -> T) -> Result<T, Win32Error> {
     let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
     let f = match with_cached(value, f) {
