@@ -160,7 +160,7 @@ fn main() {
         "create+map+unmap+close new 64 KiB named section",
         ours,
         base,
-        "<= 2.5x",
+        "<= 2x",
     );
 
     // 2. open existing + map + unmap + close.
@@ -371,13 +371,13 @@ fn main() {
             &format!("write {} MiB view, {label}", big >> 20),
             median(&mut first).into(),
             median(&mut raw_first).into(),
-            "<= 1.1x",
+            "<= 1.0x",
         );
         report(
             &format!("write {} MiB view, warm ({label} mapping)", big >> 20),
             median(&mut warm).into(),
             median(&mut raw_warm).into(),
-            "<= 1.1x",
+            "<= 1.03x",
         );
     }
 

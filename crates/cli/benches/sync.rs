@@ -361,7 +361,7 @@ fn main() {
             "mutex acquire+release, uncontended (vs robust pthread)",
             ours,
             base,
-            "<= 1.5x",
+            "<= 1.3x",
         );
     }
 
@@ -383,7 +383,7 @@ fn main() {
             "mutex acquire+release: C ABI (vs the Rust API)",
             c,
             rust,
-            "<= 1.1x",
+            "<= 1.05x",
         );
     }
 
@@ -406,7 +406,7 @@ fn main() {
             "semaphore release+wait, uncontended (vs sem_post+sem_wait)",
             ours,
             base,
-            "<= 1.5x",
+            "<= 1.3x",
         );
     }
 
@@ -520,7 +520,7 @@ fn main() {
             &format!("ping-pong round trip, 2 auto-reset events ({placement})"),
             ours[ours.len() / 2].into(),
             base[base.len() / 2].into(),
-            "<= 1.3x",
+            "<= 1.1x",
         );
         let mut c_abi: Vec<Duration> = (0..if quick { 1 } else { 5 })
             .map(|_| c_events_ping_pong(rounds))

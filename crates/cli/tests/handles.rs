@@ -352,6 +352,19 @@ fn a_threads_mutexes_are_abandoned_before_its_object_is_signaled() {
     assert_eq!(lines, ["thread_exit_order wrong=0"]);
 }
 
+/// A child made by a bare `clone` runs none of the `fork()` handlers: the
+/// client still sees that it is not its parent (its fork mark is wiped).
+#[test]
+fn a_child_cloned_without_fork_handlers_starts_with_no_handles() {
+    let broker = TestBroker::new();
+    let lines = broker.run(&["event e auto 1", "fork_check raw", "wait 0 0"]);
+    assert!(
+        lines.contains(&"forkchild object=err6 value=err6 new=wait object 0".to_owned()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"forked status=0".to_owned()), "{lines:?}");
+}
+
 #[test]
 fn fork_while_another_thread_talks_to_the_broker() {
     let broker = TestBroker::new();

@@ -540,14 +540,34 @@ extern "C" fn forked_child() {
 }
 
 /// The current handle generation without the `fork()` check: for data-plane
-/// operations, which must not make a system call. (After a fork the handler
-/// above has moved it already.)
+/// operations, which must not make a system call. It is kept where a forked
+/// child reads 0, which no handle has, so the parent's handles fail there
+/// at once however the child was made (without the page, after a `fork()`
+/// the handler above has moved it already).
+#[inline]
 pub(crate) fn current_generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
+    match sys::fork_wiped_word() {
+        Some(word) => word.load(Ordering::Acquire),
+        None => GENERATION.load(Ordering::Acquire),
+    }
+}
+
+/// Makes `generation` the one data-plane operations check handles against:
+/// only in the process that made the connection (never in a forked child
+/// before it has connected, whose wiped word keeps every inherited handle
+/// invalid and sends [`generation`] to its `fork()` check).
+fn publish_generation(generation: u64) {
+    if let Some(word) = sys::fork_wiped_word() {
+        word.store(generation, Ordering::Release);
+    }
 }
 
 /// The current handle generation, after checking for `fork()`.
 pub(crate) fn generation() -> u64 {
+    if sys::fork_wiped_word().is_some_and(|word| word.load(Ordering::Acquire) != 0) {
+        // Set by this very process when it connected: no fork to look for.
+        return GENERATION.load(Ordering::Acquire);
+    }
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let owner = OWNER_PID.load(Ordering::Acquire);
     if owner != 0 && owner != pid {
@@ -582,6 +602,7 @@ fn connected() -> Result<(Locked, u64)> {
             Ordering::Release,
         );
         generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+        publish_generation(generation);
     }
     Ok((shared, generation))
 }
@@ -758,7 +779,7 @@ fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
             };
             CONNECTION_FD.store(-1, Ordering::Release);
             shared.drop_connection();
-            GENERATION.fetch_add(1, Ordering::AcqRel);
+            publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
             Err(Error::new(
                 ERROR_BROKEN_PIPE,
                 format!("lost the connection to the objmgr broker: {why}"),

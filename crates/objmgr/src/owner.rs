@@ -265,7 +265,14 @@ pub(crate) fn with_thread<T>(f: impl FnOnce(&mut Thread<'_>) -> T) -> Result<T> 
 /// used a sync object in this connection generation.
 #[inline]
 pub(crate) fn current() -> Result<Actor> {
-    if ACTOR_EPOCH.get() == connection::current_generation() {
+    current_in(connection::current_generation())
+}
+
+/// [`current`], for a caller that has just found `generation` current (it
+/// checked a handle): no second look at the connection's generation.
+#[inline]
+pub(crate) fn current_in(generation: u64) -> Result<Actor> {
+    if ACTOR_EPOCH.get() == generation {
         ACTOR.with(|(pid, tid, token)| {
             let token = Token::from_raw(token.get()).ok_or_else(stale_identity)?;
             Ok(Actor {

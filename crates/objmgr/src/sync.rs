@@ -443,7 +443,11 @@ pub(crate) fn wait_one(sync: &SyncObject, timeout: Option<Duration>) -> Result<W
     let slot = sync.require(SYNCHRONIZE, "wait")?;
     // Another user's object: only the broker may take it for us.
     if !sync.is_remote() {
-        let me = owner::current()?;
+        if ops::try_take_unowned(slot, sync.kind) {
+            return Ok(WaitOutcome::Object(0));
+        }
+        // `require` found the handle's generation current.
+        let me = owner::current_in(sync.generation)?;
         // Behind a lock that stays held (a stopped process), give up soon
         // and let the full wait below keep the timeout.
         let taken = ops::try_take(slot, sync.kind, &me, None, ops::Patience::Brief)
@@ -543,7 +547,7 @@ fn release_mutex(object: &SyncObject) -> Result<()> {
         }
         return Ok(());
     }
-    let me = owner::current()?;
+    let me = owner::current_in(object.generation)?;
     if ops::release_mutex(slot, &me).map_err(not_owner)? {
         owner::disowns(&object.state)?;
     }

@@ -1,6 +1,6 @@
 //! The client's only `unsafe` code: creating and removing memory mappings,
-//! and byte-range locks (`fcntl` open-file-description locks, which rustix
-//! does not cover).
+//! byte-range locks (`fcntl` open-file-description locks, which rustix does
+//! not cover), and the page that tells a forked child from its parent.
 //!
 //! Everything else in the crate is safe Rust over these functions and
 //! rustix. The rules they rely on are stated once here: a mapping created by
@@ -10,7 +10,7 @@
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// How to map.
 #[derive(Clone, Copy, Debug)]
@@ -201,6 +201,67 @@ pub fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern 
     // SAFETY: registers plain function pointers with the C library; no
     // memory is shared with the callees beyond what they themselves touch.
     let _ = unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// A word in a page of its own that the kernel zeroes in any child this
+/// process forks (`MADV_WIPEONFORK`, Linux 4.14), however the child was made
+/// (`fork()`, or a bare `clone` that runs no `pthread_atfork` handler): what
+/// this process stores there reads as 0 in its children. `None` where the
+/// kernel cannot do it. Once made, finding it is one load (it is on every
+/// handle check).
+#[inline]
+pub fn fork_wiped_word() -> Option<&'static AtomicU64> {
+    let word = WIPED_WORD.load(Ordering::Acquire);
+    if word.is_null() {
+        return make_fork_wiped_word();
+    }
+    // SAFETY: a non-null pointer here is either the wiped page (mapped
+    // read-write for the life of the process, never unmapped, page-aligned,
+    // used only as this atomic) or `NO_WIPED_WORD`'s address.
+    let word = unsafe { &*word };
+    (!std::ptr::eq(word, &NO_WIPED_WORD)).then_some(word)
+}
+
+/// Where [`fork_wiped_word`] is: null until made.
+static WIPED_WORD: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+/// Stands for "the kernel cannot wipe a page on fork" in `WIPED_WORD`.
+static NO_WIPED_WORD: AtomicU64 = AtomicU64::new(0);
+
+#[cold]
+#[inline(never)]
+fn make_fork_wiped_word() -> Option<&'static AtomicU64> {
+    static MADE: std::sync::Once = std::sync::Once::new();
+    MADE.call_once(|| {
+        let len = rustix::param::page_size();
+        // SAFETY: a fresh anonymous mapping at a kernel-chosen address
+        // affects no existing memory; it is never unmapped.
+        let mapped = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        };
+        let word = match mapped {
+            Ok(ptr) => {
+                // SAFETY: advice on the mapping just made, which only this
+                // function knows of.
+                match unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork) }
+                {
+                    Ok(()) => ptr.cast::<AtomicU64>(),
+                    Err(_) => {
+                        // SAFETY: the mapping just made, not shared with anyone.
+                        let _ = unsafe { rustix::mm::munmap(ptr, len) };
+                        std::ptr::from_ref(&NO_WIPED_WORD).cast_mut()
+                    }
+                }
+            }
+            Err(_) => std::ptr::from_ref(&NO_WIPED_WORD).cast_mut(),
+        };
+        WIPED_WORD.store(word, Ordering::Release);
+    });
+    fork_wiped_word()
 }
 
 /// Replaces descriptor `fd` with `/dev/null` in place. In a forked child this

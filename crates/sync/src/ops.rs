@@ -467,6 +467,32 @@ pub fn try_take(
     )
 }
 
+/// Takes a signal from a semaphore or an event, which no thread can own, so
+/// that taking one needs no identity: one load and at most one
+/// compare-and-swap. `false` when there is nothing to take, the slot is
+/// locked (a wait-all is at work), the swap lost a race, or `kind` is
+/// another kind: the caller then goes the full way ([`try_take`]).
+#[inline(always)]
+pub fn try_take_unowned(slot: &Slot, kind: Kind) -> bool {
+    if !matches!(kind, Kind::Semaphore | Kind::Event { .. }) {
+        return false;
+    }
+    let s = slot.state.load(SeqCst);
+    if holder(s) != 0 {
+        return false;
+    }
+    // Neither kind looks at the taker's token.
+    let Some(step) = evaluate(kind, lo(s), None, Token(u32::MAX)) else {
+        return false;
+    };
+    // A manual-reset event stays as it is: the load was the take.
+    step.lo == lo(s)
+        || slot
+            .state
+            .compare_exchange(s, with_lo(s, step.lo), SeqCst, SeqCst)
+            .is_ok()
+}
+
 /// What [`try_take_observing`] did.
 pub(crate) enum Took {
     Taken(Taken),

@@ -413,6 +413,8 @@ fn never_signaled(h: HANDLE) -> bool {
 }
 
 /// Sleeps for a wait that nothing can satisfy: `WAIT_TIMEOUT` after `ms`.
+#[cold]
+#[inline(never)]
 fn wait_out(ms: DWORD) -> DWORD {
     match timeout(ms) {
         Some(d) => std::thread::sleep(d),

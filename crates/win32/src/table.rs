@@ -91,17 +91,23 @@ fn with_current_cache<T, F>(
                 return use_it(&current, &mut f);
             }
         }
-        // Stale: let go of the entries now, so that a closed file or section
-        // does not stay open in this thread's cache.
-        if let Ok(mut stale) = cache.try_borrow_mut() {
-            stale.entries = [const { None }; CACHED];
-        }
+        forget_stale(cache);
         None
     });
     match found {
         Ok(Some(result)) => Ok(result),
         // A miss, or a thread-local destructor after the cache is gone.
         _ => Err(f.take().expect("not used")),
+    }
+}
+
+/// Lets go of a stale cache's entries now, so that a closed file or section
+/// does not stay open in this thread's cache. Out of the lookup's way.
+#[cold]
+#[inline(never)]
+fn forget_stale(cache: &RefCell<Cache>) {
+    if let Ok(mut stale) = cache.try_borrow_mut() {
+        stale.entries = [const { None }; CACHED];
     }
 }
 
@@ -168,10 +174,20 @@ pub fn with_entries<T>(
 #[inline]
 pub fn with_entry<T>(handle: HANDLE, f: impl FnOnce(&Entry) -> T) -> Result<T, Win32Error> {
     let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
-    let f = match with_cached(value, f) {
-        Ok(result) => return Ok(result),
-        Err(f) => f,
-    };
+    match with_cached(value, f) {
+        Ok(result) => Ok(result),
+        Err(f) => with_entry_uncached(handle, value, f),
+    }
+}
+
+/// [`with_entry`] for a handle not in this thread's cache: out of line, so
+/// that the cached case stays small.
+#[inline(never)]
+fn with_entry_uncached<T>(
+    handle: HANDLE,
+    value: u32,
+    f: impl FnOnce(&Entry) -> T,
+) -> Result<T, Win32Error> {
     let epoch = EPOCH.load(Ordering::Acquire);
     let entry = lookup(handle)?;
     remember(value, &entry, epoch);

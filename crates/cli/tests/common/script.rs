@@ -72,7 +72,7 @@
 //! | `handle_info V` / `set_handle_info V MASK FLAGS` | `Get`/`SetHandleInformation`        |
 //! | `thread_spawn CODE MS`                    | `objmgr::thread::spawn` returning CODE after MS ms |
 //! | `exitcode I`                              | exit code of process/thread object I         |
-//! | `fork_check`                              | fork; the child reports its old and new handles |
+//! | `fork_check [raw]`                        | fork (`raw`: by `clone`, no atfork handlers); the child reports its old and new handles |
 //! | `exit N`                                  | exit the process with code N                 |
 //! | `dup_pseudo`                              | `DuplicateHandle` of `GetCurrentProcess()`: a real handle to this process |
 //! | `terminate_obj I CODE`                    | `TerminateProcess` of process object I       |
@@ -1420,10 +1420,17 @@ pub fn run_script(script: &str) {
                 "fork_check" => {
                     let old = objs.last().unwrap().handle_value();
                     std::io::Write::flush(&mut std::io::stdout()).unwrap();
-                    // SAFETY: fork; the child runs objmgr calls (which take
-                    // locks no other thread of this script process holds)
-                    // and leaves with _exit.
-                    let pid = unsafe { libc::fork() };
+                    // SAFETY: fork (`raw`: a bare clone system call, which
+                    // runs no `pthread_atfork` handler); the child runs
+                    // objmgr calls (which take locks no other thread of this
+                    // script process holds) and leaves with _exit.
+                    let pid = unsafe {
+                        if words.get(1) == Some(&"raw") {
+                            libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) as libc::pid_t
+                        } else {
+                            libc::fork()
+                        }
+                    };
                     if pid == 0 {
                         let old_object = match objmgr::wait_any(
                             &[objs.last().unwrap().waitable()],
