@@ -135,6 +135,10 @@ fn main() {
         return echo_server();
     }
     let quick = std::env::var_os("BENCH_QUICK").is_some();
+    // Raised before the broker starts, which inherits the limit: the
+    // namespace measurement below has it hold a descriptor per section.
+    let want = if quick { 10_000 } else { 100_000 };
+    let limit = raise_fd_limit(want as u64 + 3000);
     let broker = Broker::start();
     let broker_pid = broker.pid();
     let socket_path = broker.socket.clone();
@@ -245,9 +249,8 @@ fn main() {
     // the namespace. Each live section holds a descriptor in the broker and
     // one here, so sections fill it as far as the descriptor limit allows
     // and events (which hold none) fill the rest.
-    let want = if quick { 10_000 } else { 100_000 };
-    let limit = raise_fd_limit(want as u64 + 1000);
-    let section_count = want.min(limit.saturating_sub(500) as usize);
+    // The broker keeps 1,024 descriptors in reserve, and some for itself.
+    let section_count = want.min(limit.saturating_sub(2000) as usize);
     let fill_sections = |range: std::ops::Range<usize>| -> Vec<Section> {
         range
             .map(|i| Section::create(&format!("Local\\bench-many-{i}"), 4096).unwrap())

@@ -91,8 +91,9 @@ impl Broker {
                 .args(["--idle-timeout", "never", "--socket"])
                 .arg(&socket)
                 // The memory measurement connects many times from this one
-                // process, past the default quota of connections per process.
-                .args(["--quota", "connections=1000000"]),
+                // process, and the namespace measurement creates up to
+                // 100,000 sections: past the default quotas per process.
+                .args(["--quota", "connections=1000000,sections=1000000"]),
         );
         Broker { child, dir, socket }
     }
