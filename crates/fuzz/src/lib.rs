@@ -1,0 +1,161 @@
+//! Fuzz targets for objmgr's two trust boundaries: the wire decoder (every
+//! byte a client sends, and every byte a broker answers) and the broker's
+//! handling of requests (any sequence, from several clients that come and
+//! go). Each target takes arbitrary bytes and panics on a bug: a decoder or
+//! broker panic, or a request that does not survive a round trip through
+//! the encoder.
+//!
+//! The `objmgr-fuzz` binary drives them on stable Rust (random inputs and
+//! mutations, crashes saved for replay); the same functions can be called
+//! from a `cargo fuzz` or `cargo afl` target. See the crate's README.
+
+pub mod input;
+
+use std::os::fd::OwnedFd;
+
+use objmgr_proto::security::Token;
+use objmgr_proto::wire::{self, FileOp, Opcode, PROTOCOL_VERSION, Request};
+use objmgr_server::broker::{Broker, ClientId};
+
+use input::Choices;
+
+/// The wire target. `data`'s first byte picks what it is: a request to
+/// decode as the broker does, or a reply to decode as a client does for a
+/// request of some opcode. A request that decodes must encode and decode
+/// back to itself.
+pub fn wire_case(data: &[u8]) {
+    let Some((&pick, bytes)) = data.split_first() else {
+        return;
+    };
+    match Opcode::ALL.get(usize::from(pick)) {
+        Some(&op) => {
+            let _ = wire::decode_reply(op, bytes);
+        }
+        None => {
+            if let Ok((seq, request)) = Request::decode(bytes) {
+                let again = request.encode(seq);
+                match Request::decode(&again) {
+                    Ok(decoded) => assert_eq!(
+                        decoded,
+                        (seq, request),
+                        "a request changed through encode + decode"
+                    ),
+                    Err(e) => panic!("a decoded request, encoded again, does not decode: {e:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// Bytes for [`wire_case`] made from `data`: a request built from choices
+/// and encoded, then mutated (or, one time in four, a reply's bytes).
+pub fn wire_input(data: &[u8]) -> Vec<u8> {
+    let mut choices = Choices::new(data);
+    let reply = choices.below(4) == 0;
+    let pick = if reply {
+        choices.below(Opcode::ALL.len()) as u8
+    } else {
+        u8::MAX
+    };
+    let mut bytes = choices.request().encode(choices.u32());
+    choices.mutate(&mut bytes);
+    let mut input = vec![pick];
+    input.extend_from_slice(&bytes);
+    input
+}
+
+/// Clients in a broker case.
+const CLIENTS: ClientId = 3;
+/// Requests in a broker case at most.
+const STEPS: usize = 48;
+
+/// The broker target: three clients of one broker (one of them another
+/// user's) send the requests that
+/// `data` chooses, with descriptors where a request carries them; now and
+/// then a client disconnects and a new one connects under its id. The
+/// broker must answer every request (success or a Win32 error) without
+/// panicking.
+///
+/// Requests that act on other processes of the machine (`Spawn`,
+/// `OpenProcess`, `Terminate`, and the job operations that assign, limit or
+/// kill members) are never sent: all the clients carry this process's pid.
+/// Run it as an unprivileged user (the driver drops root) so that a bug
+/// cannot reach beyond the process.
+pub fn broker_case(data: &[u8]) {
+    let mut choices = Choices::new(data);
+    let mut broker = Broker::new("fuzz".into(), 0);
+    for id in 1..=CLIENTS {
+        connect(&mut broker, id);
+    }
+    for _ in 0..STEPS {
+        if choices.exhausted() {
+            break;
+        }
+        let id = 1 + choices.below(CLIENTS as usize) as ClientId;
+        if choices.below(24) == 0 {
+            broker.remove_client(id);
+            connect(&mut broker, id);
+            continue;
+        }
+        let request = choices.request();
+        let mut fds = descriptors_for(&request);
+        if choices.below(16) == 0 {
+            // The wrong number of descriptors.
+            if fds.pop().is_none() {
+                fds.push(scratch_file());
+            }
+        }
+        let _ = broker.handle(id, request, fds);
+    }
+    for id in 1..=CLIENTS {
+        broker.remove_client(id);
+    }
+}
+
+/// Connects client `id` and says `Hello`: this process, as this user, except
+/// that the last client claims another user (so that access checks between
+/// users run too).
+fn connect(broker: &mut Broker, id: ClientId) {
+    let other = u32::from(id == CLIENTS);
+    let uid = rustix::process::getuid().as_raw().wrapping_add(other);
+    let gid = rustix::process::getgid().as_raw().wrapping_add(other);
+    let token = Token::for_unix(uid, gid, &[], None);
+    broker
+        .add_client(id, std::process::id(), uid, token)
+        .expect("a fresh client is accepted");
+    broker
+        .handle(
+            id,
+            Request::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            Vec::new(),
+        )
+        .expect("Hello is answered");
+}
+
+/// The descriptors a request carries, as the client library sends them
+/// (files are memfds here: the broker must not care where they come from).
+fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
+    let count = match request {
+        Request::CreateSection {
+            from_file: true, ..
+        } => 2,
+        Request::OpenFile {
+            delete_on_close, ..
+        } => 1 + usize::from(*delete_on_close),
+        Request::FileControl {
+            op: FileOp::MayDelete,
+            ..
+        } => 2,
+        _ => 0,
+    };
+    (0..count).map(|_| scratch_file()).collect()
+}
+
+fn scratch_file() -> OwnedFd {
+    let fd = rustix::fs::memfd_create("objmgr-fuzz", rustix::fs::MemfdFlags::CLOEXEC)
+        .expect("memfd_create");
+    rustix::fs::ftruncate(&fd, 4096).expect("ftruncate a memfd");
+    fd
+}
