@@ -690,6 +690,7 @@ fn broker_shutdown_fails_calls_cleanly_and_next_use_restarts() {
         "write 0 kept",
         "hold",
         "read 0 4",
+        "map read",
         "open Global\\gone read",
         "create Global\\again 4096",
     ]);
@@ -700,13 +701,17 @@ fn broker_shutdown_fails_calls_cleanly_and_next_use_restarts() {
     let lines = holder.finish();
     let n = lines.len();
     assert_eq!(
-        lines[n - 3],
+        lines[n - 4],
         "read kept",
         "views keep working without the broker"
     );
     assert!(
-        lines[n - 2].starts_with("err 109 "),
-        "a lost broker is a clear error: {lines:?}"
+        lines[n - 3].starts_with("err 6 ") && lines[n - 3].contains("gone"),
+        "the lost broker's handles are a clear error: {lines:?}"
+    );
+    assert!(
+        lines[n - 2].starts_with("err 2 "),
+        "a name is looked up in a new broker, which starts empty: {lines:?}"
     );
     assert_eq!(
         lines[n - 1],

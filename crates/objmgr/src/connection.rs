@@ -535,6 +535,7 @@ extern "C" fn forked_child() {
     if fd >= 0 {
         sys::neutralize_fd(fd);
     }
+    forget_watch();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
 }
@@ -574,6 +575,8 @@ pub(crate) fn generation() -> u64 {
         // A forked child: nothing it inherited from the parent's session is its own.
         let mut shared = lock_shared();
         if OWNER_PID.load(Ordering::Acquire) != pid {
+            // No handler ran if a bare `clone` made this child.
+            forget_watch();
             shared.drop_connection(); // closes the /dev/null the fork handler left
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);
@@ -603,6 +606,7 @@ fn connected() -> Result<(Locked, u64)> {
         );
         generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
         publish_generation(generation);
+        watch(shared.conn.as_ref().expect("connected"), generation);
     }
     Ok((shared, generation))
 }
@@ -767,6 +771,87 @@ fn exchange_locked(
     Ok((reply?, received))
 }
 
+/// The watcher's descriptor (a duplicate of the connection's), for the
+/// `fork()` handler: a child must not keep its parent's connection open.
+static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Watches the connection of `generation` from a thread of its own. When
+/// the broker hangs up (it exited, or was killed) every handle of that
+/// session dies at once, as if the process had lost them all: the
+/// generation moves, so that every operation on one fails with
+/// `ERROR_INVALID_HANDLE` (also those that never reach the broker, such as
+/// a signal or a wait), and every wait in the process is woken to fail the
+/// same way. Nothing of the session is used after its broker is gone, and
+/// the next call connects to a new broker, which starts empty: two
+/// processes cannot go on believing they share an object that one of them
+/// has lost. Views stay mapped and keep their memory.
+///
+/// Best effort: without a thread (a limit on threads), a lost broker is
+/// noticed at the next call that reaches it, as before.
+fn watch(conn: &Connection, generation: u64) {
+    let Ok(watched) = rustix::io::fcntl_dupfd_cloexec(&conn.socket, 0) else {
+        return;
+    };
+    // (A watcher of an older connection may still be on its way out: its
+    // descriptor is its own to close.)
+    WATCH_FD.store(watched.as_raw_fd(), Ordering::Release);
+    let watcher = std::thread::Builder::new()
+        .name("objmgr-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            wait_for_hang_up(&watched);
+            let fd = watched.as_raw_fd();
+            let _ = WATCH_FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
+            broker_gone(generation);
+            drop(watched);
+        });
+    if watcher.is_err() {
+        WATCH_FD.store(-1, Ordering::Release);
+    }
+}
+
+/// Returns once `socket` has hung up (or cannot be watched).
+fn wait_for_hang_up(socket: &OwnedFd) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
+        let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+        match poll(&mut fds, None) {
+            Err(Errno::INTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        let hung_up = PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL;
+        if fds[0].revents().intersects(hung_up) {
+            return;
+        }
+    }
+}
+
+/// The connection of `generation` hung up: if it is still the process's
+/// (not one it dropped or replaced itself), its session is over.
+fn broker_gone(generation: u64) {
+    let mut shared = lock_shared();
+    if shared.conn.is_none() || GENERATION.load(Ordering::Acquire) != generation {
+        return;
+    }
+    CONNECTION_FD.store(-1, Ordering::Release);
+    shared.drop_connection();
+    // First the generation, then the lifeline: a wait that checked its
+    // handles before the move has read the lifeline before the cut.
+    publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
+    drop(shared);
+    objmgr_sync::lifeline::cut();
+}
+
+/// Closes a watch descriptor this process inherited: its watcher thread
+/// stayed in the parent.
+fn forget_watch() {
+    let fd = WATCH_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        sys::close_inherited_fd(fd);
+    }
+}
+
 /// Passes an exchange's outcome on; a broken connection is dropped (every
 /// handle of its session died with it) and reported as `ERROR_BROKEN_PIPE`.
 fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
@@ -778,6 +863,10 @@ fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
                 Broken::Refused(e) => e.to_string(), // only `Hello` gets this
             };
             CONNECTION_FD.store(-1, Ordering::Release);
+            if let Some(conn) = &shared.conn {
+                // The watcher's descriptor would keep the socket open.
+                let _ = net::shutdown(&conn.socket, net::Shutdown::Both);
+            }
             shared.drop_connection();
             publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
             Err(Error::new(
@@ -799,11 +888,28 @@ pub(crate) fn call(
 }
 
 /// [`call`] with up to `MAX_FDS_PER_MESSAGE` descriptors attached.
+///
+/// A request that means the same to any broker session, sent on a
+/// connection whose broker turned out to be gone, is sent once more on a
+/// new connection (to a new broker): losing the broker is then no error
+/// for it, whether or not the watcher had noticed yet.
 pub(crate) fn call_with_fds(
     request: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
-    let (reply, received) = exchange_locked(&mut shared, request, fds)?;
-    Ok((reply, received, generation))
+    match exchange_locked(&mut shared, request, fds) {
+        Ok((reply, received)) => Ok((reply, received, generation)),
+        Err(e)
+            if request.independent_of_session()
+                && GENERATION.load(Ordering::Acquire) != generation =>
+        {
+            // The connection was lost (`settle` moved the generation).
+            drop(shared);
+            let (mut shared, generation) = connected().map_err(|_| e)?;
+            let (reply, received) = exchange_locked(&mut shared, request, fds)?;
+            Ok((reply, received, generation))
+        }
+        Err(e) => Err(e),
+    }
 }

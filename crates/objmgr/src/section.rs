@@ -499,18 +499,17 @@ impl Section {
     }
 
     fn check_live(&self) -> Result<()> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire)
-            || self.generation != connection::generation()
-        {
-            return Err(Error::new(
-                ERROR_INVALID_HANDLE,
-                format!(
-                    "section handle {:#x} is not open in this process",
-                    self.handle.0
-                ),
-            ));
-        }
-        Ok(())
+        let why = if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            "is not open in this process"
+        } else if self.generation != connection::generation() {
+            "belongs to a broker session that is gone"
+        } else {
+            return Ok(());
+        };
+        Err(Error::new(
+            ERROR_INVALID_HANDLE,
+            format!("section handle {:#x} {why}", self.handle.0),
+        ))
     }
 
     /// Maps the whole section with `access` (`MapViewOfFile(h, access, 0, 0, 0)`).

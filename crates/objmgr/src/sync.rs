@@ -302,6 +302,11 @@ impl SyncObject {
         }
     }
 
+    /// Whether the handle belongs to the broker session the process has now.
+    pub(crate) fn is_current(&self) -> bool {
+        self.generation == connection::current_generation()
+    }
+
     /// Why [`Self::require`] refused.
     #[cold]
     #[inline(never)]
@@ -407,7 +412,18 @@ fn wait_on(
     let slots = &slots[..objects.len()];
     let me = owner::current()?;
     let recheck = shared.then_some(remote_sync::RECHECK_NS);
-    let before = || before(&me);
+    // The wait has read the process's lifeline by now: if the broker went
+    // after the checks above, either this sees the generation move or the
+    // wait's sleep is woken.
+    // Every object passed `require` under this generation.
+    let generation = objects[0].sync_object().generation;
+    let before = || {
+        if connection::current_generation() != generation {
+            let stale = objects[0].sync_object();
+            return Err(stale.refusal(SYNCHRONIZE, what));
+        }
+        before(&me)
+    };
     let waited = if remote {
         // Another user's object: the broker takes for us what we may take.
         owner::with_thread(|thread| thread.uses_remote())?;
@@ -422,7 +438,11 @@ fn wait_on(
         new_owner_mask,
     } = waited.map_err(|e| match e {
         Failed::Before(e) => e,
-        Failed::Wait(code) => Error::new(code, what),
+        Failed::Wait(code) => match objects.iter().find(|o| !o.sync_object().is_current()) {
+            // The lifeline was cut: the broker is gone.
+            Some(stale) => stale.sync_object().refusal(SYNCHRONIZE, what),
+            None => Error::new(code, what),
+        },
     })?;
     for (i, object) in objects.iter().enumerate() {
         if new_owner_mask & (1 << i) != 0 {

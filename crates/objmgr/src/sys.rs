@@ -283,6 +283,15 @@ pub fn neutralize_fd(fd: std::os::fd::RawFd) {
     let _ = rustix::io::dup3(&null, &mut target, rustix::io::DupFlags::CLOEXEC);
 }
 
+/// Closes descriptor `fd`, which a forked child inherited and nothing in it
+/// owns (the object that owned it stayed with a thread of the parent).
+pub fn close_inherited_fd(fd: std::os::fd::RawFd) {
+    // SAFETY: `fd` is open and owned by no object in this process (the
+    // caller took the number out of the only place that knew it), so
+    // closing it cannot close something another owner still uses.
+    drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+}
+
 /// A byte-range lock's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeLock {

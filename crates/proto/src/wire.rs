@@ -676,6 +676,32 @@ pub const CURRENT_PROCESS: Handle = Handle(u32::MAX);
 pub const CURRENT_THREAD: Handle = Handle(u32::MAX - 1);
 
 impl Request {
+    /// Whether the request means the same to every broker session: it names
+    /// no handle, thread token or other state of the connection it is sent
+    /// on. Such a request may be sent again on a new connection when the
+    /// broker was lost before it answered (the lost broker's state is gone
+    /// with it, so it cannot have taken effect anywhere that still counts).
+    pub fn independent_of_session(&self) -> bool {
+        match self {
+            Request::CreateSection { .. }
+            | Request::Open { .. }
+            | Request::ListObjects { .. }
+            | Request::StatObject { .. }
+            | Request::Status
+            | Request::CreateJob { .. }
+            | Request::OpenFile { .. }
+            | Request::ListFiles
+            | Request::OpenProcess { .. }
+            | Request::ListProcesses { .. } => true,
+            // An initial owner is a thread token of this session.
+            Request::CreateSync { owner_token, .. } => *owner_token == 0,
+            Request::Spawn {
+                inherit_handles, ..
+            } => !inherit_handles,
+            _ => false,
+        }
+    }
+
     pub fn opcode(&self) -> Opcode {
         match self {
             Request::Hello { .. } => Opcode::Hello,

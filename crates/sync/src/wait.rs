@@ -23,16 +23,19 @@
 //! and takes them all before unlocking: no other waiter can take one of them
 //! in between, so the objects are acquired all at once or not at all.
 
-use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU8, AtomicU32};
 
-use objmgr_proto::error::{ERROR_INVALID_PARAMETER, ERROR_SIGNAL_REFCOUNT_EXCEEDED, Win32Error};
+use objmgr_proto::error::{
+    ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER, ERROR_SIGNAL_REFCOUNT_EXCEEDED, Win32Error,
+};
 use objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
 use crate::arena::{Slot, doorbell_of};
 use crate::clock;
+use crate::lifeline;
 use crate::ops::{
     Acquired, Actor, Kind, MutexEffect, Patience, Took, complete, evaluate, fire_due_timer,
     lock_within, timer_due, try_take_observing, unlock,
@@ -263,6 +266,9 @@ pub fn wait_with<E>(
     if n == 0 || n > MAXIMUM_WAIT_OBJECTS {
         return Err(Failed::Wait(ERROR_INVALID_PARAMETER));
     }
+    // Read before anything else: a caller's `before` checks that its handles
+    // are still alive after this, so a cut after that check ends the sleep.
+    let life = lifeline::current();
     // `seen`: the values of the last sleep (pulses are detected against
     // them); `observed`: the values the last failed attempt decided on, the
     // only values it is safe to sleep on.
@@ -331,11 +337,11 @@ pub fn wait_with<E>(
                 poll_ns = (poll_ns * 2).clamp(MIN_POLL_NS, POLL_NS);
                 let look_again = now + poll_ns;
                 let until = wake_at.map_or(look_again, |w| w.min(look_again));
-                sleep(objects, observed, Some(until), bell.zip(rung))?;
+                sleep(objects, observed, Some(until), bell.zip(rung), life)?;
                 continue; // pulses still count from before
             }
             poll_ns = 0;
-            sleep(objects, observed, wake_at, bell.zip(rung))?;
+            sleep(objects, observed, wake_at, bell.zip(rung), life)?;
             seen.copy_from_slice(observed);
             unchanged = attempts.costly()
                 && objects
@@ -590,13 +596,17 @@ const POLL_NS: u64 = 1_000_000;
 
 /// Sleeps until a futex word differs from `expected` (or the doorbell from
 /// the value it had), a wake, or `until`.
+/// Sleeps until a word of `objects` (or `bell`) may have left its
+/// `expected` value, or `until` passes; fails with `ERROR_INVALID_HANDLE`
+/// if the lifeline moves from `life` (see [`lifeline`]).
 fn sleep(
     objects: &[Object<'_>],
     expected: &[u32],
     until: Option<u64>,
     bell: Option<(&Slot, u32)>,
+    life: u32,
 ) -> Result<(), Win32Error> {
-    let on_one = |word: &std::sync::atomic::AtomicU32, value: u32, until: Option<u64>| {
+    let on_one = |word: &AtomicU32, value: u32, until: Option<u64>| {
         futex::wait_bitset(
             word,
             futex::Flags::empty(),
@@ -606,36 +616,38 @@ fn sleep(
         )
     };
     let timeout = until.map(clock::timespec);
-    let result = if let [(slot, _)] = objects {
-        on_one(slot.futex_word(), expected[0], until)
-    } else if let Some((bell, rung)) = bell {
-        on_one(bell.futex_word(), rung, until)
-    } else if !has_waitv() {
-        let soon = clock::now() + POLL_NS;
-        on_one(
-            objects[0].0.futex_word(),
-            expected[0],
-            Some(until.map_or(soon, |u| u.min(soon))),
-        )
-    } else {
-        let mut waits = [futex::Wait::new(); MAXIMUM_WAIT_OBJECTS];
-        for (w, ((slot, _), &v)) in waits.iter_mut().zip(objects.iter().zip(expected)) {
-            w.val = u64::from(v);
-            w.uaddr = futex::WaitPtr::new(
-                (slot.futex_word() as *const std::sync::atomic::AtomicU32)
-                    .cast_mut()
-                    .cast(),
-            );
-            w.flags = futex::WaitFlags::SIZE_U32;
+    // A cut wakes one word of the sleep: that wakes the whole sleep.
+    let watched = bell.map_or(objects[0].0.futex_word(), |(b, _)| b.futex_word());
+    let result = lifeline::sleep_on(watched, life, || {
+        if let [(slot, _)] = objects {
+            on_one(slot.futex_word(), expected[0], until)
+        } else if let Some((bell, rung)) = bell {
+            on_one(bell.futex_word(), rung, until)
+        } else if !has_waitv() {
+            let soon = clock::now() + POLL_NS;
+            on_one(
+                objects[0].0.futex_word(),
+                expected[0],
+                Some(until.map_or(soon, |u| u.min(soon))),
+            )
+        } else {
+            let mut waits = [futex::Wait::new(); MAXIMUM_WAIT_OBJECTS];
+            for (w, ((slot, _), &v)) in waits.iter_mut().zip(objects.iter().zip(expected)) {
+                w.val = u64::from(v);
+                w.uaddr =
+                    futex::WaitPtr::new(std::ptr::from_ref(slot.futex_word()).cast_mut().cast());
+                w.flags = futex::WaitFlags::SIZE_U32;
+            }
+            futex::waitv(
+                &waits[..objects.len()],
+                futex::WaitvFlags::empty(),
+                timeout.as_ref(),
+                futex::ClockId::Monotonic,
+            )
+            .map(|_| ())
         }
-        futex::waitv(
-            &waits[..objects.len()],
-            futex::WaitvFlags::empty(),
-            timeout.as_ref(),
-            futex::ClockId::Monotonic,
-        )
-        .map(|_| ())
-    };
+    })
+    .map_err(|lifeline::Cut| ERROR_INVALID_HANDLE)?;
     match result {
         Ok(()) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT) => Ok(()),
         Err(e) => Err(Win32Error::from_errno(e.raw_os_error())),

@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 
 use objmgr::handle::Object;
 use objmgr_proto::Win32Error;
-use objmgr_proto::error::ERROR_INVALID_HANDLE;
+use objmgr_proto::error::{ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER};
+use objmgr_proto::sync::MAXIMUM_WAIT_OBJECTS;
 
 use crate::ffi::{handle_value, to_handle};
 use crate::types::HANDLE;
@@ -142,16 +143,25 @@ pub fn with_entries<T>(
     handles: &[HANDLE],
     f: impl FnOnce(&[&Entry]) -> T,
 ) -> Result<T, Win32Error> {
-    let values: Vec<u32> = handles
-        .iter()
-        .map(|&h| handle_value(h).ok_or(ERROR_INVALID_HANDLE))
-        .collect::<Result<_, _>>()?;
+    if handles.len() > MAXIMUM_WAIT_OBJECTS {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    let mut values = [0u32; MAXIMUM_WAIT_OBJECTS];
+    for (value, &h) in values.iter_mut().zip(handles) {
+        *value = handle_value(h).ok_or(ERROR_INVALID_HANDLE)?;
+    }
+    let values = &values[..handles.len()];
     let f = match with_current_cache(f, |cache, f| {
-        let entries: Vec<&Entry> = values
-            .iter()
-            .map(|&v| cache.get(v))
-            .collect::<Option<_>>()?;
-        Some(f.take().expect("not used yet")(&entries))
+        // On the stack: the first entry fills the places not yet set.
+        let first = match values.first() {
+            Some(&v) => cache.get(v)?,
+            None => return Some(f.take().expect("not used yet")(&[])),
+        };
+        let mut entries = [first; MAXIMUM_WAIT_OBJECTS];
+        for (entry, &v) in entries.iter_mut().zip(values).skip(1) {
+            *entry = cache.get(v)?;
+        }
+        Some(f.take().expect("not used yet")(&entries[..values.len()]))
     }) {
         Ok(result) => return Ok(result),
         Err(f) => f,

@@ -269,6 +269,29 @@ impl ScriptChild {
         }
     }
 
+    /// [`Self::wait_for`], failing the test if the line does not come
+    /// within `patience`.
+    pub fn wait_for_within(&mut self, prefix: &str, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = match self.results.recv_timeout(left) {
+                Ok(result) => result,
+                Err(e) => {
+                    self.kill9();
+                    panic!(
+                        "no {prefix:?} within {patience:?} ({e:?}); saw {:?}",
+                        self.lines
+                    );
+                }
+            };
+            self.lines.push(result.clone());
+            if result.starts_with(prefix) {
+                return result;
+            }
+        }
+    }
+
     /// Lets a `hold` continue.
     pub fn release(&mut self) {
         self.release_with("go");

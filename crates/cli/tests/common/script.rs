@@ -18,6 +18,7 @@
 //! | `size` / `existed`                        | facts about the last section                 |
 //! | `truncate LEN`                            | `ftruncate` the last section's fd directly   |
 //! | `hold`                                    | print `@@holding`, wait for a stdin line     |
+//! | `hold_waiting I`                          | `hold` while a thread waits forever on object I (prints `@@bg` and the outcome when the wait ends; the hold ends after it) |
 //!
 //! Synchronization objects go into a second list, addressed by index (`I`):
 //!
@@ -50,7 +51,7 @@
 //! | `twait I MS`                              | `wait`, also printing `after=` elapsed ms    |
 //! | `settimer_abs I MS`                       | `SetWaitableTimer` at an absolute FILETIME MS from now |
 //! | `churn EVENT SEM MUTEX N`                 | N rounds of set+wait, release+wait, lock+release |
-//! | `many_events N`                           | N unnamed events; prints fds and mappings added |
+//! | `many_events N`                           | N unnamed events; prints the fds and mappings the last N-1 added |
 //! | `fork_sleep`                              | fork a child that sleeps 60 s; prints `forked PID` |
 //!
 //! Processes and handles (`$IN` in a line is the text the last `hold` read,
@@ -663,6 +664,26 @@ pub fn run_script(script: &str) {
                     }
                 }
                 "existed" => format!("existed {}", sections.last().unwrap().existed() as u8),
+                "hold_waiting" => {
+                    // A thread waits forever on object I while the script holds.
+                    let object = &objs[words[1].parse::<usize>().unwrap()];
+                    std::thread::scope(|scope| {
+                        let waiter = scope.spawn(|| {
+                            let ended = match objmgr::wait_any(&[object.waitable()], None) {
+                                Ok(o) => outcome(o),
+                                Err(e) => format!("err {} {}", e.code().code(), e.context()),
+                            };
+                            println!("@@bg {ended}");
+                            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                        });
+                        println!("@@holding");
+                        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                        let mut line = String::new();
+                        let _ = std::io::stdin().lock().read_line(&mut line);
+                        waiter.join().unwrap();
+                    });
+                    "released".into()
+                }
                 "hold" => {
                     println!("@@holding");
                     let mut line = String::new();
@@ -948,10 +969,13 @@ pub fn run_script(script: &str) {
                             .lines()
                             .count()
                     };
-                    let (fds0, maps0) = (count("/proc/self/fd"), maps());
+                    // Counted from the first event on: the connection, its
+                    // watcher thread and the first arena are there by then.
                     let n: usize = words[1].parse().unwrap();
                     let mut events = Vec::with_capacity(n);
-                    for _ in 0..n {
+                    events.push(Event::create(None, Reset::Auto, false)?);
+                    let (fds0, maps0) = (count("/proc/self/fd"), maps());
+                    for _ in 1..n {
                         events.push(Event::create(None, Reset::Auto, false)?);
                     }
                     // They all work: signal the last, wait on it.
