@@ -78,6 +78,36 @@ fn a_killed_broker_fails_old_handles_at_once_and_ends_their_waits() {
     assert_eq!(after[7], "wait object 0");
 }
 
+/// The same when a call is waiting for the broker's answer as it dies: the
+/// call notices the loss first (it holds the connection), and the waits of
+/// the lost session still end.
+#[test]
+fn waits_end_when_a_call_in_flight_notices_the_loss_first() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "event Local\\inflight manual 0",
+        "bg_wait_event Local\\inflight",
+        "hold",
+        "open_event Local\\inflight",
+    ]);
+    holder.wait_for("holding");
+    let pids = broker.broker_pids();
+    assert_eq!(pids.len(), 1);
+    let pid = pids[0] as i32;
+    // SAFETY: signals to this test's broker; no memory involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    holder.release();
+    // The open is sent and waits for an answer that will not come.
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
+    assert!(ended.starts_with("bg err 6 "), "{ended}");
+    let lines = holder.finish();
+    // The open went to a new broker, which has no such name.
+    assert!(lines.iter().any(|l| l.starts_with("err 2 ")), "{lines:?}");
+}
+
 /// No split brain: once one process has lost a name with its broker, no
 /// other process finds the old object under it, and a new object under the
 /// name is one object for everyone who opens it from then on.

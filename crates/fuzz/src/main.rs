@@ -70,19 +70,23 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = drop_root() {
-        eprintln!("objmgr-fuzz: cannot leave root: {e}");
-        return ExitCode::FAILURE;
-    }
     if args.first().map(String::as_str) == Some("replay") {
         let Some(target) = args.get(1).and_then(|t| Target::parse(t)) else {
             return usage();
         };
+        if let Err(e) = drop_root(None) {
+            eprintln!("objmgr-fuzz: cannot leave root: {e}");
+            return ExitCode::FAILURE;
+        }
         return replay(target, &args[2..]);
     }
     let Some(options) = parse(&args) else {
         return usage();
     };
+    if let Err(e) = drop_root(Some(&options.crashes)) {
+        eprintln!("objmgr-fuzz: cannot leave root: {e}");
+        return ExitCode::FAILURE;
+    }
     fuzz(&options)
 }
 
@@ -112,10 +116,15 @@ fn parse(args: &[String]) -> Option<Options> {
 }
 
 /// As root, becomes an unused uid and gid with no supplementary groups, so
-/// that a broker bug found by a case cannot touch anything of the machine's.
-fn drop_root() -> std::io::Result<()> {
+/// that a broker bug found by a case cannot touch anything of the machine's;
+/// `crashes`, made first, is given to that uid so that cases can be saved.
+fn drop_root(crashes: Option<&Path>) -> std::io::Result<()> {
     if !rustix::process::geteuid().is_root() {
         return Ok(());
+    }
+    if let Some(dir) = crashes {
+        std::fs::create_dir_all(dir)?;
+        std::os::unix::fs::chown(dir, Some(UNUSED_ID), Some(UNUSED_ID))?;
     }
     // SAFETY: plain system calls with valid arguments, made while this
     // process has one thread (glibc applies them to every thread anyway).
@@ -225,7 +234,11 @@ fn save(dir: &Path, target: Target, kind: &str, input: &[u8]) -> PathBuf {
     });
     let path = dir.join(format!("{}-{kind}-{hash:016x}.bin", target.name()));
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, input)) {
-        eprintln!("objmgr-fuzz: cannot save {}: {e}", path.display());
+        eprintln!(
+            "objmgr-fuzz: cannot save {}: {e}; the case, hex: {}",
+            path.display(),
+            input.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
     }
     path
 }

@@ -40,8 +40,11 @@ pub(crate) struct Connection {
 
 /// Why an exchange failed.
 enum Broken {
-    /// The broker is gone or spoke nonsense; the connection is unusable.
+    /// The connection is gone (the broker hung up or is dead).
     Connection(String),
+    /// The broker answered something that is no answer to the request: the
+    /// connection is unusable, though the broker may have acted on it.
+    Protocol(String),
     /// The broker answered `Hello` with an error (it refuses this process,
     /// or speaks another protocol version): trying again cannot help.
     Refused(Error),
@@ -142,12 +145,12 @@ impl Connection {
             .flags
             .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
         {
-            return Err(Broken::Connection("oversized reply from the broker".into()));
+            return Err(Broken::Protocol("oversized reply from the broker".into()));
         }
         let (seq, result) = wire::decode_reply(request.opcode(), &self.recv_buf[..msg.bytes])
-            .map_err(|e| Broken::Connection(format!("bad reply from the broker: {e}")))?;
+            .map_err(|e| Broken::Protocol(format!("bad reply from the broker: {e}")))?;
         if seq != self.seq {
-            return Err(Broken::Connection("reply out of sequence".into()));
+            return Err(Broken::Protocol("reply out of sequence".into()));
         }
         Ok((
             result.map_err(|(code, context)| Error::new(Win32Error(code), context)),
@@ -202,7 +205,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
             conn.tag = client_tag;
             Ok(conn)
         }
-        (Ok(_), _) => Err(Broken::Connection("unexpected reply to Hello".into())),
+        (Ok(_), _) => Err(Broken::Protocol("unexpected reply to Hello".into())),
         (Err(e), _) => Err(Broken::Refused(e)),
     }
 }
@@ -320,7 +323,7 @@ fn system_broker() -> Result<Option<Connection>> {
                 e.context()
             ),
         )),
-        Err(Broken::Connection(_)) => Ok(None),
+        Err(Broken::Connection(_) | Broken::Protocol(_)) => Ok(None),
     }
 }
 
@@ -362,7 +365,7 @@ fn establish() -> Result<Connection> {
         Ok(socket) => match greet(socket) {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
-            Err(Broken::Connection(why)) if !autostart => {
+            Err(Broken::Connection(why) | Broken::Protocol(why)) if !autostart => {
                 return Err(Error::new(
                     ERROR_SERVICE_NOT_ACTIVE,
                     format!("the objmgr broker did not answer: {why}"),
@@ -417,7 +420,7 @@ fn establish() -> Result<Connection> {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
             // The broker was exiting as we connected; the next round starts another.
-            Err(Broken::Connection(why)) => last = why,
+            Err(Broken::Connection(why) | Broken::Protocol(why)) => last = why,
         }
     }
     Err(Error::new(
@@ -503,12 +506,13 @@ impl std::ops::DerefMut for Locked {
 /// finishes first. A thread that forks while it holds `SHARED` itself
 /// releases it in both processes.
 extern "C" fn before_fork() {
-    let mut held: Vec<Box<dyn std::any::Any>> = Vec::with_capacity(3);
+    let mut held: Vec<Box<dyn std::any::Any>> = Vec::with_capacity(4);
     if !HOLDS_SHARED.try_with(Cell::get).unwrap_or(true) {
         held.push(Box::new(SHARED.lock().unwrap_or_else(|p| p.into_inner())));
     }
     held.push(crate::sync::lock_arenas_for_fork());
     held.push(crate::owner::lock_numbers_for_fork());
+    held.push(objmgr_sync::lifeline::lock_for_fork());
     let _ = HELD_ACROSS_FORK.try_with(|slot| *slot.borrow_mut() = held);
 }
 
@@ -538,6 +542,7 @@ extern "C" fn forked_child() {
     forget_watch();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
+    objmgr_sync::lifeline::forget_other_threads();
 }
 
 /// The current handle generation without the `fork()` check: for data-plane
@@ -577,6 +582,7 @@ pub(crate) fn generation() -> u64 {
         if OWNER_PID.load(Ordering::Acquire) != pid {
             // No handler ran if a bare `clone` made this child.
             forget_watch();
+            objmgr_sync::lifeline::forget_other_threads();
             shared.drop_connection(); // closes the /dev/null the fork handler left
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);
@@ -799,48 +805,67 @@ fn watch(conn: &Connection, generation: u64) {
         .name("objmgr-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            wait_for_hang_up(&watched);
+            let hung_up = wait_for_hang_up(&watched);
             let fd = watched.as_raw_fd();
             let _ = WATCH_FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
-            broker_gone(generation);
             drop(watched);
+            if hung_up {
+                broker_gone(generation);
+            }
         });
     if watcher.is_err() {
         WATCH_FD.store(-1, Ordering::Release);
     }
 }
 
-/// Returns once `socket` has hung up (or cannot be watched).
-fn wait_for_hang_up(socket: &OwnedFd) {
+/// Waits until `socket` hangs up (true), or until it cannot be watched any
+/// more (false: `poll` failed, or the program closed the descriptor).
+fn wait_for_hang_up(socket: &OwnedFd) -> bool {
     use rustix::event::{PollFd, PollFlags, poll};
     loop {
         let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
         match poll(&mut fds, None) {
             Err(Errno::INTR) => continue,
-            Err(_) => return,
+            Err(_) => return false,
             Ok(_) => {}
         }
-        let hung_up = PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL;
-        if fds[0].revents().intersects(hung_up) {
-            return;
+        let revents = fds[0].revents();
+        if revents.contains(PollFlags::NVAL) {
+            return false;
+        }
+        if revents.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR) {
+            return true;
         }
     }
 }
 
-/// The connection of `generation` hung up: if it is still the process's
-/// (not one it dropped or replaced itself), its session is over.
+/// The connection of `generation` hung up: if it is still the process's,
+/// its session is over. Either way, the waits of the session that ended
+/// (here, or in [`settle`] when a call noticed first) are woken.
 fn broker_gone(generation: u64) {
-    let mut shared = lock_shared();
-    if shared.conn.is_none() || GENERATION.load(Ordering::Acquire) != generation {
-        return;
+    {
+        let mut shared = lock_shared();
+        if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation {
+            end_session(&mut shared);
+        }
     }
+    objmgr_sync::lifeline::wake_sleepers();
+}
+
+/// Ends the connection's session (under `SHARED`): its handles die, and so
+/// do waits on them. First the generation moves, then the lifeline: a wait
+/// that found its handles current has read the lifeline before it moved (so
+/// it will not sleep, or is woken); a wait that begins after this, on a new
+/// connection (made under `SHARED`), reads the moved lifeline.
+fn end_session(shared: &mut Shared) {
     CONNECTION_FD.store(-1, Ordering::Release);
+    if let Some(conn) = &shared.conn {
+        // The watcher's descriptor would keep the socket open.
+        let _ = net::shutdown(&conn.socket, net::Shutdown::Both);
+    }
     shared.drop_connection();
-    // First the generation, then the lifeline: a wait that checked its
-    // handles before the move has read the lifeline before the cut.
     publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
-    drop(shared);
-    objmgr_sync::lifeline::cut();
+    objmgr_sync::lifeline::begin_cut();
 }
 
 /// Closes a watch descriptor this process inherited: its watcher thread
@@ -859,16 +884,11 @@ fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
         Ok(value) => Ok(value),
         Err(broken) => {
             let why = match broken {
-                Broken::Connection(why) => why,
+                Broken::Connection(why) | Broken::Protocol(why) => why,
                 Broken::Refused(e) => e.to_string(), // only `Hello` gets this
             };
-            CONNECTION_FD.store(-1, Ordering::Release);
-            if let Some(conn) = &shared.conn {
-                // The watcher's descriptor would keep the socket open.
-                let _ = net::shutdown(&conn.socket, net::Shutdown::Both);
-            }
-            shared.drop_connection();
-            publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
+            // The shutdown wakes the watcher, which wakes the session's waits.
+            end_session(shared);
             Err(Error::new(
                 ERROR_BROKEN_PIPE,
                 format!("lost the connection to the objmgr broker: {why}"),
@@ -890,21 +910,21 @@ pub(crate) fn call(
 /// [`call`] with up to `MAX_FDS_PER_MESSAGE` descriptors attached.
 ///
 /// A request that means the same to any broker session, sent on a
-/// connection whose broker turned out to be gone, is sent once more on a
-/// new connection (to a new broker): losing the broker is then no error
-/// for it, whether or not the watcher had noticed yet.
+/// connection whose broker turned out to be gone (it hung up, not: it
+/// answered nonsense), is sent once more on a new connection (to a new
+/// broker): losing the broker is then no error for it, whether or not the
+/// watcher had noticed yet.
 pub(crate) fn call_with_fds(
     request: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
-    match exchange_locked(&mut shared, request, fds) {
-        Ok((reply, received)) => Ok((reply, received, generation)),
-        Err(e)
-            if request.independent_of_session()
-                && GENERATION.load(Ordering::Acquire) != generation =>
-        {
-            // The connection was lost (`settle` moved the generation).
+    let conn = shared.conn.as_mut().expect("connected");
+    let outcome = conn.exchange(request, fds);
+    let lost = matches!(outcome, Err(Broken::Connection(_)));
+    match settle(&mut shared, outcome) {
+        Ok((reply, received)) => Ok((reply?, received, generation)),
+        Err(e) if lost && request.independent_of_session() => {
             drop(shared);
             let (mut shared, generation) = connected().map_err(|_| e)?;
             let (reply, received) = exchange_locked(&mut shared, request, fds)?;

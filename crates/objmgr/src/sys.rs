@@ -227,40 +227,48 @@ static WIPED_WORD: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 /// Stands for "the kernel cannot wipe a page on fork" in `WIPED_WORD`.
 static NO_WIPED_WORD: AtomicU64 = AtomicU64::new(0);
 
+/// Makes the page (once: a racing thread that loses unmaps its own). No
+/// lock, so that a `fork()` in the middle cannot leave a child waiting.
 #[cold]
 #[inline(never)]
 fn make_fork_wiped_word() -> Option<&'static AtomicU64> {
-    static MADE: std::sync::Once = std::sync::Once::new();
-    MADE.call_once(|| {
-        let len = rustix::param::page_size();
-        // SAFETY: a fresh anonymous mapping at a kernel-chosen address
-        // affects no existing memory; it is never unmapped.
-        let mapped = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        };
-        let word = match mapped {
-            Ok(ptr) => {
-                // SAFETY: advice on the mapping just made, which only this
-                // function knows of.
-                match unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork) }
-                {
-                    Ok(()) => ptr.cast::<AtomicU64>(),
-                    Err(_) => {
-                        // SAFETY: the mapping just made, not shared with anyone.
-                        let _ = unsafe { rustix::mm::munmap(ptr, len) };
-                        std::ptr::from_ref(&NO_WIPED_WORD).cast_mut()
-                    }
+    let len = rustix::param::page_size();
+    let unavailable = std::ptr::from_ref(&NO_WIPED_WORD).cast_mut();
+    // SAFETY: a fresh anonymous mapping at a kernel-chosen address affects
+    // no existing memory.
+    let mapped = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    };
+    let word = match mapped {
+        Ok(ptr) => {
+            // SAFETY: advice on the mapping just made, which only this
+            // function knows of.
+            match unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxWipeOnFork) } {
+                Ok(()) => ptr.cast::<AtomicU64>(),
+                Err(_) => {
+                    // SAFETY: the mapping just made, not shared with anyone.
+                    let _ = unsafe { rustix::mm::munmap(ptr, len) };
+                    unavailable
                 }
             }
-            Err(_) => std::ptr::from_ref(&NO_WIPED_WORD).cast_mut(),
-        };
-        WIPED_WORD.store(word, Ordering::Release);
-    });
+        }
+        Err(_) => unavailable,
+    };
+    if let Err(_other) = WIPED_WORD.compare_exchange(
+        std::ptr::null_mut(),
+        word,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) && word != unavailable
+    {
+        // SAFETY: our own mapping, which lost the race: nobody else knows it.
+        let _ = unsafe { rustix::mm::munmap(word.cast(), len) };
+    }
     fork_wiped_word()
 }
 

@@ -678,9 +678,10 @@ pub const CURRENT_THREAD: Handle = Handle(u32::MAX - 1);
 impl Request {
     /// Whether the request means the same to every broker session: it names
     /// no handle, thread token or other state of the connection it is sent
-    /// on. Such a request may be sent again on a new connection when the
-    /// broker was lost before it answered (the lost broker's state is gone
-    /// with it, so it cannot have taken effect anywhere that still counts).
+    /// on, and does nothing outside the broker. Such a request may be sent
+    /// again on a new connection when the broker died before it answered
+    /// (its effects died with that broker, so none can happen twice; a
+    /// `Spawn` would start a second process, and is not one of them).
     pub fn independent_of_session(&self) -> bool {
         match self {
             Request::CreateSection { .. }
@@ -695,9 +696,6 @@ impl Request {
             | Request::ListProcesses { .. } => true,
             // An initial owner is a thread token of this session.
             Request::CreateSync { owner_token, .. } => *owner_token == 0,
-            Request::Spawn {
-                inherit_handles, ..
-            } => !inherit_handles,
             _ => false,
         }
     }

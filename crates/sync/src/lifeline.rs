@@ -3,8 +3,13 @@
 //! A client cuts it when its broker is gone, so that no wait on an object of
 //! the lost session sleeps forever: each sleeping wait is woken and fails
 //! with `ERROR_INVALID_HANDLE`, as does each wait that began before the cut
-//! and has not slept yet. Waits that begin after the cut are not affected.
-//! (The broker never cuts its own.)
+//! and would sleep after it (one that finds its object signaled still takes
+//! it). Waits that begin after the cut are not affected. (The broker never
+//! cuts its own.)
+//!
+//! A cut is two steps: [`begin_cut`] moves the lifeline (cheap, and done
+//! under whatever lock orders it against new waits), then [`wake_sleepers`]
+//! wakes the sleeps that began before (which may take a while).
 //!
 //! Waking a sleeper costs nothing while nobody cuts: before it sleeps, a
 //! thread publishes the futex word it sleeps on in a record of its own, then
@@ -57,6 +62,27 @@ thread_local! {
     };
 }
 
+/// Holds the list of sleepers across `fork()` (for the `fork()` handlers),
+/// so that a child does not start with it locked.
+pub fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// In a forked child (after the fork handlers let go of the lock): forgets
+/// the records of the parent's other threads, which do not exist here (and
+/// whose sleeps, published in shared memory, are the parent's).
+///
+/// Skipped if the list is locked (a child made by a bare `clone` while a
+/// vanished thread held it): a cut then also wakes words the parent sleeps
+/// on, for a while, which costs the parent spurious wake-ups only.
+pub fn forget_other_threads() {
+    let mine = ME.try_with(Arc::downgrade).ok();
+    let Ok(mut sleepers) = SLEEPERS.try_lock() else {
+        return;
+    };
+    sleepers.retain(|s| mine.as_ref().is_some_and(|m| m.ptr_eq(s)));
+}
+
 /// The lifeline now: a wait reads it before it checks its handles.
 pub fn current() -> u32 {
     CUTS.load(SeqCst)
@@ -78,12 +104,14 @@ pub fn sleep_on<R>(word: &AtomicU32, life: u32, sleep: impl FnOnce() -> R) -> Re
         me.word.store(address, SeqCst);
         let result = (CUTS.load(SeqCst) == life).then(|| sleep.take().expect("not yet run")());
         // Not while the cutter wakes `word`: it must stay alive until then.
-        while me
-            .word
-            .compare_exchange(address, 0, SeqCst, SeqCst)
-            .is_err()
-        {
-            std::hint::spin_loop();
+        loop {
+            match me.word.compare_exchange(address, 0, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(busy) if busy == address | BUSY => std::thread::yield_now(),
+                // Not ours any more (a sleep in a signal handler took the
+                // record over and let it go): nothing to wait for.
+                Err(_) => break,
+            }
         }
         result
     });
@@ -102,7 +130,20 @@ pub fn sleep_on<R>(word: &AtomicU32, life: u32, sleep: impl FnOnce() -> R) -> Re
 /// Returns once every sleeper has been woken and left its sleep (or after
 /// [`PATIENCE`] for one that does not).
 pub fn cut() {
-    let cut = CUTS.fetch_add(1, SeqCst).wrapping_add(1);
+    begin_cut();
+    wake_sleepers();
+}
+
+/// Moves the lifeline: from now on every wait that began before fails
+/// instead of sleeping. [`wake_sleepers`] wakes those already asleep.
+pub fn begin_cut() {
+    CUTS.fetch_add(1, SeqCst);
+}
+
+/// Wakes every sleep that began before the last cut, again and again until
+/// each has left (or [`PATIENCE`] has passed for one that does not).
+pub fn wake_sleepers() {
+    let cut = CUTS.load(SeqCst);
     let deadline = Instant::now() + PATIENCE;
     loop {
         let sleepers: Vec<Arc<Sleeper>> = SLEEPERS

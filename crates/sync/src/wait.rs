@@ -594,8 +594,6 @@ pub fn has_waitv() -> bool {
 /// again.
 const POLL_NS: u64 = 1_000_000;
 
-/// Sleeps until a futex word differs from `expected` (or the doorbell from
-/// the value it had), a wake, or `until`.
 /// Sleeps until a word of `objects` (or `bell`) may have left its
 /// `expected` value, or `until` passes; fails with `ERROR_INVALID_HANDLE`
 /// if the lifeline moves from `life` (see [`lifeline`]).

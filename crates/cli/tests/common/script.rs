@@ -18,6 +18,7 @@
 //! | `size` / `existed`                        | facts about the last section                 |
 //! | `truncate LEN`                            | `ftruncate` the last section's fd directly   |
 //! | `hold`                                    | print `@@holding`, wait for a stdin line     |
+//! | `bg_wait_event NAME`                      | a thread opens event NAME and waits on it forever (prints `@@bg` and the outcome when the wait ends) |
 //! | `hold_waiting I`                          | `hold` while a thread waits forever on object I (prints `@@bg` and the outcome when the wait ends; the hold ends after it) |
 //!
 //! Synchronization objects go into a second list, addressed by index (`I`):
@@ -664,6 +665,19 @@ pub fn run_script(script: &str) {
                     }
                 }
                 "existed" => format!("existed {}", sections.last().unwrap().existed() as u8),
+                "bg_wait_event" => {
+                    // A thread of its own opens the event and waits forever.
+                    let event = Event::open(words[1])?;
+                    std::thread::spawn(move || {
+                        let ended = match event.wait(None) {
+                            Ok(o) => outcome(o),
+                            Err(e) => format!("err {} {}", e.code().code(), e.context()),
+                        };
+                        println!("@@bg {ended}");
+                        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                    });
+                    "bg waiting".into()
+                }
                 "hold_waiting" => {
                     // A thread waits forever on object I while the script holds.
                     let object = &objs[words[1].parse::<usize>().unwrap()];

@@ -1,0 +1,300 @@
+//! Chaos: a mixed multi-process workload while the broker is killed
+//! (`SIGKILL`) every few seconds, on a private broker of its own.
+//!
+//! ```sh
+//! cargo build --release -p objmgr-cli --bins --examples
+//! target/release/examples/broker_chaos 600 4    # seconds, worker processes
+//! ```
+//!
+//! Each worker opens (or creates) one named section, one named semaphore of
+//! two permits and a ring of named auto-reset events, then loops: take a
+//! permit and count the holders in the section (never more than two), then
+//! set the next worker's event and wait for its own without a timeout. When
+//! an operation fails because the broker is gone, it opens everything again
+//! (from the new broker the next call starts).
+//!
+//! It reports, and exits non-zero unless all are zero:
+//! - **split objects**: two workers that opened `Local\chaos-mem` from the
+//!   same broker but found different objects (a token the creator writes);
+//! - **hung waits**: a wait that neither returned nor failed within 10 s
+//!   (every wait here ends when the broker dies, at the latest);
+//! - **permit violations**: more than two holders of the semaphore at once;
+//! - **silent workers**: a worker that printed nothing for 10 s.
+//!
+//! It also reports the **sessions lost** (one per kill): a broker's death
+//! ends its objects for everyone (fail-stop: the names are gone and the new
+//! broker starts empty), which is what these checks hold objmgr to.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use objmgr::{Event, MapAccess, Reset, Section, Semaphore, View};
+
+const PERMITS: u32 = 2;
+const HUNG: Duration = Duration::from_secs(10);
+/// Where in the section: the creator's token, and the holders' count.
+const TOKEN: usize = 0;
+const HOLDERS: usize = 64;
+
+/// One broker session's objects, as a worker holds them.
+struct Session {
+    _section: Section,
+    view: View,
+    permits: Semaphore,
+    mine: Event,
+    next: Event,
+}
+
+fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
+    let before = objmgr::admin::broker_status()?.pid;
+    let section = Section::create("Local\\chaos-mem", 4096)?;
+    let view = section.map(MapAccess::WRITE)?;
+    let token = view.atomic_u64(TOKEN)?;
+    if !section.existed() {
+        let fresh = (u64::from(std::process::id()) << 32) | u64::from(before) | 1;
+        token.store(fresh, Ordering::SeqCst);
+    }
+    let permits = Semaphore::create(Some("Local\\chaos-sem"), PERMITS, PERMITS)?;
+    let mine = Event::create(Some(&format!("Local\\chaos-ev-{id}")), Reset::Auto, false)?;
+    let next_name = format!("Local\\chaos-ev-{}", (id + 1) % workers);
+    let next = Event::create(Some(&next_name), Reset::Auto, false)?;
+    // The creator writes the token right after creating: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while token.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let after = objmgr::admin::broker_status()?.pid;
+    if before == after {
+        // Opened from one broker: the object every worker must share.
+        println!(
+            "session broker={before} token={}",
+            token.load(Ordering::SeqCst)
+        );
+    }
+    Ok(Session {
+        _section: section,
+        view,
+        permits,
+        mine,
+        next,
+    })
+}
+
+/// One round of work; an error means the session is lost.
+fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
+    let started = Instant::now();
+    session.permits.wait(None)?;
+    let holders = session.view.atomic_u32(HOLDERS)?;
+    let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+    if now > PERMITS {
+        println!("violation holders={now}");
+    }
+    if rounds % 7 == 0 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    holders.fetch_sub(1, Ordering::SeqCst);
+    let released = session.permits.release(1);
+    report_wait(started);
+    released?;
+    let started = Instant::now();
+    session.next.set()?;
+    let waited = session.mine.wait(None);
+    report_wait(started);
+    waited?;
+    Ok(())
+}
+
+fn report_wait(started: Instant) {
+    let took = started.elapsed();
+    if took > HUNG {
+        println!("hung ms={}", took.as_millis());
+    }
+}
+
+fn worker(id: usize, workers: usize) {
+    let mut rounds = 0u64;
+    let mut last_beat = Instant::now();
+    loop {
+        let session = match open_session(id, workers) {
+            Ok(session) => session,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        while round(&session, rounds).is_ok() {
+            rounds += 1;
+            if last_beat.elapsed() > Duration::from_secs(1) {
+                println!("beat rounds={rounds}");
+                last_beat = Instant::now();
+            }
+        }
+        println!("lost rounds={rounds}");
+    }
+}
+
+/// Pids of the brokers serving `socket`.
+fn broker_pids(socket: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("objmgrd") && cmdline.contains(socket) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[derive(Default)]
+struct Tally {
+    tokens: HashMap<u32, HashSet<u64>>,
+    hung: u64,
+    violations: u64,
+    lost: u64,
+    rounds: HashMap<usize, u64>,
+    last_heard: HashMap<usize, Instant>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("worker") {
+        worker(args[2].parse()?, args[3].parse()?);
+        return Ok(());
+    }
+    let seconds: u64 = args.get(1).map_or(Ok(600), |s| s.parse())?;
+    let workers: usize = args.get(2).map_or(Ok(4), |s| s.parse())?;
+    let exe = std::env::current_exe()?;
+    let broker = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|dir| dir.join("objmgrd"))
+        .filter(|path| path.exists())
+        .ok_or("objmgrd is not next to the examples directory: build the bins too")?;
+    let dir = std::env::temp_dir().join(format!("objmgr-chaos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = dir.join("broker.sock");
+    let socket_text = socket.display().to_string();
+
+    let (lines, incoming) = mpsc::channel::<(usize, String)>();
+    let mut children: Vec<Child> = Vec::new();
+    for id in 0..workers {
+        let mut child = Command::new(&exe)
+            .args(["worker", &id.to_string(), &workers.to_string()])
+            .env("OBJMGR_SOCKET", &socket)
+            .env("OBJMGR_BROKER", &broker)
+            .env("OBJMGR_IDLE_TIMEOUT_MS", "60000")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if lines.send((id, line)).is_err() {
+                    return;
+                }
+            }
+        });
+        children.push(child);
+    }
+
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut tally = Tally::default();
+    let mut kills = 0u64;
+    let mut silent = 0u64;
+    let mut next_kill = Instant::now() + Duration::from_secs(2);
+    let mut pause = 1u64;
+    while Instant::now() < end {
+        while let Ok((id, line)) = incoming.recv_timeout(Duration::from_millis(50)) {
+            tally.last_heard.insert(id, Instant::now());
+            let field = |key: &str| {
+                line.split(' ')
+                    .find_map(|w| w.strip_prefix(key))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            match line.split(' ').next() {
+                Some("session") => {
+                    let broker = field("broker=") as u32;
+                    tally
+                        .tokens
+                        .entry(broker)
+                        .or_default()
+                        .insert(field("token="));
+                }
+                Some("hung") => tally.hung += 1,
+                Some("violation") => tally.violations += 1,
+                Some("lost") => {
+                    tally.lost += 1;
+                    tally.rounds.insert(id, field("rounds="));
+                }
+                Some("beat") => {
+                    tally.rounds.insert(id, field("rounds="));
+                }
+                _ => {}
+            }
+            if Instant::now() >= next_kill {
+                break;
+            }
+        }
+        for id in 0..workers {
+            let heard = tally.last_heard.get(&id).copied().unwrap_or(started);
+            if heard.elapsed() > HUNG {
+                silent += 1;
+                tally.last_heard.insert(id, Instant::now());
+                eprintln!("broker_chaos: worker {id} silent for {HUNG:?}");
+            }
+        }
+        if Instant::now() >= next_kill {
+            for pid in broker_pids(&socket_text) {
+                // SAFETY: a signal to the broker this program started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kills += 1;
+            }
+            // Every 1 to 4 seconds.
+            pause = pause % 4 + 1;
+            next_kill = Instant::now() + Duration::from_secs(pause);
+            print!(".");
+            std::io::stdout().flush()?;
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for pid in broker_pids(&socket_text) {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let split = tally.tokens.values().filter(|t| t.len() > 1).count();
+    let rounds: u64 = tally.rounds.values().sum();
+    println!();
+    println!(
+        "broker_chaos: {seconds} s, {workers} workers, {kills} broker kills, {} sessions seen, {rounds} rounds",
+        tally.tokens.len()
+    );
+    println!("  split objects:      {split}");
+    println!("  hung waits:         {}", tally.hung);
+    println!("  permit violations:  {}", tally.violations);
+    println!("  silent workers:     {silent}");
+    println!(
+        "  sessions lost:      {} (fail-stop: each kill ends the session's objects for every worker)",
+        tally.lost
+    );
+    if split + tally.hung as usize + tally.violations as usize + silent as usize > 0 {
+        return Err("chaos found a failure".into());
+    }
+    Ok(())
+}
