@@ -94,7 +94,7 @@ fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
     if now > PERMITS {
         println!("violation holders={now}");
     }
-    if rounds % 7 == 0 {
+    if rounds.is_multiple_of(7) {
         std::thread::sleep(Duration::from_micros(200));
     }
     holders.fetch_sub(1, Ordering::SeqCst);
