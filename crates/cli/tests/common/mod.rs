@@ -238,19 +238,7 @@ pub const SILENCE: Duration = Duration::from_secs(120);
 impl ScriptChild {
     /// Reads result lines until one starts with `prefix`; returns it.
     pub fn wait_for(&mut self, prefix: &str) -> String {
-        loop {
-            let result = self.next_result(prefix);
-            let Some(result) = result else {
-                panic!(
-                    "child exited before printing {prefix:?}; saw {:?}",
-                    self.lines
-                );
-            };
-            self.lines.push(result.clone());
-            if result.starts_with(prefix) {
-                return result;
-            }
-        }
+        self.wait_for_within(prefix, SILENCE)
     }
 
     /// The next result line (`None` once the child has closed its output);
@@ -277,12 +265,13 @@ impl ScriptChild {
             let left = deadline.saturating_duration_since(Instant::now());
             let result = match self.results.recv_timeout(left) {
                 Ok(result) => result,
-                Err(e) => {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "child exited before printing {prefix:?}; saw {:?}",
+                    self.lines
+                ),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     self.kill9();
-                    panic!(
-                        "no {prefix:?} within {patience:?} ({e:?}); saw {:?}",
-                        self.lines
-                    );
+                    panic!("no {prefix:?} within {patience:?}; saw {:?}", self.lines);
                 }
             };
             self.lines.push(result.clone());
