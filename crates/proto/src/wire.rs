@@ -1597,6 +1597,50 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
 mod tests {
     use super::*;
 
+    /// Only what cannot act twice, nor name the lost session, is sent again.
+    #[test]
+    fn what_may_be_sent_again_to_a_new_broker() {
+        let open = Request::Open {
+            object_type: ObjectType::Event,
+            name: "Local\\x".into(),
+            access: 0x0010_0000,
+            inherit: false,
+        };
+        let create = |owner_token| Request::CreateSync {
+            name: "Local\\m".into(),
+            init: SyncInit::Mutex {
+                owned: owner_token != 0,
+            },
+            access: 0x001F_0001,
+            inherit: false,
+            owner_token,
+            owner_tid: 0,
+            security: String::new(),
+        };
+        let spawn = Request::Spawn {
+            program: "/bin/true".into(),
+            args: vec![],
+            env: vec![],
+            cwd: String::new(),
+            inherit_handles: false,
+            stdio: 0,
+            flags: 0,
+        };
+        assert!(open.independent_of_session());
+        assert!(Request::Status.independent_of_session());
+        assert!(create(0).independent_of_session());
+        assert!(
+            !create(1 << 15).independent_of_session(),
+            "a thread token of the session"
+        );
+        assert!(
+            !spawn.independent_of_session(),
+            "it would start a second process"
+        );
+        assert!(!Request::Close { handle: Handle(4) }.independent_of_session());
+        assert!(!Request::Shutdown.independent_of_session());
+    }
+
     fn round_trip(req: Request) {
         let bytes = req.encode(7);
         assert_eq!(Request::decode(&bytes), Ok((7, req)));
