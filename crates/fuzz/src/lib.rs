@@ -6,8 +6,9 @@
 //! the encoder.
 //!
 //! The `objmgr-fuzz` binary drives them on stable Rust (random inputs and
-//! mutations, crashes saved for replay); the same functions can be called
-//! from a `cargo fuzz` or `cargo afl` target. See the crate's README.
+//! mutations, crashes saved for replay), and a third target that sends
+//! hostile clients to a real broker process; the two functions here can be
+//! called from a `cargo fuzz` or `cargo afl` target. See the crate's README.
 
 pub mod input;
 

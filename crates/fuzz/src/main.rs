@@ -1,15 +1,17 @@
 //! `objmgr-fuzz`: runs the fuzz targets of `objmgr_fuzz` on stable Rust.
 //!
 //! ```text
-//! objmgr-fuzz wire|broker [--seed N] [--cases N] [--seconds N] [--crashes DIR]
-//! objmgr-fuzz replay wire|broker FILE...
+//! objmgr-fuzz wire|broker|socket [--seed N] [--cases N] [--seconds N] [--crashes DIR]
+//! objmgr-fuzz replay wire|broker|socket FILE...
 //! ```
 //!
 //! Each case is random bytes (for `wire`, turned into an encoded request or
 //! reply and mutated). A case that panics is saved in the crashes directory
 //! (default `fuzz-crashes`) and the run stops with exit status 1; a case that
-//! runs for more than 10 seconds is saved as a hang (exit status 2). Run as
-//! root, the driver first becomes an unused uid and gid.
+//! runs for more than 10 seconds is saved as a hang (exit status 2). The
+//! `socket` target runs a real broker (this program in the broker's role)
+//! and saves the cases before a failure as one sequence. Run as root, the
+//! driver first becomes an unused uid and gid.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use objmgr_fuzz::{broker_case, wire_case, wire_input};
 
+mod socket;
+
 /// What the driver runs as when started as root: no account has it.
 const UNUSED_ID: u32 = 3_999_999_999;
 const HANG: Duration = Duration::from_secs(10);
@@ -27,6 +31,7 @@ const HANG: Duration = Duration::from_secs(10);
 enum Target {
     Wire,
     Broker,
+    Socket,
 }
 
 impl Target {
@@ -34,6 +39,7 @@ impl Target {
         match name {
             "wire" => Some(Target::Wire),
             "broker" => Some(Target::Broker),
+            "socket" => Some(Target::Socket),
             _ => None,
         }
     }
@@ -42,13 +48,16 @@ impl Target {
         match self {
             Target::Wire => "wire",
             Target::Broker => "broker",
+            Target::Socket => "socket",
         }
     }
 
+    /// Runs one case of an in-process target.
     fn run(self, input: &[u8]) {
         match self {
             Target::Wire => wire_case(input),
             Target::Broker => broker_case(input),
+            Target::Socket => unreachable!("the socket target runs a broker process"),
         }
     }
 }
@@ -63,12 +72,16 @@ struct Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: objmgr-fuzz wire|broker [--seed N] [--cases N] [--seconds N] [--crashes DIR]\n       objmgr-fuzz replay wire|broker FILE..."
+        "usage: objmgr-fuzz wire|broker|socket [--seed N] [--cases N] [--seconds N] [--crashes DIR]\n       objmgr-fuzz replay wire|broker|socket FILE..."
     );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os(socket::BROKER_ROLE_ENV).is_some() {
+        // The `socket` target's broker (with `objmgrd`'s arguments).
+        return objmgr_server::main();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("replay") {
         let Some(target) = args.get(1).and_then(|t| Target::parse(t)) else {
@@ -164,6 +177,9 @@ fn fuzz(options: &Options) -> ExitCode {
     let target = options.target;
     let crashes = options.crashes.clone();
     std::thread::spawn(move || watchdog(target, &crashes));
+    if target == Target::Socket {
+        return fuzz_socket(options);
+    }
     let mut rng = Rng(options.seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let started = Instant::now();
     let deadline = options.seconds.map(|s| started + Duration::from_secs(s));
@@ -175,7 +191,7 @@ fn fuzz(options: &Options) -> ExitCode {
         }
         let input = match target {
             Target::Wire => wire_input(&rng.bytes(96)),
-            Target::Broker => rng.bytes(1024),
+            Target::Broker | Target::Socket => rng.bytes(1024),
         };
         CURRENT
             .lock()
@@ -200,6 +216,58 @@ fn fuzz(options: &Options) -> ExitCode {
     println!(
         "objmgr-fuzz {}: {run} cases in {:.1} s (seed {}), no crash",
         target.name(),
+        started.elapsed().as_secs_f64(),
+        options.seed
+    );
+    ExitCode::SUCCESS
+}
+
+/// The `socket` target: cases against one broker process, whose health is
+/// checked every 50 cases and at the end.
+fn fuzz_socket(options: &Options) -> ExitCode {
+    let mut broker = match socket::Broker::start() {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("objmgr-fuzz: cannot start a broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rng = Rng(options.seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let started = Instant::now();
+    let deadline = options.seconds.map(|s| started + Duration::from_secs(s));
+    let mut kept = socket::Kept::default();
+    let mut run = 0u64;
+    loop {
+        let done = options.cases.is_some_and(|c| run >= c)
+            || deadline.is_some_and(|d| Instant::now() >= d);
+        if (done || (run > 0 && run.is_multiple_of(50)))
+            && let Err(why) = broker.healthy()
+        {
+            let saved = save(&options.crashes, Target::Socket, "crash", &kept.encode());
+            eprintln!(
+                "objmgr-fuzz: socket case {run} (seed {}): {why}; the cases before it are saved as {}\n  replay: objmgr-fuzz replay socket {}",
+                options.seed,
+                saved.display(),
+                saved.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        if done {
+            break;
+        }
+        let input = rng.bytes(512);
+        CURRENT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone_from(&input);
+        kept.push(&input);
+        broker.case(&input);
+        CASES.fetch_add(1, Ordering::Relaxed);
+        run += 1;
+    }
+    broker.stop();
+    println!(
+        "objmgr-fuzz socket: {run} cases in {:.1} s (seed {}), no crash",
         started.elapsed().as_secs_f64(),
         options.seed
     );
@@ -255,6 +323,13 @@ fn replay(target: Target, files: &[String]) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if target == Target::Socket {
+            if let Err(why) = socket::replay(&input) {
+                eprintln!("objmgr-fuzz: {file}: {why}");
+                return ExitCode::FAILURE;
+            }
+            continue;
+        }
         if std::panic::catch_unwind(|| target.run(&input)).is_err() {
             eprintln!("objmgr-fuzz: {file}: panicked");
             return ExitCode::FAILURE;

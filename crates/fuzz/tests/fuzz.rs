@@ -36,3 +36,10 @@ fn the_broker_survives_random_request_sequences() {
     assert_clean(&output);
     assert!(String::from_utf8_lossy(&output.stdout).contains("2000 cases"));
 }
+
+#[test]
+fn a_broker_process_survives_hostile_clients_on_its_socket() {
+    let output = driver(&["socket", "--cases", "2000", "--seed", "1"]);
+    assert_clean(&output);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2000 cases"));
+}

@@ -128,7 +128,7 @@ pub fn sleep_on<R>(word: &AtomicU32, life: u32, sleep: impl FnOnce() -> R) -> Re
 
 /// Cuts the lifeline: ends every wait of the process that began before.
 /// Returns once every sleeper has been woken and left its sleep (or after
-/// [`PATIENCE`] for one that does not).
+/// 10 seconds for one that does not).
 pub fn cut() {
     begin_cut();
     wake_sleepers();
@@ -141,7 +141,7 @@ pub fn begin_cut() {
 }
 
 /// Wakes every sleep that began before the last cut, again and again until
-/// each has left (or [`PATIENCE`] has passed for one that does not).
+/// each has left (or 10 seconds have passed for one that does not).
 pub fn wake_sleepers() {
     let cut = CUTS.load(SeqCst);
     let deadline = Instant::now() + PATIENCE;
