@@ -89,6 +89,7 @@ fn waits_end_when_a_call_in_flight_notices_the_loss_first() {
         "bg_wait_event Local\\inflight",
         "hold",
         "open_event Local\\inflight",
+        "hold",
     ]);
     holder.wait_for("holding");
     let pids = broker.broker_pids();
@@ -103,6 +104,7 @@ fn waits_end_when_a_call_in_flight_notices_the_loss_first() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert!(ended.starts_with("bg err 6 "), "{ended}");
+    holder.release();
     let lines = holder.finish();
     // The open went to a new broker, which has no such name.
     assert!(lines.iter().any(|l| l.starts_with("err 2 ")), "{lines:?}");

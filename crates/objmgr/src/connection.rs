@@ -843,6 +843,9 @@ fn wait_for_hang_up(socket: &OwnedFd) -> bool {
 /// its session is over. Either way, the waits of the session that ended
 /// (here, or in [`settle`] when a call noticed first) are woken.
 fn broker_gone(generation: u64) {
+    // First without the lock: a call that noticed first ended the session
+    // already, and may hold the lock for long (it starts a new broker).
+    objmgr_sync::lifeline::wake_sleepers();
     {
         let mut shared = lock_shared();
         if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation {
