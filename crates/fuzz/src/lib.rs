@@ -65,6 +65,25 @@ pub fn wire_input(data: &[u8]) -> Vec<u8> {
     input
 }
 
+/// Whether a request may be sent to a broker whose clients all carry this
+/// process's pid: none that acts on processes (`Spawn`, `OpenProcess`,
+/// `Terminate`, the job operations that assign, limit or kill members),
+/// and no `Shutdown` (a client of the broker's own user may stop it).
+pub fn harmless(request: &Request) -> bool {
+    use objmgr_proto::wire::JobOp;
+    match request {
+        Request::Spawn { .. }
+        | Request::OpenProcess { .. }
+        | Request::Terminate { .. }
+        | Request::Shutdown => false,
+        Request::JobControl { op, .. } => matches!(
+            op,
+            JobOp::QueryLimits | JobOp::QueryAccounting | JobOp::QueryProcessIds | JobOp::Contains
+        ),
+        _ => true,
+    }
+}
+
 /// Clients in a broker case.
 const CLIENTS: ClientId = 3;
 /// Requests in a broker case at most.

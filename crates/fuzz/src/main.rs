@@ -13,6 +13,7 @@
 //! and saves the cases before a failure as one sequence. Run as root, the
 //! driver first becomes an unused uid and gid.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -78,8 +79,15 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os(socket::BROKER_ROLE_ENV).is_some() {
-        // The `socket` target's broker (with `objmgrd`'s arguments).
+    if let Some(parent) = std::env::var_os(socket::BROKER_ROLE_ENV) {
+        // The `socket` target's broker (with `objmgrd`'s arguments), which
+        // must not outlive the driver, however the driver ends.
+        let parent = parent.to_str().and_then(|p| p.parse::<i32>().ok());
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+        if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != parent {
+            return ExitCode::FAILURE; // the driver is gone already
+        }
         return objmgr_server::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -136,8 +144,24 @@ fn drop_root(crashes: Option<&Path>) -> std::io::Result<()> {
         return Ok(());
     }
     if let Some(dir) = crashes {
-        std::fs::create_dir_all(dir)?;
-        std::os::unix::fs::chown(dir, Some(UNUSED_ID), Some(UNUSED_ID))?;
+        // Only a directory made now (never one that exists, nor what a
+        // symbolic link points to), or one a previous run made.
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) => {
+                use std::os::unix::fs::MetadataExt;
+                if !meta.is_dir() || meta.uid() != UNUSED_ID {
+                    return Err(std::io::Error::other(format!(
+                        "{} exists and is not a directory a previous run made: \
+                         give --crashes a new path",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(_) => {
+                std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+                std::os::unix::fs::lchown(dir, Some(UNUSED_ID), Some(UNUSED_ID))?;
+            }
+        }
     }
     // SAFETY: plain system calls with valid arguments, made while this
     // process has one thread (glibc applies them to every thread anyway).
@@ -256,11 +280,9 @@ fn fuzz_socket(options: &Options) -> ExitCode {
             break;
         }
         let input = rng.bytes(512);
-        CURRENT
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone_from(&input);
         kept.push(&input);
+        // A hang is saved as what a replay needs: the cases so far.
+        *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = kept.encode();
         broker.case(&input);
         CASES.fetch_add(1, Ordering::Relaxed);
         run += 1;

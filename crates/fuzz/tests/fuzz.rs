@@ -3,7 +3,8 @@
 use std::process::Command;
 
 fn driver(args: &[&str]) -> std::process::Output {
-    let crashes = std::env::temp_dir().join(format!("omtest-fuzz-{}", std::process::id()));
+    let crashes =
+        std::env::temp_dir().join(format!("omtest-fuzz-{}-{}", args[0], std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_objmgr-fuzz"))
         .args(args)
         .arg("--crashes")

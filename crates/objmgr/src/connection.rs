@@ -45,6 +45,10 @@ enum Broken {
     /// The broker answered something that is no answer to the request: the
     /// connection is unusable, though the broker may have acted on it.
     Protocol(String),
+    /// The request could not be sent, for a reason of this process's (no
+    /// memory, too many descriptors in flight, a message too large): nothing
+    /// reached the broker and the connection is fine.
+    NotSent(Error),
     /// The broker answered `Hello` with an error (it refuses this process,
     /// or speaks another protocol version): trying again cannot help.
     Refused(Error),
@@ -57,9 +61,11 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
-        if let Err(broken) = self.send(request, fds) {
+        match self.send(request, fds) {
+            Ok(()) => {}
+            Err(not_sent @ Broken::NotSent(_)) => return Err(not_sent),
             // A broker that hung up may have said why first (a refusal).
-            return self.receive(request, false).map_err(|_| broken);
+            Err(broken) => return self.receive(request, false).map_err(|_| broken),
         }
         self.receive(request, true)
     }
@@ -84,7 +90,16 @@ impl Connection {
             ) {
                 Ok(_) => return Ok(()),
                 Err(Errno::INTR) => continue,
-                Err(e) => return Err(Broken::Connection(format!("sending to the broker: {e}"))),
+                Err(e @ (Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN)) => {
+                    return Err(Broken::Connection(format!("sending to the broker: {e}")));
+                }
+                // A datagram that could not be sent was not sent at all.
+                Err(e) => {
+                    return Err(Broken::NotSent(Error::new(
+                        Win32Error::from_errno(e.raw_os_error()),
+                        format!("sending a request to the broker: {e}"),
+                    )));
+                }
             }
         }
     }
@@ -324,6 +339,7 @@ fn system_broker() -> Result<Option<Connection>> {
             ),
         )),
         Err(Broken::Connection(_) | Broken::Protocol(_)) => Ok(None),
+        Err(Broken::NotSent(e)) => Err(e),
     }
 }
 
@@ -365,6 +381,7 @@ fn establish() -> Result<Connection> {
         Ok(socket) => match greet(socket) {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
+            Err(Broken::NotSent(e)) => return Err(e),
             Err(Broken::Connection(why) | Broken::Protocol(why)) if !autostart => {
                 return Err(Error::new(
                     ERROR_SERVICE_NOT_ACTIVE,
@@ -419,6 +436,7 @@ fn establish() -> Result<Connection> {
         match greet(socket) {
             Ok(conn) => return Ok(conn),
             Err(Broken::Refused(e)) => return Err(refused(e)),
+            Err(Broken::NotSent(e)) => return Err(e),
             // The broker was exiting as we connected; the next round starts another.
             Err(Broken::Connection(why) | Broken::Protocol(why)) => last = why,
         }
@@ -471,30 +489,36 @@ thread_local! {
 }
 
 /// `SHARED`, locked by this thread.
-struct Locked(MutexGuard<'static, Shared>);
+/// When it is let go after a session ended under it, the sleepers of that
+/// session are woken once (the watcher keeps at it, if one runs).
+struct Locked(Option<MutexGuard<'static, Shared>>);
 
 fn lock_shared() -> Locked {
     let guard = SHARED.lock().unwrap_or_else(|p| p.into_inner());
     HOLDS_SHARED.set(true);
-    Locked(guard)
+    Locked(Some(guard))
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        HOLDS_SHARED.set(false); // the guard itself unlocks right after
+        HOLDS_SHARED.set(false);
+        drop(self.0.take());
+        if WAKE_DUE.swap(false, Ordering::AcqRel) {
+            objmgr_sync::lifeline::wake_sleepers_once();
+        }
     }
 }
 
 impl std::ops::Deref for Locked {
     type Target = Shared;
     fn deref(&self) -> &Shared {
-        &self.0
+        self.0.as_ref().expect("held until dropped")
     }
 }
 
 impl std::ops::DerefMut for Locked {
     fn deref_mut(&mut self) -> &mut Shared {
-        &mut self.0
+        self.0.as_mut().expect("held until dropped")
     }
 }
 
@@ -860,16 +884,26 @@ fn broker_gone(generation: u64) {
 /// that found its handles current has read the lifeline before it moved (so
 /// it will not sleep, or is woken); a wait that begins after this, on a new
 /// connection (made under `SHARED`), reads the moved lifeline.
+///
+/// The lifeline moves before the socket is shut down, which wakes the
+/// watcher: its first wake (without the lock) then sees the cut. The thread
+/// that holds `SHARED` also wakes the sleepers once when it lets go (see
+/// [`Locked`]), in case no watcher runs.
 fn end_session(shared: &mut Shared) {
     CONNECTION_FD.store(-1, Ordering::Release);
+    publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
+    objmgr_sync::lifeline::begin_cut();
+    WAKE_DUE.store(true, Ordering::Release);
     if let Some(conn) = &shared.conn {
         // The watcher's descriptor would keep the socket open.
         let _ = net::shutdown(&conn.socket, net::Shutdown::Both);
     }
     shared.drop_connection();
-    publish_generation(GENERATION.fetch_add(1, Ordering::AcqRel) + 1);
-    objmgr_sync::lifeline::begin_cut();
 }
+
+/// A session ended under `SHARED`: the sleepers of it are to be woken when
+/// the lock is let go.
+static WAKE_DUE: AtomicBool = AtomicBool::new(false);
 
 /// Closes a watch descriptor this process inherited: its watcher thread
 /// stayed in the parent.
@@ -885,10 +919,11 @@ fn forget_watch() {
 fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
     match outcome {
         Ok(value) => Ok(value),
+        Err(Broken::NotSent(e)) => Err(e),
         Err(broken) => {
             let why = match broken {
                 Broken::Connection(why) | Broken::Protocol(why) => why,
-                Broken::Refused(e) => e.to_string(), // only `Hello` gets this
+                Broken::Refused(e) | Broken::NotSent(e) => e.to_string(),
             };
             // The shutdown wakes the watcher, which wakes the session's waits.
             end_session(shared);

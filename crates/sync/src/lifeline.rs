@@ -55,11 +55,14 @@ struct Sleeper {
 thread_local! {
     static ME: Arc<Sleeper> = {
         let me = Arc::new(Sleeper::default());
+        MY_RECORD.set(Arc::as_ptr(&me) as usize);
         let mut sleepers = SLEEPERS.lock().unwrap_or_else(|p| p.into_inner());
         sleepers.retain(|s| s.strong_count() > 0);
         sleepers.push(Arc::downgrade(&me));
         me
     };
+    /// `ME`'s address once made (0 before): readable without making it.
+    static MY_RECORD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Holds the list of sleepers across `fork()` (for the `fork()` handlers),
@@ -76,11 +79,11 @@ pub fn lock_for_fork() -> Box<dyn std::any::Any> {
 /// vanished thread held it): a cut then also wakes words the parent sleeps
 /// on, for a while, which costs the parent spurious wake-ups only.
 pub fn forget_other_threads() {
-    let mine = ME.try_with(Arc::downgrade).ok();
     let Ok(mut sleepers) = SLEEPERS.try_lock() else {
         return;
     };
-    sleepers.retain(|s| mine.as_ref().is_some_and(|m| m.ptr_eq(s)));
+    let mine = MY_RECORD.try_with(std::cell::Cell::get).unwrap_or(0);
+    sleepers.retain(|s| s.as_ptr() as usize == mine && mine != 0);
 }
 
 /// The lifeline now: a wait reads it before it checks its handles.
@@ -143,42 +146,45 @@ pub fn begin_cut() {
 /// Wakes every sleep that began before the last cut, again and again until
 /// each has left (or 10 seconds have passed for one that does not).
 pub fn wake_sleepers() {
-    let cut = CUTS.load(SeqCst);
     let deadline = Instant::now() + PATIENCE;
-    loop {
-        let sleepers: Vec<Arc<Sleeper>> = SLEEPERS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let mut asleep = false;
-        for sleeper in sleepers {
-            let address = sleeper.word.load(SeqCst);
-            // A sleep that began after the cut is none of its business.
-            let older = (cut.wrapping_sub(sleeper.life.load(SeqCst)) as i32) > 0;
-            if address == 0 || address & BUSY != 0 || !older {
-                continue;
-            }
-            if sleeper
-                .word
-                .compare_exchange(address, address | BUSY, SeqCst, SeqCst)
-                .is_err()
-            {
-                continue; // it left its sleep meanwhile
-            }
-            // SAFETY: `address` is the futex word of a sleep in progress:
-            // the sleeper published it from a live reference, and cannot
-            // leave its sleep (nor drop what holds the word) while its
-            // record is marked busy, which it is until the store below.
-            let word = unsafe { &*(address as *const AtomicU32) };
-            let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
-            sleeper.word.store(address, SeqCst);
-            asleep = true;
-        }
-        if !asleep || Instant::now() >= deadline {
-            return;
-        }
+    while wake_sleepers_once() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Wakes, once, every sleep that began before the last cut; returns whether
+/// there was any (it may not have been in the kernel yet: look again).
+pub fn wake_sleepers_once() -> bool {
+    let cut = CUTS.load(SeqCst);
+    let sleepers: Vec<Arc<Sleeper>> = SLEEPERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    let mut asleep = false;
+    for sleeper in sleepers {
+        let address = sleeper.word.load(SeqCst);
+        // A sleep that began after the cut is none of its business.
+        let older = (cut.wrapping_sub(sleeper.life.load(SeqCst)) as i32) > 0;
+        if address == 0 || address & BUSY != 0 || !older {
+            continue;
+        }
+        if sleeper
+            .word
+            .compare_exchange(address, address | BUSY, SeqCst, SeqCst)
+            .is_err()
+        {
+            continue; // it left its sleep meanwhile
+        }
+        // SAFETY: `address` is the futex word of a sleep in progress:
+        // the sleeper published it from a live reference, and cannot
+        // leave its sleep (nor drop what holds the word) while its
+        // record is marked busy, which it is until the store below.
+        let word = unsafe { &*(address as *const AtomicU32) };
+        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+        sleeper.word.store(address, SeqCst);
+        asleep = true;
+    }
+    asleep
 }
