@@ -1,6 +1,7 @@
 //! The `socket` target: a real broker process (this program, started in the
-//! broker's role) and hostile clients on its socket. Each case connects,
-//! maybe says `Hello`, sends messages the input chooses (mutated requests,
+//! broker's role) and hostile clients on its socket. Each case connects one
+//! to three clients, each maybe saying `Hello`, and sends, interleaved
+//! across them, messages the input chooses (mutated requests,
 //! random bytes, empty or oversized messages, descriptors of every kind,
 //! more than a message may carry), reads whatever comes back and hangs up.
 //! The broker must stay alive and keep answering a well-behaved client.
@@ -125,19 +126,31 @@ impl Broker {
         Ok(fd)
     }
 
-    /// Runs one case against the broker.
+    /// Runs one case against the broker: one to three clients at once,
+    /// their messages interleaved, so that the broker reads from several
+    /// connections in one turn (and serves some while others wait).
     pub fn case(&self, data: &[u8]) {
-        let Ok(fd) = self.connect() else {
-            return;
-        };
         let mut choices = Choices::new(data);
-        if choices.below(8) != 0 {
-            let hello = Request::Hello {
-                version: PROTOCOL_VERSION,
-            };
-            let _ = net::send(&fd, &hello.encode(1), SendFlags::NOSIGNAL);
+        let clients: Vec<OwnedFd> = (0..=choices.below(3))
+            .filter_map(|_| self.connect().ok())
+            .collect();
+        if clients.is_empty() {
+            return;
         }
-        for seq in 2..2 + choices.below(8) as u32 {
+        for fd in &clients {
+            if choices.below(8) != 0 {
+                let hello = Request::Hello {
+                    version: PROTOCOL_VERSION,
+                };
+                let _ = net::send(
+                    fd,
+                    &hello.encode(1),
+                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                );
+            }
+        }
+        for seq in 2..2 + choices.below(12) as u32 {
+            let fd = &clients[choices.below(clients.len())];
             let mut message = message(&mut choices, seq);
             if Request::decode(&message).is_ok_and(|(_, request)| !objmgr_fuzz::harmless(&request))
             {
@@ -152,17 +165,19 @@ impl Broker {
                 control.push(SendAncillaryMessage::ScmRights(&borrowed));
             }
             let _ = net::sendmsg(
-                &fd,
+                fd,
                 &[IoSlice::new(&message)],
                 &mut control,
                 SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
             );
-            drain(&fd);
+            if choices.bool() {
+                drain(fd);
+            }
         }
         // Sometimes hang up at once, sometimes after the answers came.
         if choices.bool() {
             std::thread::sleep(Duration::from_micros(200));
-            drain(&fd);
+            clients.iter().for_each(drain);
         }
     }
 
