@@ -201,6 +201,39 @@ fn microsofts_named_shared_memory_example_builds_and_runs() {
     );
 }
 
+/// The broker is killed while a C program holds objects and a thread of
+/// it waits: the wait ends, old handles fail, names go to a new broker.
+#[test]
+fn a_lost_broker_from_c() {
+    use std::io::BufRead;
+    let broker = TestBroker::new();
+    let program = compile(&broker, "broker_loss.c", true, Link::Shared);
+    let mut child = run(&broker, &program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "holding");
+    let pids = broker.broker_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: a signal to this test's broker; no memory involved.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    TestBroker::eventually("the broker to die", || broker.broker_pids().is_empty());
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(
+        out.status.success() && rest.contains("all checks passed"),
+        "{rest}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn files_memory_threads_and_processes_from_c() {
     let broker = TestBroker::new();
