@@ -138,16 +138,20 @@ fn worker(id: usize, workers: usize) {
     }
 }
 
-/// Pids of the brokers serving `socket`.
-fn broker_pids(socket: &str) -> Vec<i32> {
+/// Pids of the brokers serving `socket`: processes running `broker` (the
+/// program, not just a command line that names it) with `socket` in their
+/// arguments.
+fn broker_pids(broker: &std::path::Path, socket: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
+        if std::fs::read_link(entry.path().join("exe")).ok().as_deref() != Some(broker) {
+            continue;
+        }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("objmgrd") && cmdline.contains(socket) {
+        if String::from_utf8_lossy(&cmdline).contains(socket) {
             pids.push(pid);
         }
     }
@@ -177,7 +181,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parent()
         .and_then(|examples| examples.parent())
         .map(|dir| dir.join("objmgrd"))
-        .filter(|path| path.exists())
+        .and_then(|path| path.canonicalize().ok())
         .ok_or("objmgrd is not next to the examples directory: build the bins too")?;
     let dir = std::env::temp_dir().join(format!("objmgr-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -256,7 +260,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if Instant::now() >= next_kill {
-            for pid in broker_pids(&socket_text) {
+            for pid in broker_pids(&broker, &socket_text) {
                 // SAFETY: a signal to the broker this program started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 kills += 1;
@@ -272,7 +276,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = child.kill();
         let _ = child.wait();
     }
-    for pid in broker_pids(&socket_text) {
+    for pid in broker_pids(&broker, &socket_text) {
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }

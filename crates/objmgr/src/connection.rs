@@ -503,7 +503,8 @@ impl Drop for Locked {
     fn drop(&mut self) {
         HOLDS_SHARED.set(false);
         drop(self.0.take());
-        if WAKE_DUE.swap(false, Ordering::AcqRel) {
+        // A load first: every call lets go of the lock, sessions rarely end.
+        if WAKE_DUE.load(Ordering::Acquire) && WAKE_DUE.swap(false, Ordering::AcqRel) {
             objmgr_sync::lifeline::wake_sleepers_once();
         }
     }

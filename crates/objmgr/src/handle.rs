@@ -282,7 +282,7 @@ impl Object {
         match self {
             Object::Section(o) => o.close_handle(),
             Object::File(o) => o.close_shared(),
-            other => other.sync_object().close(),
+            other => other.sync_object().map_or(Ok(()), |o| o.close()),
         }
     }
 
@@ -292,19 +292,20 @@ impl Object {
         match self {
             Object::Section(o) => o.mark_closed(),
             Object::File(o) => o.forget(),
-            other => other
-                .sync_object()
-                .closed
-                .store(true, std::sync::atomic::Ordering::Release),
+            other => {
+                if let Some(o) = other.sync_object() {
+                    o.closed.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
         }
     }
 
-    fn sync_object(&self) -> &crate::sync::SyncObject {
+    /// The synchronization object behind the handle; `None` for a section
+    /// or a file.
+    fn sync_object(&self) -> Option<&crate::sync::SyncObject> {
         use crate::sync::sealed::Sealed;
-        match self {
-            Object::Section(_) | Object::File(_) => {
-                unreachable!("sections and files are handled by the callers")
-            }
+        Some(match self {
+            Object::Section(_) | Object::File(_) => return None,
             Object::Event(o) => o.sync_object(),
             Object::Mutex(o) => o.sync_object(),
             Object::Semaphore(o) => o.sync_object(),
@@ -312,7 +313,7 @@ impl Object {
             Object::Process(o) => o.sync_object(),
             Object::Thread(o) => o.sync_object(),
             Object::Job(o) => o.sync_object(),
-        }
+        })
     }
 
     /// The handle value.
@@ -334,19 +335,10 @@ impl Object {
     /// `WaitForSingleObject` does; `None` for a section or a file, which
     /// cannot be waited on. (The same as `wait_for` on
     /// [`waitable`](Self::waitable), without its indirect call.)
+    #[inline]
     pub fn wait(&self, timeout: Option<std::time::Duration>) -> Option<Result<crate::WaitOutcome>> {
-        use crate::sync::sealed::Sealed;
-        let object = match self {
-            Object::Section(_) | Object::File(_) => return None,
-            Object::Event(o) => o.sync_object(),
-            Object::Mutex(o) => o.sync_object(),
-            Object::Semaphore(o) => o.sync_object(),
-            Object::WaitableTimer(o) => o.sync_object(),
-            Object::Process(o) => o.sync_object(),
-            Object::Thread(o) => o.sync_object(),
-            Object::Job(o) => o.sync_object(),
-        };
-        Some(crate::sync::wait_one(object, timeout))
+        self.sync_object()
+            .map(|object| crate::sync::wait_one(object, timeout))
     }
 
     /// The object as something to wait on; `None` for a section or a file.

@@ -129,6 +129,9 @@ impl Win32Error {
         const EPERM: i32 = 1;
         const ENAMETOOLONG: i32 = 36;
         const EOVERFLOW: i32 = 75;
+        const EMSGSIZE: i32 = 90;
+        const ENOBUFS: i32 = 105;
+        const ETOOMANYREFS: i32 = 109;
         match errno {
             ENOENT => ERROR_FILE_NOT_FOUND,
             ENOEXEC => ERROR_BAD_EXE_FORMAT,
@@ -142,6 +145,11 @@ impl Win32Error {
             EFBIG | EOVERFLOW => ERROR_NOT_ENOUGH_MEMORY,
             ENOSPC => ERROR_COMMITMENT_LIMIT,
             ENAMETOOLONG => ERROR_FILENAME_EXCED_RANGE,
+            // A socket's: no buffer for a message, one too large, or too
+            // many descriptors in flight.
+            ENOBUFS => ERROR_NO_SYSTEM_RESOURCES,
+            EMSGSIZE => ERROR_INVALID_PARAMETER,
+            ETOOMANYREFS => ERROR_TOO_MANY_OPEN_FILES,
             _ => ERROR_INVALID_FUNCTION,
         }
     }
@@ -188,6 +196,10 @@ mod tests {
         assert_eq!(Win32Error::from_errno(24), ERROR_TOO_MANY_OPEN_FILES);
         assert_eq!(Win32Error::from_errno(12), ERROR_NOT_ENOUGH_MEMORY);
         assert_eq!(Win32Error::from_errno(13), ERROR_ACCESS_DENIED);
+        // A send that did not happen (no buffer, too large, too many fds).
+        assert_eq!(Win32Error::from_errno(105), ERROR_NO_SYSTEM_RESOURCES);
+        assert_eq!(Win32Error::from_errno(90), ERROR_INVALID_PARAMETER);
+        assert_eq!(Win32Error::from_errno(109), ERROR_TOO_MANY_OPEN_FILES);
         assert_eq!(Win32Error::from_errno(9999), ERROR_INVALID_FUNCTION);
     }
 }
