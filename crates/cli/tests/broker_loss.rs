@@ -1,9 +1,13 @@
-//! A broker that dies (killed, crashed, stopped) takes its whole session
-//! with it, at once and for everyone: every handle of it fails with
-//! `ERROR_INVALID_HANDLE` in every operation, also those that never reach
-//! the broker; every wait on one ends; names are looked up in a new broker,
-//! which starts empty. No process goes on using an object that another
-//! process can no longer reach by its name. Views keep their memory.
+//! A broker that dies (killed, crashed) is replaced, and loses nothing:
+//! the processes of the lost broker bring their handles to the new one,
+//! which rebuilds the objects and names from them; handles keep working,
+//! waits keep waiting, a name keeps meaning one object, and a mutex whose
+//! owner died while no broker ran is abandoned. A process holding a handle
+//! no broker can take back (a job, here) loses its whole session instead,
+//! at once: every handle of it fails with `ERROR_INVALID_HANDLE` in every
+//! operation, also those that never reach the broker, and every wait on one
+//! ends. No process goes on using an object that another process can no
+//! longer reach by its name.
 
 mod common;
 #[path = "common/script.rs"]
@@ -21,19 +25,153 @@ fn child_process_entry() {
     }
 }
 
-/// Kills (SIGKILL) the test's one running broker.
-fn kill_broker(broker: &TestBroker) {
+/// Sends `signal` to process `pid` of this test.
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to a process of this test; no memory involved.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// Kills (SIGKILL) the test's one running broker; returns its pid.
+fn kill_broker(broker: &TestBroker) -> u32 {
     let pids = broker.broker_pids();
     assert_eq!(pids.len(), 1, "one broker runs: {pids:?}");
-    // SAFETY: sends a signal to a process of this test; no memory involved.
-    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
-    TestBroker::eventually("the broker to die", || broker.broker_pids().is_empty());
+    signal(pids[0], libc::SIGKILL);
+    TestBroker::eventually("the broker to die", || {
+        !broker.broker_pids().contains(&pids[0])
+    });
+    pids[0]
+}
+
+/// Waits until a broker other than `old` runs; returns its pid.
+fn new_broker(broker: &TestBroker, old: u32) -> u32 {
+    TestBroker::eventually("a new broker", || {
+        broker.broker_pids().iter().any(|&pid| pid != old)
+    });
+    broker.broker_pids()[0]
 }
 
 #[test]
-fn a_killed_broker_fails_old_handles_at_once_and_ends_their_waits() {
+fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
     let broker = TestBroker::new();
     let mut holder = broker.spawn(&[
+        "event Local\\kept manual 0",
+        "semaphore Local\\kept-count 1 2",
+        "create - 8192",
+        "map write",
+        "write 0 nameless",
+        "create Local\\kept-memory 4096",
+        "map write",
+        "write 0 kept",
+        "hold_waiting 0",
+        "read 0 4",
+        "map write",
+        "write 0 more",
+        "read 0 4",
+        "release 1",
+        "wait 1 0",
+        "open_event Local\\kept",
+        "create Local\\kept-memory 4096",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let old = kill_broker(&broker);
+    // The holder's watcher starts a new broker at once and hands it its
+    // handles; nothing else has to call.
+    new_broker(&broker, old);
+    // Another process finds the same objects under the names: what the
+    // holder wrote, and the event its waiting thread sleeps on.
+    let lines = broker.run(&[
+        "open Local\\kept-memory read",
+        "map read",
+        "read 0 4",
+        "open_event Local\\kept",
+        "set 0",
+        "open_semaphore Local\\kept-count",
+        "wait 1 0",
+    ]);
+    assert_eq!(lines[2], "read kept", "{lines:?}");
+    assert_eq!(lines[4], "set", "{lines:?}");
+    assert_eq!(lines[6], "wait object 0", "the count was kept: {lines:?}");
+    let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
+    assert_eq!(ended, "bg wait object 0", "the old wait goes on");
+    holder.release();
+    let lines = holder.finish();
+    let after: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("bg "))
+        .skip(2) // the waiter's line and the hold's
+        .map(String::as_str)
+        .collect();
+    assert_eq!(after.len(), 10, "{lines:?}");
+    assert_eq!(after[0], "read kept", "{lines:?}");
+    assert!(after[1].starts_with("map "), "a new view: {lines:?}");
+    assert_eq!(after[3], "read more", "{lines:?}");
+    assert_eq!(after[4], "released previous=0", "{lines:?}");
+    assert_eq!(after[5], "wait object 0", "{lines:?}");
+    assert_eq!(after[6], "opened", "{lines:?}");
+    assert_eq!(after[7], "create existed=1", "{lines:?}");
+    // Once its last holder is gone, an object goes with its name, as ever.
+    let lines = broker.run(&["open_event Local\\kept", "open Local\\kept-memory read"]);
+    assert!(lines[0].starts_with("err 2 "), "{lines:?}");
+    assert!(lines[1].starts_with("err 2 "), "{lines:?}");
+}
+
+/// A mutex's waiters are told it is abandoned when its owner dies while no
+/// broker runs: the new broker reaps the owner's tag in the old arena.
+#[test]
+fn a_mutex_whose_owner_dies_with_no_broker_is_abandoned() {
+    let broker = TestBroker::new();
+    let mut owner = broker.spawn(&["mutex Local\\owned 1", "hold"]);
+    owner.wait_for("holding");
+    let mut waiter = broker.spawn(&["open_mutex Local\\owned", "hold_waiting 0"]);
+    waiter.wait_for("holding");
+    // The owner cannot come back: it is stopped, then killed.
+    signal(owner.child.id(), libc::SIGSTOP);
+    kill_broker(&broker);
+    owner.kill9();
+    let ended = waiter.wait_for_within("bg ", Duration::from_secs(10));
+    assert_eq!(ended, "bg wait abandoned 0");
+    waiter.release();
+    waiter.finish();
+}
+
+/// A request in flight as the broker dies (the broker is stopped under it,
+/// then killed) is sent again to the new broker once the handles are back.
+#[test]
+fn a_request_in_flight_goes_to_the_new_broker() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "event Local\\inflight manual 0",
+        "bg_wait_event Local\\inflight",
+        "hold",
+        "open_event Local\\inflight",
+        "set 1",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let pids = broker.broker_pids();
+    assert_eq!(pids.len(), 1);
+    signal(pids[0], libc::SIGSTOP);
+    holder.release();
+    // The open is sent and waits for an answer that will not come.
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pids[0], libc::SIGKILL);
+    let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
+    assert_eq!(ended, "bg wait object 0");
+    holder.release();
+    let lines = holder.finish();
+    assert!(lines.contains(&"opened".to_owned()), "{lines:?}");
+}
+
+/// Fail-stop: a process holding a handle that no broker can take back (a
+/// job) loses its whole session at once when its broker dies: old handles
+/// fail in every operation, its waits end, views keep their memory, and
+/// names go to the new broker, which does not have them.
+#[test]
+fn a_session_that_cannot_be_taken_back_fails_at_once() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "job Local\\lost-job",
         "event Local\\lost manual 0",
         "create Local\\lost-memory 4096",
         "map write",
@@ -50,11 +188,9 @@ fn a_killed_broker_fails_old_handles_at_once_and_ends_their_waits() {
     ]);
     holder.wait_for("holding");
     kill_broker(&broker);
-    // The wait ends with no broker running: nothing has started one yet.
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert!(ended.starts_with("bg err 6 "), "{ended}");
     assert!(ended.contains("gone"), "{ended}");
-    assert!(broker.broker_pids().is_empty());
     holder.release();
     let lines = holder.finish();
     let after: Vec<&str> = lines
@@ -71,86 +207,9 @@ fn a_killed_broker_fails_old_handles_at_once_and_ends_their_waits() {
         after[3].starts_with("err 6 "),
         "a new view fails: {lines:?}"
     );
-    // Names are looked up in a new broker, which starts empty.
+    // Names are looked up in a new broker, which does not have them.
     assert!(after[4].starts_with("err 2 "), "{lines:?}");
     assert!(after[5].starts_with("err 2 "), "{lines:?}");
     assert_eq!(after[6], "event existed=0");
     assert_eq!(after[7], "wait object 0");
-}
-
-/// The same when a call is waiting for the broker's answer as it dies: the
-/// call notices the loss first (it holds the connection), and the waits of
-/// the lost session still end.
-#[test]
-fn waits_end_when_a_call_in_flight_notices_the_loss_first() {
-    let broker = TestBroker::new();
-    let mut holder = broker.spawn(&[
-        "event Local\\inflight manual 0",
-        "bg_wait_event Local\\inflight",
-        "hold",
-        "open_event Local\\inflight",
-        "hold",
-    ]);
-    holder.wait_for("holding");
-    let pids = broker.broker_pids();
-    assert_eq!(pids.len(), 1);
-    let pid = pids[0] as i32;
-    // SAFETY: signals to this test's broker; no memory involved.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    holder.release();
-    // The open is sent and waits for an answer that will not come.
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
-    assert!(ended.starts_with("bg err 6 "), "{ended}");
-    holder.release();
-    let lines = holder.finish();
-    // The open went to a new broker, which has no such name.
-    assert!(lines.iter().any(|l| l.starts_with("err 2 ")), "{lines:?}");
-}
-
-/// No split brain: once one process has lost a name with its broker, no
-/// other process finds the old object under it, and a new object under the
-/// name is one object for everyone who opens it from then on.
-#[test]
-fn after_a_broker_dies_a_name_means_one_object_for_everyone() {
-    let broker = TestBroker::new();
-    let mut first = broker.spawn(&[
-        "create Local\\shared 4096",
-        "map write",
-        "write 0 old",
-        "hold",
-        "create Local\\shared 4096",
-        "map write",
-        "write 0 new",
-        "hold",
-    ]);
-    first.wait_for("holding");
-    kill_broker(&broker);
-    first.release();
-    first.wait_for("holding");
-    // A second process opens the name: it gets the object the first process
-    // created after the loss, not an object of its own.
-    let lines = broker.run(&["open Local\\shared read", "map read", "read 0 3"]);
-    assert_eq!(lines[2], "read new", "{lines:?}");
-    first.release();
-    let lines = first.finish();
-    assert_eq!(lines[5], "create existed=0", "a new object: {lines:?}");
-}
-
-/// A mutex's waiters do not hang when its owner dies after the broker did.
-#[test]
-fn a_wait_on_a_mutex_whose_owner_dies_with_no_broker_does_not_hang() {
-    let broker = TestBroker::new();
-    let mut owner = broker.spawn(&["mutex Local\\owned 1", "hold"]);
-    owner.wait_for("holding");
-    let mut waiter = broker.spawn(&["open_mutex Local\\owned", "hold_waiting 0"]);
-    waiter.wait_for("holding");
-    kill_broker(&broker);
-    owner.kill9();
-    let ended = waiter.wait_for_within("bg ", Duration::from_secs(10));
-    assert!(ended.starts_with("bg err 6 "), "{ended}");
-    waiter.release();
-    waiter.finish();
 }

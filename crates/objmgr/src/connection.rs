@@ -6,7 +6,8 @@
 //! child starts with no handles and its own connection — or after the broker
 //! went away (its old handles are then gone).
 
-use crate::error::{ERROR_BROKEN_PIPE, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
+use crate::error::{ERROR_BROKEN_PIPE, ERROR_RETRY, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
+use crate::reclaim::Holdings;
 use crate::sys;
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
@@ -28,14 +29,21 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+/// How long a request is sent again while the broker answers `ERROR_RETRY`
+/// (longer than a broker's recovery lasts).
+const RETRY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connected, greeted broker session.
 #[derive(Debug)]
 pub(crate) struct Connection {
     socket: OwnedFd,
     seq: u32,
     recv_buf: Vec<u8>,
-    /// This process's tag in shared sync state, from the broker's `Hello`.
+    /// This process's tag in shared sync state, from the broker's `Hello`
+    /// (or the lost broker's, kept when a new one took the handles back).
     tag: u16,
+    /// Which connection of the process's life this is (for its watcher).
+    serial: u64,
 }
 
 /// Why an exchange failed.
@@ -55,8 +63,30 @@ enum Broken {
 }
 
 impl Connection {
-    /// Sends `request` (with `fds` attached) and waits for its reply.
+    /// Sends `request` (with `fds` attached) and waits for its reply. A
+    /// broker that answers `ERROR_RETRY` is taking over from one that died
+    /// (it waits a few seconds at most for the lost broker's processes to
+    /// take their handles back): the request is sent again after a pause.
     fn exchange(
+        &mut self,
+        request: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        let patience = std::time::Instant::now() + RETRY_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            let outcome = self.exchange_once(request, fds)?;
+            match &outcome.0 {
+                Err(e) if e.code() == ERROR_RETRY && std::time::Instant::now() < patience => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                _ => return Ok(outcome),
+            }
+        }
+    }
+
+    fn exchange_once(
         &mut self,
         request: &Request,
         fds: &[BorrowedFd<'_>],
@@ -204,11 +234,13 @@ enum Unreachable {
 }
 
 fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
     let mut conn = Connection {
         socket,
         seq: 0,
         recv_buf: vec![0; MAX_MESSAGE_SIZE],
         tag: 0,
+        serial: SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
     };
     match conn.exchange(
         &Request::Hello {
@@ -456,6 +488,8 @@ struct Shared {
     /// close, and those it did not make itself (inherited, or duplicated in
     /// by another process), whose flags it did not set.
     closes_may_fail: Vec<u32>,
+    /// The handles of this session, for a broker that replaces a dead one.
+    held: Holdings,
 }
 
 impl Shared {
@@ -463,6 +497,7 @@ impl Shared {
     fn drop_connection(&mut self) {
         self.conn = None;
         self.closes_may_fail.clear();
+        self.held.clear();
     }
 
     fn set_close_may_fail(&mut self, handle: Handle, may_fail: bool) {
@@ -476,6 +511,7 @@ impl Shared {
 static SHARED: Mutex<Shared> = Mutex::new(Shared {
     conn: None,
     closes_may_fail: Vec::new(),
+    held: Holdings::new(),
 });
 
 thread_local! {
@@ -637,7 +673,7 @@ fn connected() -> Result<(Locked, u64)> {
         );
         generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
         publish_generation(generation);
-        watch(shared.conn.as_ref().expect("connected"), generation);
+        watch(shared.conn.as_ref().expect("connected"));
     }
     Ok((shared, generation))
 }
@@ -690,6 +726,9 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
             format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
         )
     };
+    // Forgotten first: if the broker dies under the close, the handle is
+    // not taken back to the next one (closed either way).
+    shared.held.forget(handle);
     if wait || shared.closes_may_fail.contains(&handle.0) {
         let (reply, _) =
             exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
@@ -705,7 +744,13 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
     }
     let conn = shared.conn.as_mut().expect("connected");
     let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
-    settle(&mut shared, sent).map_err(within)
+    match settle(&mut shared, sent) {
+        // A new broker took the session over without this handle.
+        Err(_) if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation => {
+            Ok(())
+        }
+        other => other.map_err(within),
+    }
 }
 
 /// Waits (at most a few seconds) until the broker has removed the name a
@@ -739,6 +784,8 @@ pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u6
     let (mut shared, generation) = connected()?;
     let (reply, fd) = exchange_locked(&mut shared, &Request::QueryHandle { handle }, &[])?;
     shared.set_close_may_fail(handle, true);
+    // Its name (if any) is not known here: no new broker could bind it.
+    shared.held.note_other(handle);
     Ok((reply, fd, generation))
 }
 
@@ -766,8 +813,16 @@ fn set_flags_locked(shared: &mut Shared, handle: Handle, mask: u32, flags: u32) 
     };
     if mask & PROTECT != 0 {
         shared.set_close_may_fail(handle, flags & PROTECT != 0);
+        // A new broker would not protect it again.
+        if flags & PROTECT != 0 {
+            shared.held.note_other(handle);
+        }
     } else if before & PROTECT != 0 {
         shared.set_close_may_fail(handle, true);
+    }
+    if mask & objmgr_proto::process::HANDLE_FLAG_INHERIT != 0 {
+        let inherit = flags & objmgr_proto::process::HANDLE_FLAG_INHERIT != 0;
+        shared.held.set_inherit(handle, inherit);
     }
     Ok(before)
 }
@@ -819,7 +874,8 @@ static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
 ///
 /// Best effort: without a thread (a limit on threads), a lost broker is
 /// noticed at the next call that reaches it, as before.
-fn watch(conn: &Connection, generation: u64) {
+fn watch(conn: &Connection) {
+    let serial = conn.serial;
     let Ok(watched) = rustix::io::fcntl_dupfd_cloexec(&conn.socket, 0) else {
         return;
     };
@@ -835,7 +891,7 @@ fn watch(conn: &Connection, generation: u64) {
             let _ = WATCH_FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
             drop(watched);
             if hung_up {
-                broker_gone(generation);
+                broker_gone(serial);
             }
         });
     if watcher.is_err() {
@@ -864,20 +920,81 @@ fn wait_for_hang_up(socket: &OwnedFd) -> bool {
     }
 }
 
-/// The connection of `generation` hung up: if it is still the process's,
-/// its session is over. Either way, the waits of the session that ended
-/// (here, or in [`settle`] when a call noticed first) are woken.
-fn broker_gone(generation: u64) {
+/// Connection `serial` hung up: if it is still the process's, its session
+/// goes to a new broker ([`rejoin`]), or is over. Either way, the waits of a
+/// session that ended (here, or in [`settle`] when a call noticed first) are
+/// woken.
+fn broker_gone(serial: u64) {
     // First without the lock: a call that noticed first ended the session
     // already, and may hold the lock for long (it starts a new broker).
     objmgr_sync::lifeline::wake_sleepers();
     {
         let mut shared = lock_shared();
-        if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation {
-            end_session(&mut shared);
+        if shared
+            .conn
+            .as_ref()
+            .is_some_and(|conn| conn.serial == serial)
+        {
+            lost(&mut shared);
         }
     }
     objmgr_sync::lifeline::wake_sleepers();
+}
+
+/// The broker of the connection hung up (under `SHARED`): the session goes
+/// on with a new broker if one takes every handle back, else it ends.
+fn lost(shared: &mut Shared) {
+    if !rejoin(shared) {
+        end_session(shared);
+    }
+}
+
+/// Takes the session to a new broker (started if need be): re-announces
+/// every handle of the process ([`Holdings::steps`]), keeping the process's
+/// tag. True if the new broker took them all; handles, the generation and
+/// threads' identities then stay as they were, and waits go on. False if it
+/// could not (a handle no broker can take back, no broker recovering, or
+/// the new broker refused one): the caller ends the session.
+fn rejoin(shared: &mut Shared) -> bool {
+    let Some(old) = shared.conn.take() else {
+        return false;
+    };
+    CONNECTION_FD.store(-1, Ordering::Release);
+    // The watcher's duplicate would keep the old socket open.
+    let _ = net::shutdown(&old.socket, net::Shutdown::Both);
+    let Some(steps) = shared.held.steps(old.tag, crate::sync::arena_fd) else {
+        return false;
+    };
+    let Ok(mut conn) = establish() else {
+        return false;
+    };
+    for (step, fd) in steps {
+        let fd = fd.as_ref().map(|fd| fd.as_fd());
+        match conn.exchange(&Request::Reclaim { step }, fd.as_slice()) {
+            Ok((Ok(Reply::Done), _)) => {}
+            // The new broker forgets what it took back when this
+            // connection closes.
+            _ => return false,
+        }
+    }
+    conn.tag = old.tag;
+    CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
+    watch(&conn);
+    shared.conn = Some(conn);
+    true
+}
+
+/// Notes that the section behind `handle` (of generation `generation`) is
+/// mapped through `fd`, which a new broker would take it back by.
+pub(crate) fn attach_section_fd(
+    handle: Handle,
+    handle_generation: u64,
+    fd: std::sync::Arc<OwnedFd>,
+) {
+    let mut shared = lock_shared();
+    if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == handle_generation {
+        shared.held.attach_section_fd(handle, fd);
+    }
 }
 
 /// Ends the connection's session (under `SHARED`): its handles die, and so
@@ -915,19 +1032,30 @@ fn forget_watch() {
     }
 }
 
-/// Passes an exchange's outcome on; a broken connection is dropped (every
-/// handle of its session died with it) and reported as `ERROR_BROKEN_PIPE`.
+/// Passes an exchange's outcome on; a broken connection is reported as
+/// `ERROR_BROKEN_PIPE`. A broker that hung up hands the session to a new
+/// one if it can ([`lost`]); one that answered nonsense ends it (every
+/// handle of its session died with it).
 fn settle<T>(shared: &mut Shared, outcome: Result<T, Broken>) -> Result<T> {
     match outcome {
         Ok(value) => Ok(value),
         Err(Broken::NotSent(e)) => Err(e),
         Err(broken) => {
             let why = match broken {
-                Broken::Connection(why) | Broken::Protocol(why) => why,
-                Broken::Refused(e) | Broken::NotSent(e) => e.to_string(),
+                Broken::Connection(why) => {
+                    lost(shared);
+                    why
+                }
+                Broken::Protocol(why) => {
+                    // The shutdown wakes the watcher, which wakes the session's waits.
+                    end_session(shared);
+                    why
+                }
+                Broken::Refused(e) | Broken::NotSent(e) => {
+                    end_session(shared);
+                    e.to_string()
+                }
             };
-            // The shutdown wakes the watcher, which wakes the session's waits.
-            end_session(shared);
             Err(Error::new(
                 ERROR_BROKEN_PIPE,
                 format!("lost the connection to the objmgr broker: {why}"),
@@ -962,11 +1090,16 @@ pub(crate) fn call_with_fds(
     let outcome = conn.exchange(request, fds);
     let lost = matches!(outcome, Err(Broken::Connection(_)));
     match settle(&mut shared, outcome) {
-        Ok((reply, received)) => Ok((reply?, received, generation)),
+        Ok((reply, received)) => {
+            let reply = reply?;
+            shared.held.note_reply(request, &reply);
+            Ok((reply, received, generation))
+        }
         Err(e) if lost && request.independent_of_session() => {
             drop(shared);
             let (mut shared, generation) = connected().map_err(|_| e)?;
             let (reply, received) = exchange_locked(&mut shared, request, fds)?;
+            shared.held.note_reply(request, &reply);
             Ok((reply, received, generation))
         }
         Err(e) => Err(e),

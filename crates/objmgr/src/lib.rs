@@ -79,6 +79,7 @@ pub mod job;
 pub mod namespace;
 mod owner;
 pub mod process;
+mod reclaim;
 mod remote_sync;
 pub mod section;
 pub mod sync;

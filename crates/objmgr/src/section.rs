@@ -65,7 +65,9 @@ pub struct Section {
     file_backed: bool,
     existed: bool,
     /// The section's memory: read-write only if this handle may write.
-    fd: OwnedFd,
+    /// (Shared with the connection's note of the handle, by which a broker
+    /// that replaces a dead one takes the section back.)
+    fd: std::sync::Arc<OwnedFd>,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -413,6 +415,10 @@ impl Section {
                 format!("{}: unknown protection", what()),
             )
         })?;
+        let fd = std::sync::Arc::new(fd);
+        if !info.file_backed {
+            connection::attach_section_fd(handle, generation, fd.clone());
+        }
         Ok(Section {
             handle,
             generation,

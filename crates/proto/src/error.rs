@@ -86,6 +86,7 @@ win32_errors! {
     ERROR_NOACCESS = 998, "Invalid access to memory location.";
     ERROR_INVALID_ADDRESS = 487, "Attempt to access invalid address.";
     ERROR_FILE_INVALID = 1006, "The volume for a file has been externally altered so that the opened file is no longer valid.";
+    ERROR_RETRY = 1237, "The operation could not be completed. A retry should be performed.";
     ERROR_SERVICE_NOT_ACTIVE = 1062, "The service has not been started.";
     ERROR_MAPPED_ALIGNMENT = 1132, "The base address or the file offset specified does not have the proper alignment.";
     ERROR_INTERNAL_ERROR = 1359, "An internal error occurred.";

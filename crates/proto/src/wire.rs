@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -257,10 +257,11 @@ pub enum Opcode {
     OpenFile = 25,
     FileControl = 26,
     ListFiles = 27,
+    Reclaim = 28,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 27] = [
+    pub const ALL: [Opcode; 28] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -288,6 +289,7 @@ impl Opcode {
         Opcode::OpenFile,
         Opcode::FileControl,
         Opcode::ListFiles,
+        Opcode::Reclaim,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -324,6 +326,7 @@ impl Opcode {
             Opcode::OpenFile => "open_file",
             Opcode::FileControl => "file_control",
             Opcode::ListFiles => "list_files",
+            Opcode::Reclaim => "reclaim",
         }
     }
 }
@@ -512,6 +515,9 @@ pub enum Request {
     /// The files open through objmgr (the caller's own; root: all), for
     /// `objmgr ls --files`: as many as fit one reply. Reply: `Objects`.
     ListFiles,
+    /// One step of a process taking its handles back from a broker that
+    /// died (see [`ReclaimStep`]). Reply: `Done`.
+    Reclaim { step: ReclaimStep },
     /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
     FileControl {
         op: FileOp,
@@ -521,6 +527,119 @@ pub enum Request {
         /// comes second.
         name: String,
     },
+}
+
+/// What one [`Request::Reclaim`] re-announces to the broker that replaced
+/// a dead one: `Begin`, then every `Arena` and handle, then `End` (see
+/// `docs/PROTOCOL.md`, section 9). Refused unless the broker is recovering
+/// and the lost broker's journal names the calling process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReclaimStep {
+    /// The tag the process had with the lost broker: its threads' mutex
+    /// ownerships carry it, so it keeps it.
+    Begin { tag: u16 },
+    /// A sync arena that following `Sync` steps name by `id`; its fd is
+    /// attached.
+    Arena { id: u64, slots: u32 },
+    /// A paging-file-backed section handle; the section's fd is attached.
+    Section {
+        handle: Handle,
+        access: u32,
+        inherit: bool,
+        /// The name it was created or opened by (empty: none).
+        name: String,
+        protection: u32,
+        attributes: u32,
+        size: u64,
+    },
+    /// A mutex, event, semaphore or timer handle: slot `slot` of arena
+    /// `arena`.
+    Sync {
+        handle: Handle,
+        access: u32,
+        inherit: bool,
+        name: String,
+        arena: u64,
+        slot: u32,
+    },
+    /// Every handle is announced: the process is back.
+    End,
+}
+
+impl ReclaimStep {
+    /// How many descriptors the step's message carries.
+    pub fn fds(&self) -> usize {
+        match self {
+            ReclaimStep::Arena { .. } | ReclaimStep::Section { .. } => 1,
+            _ => 0,
+        }
+    }
+}
+
+fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
+    match step {
+        ReclaimStep::Begin { tag } => {
+            e.u8(0).u16(*tag);
+        }
+        ReclaimStep::Arena { id, slots } => {
+            e.u8(1).u64(*id).u32(*slots);
+        }
+        ReclaimStep::Section {
+            handle,
+            access,
+            inherit,
+            name,
+            protection,
+            attributes,
+            size,
+        } => {
+            e.u8(2).u32(handle.0).u32(*access).bool(*inherit).str(name);
+            e.u32(*protection).u32(*attributes).u64(*size);
+        }
+        ReclaimStep::Sync {
+            handle,
+            access,
+            inherit,
+            name,
+            arena,
+            slot,
+        } => {
+            e.u8(3).u32(handle.0).u32(*access).bool(*inherit).str(name);
+            e.u64(*arena).u32(*slot);
+        }
+        ReclaimStep::End => {
+            e.u8(4);
+        }
+    }
+}
+
+fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
+    Ok(match d.u8()? {
+        0 => ReclaimStep::Begin { tag: d.u16()? },
+        1 => ReclaimStep::Arena {
+            id: d.u64()?,
+            slots: d.u32()?,
+        },
+        2 => ReclaimStep::Section {
+            handle: Handle(d.u32()?),
+            access: d.u32()?,
+            inherit: d.bool()?,
+            name: d.str()?,
+            protection: d.u32()?,
+            attributes: d.u32()?,
+            size: d.u64()?,
+        },
+        3 => ReclaimStep::Sync {
+            handle: Handle(d.u32()?),
+            access: d.u32()?,
+            inherit: d.bool()?,
+            name: d.str()?,
+            arena: d.u64()?,
+            slot: d.u32()?,
+        },
+        4 => ReclaimStep::End,
+        _ => return Err(WireError::BadField("reclaim step")),
+    })
 }
 
 /// What [`Request::FileControl`] does.
@@ -729,6 +848,7 @@ impl Request {
             Request::OpenFile { .. } => Opcode::OpenFile,
             Request::FileControl { .. } => Opcode::FileControl,
             Request::ListFiles => Opcode::ListFiles,
+            Request::Reclaim { .. } => Opcode::Reclaim,
         }
     }
 
@@ -932,6 +1052,7 @@ impl Request {
             } => {
                 e.u8(*op as u8).u32(handle.0).u64(*value).str(name);
             }
+            Request::Reclaim { step } => encode_reclaim(&mut e, step),
         }
         e.finish()
     }
@@ -976,6 +1097,9 @@ impl Request {
             Opcode::Status => Request::Status,
             Opcode::Shutdown => Request::Shutdown,
             Opcode::ListFiles => Request::ListFiles,
+            Opcode::Reclaim => Request::Reclaim {
+                step: decode_reclaim(&mut d)?,
+            },
             Opcode::CreateSync => Request::CreateSync {
                 name: d.str()?,
                 init: decode_init(&mut d)?,
@@ -1533,7 +1657,9 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         // A close that made a pending name's removal due answers its ticket
         // (see `FileOp::RemovalDone`), else 0.
         Opcode::Close => Reply::Value(d.u32()?),
-        Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate => Reply::Done,
+        Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate | Opcode::Reclaim => {
+            Reply::Done
+        }
         Opcode::Security => Reply::Text(d.str()?),
         Opcode::SyncRemote => {
             let (code, index) = (d.u8()?, d.u32()?);
@@ -1806,6 +1932,42 @@ mod tests {
                 period: 5,
             });
         }
+        for step in [
+            ReclaimStep::Begin { tag: 7 },
+            ReclaimStep::Arena {
+                id: u64::MAX,
+                slots: 1 << 20,
+            },
+            ReclaimStep::Section {
+                handle: Handle(4),
+                access: 6,
+                inherit: true,
+                name: "Local\\x".into(),
+                protection: 4,
+                attributes: 8,
+                size: 1 << 33,
+            },
+            ReclaimStep::Sync {
+                handle: Handle(8),
+                access: 0x1F_0003,
+                inherit: false,
+                name: String::new(),
+                arena: 5,
+                slot: 9,
+            },
+            ReclaimStep::End,
+        ] {
+            round_trip(Request::Reclaim { step });
+        }
+        let mut bad_step = Request::Reclaim {
+            step: ReclaimStep::End,
+        }
+        .encode(1);
+        *bad_step.last_mut().expect("step code") = 5;
+        assert_eq!(
+            Request::decode(&bad_step),
+            Err(WireError::BadField("reclaim step"))
+        );
         // A list longer than any wait is refused, not allocated.
         let mut too_long = Request::SyncRemote {
             op: RemoteOp::WaitAny,

@@ -35,12 +35,14 @@ mod job;
 mod namespace;
 mod object_security;
 mod process;
+mod recovery;
 mod remote_sync;
 pub use job::JOB_TIME_CHECK;
 use object_security::security_properties;
 use process::ProcessRecord;
 pub(crate) use process::proc_ids;
 pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
+pub use recovery::RECOVERY_TIME;
 
 /// The session number `Local\` names live under on a per-user broker (one
 /// broker = one session). On the system-wide broker each user is a session
@@ -112,6 +114,9 @@ struct Object {
     /// The security domain (a uid) whose arena holds its state, for objects
     /// with state in an arena.
     domain: u32,
+    /// The arena of a lost broker its state lives in, for a sync object
+    /// taken back after a crash (see `recovery`).
+    adopted_arena: Option<u64>,
 }
 
 /// Where a new object's state went (see [`Broker::new_state`]).
@@ -242,6 +247,9 @@ pub struct Client {
     /// id, and the access it was granted to it.
     aliases: Vec<(String, u32, u32)>,
     handles: HandleTable,
+    /// Between its `Reclaim` steps `Begin` and `End`: taking back its
+    /// handles from a broker that died.
+    reclaiming: bool,
 }
 
 /// What a request produced: a reply and possibly an fd to attach.
@@ -342,6 +350,14 @@ pub struct Broker {
     /// something, shared by all their objects that have it.
     default_security: HashMap<(security::Sid, security::Sid), Rc<SecurityDescriptor>>,
     next_namespace: u32,
+    /// The client journal (per-user broker), for a broker that replaces
+    /// this one if it dies.
+    journal: Option<crate::journal::Journal>,
+    /// Taking over from a broker that died, while it lasts.
+    recovery: Option<recovery::Recovery>,
+    /// The arenas of a broker that died, taken back with its processes'
+    /// objects, by id.
+    adopted: HashMap<u64, SyncArena>,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -384,6 +400,9 @@ impl Broker {
             namespaces: HashMap::new(),
             default_security: HashMap::new(),
             next_namespace: 1,
+            journal: None,
+            recovery: None,
+            adopted: HashMap::new(),
             socket,
             idle_timeout_ms,
         }
@@ -397,6 +416,7 @@ impl Broker {
     /// started that still run, or handle tables waiting for a process.
     pub fn busy(&self) -> bool {
         !self.clients.is_empty()
+            || self.recovery.is_some()
             || !self.pending.is_empty()
             || self.processes.values().any(ProcessRecord::running_child)
     }
@@ -452,8 +472,10 @@ impl Broker {
                 remote: Default::default(),
                 aliases: Vec::new(),
                 handles: HandleTable::default(),
+                reclaiming: false,
             },
         );
+        self.journal_client(tag, pid);
         Ok(())
     }
 
@@ -508,8 +530,12 @@ impl Broker {
         for sync in self.sync.values().chain(self.solo.values()) {
             sync.reap(client.tag);
         }
+        for sync in self.adopted.values() {
+            sync.reap(client.tag);
+        }
         self.end_threads_of(client.tag, client.pid);
         self.tags_in_use.remove(&client.tag);
+        self.journal_client_gone(client.tag, client.reclaiming);
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -553,7 +579,13 @@ impl Broker {
                 self.names.remove(&path);
             }
             // A solo arena goes with its object (the mapping is unmapped).
-            if self.solo.remove(&id).is_some() {
+            if let Some(arena) = object.adopted_arena {
+                if let (Some((slot, _)), Some(sync)) =
+                    (object.body.sync_slot(), self.adopted.get_mut(&arena))
+                {
+                    sync.free(slot);
+                }
+            } else if self.solo.remove(&id).is_some() {
                 if let Some(count) = self.solo_per_user.get_mut(&object.domain) {
                     *count -= 1;
                     if *count == 0 {
@@ -627,12 +659,16 @@ impl Broker {
                 op: objmgr_proto::wire::FileOp::MayDelete,
                 ..
             } => 2,
+            Request::Reclaim { ref step } => step.fds(),
             _ => 0,
         };
         if fds.len() != expected_fds {
             return Err(Failure::protocol(
                 "wrong number of file descriptors attached",
             ));
+        }
+        if greeted {
+            self.hold_for_recovery(request.opcode())?;
         }
         match request {
             Request::Hello { version } => {
@@ -672,6 +708,7 @@ impl Broker {
                 }))
             }
             _ if !greeted => Err(Failure::protocol("request before Hello")),
+            Request::Reclaim { step } => self.reclaim(id, step, fds.pop()),
             Request::CreateSection {
                 name,
                 protection,
@@ -1231,6 +1268,7 @@ impl Broker {
                 charged_to: charge,
                 security,
                 domain,
+                adopted_arena: None,
             },
         );
         oid
@@ -1386,6 +1424,9 @@ impl Broker {
     fn arena_of(&self, oid: ObjectId) -> Option<&SyncArena> {
         let object = self.objects.get(&oid)?;
         object.body.sync_slot()?;
+        if let Some(arena) = object.adopted_arena {
+            return self.adopted.get(&arena);
+        }
         self.solo
             .get(&oid)
             .or_else(|| self.sync.get(&object.domain))

@@ -12,6 +12,7 @@ pub mod broker;
 mod child_limits;
 mod closer;
 mod fd_hygiene;
+pub mod journal;
 pub mod log;
 pub mod quota;
 pub mod section;

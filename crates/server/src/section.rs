@@ -290,6 +290,58 @@ impl Section {
         })
     }
 
+    /// Takes back a paging-file-backed section of a broker that died, from
+    /// the fd a client of that broker still holds: only a memfd sealed as
+    /// [`Section::new_anonymous`] seals one (no other file takes those
+    /// seals), of the size and protection the client says it has. A
+    /// read-only fd is opened again writable where the protection allows
+    /// shared writes (the memfd is the broker's user's, mode 0400: the mode
+    /// is lifted for the time of the open), so that later handles with
+    /// write access get what they need.
+    pub fn adopt(
+        fd: OwnedFd,
+        size: u64,
+        protection: PageProtection,
+        attributes: SectionAttributes,
+    ) -> Result<Section, Failure> {
+        let not_ours = |why: &str| {
+            Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("the descriptor is not a section of a lost broker: {why}"),
+            )
+        };
+        let stat = cached_stat(&fd)?;
+        let seals = fs::fcntl_get_seals(&fd).map_err(|_| not_ours("it takes no seals"))?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            || seals.contains(SealFlags::WRITE) == protection.allows_shared_write()
+        {
+            return Err(not_ours("its seals are not a section's"));
+        }
+        if stat.stx_size != size || size == 0 {
+            return Err(not_ours("its size is not the section's"));
+        }
+        let mode = fs::fcntl_getfl(&fd).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        let mut base = fd;
+        let mut base_writable = mode & OFlags::RWMODE == OFlags::RDWR;
+        if !base_writable
+            && protection.allows_shared_write()
+            && let Ok(writable) = reopen_writable(&base)
+        {
+            base = writable;
+            base_writable = true;
+        }
+        Ok(Section {
+            size,
+            protection,
+            attributes,
+            file_backed: false,
+            base: Rc::new(base),
+            base_writable,
+            read_only: OnceCell::new(),
+            node: None,
+        })
+    }
+
     /// What a client needs to map the section.
     pub fn info(&self) -> SectionInfo {
         SectionInfo {
@@ -360,6 +412,24 @@ impl Section {
     pub fn base_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.base.as_fd()
     }
+}
+
+/// A memfd of the broker's user (`fd` read-only) opened again for
+/// writing: its mode 0400 is lifted for the time of the open.
+fn reopen_writable(fd: &OwnedFd) -> Result<OwnedFd, Failure> {
+    let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd));
+    fs::fchmod(fd, Mode::from_raw_mode(0o600))
+        .map_err(|e| Failure::new(errno(e), "lifting a section's mode"))?;
+    let reopened = fs::open(
+        path,
+        OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    );
+    let restored = fs::fchmod(fd, Mode::from_raw_mode(0o400));
+    let reopened =
+        reopened.map_err(|e| Failure::new(errno(e), "opening a section again for writing"))?;
+    restored.map_err(|e| Failure::new(errno(e), "making a section's memory file read-only"))?;
+    Ok(reopened)
 }
 
 /// The file behind `fd` (a memfd of the broker's own) opened again,

@@ -229,6 +229,7 @@ pub fn serve(
     let mut broker = Broker::new(listener.path.display().to_string(), idle_ms);
     broker.system = config.system;
     broker.admin_gid = config.admin_gid;
+    broker.open_journal(&listener.path);
     let mut connections: HashMap<ClientId, Connection> = HashMap::new();
 
     let mut idle_since = Some(Instant::now());
@@ -292,6 +293,19 @@ pub fn serve(
         let timeout = match (timeout, job_check) {
             (Some(t), Some(j)) if (j.tv_sec, j.tv_nsec) < (t.tv_sec, t.tv_nsec) => Some(j),
             (None, Some(j)) => Some(j),
+            (t, _) => t,
+        };
+        // And for the end of a recovery after a crash.
+        let recovery_end = broker.recovery_deadline().map(|deadline| {
+            rustix::time::Timespec::try_from(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or(rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                })
+        });
+        let timeout = match (timeout, recovery_end) {
+            (Some(t), Some(r)) if (r.tv_sec, r.tv_nsec) < (t.tv_sec, t.tv_nsec) => Some(r),
+            (None, Some(r)) => Some(r),
             (t, _) => t,
         };
         events.clear();
@@ -420,6 +434,7 @@ pub fn serve(
                 hang_up(&epoll_fd, &mut connections, &mut broker, id);
             }
         }
+        broker.check_recovery();
         if broker.job_check_due() && last_job_check.elapsed() >= JOB_TIME_CHECK {
             guarded("job time limits", || broker.check_job_times());
             last_job_check = Instant::now();
@@ -461,6 +476,7 @@ pub fn serve(
             idle_since = None;
         }
     }
+    broker.close_journal();
     // Remove the socket before the connections close, so a client that sees its
     // connection drop and retries finds no dead socket to connect to.
     if listener.file_id.is_some() && file_id(&listener.path) == listener.file_id {

@@ -86,6 +86,74 @@ impl SyncArena {
         Ok(arena)
     }
 
+    /// Takes back the domain arena `id` of a broker that died, from the fd
+    /// a client of that broker still holds: a sealed memfd of a domain
+    /// arena's size. It is mapped for the rest of the broker's life (it is
+    /// its clients' doorbell too) and starts with no live slot; new objects
+    /// never go into it ([`SyncArena::adopt_slot`] marks those taken back).
+    pub fn adopt(fd: OwnedFd, id: u64, slots: u32) -> Result<SyncArena, Failure> {
+        let not_ours = |why: &str| {
+            Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("the descriptor is not a sync arena of a lost broker: {why}"),
+            )
+        };
+        if slots != ARENA_SLOTS {
+            return Err(not_ours("a domain arena has another size"));
+        }
+        let seals = fs::fcntl_get_seals(&fd).map_err(|_| not_ours("it takes no seals"))?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL) {
+            return Err(not_ours("its seals are not an arena's"));
+        }
+        let size = fs::fstat(&fd)
+            .map_err(|e| Failure::new(errno(e), "fstat of a sync arena"))?
+            .st_size;
+        if size as u64 != u64::from(slots) * SLOT_SIZE as u64 {
+            return Err(not_ours("its size is not an arena's"));
+        }
+        let mapped = Arena::map(fd.as_fd(), slots, true)
+            .map_err(|e| Failure::new(errno(e), "mapping a lost broker's sync arena"))?;
+        let arena: &'static Arena = Box::leak(Box::new(mapped));
+        arena.serve_as_doorbell();
+        Ok(SyncArena {
+            id,
+            fd: Rc::new(fd),
+            read_only: OnceCell::new(),
+            arena: Mapping::Forever(arena),
+            slots,
+            free: Vec::new(),
+            next: slots,
+            live: BTreeSet::new(),
+        })
+    }
+
+    /// Marks slot `index` of an adopted arena live again, and returns the
+    /// kind of object it holds: a mutex, event, semaphore or timer, or
+    /// `None` (no such object is there; nothing changes).
+    pub fn adopt_slot(&mut self, index: u32) -> Option<Kind> {
+        if index == 0 {
+            return None; // the doorbell
+        }
+        let kind = self.arena().slot(index).and_then(ops::observe)?.kind;
+        matches!(
+            kind,
+            Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. }
+        )
+        .then(|| {
+            self.live.insert(index);
+            kind
+        })
+    }
+
+    /// Whether the arena's memory is the file behind `fd` (an adopted
+    /// arena announced again by another client).
+    pub fn is_file(&self, fd: &OwnedFd) -> bool {
+        let (Ok(mine), Ok(theirs)) = (fs::fstat(&*self.fd), fs::fstat(fd)) else {
+            return false;
+        };
+        (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+    }
+
     fn make(slots: u32) -> Result<SyncArena, Failure> {
         let fd = fs::memfd_create(
             "objmgr-sync-arena",

@@ -1,0 +1,232 @@
+//! What this process holds, for a broker that replaces one that died.
+//!
+//! Every handle the process made or opened itself is noted here, under the
+//! connection lock, as the broker's reply grants it, and forgotten when it
+//! is closed. When the broker dies, the connection's watcher (or a call that
+//! noticed first) connects to a new broker and re-announces all of them
+//! ([`Holdings::steps`]): sections with their memfds, mutexes, events,
+//! semaphores and timers with the arena they live in. The new broker
+//! rebuilds the objects, names and handle values (see the broker's
+//! `recovery` module), and the session goes on: handles keep working, waits
+//! keep waiting, and a name keeps meaning one object.
+//!
+//! Some handles cannot be taken back: files, file-backed sections,
+//! processes, threads, jobs, objects of other users' domains, and handles
+//! whose name this process does not know (inherited, duplicated in, or
+//! taken over by value). A process holding one loses its whole session
+//! instead (fail-stop: see `connection`), as it did before survival: every
+//! handle fails at once, rather than some silently meaning nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use objmgr_proto::wire::{Handle, ReclaimStep, Reply, Request, SectionInfo};
+use objmgr_sync::arena::SOLO_SLOTS;
+use objmgr_sync::ops::Kind;
+use rustix::fd::OwnedFd;
+
+/// One handle, as it would be announced.
+#[derive(Debug)]
+struct Held {
+    what: What,
+    access: u32,
+    inherit: bool,
+    /// The name it was created or opened by, as the caller gave it.
+    name: String,
+}
+
+#[derive(Debug)]
+enum What {
+    /// A paging-file-backed section; its fd once the object is made.
+    Section {
+        info: SectionInfo,
+        fd: Option<Arc<OwnedFd>>,
+    },
+    /// A mutex, event, semaphore or timer in a domain arena.
+    Sync { arena: u64, slot: u32 },
+    /// Anything a new broker cannot take back.
+    Other,
+}
+
+/// The handles of the process's broker session.
+#[derive(Debug, Default)]
+pub(crate) struct Holdings {
+    handles: BTreeMap<u32, Held>,
+}
+
+/// A step to send, and the descriptor it carries.
+pub(crate) type Step = (ReclaimStep, Option<Arc<OwnedFd>>);
+
+impl Holdings {
+    pub(crate) const fn new() -> Holdings {
+        Holdings {
+            handles: BTreeMap::new(),
+        }
+    }
+
+    /// Notes the handles `reply` grants for `request`.
+    pub(crate) fn note_reply(&mut self, request: &Request, reply: &Reply) {
+        let (name, inherit) = match request {
+            Request::CreateSection {
+                name,
+                inherit,
+                from_file: false,
+                ..
+            }
+            | Request::Open { name, inherit, .. }
+            | Request::CreateSync { name, inherit, .. } => (Some(name.as_str()), *inherit),
+            _ => (None, false),
+        };
+        match reply {
+            Reply::Section(grant) => {
+                let what = match name {
+                    Some(_) if !grant.info.file_backed => What::Section {
+                        info: grant.info,
+                        fd: None,
+                    },
+                    _ => What::Other,
+                };
+                self.note(grant.handle, what, grant.access, inherit, name);
+            }
+            Reply::Sync(grant) => {
+                let waitable = matches!(
+                    Kind::from_code(grant.kind),
+                    Some(Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. })
+                );
+                let what = match name {
+                    Some(_) if waitable && grant.arena_slots != SOLO_SLOTS && grant.writable => {
+                        What::Sync {
+                            arena: grant.arena_id,
+                            slot: grant.slot,
+                        }
+                    }
+                    _ => What::Other,
+                };
+                self.note(grant.handle, what, grant.access, inherit, name);
+            }
+            Reply::File(grant) => self.note_other(grant.handle),
+            Reply::Spawned {
+                process, thread, ..
+            } => {
+                self.note_other(process.handle);
+                self.note_other(thread.handle);
+            }
+            Reply::Value(value) => {
+                if let Request::Duplicate {
+                    target_process: objmgr_proto::wire::CURRENT_PROCESS,
+                    ..
+                } = request
+                {
+                    self.note_other(Handle(*value));
+                }
+            }
+            _ => {}
+        }
+        if let Request::Duplicate {
+            source_process: objmgr_proto::wire::CURRENT_PROCESS,
+            source,
+            options,
+            ..
+        } = request
+            && options & objmgr_proto::process::DUPLICATE_CLOSE_SOURCE != 0
+        {
+            self.forget(*source);
+        }
+    }
+
+    fn note(&mut self, handle: Handle, what: What, access: u32, inherit: bool, name: Option<&str>) {
+        let held = Held {
+            what,
+            access,
+            inherit,
+            name: name.unwrap_or_default().to_owned(),
+        };
+        self.handles.insert(handle.0, held);
+    }
+
+    /// Notes a handle that cannot be taken back (one this process did not
+    /// make, or of a type no new broker can rebuild).
+    pub(crate) fn note_other(&mut self, handle: Handle) {
+        self.note(handle, What::Other, 0, false, None);
+    }
+
+    /// The section behind `handle` is mapped through `fd`.
+    pub(crate) fn attach_section_fd(&mut self, handle: Handle, fd: Arc<OwnedFd>) {
+        if let Some(Held {
+            what: What::Section { fd: slot, .. },
+            ..
+        }) = self.handles.get_mut(&handle.0)
+        {
+            *slot = Some(fd);
+        }
+    }
+
+    /// `SetHandleInformation` changed whether `handle` is inherited.
+    pub(crate) fn set_inherit(&mut self, handle: Handle, inherit: bool) {
+        if let Some(held) = self.handles.get_mut(&handle.0) {
+            held.inherit = inherit;
+        }
+    }
+
+    /// `handle` is closed.
+    pub(crate) fn forget(&mut self, handle: Handle) {
+        self.handles.remove(&handle.0);
+    }
+
+    /// The session is over: nothing is held any more.
+    pub(crate) fn clear(&mut self) {
+        self.handles.clear();
+    }
+
+    /// The `Reclaim` steps that take every handle back, between `Begin`
+    /// (with `tag`) and `End`, with `arena_fd` giving each arena's
+    /// descriptor; `None` if one cannot be taken back.
+    pub(crate) fn steps(
+        &self,
+        tag: u16,
+        arena_fd: impl Fn(u64) -> Option<(OwnedFd, u32)>,
+    ) -> Option<Vec<Step>> {
+        let mut steps = vec![(ReclaimStep::Begin { tag }, None)];
+        let mut arenas = BTreeSet::new();
+        for held in self.handles.values() {
+            if let What::Sync { arena, .. } = held.what
+                && arenas.insert(arena)
+            {
+                let (fd, slots) = arena_fd(arena)?;
+                steps.push((ReclaimStep::Arena { id: arena, slots }, Some(Arc::new(fd))));
+            }
+        }
+        for (&value, held) in &self.handles {
+            let (handle, access, inherit) = (Handle(value), held.access, held.inherit);
+            let name = held.name.clone();
+            steps.push(match &held.what {
+                What::Section { info, fd } => (
+                    ReclaimStep::Section {
+                        handle,
+                        access,
+                        inherit,
+                        name,
+                        protection: info.protection,
+                        attributes: info.attributes,
+                        size: info.size,
+                    },
+                    Some(fd.clone()?),
+                ),
+                &What::Sync { arena, slot } => (
+                    ReclaimStep::Sync {
+                        handle,
+                        access,
+                        inherit,
+                        name,
+                        arena,
+                        slot,
+                    },
+                    None,
+                ),
+                What::Other => return None,
+            });
+        }
+        steps.push((ReclaimStep::End, None));
+        Some(steps)
+    }
+}

@@ -1,0 +1,479 @@
+//! Taking over from a per-user broker that died: its clients come back
+//! with their handles, and the namespace is rebuilt from what they hold.
+//!
+//! The lost broker's journal (`crate::journal`) says which processes held
+//! which tags. Those still running are *expected*: for a short while
+//! ([`RECOVERY_TIME`] at most, less once every one has come back) the
+//! broker serves nothing but their [`Request::Reclaim`] steps, and closes;
+//! everything else is answered `ERROR_RETRY`, which the client library
+//! retries. So no process can create a name that a returning one still
+//! holds, and a name keeps meaning one object.
+//!
+//! A returning process names its old tag, then its arenas and handles:
+//! - a section by its memfd (identified by device and inode: two processes
+//!   holding one section bring the same file), with its size and protection,
+//!   checked against the file's own seals and size;
+//! - a mutex, event, semaphore or timer by its slot in a domain arena that
+//!   the process still maps (identified by the arena's id, and checked to be
+//!   the same file when a second process brings it). The state is where it
+//!   was: waits went on while no broker ran.
+//!
+//! Each handle comes back at its old value, with its access and inherit
+//! flag, and a name binds to the object again. The state stays in the old
+//! arenas (mapped by the broker for the rest of its life); new objects go
+//! into a new one.
+//!
+//! When recovery ends, the tags of processes that died while no broker ran,
+//! or did not come back, are reaped in the old arenas: mutexes their threads
+//! owned are abandoned, their slot locks released, and their waiters woken.
+//!
+//! Trust: only the per-user broker recovers. Every process it serves is its
+//! user's (or root), which can already reach every object of the user's (see
+//! SECURITY.md): a returning process is believed about the access and names
+//! of its handles, but each descriptor is checked to be a section or an
+//! arena, each slot to hold an object of a waitable type, and each name
+//! binds to one object only. The system broker does not recover: its
+//! clients' handles fail at once when it dies (see `docs/PROTOCOL.md`).
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use objmgr_proto::access::ObjectType;
+use objmgr_proto::error::*;
+use objmgr_proto::section::parse_protection;
+use objmgr_proto::wire::{Handle, Opcode, ReclaimStep, Reply};
+
+use super::{Body, Broker, ClientId, HandleEntry, HandleTable, ObjectId, Outcome};
+use crate::Failure;
+use crate::journal::{self, Journal, Recorded};
+use crate::quota::Charge;
+use crate::section::{FileNode, Section};
+use crate::sync::SyncArena;
+
+/// How long the broker waits for the processes of a broker that died to
+/// come back before it serves anyone else.
+pub const RECOVERY_TIME: Duration = Duration::from_secs(3);
+
+/// A recovery in progress.
+#[derive(Debug)]
+pub(super) struct Recovery {
+    deadline: Instant,
+    /// The lost broker's processes that still run and have not begun to
+    /// come back, by tag.
+    expected: HashMap<u16, Recorded>,
+    /// Processes in the middle of coming back.
+    returning: u32,
+    /// The tags to reap when recovery ends: processes that died while no
+    /// broker ran (and those expected that never came back, added then).
+    gone: Vec<u16>,
+    /// Sections taken back, by their memfd.
+    sections: HashMap<FileNode, ObjectId>,
+    /// Sync objects taken back, by arena and slot.
+    syncs: HashMap<(u64, u32), ObjectId>,
+}
+
+/// Requests served while a recovery runs: those of returning processes,
+/// and those that cannot make a name mean a second object.
+fn served_while_recovering(op: Opcode) -> bool {
+    matches!(
+        op,
+        Opcode::Hello
+            | Opcode::Reclaim
+            | Opcode::Close
+            | Opcode::CloseNoReply
+            | Opcode::Status
+            | Opcode::Shutdown
+    )
+}
+
+impl Broker {
+    /// Opens the client journal beside the socket at `socket` (a per-user
+    /// broker only) and, if it names processes of a broker that died that
+    /// still run, starts a recovery.
+    pub fn open_journal(&mut self, socket: &Path) {
+        if self.system {
+            return;
+        }
+        let (journal, recorded) = match Journal::open(&journal::path_for(socket)) {
+            Ok(opened) => opened,
+            Err(e) => {
+                crate::log::warning!("no client journal, so no recovery after a crash: {e}");
+                return;
+            }
+        };
+        let mut expected = HashMap::new();
+        let mut gone = Vec::new();
+        for record in recorded {
+            // Its tag stays taken until recovery ends: its mutex ownerships
+            // may be in an arena a returning process brings.
+            self.tags_in_use.insert(record.tag);
+            self.next_tag = self.next_tag.max(record.tag.wrapping_add(1).max(1));
+            if journal::start_time(record.pid) == Some(record.start_time) {
+                expected.insert(record.tag, record);
+            } else {
+                gone.push(record.tag);
+            }
+        }
+        self.journal = Some(journal);
+        if expected.is_empty() {
+            // Nobody holds an old arena: nothing to take back or reap.
+            for tag in gone {
+                self.free_old_tag(tag);
+            }
+            return;
+        }
+        crate::log::info!(
+            "a broker died: waiting for {} of its processes to come back",
+            expected.len()
+        );
+        self.recovery = Some(Recovery {
+            deadline: Instant::now() + RECOVERY_TIME,
+            expected,
+            returning: 0,
+            gone,
+            sections: HashMap::new(),
+            syncs: HashMap::new(),
+        });
+    }
+
+    /// When the recovery in progress must end, if one is.
+    pub fn recovery_deadline(&self) -> Option<Instant> {
+        self.recovery.as_ref().map(|r| r.deadline)
+    }
+
+    /// Ends the recovery if every expected process came back, or its time
+    /// is up.
+    pub fn check_recovery(&mut self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let done = recovery.expected.is_empty() && recovery.returning == 0;
+        if !done && Instant::now() < recovery.deadline {
+            return;
+        }
+        let recovery = self.recovery.take().expect("checked");
+        let mut reaped = recovery.gone;
+        reaped.extend(recovery.expected.into_keys());
+        if !reaped.is_empty() {
+            crate::log::info!(
+                "recovery over: abandoning what {} lost processes owned",
+                reaped.len()
+            );
+        }
+        for &tag in &reaped {
+            for arena in self.adopted.values() {
+                arena.reap(tag);
+            }
+            self.free_old_tag(tag);
+        }
+        // Objects nobody took back a handle to, or closed since, go now.
+        for oid in recovery
+            .sections
+            .into_values()
+            .chain(recovery.syncs.into_values())
+        {
+            self.release(oid);
+        }
+    }
+
+    /// The recovery holds a reference to each object taken back, until it
+    /// ends: an object a returning process closes at once is still there,
+    /// state and all, for one that comes back later with it.
+    fn hold_until_recovered(&mut self, oid: ObjectId) {
+        self.objects.get_mut(&oid).expect("present").handle_count += 1;
+    }
+
+    fn free_old_tag(&mut self, tag: u16) {
+        self.tags_in_use.remove(&tag);
+        if let Some(journal) = &self.journal {
+            journal.clear(tag);
+        }
+    }
+
+    /// `ERROR_RETRY` for a request that must wait for the recovery.
+    pub(super) fn hold_for_recovery(&mut self, op: Opcode) -> Result<(), Failure> {
+        self.check_recovery();
+        if self.recovery.is_none() || served_while_recovering(op) {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ERROR_RETRY,
+            "the broker is taking back the handles of processes of a broker that died",
+        ))
+    }
+
+    /// Journals a new connection's tag.
+    pub(super) fn journal_client(&self, tag: u16, pid: u32) {
+        if let Some(journal) = &self.journal {
+            journal.record(tag, pid, journal::start_time(pid).unwrap_or(0));
+        }
+    }
+
+    /// A disconnected client's tag leaves the journal; a returning one
+    /// that had not finished counts as done.
+    pub(super) fn journal_client_gone(&mut self, tag: u16, was_returning: bool) {
+        if let Some(journal) = &self.journal {
+            journal.clear(tag);
+        }
+        if was_returning && let Some(recovery) = &mut self.recovery {
+            recovery.returning -= 1;
+        }
+    }
+
+    /// Removes the journal if no process is recorded in it (the broker
+    /// exits cleanly); otherwise leaves it for the next broker.
+    pub fn close_journal(&mut self) {
+        if self.clients.is_empty()
+            && self.recovery.is_none()
+            && let Some(journal) = self.journal.take()
+        {
+            journal.remove();
+        }
+    }
+
+    /// One [`Request::Reclaim`](objmgr_proto::wire::Request::Reclaim) step.
+    pub(super) fn reclaim(
+        &mut self,
+        id: ClientId,
+        step: ReclaimStep,
+        fd: Option<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        let Some(recovery) = &mut self.recovery else {
+            return Err(Failure::new(
+                ERROR_NOT_SUPPORTED,
+                "this broker is not taking back handles (it is not recovering from a crash)",
+            ));
+        };
+        let client = self.clients.get_mut(&id).expect("client present");
+        if let ReclaimStep::Begin { tag } = step {
+            let expected = recovery.expected.get(&tag).copied();
+            let is_it = expected.is_some_and(|record| {
+                record.pid == client.pid
+                    && journal::start_time(client.pid) == Some(record.start_time)
+            });
+            if client.reclaiming || client.handles.live != 0 || !is_it {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    format!("tag {tag} was not this process's with the broker that died"),
+                ));
+            }
+            recovery.expected.remove(&tag);
+            recovery.returning += 1;
+            let fresh = std::mem::replace(&mut client.tag, tag);
+            client.reclaiming = true;
+            self.free_old_tag(fresh);
+            return Ok(Outcome::reply(Reply::Done));
+        }
+        if !client.reclaiming {
+            return Err(Failure::protocol("a reclaim step before Begin"));
+        }
+        match step {
+            ReclaimStep::Begin { .. } => unreachable!("handled above"),
+            ReclaimStep::End => {
+                client.reclaiming = false;
+                recovery.returning -= 1;
+                self.check_recovery();
+            }
+            ReclaimStep::Arena { id: arena, slots } => {
+                let fd = fd.expect("one fd checked");
+                self.adopt_arena(id, arena, slots, fd)?;
+            }
+            ReclaimStep::Section {
+                handle,
+                access,
+                inherit,
+                name,
+                protection,
+                attributes,
+                size,
+            } => {
+                let fd = fd.expect("one fd checked");
+                let node = crate::section::file_node(&fd)?;
+                let known = recovery.sections.get(&node).copied();
+                let oid = match known {
+                    Some(oid) => oid,
+                    None => {
+                        let (protection, attributes) = parse_protection(protection | attributes)
+                            .map_err(|code| {
+                                Failure::new(code, format!("invalid protection {protection:#x}"))
+                            })?;
+                        let section = Section::adopt(fd, size, protection, attributes)?;
+                        let security = self.security_for_new(id, "")?;
+                        let charge = Some((id, Charge::section(size)));
+                        let body = Body::Section(section);
+                        let oid = self.insert_object(
+                            ObjectType::Section,
+                            None,
+                            body,
+                            charge,
+                            security,
+                            0,
+                        );
+                        self.hold_until_recovered(oid);
+                        let recovery = self.recovery.as_mut().expect("recovering");
+                        recovery.sections.insert(node, oid);
+                        oid
+                    }
+                };
+                self.take_back(id, oid, &name, handle, access, inherit)?;
+            }
+            ReclaimStep::Sync {
+                handle,
+                access,
+                inherit,
+                name,
+                arena,
+                slot,
+            } => {
+                let known = recovery.syncs.get(&(arena, slot)).copied();
+                let oid = match known {
+                    Some(oid) => oid,
+                    None => {
+                        let adopted = self.adopted.get_mut(&arena).ok_or_else(|| {
+                            Failure::new(
+                                ERROR_INVALID_PARAMETER,
+                                format!("arena {arena:#x} was not announced"),
+                            )
+                        })?;
+                        let kind = adopted.adopt_slot(slot).ok_or_else(|| {
+                            Failure::new(
+                                ERROR_INVALID_PARAMETER,
+                                format!("slot {slot} of arena {arena:#x} holds no waitable object"),
+                            )
+                        })?;
+                        let security = self.security_for_new(id, "")?;
+                        let charge = Some((id, Charge::sync_object()));
+                        let domain = self.domain_of(id);
+                        let body = Body::Sync { slot, kind };
+                        let oid = self.insert_object(
+                            kind.object_type(),
+                            None,
+                            body,
+                            charge,
+                            security,
+                            domain,
+                        );
+                        self.objects.get_mut(&oid).expect("inserted").adopted_arena = Some(arena);
+                        self.hold_until_recovered(oid);
+                        let recovery = self.recovery.as_mut().expect("recovering");
+                        recovery.syncs.insert((arena, slot), oid);
+                        oid
+                    }
+                };
+                self.take_back(id, oid, &name, handle, access, inherit)?;
+            }
+        }
+        Ok(Outcome::reply(Reply::Done))
+    }
+
+    /// Adopts arena `arena` from client `id`'s fd, or checks that an arena
+    /// adopted already is that file.
+    fn adopt_arena(
+        &mut self,
+        id: ClientId,
+        arena: u64,
+        slots: u32,
+        fd: OwnedFd,
+    ) -> Result<(), Failure> {
+        let clash = || {
+            Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("arena {arena:#x} is another file already"),
+            )
+        };
+        if self.sync.values().any(|own| own.id == arena) {
+            return Err(clash());
+        }
+        match self.adopted.get(&arena) {
+            Some(adopted) if !adopted.is_file(&fd) => return Err(clash()),
+            Some(_) => {}
+            None => {
+                let adopted = SyncArena::adopt(fd, arena, slots)?;
+                self.adopted.insert(arena, adopted);
+            }
+        }
+        // It maps the arena: no grant needs to send it again.
+        self.client(id).arenas_sent.push(arena);
+        Ok(())
+    }
+
+    /// Puts handle `handle` to `oid` back into client `id`'s table, and
+    /// binds `name` (if any) to the object again.
+    fn take_back(
+        &mut self,
+        id: ClientId,
+        oid: ObjectId,
+        name: &str,
+        handle: Handle,
+        access: u32,
+        inherit: bool,
+    ) -> Result<(), Failure> {
+        let bound = self.bind_name(id, oid, name);
+        // A value within the handle quota (the table grows to it) that is
+        // not in use.
+        let quota = crate::quota::get().handles;
+        let free_value = HandleTable::index(handle).is_some_and(|index| (index as u64) < quota)
+            && self.client(id).handles.get(handle).is_none();
+        let result = bound.and_then(|()| {
+            if free_value {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    ERROR_INVALID_HANDLE,
+                    format!("handle {:#x} cannot be taken back", handle.0),
+                ))
+            }
+        });
+        // (The object lives on while the recovery holds it.)
+        result?;
+        let object_type = self.objects[&oid].object_type;
+        self.client(id).handles.insert_at(
+            handle,
+            HandleEntry {
+                object: oid,
+                access: object_type.map_generic(access),
+                inherit,
+                protect: false,
+            },
+        );
+        self.objects.get_mut(&oid).expect("present").handle_count += 1;
+        Ok(())
+    }
+
+    /// Binds the name `name` (as client `id` gave it when it created or
+    /// opened the object) to `oid`: refused if the name is another
+    /// object's, or the object has another, or it is in a private namespace
+    /// (which died with the broker).
+    fn bind_name(&mut self, id: ClientId, oid: ObjectId, name: &str) -> Result<(), Failure> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        let resolved = self.resolve_name(id, name)?;
+        let clash = |what: &str| {
+            Failure::new(
+                ERROR_ALREADY_EXISTS,
+                format!("{name:?} cannot be taken back: {what}"),
+            )
+        };
+        if resolved.namespace.is_some() {
+            return Err(clash("private namespaces do not survive their broker"));
+        }
+        let Some(path) = resolved.path else {
+            return Ok(());
+        };
+        match self.names.get(&path) {
+            Some(&holder) if holder == oid => return Ok(()),
+            Some(_) => return Err(clash("the name is another object's")),
+            None => {}
+        }
+        let object = self.objects.get_mut(&oid).expect("present");
+        if object.path.is_some() {
+            return Err(clash("the object has another name"));
+        }
+        object.path = Some(path.clone());
+        self.names.insert(path, oid);
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The per-user broker's journal of its clients: which process holds which
+//! tag, kept in a file beside the socket so that the broker that replaces a
+//! dead one knows who will come back for their handles (see
+//! `broker::recovery`) and which tags of processes that died meanwhile still
+//! own mutexes in the shared arenas.
+//!
+//! One 16-byte record per tag, at offset `tag * 16`: pid (`u32`), spare,
+//! and the process's start time (`u64`, clock ticks after boot, from
+//! `/proc/<pid>/stat`), so that a pid reused by another process is told
+//! apart. A record is written when a process connects and zeroed when it
+//! disconnects: one `pwrite` each, never on a request's path. The file lives
+//! in the socket's directory, which the broker checked is private to its
+//! user; it is removed when a broker exits with no client recorded.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const RECORD_BYTES: u64 = 16;
+
+/// A process as the journal names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub tag: u16,
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// The open journal.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// The journal's path for the socket at `socket`.
+pub fn path_for(socket: &Path) -> PathBuf {
+    let mut path = socket.as_os_str().to_owned();
+    path.push(".journal");
+    PathBuf::from(path)
+}
+
+/// When process `pid` started (clock ticks after boot), if it runs.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; the command name (field 2) may hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` and returns the processes
+    /// it records: those of a broker that did not exit cleanly.
+    pub fn open(path: &Path) -> std::io::Result<(Journal, Vec<Recorded>)> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc_flags::NOFOLLOW)
+            .open(path)?;
+        let meta = file.metadata()?;
+        // Only a file of the broker's own user, with no other name, is read.
+        if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() || meta.nlink() != 1
+        {
+            return Err(std::io::Error::other(format!(
+                "{} is not a journal of this user's",
+                path.display()
+            )));
+        }
+        let size = meta.len().min((u64::from(u16::MAX) + 1) * RECORD_BYTES);
+        let mut bytes = vec![0u8; size as usize];
+        file.read_exact_at(&mut bytes, 0)?;
+        let recorded = bytes
+            .chunks_exact(RECORD_BYTES as usize)
+            .enumerate()
+            .filter_map(|(tag, record)| {
+                let pid = u32::from_le_bytes(record[0..4].try_into().expect("4 bytes"));
+                let start_time = u64::from_le_bytes(record[8..16].try_into().expect("8 bytes"));
+                (pid != 0 && tag != 0).then_some(Recorded {
+                    tag: tag as u16,
+                    pid,
+                    start_time,
+                })
+            })
+            .collect();
+        Ok((
+            Journal {
+                file,
+                path: path.to_owned(),
+            },
+            recorded,
+        ))
+    }
+
+    /// Records that `pid` (started at `start_time`) holds `tag`.
+    pub fn record(&self, tag: u16, pid: u32, start_time: u64) {
+        let mut record = [0u8; RECORD_BYTES as usize];
+        record[0..4].copy_from_slice(&pid.to_le_bytes());
+        record[8..16].copy_from_slice(&start_time.to_le_bytes());
+        self.write(tag, &record);
+    }
+
+    /// Forgets the holder of `tag`.
+    pub fn clear(&self, tag: u16) {
+        self.write(tag, &[0u8; RECORD_BYTES as usize]);
+    }
+
+    fn write(&self, tag: u16, record: &[u8]) {
+        if let Err(e) = self
+            .file
+            .write_all_at(record, u64::from(tag) * RECORD_BYTES)
+        {
+            crate::log::warning!("writing the client journal: {e}");
+        }
+    }
+
+    /// Removes the file: the broker exits with no client to come back.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`.
+mod libc_flags {
+    pub const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+}
