@@ -222,7 +222,21 @@ fn a_lost_broker_from_c() {
     assert_eq!(pids.len(), 1);
     // SAFETY: a signal to this test's broker; no memory involved.
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
-    TestBroker::eventually("the broker to die", || broker.broker_pids().is_empty());
+    // The C program's handles go to a new broker, where another process
+    // finds them by name.
+    TestBroker::eventually("a new broker", || {
+        broker.broker_pids().iter().any(|&pid| pid != pids[0])
+    });
+    let lines = broker.run(&[
+        "open Local\\c-lost-memory write",
+        "map write",
+        "read 0 4",
+        "write 0 back",
+        "open_event Local\\c-lost",
+        "set 0",
+    ]);
+    assert_eq!(lines[2], "read kept", "{lines:?}");
+    assert_eq!(lines[5], "set", "{lines:?}");
     child.stdin.take().unwrap().write_all(b"\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let mut rest = String::new();

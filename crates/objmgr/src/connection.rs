@@ -784,8 +784,7 @@ pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u6
     let (mut shared, generation) = connected()?;
     let (reply, fd) = exchange_locked(&mut shared, &Request::QueryHandle { handle }, &[])?;
     shared.set_close_may_fail(handle, true);
-    // Its name (if any) is not known here: no new broker could bind it.
-    shared.held.note_other(handle);
+    shared.held.note_by_value(handle);
     Ok((reply, fd, generation))
 }
 
@@ -813,17 +812,10 @@ fn set_flags_locked(shared: &mut Shared, handle: Handle, mask: u32, flags: u32) 
     };
     if mask & PROTECT != 0 {
         shared.set_close_may_fail(handle, flags & PROTECT != 0);
-        // A new broker would not protect it again.
-        if flags & PROTECT != 0 {
-            shared.held.note_other(handle);
-        }
     } else if before & PROTECT != 0 {
         shared.set_close_may_fail(handle, true);
     }
-    if mask & objmgr_proto::process::HANDLE_FLAG_INHERIT != 0 {
-        let inherit = flags & objmgr_proto::process::HANDLE_FLAG_INHERIT != 0;
-        shared.held.set_inherit(handle, inherit);
-    }
+    shared.held.set_flags(handle, mask, flags);
     Ok(before)
 }
 
@@ -965,6 +957,11 @@ fn rejoin(shared: &mut Shared) -> bool {
     let Some(steps) = shared.held.steps(old.tag, crate::sync::arena_fd) else {
         return false;
     };
+    // A broker that exited on purpose (stopped, idle) removed its journal:
+    // none will take the handles back, so none is started for it.
+    if !rendezvous::location_from_env().journal_path().exists() {
+        return false;
+    }
     let Ok(mut conn) = establish() else {
         return false;
     };

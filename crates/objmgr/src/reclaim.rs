@@ -5,22 +5,26 @@
 //! is closed. When the broker dies, the connection's watcher (or a call that
 //! noticed first) connects to a new broker and re-announces all of them
 //! ([`Holdings::steps`]): sections with their memfds, mutexes, events,
-//! semaphores and timers with the arena they live in. The new broker
+//! semaphores, timers and the threads it started with the arena they live
+//! in. The new broker
 //! rebuilds the objects, names and handle values (see the broker's
 //! `recovery` module), and the session goes on: handles keep working, waits
 //! keep waiting, and a name keeps meaning one object.
 //!
 //! Some handles cannot be taken back: files, file-backed sections,
-//! processes, threads, jobs, objects of other users' domains, and handles
-//! whose name this process does not know (inherited, duplicated in, or
-//! taken over by value). A process holding one loses its whole session
+//! processes, jobs, objects of other users' domains, and handles
+//! whose name this process does not know (inherited, or duplicated in by
+//! another process). A copy of its own handle is what the original is. A process holding one loses its whole session
 //! instead (fail-stop: see `connection`), as it did before survival: every
 //! handle fails at once, rather than some silently meaning nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use objmgr_proto::wire::{Handle, ReclaimStep, Reply, Request, SectionInfo};
+use objmgr_proto::process::{
+    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT, HANDLE_FLAGS,
+};
+use objmgr_proto::wire::{CURRENT_PROCESS, Handle, ReclaimStep, Reply, Request, SectionInfo};
 use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::Kind;
 use rustix::fd::OwnedFd;
@@ -30,19 +34,20 @@ use rustix::fd::OwnedFd;
 struct Held {
     what: What,
     access: u32,
-    inherit: bool,
+    /// `HANDLE_FLAG_INHERIT`, `HANDLE_FLAG_PROTECT_FROM_CLOSE`.
+    flags: u32,
     /// The name it was created or opened by, as the caller gave it.
     name: String,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum What {
     /// A paging-file-backed section; its fd once the object is made.
     Section {
         info: SectionInfo,
         fd: Option<Arc<OwnedFd>>,
     },
-    /// A mutex, event, semaphore or timer in a domain arena.
+    /// A mutex, event, semaphore, timer or thread in a domain arena.
     Sync { arena: u64, slot: u32 },
     /// Anything a new broker cannot take back.
     Other,
@@ -52,6 +57,21 @@ enum What {
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
     handles: BTreeMap<u32, Held>,
+}
+
+impl Held {
+    fn other() -> Held {
+        Held {
+            what: What::Other,
+            access: 0,
+            flags: 0,
+            name: String::new(),
+        }
+    }
+}
+
+fn inherit_flag(inherit: bool) -> u32 {
+    if inherit { HANDLE_FLAG_INHERIT } else { 0 }
 }
 
 /// A step to send, and the descriptor it carries.
@@ -75,6 +95,7 @@ impl Holdings {
             }
             | Request::Open { name, inherit, .. }
             | Request::CreateSync { name, inherit, .. } => (Some(name.as_str()), *inherit),
+            Request::CreateThread { inherit } => (Some(""), *inherit),
             _ => (None, false),
         };
         match reply {
@@ -91,7 +112,13 @@ impl Holdings {
             Reply::Sync(grant) => {
                 let waitable = matches!(
                     Kind::from_code(grant.kind),
-                    Some(Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. })
+                    Some(
+                        Kind::Mutex
+                            | Kind::Event { .. }
+                            | Kind::Semaphore
+                            | Kind::Timer { .. }
+                            | Kind::Thread
+                    )
                 );
                 let what = match name {
                     Some(_) if waitable && grant.arena_slots != SOLO_SLOTS && grant.writable => {
@@ -113,22 +140,43 @@ impl Holdings {
             }
             Reply::Value(value) => {
                 if let Request::Duplicate {
-                    target_process: objmgr_proto::wire::CURRENT_PROCESS,
-                    ..
+                    source_process,
+                    source,
+                    target_process: CURRENT_PROCESS,
+                    access,
+                    inherit,
+                    options,
                 } = request
                 {
-                    self.note_other(Handle(*value));
+                    // A copy of a handle of its own is what its source is;
+                    // anything else is another process's, unknown here.
+                    let copied = self
+                        .handles
+                        .get(&source.0)
+                        .filter(|_| *source_process == CURRENT_PROCESS)
+                        .map(|held| Held {
+                            what: held.what.clone(),
+                            access: if options & DUPLICATE_SAME_ACCESS != 0 {
+                                held.access
+                            } else {
+                                *access
+                            },
+                            flags: inherit_flag(*inherit),
+                            name: held.name.clone(),
+                        });
+                    let copy = copied.unwrap_or_else(Held::other);
+                    self.handles.insert(*value, copy);
                 }
             }
             _ => {}
         }
         if let Request::Duplicate {
-            source_process: objmgr_proto::wire::CURRENT_PROCESS,
+            source_process: CURRENT_PROCESS,
             source,
             options,
             ..
         } = request
-            && options & objmgr_proto::process::DUPLICATE_CLOSE_SOURCE != 0
+            && options & DUPLICATE_CLOSE_SOURCE != 0
         {
             self.forget(*source);
         }
@@ -138,16 +186,23 @@ impl Holdings {
         let held = Held {
             what,
             access,
-            inherit,
+            flags: inherit_flag(inherit),
             name: name.unwrap_or_default().to_owned(),
         };
         self.handles.insert(handle.0, held);
     }
 
-    /// Notes a handle that cannot be taken back (one this process did not
-    /// make, or of a type no new broker can rebuild).
-    pub(crate) fn note_other(&mut self, handle: Handle) {
-        self.note(handle, What::Other, 0, false, None);
+    /// Notes a handle that cannot be taken back (of a type no new broker
+    /// can rebuild).
+    fn note_other(&mut self, handle: Handle) {
+        self.handles.insert(handle.0, Held::other());
+    }
+
+    /// Notes a handle this process learned of by its value (`QueryHandle`):
+    /// unless it is known already (a copy it made of its own), it is
+    /// another process's gift, whose name is not known here.
+    pub(crate) fn note_by_value(&mut self, handle: Handle) {
+        self.handles.entry(handle.0).or_insert_with(Held::other);
     }
 
     /// The section behind `handle` is mapped through `fd`.
@@ -161,10 +216,10 @@ impl Holdings {
         }
     }
 
-    /// `SetHandleInformation` changed whether `handle` is inherited.
-    pub(crate) fn set_inherit(&mut self, handle: Handle, inherit: bool) {
+    /// `SetHandleInformation` set `handle`'s flags in `mask` to `flags`.
+    pub(crate) fn set_flags(&mut self, handle: Handle, mask: u32, flags: u32) {
         if let Some(held) = self.handles.get_mut(&handle.0) {
-            held.inherit = inherit;
+            held.flags = (held.flags & !mask) | (flags & mask & HANDLE_FLAGS);
         }
     }
 
@@ -197,14 +252,14 @@ impl Holdings {
             }
         }
         for (&value, held) in &self.handles {
-            let (handle, access, inherit) = (Handle(value), held.access, held.inherit);
+            let (handle, access, flags) = (Handle(value), held.access, held.flags);
             let name = held.name.clone();
             steps.push(match &held.what {
                 What::Section { info, fd } => (
                     ReclaimStep::Section {
                         handle,
                         access,
-                        inherit,
+                        flags,
                         name,
                         protection: info.protection,
                         attributes: info.attributes,
@@ -216,7 +271,7 @@ impl Holdings {
                     ReclaimStep::Sync {
                         handle,
                         access,
-                        inherit,
+                        flags,
                         name,
                         arena,
                         slot,

@@ -86,6 +86,19 @@ impl SocketLocation {
         name.push(".lock");
         self.dir().join(name)
     }
+
+    /// The per-user broker's journal of its clients: there while a broker
+    /// runs, and left behind by one that died (not by one that exited on
+    /// purpose), so that its successor takes its clients' handles back.
+    pub fn journal_path(&self) -> PathBuf {
+        let mut name = self
+            .socket
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_else(|| SOCKET_FILE.into());
+        name.push(".journal");
+        self.dir().join(name)
+    }
 }
 
 /// Resolves the socket path from the values of `OBJMGR_SOCKET`,

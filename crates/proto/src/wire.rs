@@ -545,19 +545,20 @@ pub enum ReclaimStep {
     Section {
         handle: Handle,
         access: u32,
-        inherit: bool,
+        /// `HANDLE_FLAG_INHERIT`, `HANDLE_FLAG_PROTECT_FROM_CLOSE`.
+        flags: u32,
         /// The name it was created or opened by (empty: none).
         name: String,
         protection: u32,
         attributes: u32,
         size: u64,
     },
-    /// A mutex, event, semaphore or timer handle: slot `slot` of arena
-    /// `arena`.
+    /// A mutex, event, semaphore, timer or (of a thread the process
+    /// started) thread handle: slot `slot` of arena `arena`.
     Sync {
         handle: Handle,
         access: u32,
-        inherit: bool,
+        flags: u32,
         name: String,
         arena: u64,
         slot: u32,
@@ -587,24 +588,24 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
         ReclaimStep::Section {
             handle,
             access,
-            inherit,
+            flags,
             name,
             protection,
             attributes,
             size,
         } => {
-            e.u8(2).u32(handle.0).u32(*access).bool(*inherit).str(name);
+            e.u8(2).u32(handle.0).u32(*access).u32(*flags).str(name);
             e.u32(*protection).u32(*attributes).u64(*size);
         }
         ReclaimStep::Sync {
             handle,
             access,
-            inherit,
+            flags,
             name,
             arena,
             slot,
         } => {
-            e.u8(3).u32(handle.0).u32(*access).bool(*inherit).str(name);
+            e.u8(3).u32(handle.0).u32(*access).u32(*flags).str(name);
             e.u64(*arena).u32(*slot);
         }
         ReclaimStep::End => {
@@ -623,7 +624,7 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
         2 => ReclaimStep::Section {
             handle: Handle(d.u32()?),
             access: d.u32()?,
-            inherit: d.bool()?,
+            flags: d.u32()?,
             name: d.str()?,
             protection: d.u32()?,
             attributes: d.u32()?,
@@ -632,7 +633,7 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
         3 => ReclaimStep::Sync {
             handle: Handle(d.u32()?),
             access: d.u32()?,
-            inherit: d.bool()?,
+            flags: d.u32()?,
             name: d.str()?,
             arena: d.u64()?,
             slot: d.u32()?,
@@ -1941,7 +1942,7 @@ mod tests {
             ReclaimStep::Section {
                 handle: Handle(4),
                 access: 6,
-                inherit: true,
+                flags: 3,
                 name: "Local\\x".into(),
                 protection: 4,
                 attributes: 8,
@@ -1950,7 +1951,7 @@ mod tests {
             ReclaimStep::Sync {
                 handle: Handle(8),
                 access: 0x1F_0003,
-                inherit: false,
+                flags: 0,
                 name: String::new(),
                 arena: 5,
                 slot: 9,

@@ -33,13 +33,6 @@ pub struct Journal {
     path: PathBuf,
 }
 
-/// The journal's path for the socket at `socket`.
-pub fn path_for(socket: &Path) -> PathBuf {
-    let mut path = socket.as_os_str().to_owned();
-    path.push(".journal");
-    PathBuf::from(path)
-}
-
 /// When process `pid` started (clock ticks after boot), if it runs.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -128,8 +128,8 @@ impl SyncArena {
     }
 
     /// Marks slot `index` of an adopted arena live again, and returns the
-    /// kind of object it holds: a mutex, event, semaphore or timer, or
-    /// `None` (no such object is there; nothing changes).
+    /// kind of object it holds: a mutex, event, semaphore, timer or thread,
+    /// or `None` (no such object is there; nothing changes).
     pub fn adopt_slot(&mut self, index: u32) -> Option<Kind> {
         if index == 0 {
             return None; // the doorbell
@@ -137,7 +137,7 @@ impl SyncArena {
         let kind = self.arena().slot(index).and_then(ops::observe)?.kind;
         matches!(
             kind,
-            Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. }
+            Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. } | Kind::Thread
         )
         .then(|| {
             self.live.insert(index);

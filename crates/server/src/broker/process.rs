@@ -462,14 +462,14 @@ impl Broker {
             .and_then(|r| self.processes.get(&r))
             .and_then(|r| r.exit.or(r.terminate_code))
             .unwrap_or(0);
-        for object in self.objects.values() {
+        for (&oid, object) in &self.objects {
             if let Body::Thread {
                 slot,
                 creator: Some(creator),
                 ..
             } = object.body
                 && creator == tag
-                && let Some(sync) = self.sync.get(&object.domain)
+                && let Some(sync) = self.arena_of(oid)
             {
                 sync.mark_exited(slot, code);
             }

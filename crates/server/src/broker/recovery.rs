@@ -13,8 +13,8 @@
 //! - a section by its memfd (identified by device and inode: two processes
 //!   holding one section bring the same file), with its size and protection,
 //!   checked against the file's own seals and size;
-//! - a mutex, event, semaphore or timer by its slot in a domain arena that
-//!   the process still maps (identified by the arena's id, and checked to be
+//! - a mutex, event, semaphore or timer (or a thread the process started)
+//!   by its slot in a domain arena that the process still maps (identified by the arena's id, and checked to be
 //!   the same file when a second process brings it). The state is where it
 //!   was: waits went on while no broker ran.
 //!
@@ -51,6 +51,7 @@ use crate::journal::{self, Journal, Recorded};
 use crate::quota::Charge;
 use crate::section::{FileNode, Section};
 use crate::sync::SyncArena;
+use objmgr_sync::ops::Kind;
 
 /// How long the broker waits for the processes of a broker that died to
 /// come back before it serves anyone else.
@@ -96,7 +97,11 @@ impl Broker {
         if self.system {
             return;
         }
-        let (journal, recorded) = match Journal::open(&journal::path_for(socket)) {
+        let location = objmgr_proto::rendezvous::SocketLocation {
+            socket: socket.to_owned(),
+            is_default: false,
+        };
+        let (journal, recorded) = match Journal::open(&location.journal_path()) {
             Ok(opened) => opened,
             Err(e) => {
                 crate::log::warning!("no client journal, so no recovery after a crash: {e}");
@@ -222,13 +227,11 @@ impl Broker {
         }
     }
 
-    /// Removes the journal if no process is recorded in it (the broker
-    /// exits cleanly); otherwise leaves it for the next broker.
+    /// Removes the journal: the broker exits on purpose (stopped, or idle),
+    /// and the next one starts afresh; its clients' sessions end (a
+    /// crash, or a kill, leaves the journal for the next broker).
     pub fn close_journal(&mut self) {
-        if self.clients.is_empty()
-            && self.recovery.is_none()
-            && let Some(journal) = self.journal.take()
-        {
+        if let Some(journal) = self.journal.take() {
             journal.remove();
         }
     }
@@ -283,7 +286,7 @@ impl Broker {
             ReclaimStep::Section {
                 handle,
                 access,
-                inherit,
+                flags,
                 name,
                 protection,
                 attributes,
@@ -317,12 +320,12 @@ impl Broker {
                         oid
                     }
                 };
-                self.take_back(id, oid, &name, handle, access, inherit)?;
+                self.take_back(id, oid, &name, handle, access, flags)?;
             }
             ReclaimStep::Sync {
                 handle,
                 access,
-                inherit,
+                flags,
                 name,
                 arena,
                 slot,
@@ -346,7 +349,16 @@ impl Broker {
                         let security = self.security_for_new(id, "")?;
                         let charge = Some((id, Charge::sync_object()));
                         let domain = self.domain_of(id);
-                        let body = Body::Sync { slot, kind };
+                        let body = match kind {
+                            // A thread of the returning process (it keeps
+                            // its tag): it ends, at the latest, with it.
+                            Kind::Thread => Body::Thread {
+                                slot,
+                                creator: Some(self.clients[&id].tag),
+                                main_of: None,
+                            },
+                            _ => Body::Sync { slot, kind },
+                        };
                         let oid = self.insert_object(
                             kind.object_type(),
                             None,
@@ -362,7 +374,7 @@ impl Broker {
                         oid
                     }
                 };
-                self.take_back(id, oid, &name, handle, access, inherit)?;
+                self.take_back(id, oid, &name, handle, access, flags)?;
             }
         }
         Ok(Outcome::reply(Reply::Done))
@@ -399,7 +411,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Puts handle `handle` to `oid` back into client `id`'s table, and
+    /// Puts handle `handle` to `oid` back into client `id`'s table (with
+    /// its `HANDLE_FLAG_*` `flags`), and
     /// binds `name` (if any) to the object again.
     fn take_back(
         &mut self,
@@ -408,8 +421,9 @@ impl Broker {
         name: &str,
         handle: Handle,
         access: u32,
-        inherit: bool,
+        flags: u32,
     ) -> Result<(), Failure> {
+        use objmgr_proto::process::{HANDLE_FLAG_INHERIT, HANDLE_FLAG_PROTECT_FROM_CLOSE};
         let bound = self.bind_name(id, oid, name);
         // A value within the handle quota (the table grows to it) that is
         // not in use.
@@ -434,8 +448,8 @@ impl Broker {
             HandleEntry {
                 object: oid,
                 access: object_type.map_generic(access),
-                inherit,
-                protect: false,
+                inherit: flags & HANDLE_FLAG_INHERIT != 0,
+                protect: flags & HANDLE_FLAG_PROTECT_FROM_CLOSE != 0,
             },
         );
         self.objects.get_mut(&oid).expect("present").handle_count += 1;
