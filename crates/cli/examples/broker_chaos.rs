@@ -7,23 +7,25 @@
 //! ```
 //!
 //! Each worker opens (or creates) one named section, one named semaphore of
-//! two permits and a ring of named auto-reset events, then loops: take a
-//! permit and count the holders in the section (never more than two), then
-//! set the next worker's event and wait for its own without a timeout. When
-//! an operation fails because the broker is gone, it opens everything again
-//! (from the new broker the next call starts).
+//! two permits, one named mutex and a ring of named auto-reset events, then
+//! loops: take a permit and count the holders in the section (never more
+//! than two), take the mutex and count its holders (never more than one),
+//! then set the next worker's event and wait for its own without a timeout.
+//! Every 64 rounds it opens the section again by name and checks that the
+//! name still means its object. When an operation fails because the broker
+//! is gone (its session could not be taken back), it opens everything again.
 //!
 //! It reports, and exits non-zero unless all are zero:
-//! - **split objects**: two workers that opened `Local\chaos-mem` from the
-//!   same broker but found different objects (a token the creator writes);
-//! - **hung waits**: a wait that neither returned nor failed within 10 s
-//!   (every wait here ends when the broker dies, at the latest);
-//! - **permit violations**: more than two holders of the semaphore at once;
+//! - **lost sessions**: a worker whose objects died with a broker (each new
+//!   broker must take every worker's handles back);
+//! - **lost names**: an open by name that found nothing;
+//! - **split objects**: an open by name that found another object than the
+//!   worker's own (a token the creator writes in the section);
+//! - **hung waits**: a wait that took more than 10 s (a broker's recovery
+//!   takes 3 s at most);
+//! - **permit violations**: more than two holders of the semaphore, or more
+//!   than one of the mutex, at once;
 //! - **silent workers**: a worker that printed nothing for 10 s.
-//!
-//! It also reports the **sessions lost** (one per kill): a broker's death
-//! ends its objects for everyone (fail-stop: the names are gone and the new
-//! broker starts empty), which is what these checks hold objmgr to.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -40,12 +42,15 @@ const HUNG: Duration = Duration::from_secs(10);
 /// Where in the section: the creator's token, and the holders' count.
 const TOKEN: usize = 0;
 const HOLDERS: usize = 64;
+const MUTEX_HOLDERS: usize = 128;
 
 /// One broker session's objects, as a worker holds them.
 struct Session {
     _section: Section,
     view: View,
+    token: u64,
     permits: Semaphore,
+    lock: objmgr::Mutex,
     mine: Event,
     next: Event,
 }
@@ -68,18 +73,19 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
     while token.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    let lock = objmgr::Mutex::create(Some("Local\\chaos-mutex"), false)?;
     let after = objmgr::admin::broker_status()?.pid;
+    let token = token.load(Ordering::SeqCst);
     if before == after {
         // Opened from one broker: the object every worker must share.
-        println!(
-            "session broker={before} token={}",
-            token.load(Ordering::SeqCst)
-        );
+        println!("session broker={before} token={token}");
     }
     Ok(Session {
         _section: section,
         view,
+        token,
         permits,
+        lock,
         mine,
         next,
     })
@@ -102,11 +108,38 @@ fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
     report_wait(started);
     released?;
     let started = Instant::now();
+    session.lock.wait(None)?;
+    let owners = session.view.atomic_u32(MUTEX_HOLDERS)?;
+    let now = owners.fetch_add(1, Ordering::SeqCst) + 1;
+    if now > 1 {
+        println!("violation mutex_holders={now}");
+    }
+    owners.fetch_sub(1, Ordering::SeqCst);
+    let released = session.lock.release();
+    report_wait(started);
+    released?;
+    if rounds.is_multiple_of(64) {
+        check_name(session);
+    }
+    let started = Instant::now();
     session.next.set()?;
     let waited = session.mine.wait(None);
     report_wait(started);
     waited?;
     Ok(())
+}
+
+/// Opens the section by name: it must be the worker's own object.
+fn check_name(session: &Session) {
+    match Section::open("Local\\chaos-mem", MapAccess::READ)
+        .and_then(|s| s.map(MapAccess::READ))
+        .and_then(|v| Ok(v.atomic_u64(TOKEN)?.load(Ordering::SeqCst)))
+    {
+        Ok(token) if token == session.token => {}
+        Ok(token) => println!("split mine={} found={token}", session.token),
+        Err(e) if e.code() == objmgr::error::ERROR_FILE_NOT_FOUND => println!("lostname"),
+        Err(_) => {} // the broker died under the open: the next round tells
+    }
 }
 
 fn report_wait(started: Instant) {
@@ -164,6 +197,8 @@ struct Tally {
     hung: u64,
     violations: u64,
     lost: u64,
+    lost_names: u64,
+    split_opens: u64,
     rounds: HashMap<usize, u64>,
     last_heard: HashMap<usize, Instant>,
 }
@@ -237,6 +272,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .insert(field("token="));
                 }
                 Some("hung") => tally.hung += 1,
+                Some("lostname") => tally.lost_names += 1,
+                Some("split") => tally.split_opens += 1,
                 Some("violation") => tally.violations += 1,
                 Some("lost") => {
                     tally.lost += 1;
@@ -282,22 +319,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    let split = tally.tokens.values().filter(|t| t.len() > 1).count();
+    let split = tally.tokens.values().filter(|t| t.len() > 1).count() + tally.split_opens as usize;
     let rounds: u64 = tally.rounds.values().sum();
     println!();
     println!(
         "broker_chaos: {seconds} s, {workers} workers, {kills} broker kills, {} sessions seen, {rounds} rounds",
         tally.tokens.len()
     );
+    println!("  lost sessions:      {}", tally.lost);
+    println!("  lost names:         {}", tally.lost_names);
     println!("  split objects:      {split}");
     println!("  hung waits:         {}", tally.hung);
     println!("  permit violations:  {}", tally.violations);
     println!("  silent workers:     {silent}");
-    println!(
-        "  sessions lost:      {} (fail-stop: each kill ends the session's objects for every worker)",
-        tally.lost
-    );
-    if split + tally.hung as usize + tally.violations as usize + silent as usize > 0 {
+    let failures = tally.lost + tally.lost_names + tally.hung + tally.violations + silent;
+    if split + failures as usize > 0 {
         return Err("chaos found a failure".into());
     }
     Ok(())
