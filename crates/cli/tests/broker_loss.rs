@@ -114,6 +114,10 @@ fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
     let lines = broker.run(&["open_event Local\\kept", "open Local\\kept-memory read"]);
     assert!(lines[0].starts_with("err 2 "), "{lines:?}");
     assert!(lines[1].starts_with("err 2 "), "{lines:?}");
+    let out = broker.objmgr(&["broker", "status", "--json"]).stdout;
+    let status: serde_json::Value = serde_json::from_slice(&out).expect("status is JSON");
+    assert_eq!(status["objects"], 0, "nothing is left: {status}");
+    assert_eq!(status["handles"], 0, "{status}");
 }
 
 /// A mutex's waiters are told it is abandoned when its owner dies while no

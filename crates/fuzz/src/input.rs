@@ -8,7 +8,7 @@
 
 use objmgr_proto::access::ObjectType;
 use objmgr_proto::sync::SyncInit;
-use objmgr_proto::wire::{FileOp, Handle, JobOp, RemoteOp, Request};
+use objmgr_proto::wire::{FileOp, Handle, JobOp, ReclaimStep, RemoteOp, Request};
 
 /// A reader of choices from fuzz input.
 #[derive(Debug)]
@@ -151,10 +151,44 @@ impl<'a> Choices<'a> {
         }
     }
 
+    /// A step of taking handles back to a recovering broker: tags the
+    /// fuzz broker's journal names (1 to 3) and others, the fuzz's own
+    /// arena id (1) and others, slots, sizes and protections that fit and
+    /// that do not.
+    pub fn reclaim_step(&mut self) -> ReclaimStep {
+        match self.below(5) {
+            0 => ReclaimStep::Begin {
+                tag: self.u32_from(&[1, 2, 3, 0, 4, u32::from(u16::MAX)]) as u16,
+            },
+            1 => ReclaimStep::Arena {
+                id: u64::from(self.u32_from(&[1, 2, 0, u32::MAX])),
+                slots: self.u32_from(&[objmgr_sync::arena::ARENA_SLOTS, 64, 0, u32::MAX]),
+            },
+            2 => ReclaimStep::Section {
+                handle: self.handle(),
+                access: self.access(),
+                flags: self.u32_from(&[0, 1, 2, 3, u32::MAX]),
+                name: self.text(),
+                protection: self.u32_from(&[0x04, 0x02, 0x08, 0, 0x0800_0004]),
+                attributes: self.u32_from(&[0x0800_0000, 0x0400_0000, 0, u32::MAX]),
+                size: u64::from(self.u32_from(&[4096, 0, 1, 8192, u32::MAX])),
+            },
+            3 => ReclaimStep::Sync {
+                handle: self.handle(),
+                access: self.access(),
+                flags: self.u32_from(&[0, 1, 2, 3]),
+                name: self.text(),
+                arena: u64::from(self.u32_from(&[1, 2, 0])),
+                slot: self.u32_from(&[1, 2, 3, 0, u32::MAX]),
+            },
+            _ => ReclaimStep::End,
+        }
+    }
+
     /// A request the broker may be sent by any client, minus those that act
     /// on other processes of the machine (see [`crate::broker_case`]).
     pub fn request(&mut self) -> Request {
-        match self.below(25) {
+        match self.below(26) {
             0 => Request::Hello {
                 version: self.u32_from(&[objmgr_proto::wire::PROTOCOL_VERSION, 0, 9]),
             },
@@ -277,6 +311,9 @@ impl<'a> Choices<'a> {
                 name: self.text(),
             },
             23 => Request::Shutdown,
+            24 => Request::Reclaim {
+                step: self.reclaim_step(),
+            },
             _ => Request::Close {
                 handle: self.handle(),
             },

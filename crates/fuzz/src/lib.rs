@@ -15,7 +15,7 @@ pub mod input;
 use std::os::fd::OwnedFd;
 
 use objmgr_proto::security::Token;
-use objmgr_proto::wire::{self, FileOp, Opcode, PROTOCOL_VERSION, Request};
+use objmgr_proto::wire::{self, FileOp, Opcode, PROTOCOL_VERSION, ReclaimStep, Request};
 use objmgr_server::broker::{Broker, ClientId};
 
 use input::Choices;
@@ -104,6 +104,20 @@ const STEPS: usize = 48;
 pub fn broker_case(data: &[u8]) {
     let mut choices = Choices::new(data);
     let mut broker = Broker::new("fuzz".into(), 0);
+    if choices.below(3) == 0 {
+        // A broker taking over from a dead one, whose journal names this
+        // process under tags 1 to 3 (one of them as a process that died).
+        let pid = std::process::id();
+        let start_time = objmgr_server::journal::start_time(pid).unwrap_or(0);
+        let recorded = (1..=3)
+            .map(|tag| objmgr_server::journal::Recorded {
+                tag,
+                pid,
+                start_time: start_time + u64::from(tag == 3),
+            })
+            .collect();
+        broker.start_recovery(recorded);
+    }
     for id in 1..=CLIENTS {
         connect(&mut broker, id);
     }
@@ -168,9 +182,42 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
             op: FileOp::MayDelete,
             ..
         } => 2,
+        // What a returning process brings: an arena (the fuzz's own, id 1)
+        // or a section's memfd, sealed as the broker seals them.
+        Request::Reclaim {
+            step: ReclaimStep::Arena { .. },
+        } => return vec![fuzz_arena()],
+        Request::Reclaim {
+            step: ReclaimStep::Section { protection, .. },
+        } => return vec![sealed_section(*protection)],
         _ => 0,
     };
     (0..count).map(|_| scratch_file()).collect()
+}
+
+/// A descriptor of one domain arena (id 1) made once: arenas stay mapped
+/// for a process's life, so each case cannot make its own.
+fn fuzz_arena() -> OwnedFd {
+    static ARENA: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    let arena = ARENA.get_or_init(|| {
+        let arena = objmgr_server::sync::SyncArena::new().ok()?;
+        arena.fd.try_clone().ok()
+    });
+    match arena.as_ref().and_then(|fd| fd.try_clone().ok()) {
+        Some(fd) => fd,
+        None => scratch_file(),
+    }
+}
+
+/// A section's memfd as the broker makes one, with `protection` if valid.
+fn sealed_section(protection: u32) -> OwnedFd {
+    use objmgr_proto::section::{PageProtection, SectionAttributes};
+    let protection =
+        PageProtection::from_bits(protection & 0xFF).unwrap_or(PageProtection::ReadWrite);
+    objmgr_server::section::Section::new_anonymous(4096, protection, SectionAttributes::default())
+        .ok()
+        .and_then(|section| section.fd_for(true).ok()?.try_clone().ok())
+        .unwrap_or_else(scratch_file)
 }
 
 fn scratch_file() -> OwnedFd {

@@ -90,6 +90,9 @@ fn main() -> ExitCode {
         }
         return objmgr_server::main();
     }
+    // The in-process broker's notes (a recovery starting, in a third of the
+    // broker cases) are not news; its errors are.
+    objmgr_server::log::limit(objmgr_server::log::Level::Error);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("replay") {
         let Some(target) = args.get(1).and_then(|t| Target::parse(t)) else {

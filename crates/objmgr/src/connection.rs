@@ -72,17 +72,19 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
-        let patience = std::time::Instant::now() + RETRY_PATIENCE;
+        let mut patience = None;
         let mut pause = std::time::Duration::from_millis(1);
         loop {
             let outcome = self.exchange_once(request, fds)?;
-            match &outcome.0 {
-                Err(e) if e.code() == ERROR_RETRY && std::time::Instant::now() < patience => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
-                }
-                _ => return Ok(outcome),
+            let Err(e) = &outcome.0 else {
+                return Ok(outcome);
+            };
+            let now = std::time::Instant::now();
+            if e.code() != ERROR_RETRY || now >= *patience.get_or_insert(now + RETRY_PATIENCE) {
+                return Ok(outcome);
             }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
     }
 

@@ -116,6 +116,12 @@ pub fn init(sink: Sink) {
     });
 }
 
+/// Writes only messages of `level` or more severe from now on (for a
+/// program that runs the broker's code in its own process).
+pub fn limit(level: Level) {
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
 /// Whether messages of `level` are written.
 pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)

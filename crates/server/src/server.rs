@@ -29,6 +29,27 @@ use crate::{Config, Failure};
 use objmgr_proto::rendezvous::StartLock;
 
 const LISTENER: u64 = 0;
+/// The time left until `deadline` (none if it has passed).
+fn time_until(deadline: Instant) -> rustix::time::Timespec {
+    rustix::time::Timespec::try_from(deadline.saturating_duration_since(Instant::now())).unwrap_or(
+        rustix::time::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        },
+    )
+}
+
+/// The shorter of an `epoll_wait` timeout (`None`: forever) and `other`.
+fn sooner(
+    timeout: Option<rustix::time::Timespec>,
+    other: rustix::time::Timespec,
+) -> Option<rustix::time::Timespec> {
+    match timeout {
+        Some(t) if (t.tv_sec, t.tv_nsec) <= (other.tv_sec, other.tv_nsec) => Some(t),
+        _ => Some(other),
+    }
+}
+
 /// Events taken from one `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
 /// Extra non-blocking looks for ready connections before serving requests.
@@ -252,62 +273,24 @@ pub fn serve(
                 tv_sec: 0,
                 tv_nsec: 100_000_000,
             }),
-            (Some(limit), Some(since)) => {
-                let left = limit.saturating_sub(since.elapsed());
-                Some(
-                    rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
-                        tv_sec: 1,
-                        tv_nsec: 0,
-                    }),
-                )
-            }
+            (Some(limit), Some(since)) => Some(time_until(since + limit)),
             _ => None,
         };
-        // Wake for the first `Hello` deadline too.
-        let timeout = match acceptor.hello_deadlines.front() {
-            Some(&(deadline, _)) => {
-                let left = rustix::time::Timespec::try_from(
-                    deadline.saturating_duration_since(Instant::now()),
-                )
-                .unwrap_or(rustix::time::Timespec {
-                    tv_sec: 1,
-                    tv_nsec: 0,
-                });
-                Some(match timeout {
-                    Some(t) if (t.tv_sec, t.tv_nsec) < (left.tv_sec, left.tv_nsec) => t,
-                    _ => left,
-                })
-            }
-            None => timeout,
-        };
-        // Wake to look at job members' user time while a limit is set.
-        let job_check = broker.job_check_due().then(|| {
-            rustix::time::Timespec::try_from(
-                JOB_TIME_CHECK.saturating_sub(last_job_check.elapsed()),
-            )
-            .unwrap_or(rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            })
-        });
-        let timeout = match (timeout, job_check) {
-            (Some(t), Some(j)) if (j.tv_sec, j.tv_nsec) < (t.tv_sec, t.tv_nsec) => Some(j),
-            (None, Some(j)) => Some(j),
-            (t, _) => t,
-        };
-        // And for the end of a recovery after a crash.
-        let recovery_end = broker.recovery_deadline().map(|deadline| {
-            rustix::time::Timespec::try_from(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or(rustix::time::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                })
-        });
-        let timeout = match (timeout, recovery_end) {
-            (Some(t), Some(r)) if (r.tv_sec, r.tv_nsec) < (t.tv_sec, t.tv_nsec) => Some(r),
-            (None, Some(r)) => Some(r),
-            (t, _) => t,
-        };
+        // Wake for the first `Hello` deadline too, to look at job members'
+        // user time while a limit is set, and for the end of a recovery
+        // after a crash.
+        let hello = acceptor
+            .hello_deadlines
+            .front()
+            .map(|&(deadline, _)| deadline);
+        let job_check = broker
+            .job_check_due()
+            .then(|| last_job_check + JOB_TIME_CHECK);
+        let timeout = [hello, job_check, broker.recovery_deadline()]
+            .into_iter()
+            .flatten()
+            .map(time_until)
+            .fold(timeout, sooner);
         events.clear();
         match epoll::wait(
             &epoll_fd,

@@ -108,6 +108,13 @@ impl Broker {
                 return;
             }
         };
+        self.journal = Some(journal);
+        self.start_recovery(recorded);
+    }
+
+    /// Starts a recovery for the processes a lost broker's journal
+    /// recorded (see [`Broker::open_journal`]; public for the fuzz target).
+    pub fn start_recovery(&mut self, recorded: Vec<Recorded>) {
         let mut expected = HashMap::new();
         let mut gone = Vec::new();
         for record in recorded {
@@ -121,7 +128,6 @@ impl Broker {
                 gone.push(record.tag);
             }
         }
-        self.journal = Some(journal);
         if expected.is_empty() {
             // Nobody holds an old arena: nothing to take back or reap.
             for tag in gone {
@@ -489,5 +495,215 @@ impl Broker {
         object.path = Some(path.clone());
         self.names.insert(path, oid);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objmgr_proto::section::{PageProtection, SectionAttributes};
+    use objmgr_proto::security;
+    use objmgr_proto::sync::SyncInit;
+    use objmgr_proto::wire::{PROTOCOL_VERSION, Request};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A private directory with a journal that names this process under
+    /// `tags` (as a lost broker's would), and a broker recovering from it.
+    struct Recovering {
+        dir: std::path::PathBuf,
+        broker: Broker,
+    }
+
+    impl Drop for Recovering {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn recovering(tags: &[u16]) -> Recovering {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "objmgr-recovery-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("broker.sock");
+        let location = objmgr_proto::rendezvous::SocketLocation {
+            socket: socket.clone(),
+            is_default: false,
+        };
+        let me = std::process::id();
+        let (journal, _) = Journal::open(&location.journal_path()).unwrap();
+        for &tag in tags {
+            journal.record(tag, me, journal::start_time(me).unwrap());
+        }
+        let mut broker = Broker::new("test".into(), 0);
+        broker.open_journal(&socket);
+        Recovering { dir, broker }
+    }
+
+    fn connect(broker: &mut Broker, id: ClientId, pid: u32) {
+        let token = security::Token::for_unix(0, 0, &[], None);
+        broker.add_client(id, pid, 0, token).unwrap();
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+        };
+        broker.handle(id, hello, vec![]).unwrap();
+    }
+
+    fn step(
+        broker: &mut Broker,
+        id: ClientId,
+        step: ReclaimStep,
+        fd: Option<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        broker.handle(id, Request::Reclaim { step }, fd.into_iter().collect())
+    }
+
+    fn memfd() -> OwnedFd {
+        let section = Section::new_anonymous(
+            4096,
+            PageProtection::ReadWrite,
+            SectionAttributes::default(),
+        )
+        .unwrap();
+        section.fd_for(true).unwrap().try_clone().unwrap()
+    }
+
+    fn section_step(handle: u32, name: &str) -> ReclaimStep {
+        ReclaimStep::Section {
+            handle: Handle(handle),
+            access: 0xF001F,
+            flags: 0,
+            name: name.into(),
+            protection: PageProtection::ReadWrite.bits(),
+            attributes: SectionAttributes::default().bits(),
+            size: 4096,
+        }
+    }
+
+    #[test]
+    fn a_broker_that_is_not_recovering_takes_nothing_back() {
+        let mut broker = Broker::new("test".into(), 0);
+        connect(&mut broker, 1, std::process::id());
+        let refused = step(&mut broker, 1, ReclaimStep::Begin { tag: 3 }, None).unwrap_err();
+        assert_eq!(refused.code, ERROR_NOT_SUPPORTED);
+    }
+
+    #[test]
+    fn only_the_journaled_process_takes_its_tag_back_and_others_wait() {
+        let mut r = recovering(&[9]);
+        let broker = &mut r.broker;
+        assert!(broker.recovery_deadline().is_some());
+        // Another process (pid 1 is not this one) cannot claim the tag.
+        connect(broker, 1, 1);
+        let refused = step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap_err();
+        assert_eq!(refused.code, ERROR_ACCESS_DENIED);
+        // Nothing but returning processes is served meanwhile.
+        let list = Request::ListObjects {
+            after: String::new(),
+            limit: 10,
+        };
+        let held = broker.handle(1, list.clone(), vec![]).unwrap_err();
+        assert_eq!(held.code, ERROR_RETRY);
+        // Steps before Begin are a protocol violation.
+        let early = step(broker, 1, ReclaimStep::End, None).unwrap_err();
+        assert!(early.disconnect);
+        connect(broker, 2, std::process::id());
+        step(broker, 2, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        assert_eq!(broker.clients[&2].tag, 9);
+        let twice = step(broker, 2, ReclaimStep::Begin { tag: 9 }, None).unwrap_err();
+        assert_eq!(twice.code, ERROR_ACCESS_DENIED);
+        // Hostile steps are errors, never panics.
+        let not_memfd = std::fs::File::open("/dev/null").unwrap().into();
+        assert!(step(broker, 2, section_step(4, ""), Some(not_memfd)).is_err());
+        let unannounced = ReclaimStep::Sync {
+            handle: Handle(8),
+            access: 0x1F0003,
+            flags: 0,
+            name: String::new(),
+            arena: 77,
+            slot: 1,
+        };
+        assert!(step(broker, 2, unannounced, None).is_err());
+        let not_arena = ReclaimStep::Arena {
+            id: 5,
+            slots: objmgr_sync::arena::ARENA_SLOTS,
+        };
+        assert!(step(broker, 2, not_arena, Some(memfd())).is_err());
+        assert!(step(broker, 2, section_step(0, ""), Some(memfd())).is_err());
+        assert!(step(broker, 2, section_step(6, ""), Some(memfd())).is_err());
+        // Its last step ends the recovery: everyone is served again.
+        step(broker, 2, ReclaimStep::End, None).unwrap();
+        assert!(broker.recovery_deadline().is_none());
+        broker.handle(1, list, vec![]).unwrap();
+    }
+
+    #[test]
+    fn one_object_per_file_and_per_name() {
+        let mut r = recovering(&[9, 10]);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        connect(broker, 1, me);
+        connect(broker, 2, me);
+        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        let shared = memfd();
+        let again = shared.try_clone().unwrap();
+        step(broker, 1, section_step(4, "Local\\x"), Some(shared)).unwrap();
+        // The same file from another process: the same object, one name.
+        step(broker, 2, section_step(12, "Local\\x"), Some(again)).unwrap();
+        let oid = broker.names.values().copied().collect::<Vec<_>>();
+        assert_eq!(oid.len(), 1);
+        // Both handles and the recovery's own reference.
+        assert_eq!(broker.objects[&oid[0]].handle_count, 3);
+        // Another file under the name is refused.
+        let clash = step(broker, 2, section_step(16, "Local\\x"), Some(memfd())).unwrap_err();
+        assert_eq!(clash.code, ERROR_ALREADY_EXISTS);
+        // A sync object comes back in its arena, with its state.
+        let mut arena = SyncArena::new().unwrap();
+        let slot = arena
+            .allocate(
+                SyncInit::Event {
+                    manual_reset: true,
+                    signaled: true,
+                },
+                None,
+            )
+            .unwrap();
+        let arena_step = ReclaimStep::Arena {
+            id: arena.id,
+            slots: arena.slots(),
+        };
+        let arena_fd = arena.fd.try_clone().unwrap();
+        step(broker, 1, arena_step, Some(arena_fd)).unwrap();
+        let event = ReclaimStep::Sync {
+            handle: Handle(8),
+            access: 0x1F0003,
+            flags: 0,
+            name: "Local\\e".into(),
+            arena: arena.id,
+            slot,
+        };
+        step(broker, 1, event, None).unwrap();
+        let free_slot = ReclaimStep::Sync {
+            handle: Handle(20),
+            access: 0x1F0003,
+            flags: 0,
+            name: String::new(),
+            arena: arena.id,
+            slot: slot + 1,
+        };
+        assert!(step(broker, 1, free_slot, None).is_err());
+        step(broker, 1, ReclaimStep::End, None).unwrap();
+        step(broker, 2, ReclaimStep::End, None).unwrap();
+        assert!(broker.recovery_deadline().is_none());
+        assert_eq!(broker.objects[&oid[0]].handle_count, 2);
+        // When the last holders go, so do the objects and their names.
+        broker.remove_client(1);
+        broker.remove_client(2);
+        assert!(broker.objects.is_empty() && broker.names.is_empty());
+        arena.free(slot);
     }
 }
