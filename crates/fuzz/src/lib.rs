@@ -114,6 +114,11 @@ pub fn broker_case(data: &[u8]) {
                 tag,
                 pid,
                 start_time: start_time + u64::from(tag == 3),
+                flags: if tag == 2 {
+                    objmgr_server::journal::GIFTED
+                } else {
+                    0
+                },
             })
             .collect();
         broker.start_recovery(recorded);

@@ -44,6 +44,9 @@ pub(crate) struct Connection {
     tag: u16,
     /// Which connection of the process's life this is (for its watcher).
     serial: u64,
+    /// A connection to the system broker (which does not take handles back
+    /// when it dies: its sessions are fail-stop).
+    system: bool,
 }
 
 /// Why an exchange failed.
@@ -243,6 +246,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         recv_buf: vec![0; MAX_MESSAGE_SIZE],
         tag: 0,
         serial: SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
+        system: false,
     };
     match conn.exchange(
         &Request::Hello {
@@ -364,7 +368,10 @@ fn system_broker() -> Result<Option<Connection>> {
         _ => return Err(unsafe_place("it does not run as root".into())),
     }
     match greet(socket) {
-        Ok(conn) => Ok(Some(conn)),
+        Ok(conn) => Ok(Some(Connection {
+            system: true,
+            ..conn
+        })),
         Err(Broken::Refused(e)) => Err(Error::new(
             e.code(),
             format!(
@@ -728,12 +735,23 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
             format!("closing {what} handle {:#x}: {}", handle.0, e.context()),
         )
     };
-    // Forgotten first: if the broker dies under the close, the handle is
-    // not taken back to the next one (closed either way).
-    shared.held.forget(handle);
     if wait || shared.closes_may_fail.contains(&handle.0) {
-        let (reply, _) =
-            exchange_locked(&mut shared, &Request::Close { handle }, &[]).map_err(within)?;
+        let conn = shared.conn.as_mut().expect("connected");
+        let outcome = conn.exchange(&Request::Close { handle }, &[]);
+        match &outcome {
+            // Refused (a handle protected from close): it stays open.
+            Ok((Err(_), _)) => {}
+            // Closed; or the broker died under the close, and the handle is
+            // not taken to the next one: closed either way.
+            Ok((Ok(_), _)) | Err(Broken::Connection(_)) => shared.held.forget(handle),
+            Err(_) => {}
+        }
+        let lost = matches!(outcome, Err(Broken::Connection(_)));
+        let reply = match settle(&mut shared, outcome) {
+            Ok((reply, _)) => reply.map_err(within)?,
+            Err(_) if lost && still(&shared, generation) => return Ok(()),
+            Err(e) => return Err(within(e)),
+        };
         shared.set_close_may_fail(handle, false);
         drop(shared);
         if let Reply::Value(ticket) = reply
@@ -746,13 +764,20 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
     }
     let conn = shared.conn.as_mut().expect("connected");
     let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
+    let lost = matches!(sent, Err(Broken::Connection(_)));
+    if sent.is_ok() || lost {
+        shared.held.forget(handle);
+    }
     match settle(&mut shared, sent) {
         // A new broker took the session over without this handle.
-        Err(_) if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation => {
-            Ok(())
-        }
+        Err(_) if lost && still(&shared, generation) => Ok(()),
         other => other.map_err(within),
     }
+}
+
+/// Whether the session of `generation` still goes on (with a new broker).
+fn still(shared: &Shared, generation: u64) -> bool {
+    shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == generation
 }
 
 /// Waits (at most a few seconds) until the broker has removed the name a
@@ -786,7 +811,7 @@ pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u6
     let (mut shared, generation) = connected()?;
     let (reply, fd) = exchange_locked(&mut shared, &Request::QueryHandle { handle }, &[])?;
     shared.set_close_may_fail(handle, true);
-    shared.held.note_by_value(handle);
+    shared.held.note_by_value(&reply);
     Ok((reply, fd, generation))
 }
 
@@ -936,10 +961,27 @@ fn broker_gone(serial: u64) {
 }
 
 /// The broker of the connection hung up (under `SHARED`): the session goes
-/// on with a new broker if one takes every handle back, else it ends.
+/// on with a new broker if one takes every handle back ([`rejoin`]), else
+/// it ends. A per-user broker that died left its journal: the one that
+/// replaces it is told that a process whose session ends is not coming
+/// back ([`leave`]), so that it need not wait for it.
 fn lost(shared: &mut Shared) {
-    if !rejoin(shared) {
-        end_session(shared);
+    let Some(old) = shared.conn.take() else {
+        return end_session(shared);
+    };
+    CONNECTION_FD.store(-1, Ordering::Release);
+    // The watcher's duplicate would keep the old socket open.
+    let _ = net::shutdown(&old.socket, net::Shutdown::Both);
+    // A broker that exited on purpose (stopped, idle) removed its journal:
+    // none will take the handles back, so none is started for it. The
+    // system broker keeps no journal.
+    let crashed = !old.system && rendezvous::location_from_env().journal_path().exists();
+    if crashed && rejoin(shared, old.tag) {
+        return;
+    }
+    end_session(shared);
+    if crashed {
+        leave(old.tag);
     }
 }
 
@@ -949,24 +991,16 @@ fn lost(shared: &mut Shared) {
 /// threads' identities then stay as they were, and waits go on. False if it
 /// could not (a handle no broker can take back, no broker recovering, or
 /// the new broker refused one): the caller ends the session.
-fn rejoin(shared: &mut Shared) -> bool {
-    let Some(old) = shared.conn.take() else {
+fn rejoin(shared: &mut Shared, tag: u16) -> bool {
+    let Some(steps) = shared.held.steps(tag) else {
         return false;
     };
-    CONNECTION_FD.store(-1, Ordering::Release);
-    // The watcher's duplicate would keep the old socket open.
-    let _ = net::shutdown(&old.socket, net::Shutdown::Both);
-    let Some(steps) = shared.held.steps(old.tag, crate::sync::arena_fd) else {
-        return false;
-    };
-    // A broker that exited on purpose (stopped, idle) removed its journal:
-    // none will take the handles back, so none is started for it.
-    if !rendezvous::location_from_env().journal_path().exists() {
-        return false;
-    }
     let Ok(mut conn) = establish() else {
         return false;
     };
+    if conn.system {
+        return false;
+    }
     for (step, fd) in steps {
         let fd = fd.as_ref().map(|fd| fd.as_fd());
         match conn.exchange(&Request::Reclaim { step }, fd.as_slice()) {
@@ -976,24 +1010,41 @@ fn rejoin(shared: &mut Shared) -> bool {
             _ => return false,
         }
     }
-    conn.tag = old.tag;
+    conn.tag = tag;
     CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
     watch(&conn);
     shared.conn = Some(conn);
     true
 }
 
-/// Notes that the section behind `handle` (of generation `generation`) is
-/// mapped through `fd`, which a new broker would take it back by.
-pub(crate) fn attach_section_fd(
+/// Tells the broker that replaces a dead one that this process, which had
+/// `tag`, takes nothing back: what its threads owned is abandoned now,
+/// rather than when the broker stops waiting for it. Best effort.
+fn leave(tag: u16) {
+    if let Ok(mut conn) = establish()
+        && !conn.system
+    {
+        let _ = conn.exchange(
+            &Request::Reclaim {
+                step: objmgr_proto::wire::ReclaimStep::Leave { tag },
+            },
+            &[],
+        );
+    }
+}
+
+/// The fd of the section behind `handle` (of generation `handle_generation`)
+/// that the connection's note of the handle keeps (a broker that replaces a
+/// dead one takes the section back by it), if it keeps one.
+pub(crate) fn section_fd(
     handle: Handle,
     handle_generation: u64,
-    fd: std::sync::Arc<OwnedFd>,
-) {
-    let mut shared = lock_shared();
-    if shared.conn.is_some() && GENERATION.load(Ordering::Acquire) == handle_generation {
-        shared.held.attach_section_fd(handle, fd);
+) -> Option<std::sync::Arc<OwnedFd>> {
+    let shared = lock_shared();
+    if shared.conn.is_none() || GENERATION.load(Ordering::Acquire) != handle_generation {
+        return None;
     }
+    shared.held.section_fd(handle)
 }
 
 /// Ends the connection's session (under `SHARED`): its handles die, and so
@@ -1089,16 +1140,17 @@ pub(crate) fn call_with_fds(
     let outcome = conn.exchange(request, fds);
     let lost = matches!(outcome, Err(Broken::Connection(_)));
     match settle(&mut shared, outcome) {
-        Ok((reply, received)) => {
-            let reply = reply?;
-            shared.held.note_reply(request, &reply);
-            Ok((reply, received, generation))
+        Ok((reply, mut received)) => {
+            shared
+                .held
+                .note_reply(request, reply.as_ref().ok(), &mut received);
+            Ok((reply?, received, generation))
         }
         Err(e) if lost && request.independent_of_session() => {
             drop(shared);
             let (mut shared, generation) = connected().map_err(|_| e)?;
-            let (reply, received) = exchange_locked(&mut shared, request, fds)?;
-            shared.held.note_reply(request, &reply);
+            let (reply, mut received) = exchange_locked(&mut shared, request, fds)?;
+            shared.held.note_reply(request, Some(&reply), &mut received);
             Ok((reply, received, generation))
         }
         Err(e) => Err(e),

@@ -12,9 +12,12 @@
 //! keep waiting, and a name keeps meaning one object.
 //!
 //! Some handles cannot be taken back: files, file-backed sections,
-//! processes, jobs, objects of other users' domains, and handles
-//! whose name this process does not know (inherited, or duplicated in by
-//! another process). A copy of its own handle is what the original is. A process holding one loses its whole session
+//! processes, jobs, and objects of other users' domains. A process that
+//! was given handles (inherited, or duplicated in by another process) is
+//! never taken back: it may not have taken them all over, and one it does
+//! not know of would be lost silently, its value free for another object
+//! (the broker's journal marks such a process). A copy of its own handle
+//! is what the original is. A process holding one loses its whole session
 //! instead (fail-stop: see `connection`), as it did before survival: every
 //! handle fails at once, rather than some silently meaning nothing.
 
@@ -22,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use objmgr_proto::process::{
-    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT, HANDLE_FLAGS,
+    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
+    HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS,
 };
 use objmgr_proto::wire::{CURRENT_PROCESS, Handle, ReclaimStep, Reply, Request, SectionInfo};
 use objmgr_sync::arena::SOLO_SLOTS;
@@ -57,6 +61,12 @@ enum What {
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
     handles: BTreeMap<u32, Held>,
+    /// The domain arenas its sync objects live in, by id (their fds came
+    /// with the first grant of each).
+    arenas: BTreeMap<u64, OwnedFd>,
+    /// Private namespaces open (they die with the broker: none can be
+    /// taken back).
+    namespaces: usize,
 }
 
 impl Held {
@@ -67,6 +77,45 @@ impl Held {
             flags: 0,
             name: String::new(),
         }
+    }
+}
+
+/// The handle a grant (`Reply::Section` or `Reply::Sync`) names, what a new
+/// broker would take it back as, and its access: `Other` unless `named`
+/// (its name is known, or it has none), and for a thread unless `threads`
+/// (a thread this process started).
+fn granted(reply: &Reply, named: bool, threads: bool) -> (Handle, What, u32) {
+    match reply {
+        Reply::Section(grant) => {
+            let what = if named && !grant.info.file_backed {
+                What::Section {
+                    info: grant.info,
+                    fd: None,
+                }
+            } else {
+                What::Other
+            };
+            (grant.handle, what, grant.access)
+        }
+        Reply::Sync(grant) => {
+            let waitable = match Kind::from_code(grant.kind) {
+                Some(Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. }) => {
+                    true
+                }
+                Some(Kind::Thread) => threads,
+                _ => false,
+            };
+            let what = if named && waitable && grant.arena_slots != SOLO_SLOTS && grant.writable {
+                What::Sync {
+                    arena: grant.arena_id,
+                    slot: grant.slot,
+                }
+            } else {
+                What::Other
+            };
+            (grant.handle, what, grant.access)
+        }
+        _ => (Handle(0), What::Other, 0),
     }
 }
 
@@ -81,11 +130,60 @@ impl Holdings {
     pub(crate) const fn new() -> Holdings {
         Holdings {
             handles: BTreeMap::new(),
+            arenas: BTreeMap::new(),
+            namespaces: 0,
         }
     }
 
-    /// Notes the handles `reply` grants for `request`.
-    pub(crate) fn note_reply(&mut self, request: &Request, reply: &Reply) {
+    /// Notes the handles `reply` (`None`: an error) grants for `request`,
+    /// and what `received`
+    /// (the fd that came with the reply) is: a section's memory, which the
+    /// holding keeps (the caller gets it back through
+    /// [`Holdings::section_fd`]), or an arena's, of which it keeps a copy.
+    pub(crate) fn note_reply(
+        &mut self,
+        request: &Request,
+        reply: Option<&Reply>,
+        received: &mut Option<OwnedFd>,
+    ) {
+        // DUPLICATE_CLOSE_SOURCE closes the source whatever else happened
+        // (a handle protected from close excepted), as the broker does.
+        if let Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source,
+            options,
+            ..
+        } = request
+            && options & DUPLICATE_CLOSE_SOURCE != 0
+            && self
+                .handles
+                .get(&source.0)
+                .is_none_or(|held| held.flags & HANDLE_FLAG_PROTECT_FROM_CLOSE == 0)
+        {
+            self.forget(*source);
+        }
+        let Some(reply) = reply else {
+            return; // refused: nothing granted
+        };
+        match (request, reply) {
+            (Request::Namespace { op: 0 | 1, .. }, _) => self.namespaces += 1,
+            (Request::Namespace { op: 2, .. }, _) => {
+                self.namespaces = self.namespaces.saturating_sub(1);
+            }
+            (_, Reply::Sync(grant)) => {
+                if let Some(fd) = received.as_ref()
+                    && grant.arena_slots != SOLO_SLOTS
+                    && let Ok(copy) = fd.try_clone()
+                {
+                    self.arenas.entry(grant.arena_id).or_insert(copy);
+                }
+            }
+            _ => {}
+        }
+        self.note_granted(request, reply, received);
+    }
+
+    fn note_granted(&mut self, request: &Request, reply: &Reply, received: &mut Option<OwnedFd>) {
         let (name, inherit) = match request {
             Request::CreateSection {
                 name,
@@ -99,37 +197,12 @@ impl Holdings {
             _ => (None, false),
         };
         match reply {
-            Reply::Section(grant) => {
-                let what = match name {
-                    Some(_) if !grant.info.file_backed => What::Section {
-                        info: grant.info,
-                        fd: None,
-                    },
-                    _ => What::Other,
-                };
-                self.note(grant.handle, what, grant.access, inherit, name);
-            }
-            Reply::Sync(grant) => {
-                let waitable = matches!(
-                    Kind::from_code(grant.kind),
-                    Some(
-                        Kind::Mutex
-                            | Kind::Event { .. }
-                            | Kind::Semaphore
-                            | Kind::Timer { .. }
-                            | Kind::Thread
-                    )
-                );
-                let what = match name {
-                    Some(_) if waitable && grant.arena_slots != SOLO_SLOTS && grant.writable => {
-                        What::Sync {
-                            arena: grant.arena_id,
-                            slot: grant.slot,
-                        }
-                    }
-                    _ => What::Other,
-                };
-                self.note(grant.handle, what, grant.access, inherit, name);
+            Reply::Section(_) | Reply::Sync(_) => {
+                let (handle, mut what, access) = granted(reply, name.is_some(), true);
+                if let What::Section { fd, .. } = &mut what {
+                    *fd = received.take().map(Arc::new);
+                }
+                self.note(handle, what, access, inherit, name);
             }
             Reply::File(grant) => self.note_other(grant.handle),
             Reply::Spawned {
@@ -170,16 +243,6 @@ impl Holdings {
             }
             _ => {}
         }
-        if let Request::Duplicate {
-            source_process: CURRENT_PROCESS,
-            source,
-            options,
-            ..
-        } = request
-            && options & DUPLICATE_CLOSE_SOURCE != 0
-        {
-            self.forget(*source);
-        }
     }
 
     fn note(&mut self, handle: Handle, what: What, access: u32, inherit: bool, name: Option<&str>) {
@@ -198,21 +261,24 @@ impl Holdings {
         self.handles.insert(handle.0, Held::other());
     }
 
-    /// Notes a handle this process learned of by its value (`QueryHandle`):
-    /// unless it is known already (a copy it made of its own), it is
-    /// another process's gift, whose name is not known here.
-    pub(crate) fn note_by_value(&mut self, handle: Handle) {
+    /// Notes a handle this process learned of by its value (`QueryHandle`'s
+    /// `reply`): unless it is known already (a copy it made of its own), it
+    /// is inherited or another process's gift, which no broker takes back
+    /// (the broker does not let a process that was given handles come back
+    /// at all: it might not know them all).
+    pub(crate) fn note_by_value(&mut self, reply: &Reply) {
+        let handle = granted(reply, false, false).0;
         self.handles.entry(handle.0).or_insert_with(Held::other);
     }
 
-    /// The section behind `handle` is mapped through `fd`.
-    pub(crate) fn attach_section_fd(&mut self, handle: Handle, fd: Arc<OwnedFd>) {
-        if let Some(Held {
-            what: What::Section { fd: slot, .. },
-            ..
-        }) = self.handles.get_mut(&handle.0)
-        {
-            *slot = Some(fd);
+    /// The fd of the section behind `handle`, if the holding keeps it.
+    pub(crate) fn section_fd(&self, handle: Handle) -> Option<Arc<OwnedFd>> {
+        match self.handles.get(&handle.0) {
+            Some(Held {
+                what: What::Section { fd, .. },
+                ..
+            }) => fd.clone(),
+            _ => None,
         }
     }
 
@@ -231,23 +297,25 @@ impl Holdings {
     /// The session is over: nothing is held any more.
     pub(crate) fn clear(&mut self) {
         self.handles.clear();
+        self.arenas.clear();
+        self.namespaces = 0;
     }
 
     /// The `Reclaim` steps that take every handle back, between `Begin`
-    /// (with `tag`) and `End`, with `arena_fd` giving each arena's
-    /// descriptor; `None` if one cannot be taken back.
-    pub(crate) fn steps(
-        &self,
-        tag: u16,
-        arena_fd: impl Fn(u64) -> Option<(OwnedFd, u32)>,
-    ) -> Option<Vec<Step>> {
+    /// (with `tag`) and `End`; `None` if one cannot be taken back (or a
+    /// private namespace is open).
+    pub(crate) fn steps(&self, tag: u16) -> Option<Vec<Step>> {
+        if self.namespaces > 0 {
+            return None;
+        }
         let mut steps = vec![(ReclaimStep::Begin { tag }, None)];
         let mut arenas = BTreeSet::new();
         for held in self.handles.values() {
             if let What::Sync { arena, .. } = held.what
                 && arenas.insert(arena)
             {
-                let (fd, slots) = arena_fd(arena)?;
+                let fd = self.arenas.get(&arena)?.try_clone().ok()?;
+                let slots = objmgr_sync::arena::ARENA_SLOTS;
                 steps.push((ReclaimStep::Arena { id: arena, slots }, Some(Arc::new(fd))));
             }
         }

@@ -389,8 +389,21 @@ impl Section {
                     access,
                     info,
                 }),
-                Some(fd),
-            ) => (handle, existed, access, info, fd),
+                fd,
+            ) => {
+                // The connection keeps the fd of a section a new broker
+                // could take back (it came with the reply): shared here.
+                let fd = match fd {
+                    Some(fd) => std::sync::Arc::new(fd),
+                    None => connection::section_fd(handle, generation).ok_or_else(|| {
+                        Error::new(
+                            ERROR_INVALID_DATA,
+                            format!("{}: the broker sent no section", what()),
+                        )
+                    })?,
+                };
+                (handle, existed, access, info, fd)
+            }
             (Reply::Sync(grant), _) => {
                 let kind = objmgr_sync::Kind::from_code(grant.kind);
                 return Err(Error::new(
@@ -415,10 +428,6 @@ impl Section {
                 format!("{}: unknown protection", what()),
             )
         })?;
-        let fd = std::sync::Arc::new(fd);
-        if !info.file_backed {
-            connection::attach_section_fd(handle, generation, fd.clone());
-        }
         Ok(Section {
             handle,
             generation,

@@ -68,20 +68,11 @@ use crate::remote_sync::{self, RemoteWait};
 
 pub use objmgr_sync::WaitOutcome;
 
-/// The domain arenas this process has mapped, by id, with their fds (for a
-/// broker that takes over from a dead one). They are never unmapped: a
-/// process maps one per broker it talks to, and its objects may be in use by
-/// any thread at any time. Each is registered as its own doorbell for
-/// multi-object waits on kernels without `futex_waitv`.
-static ARENAS: StdMutex<Vec<(u64, &'static Arena, OwnedFd)>> = StdMutex::new(Vec::new());
-
-/// A descriptor of domain arena `id` (as this process has it mapped) and
-/// its size in slots, for a broker that takes the process's objects back.
-pub(crate) fn arena_fd(id: u64) -> Option<(OwnedFd, u32)> {
-    let arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
-    let (_, _, fd) = arenas.iter().find(|(known, ..)| *known == id)?;
-    Some((fd.try_clone().ok()?, objmgr_sync::arena::ARENA_SLOTS))
-}
+/// The domain arenas this process has mapped, by id. They are never
+/// unmapped: a process maps one per broker it talks to, and its objects may
+/// be in use by any thread at any time. Each is registered as its own
+/// doorbell for multi-object waits on kernels without `futex_waitv`.
+static ARENAS: StdMutex<Vec<(u64, &'static Arena)>> = StdMutex::new(Vec::new());
 
 /// The solo arenas (one object shared between users, one page each) this
 /// process has mapped, by id: one mapping per object however many handles
@@ -167,13 +158,12 @@ fn slot_of(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<SlotRef> {
         return Ok(SlotRef::Solo(arena, grant.slot));
     }
     let mut arenas = ARENAS.lock().unwrap_or_else(|p| p.into_inner());
-    let arena = match arenas.iter().find(|(known, ..)| *known == grant.arena_id) {
-        Some(&(_, arena, _)) => arena,
+    let arena = match arenas.iter().find(|(known, _)| *known == grant.arena_id) {
+        Some(&(_, arena)) => arena,
         None => {
-            let fd = fd.ok_or_else(missing)?;
-            let arena: &'static Arena = Box::leak(Box::new(map(&fd)?));
+            let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
             arena.serve_as_doorbell();
-            arenas.push((grant.arena_id, arena, fd));
+            arenas.push((grant.arena_id, arena));
             arena
         }
     };

@@ -565,6 +565,10 @@ pub enum ReclaimStep {
     },
     /// Every handle is announced: the process is back.
     End,
+    /// The process had `tag` but takes nothing back (it holds something no
+    /// broker can take back, and its session ended): the broker need not
+    /// wait for it, and abandons what its threads owned.
+    Leave { tag: u16 },
 }
 
 impl ReclaimStep {
@@ -611,6 +615,9 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
         ReclaimStep::End => {
             e.u8(4);
         }
+        ReclaimStep::Leave { tag } => {
+            e.u8(5).u16(*tag);
+        }
     }
 }
 
@@ -639,6 +646,7 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
             slot: d.u32()?,
         },
         4 => ReclaimStep::End,
+        5 => ReclaimStep::Leave { tag: d.u16()? },
         _ => return Err(WireError::BadField("reclaim step")),
     })
 }
@@ -1957,6 +1965,7 @@ mod tests {
                 slot: 9,
             },
             ReclaimStep::End,
+            ReclaimStep::Leave { tag: u16::MAX },
         ] {
             round_trip(Request::Reclaim { step });
         }
@@ -1964,7 +1973,7 @@ mod tests {
             step: ReclaimStep::End,
         }
         .encode(1);
-        *bad_step.last_mut().expect("step code") = 5;
+        *bad_step.last_mut().expect("step code") = 6;
         assert_eq!(
             Request::decode(&bad_step),
             Err(WireError::BadField("reclaim step"))

@@ -358,6 +358,11 @@ pub struct Broker {
     /// The arenas of a broker that died, taken back with its processes'
     /// objects, by id.
     adopted: HashMap<u64, SyncArena>,
+    /// Processes of a broker that died that were still running, but had not
+    /// come back, when the recovery ended: their tags are reaped when they
+    /// leave or die.
+    late: HashMap<u16, crate::journal::Recorded>,
+    late_checked: Instant,
     /// Socket path, for status.
     pub socket: String,
     /// Idle timeout in ms (0 = never), for status.
@@ -403,6 +408,8 @@ impl Broker {
             journal: None,
             recovery: None,
             adopted: HashMap::new(),
+            late: HashMap::new(),
+            late_checked: Instant::now(),
             socket,
             idle_timeout_ms,
         }
@@ -534,8 +541,9 @@ impl Broker {
             sync.reap(client.tag);
         }
         self.end_threads_of(client.tag, client.pid);
-        self.tags_in_use.remove(&client.tag);
-        self.journal_client_gone(client.tag, client.reclaiming);
+        if self.journal_client_gone(client.tag, client.reclaiming) {
+            self.tags_in_use.remove(&client.tag);
+        }
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -696,9 +704,14 @@ impl Broker {
                 client.greeted = true;
                 // A spawned child finds the handles it inherited (or was
                 // given with DuplicateHandle) before it connected.
+                let gifted = pending.as_ref().is_some_and(|table| table.live > 0);
                 if let Some(table) = pending {
                     client.handles = table;
                 }
+                if gifted {
+                    self.journal_gift(id);
+                }
+                let client = self.client(id);
                 let client_tag = client.tag;
                 Ok(Outcome::reply(Reply::Hello {
                     version: PROTOCOL_VERSION,

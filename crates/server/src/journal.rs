@@ -4,8 +4,8 @@
 //! `broker::recovery`) and which tags of processes that died meanwhile still
 //! own mutexes in the shared arenas.
 //!
-//! One 16-byte record per tag, at offset `tag * 16`: pid (`u32`), spare,
-//! and the process's start time (`u64`, clock ticks after boot, from
+//! One 16-byte record per tag, at offset `tag * 16`: pid (`u32`), flags
+//! (`u32`: [`GIFTED`]), and the process's start time (`u64`, clock ticks after boot, from
 //! `/proc/<pid>/stat`), so that a pid reused by another process is told
 //! apart. A record is written when a process connects and zeroed when it
 //! disconnects: one `pwrite` each, never on a request's path. The file lives
@@ -18,12 +18,19 @@ use std::path::{Path, PathBuf};
 
 const RECORD_BYTES: u64 = 16;
 
+/// The process was given handles it did not ask for (inherited, or
+/// duplicated in by another process): it may not know them all, so it
+/// cannot take its handles back to another broker.
+pub const GIFTED: u32 = 1;
+
 /// A process as the journal names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recorded {
     pub tag: u16,
     pub pid: u32,
     pub start_time: u64,
+    /// [`GIFTED`], or 0.
+    pub flags: u32,
 }
 
 /// The open journal.
@@ -69,11 +76,13 @@ impl Journal {
             .enumerate()
             .filter_map(|(tag, record)| {
                 let pid = u32::from_le_bytes(record[0..4].try_into().expect("4 bytes"));
+                let flags = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
                 let start_time = u64::from_le_bytes(record[8..16].try_into().expect("8 bytes"));
                 (pid != 0 && tag != 0).then_some(Recorded {
                     tag: tag as u16,
                     pid,
                     start_time,
+                    flags,
                 })
             })
             .collect();
@@ -92,6 +101,16 @@ impl Journal {
         record[0..4].copy_from_slice(&pid.to_le_bytes());
         record[8..16].copy_from_slice(&start_time.to_le_bytes());
         self.write(tag, &record);
+    }
+
+    /// Records that the holder of `tag` was given handles ([`GIFTED`]).
+    pub fn mark_gifted(&self, tag: u16) {
+        if let Err(e) = self
+            .file
+            .write_all_at(&GIFTED.to_le_bytes(), u64::from(tag) * RECORD_BYTES + 4)
+        {
+            crate::log::warning!("writing the client journal: {e}");
+        }
     }
 
     /// Forgets the holder of `tag`.

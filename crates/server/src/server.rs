@@ -418,6 +418,7 @@ pub fn serve(
             }
         }
         broker.check_recovery();
+        broker.check_late();
         if broker.job_check_due() && last_job_check.elapsed() >= JOB_TIME_CHECK {
             guarded("job time limits", || broker.check_job_times());
             last_job_check = Instant::now();

@@ -1005,6 +1005,13 @@ impl Broker {
             .get_mut(&entry.object)
             .expect("live object")
             .handle_count += 1;
+        if let Holder::Client(cid) = to
+            && cid != id
+        {
+            // A handle it did not ask for, which it may not have taken over
+            // when a broker dies: it cannot come back to the next one.
+            self.journal_gift(cid);
+        }
         Ok(Outcome::reply(Reply::Value(handle.0)))
     }
 

@@ -57,6 +57,14 @@ use objmgr_sync::ops::Kind;
 /// come back before it serves anyone else.
 pub const RECOVERY_TIME: Duration = Duration::from_secs(3);
 
+/// How often the broker looks whether a process that was late for its
+/// recovery has died (see [`Broker::check_late`]).
+const LATE_CHECK: Duration = Duration::from_secs(1);
+
+/// The most arenas of lost brokers one broker takes back (each stays
+/// mapped for its life).
+const MAX_ADOPTED_ARENAS: usize = 256;
+
 /// A recovery in progress.
 #[derive(Debug)]
 pub(super) struct Recovery {
@@ -149,9 +157,14 @@ impl Broker {
         });
     }
 
-    /// When the recovery in progress must end, if one is.
+    /// When the recovery in progress must end, if one is (or when to look
+    /// again at processes that were late for one).
     pub fn recovery_deadline(&self) -> Option<Instant> {
-        self.recovery.as_ref().map(|r| r.deadline)
+        match &self.recovery {
+            Some(recovery) => Some(recovery.deadline),
+            None if !self.late.is_empty() => Some(self.late_checked + LATE_CHECK),
+            None => None,
+        }
     }
 
     /// Ends the recovery if every expected process came back, or its time
@@ -166,18 +179,23 @@ impl Broker {
         }
         let recovery = self.recovery.take().expect("checked");
         let mut reaped = recovery.gone;
-        reaped.extend(recovery.expected.into_keys());
+        for (tag, record) in recovery.expected {
+            if journal::start_time(record.pid) == Some(record.start_time) {
+                // Still running, only slow: its threads may hold mutexes
+                // right now. Reaped when it leaves or dies.
+                self.late.insert(tag, record);
+            } else {
+                reaped.push(tag);
+            }
+        }
         if !reaped.is_empty() {
             crate::log::info!(
                 "recovery over: abandoning what {} lost processes owned",
                 reaped.len()
             );
         }
-        for &tag in &reaped {
-            for arena in self.adopted.values() {
-                arena.reap(tag);
-            }
-            self.free_old_tag(tag);
+        for tag in reaped {
+            self.reap_old_tag(tag);
         }
         // Objects nobody took back a handle to, or closed since, go now.
         for oid in recovery
@@ -194,6 +212,34 @@ impl Broker {
     /// state and all, for one that comes back later with it.
     fn hold_until_recovered(&mut self, oid: ObjectId) {
         self.objects.get_mut(&oid).expect("present").handle_count += 1;
+    }
+
+    /// Abandons what the threads of `tag` (a process of a broker that died)
+    /// owned in the arenas taken back, and frees the tag.
+    fn reap_old_tag(&mut self, tag: u16) {
+        for arena in self.adopted.values() {
+            arena.reap(tag);
+        }
+        self.free_old_tag(tag);
+    }
+
+    /// Reaps the tags of processes that were late for their recovery and
+    /// have died since (looked at once a second while there are any).
+    pub fn check_late(&mut self) {
+        if self.late.is_empty() || self.late_checked.elapsed() < LATE_CHECK {
+            return;
+        }
+        self.late_checked = Instant::now();
+        let dead: Vec<u16> = self
+            .late
+            .iter()
+            .filter(|(_, r)| journal::start_time(r.pid) != Some(r.start_time))
+            .map(|(&tag, _)| tag)
+            .collect();
+        for tag in dead {
+            self.late.remove(&tag);
+            self.reap_old_tag(tag);
+        }
     }
 
     fn free_old_tag(&mut self, tag: u16) {
@@ -215,6 +261,13 @@ impl Broker {
         ))
     }
 
+    /// Journals that client `id` was given handles it did not ask for.
+    pub(super) fn journal_gift(&self, id: ClientId) {
+        if let (Some(journal), Some(client)) = (&self.journal, self.clients.get(&id)) {
+            journal.mark_gifted(client.tag);
+        }
+    }
+
     /// Journals a new connection's tag.
     pub(super) fn journal_client(&self, tag: u16, pid: u32) {
         if let Some(journal) = &self.journal {
@@ -222,15 +275,22 @@ impl Broker {
         }
     }
 
-    /// A disconnected client's tag leaves the journal; a returning one
-    /// that had not finished counts as done.
-    pub(super) fn journal_client_gone(&mut self, tag: u16, was_returning: bool) {
+    /// A disconnected client's tag leaves the journal, and is free again
+    /// (true); during a recovery, it is reaped (and freed) only when the
+    /// recovery ends (false), across every arena taken back by then. A
+    /// returning client that had not finished counts as done.
+    pub(super) fn journal_client_gone(&mut self, tag: u16, was_returning: bool) -> bool {
+        if let Some(recovery) = &mut self.recovery {
+            if was_returning {
+                recovery.returning -= 1;
+            }
+            recovery.gone.push(tag);
+            return false;
+        }
         if let Some(journal) = &self.journal {
             journal.clear(tag);
         }
-        if was_returning && let Some(recovery) = &mut self.recovery {
-            recovery.returning -= 1;
-        }
+        true
     }
 
     /// Removes the journal: the broker exits on purpose (stopped, or idle),
@@ -249,6 +309,22 @@ impl Broker {
         step: ReclaimStep,
         fd: Option<OwnedFd>,
     ) -> Result<Outcome, Failure> {
+        if let ReclaimStep::Leave { tag } = step
+            && self.recovery.is_none()
+            && let Some(record) = self.late.get(&tag).copied()
+        {
+            // Late for the recovery, and now giving up its old session.
+            let pid = self.clients[&id].pid;
+            if record.pid != pid || journal::start_time(pid) != Some(record.start_time) {
+                return Err(Failure::new(
+                    ERROR_ACCESS_DENIED,
+                    format!("tag {tag} was not this process's with the broker that died"),
+                ));
+            }
+            self.late.remove(&tag);
+            self.reap_old_tag(tag);
+            return Ok(Outcome::reply(Reply::Done));
+        }
         let Some(recovery) = &mut self.recovery else {
             return Err(Failure::new(
                 ERROR_NOT_SUPPORTED,
@@ -256,19 +332,41 @@ impl Broker {
             ));
         };
         let client = self.clients.get_mut(&id).expect("client present");
-        if let ReclaimStep::Begin { tag } = step {
+        if let ReclaimStep::Begin { tag } | ReclaimStep::Leave { tag } = step {
             let expected = recovery.expected.get(&tag).copied();
             let is_it = expected.is_some_and(|record| {
                 record.pid == client.pid
                     && journal::start_time(client.pid) == Some(record.start_time)
             });
-            if client.reclaiming || client.handles.live != 0 || !is_it {
+            if client.reclaiming || !is_it {
                 return Err(Failure::new(
                     ERROR_ACCESS_DENIED,
                     format!("tag {tag} was not this process's with the broker that died"),
                 ));
             }
+            let gifted = expected.is_some_and(|record| record.flags & journal::GIFTED != 0);
+            let refusal = if let ReclaimStep::Leave { .. } = step {
+                None
+            } else if client.handles.live != 0 {
+                Some("a process takes its handles back before it opens any")
+            } else if gifted {
+                // Handles it never took over would be lost silently, and
+                // their values reused: it must not come back.
+                Some("the process was given handles it may not know of: it cannot take them back")
+            } else {
+                None
+            };
             recovery.expected.remove(&tag);
+            if refusal.is_some() || matches!(step, ReclaimStep::Leave { .. }) {
+                // It is not coming back: reaped with the dead when the
+                // recovery ends.
+                recovery.gone.push(tag);
+                self.check_recovery();
+                return match refusal {
+                    Some(why) => Err(Failure::new(ERROR_ACCESS_DENIED, why)),
+                    None => Ok(Outcome::reply(Reply::Done)),
+                };
+            }
             recovery.returning += 1;
             let fresh = std::mem::replace(&mut client.tag, tag);
             client.reclaiming = true;
@@ -279,7 +377,9 @@ impl Broker {
             return Err(Failure::protocol("a reclaim step before Begin"));
         }
         match step {
-            ReclaimStep::Begin { .. } => unreachable!("handled above"),
+            ReclaimStep::Begin { .. } | ReclaimStep::Leave { .. } => {
+                unreachable!("handled above")
+            }
             ReclaimStep::End => {
                 client.reclaiming = false;
                 recovery.returning -= 1;
@@ -407,6 +507,12 @@ impl Broker {
         match self.adopted.get(&arena) {
             Some(adopted) if !adopted.is_file(&fd) => return Err(clash()),
             Some(_) => {}
+            None if self.adopted.len() >= MAX_ADOPTED_ARENAS => {
+                return Err(Failure::new(
+                    ERROR_NO_SYSTEM_RESOURCES,
+                    format!("{MAX_ADOPTED_ARENAS} arenas of lost brokers are taken back already"),
+                ));
+            }
             None => {
                 let adopted = SyncArena::adopt(fd, arena, slots)?;
                 self.adopted.insert(arena, adopted);
@@ -433,7 +539,9 @@ impl Broker {
         let bound = self.bind_name(id, oid, name);
         // A value within the handle quota (the table grows to it) that is
         // not in use.
-        let quota = crate::quota::get().handles;
+        let quota = crate::quota::get()
+            .handles
+            .min(super::MAX_HANDLES_PER_PROCESS as u64);
         let free_value = HandleTable::index(handle).is_some_and(|index| (index as u64) < quota)
             && self.client(id).handles.get(handle).is_none();
         let result = bound.and_then(|()| {
@@ -463,9 +571,9 @@ impl Broker {
     }
 
     /// Binds the name `name` (as client `id` gave it when it created or
-    /// opened the object) to `oid`: refused if the name is another
-    /// object's, or the object has another, or it is in a private namespace
-    /// (which died with the broker).
+    /// opened the object) to `oid`: refused if the name is another object's, or the
+    /// object has another, or it is in a private namespace (which died with
+    /// the broker).
     fn bind_name(&mut self, id: ClientId, oid: ObjectId, name: &str) -> Result<(), Failure> {
         if name.is_empty() {
             return Ok(());
@@ -521,6 +629,12 @@ mod tests {
     }
 
     fn recovering(tags: &[u16]) -> Recovering {
+        recovering_with(tags, &[])
+    }
+
+    /// The same, with the processes of `gifted` tags marked as given
+    /// handles.
+    fn recovering_with(tags: &[u16], gifted: &[u16]) -> Recovering {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "objmgr-recovery-{}-{}",
@@ -537,6 +651,9 @@ mod tests {
         let (journal, _) = Journal::open(&location.journal_path()).unwrap();
         for &tag in tags {
             journal.record(tag, me, journal::start_time(me).unwrap());
+        }
+        for &tag in gifted {
+            journal.mark_gifted(tag);
         }
         let mut broker = Broker::new("test".into(), 0);
         broker.open_journal(&socket);
@@ -704,6 +821,86 @@ mod tests {
         broker.remove_client(1);
         broker.remove_client(2);
         assert!(broker.objects.is_empty() && broker.names.is_empty());
+        arena.free(slot);
+    }
+
+    #[test]
+    fn a_process_that_was_given_handles_does_not_come_back() {
+        let mut r = recovering_with(&[9], &[9]);
+        let broker = &mut r.broker;
+        connect(broker, 1, std::process::id());
+        let refused = step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap_err();
+        assert_eq!(refused.code, ERROR_ACCESS_DENIED);
+        // Nobody else is expected: the others are served at once.
+        assert!(broker.recovery_deadline().is_none());
+    }
+
+    #[test]
+    fn a_process_that_leaves_is_not_waited_for_and_late_ones_are_reaped_when_they_leave() {
+        let mut r = recovering(&[9, 10]);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        connect(broker, 1, me);
+        step(broker, 1, ReclaimStep::Leave { tag: 9 }, None).unwrap();
+        assert!(broker.recovery_deadline().is_some(), "10 is still expected");
+        // Its time is up while 10 still runs: 10 is late, its tag kept.
+        broker.recovery.as_mut().unwrap().deadline = Instant::now();
+        broker.check_recovery();
+        assert!(broker.recovery.is_none());
+        assert!(broker.late.contains_key(&10) && broker.tags_in_use.contains(&10));
+        assert!(!broker.tags_in_use.contains(&9));
+        // Too late to come back; leaving reaps and frees its tag.
+        let refused = step(broker, 1, ReclaimStep::Begin { tag: 10 }, None).unwrap_err();
+        assert_eq!(refused.code, ERROR_NOT_SUPPORTED);
+        step(broker, 1, ReclaimStep::Leave { tag: 10 }, None).unwrap();
+        assert!(broker.late.is_empty() && !broker.tags_in_use.contains(&10));
+    }
+
+    #[test]
+    fn a_process_that_dies_while_coming_back_is_reaped_in_arenas_announced_later() {
+        use objmgr_sync::ops::{Actor, Token};
+        let mut r = recovering(&[9, 10]);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        // A mutex owned by a thread of process 9, in an arena that process
+        // 10 brings after 9 has gone.
+        let mut arena = SyncArena::new().unwrap();
+        let owner = Actor {
+            pid: me,
+            tid: 1,
+            token: Token::new(9, 1).unwrap(),
+        };
+        let slot = arena
+            .allocate(SyncInit::Mutex { owned: true }, Some(owner))
+            .unwrap();
+        connect(broker, 1, me);
+        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        broker.remove_client(1);
+        assert!(broker.tags_in_use.contains(&9), "kept until the end");
+        connect(broker, 2, me);
+        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        let arena_step = ReclaimStep::Arena {
+            id: arena.id,
+            slots: arena.slots(),
+        };
+        step(broker, 2, arena_step, Some(arena.fd.try_clone().unwrap())).unwrap();
+        let mutex = ReclaimStep::Sync {
+            handle: Handle(4),
+            access: 0x1F0001,
+            flags: 0,
+            name: String::new(),
+            arena: arena.id,
+            slot,
+        };
+        step(broker, 2, mutex, None).unwrap();
+        let observed = |arena: &SyncArena| objmgr_sync::ops::observe(arena.slot(slot).unwrap());
+        assert!(observed(&arena).unwrap().owner.is_some());
+        step(broker, 2, ReclaimStep::End, None).unwrap();
+        assert!(broker.recovery.is_none());
+        let after = observed(&arena).unwrap();
+        assert!(after.owner.is_none() && after.abandoned, "{after:?}");
+        assert!(!broker.tags_in_use.contains(&9));
+        broker.remove_client(2);
         arena.free(slot);
     }
 }
