@@ -217,3 +217,28 @@ fn a_session_that_cannot_be_taken_back_fails_at_once() {
     assert_eq!(after[6], "event existed=0");
     assert_eq!(after[7], "wait object 0");
 }
+
+/// A process that was given handles (here, inherited from its parent) never
+/// comes back to a new broker: it might not know every handle it was given
+/// (this child never took its inherited one over), and one it does not know
+/// of would be lost silently, its value free for another object. It is
+/// fail-stop: the name of the event it made itself is gone with its session.
+#[test]
+fn a_process_that_was_given_handles_does_not_come_back() {
+    let broker = TestBroker::new();
+    let mut parent = broker.spawn(&[
+        "event_inh Local\\gifted manual 0",
+        "spawn inherit event Local\\childs manual 0;wait 0 inf",
+        "hold",
+    ]);
+    parent.wait_for("holding");
+    TestBroker::eventually("the child to make its event", || {
+        broker.objmgr(&["stat", "Local\\childs"]).status.success()
+    });
+    kill_broker(&broker);
+    let lines = broker.run(&["open_event Local\\childs", "open_event Local\\gifted"]);
+    assert!(lines[0].starts_with("err 2 "), "{lines:?}");
+    assert!(lines[1].starts_with("err 2 "), "{lines:?}");
+    parent.release();
+    parent.finish();
+}
