@@ -741,15 +741,20 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
         match &outcome {
             // Refused (a handle protected from close): it stays open.
             Ok((Err(_), _)) => {}
-            // Closed; or the broker died under the close, and the handle is
-            // not taken to the next one: closed either way.
-            Ok((Ok(_), _)) | Err(Broken::Connection(_)) => shared.held.forget(handle),
+            Ok((Ok(_), _)) => shared.held.forget(handle),
+            // The broker died under the close: the handle is not taken to
+            // the next one (closed either way), unless it is protected from
+            // close (the close would have failed).
+            Err(Broken::Connection(_)) if !shared.held.is_protected(handle) => {
+                shared.held.forget(handle);
+            }
             Err(_) => {}
         }
         let lost = matches!(outcome, Err(Broken::Connection(_)));
+        let protected = shared.held.is_protected(handle);
         let reply = match settle(&mut shared, outcome) {
             Ok((reply, _)) => reply.map_err(within)?,
-            Err(_) if lost && still(&shared, generation) => return Ok(()),
+            Err(_) if lost && !protected && still(&shared, generation) => return Ok(()),
             Err(e) => return Err(within(e)),
         };
         shared.set_close_may_fail(handle, false);
@@ -811,7 +816,10 @@ pub(crate) fn query_handle(handle: Handle) -> Result<(Reply, Option<OwnedFd>, u6
     let (mut shared, generation) = connected()?;
     let (reply, fd) = exchange_locked(&mut shared, &Request::QueryHandle { handle }, &[])?;
     shared.set_close_may_fail(handle, true);
-    shared.held.note_by_value(&reply);
+    if let Reply::Sync(grant) = &reply {
+        shared.held.note_arena(grant, fd.as_ref());
+    }
+    shared.held.note_by_value(handle);
     Ok((reply, fd, generation))
 }
 
@@ -975,46 +983,65 @@ fn lost(shared: &mut Shared) {
     // A broker that exited on purpose (stopped, idle) removed its journal:
     // none will take the handles back, so none is started for it. The
     // system broker keeps no journal.
-    let crashed = !old.system && rendezvous::location_from_env().journal_path().exists();
-    if crashed && rejoin(shared, old.tag) {
-        return;
+    if old.system || !rendezvous::location_from_env().journal_path().exists() {
+        return end_session(shared);
     }
-    end_session(shared);
-    if crashed {
+    let Some(steps) = shared.held.steps(old.tag) else {
+        // Not coming back: the session ends now (its waits are woken at
+        // once), then the new broker is told not to wait for it.
+        end_session(shared);
+        objmgr_sync::lifeline::wake_sleepers_once();
         leave(old.tag);
+        return;
+    };
+    match rejoin(shared, old.tag, steps) {
+        Ok(()) => {}
+        // Refused at once (a process that was given handles): the session
+        // ends, and the broker may reap its tag now.
+        Err(Some(mut conn)) => {
+            end_session(shared);
+            objmgr_sync::lifeline::wake_sleepers_once();
+            send_leave(&mut conn, old.tag);
+        }
+        // (A new broker reaps the tag when the connection it took some
+        // handles back on closed, or when the process next connects.)
+        Err(None) => end_session(shared),
     }
 }
 
 /// Takes the session to a new broker (started if need be): re-announces
-/// every handle of the process ([`Holdings::steps`]), keeping the process's
-/// tag. True if the new broker took them all; handles, the generation and
+/// every handle of the process (`steps`, from [`Holdings::steps`]), keeping
+/// the process's tag. True if the new broker took them all; handles, the generation and
 /// threads' identities then stay as they were, and waits go on. False if it
 /// could not (a handle no broker can take back, no broker recovering, or
 /// the new broker refused one): the caller ends the session.
-fn rejoin(shared: &mut Shared, tag: u16) -> bool {
-    let Some(steps) = shared.held.steps(tag) else {
-        return false;
-    };
+fn rejoin(
+    shared: &mut Shared,
+    tag: u16,
+    steps: Vec<crate::reclaim::Step>,
+) -> std::result::Result<(), Option<Connection>> {
     let Ok(mut conn) = establish() else {
-        return false;
+        return Err(None);
     };
     if conn.system {
-        return false;
+        return Err(None);
     }
-    for (step, fd) in steps {
+    for (n, (step, fd)) in steps.into_iter().enumerate() {
         let fd = fd.as_ref().map(|fd| fd.as_fd());
         match conn.exchange(&Request::Reclaim { step }, fd.as_slice()) {
             Ok((Ok(Reply::Done), _)) => {}
+            // `Begin` refused: nothing was taken back.
+            Ok((Err(_), _)) if n == 0 => return Err(Some(conn)),
             // The new broker forgets what it took back when this
             // connection closes.
-            _ => return false,
+            _ => return Err(None),
         }
     }
     conn.tag = tag;
     CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
     watch(&conn);
     shared.conn = Some(conn);
-    true
+    Ok(())
 }
 
 /// Tells the broker that replaces a dead one that this process, which had
@@ -1024,13 +1051,13 @@ fn leave(tag: u16) {
     if let Ok(mut conn) = establish()
         && !conn.system
     {
-        let _ = conn.exchange(
-            &Request::Reclaim {
-                step: objmgr_proto::wire::ReclaimStep::Leave { tag },
-            },
-            &[],
-        );
+        send_leave(&mut conn, tag);
     }
+}
+
+fn send_leave(conn: &mut Connection, tag: u16) {
+    let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
+    let _ = conn.exchange(&Request::Reclaim { step }, &[]);
 }
 
 /// The fd of the section behind `handle` (of generation `handle_generation`)
@@ -1139,6 +1166,9 @@ pub(crate) fn call_with_fds(
     let conn = shared.conn.as_mut().expect("connected");
     let outcome = conn.exchange(request, fds);
     let lost = matches!(outcome, Err(Broken::Connection(_)));
+    if lost {
+        shared.held.note_lost(request);
+    }
     match settle(&mut shared, outcome) {
         Ok((reply, mut received)) => {
             shared

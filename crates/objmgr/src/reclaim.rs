@@ -28,7 +28,9 @@ use objmgr_proto::process::{
     DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
     HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS,
 };
-use objmgr_proto::wire::{CURRENT_PROCESS, Handle, ReclaimStep, Reply, Request, SectionInfo};
+use objmgr_proto::wire::{
+    CURRENT_PROCESS, Handle, ReclaimStep, Reply, Request, SectionInfo, SyncGrant,
+};
 use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::Kind;
 use rustix::fd::OwnedFd;
@@ -136,18 +138,44 @@ impl Holdings {
     }
 
     /// Notes the handles `reply` (`None`: an error) grants for `request`,
-    /// and what `received`
-    /// (the fd that came with the reply) is: a section's memory, which the
-    /// holding keeps (the caller gets it back through
-    /// [`Holdings::section_fd`]), or an arena's, of which it keeps a copy.
+    /// and what `received` (the fd that came with the reply) is: a
+    /// section's memory, which the holding keeps (the caller gets it back
+    /// through [`Holdings::section_fd`]), or an arena's, of which it keeps a
+    /// copy.
     pub(crate) fn note_reply(
         &mut self,
         request: &Request,
         reply: Option<&Reply>,
         received: &mut Option<OwnedFd>,
     ) {
+        if let Some(reply) = reply {
+            match (request, reply) {
+                (Request::Namespace { op: 0 | 1, .. }, _) => self.namespaces += 1,
+                (Request::Namespace { op: 2, .. }, _) => {
+                    self.namespaces = self.namespaces.saturating_sub(1);
+                }
+                (_, Reply::Sync(grant) | Reply::Spawned { process: grant, .. }) => {
+                    self.note_arena(grant, received.as_ref());
+                }
+                _ => {}
+            }
+            self.note_granted(request, reply, received);
+        }
         // DUPLICATE_CLOSE_SOURCE closes the source whatever else happened
-        // (a handle protected from close excepted), as the broker does.
+        // (after its copy was noted as what it is).
+        self.note_closed_source(request);
+    }
+
+    /// The broker died under `request`: a source it may have closed
+    /// (`DUPLICATE_CLOSE_SOURCE`) is not taken back.
+    pub(crate) fn note_lost(&mut self, request: &Request) {
+        self.note_closed_source(request);
+    }
+
+    /// Forgets the source of a `DuplicateHandle` with
+    /// `DUPLICATE_CLOSE_SOURCE` in this process (unless it is protected from
+    /// close, which the broker does not close).
+    fn note_closed_source(&mut self, request: &Request) {
         if let Request::Duplicate {
             source_process: CURRENT_PROCESS,
             source,
@@ -155,32 +183,29 @@ impl Holdings {
             ..
         } = request
             && options & DUPLICATE_CLOSE_SOURCE != 0
-            && self
-                .handles
-                .get(&source.0)
-                .is_none_or(|held| held.flags & HANDLE_FLAG_PROTECT_FROM_CLOSE == 0)
+            && !self.is_protected(*source)
         {
             self.forget(*source);
         }
-        let Some(reply) = reply else {
-            return; // refused: nothing granted
-        };
-        match (request, reply) {
-            (Request::Namespace { op: 0 | 1, .. }, _) => self.namespaces += 1,
-            (Request::Namespace { op: 2, .. }, _) => {
-                self.namespaces = self.namespaces.saturating_sub(1);
-            }
-            (_, Reply::Sync(grant)) => {
-                if let Some(fd) = received.as_ref()
-                    && grant.arena_slots != SOLO_SLOTS
-                    && let Ok(copy) = fd.try_clone()
-                {
-                    self.arenas.entry(grant.arena_id).or_insert(copy);
-                }
-            }
-            _ => {}
+    }
+
+    /// Whether `handle` is protected from close.
+    pub(crate) fn is_protected(&self, handle: Handle) -> bool {
+        self.handles
+            .get(&handle.0)
+            .is_some_and(|held| held.flags & HANDLE_FLAG_PROTECT_FROM_CLOSE != 0)
+    }
+
+    /// Keeps a copy of the fd of `grant`'s domain arena when it came with
+    /// the reply (the broker sends it once per connection).
+    pub(crate) fn note_arena(&mut self, grant: &SyncGrant, received: Option<&OwnedFd>) {
+        if let Some(fd) = received
+            && grant.arena_slots != SOLO_SLOTS
+            && !self.arenas.contains_key(&grant.arena_id)
+            && let Ok(copy) = fd.try_clone()
+        {
+            self.arenas.insert(grant.arena_id, copy);
         }
-        self.note_granted(request, reply, received);
     }
 
     fn note_granted(&mut self, request: &Request, reply: &Reply, received: &mut Option<OwnedFd>) {
@@ -261,13 +286,12 @@ impl Holdings {
         self.handles.insert(handle.0, Held::other());
     }
 
-    /// Notes a handle this process learned of by its value (`QueryHandle`'s
-    /// `reply`): unless it is known already (a copy it made of its own), it
+    /// Notes a handle this process learned of by its value (`QueryHandle`):
+    /// unless it is known already (a copy it made of its own), it
     /// is inherited or another process's gift, which no broker takes back
     /// (the broker does not let a process that was given handles come back
     /// at all: it might not know them all).
-    pub(crate) fn note_by_value(&mut self, reply: &Reply) {
-        let handle = granted(reply, false, false).0;
+    pub(crate) fn note_by_value(&mut self, handle: Handle) {
         self.handles.entry(handle.0).or_insert_with(Held::other);
     }
 
@@ -351,5 +375,177 @@ impl Holdings {
         }
         steps.push((ReclaimStep::End, None));
         Some(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objmgr_proto::wire::{FileGrant, SectionGrant};
+
+    fn memfd() -> Option<OwnedFd> {
+        rustix::fs::memfd_create("reclaim-test", rustix::fs::MemfdFlags::CLOEXEC).ok()
+    }
+
+    fn create_section(name: &str) -> Request {
+        Request::CreateSection {
+            name: name.into(),
+            protection: 4,
+            size: 4096,
+            inherit: false,
+            from_file: false,
+            security: String::new(),
+        }
+    }
+
+    fn section_grant(handle: u32) -> Reply {
+        Reply::Section(SectionGrant {
+            handle: Handle(handle),
+            existed: false,
+            access: 0xF001F,
+            info: SectionInfo {
+                size: 4096,
+                protection: 4,
+                attributes: 0x0800_0000,
+                file_backed: false,
+            },
+        })
+    }
+
+    fn event_grant(handle: u32, arena_id: u64) -> Reply {
+        Reply::Sync(SyncGrant {
+            handle: Handle(handle),
+            existed: false,
+            access: 0x1F0003,
+            kind: Kind::Event {
+                manual_reset: false,
+            }
+            .code(),
+            slot: 7,
+            arena_id,
+            arena_slots: objmgr_sync::arena::ARENA_SLOTS,
+            writable: true,
+        })
+    }
+
+    fn kinds(steps: &[Step]) -> Vec<&'static str> {
+        steps
+            .iter()
+            .map(|(step, _)| match step {
+                ReclaimStep::Begin { .. } => "begin",
+                ReclaimStep::Arena { .. } => "arena",
+                ReclaimStep::Section { .. } => "section",
+                ReclaimStep::Sync { .. } => "sync",
+                ReclaimStep::End => "end",
+                ReclaimStep::Leave { .. } => "leave",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sections_and_sync_objects_are_announced_with_their_fds() {
+        let mut held = Holdings::new();
+        let mut fd = memfd();
+        let reply = section_grant(4);
+        held.note_reply(&create_section("Local\\s"), Some(&reply), &mut fd);
+        assert!(fd.is_none(), "the holding keeps the section's fd");
+        assert!(held.section_fd(Handle(4)).is_some());
+        let create = Request::CreateSync {
+            name: String::new(),
+            init: objmgr_proto::sync::SyncInit::Event {
+                manual_reset: false,
+                signaled: false,
+            },
+            access: 0,
+            inherit: true,
+            owner_token: 0,
+            owner_tid: 0,
+            security: String::new(),
+        };
+        let mut arena = memfd();
+        held.note_reply(&create, Some(&event_grant(8, 3)), &mut arena);
+        assert!(arena.is_some(), "the caller maps the arena");
+        let steps = held.steps(5).unwrap();
+        assert_eq!(kinds(&steps), ["begin", "arena", "section", "sync", "end"]);
+        let ReclaimStep::Sync { flags, .. } = &steps[3].0 else {
+            panic!()
+        };
+        assert_eq!(*flags, HANDLE_FLAG_INHERIT);
+        // Closed: not announced.
+        held.forget(Handle(4));
+        assert_eq!(
+            kinds(&held.steps(5).unwrap()),
+            ["begin", "arena", "sync", "end"]
+        );
+    }
+
+    #[test]
+    fn a_copy_of_its_own_handle_is_what_the_source_is() {
+        let mut held = Holdings::new();
+        held.note_reply(&create_section("x"), Some(&section_grant(4)), &mut memfd());
+        let duplicate = Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(4),
+            target_process: CURRENT_PROCESS,
+            access: 0,
+            inherit: false,
+            options: DUPLICATE_CLOSE_SOURCE | DUPLICATE_SAME_ACCESS,
+        };
+        held.note_reply(&duplicate, Some(&Reply::Value(8)), &mut None);
+        let steps = held.steps(1).unwrap();
+        assert_eq!(kinds(&steps), ["begin", "section", "end"]);
+        let ReclaimStep::Section { handle, name, .. } = &steps[1].0 else {
+            panic!()
+        };
+        assert_eq!((*handle, name.as_str()), (Handle(8), "x"));
+        // A failed duplicate closes its source all the same.
+        let again = Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(8),
+            target_process: CURRENT_PROCESS,
+            access: 0,
+            inherit: false,
+            options: DUPLICATE_CLOSE_SOURCE,
+        };
+        held.note_reply(&again, None, &mut None);
+        assert_eq!(kinds(&held.steps(1).unwrap()), ["begin", "end"]);
+    }
+
+    #[test]
+    fn what_no_broker_takes_back_makes_the_session_fail_stop() {
+        let mut held = Holdings::new();
+        let file = Reply::File(FileGrant {
+            handle: Handle(4),
+            access: 1,
+            share: 0,
+        });
+        held.note_reply(&Request::ListFiles, Some(&file), &mut None);
+        assert!(held.steps(1).is_none(), "a file");
+        held.forget(Handle(4));
+        held.note_by_value(Handle(8));
+        assert!(held.steps(1).is_none(), "a handle another process gave");
+        held.forget(Handle(8));
+        let open_namespace = Request::Namespace {
+            op: 1,
+            boundary: String::new(),
+            sids: Vec::new(),
+            alias: "a".into(),
+            sddl: String::new(),
+            id: 0,
+            destroy: false,
+        };
+        held.note_reply(&open_namespace, Some(&Reply::Value(1)), &mut None);
+        assert!(held.steps(1).is_none(), "a private namespace");
+        let close_namespace = Request::Namespace {
+            op: 2,
+            boundary: String::new(),
+            sids: Vec::new(),
+            alias: "a".into(),
+            sddl: String::new(),
+            id: 1,
+            destroy: false,
+        };
+        held.note_reply(&close_namespace, Some(&Reply::Done), &mut None);
+        assert!(held.steps(1).is_some());
     }
 }

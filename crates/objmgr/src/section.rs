@@ -397,8 +397,8 @@ impl Section {
                     Some(fd) => std::sync::Arc::new(fd),
                     None => connection::section_fd(handle, generation).ok_or_else(|| {
                         Error::new(
-                            ERROR_INVALID_DATA,
-                            format!("{}: the broker sent no section", what()),
+                            ERROR_INVALID_HANDLE,
+                            format!("{}: its broker session is gone", what()),
                         )
                     })?,
                 };

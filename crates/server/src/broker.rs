@@ -250,6 +250,8 @@ pub struct Client {
     /// Between its `Reclaim` steps `Begin` and `End`: taking back its
     /// handles from a broker that died.
     reclaiming: bool,
+    /// It began to take its handles back (once per connection).
+    came_back: bool,
 }
 
 /// What a request produced: a reply and possibly an fd to attach.
@@ -480,6 +482,7 @@ impl Broker {
                 aliases: Vec::new(),
                 handles: HandleTable::default(),
                 reclaiming: false,
+                came_back: false,
             },
         );
         self.journal_client(tag, pid);
@@ -677,6 +680,9 @@ impl Broker {
         }
         if greeted {
             self.hold_for_recovery(request.opcode())?;
+            if !self.late.is_empty() && !matches!(request, Request::Reclaim { .. }) {
+                self.note_new_session(id);
+            }
         }
         match request {
             Request::Hello { version } => {

@@ -40,12 +40,16 @@ pub struct Journal {
     path: PathBuf,
 }
 
-/// When process `pid` started (clock ticks after boot), if it runs.
+/// When process `pid` started (clock ticks after boot), if it runs (a
+/// zombie does not).
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22; the command name (field 2) may hold spaces and parentheses.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl Journal {

@@ -909,6 +909,13 @@ impl Broker {
             && let Some(entry) = table.remove(source)
         {
             self.release(entry.object);
+            // A handle closed behind its holder's back (or named through a
+            // real handle to itself, which its library does not follow).
+            if let Holder::Client(cid) = from
+                && (cid != id || source_process != CURRENT_PROCESS)
+            {
+                self.journal_gift(cid);
+            }
         }
         result
     }
@@ -1006,10 +1013,12 @@ impl Broker {
             .expect("live object")
             .handle_count += 1;
         if let Holder::Client(cid) = to
-            && cid != id
+            && (cid != id || target_process != CURRENT_PROCESS)
         {
-            // A handle it did not ask for, which it may not have taken over
-            // when a broker dies: it cannot come back to the next one.
+            // A handle it did not ask for (or asked for through a real
+            // handle to itself, which its library does not follow), which it
+            // may not have taken over when a broker dies: it cannot come back
+            // to the next one.
             self.journal_gift(cid);
         }
         Ok(Outcome::reply(Reply::Value(handle.0)))

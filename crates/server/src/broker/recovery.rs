@@ -238,7 +238,33 @@ impl Broker {
             .collect();
         for tag in dead {
             self.late.remove(&tag);
-            self.reap_old_tag(tag);
+            self.reap_late(tag);
+        }
+    }
+
+    /// A late (or refused) process of a lost broker left, or died, or went
+    /// on with a new session: its old tag is reaped now, or (during the
+    /// recovery) when the recovery ends, in every arena taken back by then.
+    fn reap_late(&mut self, tag: u16) {
+        match &mut self.recovery {
+            Some(recovery) => recovery.gone.push(tag),
+            None => self.reap_old_tag(tag),
+        }
+    }
+
+    /// Client `id` sends a request of a session of its own: if its process
+    /// was late for the recovery (or refused), its old session is over.
+    pub(super) fn note_new_session(&mut self, id: ClientId) {
+        let pid = self.clients[&id].pid;
+        let late: Vec<u16> = self
+            .late
+            .iter()
+            .filter(|(_, record)| record.pid == pid)
+            .map(|(&tag, _)| tag)
+            .collect();
+        for tag in late {
+            self.late.remove(&tag);
+            self.reap_late(tag);
         }
     }
 
@@ -310,10 +336,10 @@ impl Broker {
         fd: Option<OwnedFd>,
     ) -> Result<Outcome, Failure> {
         if let ReclaimStep::Leave { tag } = step
-            && self.recovery.is_none()
             && let Some(record) = self.late.get(&tag).copied()
         {
-            // Late for the recovery, and now giving up its old session.
+            // Late for the recovery (or refused), and now giving up its old
+            // session.
             let pid = self.clients[&id].pid;
             if record.pid != pid || journal::start_time(pid) != Some(record.start_time) {
                 return Err(Failure::new(
@@ -322,7 +348,7 @@ impl Broker {
                 ));
             }
             self.late.remove(&tag);
-            self.reap_old_tag(tag);
+            self.reap_late(tag);
             return Ok(Outcome::reply(Reply::Done));
         }
         let Some(recovery) = &mut self.recovery else {
@@ -338,7 +364,7 @@ impl Broker {
                 record.pid == client.pid
                     && journal::start_time(client.pid) == Some(record.start_time)
             });
-            if client.reclaiming || !is_it {
+            if client.reclaiming || client.came_back || !is_it {
                 return Err(Failure::new(
                     ERROR_ACCESS_DENIED,
                     format!("tag {tag} was not this process's with the broker that died"),
@@ -356,20 +382,26 @@ impl Broker {
             } else {
                 None
             };
-            recovery.expected.remove(&tag);
-            if refusal.is_some() || matches!(step, ReclaimStep::Leave { .. }) {
-                // It is not coming back: reaped with the dead when the
+            let record = recovery.expected.remove(&tag).expect("checked");
+            if let Some(why) = refusal {
+                // Not coming back, but running: its threads may take a
+                // mutex until its session ends. Reaped when it leaves (or
+                // dies), as a late process is.
+                self.late.insert(tag, record);
+                self.check_recovery();
+                return Err(Failure::new(ERROR_ACCESS_DENIED, why));
+            }
+            if let ReclaimStep::Leave { .. } = step {
+                // Its session is over: reaped with the dead when the
                 // recovery ends.
                 recovery.gone.push(tag);
                 self.check_recovery();
-                return match refusal {
-                    Some(why) => Err(Failure::new(ERROR_ACCESS_DENIED, why)),
-                    None => Ok(Outcome::reply(Reply::Done)),
-                };
+                return Ok(Outcome::reply(Reply::Done));
             }
             recovery.returning += 1;
             let fresh = std::mem::replace(&mut client.tag, tag);
             client.reclaiming = true;
+            client.came_back = true;
             self.free_old_tag(fresh);
             return Ok(Outcome::reply(Reply::Done));
         }
@@ -831,7 +863,12 @@ mod tests {
         connect(broker, 1, std::process::id());
         let refused = step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap_err();
         assert_eq!(refused.code, ERROR_ACCESS_DENIED);
-        // Nobody else is expected: the others are served at once.
+        // Nobody else is expected: the others are served at once. Its tag
+        // stays reserved until its session is over (it leaves).
+        assert!(broker.recovery.is_none());
+        assert!(broker.late.contains_key(&9) && broker.tags_in_use.contains(&9));
+        step(broker, 1, ReclaimStep::Leave { tag: 9 }, None).unwrap();
+        assert!(broker.late.is_empty() && !broker.tags_in_use.contains(&9));
         assert!(broker.recovery_deadline().is_none());
     }
 
