@@ -140,7 +140,8 @@ fn a_mutex_whose_owner_dies_with_no_broker_is_abandoned() {
 }
 
 /// A request in flight as the broker dies (the broker is stopped under it,
-/// then killed) is sent again to the new broker once the handles are back.
+/// then killed) is sent again to the new broker once the handles are back:
+/// here `SetHandleInformation`, which names a handle of the session.
 #[test]
 fn a_request_in_flight_goes_to_the_new_broker() {
     let broker = TestBroker::new();
@@ -148,6 +149,8 @@ fn a_request_in_flight_goes_to_the_new_broker() {
         "event Local\\inflight manual 0",
         "bg_wait_event Local\\inflight",
         "hold",
+        "set_handle_info 4 1 1",
+        "handle_info 4",
         "open_event Local\\inflight",
         "set 1",
         "hold",
@@ -157,14 +160,20 @@ fn a_request_in_flight_goes_to_the_new_broker() {
     assert_eq!(pids.len(), 1);
     signal(pids[0], libc::SIGSTOP);
     holder.release();
-    // The open is sent and waits for an answer that will not come.
+    // The request is sent and waits for an answer that will not come.
     std::thread::sleep(Duration::from_millis(200));
     signal(pids[0], libc::SIGKILL);
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert_eq!(ended, "bg wait object 0");
     holder.release();
     let lines = holder.finish();
-    assert!(lines.contains(&"opened".to_owned()), "{lines:?}");
+    let after: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| l.as_str() != "released")
+        .skip(1)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(after[..4], ["set", "flags 1", "opened", "set"], "{lines:?}");
 }
 
 /// Fail-stop: a process holding a handle that no broker can take back (a

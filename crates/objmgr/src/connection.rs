@@ -878,10 +878,47 @@ fn exchange_locked(
     request: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>)> {
-    let conn = shared.conn.as_mut().expect("connected");
-    let outcome = conn.exchange(request, fds);
-    let (reply, received) = settle(shared, outcome)?;
-    Ok((reply?, received))
+    exchange_noting(shared, request, fds).0
+}
+
+/// One exchange on the locked, live connection, whose grants (and the fd
+/// that came with them) the connection notes for a broker that may replace
+/// this one. If the broker died under it and a new one took the session
+/// over, a request that acts only inside the broker is sent again there
+/// (`Request::repeatable_after_rejoin`): whatever the dead broker did of
+/// it died with it. Also says whether the broker was lost.
+fn exchange_noting(
+    shared: &mut Shared,
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> (Result<(Reply, Option<OwnedFd>)>, bool) {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let mut sent_again = false;
+    loop {
+        let conn = shared.conn.as_mut().expect("connected");
+        let outcome = conn.exchange(request, fds);
+        let lost = matches!(outcome, Err(Broken::Connection(_)));
+        if lost {
+            shared.held.note_lost(request);
+        }
+        match settle(shared, outcome) {
+            Ok((reply, mut received)) => {
+                shared
+                    .held
+                    .note_reply(request, reply.as_ref().ok(), &mut received);
+                return (reply.map(|reply| (reply, received)), false);
+            }
+            Err(_)
+                if lost
+                    && !sent_again
+                    && still(shared, generation)
+                    && request.repeatable_after_rejoin() =>
+            {
+                sent_again = true;
+            }
+            Err(e) => return (Err(e), lost),
+        }
+    }
 }
 
 /// The watcher's descriptor (a duplicate of the connection's), for the
@@ -1163,26 +1200,15 @@ pub(crate) fn call_with_fds(
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
-    let conn = shared.conn.as_mut().expect("connected");
-    let outcome = conn.exchange(request, fds);
-    let lost = matches!(outcome, Err(Broken::Connection(_)));
-    if lost {
-        shared.held.note_lost(request);
-    }
-    match settle(&mut shared, outcome) {
-        Ok((reply, mut received)) => {
-            shared
-                .held
-                .note_reply(request, reply.as_ref().ok(), &mut received);
-            Ok((reply?, received, generation))
-        }
-        Err(e) if lost && request.independent_of_session() => {
+    match exchange_noting(&mut shared, request, fds) {
+        (Ok((reply, received)), _) => Ok((reply, received, generation)),
+        (Err(e), true) if request.independent_of_session() => {
+            // The session ended with its broker: sent to the next one.
             drop(shared);
             let (mut shared, generation) = connected().map_err(|_| e)?;
-            let (reply, mut received) = exchange_locked(&mut shared, request, fds)?;
-            shared.held.note_reply(request, Some(&reply), &mut received);
+            let (reply, received) = exchange_locked(&mut shared, request, fds)?;
             Ok((reply, received, generation))
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
     }
 }

@@ -219,6 +219,9 @@ impl Holdings {
             | Request::Open { name, inherit, .. }
             | Request::CreateSync { name, inherit, .. } => (Some(name.as_str()), *inherit),
             Request::CreateThread { inherit } => (Some(""), *inherit),
+            // Noted by its caller, which knows whether it is a copy of one
+            // of its own (`note_by_value`).
+            Request::QueryHandle { .. } => return,
             _ => (None, false),
         };
         match reply {

@@ -861,6 +861,30 @@ impl Request {
         }
     }
 
+    /// Whether the request may be sent again to a broker that took the
+    /// session over from one that died before it answered: it acts only
+    /// inside the broker on state the session brought back (or on none),
+    /// so what the dead broker may have done of it died with it. Not:
+    /// anything that acts on processes or other processes' handles, files
+    /// or jobs (no session holding those is taken over), closes (handled
+    /// where they are sent), and the session's own framing.
+    pub fn repeatable_after_rejoin(&self) -> bool {
+        !matches!(
+            self,
+            Request::Hello { .. }
+                | Request::Reclaim { .. }
+                | Request::Close { .. }
+                | Request::CloseNoReply { .. }
+                | Request::Shutdown
+                | Request::Spawn { .. }
+                | Request::Terminate { .. }
+                | Request::Duplicate { .. }
+                | Request::SyncRemote { .. }
+                | Request::JobControl { .. }
+                | Request::FileControl { .. }
+        )
+    }
+
     /// Whether the broker answers this request (every request but
     /// [`Request::CloseNoReply`]).
     pub fn expects_reply(&self) -> bool {
