@@ -12,12 +12,14 @@
 //! than two), take the mutex and count its holders (never more than one),
 //! then set the next worker's event and wait for its own without a timeout.
 //! Every 64 rounds it opens the section again by name and checks that the
-//! name still means its object. When an operation fails because the broker
-//! is gone (its session could not be taken back), it opens everything again.
+//! name still means its object. Worker 0 also holds a job, which no broker
+//! takes back, so its session ends with every kill (fail-stop, and it takes
+//! no semaphore permit, which a dying session would lose): it opens
+//! everything again from the new broker, which the others' handles keep.
 //!
 //! It reports, and exits non-zero unless all are zero:
-//! - **lost sessions**: a worker whose objects died with a broker (each new
-//!   broker must take every worker's handles back);
+//! - **lost sessions**: a worker but 0 whose objects died with a broker
+//!   (each new broker must take their handles back);
 //! - **lost names**: an open by name that found nothing;
 //! - **split objects**: an open by name that found another object than the
 //!   worker's own (a token the creator writes in the section);
@@ -43,9 +45,14 @@ const HUNG: Duration = Duration::from_secs(10);
 const TOKEN: usize = 0;
 const HOLDERS: usize = 64;
 const MUTEX_HOLDERS: usize = 128;
+/// The worker whose session cannot be taken back (see [`Session::job`]).
+const FAIL_STOP_WORKER: usize = 0;
 
 /// One broker session's objects, as a worker holds them.
 struct Session {
+    /// Worker 0 holds a job, which no broker takes back: its session is
+    /// fail-stop, and it opens everything again after each kill.
+    job: Option<objmgr::job::Job>,
     _section: Section,
     view: View,
     token: u64,
@@ -74,6 +81,11 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let lock = objmgr::Mutex::create(Some("Local\\chaos-mutex"), false)?;
+    let job = if id == FAIL_STOP_WORKER {
+        Some(objmgr::job::Job::create(None)?)
+    } else {
+        None
+    };
     let after = objmgr::admin::broker_status()?.pid;
     let token = token.load(Ordering::SeqCst);
     if before == after {
@@ -81,6 +93,7 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         println!("session broker={before} token={token}");
     }
     Ok(Session {
+        job,
         _section: section,
         view,
         token,
@@ -93,20 +106,9 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
 
 /// One round of work; an error means the session is lost.
 fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
-    let started = Instant::now();
-    session.permits.wait(None)?;
-    let holders = session.view.atomic_u32(HOLDERS)?;
-    let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
-    if now > PERMITS {
-        println!("violation holders={now}");
+    if session.job.is_none() {
+        take_a_permit(session, rounds)?;
     }
-    if rounds.is_multiple_of(7) {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    holders.fetch_sub(1, Ordering::SeqCst);
-    let released = session.permits.release(1);
-    report_wait(started);
-    released?;
     let started = Instant::now();
     session.lock.wait(None)?;
     let owners = session.view.atomic_u32(MUTEX_HOLDERS)?;
@@ -126,6 +128,27 @@ fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
     let waited = session.mine.wait(None);
     report_wait(started);
     waited?;
+    Ok(())
+}
+
+/// Takes a permit of the semaphore, counts its holders, gives it back. (A
+/// permit taken by a session that dies is lost, as on Windows: the
+/// fail-stop worker takes none.)
+fn take_a_permit(session: &Session, rounds: u64) -> objmgr::Result<()> {
+    let started = Instant::now();
+    session.permits.wait(None)?;
+    let holders = session.view.atomic_u32(HOLDERS)?;
+    let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+    if now > PERMITS {
+        println!("violation holders={now}");
+    }
+    if rounds.is_multiple_of(7) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    holders.fetch_sub(1, Ordering::SeqCst);
+    let released = session.permits.release(1);
+    report_wait(started);
+    released?;
     Ok(())
 }
 
@@ -167,7 +190,11 @@ fn worker(id: usize, workers: usize) {
                 last_beat = Instant::now();
             }
         }
-        println!("lost rounds={rounds}");
+        if id == FAIL_STOP_WORKER {
+            println!("failstop rounds={rounds}");
+        } else {
+            println!("lost rounds={rounds}");
+        }
     }
 }
 
@@ -197,6 +224,7 @@ struct Tally {
     hung: u64,
     violations: u64,
     lost: u64,
+    fail_stops: u64,
     lost_names: u64,
     split_opens: u64,
     rounds: HashMap<usize, u64>,
@@ -273,6 +301,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Some("hung") => tally.hung += 1,
                 Some("lostname") => tally.lost_names += 1,
+                Some("failstop") => {
+                    tally.fail_stops += 1;
+                    tally.rounds.insert(id, field("rounds="));
+                }
                 Some("split") => tally.split_opens += 1,
                 Some("violation") => tally.violations += 1,
                 Some("lost") => {
@@ -332,6 +364,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  hung waits:         {}", tally.hung);
     println!("  permit violations:  {}", tally.violations);
     println!("  silent workers:     {silent}");
+    println!(
+        "  fail-stop sessions: {} (worker {FAIL_STOP_WORKER} holds a job, which no broker takes back)",
+        tally.fail_stops
+    );
     let failures = tally.lost + tally.lost_names + tally.hung + tally.violations + silent;
     if split + failures as usize > 0 {
         return Err("chaos found a failure".into());
