@@ -50,6 +50,17 @@ fn new_broker(broker: &TestBroker, old: u32) -> u32 {
     broker.broker_pids()[0]
 }
 
+/// A script's lines after its background waiter's line and the line of the
+/// hold it ran under.
+fn after_the_wait(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .skip_while(|l| !l.starts_with("bg "))
+        .skip(2)
+        .map(String::as_str)
+        .collect()
+}
+
 #[test]
 fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
     let broker = TestBroker::new();
@@ -96,12 +107,7 @@ fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
     assert_eq!(ended, "bg wait object 0", "the old wait goes on");
     holder.release();
     let lines = holder.finish();
-    let after: Vec<&str> = lines
-        .iter()
-        .skip_while(|l| !l.starts_with("bg "))
-        .skip(2) // the waiter's line and the hold's
-        .map(String::as_str)
-        .collect();
+    let after = after_the_wait(&lines);
     assert_eq!(after.len(), 10, "{lines:?}");
     assert_eq!(after[0], "read kept", "{lines:?}");
     assert!(after[1].starts_with("map "), "a new view: {lines:?}");
@@ -206,12 +212,7 @@ fn a_session_that_cannot_be_taken_back_fails_at_once() {
     assert!(ended.contains("gone"), "{ended}");
     holder.release();
     let lines = holder.finish();
-    let after: Vec<&str> = lines
-        .iter()
-        .skip_while(|l| !l.starts_with("bg "))
-        .skip(2) // the waiter's line and the hold's
-        .map(String::as_str)
-        .collect();
+    let after = after_the_wait(&lines);
     assert_eq!(after.len(), 8, "{lines:?}");
     assert!(after[0].starts_with("err 6 "), "a signal fails: {lines:?}");
     assert!(after[1].starts_with("err 6 "), "a poll fails: {lines:?}");

@@ -8,7 +8,7 @@
 
 use objmgr_proto::access::ObjectType;
 use objmgr_proto::sync::SyncInit;
-use objmgr_proto::wire::{FileOp, Handle, JobOp, ReclaimStep, RemoteOp, Request};
+use objmgr_proto::wire::{FileOp, Handle, HeldHandle, JobOp, ReclaimStep, RemoteOp, Request};
 
 /// A reader of choices from fuzz input.
 #[derive(Debug)]
@@ -165,23 +165,26 @@ impl<'a> Choices<'a> {
                 slots: self.u32_from(&[objmgr_sync::arena::ARENA_SLOTS, 64, 0, u32::MAX]),
             },
             2 => ReclaimStep::Section {
-                handle: self.handle(),
-                access: self.access(),
-                flags: self.u32_from(&[0, 1, 2, 3, u32::MAX]),
-                name: self.text(),
+                held: self.held_handle(),
                 protection: self.u32_from(&[0x04, 0x02, 0x08, 0, 0x0800_0004]),
                 attributes: self.u32_from(&[0x0800_0000, 0x0400_0000, 0, u32::MAX]),
                 size: u64::from(self.u32_from(&[4096, 0, 1, 8192, u32::MAX])),
             },
             3 => ReclaimStep::Sync {
-                handle: self.handle(),
-                access: self.access(),
-                flags: self.u32_from(&[0, 1, 2, 3]),
-                name: self.text(),
+                held: self.held_handle(),
                 arena: u64::from(self.u32_from(&[1, 2, 0])),
                 slot: self.u32_from(&[1, 2, 3, 0, u32::MAX]),
             },
             _ => ReclaimStep::End,
+        }
+    }
+
+    fn held_handle(&mut self) -> HeldHandle {
+        HeldHandle {
+            handle: self.handle(),
+            access: self.access(),
+            flags: self.u32_from(&[0, 1, 2, 3, u32::MAX]),
+            name: self.text(),
         }
     }
 

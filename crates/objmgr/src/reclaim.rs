@@ -29,7 +29,7 @@ use objmgr_proto::process::{
     HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS,
 };
 use objmgr_proto::wire::{
-    CURRENT_PROCESS, Handle, ReclaimStep, Reply, Request, SectionInfo, SyncGrant,
+    CURRENT_PROCESS, Handle, HeldHandle, ReclaimStep, Reply, Request, SectionInfo, SyncGrant,
 };
 use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::Kind;
@@ -347,15 +347,16 @@ impl Holdings {
             }
         }
         for (&value, held) in &self.handles {
-            let (handle, access, flags) = (Handle(value), held.access, held.flags);
-            let name = held.name.clone();
+            let announced = HeldHandle {
+                handle: Handle(value),
+                access: held.access,
+                flags: held.flags,
+                name: held.name.clone(),
+            };
             steps.push(match &held.what {
                 What::Section { info, fd } => (
                     ReclaimStep::Section {
-                        handle,
-                        access,
-                        flags,
-                        name,
+                        held: announced,
                         protection: info.protection,
                         attributes: info.attributes,
                         size: info.size,
@@ -364,10 +365,7 @@ impl Holdings {
                 ),
                 &What::Sync { arena, slot } => (
                     ReclaimStep::Sync {
-                        handle,
-                        access,
-                        flags,
-                        name,
+                        held: announced,
                         arena,
                         slot,
                     },
@@ -470,10 +468,10 @@ mod tests {
         assert!(arena.is_some(), "the caller maps the arena");
         let steps = held.steps(5).unwrap();
         assert_eq!(kinds(&steps), ["begin", "arena", "section", "sync", "end"]);
-        let ReclaimStep::Sync { flags, .. } = &steps[3].0 else {
+        let ReclaimStep::Sync { held: event, .. } = &steps[3].0 else {
             panic!()
         };
-        assert_eq!(*flags, HANDLE_FLAG_INHERIT);
+        assert_eq!(event.flags, HANDLE_FLAG_INHERIT);
         // Closed: not announced.
         held.forget(Handle(4));
         assert_eq!(
@@ -497,10 +495,10 @@ mod tests {
         held.note_reply(&duplicate, Some(&Reply::Value(8)), &mut None);
         let steps = held.steps(1).unwrap();
         assert_eq!(kinds(&steps), ["begin", "section", "end"]);
-        let ReclaimStep::Section { handle, name, .. } = &steps[1].0 else {
+        let ReclaimStep::Section { held: copy, .. } = &steps[1].0 else {
             panic!()
         };
-        assert_eq!((*handle, name.as_str()), (Handle(8), "x"));
+        assert_eq!((copy.handle, copy.name.as_str()), (Handle(8), "x"));
         // A failed duplicate closes its source all the same.
         let again = Request::Duplicate {
             source_process: CURRENT_PROCESS,

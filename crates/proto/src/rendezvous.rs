@@ -78,25 +78,24 @@ impl SocketLocation {
 
     /// The lock file that serializes starting a broker and a broker's exit.
     pub fn lock_path(&self) -> PathBuf {
-        let mut name = self
-            .socket
-            .file_name()
-            .map(OsString::from)
-            .unwrap_or_else(|| SOCKET_FILE.into());
-        name.push(".lock");
-        self.dir().join(name)
+        self.beside_socket(".lock")
     }
 
     /// The per-user broker's journal of its clients: there while a broker
     /// runs, and left behind by one that died (not by one that exited on
     /// purpose), so that its successor takes its clients' handles back.
     pub fn journal_path(&self) -> PathBuf {
+        self.beside_socket(".journal")
+    }
+
+    /// The socket's name with `suffix`, in the socket's directory.
+    fn beside_socket(&self, suffix: &str) -> PathBuf {
         let mut name = self
             .socket
             .file_name()
             .map(OsString::from)
             .unwrap_or_else(|| SOCKET_FILE.into());
-        name.push(".journal");
+        name.push(suffix);
         self.dir().join(name)
     }
 }

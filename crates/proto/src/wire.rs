@@ -543,12 +543,7 @@ pub enum ReclaimStep {
     Arena { id: u64, slots: u32 },
     /// A paging-file-backed section handle; the section's fd is attached.
     Section {
-        handle: Handle,
-        access: u32,
-        /// `HANDLE_FLAG_INHERIT`, `HANDLE_FLAG_PROTECT_FROM_CLOSE`.
-        flags: u32,
-        /// The name it was created or opened by (empty: none).
-        name: String,
+        held: HeldHandle,
         protection: u32,
         attributes: u32,
         size: u64,
@@ -556,10 +551,7 @@ pub enum ReclaimStep {
     /// A mutex, event, semaphore, timer or (of a thread the process
     /// started) thread handle: slot `slot` of arena `arena`.
     Sync {
-        handle: Handle,
-        access: u32,
-        flags: u32,
-        name: String,
+        held: HeldHandle,
         arena: u64,
         slot: u32,
     },
@@ -569,6 +561,35 @@ pub enum ReclaimStep {
     /// broker can take back, and its session ended): the broker need not
     /// wait for it, and abandons what its threads owned.
     Leave { tag: u16 },
+}
+
+/// A handle as a process takes it back (see [`ReclaimStep`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldHandle {
+    pub handle: Handle,
+    pub access: u32,
+    /// `HANDLE_FLAG_INHERIT`, `HANDLE_FLAG_PROTECT_FROM_CLOSE`.
+    pub flags: u32,
+    /// The name it was created or opened by (empty: none).
+    pub name: String,
+}
+
+impl HeldHandle {
+    fn encode(&self, e: &mut Encoder) {
+        e.u32(self.handle.0)
+            .u32(self.access)
+            .u32(self.flags)
+            .str(&self.name);
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> Result<HeldHandle, WireError> {
+        Ok(HeldHandle {
+            handle: Handle(d.u32()?),
+            access: d.u32()?,
+            flags: d.u32()?,
+            name: d.str()?,
+        })
+    }
 }
 
 impl ReclaimStep {
@@ -590,26 +611,18 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
             e.u8(1).u64(*id).u32(*slots);
         }
         ReclaimStep::Section {
-            handle,
-            access,
-            flags,
-            name,
+            held,
             protection,
             attributes,
             size,
         } => {
-            e.u8(2).u32(handle.0).u32(*access).u32(*flags).str(name);
+            e.u8(2);
+            held.encode(e);
             e.u32(*protection).u32(*attributes).u64(*size);
         }
-        ReclaimStep::Sync {
-            handle,
-            access,
-            flags,
-            name,
-            arena,
-            slot,
-        } => {
-            e.u8(3).u32(handle.0).u32(*access).u32(*flags).str(name);
+        ReclaimStep::Sync { held, arena, slot } => {
+            e.u8(3);
+            held.encode(e);
             e.u64(*arena).u32(*slot);
         }
         ReclaimStep::End => {
@@ -629,19 +642,13 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
             slots: d.u32()?,
         },
         2 => ReclaimStep::Section {
-            handle: Handle(d.u32()?),
-            access: d.u32()?,
-            flags: d.u32()?,
-            name: d.str()?,
+            held: HeldHandle::decode(d)?,
             protection: d.u32()?,
             attributes: d.u32()?,
             size: d.u64()?,
         },
         3 => ReclaimStep::Sync {
-            handle: Handle(d.u32()?),
-            access: d.u32()?,
-            flags: d.u32()?,
-            name: d.str()?,
+            held: HeldHandle::decode(d)?,
             arena: d.u64()?,
             slot: d.u32()?,
         },
@@ -1972,19 +1979,23 @@ mod tests {
                 slots: 1 << 20,
             },
             ReclaimStep::Section {
-                handle: Handle(4),
-                access: 6,
-                flags: 3,
-                name: "Local\\x".into(),
+                held: HeldHandle {
+                    handle: Handle(4),
+                    access: 6,
+                    flags: 3,
+                    name: "Local\\x".into(),
+                },
                 protection: 4,
                 attributes: 8,
                 size: 1 << 33,
             },
             ReclaimStep::Sync {
-                handle: Handle(8),
-                access: 0x1F_0003,
-                flags: 0,
-                name: String::new(),
+                held: HeldHandle {
+                    handle: Handle(8),
+                    access: 0x1F_0003,
+                    flags: 0,
+                    name: String::new(),
+                },
                 arena: 5,
                 slot: 9,
             },

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use objmgr_proto::access::ObjectType;
 use objmgr_proto::error::*;
 use objmgr_proto::section::parse_protection;
-use objmgr_proto::wire::{Handle, Opcode, ReclaimStep, Reply};
+use objmgr_proto::wire::{HeldHandle, Opcode, ReclaimStep, Reply};
 
 use super::{Body, Broker, ClientId, HandleEntry, HandleTable, ObjectId, Outcome};
 use crate::Failure;
@@ -422,10 +422,7 @@ impl Broker {
                 self.adopt_arena(id, arena, slots, fd)?;
             }
             ReclaimStep::Section {
-                handle,
-                access,
-                flags,
-                name,
+                held,
                 protection,
                 attributes,
                 size,
@@ -441,33 +438,22 @@ impl Broker {
                                 Failure::new(code, format!("invalid protection {protection:#x}"))
                             })?;
                         let section = Section::adopt(fd, size, protection, attributes)?;
-                        let security = self.security_for_new(id, "")?;
-                        let charge = Some((id, Charge::section(size)));
-                        let body = Body::Section(section);
-                        let oid = self.insert_object(
+                        let charge = Charge::section(size);
+                        let oid = self.adopt_object(
+                            id,
                             ObjectType::Section,
-                            None,
-                            body,
+                            Body::Section(section),
                             charge,
-                            security,
                             0,
-                        );
-                        self.hold_until_recovered(oid);
+                        )?;
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.sections.insert(node, oid);
                         oid
                     }
                 };
-                self.take_back(id, oid, &name, handle, access, flags)?;
+                self.take_back(id, oid, &held)?;
             }
-            ReclaimStep::Sync {
-                handle,
-                access,
-                flags,
-                name,
-                arena,
-                slot,
-            } => {
+            ReclaimStep::Sync { held, arena, slot } => {
                 let known = recovery.syncs.get(&(arena, slot)).copied();
                 let oid = match known {
                     Some(oid) => oid,
@@ -484,9 +470,6 @@ impl Broker {
                                 format!("slot {slot} of arena {arena:#x} holds no waitable object"),
                             )
                         })?;
-                        let security = self.security_for_new(id, "")?;
-                        let charge = Some((id, Charge::sync_object()));
-                        let domain = self.domain_of(id);
                         let body = match kind {
                             // A thread of the returning process (it keeps
                             // its tag): it ends, at the latest, with it.
@@ -497,25 +480,44 @@ impl Broker {
                             },
                             _ => Body::Sync { slot, kind },
                         };
-                        let oid = self.insert_object(
-                            kind.object_type(),
-                            None,
-                            body,
-                            charge,
-                            security,
-                            domain,
-                        );
+                        let domain = self.domain_of(id);
+                        let charge = Charge::sync_object();
+                        let oid =
+                            self.adopt_object(id, kind.object_type(), body, charge, domain)?;
                         self.objects.get_mut(&oid).expect("inserted").adopted_arena = Some(arena);
-                        self.hold_until_recovered(oid);
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.syncs.insert((arena, slot), oid);
                         oid
                     }
                 };
-                self.take_back(id, oid, &name, handle, access, flags)?;
+                self.take_back(id, oid, &held)?;
             }
         }
         Ok(Outcome::reply(Reply::Done))
+    }
+
+    /// A new object of client `id`, taken back: its creator's default
+    /// descriptor (the lost one died with the broker), charged to it, and
+    /// held by the recovery until it ends.
+    fn adopt_object(
+        &mut self,
+        id: ClientId,
+        object_type: ObjectType,
+        body: Body,
+        charge: Charge,
+        domain: u32,
+    ) -> Result<ObjectId, Failure> {
+        let security = self.security_for_new(id, "")?;
+        let oid = self.insert_object(
+            object_type,
+            None,
+            body,
+            Some((id, charge)),
+            security,
+            domain,
+        );
+        self.hold_until_recovered(oid);
+        Ok(oid)
     }
 
     /// Adopts arena `arena` from client `id`'s fd, or checks that an arena
@@ -555,18 +557,16 @@ impl Broker {
         Ok(())
     }
 
-    /// Puts handle `handle` to `oid` back into client `id`'s table (with
-    /// its `HANDLE_FLAG_*` `flags`), and
-    /// binds `name` (if any) to the object again.
-    fn take_back(
-        &mut self,
-        id: ClientId,
-        oid: ObjectId,
-        name: &str,
-        handle: Handle,
-        access: u32,
-        flags: u32,
-    ) -> Result<(), Failure> {
+    /// Puts `held` (a handle to `oid`) back into client `id`'s table, with
+    /// its access and `HANDLE_FLAG_*` flags, and binds its name (if any) to
+    /// the object again.
+    fn take_back(&mut self, id: ClientId, oid: ObjectId, held: &HeldHandle) -> Result<(), Failure> {
+        let HeldHandle {
+            handle,
+            access,
+            flags,
+            ref name,
+        } = *held;
         use objmgr_proto::process::{HANDLE_FLAG_INHERIT, HANDLE_FLAG_PROTECT_FROM_CLOSE};
         let bound = self.bind_name(id, oid, name);
         // A value within the handle quota (the table grows to it) that is
@@ -644,7 +644,7 @@ mod tests {
     use objmgr_proto::section::{PageProtection, SectionAttributes};
     use objmgr_proto::security;
     use objmgr_proto::sync::SyncInit;
-    use objmgr_proto::wire::{PROTOCOL_VERSION, Request};
+    use objmgr_proto::wire::{Handle, PROTOCOL_VERSION, Request};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A private directory with a journal that names this process under
@@ -720,12 +720,18 @@ mod tests {
         section.fd_for(true).unwrap().try_clone().unwrap()
     }
 
-    fn section_step(handle: u32, name: &str) -> ReclaimStep {
-        ReclaimStep::Section {
+    fn held(handle: u32, access: u32, name: &str) -> HeldHandle {
+        HeldHandle {
             handle: Handle(handle),
-            access: 0xF001F,
+            access,
             flags: 0,
             name: name.into(),
+        }
+    }
+
+    fn section_step(handle: u32, name: &str) -> ReclaimStep {
+        ReclaimStep::Section {
+            held: held(handle, 0xF001F, name),
             protection: PageProtection::ReadWrite.bits(),
             attributes: SectionAttributes::default().bits(),
             size: 4096,
@@ -754,8 +760,8 @@ mod tests {
             after: String::new(),
             limit: 10,
         };
-        let held = broker.handle(1, list.clone(), vec![]).unwrap_err();
-        assert_eq!(held.code, ERROR_RETRY);
+        let waiting = broker.handle(1, list.clone(), vec![]).unwrap_err();
+        assert_eq!(waiting.code, ERROR_RETRY);
         // Steps before Begin are a protocol violation.
         let early = step(broker, 1, ReclaimStep::End, None).unwrap_err();
         assert!(early.disconnect);
@@ -768,10 +774,7 @@ mod tests {
         let not_memfd = std::fs::File::open("/dev/null").unwrap().into();
         assert!(step(broker, 2, section_step(4, ""), Some(not_memfd)).is_err());
         let unannounced = ReclaimStep::Sync {
-            handle: Handle(8),
-            access: 0x1F0003,
-            flags: 0,
-            name: String::new(),
+            held: held(8, 0x1F0003, ""),
             arena: 77,
             slot: 1,
         };
@@ -828,19 +831,13 @@ mod tests {
         let arena_fd = arena.fd.try_clone().unwrap();
         step(broker, 1, arena_step, Some(arena_fd)).unwrap();
         let event = ReclaimStep::Sync {
-            handle: Handle(8),
-            access: 0x1F0003,
-            flags: 0,
-            name: "Local\\e".into(),
+            held: held(8, 0x1F0003, "Local\\e"),
             arena: arena.id,
             slot,
         };
         step(broker, 1, event, None).unwrap();
         let free_slot = ReclaimStep::Sync {
-            handle: Handle(20),
-            access: 0x1F0003,
-            flags: 0,
-            name: String::new(),
+            held: held(20, 0x1F0003, ""),
             arena: arena.id,
             slot: slot + 1,
         };
@@ -922,10 +919,7 @@ mod tests {
         };
         step(broker, 2, arena_step, Some(arena.fd.try_clone().unwrap())).unwrap();
         let mutex = ReclaimStep::Sync {
-            handle: Handle(4),
-            access: 0x1F0001,
-            flags: 0,
-            name: String::new(),
+            held: held(4, 0x1F0001, ""),
             arena: arena.id,
             slot,
         };
