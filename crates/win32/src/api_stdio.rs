@@ -80,8 +80,15 @@ fn get_std_handle(which: DWORD) -> HANDLE {
     }
 }
 
+/// The standard handles, locked (for the `fork()` handlers; taken before
+/// the handle table, which `GetStdHandle` takes while holding them).
+pub(crate) fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(STANDARD.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// `h` was closed: a standard handle it was is made again on next use.
 pub(crate) fn forget_std_handle(h: HANDLE) {
+    crate::fork::guard();
     let mut standard = STANDARD.lock().unwrap_or_else(|p| p.into_inner());
     for slot in standard.iter_mut() {
         if *slot == Some(h as usize) {

@@ -419,8 +419,16 @@ fn timer_key(h: HANDLE) -> usize {
     h as usize & !3
 }
 
+/// The timer routines, locked (for the `fork()` handlers: `CloseHandle`
+/// takes the lock, and a child forked while another thread held it would
+/// wait for it forever).
+pub(crate) fn lock_timers_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(TIMER_ROUTINES.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Stops the completion routine started through timer handle `h`, if any.
 pub(crate) fn stop_timer_routine(h: HANDLE) {
+    crate::fork::guard();
     let routine = TIMER_ROUTINES
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -1,6 +1,7 @@
-//! The C ABI's own locks across `fork()`: the handle table, the views and
-//! the virtual allocations. The thread that forks takes them all first (in
-//! that order; no code holds one while taking another) and gives them back
+//! The C ABI's own locks across `fork()`: the standard handles, the handle
+//! table, the views, the virtual allocations, thread controls, timer
+//! routines and file locks. The thread that forks takes them all first (in
+//! that order; code holding one takes only later ones) and gives them back
 //! in both processes afterwards, so that the child of a process whose other
 //! threads were inside the ABI does not start with one locked forever. The
 //! client library guards its own locks the same way.
@@ -14,10 +15,12 @@ thread_local! {
 
 extern "C" fn before_fork() {
     let held = vec![
+        crate::api_stdio::lock_for_fork(),
         crate::table::lock_for_fork(),
         crate::api_section::lock_for_fork(),
         crate::api_memory::lock_for_fork(),
         crate::api_thread::lock_for_fork(),
+        crate::api_thread::lock_timers_for_fork(),
         crate::api_locks::lock_for_fork(),
     ];
     let _ = HELD.try_with(|slot| *slot.borrow_mut() = held);
