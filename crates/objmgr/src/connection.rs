@@ -1023,62 +1023,81 @@ fn lost(shared: &mut Shared) {
     if old.system || !rendezvous::location_from_env().journal_path().exists() {
         return end_session(shared);
     }
-    let Some(steps) = shared.held.steps(old.tag) else {
-        // Not coming back: the session ends now (its waits are woken at
-        // once), then the new broker is told not to wait for it.
-        end_session(shared);
-        objmgr_sync::lifeline::wake_sleepers_once();
-        leave(old.tag);
-        return;
-    };
-    match rejoin(shared, old.tag, steps) {
-        Ok(()) => {}
-        // Refused at once (a process that was given handles): the session
-        // ends, and the broker may reap its tag now.
-        Err(Some(mut conn)) => {
+    // A new broker that dies while the handles are on their way to it is
+    // replaced in turn (its journal names this process still).
+    for _ in 0..REJOIN_ATTEMPTS {
+        let Some(steps) = shared.held.steps(old.tag) else {
+            // Not coming back: the session ends now (its waits are woken at
+            // once), then the new broker is told not to wait for it.
             end_session(shared);
             objmgr_sync::lifeline::wake_sleepers_once();
-            send_leave(&mut conn, old.tag);
+            leave(old.tag);
+            return;
+        };
+        match rejoin(shared, old.tag, steps) {
+            Rejoined::Yes => return,
+            Rejoined::BrokerLost => continue,
+            // Refused at once (a process that was given handles): the
+            // session ends, and the broker may reap its tag now.
+            Rejoined::Refused(mut conn) => {
+                end_session(shared);
+                objmgr_sync::lifeline::wake_sleepers_once();
+                send_leave(&mut conn, old.tag);
+                return;
+            }
+            // (A new broker reaps the tag when the connection it took some
+            // handles back on closed, or when the process next connects.)
+            Rejoined::Failed => break,
         }
-        // (A new broker reaps the tag when the connection it took some
-        // handles back on closed, or when the process next connects.)
-        Err(None) => end_session(shared),
     }
+    end_session(shared);
+}
+
+/// How many new brokers a process tries to take its session to, one after
+/// another, when each dies while it does.
+const REJOIN_ATTEMPTS: usize = 3;
+
+/// How [`rejoin`] went.
+enum Rejoined {
+    /// The new broker took every handle back.
+    Yes,
+    /// It refused at once (`Begin`): nothing was taken back, and this is
+    /// the connection to say the process leaves on.
+    Refused(Connection),
+    /// It died on the way (another may be started).
+    BrokerLost,
+    /// No broker, or it refused a handle.
+    Failed,
 }
 
 /// Takes the session to a new broker (started if need be): re-announces
 /// every handle of the process (`steps`, from [`Holdings::steps`]), keeping
-/// the process's tag. True if the new broker took them all; handles, the generation and
-/// threads' identities then stay as they were, and waits go on. False if it
-/// could not (a handle no broker can take back, no broker recovering, or
-/// the new broker refused one): the caller ends the session.
-fn rejoin(
-    shared: &mut Shared,
-    tag: u16,
-    steps: Vec<crate::reclaim::Step>,
-) -> std::result::Result<(), Option<Connection>> {
+/// the process's tag. If the new broker takes them all, handles, the
+/// generation and threads' identities stay as they were, and waits go on;
+/// otherwise the caller ends the session (see [`Rejoined`]).
+fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Rejoined {
     let Ok(mut conn) = establish() else {
-        return Err(None);
+        return Rejoined::Failed;
     };
     if conn.system {
-        return Err(None);
+        return Rejoined::Failed;
     }
     for (n, (step, fd)) in steps.into_iter().enumerate() {
         let fd = fd.as_ref().map(|fd| fd.as_fd());
         match conn.exchange(&Request::Reclaim { step }, fd.as_slice()) {
             Ok((Ok(Reply::Done), _)) => {}
-            // `Begin` refused: nothing was taken back.
-            Ok((Err(_), _)) if n == 0 => return Err(Some(conn)),
+            Ok((Err(_), _)) if n == 0 => return Rejoined::Refused(conn),
+            Err(Broken::Connection(_)) => return Rejoined::BrokerLost,
             // The new broker forgets what it took back when this
             // connection closes.
-            _ => return Err(None),
+            _ => return Rejoined::Failed,
         }
     }
     conn.tag = tag;
     CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
     watch(&conn);
     shared.conn = Some(conn);
-    Ok(())
+    Rejoined::Yes
 }
 
 /// Tells the broker that replaces a dead one that this process, which had

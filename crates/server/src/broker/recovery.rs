@@ -61,6 +61,10 @@ pub const RECOVERY_TIME: Duration = Duration::from_secs(3);
 /// recovery has died (see [`Broker::check_late`]).
 const LATE_CHECK: Duration = Duration::from_secs(1);
 
+/// How often, during a recovery, the broker looks whether the processes it
+/// waits for still run.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// The most arenas of lost brokers one broker takes back (each stays
 /// mapped for its life).
 const MAX_ADOPTED_ARENAS: usize = 256;
@@ -81,6 +85,9 @@ pub(super) struct Recovery {
     sections: HashMap<FileNode, ObjectId>,
     /// Sync objects taken back, by arena and slot.
     syncs: HashMap<(u64, u32), ObjectId>,
+    /// When the expected processes were last looked at (one that dies
+    /// meanwhile is not waited for).
+    looked: Instant,
 }
 
 /// Requests served while a recovery runs: those of returning processes,
@@ -154,14 +161,16 @@ impl Broker {
             gone,
             sections: HashMap::new(),
             syncs: HashMap::new(),
+            looked: Instant::now(),
         });
     }
 
-    /// When the recovery in progress must end, if one is (or when to look
-    /// again at processes that were late for one).
+    /// When to look at the recovery in progress again: the sooner of its
+    /// end and the next look at whether its expected processes still run
+    /// (or when to look again at processes that were late for one).
     pub fn recovery_deadline(&self) -> Option<Instant> {
         match &self.recovery {
-            Some(recovery) => Some(recovery.deadline),
+            Some(recovery) => Some(recovery.deadline.min(recovery.looked + LOOK_AGAIN)),
             None if !self.late.is_empty() => Some(self.late_checked + LATE_CHECK),
             None => None,
         }
@@ -170,9 +179,23 @@ impl Broker {
     /// Ends the recovery if every expected process came back, or its time
     /// is up.
     pub fn check_recovery(&mut self) {
-        let Some(recovery) = &self.recovery else {
+        let Some(recovery) = &mut self.recovery else {
             return;
         };
+        if recovery.looked.elapsed() >= LOOK_AGAIN {
+            // Processes that died while the broker waited for them.
+            recovery.looked = Instant::now();
+            let dead: Vec<u16> = recovery
+                .expected
+                .iter()
+                .filter(|(_, r)| journal::start_time(r.pid) != Some(r.start_time))
+                .map(|(&tag, _)| tag)
+                .collect();
+            for tag in dead {
+                recovery.expected.remove(&tag);
+                recovery.gone.push(tag);
+            }
+        }
         let done = recovery.expected.is_empty() && recovery.returning == 0;
         if !done && Instant::now() < recovery.deadline {
             return;
