@@ -1025,6 +1025,7 @@ fn lost(shared: &mut Shared) {
     }
     // A new broker that dies while the handles are on their way to it is
     // replaced in turn (its journal names this process still).
+    let mut brokers_lost = false;
     for _ in 0..REJOIN_ATTEMPTS {
         let Some(steps) = shared.held.steps(old.tag) else {
             // Not coming back: the session ends now (its waits are woken at
@@ -1036,7 +1037,10 @@ fn lost(shared: &mut Shared) {
         };
         match rejoin(shared, old.tag, steps) {
             Rejoined::Yes => return,
-            Rejoined::BrokerLost => continue,
+            Rejoined::BrokerLost => {
+                brokers_lost = true;
+                continue;
+            }
             // Refused at once (a process that was given handles): the
             // session ends, and the broker may reap its tag now.
             Rejoined::Refused(mut conn) => {
@@ -1047,10 +1051,18 @@ fn lost(shared: &mut Shared) {
             }
             // (A new broker reaps the tag when the connection it took some
             // handles back on closed, or when the process next connects.)
-            Rejoined::Failed => break,
+            Rejoined::Failed => {
+                brokers_lost = false;
+                break;
+            }
         }
     }
     end_session(shared);
+    if brokers_lost {
+        // Every new broker died under it: the next one need not wait.
+        objmgr_sync::lifeline::wake_sleepers_once();
+        leave(old.tag);
+    }
 }
 
 /// How many new brokers a process tries to take its session to, one after

@@ -426,6 +426,18 @@ pub(crate) fn lock_timers_for_fork() -> Box<dyn std::any::Any> {
     Box::new(TIMER_ROUTINES.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// In a forked child: the parent's timer routines, whose threads the child
+/// does not have (a routine's own lock may have been held by one of them
+/// at the fork), are none of the child's.
+pub(crate) fn forget_timer_routines() {
+    drop(
+        TIMER_ROUTINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(),
+    );
+}
+
 /// Stops the completion routine started through timer handle `h`, if any.
 pub(crate) fn stop_timer_routine(h: HANDLE) {
     crate::fork::guard();

@@ -33,6 +33,7 @@ extern "C" fn after_fork() {
 extern "C" fn after_fork_in_child() {
     after_fork();
     crate::api_locks::forget_thread_id();
+    crate::api_thread::forget_timer_routines();
 }
 
 /// Registers the handlers, once; called wherever one of the locks is taken.
