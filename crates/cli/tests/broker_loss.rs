@@ -317,3 +317,25 @@ fn a_broker_that_dies_while_recovering_is_replaced_too() {
     waiter.release();
     waiter.finish();
 }
+
+/// A waitable timer keeps its meaning across the broker's death: armed
+/// before, it comes due after (its state never needed the broker), ending a
+/// wait that began before, and another process finds it, signaled, by name.
+#[test]
+fn a_timer_armed_before_the_broker_dies_comes_due_after() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "timer Local\\\\tick manual",
+        "settimer 0 -10000000 0",
+        "hold_waiting 0",
+    ]);
+    holder.wait_for("holding");
+    let first = kill_broker(&broker);
+    new_broker(&broker, first);
+    let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
+    assert_eq!(ended, "bg wait object 0");
+    let lines = broker.run(&["open_timer Local\\\\tick", "wait 0 0"]);
+    assert_eq!(lines[1], "wait object 0", "{lines:?}");
+    holder.release();
+    holder.finish();
+}
