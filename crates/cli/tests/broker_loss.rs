@@ -25,44 +25,11 @@ fn child_process_entry() {
     }
 }
 
-/// Sends `signal` to process `pid` of this test.
-fn signal(pid: u32, signal: i32) {
-    // SAFETY: sends a signal to a process of this test; no memory involved.
-    unsafe { libc::kill(pid as i32, signal) };
-}
-
-/// Kills (SIGKILL) the test's one running broker; returns its pid.
-fn kill_broker(broker: &TestBroker) -> u32 {
-    let pids = broker.broker_pids();
-    assert_eq!(pids.len(), 1, "one broker runs: {pids:?}");
-    signal(pids[0], libc::SIGKILL);
-    TestBroker::eventually("the broker to die", || {
-        !broker.broker_pids().contains(&pids[0])
-    });
-    pids[0]
-}
-
-/// Waits until one broker runs, not `old`; returns its pid.
-fn new_broker(broker: &TestBroker, old: u32) -> u32 {
-    let mut new = 0;
-    TestBroker::eventually("a new broker", || {
-        match broker.broker_pids()[..] {
-            [pid] if pid != old => new = pid,
-            _ => return false,
-        }
-        true
-    });
-    new
-}
-
 /// Stops process `pid` and waits until every thread of it has stopped.
 fn stop(pid: u32) {
-    signal(pid, libc::SIGSTOP);
+    common::signal(pid, libc::SIGSTOP);
     TestBroker::eventually("the process to stop", || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| Some(stat[stat.rfind(')')? + 2..].starts_with('T')))
-            .unwrap_or(false)
+        common::process_state(pid) == Some('T')
     });
 }
 
@@ -101,10 +68,10 @@ fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
         "hold",
     ]);
     holder.wait_for("holding");
-    let old = kill_broker(&broker);
+    let old = broker.kill_broker();
     // The holder's watcher starts a new broker at once and hands it its
     // handles; nothing else has to call.
-    new_broker(&broker, old);
+    broker.new_broker(old);
     // Another process finds the same objects under the names: what the
     // holder wrote, and the event its waiting thread sleeps on.
     let lines = broker.run(&[
@@ -153,7 +120,7 @@ fn a_mutex_whose_owner_dies_with_no_broker_is_abandoned() {
     waiter.wait_for("holding");
     // The owner cannot come back: it is stopped, then killed.
     stop(owner.child.id());
-    kill_broker(&broker);
+    broker.kill_broker();
     owner.kill9();
     let ended = waiter.wait_for_within("bg ", Duration::from_secs(10));
     assert_eq!(ended, "bg wait abandoned 0");
@@ -180,11 +147,11 @@ fn a_request_in_flight_goes_to_the_new_broker() {
     holder.wait_for("holding");
     let pids = broker.broker_pids();
     assert_eq!(pids.len(), 1);
-    signal(pids[0], libc::SIGSTOP);
+    common::signal(pids[0], libc::SIGSTOP);
     holder.release();
     // The request is sent and waits for an answer that will not come.
     std::thread::sleep(Duration::from_millis(200));
-    signal(pids[0], libc::SIGKILL);
+    common::signal(pids[0], libc::SIGKILL);
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert_eq!(ended, "bg wait object 0");
     holder.release();
@@ -224,7 +191,7 @@ fn a_session_that_cannot_be_taken_back_fails_at_once() {
         "wait 1 0",
     ]);
     holder.wait_for("holding");
-    kill_broker(&broker);
+    broker.kill_broker();
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert!(ended.starts_with("bg err 6 "), "{ended}");
     assert!(ended.contains("gone"), "{ended}");
@@ -263,7 +230,7 @@ fn a_process_that_was_given_handles_does_not_come_back() {
     TestBroker::eventually("the child to make its event", || {
         broker.objmgr(&["stat", "Local\\childs"]).status.success()
     });
-    kill_broker(&broker);
+    broker.kill_broker();
     let lines = broker.run(&["open_event Local\\childs", "open_event Local\\gifted"]);
     assert!(lines[0].starts_with("err 2 "), "{lines:?}");
     assert!(lines[1].starts_with("err 2 "), "{lines:?}");
@@ -289,18 +256,18 @@ fn a_broker_that_dies_while_recovering_is_replaced_too() {
     let mut waiter = broker.spawn(&["open_event Local\\\\chain", "hold_waiting 0"]);
     waiter.wait_for("holding");
     stop(slow.child.id());
-    let first = kill_broker(&broker);
+    let first = broker.kill_broker();
     // The waiter comes back to a second broker, which waits for the
     // stopped process; it dies too.
-    let second = new_broker(&broker, first);
+    let second = broker.new_broker(first);
 
     std::thread::sleep(Duration::from_millis(300));
-    signal(second, libc::SIGKILL);
+    common::signal(second, libc::SIGKILL);
     TestBroker::eventually("the second broker to die", || {
         !broker.broker_pids().contains(&second)
     });
-    new_broker(&broker, second);
-    signal(slow.child.id(), libc::SIGCONT);
+    broker.new_broker(second);
+    common::signal(slow.child.id(), libc::SIGCONT);
     let lines = broker.run(&[
         "open Local\\\\chain-memory read",
         "map read",
@@ -330,8 +297,8 @@ fn a_timer_armed_before_the_broker_dies_comes_due_after() {
         "hold_waiting 0",
     ]);
     holder.wait_for("holding");
-    let first = kill_broker(&broker);
-    new_broker(&broker, first);
+    let first = broker.kill_broker();
+    broker.new_broker(first);
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert_eq!(ended, "bg wait object 0");
     let lines = broker.run(&["open_timer Local\\\\tick", "wait 0 0"]);

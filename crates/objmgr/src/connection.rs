@@ -4,7 +4,8 @@
 //! One connection serves the whole process (handles are per process, as on
 //! Windows). It is created on first use, and again after `fork()` — a forked
 //! child starts with no handles and its own connection — or after the broker
-//! went away (its old handles are then gone).
+//! went away: the process's handles go to the broker that replaces it (see
+//! [`crate::reclaim`]), or, if they cannot, die with the old one.
 
 use crate::error::{ERROR_BROKEN_PIPE, ERROR_RETRY, ERROR_SERVICE_NOT_ACTIVE, Error, Result};
 use crate::reclaim::Holdings;
@@ -736,22 +737,16 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
         )
     };
     if wait || shared.closes_may_fail.contains(&handle.0) {
+        let protected = shared.held.is_protected(handle);
         let conn = shared.conn.as_mut().expect("connected");
         let outcome = conn.exchange(&Request::Close { handle }, &[]);
-        match &outcome {
-            // Refused (a handle protected from close): it stays open.
-            Ok((Err(_), _)) => {}
-            Ok((Ok(_), _)) => shared.held.forget(handle),
-            // The broker died under the close: the handle is not taken to
-            // the next one (closed either way), unless it is protected from
-            // close (the close would have failed).
-            Err(Broken::Connection(_)) if !shared.held.is_protected(handle) => {
-                shared.held.forget(handle);
-            }
-            Err(_) => {}
-        }
         let lost = matches!(outcome, Err(Broken::Connection(_)));
-        let protected = shared.held.is_protected(handle);
+        // Closed; or the broker died under the close, and the handle is not
+        // taken to the next one (closed either way), unless it is protected
+        // from close (the close would have failed). Refused: still open.
+        if matches!(outcome, Ok((Ok(_), _))) || (lost && !protected) {
+            shared.held.forget(handle);
+        }
         let reply = match settle(&mut shared, outcome) {
             Ok((reply, _)) => reply.map_err(within)?,
             Err(_) if lost && !protected && still(&shared, generation) => return Ok(()),
@@ -925,16 +920,15 @@ fn exchange_noting(
 /// `fork()` handler: a child must not keep its parent's connection open.
 static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// Watches the connection of `generation` from a thread of its own. When
-/// the broker hangs up (it exited, or was killed) every handle of that
-/// session dies at once, as if the process had lost them all: the
+/// Watches `conn` from a thread of its own. When the broker hangs up (it
+/// exited, or was killed) the session goes to a new broker at once
+/// ([`lost`]): every handle comes back, or, if they cannot, every handle of
+/// the session dies at once, as if the process had lost them all (the
 /// generation moves, so that every operation on one fails with
-/// `ERROR_INVALID_HANDLE` (also those that never reach the broker, such as
-/// a signal or a wait), and every wait in the process is woken to fail the
-/// same way. Nothing of the session is used after its broker is gone, and
-/// the next call connects to a new broker, which starts empty: two
-/// processes cannot go on believing they share an object that one of them
-/// has lost. Views stay mapped and keep their memory.
+/// `ERROR_INVALID_HANDLE`, also those that never reach the broker, and
+/// every wait in the process is woken to fail the same way). Either way no
+/// two processes go on believing they share an object that one of them has
+/// lost.
 ///
 /// Best effort: without a thread (a limit on threads), a lost broker is
 /// noticed at the next call that reaches it, as before.
@@ -1028,12 +1022,7 @@ fn lost(shared: &mut Shared) {
     let mut brokers_lost = false;
     for _ in 0..REJOIN_ATTEMPTS {
         let Some(steps) = shared.held.steps(old.tag) else {
-            // Not coming back: the session ends now (its waits are woken at
-            // once), then the new broker is told not to wait for it.
-            end_session(shared);
-            objmgr_sync::lifeline::wake_sleepers_once();
-            leave(old.tag);
-            return;
+            return give_up(shared, old.tag, None);
         };
         match rejoin(shared, old.tag, steps) {
             Rejoined::Yes => return,
@@ -1041,14 +1030,8 @@ fn lost(shared: &mut Shared) {
                 brokers_lost = true;
                 continue;
             }
-            // Refused at once (a process that was given handles): the
-            // session ends, and the broker may reap its tag now.
-            Rejoined::Refused(mut conn) => {
-                end_session(shared);
-                objmgr_sync::lifeline::wake_sleepers_once();
-                send_leave(&mut conn, old.tag);
-                return;
-            }
+            // Refused at once (a process that was given handles).
+            Rejoined::Refused(conn) => return give_up(shared, old.tag, Some(conn)),
             // (A new broker reaps the tag when the connection it took some
             // handles back on closed, or when the process next connects.)
             Rejoined::Failed => {
@@ -1057,11 +1040,25 @@ fn lost(shared: &mut Shared) {
             }
         }
     }
-    end_session(shared);
     if brokers_lost {
         // Every new broker died under it: the next one need not wait.
-        objmgr_sync::lifeline::wake_sleepers_once();
-        leave(old.tag);
+        give_up(shared, old.tag, None);
+    } else {
+        end_session(shared);
+    }
+}
+
+/// The process does not come back to a new broker: its session ends now
+/// (and its waits are woken at once), then the broker (on `conn`, or on a
+/// new connection) is told that the process that had `tag` is not coming
+/// back, so that it need not wait for it and may reap the tag.
+fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>) {
+    end_session(shared);
+    objmgr_sync::lifeline::wake_sleepers_once();
+    let conn = conn.or_else(|| establish().ok().filter(|conn| !conn.system));
+    if let Some(mut conn) = conn {
+        let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
+        let _ = conn.exchange(&Request::Reclaim { step }, &[]);
     }
 }
 
@@ -1112,22 +1109,6 @@ fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Re
     Rejoined::Yes
 }
 
-/// Tells the broker that replaces a dead one that this process, which had
-/// `tag`, takes nothing back: what its threads owned is abandoned now,
-/// rather than when the broker stops waiting for it. Best effort.
-fn leave(tag: u16) {
-    if let Ok(mut conn) = establish()
-        && !conn.system
-    {
-        send_leave(&mut conn, tag);
-    }
-}
-
-fn send_leave(conn: &mut Connection, tag: u16) {
-    let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
-    let _ = conn.exchange(&Request::Reclaim { step }, &[]);
-}
-
 /// The fd of the section behind `handle` (of generation `handle_generation`)
 /// that the connection's note of the handle keeps (a broker that replaces a
 /// dead one takes the section back by it), if it keeps one.
@@ -1136,10 +1117,9 @@ pub(crate) fn section_fd(
     handle_generation: u64,
 ) -> Option<std::sync::Arc<OwnedFd>> {
     let shared = lock_shared();
-    if shared.conn.is_none() || GENERATION.load(Ordering::Acquire) != handle_generation {
-        return None;
-    }
-    shared.held.section_fd(handle)
+    still(&shared, handle_generation)
+        .then(|| shared.held.section_fd(handle))
+        .flatten()
 }
 
 /// Ends the connection's session (under `SHARED`): its handles die, and so

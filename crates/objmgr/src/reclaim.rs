@@ -82,12 +82,11 @@ impl Held {
     }
 }
 
-/// The handle a grant (`Reply::Section` or `Reply::Sync`) names, what a new
-/// broker would take it back as, and its access: `Other` unless `named`
-/// (its name is known, or it has none), and for a thread unless `threads`
-/// (a thread this process started).
-fn granted(reply: &Reply, named: bool, threads: bool) -> (Handle, What, u32) {
-    match reply {
+/// The handle a grant (`Reply::Section` or `Reply::Sync`; `None` for any
+/// other reply) names, what a new broker would take it back as, and its
+/// access: `Other` unless `named` (its name is known, or it has none).
+fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
+    Some(match reply {
         Reply::Section(grant) => {
             let what = if named && !grant.info.file_backed {
                 What::Section {
@@ -100,13 +99,18 @@ fn granted(reply: &Reply, named: bool, threads: bool) -> (Handle, What, u32) {
             (grant.handle, what, grant.access)
         }
         Reply::Sync(grant) => {
-            let waitable = match Kind::from_code(grant.kind) {
-                Some(Kind::Mutex | Kind::Event { .. } | Kind::Semaphore | Kind::Timer { .. }) => {
-                    true
-                }
-                Some(Kind::Thread) => threads,
-                _ => false,
-            };
+            // A thread's grant comes only from `CreateThread`: one this
+            // process starts (another process's is learned by value).
+            let waitable = matches!(
+                Kind::from_code(grant.kind),
+                Some(
+                    Kind::Mutex
+                        | Kind::Event { .. }
+                        | Kind::Semaphore
+                        | Kind::Timer { .. }
+                        | Kind::Thread
+                )
+            );
             let what = if named && waitable && grant.arena_slots != SOLO_SLOTS && grant.writable {
                 What::Sync {
                     arena: grant.arena_id,
@@ -117,8 +121,8 @@ fn granted(reply: &Reply, named: bool, threads: bool) -> (Handle, What, u32) {
             };
             (grant.handle, what, grant.access)
         }
-        _ => (Handle(0), What::Other, 0),
-    }
+        _ => return None,
+    })
 }
 
 fn inherit_flag(inherit: bool) -> u32 {
@@ -224,14 +228,13 @@ impl Holdings {
             Request::QueryHandle { .. } => return,
             _ => (None, false),
         };
-        match reply {
-            Reply::Section(_) | Reply::Sync(_) => {
-                let (handle, mut what, access) = granted(reply, name.is_some(), true);
-                if let What::Section { fd, .. } = &mut what {
-                    *fd = received.take().map(Arc::new);
-                }
-                self.note(handle, what, access, inherit, name);
+        if let Some((handle, mut what, access)) = granted(reply, name.is_some()) {
+            if let What::Section { fd, .. } = &mut what {
+                *fd = received.take().map(Arc::new);
             }
+            return self.note(handle, what, access, inherit, name);
+        }
+        match reply {
             Reply::File(grant) => self.note_other(grant.handle),
             Reply::Spawned {
                 process, thread, ..

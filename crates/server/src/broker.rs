@@ -41,7 +41,7 @@ pub use job::JOB_TIME_CHECK;
 use object_security::security_properties;
 use process::ProcessRecord;
 pub(crate) use process::proc_ids;
-pub use process::{ORIGINAL_NOFILE, PidWatch, RecordId};
+pub use process::{ORIGINAL_NOFILE, PidWatch, ProcStat, RecordId};
 pub use recovery::RECOVERY_TIME;
 
 /// The session number `Local\` names live under on a per-user broker (one

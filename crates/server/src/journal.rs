@@ -10,7 +10,7 @@
 //! apart. A record is written when a process connects and zeroed when it
 //! disconnects: one `pwrite` each, never on a request's path. The file lives
 //! in the socket's directory, which the broker checked is private to its
-//! user; it is removed when a broker exits with no client recorded.
+//! user; a broker that exits on purpose removes it, one that dies leaves it.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -33,6 +33,18 @@ pub struct Recorded {
     pub flags: u32,
 }
 
+impl Recorded {
+    /// Whether the process still runs (not a later one with its pid).
+    pub fn still_runs(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+
+    /// Whether the process is `pid`, the same that was recorded.
+    pub fn is(&self, pid: u32) -> bool {
+        self.pid == pid && self.still_runs()
+    }
+}
+
 /// The open journal.
 #[derive(Debug)]
 pub struct Journal {
@@ -43,13 +55,11 @@ pub struct Journal {
 /// When process `pid` started (clock ticks after boot), if it runs (a
 /// zombie does not).
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22; the command name (field 2) may hold spaces and parentheses.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+    let stat = crate::broker::ProcStat::read(pid)?;
+    if matches!(stat.field(3), Some("Z" | "X" | "x")) {
         return None;
     }
-    fields.nth(18)?.parse().ok()
+    stat.field(22)?.parse().ok()
 }
 
 impl Journal {
@@ -104,29 +114,23 @@ impl Journal {
         let mut record = [0u8; RECORD_BYTES as usize];
         record[0..4].copy_from_slice(&pid.to_le_bytes());
         record[8..16].copy_from_slice(&start_time.to_le_bytes());
-        self.write(tag, &record);
+        self.write(tag, 0, &record);
     }
 
     /// Records that the holder of `tag` was given handles ([`GIFTED`]).
     pub fn mark_gifted(&self, tag: u16) {
-        if let Err(e) = self
-            .file
-            .write_all_at(&GIFTED.to_le_bytes(), u64::from(tag) * RECORD_BYTES + 4)
-        {
-            crate::log::warning!("writing the client journal: {e}");
-        }
+        self.write(tag, 4, &GIFTED.to_le_bytes());
     }
 
     /// Forgets the holder of `tag`.
     pub fn clear(&self, tag: u16) {
-        self.write(tag, &[0u8; RECORD_BYTES as usize]);
+        self.write(tag, 0, &[0u8; RECORD_BYTES as usize]);
     }
 
-    fn write(&self, tag: u16, record: &[u8]) {
-        if let Err(e) = self
-            .file
-            .write_all_at(record, u64::from(tag) * RECORD_BYTES)
-        {
+    /// Writes `bytes` at `offset` in the record of `tag`.
+    fn write(&self, tag: u16, offset: u64, bytes: &[u8]) {
+        let at = u64::from(tag) * RECORD_BYTES + offset;
+        if let Err(e) = self.file.write_all_at(bytes, at) {
             crate::log::warning!("writing the client journal: {e}");
         }
     }

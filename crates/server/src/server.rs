@@ -29,7 +29,25 @@ use crate::{Config, Failure};
 use objmgr_proto::rendezvous::StartLock;
 
 const LISTENER: u64 = 0;
-/// The time left until `deadline` (none if it has passed).
+/// Events taken from one `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// Extra non-blocking looks for ready connections before serving requests.
+/// Looking stops as soon as a look finds nothing new; the bound only keeps
+/// clients that never stop sending from postponing every answer forever.
+const MAX_LOOKS: usize = 64;
+/// Closes read from one connection before others get their turn.
+const MAX_CLOSES_PER_READ: usize = 1024;
+/// Event tokens with this bit are process exits: the other bits are the
+/// broker's record id of the process.
+const PID_WATCH: u64 = 1 << 63;
+/// How long a new connection has to say `Hello` before it is closed: a
+/// connection that never speaks only holds the broker's resources.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The token of the pipe that `SIGTERM` and `SIGINT` write to.
+const SIGNALS: u64 = 1 << 62;
+
+/// The time left until `deadline` (zero if it has passed).
 fn time_until(deadline: Instant) -> rustix::time::Timespec {
     rustix::time::Timespec::try_from(deadline.saturating_duration_since(Instant::now())).unwrap_or(
         rustix::time::Timespec {
@@ -49,23 +67,6 @@ fn sooner(
         _ => Some(other),
     }
 }
-
-/// Events taken from one `epoll_wait`.
-const EVENTS_PER_WAIT: usize = 256;
-/// Extra non-blocking looks for ready connections before serving requests.
-/// Looking stops as soon as a look finds nothing new; the bound only keeps
-/// clients that never stop sending from postponing every answer forever.
-const MAX_LOOKS: usize = 64;
-/// Closes read from one connection before others get their turn.
-const MAX_CLOSES_PER_READ: usize = 1024;
-/// Event tokens with this bit are process exits: the other bits are the
-/// broker's record id of the process.
-const PID_WATCH: u64 = 1 << 63;
-/// How long a new connection has to say `Hello` before it is closed: a
-/// connection that never speaks only holds the broker's resources.
-const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-/// The token of the pipe that `SIGTERM` and `SIGINT` write to.
-const SIGNALS: u64 = 1 << 62;
 
 /// Makes `SIGTERM` and `SIGINT` readable on the returned socket instead of
 /// killing the broker, so that the loop stops cleanly (the socket file
@@ -417,8 +418,10 @@ pub fn serve(
                 hang_up(&epoll_fd, &mut connections, &mut broker, id);
             }
         }
-        broker.check_recovery();
-        broker.check_late();
+        guarded("the recovery after a crash", || {
+            broker.check_recovery();
+            broker.check_late();
+        });
         if broker.job_check_due() && last_job_check.elapsed() >= JOB_TIME_CHECK {
             guarded("job time limits", || broker.check_job_times());
             last_job_check = Instant::now();

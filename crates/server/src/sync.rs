@@ -21,7 +21,7 @@ use objmgr_sync::{Arena, clock};
 use rustix::fs::{self, MemfdFlags, Mode, SealFlags};
 
 use crate::Failure;
-use crate::section::reopen_read_only;
+use crate::section::{file_node, reopen_read_only};
 
 /// A new arena id: unique in this broker, and (from its pid and start
 /// time) unlikely to equal one of an earlier broker that a reconnecting
@@ -69,11 +69,7 @@ enum Mapping {
 impl SyncArena {
     /// A security domain's arena.
     pub fn new() -> Result<SyncArena, Failure> {
-        let arena = Self::make(ARENA_SLOTS)?;
-        if let Mapping::Forever(arena) = arena.arena {
-            arena.serve_as_doorbell();
-        }
-        Ok(arena)
+        Self::make(ARENA_SLOTS)
     }
 
     /// A solo arena for one object shared between users. Its memory file is
@@ -111,20 +107,9 @@ impl SyncArena {
         if size as u64 != u64::from(slots) * SLOT_SIZE as u64 {
             return Err(not_ours("its size is not an arena's"));
         }
-        let mapped = Arena::map(fd.as_fd(), slots, true)
-            .map_err(|e| Failure::new(errno(e), "mapping a lost broker's sync arena"))?;
-        let arena: &'static Arena = Box::leak(Box::new(mapped));
-        arena.serve_as_doorbell();
-        Ok(SyncArena {
-            id,
-            fd: Rc::new(fd),
-            read_only: OnceCell::new(),
-            arena: Mapping::Forever(arena),
-            slots,
-            free: Vec::new(),
-            next: slots,
-            live: BTreeSet::new(),
-        })
+        let mut arena = Self::over(fd, id, slots)?;
+        arena.next = slots; // no new object goes into it
+        Ok(arena)
     }
 
     /// Marks slot `index` of an adopted arena live again, and returns the
@@ -148,10 +133,10 @@ impl SyncArena {
     /// Whether the arena's memory is the file behind `fd` (an adopted
     /// arena announced again by another client).
     pub fn is_file(&self, fd: &OwnedFd) -> bool {
-        let (Ok(mine), Ok(theirs)) = (fs::fstat(&*self.fd), fs::fstat(fd)) else {
-            return false;
-        };
-        (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+        match (file_node(&self.fd), file_node(fd)) {
+            (Ok(mine), Ok(theirs)) => mine == theirs,
+            _ => false,
+        }
     }
 
     fn make(slots: u32) -> Result<SyncArena, Failure> {
@@ -164,15 +149,24 @@ impl SyncArena {
             .map_err(|e| Failure::new(errno(e), "sizing the sync arena"))?;
         fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| Failure::new(errno(e), "sealing the sync arena"))?;
+        Self::over(fd, next_arena_id(), slots)
+    }
+
+    /// The arena `id` over memory file `fd` of `slots` slots, mapped: a
+    /// domain's for the rest of the broker's life (and its clients'
+    /// doorbell), a solo one until it is dropped.
+    fn over(fd: OwnedFd, id: u64, slots: u32) -> Result<SyncArena, Failure> {
         let mapped = Arena::map(fd.as_fd(), slots, true)
             .map_err(|e| Failure::new(errno(e), "mapping the sync arena"))?;
         let arena = if slots == ARENA_SLOTS {
-            Mapping::Forever(Box::leak(Box::new(mapped)))
+            let forever: &'static Arena = Box::leak(Box::new(mapped));
+            forever.serve_as_doorbell();
+            Mapping::Forever(forever)
         } else {
             Mapping::Solo(mapped)
         };
         Ok(SyncArena {
-            id: next_arena_id(),
+            id,
             fd: Rc::new(fd),
             read_only: OnceCell::new(),
             arena,

@@ -101,6 +101,31 @@ impl TestBroker {
         }
     }
 
+    /// Kills (SIGKILL) the test's one running broker and waits until it is
+    /// gone; returns its pid.
+    pub fn kill_broker(&self) -> u32 {
+        let pids = self.broker_pids();
+        assert_eq!(pids.len(), 1, "one broker runs: {pids:?}");
+        signal(pids[0], libc::SIGKILL);
+        TestBroker::eventually("the broker to die", || {
+            !self.broker_pids().contains(&pids[0])
+        });
+        pids[0]
+    }
+
+    /// Waits until one broker runs, not `old`; returns its pid.
+    pub fn new_broker(&self, old: u32) -> u32 {
+        let mut new = 0;
+        TestBroker::eventually("a new broker", || {
+            match self.broker_pids()[..] {
+                [pid] if pid != old => new = pid,
+                _ => return false,
+            }
+            true
+        });
+        new
+    }
+
     /// Pids of live broker processes serving this test's socket.
     pub fn broker_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
@@ -135,21 +160,27 @@ pub fn child_entry() -> Command {
     cmd
 }
 
+/// Sends `signal` to process `pid` of this test.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to a process of this test; no memory involved.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
 /// Running and not a zombie.
 pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next()
-                .unwrap_or("");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
+    process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// A process's state letter (`R`, `S`, `T` stopped, `Z` zombie...), if it
+/// exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 impl Drop for TestBroker {

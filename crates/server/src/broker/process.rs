@@ -75,13 +75,32 @@ enum Holder {
     Pending(u32),
 }
 
+/// A process's `/proc/<pid>/stat`, read once, for its fields.
+#[derive(Debug)]
+pub struct ProcStat(String);
+
+impl ProcStat {
+    pub fn read(pid: u32) -> Option<ProcStat> {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .map(ProcStat)
+    }
+
+    /// Field `n`, numbered as in proc(5), from 3 (the state) on: those
+    /// after the command name, which may hold spaces and parentheses.
+    pub fn field(&self, n: usize) -> Option<&str> {
+        self.0
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(n.checked_sub(3)?)
+    }
+}
+
 /// The exit status of a process that is a zombie (exited, not yet reaped by
 /// its parent), from `/proc/PID/stat`; `None` once it is gone.
 fn zombie_exit_code(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // Field 52 (`exit_code`); fields after the command name start at 3.
-    let status: i32 = fields.get(52 - 3)?.parse().ok()?;
+    let status: i32 = ProcStat::read(pid)?.field(52)?.parse().ok()?;
     Some(if status & 0x7f == 0 {
         ((status >> 8) & 0xff) as u32
     } else {
@@ -122,11 +141,9 @@ impl ProcessStats {
 }
 
 pub(super) fn process_stats(pid: u32) -> Option<ProcessStats> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // Fields after the command name start at 3: minflt 10, majflt 12,
-    // utime 14, stime 15 (clock ticks).
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let stat = ProcStat::read(pid)?;
+    // minflt 10, majflt 12, utime 14, stime 15 (clock ticks).
+    let field = |n: usize| stat.field(n).and_then(|v| v.parse::<u64>().ok());
     let ticks = rustix::param::clock_ticks_per_second().max(1);
     let to_100ns = |t: u64| t.saturating_mul(10_000_000) / ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -90,6 +90,15 @@ pub(super) struct Recovery {
     looked: Instant,
 }
 
+/// The tags in `records` of processes that no longer run.
+fn stopped_running(records: &HashMap<u16, Recorded>) -> Vec<u16> {
+    records
+        .iter()
+        .filter(|(_, record)| !record.still_runs())
+        .map(|(&tag, _)| tag)
+        .collect()
+}
+
 /// Requests served while a recovery runs: those of returning processes,
 /// and those that cannot make a name mean a second object.
 fn served_while_recovering(op: Opcode) -> bool {
@@ -137,7 +146,7 @@ impl Broker {
             // may be in an arena a returning process brings.
             self.tags_in_use.insert(record.tag);
             self.next_tag = self.next_tag.max(record.tag.wrapping_add(1).max(1));
-            if journal::start_time(record.pid) == Some(record.start_time) {
+            if record.still_runs() {
                 expected.insert(record.tag, record);
             } else {
                 gone.push(record.tag);
@@ -185,13 +194,7 @@ impl Broker {
         if recovery.looked.elapsed() >= LOOK_AGAIN {
             // Processes that died while the broker waited for them.
             recovery.looked = Instant::now();
-            let dead: Vec<u16> = recovery
-                .expected
-                .iter()
-                .filter(|(_, r)| journal::start_time(r.pid) != Some(r.start_time))
-                .map(|(&tag, _)| tag)
-                .collect();
-            for tag in dead {
+            for tag in stopped_running(&recovery.expected) {
                 recovery.expected.remove(&tag);
                 recovery.gone.push(tag);
             }
@@ -203,7 +206,7 @@ impl Broker {
         let recovery = self.recovery.take().expect("checked");
         let mut reaped = recovery.gone;
         for (tag, record) in recovery.expected {
-            if journal::start_time(record.pid) == Some(record.start_time) {
+            if record.still_runs() {
                 // Still running, only slow: its threads may hold mutexes
                 // right now. Reaped when it leaves or dies.
                 self.late.insert(tag, record);
@@ -253,13 +256,7 @@ impl Broker {
             return;
         }
         self.late_checked = Instant::now();
-        let dead: Vec<u16> = self
-            .late
-            .iter()
-            .filter(|(_, r)| journal::start_time(r.pid) != Some(r.start_time))
-            .map(|(&tag, _)| tag)
-            .collect();
-        for tag in dead {
+        for tag in stopped_running(&self.late) {
             self.late.remove(&tag);
             self.reap_late(tag);
         }
@@ -363,8 +360,7 @@ impl Broker {
         {
             // Late for the recovery (or refused), and now giving up its old
             // session.
-            let pid = self.clients[&id].pid;
-            if record.pid != pid || journal::start_time(pid) != Some(record.start_time) {
+            if !record.is(self.clients[&id].pid) {
                 return Err(Failure::new(
                     ERROR_ACCESS_DENIED,
                     format!("tag {tag} was not this process's with the broker that died"),
@@ -383,10 +379,7 @@ impl Broker {
         let client = self.clients.get_mut(&id).expect("client present");
         if let ReclaimStep::Begin { tag } | ReclaimStep::Leave { tag } = step {
             let expected = recovery.expected.get(&tag).copied();
-            let is_it = expected.is_some_and(|record| {
-                record.pid == client.pid
-                    && journal::start_time(client.pid) == Some(record.start_time)
-            });
+            let is_it = expected.is_some_and(|record| record.is(client.pid));
             if client.reclaiming || client.came_back || !is_it {
                 return Err(Failure::new(
                     ERROR_ACCESS_DENIED,
@@ -477,6 +470,14 @@ impl Broker {
                 self.take_back(id, oid, &held)?;
             }
             ReclaimStep::Sync { held, arena, slot } => {
+                // Only in an arena it brought (or was sent): a slot is no
+                // proof of holding the object, the arena's descriptor is.
+                if !client.arenas_sent.contains(&arena) {
+                    return Err(Failure::new(
+                        ERROR_INVALID_PARAMETER,
+                        format!("arena {arena:#x} was not announced"),
+                    ));
+                }
                 let known = recovery.syncs.get(&(arena, slot)).copied();
                 let oid = match known {
                     Some(oid) => oid,
@@ -591,7 +592,6 @@ impl Broker {
             ref name,
         } = *held;
         use objmgr_proto::process::{HANDLE_FLAG_INHERIT, HANDLE_FLAG_PROTECT_FROM_CLOSE};
-        let bound = self.bind_name(id, oid, name);
         // A value within the handle quota (the table grows to it) that is
         // not in use.
         let quota = crate::quota::get()
@@ -599,18 +599,14 @@ impl Broker {
             .min(super::MAX_HANDLES_PER_PROCESS as u64);
         let free_value = HandleTable::index(handle).is_some_and(|index| (index as u64) < quota)
             && self.client(id).handles.get(handle).is_none();
-        let result = bound.and_then(|()| {
-            if free_value {
-                Ok(())
-            } else {
-                Err(Failure::new(
-                    ERROR_INVALID_HANDLE,
-                    format!("handle {:#x} cannot be taken back", handle.0),
-                ))
-            }
-        });
-        // (The object lives on while the recovery holds it.)
-        result?;
+        if !free_value {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!("handle {:#x} cannot be taken back", handle.0),
+            ));
+        }
+        // (On a failure the object lives on while the recovery holds it.)
+        self.bind_name(id, oid, name)?;
         let object_type = self.objects[&oid].object_type;
         self.client(id).handles.insert_at(
             handle,
