@@ -302,7 +302,7 @@ impl Object {
 
     /// The synchronization object behind the handle; `None` for a section
     /// or a file.
-    fn sync_object(&self) -> Option<&crate::sync::SyncObject> {
+    pub(crate) fn sync_object(&self) -> Option<&crate::sync::SyncObject> {
         use crate::sync::sealed::Sealed;
         Some(match self {
             Object::Section(_) | Object::File(_) => return None,

@@ -71,6 +71,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod by_value;
 mod connection;
 pub mod error;
 pub mod file;

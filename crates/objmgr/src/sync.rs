@@ -163,6 +163,7 @@ fn slot_of(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<SlotRef> {
         None => {
             let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
             arena.serve_as_doorbell();
+            crate::by_value::number_arena(arenas.len(), arena);
             arenas.push((grant.arena_id, arena));
             arena
         }

@@ -7,6 +7,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
+use objmgr::by_value;
 use objmgr::handle::Object;
 use objmgr::{CreateOptions, Error, Event, Mutex, Reset, Semaphore, WaitOutcome, WaitableTimer};
 use objmgr_proto::Win32Error;
@@ -20,7 +21,7 @@ use objmgr_proto::sync::{
     WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 
-use crate::ffi;
+use crate::ffi::{self, handle_value};
 use crate::last_error::{SetLastError, fail, guard, or_fail};
 use crate::table::{self, Entry};
 use crate::types::*;
@@ -280,10 +281,7 @@ exports! {
     fn SetEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::set);
     fn ResetEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::reset);
     fn PulseEvent(h: HANDLE) -> BOOL = FALSE => event_op(h, Event::pulse);
-    fn ReleaseMutex(h: HANDLE) -> BOOL = FALSE => with_object(h, |o| match o {
-        Object::Mutex(m) => m.release(),
-        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a mutex")),
-    });
+    fn ReleaseMutex(h: HANDLE) -> BOOL = FALSE => release_mutex(h);
     fn ReleaseSemaphore(h: HANDLE, count: LONG, previous: *mut LONG) -> BOOL = FALSE
         => release_semaphore(h, count, previous);
     fn SetWaitableTimer(h: HANDLE, due: *const i64, period: LONG, routine: Option<crate::api_thread::TimerApcFn>, arg: *const std::ffi::c_void, resume: BOOL) -> BOOL = FALSE
@@ -309,31 +307,66 @@ exports! {
 
 /// Runs `op` on the object behind `h`; `TRUE` or `FALSE` with the error.
 fn with_object(h: HANDLE, op: impl FnOnce(&Object) -> Result<(), Error>) -> BOOL {
-    let result = table::with_entry(h, |entry| match entry {
-        Entry::Object(object) => or_fail(op(object).map(|()| TRUE), FALSE),
-        Entry::File(_) => fail(ERROR_INVALID_HANDLE, FALSE),
-    });
-    result.unwrap_or_else(|code| fail(code, FALSE))
+    or_fail(on_object(h, op).map(|()| TRUE), FALSE)
 }
 
-fn event_op(h: HANDLE, op: fn(&Event) -> objmgr::Result<()>) -> BOOL {
-    with_object(h, |o| match o {
-        Object::Event(e) => op(e),
-        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not an event")),
+/// Runs `op` on the object behind `h` in the handle table: the way for a
+/// handle not published to [`by_value`] (kept out of line, so that the
+/// published case stays small).
+#[inline(never)]
+fn on_object<T>(h: HANDLE, op: impl FnOnce(&Object) -> Result<T, Error>) -> Result<T, Error> {
+    table::with_entry(h, |entry| match entry {
+        Entry::Object(object) => op(object),
+        Entry::File(_) => Err(Error::new(ERROR_INVALID_HANDLE, "a file handle")),
     })
+    .unwrap_or_else(|code| Err(Error::new(code, "no such handle")))
 }
 
+#[inline]
+fn event_op(h: HANDLE, op: fn(&Event) -> objmgr::Result<()>) -> BOOL {
+    let done = |result: objmgr::Result<()>| or_fail(result.map(|()| TRUE), FALSE);
+    match handle_value(h).and_then(|v| by_value::with_event(v, |e| done(op(e)))) {
+        Some(answer) => answer,
+        None => done(on_object(h, |o| match o {
+            Object::Event(e) => op(e),
+            _ => Err(Error::new(ERROR_INVALID_HANDLE, "not an event")),
+        })),
+    }
+}
+
+#[inline]
+fn release_mutex(h: HANDLE) -> BOOL {
+    let done = |result: objmgr::Result<()>| or_fail(result.map(|()| TRUE), FALSE);
+    match handle_value(h).and_then(|v| by_value::with_mutex(v, |m| done(m.release()))) {
+        Some(answer) => answer,
+        None => done(on_object(h, |o| match o {
+            Object::Mutex(m) => m.release(),
+            _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a mutex")),
+        })),
+    }
+}
+
+#[inline]
 unsafe fn release_semaphore(h: HANDLE, count: LONG, previous: *mut LONG) -> BOOL {
     if count <= 0 {
         return fail(ERROR_INVALID_PARAMETER, FALSE);
     }
-    with_object(h, |o| match o {
-        Object::Semaphore(s) => s.release(count as u32).map(|before| {
+    let count = count as u32;
+    let done = |result: objmgr::Result<u32>| match result {
+        Ok(before) => {
             // SAFETY: NULL or a writable LONG per the Win32 contract.
             unsafe { ffi::put(previous, before as LONG) };
-        }),
-        _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a semaphore")),
-    })
+            TRUE
+        }
+        Err(e) => fail(e.code(), FALSE),
+    };
+    match handle_value(h).and_then(|v| by_value::with_semaphore(v, |s| done(s.release(count)))) {
+        Some(answer) => answer,
+        None => done(on_object(h, |o| match o {
+            Object::Semaphore(s) => s.release(count),
+            _ => Err(Error::new(ERROR_INVALID_HANDLE, "not a semaphore")),
+        })),
+    }
 }
 
 unsafe fn set_timer(
@@ -427,7 +460,18 @@ fn wait_out(ms: DWORD) -> DWORD {
 
 /// `WaitForSingleObject`: the common case, kept small and without
 /// allocating.
+#[inline]
 fn wait_single(handle: HANDLE, ms: DWORD) -> DWORD {
+    let done = |waited: objmgr::Result<WaitOutcome>| or_fail(waited.map(wait_code), WAIT_FAILED);
+    match handle_value(handle).and_then(|v| by_value::wait(v, timeout(ms), done)) {
+        Some(answer) => answer,
+        None => wait_single_slowly(handle, ms),
+    }
+}
+
+/// [`wait_single`] on a handle not published to [`by_value`].
+#[inline(never)]
+fn wait_single_slowly(handle: HANDLE, ms: DWORD) -> DWORD {
     if never_signaled(handle) {
         return wait_out(ms);
     }

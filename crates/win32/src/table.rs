@@ -6,7 +6,9 @@
 //! Lookups are on every wait and signal, so each thread keeps the entries
 //! it used, placed by handle value, valid while the table's *epoch* is
 //! unchanged; closing any handle moves the epoch. A hit costs one atomic
-//! load and one comparison.
+//! load and one comparison. Handles to synchronization objects are also
+//! published to [`objmgr::by_value`], where waits and signals find them
+//! with one load and no thread-local state.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use objmgr::by_value;
 use objmgr::handle::Object;
 use objmgr_proto::Win32Error;
 use objmgr_proto::error::{ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER};
@@ -223,7 +226,13 @@ fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
 /// value (its handle closed some other way) is forgotten, never closed.
 pub fn insert_object(object: Object) -> HANDLE {
     let value = object.handle_value();
-    let replaced = with_table(|t| t.insert(value, Arc::new(Entry::Object(object))));
+    let replaced = with_table(|t| {
+        let replaced = t.insert(value, Arc::new(Entry::Object(object)));
+        if let Some(Entry::Object(object)) = t.get(&value).map(|e| &**e) {
+            by_value::publish(object);
+        }
+        replaced
+    });
     if let Some(old) = replaced {
         EPOCH.fetch_add(1, Ordering::AcqRel);
         if let Entry::Object(o) = &*old {
@@ -262,6 +271,7 @@ pub fn lookup(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
             object.forget();
             existing.clone()
         } else {
+            by_value::publish(&object);
             let entry = Arc::new(Entry::Object(object));
             t.insert(value, entry.clone());
             entry
@@ -283,21 +293,22 @@ pub fn remove(handle: HANDLE) -> Result<Arc<Entry>, Win32Error> {
     // Make sure a broker handle the table has not seen is known first.
     lookup(handle)?;
     let value = handle_value(handle).ok_or(ERROR_INVALID_HANDLE)?;
-    let entry = with_table(|t| {
-        let entry = t.remove(&value);
-        EPOCH.fetch_add(1, Ordering::AcqRel);
-        entry
-    });
+    let entry = with_table(|t| withdraw(t, value));
     entry.ok_or(ERROR_INVALID_HANDLE)
+}
+
+/// Takes `value` out of the table, and out of every lookup, before its
+/// handle is closed: after this no thread finds the old object under it.
+fn withdraw(t: &mut HashMap<u32, Arc<Entry>>, value: u32) -> Option<Arc<Entry>> {
+    by_value::withdraw(value);
+    let entry = t.remove(&value);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    entry
 }
 
 /// Forgets `value` without closing it (the broker closed it already).
 pub fn forget(value: u32) {
-    let entry = with_table(|t| {
-        let entry = t.remove(&value);
-        EPOCH.fetch_add(1, Ordering::AcqRel);
-        entry
-    });
+    let entry = with_table(|t| withdraw(t, value));
     if let Some(entry) = entry
         && let Entry::Object(object) = &*entry
     {

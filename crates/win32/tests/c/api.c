@@ -131,6 +131,27 @@ static void events_and_semaphores(void) {
     CHECK(sync_only != NULL);
     CHECK_ERR(ReleaseSemaphore(sync_only, 1, NULL), FALSE, ERROR_ACCESS_DENIED);
     CHECK_ERR(SetEvent(sem), FALSE, ERROR_INVALID_HANDLE);
+    HANDLE modify_only = OpenSemaphoreA(SEMAPHORE_MODIFY_STATE, FALSE, "Local\\c-sem");
+    CHECK(modify_only != NULL);
+    CHECK_ERR(WaitForSingleObject(modify_only, 0), WAIT_FAILED, ERROR_ACCESS_DENIED);
+    CHECK(CloseHandle(modify_only));
+    /* The two low bits of a value are the application's (Windows ignores them). */
+    CHECK(WaitForSingleObject((HANDLE)((UINT_PTR)sem | 3), 0) == WAIT_OBJECT_0);
+    CHECK(ReleaseSemaphore((HANDLE)((UINT_PTR)sem | 1), 1, NULL));
+
+    /* A closed handle's value, reused for another type, names the new object only. */
+    HANDLE gone = CreateEventA(NULL, FALSE, TRUE, NULL);
+    CHECK(gone != NULL && WaitForSingleObject(gone, 0) == WAIT_OBJECT_0 && CloseHandle(gone));
+    CHECK_ERR(SetEvent(gone), FALSE, ERROR_INVALID_HANDLE);
+    HANDLE reused = CreateSemaphoreA(NULL, 0, 1, NULL);
+    CHECK(reused != NULL);
+    if (reused == gone) {
+        CHECK_ERR(SetEvent(gone), FALSE, ERROR_INVALID_HANDLE);
+        CHECK_ERR(ReleaseMutex(gone), FALSE, ERROR_INVALID_HANDLE);
+    }
+    CHECK(WaitForSingleObject(reused, 0) == WAIT_TIMEOUT);
+    CHECK(ReleaseSemaphore(reused, 1, NULL) && WaitForSingleObject(reused, 0) == WAIT_OBJECT_0);
+    CHECK(CloseHandle(reused));
 
     /* Waits on many: the lowest signaled index; all at once or nothing. */
     HANDLE set[3] = {autoev, sem, manual};
