@@ -81,16 +81,12 @@ const ECHO_WITH_FD: u8 = 1;
 const ECHO_ONE_WAY: u8 = 2;
 
 /// The echo process: answers every message on its stdin (one end of a
-/// `SOCK_SEQPACKET` pair) the way the broker does, from an `epoll` loop,
-/// scheduled as the broker is (a batch task).
+/// `SOCK_SEQPACKET` pair) the way the broker does, from an `epoll` loop.
 fn echo_server() {
     use rustix::event::epoll;
     use rustix::net::{
         RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, recv, send, sendmsg,
     };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `param`, alive across the call.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
     let memfd = rustix::fs::memfd_create("echo", MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&memfd, SMALL).unwrap();
     let socket = std::io::stdin();
@@ -134,8 +130,8 @@ fn echo_server() {
 }
 
 /// The floors under calls that ask the broker something, measured against
-/// a process that answers as the broker does (from `epoll`, as a batch
-/// task) but does nothing else.
+/// a process that answers as the broker does (from `epoll`) but does
+/// nothing else.
 struct Floors {
     /// One request and its reply.
     round_trip: PerOp,

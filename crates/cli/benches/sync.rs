@@ -448,6 +448,7 @@ fn main() {
         });
         // SAFETY: the documented C ABI, with a valid handle.
         let h = unsafe { CreateSemaphoreA(std::ptr::null(), 0, 1, std::ptr::null()) };
+        // SAFETY: the documented C ABI, with the valid handle made above.
         let c = measure(batches, iters, |_| unsafe {
             ReleaseSemaphore(h, 1, std::ptr::null_mut());
             WaitForSingleObject(h, INFINITE);

@@ -12,6 +12,14 @@
 //! never free memory that the call touches (it acts on whatever the slot
 //! holds then, as a use of a closed handle does on Windows).
 //!
+//! The contract for a caller: publish a handle only while it owns the
+//! object under that value, and [`withdraw`] it before the handle is
+//! closed or forgotten; [`publish`] itself clears the value's word for an
+//! object it cannot hold, so publishing every object a value comes to name
+//! keeps the table true. Only the process's first 16 domain arenas (one
+//! per broker session) can be named; handles in later ones take the
+//! caller's slower way.
+//!
 //! Every operation here runs the very code of the Rust API, on a view of
 //! the handle made from the word. A value that is not published, and a
 //! handle that lacks a right or names another type, is answered `None`: the
@@ -72,6 +80,7 @@ const ARENA_BITS: u32 = 4;
 const SLOT_SHIFT: u32 = ARENA_SHIFT + ARENA_BITS;
 const SLOT_BITS: u32 = 20;
 const GENERATION_SHIFT: u32 = SLOT_SHIFT + SLOT_BITS;
+const _: () = assert!(objmgr_sync::arena::ARENA_SLOTS <= 1 << SLOT_BITS);
 
 /// Records that `arena`, the process's domain arena number `number` (0 for
 /// the first mapped), stays mapped for the rest of the process.
@@ -91,12 +100,12 @@ fn place(value: u32) -> Option<&'static AtomicU64> {
 }
 
 /// Makes `object` (the handle its owner keeps under its value) found by
-/// value, if it can be: any other object, or a value too large, is not.
+/// value if it can be; otherwise (not a synchronization object in a domain
+/// arena) makes sure that nothing is found under its value.
 pub fn publish(object: &Object) {
-    let Some(sync) = object.sync_object() else {
-        return;
-    };
-    if let (Some(place), Some(word)) = (place(sync.handle.0), pack(sync)) {
+    let value = object.handle_value();
+    let word = object.sync_object().and_then(pack).unwrap_or(0);
+    if let Some(place) = place(value) {
         place.store(word, Ordering::Release);
     }
 }

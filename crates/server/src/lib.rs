@@ -6,7 +6,7 @@
 //!
 //! It never touches the data plane: mapping views and (later) waiting and
 //! signalling happen in the clients without it.
-#![deny(unsafe_code)] // exceptions: `child_limits` (pre_exec), `fd_hygiene` (close_range), `closer` (fcntl), `scheduling` (sched_setscheduler)
+#![deny(unsafe_code)] // exceptions: `child_limits` (pre_exec), `fd_hygiene` (close_range), `closer` (fcntl)
 
 pub mod broker;
 mod child_limits;
@@ -15,7 +15,6 @@ mod fd_hygiene;
 pub mod journal;
 pub mod log;
 pub mod quota;
-mod scheduling;
 pub mod section;
 pub mod server;
 pub mod sync;
@@ -370,9 +369,6 @@ fn run_with(config: &Config, announce: bool, activation: Option<OwnedFd>) -> std
     // which include the writable fd of every section.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     raise_fd_limit();
-    if let Err(e) = scheduling::become_batch() {
-        log::warning!("cannot run as a batch task ({e}); closes will cost more");
-    }
     let bound = match activation {
         Some(fd) => {
             server::Bound::Listening(server::Listener::activated(fd, &config.location.socket)?)

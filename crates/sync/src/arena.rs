@@ -195,12 +195,6 @@ impl Arena {
         let index = offset / SLOT_SIZE;
         (offset % SLOT_SIZE == 0 && index < self.slots as usize).then_some(index as u32)
     }
-
-    /// The index of a slot of this arena.
-    pub fn index_of(&self, slot: &Slot) -> u32 {
-        let offset = (slot as *const Slot as usize) - (self.base.as_ptr() as usize);
-        (offset / SLOT_SIZE) as u32
-    }
 }
 
 impl Drop for Arena {

@@ -227,11 +227,8 @@ fn with_table<T>(f: impl FnOnce(&mut HashMap<u32, Arc<Entry>>) -> T) -> T {
 pub fn insert_object(object: Object) -> HANDLE {
     let value = object.handle_value();
     let replaced = with_table(|t| {
-        let replaced = t.insert(value, Arc::new(Entry::Object(object)));
-        if let Some(Entry::Object(object)) = t.get(&value).map(|e| &**e) {
-            by_value::publish(object);
-        }
-        replaced
+        by_value::publish(&object);
+        t.insert(value, Arc::new(Entry::Object(object)))
     });
     if let Some(old) = replaced {
         EPOCH.fetch_add(1, Ordering::AcqRel);
