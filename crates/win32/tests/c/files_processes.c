@@ -156,9 +156,9 @@ static void threads(void) {
     CloseHandle(t);
 }
 
-static PROCESS_INFORMATION start_self(const char *mode, HANDLE h, BOOL inherit) {
-    char cmd[MAX_PATH * 2];
-    snprintf(cmd, sizeof cmd, "\"%s\" %s %lu", self, mode, (unsigned long)(uintptr_t)h);
+static PROCESS_INFORMATION start_self_args(const char *mode, const char *args, BOOL inherit) {
+    char cmd[MAX_PATH * 4];
+    snprintf(cmd, sizeof cmd, "\"%s\" %s %s", self, mode, args);
     STARTUPINFOA si;
     ZeroMemory(&si, sizeof si);
     si.cb = sizeof si;
@@ -166,6 +166,12 @@ static PROCESS_INFORMATION start_self(const char *mode, HANDLE h, BOOL inherit) 
     ZeroMemory(&pi, sizeof pi);
     CHECK(CreateProcessA(NULL, cmd, NULL, NULL, inherit, 0, NULL, NULL, &si, &pi));
     return pi;
+}
+
+static PROCESS_INFORMATION start_self(const char *mode, HANDLE h, BOOL inherit) {
+    char arg[32];
+    snprintf(arg, sizeof arg, "%lu", (unsigned long)(uintptr_t)h);
+    return start_self_args(mode, arg, inherit);
 }
 
 static void processes(void) {
@@ -191,6 +197,37 @@ static void processes(void) {
     CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == ERROR_INVALID_HANDLE);
     CloseHandle(pi.hProcess);
     CloseHandle(pi.hThread);
+
+    /* A handle another process closes behind this one's back: once its
+       value names a new object (here a section), the old event is not
+       found under it by any call. */
+    HANDLE me = NULL;
+    CHECK(DuplicateHandle(GetCurrentProcess(), GetCurrentProcess(), GetCurrentProcess(), &me,
+                          PROCESS_DUP_HANDLE, TRUE, 0));
+    HANDLE doomed = CreateEventA(NULL, TRUE, TRUE, NULL);
+    CHECK(doomed != NULL && WaitForSingleObject(doomed, 0) == WAIT_OBJECT_0);
+    char arg[MAX_PATH * 2];
+    snprintf(arg, sizeof arg, "%lu %lu", (unsigned long)(uintptr_t)me, (unsigned long)(uintptr_t)doomed);
+    pi = start_self_args("closer", arg, TRUE);
+    CHECK(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeProcess(pi.hProcess, &code) && code == 0);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+    HANDLE made[8] = {0};
+    int reused = -1;
+    for (int i = 0; i < 8 && reused < 0; i++) {
+        made[i] = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 4096, NULL);
+        CHECK(made[i] != NULL);
+        if (made[i] == doomed) reused = i;
+    }
+    CHECK(reused >= 0); /* the lowest free value comes back */
+    CHECK_ERR(SetEvent(doomed), FALSE, ERROR_INVALID_HANDLE);
+    CHECK_ERR(WaitForSingleObject(doomed, 0), WAIT_FAILED, ERROR_INVALID_HANDLE);
+    void *reused_view = MapViewOfFile(doomed, FILE_MAP_READ, 0, 0, 0); /* the section's now */
+    CHECK(reused_view != NULL && UnmapViewOfFile(reused_view));
+    for (int i = 0; i < 8; i++)
+        if (made[i]) CloseHandle(made[i]);
+    CloseHandle(me);
 
     /* TerminateProcess gives the exit code; waits see the exit. */
     pi = start_self("sleep", NULL, FALSE);
@@ -298,6 +335,16 @@ int main(int argc, char **argv) {
         if (strcmp(view, "inherited") != 0) return 2;
         strcpy(view, "ack");
         return 42;
+    }
+    if (argc == 4 && strcmp(argv[1], "closer") == 0) {
+        /* Closes the parent's handle argv[3] through its process handle argv[2]. */
+        HANDLE parent = (HANDLE)(uintptr_t)strtoul(argv[2], NULL, 10);
+        HANDLE victim = (HANDLE)(uintptr_t)strtoul(argv[3], NULL, 10);
+        HANDLE copy = NULL;
+        if (!DuplicateHandle(parent, victim, GetCurrentProcess(), &copy, 0, FALSE,
+                             DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE))
+            return (int)GetLastError();
+        return 0;
     }
     if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
         Sleep(60000);
