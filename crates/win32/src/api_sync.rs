@@ -490,12 +490,12 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
         return wait_single(*handle, ms);
     }
     let result = table::with_entries(handles, |entries| {
-        let waitables = waitables(entries)?;
+        let waitables = Waitables::of(entries, None)?;
         // Two or more objects here (one took the path above).
         let result = if all {
-            objmgr::wait_all(&waitables, timeout(ms))
+            objmgr::wait_all(waitables.as_slice(), timeout(ms))
         } else {
-            objmgr::wait_any(&waitables, timeout(ms))
+            objmgr::wait_any(waitables.as_slice(), timeout(ms))
         };
         Ok(or_fail(result.map(wait_code), WAIT_FAILED))
     });
@@ -504,14 +504,48 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
         .unwrap_or_else(|code| fail(code, WAIT_FAILED))
 }
 
-fn waitables<'a>(entries: &[&'a Entry]) -> Result<Vec<&'a dyn objmgr::Waitable>, Win32Error> {
-    entries
-        .iter()
-        .map(|entry| match entry {
+/// The objects behind a wait's entries, and perhaps one more, on the stack
+/// (a wait allocates nothing).
+struct Waitables<'a> {
+    items: [&'a dyn objmgr::Waitable; MAXIMUM_WAIT_OBJECTS + 1],
+    len: usize,
+}
+
+impl<'a> Waitables<'a> {
+    /// The objects behind `entries`, then `extra`; `ERROR_INVALID_HANDLE`
+    /// if one cannot be waited on.
+    fn of(
+        entries: &[&'a Entry],
+        extra: Option<&'a dyn objmgr::Waitable>,
+    ) -> Result<Waitables<'a>, Win32Error> {
+        let waitable = |entry: &'a Entry| match entry {
             Entry::Object(o) => o.waitable().ok_or(ERROR_INVALID_HANDLE),
             Entry::File(_) => Err(ERROR_INVALID_HANDLE),
-        })
-        .collect()
+        };
+        let first = match (entries.first(), extra) {
+            (Some(entry), _) => waitable(entry)?,
+            (None, Some(extra)) => extra,
+            (None, None) => return Err(ERROR_INVALID_PARAMETER),
+        };
+        if entries.len() > MAXIMUM_WAIT_OBJECTS {
+            return Err(ERROR_INVALID_PARAMETER);
+        }
+        // Places past the end hold `first` and are never looked at.
+        let mut items = [first; MAXIMUM_WAIT_OBJECTS + 1];
+        for (item, entry) in items.iter_mut().zip(entries).skip(1) {
+            *item = waitable(entry)?;
+        }
+        let mut len = entries.len();
+        if let Some(extra) = extra {
+            items[len] = extra;
+            len += 1;
+        }
+        Ok(Waitables { items, len })
+    }
+
+    fn as_slice(&self) -> &[&'a dyn objmgr::Waitable] {
+        &self.items[..self.len]
+    }
 }
 
 /// How often a wait for all objects looks at its thread's APC queue.
@@ -539,9 +573,8 @@ pub(crate) fn wait_alertable(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD 
         // Falls through only when the thread was alerted (or a slice ended).
         if direct {
             let waited = table::with_entries(handles, |entries| {
-                let mut waitables = waitables(entries)?;
-                waitables.push(alert);
-                Ok(objmgr::wait_any(&waitables, left()))
+                let waitables = Waitables::of(entries, Some(alert))?;
+                Ok(objmgr::wait_any(waitables.as_slice(), left()))
             });
             match waited.and_then(|w| w) {
                 Ok(Ok(WaitOutcome::Object(i))) if i == handles.len() => {}
