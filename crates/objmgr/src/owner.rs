@@ -301,31 +301,48 @@ fn current_slowly() -> Result<Actor> {
 
 /// Records that the calling thread now owns the mutex in `slot` (kept
 /// mapped while owned), so that its exit abandons it.
-#[inline]
+#[inline(always)]
 pub(crate) fn owns(slot: &SlotRef) -> Result<()> {
     match slot {
         SlotRef::Domain(slot) if OWNED.with(|o| o.push(slot)) => Ok(()),
-        // The broker keeps track of what it took for the thread.
-        _ if !slot.writable() => Ok(()),
-        _ => with_state(|t| t.owned.push(slot.clone())),
+        _ => owns_slowly(slot),
     }
 }
 
+/// [`owns`] for a mutex the thread's short list has no room for, or one
+/// in a solo arena.
+#[inline(never)]
+fn owns_slowly(slot: &SlotRef) -> Result<()> {
+    if !slot.writable() {
+        // The broker keeps track of what it took for the thread.
+        return Ok(());
+    }
+    with_state(|t| t.owned.push(slot.clone()))
+}
+
 /// Records that the calling thread released the mutex in `slot` for good.
-#[inline]
+#[inline(always)]
 pub(crate) fn disowns(slot: &SlotRef) -> Result<()> {
     match slot {
         SlotRef::Domain(slot) if OWNED.with(|o| o.remove(slot)) => Ok(()),
-        _ if !slot.writable() => Ok(()),
-        _ => with_state(|t| {
-            let released = slot.get();
-            if let Some(pos) = t
-                .owned
-                .iter()
-                .rposition(|o| std::ptr::eq(o.get(), released))
-            {
-                t.owned.swap_remove(pos);
-            }
-        }),
+        _ => disowns_slowly(slot),
     }
+}
+
+/// [`disowns`] for a mutex not in the thread's short list.
+#[inline(never)]
+fn disowns_slowly(slot: &SlotRef) -> Result<()> {
+    if !slot.writable() {
+        return Ok(());
+    }
+    with_state(|t| {
+        let released = slot.get();
+        if let Some(pos) = t
+            .owned
+            .iter()
+            .rposition(|o| std::ptr::eq(o.get(), released))
+        {
+            t.owned.swap_remove(pos);
+        }
+    })
 }
