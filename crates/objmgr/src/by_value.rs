@@ -4,35 +4,35 @@
 //! Such a caller owns each handle's [`Object`] in a table of its own, and
 //! *publishes* the ones it may wait on or signal here: a synchronization
 //! object whose state lies in one of the process's domain arenas. Each is
-//! one word of a process-wide array indexed by handle value, packing the
-//! object's type, the two rights its fast operations need, its arena and
-//! slot, and the broker session (generation) it belongs to. Domain arenas
-//! stay mapped for the life of the process, so the word alone rebuilds the
-//! handle, and a handle closed by another thread under a running call can
-//! never free memory that the call touches (it acts on whatever the slot
-//! holds then, as a use of a closed handle does on Windows).
+//! one entry of a process-wide array indexed by handle value: the address
+//! of the object's slot, tagged in its low bits (slots are 64-byte aligned)
+//! with the object's type and the two rights its fast operations need, and
+//! the broker session (generation) it belongs to. Domain arenas stay mapped
+//! for the life of the process, so the entry alone rebuilds the handle, the
+//! slot is one load away (a chain of loads before the atomic operation on
+//! the slot cost more than the lookup itself), and a handle closed by another
+//! thread under a running call can never free memory that the call touches
+//! (it acts on whatever the slot holds then, as a use of a closed handle
+//! does on Windows).
 //!
 //! The contract for a caller: publish a handle only while it owns the
 //! object under that value, and [`withdraw`] it before the handle is
-//! closed or forgotten; [`publish`] itself clears the value's word for an
+//! closed or forgotten; [`publish`] itself clears the value's entry for an
 //! object it cannot hold, so publishing every object a value comes to name
-//! keeps the table true. Only the process's first 16 domain arenas (one
-//! per broker session) can be named; handles in later ones take the
-//! caller's slower way.
+//! keeps the table true.
 //!
 //! Every operation here runs the very code of the Rust API, on a view of
-//! the handle made from the word. A value that is not published, and a
+//! the handle made from the entry. A value that is not published, and a
 //! handle that lacks a right or names another type, is answered `None`: the
 //! caller then goes its own, slower way, which reports the exact error.
 
 use std::mem::ManuallyDrop;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 use objmgr_proto::access::{AccessMask, SYNCHRONIZE};
 use objmgr_proto::wire::Handle;
-use objmgr_sync::Arena;
+use objmgr_sync::Slot;
 use objmgr_sync::ops::Kind;
 
 use crate::handle::Object;
@@ -43,14 +43,23 @@ use crate::{Event, Mutex, Result, Semaphore};
 /// hands out small multiples of 4, lowest first).
 const PUBLISHED_VALUES: usize = 4096;
 
-/// The published handles, by value / 4; 0 where none is.
-static PUBLISHED: [AtomicU64; PUBLISHED_VALUES] = [const { AtomicU64::new(0) }; PUBLISHED_VALUES];
+/// A published handle.
+struct Entry {
+    /// The slot's address, tagged (see [`TAG_BITS`]); null when none.
+    slot: AtomicPtr<Slot>,
+    /// The broker session the handle belongs to.
+    generation: AtomicU64,
+}
 
-/// The process's first domain arenas, in the order they were mapped.
-static ARENAS: [OnceLock<&'static Arena>; 1 << ARENA_BITS] =
-    [const { OnceLock::new() }; 1 << ARENA_BITS];
+/// The published handles, by value / 4.
+static PUBLISHED: [Entry; PUBLISHED_VALUES] = [const {
+    Entry {
+        slot: AtomicPtr::new(std::ptr::null_mut()),
+        generation: AtomicU64::new(0),
+    }
+}; PUBLISHED_VALUES];
 
-/// The kinds a word can hold; a word stores the position + 1.
+/// The kinds an entry can hold; its tag stores the position + 1.
 const KINDS: [Kind; 9] = [
     Kind::Event {
         manual_reset: false,
@@ -71,28 +80,18 @@ const KINDS: [Kind; 9] = [
 /// (`EVENT_MODIFY_STATE`, `SEMAPHORE_MODIFY_STATE`, `TIMER_MODIFY_STATE`).
 const MODIFY_STATE: u32 = 0x0002;
 
-/// The layout of a word, from its lowest bit.
-const KIND_BITS: u32 = 4;
-const CAN_SYNCHRONIZE: u64 = 1 << KIND_BITS;
-const CAN_MODIFY: u64 = 1 << (KIND_BITS + 1);
-const ARENA_SHIFT: u32 = KIND_BITS + 2;
-const ARENA_BITS: u32 = 4;
-const SLOT_SHIFT: u32 = ARENA_SHIFT + ARENA_BITS;
-const SLOT_BITS: u32 = 20;
-const GENERATION_SHIFT: u32 = SLOT_SHIFT + SLOT_BITS;
-const _: () = assert!(objmgr_sync::arena::ARENA_SLOTS <= 1 << SLOT_BITS);
+/// The tag in a slot address's low bits: the kind's place in [`KINDS`] + 1
+/// in the lowest four, then the two rights.
+const TAG_BITS: usize = 63;
+const KIND_BITS: usize = 15;
+const CAN_SYNCHRONIZE: usize = 1 << 4;
+const CAN_MODIFY: usize = 1 << 5;
+const _: () = assert!(KINDS.len() <= KIND_BITS);
+const _: () = assert!(objmgr_sync::arena::SLOT_SIZE > TAG_BITS);
 
-/// Records that `arena`, the process's domain arena number `number` (0 for
-/// the first mapped), stays mapped for the rest of the process.
-pub(crate) fn number_arena(number: usize, arena: &'static Arena) {
-    if let Some(place) = ARENAS.get(number) {
-        let _ = place.set(arena);
-    }
-}
-
-/// The place of handle `value` in [`PUBLISHED`].
+/// The entry of handle `value`.
 #[inline]
-fn place(value: u32) -> Option<&'static AtomicU64> {
+fn entry(value: u32) -> Option<&'static Entry> {
     if value & 3 != 0 {
         return None;
     }
@@ -103,10 +102,16 @@ fn place(value: u32) -> Option<&'static AtomicU64> {
 /// value if it can be; otherwise (not a synchronization object in a domain
 /// arena) makes sure that nothing is found under its value.
 pub fn publish(object: &Object) {
-    let value = object.handle_value();
-    let word = object.sync_object().and_then(pack).unwrap_or(0);
-    if let Some(place) = place(value) {
-        place.store(word, Ordering::Release);
+    let Some(entry) = entry(object.handle_value()) else {
+        return;
+    };
+    match object.sync_object().and_then(tagged) {
+        Some((slot, generation)) => {
+            entry.generation.store(generation, Ordering::Relaxed);
+            // Release: whoever finds the slot finds its generation too.
+            entry.slot.store(slot, Ordering::Release);
+        }
+        None => entry.slot.store(std::ptr::null_mut(), Ordering::Release),
     }
 }
 
@@ -114,67 +119,64 @@ pub fn publish(object: &Object) {
 /// closed (or forgotten), so that no new object under the same value is
 /// ever taken for the old one.
 pub fn withdraw(value: u32) {
-    if let Some(place) = place(value) {
-        place.store(0, Ordering::Release);
+    if let Some(entry) = entry(value) {
+        entry.slot.store(std::ptr::null_mut(), Ordering::Release);
     }
 }
 
-/// The word for `sync`, if it can have one.
-fn pack(sync: &SyncObject) -> Option<u64> {
+/// The tagged slot address and the generation for `sync`, if it can be
+/// published.
+fn tagged(sync: &SyncObject) -> Option<(*mut Slot, u64)> {
     let SlotRef::Domain(slot) = sync.state else {
         return None;
     };
-    let kind = KINDS.iter().position(|&k| k == sync.kind)? as u64 + 1;
-    let (arena, index) = ARENAS
-        .iter()
-        .enumerate()
-        .find_map(|(number, arena)| Some((number as u64, arena.get()?.position(slot)?)))?;
-    if sync.generation >> (64 - GENERATION_SHIFT) != 0 {
-        return None;
+    let kind = KINDS.iter().position(|&k| k == sync.kind)? + 1;
+    let mut tag = kind;
+    if sync.access.contains(SYNCHRONIZE) {
+        tag |= CAN_SYNCHRONIZE;
     }
-    let rights = if sync.access.contains(SYNCHRONIZE) {
-        CAN_SYNCHRONIZE
-    } else {
-        0
-    } | if sync.access.contains(MODIFY_STATE) {
-        CAN_MODIFY
-    } else {
-        0
-    };
-    Some(
-        kind | rights
-            | (arena << ARENA_SHIFT)
-            | (u64::from(index) << SLOT_SHIFT)
-            | (sync.generation << GENERATION_SHIFT),
-    )
+    if sync.access.contains(MODIFY_STATE) {
+        tag |= CAN_MODIFY;
+    }
+    let address = std::ptr::from_ref::<Slot>(slot).cast_mut();
+    if address.addr() & TAG_BITS != 0 {
+        return None; // not where a slot of an arena can be
+    }
+    Some((address.map_addr(|a| a | tag), sync.generation))
 }
 
-/// The handle published under `value`, if it has the rights `needs` (a
-/// word's `CAN_*` bits) and `kind_of` accepts its kind (given by its place
-/// in [`KINDS`]), made again from its word. It never closes anything.
+/// The handle published under `value`, if it has the rights `needs` (an
+/// entry's `CAN_*` bits) and `kind_of` accepts its kind (given by its place
+/// in [`KINDS`]), made again from its entry. It never closes anything.
 #[inline]
 fn view(
     value: u32,
-    needs: u64,
+    needs: usize,
     kind_of: impl FnOnce(usize) -> Option<Kind>,
 ) -> Option<ManuallyDrop<SyncObject>> {
-    let word = place(value)?.load(Ordering::Acquire);
-    if word & needs != needs {
+    let entry = entry(value)?;
+    let tagged = entry.slot.load(Ordering::Acquire);
+    let tag = tagged.addr() & TAG_BITS;
+    if tag & needs != needs {
         return None;
     }
-    let kind = kind_of(((word & ((1 << KIND_BITS) - 1)) as usize).checked_sub(1)?)?;
-    let arena = ARENAS[((word >> ARENA_SHIFT) & ((1 << ARENA_BITS) - 1)) as usize].get()?;
-    let slot = arena.slot(((word >> SLOT_SHIFT) & ((1 << SLOT_BITS) - 1)) as u32)?;
+    let kind = kind_of((tag & KIND_BITS).checked_sub(1)?)?;
+    // SAFETY: a non-null entry holds the address of a slot of a domain arena
+    // (`tagged` took it from a `SlotRef::Domain`, a `&'static Slot`; such
+    // arenas are leaked, never unmapped) with its provenance, tagged in bits
+    // that a slot's alignment leaves zero: untagged, it is that `'static`
+    // slot again.
+    let slot: &'static Slot = unsafe { tagged.map_addr(|a| a & !TAG_BITS).as_ref() }?;
     let mut access = 0;
-    if word & CAN_SYNCHRONIZE != 0 {
+    if tag & CAN_SYNCHRONIZE != 0 {
         access |= SYNCHRONIZE;
     }
-    if word & CAN_MODIFY != 0 {
+    if tag & CAN_MODIFY != 0 {
         access |= MODIFY_STATE;
     }
     Some(ManuallyDrop::new(SyncObject {
         handle: Handle(value),
-        generation: word >> GENERATION_SHIFT,
+        generation: entry.generation.load(Ordering::Relaxed),
         access: AccessMask(access),
         kind,
         state: SlotRef::Domain(slot),
@@ -246,7 +248,6 @@ mod tests {
         for (i, kind) in KINDS.iter().enumerate() {
             assert_eq!(KINDS.iter().position(|k| k == kind), Some(i));
         }
-        assert!(KINDS.len() < 1 << KIND_BITS);
     }
 
     #[test]

@@ -163,7 +163,6 @@ fn slot_of(grant: &SyncGrant, fd: Option<OwnedFd>) -> Result<SlotRef> {
         None => {
             let arena: &'static Arena = Box::leak(Box::new(map(&fd.ok_or_else(missing)?)?));
             arena.serve_as_doorbell();
-            crate::by_value::number_arena(arenas.len(), arena);
             arenas.push((grant.arena_id, arena));
             arena
         }
@@ -605,7 +604,7 @@ impl SyncObject {
     /// Changes the object's state with `local`, or, for another user's object, has the broker do
     /// `op` for the caller. Needs `rights` either way (the broker checks
     /// them again). Returns the operation's value.
-    #[inline]
+    #[inline(always)]
     fn change(
         &self,
         rights: u32,

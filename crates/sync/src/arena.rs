@@ -188,13 +188,6 @@ impl Arena {
             }
         }
     }
-
-    /// The index of `slot` if it is one of this arena's (any slot, or none).
-    pub fn position(&self, slot: &Slot) -> Option<u32> {
-        let offset = (slot as *const Slot as usize).checked_sub(self.base.as_ptr() as usize)?;
-        let index = offset / SLOT_SIZE;
-        (offset % SLOT_SIZE == 0 && index < self.slots as usize).then_some(index as u32)
-    }
 }
 
 impl Drop for Arena {

@@ -460,7 +460,7 @@ fn wait_out(ms: DWORD) -> DWORD {
 
 /// `WaitForSingleObject`: the common case, kept small and without
 /// allocating.
-#[inline]
+#[inline(always)]
 fn wait_single(handle: HANDLE, ms: DWORD) -> DWORD {
     let done = |waited: objmgr::Result<WaitOutcome>| or_fail(waited.map(wait_code), WAIT_FAILED);
     match handle_value(handle).and_then(|v| by_value::wait(v, timeout(ms), done)) {
