@@ -324,6 +324,18 @@ impl FutexEvent {
     }
 }
 
+/// `Semaphore::release` as a call of its own.
+#[inline(never)]
+fn out_of_line_semaphore_release(semaphore: &Semaphore) -> bool {
+    semaphore.release(1).is_ok()
+}
+
+/// `Semaphore::wait` as a call of its own.
+#[inline(never)]
+fn out_of_line_semaphore_wait(semaphore: &Semaphore) -> bool {
+    semaphore.wait(None).is_ok()
+}
+
 /// The C ABI's lookup of a semaphore by handle value, alone.
 #[inline(never)]
 fn find_semaphore(value: u32) -> Option<u32> {
@@ -403,6 +415,20 @@ fn main() {
             rust,
             "<= 1.05x",
         );
+        let raw = robust_pthread_mutex(&view, 512);
+        let base = measure(batches, iters, |_| {
+            // SAFETY: an initialized robust mutex in a live mapping.
+            unsafe {
+                libc::pthread_mutex_lock(raw);
+                libc::pthread_mutex_unlock(raw);
+            }
+        });
+        report(
+            "mutex acquire+release: C ABI (vs robust pthread)",
+            c,
+            base,
+            "<= 1.3x",
+        );
         // What any C ABI costs before it looks a handle up: the same two
         // operations as two calls that are not inlined.
         let calls = measure(batches, iters, |_| {
@@ -458,6 +484,31 @@ fn main() {
             c,
             rust,
             "<= 1.05x",
+        );
+        let raw = shared_sem(&view, 1536);
+        let base = measure(batches, iters, |_| {
+            // SAFETY: an initialized shared semaphore in a live mapping.
+            unsafe {
+                libc::sem_post(raw);
+                libc::sem_wait(raw);
+            }
+        });
+        report(
+            "semaphore release+wait: C ABI (vs sem_post+sem_wait)",
+            c,
+            base,
+            "<= 1.3x",
+        );
+        // What a call costs that cannot be inlined into its caller (as no C
+        // call can), before any lookup.
+        let calls = measure(batches, iters, |_| {
+            black_box(out_of_line_semaphore_release(black_box(&sem)));
+            black_box(out_of_line_semaphore_wait(black_box(&sem)));
+        });
+        println!(
+            "{:<58} {calls:>10}  ({:.2}x the Rust API)",
+            "floor: the two calls out of line, no handle lookup",
+            calls.0 / rust.0
         );
         // What the C ABI adds to the Rust API: finding the handle by value
         // (the two lookups of the pair, out of line as in the C calls).
