@@ -109,6 +109,55 @@ fn a_new_broker_takes_every_handle_back_and_names_keep_their_objects() {
     assert_eq!(status["handles"], 0, "{status}");
 }
 
+/// Files a process opened come back with it: their share modes still keep
+/// other opens out, the process reads and writes on at its own position,
+/// and its copy of a handle is the same open.
+#[test]
+fn files_a_process_opened_come_back_with_their_share_modes() {
+    let broker = TestBroker::new();
+    let file = broker.dir.join("kept.dat").display().to_string();
+    let mut holder = broker.spawn(&[
+        // Read and write; others may only read.
+        &format!("fopen {file} rw 1"),
+        "fwrite 0 hello",
+        // A copy of its own handle (value 4), for reading.
+        "dup_self 4 1",
+        "hold",
+        "fwrite 0 world",
+        "adopt_file 8",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let old = broker.kill_broker();
+    broker.new_broker(old);
+    let lines = broker.run(&[
+        &format!("fopen {file} rw 7"),
+        &format!("fopen {file} r 7"),
+        "fread 0 5",
+    ]);
+    assert!(
+        lines[0].starts_with("err 32 "),
+        "the share mode holds: {lines:?}"
+    );
+    assert!(lines[1].starts_with("fopen value="), "{lines:?}");
+    assert_eq!(lines[2], "read hello", "{lines:?}");
+    holder.release();
+    holder.wait_for("holding");
+    holder.release();
+    let lines = holder.finish();
+    assert_eq!(lines[1], "wrote 5", "{lines:?}");
+    assert_eq!(lines[2], "dup value=8", "{lines:?}");
+    assert_eq!(lines[5], "wrote 5", "at its own position: {lines:?}");
+    assert_eq!(lines[6], "adopted file", "the copy came back: {lines:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "helloworld");
+    // The opens went with their holder.
+    let lines = broker.run(&[&format!("fopen {file} rw 0")]);
+    assert!(lines[0].starts_with("fopen value="), "{lines:?}");
+    let out = broker.objmgr(&["broker", "status", "--json"]).stdout;
+    let status: serde_json::Value = serde_json::from_slice(&out).expect("status is JSON");
+    assert_eq!(status["objects"], 0, "nothing is left: {status}");
+}
+
 /// A mutex's waiters are told it is abandoned when its owner dies while no
 /// broker runs: the new broker reaps the owner's tag in the old arena.
 #[test]

@@ -156,7 +156,7 @@ impl<'a> Choices<'a> {
     /// arena id (1) and others, slots, sizes and protections that fit and
     /// that do not.
     pub fn reclaim_step(&mut self) -> ReclaimStep {
-        match self.below(5) {
+        match self.below(6) {
             0 => ReclaimStep::Begin {
                 tag: self.u32_from(&[1, 2, 3, 0, 4, u32::from(u16::MAX)]) as u16,
             },
@@ -174,6 +174,11 @@ impl<'a> Choices<'a> {
                 held: self.held_handle(),
                 arena: u64::from(self.u32_from(&[1, 2, 0])),
                 slot: self.u32_from(&[1, 2, 3, 0, u32::MAX]),
+            },
+            4 => ReclaimStep::File {
+                held: self.held_handle(),
+                share: self.u32_from(&[7, 0, 1, 8, u32::MAX]),
+                open: self.u32_from(&[0, 1, u32::MAX]),
             },
             _ => ReclaimStep::End,
         }

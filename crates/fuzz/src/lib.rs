@@ -187,6 +187,9 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
             op: FileOp::MayDelete,
             ..
         } => 2,
+        Request::Reclaim {
+            step: ReclaimStep::File { .. },
+        } => 1,
         // What a returning process brings: an arena (the fuzz's own, id 1)
         // or a section's memfd, sealed as the broker seals them.
         Request::Reclaim {

@@ -900,7 +900,7 @@ fn exchange_noting(
             Ok((reply, mut received)) => {
                 shared
                     .held
-                    .note_reply(request, reply.as_ref().ok(), &mut received);
+                    .note_reply(request, reply.as_ref().ok(), &mut received, fds);
                 return (reply.map(|reply| (reply, received)), false);
             }
             Err(_)

@@ -11,8 +11,13 @@
 //! `recovery` module), and the session goes on: handles keep working, waits
 //! keep waiting, and a name keeps meaning one object.
 //!
-//! Some handles cannot be taken back: files, file-backed sections,
-//! processes, jobs, and objects of other users' domains. A process that
+//! Files the process opened come back too, each open with a copy of its
+//! fd (the same open file description, so the position and byte-range
+//! locks are the ones it had) and its share mode.
+//!
+//! Some handles cannot be taken back: files to delete on close,
+//! file-backed sections, processes, jobs, and objects of other users'
+//! domains. A process that
 //! was given handles (inherited, or duplicated in by another process) is
 //! never taken back: it may not have taken them all over, and one it does
 //! not know of would be lost silently, its value free for another object
@@ -33,7 +38,7 @@ use objmgr_proto::wire::{
 };
 use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::Kind;
-use rustix::fd::OwnedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 
 /// One handle, as it would be announced.
 #[derive(Debug)]
@@ -55,6 +60,10 @@ enum What {
     },
     /// A mutex, event, semaphore, timer or thread in a domain arena.
     Sync { arena: u64, slot: u32 },
+    /// A regular file this process opened (`CreateFile`), with a copy of
+    /// its fd (the same open file description) and its share mode. Copies
+    /// of the handle share the `Arc`: one open, as for the broker.
+    File { fd: Arc<OwnedFd>, share: u32 },
     /// Anything a new broker cannot take back.
     Other,
 }
@@ -151,6 +160,7 @@ impl Holdings {
         request: &Request,
         reply: Option<&Reply>,
         received: &mut Option<OwnedFd>,
+        sent: &[BorrowedFd<'_>],
     ) {
         if let Some(reply) = reply {
             match (request, reply) {
@@ -163,7 +173,7 @@ impl Holdings {
                 }
                 _ => {}
             }
-            self.note_granted(request, reply, received);
+            self.note_granted(request, reply, received, sent);
         }
         // DUPLICATE_CLOSE_SOURCE closes the source whatever else happened
         // (after its copy was noted as what it is).
@@ -212,7 +222,13 @@ impl Holdings {
         }
     }
 
-    fn note_granted(&mut self, request: &Request, reply: &Reply, received: &mut Option<OwnedFd>) {
+    fn note_granted(
+        &mut self,
+        request: &Request,
+        reply: &Reply,
+        received: &mut Option<OwnedFd>,
+        sent: &[BorrowedFd<'_>],
+    ) {
         let (name, inherit) = match request {
             Request::CreateSection {
                 name,
@@ -235,7 +251,34 @@ impl Holdings {
             return self.note(handle, what, access, inherit, name);
         }
         match reply {
-            Reply::File(grant) => self.note_other(grant.handle),
+            Reply::File(grant) => {
+                // A file it opened itself, unless the broker is to delete it
+                // on close (that needs the directory, which stays the
+                // broker's): kept as its own copy of the open.
+                let own = match (request, sent.first()) {
+                    (
+                        Request::OpenFile {
+                            delete_on_close: false,
+                            ..
+                        },
+                        Some(fd),
+                    ) => fd.try_clone_to_owned().ok(),
+                    _ => None,
+                };
+                match own {
+                    Some(fd) => self.note(
+                        grant.handle,
+                        What::File {
+                            fd: Arc::new(fd),
+                            share: grant.share,
+                        },
+                        grant.access,
+                        matches!(request, Request::OpenFile { inherit: true, .. }),
+                        Some(""),
+                    ),
+                    None => self.note_other(grant.handle),
+                }
+            }
             Reply::Spawned {
                 process, thread, ..
             } => {
@@ -349,6 +392,8 @@ impl Holdings {
                 steps.push((ReclaimStep::Arena { id: arena, slots }, Some(Arc::new(fd))));
             }
         }
+        // Each open of a file gets a number, which its copies share.
+        let mut opens: Vec<*const OwnedFd> = Vec::new();
         for (&value, held) in &self.handles {
             let announced = HeldHandle {
                 handle: Handle(value),
@@ -374,6 +419,23 @@ impl Holdings {
                     },
                     None,
                 ),
+                What::File { fd, share } => {
+                    let open = match opens.iter().position(|&o| std::ptr::eq(o, Arc::as_ptr(fd))) {
+                        Some(open) => open,
+                        None => {
+                            opens.push(Arc::as_ptr(fd));
+                            opens.len() - 1
+                        }
+                    };
+                    (
+                        ReclaimStep::File {
+                            held: announced,
+                            share: *share,
+                            open: open as u32,
+                        },
+                        Some(fd.clone()),
+                    )
+                }
                 What::Other => return None,
             });
         }
@@ -440,6 +502,7 @@ mod tests {
                 ReclaimStep::Arena { .. } => "arena",
                 ReclaimStep::Section { .. } => "section",
                 ReclaimStep::Sync { .. } => "sync",
+                ReclaimStep::File { .. } => "file",
                 ReclaimStep::End => "end",
                 ReclaimStep::Leave { .. } => "leave",
             })
@@ -451,7 +514,7 @@ mod tests {
         let mut held = Holdings::new();
         let mut fd = memfd();
         let reply = section_grant(4);
-        held.note_reply(&create_section("Local\\s"), Some(&reply), &mut fd);
+        held.note_reply(&create_section("Local\\s"), Some(&reply), &mut fd, &[]);
         assert!(fd.is_none(), "the holding keeps the section's fd");
         assert!(held.section_fd(Handle(4)).is_some());
         let create = Request::CreateSync {
@@ -467,7 +530,7 @@ mod tests {
             security: String::new(),
         };
         let mut arena = memfd();
-        held.note_reply(&create, Some(&event_grant(8, 3)), &mut arena);
+        held.note_reply(&create, Some(&event_grant(8, 3)), &mut arena, &[]);
         assert!(arena.is_some(), "the caller maps the arena");
         let steps = held.steps(5).unwrap();
         assert_eq!(kinds(&steps), ["begin", "arena", "section", "sync", "end"]);
@@ -486,7 +549,12 @@ mod tests {
     #[test]
     fn a_copy_of_its_own_handle_is_what_the_source_is() {
         let mut held = Holdings::new();
-        held.note_reply(&create_section("x"), Some(&section_grant(4)), &mut memfd());
+        held.note_reply(
+            &create_section("x"),
+            Some(&section_grant(4)),
+            &mut memfd(),
+            &[],
+        );
         let duplicate = Request::Duplicate {
             source_process: CURRENT_PROCESS,
             source: Handle(4),
@@ -495,7 +563,7 @@ mod tests {
             inherit: false,
             options: DUPLICATE_CLOSE_SOURCE | DUPLICATE_SAME_ACCESS,
         };
-        held.note_reply(&duplicate, Some(&Reply::Value(8)), &mut None);
+        held.note_reply(&duplicate, Some(&Reply::Value(8)), &mut None, &[]);
         let steps = held.steps(1).unwrap();
         assert_eq!(kinds(&steps), ["begin", "section", "end"]);
         let ReclaimStep::Section { held: copy, .. } = &steps[1].0 else {
@@ -511,8 +579,74 @@ mod tests {
             inherit: false,
             options: DUPLICATE_CLOSE_SOURCE,
         };
-        held.note_reply(&again, None, &mut None);
+        held.note_reply(&again, None, &mut None, &[]);
         assert_eq!(kinds(&held.steps(1).unwrap()), ["begin", "end"]);
+    }
+
+    fn open_file(delete_on_close: bool) -> Request {
+        Request::OpenFile {
+            access: 3,
+            share: 1,
+            inherit: false,
+            delete_on_close,
+            name: String::new(),
+        }
+    }
+
+    fn file_grant(handle: u32) -> Reply {
+        Reply::File(FileGrant {
+            handle: Handle(handle),
+            access: 3,
+            share: 1,
+        })
+    }
+
+    #[test]
+    fn files_come_back_one_open_for_a_handle_and_its_copies() {
+        use std::os::fd::AsFd;
+        let mut held = Holdings::new();
+        let (one, two) = (memfd().unwrap(), memfd().unwrap());
+        held.note_reply(
+            &open_file(false),
+            Some(&file_grant(4)),
+            &mut None,
+            &[one.as_fd()],
+        );
+        held.note_reply(
+            &open_file(false),
+            Some(&file_grant(8)),
+            &mut None,
+            &[two.as_fd()],
+        );
+        let duplicate = Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(4),
+            target_process: CURRENT_PROCESS,
+            access: 1,
+            inherit: false,
+            options: 0,
+        };
+        held.note_reply(&duplicate, Some(&Reply::Value(12)), &mut None, &[]);
+        let steps = held.steps(1).unwrap();
+        let opens: Vec<(u32, u32, u32)> = steps
+            .iter()
+            .filter_map(|(step, fd)| match step {
+                ReclaimStep::File { held, open, share } => {
+                    assert!(fd.is_some(), "each carries the open's fd");
+                    Some((held.handle.0, *open, *share))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opens, [(4, 0, 1), (8, 1, 1), (12, 0, 1)]);
+        // A file to delete on close needs the broker's directory: no.
+        held.note_reply(
+            &open_file(true),
+            Some(&file_grant(16)),
+            &mut None,
+            &[one.as_fd()],
+        );
+        assert!(held.steps(1).is_none());
     }
 
     #[test]
@@ -523,7 +657,7 @@ mod tests {
             access: 1,
             share: 0,
         });
-        held.note_reply(&Request::ListFiles, Some(&file), &mut None);
+        held.note_reply(&Request::ListFiles, Some(&file), &mut None, &[]);
         assert!(held.steps(1).is_none(), "a file");
         held.forget(Handle(4));
         held.note_by_value(Handle(8));
@@ -538,7 +672,7 @@ mod tests {
             id: 0,
             destroy: false,
         };
-        held.note_reply(&open_namespace, Some(&Reply::Value(1)), &mut None);
+        held.note_reply(&open_namespace, Some(&Reply::Value(1)), &mut None, &[]);
         assert!(held.steps(1).is_none(), "a private namespace");
         let close_namespace = Request::Namespace {
             op: 2,
@@ -549,7 +683,7 @@ mod tests {
             id: 1,
             destroy: false,
         };
-        held.note_reply(&close_namespace, Some(&Reply::Done), &mut None);
+        held.note_reply(&close_namespace, Some(&Reply::Done), &mut None, &[]);
         assert!(held.steps(1).is_some());
     }
 }

@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -555,6 +555,15 @@ pub enum ReclaimStep {
         arena: u64,
         slot: u32,
     },
+    /// A file handle (`CreateFile` on a regular file); the file's fd (the
+    /// open file description the handle was made for) is attached. Handles
+    /// of one open (copies the process made of its own handle) name the
+    /// same `open`, a number the process chooses.
+    File {
+        held: HeldHandle,
+        share: u32,
+        open: u32,
+    },
     /// Every handle is announced: the process is back.
     End,
     /// The process had `tag` but takes nothing back (it holds something no
@@ -596,7 +605,7 @@ impl ReclaimStep {
     /// How many descriptors the step's message carries.
     pub fn fds(&self) -> usize {
         match self {
-            ReclaimStep::Arena { .. } | ReclaimStep::Section { .. } => 1,
+            ReclaimStep::Arena { .. } | ReclaimStep::Section { .. } | ReclaimStep::File { .. } => 1,
             _ => 0,
         }
     }
@@ -631,6 +640,11 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
         ReclaimStep::Leave { tag } => {
             e.u8(5).u16(*tag);
         }
+        ReclaimStep::File { held, share, open } => {
+            e.u8(6);
+            held.encode(e);
+            e.u32(*share).u32(*open);
+        }
     }
 }
 
@@ -654,6 +668,11 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
         },
         4 => ReclaimStep::End,
         5 => ReclaimStep::Leave { tag: d.u16()? },
+        6 => ReclaimStep::File {
+            held: HeldHandle::decode(d)?,
+            share: d.u32()?,
+            open: d.u32()?,
+        },
         _ => return Err(WireError::BadField("reclaim step")),
     })
 }
@@ -1999,6 +2018,16 @@ mod tests {
                 arena: 5,
                 slot: 9,
             },
+            ReclaimStep::File {
+                held: HeldHandle {
+                    handle: Handle(12),
+                    access: 0x12_019F,
+                    flags: 1,
+                    name: String::new(),
+                },
+                share: 7,
+                open: u32::MAX,
+            },
             ReclaimStep::End,
             ReclaimStep::Leave { tag: u16::MAX },
         ] {
@@ -2008,7 +2037,7 @@ mod tests {
             step: ReclaimStep::End,
         }
         .encode(1);
-        *bad_step.last_mut().expect("step code") = 6;
+        *bad_step.last_mut().expect("step code") = 7;
         assert_eq!(
             Request::decode(&bad_step),
             Err(WireError::BadField("reclaim step"))

@@ -59,6 +59,16 @@ fn share_names(share: u32) -> String {
 use crate::section::{FileNode, file_node};
 
 /// An open file: the object behind a file handle.
+/// What [`Broker::check_file_open`] found an open to be.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Opened {
+    pub node: FileNode,
+    /// The access asked, generic rights mapped.
+    pub access: AccessMask,
+    /// What the fd may do: read, write.
+    pub mode: (bool, bool),
+}
+
 #[derive(Debug)]
 pub(super) struct OpenFile {
     pub node: FileNode,
@@ -156,7 +166,7 @@ impl Broker {
                 self.check_descriptors()?;
                 Ok(checked)
             });
-        let (node, access, mode) = match checked {
+        let Opened { node, access, mode } = match checked {
             Ok(checked) => checked,
             Err(failure) => {
                 crate::closer::close_later(fd);
@@ -170,6 +180,22 @@ impl Broker {
             Some((dir, name)) => Some(self.pending_unlink(id, dir, name, node)?),
             None => None,
         };
+        let opened = Opened { node, access, mode };
+        let oid = self.insert_open_file(id, fd, opened, share, delete_on_close);
+        self.grant(id, oid, access, inherit, false)
+    }
+
+    /// A new open of a file (checked by [`Broker::check_file_open`]) by
+    /// client `id`, with no handle yet.
+    pub(super) fn insert_open_file(
+        &mut self,
+        id: ClientId,
+        fd: OwnedFd,
+        opened: Opened,
+        share: u32,
+        delete_on_close: Option<crate::closer::PendingUnlink>,
+    ) -> ObjectId {
+        let Opened { node, access, mode } = opened;
         let security = self.own_security();
         let domain = self.domain_of(id);
         let body = Body::File(OpenFile {
@@ -190,7 +216,7 @@ impl Broker {
             domain,
         );
         self.open_files.entry(node).or_default().push(oid);
-        self.grant(id, oid, access, inherit, false)
+        oid
     }
 
     /// The removal of `name` in directory `dir` (the file `node`) for client
@@ -235,13 +261,13 @@ impl Broker {
     /// Checks a `CreateFile` of the file behind `fd`: the file, the fd, and
     /// the share modes. Returns the file, the access (generic rights
     /// mapped) and what the fd may do.
-    fn check_file_open(
+    pub(super) fn check_file_open(
         &self,
         id: ClientId,
         access: u32,
         share: u32,
         fd: &OwnedFd,
-    ) -> Result<(FileNode, AccessMask, (bool, bool)), Failure> {
+    ) -> Result<Opened, Failure> {
         if share & !FILE_SHARE_VALID != 0 {
             return Err(Failure::new(
                 ERROR_INVALID_PARAMETER,
@@ -314,7 +340,11 @@ impl Broker {
                 ),
             ));
         }
-        Ok((node, access, (readable, writable)))
+        Ok(Opened {
+            node,
+            access,
+            mode: (readable, writable),
+        })
     }
 
     /// `objmgr ls --files`: the files open through objmgr that client `id`

@@ -85,6 +85,8 @@ pub(super) struct Recovery {
     sections: HashMap<FileNode, ObjectId>,
     /// Sync objects taken back, by arena and slot.
     syncs: HashMap<(u64, u32), ObjectId>,
+    /// Opens of files taken back, by client and the number it gave each.
+    files: HashMap<(ClientId, u32), ObjectId>,
     /// When the expected processes were last looked at (one that dies
     /// meanwhile is not waited for).
     looked: Instant,
@@ -170,6 +172,7 @@ impl Broker {
             gone,
             sections: HashMap::new(),
             syncs: HashMap::new(),
+            files: HashMap::new(),
             looked: Instant::now(),
         });
     }
@@ -228,6 +231,7 @@ impl Broker {
             .sections
             .into_values()
             .chain(recovery.syncs.into_values())
+            .chain(recovery.files.into_values())
         {
             self.release(oid);
         }
@@ -469,6 +473,11 @@ impl Broker {
                 };
                 self.take_back(id, oid, &held)?;
             }
+            ReclaimStep::File { held, share, open } => {
+                let fd = fd.expect("one fd checked");
+                let oid = self.take_back_open(id, &held, share, open, fd)?;
+                self.take_back(id, oid, &held)?;
+            }
             ReclaimStep::Sync { held, arena, slot } => {
                 // Only in an arena it brought (or was sent): a slot is no
                 // proof of holding the object, the arena's descriptor is.
@@ -518,6 +527,62 @@ impl Broker {
             }
         }
         Ok(Outcome::reply(Reply::Done))
+    }
+
+    /// Open `open` of a file (a number client `id` gives it: the copies it
+    /// made of one handle name one open) for `held`, made from `fd` (the
+    /// client's open file description) the first time, and checked as an
+    /// open is: a regular file, opened for the access claimed, sharing
+    /// with every other open of it. A later handle of the open must be to
+    /// the same file, for what the first fd may do.
+    fn take_back_open(
+        &mut self,
+        id: ClientId,
+        held: &HeldHandle,
+        share: u32,
+        open: u32,
+        fd: OwnedFd,
+    ) -> Result<ObjectId, Failure> {
+        let known = self
+            .recovery
+            .as_ref()
+            .and_then(|recovery| recovery.files.get(&(id, open)).copied());
+        let Some(oid) = known else {
+            let opened = match self.check_file_open(id, held.access, share, &fd) {
+                Ok(opened) => opened,
+                Err(failure) => {
+                    // A client's file may take its file system's time to close.
+                    crate::closer::close_later(fd);
+                    return Err(failure);
+                }
+            };
+            let oid = self.insert_open_file(id, fd, opened, share, None);
+            self.hold_until_recovered(oid);
+            let recovery = self.recovery.as_mut().expect("recovering");
+            recovery.files.insert((id, open), oid);
+            return Ok(oid);
+        };
+        let same_file = crate::section::file_or_pipe_node(&fd);
+        crate::closer::close_later(fd);
+        let Body::File(existing) = &mut self.objects.get_mut(&oid).expect("held").body else {
+            unreachable!("recovery.files holds files");
+        };
+        if same_file.ok() != Some(existing.node) {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                format!("open {open} was another file"),
+            ));
+        }
+        let access = ObjectType::File.map_generic(held.access);
+        let uses = objmgr_proto::file::Uses::of(access.0);
+        if (uses.read && !existing.mode.0) || (uses.write && !existing.mode.1) {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the file was not opened for the access claimed",
+            ));
+        }
+        existing.access |= access.0;
+        Ok(oid)
     }
 
     /// A new object of client `id`, taken back: its creator's default
@@ -809,6 +874,87 @@ mod tests {
         step(broker, 2, ReclaimStep::End, None).unwrap();
         assert!(broker.recovery_deadline().is_none());
         broker.handle(1, list, vec![]).unwrap();
+    }
+
+    fn file_step(handle: u32, access: u32, share: u32, open: u32) -> ReclaimStep {
+        ReclaimStep::File {
+            held: held(handle, access, ""),
+            share,
+            open,
+        }
+    }
+
+    /// A file of the test's own (a memfd is a regular file), read-write.
+    fn scratch() -> OwnedFd {
+        let fd =
+            rustix::fs::memfd_create("recovery-file", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 4096).unwrap();
+        fd
+    }
+
+    #[test]
+    fn opens_of_files_come_back_checked_as_opens_are() {
+        use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+        let mut r = recovering(&[9, 10]);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        connect(broker, 1, me);
+        connect(broker, 2, me);
+        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        let file = scratch();
+        let copy = file.try_clone().unwrap();
+        let rw = FILE_READ_DATA | FILE_WRITE_DATA;
+        // Shares reading only.
+        step(
+            broker,
+            1,
+            file_step(4, rw, 1, 0),
+            Some(file.try_clone().unwrap()),
+        )
+        .unwrap();
+        // A copy of the handle: the same open, one object.
+        step(broker, 1, file_step(8, FILE_READ_DATA, 1, 0), Some(copy)).unwrap();
+        let files: Vec<ObjectId> = broker
+            .objects
+            .iter()
+            .filter(|(_, o)| o.object_type == ObjectType::File)
+            .map(|(&oid, _)| oid)
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(broker.objects[&files[0]].handle_count, 3);
+        // Under that open's number, another file is refused.
+        let other = step(
+            broker,
+            1,
+            file_step(12, FILE_READ_DATA, 1, 0),
+            Some(scratch()),
+        );
+        assert_eq!(other.unwrap_err().code, ERROR_INVALID_PARAMETER);
+        // Another process's open must share with it, as any open must.
+        let writer = step(
+            broker,
+            2,
+            file_step(4, rw, 7, 0),
+            Some(file.try_clone().unwrap()),
+        );
+        assert_eq!(writer.unwrap_err().code, ERROR_SHARING_VIOLATION);
+        // An fd opened for reading proves no right to write.
+        let read_only = rustix::fs::open(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let claimed = step(broker, 2, file_step(8, rw, 7, 1), Some(read_only));
+        assert_eq!(claimed.unwrap_err().code, ERROR_ACCESS_DENIED);
+        step(broker, 2, file_step(12, FILE_READ_DATA, 7, 2), Some(file)).unwrap();
+        step(broker, 1, ReclaimStep::End, None).unwrap();
+        step(broker, 2, ReclaimStep::End, None).unwrap();
+        assert!(broker.recovery_deadline().is_none());
+        // The recovery's references are gone: the opens live by their handles.
+        let opens = broker.open_files.values().map(Vec::len).sum::<usize>();
+        assert_eq!(opens, 2);
     }
 
     #[test]
