@@ -210,6 +210,7 @@ fn a_lost_broker_from_c() {
     let broker = TestBroker::new();
     let program = compile(&broker, "broker_loss.c", true, Link::Shared);
     let mut child = run(&broker, &program)
+        .arg(broker.dir.join("c-lost.log"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,5 +1,6 @@
 /* A broker that dies, seen from C: the test kills it while this program
-   holds an event, a mapping and a thread, and the thread waits on the event.
+   holds an event, a mapping, a file (argv[1]) and a thread, and the thread
+   waits on the event.
    A new broker takes every handle back: another process finds the mapping
    and the event by name and sets the event, which ends the wait; the old
    handles keep working, and a name still means the same object. */
@@ -17,7 +18,14 @@ static DWORD WINAPI waiter(LPVOID unused) {
     return 7;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    CHECK(argc == 2);
+    /* Others may read it, not write it. */
+    HANDLE file = CreateFileA(argv[1], GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ, NULL,
+                              CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    CHECK(file != INVALID_HANDLE_VALUE);
+    DWORD n = 0;
+    CHECK(WriteFile(file, "first ", 6, &n, NULL) && n == 6);
     event = CreateEventA(NULL, TRUE, FALSE, "Local\\c-lost");
     CHECK(event != NULL);
     HANDLE mapping = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 4096,
@@ -54,6 +62,16 @@ int main(void) {
     CHECK(SetEvent(by_name));
     CHECK(WaitForSingleObject(event, 0) == WAIT_OBJECT_0);
     CHECK(CloseHandle(by_name));
+    /* The file goes on where it was, and its share mode still holds. */
+    CHECK(WriteFile(file, "second", 6, &n, NULL) && n == 6);
+    CHECK_ERR(CreateFileA(argv[1], GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                          OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL),
+              INVALID_HANDLE_VALUE, ERROR_SHARING_VIOLATION);
+    CHECK(SetFilePointer(file, 0, NULL, FILE_BEGIN) == 0);
+    char text[16] = {0};
+    CHECK(ReadFile(file, text, 12, &n, NULL) && n == 12 && memcmp(text, "first second", 12) == 0);
+    CHECK(CloseHandle(file));
+    CHECK(DeleteFileA(argv[1]));
     CHECK(CloseHandle(thread));
     CHECK(CloseHandle(event));
     CHECK(UnmapViewOfFile(view));
