@@ -12,7 +12,11 @@
 //! than two), take the mutex and count its holders (never more than one),
 //! then set the next worker's event and wait for its own without a timeout.
 //! Every 64 rounds it opens the section again by name and checks that the
-//! name still means its object. Worker 0 also holds a job, which no broker
+//! name still means its object. Each also holds a file of its own, open for
+//! reading and writing and sharing only reading: every round writes the
+//! round's number into it and reads it back, and every 64 rounds another
+//! open for writing must be refused by that share mode, whichever broker
+//! serves it. Worker 0 also holds a job, which no broker
 //! takes back, so its session ends with every kill (fail-stop, and it takes
 //! no semaphore permit, which a dying session would lose): it opens
 //! everything again from the new broker, which the others' handles keep.
@@ -26,7 +30,8 @@
 //! - **hung waits**: a wait that took more than 10 s (a broker's recovery
 //!   takes 3 s at most);
 //! - **permit violations**: more than two holders of the semaphore, or more
-//!   than one of the mutex, at once;
+//!   than one of the mutex, at once; a file that lost what was written, or
+//!   an open its share mode should have refused;
 //! - **silent workers**: a worker that printed nothing for 10 s.
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +65,28 @@ struct Session {
     lock: objmgr::Mutex,
     mine: Event,
     next: Event,
+    /// A file of the worker's own, open for reading and writing, which
+    /// others may only read.
+    file: objmgr::file::File,
+}
+
+/// The worker's file, beside the broker's socket.
+fn file_path(id: usize) -> std::path::PathBuf {
+    let socket = std::path::PathBuf::from(std::env::var_os("OBJMGR_SOCKET").expect("set"));
+    socket.with_file_name(format!("file-{id}"))
+}
+
+/// Opens the worker's file (read and write), sharing only reading.
+fn open_file(id: usize, share: u32) -> objmgr::Result<objmgr::file::File> {
+    use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+    let raw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file_path(id))
+        .map_err(|e| objmgr::Error::new(objmgr::Win32Error(5), e.to_string()))?;
+    objmgr::file::File::register(raw, FILE_READ_DATA | FILE_WRITE_DATA, share, false)
 }
 
 fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
@@ -86,6 +113,7 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
     } else {
         None
     };
+    let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
     let after = objmgr::admin::broker_status()?.pid;
     let token = token.load(Ordering::SeqCst);
     if before == after {
@@ -101,11 +129,12 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         lock,
         mine,
         next,
+        file,
     })
 }
 
 /// One round of work; an error means the session is lost.
-fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
+fn round(id: usize, session: &Session, rounds: u64) -> objmgr::Result<()> {
     if session.job.is_none() {
         take_a_permit(session, rounds)?;
     }
@@ -120,8 +149,16 @@ fn round(session: &Session, rounds: u64) -> objmgr::Result<()> {
     let released = session.lock.release();
     report_wait(started);
     released?;
+    // The file goes on: what was written is there.
+    session.file.write_at(0, &rounds.to_le_bytes())?;
+    let mut back = [0u8; 8];
+    session.file.read_at(0, &mut back)?;
+    if back != rounds.to_le_bytes() {
+        println!("violation file");
+    }
     if rounds.is_multiple_of(64) {
         check_name(session);
+        check_share(id, session);
     }
     let started = Instant::now();
     session.next.set()?;
@@ -150,6 +187,22 @@ fn take_a_permit(session: &Session, rounds: u64) -> objmgr::Result<()> {
     report_wait(started);
     released?;
     Ok(())
+}
+
+/// Opens the worker's file again for writing: its open's share mode must
+/// refuse it, whichever broker asks.
+fn check_share(id: usize, session: &Session) {
+    use objmgr_proto::file::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+    match open_file(id, FILE_SHARE_READ | FILE_SHARE_WRITE) {
+        // Unless the session had ended meanwhile (then its open is gone
+        // with it, and this one was the first of a new session).
+        Ok(_) if session.file.read_at(0, &mut [0u8; 1]).is_ok() => {
+            println!("violation share");
+        }
+        Ok(_) => {}
+        Err(e) if e.code() == objmgr::error::ERROR_SHARING_VIOLATION => {}
+        Err(_) => {} // the broker died under the open: the next round tells
+    }
 }
 
 /// Opens the section by name: it must be the worker's own object.
@@ -183,7 +236,7 @@ fn worker(id: usize, workers: usize) {
                 continue;
             }
         };
-        while round(&session, rounds).is_ok() {
+        while round(id, &session, rounds).is_ok() {
             rounds += 1;
             if last_beat.elapsed() > Duration::from_secs(1) {
                 println!("beat rounds={rounds}");
@@ -306,7 +359,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     tally.rounds.insert(id, field("rounds="));
                 }
                 Some("split") => tally.split_opens += 1,
-                Some("violation") => tally.violations += 1,
+                Some("violation") => {
+                    eprintln!("worker {id}: {line}");
+                    tally.violations += 1;
+                }
                 Some("lost") => {
                     tally.lost += 1;
                     tally.rounds.insert(id, field("rounds="));
