@@ -177,8 +177,9 @@ impl<'a> Choices<'a> {
             },
             4 => ReclaimStep::File {
                 held: self.held_handle(),
-                share: self.u32_from(&[7, 0, 1, 8, u32::MAX]),
                 open: self.u32_from(&[0, 1, u32::MAX]),
+                open_access: self.access(),
+                share: self.u32_from(&[7, 0, 1, 8, u32::MAX]),
             },
             _ => ReclaimStep::End,
         }

@@ -11,9 +11,9 @@
 //! `recovery` module), and the session goes on: handles keep working, waits
 //! keep waiting, and a name keeps meaning one object.
 //!
-//! Files the process opened come back too, each open with a copy of its
-//! fd (the same open file description, so the position and byte-range
-//! locks are the ones it had) and its share mode.
+//! Files the process opened come back too, each open with a copy of the fd
+//! it was made with (the same open file description, so its position and
+//! byte-range locks are the ones it had) and its own access and share mode.
 //!
 //! Some handles cannot be taken back: files to delete on close,
 //! file-backed sections, processes, jobs, and objects of other users'
@@ -26,7 +26,7 @@
 //! instead (fail-stop: see `connection`), as it did before survival: every
 //! handle fails at once, rather than some silently meaning nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use objmgr_proto::process::{
@@ -60,12 +60,21 @@ enum What {
     },
     /// A mutex, event, semaphore, timer or thread in a domain arena.
     Sync { arena: u64, slot: u32 },
-    /// A regular file this process opened (`CreateFile`), with a copy of
-    /// its fd (the same open file description) and its share mode. Copies
-    /// of the handle share the `Arc`: one open, as for the broker.
-    File { fd: Arc<OwnedFd>, share: u32 },
+    /// A file this process opened (`CreateFile`), with a copy of the fd it
+    /// opened it with (the same open file description), and the open's own
+    /// access and share mode. Copies of the handle share the `Arc`: one
+    /// open, as for the broker.
+    File { open: Arc<FileOpen> },
     /// Anything a new broker cannot take back.
     Other,
+}
+
+/// An open of a file, as its handles share it.
+#[derive(Debug)]
+struct FileOpen {
+    fd: Arc<OwnedFd>,
+    access: u32,
+    share: u32,
 }
 
 /// The handles of the process's broker session.
@@ -269,8 +278,11 @@ impl Holdings {
                     Some(fd) => self.note(
                         grant.handle,
                         What::File {
-                            fd: Arc::new(fd),
-                            share: grant.share,
+                            open: Arc::new(FileOpen {
+                                fd: Arc::new(fd),
+                                access: grant.access,
+                                share: grant.share,
+                            }),
                         },
                         grant.access,
                         matches!(request, Request::OpenFile { inherit: true, .. }),
@@ -393,7 +405,7 @@ impl Holdings {
             }
         }
         // Each open of a file gets a number, which its copies share.
-        let mut opens: Vec<*const OwnedFd> = Vec::new();
+        let mut opens: HashMap<*const FileOpen, u32> = HashMap::new();
         for (&value, held) in &self.handles {
             let announced = HeldHandle {
                 handle: Handle(value),
@@ -419,21 +431,18 @@ impl Holdings {
                     },
                     None,
                 ),
-                What::File { fd, share } => {
-                    let open = match opens.iter().position(|&o| std::ptr::eq(o, Arc::as_ptr(fd))) {
-                        Some(open) => open,
-                        None => {
-                            opens.push(Arc::as_ptr(fd));
-                            opens.len() - 1
-                        }
-                    };
+                What::File { open } => {
+                    let next = opens.len() as u32;
+                    let number = *opens.entry(Arc::as_ptr(open)).or_insert(next);
+                    let fd = open.fd.clone();
                     (
                         ReclaimStep::File {
                             held: announced,
-                            share: *share,
-                            open: open as u32,
+                            open: number,
+                            open_access: open.access,
+                            share: open.share,
                         },
-                        Some(fd.clone()),
+                        Some(fd),
                     )
                 }
                 What::Other => return None,
@@ -631,8 +640,14 @@ mod tests {
         let opens: Vec<(u32, u32, u32)> = steps
             .iter()
             .filter_map(|(step, fd)| match step {
-                ReclaimStep::File { held, open, share } => {
+                ReclaimStep::File {
+                    held,
+                    open,
+                    open_access,
+                    share,
+                } => {
                     assert!(fd.is_some(), "each carries the open's fd");
+                    assert_eq!(*open_access, 3, "the open's own access");
                     Some((held.handle.0, *open, *share))
                 }
                 _ => None,

@@ -555,14 +555,16 @@ pub enum ReclaimStep {
         arena: u64,
         slot: u32,
     },
-    /// A file handle (`CreateFile` on a regular file); the file's fd (the
-    /// open file description the handle was made for) is attached. Handles
-    /// of one open (copies the process made of its own handle) name the
-    /// same `open`, a number the process chooses.
+    /// A file handle (`CreateFile` on a regular file or a pipe end); the fd
+    /// of its open (the open file description the open was made with) is
+    /// attached. Handles of one open (copies the process made of its own
+    /// handle) name the same `open`, a number the process chooses, and
+    /// give the open's own access and share mode.
     File {
         held: HeldHandle,
-        share: u32,
         open: u32,
+        open_access: u32,
+        share: u32,
     },
     /// Every handle is announced: the process is back.
     End,
@@ -640,10 +642,15 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
         ReclaimStep::Leave { tag } => {
             e.u8(5).u16(*tag);
         }
-        ReclaimStep::File { held, share, open } => {
+        ReclaimStep::File {
+            held,
+            open,
+            open_access,
+            share,
+        } => {
             e.u8(6);
             held.encode(e);
-            e.u32(*share).u32(*open);
+            e.u32(*open).u32(*open_access).u32(*share);
         }
     }
 }
@@ -670,8 +677,9 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
         5 => ReclaimStep::Leave { tag: d.u16()? },
         6 => ReclaimStep::File {
             held: HeldHandle::decode(d)?,
-            share: d.u32()?,
             open: d.u32()?,
+            open_access: d.u32()?,
+            share: d.u32()?,
         },
         _ => return Err(WireError::BadField("reclaim step")),
     })
@@ -2025,8 +2033,9 @@ mod tests {
                     flags: 1,
                     name: String::new(),
                 },
-                share: 7,
                 open: u32::MAX,
+                open_access: 0x12_01BF,
+                share: 7,
             },
             ReclaimStep::End,
             ReclaimStep::Leave { tag: u16::MAX },

@@ -58,7 +58,13 @@ fn share_names(share: u32) -> String {
 }
 use crate::section::{FileNode, file_node};
 
-/// An open file: the object behind a file handle.
+/// Whether an fd that may read and write as `mode` says is enough for
+/// `access` (generic rights mapped).
+pub(super) fn mode_covers(mode: (bool, bool), access: AccessMask) -> bool {
+    let uses = objmgr_proto::file::Uses::of(access.0);
+    (mode.0 || !uses.read) && (mode.1 || !uses.write)
+}
+
 /// What [`Broker::check_file_open`] found an open to be.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Opened {
@@ -69,6 +75,7 @@ pub(super) struct Opened {
     pub mode: (bool, bool),
 }
 
+/// An open file: the object behind a file handle.
 #[derive(Debug)]
 pub(super) struct OpenFile {
     pub node: FileNode,
@@ -295,7 +302,7 @@ impl Broker {
         let readable = mode == OFlags::RDONLY || mode == OFlags::RDWR;
         let writable = mode == OFlags::WRONLY || mode == OFlags::RDWR;
         let uses = objmgr_proto::file::Uses::of(access.0);
-        if (uses.read && !readable) || (uses.write && !writable) {
+        if !mode_covers((readable, writable), access) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 "the file was not opened for the access asked",

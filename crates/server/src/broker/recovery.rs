@@ -16,7 +16,11 @@
 //! - a mutex, event, semaphore or timer (or a thread the process started)
 //!   by its slot in a domain arena that the process still maps (identified by the arena's id, and checked to be
 //!   the same file when a second process brings it). The state is where it
-//!   was: waits went on while no broker ran.
+//!   was: waits went on while no broker ran;
+//! - a file (or pipe end) by the fd of its open, numbered by the process
+//!   (its copies of one handle share the number), checked as an open is:
+//!   the fd's mode covers the open's access, whose share mode must let
+//!   every other open of the file be.
 //!
 //! Each handle comes back at its old value, with its access and inherit
 //! flag, and a name binds to the object again. The state stays in the old
@@ -30,10 +34,11 @@
 //! Trust: only the per-user broker recovers. Every process it serves is its
 //! user's (or root), which can already reach every object of the user's (see
 //! SECURITY.md): a returning process is believed about the access and names
-//! of its handles, but each descriptor is checked to be a section or an
-//! arena, each slot to hold an object of a waitable type, and each name
-//! binds to one object only. The system broker does not recover: its
-//! clients' handles fail at once when it dies (see `docs/PROTOCOL.md`).
+//! of its handles, but each descriptor is checked to be a section, an arena
+//! or a file opened for what is claimed, each slot to hold an object of a
+//! waitable type, and each name binds to one object only. The system broker
+//! does not recover: its clients' handles fail at once when it dies (see
+//! `docs/PROTOCOL.md`).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -68,6 +73,15 @@ const LOOK_AGAIN: Duration = Duration::from_millis(100);
 /// The most arenas of lost brokers one broker takes back (each stays
 /// mapped for its life).
 const MAX_ADOPTED_ARENAS: usize = 256;
+
+/// An open of a file as a returning process claims it.
+#[derive(Clone, Copy, Debug)]
+struct Claimed {
+    /// The number the process gives the open.
+    number: u32,
+    access: u32,
+    share: u32,
+}
 
 /// A recovery in progress.
 #[derive(Debug)]
@@ -375,6 +389,10 @@ impl Broker {
             return Ok(Outcome::reply(Reply::Done));
         }
         let Some(recovery) = &mut self.recovery else {
+            // A client's file may take its file system's time to close.
+            if let Some(fd) = fd {
+                crate::closer::close_later(fd);
+            }
             return Err(Failure::new(
                 ERROR_NOT_SUPPORTED,
                 "this broker is not taking back handles (it is not recovering from a crash)",
@@ -426,6 +444,9 @@ impl Broker {
             return Ok(Outcome::reply(Reply::Done));
         }
         if !client.reclaiming {
+            if let Some(fd) = fd {
+                crate::closer::close_later(fd);
+            }
             return Err(Failure::protocol("a reclaim step before Begin"));
         }
         match step {
@@ -473,9 +494,19 @@ impl Broker {
                 };
                 self.take_back(id, oid, &held)?;
             }
-            ReclaimStep::File { held, share, open } => {
+            ReclaimStep::File {
+                held,
+                open,
+                open_access,
+                share,
+            } => {
                 let fd = fd.expect("one fd checked");
-                let oid = self.take_back_open(id, &held, share, open, fd)?;
+                let claimed = Claimed {
+                    number: open,
+                    access: open_access,
+                    share,
+                };
+                let oid = self.take_back_open(id, &held, claimed, fd)?;
                 self.take_back(id, oid, &held)?;
             }
             ReclaimStep::Sync { held, arena, slot } => {
@@ -529,59 +560,71 @@ impl Broker {
         Ok(Outcome::reply(Reply::Done))
     }
 
-    /// Open `open` of a file (a number client `id` gives it: the copies it
-    /// made of one handle name one open) for `held`, made from `fd` (the
-    /// client's open file description) the first time, and checked as an
-    /// open is: a regular file, opened for the access claimed, sharing
-    /// with every other open of it. A later handle of the open must be to
-    /// the same file, for what the first fd may do.
+    /// The open a file handle `held` of client `id` belongs to (`claimed`:
+    /// the number the client gives it, the same for the copies it made of
+    /// one handle, and the open's own access and share mode), made from
+    /// `fd` (the open file description it was made with) the first time and
+    /// checked then as `OpenFile` is: a regular file or pipe, opened for
+    /// the open's access, sharing with every other open of it. Every handle
+    /// of it must do no more than that fd may, and a later one must bring
+    /// the same file and claim the same open.
     fn take_back_open(
         &mut self,
         id: ClientId,
         held: &HeldHandle,
-        share: u32,
-        open: u32,
+        claimed: Claimed,
         fd: OwnedFd,
     ) -> Result<ObjectId, Failure> {
         let known = self
             .recovery
             .as_ref()
-            .and_then(|recovery| recovery.files.get(&(id, open)).copied());
-        let Some(oid) = known else {
-            let opened = match self.check_file_open(id, held.access, share, &fd) {
-                Ok(opened) => opened,
-                Err(failure) => {
-                    // A client's file may take its file system's time to close.
-                    crate::closer::close_later(fd);
-                    return Err(failure);
+            .and_then(|recovery| recovery.files.get(&(id, claimed.number)).copied());
+        let oid = match known {
+            None => {
+                let checked = self.check_file_open(id, claimed.access, claimed.share, &fd);
+                let opened = match checked {
+                    Ok(opened) => opened,
+                    Err(failure) => {
+                        // A client's file may take its file system's time to close.
+                        crate::closer::close_later(fd);
+                        return Err(failure);
+                    }
+                };
+                let oid = self.insert_open_file(id, fd, opened, claimed.share, None);
+                self.hold_until_recovered(oid);
+                let recovery = self.recovery.as_mut().expect("recovering");
+                recovery.files.insert((id, claimed.number), oid);
+                oid
+            }
+            Some(oid) => {
+                let same_file = crate::section::file_or_pipe_node(&fd);
+                crate::closer::close_later(fd);
+                let Body::File(existing) = &self.objects[&oid].body else {
+                    unreachable!("recovery.files holds files");
+                };
+                let same_open = existing.access == ObjectType::File.map_generic(claimed.access).0
+                    && existing.share == claimed.share;
+                if same_file.ok() != Some(existing.node) || !same_open {
+                    return Err(Failure::new(
+                        ERROR_INVALID_PARAMETER,
+                        format!("open {} was another file, or another open", claimed.number),
+                    ));
                 }
-            };
-            let oid = self.insert_open_file(id, fd, opened, share, None);
-            self.hold_until_recovered(oid);
-            let recovery = self.recovery.as_mut().expect("recovering");
-            recovery.files.insert((id, open), oid);
-            return Ok(oid);
+                oid
+            }
         };
-        let same_file = crate::section::file_or_pipe_node(&fd);
-        crate::closer::close_later(fd);
-        let Body::File(existing) = &mut self.objects.get_mut(&oid).expect("held").body else {
-            unreachable!("recovery.files holds files");
+        let Body::File(open) = &self.objects[&oid].body else {
+            unreachable!("a file");
         };
-        if same_file.ok() != Some(existing.node) {
-            return Err(Failure::new(
-                ERROR_INVALID_PARAMETER,
-                format!("open {open} was another file"),
-            ));
-        }
-        let access = ObjectType::File.map_generic(held.access);
-        let uses = objmgr_proto::file::Uses::of(access.0);
-        if (uses.read && !existing.mode.0) || (uses.write && !existing.mode.1) {
+        if !super::file::mode_covers(open.mode, ObjectType::File.map_generic(held.access)) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
-                "the file was not opened for the access claimed",
+                format!(
+                    "handle {:#x}: the file was not opened for the access claimed",
+                    held.handle.0
+                ),
             ));
         }
-        existing.access |= access.0;
         Ok(oid)
     }
 
@@ -876,11 +919,14 @@ mod tests {
         broker.handle(1, list, vec![]).unwrap();
     }
 
-    fn file_step(handle: u32, access: u32, share: u32, open: u32) -> ReclaimStep {
+    /// A handle with `access` of open `open`, which was made for
+    /// `open_access` and shares `share`.
+    fn file_step(handle: u32, access: u32, open: u32, open_access: u32, share: u32) -> ReclaimStep {
         ReclaimStep::File {
             held: held(handle, access, ""),
-            share,
             open,
+            open_access,
+            share,
         }
     }
 
@@ -904,17 +950,12 @@ mod tests {
         step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
         let file = scratch();
         let copy = file.try_clone().unwrap();
-        let rw = FILE_READ_DATA | FILE_WRITE_DATA;
+        let (read, rw) = (FILE_READ_DATA, FILE_READ_DATA | FILE_WRITE_DATA);
         // Shares reading only.
-        step(
-            broker,
-            1,
-            file_step(4, rw, 1, 0),
-            Some(file.try_clone().unwrap()),
-        )
-        .unwrap();
+        let first = file.try_clone().unwrap();
+        step(broker, 1, file_step(4, rw, 0, rw, 1), Some(first)).unwrap();
         // A copy of the handle: the same open, one object.
-        step(broker, 1, file_step(8, FILE_READ_DATA, 1, 0), Some(copy)).unwrap();
+        step(broker, 1, file_step(8, read, 0, rw, 1), Some(copy)).unwrap();
         let files: Vec<ObjectId> = broker
             .objects
             .iter()
@@ -923,21 +964,15 @@ mod tests {
             .collect();
         assert_eq!(files.len(), 1);
         assert_eq!(broker.objects[&files[0]].handle_count, 3);
-        // Under that open's number, another file is refused.
-        let other = step(
-            broker,
-            1,
-            file_step(12, FILE_READ_DATA, 1, 0),
-            Some(scratch()),
-        );
+        // Under that open's number, another file, or another open, is refused.
+        let other = step(broker, 1, file_step(12, read, 0, rw, 1), Some(scratch()));
         assert_eq!(other.unwrap_err().code, ERROR_INVALID_PARAMETER);
+        let wider = file_step(12, read, 0, rw, 7);
+        let wider = step(broker, 1, wider, Some(file.try_clone().unwrap()));
+        assert_eq!(wider.unwrap_err().code, ERROR_INVALID_PARAMETER);
         // Another process's open must share with it, as any open must.
-        let writer = step(
-            broker,
-            2,
-            file_step(4, rw, 7, 0),
-            Some(file.try_clone().unwrap()),
-        );
+        let writer = file_step(4, read, 0, rw, 7);
+        let writer = step(broker, 2, writer, Some(file.try_clone().unwrap()));
         assert_eq!(writer.unwrap_err().code, ERROR_SHARING_VIOLATION);
         // An fd opened for reading proves no right to write.
         let read_only = rustix::fs::open(
@@ -946,9 +981,9 @@ mod tests {
             rustix::fs::Mode::empty(),
         )
         .unwrap();
-        let claimed = step(broker, 2, file_step(8, rw, 7, 1), Some(read_only));
-        assert_eq!(claimed.unwrap_err().code, ERROR_ACCESS_DENIED);
-        step(broker, 2, file_step(12, FILE_READ_DATA, 7, 2), Some(file)).unwrap();
+        let more = step(broker, 2, file_step(8, rw, 1, read, 7), Some(read_only));
+        assert_eq!(more.unwrap_err().code, ERROR_ACCESS_DENIED);
+        step(broker, 2, file_step(12, read, 2, read, 7), Some(file)).unwrap();
         step(broker, 1, ReclaimStep::End, None).unwrap();
         step(broker, 2, ReclaimStep::End, None).unwrap();
         assert!(broker.recovery_deadline().is_none());
