@@ -166,13 +166,7 @@ impl Broker {
         } else {
             access
         };
-        let checked = self
-            .check_file_open(id, access, share, &fd)
-            .and_then(|checked| {
-                self.check_quota(id, Charge::section(0))?;
-                self.check_descriptors()?;
-                Ok(checked)
-            });
+        let checked = self.check_new_open(id, access, share, &fd);
         let Opened { node, access, mode } = match checked {
             Ok(checked) => checked,
             Err(failure) => {
@@ -192,7 +186,22 @@ impl Broker {
         self.grant(id, oid, access, inherit, false)
     }
 
-    /// A new open of a file (checked by [`Broker::check_file_open`]) by
+    /// [`Broker::check_file_open`], and room for one more open: client
+    /// `id`'s quota, and the broker's descriptors.
+    pub(super) fn check_new_open(
+        &self,
+        id: ClientId,
+        access: u32,
+        share: u32,
+        fd: &OwnedFd,
+    ) -> Result<Opened, Failure> {
+        let opened = self.check_file_open(id, access, share, fd)?;
+        self.check_quota(id, Charge::section(0))?;
+        self.check_descriptors()?;
+        Ok(opened)
+    }
+
+    /// A new open of a file (checked by [`Broker::check_new_open`]) by
     /// client `id`, with no handle yet.
     pub(super) fn insert_open_file(
         &mut self,
@@ -268,7 +277,7 @@ impl Broker {
     /// Checks a `CreateFile` of the file behind `fd`: the file, the fd, and
     /// the share modes. Returns the file, the access (generic rights
     /// mapped) and what the fd may do.
-    pub(super) fn check_file_open(
+    fn check_file_open(
         &self,
         id: ClientId,
         access: u32,

@@ -581,7 +581,7 @@ impl Broker {
             .and_then(|recovery| recovery.files.get(&(id, claimed.number)).copied());
         let oid = match known {
             None => {
-                let checked = self.check_file_open(id, claimed.access, claimed.share, &fd);
+                let checked = self.check_new_open(id, claimed.access, claimed.share, &fd);
                 let opened = match checked {
                     Ok(opened) => opened,
                     Err(failure) => {
