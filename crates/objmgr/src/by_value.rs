@@ -9,12 +9,13 @@
 //! with the object's type and the two rights its fast operations need, and
 //! the broker session (generation) it belongs to. Domain arenas stay mapped
 //! for the life of the process, so the entry alone rebuilds the handle, the
-//! slot is one load away (an arena number and a slot index, three dependent
-//! loads from the slot, cost 0.8 ns more per release-and-wait pair), and a
-//! handle closed by another
+//! slot is one load away (an arena number and a slot index, which took three
+//! dependent loads to reach the slot, cost 0.8 ns more per release-and-wait
+//! pair), and a handle closed by another
 //! thread under a running call can never free memory that the call touches
 //! (it acts on whatever the slot holds then, as a use of a closed handle
-//! does on Windows).
+//! does on Windows; racing a close and a new publish under the same value,
+//! it may even pair the old slot with the new entry's generation).
 //!
 //! The contract for a caller: publish a handle only while it owns the
 //! object under that value, and [`withdraw`] it before the handle is

@@ -77,6 +77,18 @@ struct FileOpen {
     share: u32,
 }
 
+/// Whether `fd` may read and write as `access` needs.
+fn fd_allows(fd: &OwnedFd, access: u32) -> bool {
+    use objmgr_proto::access::ObjectType;
+    use rustix::fs::OFlags;
+    let Ok(flags) = rustix::fs::fcntl_getfl(fd) else {
+        return false;
+    };
+    let mode = flags & OFlags::ACCMODE;
+    let uses = objmgr_proto::file::Uses::of(ObjectType::File.map_generic(access).0);
+    (!uses.read || mode != OFlags::WRONLY) && (!uses.write || mode != OFlags::RDONLY)
+}
+
 /// The handles of the process's broker session.
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
@@ -432,6 +444,11 @@ impl Holdings {
                     None,
                 ),
                 What::File { open } => {
+                    // A copy given more than the open's fd may do (through
+                    // the file's descriptor) would be refused: no return.
+                    if !fd_allows(&open.fd, held.access) {
+                        return None;
+                    }
                     let next = opens.len() as u32;
                     let number = *opens.entry(Arc::as_ptr(open)).or_insert(next);
                     let fd = open.fd.clone();
@@ -662,6 +679,28 @@ mod tests {
             &[one.as_fd()],
         );
         assert!(held.steps(1).is_none());
+        held.forget(Handle(16));
+        // Nor a copy given more than its open's fd may do.
+        let read_only = std::fs::File::open("/dev/null").unwrap();
+        let sent = [read_only.as_fd()];
+        let readable = Reply::File(FileGrant {
+            handle: Handle(20),
+            access: 1,
+            share: 1,
+        });
+        held.note_reply(&open_file(false), Some(&readable), &mut None, &sent);
+        let widened = Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(20),
+            target_process: CURRENT_PROCESS,
+            access: 2,
+            inherit: false,
+            options: 0,
+        };
+        held.note_reply(&widened, Some(&Reply::Value(24)), &mut None, &[]);
+        assert!(held.steps(1).is_none());
+        held.forget(Handle(24));
+        assert!(held.steps(1).is_some());
     }
 
     #[test]
