@@ -828,6 +828,15 @@ mod tests {
         broker.handle(id, hello, vec![]).unwrap();
     }
 
+    /// Clients 1 and 2 (this process) begin to come back, with tags 9 and 10.
+    fn two_returning(broker: &mut Broker) {
+        let me = std::process::id();
+        connect(broker, 1, me);
+        connect(broker, 2, me);
+        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+    }
+
     fn step(
         broker: &mut Broker,
         id: ClientId,
@@ -943,11 +952,7 @@ mod tests {
         use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
         let mut r = recovering(&[9, 10]);
         let broker = &mut r.broker;
-        let me = std::process::id();
-        connect(broker, 1, me);
-        connect(broker, 2, me);
-        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
-        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        two_returning(broker);
         let file = scratch();
         let copy = file.try_clone().unwrap();
         let (read, rw) = (FILE_READ_DATA, FILE_READ_DATA | FILE_WRITE_DATA);
@@ -996,11 +1001,7 @@ mod tests {
     fn one_object_per_file_and_per_name() {
         let mut r = recovering(&[9, 10]);
         let broker = &mut r.broker;
-        let me = std::process::id();
-        connect(broker, 1, me);
-        connect(broker, 2, me);
-        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
-        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        two_returning(broker);
         let shared = memfd();
         let again = shared.try_clone().unwrap();
         step(broker, 1, section_step(4, "Local\\x"), Some(shared)).unwrap();
