@@ -489,63 +489,16 @@ fn wait(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD {
     if let [handle] = handles {
         return wait_single(*handle, ms);
     }
-    let result = table::with_entries(handles, |entries| {
-        let waitables = Waitables::of(entries, None)?;
+    let result = table::with_waitables(handles, None, |objects| {
         // Two or more objects here (one took the path above).
         let result = if all {
-            objmgr::wait_all(waitables.as_slice(), timeout(ms))
+            objmgr::wait_all(objects, timeout(ms))
         } else {
-            objmgr::wait_any(waitables.as_slice(), timeout(ms))
+            objmgr::wait_any(objects, timeout(ms))
         };
-        Ok(or_fail(result.map(wait_code), WAIT_FAILED))
+        or_fail(result.map(wait_code), WAIT_FAILED)
     });
-    result
-        .and_then(|r| r)
-        .unwrap_or_else(|code| fail(code, WAIT_FAILED))
-}
-
-/// The objects behind a wait's entries, and perhaps one more, on the stack
-/// (a wait allocates nothing).
-struct Waitables<'a> {
-    items: [&'a dyn objmgr::Waitable; MAXIMUM_WAIT_OBJECTS + 1],
-    len: usize,
-}
-
-impl<'a> Waitables<'a> {
-    /// The objects behind `entries`, then `extra`; `ERROR_INVALID_HANDLE`
-    /// if one cannot be waited on.
-    fn of(
-        entries: &[&'a Entry],
-        extra: Option<&'a dyn objmgr::Waitable>,
-    ) -> Result<Waitables<'a>, Win32Error> {
-        let waitable = |entry: &'a Entry| match entry {
-            Entry::Object(o) => o.waitable().ok_or(ERROR_INVALID_HANDLE),
-            Entry::File(_) => Err(ERROR_INVALID_HANDLE),
-        };
-        let first = match (entries.first(), extra) {
-            (Some(entry), _) => waitable(entry)?,
-            (None, Some(extra)) => extra,
-            (None, None) => return Err(ERROR_INVALID_PARAMETER),
-        };
-        if entries.len() > MAXIMUM_WAIT_OBJECTS {
-            return Err(ERROR_INVALID_PARAMETER);
-        }
-        // Places past the end hold `first` and are never looked at.
-        let mut items = [first; MAXIMUM_WAIT_OBJECTS + 1];
-        for (item, entry) in items.iter_mut().zip(entries).skip(1) {
-            *item = waitable(entry)?;
-        }
-        let mut len = entries.len();
-        if let Some(extra) = extra {
-            items[len] = extra;
-            len += 1;
-        }
-        Ok(Waitables { items, len })
-    }
-
-    fn as_slice(&self) -> &[&'a dyn objmgr::Waitable] {
-        &self.items[..self.len]
-    }
+    result.unwrap_or_else(|code| fail(code, WAIT_FAILED))
 }
 
 /// How often a wait for all objects looks at its thread's APC queue.
@@ -572,11 +525,10 @@ pub(crate) fn wait_alertable(handles: &[HANDLE], all: bool, ms: DWORD) -> DWORD 
     loop {
         // Falls through only when the thread was alerted (or a slice ended).
         if direct {
-            let waited = table::with_entries(handles, |entries| {
-                let waitables = Waitables::of(entries, Some(alert))?;
-                Ok(objmgr::wait_any(waitables.as_slice(), left()))
+            let waited = table::with_waitables(handles, Some(alert), |objects| {
+                objmgr::wait_any(objects, left())
             });
-            match waited.and_then(|w| w) {
+            match waited {
                 Ok(Ok(WaitOutcome::Object(i))) if i == handles.len() => {}
                 Ok(Ok(outcome)) => return wait_code(outcome),
                 Ok(Err(e)) => return or_fail(Err(e), WAIT_FAILED),

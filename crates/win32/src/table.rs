@@ -138,13 +138,24 @@ fn remember(value: u32, entry: &Arc<Entry>, epoch: u64) {
     });
 }
 
-/// Runs `f` with the entries behind `handles`, in order (taking over broker
-/// handles not seen yet). When all are in this thread's cache (a program
-/// waiting on the same handles again) this takes no lock and no reference
-/// count.
-pub fn with_entries<T>(
+/// The object behind `entry` as something to wait on; `ERROR_INVALID_HANDLE`
+/// for a file, a section or anything else no wait can take.
+fn waitable(entry: &Entry) -> Result<&dyn objmgr::Waitable, Win32Error> {
+    match entry {
+        Entry::Object(object) => object.waitable().ok_or(ERROR_INVALID_HANDLE),
+        Entry::File(_) => Err(ERROR_INVALID_HANDLE),
+    }
+}
+
+/// Runs `f` with the objects behind `handles`, in order, then `extra`
+/// (taking over broker handles not seen yet): `ERROR_INVALID_HANDLE` if one
+/// cannot be waited on. When all are in this thread's cache (a program
+/// waiting on the same handles again) this takes no lock, no reference
+/// count and no allocation.
+pub fn with_waitables<T>(
     handles: &[HANDLE],
-    f: impl FnOnce(&[&Entry]) -> T,
+    extra: Option<&dyn objmgr::Waitable>,
+    f: impl FnOnce(&[&dyn objmgr::Waitable]) -> T,
 ) -> Result<T, Win32Error> {
     if handles.len() > MAXIMUM_WAIT_OBJECTS {
         return Err(ERROR_INVALID_PARAMETER);
@@ -155,16 +166,23 @@ pub fn with_entries<T>(
     }
     let values = &values[..handles.len()];
     let f = match with_current_cache(f, |cache, f| {
-        // On the stack: the first entry fills the places not yet set.
+        // On the stack, in one pass; any miss (or an object no wait can
+        // take, whose error the way below reports) gives up.
         let first = match values.first() {
-            Some(&v) => cache.get(v)?,
-            None => return Some(f.take().expect("not used yet")(&[])),
+            Some(&v) => waitable(cache.get(v)?).ok()?,
+            None => extra?,
         };
-        let mut entries = [first; MAXIMUM_WAIT_OBJECTS];
-        for (entry, &v) in entries.iter_mut().zip(values).skip(1) {
-            *entry = cache.get(v)?;
+        // Places past the end hold `first` and are never looked at.
+        let mut objects = [first; MAXIMUM_WAIT_OBJECTS + 1];
+        for (object, &v) in objects.iter_mut().zip(values).skip(1) {
+            *object = waitable(cache.get(v)?).ok()?;
         }
-        Some(f.take().expect("not used yet")(&entries[..values.len()]))
+        let mut len = values.len();
+        if let Some(extra) = extra {
+            objects[len] = extra;
+            len += 1;
+        }
+        Some(f.take().expect("not used yet")(&objects[..len]))
     }) {
         Ok(result) => return Ok(result),
         Err(f) => f,
@@ -177,8 +195,15 @@ pub fn with_entries<T>(
     for (&value, entry) in values.iter().zip(&owned) {
         remember(value, entry, epoch);
     }
-    let entries: Vec<&Entry> = owned.iter().map(|e| &**e).collect();
-    Ok(f(&entries))
+    let mut objects = owned
+        .iter()
+        .map(|entry| waitable(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    objects.extend(extra);
+    if objects.is_empty() {
+        return Err(ERROR_INVALID_PARAMETER);
+    }
+    Ok(f(&objects))
 }
 
 /// Runs `f` with the entry behind `handle` (taking over a broker handle not
