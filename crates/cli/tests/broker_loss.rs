@@ -119,6 +119,8 @@ fn files_a_process_opened_come_back_with_their_share_modes() {
     let mut holder = broker.spawn(&[
         // Read and write; others may only read.
         &format!("fopen {file} rw 1"),
+        // The connection's note of the open is the file's own descriptor.
+        &format!("fdcount {file}"),
         "fwrite 0 hello",
         // A copy of its own handle (value 4), for reading.
         "dup_self 4 1",
@@ -145,10 +147,11 @@ fn files_a_process_opened_come_back_with_their_share_modes() {
     holder.wait_for("holding");
     holder.release();
     let lines = holder.finish();
-    assert_eq!(lines[1], "wrote 5", "{lines:?}");
-    assert_eq!(lines[2], "dup value=8", "{lines:?}");
-    assert_eq!(lines[5], "wrote 5", "at its own position: {lines:?}");
-    assert_eq!(lines[6], "adopted file", "the copy came back: {lines:?}");
+    assert_eq!(lines[1], "fdcount 1", "one descriptor per open: {lines:?}");
+    assert_eq!(lines[2], "wrote 5", "{lines:?}");
+    assert_eq!(lines[3], "dup value=8", "{lines:?}");
+    assert_eq!(lines[6], "wrote 5", "at its own position: {lines:?}");
+    assert_eq!(lines[7], "adopted file", "the copy came back: {lines:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "helloworld");
     // The opens went with their holder.
     let lines = broker.run(&[&format!("fopen {file} rw 0")]);

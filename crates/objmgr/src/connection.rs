@@ -1109,16 +1109,17 @@ fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Re
     Rejoined::Yes
 }
 
-/// The fd of the section behind `handle` (of generation `handle_generation`)
-/// that the connection's note of the handle keeps (a broker that replaces a
-/// dead one takes the section back by it), if it keeps one.
-pub(crate) fn section_fd(
+/// What `pick` finds in the connection's note of `handle` (of generation
+/// `handle_generation`): the descriptor a broker that replaces a dead one
+/// takes the object back by, which the handle's own object shares.
+pub(crate) fn held<T>(
     handle: Handle,
     handle_generation: u64,
-) -> Option<std::sync::Arc<OwnedFd>> {
+    pick: impl FnOnce(&Holdings, Handle) -> Option<T>,
+) -> Option<T> {
     let shared = lock_shared();
     still(&shared, handle_generation)
-        .then(|| shared.held.section_fd(handle))
+        .then(|| pick(&shared.held, handle))
         .flatten()
 }
 

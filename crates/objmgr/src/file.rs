@@ -28,6 +28,7 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::AtomicBool;
 
@@ -36,6 +37,7 @@ use objmgr_proto::wire::{FileGrant, FileOp, Handle, Reply, Request};
 
 use crate::connection::{self, call};
 use crate::error::*;
+use crate::reclaim::Holdings;
 use crate::sys::{RangeLock, range_conflicts, range_lock};
 
 pub use objmgr_proto::access::{
@@ -49,7 +51,10 @@ pub use objmgr_proto::file::{FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRIT
 pub struct File {
     handle: Handle,
     generation: u64,
-    file: std::fs::File,
+    /// Shared with the connection's note of the handle, for a file this
+    /// process opened (a broker that replaces a dead one takes it back by
+    /// it): one descriptor per open.
+    file: Arc<std::fs::File>,
     access: u32,
     share: u32,
     /// The ranges this handle locked (Windows refuses overlapping an
@@ -149,10 +154,13 @@ impl File {
                 ));
             }
         };
+        // The connection keeps its copy of the open: this one is let go.
+        let file = connection::held(grant.handle, generation, Holdings::file)
+            .unwrap_or_else(|| Arc::new(file));
         Ok(File::new(grant, file, generation))
     }
 
-    fn new(grant: FileGrant, file: std::fs::File, generation: u64) -> File {
+    fn new(grant: FileGrant, file: Arc<std::fs::File>, generation: u64) -> File {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         File {
             regular,
@@ -171,9 +179,11 @@ impl File {
         what: impl Fn() -> String,
     ) -> Result<File> {
         match reply {
-            (Reply::File(grant), Some(fd), generation) => {
-                Ok(File::new(grant, std::fs::File::from(fd), generation))
-            }
+            (Reply::File(grant), Some(fd), generation) => Ok(File::new(
+                grant,
+                Arc::new(std::fs::File::from(fd)),
+                generation,
+            )),
             _ => Err(Error::new(
                 ERROR_INVALID_DATA,
                 format!("{}: the broker sent no file", what()),
@@ -339,7 +349,7 @@ impl File {
 
     /// The current file position.
     pub fn position(&self) -> Result<u64> {
-        (&self.file)
+        (&*self.file)
             .stream_position()
             .map_err(|e| Error::new(io_code(&e), "the file position"))
     }
@@ -350,7 +360,7 @@ impl File {
         if self.regular {
             self.check_io(self.position()?, buf.len() as u64, false)?;
         }
-        (&self.file)
+        (&*self.file)
             .read(buf)
             .map_err(|e| Error::new(io_code(&e), "reading a file"))
     }
@@ -360,7 +370,7 @@ impl File {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.may(FILE_READ_DATA, "reading a file")?;
         self.check_io(offset, buf.len() as u64, false)?;
-        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+        std::os::unix::fs::FileExt::read_at(&*self.file, buf, offset)
             .map_err(|e| Error::new(io_code(&e), "reading a file"))
     }
 
@@ -368,7 +378,7 @@ impl File {
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         self.may(FILE_WRITE_DATA | FILE_APPEND_DATA, "writing a file")?;
         self.check_io(offset, buf.len() as u64, true)?;
-        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+        std::os::unix::fs::FileExt::write_all_at(&*self.file, buf, offset)
             .map(|()| buf.len())
             .map_err(|e| Error::new(io_code(&e), "writing a file"))
     }
@@ -393,7 +403,7 @@ impl File {
         if self.regular {
             self.check_io(self.position()?, buf.len() as u64, true)?;
         }
-        (&self.file)
+        (&*self.file)
             .write_all(buf)
             .map(|()| buf.len())
             .map_err(|e| Error::new(io_code(&e), "writing a file"))
@@ -401,7 +411,7 @@ impl File {
 
     /// Moves the file position (`SetFilePointerEx`).
     pub fn seek(&self, to: SeekFrom) -> Result<u64> {
-        (&self.file)
+        (&*self.file)
             .seek(to)
             .map_err(|e| Error::new(io_code(&e), "moving the file position"))
     }

@@ -38,7 +38,7 @@ use objmgr_proto::wire::{
 };
 use objmgr_sync::arena::SOLO_SLOTS;
 use objmgr_sync::ops::Kind;
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// One handle, as it would be announced.
 #[derive(Debug)]
@@ -72,13 +72,14 @@ enum What {
 /// An open of a file, as its handles share it.
 #[derive(Debug)]
 struct FileOpen {
-    fd: Arc<OwnedFd>,
+    /// The file as the process's `File` uses it (which takes it from here).
+    fd: Arc<std::fs::File>,
     access: u32,
     share: u32,
 }
 
 /// Whether `fd` may read and write as `access` needs.
-fn fd_allows(fd: &OwnedFd, access: u32) -> bool {
+fn fd_allows(fd: impl AsFd, access: u32) -> bool {
     use objmgr_proto::access::ObjectType;
     use rustix::fs::OFlags;
     let Ok(flags) = rustix::fs::fcntl_getfl(fd) else {
@@ -86,7 +87,7 @@ fn fd_allows(fd: &OwnedFd, access: u32) -> bool {
     };
     let mode = flags & OFlags::ACCMODE;
     let uses = objmgr_proto::file::Uses::of(ObjectType::File.map_generic(access).0);
-    (!uses.read || mode != OFlags::WRONLY) && (!uses.write || mode != OFlags::RDONLY)
+    uses.fit(mode != OFlags::WRONLY, mode != OFlags::RDONLY)
 }
 
 /// The handles of the process's broker session.
@@ -95,7 +96,7 @@ pub(crate) struct Holdings {
     handles: BTreeMap<u32, Held>,
     /// The domain arenas its sync objects live in, by id (their fds came
     /// with the first grant of each).
-    arenas: BTreeMap<u64, OwnedFd>,
+    arenas: BTreeMap<u64, Arc<OwnedFd>>,
     /// Private namespaces open (they die with the broker: none can be
     /// taken back).
     namespaces: usize,
@@ -160,7 +161,7 @@ fn inherit_flag(inherit: bool) -> u32 {
 }
 
 /// A step to send, and the descriptor it carries.
-pub(crate) type Step = (ReclaimStep, Option<Arc<OwnedFd>>);
+pub(crate) type Step = (ReclaimStep, Option<Arc<dyn AsFd + Send + Sync>>);
 
 impl Holdings {
     pub(crate) const fn new() -> Holdings {
@@ -239,7 +240,7 @@ impl Holdings {
             && !self.arenas.contains_key(&grant.arena_id)
             && let Ok(copy) = fd.try_clone()
         {
-            self.arenas.insert(grant.arena_id, copy);
+            self.arenas.insert(grant.arena_id, Arc::new(copy));
         }
     }
 
@@ -283,7 +284,7 @@ impl Holdings {
                             ..
                         },
                         Some(fd),
-                    ) => fd.try_clone_to_owned().ok(),
+                    ) => fd.try_clone_to_owned().ok().map(std::fs::File::from),
                     _ => None,
                 };
                 match own {
@@ -379,6 +380,19 @@ impl Holdings {
         }
     }
 
+    /// The file behind `handle`, if the holding keeps it (a file this
+    /// process opened): its `File` uses this one, so that an open costs
+    /// the process one descriptor.
+    pub(crate) fn file(&self, handle: Handle) -> Option<Arc<std::fs::File>> {
+        match self.handles.get(&handle.0) {
+            Some(Held {
+                what: What::File { open },
+                ..
+            }) => Some(open.fd.clone()),
+            _ => None,
+        }
+    }
+
     /// `SetHandleInformation` set `handle`'s flags in `mask` to `flags`.
     pub(crate) fn set_flags(&mut self, handle: Handle, mask: u32, flags: u32) {
         if let Some(held) = self.handles.get_mut(&handle.0) {
@@ -411,9 +425,9 @@ impl Holdings {
             if let What::Sync { arena, .. } = held.what
                 && arenas.insert(arena)
             {
-                let fd = self.arenas.get(&arena)?.try_clone().ok()?;
+                let fd = self.arenas.get(&arena)?.clone();
                 let slots = objmgr_sync::arena::ARENA_SLOTS;
-                steps.push((ReclaimStep::Arena { id: arena, slots }, Some(Arc::new(fd))));
+                steps.push((ReclaimStep::Arena { id: arena, slots }, Some(fd as _)));
             }
         }
         // Each open of a file gets a number, which its copies share.
@@ -433,7 +447,7 @@ impl Holdings {
                         attributes: info.attributes,
                         size: info.size,
                     },
-                    Some(fd.clone()?),
+                    Some(fd.clone()? as _),
                 ),
                 &What::Sync { arena, slot } => (
                     ReclaimStep::Sync {
@@ -459,7 +473,7 @@ impl Holdings {
                             open_access: open.access,
                             share: open.share,
                         },
-                        Some(fd),
+                        Some(fd as _),
                     )
                 }
                 What::Other => return None,

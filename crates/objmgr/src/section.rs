@@ -2,6 +2,7 @@
 
 use crate::connection::{self, call};
 use crate::error::*;
+use crate::reclaim::Holdings;
 use crate::sys::{self, MapRequest};
 use objmgr_proto::ObjectType;
 use objmgr_proto::access::AccessMask;
@@ -395,12 +396,14 @@ impl Section {
                 // could take back (it came with the reply): shared here.
                 let fd = match fd {
                     Some(fd) => std::sync::Arc::new(fd),
-                    None => connection::section_fd(handle, generation).ok_or_else(|| {
-                        Error::new(
-                            ERROR_INVALID_HANDLE,
-                            format!("{}: its broker session is gone", what()),
-                        )
-                    })?,
+                    None => connection::held(handle, generation, Holdings::section_fd).ok_or_else(
+                        || {
+                            Error::new(
+                                ERROR_INVALID_HANDLE,
+                                format!("{}: its broker session is gone", what()),
+                            )
+                        },
+                    )?,
                 };
                 (handle, existed, access, info, fd)
             }

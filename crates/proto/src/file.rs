@@ -28,6 +28,12 @@ impl Uses {
         }
     }
 
+    /// Whether an fd that may read (`readable`) and write (`writable`)
+    /// as its open mode says is enough for these uses.
+    pub fn fit(self, readable: bool, writable: bool) -> bool {
+        (readable || !self.read) && (writable || !self.write)
+    }
+
     fn none(self) -> bool {
         !(self.read || self.write || self.delete)
     }

@@ -94,6 +94,7 @@
 //! | `fopen PATH r|w|rw SHARE [inherit]`       | open (creating if writing) and register a file with that share mode (hex); prints its handle value |
 //! | `fopen_path PATH` / `ffdmode F`           | register an `O_PATH` fd claiming read access / the access mode of file F's fd |
 //! | `adopt_file V` / `fclose F`               | take over file handle V / close file F       |
+//! | `fdcount PATH`                            | how many of this process's descriptors are the file at PATH |
 //! | `flock F OFF LEN x|s wait|now` / `funlock F OFF LEN` | `LockFileEx` / `UnlockFileEx` on file F |
 //! | `fseek F POS` / `fwrite F TEXT` / `fread F N` | position, write, read (lock-checked)     |
 //! | `fsetlen F LEN` / `fdelete PATH`          | `SetEndOfFile` / `DeleteFile` (share-checked; pending while open with share-delete) |
@@ -1271,6 +1272,16 @@ pub fn run_script(script: &str) {
                         "ro"
                     };
                     format!("ffdmode {name}")
+                }
+                "fdcount" => {
+                    // How many of this process's descriptors are the file at PATH.
+                    let want = std::fs::canonicalize(words[1]).unwrap();
+                    let count = std::fs::read_dir("/proc/self/fd")
+                        .unwrap()
+                        .flatten()
+                        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == want))
+                        .count();
+                    format!("fdcount {count}")
                 }
                 "adopt_file" => {
                     files.push(objmgr::file::File::from_handle(value(words[1]))?);

@@ -58,13 +58,6 @@ fn share_names(share: u32) -> String {
 }
 use crate::section::{FileNode, file_node};
 
-/// Whether an fd that may read and write as `mode` says is enough for
-/// `access` (generic rights mapped).
-pub(super) fn mode_covers(mode: (bool, bool), access: AccessMask) -> bool {
-    let uses = objmgr_proto::file::Uses::of(access.0);
-    (mode.0 || !uses.read) && (mode.1 || !uses.write)
-}
-
 /// What [`Broker::check_file_open`] found an open to be.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Opened {
@@ -311,7 +304,7 @@ impl Broker {
         let readable = mode == OFlags::RDONLY || mode == OFlags::RDWR;
         let writable = mode == OFlags::WRONLY || mode == OFlags::RDWR;
         let uses = objmgr_proto::file::Uses::of(access.0);
-        if !mode_covers((readable, writable), access) {
+        if !uses.fit(readable, writable) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 "the file was not opened for the access asked",

@@ -616,7 +616,8 @@ impl Broker {
         let Body::File(open) = &self.objects[&oid].body else {
             unreachable!("a file");
         };
-        if !super::file::mode_covers(open.mode, ObjectType::File.map_generic(held.access)) {
+        let uses = objmgr_proto::file::Uses::of(ObjectType::File.map_generic(held.access).0);
+        if !uses.fit(open.mode.0, open.mode.1) {
             return Err(Failure::new(
                 ERROR_ACCESS_DENIED,
                 format!(
@@ -685,7 +686,10 @@ impl Broker {
             }
         }
         // It maps the arena: no grant needs to send it again.
-        self.client(id).arenas_sent.push(arena);
+        let sent = &mut self.client(id).arenas_sent;
+        if !sent.contains(&arena) {
+            sent.push(arena);
+        }
         Ok(())
     }
 
