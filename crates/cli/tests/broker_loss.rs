@@ -345,14 +345,25 @@ fn a_timer_armed_before_the_broker_dies_comes_due_after() {
     let broker = TestBroker::new();
     let mut holder = broker.spawn(&[
         "timer Local\\\\tick manual",
-        "settimer 0 -10000000 0",
+        // Due in 5 s.
+        "settimer 0 -50000000 0",
         "hold_waiting 0",
     ]);
     holder.wait_for("holding");
+    let armed = std::time::Instant::now();
     let first = broker.kill_broker();
     broker.new_broker(first);
+    let replaced = armed.elapsed();
+    assert!(
+        replaced < Duration::from_millis(4000),
+        "the broker must be replaced before the timer is due ({replaced:?})"
+    );
     let ended = holder.wait_for_within("bg ", Duration::from_secs(10));
     assert_eq!(ended, "bg wait object 0");
+    assert!(
+        armed.elapsed() >= Duration::from_millis(4000),
+        "the wait ended when the timer came due, after the new broker"
+    );
     let lines = broker.run(&["open_timer Local\\\\tick", "wait 0 0"]);
     assert_eq!(lines[1], "wait object 0", "{lines:?}");
     holder.release();

@@ -252,6 +252,8 @@ pub struct Client {
     reclaiming: bool,
     /// It began to take its handles back (once per connection).
     came_back: bool,
+    /// Journaled as given handles it did not ask for (written once).
+    gifted: bool,
 }
 
 /// What a request produced: a reply and possibly an fd to attach.
@@ -483,6 +485,7 @@ impl Broker {
                 handles: HandleTable::default(),
                 reclaiming: false,
                 came_back: false,
+                gifted: false,
             },
         );
         self.journal_client(tag, pid);

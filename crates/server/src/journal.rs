@@ -8,7 +8,9 @@
 //! (`u32`: [`GIFTED`]), and the process's start time (`u64`, clock ticks after boot, from
 //! `/proc/<pid>/stat`), so that a pid reused by another process is told
 //! apart. A record is written when a process connects and zeroed when it
-//! disconnects: one `pwrite` each, never on a request's path. The file lives
+//! disconnects, one `pwrite` each, and its flags once when a process is
+//! first given a handle (at `Hello`, or by another's `DuplicateHandle`):
+//! never on the path of a wait, a signal or a map. The file lives
 //! in the socket's directory, which the broker checked is private to its
 //! user; a broker that exits on purpose removes it, one that dies leaves it.
 

@@ -157,12 +157,20 @@ impl Broker {
     pub fn start_recovery(&mut self, recorded: Vec<Recorded>) {
         let mut expected = HashMap::new();
         let mut gone = Vec::new();
+        let me = rustix::process::getuid().as_raw();
         for record in recorded {
             // Its tag stays taken until recovery ends: its mutex ownerships
             // may be in an arena a returning process brings.
             self.tags_in_use.insert(record.tag);
             self.next_tag = self.next_tag.max(record.tag.wrapping_add(1).max(1));
-            if record.still_runs() {
+            // Waited for: a running process that could have been a client
+            // (this user's, or root's). A record naming another user's
+            // (the file is only this user's, but any process of the user
+            // may write it) is no one's, and reaped.
+            let could_be = record.still_runs()
+                && super::process::proc_ids(record.pid)
+                    .is_some_and(|ids| ids.uid == me || ids.uid == 0);
+            if could_be {
                 expected.insert(record.tag, record);
             } else {
                 gone.push(record.tag);
@@ -326,8 +334,11 @@ impl Broker {
     }
 
     /// Journals that client `id` was given handles it did not ask for.
-    pub(super) fn journal_gift(&self, id: ClientId) {
-        if let (Some(journal), Some(client)) = (&self.journal, self.clients.get(&id)) {
+    pub(super) fn journal_gift(&mut self, id: ClientId) {
+        if let (Some(journal), Some(client)) = (&self.journal, self.clients.get_mut(&id))
+            && !client.gifted
+        {
+            client.gifted = true;
             journal.mark_gifted(client.tag);
         }
     }
@@ -440,6 +451,12 @@ impl Broker {
             let fresh = std::mem::replace(&mut client.tag, tag);
             client.reclaiming = true;
             client.came_back = true;
+            // A gift it was given on this connection goes with its tag.
+            if client.gifted
+                && let Some(journal) = &self.journal
+            {
+                journal.mark_gifted(tag);
+            }
             self.free_old_tag(fresh);
             return Ok(Outcome::reply(Reply::Done));
         }

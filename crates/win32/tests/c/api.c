@@ -143,15 +143,21 @@ static void events_and_semaphores(void) {
     HANDLE gone = CreateEventA(NULL, FALSE, TRUE, NULL);
     CHECK(gone != NULL && WaitForSingleObject(gone, 0) == WAIT_OBJECT_0 && CloseHandle(gone));
     CHECK_ERR(SetEvent(gone), FALSE, ERROR_INVALID_HANDLE);
-    HANDLE reused = CreateSemaphoreA(NULL, 0, 1, NULL);
-    CHECK(reused != NULL);
-    if (reused == gone) {
-        CHECK_ERR(SetEvent(gone), FALSE, ERROR_INVALID_HANDLE);
-        CHECK_ERR(ReleaseMutex(gone), FALSE, ERROR_INVALID_HANDLE);
+    /* The lowest free value comes back: make semaphores until it does. */
+    HANDLE made[8] = {0};
+    HANDLE reused = NULL;
+    for (int i = 0; i < 8 && reused == NULL; i++) {
+        made[i] = CreateSemaphoreA(NULL, 0, 1, NULL);
+        CHECK(made[i] != NULL);
+        if (made[i] == gone) reused = made[i];
     }
+    CHECK(reused == gone);
+    CHECK_ERR(SetEvent(gone), FALSE, ERROR_INVALID_HANDLE);
+    CHECK_ERR(ReleaseMutex(gone), FALSE, ERROR_INVALID_HANDLE);
     CHECK(WaitForSingleObject(reused, 0) == WAIT_TIMEOUT);
     CHECK(ReleaseSemaphore(reused, 1, NULL) && WaitForSingleObject(reused, 0) == WAIT_OBJECT_0);
-    CHECK(CloseHandle(reused));
+    for (int i = 0; i < 8; i++)
+        if (made[i]) CHECK(CloseHandle(made[i]));
 
     /* Waits on many: the lowest signaled index; all at once or nothing. */
     HANDLE set[3] = {autoev, sem, manual};
