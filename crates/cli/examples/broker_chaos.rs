@@ -85,7 +85,10 @@ fn open_file(id: usize, share: u32) -> objmgr::Result<objmgr::file::File> {
         .create(true)
         .truncate(false)
         .open(file_path(id))
-        .map_err(|e| objmgr::Error::new(objmgr::Win32Error(5), e.to_string()))?;
+        .map_err(|e| {
+            let code = objmgr::Win32Error::from_errno(e.raw_os_error().unwrap_or(0));
+            objmgr::Error::new(code, e.to_string())
+        })?;
     objmgr::file::File::register(raw, FILE_READ_DATA | FILE_WRITE_DATA, share, false)
 }
 

@@ -902,21 +902,38 @@ impl Request {
     /// anything that acts on processes or other processes' handles, files
     /// or jobs (no session holding those is taken over), closes (handled
     /// where they are sent), and the session's own framing.
+    /// (Every request is named: a new one must be decided on.)
     pub fn repeatable_after_rejoin(&self) -> bool {
-        !matches!(
-            self,
+        match self {
+            Request::CreateSection { .. }
+            | Request::CreateSync { .. }
+            | Request::CreateThread { .. }
+            | Request::CreateJob { .. }
+            | Request::Open { .. }
+            | Request::OpenFile { .. }
+            | Request::OpenProcess { .. }
+            | Request::QueryHandle { .. }
+            | Request::HandleFlags { .. }
+            | Request::Security { .. }
+            | Request::Namespace { .. }
+            | Request::ListObjects { .. }
+            | Request::ListHandles { .. }
+            | Request::ListFiles
+            | Request::ListProcesses { .. }
+            | Request::StatObject { .. }
+            | Request::Status => true,
             Request::Hello { .. }
-                | Request::Reclaim { .. }
-                | Request::Close { .. }
-                | Request::CloseNoReply { .. }
-                | Request::Shutdown
-                | Request::Spawn { .. }
-                | Request::Terminate { .. }
-                | Request::Duplicate { .. }
-                | Request::SyncRemote { .. }
-                | Request::JobControl { .. }
-                | Request::FileControl { .. }
-        )
+            | Request::Reclaim { .. }
+            | Request::Close { .. }
+            | Request::CloseNoReply { .. }
+            | Request::Shutdown
+            | Request::Spawn { .. }
+            | Request::Terminate { .. }
+            | Request::Duplicate { .. }
+            | Request::SyncRemote { .. }
+            | Request::JobControl { .. }
+            | Request::FileControl { .. } => false,
+        }
     }
 
     /// Whether the broker answers this request (every request but

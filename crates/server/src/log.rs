@@ -117,9 +117,10 @@ pub fn init(sink: Sink) {
 }
 
 /// Writes only messages of `level` or more severe from now on (for a
-/// program that runs the broker's code in its own process).
+/// program that runs the broker's code in its own process); never loosens
+/// a stricter setting.
 pub fn limit(level: Level) {
-    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+    MAX_LEVEL.fetch_min(level as u8, Ordering::Relaxed);
 }
 
 /// Whether messages of `level` are written.
