@@ -138,6 +138,8 @@ struct Floors {
     /// An open cycle's system calls: a request answered with a memfd, a
     /// map and unmap of it, its close, and a one-way message.
     open_cycle: PerOp,
+    /// held
+    held_cycle: PerOp,
 }
 
 fn floors(batches: usize, iters: usize) -> Floors {
@@ -188,11 +190,29 @@ fn floors(batches: usize, iters: usize) -> Floors {
         request[0] = ECHO_ONE_WAY;
         rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
     });
+    let kept = rustix::fs::memfd_create("kept", MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&kept, SMALL).unwrap();
+    let held_cycle = measure(batches, iters, |_| {
+        request[0] = ECHO_PLAIN;
+        rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
+        rustix::net::recv(&ours, &mut reply, RecvFlags::empty()).unwrap();
+        raw_map_unmap(&kept, SMALL as usize, false);
+    });
+    let held2 = measure(batches, iters, |_| {
+        request[0] = ECHO_PLAIN;
+        rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
+        rustix::net::recv(&ours, &mut reply, RecvFlags::empty()).unwrap();
+        raw_map_unmap(&kept, SMALL as usize, false);
+        request[0] = ECHO_ONE_WAY;
+        rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
+    });
+    println!("held+oneway {held2:?}");
     drop(ours);
     echo.wait().unwrap();
     Floors {
         round_trip,
         open_cycle,
+        held_cycle,
     }
 }
 
@@ -284,6 +304,7 @@ fn main() {
         floor.open_cycle.as_secs_f64() / base.as_secs_f64(),
         open_100.as_secs_f64() / floor.open_cycle.as_secs_f64()
     );
+    println!("held floor {:?} {:.2}", floor.held_cycle, floor.held_cycle.as_secs_f64() / base.as_secs_f64());
 
     // 3. Broker memory per connected process: raw connections that said Hello
     // (before the namespace fill below, whose freed memory the broker would

@@ -12,6 +12,7 @@ use crate::reclaim::Holdings;
 use crate::sys;
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
+use objmgr_sync::close_ring::CloseRing;
 use objmgr_proto::wire::{
     self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
 };
@@ -48,6 +49,17 @@ pub(crate) struct Connection {
     /// A connection to the system broker (which does not take handles back
     /// when it dies: its sessions are fail-stop).
     system: bool,
+    /// Where closes that free nothing go (asked for at the first such close).
+    close_ring: CloseRingState,
+}
+
+/// A connection's close ring (see `objmgr_sync::close_ring`).
+#[derive(Debug)]
+enum CloseRingState {
+    NotAsked,
+    Mapped(CloseRing),
+    /// The broker gave none, or it could not be mapped: closes are sent.
+    Unavailable,
 }
 
 /// Why an exchange failed.
@@ -104,6 +116,23 @@ impl Connection {
             Err(broken) => return self.receive(request, false).map_err(|_| broken),
         }
         self.receive(request, true)
+    }
+
+    /// Leaves the close of `handle` in the close ring, asking the broker for
+    /// the ring first if need be: false if it cannot (the close must be
+    /// sent).
+    fn leave_close(&mut self, handle: Handle) -> bool {
+        if let CloseRingState::NotAsked = self.close_ring {
+            self.close_ring = match self.exchange(&Request::CloseRing, &[]) {
+                Ok((Ok(Reply::Done), Some(fd))) => CloseRing::map(fd.as_fd())
+                    .map_or(CloseRingState::Unavailable, CloseRingState::Mapped),
+                _ => CloseRingState::Unavailable,
+            };
+        }
+        match &self.close_ring {
+            CloseRingState::Mapped(ring) => ring.push(handle.0),
+            _ => false,
+        }
     }
 
     /// Sends one request without waiting for anything back.
@@ -248,6 +277,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         tag: 0,
         serial: SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
         system: false,
+        close_ring: CloseRingState::NotAsked,
     };
     match conn.exchange(
         &Request::Hello {
@@ -762,7 +792,15 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
         }
         return Ok(());
     }
+    // A close that frees nothing (another handle of this process holds the
+    // same section) waits in the close ring, which the broker reads before
+    // it serves any request: no message, nobody woken.
+    let frees_nothing = shared.held.another_holds(handle);
     let conn = shared.conn.as_mut().expect("connected");
+    if frees_nothing && conn.leave_close(handle) {
+        shared.held.forget(handle);
+        return Ok(());
+    }
     let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
     let lost = matches!(sent, Err(Broken::Connection(_)));
     if sent.is_ok() || lost {
@@ -1106,6 +1144,7 @@ fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Re
     CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
     watch(&conn);
     shared.conn = Some(conn);
+    shared.held.forget_objects();
     Rejoined::Yes
 }
 

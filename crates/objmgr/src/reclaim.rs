@@ -53,10 +53,12 @@ struct Held {
 
 #[derive(Clone, Debug)]
 enum What {
-    /// A paging-file-backed section; its fd once the object is made.
+    /// A paging-file-backed section; its fd once the object is made, and
+    /// the broker's number for it (0: not known in this broker session).
     Section {
         info: SectionInfo,
         fd: Option<Arc<OwnedFd>>,
+        object: u64,
     },
     /// A mutex, event, semaphore, timer or thread in a domain arena.
     Sync { arena: u64, slot: u32 },
@@ -100,6 +102,9 @@ pub(crate) struct Holdings {
     /// Private namespaces open (they die with the broker: none can be
     /// taken back).
     namespaces: usize,
+    /// How many of `handles` name each section, by the broker's number for
+    /// it (those with a known number).
+    sections: BTreeMap<u64, u32>,
 }
 
 impl Held {
@@ -123,6 +128,7 @@ fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
                 What::Section {
                     info: grant.info,
                     fd: None,
+                    object: grant.object,
                 }
             } else {
                 What::Other
@@ -169,6 +175,7 @@ impl Holdings {
             handles: BTreeMap::new(),
             arenas: BTreeMap::new(),
             namespaces: 0,
+            sections: BTreeMap::new(),
         }
     }
 
@@ -337,7 +344,7 @@ impl Holdings {
                             name: held.name.clone(),
                         });
                     let copy = copied.unwrap_or_else(Held::other);
-                    self.handles.insert(*value, copy);
+                    self.put(*value, copy);
                 }
             }
             _ => {}
@@ -351,13 +358,63 @@ impl Holdings {
             flags: inherit_flag(inherit),
             name: name.unwrap_or_default().to_owned(),
         };
-        self.handles.insert(handle.0, held);
+        self.put(handle.0, held);
+    }
+
+    /// The section `held` names, by the broker's number (if known).
+    fn section_of(held: &Held) -> Option<u64> {
+        match held.what {
+            What::Section { object, .. } if object != 0 => Some(object),
+            _ => None,
+        }
+    }
+
+    /// Notes `held` as handle `value` (in place of any note of it).
+    fn put(&mut self, value: u32, held: Held) {
+        if let Some(object) = Self::section_of(&held) {
+            *self.sections.entry(object).or_default() += 1;
+        }
+        if let Some(old) = self.handles.insert(value, held) {
+            self.uncount(&old);
+        }
+    }
+
+    fn uncount(&mut self, held: &Held) {
+        if let Some(object) = Self::section_of(held)
+            && let Some(count) = self.sections.get_mut(&object)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.sections.remove(&object);
+            }
+        }
+    }
+
+    /// Whether closing `handle` frees nothing: it names a section that
+    /// another handle of this process names too. (Such a close may wait in
+    /// the close ring: see `objmgr_sync::close_ring`.)
+    pub(crate) fn another_holds(&self, handle: Handle) -> bool {
+        self.handles
+            .get(&handle.0)
+            .and_then(Self::section_of)
+            .is_some_and(|object| self.sections.get(&object).is_some_and(|&n| n > 1))
+    }
+
+    /// A new broker took the session over: its numbers for sections are
+    /// not the lost one's, which are forgotten.
+    pub(crate) fn forget_objects(&mut self) {
+        self.sections.clear();
+        for held in self.handles.values_mut() {
+            if let What::Section { object, .. } = &mut held.what {
+                *object = 0;
+            }
+        }
     }
 
     /// Notes a handle that cannot be taken back (of a type no new broker
     /// can rebuild).
     fn note_other(&mut self, handle: Handle) {
-        self.handles.insert(handle.0, Held::other());
+        self.put(handle.0, Held::other());
     }
 
     /// Notes a handle this process learned of by its value (`QueryHandle`):
@@ -402,7 +459,9 @@ impl Holdings {
 
     /// `handle` is closed.
     pub(crate) fn forget(&mut self, handle: Handle) {
-        self.handles.remove(&handle.0);
+        if let Some(old) = self.handles.remove(&handle.0) {
+            self.uncount(&old);
+        }
     }
 
     /// The session is over: nothing is held any more.
@@ -410,6 +469,7 @@ impl Holdings {
         self.handles.clear();
         self.arenas.clear();
         self.namespaces = 0;
+        self.sections.clear();
     }
 
     /// The `Reclaim` steps that take every handle back, between `Begin`
@@ -440,7 +500,7 @@ impl Holdings {
                 name: held.name.clone(),
             };
             steps.push(match &held.what {
-                What::Section { info, fd } => (
+                What::Section { info, fd, .. } => (
                     ReclaimStep::Section {
                         held: announced,
                         protection: info.protection,
@@ -505,6 +565,11 @@ mod tests {
     }
 
     fn section_grant(handle: u32) -> Reply {
+        section_grant_of(handle, u64::from(handle) + 1000)
+    }
+
+    /// A grant of a handle to the broker's section number `object`.
+    fn section_grant_of(handle: u32, object: u64) -> Reply {
         Reply::Section(SectionGrant {
             handle: Handle(handle),
             existed: false,
@@ -515,7 +580,49 @@ mod tests {
                 attributes: 0x0800_0000,
                 file_backed: false,
             },
+            object,
         })
+    }
+
+    #[test]
+    fn a_close_frees_nothing_while_another_handle_names_the_section() {
+        let mut held = Holdings::new();
+        let open = |held: &mut Holdings, handle: u32, object: u64| {
+            let request = Request::Open {
+                object_type: objmgr_proto::access::ObjectType::Section,
+                name: "Local\\s".into(),
+                access: 4,
+                inherit: false,
+            };
+            held.note_reply(&request, Some(&section_grant_of(handle, object)), &mut memfd(), &[]);
+        };
+        open(&mut held, 4, 7);
+        assert!(!held.another_holds(Handle(4)), "the only handle");
+        open(&mut held, 8, 9);
+        assert!(!held.another_holds(Handle(8)), "another section");
+        open(&mut held, 12, 7);
+        assert!(held.another_holds(Handle(4)) && held.another_holds(Handle(12)));
+        held.forget(Handle(12));
+        assert!(!held.another_holds(Handle(4)), "its twin is closed");
+        // A copy of its own is the same section.
+        let dup = Request::Duplicate {
+            source_process: CURRENT_PROCESS,
+            source: Handle(4),
+            target_process: CURRENT_PROCESS,
+            access: 0,
+            inherit: false,
+            options: DUPLICATE_SAME_ACCESS,
+        };
+        held.note_reply(&dup, Some(&Reply::Value(16)), &mut None, &[]);
+        assert!(held.another_holds(Handle(16)));
+        // A value noted again in place of the copy no longer counts.
+        held.note_reply(&create_section("Local\\t"), Some(&section_grant_of(16, 20)), &mut memfd(), &[]);
+        assert!(!held.another_holds(Handle(4)));
+        open(&mut held, 12, 7);
+        assert!(held.another_holds(Handle(4)));
+        // A new broker's numbers are not the lost one's.
+        held.forget_objects();
+        assert!(!held.another_holds(Handle(4)) && !held.another_holds(Handle(12)));
     }
 
     fn event_grant(handle: u32, arena_id: u64) -> Reply {

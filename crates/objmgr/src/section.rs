@@ -389,6 +389,7 @@ impl Section {
                     existed,
                     access,
                     info,
+                    ..
                 }),
                 fd,
             ) => {

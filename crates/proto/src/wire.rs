@@ -10,7 +10,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -258,10 +258,11 @@ pub enum Opcode {
     FileControl = 26,
     ListFiles = 27,
     Reclaim = 28,
+    CloseRing = 29,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 28] = [
+    pub const ALL: [Opcode; 29] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -290,6 +291,7 @@ impl Opcode {
         Opcode::FileControl,
         Opcode::ListFiles,
         Opcode::Reclaim,
+        Opcode::CloseRing,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -327,6 +329,7 @@ impl Opcode {
             Opcode::FileControl => "file_control",
             Opcode::ListFiles => "list_files",
             Opcode::Reclaim => "reclaim",
+            Opcode::CloseRing => "close_ring",
         }
     }
 }
@@ -518,6 +521,11 @@ pub enum Request {
     /// One step of a process taking its handles back from a broker that
     /// died (see [`ReclaimStep`]). Reply: `Done`.
     Reclaim { step: ReclaimStep },
+    /// The process's close ring for this session (see
+    /// `objmgr_sync::close_ring`): closes that free nothing are left there
+    /// instead of sent. Reply: `Done`, with the ring's memory file (the same
+    /// ring if asked again).
+    CloseRing,
     /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
     FileControl {
         op: FileOp,
@@ -892,6 +900,7 @@ impl Request {
             Request::FileControl { .. } => Opcode::FileControl,
             Request::ListFiles => Opcode::ListFiles,
             Request::Reclaim { .. } => Opcode::Reclaim,
+            Request::CloseRing => Opcode::CloseRing,
         }
     }
 
@@ -932,7 +941,8 @@ impl Request {
             | Request::Duplicate { .. }
             | Request::SyncRemote { .. }
             | Request::JobControl { .. }
-            | Request::FileControl { .. } => false,
+            | Request::FileControl { .. }
+            | Request::CloseRing => false,
         }
     }
 
@@ -987,7 +997,7 @@ impl Request {
             Request::StatObject { name } => {
                 e.str(name);
             }
-            Request::Status | Request::Shutdown | Request::ListFiles => {}
+            Request::Status | Request::Shutdown | Request::ListFiles | Request::CloseRing => {}
             Request::CreateSync {
                 name,
                 init,
@@ -1181,6 +1191,7 @@ impl Request {
             Opcode::Status => Request::Status,
             Opcode::Shutdown => Request::Shutdown,
             Opcode::ListFiles => Request::ListFiles,
+            Opcode::CloseRing => Request::CloseRing,
             Opcode::Reclaim => Request::Reclaim {
                 step: decode_reclaim(&mut d)?,
             },
@@ -1362,6 +1373,9 @@ pub struct SectionGrant {
     pub existed: bool,
     pub access: u32,
     pub info: SectionInfo,
+    /// The broker's number for the section: two grants with the same number
+    /// (in one broker session) are handles to one section.
+    pub object: u64,
 }
 
 /// One object as `objmgr ls`/`stat` show it.
@@ -1515,6 +1529,7 @@ fn decode_grant(d: &mut Decoder<'_>) -> Result<Reply, WireError> {
                 attributes: d.u32()?,
                 file_backed: d.bool()?,
             },
+            object: d.u64()?,
         }),
         GRANT_FILE => Reply::File(FileGrant {
             handle: Handle(d.u32()?),
@@ -1582,7 +1597,8 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                         .u64(g.info.size)
                         .u32(g.info.protection)
                         .u32(g.info.attributes)
-                        .bool(g.info.file_backed);
+                        .bool(g.info.file_backed)
+                        .u64(g.object);
                 }
                 Reply::Done => {}
                 Reply::Objects { entries, more } => {
@@ -1741,7 +1757,11 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         // A close that made a pending name's removal due answers its ticket
         // (see `FileOp::RemovalDone`), else 0.
         Opcode::Close => Reply::Value(d.u32()?),
-        Opcode::CloseNoReply | Opcode::Shutdown | Opcode::Terminate | Opcode::Reclaim => {
+        Opcode::CloseNoReply
+        | Opcode::Shutdown
+        | Opcode::Terminate
+        | Opcode::Reclaim
+        | Opcode::CloseRing => {
             Reply::Done
         }
         Opcode::Security => Reply::Text(d.str()?),
@@ -1883,6 +1903,7 @@ mod tests {
         });
         round_trip(Request::StatObject { name: "z".into() });
         round_trip(Request::Status);
+        round_trip(Request::CloseRing);
         round_trip(Request::Shutdown);
         for init in [
             SyncInit::Event {
@@ -2130,6 +2151,7 @@ mod tests {
                 attributes: 0x0800_0000,
                 file_backed: false,
             },
+            object: 0x1_0000_0007,
         });
         let bytes = encode_reply(Opcode::Open, 3, Ok(&grant));
         assert_eq!(decode_reply(Opcode::Open, &bytes), Ok((3, Ok(grant))));

@@ -19,6 +19,7 @@ use objmgr_proto::wire::{
     BrokerStatus, CURRENT_PROCESS, CURRENT_THREAD, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE,
     MAX_STRING_LEN, ObjectEntry, Opcode, PROTOCOL_VERSION, Reply, Request, SectionGrant, SyncGrant,
 };
+use objmgr_sync::close_ring::CloseRing;
 use objmgr_sync::ops::{Actor, Kind, Token};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -328,6 +329,11 @@ pub struct Broker {
     pending: HashMap<u32, HandleTable>,
     /// Exit watches the server loop has yet to register.
     new_watches: Vec<PidWatch>,
+    /// The close rings of the clients that asked for one, with the memory
+    /// file each was given.
+    close_rings: BTreeMap<ClientId, (CloseRing, Rc<OwnedFd>)>,
+    /// The closes taken from the rings in one drain (kept for its memory).
+    ring_closes: Vec<(ClientId, Handle)>,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
     /// Live sections (each holds broker descriptors).
@@ -397,6 +403,8 @@ impl Broker {
             next_record: 1,
             pending: HashMap::new(),
             new_watches: Vec::new(),
+            close_rings: BTreeMap::new(),
+            ring_closes: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
             live_sections: 0,
@@ -518,6 +526,7 @@ impl Broker {
         let Some(mut client) = self.clients.remove(&id) else {
             return;
         };
+        self.close_rings.remove(&id);
         if let Some(count) = self.connections_of.get_mut(&client.pid) {
             *count -= 1;
             if *count == 0 {
@@ -550,6 +559,66 @@ impl Broker {
         if self.journal_client_gone(client.tag, client.reclaiming) {
             self.tags_in_use.remove(&client.tag);
         }
+    }
+
+    /// Closes `handle` of client `id` (`CloseHandle`): the ticket of a name
+    /// removal the close made due, or 0.
+    fn close(&mut self, id: ClientId, handle: Handle) -> Result<u32, Failure> {
+        let table = &mut self.client(id).handles;
+        if table.get(handle).is_some_and(|e| e.protect) {
+            return Err(Failure::new(
+                ERROR_INVALID_HANDLE,
+                format!(
+                    "handle {:#x} is protected from close (HANDLE_FLAG_PROTECT_FROM_CLOSE)",
+                    handle.0
+                ),
+            ));
+        }
+        let entry = table.remove(handle).ok_or_else(|| not_open(handle))?;
+        self.last_removal = None;
+        self.release(entry.object);
+        Ok(self.last_removal.take().unwrap_or(0))
+    }
+
+    /// Client `id`'s close ring, made on its first ask (one per connection).
+    fn close_ring(&mut self, id: ClientId) -> Result<Outcome, Failure> {
+        let fd = match self.close_rings.get(&id) {
+            Some((_, fd)) => fd.clone(),
+            None => {
+                let (ring, fd) =
+                    CloseRing::create()
+                    .map_err(|e| Failure::new(crate::errno(e), "making a close ring"))?;
+                let fd = Rc::new(fd);
+                self.close_rings.insert(id, (ring, fd.clone()));
+                fd
+            }
+        };
+        Ok(Outcome {
+            reply: Reply::Done,
+            fd: Some(fd),
+            shutdown: false,
+        })
+    }
+
+    /// Carries out every close that processes left in their close rings:
+    /// called after each look at the connections, before any request is
+    /// served (see `objmgr_sync::close_ring`). A handle that is not open,
+    /// or is protected from close, stays as it is.
+    pub fn drain_close_rings(&mut self) {
+        if self.close_rings.is_empty() {
+            return;
+        }
+        let mut closes = std::mem::take(&mut self.ring_closes);
+        for (&id, (ring, _)) in self.close_rings.iter_mut() {
+            ring.drain(|handle| closes.push((id, Handle(handle))));
+        }
+        for &(id, handle) in &closes {
+            if self.clients.contains_key(&id) {
+                let _ = self.close(id, handle);
+            }
+        }
+        closes.clear();
+        self.ring_closes = closes;
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -758,22 +827,10 @@ impl Broker {
                 Ok(Outcome::reply(Reply::Value(0)))
             }
             Request::Close { handle } | Request::CloseNoReply { handle } => {
-                let table = &mut self.client(id).handles;
-                if table.get(handle).is_some_and(|e| e.protect) {
-                    return Err(Failure::new(
-                        ERROR_INVALID_HANDLE,
-                        format!(
-                            "handle {:#x} is protected from close (HANDLE_FLAG_PROTECT_FROM_CLOSE)",
-                            handle.0
-                        ),
-                    ));
-                }
-                let entry = table.remove(handle).ok_or_else(|| not_open(handle))?;
-                self.last_removal = None;
-                self.release(entry.object);
-                let ticket = self.last_removal.take().unwrap_or(0);
+                let ticket = self.close(id, handle)?;
                 Ok(Outcome::reply(Reply::Value(ticket)))
             }
+            Request::CloseRing => self.close_ring(id),
             Request::QueryHandle { handle } => {
                 let entry = *self
                     .client(id)
@@ -1386,6 +1443,7 @@ impl Broker {
                         existed,
                         access: access.0,
                         info: section.info(),
+                        object: oid,
                     }),
                     fd: Some(fd),
                     shutdown: false,

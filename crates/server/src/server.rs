@@ -381,6 +381,10 @@ pub fn serve(
                 }
             }
         }
+        // Closes left in close rings were made before anything read above
+        // was sent: in effect before any request is answered (and within
+        // this wake, so an object they free does not outlive it).
+        guarded("the close rings", || broker.drain_close_rings());
         // Phase 2: answer the requests.
         for token in waiting {
             let Some(conn) = connections.get_mut(&token) else {

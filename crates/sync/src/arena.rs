@@ -1,7 +1,8 @@
 //! Arenas: shared memory holding the state of many synchronization objects.
 //!
 //! With [`crate::lifeline`]'s one block (naming a sleeper's futex word for
-//! the kernel), this is the crate's only `unsafe` code: mapping an arena, handing out
+//! the kernel) and [`crate::close_ring`]'s one page, this is the crate's only
+//! `unsafe` code: mapping an arena, handing out
 //! references to its slots, and naming a slot's futex word for the kernel.
 //! The rules relied on are stated once here: an [`Arena`] owns its mapping
 //! for its whole life, the mapping is `ARENA_SLOTS` slots long, and every

@@ -30,6 +30,7 @@ compile_error!("the futex word is the low half of the state word: little-endian 
 
 pub mod arena;
 pub mod clock;
+pub mod close_ring;
 pub mod lifeline;
 pub mod ops;
 mod state;

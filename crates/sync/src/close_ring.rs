@@ -1,0 +1,192 @@
+//! A process's *close ring*: one page it shares with its broker, in which it
+//! leaves the handles it closes that need no message.
+//!
+//! A close that cannot free anything (the process holds another handle to
+//! the same section) need not wake the broker at once: nobody can tell it
+//! apart from a close done a moment later, as long as it is done before the
+//! broker serves any request, from any process. The broker reads every ring
+//! after each look at its connections and before it serves anything, so
+//! `CloseHandle`'s guarantee (once it returns, the handle is closed for
+//! everyone) holds, and the close costs the process a store instead of a
+//! message and two context switches.
+//!
+//! One producer (the process, under its connection's lock) and one consumer
+//! (the broker's thread). The page is shared with a process the broker does
+//! not trust: the broker keeps its own read position and checks every
+//! number it reads ([`CloseRing::drain`]); the memory file is sealed at one
+//! page, so a client cannot shrink it under the broker's mapping.
+//!
+//! Like [`crate::arena`], this module maps shared memory; the rules relied on
+//! are that a [`CloseRing`] owns its one-page mapping for its whole life and
+//! that the page is only ever used through atomics.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// Bytes in a ring: one page.
+pub const RING_BYTES: usize = 4096;
+/// Words in the page.
+const WORDS: usize = RING_BYTES / 4;
+/// The word the producer writes: how many handles it has put in, ever
+/// (wrapping).
+const TAIL: usize = 0;
+/// The word the broker writes: how many it has taken out. On a cache line
+/// of its own, so the two sides do not write the same line.
+const HEAD: usize = 16;
+/// Where the handle values start (after the two cache lines).
+const FIRST: usize = 32;
+/// Handles a ring holds before the process must send a message instead.
+pub const CAPACITY: u32 = (WORDS - FIRST) as u32;
+
+/// A mapped close ring.
+#[derive(Debug)]
+pub struct CloseRing {
+    words: NonNull<AtomicU32>,
+    /// The broker's own read position (never read back from the page,
+    /// which the process could change); unused by the process.
+    taken: u32,
+}
+
+// SAFETY: the mapping is one page of atomics owned by the ring; it may be
+// used from any thread and unmapped from any thread.
+unsafe impl Send for CloseRing {}
+
+impl CloseRing {
+    /// Makes a new ring (the broker's side): a sealed one-page memory file,
+    /// mapped, and the fd to give the process.
+    pub fn create() -> rustix::io::Result<(CloseRing, OwnedFd)> {
+        let fd = rustix::fs::memfd_create(
+            "objmgr-close-ring",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        rustix::fs::ftruncate(&fd, RING_BYTES as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        let ring = CloseRing::map(fd.as_fd())?;
+        Ok((ring, fd))
+    }
+
+    /// Maps the ring in `fd` (the process's side), which must be one page
+    /// long and sealed against shrinking.
+    pub fn map(fd: BorrowedFd<'_>) -> rustix::io::Result<CloseRing> {
+        let seals = rustix::fs::fcntl_get_seals(fd)?;
+        if rustix::fs::fstat(fd)?.st_size != RING_BYTES as i64 || !seals.contains(SealFlags::SHRINK)
+        {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        // SAFETY: a new shared mapping at an address the kernel chooses; it
+        // replaces nothing, and the ring owns it until Drop. The file cannot
+        // shrink (sealed), so every word stays backed.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                RING_BYTES,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let words = NonNull::new(ptr.cast::<AtomicU32>()).ok_or(rustix::io::Errno::NOMEM)?;
+        Ok(CloseRing { words, taken: 0 })
+    }
+
+    fn word(&self, index: usize) -> &AtomicU32 {
+        debug_assert!(index < WORDS);
+        // SAFETY: every index used is below WORDS, inside the page, which
+        // lives as long as `self`; the page is only used through atomics,
+        // so a shared reference is sound while the other side writes it.
+        unsafe { &*self.words.as_ptr().add(index % WORDS) }
+    }
+
+    fn place(position: u32) -> usize {
+        FIRST + (position % CAPACITY) as usize
+    }
+
+    /// Puts `handle` in the ring (the process's side; one thread at a time).
+    /// False if the ring is full: the close must be sent as a message.
+    pub fn push(&self, handle: u32) -> bool {
+        let tail = self.word(TAIL).load(Ordering::Relaxed);
+        let head = self.word(HEAD).load(Ordering::Acquire);
+        if tail.wrapping_sub(head) >= CAPACITY {
+            return false;
+        }
+        self.word(Self::place(tail)).store(handle, Ordering::Relaxed);
+        // Release: the broker that reads the new tail reads the handle too.
+        self.word(TAIL).store(tail.wrapping_add(1), Ordering::Release);
+        true
+    }
+
+    /// Takes every handle the process has put in since the last drain, in
+    /// order, and gives each to `close` (the broker's side). A tail that
+    /// claims more than the ring holds is the process's lie: nothing is
+    /// taken, and the ring starts over from that tail. Never takes more
+    /// than [`CAPACITY`] handles.
+    pub fn drain(&mut self, mut close: impl FnMut(u32)) {
+        let tail = self.word(TAIL).load(Ordering::Acquire);
+        let count = tail.wrapping_sub(self.taken);
+        if count == 0 {
+            return;
+        }
+        if count <= CAPACITY {
+            for i in 0..count {
+                close(self.word(Self::place(self.taken.wrapping_add(i))).load(Ordering::Relaxed));
+            }
+        }
+        self.taken = tail;
+        self.word(HEAD).store(tail, Ordering::Release);
+    }
+}
+
+impl Drop for CloseRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `map` with this base and length
+        // and is unmapped once; every reference into it borrowed `self`.
+        let _ = unsafe { rustix::mm::munmap(self.words.as_ptr().cast(), RING_BYTES) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_come_out_in_order_and_a_full_ring_refuses() {
+        let (mut broker, fd) = CloseRing::create().unwrap();
+        let process = CloseRing::map(fd.as_fd()).unwrap();
+        for round in 0..3u32 {
+            for i in 0..CAPACITY {
+                assert!(process.push(round * 10_000 + i));
+            }
+            assert!(!process.push(1), "a full ring takes no more");
+            let mut seen = Vec::new();
+            broker.drain(|h| seen.push(h));
+            assert_eq!(seen, (0..CAPACITY).map(|i| round * 10_000 + i).collect::<Vec<_>>());
+            broker.drain(|_| panic!("drained twice"));
+        }
+    }
+
+    #[test]
+    fn a_lying_tail_yields_nothing_and_the_ring_goes_on() {
+        let (mut broker, fd) = CloseRing::create().unwrap();
+        let process = CloseRing::map(fd.as_fd()).unwrap();
+        process.word(TAIL).store(CAPACITY + 5, Ordering::Release);
+        broker.drain(|_| panic!("a lie was believed"));
+        assert!(process.push(7));
+        let mut seen = Vec::new();
+        broker.drain(|h| seen.push(h));
+        assert_eq!(seen, [7]);
+    }
+
+    #[test]
+    fn the_page_cannot_shrink_under_the_broker() {
+        let (_broker, fd) = CloseRing::create().unwrap();
+        assert!(rustix::fs::ftruncate(&fd, 0).is_err());
+        let other = rustix::fs::memfd_create("unsealed", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&other, RING_BYTES as u64).unwrap();
+        assert!(CloseRing::map(other.as_fd()).is_err());
+    }
+}
