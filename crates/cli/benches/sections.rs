@@ -207,6 +207,29 @@ fn floors(batches: usize, iters: usize) -> Floors {
         rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
     });
     println!("held+oneway {held2:?}");
+    let withfd = measure(batches, iters, |_| {
+        request[0] = ECHO_WITH_FD;
+        rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &ours,
+            &mut [std::io::IoSliceMut::new(&mut reply)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let fd = control
+            .drain()
+            .find_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            })
+            .unwrap();
+        raw_map_unmap(&fd, SMALL as usize, false);
+        drop(fd);
+    });
+    println!("withfd-no-oneway {withfd:?}");
     drop(ours);
     echo.wait().unwrap();
     Floors {
@@ -304,7 +327,11 @@ fn main() {
         floor.open_cycle.as_secs_f64() / base.as_secs_f64(),
         open_100.as_secs_f64() / floor.open_cycle.as_secs_f64()
     );
-    println!("held floor {:?} {:.2}", floor.held_cycle, floor.held_cycle.as_secs_f64() / base.as_secs_f64());
+    println!(
+        "held floor {:?} {:.2}",
+        floor.held_cycle,
+        floor.held_cycle.as_secs_f64() / base.as_secs_f64()
+    );
 
     // 3. Broker memory per connected process: raw connections that said Hello
     // (before the namespace fill below, whose freed memory the broker would

@@ -145,9 +145,10 @@ fn error_codes_match_windows() {
 #[test]
 fn read_only_handles_hold_read_only_descriptors() {
     let broker = TestBroker::new();
+    let mut creator = broker.spawn(&["create fd 4096", "fdmode", "hold"]);
+    assert_eq!(creator.wait_for("fdmode"), "fdmode rw");
+    creator.wait_for("holding");
     let lines = broker.run(&[
-        "create fd 4096",
-        "fdmode",
         "open fd read",
         "fdmode",
         "raw_map_write",
@@ -155,14 +156,27 @@ fn read_only_handles_hold_read_only_descriptors() {
         "fdmode",
         "raw_map_write",
     ]);
-    assert_eq!(lines[1], "fdmode rw");
-    assert_eq!(lines[3], "fdmode ro");
+    assert_eq!(lines[1], "fdmode ro");
     assert_eq!(
-        lines[4], "raw_map_write refused errno=13",
+        lines[2], "raw_map_write refused errno=13",
         "the kernel itself refuses a writable shared mapping (EACCES)"
     );
-    assert_eq!(lines[6], "fdmode rw");
-    assert_eq!(lines[7], "raw_map_write mapped");
+    assert_eq!(lines[4], "fdmode rw");
+    assert_eq!(lines[5], "raw_map_write mapped");
+    creator.release();
+    // A process that holds the section with more access already shares
+    // that handle's descriptor (no new one is sent); the read-only handle
+    // still maps nothing writable.
+    let lines = broker.run(&[
+        "create shared 4096",
+        "open shared read",
+        "fdmode",
+        "map write",
+        "map read",
+    ]);
+    assert_eq!(lines[2], "fdmode rw");
+    assert!(lines[3].starts_with("err 5 "), "{lines:?}");
+    assert!(lines[4].starts_with("map len=4096"), "{lines:?}");
     let lines = broker.run(&["create rosec 4096 ro", "fdmode", "open rosec all", "fdmode"]);
     assert_eq!(
         (lines[1].as_str(), lines[3].as_str()),
@@ -909,4 +923,54 @@ fn the_commands_follow_the_usual_conventions() {
         format!("objmgrd {}", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(daemon(&["--socket"]).status.code(), Some(2));
+}
+
+/// The count of `op` requests in `objmgr broker status`.
+fn requests_of(broker: &TestBroker, op: &str) -> u64 {
+    let out = broker.objmgr(&["broker", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(op)).then(|| words.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {op} counter in {text}"))
+}
+
+#[test]
+fn a_close_that_frees_nothing_is_in_effect_for_everyone_at_once() {
+    let broker = TestBroker::new();
+    // Handle 4 is the creator's, 8 the open's. Closing 8 frees nothing (4
+    // holds the section): it is left in the process's close ring, no
+    // message is sent, and nobody is woken.
+    let mut holder = broker.spawn(&[
+        "create Local\\\\ringed 4096",
+        "open Local\\\\ringed read",
+        "close",
+        "hold",
+        "close",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    assert_eq!(requests_of(&broker, "close_ring"), 1, "the ring was asked for");
+    assert_eq!(requests_of(&broker, "close_no_reply"), 0, "no close was sent");
+    // Yet another process finds the closed handle gone at once, and the
+    // other one open.
+    let pid = holder.child.id().to_string();
+    let lines = broker.run(&[
+        &format!("open_process {pid}"),
+        "dup_from 0 8 same",
+        "dup_from 0 4 same",
+    ]);
+    assert!(lines[1].starts_with("err 6 "), "{lines:?}");
+    assert!(lines[2].starts_with("dup value="), "{lines:?}");
+    let listed = broker.objmgr(&["handles", &pid]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.matches("Section").count(), 1, "{listed}");
+    // The last handle's close is sent: the section is gone with it.
+    holder.release();
+    holder.wait_for("holding");
+    assert!(!broker.objmgr(&["stat", "Local\\ringed"]).status.success());
+    holder.release();
+    holder.finish();
 }

@@ -7,6 +7,7 @@
 //! than stopping at the first lookup.
 
 use objmgr_proto::access::ObjectType;
+use objmgr_proto::section::FdReach;
 use objmgr_proto::sync::SyncInit;
 use objmgr_proto::wire::{FileOp, Handle, HeldHandle, JobOp, ReclaimStep, RemoteOp, Request};
 
@@ -197,7 +198,7 @@ impl<'a> Choices<'a> {
     /// A request the broker may be sent by any client, minus those that act
     /// on other processes of the machine (see [`crate::broker_case`]).
     pub fn request(&mut self) -> Request {
-        match self.below(26) {
+        match self.below(27) {
             0 => Request::Hello {
                 version: self.u32_from(&[objmgr_proto::wire::PROTOCOL_VERSION, 0, 9]),
             },
@@ -214,6 +215,10 @@ impl<'a> Choices<'a> {
                 name: self.text(),
                 access: self.access(),
                 inherit: self.bool(),
+                known_fd: self.bool().then(|| {
+                    let reach = [FdReach::Query, FdReach::Read, FdReach::Write][self.below(3)];
+                    (self.handle(), reach)
+                }),
             },
             3 => Request::Close {
                 handle: self.handle(),
@@ -323,6 +328,7 @@ impl<'a> Choices<'a> {
             24 => Request::Reclaim {
                 step: self.reclaim_step(),
             },
+            25 => Request::CloseRing,
             _ => Request::Close {
                 handle: self.handle(),
             },

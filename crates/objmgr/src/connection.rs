@@ -12,10 +12,10 @@ use crate::reclaim::Holdings;
 use crate::sys;
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
-use objmgr_sync::close_ring::CloseRing;
 use objmgr_proto::wire::{
     self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
 };
+use objmgr_sync::close_ring::CloseRing;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{
@@ -1250,14 +1250,26 @@ pub(crate) fn call_with_fds(
     request: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(Reply, Option<OwnedFd>, u64)> {
+    call_shaped(|_| request, fds)
+}
+
+/// [`call_with_fds`] with a request made by `shape` from what the session
+/// holds (under the connection's lock, so that what it names stays held
+/// until the reply is noted).
+pub(crate) fn call_shaped<R: std::borrow::Borrow<Request>>(
+    shape: impl Fn(&Holdings) -> R,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(Reply, Option<OwnedFd>, u64)> {
     let (mut shared, generation) = connected()?;
-    match exchange_noting(&mut shared, request, fds) {
+    let request = shape(&shared.held);
+    match exchange_noting(&mut shared, request.borrow(), fds) {
         (Ok((reply, received)), _) => Ok((reply, received, generation)),
-        (Err(e), true) if request.independent_of_session() => {
+        (Err(e), true) if request.borrow().independent_of_session() => {
             // The session ended with its broker: sent to the next one.
             drop(shared);
             let (mut shared, generation) = connected().map_err(|_| e)?;
-            let (reply, received) = exchange_locked(&mut shared, request, fds)?;
+            let request = shape(&shared.held);
+            let (reply, received) = exchange_locked(&mut shared, request.borrow(), fds)?;
             Ok((reply, received, generation))
         }
         (Err(e), _) => Err(e),

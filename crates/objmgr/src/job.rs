@@ -92,6 +92,7 @@ impl Job {
             name: name.to_owned(),
             access,
             inherit: inheritable,
+            known_fd: None,
         };
         SyncObject::from_reply(call(&request, None), ObjectType::Job, || {
             format!("opening job {name:?}")

@@ -33,6 +33,7 @@ use objmgr_proto::process::{
     DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, HANDLE_FLAG_INHERIT,
     HANDLE_FLAG_PROTECT_FROM_CLOSE, HANDLE_FLAGS,
 };
+use objmgr_proto::section::FdReach;
 use objmgr_proto::wire::{
     CURRENT_PROCESS, Handle, HeldHandle, ReclaimStep, Reply, Request, SectionInfo, SyncGrant,
 };
@@ -53,11 +54,13 @@ struct Held {
 
 #[derive(Clone, Debug)]
 enum What {
-    /// A paging-file-backed section; its fd once the object is made, and
-    /// the broker's number for it (0: not known in this broker session).
+    /// A paging-file-backed section; its fd once the object is made (and
+    /// what that fd can do), and the broker's number for it (0: not known
+    /// in this broker session).
     Section {
         info: SectionInfo,
         fd: Option<Arc<OwnedFd>>,
+        reach: FdReach,
         object: u64,
     },
     /// A mutex, event, semaphore, timer or thread in a domain arena.
@@ -92,6 +95,13 @@ fn fd_allows(fd: impl AsFd, access: u32) -> bool {
     uses.fit(mode != OFlags::WRONLY, mode != OFlags::RDONLY)
 }
 
+/// A hash of a section's name, for [`Holdings::fd_named`] (a collision only
+/// costs a hint the broker refuses).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+}
+
 /// The handles of the process's broker session.
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
@@ -105,6 +115,11 @@ pub(crate) struct Holdings {
     /// How many of `handles` name each section, by the broker's number for
     /// it (those with a known number).
     sections: BTreeMap<u64, u32>,
+    /// A handle that keeps a section's fd, by a hash of the name the section
+    /// was created or opened by (the oldest such handle still open, or one
+    /// noted since it closed; a hint for the broker, which checks it: see
+    /// [`Holdings::fd_named`]).
+    named_fds: BTreeMap<u64, u32>,
 }
 
 impl Held {
@@ -128,6 +143,7 @@ fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
                 What::Section {
                     info: grant.info,
                     fd: None,
+                    reach: FdReach::needed_by(grant.access),
                     object: grant.object,
                 }
             } else {
@@ -176,6 +192,7 @@ impl Holdings {
             arenas: BTreeMap::new(),
             namespaces: 0,
             sections: BTreeMap::new(),
+            named_fds: BTreeMap::new(),
         }
     }
 
@@ -274,8 +291,28 @@ impl Holdings {
             _ => (None, false),
         };
         if let Some((handle, mut what, access)) = granted(reply, name.is_some()) {
-            if let What::Section { fd, .. } = &mut what {
+            if let What::Section { fd, reach, .. } = &mut what {
                 *fd = received.take().map(Arc::new);
+                // No fd came: the broker found the one this process said it
+                // keeps for the same section enough.
+                if fd.is_none()
+                    && let Request::Open {
+                        known_fd: Some((known, _)),
+                        ..
+                    } = request
+                    && let Some(Held {
+                        what:
+                            What::Section {
+                                fd: Some(known_fd),
+                                reach: known_reach,
+                                ..
+                            },
+                        ..
+                    }) = self.handles.get(&known.0)
+                {
+                    *fd = Some(known_fd.clone());
+                    *reach = *known_reach;
+                }
             }
             return self.note(handle, what, access, inherit, name);
         }
@@ -371,15 +408,50 @@ impl Holdings {
 
     /// Notes `held` as handle `value` (in place of any note of it).
     fn put(&mut self, value: u32, held: Held) {
+        if let Some(old) = self.handles.remove(&value) {
+            self.uncount(value, &old);
+        }
         if let Some(object) = Self::section_of(&held) {
             *self.sections.entry(object).or_default() += 1;
         }
-        if let Some(old) = self.handles.insert(value, held) {
-            self.uncount(&old);
+        if let Some(name) = Self::fd_name(&held) {
+            // The oldest stays the hint (a process that keeps one handle
+            // and opens and closes others by the same name finds it).
+            self.named_fds.entry(name).or_insert(value);
+        }
+        self.handles.insert(value, held);
+    }
+
+    /// The hash of the name of a section whose fd `held` keeps.
+    fn fd_name(held: &Held) -> Option<u64> {
+        match held.what {
+            What::Section { fd: Some(_), .. } if !held.name.is_empty() => {
+                Some(name_hash(&held.name))
+            }
+            _ => None,
         }
     }
 
-    fn uncount(&mut self, held: &Held) {
+    /// The handle (and what its fd can do) of a section that this process
+    /// created or opened by `name` and keeps the fd of, if there is one: a
+    /// hint for the broker (`Request::Open`'s `known_fd`), which checks
+    /// that it names the section it opens.
+    pub(crate) fn fd_named(&self, name: &str) -> Option<(Handle, FdReach)> {
+        let value = *self.named_fds.get(&name_hash(name))?;
+        match self.handles.get(&value)?.what {
+            What::Section {
+                fd: Some(_), reach, ..
+            } => Some((Handle(value), reach)),
+            _ => None,
+        }
+    }
+
+    fn uncount(&mut self, value: u32, held: &Held) {
+        if let Some(name) = Self::fd_name(held)
+            && self.named_fds.get(&name) == Some(&value)
+        {
+            self.named_fds.remove(&name);
+        }
         if let Some(object) = Self::section_of(held)
             && let Some(count) = self.sections.get_mut(&object)
         {
@@ -460,7 +532,7 @@ impl Holdings {
     /// `handle` is closed.
     pub(crate) fn forget(&mut self, handle: Handle) {
         if let Some(old) = self.handles.remove(&handle.0) {
-            self.uncount(&old);
+            self.uncount(handle.0, &old);
         }
     }
 
@@ -470,6 +542,7 @@ impl Holdings {
         self.arenas.clear();
         self.namespaces = 0;
         self.sections.clear();
+        self.named_fds.clear();
     }
 
     /// The `Reclaim` steps that take every handle back, between `Begin`
@@ -593,8 +666,14 @@ mod tests {
                 name: "Local\\s".into(),
                 access: 4,
                 inherit: false,
+                known_fd: None,
             };
-            held.note_reply(&request, Some(&section_grant_of(handle, object)), &mut memfd(), &[]);
+            held.note_reply(
+                &request,
+                Some(&section_grant_of(handle, object)),
+                &mut memfd(),
+                &[],
+            );
         };
         open(&mut held, 4, 7);
         assert!(!held.another_holds(Handle(4)), "the only handle");
@@ -616,13 +695,64 @@ mod tests {
         held.note_reply(&dup, Some(&Reply::Value(16)), &mut None, &[]);
         assert!(held.another_holds(Handle(16)));
         // A value noted again in place of the copy no longer counts.
-        held.note_reply(&create_section("Local\\t"), Some(&section_grant_of(16, 20)), &mut memfd(), &[]);
+        held.note_reply(
+            &create_section("Local\\t"),
+            Some(&section_grant_of(16, 20)),
+            &mut memfd(),
+            &[],
+        );
         assert!(!held.another_holds(Handle(4)));
         open(&mut held, 12, 7);
         assert!(held.another_holds(Handle(4)));
         // A new broker's numbers are not the lost one's.
         held.forget_objects();
         assert!(!held.another_holds(Handle(4)) && !held.another_holds(Handle(12)));
+    }
+
+    #[test]
+    fn an_open_answered_without_an_fd_shares_the_known_one() {
+        let mut held = Holdings::new();
+        assert_eq!(held.fd_named("Local\\s"), None);
+        held.note_reply(
+            &create_section("Local\\s"),
+            Some(&section_grant(4)),
+            &mut memfd(),
+            &[],
+        );
+        // The grant's access (0xF001F) may write: its fd is read-write.
+        let known = held.fd_named("Local\\s");
+        assert_eq!(known, Some((Handle(4), FdReach::Write)));
+        assert_eq!(held.fd_named("Local\\t"), None);
+        let request = Request::Open {
+            object_type: objmgr_proto::access::ObjectType::Section,
+            name: "Local\\s".into(),
+            access: 4,
+            inherit: false,
+            known_fd: known,
+        };
+        held.note_reply(&request, Some(&section_grant_of(8, 1004)), &mut None, &[]);
+        let (first, second) = (held.section_fd(Handle(4)), held.section_fd(Handle(8)));
+        assert!(Arc::ptr_eq(&first.unwrap(), &second.unwrap()));
+        assert!(held.another_holds(Handle(8)));
+        // The oldest handle stays the hint; once it closes, none is left
+        // by that name until the next is noted (the others are not looked
+        // for).
+        assert_eq!(held.fd_named("Local\\s"), Some((Handle(4), FdReach::Write)));
+        held.forget(Handle(8));
+        assert_eq!(held.fd_named("Local\\s"), Some((Handle(4), FdReach::Write)));
+        held.note_reply(&request, Some(&section_grant_of(8, 1004)), &mut None, &[]);
+        held.forget(Handle(4));
+        assert_eq!(held.fd_named("Local\\s"), None);
+        held.note_reply(
+            &request,
+            Some(&section_grant_of(12, 1004)),
+            &mut memfd(),
+            &[],
+        );
+        assert_eq!(
+            held.fd_named("Local\\s"),
+            Some((Handle(12), FdReach::Write))
+        );
     }
 
     fn event_grant(handle: u32, arena_id: u64) -> Reply {

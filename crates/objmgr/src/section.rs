@@ -367,13 +367,19 @@ impl Section {
 
     /// [`Section::open`] with the handle's inheritability.
     pub fn open_with(name: &str, access: MapAccess, inherit: bool) -> Result<Section> {
-        let request = Request::Open {
+        // Sent with the handle of the section this process keeps the fd of
+        // under the same name, if any: if it is the one opened, no fd is
+        // sent (the process shares the one it has).
+        let request = |held: &Holdings| Request::Open {
             object_type: ObjectType::Section,
             name: name.to_owned(),
             access: access.0,
             inherit,
+            known_fd: held.fd_named(name),
         };
-        Section::from_reply(call(&request, None), || format!("opening section {name:?}"))
+        Section::from_reply(connection::call_shaped(request, &[]), || {
+            format!("opening section {name:?}")
+        })
     }
 
     pub(crate) fn from_reply(

@@ -227,6 +227,7 @@ impl SyncObject {
             name: name.to_owned(),
             access,
             inherit,
+            known_fd: None,
         };
         Self::from_reply(call(&request, None), object_type, || {
             format!("opening {object_type} {name:?}")

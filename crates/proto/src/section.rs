@@ -27,6 +27,43 @@ pub const SEC_NOCACHE: u32 = 0x1000_0000;
 pub const SEC_WRITECOMBINE: u32 = 0x4000_0000;
 pub const SEC_LARGE_PAGES: u32 = 0x8000_0000;
 
+/// What a section's descriptor lets its holder do, least first: with each
+/// handle the broker gives the least its access needs, so the kernel
+/// enforces the access too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FdReach {
+    /// Maps nothing (`O_PATH`): the handle may only be queried, duplicated
+    /// and closed.
+    Query = 0,
+    /// Maps for reading (and executing).
+    Read = 1,
+    /// Maps for writing.
+    Write = 2,
+}
+
+impl FdReach {
+    /// The descriptor a handle with `access` (specific section rights) gets.
+    pub fn needed_by(access: u32) -> FdReach {
+        if access & SECTION_MAP_WRITE != 0 {
+            FdReach::Write
+        } else if access & (SECTION_MAP_READ | SECTION_MAP_EXECUTE) != 0 {
+            FdReach::Read
+        } else {
+            FdReach::Query
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<FdReach> {
+        [FdReach::Query, FdReach::Read, FdReach::Write]
+            .into_iter()
+            .find(|reach| reach.code() == code)
+    }
+}
+
 pub const FILE_MAP_COPY: u32 = SECTION_QUERY;
 pub const FILE_MAP_WRITE: u32 = SECTION_MAP_WRITE;
 pub const FILE_MAP_READ: u32 = SECTION_MAP_READ;

@@ -6,6 +6,7 @@
 //! pins the protocol version before anything else.
 
 use crate::access::ObjectType;
+use crate::section::FdReach;
 use crate::sync::SyncInit;
 use std::fmt;
 
@@ -356,6 +357,11 @@ pub enum Request {
         name: String,
         access: u32,
         inherit: bool,
+        /// A section handle of the caller's that may name the same section,
+        /// and what the descriptor the caller keeps for it can do: if it
+        /// does name it, and that is enough for `access`, the reply carries
+        /// no descriptor (the caller uses the one it has).
+        known_fd: Option<(Handle, FdReach)>,
     },
     /// `CloseHandle`.
     Close { handle: Handle },
@@ -523,8 +529,8 @@ pub enum Request {
     Reclaim { step: ReclaimStep },
     /// The process's close ring for this session (see
     /// `objmgr_sync::close_ring`): closes that free nothing are left there
-    /// instead of sent. Reply: `Done`, with the ring's memory file (the same
-    /// ring if asked again).
+    /// instead of sent. Reply: `Done`, with the ring's memory file; one per
+    /// connection (`ERROR_ALREADY_EXISTS` if asked again).
     CloseRing,
     /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
     FileControl {
@@ -980,11 +986,15 @@ impl Request {
                 name,
                 access,
                 inherit,
+                known_fd,
             } => {
+                let (handle, reach) = known_fd.unwrap_or((Handle(0), FdReach::Query));
                 e.u8(object_type.code())
                     .str(name)
                     .u32(*access)
-                    .bool(*inherit);
+                    .bool(*inherit)
+                    .u32(handle.0)
+                    .u8(reach.code());
             }
             Request::Close { handle }
             | Request::CloseNoReply { handle }
@@ -1173,6 +1183,14 @@ impl Request {
                 name: d.str()?,
                 access: d.u32()?,
                 inherit: d.bool()?,
+                known_fd: match (d.u32()?, d.u8()?) {
+                    (0, 0) => None,
+                    (0, _) => return Err(WireError::BadField("known descriptor")),
+                    (handle, reach) => Some((
+                        Handle(handle),
+                        FdReach::from_code(reach).ok_or(WireError::BadField("descriptor reach"))?,
+                    )),
+                },
             },
             Opcode::Close => Request::Close {
                 handle: Handle(d.u32()?),
@@ -1761,9 +1779,7 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         | Opcode::Shutdown
         | Opcode::Terminate
         | Opcode::Reclaim
-        | Opcode::CloseRing => {
-            Reply::Done
-        }
+        | Opcode::CloseRing => Reply::Done,
         Opcode::Security => Reply::Text(d.str()?),
         Opcode::SyncRemote => {
             let (code, index) = (d.u8()?, d.u32()?);
@@ -1835,6 +1851,7 @@ mod tests {
             name: "Local\\x".into(),
             access: 0x0010_0000,
             inherit: false,
+            known_fd: None,
         };
         let create = |owner_token| Request::CreateSync {
             name: "Local\\m".into(),
@@ -1894,6 +1911,14 @@ mod tests {
             name: "y".into(),
             access: 0xF001F,
             inherit: false,
+            known_fd: None,
+        });
+        round_trip(Request::Open {
+            object_type: ObjectType::Section,
+            name: "y".into(),
+            access: 4,
+            inherit: true,
+            known_fd: Some((Handle(0x24), FdReach::Write)),
         });
         round_trip(Request::Close { handle: Handle(4) });
         round_trip(Request::CloseNoReply { handle: Handle(8) });

@@ -10,9 +10,9 @@
 //!   was created with that path.
 
 use objmgr_proto::ObjectName;
-use objmgr_proto::access::{AccessMask, ObjectType, SECTION_MAP_WRITE};
+use objmgr_proto::access::{AccessMask, ObjectType};
 use objmgr_proto::error::*;
-use objmgr_proto::section::parse_protection;
+use objmgr_proto::section::{FdReach, parse_protection};
 use objmgr_proto::security::{self, SecurityDescriptor};
 use objmgr_proto::sync::SyncInit;
 use objmgr_proto::wire::{
@@ -329,9 +329,8 @@ pub struct Broker {
     pending: HashMap<u32, HandleTable>,
     /// Exit watches the server loop has yet to register.
     new_watches: Vec<PidWatch>,
-    /// The close rings of the clients that asked for one, with the memory
-    /// file each was given.
-    close_rings: BTreeMap<ClientId, (CloseRing, Rc<OwnedFd>)>,
+    /// The close rings of the clients that asked for one.
+    close_rings: BTreeMap<ClientId, CloseRing>,
     /// The closes taken from the rings in one drain (kept for its memory).
     ring_closes: Vec<(ClientId, Handle)>,
     started: Instant,
@@ -580,22 +579,22 @@ impl Broker {
         Ok(self.last_removal.take().unwrap_or(0))
     }
 
-    /// Client `id`'s close ring, made on its first ask (one per connection).
+    /// Client `id`'s close ring: one per connection, kept mapped (its fd
+    /// goes to the client and is not kept: a ring costs the broker a page,
+    /// not a descriptor).
     fn close_ring(&mut self, id: ClientId) -> Result<Outcome, Failure> {
-        let fd = match self.close_rings.get(&id) {
-            Some((_, fd)) => fd.clone(),
-            None => {
-                let (ring, fd) =
-                    CloseRing::create()
-                    .map_err(|e| Failure::new(crate::errno(e), "making a close ring"))?;
-                let fd = Rc::new(fd);
-                self.close_rings.insert(id, (ring, fd.clone()));
-                fd
-            }
-        };
+        if self.close_rings.contains_key(&id) {
+            return Err(Failure::new(
+                ERROR_ALREADY_EXISTS,
+                "this connection has its close ring already",
+            ));
+        }
+        let (ring, fd) =
+            CloseRing::create().map_err(|e| Failure::new(crate::errno(e), "making a close ring"))?;
+        self.close_rings.insert(id, ring);
         Ok(Outcome {
             reply: Reply::Done,
-            fd: Some(fd),
+            fd: Some(Rc::new(fd)),
             shutdown: false,
         })
     }
@@ -609,7 +608,7 @@ impl Broker {
             return;
         }
         let mut closes = std::mem::take(&mut self.ring_closes);
-        for (&id, (ring, _)) in self.close_rings.iter_mut() {
+        for (&id, ring) in self.close_rings.iter_mut() {
             ring.drain(|handle| closes.push((id, Handle(handle))));
         }
         for &(id, handle) in &closes {
@@ -819,7 +818,25 @@ impl Broker {
                 name,
                 access,
                 inherit,
-            } => self.open(id, object_type, &name, access, inherit),
+                known_fd,
+            } => {
+                let mut outcome = self.open(id, object_type, &name, access, inherit)?;
+                // The caller keeps a descriptor of this section already, one
+                // that can do what the new handle may: none is sent. (Only
+                // the caller's own handle is believed, and only about the
+                // caller's own descriptor: a false claim costs it the fd.)
+                if let (Reply::Section(grant), Some((held, reach))) = (&outcome.reply, known_fd)
+                    && reach >= FdReach::needed_by(grant.access)
+                    && self
+                        .client(id)
+                        .handles
+                        .get(held)
+                        .is_some_and(|entry| entry.object == grant.object)
+                {
+                    outcome.fd = None;
+                }
+                Ok(outcome)
+            }
             // Closing a pseudo-handle does nothing and succeeds.
             Request::Close { handle } | Request::CloseNoReply { handle }
                 if handle == CURRENT_PROCESS || handle == CURRENT_THREAD =>
@@ -1429,13 +1446,9 @@ impl Broker {
                 // The fd is what the kernel enforces: a handle that may not
                 // map the section gets one that maps nothing (O_PATH), so it
                 // can still be queried, duplicated and closed.
-                use objmgr_proto::access::{SECTION_MAP_EXECUTE, SECTION_MAP_READ};
-                let fd = if access.0 & (SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_MAP_EXECUTE)
-                    == 0
-                {
-                    section.fd_for_query()?
-                } else {
-                    section.fd_for(access.contains(SECTION_MAP_WRITE))?
+                let fd = match FdReach::needed_by(access.0) {
+                    FdReach::Query => section.fd_for_query()?,
+                    reach => section.fd_for(reach == FdReach::Write)?,
                 };
                 Ok(Outcome {
                     reply: Reply::Section(SectionGrant {
@@ -1591,6 +1604,8 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use objmgr_proto::access::{SECTION_MAP_READ, SECTION_MAP_WRITE};
+    use std::os::fd::AsFd;
 
     fn root_token() -> security::Token {
         security::Token::for_unix(0, 0, &[], None)
@@ -1648,6 +1663,7 @@ mod tests {
                 name: name.into(),
                 access: 0xF001F,
                 inherit: false,
+                known_fd: None,
             },
             vec![],
         )
@@ -1774,6 +1790,7 @@ mod tests {
                     name: "ro".into(),
                     access: 4,
                     inherit: false,
+                    known_fd: None,
                 },
                 vec![],
             )
@@ -1781,6 +1798,85 @@ mod tests {
         let fd = outcome.fd.expect("section replies carry an fd");
         let mode = rustix::fs::fcntl_getfl(&*fd).unwrap() & rustix::fs::OFlags::RWMODE;
         assert_eq!(mode, rustix::fs::OFlags::RDONLY);
+    }
+
+    #[test]
+    fn an_open_sends_no_fd_only_for_a_section_the_caller_keeps_one_of() {
+        let mut broker = greeted_broker(&[1]);
+        let kept = create(&mut broker, 1, "kept", 4096).unwrap().handle;
+        let other = create(&mut broker, 1, "other", 4096).unwrap().handle;
+        let mut open = |name: &str, access, known_fd| {
+            let request = Request::Open {
+                object_type: ObjectType::Section,
+                name: name.into(),
+                access,
+                inherit: false,
+                known_fd,
+            };
+            broker.handle(1, request, vec![]).unwrap().fd.is_some()
+        };
+        let read = SECTION_MAP_READ;
+        assert!(open("kept", read, None), "no hint");
+        assert!(
+            !open("kept", read, Some((kept, FdReach::Write))),
+            "the caller's fd of the same section"
+        );
+        assert!(
+            !open("kept", read, Some((kept, FdReach::Read))),
+            "enough for reading"
+        );
+        assert!(
+            open("kept", SECTION_MAP_WRITE, Some((kept, FdReach::Read))),
+            "not enough for writing"
+        );
+        assert!(
+            open("kept", read, Some((kept, FdReach::Query))),
+            "maps nothing"
+        );
+        assert!(
+            open("kept", read, Some((other, FdReach::Write))),
+            "another section"
+        );
+        assert!(
+            open("kept", read, Some((Handle(0x7ffc), FdReach::Write))),
+            "no handle"
+        );
+    }
+
+    #[test]
+    fn closes_left_in_a_close_ring_are_done_at_the_next_drain() {
+        use objmgr_sync::close_ring::CloseRing;
+        let mut broker = greeted_broker(&[1, 2]);
+        let first = create(&mut broker, 1, "ringed", 4096).unwrap().handle;
+        let second = open(&mut broker, 1, ObjectType::Section, "ringed").unwrap();
+        let Reply::Section(second) = second.reply else {
+            panic!("not a section");
+        };
+        let outcome = broker.handle(1, Request::CloseRing, vec![]).unwrap();
+        let fd = outcome.fd.expect("the ring's memory file");
+        let again = broker.handle(1, Request::CloseRing, vec![]).unwrap_err();
+        assert_eq!(again.code, ERROR_ALREADY_EXISTS, "one ring per connection");
+        let ring = CloseRing::map(fd.as_fd()).unwrap();
+        assert!(ring.push(second.handle.0));
+        let sections = broker.objects.len();
+        broker.drain_close_rings();
+        assert!(broker.client(1).handles.get(second.handle).is_none());
+        // A protected handle stays open; a value that is not open is ignored.
+        broker.client(1).handles.get_mut(first).unwrap().protect = true;
+        assert!(ring.push(first.0) && ring.push(0x7ffc));
+        broker.drain_close_rings();
+        assert_eq!(broker.objects.len(), sections, "still held");
+        broker.client(1).handles.get_mut(first).unwrap().protect = false;
+        assert!(ring.push(first.0));
+        broker.drain_close_rings();
+        assert_eq!(broker.objects.len(), sections - 1, "the last handle closed");
+        // Another process's values in this ring close only this one's.
+        let theirs = create(&mut broker, 2, "theirs", 4096).unwrap().handle;
+        assert!(ring.push(theirs.0));
+        broker.drain_close_rings();
+        assert!(broker.client(2).handles.get(theirs).is_some());
+        broker.remove_client(1);
+        assert!(broker.close_rings.is_empty());
     }
 
     fn create_sync(

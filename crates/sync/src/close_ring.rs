@@ -114,9 +114,11 @@ impl CloseRing {
         if tail.wrapping_sub(head) >= CAPACITY {
             return false;
         }
-        self.word(Self::place(tail)).store(handle, Ordering::Relaxed);
+        self.word(Self::place(tail))
+            .store(handle, Ordering::Relaxed);
         // Release: the broker that reads the new tail reads the handle too.
-        self.word(TAIL).store(tail.wrapping_add(1), Ordering::Release);
+        self.word(TAIL)
+            .store(tail.wrapping_add(1), Ordering::Release);
         true
     }
 
@@ -133,7 +135,10 @@ impl CloseRing {
         }
         if count <= CAPACITY {
             for i in 0..count {
-                close(self.word(Self::place(self.taken.wrapping_add(i))).load(Ordering::Relaxed));
+                close(
+                    self.word(Self::place(self.taken.wrapping_add(i)))
+                        .load(Ordering::Relaxed),
+                );
             }
         }
         self.taken = tail;
@@ -164,7 +169,12 @@ mod tests {
             assert!(!process.push(1), "a full ring takes no more");
             let mut seen = Vec::new();
             broker.drain(|h| seen.push(h));
-            assert_eq!(seen, (0..CAPACITY).map(|i| round * 10_000 + i).collect::<Vec<_>>());
+            assert_eq!(
+                seen,
+                (0..CAPACITY)
+                    .map(|i| round * 10_000 + i)
+                    .collect::<Vec<_>>()
+            );
             broker.drain(|_| panic!("drained twice"));
         }
     }

@@ -124,6 +124,7 @@ fn served_while_recovering(op: Opcode) -> bool {
             | Opcode::Reclaim
             | Opcode::Close
             | Opcode::CloseNoReply
+            | Opcode::CloseRing
             | Opcode::Status
             | Opcode::Shutdown
     )
