@@ -952,8 +952,16 @@ fn a_close_that_frees_nothing_is_in_effect_for_everyone_at_once() {
         "hold",
     ]);
     holder.wait_for("holding");
-    assert_eq!(requests_of(&broker, "close_ring"), 1, "the ring was asked for");
-    assert_eq!(requests_of(&broker, "close_no_reply"), 0, "no close was sent");
+    assert_eq!(
+        requests_of(&broker, "close_ring"),
+        1,
+        "the ring was asked for"
+    );
+    assert_eq!(
+        requests_of(&broker, "close_no_reply"),
+        0,
+        "no close was sent"
+    );
     // Yet another process finds the closed handle gone at once, and the
     // other one open.
     let pid = holder.child.id().to_string();

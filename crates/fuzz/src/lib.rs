@@ -12,11 +12,12 @@
 
 pub mod input;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use objmgr_proto::security::Token;
 use objmgr_proto::wire::{self, FileOp, Opcode, PROTOCOL_VERSION, ReclaimStep, Request};
-use objmgr_server::broker::{Broker, ClientId};
+use objmgr_server::broker::{Broker, ClientId, Outcome};
+use objmgr_sync::close_ring::CloseRing;
 
 use input::Choices;
 
@@ -126,6 +127,7 @@ pub fn broker_case(data: &[u8]) {
     for id in 1..=CLIENTS {
         connect(&mut broker, id);
     }
+    let mut rings = Vec::new();
     for _ in 0..STEPS {
         if choices.exhausted() {
             break;
@@ -144,7 +146,25 @@ pub fn broker_case(data: &[u8]) {
                 fds.push(scratch_file());
             }
         }
-        let _ = broker.handle(id, request, fds);
+        let asked_ring = matches!(request, Request::CloseRing);
+        let outcome = broker.handle(id, request, fds);
+        // A ring the client got is written as a hostile client would:
+        // handle values of its choice (a count that lies is the ring's own
+        // unit test).
+        if asked_ring
+            && let Ok(Outcome { fd: Some(fd), .. }) = &outcome
+            && let Ok(ring) = CloseRing::map(fd.as_fd())
+        {
+            rings.push(ring);
+        }
+        if let Some(ring) = rings.last()
+            && choices.below(4) == 0
+        {
+            for _ in 0..choices.below(8) {
+                let _ = ring.push(choices.handle().0);
+            }
+        }
+        broker.drain_close_rings();
     }
     for id in 1..=CLIENTS {
         broker.remove_client(id);

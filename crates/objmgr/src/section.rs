@@ -650,6 +650,12 @@ impl AsFd for Section {
     /// The file descriptor behind this handle: read-only unless the handle
     /// has write access, so the kernel itself refuses writable shared
     /// mappings of it. Mapping it directly bypasses the view rules above.
+    ///
+    /// An open by name of a section this process already keeps under that
+    /// name shares the descriptor of the handle it keeps (the broker sends
+    /// no new one), which may do more than the new handle's access: the
+    /// process could do that much already. [`Section::map`] still checks
+    /// each handle's own access.
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -589,8 +589,8 @@ impl Broker {
                 "this connection has its close ring already",
             ));
         }
-        let (ring, fd) =
-            CloseRing::create().map_err(|e| Failure::new(crate::errno(e), "making a close ring"))?;
+        let (ring, fd) = CloseRing::create()
+            .map_err(|e| Failure::new(crate::errno(e), "making a close ring"))?;
         self.close_rings.insert(id, ring);
         Ok(Outcome {
             reply: Reply::Done,
