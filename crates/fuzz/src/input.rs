@@ -9,7 +9,9 @@
 use objmgr_proto::access::ObjectType;
 use objmgr_proto::section::FdReach;
 use objmgr_proto::sync::SyncInit;
-use objmgr_proto::wire::{FileOp, Handle, HeldHandle, JobOp, ReclaimStep, RemoteOp, Request};
+use objmgr_proto::wire::{
+    FileOp, Handle, HeldHandle, JobOp, KnownFd, ReclaimStep, RemoteOp, Request,
+};
 
 /// A reader of choices from fuzz input.
 #[derive(Debug)]
@@ -215,9 +217,11 @@ impl<'a> Choices<'a> {
                 name: self.text(),
                 access: self.access(),
                 inherit: self.bool(),
-                known_fd: self.bool().then(|| {
-                    let reach = [FdReach::Query, FdReach::Read, FdReach::Write][self.below(3)];
-                    (self.handle(), reach)
+                known_fd: self.bool().then(|| KnownFd {
+                    // Never 0 (which means none on the wire).
+                    handle: Handle(self.handle().0.max(4)),
+                    reach: [FdReach::Query, FdReach::Read, FdReach::Write][self.below(3)],
+                    object: u64::from(self.u32_from(&[0, 1, 2, 3, 7, u32::MAX])),
                 }),
             },
             3 => Request::Close {

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use objmgr_proto::security::Token;
 use objmgr_proto::wire::{self, FileOp, Opcode, PROTOCOL_VERSION, ReclaimStep, Request};
 use objmgr_server::broker::{Broker, ClientId, Outcome};
-use objmgr_sync::close_ring::CloseRing;
+use objmgr_sync::close_ring::{CloseRing, RingClose};
 
 use input::Choices;
 
@@ -161,7 +161,11 @@ pub fn broker_case(data: &[u8]) {
             && choices.below(4) == 0
         {
             for _ in 0..choices.below(8) {
-                let _ = ring.push(choices.handle().0);
+                let _ = ring.push(RingClose {
+                    handle: choices.handle().0,
+                    // The broker numbers objects from 1.
+                    object: choices.below(16) as u64,
+                });
             }
         }
         broker.drain_close_rings();

@@ -15,7 +15,7 @@ use objmgr_proto::rendezvous::{self, SocketLocation};
 use objmgr_proto::wire::{
     self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
 };
-use objmgr_sync::close_ring::CloseRing;
+use objmgr_sync::close_ring::{CloseRing, RingClose};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{
@@ -121,18 +121,19 @@ impl Connection {
     /// Leaves the close of `handle` in the close ring, asking the broker for
     /// the ring first if need be: false if it cannot (the close must be
     /// sent).
-    fn leave_close(&mut self, handle: Handle) -> bool {
+    fn leave_close(&mut self, close: RingClose) -> Result<bool, Broken> {
         if let CloseRingState::NotAsked = self.close_ring {
-            self.close_ring = match self.exchange(&Request::CloseRing, &[]) {
-                Ok((Ok(Reply::Done), Some(fd))) => CloseRing::map(fd.as_fd())
+            self.close_ring = match self.exchange(&Request::CloseRing, &[])? {
+                (Ok(Reply::Done), Some(fd)) => CloseRing::map(fd.as_fd())
                     .map_or(CloseRingState::Unavailable, CloseRingState::Mapped),
+                // Refused (or no fd came): closes are sent.
                 _ => CloseRingState::Unavailable,
             };
         }
-        match &self.close_ring {
-            CloseRingState::Mapped(ring) => ring.push(handle.0),
+        Ok(match &self.close_ring {
+            CloseRingState::Mapped(ring) => ring.push(close),
             _ => false,
-        }
+        })
     }
 
     /// Sends one request without waiting for anything back.
@@ -795,13 +796,13 @@ fn close(handle: Handle, handle_generation: u64, what: &str, wait: bool) -> Resu
     // A close that frees nothing (another handle of this process holds the
     // same section) waits in the close ring, which the broker reads before
     // it serves any request: no message, nobody woken.
-    let frees_nothing = shared.held.another_holds(handle);
+    let ring_close = shared.held.ring_close(handle);
     let conn = shared.conn.as_mut().expect("connected");
-    if frees_nothing && conn.leave_close(handle) {
-        shared.held.forget(handle);
-        return Ok(());
-    }
-    let sent = conn.send(&Request::CloseNoReply { handle }, &[]);
+    let sent = match ring_close.map_or(Ok(false), |close| conn.leave_close(close)) {
+        Ok(true) => Ok(()),
+        Ok(false) => conn.send(&Request::CloseNoReply { handle }, &[]),
+        Err(broken) => Err(broken),
+    };
     let lost = matches!(sent, Err(Broken::Connection(_)));
     if sent.is_ok() || lost {
         shared.held.forget(handle);

@@ -35,9 +35,11 @@ use objmgr_proto::process::{
 };
 use objmgr_proto::section::FdReach;
 use objmgr_proto::wire::{
-    CURRENT_PROCESS, Handle, HeldHandle, ReclaimStep, Reply, Request, SectionInfo, SyncGrant,
+    CURRENT_PROCESS, Handle, HeldHandle, KnownFd, ReclaimStep, Reply, Request, SectionInfo,
+    SyncGrant,
 };
 use objmgr_sync::arena::SOLO_SLOTS;
+use objmgr_sync::close_ring::RingClose;
 use objmgr_sync::ops::Kind;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -81,6 +83,17 @@ struct FileOpen {
     fd: Arc<std::fs::File>,
     access: u32,
     share: u32,
+}
+
+/// What a section's `fd` can do, by its open mode.
+fn fd_reach(fd: impl AsFd) -> FdReach {
+    use rustix::fs::OFlags;
+    match rustix::fs::fcntl_getfl(fd) {
+        Ok(flags) if flags.contains(OFlags::PATH) => FdReach::Query,
+        Ok(flags) if flags & OFlags::ACCMODE == OFlags::RDONLY => FdReach::Read,
+        Ok(flags) if flags & OFlags::ACCMODE == OFlags::RDWR => FdReach::Write,
+        _ => FdReach::Query,
+    }
 }
 
 /// Whether `fd` may read and write as `access` needs.
@@ -143,7 +156,7 @@ fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
                 What::Section {
                     info: grant.info,
                     fd: None,
-                    reach: FdReach::needed_by(grant.access),
+                    reach: FdReach::Query, // what the fd it comes with can do
                     object: grant.object,
                 }
             } else {
@@ -292,24 +305,29 @@ impl Holdings {
         };
         if let Some((handle, mut what, access)) = granted(reply, name.is_some()) {
             if let What::Section { fd, reach, .. } = &mut what {
-                *fd = received.take().map(Arc::new);
-                // No fd came: the broker found the one this process said it
-                // keeps for the same section enough.
-                if fd.is_none()
-                    && let Request::Open {
-                        known_fd: Some((known, _)),
-                        ..
-                    } = request
+                if let Some(got) = received.take() {
+                    // What the fd itself can do (it may be less than the
+                    // access asks: a section that is not writable).
+                    *reach = fd_reach(&got);
+                    *fd = Some(Arc::new(got));
+                } else if let Request::Open {
+                    known_fd: Some(known),
+                    ..
+                } = request
                     && let Some(Held {
                         what:
                             What::Section {
                                 fd: Some(known_fd),
                                 reach: known_reach,
+                                object,
                                 ..
                             },
                         ..
-                    }) = self.handles.get(&known.0)
+                    }) = self.handles.get(&known.handle.0)
+                    && *object == known.object
                 {
+                    // The broker found the fd this process keeps for the
+                    // same section enough: shared.
                     *fd = Some(known_fd.clone());
                     *reach = *known_reach;
                 }
@@ -432,16 +450,24 @@ impl Holdings {
         }
     }
 
-    /// The handle (and what its fd can do) of a section that this process
-    /// created or opened by `name` and keeps the fd of, if there is one: a
-    /// hint for the broker (`Request::Open`'s `known_fd`), which checks
-    /// that it names the section it opens.
-    pub(crate) fn fd_named(&self, name: &str) -> Option<(Handle, FdReach)> {
+    /// The handle (with what its fd can do, and the section it names) of a
+    /// section that this process created or opened by `name` and keeps the
+    /// fd of, if there is one: a hint for the broker (`Request::Open`'s
+    /// `known_fd`), which checks that the handle still names that section
+    /// and that it is the one opened.
+    pub(crate) fn fd_named(&self, name: &str) -> Option<KnownFd> {
         let value = *self.named_fds.get(&name_hash(name))?;
         match self.handles.get(&value)?.what {
             What::Section {
-                fd: Some(_), reach, ..
-            } => Some((Handle(value), reach)),
+                fd: Some(_),
+                reach,
+                object,
+                ..
+            } if object != 0 => Some(KnownFd {
+                handle: Handle(value),
+                reach,
+                object,
+            }),
             _ => None,
         }
     }
@@ -462,14 +488,15 @@ impl Holdings {
         }
     }
 
-    /// Whether closing `handle` frees nothing: it names a section that
-    /// another handle of this process names too. (Such a close may wait in
-    /// the close ring: see `objmgr_sync::close_ring`.)
-    pub(crate) fn another_holds(&self, handle: Handle) -> bool {
-        self.handles
-            .get(&handle.0)
-            .and_then(Self::section_of)
-            .is_some_and(|object| self.sections.get(&object).is_some_and(|&n| n > 1))
+    /// The close of `handle` to leave in the close ring, if closing it frees
+    /// nothing: it names a section that another handle of this process
+    /// names too (see `objmgr_sync::close_ring`).
+    pub(crate) fn ring_close(&self, handle: Handle) -> Option<RingClose> {
+        let object = Self::section_of(self.handles.get(&handle.0)?)?;
+        (self.sections.get(&object).copied().unwrap_or(0) > 1).then_some(RingClose {
+            handle: handle.0,
+            object,
+        })
     }
 
     /// A new broker took the session over: its numbers for sections are
@@ -676,13 +703,13 @@ mod tests {
             );
         };
         open(&mut held, 4, 7);
-        assert!(!held.another_holds(Handle(4)), "the only handle");
+        assert!(held.ring_close(Handle(4)).is_none(), "the only handle");
         open(&mut held, 8, 9);
-        assert!(!held.another_holds(Handle(8)), "another section");
+        assert!(held.ring_close(Handle(8)).is_none(), "another section");
         open(&mut held, 12, 7);
-        assert!(held.another_holds(Handle(4)) && held.another_holds(Handle(12)));
+        assert!(held.ring_close(Handle(4)).is_some() && held.ring_close(Handle(12)).is_some());
         held.forget(Handle(12));
-        assert!(!held.another_holds(Handle(4)), "its twin is closed");
+        assert!(held.ring_close(Handle(4)).is_none(), "its twin is closed");
         // A copy of its own is the same section.
         let dup = Request::Duplicate {
             source_process: CURRENT_PROCESS,
@@ -693,7 +720,7 @@ mod tests {
             options: DUPLICATE_SAME_ACCESS,
         };
         held.note_reply(&dup, Some(&Reply::Value(16)), &mut None, &[]);
-        assert!(held.another_holds(Handle(16)));
+        assert!(held.ring_close(Handle(16)).is_some());
         // A value noted again in place of the copy no longer counts.
         held.note_reply(
             &create_section("Local\\t"),
@@ -701,12 +728,12 @@ mod tests {
             &mut memfd(),
             &[],
         );
-        assert!(!held.another_holds(Handle(4)));
+        assert!(held.ring_close(Handle(4)).is_none());
         open(&mut held, 12, 7);
-        assert!(held.another_holds(Handle(4)));
+        assert!(held.ring_close(Handle(4)).is_some());
         // A new broker's numbers are not the lost one's.
         held.forget_objects();
-        assert!(!held.another_holds(Handle(4)) && !held.another_holds(Handle(12)));
+        assert!(held.ring_close(Handle(4)).is_none() && held.ring_close(Handle(12)).is_none());
     }
 
     #[test]
@@ -719,27 +746,33 @@ mod tests {
             &mut memfd(),
             &[],
         );
-        // The grant's access (0xF001F) may write: its fd is read-write.
-        let known = held.fd_named("Local\\s");
-        assert_eq!(known, Some((Handle(4), FdReach::Write)));
+        // Section number 1004; its fd is read-write.
+        let known = |handle| {
+            Some(KnownFd {
+                handle: Handle(handle),
+                reach: FdReach::Write,
+                object: 1004,
+            })
+        };
+        assert_eq!(held.fd_named("Local\\s"), known(4));
         assert_eq!(held.fd_named("Local\\t"), None);
         let request = Request::Open {
             object_type: objmgr_proto::access::ObjectType::Section,
             name: "Local\\s".into(),
             access: 4,
             inherit: false,
-            known_fd: known,
+            known_fd: known(4),
         };
         held.note_reply(&request, Some(&section_grant_of(8, 1004)), &mut None, &[]);
         let (first, second) = (held.section_fd(Handle(4)), held.section_fd(Handle(8)));
         assert!(Arc::ptr_eq(&first.unwrap(), &second.unwrap()));
-        assert!(held.another_holds(Handle(8)));
+        assert!(held.ring_close(Handle(8)).is_some());
         // The oldest handle stays the hint; once it closes, none is left
         // by that name until the next is noted (the others are not looked
         // for).
-        assert_eq!(held.fd_named("Local\\s"), Some((Handle(4), FdReach::Write)));
+        assert_eq!(held.fd_named("Local\\s"), known(4));
         held.forget(Handle(8));
-        assert_eq!(held.fd_named("Local\\s"), Some((Handle(4), FdReach::Write)));
+        assert_eq!(held.fd_named("Local\\s"), known(4));
         held.note_reply(&request, Some(&section_grant_of(8, 1004)), &mut None, &[]);
         held.forget(Handle(4));
         assert_eq!(held.fd_named("Local\\s"), None);
@@ -749,10 +782,35 @@ mod tests {
             &mut memfd(),
             &[],
         );
-        assert_eq!(
-            held.fd_named("Local\\s"),
-            Some((Handle(12), FdReach::Write))
+        assert_eq!(held.fd_named("Local\\s"), known(12));
+        // A handle the broker says names the section, though this process
+        // knows it as another: no fd is shared (the section would be wrong).
+        let stale = Request::Open {
+            object_type: objmgr_proto::access::ObjectType::Section,
+            name: "Local\\s".into(),
+            access: 4,
+            inherit: false,
+            known_fd: Some(KnownFd {
+                object: 999,
+                ..known(12).unwrap()
+            }),
+        };
+        held.note_reply(&stale, Some(&section_grant_of(16, 999)), &mut None, &[]);
+        assert!(held.section_fd(Handle(16)).is_none());
+        // What an fd can do is read from the fd.
+        let mut read_only = rustix::fs::open(
+            "/proc/self/exe",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
+        held.note_reply(
+            &create_section("Local\\ro"),
+            Some(&section_grant_of(20, 2000)),
+            &mut read_only,
+            &[],
         );
+        assert_eq!(held.fd_named("Local\\ro").unwrap().reach, FdReach::Read);
     }
 
     fn event_grant(handle: u32, arena_id: u64) -> Reply {

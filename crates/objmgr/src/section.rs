@@ -403,14 +403,17 @@ impl Section {
                 // could take back (it came with the reply): shared here.
                 let fd = match fd {
                     Some(fd) => std::sync::Arc::new(fd),
-                    None => connection::held(handle, generation, Holdings::section_fd).ok_or_else(
-                        || {
-                            Error::new(
+                    None => match connection::held(handle, generation, Holdings::section_fd) {
+                        Some(fd) => fd,
+                        None => {
+                            // Not left open in the broker for nobody.
+                            let _ = connection::close_handle(handle, generation, "section");
+                            return Err(Error::new(
                                 ERROR_INVALID_HANDLE,
-                                format!("{}: its broker session is gone", what()),
-                            )
-                        },
-                    )?,
+                                format!("{}: no descriptor for the section", what()),
+                            ));
+                        }
+                    },
                 };
                 (handle, existed, access, info, fd)
             }

@@ -358,10 +358,10 @@ pub enum Request {
         access: u32,
         inherit: bool,
         /// A section handle of the caller's that may name the same section,
-        /// and what the descriptor the caller keeps for it can do: if it
-        /// does name it, and that is enough for `access`, the reply carries
-        /// no descriptor (the caller uses the one it has).
-        known_fd: Option<(Handle, FdReach)>,
+        /// whose descriptor the caller keeps: if it does name it, and that
+        /// descriptor is enough for `access`, the reply carries none (the
+        /// caller uses the one it has).
+        known_fd: Option<KnownFd>,
     },
     /// `CloseHandle`.
     Close { handle: Handle },
@@ -988,13 +988,19 @@ impl Request {
                 inherit,
                 known_fd,
             } => {
-                let (handle, reach) = known_fd.unwrap_or((Handle(0), FdReach::Query));
+                let known = known_fd.unwrap_or(KnownFd {
+                    handle: Handle(0),
+                    reach: FdReach::Query,
+                    object: 0,
+                });
+                debug_assert!(known_fd.is_none() || known.handle.0 != 0, "no handle is 0");
                 e.u8(object_type.code())
                     .str(name)
                     .u32(*access)
                     .bool(*inherit)
-                    .u32(handle.0)
-                    .u8(reach.code());
+                    .u32(known.handle.0)
+                    .u8(known.reach.code())
+                    .u64(known.object);
             }
             Request::Close { handle }
             | Request::CloseNoReply { handle }
@@ -1183,13 +1189,15 @@ impl Request {
                 name: d.str()?,
                 access: d.u32()?,
                 inherit: d.bool()?,
-                known_fd: match (d.u32()?, d.u8()?) {
-                    (0, 0) => None,
-                    (0, _) => return Err(WireError::BadField("known descriptor")),
-                    (handle, reach) => Some((
-                        Handle(handle),
-                        FdReach::from_code(reach).ok_or(WireError::BadField("descriptor reach"))?,
-                    )),
+                known_fd: match (d.u32()?, d.u8()?, d.u64()?) {
+                    (0, 0, 0) => None,
+                    (0, ..) => return Err(WireError::BadField("known descriptor")),
+                    (handle, reach, object) => Some(KnownFd {
+                        handle: Handle(handle),
+                        reach: FdReach::from_code(reach)
+                            .ok_or(WireError::BadField("descriptor reach"))?,
+                        object,
+                    }),
                 },
             },
             Opcode::Close => Request::Close {
@@ -1380,6 +1388,18 @@ pub struct SectionInfo {
     /// `SEC_*` attributes it was created with.
     pub attributes: u32,
     pub file_backed: bool,
+}
+
+/// A section handle whose fd the client keeps (see [`Request::Open`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownFd {
+    /// Not 0.
+    pub handle: Handle,
+    /// What the kept fd can do.
+    pub reach: FdReach,
+    /// The broker's number for the section, as the client knows it (from
+    /// its grant): the handle must still name that section.
+    pub object: u64,
 }
 
 /// A new handle to a section. The reply carries the section's fd: read-write
@@ -1918,7 +1938,11 @@ mod tests {
             name: "y".into(),
             access: 4,
             inherit: true,
-            known_fd: Some((Handle(0x24), FdReach::Write)),
+            known_fd: Some(KnownFd {
+                handle: Handle(0x24),
+                reach: FdReach::Write,
+                object: 0x1_0000_0009,
+            }),
         });
         round_trip(Request::Close { handle: Handle(4) });
         round_trip(Request::CloseNoReply { handle: Handle(8) });

@@ -19,7 +19,7 @@ use objmgr_proto::wire::{
     BrokerStatus, CURRENT_PROCESS, CURRENT_THREAD, Handle, MAX_LIST_ENTRIES, MAX_MESSAGE_SIZE,
     MAX_STRING_LEN, ObjectEntry, Opcode, PROTOCOL_VERSION, Reply, Request, SectionGrant, SyncGrant,
 };
-use objmgr_sync::close_ring::CloseRing;
+use objmgr_sync::close_ring::{CloseRing, RingClose};
 use objmgr_sync::ops::{Actor, Kind, Token};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -55,6 +55,9 @@ pub const MAX_HANDLES_PER_PROCESS: usize = 1 << 24;
 /// Identifies a connected process for as long as its connection lives.
 pub type ClientId = u64;
 type ObjectId = u64;
+
+/// How often the broker looks at the close rings when nothing else wakes it.
+const CLOSE_RING_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug)]
 enum Body {
@@ -332,7 +335,7 @@ pub struct Broker {
     /// The close rings of the clients that asked for one.
     close_rings: BTreeMap<ClientId, CloseRing>,
     /// The closes taken from the rings in one drain (kept for its memory).
-    ring_closes: Vec<(ClientId, Handle)>,
+    ring_closes: Vec<(ClientId, RingClose)>,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
     /// Live sections (each holds broker descriptors).
@@ -602,22 +605,34 @@ impl Broker {
     /// Carries out every close that processes left in their close rings:
     /// called after each look at the connections, before any request is
     /// served (see `objmgr_sync::close_ring`). A handle that is not open,
-    /// or is protected from close, stays as it is.
+    /// names another object than the process said (it was closed and its
+    /// value reused behind the process's back), or is protected from close,
+    /// stays as it is.
     pub fn drain_close_rings(&mut self) {
         if self.close_rings.is_empty() {
             return;
         }
         let mut closes = std::mem::take(&mut self.ring_closes);
         for (&id, ring) in self.close_rings.iter_mut() {
-            ring.drain(|handle| closes.push((id, Handle(handle))));
+            ring.drain(|close| closes.push((id, close)));
         }
-        for &(id, handle) in &closes {
-            if self.clients.contains_key(&id) {
+        for &(id, close) in &closes {
+            let handle = Handle(close.handle);
+            let named = self.clients.get(&id).and_then(|c| c.handles.get(handle));
+            if named.is_some_and(|entry| entry.object == close.object) {
                 let _ = self.close(id, handle);
             }
         }
         closes.clear();
         self.ring_closes = closes;
+    }
+
+    /// When the broker must look at the close rings even if nothing wakes
+    /// it: a close left there frees a section if another process closed the
+    /// process's other handle to it behind its back, and that memory must
+    /// not wait for the broker's next request.
+    pub fn close_ring_deadline(&self) -> Option<Instant> {
+        (!self.close_rings.is_empty()).then(|| Instant::now() + CLOSE_RING_SWEEP)
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -825,13 +840,14 @@ impl Broker {
                 // that can do what the new handle may: none is sent. (Only
                 // the caller's own handle is believed, and only about the
                 // caller's own descriptor: a false claim costs it the fd.)
-                if let (Reply::Section(grant), Some((held, reach))) = (&outcome.reply, known_fd)
-                    && reach >= FdReach::needed_by(grant.access)
+                if let (Reply::Section(grant), Some(known)) = (&outcome.reply, known_fd)
+                    && known.reach >= FdReach::needed_by(grant.access)
+                    && known.object == grant.object
                     && self
                         .client(id)
                         .handles
-                        .get(held)
-                        .is_some_and(|entry| entry.object == grant.object)
+                        .get(known.handle)
+                        .is_some_and(|entry| entry.object == known.object)
                 {
                     outcome.fd = None;
                 }
@@ -1605,6 +1621,7 @@ impl Broker {
 mod tests {
     use super::*;
     use objmgr_proto::access::{SECTION_MAP_READ, SECTION_MAP_WRITE};
+    use objmgr_proto::wire::KnownFd;
     use std::os::fd::AsFd;
 
     fn root_token() -> security::Token {
@@ -1805,78 +1822,102 @@ mod tests {
         let mut broker = greeted_broker(&[1]);
         let kept = create(&mut broker, 1, "kept", 4096).unwrap().handle;
         let other = create(&mut broker, 1, "other", 4096).unwrap().handle;
-        let mut open = |name: &str, access, known_fd| {
+        let section = broker.client(1).handles.get(kept).unwrap().object;
+        let other_section = broker.client(1).handles.get(other).unwrap().object;
+        let mut open = |name: &str, access, known: Option<(Handle, FdReach, u64)>| {
             let request = Request::Open {
                 object_type: ObjectType::Section,
                 name: name.into(),
                 access,
                 inherit: false,
-                known_fd,
+                known_fd: known.map(|(handle, reach, object)| KnownFd {
+                    handle,
+                    reach,
+                    object,
+                }),
             };
             broker.handle(1, request, vec![]).unwrap().fd.is_some()
         };
-        let read = SECTION_MAP_READ;
+        let (read, write) = (SECTION_MAP_READ, FdReach::Write);
         assert!(open("kept", read, None), "no hint");
         assert!(
-            !open("kept", read, Some((kept, FdReach::Write))),
+            !open("kept", read, Some((kept, write, section))),
             "the caller's fd of the same section"
         );
         assert!(
-            !open("kept", read, Some((kept, FdReach::Read))),
+            !open("kept", read, Some((kept, FdReach::Read, section))),
             "enough for reading"
         );
         assert!(
-            open("kept", SECTION_MAP_WRITE, Some((kept, FdReach::Read))),
+            open(
+                "kept",
+                SECTION_MAP_WRITE,
+                Some((kept, FdReach::Read, section))
+            ),
             "not enough for writing"
         );
         assert!(
-            open("kept", read, Some((kept, FdReach::Query))),
+            open("kept", read, Some((kept, FdReach::Query, section))),
             "maps nothing"
         );
         assert!(
-            open("kept", read, Some((other, FdReach::Write))),
+            open("kept", read, Some((other, write, other_section))),
             "another section"
         );
         assert!(
-            open("kept", read, Some((Handle(0x7ffc), FdReach::Write))),
+            open("kept", read, Some((kept, write, other_section))),
+            "the handle names another section than the caller believes"
+        );
+        assert!(
+            open("kept", read, Some((Handle(0x7ffc), write, section))),
             "no handle"
         );
     }
 
     #[test]
     fn closes_left_in_a_close_ring_are_done_at_the_next_drain() {
-        use objmgr_sync::close_ring::CloseRing;
+        use objmgr_sync::close_ring::{CloseRing, RingClose};
         let mut broker = greeted_broker(&[1, 2]);
         let first = create(&mut broker, 1, "ringed", 4096).unwrap().handle;
         let second = open(&mut broker, 1, ObjectType::Section, "ringed").unwrap();
         let Reply::Section(second) = second.reply else {
             panic!("not a section");
         };
+        let ringed = second.object;
         let outcome = broker.handle(1, Request::CloseRing, vec![]).unwrap();
         let fd = outcome.fd.expect("the ring's memory file");
         let again = broker.handle(1, Request::CloseRing, vec![]).unwrap_err();
         assert_eq!(again.code, ERROR_ALREADY_EXISTS, "one ring per connection");
         let ring = CloseRing::map(fd.as_fd()).unwrap();
-        assert!(ring.push(second.handle.0));
+        let close = |handle: Handle, object| RingClose {
+            handle: handle.0,
+            object,
+        };
+        assert!(broker.close_ring_deadline().is_some(), "rings are swept");
+        assert!(ring.push(close(second.handle, ringed)));
         let sections = broker.objects.len();
         broker.drain_close_rings();
         assert!(broker.client(1).handles.get(second.handle).is_none());
-        // A protected handle stays open; a value that is not open is ignored.
+        // A protected handle stays open; a value that is not open, or names
+        // another object than the process said, is left alone.
         broker.client(1).handles.get_mut(first).unwrap().protect = true;
-        assert!(ring.push(first.0) && ring.push(0x7ffc));
+        assert!(ring.push(close(first, ringed)) && ring.push(close(Handle(0x7ffc), ringed)));
+        broker.drain_close_rings();
+        assert!(ring.push(close(first, ringed + 1)));
+        broker.client(1).handles.get_mut(first).unwrap().protect = false;
         broker.drain_close_rings();
         assert_eq!(broker.objects.len(), sections, "still held");
-        broker.client(1).handles.get_mut(first).unwrap().protect = false;
-        assert!(ring.push(first.0));
+        assert!(ring.push(close(first, ringed)));
         broker.drain_close_rings();
         assert_eq!(broker.objects.len(), sections - 1, "the last handle closed");
         // Another process's values in this ring close only this one's.
-        let theirs = create(&mut broker, 2, "theirs", 4096).unwrap().handle;
-        assert!(ring.push(theirs.0));
+        let theirs = create(&mut broker, 2, "theirs", 4096).unwrap();
+        assert!(ring.push(close(theirs.handle, theirs.object)));
         broker.drain_close_rings();
-        assert!(broker.client(2).handles.get(theirs).is_some());
+        assert!(broker.client(2).handles.get(theirs.handle).is_some());
         broker.remove_client(1);
         assert!(broker.close_rings.is_empty());
+        assert!(broker.close_ring_deadline().is_none());
     }
 
     fn create_sync(

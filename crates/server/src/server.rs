@@ -287,11 +287,16 @@ pub fn serve(
         let job_check = broker
             .job_check_due()
             .then(|| last_job_check + JOB_TIME_CHECK);
-        let timeout = [hello, job_check, broker.recovery_deadline()]
-            .into_iter()
-            .flatten()
-            .map(time_until)
-            .fold(timeout, sooner);
+        let timeout = [
+            hello,
+            job_check,
+            broker.recovery_deadline(),
+            broker.close_ring_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(time_until)
+        .fold(timeout, sooner);
         events.clear();
         match epoll::wait(
             &epoll_fd,

@@ -37,10 +37,25 @@ const TAIL: usize = 0;
 /// The word the broker writes: how many it has taken out. On a cache line
 /// of its own, so the two sides do not write the same line.
 const HEAD: usize = 16;
-/// Where the handle values start (after the two cache lines).
+/// Where the entries start (after the two cache lines).
 const FIRST: usize = 32;
-/// Handles a ring holds before the process must send a message instead.
-pub const CAPACITY: u32 = (WORDS - FIRST) as u32;
+/// Words per entry: the handle value, a word unused, and the broker's
+/// number for the handle's object (low word first).
+const ENTRY_WORDS: usize = 4;
+/// Closes a ring holds before the process must send a message instead: a
+/// power of two, so that the counts wrap around the ring exactly.
+pub const CAPACITY: u32 = 128;
+const _: () = assert!(FIRST + CAPACITY as usize * ENTRY_WORDS <= WORDS);
+const _: () = assert!(CAPACITY.is_power_of_two());
+
+/// One close: a handle, and the object the process knows it by (so that a
+/// value that names another object by the time the broker reads it, having
+/// been closed and reused behind the process's back, is left alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingClose {
+    pub handle: u32,
+    pub object: u64,
+}
 
 /// A mapped close ring.
 #[derive(Debug)]
@@ -102,32 +117,38 @@ impl CloseRing {
         unsafe { &*self.words.as_ptr().add(index % WORDS) }
     }
 
+    /// The first word of the entry at `position` (any count: the ring's
+    /// capacity divides 2^32, so positions wrap with the counts).
     fn place(position: u32) -> usize {
-        FIRST + (position % CAPACITY) as usize
+        FIRST + (position & (CAPACITY - 1)) as usize * ENTRY_WORDS
     }
 
-    /// Puts `handle` in the ring (the process's side; one thread at a time).
+    /// Puts `close` in the ring (the process's side; one thread at a time).
     /// False if the ring is full: the close must be sent as a message.
-    pub fn push(&self, handle: u32) -> bool {
+    pub fn push(&self, close: RingClose) -> bool {
         let tail = self.word(TAIL).load(Ordering::Relaxed);
         let head = self.word(HEAD).load(Ordering::Acquire);
         if tail.wrapping_sub(head) >= CAPACITY {
             return false;
         }
-        self.word(Self::place(tail))
-            .store(handle, Ordering::Relaxed);
-        // Release: the broker that reads the new tail reads the handle too.
+        let at = Self::place(tail);
+        self.word(at).store(close.handle, Ordering::Relaxed);
+        self.word(at + 2)
+            .store(close.object as u32, Ordering::Relaxed);
+        self.word(at + 3)
+            .store((close.object >> 32) as u32, Ordering::Relaxed);
+        // Release: the broker that reads the new tail reads the entry too.
         self.word(TAIL)
             .store(tail.wrapping_add(1), Ordering::Release);
         true
     }
 
-    /// Takes every handle the process has put in since the last drain, in
+    /// Takes every close the process has put in since the last drain, in
     /// order, and gives each to `close` (the broker's side). A tail that
     /// claims more than the ring holds is the process's lie: nothing is
     /// taken, and the ring starts over from that tail. Never takes more
-    /// than [`CAPACITY`] handles.
-    pub fn drain(&mut self, mut close: impl FnMut(u32)) {
+    /// than [`CAPACITY`] closes.
+    pub fn drain(&mut self, mut close: impl FnMut(RingClose)) {
         let tail = self.word(TAIL).load(Ordering::Acquire);
         let count = tail.wrapping_sub(self.taken);
         if count == 0 {
@@ -135,10 +156,12 @@ impl CloseRing {
         }
         if count <= CAPACITY {
             for i in 0..count {
-                close(
-                    self.word(Self::place(self.taken.wrapping_add(i)))
-                        .load(Ordering::Relaxed),
-                );
+                let at = Self::place(self.taken.wrapping_add(i));
+                let word = |n: usize| self.word(at + n).load(Ordering::Relaxed);
+                close(RingClose {
+                    handle: word(0),
+                    object: u64::from(word(2)) | (u64::from(word(3)) << 32),
+                });
             }
         }
         self.taken = tail;
@@ -158,24 +181,49 @@ impl Drop for CloseRing {
 mod tests {
     use super::*;
 
+    fn close(handle: u32) -> RingClose {
+        RingClose {
+            handle,
+            object: (u64::from(handle) << 32) | 0x9000_0001,
+        }
+    }
+
+    fn drained(broker: &mut CloseRing) -> Vec<RingClose> {
+        let mut seen = Vec::new();
+        broker.drain(|c| seen.push(c));
+        seen
+    }
+
     #[test]
-    fn handles_come_out_in_order_and_a_full_ring_refuses() {
+    fn closes_come_out_in_order_and_a_full_ring_refuses() {
         let (mut broker, fd) = CloseRing::create().unwrap();
         let process = CloseRing::map(fd.as_fd()).unwrap();
         for round in 0..3u32 {
             for i in 0..CAPACITY {
-                assert!(process.push(round * 10_000 + i));
+                assert!(process.push(close(round * 10_000 + i)));
             }
-            assert!(!process.push(1), "a full ring takes no more");
-            let mut seen = Vec::new();
-            broker.drain(|h| seen.push(h));
-            assert_eq!(
-                seen,
-                (0..CAPACITY)
-                    .map(|i| round * 10_000 + i)
-                    .collect::<Vec<_>>()
-            );
-            broker.drain(|_| panic!("drained twice"));
+            assert!(!process.push(close(1)), "a full ring takes no more");
+            let want: Vec<_> = (0..CAPACITY).map(|i| close(round * 10_000 + i)).collect();
+            assert_eq!(drained(&mut broker), want);
+            assert!(drained(&mut broker).is_empty(), "drained twice");
+        }
+    }
+
+    #[test]
+    fn the_counts_wrap_around_the_ring() {
+        let (mut broker, fd) = CloseRing::create().unwrap();
+        let process = CloseRing::map(fd.as_fd()).unwrap();
+        // Both sides far along, just short of the counts' wrap.
+        let start = u32::MAX - 40;
+        process.word(TAIL).store(start, Ordering::Relaxed);
+        process.word(HEAD).store(start, Ordering::Relaxed);
+        broker.taken = start;
+        for round in 0..4u32 {
+            for i in 0..100 {
+                assert!(process.push(close(round * 1000 + i)));
+            }
+            let want: Vec<_> = (0..100).map(|i| close(round * 1000 + i)).collect();
+            assert_eq!(drained(&mut broker), want, "round {round}");
         }
     }
 
@@ -184,11 +232,9 @@ mod tests {
         let (mut broker, fd) = CloseRing::create().unwrap();
         let process = CloseRing::map(fd.as_fd()).unwrap();
         process.word(TAIL).store(CAPACITY + 5, Ordering::Release);
-        broker.drain(|_| panic!("a lie was believed"));
-        assert!(process.push(7));
-        let mut seen = Vec::new();
-        broker.drain(|h| seen.push(h));
-        assert_eq!(seen, [7]);
+        assert!(drained(&mut broker).is_empty(), "a lie was believed");
+        assert!(process.push(close(7)));
+        assert_eq!(drained(&mut broker), [close(7)]);
     }
 
     #[test]
