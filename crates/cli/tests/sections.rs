@@ -982,3 +982,46 @@ fn a_close_that_frees_nothing_is_in_effect_for_everyone_at_once() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn an_open_by_name_never_shares_the_fd_of_a_handle_closed_behind_its_back() {
+    let broker = TestBroker::new();
+    // Handle 4 is the first section by that name.
+    let mut first = broker.spawn(&[
+        "create Local\\\\reborn 4096",
+        "map write",
+        "write 0 old",
+        "hold",
+        "open Local\\\\reborn read",
+        "map read",
+        "read 0 3",
+    ]);
+    first.wait_for("holding");
+    let pid = first.child.id().to_string();
+    // Another process closes that handle in the first (the section dies),
+    // makes a new section by the name, and gives the first a handle to it,
+    // which takes the freed value 4.
+    let mut other = broker.spawn(&[
+        &format!("open_process {pid}"),
+        "dup_from 0 4 same close",
+        "adopt_section $D",
+        "close",
+        "create Local\\\\reborn 4096",
+        "existed",
+        "map write",
+        "write 0 new",
+        "dup_into 0 8 same",
+        "hold",
+    ]);
+    other.wait_for("holding");
+    let lines = other.lines.clone();
+    assert!(lines.iter().any(|l| l == "existed 0"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "dup value=4"), "{lines:?}");
+    // The first process still has its note of 4 as the old section: the
+    // open must map the new one all the same.
+    first.release();
+    let lines = first.finish();
+    assert_eq!(lines.last().unwrap(), "read new", "{lines:?}");
+    other.release();
+    other.finish();
+}
