@@ -1025,3 +1025,55 @@ fn an_open_by_name_never_shares_the_fd_of_a_handle_closed_behind_its_back() {
     other.release();
     other.finish();
 }
+
+/// How many section memory files the broker `pid` holds open.
+fn section_memfds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().contains("memfd:objmgr-section"))
+        })
+        .count()
+}
+
+#[test]
+fn a_ring_close_that_a_theft_made_the_last_frees_the_section_unasked() {
+    let broker = TestBroker::new();
+    // The process holds the section twice (4 and 8) ...
+    let mut holder = broker.spawn(&[
+        "create Local\\\\stolen 65536",
+        "open Local\\\\stolen read",
+        "hold",
+        "close",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let pid = holder.child.id().to_string();
+    // ... until another process closes 4 behind its back.
+    broker.run(&[
+        &format!("open_process {pid}"),
+        "dup_from 0 4 same close",
+        "adopt_section $D",
+        "close",
+    ]);
+    let objmgrd = broker.broker_pids()[0];
+    assert!(section_memfds(objmgrd) > 0);
+    // Closing 8, which it believes frees nothing, goes to its close ring;
+    // the section is gone though no process asks the broker anything,
+    // within the broker's sweep of the rings (a second), well before any
+    // other reason it has to wake.
+    holder.release();
+    holder.wait_for("holding");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    while section_memfds(objmgrd) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the section outlived the close"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    holder.release();
+    holder.finish();
+}

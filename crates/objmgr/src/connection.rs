@@ -147,13 +147,20 @@ impl Connection {
             control.push(SendAncillaryMessage::ScmRights(fds));
         }
         loop {
-            // NOSIGNAL: a dead broker must not kill the host program with SIGPIPE.
-            match net::sendmsg(
-                &self.socket,
-                &[IoSlice::new(&bytes)],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            ) {
+            // NOSIGNAL: a dead broker must not kill the host program with
+            // SIGPIPE. Without descriptors, a plain send (no message header
+            // for the kernel to read).
+            let sent = if fds.is_empty() {
+                net::send(&self.socket, &bytes, SendFlags::NOSIGNAL)
+            } else {
+                net::sendmsg(
+                    &self.socket,
+                    &[IoSlice::new(&bytes)],
+                    &mut control,
+                    SendFlags::NOSIGNAL,
+                )
+            };
+            match sent {
                 Ok(_) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e @ (Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN)) => {

@@ -334,6 +334,9 @@ pub struct Broker {
     new_watches: Vec<PidWatch>,
     /// The close rings of the clients that asked for one.
     close_rings: BTreeMap<ClientId, CloseRing>,
+    /// A handle was closed behind its holder's back: the rings are swept
+    /// every [`CLOSE_RING_SWEEP`] from then on.
+    sweep_close_rings: bool,
     /// The closes taken from the rings in one drain (kept for its memory).
     ring_closes: Vec<(ClientId, RingClose)>,
     started: Instant,
@@ -406,6 +409,7 @@ impl Broker {
             pending: HashMap::new(),
             new_watches: Vec::new(),
             close_rings: BTreeMap::new(),
+            sweep_close_rings: false,
             ring_closes: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
@@ -628,11 +632,13 @@ impl Broker {
     }
 
     /// When the broker must look at the close rings even if nothing wakes
-    /// it: a close left there frees a section if another process closed the
-    /// process's other handle to it behind its back, and that memory must
-    /// not wait for the broker's next request.
+    /// it: once a handle was closed behind its holder's back (its note of
+    /// what it holds is then out of date, and a close it leaves in its ring
+    /// may free a section, whose memory must not wait for the broker's next
+    /// request). Otherwise never: a wait without a timeout arms no timer.
     pub fn close_ring_deadline(&self) -> Option<Instant> {
-        (!self.close_rings.is_empty()).then(|| Instant::now() + CLOSE_RING_SWEEP)
+        (self.sweep_close_rings && !self.close_rings.is_empty())
+            .then(|| Instant::now() + CLOSE_RING_SWEEP)
     }
 
     /// Drops one reference; destroys the object at zero.
@@ -1893,7 +1899,12 @@ mod tests {
             handle: handle.0,
             object,
         };
-        assert!(broker.close_ring_deadline().is_some(), "rings are swept");
+        assert!(
+            broker.close_ring_deadline().is_none(),
+            "nothing to sweep for"
+        );
+        broker.sweep_close_rings = true;
+        assert!(broker.close_ring_deadline().is_some(), "swept");
         assert!(ring.push(close(second.handle, ringed)));
         let sections = broker.objects.len();
         broker.drain_close_rings();

@@ -798,13 +798,16 @@ fn send_reply(fd: BorrowedFd<'_>, bytes: &[u8], attach: Option<&OwnedFd>) -> boo
         borrowed = [attach.as_fd()];
         control.push(SendAncillaryMessage::ScmRights(&borrowed));
     }
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
     loop {
-        match net::sendmsg(
-            fd,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        ) {
+        // Without a descriptor, a plain send (the kernel reads no message
+        // header): most replies.
+        let sent = if attach.is_some() {
+            net::sendmsg(fd, &[IoSlice::new(bytes)], &mut control, flags)
+        } else {
+            net::send(fd, bytes, flags)
+        };
+        match sent {
             Ok(_) => return true,
             Err(Errno::INTR) => continue,
             Err(_) => return false,

@@ -932,6 +932,9 @@ impl Broker {
                 && (cid != id || source_process != CURRENT_PROCESS)
             {
                 self.journal_gift(cid);
+                // Its note of what it holds is out of date: a close it
+                // leaves in its close ring may now free a section.
+                self.sweep_close_rings = true;
             }
         }
         result
