@@ -369,3 +369,53 @@ fn a_timer_armed_before_the_broker_dies_comes_due_after() {
     holder.release();
     holder.finish();
 }
+
+/// A section the process holds twice, with a close left in its close ring
+/// and an open that shared its descriptor, comes back whole: the closed
+/// handle stays closed, and opens by name after the takeover (whose hints
+/// name the lost broker's numbers) get the same section, with a descriptor.
+#[test]
+fn close_rings_and_shared_descriptors_survive_a_new_broker() {
+    let broker = TestBroker::new();
+    let mut holder = broker.spawn(&[
+        "create Local\\ringed-memory 4096", // 4
+        "map write",
+        "write 0 before",
+        "open Local\\ringed-memory read", // 8: shares 4's descriptor
+        "open Local\\ringed-memory read", // 12
+        "close",                          // 12, into the ring
+        "hold",
+        "open Local\\ringed-memory write", // after the takeover
+        "fdmode",
+        "map write",
+        "write 0 after!",
+        "close", // into the new broker's ring
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let old = broker.kill_broker();
+    broker.new_broker(old);
+    let pid = holder.child.id().to_string();
+    TestBroker::eventually("the holder to be back", || {
+        let listed = broker.objmgr(&["handles", &pid]);
+        String::from_utf8_lossy(&listed.stdout)
+            .matches("Section")
+            .count()
+            == 2
+    });
+    holder.release();
+    holder.wait_for("holding");
+    let lines = holder.lines.clone();
+    let n = lines.len();
+    assert_eq!(lines[n - 6], "open", "{lines:?}");
+    assert_eq!(lines[n - 5], "fdmode rw", "{lines:?}");
+    let seen = broker.run(&["open Local\\ringed-memory read", "map read", "read 0 6"]);
+    assert_eq!(seen[2], "read after!", "one section: {seen:?}");
+    let listed = broker.objmgr(&["handles", &pid]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.matches("Section").count(), 2, "{listed}");
+    holder.release();
+    holder.finish();
+    let lines = broker.run(&["open Local\\ringed-memory read"]);
+    assert!(lines[0].starts_with("err 2 "), "nothing is left: {lines:?}");
+}

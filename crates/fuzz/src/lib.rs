@@ -128,6 +128,7 @@ pub fn broker_case(data: &[u8]) {
         connect(&mut broker, id);
     }
     let mut rings = Vec::new();
+    let mut numbers = Vec::new();
     for _ in 0..STEPS {
         if choices.exhausted() {
             break;
@@ -148,6 +149,13 @@ pub fn broker_case(data: &[u8]) {
         }
         let asked_ring = matches!(request, Request::CloseRing);
         let outcome = broker.handle(id, request, fds);
+        if let Ok(Outcome {
+            reply: wire::Reply::Section(grant),
+            ..
+        }) = &outcome
+        {
+            numbers.push(grant.object);
+        }
         // A ring the client got is written as a hostile client would:
         // handle values of its choice (a count that lies is the ring's own
         // unit test).
@@ -163,8 +171,11 @@ pub fn broker_case(data: &[u8]) {
             for _ in 0..choices.below(8) {
                 let _ = ring.push(RingClose {
                     handle: choices.handle().0,
-                    // The broker numbers objects from 1.
-                    object: choices.below(16) as u64,
+                    // A section's number as the broker gave it, or not.
+                    object: match choices.below(numbers.len() + 1) {
+                        0 => choices.below(16) as u64,
+                        n => numbers[n - 1],
+                    },
                 });
             }
         }

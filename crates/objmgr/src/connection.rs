@@ -229,9 +229,12 @@ impl Connection {
                 "the broker closed the connection".into(),
             ));
         }
-        if msg
-            .flags
-            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+        // A close ring that did not fit (the process is at its descriptor
+        // limit) is no broken connection: the ring is optional, and the
+        // process is likely closing handles for just that reason.
+        let optional_fd = request.opcode() == wire::Opcode::CloseRing;
+        if msg.flags.contains(ReturnFlags::TRUNC)
+            || (msg.flags.contains(ReturnFlags::CTRUNC) && !optional_fd)
         {
             return Err(Broken::Protocol("oversized reply from the broker".into()));
         }

@@ -503,6 +503,8 @@ impl Holdings {
     /// not the lost one's, which are forgotten.
     pub(crate) fn forget_objects(&mut self) {
         self.sections.clear();
+        // (Handles noted from now on are hints again.)
+        self.named_fds.clear();
         for held in self.handles.values_mut() {
             if let What::Section { object, .. } = &mut held.what {
                 *object = 0;

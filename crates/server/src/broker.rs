@@ -334,9 +334,12 @@ pub struct Broker {
     new_watches: Vec<PidWatch>,
     /// The close rings of the clients that asked for one.
     close_rings: BTreeMap<ClientId, CloseRing>,
-    /// A handle was closed behind its holder's back: the rings are swept
-    /// every [`CLOSE_RING_SWEEP`] from then on.
-    sweep_close_rings: bool,
+    /// Clients that had a handle closed behind their back (their notes of
+    /// what they hold are out of date): while one has a ring, the rings are
+    /// swept every [`CLOSE_RING_SWEEP`].
+    stale_holders: HashSet<ClientId>,
+    /// The key of [`Broker::public_number`].
+    number_key: std::collections::hash_map::RandomState,
     /// The closes taken from the rings in one drain (kept for its memory).
     ring_closes: Vec<(ClientId, RingClose)>,
     started: Instant,
@@ -409,7 +412,8 @@ impl Broker {
             pending: HashMap::new(),
             new_watches: Vec::new(),
             close_rings: BTreeMap::new(),
-            sweep_close_rings: false,
+            stale_holders: HashSet::new(),
+            number_key: std::collections::hash_map::RandomState::new(),
             ring_closes: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
@@ -533,6 +537,7 @@ impl Broker {
             return;
         };
         self.close_rings.remove(&id);
+        self.stale_holders.remove(&id);
         if let Some(count) = self.connections_of.get_mut(&client.pid) {
             *count -= 1;
             if *count == 0 {
@@ -623,12 +628,21 @@ impl Broker {
         for &(id, close) in &closes {
             let handle = Handle(close.handle);
             let named = self.clients.get(&id).and_then(|c| c.handles.get(handle));
-            if named.is_some_and(|entry| entry.object == close.object) {
+            if named.is_some_and(|entry| self.public_number(entry.object) == close.object) {
                 let _ = self.close(id, handle);
             }
         }
         closes.clear();
         self.ring_closes = closes;
+    }
+
+    /// The number a client knows object `oid` by: a keyed hash, random
+    /// for each broker, so that a number from a broker that died never
+    /// names an object of this one, and numbers say nothing about how many
+    /// objects others make. Never 0 (a client's "unknown").
+    fn public_number(&self, oid: ObjectId) -> u64 {
+        use std::hash::BuildHasher;
+        self.number_key.hash_one(oid).max(1)
     }
 
     /// When the broker must look at the close rings even if nothing wakes
@@ -637,7 +651,9 @@ impl Broker {
     /// may free a section, whose memory must not wait for the broker's next
     /// request). Otherwise never: a wait without a timeout arms no timer.
     pub fn close_ring_deadline(&self) -> Option<Instant> {
-        (self.sweep_close_rings && !self.close_rings.is_empty())
+        self.stale_holders
+            .iter()
+            .any(|id| self.close_rings.contains_key(id))
             .then(|| Instant::now() + CLOSE_RING_SWEEP)
     }
 
@@ -850,10 +866,10 @@ impl Broker {
                     && known.reach >= FdReach::needed_by(grant.access)
                     && known.object == grant.object
                     && self
-                        .client(id)
-                        .handles
-                        .get(known.handle)
-                        .is_some_and(|entry| entry.object == known.object)
+                        .clients
+                        .get(&id)
+                        .and_then(|client| client.handles.get(known.handle))
+                        .is_some_and(|entry| self.public_number(entry.object) == known.object)
                 {
                     outcome.fd = None;
                 }
@@ -1478,7 +1494,7 @@ impl Broker {
                         existed,
                         access: access.0,
                         info: section.info(),
-                        object: oid,
+                        object: self.public_number(oid),
                     }),
                     fd: Some(fd),
                     shutdown: false,
@@ -1828,8 +1844,11 @@ mod tests {
         let mut broker = greeted_broker(&[1]);
         let kept = create(&mut broker, 1, "kept", 4096).unwrap().handle;
         let other = create(&mut broker, 1, "other", 4096).unwrap().handle;
-        let section = broker.client(1).handles.get(kept).unwrap().object;
-        let other_section = broker.client(1).handles.get(other).unwrap().object;
+        let number = |broker: &mut Broker, handle| {
+            let oid = broker.client(1).handles.get(handle).unwrap().object;
+            broker.public_number(oid)
+        };
+        let (section, other_section) = (number(&mut broker, kept), number(&mut broker, other));
         let mut open = |name: &str, access, known: Option<(Handle, FdReach, u64)>| {
             let request = Request::Open {
                 object_type: ObjectType::Section,
@@ -1903,8 +1922,10 @@ mod tests {
             broker.close_ring_deadline().is_none(),
             "nothing to sweep for"
         );
-        broker.sweep_close_rings = true;
-        assert!(broker.close_ring_deadline().is_some(), "swept");
+        broker.stale_holders.insert(2);
+        assert!(broker.close_ring_deadline().is_none(), "2 has no ring");
+        broker.stale_holders.insert(1);
+        assert!(broker.close_ring_deadline().is_some(), "1's ring is swept");
         assert!(ring.push(close(second.handle, ringed)));
         let sections = broker.objects.len();
         broker.drain_close_rings();

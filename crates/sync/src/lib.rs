@@ -11,6 +11,9 @@
 //! not involved. The broker uses this crate to create arenas, initialize slots
 //! and clean up after a process that died ([`ops::reap_client`]).
 //!
+//! The other page a process shares with its broker is its [`close_ring`]:
+//! closes that free nothing wait there instead of being sent.
+//!
 //! # The state word
 //! Each slot's `state` is one 64-bit atomic:
 //! - the low 32 bits are the object's state and the futex word waiters sleep

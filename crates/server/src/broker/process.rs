@@ -934,7 +934,7 @@ impl Broker {
                 self.journal_gift(cid);
                 // Its note of what it holds is out of date: a close it
                 // leaves in its close ring may now free a section.
-                self.sweep_close_rings = true;
+                self.stale_holders.insert(cid);
             }
         }
         result
