@@ -419,3 +419,53 @@ fn close_rings_and_shared_descriptors_survive_a_new_broker() {
     let lines = broker.run(&["open Local\\ringed-memory read"]);
     assert!(lines[0].starts_with("err 2 "), "nothing is left: {lines:?}");
 }
+
+/// Sections over files come back: a named one keeps its name and its file,
+/// an unnamed one its handle, and both map the file as before.
+#[test]
+fn sections_over_files_come_back() {
+    let broker = TestBroker::new();
+    let path = broker.dir.join("mapped.bin");
+    std::fs::write(&path, vec![0u8; 8192]).unwrap();
+    let p = path.to_str().unwrap();
+    let mut holder = broker.spawn(&[
+        &format!("create_file {p} rw Local\\mapped-file 8192"),
+        "map write",
+        "write 0 named",
+        &format!("create_file {p} rw - 4096"),
+        "map write",
+        "write 100 nameless",
+        "hold",
+        "map write", // a new view of the unnamed one, after the takeover
+        "write 100 again",
+        "read 100 5",
+        "close",
+        "close",
+        "hold",
+    ]);
+    holder.wait_for("holding");
+    let old = broker.kill_broker();
+    broker.new_broker(old);
+    let pid = holder.child.id().to_string();
+    TestBroker::eventually("the holder to be back", || {
+        let listed = broker.objmgr(&["handles", &pid]);
+        String::from_utf8_lossy(&listed.stdout)
+            .matches("Section")
+            .count()
+            == 2
+    });
+    // Another process finds the named one over the same file.
+    let seen = broker.run(&["open Local\\mapped-file read", "map read", "read 0 5"]);
+    assert_eq!(seen[2], "read named", "{seen:?}");
+    holder.release();
+    holder.wait_for("holding");
+    let lines = holder.lines.clone();
+    assert!(lines.iter().any(|l| l == "read again"), "{lines:?}");
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(&data[100..105], b"again", "written through to the file");
+    // Both closed: nothing is left, the name is free.
+    let seen = broker.run(&["open Local\\mapped-file read"]);
+    assert!(seen[0].starts_with("err 2 "), "{seen:?}");
+    holder.release();
+    holder.finish();
+}

@@ -159,7 +159,7 @@ impl<'a> Choices<'a> {
     /// arena id (1) and others, slots, sizes and protections that fit and
     /// that do not.
     pub fn reclaim_step(&mut self) -> ReclaimStep {
-        match self.below(6) {
+        match self.below(7) {
             0 => ReclaimStep::Begin {
                 tag: self.u32_from(&[1, 2, 3, 0, 4, u32::from(u16::MAX)]) as u16,
             },
@@ -183,6 +183,13 @@ impl<'a> Choices<'a> {
                 open: self.u32_from(&[0, 1, u32::MAX]),
                 open_access: self.access(),
                 share: self.u32_from(&[7, 0, 1, 8, u32::MAX]),
+            },
+            5 => ReclaimStep::FileSection {
+                held: self.held_handle(),
+                section: self.u32_from(&[0, 1, u32::MAX]),
+                protection: self.u32_from(&[0x04, 0x02, 0x08, 0, 0x0800_0004]),
+                attributes: self.u32_from(&[0x0800_0000, 0, 0x8000_0000, u32::MAX]),
+                size: u64::from(self.u32_from(&[4096, 0, 1, 8192, u32::MAX])),
             },
             _ => ReclaimStep::End,
         }

@@ -223,7 +223,7 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
             ..
         } => 2,
         Request::Reclaim {
-            step: ReclaimStep::File { .. },
+            step: ReclaimStep::File { .. } | ReclaimStep::FileSection { .. },
         } => 1,
         // What a returning process brings: an arena (the fuzz's own, id 1)
         // or a section's memfd, sealed as the broker seals them.

@@ -152,7 +152,7 @@ impl Held {
 fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
     Some(match reply {
         Reply::Section(grant) => {
-            let what = if named && !grant.info.file_backed {
+            let what = if named {
                 What::Section {
                     info: grant.info,
                     fd: None,
@@ -289,12 +289,7 @@ impl Holdings {
         sent: &[BorrowedFd<'_>],
     ) {
         let (name, inherit) = match request {
-            Request::CreateSection {
-                name,
-                inherit,
-                from_file: false,
-                ..
-            }
+            Request::CreateSection { name, inherit, .. }
             | Request::Open { name, inherit, .. }
             | Request::CreateSync { name, inherit, .. } => (Some(name.as_str()), *inherit),
             Request::CreateThread { inherit } => (Some(""), *inherit),
@@ -592,8 +587,10 @@ impl Holdings {
                 steps.push((ReclaimStep::Arena { id: arena, slots }, Some(fd as _)));
             }
         }
-        // Each open of a file gets a number, which its copies share.
+        // Each open of a file gets a number, which its copies share; so
+        // does each section over a file (its handles share its fd).
         let mut opens: HashMap<*const FileOpen, u32> = HashMap::new();
+        let mut file_sections: HashMap<*const OwnedFd, u32> = HashMap::new();
         for (&value, held) in &self.handles {
             let announced = HeldHandle {
                 handle: Handle(value),
@@ -602,6 +599,21 @@ impl Holdings {
                 name: held.name.clone(),
             };
             steps.push(match &held.what {
+                What::Section { info, fd, .. } if info.file_backed => {
+                    let fd = fd.clone()?;
+                    let next = file_sections.len() as u32;
+                    let section = *file_sections.entry(Arc::as_ptr(&fd)).or_insert(next);
+                    (
+                        ReclaimStep::FileSection {
+                            held: announced,
+                            section,
+                            protection: info.protection,
+                            attributes: info.attributes,
+                            size: info.size,
+                        },
+                        Some(fd as _),
+                    )
+                }
                 What::Section { info, fd, .. } => (
                     ReclaimStep::Section {
                         held: announced,
@@ -840,6 +852,7 @@ mod tests {
                 ReclaimStep::Section { .. } => "section",
                 ReclaimStep::Sync { .. } => "sync",
                 ReclaimStep::File { .. } => "file",
+                ReclaimStep::FileSection { .. } => "file section",
                 ReclaimStep::End => "end",
                 ReclaimStep::Leave { .. } => "leave",
             })

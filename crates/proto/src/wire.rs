@@ -580,6 +580,17 @@ pub enum ReclaimStep {
         open_access: u32,
         share: u32,
     },
+    /// A handle to a section over a file (`CreateFileMapping` with a file
+    /// handle); the fd the process maps it by is attached. Handles of one
+    /// section name the same `section`, a number the process chooses
+    /// (a named section is also known by its name).
+    FileSection {
+        held: HeldHandle,
+        section: u32,
+        protection: u32,
+        attributes: u32,
+        size: u64,
+    },
     /// Every handle is announced: the process is back.
     End,
     /// The process had `tag` but takes nothing back (it holds something no
@@ -621,7 +632,10 @@ impl ReclaimStep {
     /// How many descriptors the step's message carries.
     pub fn fds(&self) -> usize {
         match self {
-            ReclaimStep::Arena { .. } | ReclaimStep::Section { .. } | ReclaimStep::File { .. } => 1,
+            ReclaimStep::Arena { .. }
+            | ReclaimStep::Section { .. }
+            | ReclaimStep::File { .. }
+            | ReclaimStep::FileSection { .. } => 1,
             _ => 0,
         }
     }
@@ -666,6 +680,17 @@ fn encode_reclaim(e: &mut Encoder, step: &ReclaimStep) {
             held.encode(e);
             e.u32(*open).u32(*open_access).u32(*share);
         }
+        ReclaimStep::FileSection {
+            held,
+            section,
+            protection,
+            attributes,
+            size,
+        } => {
+            e.u8(7);
+            held.encode(e);
+            e.u32(*section).u32(*protection).u32(*attributes).u64(*size);
+        }
     }
 }
 
@@ -694,6 +719,13 @@ fn decode_reclaim(d: &mut Decoder<'_>) -> Result<ReclaimStep, WireError> {
             open: d.u32()?,
             open_access: d.u32()?,
             share: d.u32()?,
+        },
+        7 => ReclaimStep::FileSection {
+            held: HeldHandle::decode(d)?,
+            section: d.u32()?,
+            protection: d.u32()?,
+            attributes: d.u32()?,
+            size: d.u64()?,
         },
         _ => return Err(WireError::BadField("reclaim step")),
     })
@@ -2124,6 +2156,18 @@ mod tests {
                 open_access: 0x12_01BF,
                 share: 7,
             },
+            ReclaimStep::FileSection {
+                held: HeldHandle {
+                    handle: Handle(16),
+                    access: 4,
+                    flags: 0,
+                    name: "Local\\mapped".into(),
+                },
+                section: 3,
+                protection: 4,
+                attributes: 0x0800_0000,
+                size: 1 << 33,
+            },
             ReclaimStep::End,
             ReclaimStep::Leave { tag: u16::MAX },
         ] {
@@ -2133,7 +2177,7 @@ mod tests {
             step: ReclaimStep::End,
         }
         .encode(1);
-        *bad_step.last_mut().expect("step code") = 7;
+        *bad_step.last_mut().expect("step code") = 8;
         assert_eq!(
             Request::decode(&bad_step),
             Err(WireError::BadField("reclaim step"))

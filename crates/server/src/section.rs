@@ -342,6 +342,108 @@ impl Section {
         })
     }
 
+    /// Takes back a section over a file, of a broker that died, from the fd
+    /// a client of that broker maps it by: a regular file at least `size`
+    /// bytes long, readable. The file is not opened again (a client's file
+    /// system could hold the broker up): the section starts from this fd,
+    /// and the fds of its other handles, as they come back, give it what it
+    /// lacks ([`Section::offer`]).
+    ///
+    /// A refused fd comes back with the failure: the caller closes it off
+    /// the broker's thread (closing a file can wait on its file system).
+    pub fn adopt_file(
+        fd: OwnedFd,
+        size: u64,
+        protection: PageProtection,
+        attributes: SectionAttributes,
+    ) -> Result<Section, (Failure, OwnedFd)> {
+        match Self::check_adopted_file(&fd, size, attributes) {
+            Ok(node) => Ok(Self::adopted_file(fd, node, size, protection, attributes)),
+            Err(failure) => Err((failure, fd)),
+        }
+    }
+
+    /// Whether `fd` can map a section of `size` bytes taken back: the
+    /// file's node if so.
+    fn check_adopted_file(
+        fd: &OwnedFd,
+        size: u64,
+        attributes: SectionAttributes,
+    ) -> Result<FileNode, Failure> {
+        if attributes.large_pages {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                "SEC_LARGE_PAGES applies only to paging-file-backed sections",
+            ));
+        }
+        let stat = cached_stat(fd)?;
+        let mode = fs::fcntl_getfl(fd).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        let access = mode & OFlags::RWMODE;
+        if mode.contains(OFlags::PATH) || access == OFlags::WRONLY {
+            return Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the descriptor cannot map the file",
+            ));
+        }
+        if size == 0 || size > stat.stx_size {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                "the file is shorter than the section (or the size is 0)",
+            ));
+        }
+        Ok((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
+    }
+
+    fn adopted_file(
+        fd: OwnedFd,
+        node: FileNode,
+        size: u64,
+        protection: PageProtection,
+        attributes: SectionAttributes,
+    ) -> Section {
+        let writable = fs::fcntl_getfl(&fd).is_ok_and(|mode| mode & OFlags::RWMODE == OFlags::RDWR);
+        let base = Rc::new(fd);
+        let read_only = OnceCell::new();
+        if !writable {
+            let _ = read_only.set(base.clone());
+        }
+        Section {
+            size,
+            protection,
+            attributes,
+            file_backed: true,
+            base,
+            base_writable: writable,
+            read_only,
+            node: Some(node),
+        }
+    }
+
+    /// Another fd of this file-backed section, as another of its handles
+    /// comes back: kept if it gives the section what it lacks (a writable
+    /// fd where the protection allows shared writes, a read-only one for
+    /// handles that may not write). Whether it is this section's file, and
+    /// the fd if it is not kept (for the caller to close off the broker's
+    /// thread).
+    pub fn offer(&mut self, fd: OwnedFd) -> (bool, Option<OwnedFd>) {
+        let same = cached_stat(&fd).is_ok_and(|stat| {
+            self.node == Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
+        });
+        let mode = fs::fcntl_getfl(&fd).ok();
+        match mode.map(|mode| (mode.contains(OFlags::PATH), mode & OFlags::RWMODE)) {
+            Some((false, OFlags::RDWR)) if same && !self.base_writable => {
+                self.base = Rc::new(fd);
+                self.base_writable = true;
+                (true, None)
+            }
+            Some((false, OFlags::RDONLY)) if same && self.read_only.get().is_none() => {
+                let _ = self.read_only.set(Rc::new(fd));
+                (true, None)
+            }
+            _ => (same, Some(fd)),
+        }
+    }
+
     /// What a client needs to map the section.
     pub fn info(&self) -> SectionInfo {
         SectionInfo {
@@ -379,8 +481,11 @@ impl Section {
         if let Some(fd) = self.read_only.get() {
             return Ok(fd.clone());
         }
-        // Only a memfd of the broker's own is reopened here (a file-backed
-        // section came with its read-only fd).
+        // A memfd of the broker's own is reopened here; so is the file of
+        // a file-backed section taken back from a broker that died with no
+        // read-only handle (one that is made comes with its read-only fd).
+        // Only the per-user broker takes sections back: a file system of the
+        // user's own could hold up only the user's broker.
         let fd = reopen_read_only(&self.base, "reopening the section read-only")?;
         let fd = Rc::new(fd);
         let _ = self.read_only.set(fd.clone());

@@ -101,6 +101,9 @@ pub(super) struct Recovery {
     syncs: HashMap<(u64, u32), ObjectId>,
     /// Opens of files taken back, by client and the number it gave each.
     files: HashMap<(ClientId, u32), ObjectId>,
+    /// Sections over files taken back: by name, or (unnamed) by client and
+    /// the number it gave each (two sections may map one file).
+    file_sections: HashMap<FileSectionKey, ObjectId>,
     /// When the expected processes were last looked at (one that dies
     /// meanwhile is not waited for).
     looked: Instant,
@@ -113,6 +116,13 @@ fn stopped_running(records: &HashMap<u16, Recorded>) -> Vec<u16> {
         .filter(|(_, record)| !record.still_runs())
         .map(|(&tag, _)| tag)
         .collect()
+}
+
+/// How a section over a file is known while it is taken back.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum FileSectionKey {
+    Named(String),
+    Unnamed(ClientId, u32),
 }
 
 /// Requests served while a recovery runs: those of returning processes,
@@ -196,6 +206,7 @@ impl Broker {
             sections: HashMap::new(),
             syncs: HashMap::new(),
             files: HashMap::new(),
+            file_sections: HashMap::new(),
             looked: Instant::now(),
         });
     }
@@ -255,6 +266,7 @@ impl Broker {
             .into_values()
             .chain(recovery.syncs.into_values())
             .chain(recovery.files.into_values())
+            .chain(recovery.file_sections.into_values())
         {
             self.release(oid);
         }
@@ -507,6 +519,81 @@ impl Broker {
                         )?;
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.sections.insert(node, oid);
+                        oid
+                    }
+                };
+                self.take_back(id, oid, &held)?;
+            }
+            ReclaimStep::FileSection {
+                held,
+                section,
+                protection,
+                attributes,
+                size,
+            } => {
+                let fd = fd.expect("one fd checked");
+                let key = match self.resolve_name(id, &held.name) {
+                    Ok(resolved) if !held.name.is_empty() => match resolved.path {
+                        Some(path) => FileSectionKey::Named(path),
+                        None => FileSectionKey::Unnamed(id, section),
+                    },
+                    Ok(_) => FileSectionKey::Unnamed(id, section),
+                    Err(failure) => {
+                        crate::closer::close_later(fd);
+                        return Err(failure);
+                    }
+                };
+                let recovery = self.recovery.as_mut().expect("recovering");
+                let oid = match recovery.file_sections.get(&key).copied() {
+                    Some(oid) => {
+                        // Another handle of it: the same file, which may
+                        // give the section a descriptor it lacks.
+                        let (same, unused) = match self.objects.get_mut(&oid).map(|o| &mut o.body) {
+                            Some(Body::Section(section)) => section.offer(fd),
+                            _ => (false, Some(fd)),
+                        };
+                        if let Some(fd) = unused {
+                            crate::closer::close_later(fd);
+                        }
+                        if !same {
+                            return Err(Failure::new(
+                                ERROR_INVALID_PARAMETER,
+                                "the section maps another file",
+                            ));
+                        }
+                        oid
+                    }
+                    None => {
+                        let (protection, attributes) =
+                            match parse_protection(protection | attributes) {
+                                Ok(parsed) => parsed,
+                                Err(code) => {
+                                    crate::closer::close_later(fd);
+                                    return Err(Failure::new(
+                                        code,
+                                        format!("invalid protection {protection:#x}"),
+                                    ));
+                                }
+                            };
+                        let section = Section::adopt_file(fd, size, protection, attributes)
+                            .map_err(|(failure, fd)| {
+                                crate::closer::close_later(fd);
+                                failure
+                            })?;
+                        let node = section.file_node();
+                        let oid = self.adopt_object(
+                            id,
+                            ObjectType::Section,
+                            Body::Section(section),
+                            Charge::section(size),
+                            0,
+                        )?;
+                        if let Some(node) = node {
+                            // A mapping is a user of its file, as on Windows.
+                            self.mapped_files.entry(node).or_default().push(oid);
+                        }
+                        let recovery = self.recovery.as_mut().expect("recovering");
+                        recovery.file_sections.insert(key, oid);
                         oid
                     }
                 };
@@ -1017,6 +1104,106 @@ mod tests {
         // The recovery's references are gone: the opens live by their handles.
         let opens = broker.open_files.values().map(Vec::len).sum::<usize>();
         assert_eq!(opens, 2);
+    }
+
+    fn file_section_step(handle: u32, name: &str, section: u32, size: u64) -> ReclaimStep {
+        ReclaimStep::FileSection {
+            held: held(handle, 0xF001F, name),
+            section,
+            protection: PageProtection::ReadWrite.bits(),
+            attributes: SectionAttributes::default().bits(),
+            size,
+        }
+    }
+
+    #[test]
+    fn sections_over_files_come_back_one_per_name_or_number() {
+        let mut r = recovering(&[9, 10]);
+        let broker = &mut r.broker;
+        two_returning(broker);
+        let file = scratch();
+        rustix::fs::ftruncate(&file, 8192).unwrap();
+        let clone = || file.try_clone().unwrap();
+        let read_only = || {
+            rustix::fs::open(
+                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)),
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let sections = |broker: &Broker| {
+            broker
+                .objects
+                .values()
+                .filter(|o| o.object_type == ObjectType::Section)
+                .count()
+        };
+        // A named one, from its read-only handle first, then from another
+        // process's writable one: one object, which gains the writable fd.
+        step(
+            broker,
+            1,
+            file_section_step(4, "Local\\mapped", 0, 8192),
+            Some(read_only()),
+        )
+        .unwrap();
+        step(
+            broker,
+            2,
+            file_section_step(4, "Local\\mapped", 5, 8192),
+            Some(clone()),
+        )
+        .unwrap();
+        assert_eq!(sections(broker), 1);
+        let oid = broker.names.values().copied().next().unwrap();
+        let Body::Section(section) = &broker.objects[&oid].body else {
+            panic!("not a section");
+        };
+        let mode = |fd: &OwnedFd| rustix::fs::fcntl_getfl(fd).unwrap() & rustix::fs::OFlags::RWMODE;
+        assert_eq!(
+            mode(&section.fd_for(true).unwrap()),
+            rustix::fs::OFlags::RDWR
+        );
+        assert_eq!(
+            mode(&section.fd_for(false).unwrap()),
+            rustix::fs::OFlags::RDONLY
+        );
+        // Two unnamed ones over the same file stay two; a copy (the same
+        // number) is the same one.
+        step(broker, 1, file_section_step(8, "", 1, 4096), Some(clone())).unwrap();
+        step(broker, 1, file_section_step(12, "", 2, 4096), Some(clone())).unwrap();
+        step(broker, 1, file_section_step(16, "", 2, 4096), Some(clone())).unwrap();
+        assert_eq!(sections(broker), 3);
+        // Under a number of its, another file is refused; so is a section
+        // longer than its file, and a descriptor that maps nothing.
+        let other = step(
+            broker,
+            1,
+            file_section_step(20, "", 2, 4096),
+            Some(scratch()),
+        );
+        assert_eq!(other.unwrap_err().code, ERROR_INVALID_PARAMETER);
+        let longer = step(
+            broker,
+            1,
+            file_section_step(20, "", 3, 1 << 20),
+            Some(clone()),
+        );
+        assert_eq!(longer.unwrap_err().code, ERROR_INVALID_PARAMETER);
+        let path = rustix::fs::open("/tmp", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty());
+        let nothing = step(broker, 1, file_section_step(20, "", 4, 4096), path.ok());
+        assert!(nothing.is_err());
+        step(broker, 1, ReclaimStep::End, None).unwrap();
+        step(broker, 2, ReclaimStep::End, None).unwrap();
+        assert!(broker.recovery_deadline().is_none());
+        // Each maps its file, as a section made over it does.
+        let node = crate::section::file_node(&file).unwrap();
+        assert_eq!(broker.mapped_files[&node].len(), 3);
+        broker.remove_client(1);
+        broker.remove_client(2);
+        assert_eq!(sections(broker), 0);
+        assert!(broker.mapped_files.is_empty());
     }
 
     #[test]
