@@ -16,7 +16,9 @@
 //! reading and writing and sharing only reading: every round writes the
 //! round's number into it and reads it back, and every 64 rounds another
 //! open for writing must be refused by that share mode, whichever broker
-//! serves it. Worker 0 also holds a job, which no broker
+//! serves it; an unnamed section over that file gets the same number through
+//! its view (which the file must read back), and every 64 rounds a new view.
+//! Worker 0 also holds a job, which no broker
 //! takes back, so its session ends with every kill (fail-stop, and it takes
 //! no semaphore permit, which a dying session would lose): it opens
 //! everything again from the new broker, which the others' handles keep.
@@ -31,7 +33,8 @@
 //!   takes 3 s at most);
 //! - **permit violations**: more than two holders of the semaphore, or more
 //!   than one of the mutex, at once; a file that lost what was written, or
-//!   an open its share mode should have refused;
+//!   an open its share mode should have refused; a section over the file
+//!   whose views are not the file;
 //! - **silent workers**: a worker that printed nothing for 10 s.
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +71,9 @@ struct Session {
     /// A file of the worker's own, open for reading and writing, which
     /// others may only read.
     file: objmgr::file::File,
+    /// An unnamed section over that file, and a view of it.
+    mapped: Section,
+    mapped_view: View,
 }
 
 /// The worker's file, beside the broker's socket.
@@ -117,6 +123,11 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         None
     };
     let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
+    let mapped = Section::builder()
+        .size(4096)
+        .protection(objmgr::PageProtection::ReadWrite)
+        .create_from_file(file.as_std())?;
+    let mapped_view = mapped.map(MapAccess::WRITE)?;
     let after = objmgr::admin::broker_status()?.pid;
     let token = token.load(Ordering::SeqCst);
     if before == after {
@@ -133,6 +144,8 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         mine,
         next,
         file,
+        mapped,
+        mapped_view,
     })
 }
 
@@ -159,7 +172,19 @@ fn round(id: usize, session: &Session, rounds: u64) -> objmgr::Result<()> {
     if back != rounds.to_le_bytes() {
         println!("violation file");
     }
+    // What is written through the mapping is the file's.
+    session.mapped_view.write_at(8, &rounds.to_le_bytes())?;
+    session.file.read_at(8, &mut back)?;
+    if back != rounds.to_le_bytes() {
+        println!("violation mapping");
+    }
     if rounds.is_multiple_of(64) {
+        // The section is still the process's: a new view of it.
+        let view = session.mapped.map(MapAccess::READ)?;
+        view.read_at(8, &mut back)?;
+        if back != rounds.to_le_bytes() {
+            println!("violation mapping");
+        }
         check_name(session);
         check_share(id, session);
     }
