@@ -223,8 +223,19 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
             ..
         } => 2,
         Request::Reclaim {
-            step: ReclaimStep::File { .. } | ReclaimStep::FileSection { .. },
+            step: ReclaimStep::File { .. },
         } => 1,
+        // A file, and the same file opened read-only.
+        Request::Reclaim {
+            step: ReclaimStep::FileSection { .. },
+        } => {
+            let file = scratch_file();
+            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+            let read_only = rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+                .expect("reopening a memfd read-only");
+            return vec![file, read_only];
+        }
         // What a returning process brings: an arena (the fuzz's own, id 1)
         // or a section's memfd, sealed as the broker seals them.
         Request::Reclaim {

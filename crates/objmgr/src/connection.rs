@@ -1140,9 +1140,9 @@ fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Re
     if conn.system {
         return Rejoined::Failed;
     }
-    for (n, (step, fd)) in steps.into_iter().enumerate() {
-        let fd = fd.as_ref().map(|fd| fd.as_fd());
-        match conn.exchange(&Request::Reclaim { step }, fd.as_slice()) {
+    for (n, (step, fds)) in steps.into_iter().enumerate() {
+        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
+        match conn.exchange(&Request::Reclaim { step }, &fds) {
             Ok((Ok(Reply::Done), _)) => {}
             Ok((Err(_), _)) if n == 0 => return Rejoined::Refused(conn),
             Err(Broken::Connection(_)) => return Rejoined::BrokerLost,

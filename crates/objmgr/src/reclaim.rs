@@ -85,6 +85,22 @@ struct FileOpen {
     share: u32,
 }
 
+/// `fd` (of a file) opened again read-only, or itself if it is read-only
+/// already; `None` if it maps nothing or cannot be opened again.
+fn read_only_twin(fd: &Arc<OwnedFd>) -> Option<Arc<dyn AsFd + Send + Sync>> {
+    use rustix::fs::{Mode, OFlags};
+    let mode = rustix::fs::fcntl_getfl(&**fd).ok()?;
+    if mode.contains(OFlags::PATH) {
+        return None;
+    }
+    if mode & OFlags::RWMODE == OFlags::RDONLY {
+        return Some(fd.clone() as _);
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&**fd));
+    let twin = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    Some(Arc::new(twin))
+}
+
 /// What a section's `fd` can do, by its open mode.
 fn fd_reach(fd: impl AsFd) -> FdReach {
     use rustix::fs::OFlags;
@@ -195,8 +211,8 @@ fn inherit_flag(inherit: bool) -> u32 {
     if inherit { HANDLE_FLAG_INHERIT } else { 0 }
 }
 
-/// A step to send, and the descriptor it carries.
-pub(crate) type Step = (ReclaimStep, Option<Arc<dyn AsFd + Send + Sync>>);
+/// A step to send, and the descriptors it carries.
+pub(crate) type Step = (ReclaimStep, Vec<Arc<dyn AsFd + Send + Sync>>);
 
 impl Holdings {
     pub(crate) const fn new() -> Holdings {
@@ -576,7 +592,7 @@ impl Holdings {
         if self.namespaces > 0 {
             return None;
         }
-        let mut steps = vec![(ReclaimStep::Begin { tag }, None)];
+        let mut steps = vec![(ReclaimStep::Begin { tag }, vec![])];
         let mut arenas = BTreeSet::new();
         for held in self.handles.values() {
             if let What::Sync { arena, .. } = held.what
@@ -584,7 +600,7 @@ impl Holdings {
             {
                 let fd = self.arenas.get(&arena)?.clone();
                 let slots = objmgr_sync::arena::ARENA_SLOTS;
-                steps.push((ReclaimStep::Arena { id: arena, slots }, Some(fd as _)));
+                steps.push((ReclaimStep::Arena { id: arena, slots }, vec![fd as _]));
             }
         }
         // Each open of a file gets a number, which its copies share; so
@@ -601,6 +617,9 @@ impl Holdings {
             steps.push(match &held.what {
                 What::Section { info, fd, .. } if info.file_backed => {
                     let fd = fd.clone()?;
+                    // The broker opens no file: what a handle that may not
+                    // write gets, this process brings.
+                    let read_only = read_only_twin(&fd)?;
                     let next = file_sections.len() as u32;
                     let section = *file_sections.entry(Arc::as_ptr(&fd)).or_insert(next);
                     (
@@ -611,7 +630,7 @@ impl Holdings {
                             attributes: info.attributes,
                             size: info.size,
                         },
-                        Some(fd as _),
+                        vec![fd as _, read_only],
                     )
                 }
                 What::Section { info, fd, .. } => (
@@ -621,7 +640,7 @@ impl Holdings {
                         attributes: info.attributes,
                         size: info.size,
                     },
-                    Some(fd.clone()? as _),
+                    vec![fd.clone()? as _],
                 ),
                 &What::Sync { arena, slot } => (
                     ReclaimStep::Sync {
@@ -629,7 +648,7 @@ impl Holdings {
                         arena,
                         slot,
                     },
-                    None,
+                    vec![],
                 ),
                 What::File { open } => {
                     // A copy given more than the open's fd may do (through
@@ -647,13 +666,13 @@ impl Holdings {
                             open_access: open.access,
                             share: open.share,
                         },
-                        Some(fd as _),
+                        vec![fd as _],
                     )
                 }
                 What::Other => return None,
             });
         }
-        steps.push((ReclaimStep::End, None));
+        steps.push((ReclaimStep::End, vec![]));
         Some(steps)
     }
 }
@@ -987,7 +1006,7 @@ mod tests {
                     open_access,
                     share,
                 } => {
-                    assert!(fd.is_some(), "each carries the open's fd");
+                    assert_eq!(fd.len(), 1, "each carries the open's fd");
                     assert_eq!(*open_access, 3, "the open's own access");
                     Some((held.handle.0, *open, *share))
                 }

@@ -632,10 +632,9 @@ impl ReclaimStep {
     /// How many descriptors the step's message carries.
     pub fn fds(&self) -> usize {
         match self {
-            ReclaimStep::Arena { .. }
-            | ReclaimStep::Section { .. }
-            | ReclaimStep::File { .. }
-            | ReclaimStep::FileSection { .. } => 1,
+            ReclaimStep::Arena { .. } | ReclaimStep::Section { .. } | ReclaimStep::File { .. } => 1,
+            // The fd it maps by, and the file opened read-only.
+            ReclaimStep::FileSection { .. } => 2,
             _ => 0,
         }
     }

@@ -835,7 +835,11 @@ impl Broker {
                 }))
             }
             _ if !greeted => Err(Failure::protocol("request before Hello")),
-            Request::Reclaim { step } => self.reclaim(id, step, fds.pop()),
+            Request::Reclaim { step } => {
+                // [fd] or, for a section over a file, [fd, its read-only twin].
+                let read_only = if fds.len() == 2 { fds.pop() } else { None };
+                self.reclaim(id, step, fds.pop(), read_only)
+            }
             Request::CreateSection {
                 name,
                 protection,

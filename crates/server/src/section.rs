@@ -18,7 +18,7 @@ use objmgr_proto::section::{PageProtection, SectionAttributes};
 use objmgr_proto::wire::SectionInfo;
 use rustix::fs::{self, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use std::cell::OnceCell;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use crate::Failure;
@@ -38,12 +38,14 @@ pub struct Section {
     read_only: OnceCell<Rc<OwnedFd>>,
     /// The file a file-backed section maps.
     node: Option<FileNode>,
+    /// Taken back from a broker that died.
+    adopted: bool,
 }
 
 /// A file's type, inode, device and size as the kernel has them cached:
 /// never a round trip to a file server or FUSE daemon. Not a regular file
 /// is `ERROR_INVALID_HANDLE`.
-pub(crate) fn cached_stat(file: &OwnedFd) -> Result<fs::Statx, Failure> {
+pub(crate) fn cached_stat(file: impl AsFd) -> Result<fs::Statx, Failure> {
     let stat = fs::statx(
         file,
         "",
@@ -193,6 +195,7 @@ impl Section {
             base_writable: true,
             read_only: OnceCell::new(),
             node: None,
+            adopted: false,
         })
     }
 
@@ -287,6 +290,7 @@ impl Section {
             base_writable: writable,
             read_only: read_only_cell,
             node: Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)),
+            adopted: false,
         })
     }
 
@@ -339,28 +343,63 @@ impl Section {
             base_writable,
             read_only: OnceCell::new(),
             node: None,
+            adopted: false,
         })
     }
 
     /// Takes back a section over a file, of a broker that died, from the fd
-    /// a client of that broker maps it by: a regular file at least `size`
-    /// bytes long, readable. The file is not opened again (a client's file
-    /// system could hold the broker up): the section starts from this fd,
-    /// and the fds of its other handles, as they come back, give it what it
-    /// lacks ([`Section::offer`]).
+    /// a client of that broker maps it by (`fd`: a regular file at least
+    /// `size` bytes long, readable) and the same file opened read-only (for
+    /// handles that may not write). The file is not opened here (a client's
+    /// file system could hold the broker up); a writable fd another
+    /// returning handle brings is taken later ([`Section::offer`]).
     ///
     /// A refused fd comes back with the failure: the caller closes it off
     /// the broker's thread (closing a file can wait on its file system).
     pub fn adopt_file(
         fd: OwnedFd,
+        read_only: BorrowedFd<'_>,
         size: u64,
         protection: PageProtection,
         attributes: SectionAttributes,
     ) -> Result<Section, (Failure, OwnedFd)> {
-        match Self::check_adopted_file(&fd, size, attributes) {
-            Ok(node) => Ok(Self::adopted_file(fd, node, size, protection, attributes)),
-            Err(failure) => Err((failure, fd)),
-        }
+        let checked = Self::check_adopted_file(&fd, size, attributes).and_then(|node| {
+            Self::check_read_only(read_only, node)?;
+            let read_only = read_only.try_clone_to_owned().map_err(|e| {
+                Failure::new(
+                    crate::Win32Error::from_errno(e.raw_os_error().unwrap_or(0)),
+                    "keeping the read-only descriptor",
+                )
+            })?;
+            Ok((node, read_only))
+        });
+        let (node, read_only) = match checked {
+            Ok(checked) => checked,
+            Err(failure) => return Err((failure, fd)),
+        };
+        let writable = protection.allows_shared_write()
+            && fs::fcntl_getfl(&fd).is_ok_and(|mode| mode & OFlags::RWMODE == OFlags::RDWR);
+        let read_only = Rc::new(read_only);
+        let base = if writable {
+            Rc::new(fd)
+        } else {
+            // (Not kept: its read-only twin does all the section may.)
+            crate::closer::close_later(fd);
+            read_only.clone()
+        };
+        let read_only_cell = OnceCell::new();
+        let _ = read_only_cell.set(read_only);
+        Ok(Section {
+            size,
+            protection,
+            attributes,
+            file_backed: true,
+            base,
+            base_writable: writable,
+            read_only: read_only_cell,
+            node: Some(node),
+            adopted: true,
+        })
     }
 
     /// Whether `fd` can map a section of `size` bytes taken back: the
@@ -394,54 +433,50 @@ impl Section {
         Ok((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
     }
 
-    fn adopted_file(
-        fd: OwnedFd,
-        node: FileNode,
-        size: u64,
-        protection: PageProtection,
-        attributes: SectionAttributes,
-    ) -> Section {
-        let writable = fs::fcntl_getfl(&fd).is_ok_and(|mode| mode & OFlags::RWMODE == OFlags::RDWR);
-        let base = Rc::new(fd);
-        let read_only = OnceCell::new();
-        if !writable {
-            let _ = read_only.set(base.clone());
+    /// Whether `read_only` is the file `node` opened read-only.
+    fn check_read_only(read_only: BorrowedFd<'_>, node: FileNode) -> Result<(), Failure> {
+        let stat = cached_stat(read_only)?;
+        let mode =
+            fs::fcntl_getfl(read_only).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
+        if (stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino) != node
+            || mode.contains(OFlags::PATH)
+            || mode & OFlags::RWMODE != OFlags::RDONLY
+        {
+            return Err(Failure::new(
+                ERROR_INVALID_PARAMETER,
+                "the read-only descriptor is not the section's file opened read-only",
+            ));
         }
-        Section {
-            size,
-            protection,
-            attributes,
-            file_backed: true,
-            base,
-            base_writable: writable,
-            read_only,
-            node: Some(node),
-        }
+        Ok(())
     }
 
-    /// Another fd of this file-backed section, as another of its handles
-    /// comes back: kept if it gives the section what it lacks (a writable
-    /// fd where the protection allows shared writes, a read-only one for
-    /// handles that may not write). Whether it is this section's file, and
-    /// the fd if it is not kept (for the caller to close off the broker's
-    /// thread).
-    pub fn offer(&mut self, fd: OwnedFd) -> (bool, Option<OwnedFd>) {
-        let same = cached_stat(&fd).is_ok_and(|stat| {
-            self.node == Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino))
-        });
-        let mode = fs::fcntl_getfl(&fd).ok();
-        match mode.map(|mode| (mode.contains(OFlags::PATH), mode & OFlags::RWMODE)) {
-            Some((false, OFlags::RDWR)) if same && !self.base_writable => {
-                self.base = Rc::new(fd);
-                self.base_writable = true;
-                (true, None)
-            }
-            Some((false, OFlags::RDONLY)) if same && self.read_only.get().is_none() => {
-                let _ = self.read_only.set(Rc::new(fd));
-                (true, None)
-            }
-            _ => (same, Some(fd)),
+    /// Another fd of this section taken back from a broker that died, as
+    /// another of its handles comes back (with its read-only twin): the
+    /// section keeps it if it lacked a writable fd and its protection
+    /// allows shared writes. Whether it is this section's file (and a
+    /// mapping descriptor), and the fd if it is not kept (for the caller to
+    /// close off the broker's thread).
+    pub fn offer(&mut self, fd: OwnedFd, read_only: BorrowedFd<'_>) -> (bool, Option<OwnedFd>) {
+        let Some(node) = self.node else {
+            return (false, Some(fd));
+        };
+        let same = Self::check_adopted_file(&fd, self.size, self.attributes)
+            .is_ok_and(|theirs| theirs == node)
+            && Self::check_read_only(read_only, node).is_ok();
+        let writable = fs::fcntl_getfl(&fd).is_ok_and(|mode| mode & OFlags::RWMODE == OFlags::RDWR);
+        if same && writable && !self.base_writable && self.protection.allows_shared_write() {
+            self.base = Rc::new(fd);
+            self.base_writable = true;
+            return (true, None);
         }
+        (same, Some(fd))
+    }
+
+    /// Whether this section was taken back from a broker that died (while a
+    /// recovery runs, opens of its file taken back do not count it: that
+    /// state existed already).
+    pub fn is_adopted(&self) -> bool {
+        self.adopted
     }
 
     /// What a client needs to map the section.
@@ -481,11 +516,8 @@ impl Section {
         if let Some(fd) = self.read_only.get() {
             return Ok(fd.clone());
         }
-        // A memfd of the broker's own is reopened here; so is the file of
-        // a file-backed section taken back from a broker that died with no
-        // read-only handle (one that is made comes with its read-only fd).
-        // Only the per-user broker takes sections back: a file system of the
-        // user's own could hold up only the user's broker.
+        // Only a memfd of the broker's own is reopened here (a file-backed
+        // section, made or taken back, came with its read-only fd).
         let fd = reopen_read_only(&self.base, "reopening the section read-only")?;
         let fd = Rc::new(fd);
         let _ = self.read_only.set(fd.clone());
@@ -510,7 +542,11 @@ impl Section {
     /// How many descriptors the broker holds for this section (the base
     /// fd, and the read-only one once made).
     pub fn fds_held(&self) -> u64 {
-        1 + u64::from(self.read_only.get().is_some())
+        let twin = self
+            .read_only
+            .get()
+            .is_some_and(|read_only| !Rc::ptr_eq(read_only, &self.base));
+        1 + u64::from(twin)
     }
 
     /// The fd as a borrowed handle (for diagnostics).

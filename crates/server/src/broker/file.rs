@@ -324,7 +324,14 @@ impl Broker {
         }
         // A mapping of the file counts as a user of it: reading, and writing
         // when shared writes are allowed; it shares reading and writing.
-        for section in self.file_sections(node) {
+        // (While a recovery runs, the opens and mappings of the broker that
+        // died come back in any order: a mapping taken back lived with the
+        // opens already.)
+        let recovering = self.recovery.is_some();
+        for section in self
+            .file_sections(node)
+            .filter(|section| !(recovering && section.is_adopted()))
+        {
             let mut uses = objmgr_proto::access::FILE_READ_DATA;
             if section.protection.allows_shared_write() {
                 uses |= objmgr_proto::access::FILE_WRITE_DATA;

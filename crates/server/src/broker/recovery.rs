@@ -41,14 +41,15 @@
 //! `docs/PROTOCOL.md`).
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use objmgr_proto::access::ObjectType;
 use objmgr_proto::error::*;
-use objmgr_proto::section::parse_protection;
+use objmgr_proto::section::{FdReach, parse_protection};
 use objmgr_proto::wire::{HeldHandle, Opcode, ReclaimStep, Reply};
+use rustix::fs::OFlags;
 
 use super::{Body, Broker, ClientId, HandleEntry, HandleTable, ObjectId, Outcome};
 use crate::Failure;
@@ -396,6 +397,23 @@ impl Broker {
         id: ClientId,
         step: ReclaimStep,
         fd: Option<OwnedFd>,
+        read_only: Option<OwnedFd>,
+    ) -> Result<Outcome, Failure> {
+        // Only a `FileSection` step brings a second fd (its file opened
+        // read-only); any refusal closes both off the broker's thread.
+        let outcome = self.reclaim_step(id, step, fd, read_only.as_ref().map(|fd| fd.as_fd()));
+        if let Some(fd) = read_only {
+            crate::closer::close_later(fd);
+        }
+        outcome
+    }
+
+    fn reclaim_step(
+        &mut self,
+        id: ClientId,
+        step: ReclaimStep,
+        fd: Option<OwnedFd>,
+        read_only: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<Outcome, Failure> {
         if let ReclaimStep::Leave { tag } = step
             && let Some(record) = self.late.get(&tag).copied()
@@ -508,8 +526,12 @@ impl Broker {
                             .map_err(|code| {
                                 Failure::new(code, format!("invalid protection {protection:#x}"))
                             })?;
-                        let section = Section::adopt(fd, size, protection, attributes)?;
+                        // Charged as a new section is (the size is the
+                        // process's word until the memfd says otherwise).
                         let charge = Charge::section(size);
+                        self.check_quota(id, charge)?;
+                        self.check_descriptors()?;
+                        let section = Section::adopt(fd, size, protection, attributes)?;
                         let oid = self.adopt_object(
                             id,
                             ObjectType::Section,
@@ -531,73 +553,25 @@ impl Broker {
                 attributes,
                 size,
             } => {
-                let fd = fd.expect("one fd checked");
-                let key = match self.resolve_name(id, &held.name) {
-                    Ok(resolved) if !held.name.is_empty() => match resolved.path {
-                        Some(path) => FileSectionKey::Named(path),
-                        None => FileSectionKey::Unnamed(id, section),
-                    },
-                    Ok(_) => FileSectionKey::Unnamed(id, section),
-                    Err(failure) => {
-                        crate::closer::close_later(fd);
-                        return Err(failure);
-                    }
-                };
-                let recovery = self.recovery.as_mut().expect("recovering");
-                let oid = match recovery.file_sections.get(&key).copied() {
-                    Some(oid) => {
-                        // Another handle of it: the same file, which may
-                        // give the section a descriptor it lacks.
-                        let (same, unused) = match self.objects.get_mut(&oid).map(|o| &mut o.body) {
-                            Some(Body::Section(section)) => section.offer(fd),
-                            _ => (false, Some(fd)),
-                        };
-                        if let Some(fd) = unused {
+                let fd = fd.expect("two fds checked");
+                let read_only = read_only.expect("two fds checked");
+                match self.take_back_file_section(
+                    id,
+                    &held,
+                    section,
+                    protection | attributes,
+                    size,
+                    fd,
+                    read_only,
+                ) {
+                    Ok(oid) => self.take_back(id, oid, &held)?,
+                    Err((failure, fd)) => {
+                        if let Some(fd) = fd {
                             crate::closer::close_later(fd);
                         }
-                        if !same {
-                            return Err(Failure::new(
-                                ERROR_INVALID_PARAMETER,
-                                "the section maps another file",
-                            ));
-                        }
-                        oid
+                        return Err(failure);
                     }
-                    None => {
-                        let (protection, attributes) =
-                            match parse_protection(protection | attributes) {
-                                Ok(parsed) => parsed,
-                                Err(code) => {
-                                    crate::closer::close_later(fd);
-                                    return Err(Failure::new(
-                                        code,
-                                        format!("invalid protection {protection:#x}"),
-                                    ));
-                                }
-                            };
-                        let section = Section::adopt_file(fd, size, protection, attributes)
-                            .map_err(|(failure, fd)| {
-                                crate::closer::close_later(fd);
-                                failure
-                            })?;
-                        let node = section.file_node();
-                        let oid = self.adopt_object(
-                            id,
-                            ObjectType::Section,
-                            Body::Section(section),
-                            Charge::section(size),
-                            0,
-                        )?;
-                        if let Some(node) = node {
-                            // A mapping is a user of its file, as on Windows.
-                            self.mapped_files.entry(node).or_default().push(oid);
-                        }
-                        let recovery = self.recovery.as_mut().expect("recovering");
-                        recovery.file_sections.insert(key, oid);
-                        oid
-                    }
-                };
-                self.take_back(id, oid, &held)?;
+                }
             }
             ReclaimStep::File {
                 held,
@@ -755,6 +729,112 @@ impl Broker {
             domain,
         );
         self.hold_until_recovered(oid);
+        Ok(oid)
+    }
+
+    /// The section over a file that a `FileSection` step of client `id`
+    /// names (made on its first step: by name, or by the client's number
+    /// `section`), checked: `fd` maps the file (a read-write fd where the
+    /// handle may write a section that allows it, else read-only), and
+    /// `read_only` is the same file opened read-only (what handles that may
+    /// not write get; the broker opens no file itself). A refusal gives
+    /// back `fd` if it was not kept, for the caller to close.
+    #[expect(clippy::too_many_arguments, reason = "the fields of one step")]
+    fn take_back_file_section(
+        &mut self,
+        id: ClientId,
+        held: &HeldHandle,
+        section: u32,
+        fl_protect: u32,
+        size: u64,
+        fd: OwnedFd,
+        read_only: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<ObjectId, (Failure, Option<OwnedFd>)> {
+        let (protection, attributes) = match parse_protection(fl_protect) {
+            Ok(parsed) => parsed,
+            Err(code) => {
+                let failure = Failure::new(code, format!("invalid protection {fl_protect:#x}"));
+                return Err((failure, Some(fd)));
+            }
+        };
+        // What the handle may do, the fd brought must allow.
+        let may = ObjectType::Section.map_generic(held.access).0;
+        let mut needed = FdReach::needed_by(may);
+        if !protection.allows_shared_write() {
+            needed = needed.min(FdReach::Read);
+        }
+        let brought = match rustix::fs::fcntl_getfl(&fd) {
+            Ok(mode) if mode.contains(OFlags::PATH) => FdReach::Query,
+            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDWR => FdReach::Write,
+            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDONLY => FdReach::Read,
+            _ => FdReach::Query,
+        };
+        if brought < needed || brought == FdReach::Query {
+            let failure = Failure::new(
+                ERROR_ACCESS_DENIED,
+                format!(
+                    "handle {:#x}: the descriptor does not allow its access",
+                    held.handle.0
+                ),
+            );
+            return Err((failure, Some(fd)));
+        }
+        let key = match self.resolve_name(id, &held.name) {
+            Ok(resolved) if resolved.namespace.is_some() => {
+                let failure = Failure::new(
+                    ERROR_ALREADY_EXISTS,
+                    "private namespaces do not survive their broker",
+                );
+                return Err((failure, Some(fd)));
+            }
+            Ok(resolved) => match resolved.path {
+                Some(path) if !held.name.is_empty() => FileSectionKey::Named(path),
+                _ => FileSectionKey::Unnamed(id, section),
+            },
+            Err(failure) => return Err((failure, Some(fd))),
+        };
+        let recovery = self.recovery.as_mut().expect("recovering");
+        if let Some(oid) = recovery.file_sections.get(&key).copied() {
+            // Another handle of it: the same file, which may give the
+            // section the writable fd it lacks.
+            return match self.objects.get_mut(&oid).map(|o| &mut o.body) {
+                Some(Body::Section(taken)) => match taken.offer(fd, read_only) {
+                    (true, unused) => {
+                        if let Some(fd) = unused {
+                            crate::closer::close_later(fd);
+                        }
+                        Ok(oid)
+                    }
+                    (false, unused) => Err((
+                        Failure::new(ERROR_INVALID_PARAMETER, "the section maps another file"),
+                        unused,
+                    )),
+                },
+                _ => Err((
+                    Failure::new(ERROR_INVALID_PARAMETER, "not a section over a file"),
+                    Some(fd),
+                )),
+            };
+        }
+        let charge = Charge::section(size);
+        if let Err(failure) = self
+            .check_quota(id, charge)
+            .and_then(|()| self.check_descriptors())
+        {
+            return Err((failure, Some(fd)));
+        }
+        let taken = Section::adopt_file(fd, read_only, size, protection, attributes)
+            .map_err(|(failure, fd)| (failure, Some(fd)))?;
+        let node = taken.file_node();
+        let oid = self
+            .adopt_object(id, ObjectType::Section, Body::Section(taken), charge, 0)
+            .map_err(|failure| (failure, None))?;
+        if let Some(node) = node {
+            // A mapping is a user of its file, as on Windows.
+            self.mapped_files.entry(node).or_default().push(oid);
+        }
+        let recovery = self.recovery.as_mut().expect("recovering");
+        recovery.file_sections.insert(key, oid);
         Ok(oid)
     }
 
@@ -1106,9 +1186,15 @@ mod tests {
         assert_eq!(opens, 2);
     }
 
-    fn file_section_step(handle: u32, name: &str, section: u32, size: u64) -> ReclaimStep {
+    fn file_section_step(
+        handle: u32,
+        access: u32,
+        name: &str,
+        section: u32,
+        size: u64,
+    ) -> ReclaimStep {
         ReclaimStep::FileSection {
-            held: held(handle, 0xF001F, name),
+            held: held(handle, access, name),
             section,
             protection: PageProtection::ReadWrite.bits(),
             attributes: SectionAttributes::default().bits(),
@@ -1116,22 +1202,34 @@ mod tests {
         }
     }
 
+    fn file_step_fds(
+        broker: &mut Broker,
+        id: ClientId,
+        step: ReclaimStep,
+        fd: OwnedFd,
+        read_only: OwnedFd,
+    ) -> Result<Outcome, Failure> {
+        broker.handle(id, Request::Reclaim { step }, vec![fd, read_only])
+    }
+
     #[test]
     fn sections_over_files_come_back_one_per_name_or_number() {
+        use objmgr_proto::access::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
         let mut r = recovering(&[9, 10]);
         let broker = &mut r.broker;
         two_returning(broker);
         let file = scratch();
         rustix::fs::ftruncate(&file, 8192).unwrap();
         let clone = || file.try_clone().unwrap();
-        let read_only = || {
+        let reopen = |flags: rustix::fs::OFlags| {
             rustix::fs::open(
                 format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)),
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                flags | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )
             .unwrap()
         };
+        let read_only = || reopen(rustix::fs::OFlags::RDONLY);
         let sections = |broker: &Broker| {
             broker
                 .objects
@@ -1139,22 +1237,20 @@ mod tests {
                 .filter(|o| o.object_type == ObjectType::Section)
                 .count()
         };
-        // A named one, from its read-only handle first, then from another
+        let (read, write) = (
+            SECTION_QUERY | SECTION_MAP_READ,
+            SECTION_MAP_WRITE | SECTION_MAP_READ,
+        );
+        // A read-only fd claims no right to write.
+        let claims = file_section_step(4, write, "Local\\mapped", 0, 8192);
+        let claims = file_step_fds(broker, 1, claims, read_only(), read_only());
+        assert_eq!(claims.unwrap_err().code, ERROR_ACCESS_DENIED);
+        // A named one, from a read-only handle first, then from another
         // process's writable one: one object, which gains the writable fd.
-        step(
-            broker,
-            1,
-            file_section_step(4, "Local\\mapped", 0, 8192),
-            Some(read_only()),
-        )
-        .unwrap();
-        step(
-            broker,
-            2,
-            file_section_step(4, "Local\\mapped", 5, 8192),
-            Some(clone()),
-        )
-        .unwrap();
+        let first = file_section_step(4, read, "Local\\mapped", 0, 8192);
+        file_step_fds(broker, 1, first, read_only(), read_only()).unwrap();
+        let second = file_section_step(4, write, "Local\\mapped", 5, 8192);
+        file_step_fds(broker, 2, second, clone(), read_only()).unwrap();
         assert_eq!(sections(broker), 1);
         let oid = broker.names.values().copied().next().unwrap();
         let Body::Section(section) = &broker.objects[&oid].body else {
@@ -1171,29 +1267,32 @@ mod tests {
         );
         // Two unnamed ones over the same file stay two; a copy (the same
         // number) is the same one.
-        step(broker, 1, file_section_step(8, "", 1, 4096), Some(clone())).unwrap();
-        step(broker, 1, file_section_step(12, "", 2, 4096), Some(clone())).unwrap();
-        step(broker, 1, file_section_step(16, "", 2, 4096), Some(clone())).unwrap();
+        for (handle, number) in [(8, 1), (12, 2), (16, 2)] {
+            let step = file_section_step(handle, write, "", number, 4096);
+            file_step_fds(broker, 1, step, clone(), read_only()).unwrap();
+        }
         assert_eq!(sections(broker), 3);
         // Under a number of its, another file is refused; so is a section
-        // longer than its file, and a descriptor that maps nothing.
-        let other = step(
-            broker,
-            1,
-            file_section_step(20, "", 2, 4096),
-            Some(scratch()),
-        );
+        // longer than its file, a twin that is not the file read-only, and
+        // descriptors that map nothing.
+        let unnamed = |number, size| file_section_step(20, read, "", number, size);
+        let other = file_step_fds(broker, 1, unnamed(2, 4096), scratch(), read_only());
         assert_eq!(other.unwrap_err().code, ERROR_INVALID_PARAMETER);
-        let longer = step(
-            broker,
-            1,
-            file_section_step(20, "", 3, 1 << 20),
-            Some(clone()),
-        );
+        let longer = file_step_fds(broker, 1, unnamed(3, 1 << 20), clone(), read_only());
         assert_eq!(longer.unwrap_err().code, ERROR_INVALID_PARAMETER);
-        let path = rustix::fs::open("/tmp", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty());
-        let nothing = step(broker, 1, file_section_step(20, "", 4, 4096), path.ok());
-        assert!(nothing.is_err());
+        let twin = file_step_fds(broker, 1, unnamed(3, 4096), clone(), clone());
+        assert_eq!(twin.unwrap_err().code, ERROR_INVALID_PARAMETER);
+        let path = || reopen(rustix::fs::OFlags::PATH);
+        let nothing = file_step_fds(broker, 1, unnamed(4, 4096), path(), read_only());
+        assert_eq!(nothing.unwrap_err().code, ERROR_ACCESS_DENIED);
+        let write_only = reopen(rustix::fs::OFlags::WRONLY);
+        let nothing = file_step_fds(broker, 1, unnamed(4, 4096), write_only, read_only());
+        assert_eq!(nothing.unwrap_err().code, ERROR_ACCESS_DENIED);
+        // An open of the file that shares nothing comes back all the same:
+        // its mappings lived with it already.
+        use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+        let rw = FILE_READ_DATA | FILE_WRITE_DATA;
+        step_ok(broker, 2, file_step(8, rw, 0, rw, 0), clone());
         step(broker, 1, ReclaimStep::End, None).unwrap();
         step(broker, 2, ReclaimStep::End, None).unwrap();
         assert!(broker.recovery_deadline().is_none());
@@ -1204,6 +1303,10 @@ mod tests {
         broker.remove_client(2);
         assert_eq!(sections(broker), 0);
         assert!(broker.mapped_files.is_empty());
+    }
+
+    fn step_ok(broker: &mut Broker, id: ClientId, file_step: ReclaimStep, fd: OwnedFd) {
+        step(broker, id, file_step, Some(fd)).unwrap();
     }
 
     #[test]
