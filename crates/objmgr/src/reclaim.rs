@@ -606,7 +606,8 @@ impl Holdings {
         // Each open of a file gets a number, which its copies share; so
         // does each section over a file (its handles share its fd).
         let mut opens: HashMap<*const FileOpen, u32> = HashMap::new();
-        let mut file_sections: HashMap<*const OwnedFd, u32> = HashMap::new();
+        let mut file_sections: HashMap<*const OwnedFd, (u32, Arc<dyn AsFd + Send + Sync>)> =
+            HashMap::new();
         for (&value, held) in &self.handles {
             let announced = HeldHandle {
                 handle: Handle(value),
@@ -618,10 +619,15 @@ impl Holdings {
                 What::Section { info, fd, .. } if info.file_backed => {
                     let fd = fd.clone()?;
                     // The broker opens no file: what a handle that may not
-                    // write gets, this process brings.
-                    let read_only = read_only_twin(&fd)?;
-                    let next = file_sections.len() as u32;
-                    let section = *file_sections.entry(Arc::as_ptr(&fd)).or_insert(next);
+                    // write gets, this process brings (once per section).
+                    let (section, read_only) = match file_sections.get(&Arc::as_ptr(&fd)) {
+                        Some((section, twin)) => (*section, twin.clone()),
+                        None => {
+                            let numbered = (file_sections.len() as u32, read_only_twin(&fd)?);
+                            file_sections.insert(Arc::as_ptr(&fd), numbered.clone());
+                            numbered
+                        }
+                    };
                     (
                         ReclaimStep::FileSection {
                             held: announced,

@@ -781,13 +781,25 @@ impl Broker {
             Request::Reclaim { ref step } => step.fds(),
             _ => 0,
         };
+        // A client's fds refused here are closed off the broker's thread
+        // (closing a file can wait on its file system).
+        let refuse = |fds: Vec<OwnedFd>, failure: Failure| {
+            fds.into_iter().for_each(crate::closer::close_later);
+            Err(failure)
+        };
         if fds.len() != expected_fds {
-            return Err(Failure::protocol(
-                "wrong number of file descriptors attached",
-            ));
+            return refuse(
+                fds,
+                Failure::protocol("wrong number of file descriptors attached"),
+            );
+        }
+        if !greeted && !matches!(request, Request::Hello { .. }) {
+            return refuse(fds, Failure::protocol("request before Hello"));
         }
         if greeted {
-            self.hold_for_recovery(request.opcode())?;
+            if let Err(failure) = self.hold_for_recovery(request.opcode()) {
+                return refuse(fds, failure);
+            }
             if !self.late.is_empty() && !matches!(request, Request::Reclaim { .. }) {
                 self.note_new_session(id);
             }

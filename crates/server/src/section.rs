@@ -465,6 +465,8 @@ impl Section {
             && Self::check_read_only(read_only, node).is_ok();
         let writable = fs::fcntl_getfl(&fd).is_ok_and(|mode| mode & OFlags::RWMODE == OFlags::RDWR);
         if same && writable && !self.base_writable && self.protection.allows_shared_write() {
+            // (The read-only base was the read-only twin's `Rc`: nothing
+            // closes here.)
             self.base = Rc::new(fd);
             self.base_writable = true;
             return (true, None);

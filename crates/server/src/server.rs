@@ -670,8 +670,14 @@ fn read_connection(
                 fds.extend(rights);
             }
         }
+        // The fds of a message refused here are a client's: closed off the
+        // broker's thread (closing a file can wait on its file system).
+        let refused = |fds: Vec<OwnedFd>| {
+            fds.into_iter().for_each(crate::closer::close_later);
+            Read::Closed
+        };
         if msg.bytes == 0 {
-            return Read::Closed;
+            return refused(fds);
         }
         if msg
             .flags
@@ -683,7 +689,7 @@ fn read_connection(
                 "{}: oversized message; dropping it",
                 broker.describe_client(id)
             );
-            return Read::Closed;
+            return refused(fds);
         }
         let (seq, request) = match Request::decode(&buf[..msg.bytes]) {
             Ok(decoded) => decoded,
@@ -693,7 +699,7 @@ fn read_connection(
                     "{}: undecodable request ({e}); dropping it",
                     broker.describe_client(id)
                 );
-                return Read::Closed;
+                return refused(fds);
             }
         };
         if request.expects_reply() {

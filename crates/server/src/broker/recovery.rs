@@ -119,6 +119,21 @@ fn stopped_running(records: &HashMap<u16, Recorded>) -> Vec<u16> {
         .collect()
 }
 
+/// `fd` if it is a memory file (a memfd or tmpfs file: closing one never
+/// waits), as arenas and paging-file sections are; anything else is
+/// refused, and closed off the broker's thread (a file's close can wait on
+/// its file system).
+fn memory_file(fd: OwnedFd) -> Result<OwnedFd, Failure> {
+    if rustix::fs::fcntl_get_seals(&fd).is_ok() {
+        return Ok(fd);
+    }
+    crate::closer::close_later(fd);
+    Err(Failure::new(
+        ERROR_INVALID_PARAMETER,
+        "the descriptor is not a memory file",
+    ))
+}
+
 /// How a section over a file is known while it is taken back.
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum FileSectionKey {
@@ -507,7 +522,7 @@ impl Broker {
                 self.check_recovery();
             }
             ReclaimStep::Arena { id: arena, slots } => {
-                let fd = fd.expect("one fd checked");
+                let fd = memory_file(fd.expect("one fd checked"))?;
                 self.adopt_arena(id, arena, slots, fd)?;
             }
             ReclaimStep::Section {
@@ -516,7 +531,7 @@ impl Broker {
                 attributes,
                 size,
             } => {
-                let fd = fd.expect("one fd checked");
+                let fd = memory_file(fd.expect("one fd checked"))?;
                 let node = crate::section::file_node(&fd)?;
                 let known = recovery.sections.get(&node).copied();
                 let oid = match known {
@@ -795,9 +810,19 @@ impl Broker {
         };
         let recovery = self.recovery.as_mut().expect("recovering");
         if let Some(oid) = recovery.file_sections.get(&key).copied() {
-            // Another handle of it: the same file, which may give the
-            // section the writable fd it lacks.
+            // Another handle of it: the same section (the protection it
+            // has, which the access check above went by), the same file,
+            // which may give the section the writable fd it lacks.
             return match self.objects.get_mut(&oid).map(|o| &mut o.body) {
+                Some(Body::Section(taken))
+                    if (taken.protection, taken.attributes) != (protection, attributes) =>
+                {
+                    let failure = Failure::new(
+                        ERROR_INVALID_PARAMETER,
+                        "the section has another protection",
+                    );
+                    Err((failure, Some(fd)))
+                }
                 Some(Body::Section(taken)) => match taken.offer(fd, read_only) {
                     (true, unused) => {
                         if let Some(fd) = unused {
@@ -1252,6 +1277,17 @@ mod tests {
         let second = file_section_step(4, write, "Local\\mapped", 5, 8192);
         file_step_fds(broker, 2, second, clone(), read_only()).unwrap();
         assert_eq!(sections(broker), 1);
+        // A claim of another protection (which would let a read-only fd
+        // pass for a write handle) is refused.
+        let lower = ReclaimStep::FileSection {
+            held: held(8, write, "Local\\mapped"),
+            section: 0,
+            protection: PageProtection::ReadOnly.bits(),
+            attributes: SectionAttributes::default().bits(),
+            size: 8192,
+        };
+        let lower = file_step_fds(broker, 1, lower, read_only(), read_only());
+        assert_eq!(lower.unwrap_err().code, ERROR_INVALID_PARAMETER);
         let oid = broker.names.values().copied().next().unwrap();
         let Body::Section(section) = &broker.objects[&oid].body else {
             panic!("not a section");
