@@ -861,7 +861,10 @@ impl Broker {
                 security,
             } => {
                 let file = match (from_file, fds.pop(), fds.pop()) {
-                    (true, Some(read_only), Some(file)) => Some((file, read_only)),
+                    (true, Some(read_only), Some(file)) => Some((
+                        crate::closer::ClientFd::new(file),
+                        crate::closer::ClientFd::new(read_only),
+                    )),
                     _ => None,
                 };
                 self.create_section(id, &name, protection, size, inherit, file, &security)
@@ -1111,7 +1114,7 @@ impl Broker {
         fl_protect: u32,
         size: u64,
         inherit: bool,
-        file: Option<(OwnedFd, OwnedFd)>,
+        file: Option<(crate::closer::ClientFd, crate::closer::ClientFd)>,
         sddl: &str,
     ) -> Result<Outcome, Failure> {
         let (protection, attributes) = parse_protection(fl_protect)

@@ -149,6 +149,37 @@ fn release_locks(fd: &OwnedFd) {
     };
 }
 
+/// A client's fd, closed off the broker's thread ([`close_later`]) unless
+/// taken: whatever path drops it (a refusal, a `?`) cannot make the broker
+/// wait on the file's file system.
+#[derive(Debug)]
+pub struct ClientFd(Option<OwnedFd>);
+
+impl ClientFd {
+    pub fn new(fd: OwnedFd) -> ClientFd {
+        ClientFd(Some(fd))
+    }
+
+    /// The fd, now the taker's to close.
+    pub fn take(mut self) -> OwnedFd {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl std::os::fd::AsFd for ClientFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_ref().expect("not taken").as_fd()
+    }
+}
+
+impl Drop for ClientFd {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            close_later(fd);
+        }
+    }
+}
+
 /// Closes `fd` (a client's file) without making the broker wait.
 pub fn close_later(fd: OwnedFd) {
     match queue() {

@@ -210,8 +210,8 @@ impl Section {
     /// shorter than a writable section before asking, and makes the
     /// read-only fd itself.
     pub fn new_file_backed(
-        file: OwnedFd,
-        read_only: OwnedFd,
+        file: crate::closer::ClientFd,
+        read_only: crate::closer::ClientFd,
         size: u64,
         protection: PageProtection,
         attributes: SectionAttributes,
@@ -280,13 +280,13 @@ impl Section {
             ));
         }
         let read_only_cell = OnceCell::new();
-        let _ = read_only_cell.set(Rc::new(read_only));
+        let _ = read_only_cell.set(Rc::new(read_only.take()));
         Ok(Section {
             size,
             protection,
             attributes,
             file_backed: true,
-            base: Rc::new(file),
+            base: Rc::new(file.take()),
             base_writable: writable,
             read_only: read_only_cell,
             node: Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)),
