@@ -393,16 +393,8 @@ fn close_rings_and_shared_descriptors_survive_a_new_broker() {
         "hold",
     ]);
     holder.wait_for("holding");
-    let old = broker.kill_broker();
-    broker.new_broker(old);
     let pid = holder.child.id().to_string();
-    TestBroker::eventually("the holder to be back", || {
-        let listed = broker.objmgr(&["handles", &pid]);
-        String::from_utf8_lossy(&listed.stdout)
-            .matches("Section")
-            .count()
-            == 2
-    });
+    replace_broker_until_back(&broker, &pid, 2);
     holder.release();
     holder.wait_for("holding");
     let lines = holder.lines.clone();
@@ -444,16 +436,8 @@ fn sections_over_files_come_back() {
         "hold",
     ]);
     holder.wait_for("holding");
-    let old = broker.kill_broker();
-    broker.new_broker(old);
     let pid = holder.child.id().to_string();
-    TestBroker::eventually("the holder to be back", || {
-        let listed = broker.objmgr(&["handles", &pid]);
-        String::from_utf8_lossy(&listed.stdout)
-            .matches("Section")
-            .count()
-            == 2
-    });
+    replace_broker_until_back(&broker, &pid, 2);
     // Another process finds the named one over the same file.
     let seen = broker.run(&["open Local\\mapped-file read", "map read", "read 0 5"]);
     assert_eq!(seen[2], "read named", "{seen:?}");
@@ -468,4 +452,18 @@ fn sections_over_files_come_back() {
     assert!(seen[0].starts_with("err 2 "), "{seen:?}");
     holder.release();
     holder.finish();
+}
+
+/// Kills the broker, and waits until a new one has the `sections` section
+/// handles of process `pid` back.
+fn replace_broker_until_back(broker: &TestBroker, pid: &str, sections: usize) {
+    let old = broker.kill_broker();
+    broker.new_broker(old);
+    TestBroker::eventually("the holder to be back", || {
+        let listed = broker.objmgr(&["handles", pid]);
+        String::from_utf8_lossy(&listed.stdout)
+            .matches("Section")
+            .count()
+            == sections
+    });
 }
