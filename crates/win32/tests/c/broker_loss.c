@@ -1,6 +1,6 @@
 /* A broker that dies, seen from C: the test kills it while this program
-   holds an event, a mapping, a file (argv[1]) and a thread, and the thread
-   waits on the event.
+   holds an event, a mapping, a file (argv[1]), a mapping of that file and
+   a thread, and the thread waits on the event.
    A new broker takes every handle back: another process finds the mapping
    and the event by name and sets the event, which ends the wait; the old
    handles keep working, and a name still means the same object. */
@@ -34,6 +34,18 @@ int main(int argc, char **argv) {
     char *view = MapViewOfFile(mapping, FILE_MAP_ALL_ACCESS, 0, 0, 0);
     CHECK(view != NULL);
     strcpy(view, "kept");
+    /* A second handle by name shares the first's descriptor, and its
+       close (which frees nothing) waits in the close ring. */
+    HANDLE second = OpenFileMappingA(FILE_MAP_READ, FALSE, "Local\\c-lost-memory");
+    CHECK(second != NULL);
+    CHECK(CloseHandle(second));
+    /* An unnamed mapping of the file (which it extends to 4096 bytes). */
+    HANDLE file_map = CreateFileMappingA(file, NULL, PAGE_READWRITE, 0, 4096, NULL);
+    CHECK(file_map != NULL);
+    char *file_view = MapViewOfFile(file_map, FILE_MAP_WRITE, 0, 0, 0);
+    CHECK(file_view != NULL);
+    memcpy(file_view + 100, "mapped", 6);
+    CHECK(UnmapViewOfFile(file_view));
     HANDLE thread = CreateThread(NULL, 0, waiter, NULL, 0, NULL);
     CHECK(thread != NULL);
     Sleep(100); /* the waiter is asleep */
@@ -53,6 +65,15 @@ int main(int argc, char **argv) {
     char *again = MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0);
     CHECK(again != NULL && strcmp(again, "back") == 0);
     CHECK(UnmapViewOfFile(again));
+    HANDLE by_name_memory = OpenFileMappingA(FILE_MAP_READ, FALSE, "Local\\c-lost-memory");
+    CHECK(by_name_memory != NULL);
+    CHECK(CloseHandle(by_name_memory));
+    /* The file's mapping came back too: a new view is the file's. */
+    file_view = MapViewOfFile(file_map, FILE_MAP_WRITE, 0, 0, 0);
+    CHECK(file_view != NULL && memcmp(file_view + 100, "mapped", 6) == 0);
+    memcpy(file_view + 200, "after", 5);
+    CHECK(UnmapViewOfFile(file_view));
+    CHECK(CloseHandle(file_map));
     CHECK(WaitForSingleObject(thread, 10000) == WAIT_OBJECT_0);
     DWORD code = 0;
     CHECK(GetExitCodeThread(thread, &code) && code == 7);
@@ -70,6 +91,8 @@ int main(int argc, char **argv) {
     CHECK(SetFilePointer(file, 0, NULL, FILE_BEGIN) == 0);
     char text[16] = {0};
     CHECK(ReadFile(file, text, 12, &n, NULL) && n == 12 && memcmp(text, "first second", 12) == 0);
+    CHECK(SetFilePointer(file, 200, NULL, FILE_BEGIN) == 200);
+    CHECK(ReadFile(file, text, 5, &n, NULL) && n == 5 && memcmp(text, "after", 5) == 0);
     CHECK(CloseHandle(file));
     CHECK(DeleteFileA(argv[1]));
     CHECK(CloseHandle(thread));
