@@ -88,27 +88,10 @@ struct FileOpen {
 /// `fd` (of a file) opened again read-only, or itself if it is read-only
 /// already; `None` if it maps nothing or cannot be opened again.
 fn read_only_twin(fd: &Arc<OwnedFd>) -> Option<Arc<dyn AsFd + Send + Sync>> {
-    use rustix::fs::{Mode, OFlags};
-    let mode = rustix::fs::fcntl_getfl(&**fd).ok()?;
-    if mode.contains(OFlags::PATH) {
-        return None;
-    }
-    if mode & OFlags::RWMODE == OFlags::RDONLY {
-        return Some(fd.clone() as _);
-    }
-    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&**fd));
-    let twin = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    Some(Arc::new(twin))
-}
-
-/// What a section's `fd` can do, by its open mode.
-fn fd_reach(fd: impl AsFd) -> FdReach {
-    use rustix::fs::OFlags;
-    match rustix::fs::fcntl_getfl(fd) {
-        Ok(flags) if flags.contains(OFlags::PATH) => FdReach::Query,
-        Ok(flags) if flags & OFlags::ACCMODE == OFlags::RDONLY => FdReach::Read,
-        Ok(flags) if flags & OFlags::ACCMODE == OFlags::RDWR => FdReach::Write,
-        _ => FdReach::Query,
+    match FdReach::of_fd(&**fd) {
+        FdReach::Query => None,
+        FdReach::Read => Some(fd.clone() as _),
+        FdReach::Write => Some(Arc::new(crate::section::open_read_only(fd.as_fd()).ok()?)),
     }
 }
 
@@ -319,7 +302,7 @@ impl Holdings {
                 if let Some(got) = received.take() {
                     // What the fd itself can do (it may be less than the
                     // access asks: a section that is not writable).
-                    *reach = fd_reach(&got);
+                    *reach = FdReach::of_fd(&got);
                     *fd = Some(Arc::new(got));
                 } else if let Request::Open {
                     known_fd: Some(known),
@@ -437,18 +420,20 @@ impl Holdings {
 
     /// Notes `held` as handle `value` (in place of any note of it).
     fn put(&mut self, value: u32, held: Held) {
-        if let Some(old) = self.handles.remove(&value) {
+        let (object, name) = (Self::section_of(&held), Self::fd_name(&held));
+        // The note it replaces is uncounted first: it may be the hint that
+        // this note takes over.
+        if let Some(old) = self.handles.insert(value, held) {
             self.uncount(value, &old);
         }
-        if let Some(object) = Self::section_of(&held) {
+        if let Some(object) = object {
             *self.sections.entry(object).or_default() += 1;
         }
-        if let Some(name) = Self::fd_name(&held) {
+        if let Some(name) = name {
             // The oldest stays the hint (a process that keeps one handle
             // and opens and closes others by the same name finds it).
             self.named_fds.entry(name).or_insert(value);
         }
-        self.handles.insert(value, held);
     }
 
     /// The hash of the name of a section whose fd `held` keeps.

@@ -271,7 +271,7 @@ fn prepare_file(
     size: u64,
     protection: PageProtection,
 ) -> Result<Option<OwnedFd>> {
-    use rustix::fs::{self, FileType, Mode, OFlags};
+    use rustix::fs::{self, FileType, OFlags};
     let stat = fs::fstat(file).map_err(|e| Error::from_errno(e, "fstat of the file"))?;
     let mode = fs::fcntl_getfl(file).map_err(|e| Error::from_errno(e, "fcntl(F_GETFL)"))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
@@ -290,9 +290,16 @@ fn prepare_file(
         fs::ftruncate(file, size)
             .map_err(|e| Error::from_errno(e, "extending the file to the section size"))?;
     }
+    Ok(Some(open_read_only(file)?))
+}
+
+/// `file` opened again read-only (through `/proc/self/fd`), for handles
+/// that may only read; not waiting for another process's lease on the file
+/// to be broken.
+pub(crate) fn open_read_only(file: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    use rustix::fs::{self, Mode, OFlags};
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    // Not waiting for another process's lease on the file to be broken.
-    let read_only = fs::open(
+    fs::open(
         path,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
@@ -303,8 +310,7 @@ fn prepare_file(
             "another process holds a lease on the file; try again once it lets go",
         ),
         e => Error::from_errno(e, "opening the file again read-only"),
-    })?;
-    Ok(Some(read_only))
+    })
 }
 
 /// Options for mapping a view (`MapViewOfFileEx`).

@@ -53,6 +53,18 @@ impl FdReach {
         }
     }
 
+    /// What `fd` can do, by its open mode (`O_PATH`, or one that cannot
+    /// be read: nothing).
+    pub fn of_fd(fd: impl std::os::fd::AsFd) -> FdReach {
+        use rustix::fs::OFlags;
+        match rustix::fs::fcntl_getfl(fd) {
+            Ok(mode) if mode.contains(OFlags::PATH) => FdReach::Query,
+            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDONLY => FdReach::Read,
+            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDWR => FdReach::Write,
+            _ => FdReach::Query,
+        }
+    }
+
     pub fn code(self) -> u8 {
         self as u8
     }

@@ -846,10 +846,12 @@ impl Broker {
                     client_tag,
                 }))
             }
-            _ if !greeted => Err(Failure::protocol("request before Hello")),
             Request::Reclaim { step } => {
-                // [fd] or, for a section over a file, [fd, its read-only twin].
-                let read_only = if fds.len() == 2 { fds.pop() } else { None };
+                // [fd] or, for a section over a file, [fd, its read-only twin]
+                // (the count was checked above).
+                let read_only = matches!(step, objmgr_proto::wire::ReclaimStep::FileSection { .. })
+                    .then(|| fds.pop())
+                    .flatten();
                 self.reclaim(id, step, fds.pop(), read_only)
             }
             Request::CreateSection {

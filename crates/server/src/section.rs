@@ -242,21 +242,10 @@ impl Section {
                 ),
             ));
         }
-        let ro_stat = cached_stat(&read_only)?;
-        let ro_mode =
-            fs::fcntl_getfl(&read_only).map_err(|e| Failure::new(errno(e), "fcntl(F_GETFL)"))?;
-        if (
-            ro_stat.stx_ino,
-            ro_stat.stx_dev_major,
-            ro_stat.stx_dev_minor,
-        ) != (stat.stx_ino, stat.stx_dev_major, stat.stx_dev_minor)
-            || ro_mode.contains(OFlags::PATH)
-            || ro_mode & OFlags::RWMODE != OFlags::RDONLY
-        {
-            return Err(Failure::protocol(
-                "the read-only descriptor of a file-backed section is not the same file opened read-only",
-            ));
-        }
+        let node = (stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino);
+        // A client that sends another file is not speaking the protocol.
+        Self::check_read_only(read_only.as_fd(), node)
+            .map_err(|failure| Failure::protocol(&failure.context))?;
         let file_size = stat.stx_size;
         let size = if size == 0 {
             if file_size == 0 {
@@ -289,7 +278,7 @@ impl Section {
             base: Rc::new(file.take()),
             base_writable: writable,
             read_only: read_only_cell,
-            node: Some((stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino)),
+            node: Some(node),
             adopted: false,
         })
     }

@@ -49,7 +49,6 @@ use objmgr_proto::access::ObjectType;
 use objmgr_proto::error::*;
 use objmgr_proto::section::{FdReach, parse_protection};
 use objmgr_proto::wire::{HeldHandle, Opcode, ReclaimStep, Reply};
-use rustix::fs::OFlags;
 
 use super::{Body, Broker, ClientId, HandleEntry, HandleTable, ObjectId, Outcome};
 use crate::Failure;
@@ -542,10 +541,10 @@ impl Broker {
                                 Failure::new(code, format!("invalid protection {protection:#x}"))
                             })?;
                         // Charged as a new section is (the size is the
-                        // process's word until the memfd says otherwise).
+                        // process's word until the memfd says otherwise;
+                        // the quota check counts the broker's descriptors).
                         let charge = Charge::section(size);
                         self.check_quota(id, charge)?;
-                        self.check_descriptors()?;
                         let section = Section::adopt(fd, size, protection, attributes)?;
                         let oid = self.adopt_object(
                             id,
@@ -778,12 +777,7 @@ impl Broker {
         if !protection.allows_shared_write() {
             needed = needed.min(FdReach::Read);
         }
-        let brought = match rustix::fs::fcntl_getfl(&fd) {
-            Ok(mode) if mode.contains(OFlags::PATH) => FdReach::Query,
-            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDWR => FdReach::Write,
-            Ok(mode) if mode & OFlags::RWMODE == OFlags::RDONLY => FdReach::Read,
-            _ => FdReach::Query,
-        };
+        let brought = FdReach::of_fd(&fd);
         if brought < needed || brought == FdReach::Query {
             let failure = Failure::new(
                 ERROR_ACCESS_DENIED,
@@ -842,10 +836,8 @@ impl Broker {
             };
         }
         let charge = Charge::section(size);
-        if let Err(failure) = self
-            .check_quota(id, charge)
-            .and_then(|()| self.check_descriptors())
-        {
+        // (The quota check counts the broker's descriptors too.)
+        if let Err(failure) = self.check_quota(id, charge) {
             return Err((failure, Some(fd)));
         }
         let taken = Section::adopt_file(fd, read_only, size, protection, attributes)
