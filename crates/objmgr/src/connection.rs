@@ -374,6 +374,10 @@ pub fn set_autostart(enabled: bool) {
     AUTOSTART.store(enabled, Ordering::Relaxed);
 }
 
+/// How long a process waits for the system broker's service manager to
+/// start a new broker after one died.
+const SYSTEM_RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The system-wide broker, when one runs (its socket is there, in root's
 /// directory, and root answers): every process then uses it. `None` when
 /// there is none (the per-user broker is used). A broker there that refuses
@@ -382,7 +386,9 @@ pub fn set_autostart(enabled: bool) {
 fn system_broker() -> Result<Option<Connection>> {
     let location = rendezvous::system_location();
     let named = std::env::var_os(rendezvous::SYSTEM_SOCKET_ENV).is_some_and(|v| !v.is_empty());
-    if std::fs::symlink_metadata(&location.socket).is_err() {
+    // (Its socket may be gone for a moment while one that died is
+    // replaced: then its journal is there.)
+    if std::fs::symlink_metadata(&location.socket).is_err() && !location.journal_path().exists() {
         return Ok(None);
     }
     let path = location.socket.display().to_string();
@@ -402,8 +408,23 @@ fn system_broker() -> Result<Option<Connection>> {
         Err(e) if named => return Err(unsafe_place(e.to_string())),
         _ => return Ok(None),
     }
-    let Ok(socket) = connect_socket(&location, 0) else {
-        return Ok(None); // not running: the per-user broker serves
+    // A system broker that died left its journal: its service manager
+    // starts another, which is waited for (for a while), so that no
+    // process goes to a per-user broker meanwhile (and no name means two
+    // objects).
+    let waited_since = std::time::Instant::now();
+    let socket = loop {
+        match connect_socket(&location, 0) {
+            Ok(socket) => break socket,
+            Err(_)
+                if waited_since.elapsed() < SYSTEM_RESTART_WAIT
+                    && location.journal_path().exists() =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // Not running: the per-user broker serves.
+            Err(_) => return Ok(None),
+        }
     };
     match rendezvous::peer_of(socket.as_fd()) {
         Ok(peer) if peer.uid == 0 => {}
@@ -1062,25 +1083,34 @@ fn lost(shared: &mut Shared) {
     let _ = net::shutdown(&old.socket, net::Shutdown::Both);
     // A broker that exited on purpose (stopped, idle) removed its journal:
     // none will take the handles back, so none is started for it. The
-    // system broker keeps no journal.
-    if old.system || !rendezvous::location_from_env().journal_path().exists() {
+    // system broker's service manager starts a new one (see
+    // `system_broker`), which does not take files back.
+    let system = old.system;
+    let location = match system {
+        true => rendezvous::system_location(),
+        false => rendezvous::location_from_env(),
+    };
+    if !location.journal_path().exists() {
         return end_session(shared);
+    }
+    if system && shared.held.holds_files() {
+        return give_up(shared, old.tag, None, system);
     }
     // A new broker that dies while the handles are on their way to it is
     // replaced in turn (its journal names this process still).
     let mut brokers_lost = false;
     for _ in 0..REJOIN_ATTEMPTS {
         let Some(steps) = shared.held.steps(old.tag) else {
-            return give_up(shared, old.tag, None);
+            return give_up(shared, old.tag, None, system);
         };
-        match rejoin(shared, old.tag, steps) {
+        match rejoin(shared, old.tag, steps, system) {
             Rejoined::Yes => return,
             Rejoined::BrokerLost => {
                 brokers_lost = true;
                 continue;
             }
             // Refused at once (a process that was given handles).
-            Rejoined::Refused(conn) => return give_up(shared, old.tag, Some(conn)),
+            Rejoined::Refused(conn) => return give_up(shared, old.tag, Some(conn), system),
             // (A new broker reaps the tag when the connection it took some
             // handles back on closed, or when the process next connects.)
             Rejoined::Failed => {
@@ -1091,7 +1121,7 @@ fn lost(shared: &mut Shared) {
     }
     if brokers_lost {
         // Every new broker died under it: the next one need not wait.
-        give_up(shared, old.tag, None);
+        give_up(shared, old.tag, None, system);
     } else {
         end_session(shared);
     }
@@ -1101,14 +1131,36 @@ fn lost(shared: &mut Shared) {
 /// (and its waits are woken at once), then the broker (on `conn`, or on a
 /// new connection) is told that the process that had `tag` is not coming
 /// back, so that it need not wait for it and may reap the tag.
-fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>) {
+fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>, system: bool) {
     end_session(shared);
     objmgr_sync::lifeline::wake_sleepers_once();
-    let conn = conn.or_else(|| establish().ok().filter(|conn| !conn.system));
+    let conn = conn.or_else(|| new_broker(system).ok());
     if let Some(mut conn) = conn {
         let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
         let _ = conn.exchange(&Request::Reclaim { step }, &[]);
     }
+}
+
+/// A connection to the broker that replaces a lost one of the same kind: the
+/// system broker (started again by its service manager: waited for, see
+/// [`system_broker`]), or a per-user one (started if need be). A process
+/// of one never goes on with the other.
+fn new_broker(system: bool) -> Result<Connection> {
+    if system {
+        return system_broker()?.ok_or_else(|| {
+            Error::new(
+                crate::error::ERROR_BROKEN_PIPE,
+                "the system objmgr broker did not come back",
+            )
+        });
+    }
+    establish().and_then(|conn| match conn.system {
+        true => Err(Error::new(
+            crate::error::ERROR_BROKEN_PIPE,
+            "the system objmgr broker now serves this process's user",
+        )),
+        false => Ok(conn),
+    })
 }
 
 /// How many new brokers a process tries to take its session to, one after
@@ -1133,13 +1185,15 @@ enum Rejoined {
 /// the process's tag. If the new broker takes them all, handles, the
 /// generation and threads' identities stay as they were, and waits go on;
 /// otherwise the caller ends the session (see [`Rejoined`]).
-fn rejoin(shared: &mut Shared, tag: u16, steps: Vec<crate::reclaim::Step>) -> Rejoined {
-    let Ok(mut conn) = establish() else {
+fn rejoin(
+    shared: &mut Shared,
+    tag: u16,
+    steps: Vec<crate::reclaim::Step>,
+    system: bool,
+) -> Rejoined {
+    let Ok(mut conn) = new_broker(system) else {
         return Rejoined::Failed;
     };
-    if conn.system {
-        return Rejoined::Failed;
-    }
     for (n, (step, fds)) in steps.into_iter().enumerate() {
         let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
         match conn.exchange(&Request::Reclaim { step }, &fds) {

@@ -65,8 +65,9 @@ enum What {
         reach: FdReach,
         object: u64,
     },
-    /// A mutex, event, semaphore, timer or thread in a domain arena.
-    Sync { arena: u64, slot: u32 },
+    /// A mutex, event, semaphore, timer or thread in a domain arena, or
+    /// (`solo`, on the system broker) in a solo arena of its own.
+    Sync { arena: u64, slot: u32, solo: bool },
     /// A file this process opened (`CreateFile`), with a copy of the fd it
     /// opened it with (the same open file description), and the open's own
     /// access and share mode. Copies of the handle share the `Arc`: one
@@ -118,9 +119,13 @@ fn name_hash(name: &str) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
     handles: BTreeMap<u32, Held>,
-    /// The domain arenas its sync objects live in, by id (their fds came
-    /// with the first grant of each).
+    /// The arenas its sync objects live in, by id (their fds came with the
+    /// first grant of each): domain arenas, and the solo arenas of the
+    /// objects it holds that are shared between users.
     arenas: BTreeMap<u64, Arc<OwnedFd>>,
+    /// How many of `handles` name an object in each solo arena (its fd is
+    /// let go with the last).
+    solo_holders: BTreeMap<u64, u32>,
     /// Private namespaces open (they die with the broker: none can be
     /// taken back).
     namespaces: usize,
@@ -176,10 +181,11 @@ fn granted(reply: &Reply, named: bool) -> Option<(Handle, What, u32)> {
                         | Kind::Thread
                 )
             );
-            let what = if named && waitable && grant.arena_slots != SOLO_SLOTS && grant.writable {
+            let what = if named && waitable {
                 What::Sync {
                     arena: grant.arena_id,
                     slot: grant.slot,
+                    solo: grant.arena_slots == SOLO_SLOTS,
                 }
             } else {
                 What::Other
@@ -202,6 +208,7 @@ impl Holdings {
         Holdings {
             handles: BTreeMap::new(),
             arenas: BTreeMap::new(),
+            solo_holders: BTreeMap::new(),
             namespaces: 0,
             sections: BTreeMap::new(),
             named_fds: BTreeMap::new(),
@@ -326,6 +333,14 @@ impl Holdings {
                     *reach = *known_reach;
                 }
             }
+            if let What::Sync {
+                arena, solo: true, ..
+            } = what
+                && !self.arenas.contains_key(&arena)
+                && let Some(copy) = received.as_ref().and_then(|fd| fd.try_clone().ok())
+            {
+                self.arenas.insert(arena, Arc::new(copy));
+            }
             return self.note(handle, what, access, inherit, name);
         }
         match reply {
@@ -421,6 +436,7 @@ impl Holdings {
     /// Notes `held` as handle `value` (in place of any note of it).
     fn put(&mut self, value: u32, held: Held) {
         let (object, name) = (Self::section_of(&held), Self::fd_name(&held));
+        let solo = Self::solo_arena_of(&held);
         // The note it replaces is uncounted first: it may be the hint that
         // this note takes over.
         if let Some(old) = self.handles.insert(value, held) {
@@ -429,10 +445,23 @@ impl Holdings {
         if let Some(object) = object {
             *self.sections.entry(object).or_default() += 1;
         }
+        if let Some(arena) = solo {
+            *self.solo_holders.entry(arena).or_default() += 1;
+        }
         if let Some(name) = name {
             // The oldest stays the hint (a process that keeps one handle
             // and opens and closes others by the same name finds it).
             self.named_fds.entry(name).or_insert(value);
+        }
+    }
+
+    /// The solo arena of the object `held` names, if in one.
+    fn solo_arena_of(held: &Held) -> Option<u64> {
+        match held.what {
+            What::Sync {
+                arena, solo: true, ..
+            } => Some(arena),
+            _ => None,
         }
     }
 
@@ -482,6 +511,25 @@ impl Holdings {
                 self.sections.remove(&object);
             }
         }
+        if let Some(arena) = Self::solo_arena_of(held)
+            && let Some(count) = self.solo_holders.get_mut(&arena)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.solo_holders.remove(&arena);
+                self.arenas.remove(&arena);
+            }
+        }
+    }
+
+    /// Whether the process holds a file, or a section over one (which the
+    /// system broker does not take back).
+    pub(crate) fn holds_files(&self) -> bool {
+        self.handles.values().any(|held| match &held.what {
+            What::File { .. } => true,
+            What::Section { info, .. } => info.file_backed,
+            _ => false,
+        })
     }
 
     /// The close of `handle` to leave in the close ring, if closing it frees
@@ -565,6 +613,7 @@ impl Holdings {
     pub(crate) fn clear(&mut self) {
         self.handles.clear();
         self.arenas.clear();
+        self.solo_holders.clear();
         self.namespaces = 0;
         self.sections.clear();
         self.named_fds.clear();
@@ -580,11 +629,15 @@ impl Holdings {
         let mut steps = vec![(ReclaimStep::Begin { tag }, vec![])];
         let mut arenas = BTreeSet::new();
         for held in self.handles.values() {
-            if let What::Sync { arena, .. } = held.what
+            if let What::Sync { arena, solo, .. } = held.what
                 && arenas.insert(arena)
             {
                 let fd = self.arenas.get(&arena)?.clone();
-                let slots = objmgr_sync::arena::ARENA_SLOTS;
+                let slots = if solo {
+                    SOLO_SLOTS
+                } else {
+                    objmgr_sync::arena::ARENA_SLOTS
+                };
                 steps.push((ReclaimStep::Arena { id: arena, slots }, vec![fd as _]));
             }
         }
@@ -633,7 +686,7 @@ impl Holdings {
                     },
                     vec![fd.clone()? as _],
                 ),
-                &What::Sync { arena, slot } => (
+                &What::Sync { arena, slot, .. } => (
                     ReclaimStep::Sync {
                         held: announced,
                         arena,

@@ -81,11 +81,17 @@ impl SocketLocation {
         self.beside_socket(".lock")
     }
 
-    /// The per-user broker's journal of its clients: there while a broker
-    /// runs, and left behind by one that died (not by one that exited on
-    /// purpose), so that its successor takes its clients' handles back.
+    /// A broker's journal of its clients: there while a broker runs, and
+    /// left behind by one that died (not by one that exited on purpose), so
+    /// that its successor takes its clients' handles back.
     pub fn journal_path(&self) -> PathBuf {
         self.beside_socket(".journal")
+    }
+
+    /// The system broker's ledger of the objects its clients may take back
+    /// (kept, and left behind, as the journal is).
+    pub fn ledger_path(&self) -> PathBuf {
+        self.beside_socket(".ledger")
     }
 
     /// The socket's name with `suffix`, in the socket's directory.

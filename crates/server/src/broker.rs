@@ -33,6 +33,7 @@ use crate::sync::SyncArena;
 
 mod file;
 mod job;
+mod ledgered;
 mod namespace;
 mod object_security;
 mod process;
@@ -373,6 +374,12 @@ pub struct Broker {
     journal: Option<crate::journal::Journal>,
     /// Taking over from a broker that died, while it lasts.
     recovery: Option<recovery::Recovery>,
+    /// The object ledger (system broker), for a broker that replaces this
+    /// one if it dies.
+    ledger: Option<crate::ledger::Ledger>,
+    /// What the lost broker's ledger recorded, while its processes come
+    /// back (system broker).
+    known: Option<crate::ledger::Known>,
     /// The arenas of a broker that died, taken back with its processes'
     /// objects, by id.
     adopted: HashMap<u64, SyncArena>,
@@ -429,6 +436,8 @@ impl Broker {
             next_namespace: 1,
             journal: None,
             recovery: None,
+            ledger: None,
+            known: None,
             adopted: HashMap::new(),
             late: HashMap::new(),
             late_checked: Instant::now(),
@@ -683,6 +692,7 @@ impl Broker {
                 }
             }
             let object = self.objects.remove(&id).expect("object present");
+            self.ledger_gone(id, &object.body);
             if let Some((pid, charge)) = object.charged_to {
                 if let Some(usage) = self.usage.get_mut(&pid) {
                     usage.give_back(charge);
@@ -699,7 +709,9 @@ impl Broker {
             }
             // A solo arena goes with its object (the mapping is unmapped).
             if let Some(arena) = object.adopted_arena {
-                if let (Some((slot, _)), Some(sync)) =
+                if self.adopted.get(&arena).is_some_and(SyncArena::is_solo) {
+                    self.adopted.remove(&arena);
+                } else if let (Some((slot, _)), Some(sync)) =
                     (object.body.sync_slot(), self.adopted.get_mut(&arena))
                 {
                     sync.free(slot);
@@ -1152,7 +1164,7 @@ impl Broker {
             Body::Section(section),
             Some((id, charge)),
             security,
-            0,
+            self.domain_of(id),
         );
         if let Some(node) = node {
             // A mapping is a user of its file, as on Windows.
@@ -1479,7 +1491,12 @@ impl Broker {
             .expect("object present")
             .handle_count += 1;
         match self.grant_reply(id, oid, handle, access, existed) {
-            Ok(outcome) => Ok(outcome),
+            Ok(outcome) => {
+                if !existed {
+                    self.ledger_note(oid);
+                }
+                Ok(outcome)
+            }
             Err(failure) => {
                 // Undo: the caller must not be left with a handle it never learned of.
                 self.client(id).handles.remove(handle);
@@ -1534,7 +1551,7 @@ impl Broker {
                     ));
                 }
                 let (arena_id, arena_slots) = (arena.id, arena.slots());
-                let solo = self.solo.contains_key(&oid);
+                let solo = arena.is_solo();
                 let arena_fd = arena.fd_for(writable)?;
                 let client = self.client(id);
                 let fd = if solo {

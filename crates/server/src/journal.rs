@@ -68,22 +68,8 @@ impl Journal {
     /// Opens (or creates) the journal at `path` and returns the processes
     /// it records: those of a broker that did not exit cleanly.
     pub fn open(path: &Path) -> std::io::Result<(Journal, Vec<Recorded>)> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc_flags::NOFOLLOW)
-            .open(path)?;
+        let file = open_private_file(path, false)?;
         let meta = file.metadata()?;
-        // Only a file of the broker's own user, with no other name, is read.
-        if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() || meta.nlink() != 1
-        {
-            return Err(std::io::Error::other(format!(
-                "{} is not a journal of this user's",
-                path.display()
-            )));
-        }
         let size = meta.len().min((u64::from(u16::MAX) + 1) * RECORD_BYTES);
         let mut bytes = vec![0u8; size as usize];
         file.read_exact_at(&mut bytes, 0)?;
@@ -141,6 +127,28 @@ impl Journal {
     pub fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Opens (or creates, mode 0600) the broker's file at `path` (in its
+/// private directory) for reading and writing (`append`: every write at the
+/// end): only a regular file of the broker's own user, with no other name.
+pub fn open_private_file(path: &Path, append: bool) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .append(append)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != rustix::process::getuid().as_raw() || meta.nlink() != 1 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a file of this user's broker",
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`.

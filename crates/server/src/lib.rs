@@ -13,6 +13,7 @@ mod child_limits;
 mod closer;
 mod fd_hygiene;
 pub mod journal;
+pub mod ledger;
 pub mod log;
 pub mod quota;
 pub mod section;

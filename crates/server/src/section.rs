@@ -121,6 +121,12 @@ impl Section {
         self.node
     }
 
+    /// The identity of the memory file behind a paging-file section (what
+    /// the system broker's ledger knows it by).
+    pub fn memory_node(&self) -> Result<FileNode, Failure> {
+        file_node(&self.base)
+    }
+
     /// Creates a paging-file-backed section of `size` bytes.
     pub fn new_anonymous(
         size: u64,
@@ -548,7 +554,7 @@ impl Section {
 
 /// A memfd of the broker's user (`fd` read-only) opened again for
 /// writing: its mode 0400 is lifted for the time of the open.
-fn reopen_writable(fd: &OwnedFd) -> Result<OwnedFd, Failure> {
+pub(crate) fn reopen_writable(fd: &OwnedFd) -> Result<OwnedFd, Failure> {
     let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(fd));
     fs::fchmod(fd, Mode::from_raw_mode(0o600))
         .map_err(|e| Failure::new(errno(e), "lifting a section's mode"))?;

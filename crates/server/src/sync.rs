@@ -87,15 +87,19 @@ impl SyncArena {
     /// arena's size. It is mapped for the rest of the broker's life (it is
     /// its clients' doorbell too) and starts with no live slot; new objects
     /// never go into it ([`SyncArena::adopt_slot`] marks those taken back).
-    pub fn adopt(fd: OwnedFd, id: u64, slots: u32) -> Result<SyncArena, Failure> {
+    ///
+    /// A solo arena (`slots` is `SOLO_SLOTS`) is taken back only by the
+    /// system broker, which knows it from its ledger; it stays mapped until
+    /// its object dies.
+    pub fn adopt(fd: OwnedFd, id: u64, slots: u32, solo: bool) -> Result<SyncArena, Failure> {
         let not_ours = |why: &str| {
             Failure::new(
                 ERROR_INVALID_PARAMETER,
                 format!("the descriptor is not a sync arena of a lost broker: {why}"),
             )
         };
-        if slots != ARENA_SLOTS {
-            return Err(not_ours("a domain arena has another size"));
+        if slots != if solo { SOLO_SLOTS } else { ARENA_SLOTS } {
+            return Err(not_ours("the arena has another size"));
         }
         let seals = fs::fcntl_get_seals(&fd).map_err(|_| not_ours("it takes no seals"))?;
         if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL) {
@@ -182,6 +186,16 @@ impl SyncArena {
             Mapping::Forever(arena) => arena,
             Mapping::Solo(arena) => arena,
         }
+    }
+
+    /// The identity of the arena's memory file.
+    pub fn node(&self) -> Result<crate::section::FileNode, Failure> {
+        file_node(&self.fd)
+    }
+
+    /// Whether this is a solo arena (one object shared between users).
+    pub fn is_solo(&self) -> bool {
+        self.slots == SOLO_SLOTS
     }
 
     /// The arena's size in slots (`ARENA_SLOTS`, or `SOLO_SLOTS`).

@@ -286,6 +286,9 @@ impl Broker {
                 sd.sacl = given.sacl;
             }
         }
+        if set {
+            self.ledger_security(entry.object);
+        }
         let shown = self.objects[&entry.object].security.parts(which);
         let text = shown.to_sddl();
         if text.len() > objmgr_proto::wire::MAX_STRING_LEN {

@@ -53,10 +53,13 @@ use objmgr_proto::wire::{HeldHandle, Opcode, ReclaimStep, Reply};
 use super::{Body, Broker, ClientId, HandleEntry, HandleTable, ObjectId, Outcome};
 use crate::Failure;
 use crate::journal::{self, Journal, Recorded};
+use crate::ledger::{Entry, Ledger};
 use crate::quota::Charge;
 use crate::section::{FileNode, Section};
 use crate::sync::SyncArena;
+use objmgr_proto::security::SecurityDescriptor;
 use objmgr_sync::ops::Kind;
+use std::rc::Rc;
 
 /// How long the broker waits for the processes of a broker that died to
 /// come back before it serves anyone else.
@@ -133,6 +136,29 @@ fn memory_file(fd: OwnedFd) -> Result<OwnedFd, Failure> {
     ))
 }
 
+/// Refuses a section handle `held` whose memory file `fd` does not allow
+/// what the handle may do (capped by the section's `protection`).
+fn check_reach(held: &HeldHandle, protection: u32, fd: &OwnedFd) -> Result<(), Failure> {
+    let (parsed, _) = parse_protection(protection)
+        .map_err(|code| Failure::new(code, format!("invalid protection {protection:#x}")))?;
+    let may = ObjectType::Section.map_generic(held.access).0;
+    let mut needed = FdReach::needed_by(may);
+    if !parsed.allows_shared_write() {
+        needed = needed.min(FdReach::Read);
+    }
+    let brought = FdReach::of_fd(fd);
+    if brought < needed {
+        return Err(Failure::new(
+            ERROR_ACCESS_DENIED,
+            format!(
+                "handle {:#x}: the descriptor does not allow its access",
+                held.handle.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How a section over a file is known while it is taken back.
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum FileSectionKey {
@@ -160,9 +186,6 @@ impl Broker {
     /// broker only) and, if it names processes of a broker that died that
     /// still run, starts a recovery.
     pub fn open_journal(&mut self, socket: &Path) {
-        if self.system {
-            return;
-        }
         let location = objmgr_proto::rendezvous::SocketLocation {
             socket: socket.to_owned(),
             is_default: false,
@@ -175,7 +198,27 @@ impl Broker {
             }
         };
         self.journal = Some(journal);
-        self.start_recovery(recorded);
+        if !self.system {
+            return self.start_recovery(recorded);
+        }
+        // The system broker believes a returning process only what its
+        // ledger says of the objects it made.
+        match Ledger::open(&location.ledger_path()) {
+            Ok((ledger, known)) => {
+                self.ledger = Some(ledger);
+                self.start_recovery(recorded);
+                if self.recovery.is_some() {
+                    self.next_object = self.next_object.max(known.max_object + 1);
+                    self.known = Some(known);
+                } else {
+                    self.rewrite_ledger();
+                }
+            }
+            Err(e) => {
+                crate::log::warning!("no object ledger, so no recovery after a crash: {e}");
+                self.start_recovery(Vec::new());
+            }
+        }
     }
 
     /// Starts a recovery for the processes a lost broker's journal
@@ -193,9 +236,10 @@ impl Broker {
             // (this user's, or root's). A record naming another user's
             // (the file is only this user's, but any process of the user
             // may write it) is no one's, and reaped.
+            // (Every user's, on the system broker.)
             let could_be = record.still_runs()
                 && super::process::proc_ids(record.pid)
-                    .is_some_and(|ids| ids.uid == me || ids.uid == 0);
+                    .is_some_and(|ids| self.system || ids.uid == me || ids.uid == 0);
             if could_be {
                 expected.insert(record.tag, record);
             } else {
@@ -284,6 +328,10 @@ impl Broker {
             .chain(recovery.file_sections.into_values())
         {
             self.release(oid);
+        }
+        // The lost broker's records are needed no more.
+        if self.known.take().is_some() {
+            self.rewrite_ledger();
         }
     }
 
@@ -403,6 +451,9 @@ impl Broker {
         if let Some(journal) = self.journal.take() {
             journal.remove();
         }
+        if let Some(ledger) = self.ledger.take() {
+            ledger.remove();
+        }
     }
 
     /// One [`Request::Reclaim`](objmgr_proto::wire::Request::Reclaim) step.
@@ -511,6 +562,22 @@ impl Broker {
             }
             return Err(Failure::protocol("a reclaim step before Begin"));
         }
+        if self.system
+            && matches!(
+                step,
+                ReclaimStep::File { .. } | ReclaimStep::FileSection { .. }
+            )
+        {
+            // Its ledger does not record files: one user's process could
+            // otherwise claim share modes that lock another's out.
+            if let Some(fd) = fd {
+                crate::closer::close_later(fd);
+            }
+            return Err(Failure::new(
+                ERROR_NOT_SUPPORTED,
+                "files do not come back to the system broker",
+            ));
+        }
         match step {
             ReclaimStep::Begin { .. } | ReclaimStep::Leave { .. } => {
                 unreachable!("handled above")
@@ -532,6 +599,12 @@ impl Broker {
             } => {
                 let fd = memory_file(fd.expect("one fd checked"))?;
                 let node = crate::section::file_node(&fd)?;
+                let entry = self.checked_claim(id, &held, |known| known.section(node))?;
+                if entry.is_some() {
+                    // What the handle may do, the fd brought must allow.
+                    check_reach(&held, protection, &fd)?;
+                }
+                let recovery = self.recovery.as_mut().expect("recovering");
                 let known = recovery.sections.get(&node).copied();
                 let oid = match known {
                     Some(oid) => oid,
@@ -552,7 +625,9 @@ impl Broker {
                             Body::Section(section),
                             charge,
                             0,
+                            entry.as_ref(),
                         )?;
+                        self.ledger_note(oid);
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.sections.insert(node, oid);
                         oid
@@ -611,6 +686,8 @@ impl Broker {
                         format!("arena {arena:#x} was not announced"),
                     ));
                 }
+                let entry = self.checked_claim(id, &held, |known| known.sync(arena, slot))?;
+                let recovery = self.recovery.as_mut().expect("recovering");
                 let known = recovery.syncs.get(&(arena, slot)).copied();
                 let oid = match known {
                     Some(oid) => oid,
@@ -637,11 +714,28 @@ impl Broker {
                             },
                             _ => Body::Sync { slot, kind },
                         };
+                        if entry
+                            .as_ref()
+                            .is_some_and(|entry| entry.object_type != kind.object_type())
+                        {
+                            return Err(Failure::new(
+                                ERROR_INVALID_PARAMETER,
+                                format!("slot {slot} of arena {arena:#x} holds another object"),
+                            ));
+                        }
                         let domain = self.domain_of(id);
                         let charge = Charge::sync_object();
-                        let oid =
-                            self.adopt_object(id, kind.object_type(), body, charge, domain)?;
+                        let object_type = kind.object_type();
+                        let oid = self.adopt_object(
+                            id,
+                            object_type,
+                            body,
+                            charge,
+                            domain,
+                            entry.as_ref(),
+                        )?;
                         self.objects.get_mut(&oid).expect("inserted").adopted_arena = Some(arena);
+                        self.ledger_note(oid);
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.syncs.insert((arena, slot), oid);
                         oid
@@ -722,9 +816,11 @@ impl Broker {
         Ok(oid)
     }
 
-    /// A new object of client `id`, taken back: its creator's default
-    /// descriptor (the lost one died with the broker), charged to it, and
-    /// held by the recovery until it ends.
+    /// A new object of client `id`, taken back, charged to it, and held by
+    /// the recovery until it ends. On a per-user broker it gets its
+    /// creator's default descriptor (the lost one died with the broker) and
+    /// `domain`; on the system broker, the name, descriptor and domain the
+    /// ledger recorded (`entry`).
     fn adopt_object(
         &mut self,
         id: ClientId,
@@ -732,11 +828,28 @@ impl Broker {
         body: Body,
         charge: Charge,
         domain: u32,
+        entry: Option<&Entry>,
     ) -> Result<ObjectId, Failure> {
-        let security = self.security_for_new(id, "")?;
+        let (security, path, domain) = match entry {
+            None => (self.security_for_new(id, "")?, None, domain),
+            Some(entry) => {
+                let sd = SecurityDescriptor::from_sddl(&entry.sddl).map_err(|_| {
+                    Failure::new(ERROR_INVALID_SECURITY_DESCR, "a recorded descriptor")
+                })?;
+                if let Some(path) = &entry.path
+                    && self.names.contains_key(path)
+                {
+                    return Err(Failure::new(
+                        ERROR_ALREADY_EXISTS,
+                        format!("{path:?} cannot be taken back: the name is another object's"),
+                    ));
+                }
+                (Rc::new(sd), entry.path.clone(), entry.domain)
+            }
+        };
         let oid = self.insert_object(
             object_type,
-            None,
+            path,
             body,
             Some((id, charge)),
             security,
@@ -844,7 +957,14 @@ impl Broker {
             .map_err(|(failure, fd)| (failure, Some(fd)))?;
         let node = taken.file_node();
         let oid = self
-            .adopt_object(id, ObjectType::Section, Body::Section(taken), charge, 0)
+            .adopt_object(
+                id,
+                ObjectType::Section,
+                Body::Section(taken),
+                charge,
+                0,
+                None,
+            )
             .map_err(|failure| (failure, None))?;
         if let Some(node) = node {
             // A mapping is a user of its file, as on Windows.
@@ -873,9 +993,22 @@ impl Broker {
         if self.sync.values().any(|own| own.id == arena) {
             return Err(clash());
         }
+        // The system broker takes back only arenas it made (a solo one
+        // too), mapped writable even when the process brings a read-only fd.
+        let known = self.checked_arena(id, arena, &fd)?;
         match self.adopted.get(&arena) {
             Some(adopted) if !adopted.is_file(&fd) => return Err(clash()),
             Some(_) => {}
+            None if known.is_some() => {
+                let fd = if FdReach::of_fd(&fd) == FdReach::Write {
+                    fd
+                } else {
+                    crate::section::reopen_writable(&fd)?
+                };
+                let solo = known.is_some_and(|known| known.solo);
+                let adopted = SyncArena::adopt(fd, arena, slots, solo)?;
+                self.adopted.insert(arena, adopted);
+            }
             None if self.adopted.len() >= MAX_ADOPTED_ARENAS => {
                 return Err(Failure::new(
                     ERROR_NO_SYSTEM_RESOURCES,
@@ -883,7 +1016,7 @@ impl Broker {
                 ));
             }
             None => {
-                let adopted = SyncArena::adopt(fd, arena, slots)?;
+                let adopted = SyncArena::adopt(fd, arena, slots, false)?;
                 self.adopted.insert(arena, adopted);
             }
         }

@@ -217,7 +217,10 @@ impl Broker {
             .handles
             .get(handle)
             .ok_or_else(|| not_open(handle))?;
-        if !self.solo.contains_key(&entry.object) || self.maps_writable(id, entry.object) {
+        let solo = self
+            .arena_of(entry.object)
+            .is_some_and(crate::sync::SyncArena::is_solo);
+        if !solo || self.maps_writable(id, entry.object) {
             return Err(Failure::new(
                 ERROR_INVALID_HANDLE,
                 format!(
