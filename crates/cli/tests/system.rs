@@ -37,20 +37,35 @@ impl SystemBroker {
     fn start_with_quota(quota: &str) -> SystemBroker {
         let test = TestBroker::new();
         let socket = test.dir.join("system.sock");
-        let (daemon, _) = start_until(
-            Command::new(env!("CARGO_BIN_EXE_objmgrd"))
-                .arg("--system")
-                .arg("--socket")
-                .arg(&socket)
-                .env("OBJMGR_LOG", "off")
-                .env("OBJMGR_QUOTA", quota),
-            "objmgrd ready",
-        );
+        let daemon = Self::launch(&socket, quota);
         SystemBroker {
             test,
             socket,
             daemon,
         }
+    }
+
+    fn launch(socket: &std::path::Path, quota: &str) -> Child {
+        start_until(
+            Command::new(env!("CARGO_BIN_EXE_objmgrd"))
+                .arg("--system")
+                .arg("--socket")
+                .arg(socket)
+                .env("OBJMGR_LOG", "off")
+                .env("OBJMGR_QUOTA", quota),
+            "objmgrd ready",
+        )
+        .0
+    }
+
+    /// Kills the broker (`SIGKILL`) and starts another on its socket, as
+    /// its service manager would.
+    fn crash_and_restart(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // Its clients notice, and wait for the new one.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.daemon = Self::launch(&self.socket, "");
     }
 
     /// A script run by `uid` (root when `None`) against the system broker,
@@ -141,6 +156,87 @@ fn a_service_shares_read_only_memory_with_every_user() {
     }
     let _ = service.kill();
     let _ = service.wait();
+}
+
+#[test]
+fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_had() {
+    if !is_root() {
+        return;
+    }
+    let mut broker = SystemBroker::start();
+    let (a, b) = (unused_id(30), unused_id(31));
+    // The service (root) shares memory everyone may read and an event
+    // everyone may only wait on.
+    let mut service = broker.spawn(
+        None,
+        &[
+            "create_sd Global\\\\board D:(A;;GR;;;WD)",
+            "map all",
+            "write 0 before",
+            "event_sd Global\\\\posted D:(A;;0x100000;;;WD)",
+            "hold",
+            "write 0 after",
+            "set 0",
+            "hold",
+        ],
+    );
+    service.wait_for("holding");
+    // A user reads it, waits on it, and has a section of its own.
+    let mut user = broker.spawn(
+        Some(a),
+        &[
+            "open Global\\\\board read",
+            "map read",
+            "read 0 6",
+            "open_event Global\\\\posted 100000",
+            "create Local\\\\own 4096",
+            "map all",
+            "write 0 mine",
+            "hold",
+            "wait 0 20000",
+            "open Global\\\\board read",
+            "map read",
+            "read 0 5",
+            "set 0",
+            "hold",
+        ],
+    );
+    user.wait_for("holding");
+    assert_eq!(user.lines[2], "read before", "{:?}", user.lines);
+    broker.crash_and_restart();
+    // Both come back: the service's signal reaches the user's wait, and
+    // the name is still that memory, for it and for a user who opens it now.
+    user.release();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    service.release();
+    assert_eq!(user.wait_for("wait"), "wait object 0", "{:?}", user.lines);
+    user.wait_for("holding");
+    let waited = user.lines.iter().position(|line| line == "wait object 0");
+    let lines = &user.lines[waited.expect("waited") + 1..];
+    assert_eq!(
+        (&*lines[0], &*lines[2]),
+        ("open", "read after"),
+        "{lines:?}"
+    );
+    // Its handle still may only wait.
+    assert!(lines[3].starts_with("err 5 "), "{lines:?}");
+    let other = broker.run(
+        Some(b),
+        &["open Global\\\\board read", "map read", "read 0 5"],
+    );
+    assert_eq!(other[2], "read after", "{other:?}");
+    // A user's own section came back in its own session only.
+    let own = broker.run(Some(a), &["open Local\\\\own read", "map read", "read 0 4"]);
+    assert_eq!(own[2], "read mine", "{own:?}");
+    let theirs = broker.run(Some(b), &["open Local\\\\own read"]);
+    assert!(theirs[0].starts_with("err 2 "), "{theirs:?}");
+    // When every holder is gone, so are the objects.
+    user.release();
+    let _ = user.finish();
+    service.release();
+    let _ = service.finish();
+    let gone = broker.run(None, &["open Global\\\\board read"]);
+    assert!(gone[0].starts_with("err 2 "), "{gone:?}");
 }
 
 #[test]

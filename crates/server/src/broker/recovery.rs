@@ -1133,6 +1133,38 @@ mod tests {
     /// The same, with the processes of `gifted` tags marked as given
     /// handles.
     fn recovering_with(tags: &[u16], gifted: &[u16]) -> Recovering {
+        let (dir, socket) = lost_broker_journal(tags, gifted);
+        let mut broker = Broker::new("test".into(), 0);
+        broker.open_journal(&socket);
+        Recovering { dir, broker }
+    }
+
+    /// A system broker recovering from a journal of `tags` (this process)
+    /// and a ledger of `entries`.
+    fn recovering_system(tags: &[u16], entries: &[(u64, Entry)]) -> Recovering {
+        let (dir, socket) = lost_broker_journal(tags, &[]);
+        let location = objmgr_proto::rendezvous::SocketLocation {
+            socket: socket.clone(),
+            is_default: false,
+        };
+        let (mut ledger, _) = Ledger::open(&location.ledger_path()).unwrap();
+        for (oid, entry) in entries {
+            ledger.object(*oid, entry);
+        }
+        drop(ledger);
+        let mut broker = Broker::new("test".into(), 0);
+        broker.system = true;
+        broker.open_journal(&socket);
+        Recovering { dir, broker }
+    }
+
+    /// A directory with the journal of a lost broker whose processes (this
+    /// one) had `tags` (`gifted`: given handles); returns it and the socket
+    /// path in it.
+    fn lost_broker_journal(
+        tags: &[u16],
+        gifted: &[u16],
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "objmgr-recovery-{}-{}",
@@ -1153,14 +1185,16 @@ mod tests {
         for &tag in gifted {
             journal.mark_gifted(tag);
         }
-        let mut broker = Broker::new("test".into(), 0);
-        broker.open_journal(&socket);
-        Recovering { dir, broker }
+        (dir, socket)
     }
 
     fn connect(broker: &mut Broker, id: ClientId, pid: u32) {
-        let token = security::Token::for_unix(0, 0, &[], None);
-        broker.add_client(id, pid, 0, token).unwrap();
+        connect_as(broker, id, pid, 0);
+    }
+
+    fn connect_as(broker: &mut Broker, id: ClientId, pid: u32, uid: u32) {
+        let token = security::Token::for_unix(uid, uid, &[], None);
+        broker.add_client(id, pid, uid, token).unwrap();
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
         };
@@ -1211,6 +1245,148 @@ mod tests {
             attributes: SectionAttributes::default().bits(),
             size: 4096,
         }
+    }
+
+    #[test]
+    fn a_system_broker_believes_returning_processes_only_what_its_ledger_says() {
+        use crate::ledger::Identity;
+        use objmgr_proto::access::{EVENT_MODIFY_STATE, SECTION_MAP_READ, SYNCHRONIZE};
+        let (owner, other) = (1000, 2000);
+        // What the lost broker made: a section owner's that everyone may
+        // read, and an event everyone may only wait on (in a solo arena),
+        // in a domain arena of owner's.
+        let board = memfd();
+        let section_entry = Entry {
+            object_type: ObjectType::Section,
+            domain: owner,
+            path: Some("\\BaseNamedObjects\\board".into()),
+            sddl: format!("D:(A;;GA;;;S-1-22-1-{owner})(A;;GR;;;WD)"),
+            identity: Identity::Section(crate::section::file_node(&board).unwrap()),
+        };
+        let mut solo = SyncArena::new_solo().unwrap();
+        let init = SyncInit::Event {
+            manual_reset: true,
+            signaled: false,
+        };
+        let event_slot = solo.allocate(init, None).unwrap();
+        let event_entry = Entry {
+            object_type: ObjectType::Event,
+            domain: owner,
+            path: Some("\\BaseNamedObjects\\posted".into()),
+            sddl: "D:(A;;0x100000;;;WD)".into(),
+            identity: Identity::Sync {
+                arena: solo.id,
+                node: solo.node().unwrap(),
+                slot: event_slot,
+                solo: true,
+            },
+        };
+        let mut own = SyncArena::new().unwrap();
+        let own_slot = own.allocate(init, None).unwrap();
+        let own_entry = Entry {
+            object_type: ObjectType::Event,
+            domain: owner,
+            path: None,
+            sddl: "D:(A;;GA;;;WD)".into(),
+            identity: Identity::Sync {
+                arena: own.id,
+                node: own.node().unwrap(),
+                slot: own_slot,
+                solo: false,
+            },
+        };
+        let entries = [(3, section_entry), (4, event_entry), (5, own_entry)];
+        let mut r = recovering_system(&[9, 10, 11, 12, 13, 14, 15], &entries);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        let begin = |broker: &mut Broker, id: ClientId, uid: u32, tag: u16| {
+            connect_as(broker, id, me, uid);
+            step(broker, id, ReclaimStep::Begin { tag }, None).unwrap();
+        };
+        let claim = |handle: u32, access: u32, name: &str| ReclaimStep::Section {
+            held: held(handle, access, name),
+            protection: PageProtection::ReadWrite.bits(),
+            attributes: SectionAttributes::default().bits(),
+            size: 4096,
+        };
+        let board_fd = |writable: bool| -> OwnedFd {
+            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&board));
+            let mode = match writable {
+                true => rustix::fs::OFlags::RDWR,
+                false => rustix::fs::OFlags::RDONLY,
+            };
+            rustix::fs::open(
+                path,
+                mode | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let denied = |outcome: Result<Outcome, Failure>, why: &str| {
+            let failure = outcome.unwrap_err();
+            assert_eq!(failure.code, ERROR_ACCESS_DENIED, "{failure:?}");
+            assert!(failure.context.contains(why), "{failure:?}");
+        };
+        // Another user: a memory file the lost broker never made is no
+        // section to take back; the board is, read-only, by its own name.
+        begin(broker, 1, other, 9);
+        let stranger = step(broker, 1, claim(4, SECTION_MAP_READ, ""), Some(memfd()));
+        denied(stranger, "made no such object");
+        let read = claim(8, SECTION_MAP_READ, "Global\\board");
+        step(broker, 1, read, Some(board_fd(false))).unwrap();
+        // Not with rights its descriptor does not grant, nor under
+        // another name.
+        begin(broker, 2, other, 10);
+        let all = step(broker, 2, claim(4, 0xF001F, ""), Some(board_fd(true)));
+        denied(all, "does not grant");
+        begin(broker, 3, other, 11);
+        let renamed = claim(4, SECTION_MAP_READ, "Global\\mine");
+        denied(
+            step(broker, 3, renamed, Some(board_fd(true))),
+            "not that object's",
+        );
+        // Its owner takes it back with every right, but not with a
+        // descriptor that cannot write it.
+        begin(broker, 4, owner, 12);
+        let read_only = step(broker, 4, claim(4, 0xF001F, ""), Some(board_fd(false)));
+        denied(read_only, "does not allow its access");
+        begin(broker, 5, owner, 13);
+        step(broker, 5, claim(4, 0xF001F, ""), Some(board_fd(true))).unwrap();
+        let path = "\\BaseNamedObjects\\board";
+        let oid = broker.names[path];
+        assert_eq!(
+            broker.objects[&oid].handle_count, 3,
+            "two handles and the recovery's"
+        );
+        // The event another user waits on: its solo arena (brought
+        // read-only, as that user holds it) and a handle that may wait,
+        // not signal.
+        begin(broker, 6, other, 14);
+        let arena = ReclaimStep::Arena {
+            id: solo.id,
+            slots: objmgr_sync::arena::SOLO_SLOTS,
+        };
+        let read_only = solo.fd_for(false).unwrap().try_clone().unwrap();
+        step(broker, 6, arena.clone(), Some(read_only)).unwrap();
+        let wait = |handle, access| ReclaimStep::Sync {
+            held: held(handle, access, "Global\\posted"),
+            arena: solo.id,
+            slot: event_slot,
+        };
+        let signal = step(broker, 6, wait(4, SYNCHRONIZE | EVENT_MODIFY_STATE), None);
+        denied(signal, "does not grant");
+        step(broker, 6, wait(8, SYNCHRONIZE), None).unwrap();
+        assert!(broker.names.contains_key("\\BaseNamedObjects\\posted"));
+        // Not the owner's own arena, nor an arena it never made.
+        begin(broker, 7, other, 15);
+        let own_arena = ReclaimStep::Arena {
+            id: own.id,
+            slots: objmgr_sync::arena::ARENA_SLOTS,
+        };
+        let theirs = step(broker, 7, own_arena, Some(own.fd.try_clone().unwrap()));
+        denied(theirs, "another user's own");
+        let forged = SyncArena::new_solo().unwrap().fd.try_clone().unwrap();
+        denied(step(broker, 7, arena, Some(forged)), "another file");
     }
 
     #[test]
