@@ -203,11 +203,13 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
     );
     user.wait_for("holding");
     assert_eq!(user.lines[2], "read before", "{:?}", user.lines);
+    // The user waits for the event (through the broker: it may not change
+    // it itself) while the broker dies and another takes its place.
+    user.release();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     broker.crash_and_restart();
     // Both come back: the service's signal reaches the user's wait, and
     // the name is still that memory, for it and for a user who opens it now.
-    user.release();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     service.release();
     assert_eq!(user.wait_for("wait"), "wait object 0", "{:?}", user.lines);
     user.wait_for("holding");

@@ -46,11 +46,14 @@ pub(crate) struct Connection {
     tag: u16,
     /// Which connection of the process's life this is (for its watcher).
     serial: u64,
-    /// A connection to the system broker (which does not take handles back
-    /// when it dies: its sessions are fail-stop).
+    /// A connection to the system broker (its sessions go to the broker its
+    /// service manager starts when it dies, never to a per-user one).
     system: bool,
     /// Where closes that free nothing go (asked for at the first such close).
     close_ring: CloseRingState,
+    /// Whether the last request sent reached the broker's socket (one whose
+    /// send failed did not: it may be sent to a new broker, whatever it is).
+    delivered: bool,
 }
 
 /// A connection's close ring (see `objmgr_sync::close_ring`).
@@ -109,8 +112,9 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        self.delivered = false;
         match self.send(request, fds) {
-            Ok(()) => {}
+            Ok(()) => self.delivered = true,
             Err(not_sent @ Broken::NotSent(_)) => return Err(not_sent),
             // A broker that hung up may have said why first (a refusal).
             Err(broken) => return self.receive(request, false).map_err(|_| broken),
@@ -289,6 +293,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         serial: SERIAL.fetch_add(1, Ordering::Relaxed) + 1,
         system: false,
         close_ring: CloseRingState::NotAsked,
+        delivered: false,
     };
     match conn.exchange(
         &Request::Hello {
@@ -383,7 +388,13 @@ const SYSTEM_RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// there is none (the per-user broker is used). A broker there that refuses
 /// this process is an error; so is an unsafe place named by
 /// `$OBJMGR_SYSTEM_SOCKET`.
-fn system_broker() -> Result<Option<Connection>> {
+///
+/// A system broker that died (killed, crashed) left its journal: its service
+/// manager starts another, which is waited for up to `patience`, so that no
+/// process goes on with a per-user broker meanwhile (where a name would
+/// mean another object). A connection the dying broker took, and dropped,
+/// is tried again too.
+fn system_broker(patience: std::time::Duration) -> Result<Option<Connection>> {
     let location = rendezvous::system_location();
     let named = std::env::var_os(rendezvous::SYSTEM_SOCKET_ENV).is_some_and(|v| !v.is_empty());
     // (Its socket may be gone for a moment while one that died is
@@ -408,42 +419,42 @@ fn system_broker() -> Result<Option<Connection>> {
         Err(e) if named => return Err(unsafe_place(e.to_string())),
         _ => return Ok(None),
     }
-    // A system broker that died left its journal: its service manager
-    // starts another, which is waited for (for a while), so that no
-    // process goes to a per-user broker meanwhile (and no name means two
-    // objects).
     let waited_since = std::time::Instant::now();
-    let socket = loop {
-        match connect_socket(&location, 0) {
-            Ok(socket) => break socket,
-            Err(_)
-                if waited_since.elapsed() < SYSTEM_RESTART_WAIT
-                    && location.journal_path().exists() =>
-            {
+    let restarting = || waited_since.elapsed() < patience && location.journal_path().exists();
+    loop {
+        let Ok(socket) = connect_socket(&location, 0) else {
+            if restarting() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            return Ok(None); // not running: the per-user broker serves
+        };
+        match rendezvous::peer_of(socket.as_fd()) {
+            Ok(peer) if peer.uid == 0 => {}
+            _ => return Err(unsafe_place("it does not run as root".into())),
+        }
+        match greet(socket) {
+            Ok(conn) => {
+                return Ok(Some(Connection {
+                    system: true,
+                    ..conn
+                }));
+            }
+            Err(Broken::Refused(e)) => {
+                return Err(Error::new(
+                    e.code(),
+                    format!(
+                        "the system objmgr broker at {path} refused this process: {}",
+                        e.context()
+                    ),
+                ));
+            }
+            Err(Broken::Connection(_) | Broken::Protocol(_)) if restarting() => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            // Not running: the per-user broker serves.
-            Err(_) => return Ok(None),
+            Err(Broken::Connection(_) | Broken::Protocol(_)) => return Ok(None),
+            Err(Broken::NotSent(e)) => return Err(e),
         }
-    };
-    match rendezvous::peer_of(socket.as_fd()) {
-        Ok(peer) if peer.uid == 0 => {}
-        _ => return Err(unsafe_place("it does not run as root".into())),
-    }
-    match greet(socket) {
-        Ok(conn) => Ok(Some(Connection {
-            system: true,
-            ..conn
-        })),
-        Err(Broken::Refused(e)) => Err(Error::new(
-            e.code(),
-            format!(
-                "the system objmgr broker at {path} refused this process: {}",
-                e.context()
-            ),
-        )),
-        Err(Broken::Connection(_) | Broken::Protocol(_)) => Ok(None),
-        Err(Broken::NotSent(e)) => Err(e),
     }
 }
 
@@ -457,10 +468,15 @@ fn establish() -> Result<Connection> {
         ));
     }
     if std::env::var_os(rendezvous::SOCKET_ENV).is_none_or(|v| v.is_empty())
-        && let Some(conn) = system_broker()?
+        && let Some(conn) = system_broker(SYSTEM_RESTART_WAIT)?
     {
         return Ok(conn);
     }
+    per_user_broker()
+}
+
+/// Connects to the per-user broker, starting one if none answers.
+fn per_user_broker() -> Result<Connection> {
     let location = rendezvous::location_from_env();
     let autostart = AUTOSTART.load(Ordering::Relaxed);
     let socket_path = location.socket.display().to_string();
@@ -962,8 +978,9 @@ fn exchange_noting(
     loop {
         let conn = shared.conn.as_mut().expect("connected");
         let outcome = conn.exchange(request, fds);
+        let delivered = conn.delivered;
         let lost = matches!(outcome, Err(Broken::Connection(_)));
-        if lost {
+        if lost && delivered {
             shared.held.note_lost(request);
         }
         match settle(shared, outcome) {
@@ -977,7 +994,7 @@ fn exchange_noting(
                 if lost
                     && !sent_again
                     && still(shared, generation)
-                    && request.repeatable_after_rejoin() =>
+                    && (request.repeatable_after_rejoin() || !delivered) =>
             {
                 sent_again = true;
             }
@@ -1134,7 +1151,8 @@ fn lost(shared: &mut Shared) {
 fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>, system: bool) {
     end_session(shared);
     objmgr_sync::lifeline::wake_sleepers_once();
-    let conn = conn.or_else(|| new_broker(system).ok());
+    // (Its session is over: no waiting for a system broker to be back.)
+    let conn = conn.or_else(|| new_broker(system, std::time::Duration::ZERO).ok());
     if let Some(mut conn) = conn {
         let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
         let _ = conn.exchange(&Request::Reclaim { step }, &[]);
@@ -1145,22 +1163,16 @@ fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>, system: bool
 /// system broker (started again by its service manager: waited for, see
 /// [`system_broker`]), or a per-user one (started if need be). A process
 /// of one never goes on with the other.
-fn new_broker(system: bool) -> Result<Connection> {
+fn new_broker(system: bool, patience: std::time::Duration) -> Result<Connection> {
     if system {
-        return system_broker()?.ok_or_else(|| {
+        return system_broker(patience)?.ok_or_else(|| {
             Error::new(
                 crate::error::ERROR_BROKEN_PIPE,
                 "the system objmgr broker did not come back",
             )
         });
     }
-    establish().and_then(|conn| match conn.system {
-        true => Err(Error::new(
-            crate::error::ERROR_BROKEN_PIPE,
-            "the system objmgr broker now serves this process's user",
-        )),
-        false => Ok(conn),
-    })
+    per_user_broker()
 }
 
 /// How many new brokers a process tries to take its session to, one after
@@ -1191,7 +1203,7 @@ fn rejoin(
     steps: Vec<crate::reclaim::Step>,
     system: bool,
 ) -> Rejoined {
-    let Ok(mut conn) = new_broker(system) else {
+    let Ok(mut conn) = new_broker(system, SYSTEM_RESTART_WAIT) else {
         return Rejoined::Failed;
     };
     for (n, (step, fds)) in steps.into_iter().enumerate() {

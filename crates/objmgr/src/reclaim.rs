@@ -436,7 +436,11 @@ impl Holdings {
     /// Notes `held` as handle `value` (in place of any note of it).
     fn put(&mut self, value: u32, held: Held) {
         let (object, name) = (Self::section_of(&held), Self::fd_name(&held));
-        let solo = Self::solo_arena_of(&held);
+        // A solo arena is counted first: the note this one replaces may be
+        // of the same object, whose arena must stay noted.
+        if let Some(arena) = Self::solo_arena_of(&held) {
+            *self.solo_holders.entry(arena).or_default() += 1;
+        }
         // The note it replaces is uncounted first: it may be the hint that
         // this note takes over.
         if let Some(old) = self.handles.insert(value, held) {
@@ -444,9 +448,6 @@ impl Holdings {
         }
         if let Some(object) = object {
             *self.sections.entry(object).or_default() += 1;
-        }
-        if let Some(arena) = solo {
-            *self.solo_holders.entry(arena).or_default() += 1;
         }
         if let Some(name) = name {
             // The oldest stays the hint (a process that keeps one handle

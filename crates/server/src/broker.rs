@@ -1170,6 +1170,7 @@ impl Broker {
             // A mapping is a user of its file, as on Windows.
             self.mapped_files.entry(node).or_default().push(oid);
         }
+        self.ledger_note(oid);
         self.grant(id, oid, access, inherit, false)
     }
 
@@ -1310,6 +1311,7 @@ impl Broker {
             self.solo.insert(oid, arena);
             *self.solo_per_user.entry(state.domain).or_default() += 1;
         }
+        self.ledger_note(oid);
         oid
     }
 
@@ -1491,12 +1493,7 @@ impl Broker {
             .expect("object present")
             .handle_count += 1;
         match self.grant_reply(id, oid, handle, access, existed) {
-            Ok(outcome) => {
-                if !existed {
-                    self.ledger_note(oid);
-                }
-                Ok(outcome)
-            }
+            Ok(outcome) => Ok(outcome),
             Err(failure) => {
                 // Undo: the caller must not be left with a handle it never learned of.
                 self.client(id).handles.remove(handle);

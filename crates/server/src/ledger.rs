@@ -38,8 +38,9 @@ use crate::section::FileNode;
 /// holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identity {
-    /// A paging-file section: its memory file.
-    Section(FileNode),
+    /// A paging-file section: its memory file, and its protection and
+    /// attributes (`SEC_*`), as `CreateFileMapping` takes them.
+    Section { node: FileNode, protection: u32 },
     /// A mutex, event, semaphore, timer or thread: slot `slot` of arena
     /// `arena`, whose memory file is `node`; a solo arena holds one object
     /// shared between users.
@@ -85,11 +86,16 @@ pub struct Known {
 }
 
 impl Known {
-    /// Indexes the entries read.
+    /// Indexes the entries read; of two with one identity (an object a
+    /// broker took back, recorded again by it under a new id) the later
+    /// one counts.
     fn index(mut self) -> Known {
-        for (&oid, entry) in &self.entries {
+        let mut oids: Vec<u64> = self.entries.keys().copied().collect();
+        oids.sort_unstable();
+        for oid in oids {
+            let entry = &self.entries[&oid];
             match entry.identity {
-                Identity::Section(node) => {
+                Identity::Section { node, .. } => {
                     self.sections.insert(node, oid);
                 }
                 Identity::Sync {
@@ -113,14 +119,16 @@ impl Known {
         self
     }
 
-    /// The object whose memory file is `node`, if a section.
-    pub fn section(&self, node: FileNode) -> Option<&Entry> {
-        self.entries.get(self.sections.get(&node)?)
+    /// The object whose memory file is `node`, if a section (with its id).
+    pub fn section(&self, node: FileNode) -> Option<(u64, &Entry)> {
+        let oid = *self.sections.get(&node)?;
+        Some((oid, self.entries.get(&oid)?))
     }
 
-    /// The object in slot `slot` of arena `arena`.
-    pub fn sync(&self, arena: u64, slot: u32) -> Option<&Entry> {
-        self.entries.get(self.syncs.get(&(arena, slot))?)
+    /// The object in slot `slot` of arena `arena` (with its id).
+    pub fn sync(&self, arena: u64, slot: u32) -> Option<(u64, &Entry)> {
+        let oid = *self.syncs.get(&(arena, slot))?;
+        Some((oid, self.entries.get(&oid)?))
     }
 
     /// Arena `id`, if an object in it is recorded.
@@ -141,8 +149,8 @@ const OBJECT: u8 = 1;
 const SECURITY: u8 = 2;
 const GONE: u8 = 3;
 
-/// The most a ledger file is read (a broker's objects are bounded by its
-/// quotas; anything past this is not a ledger it wrote).
+/// The longest ledger read (a broker's objects are bounded by its quotas;
+/// a longer file is not one it wrote).
 const MAX_READ: u64 = 256 << 20;
 
 /// The open ledger.
@@ -161,10 +169,21 @@ impl Ledger {
     /// the objects of a broker that did not exit cleanly.
     pub fn open(path: &Path) -> std::io::Result<(Ledger, Known)> {
         let file = crate::journal::open_private_file(path, true)?;
-        let size = file.metadata()?.len().min(MAX_READ);
+        let size = file.metadata()?.len();
+        if size > MAX_READ {
+            return Err(std::io::Error::other(format!(
+                "{} is too long to be an object ledger",
+                path.display()
+            )));
+        }
         let mut bytes = vec![0u8; size as usize];
         file.read_exact_at(&mut bytes, 0)?;
-        let known = replay(&bytes);
+        let (known, whole) = replay(&bytes);
+        // A record torn by the crash is cut off: what is appended next
+        // must not be read as its rest.
+        if whole < size {
+            file.set_len(whole)?;
+        }
         let ledger = Ledger {
             file,
             path: path.to_owned(),
@@ -274,9 +293,10 @@ fn encode_object(oid: u64, entry: &Entry) -> Vec<u8> {
     put_str(&mut out, entry.path.as_deref().unwrap_or(""));
     put_str(&mut out, &entry.sddl);
     match entry.identity {
-        Identity::Section(node) => {
+        Identity::Section { node, protection } => {
             out.push(0);
             put_node(&mut out, node);
+            out.extend_from_slice(&protection.to_le_bytes());
         }
         Identity::Sync {
             arena,
@@ -331,7 +351,10 @@ fn decode_object(r: &mut Reader<'_>) -> Option<(u64, Entry)> {
     let path = Some(r.string()?).filter(|path| !path.is_empty());
     let sddl = r.string()?;
     let identity = match r.u8()? {
-        0 => Identity::Section(r.node()?),
+        0 => Identity::Section {
+            node: r.node()?,
+            protection: r.u32()?,
+        },
         1 => Identity::Sync {
             arena: r.u64()?,
             node: r.node()?,
@@ -352,15 +375,18 @@ fn decode_object(r: &mut Reader<'_>) -> Option<(u64, Entry)> {
     ))
 }
 
-/// Reads the records in `bytes`, up to the first that is not whole.
-fn replay(mut bytes: &[u8]) -> Known {
+/// Reads the records in `bytes`, up to the first that is not whole; also
+/// returns how many bytes the whole ones take.
+fn replay(mut bytes: &[u8]) -> (Known, u64) {
     let mut known = Known::default();
+    let mut whole = 0u64;
     while bytes.len() >= 4 {
         let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
         let Some(record) = bytes.get(4..4 + len) else {
             break;
         };
         bytes = &bytes[4 + len..];
+        whole += 4 + len as u64;
         let mut r = Reader(record);
         match r.u8() {
             Some(OBJECT) => {
@@ -384,7 +410,7 @@ fn replay(mut bytes: &[u8]) -> Known {
             _ => {}
         }
     }
-    known.index()
+    (known.index(), whole)
 }
 
 #[cfg(test)]
@@ -415,7 +441,10 @@ mod tests {
             domain: 1000,
             path: path.map(str::to_owned),
             sddl: "O:S-1-22-1-1000D:(A;;GA;;;WD)".into(),
-            identity: Identity::Section((0, 1, inode)),
+            identity: Identity::Section {
+                node: (0, 1, inode),
+                protection: 4,
+            },
         }
     }
 
@@ -449,12 +478,12 @@ mod tests {
         let (mut ledger, known) = Ledger::open(&path).expect("reopen");
         assert_eq!(known.len(), 2);
         assert_eq!(known.max_object, 5);
-        let a = known.section((0, 1, 11)).expect("a");
+        let (_, a) = known.section((0, 1, 11)).expect("a");
         assert_eq!(a.sddl, "D:(A;;GR;;;WD)");
         assert_eq!(a.path.as_deref(), Some("\\BaseNamedObjects\\a"));
         assert!(known.section((0, 1, 12)).is_none(), "dead");
         assert_eq!(
-            known.sync(77, 1).expect("ev").object_type,
+            known.sync(77, 1).expect("ev").1.object_type,
             ObjectType::Event
         );
         assert!(known.sync(77, 2).is_none());
@@ -484,8 +513,13 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("read");
         bytes.extend_from_slice(&[200, 0, 0, 0, OBJECT, 1, 2]);
         std::fs::write(&path, &bytes).expect("write");
-        let (_, known) = Ledger::open(&path).expect("reopen");
+        let (mut ledger, known) = Ledger::open(&path).expect("reopen");
         assert_eq!(known.len(), 1);
+        // The torn record was cut off: the next one is read.
+        ledger.object(3, &section(None, 3));
+        drop(ledger);
+        let (_, known) = Ledger::open(&path).expect("reopen");
+        assert_eq!(known.len(), 2);
         // Records that do not decode are skipped.
         let mut bytes = Vec::new();
         frame(&mut bytes, &[OBJECT, 9, 9]);

@@ -742,6 +742,14 @@ pub fn release_mutex(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
     Ok(true)
 }
 
+/// The thread that owns mutex `slot`, if one does (none for another kind).
+pub fn mutex_owner(slot: &Slot) -> Option<Token> {
+    if Kind::from_code(slot.kind.load(SeqCst)) != Some(Kind::Mutex) {
+        return None;
+    }
+    Token::from_raw(lo(slot.state.load(SeqCst)))
+}
+
 /// Abandons mutexes whose owner matches: the next thread to acquire one gets
 /// `WAIT_ABANDONED`. Used when a thread exits holding a mutex.
 pub fn abandon_mutex(slot: &Slot, owner: Token) -> bool {

@@ -17,9 +17,10 @@ impl Broker {
     fn ledger_entry(&self, oid: ObjectId) -> Option<Entry> {
         let object = self.objects.get(&oid)?;
         let identity = match &object.body {
-            Body::Section(section) if !section.file_backed => {
-                Identity::Section(section.memory_node().ok()?)
-            }
+            Body::Section(section) if !section.file_backed => Identity::Section {
+                node: section.memory_node().ok()?,
+                protection: section.protection.bits() | section.attributes.bits(),
+            },
             &Body::Sync { slot, .. } | &Body::Thread { slot, .. } => {
                 let arena = self.arena_of(oid)?;
                 Identity::Sync {
@@ -47,6 +48,15 @@ impl Broker {
         }
         if let Some(entry) = self.ledger_entry(oid) {
             self.ledger.as_mut().expect("checked").object(oid, &entry);
+        }
+    }
+
+    /// The lost broker's record `old` is replaced by the one of the object
+    /// taken back (a broker that dies before it writes the ledger anew
+    /// leaves one record of the object).
+    pub(super) fn ledger_replaced(&mut self, old: u64) {
+        if let Some(ledger) = &mut self.ledger {
+            ledger.gone(old);
         }
     }
 
@@ -94,18 +104,20 @@ impl Broker {
     }
 
     /// On the system broker, what the lost broker's ledger says of the
-    /// object a returning handle names (`find`), with the handle's claims
-    /// checked against it: the object must be recorded, the name the handle
-    /// was opened by must be the object's, and a process of another user
-    /// (not root) must be granted the access claimed by the object's
-    /// descriptor. `None` on a per-user broker, which believes its user's
-    /// processes.
+    /// object a returning handle names (`find`), with its id there, and the
+    /// handle's claims checked against it: the object must be recorded (not
+    /// in a private namespace, which died with the broker), the name the
+    /// handle was opened by must be the object's, and the access claimed
+    /// must be what the object's descriptor grants the process now, unless
+    /// it is root's, or the object is its user's own (made by that user,
+    /// which still owns it), whose processes share its state anyway.
+    /// `None` on a per-user broker, which believes its user's processes.
     pub(super) fn checked_claim(
         &self,
         id: ClientId,
         held: &HeldHandle,
-        find: impl FnOnce(&crate::ledger::Known) -> Option<&Entry>,
-    ) -> Result<Option<Entry>, Failure> {
+        find: impl FnOnce(&crate::ledger::Known) -> Option<(u64, &Entry)>,
+    ) -> Result<Option<(u64, Entry)>, Failure> {
         if !self.system {
             return Ok(None);
         }
@@ -115,11 +127,18 @@ impl Broker {
                 format!("handle {:#x} cannot be taken back: {why}", held.handle.0),
             )
         };
-        let entry = self
+        let (old, entry) = self
             .known
             .as_ref()
             .and_then(find)
             .ok_or_else(|| denied("the lost broker made no such object"))?;
+        if entry
+            .path
+            .as_deref()
+            .is_some_and(|path| path.starts_with("\\Namespaces\\"))
+        {
+            return Err(denied("private namespaces do not survive their broker"));
+        }
         if !held.name.is_empty() {
             let resolved = self.resolve_name(id, &held.name)?;
             if resolved.path.is_none() || resolved.path != entry.path {
@@ -128,16 +147,34 @@ impl Broker {
         }
         let client = &self.clients[&id];
         let claimed = entry.object_type.map_generic(held.access).0;
-        if client.uid != entry.domain && client.uid != 0 && claimed != 0 {
-            let sd = SecurityDescriptor::from_sddl(&entry.sddl)
-                .map_err(|_| denied("its descriptor is unreadable"))?;
+        let sd = SecurityDescriptor::from_sddl(&entry.sddl)
+            .map_err(|_| denied("its descriptor is unreadable"))?;
+        let own = client.uid == entry.domain
+            && sd.owner.as_ref() == Some(&security::Sid::unix_user(client.uid));
+        if client.uid != 0 && !own && claimed != 0 {
             let mapping = entry.object_type.generic_mapping();
             let granted = security::access_check(&sd, &client.token, claimed, &mapping);
             if granted.is_none_or(|granted| granted & claimed != claimed) {
                 return Err(denied("its descriptor does not grant the access claimed"));
             }
         }
-        Ok(Some(entry.clone()))
+        Ok(Some((old, entry.clone())))
+    }
+
+    /// On the system broker, that `fd` (a memory file a returning process
+    /// brings) is the broker's own: its memory files belong to its user.
+    pub(super) fn check_made_here(&self, fd: &OwnedFd) -> Result<(), Failure> {
+        if !self.system {
+            return Ok(());
+        }
+        // (A memory file: its stat never waits on a file system.)
+        match rustix::fs::fstat(fd) {
+            Ok(stat) if stat.st_uid == self.own_uid => Ok(()),
+            _ => Err(Failure::new(
+                ERROR_ACCESS_DENIED,
+                "the memory file brought is not one this broker's user made",
+            )),
+        }
     }
 
     /// On the system broker, the lost broker's arena `arena` as its ledger
@@ -164,6 +201,7 @@ impl Broker {
             .as_ref()
             .and_then(|known| known.arena(arena))
             .ok_or_else(|| refused("the lost broker made no such arena"))?;
+        self.check_made_here(fd)?;
         if crate::section::file_node(fd).ok() != Some(known.node) {
             return Err(refused("the descriptor is another file"));
         }

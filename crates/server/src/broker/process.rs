@@ -1089,6 +1089,7 @@ impl Broker {
             own_security,
             domain,
         );
+        self.ledger_note(oid);
         self.grant(id, oid, AccessMask(THREAD_ALL_ACCESS), inherit, false)
     }
 

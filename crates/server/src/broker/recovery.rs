@@ -207,8 +207,10 @@ impl Broker {
             Ok((ledger, known)) => {
                 self.ledger = Some(ledger);
                 self.start_recovery(recorded);
+                // (Above every id recorded, also should the ledger not be
+                // written anew below.)
+                self.next_object = self.next_object.max(known.max_object + 1);
                 if self.recovery.is_some() {
-                    self.next_object = self.next_object.max(known.max_object + 1);
                     self.known = Some(known);
                 } else {
                     self.rewrite_ledger();
@@ -275,7 +277,15 @@ impl Broker {
     /// (or when to look again at processes that were late for one).
     pub fn recovery_deadline(&self) -> Option<Instant> {
         match &self.recovery {
-            Some(recovery) => Some(recovery.deadline.min(recovery.looked + LOOK_AGAIN)),
+            Some(recovery) => {
+                // (Past its deadline it runs only while processes are on
+                // their way back, for a while longer.)
+                let end = match Instant::now() < recovery.deadline {
+                    true => recovery.deadline,
+                    false => recovery.deadline + RECOVERY_TIME,
+                };
+                Some(end.min(recovery.looked + LOOK_AGAIN))
+            }
             None if !self.late.is_empty() => Some(self.late_checked + LATE_CHECK),
             None => None,
         }
@@ -296,7 +306,11 @@ impl Broker {
             }
         }
         let done = recovery.expected.is_empty() && recovery.returning == 0;
-        if !done && Instant::now() < recovery.deadline {
+        let now = Instant::now();
+        // Processes on their way back get a while longer (the broker may
+        // have been busy with others' requests).
+        let overtime = recovery.returning > 0 && now < recovery.deadline + RECOVERY_TIME;
+        if !done && (now < recovery.deadline || overtime) {
             return;
         }
         let recovery = self.recovery.take().expect("checked");
@@ -600,8 +614,22 @@ impl Broker {
                 let fd = memory_file(fd.expect("one fd checked"))?;
                 let node = crate::section::file_node(&fd)?;
                 let entry = self.checked_claim(id, &held, |known| known.section(node))?;
-                if entry.is_some() {
-                    // What the handle may do, the fd brought must allow.
+                if let Some((_, entry)) = &entry {
+                    // The section's own protection, a memory file of this
+                    // broker's user, allowing what the handle may do.
+                    let fl_protect = protection | attributes;
+                    if entry.identity
+                        != (crate::ledger::Identity::Section {
+                            node,
+                            protection: fl_protect,
+                        })
+                    {
+                        return Err(Failure::new(
+                            ERROR_INVALID_PARAMETER,
+                            "the section has another protection",
+                        ));
+                    }
+                    self.check_made_here(&fd)?;
                     check_reach(&held, protection, &fd)?;
                 }
                 let recovery = self.recovery.as_mut().expect("recovering");
@@ -625,9 +653,12 @@ impl Broker {
                             Body::Section(section),
                             charge,
                             0,
-                            entry.as_ref(),
+                            entry.as_ref().map(|(_, entry)| entry),
                         )?;
                         self.ledger_note(oid);
+                        if let Some((old, _)) = entry {
+                            self.ledger_replaced(old);
+                        }
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.sections.insert(node, oid);
                         oid
@@ -716,7 +747,7 @@ impl Broker {
                         };
                         if entry
                             .as_ref()
-                            .is_some_and(|entry| entry.object_type != kind.object_type())
+                            .is_some_and(|(_, entry)| entry.object_type != kind.object_type())
                         {
                             return Err(Failure::new(
                                 ERROR_INVALID_PARAMETER,
@@ -732,16 +763,23 @@ impl Broker {
                             body,
                             charge,
                             domain,
-                            entry.as_ref(),
+                            entry.as_ref().map(|(_, entry)| entry),
                         )?;
                         self.objects.get_mut(&oid).expect("inserted").adopted_arena = Some(arena);
                         self.ledger_note(oid);
+                        if let Some((old, _)) = entry {
+                            self.ledger_replaced(old);
+                        }
                         let recovery = self.recovery.as_mut().expect("recovering");
                         recovery.syncs.insert((arena, slot), oid);
                         oid
                     }
                 };
                 self.take_back(id, oid, &held)?;
+                if !self.maps_writable(id, oid) {
+                    // The broker took it for that thread: its exit abandons it.
+                    self.note_remote_owner(id, oid);
+                }
             }
         }
         Ok(Outcome::reply(Reply::Done))
@@ -1261,7 +1299,10 @@ mod tests {
             domain: owner,
             path: Some("\\BaseNamedObjects\\board".into()),
             sddl: format!("D:(A;;GA;;;S-1-22-1-{owner})(A;;GR;;;WD)"),
-            identity: Identity::Section(crate::section::file_node(&board).unwrap()),
+            identity: Identity::Section {
+                node: crate::section::file_node(&board).unwrap(),
+                protection: PageProtection::ReadWrite.bits() | SectionAttributes::default().bits(),
+            },
         };
         let mut solo = SyncArena::new_solo().unwrap();
         let init = SyncInit::Event {
@@ -1332,6 +1373,18 @@ mod tests {
         begin(broker, 1, other, 9);
         let stranger = step(broker, 1, claim(4, SECTION_MAP_READ, ""), Some(memfd()));
         denied(stranger, "made no such object");
+        // Nor as a section of another protection than its own.
+        let read_only_section = ReclaimStep::Section {
+            held: held(12, SECTION_MAP_READ, ""),
+            protection: PageProtection::ReadOnly.bits(),
+            attributes: SectionAttributes::default().bits(),
+            size: 4096,
+        };
+        let refused = step(broker, 1, read_only_section, Some(board_fd(false))).unwrap_err();
+        assert!(
+            refused.context.contains("another protection"),
+            "{refused:?}"
+        );
         let read = claim(8, SECTION_MAP_READ, "Global\\board");
         step(broker, 1, read, Some(board_fd(false))).unwrap();
         // Not with rights its descriptor does not grant, nor under

@@ -241,6 +241,24 @@ impl Broker {
         Ok(entry.object)
     }
 
+    /// A mutex of another user's that client `id` (a process that came back
+    /// after a crash) takes back: if one of its threads owns it, the broker
+    /// notes that it took it for that thread (as it did), so that the
+    /// thread's exit abandons it.
+    pub(super) fn note_remote_owner(&mut self, id: ClientId, oid: ObjectId) {
+        let tag = self.clients[&id].tag;
+        let owner = self
+            .slot_of(oid)
+            .ok()
+            .and_then(|(slot, _)| ops::mutex_owner(slot));
+        if let Some(owner) = owner.filter(|owner| owner.tag() == tag) {
+            let owned = self.client(id).remote.owned.entry(owner.raw()).or_default();
+            if !owned.contains(&oid) {
+                owned.push(oid);
+            }
+        }
+    }
+
     fn slot_of(&self, oid: ObjectId) -> Result<(&Slot, Kind), Failure> {
         let gone = || Failure::new(ERROR_INVALID_HANDLE, "the object is gone");
         let object = self.objects.get(&oid).ok_or_else(gone)?;
