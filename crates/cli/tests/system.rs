@@ -242,6 +242,64 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
 }
 
 #[test]
+fn a_shared_mutex_a_thread_held_through_a_restart_is_abandoned_when_the_thread_exits() {
+    if !is_root() {
+        return;
+    }
+    let mut broker = SystemBroker::start();
+    let a = unused_id(32);
+    let mut service = broker.spawn(
+        None,
+        &[
+            "mutex_sd Global\\\\lock D:(A;;GA;;;WD)",
+            "hold",
+            "wait 0 20000",
+        ],
+    );
+    service.wait_for("holding");
+    // Another user's thread takes the mutex (the broker takes it for it)
+    // and holds it while the broker dies and another takes its place.
+    let mut user = broker.spawn(
+        Some(a),
+        &[
+            "open_mutex Global\\\\lock",
+            "thread_lock_hold 0",
+            "wait 0 0",
+            "release 0",
+            "hold",
+        ],
+    );
+    user.wait_for("thread holding");
+    broker.crash_and_restart();
+    // Both processes are back when the mutex has their two handles again.
+    let back = || {
+        broker
+            .stat("Global\\lock")
+            .lines()
+            .any(|l| l.split_whitespace().eq(["handles:", "2"]))
+    };
+    for _ in 0..250 {
+        if back() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(back(), "{}", broker.stat("Global\\lock"));
+    // The thread exits owning it: abandoned, for its own process and for
+    // the service alike.
+    user.release();
+    assert_eq!(user.wait_for("thread exited"), "thread exited");
+    assert_eq!(user.wait_for("wait"), "wait abandoned 0");
+    assert_eq!(user.wait_for("release"), "released");
+    user.wait_for("holding");
+    service.release();
+    assert_eq!(service.wait_for("wait"), "wait object 0");
+    user.release();
+    let _ = user.finish();
+    let _ = service.finish();
+}
+
+#[test]
 fn global_needs_the_privilege_and_local_is_per_user() {
     if !is_root() {
         return;
