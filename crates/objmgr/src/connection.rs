@@ -1088,9 +1088,11 @@ fn broker_gone(serial: u64) {
 
 /// The broker of the connection hung up (under `SHARED`): the session goes
 /// on with a new broker if one takes every handle back ([`rejoin`]), else
-/// it ends. A per-user broker that died left its journal: the one that
-/// replaces it is told that a process whose session ends is not coming
-/// back ([`leave`]), so that it need not wait for it.
+/// it ends. A broker that died left its journal: the one that replaces it
+/// (a per-user broker started here, or the system broker its service
+/// manager starts, which is waited for) is told that a process whose
+/// session ends is not coming back ([`give_up`]), so that it need not wait
+/// for it.
 fn lost(shared: &mut Shared) {
     let Some(old) = shared.conn.take() else {
         return end_session(shared);

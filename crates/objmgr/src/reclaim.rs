@@ -15,9 +15,13 @@
 //! it was made with (the same open file description, so its position and
 //! byte-range locks are the ones it had) and its own access and share mode.
 //!
-//! Some handles cannot be taken back: files to delete on close,
-//! file-backed sections, processes, jobs, and objects of other users'
-//! domains. A process that
+//! On the system broker, objects shared between users (each in a solo arena
+//! of its own, which another user maps read-only) come back with that
+//! arena; files and sections over files do not (its ledger, which it checks
+//! returning processes against, does not record them).
+//!
+//! Some handles cannot be taken back: files to delete on close, processes,
+//! jobs, private namespaces. A process that
 //! was given handles (inherited, or duplicated in by another process) is
 //! never taken back: it may not have taken them all over, and one it does
 //! not know of would be lost silently, its value free for another object

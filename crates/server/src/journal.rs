@@ -1,4 +1,4 @@
-//! The per-user broker's journal of its clients: which process holds which
+//! A broker's journal of its clients: which process holds which
 //! tag, kept in a file beside the socket so that the broker that replaces a
 //! dead one knows who will come back for their handles (see
 //! `broker::recovery`) and which tags of processes that died meanwhile still

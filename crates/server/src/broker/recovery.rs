@@ -1,5 +1,5 @@
-//! Taking over from a per-user broker that died: its clients come back
-//! with their handles, and the namespace is rebuilt from what they hold.
+//! Taking over from a broker that died: its clients come back with their
+//! handles, and the namespace is rebuilt from what they hold.
 //!
 //! The lost broker's journal (`crate::journal`) says which processes held
 //! which tags. Those still running are *expected*: for a short while
@@ -31,14 +31,17 @@
 //! or did not come back, are reaped in the old arenas: mutexes their threads
 //! owned are abandoned, their slot locks released, and their waiters woken.
 //!
-//! Trust: only the per-user broker recovers. Every process it serves is its
-//! user's (or root), which can already reach every object of the user's (see
-//! SECURITY.md): a returning process is believed about the access and names
-//! of its handles, but each descriptor is checked to be a section, an arena
-//! or a file opened for what is claimed, each slot to hold an object of a
-//! waitable type, and each name binds to one object only. The system broker
-//! does not recover: its clients' handles fail at once when it dies (see
-//! `docs/PROTOCOL.md`).
+//! Trust: every process a per-user broker serves is its user's (or root),
+//! which can already reach every object of the user's (see SECURITY.md): a
+//! returning process is believed about the access and names of its handles,
+//! but each descriptor is checked to be a section, an arena or a file opened
+//! for what is claimed, each slot to hold an object of a waitable type, and
+//! each name binds to one object only. The system broker serves every user:
+//! it also keeps a ledger of the objects it makes (`crate::ledger`), and
+//! believes a returning process nothing the ledger does not say (see
+//! `ledgered`): each memory file and arena must be one it made, each name the
+//! object's own, and access to another user's object what the object's
+//! descriptor grants the process now. Files do not come back to it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -182,9 +185,9 @@ fn served_while_recovering(op: Opcode) -> bool {
 }
 
 impl Broker {
-    /// Opens the client journal beside the socket at `socket` (a per-user
-    /// broker only) and, if it names processes of a broker that died that
-    /// still run, starts a recovery.
+    /// Opens the client journal beside the socket at `socket` (and, on the
+    /// system broker, the object ledger) and, if it names processes of a
+    /// broker that died that still run, starts a recovery.
     pub fn open_journal(&mut self, socket: &Path) {
         let location = objmgr_proto::rendezvous::SocketLocation {
             socket: socket.to_owned(),
