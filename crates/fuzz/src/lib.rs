@@ -122,7 +122,14 @@ pub fn broker_case(data: &[u8]) {
                 },
             })
             .collect();
-        broker.start_recovery(recorded);
+        if choices.below(2) == 0 {
+            // The system broker, with a ledger of objects in the fuzz's
+            // arena (some of them another user's, in namespaces, or with
+            // descriptors that do not parse).
+            broker.start_system_recovery(recorded, fuzz_ledger(&mut choices));
+        } else {
+            broker.start_recovery(recorded);
+        }
     }
     for id in 1..=CLIENTS {
         connect(&mut broker, id);
@@ -139,7 +146,15 @@ pub fn broker_case(data: &[u8]) {
             connect(&mut broker, id);
             continue;
         }
-        let request = choices.request();
+        let mut request = choices.request();
+        if let Request::Reclaim {
+            step: ReclaimStep::Arena { id, .. } | ReclaimStep::Sync { arena: id, .. },
+        } = &mut request
+            && choices.below(2) == 0
+        {
+            // The arena a returning process brings, as the ledger has it.
+            *id = fuzz_arena().0;
+        }
         let mut fds = descriptors_for(&request);
         if choices.below(16) == 0 {
             // The wrong number of descriptors.
@@ -240,7 +255,7 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
         // or a section's memfd, sealed as the broker seals them.
         Request::Reclaim {
             step: ReclaimStep::Arena { .. },
-        } => return vec![fuzz_arena()],
+        } => return vec![fuzz_arena().1],
         Request::Reclaim {
             step: ReclaimStep::Section { protection, .. },
         } => return vec![sealed_section(*protection)],
@@ -251,16 +266,72 @@ fn descriptors_for(request: &Request) -> Vec<OwnedFd> {
 
 /// A descriptor of one domain arena (id 1) made once: arenas stay mapped
 /// for a process's life, so each case cannot make its own.
-fn fuzz_arena() -> OwnedFd {
-    static ARENA: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+fn fuzz_arena() -> (u64, OwnedFd) {
+    static ARENA: std::sync::OnceLock<Option<(u64, OwnedFd)>> = std::sync::OnceLock::new();
     let arena = ARENA.get_or_init(|| {
         let arena = objmgr_server::sync::SyncArena::new().ok()?;
-        arena.fd.try_clone().ok()
+        Some((arena.id, arena.fd.try_clone().ok()?))
     });
-    match arena.as_ref().and_then(|fd| fd.try_clone().ok()) {
-        Some(fd) => fd,
-        None => scratch_file(),
+    match arena
+        .as_ref()
+        .and_then(|(id, fd)| Some((*id, fd.try_clone().ok()?)))
+    {
+        Some(arena) => arena,
+        None => (1, scratch_file()),
     }
+}
+
+/// A lost system broker's ledger: objects in slots 1 to 8 of the fuzz's
+/// arena, of types, domains, names and descriptors `choices` picks.
+fn fuzz_ledger(choices: &mut Choices<'_>) -> objmgr_server::ledger::Known {
+    use objmgr_proto::access::ObjectType;
+    use objmgr_server::ledger::{Entry, Identity, Known};
+    let (arena, fd) = fuzz_arena();
+    let Ok(stat) = rustix::fs::statx(
+        &fd,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::INO,
+    ) else {
+        return Known::default();
+    };
+    let node = (stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino);
+    let uid = rustix::process::getuid().as_raw();
+    let types = [
+        ObjectType::Event,
+        ObjectType::Mutex,
+        ObjectType::Semaphore,
+        ObjectType::WaitableTimer,
+        ObjectType::Thread,
+        ObjectType::Section,
+    ];
+    let sddls = [
+        "D:(A;;GA;;;WD)".to_owned(),
+        "D:(A;;0x100000;;;WD)".to_owned(),
+        format!("O:S-1-22-1-{uid}D:"),
+        "not a descriptor".to_owned(),
+    ];
+    let paths = [
+        None,
+        Some("\\BaseNamedObjects\\a"),
+        Some("\\BaseNamedObjects\\b"),
+        Some("\\Namespaces\\1\\c"),
+    ];
+    Known::from_entries((1..=8u32).map(|slot| {
+        let entry = Entry {
+            object_type: types[choices.below(types.len())],
+            domain: uid.wrapping_add(choices.below(2) as u32),
+            path: paths[choices.below(paths.len())].map(str::to_owned),
+            sddl: sddls[choices.below(sddls.len())].clone(),
+            identity: Identity::Sync {
+                arena,
+                node,
+                slot,
+                solo: choices.below(2) == 0,
+            },
+        };
+        (u64::from(slot), entry)
+    }))
 }
 
 /// A section's memfd as the broker makes one, with `protection` if valid.

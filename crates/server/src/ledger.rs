@@ -86,6 +86,17 @@ pub struct Known {
 }
 
 impl Known {
+    /// What a ledger of `entries` says (for the fuzz target, which builds
+    /// one without a file).
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, Entry)>) -> Known {
+        let mut known = Known::default();
+        for (oid, entry) in entries {
+            known.max_object = known.max_object.max(oid);
+            known.entries.insert(oid, entry);
+        }
+        known.index()
+    }
+
     /// Indexes the entries read; of two with one identity (an object a
     /// broker took back, recorded again by it under a new id) the later
     /// one counts.

@@ -275,6 +275,17 @@ impl Broker {
         });
     }
 
+    /// Starts a recovery of the system broker (see [`Broker::start_recovery`])
+    /// with what a lost broker's ledger says (public for the fuzz target).
+    pub fn start_system_recovery(&mut self, recorded: Vec<Recorded>, known: crate::ledger::Known) {
+        self.system = true;
+        self.start_recovery(recorded);
+        self.next_object = self.next_object.max(known.max_object + 1);
+        if self.recovery.is_some() {
+            self.known = Some(known);
+        }
+    }
+
     /// When to look at the recovery in progress again: the sooner of its
     /// end and the next look at whether its expected processes still run
     /// (or when to look again at processes that were late for one).
