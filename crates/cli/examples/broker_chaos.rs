@@ -36,6 +36,20 @@
 //!   an open its share mode should have refused; a section over the file
 //!   whose views are not the file;
 //! - **silent workers**: a worker that printed nothing for 10 s.
+//!
+//! With `--system` (as root) it runs the system-wide broker instead, and
+//! plays its service manager: each killed broker is started again 100 ms
+//! later on the same socket. The objects are named in `Global\` (every
+//! user may do anything with them), and every other worker runs as another
+//! user (in the broker's administrators group, so that it may create
+//! them): its handles to the first worker's objects are another user's,
+//! whose waits and signals go through the broker, and which the broker that
+//! takes over checks against its ledger. Files do not come back to the
+//! system broker, so its workers hold none.
+//!
+//! ```sh
+//! target/release/examples/broker_chaos 600 4 --system
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -68,18 +82,53 @@ struct Session {
     lock: objmgr::Mutex,
     mine: Event,
     next: Event,
-    /// A file of the worker's own, open for reading and writing, which
-    /// others may only read.
+    /// A file of the worker's own (not on the system broker).
+    file: Option<MappedFile>,
+}
+
+/// A file of the worker's own, open for reading and writing, which others
+/// may only read, with an unnamed section over it and a view of that.
+struct MappedFile {
     file: objmgr::file::File,
-    /// An unnamed section over that file, and a view of it.
     mapped: Section,
     mapped_view: View,
 }
 
-/// The worker's file, beside the broker's socket.
+/// The run's directory (the broker's socket and the workers' files).
+const DIR_ENV: &str = "CHAOS_DIR";
+/// Set for a run against the system broker.
+const SYSTEM_ENV: &str = "CHAOS_SYSTEM";
+
+fn on_system_broker() -> bool {
+    std::env::var_os(SYSTEM_ENV).is_some()
+}
+
+/// The name of one of the shared objects: per user on a per-user broker,
+/// machine-wide on the system broker.
+fn shared_name(base: &str) -> String {
+    match on_system_broker() {
+        true => format!("Global\\chaos-{base}"),
+        false => format!("Local\\chaos-{base}"),
+    }
+}
+
+/// How the shared objects are made: on the system broker, with a
+/// descriptor that lets every user do anything with them.
+fn create_options() -> objmgr::CreateOptions {
+    objmgr::CreateOptions {
+        security: on_system_broker().then(everyone_may_do_anything),
+        ..objmgr::CreateOptions::default()
+    }
+}
+
+fn everyone_may_do_anything() -> objmgr_proto::security::SecurityDescriptor {
+    objmgr_proto::security::SecurityDescriptor::from_sddl("D:(A;;GA;;;WD)").expect("valid SDDL")
+}
+
+/// The worker's file, in the run's directory.
 fn file_path(id: usize) -> std::path::PathBuf {
-    let socket = std::path::PathBuf::from(std::env::var_os("OBJMGR_SOCKET").expect("set"));
-    socket.with_file_name(format!("file-{id}"))
+    let dir = std::path::PathBuf::from(std::env::var_os(DIR_ENV).expect("set"));
+    dir.join(format!("file-{id}"))
 }
 
 /// Opens the worker's file (read and write), sharing only reading.
@@ -100,34 +149,50 @@ fn open_file(id: usize, share: u32) -> objmgr::Result<objmgr::file::File> {
 
 fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
     let before = objmgr::admin::broker_status()?.pid;
-    let section = Section::create("Local\\chaos-mem", 4096)?;
+    let mut section = Section::builder().name(&shared_name("mem")).size(4096);
+    if on_system_broker() {
+        section = section.security(everyone_may_do_anything());
+    }
+    let section = section.create()?;
     let view = section.map(MapAccess::WRITE)?;
     let token = view.atomic_u64(TOKEN)?;
     if !section.existed() {
         let fresh = (u64::from(std::process::id()) << 32) | u64::from(before) | 1;
         token.store(fresh, Ordering::SeqCst);
     }
-    let permits = Semaphore::create(Some("Local\\chaos-sem"), PERMITS, PERMITS)?;
-    let mine = Event::create(Some(&format!("Local\\chaos-ev-{id}")), Reset::Auto, false)?;
-    let next_name = format!("Local\\chaos-ev-{}", (id + 1) % workers);
-    let next = Event::create(Some(&next_name), Reset::Auto, false)?;
+    let options = create_options();
+    let permits = Semaphore::create_with(Some(&shared_name("sem")), PERMITS, PERMITS, &options)?;
+    let mine_name = shared_name(&format!("ev-{id}"));
+    let mine = Event::create_with(Some(&mine_name), Reset::Auto, false, &options)?;
+    let next_name = shared_name(&format!("ev-{}", (id + 1) % workers));
+    let next = Event::create_with(Some(&next_name), Reset::Auto, false, &options)?;
     // The creator writes the token right after creating: give it a moment.
     let deadline = Instant::now() + Duration::from_secs(1);
     while token.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let lock = objmgr::Mutex::create(Some("Local\\chaos-mutex"), false)?;
+    let lock = objmgr::Mutex::create_with(Some(&shared_name("mutex")), false, &options)?;
     let job = if id == FAIL_STOP_WORKER {
         Some(objmgr::job::Job::create(None)?)
     } else {
         None
     };
-    let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
-    let mapped = Section::builder()
-        .size(4096)
-        .protection(objmgr::PageProtection::ReadWrite)
-        .create_from_file(file.as_std())?;
-    let mapped_view = mapped.map(MapAccess::WRITE)?;
+    let file = match on_system_broker() {
+        true => None,
+        false => {
+            let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
+            let mapped = Section::builder()
+                .size(4096)
+                .protection(objmgr::PageProtection::ReadWrite)
+                .create_from_file(file.as_std())?;
+            let mapped_view = mapped.map(MapAccess::WRITE)?;
+            Some(MappedFile {
+                file,
+                mapped,
+                mapped_view,
+            })
+        }
+    };
     let after = objmgr::admin::broker_status()?.pid;
     let token = token.load(Ordering::SeqCst);
     if before == after {
@@ -144,8 +209,6 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
         mine,
         next,
         file,
-        mapped,
-        mapped_view,
     })
 }
 
@@ -165,34 +228,43 @@ fn round(id: usize, session: &Session, rounds: u64) -> objmgr::Result<()> {
     let released = session.lock.release();
     report_wait(started);
     released?;
-    // The file goes on: what was written is there.
-    session.file.write_at(0, &rounds.to_le_bytes())?;
-    let mut back = [0u8; 8];
-    session.file.read_at(0, &mut back)?;
-    if back != rounds.to_le_bytes() {
-        println!("violation file");
-    }
-    // What is written through the mapping is the file's.
-    session.mapped_view.write_at(8, &rounds.to_le_bytes())?;
-    session.file.read_at(8, &mut back)?;
-    if back != rounds.to_le_bytes() {
-        println!("violation mapping");
+    if let Some(file) = &session.file {
+        check_file(id, session, file, rounds)?;
     }
     if rounds.is_multiple_of(64) {
-        // The section is still the process's: a new view of it.
-        let view = session.mapped.map(MapAccess::READ)?;
-        view.read_at(8, &mut back)?;
-        if back != rounds.to_le_bytes() {
-            println!("violation mapping");
-        }
         check_name(session);
-        check_share(id, session);
     }
     let started = Instant::now();
     session.next.set()?;
     let waited = session.mine.wait(None);
     report_wait(started);
     waited?;
+    Ok(())
+}
+
+/// The file goes on: what was written is there, also through the mapping;
+/// every 64 rounds a new view of the section is the file's, and the share
+/// mode still refuses a second writer.
+fn check_file(id: usize, session: &Session, file: &MappedFile, rounds: u64) -> objmgr::Result<()> {
+    file.file.write_at(0, &rounds.to_le_bytes())?;
+    let mut back = [0u8; 8];
+    file.file.read_at(0, &mut back)?;
+    if back != rounds.to_le_bytes() {
+        println!("violation file");
+    }
+    file.mapped_view.write_at(8, &rounds.to_le_bytes())?;
+    file.file.read_at(8, &mut back)?;
+    if back != rounds.to_le_bytes() {
+        println!("violation mapping");
+    }
+    if rounds.is_multiple_of(64) {
+        let view = file.mapped.map(MapAccess::READ)?;
+        view.read_at(8, &mut back)?;
+        if back != rounds.to_le_bytes() {
+            println!("violation mapping");
+        }
+        check_share(id, session);
+    }
     Ok(())
 }
 
@@ -244,7 +316,7 @@ fn session_lives(session: &Session) -> bool {
 
 /// Opens the section by name: it must be the worker's own object.
 fn check_name(session: &Session) {
-    match Section::open("Local\\chaos-mem", MapAccess::READ)
+    match Section::open(&shared_name("mem"), MapAccess::READ)
         .and_then(|s| s.map(MapAccess::READ))
         .and_then(|v| Ok(v.atomic_u64(TOKEN)?.load(Ordering::SeqCst)))
     {
@@ -273,19 +345,55 @@ fn worker(id: usize, workers: usize) {
                 continue;
             }
         };
-        while round(id, &session, rounds).is_ok() {
+        let failed = loop {
+            if let Err(e) = round(id, &session, rounds) {
+                break e;
+            }
             rounds += 1;
             if last_beat.elapsed() > Duration::from_secs(1) {
                 println!("beat rounds={rounds}");
                 last_beat = Instant::now();
             }
-        }
+        };
         if id == FAIL_STOP_WORKER {
             println!("failstop rounds={rounds}");
         } else {
-            println!("lost rounds={rounds}");
+            println!("lost rounds={rounds} why={failed}");
         }
     }
+}
+
+/// Starts the system-wide broker on `socket` (its members of group `admins`
+/// may create `Global\\` names) and returns once it serves.
+fn start_system_broker(
+    broker: &std::path::Path,
+    socket: &std::path::Path,
+    admins: u32,
+) -> Result<Child, Box<dyn std::error::Error>> {
+    let mut child = Command::new(broker)
+        .arg("--system")
+        .arg("--socket")
+        .arg(socket)
+        .args([
+            "--idle-timeout",
+            "never",
+            "--admin-group",
+            &admins.to_string(),
+        ])
+        // (Its log goes to this program's stderr when `OBJMGR_LOG` asks.)
+        .env(
+            "OBJMGR_LOG",
+            std::env::var("OBJMGR_LOG").unwrap_or_else(|_| "off".into()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = BufReader::new(child.stdout.take().expect("piped"));
+    for line in out.lines() {
+        if line?.contains(objmgr_server::READY_LINE) {
+            return Ok(child);
+        }
+    }
+    Err("the system broker exited before it was ready".into())
 }
 
 /// Pids of the brokers serving `socket`: processes running `broker` (the
@@ -327,8 +435,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         worker(args[2].parse()?, args[3].parse()?);
         return Ok(());
     }
-    let seconds: u64 = args.get(1).map_or(Ok(600), |s| s.parse())?;
-    let workers: usize = args.get(2).map_or(Ok(4), |s| s.parse())?;
+    let system = args.iter().any(|a| a == "--system");
+    let numbers: Vec<&String> = args[1..].iter().filter(|a| *a != "--system").collect();
+    let seconds: u64 = numbers.first().map_or(Ok(600), |s| s.parse())?;
+    let workers: usize = numbers.get(1).map_or(Ok(4), |s| s.parse())?;
+    if system && !rustix::process::geteuid().is_root() {
+        return Err("--system runs the system-wide broker: run as root".into());
+    }
     let exe = std::env::current_exe()?;
     let broker = exe
         .parent()
@@ -338,20 +451,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("objmgrd is not next to the examples directory: build the bins too")?;
     let dir = std::env::temp_dir().join(format!("objmgr-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    // (The system broker's socket is for every user.)
+    let mode = if system { 0o755 } else { 0o700 };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     let socket = dir.join("broker.sock");
     let socket_text = socket.display().to_string();
+    // Another user, in the broker's administrators group (ids nobody has).
+    let other = 3_900_000 + std::process::id() % 100_000;
+    let mut service = match system {
+        true => Some(start_system_broker(&broker, &socket, other)?),
+        false => None,
+    };
 
     let (lines, incoming) = mpsc::channel::<(usize, String)>();
     let mut children: Vec<Child> = Vec::new();
     for id in 0..workers {
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(["worker", &id.to_string(), &workers.to_string()])
-            .env("OBJMGR_SOCKET", &socket)
-            .env("OBJMGR_BROKER", &broker)
-            .env("OBJMGR_IDLE_TIMEOUT_MS", "60000")
-            .stdout(Stdio::piped())
-            .spawn()?;
+            .env(DIR_ENV, &dir)
+            .stdout(Stdio::piped());
+        if system {
+            command
+                .env_remove("OBJMGR_SOCKET")
+                .env("OBJMGR_SYSTEM_SOCKET", &socket)
+                .env(SYSTEM_ENV, "1");
+            if id % 2 == 1 {
+                use std::os::unix::process::CommandExt;
+                command.uid(other).gid(other);
+            }
+        } else {
+            command
+                .env("OBJMGR_SOCKET", &socket)
+                .env("OBJMGR_BROKER", &broker)
+                .env("OBJMGR_IDLE_TIMEOUT_MS", "60000");
+        }
+        let mut child = command.spawn()?;
         let out = BufReader::new(child.stdout.take().expect("piped"));
         let lines = lines.clone();
         std::thread::spawn(move || {
@@ -401,6 +536,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     tally.violations += 1;
                 }
                 Some("lost") => {
+                    eprintln!("worker {id}: {line}");
                     tally.lost += 1;
                     tally.rounds.insert(id, field("rounds="));
                 }
@@ -427,6 +563,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 kills += 1;
             }
+            if let Some(dead) = &mut service {
+                // As its service manager would: a new one 100 ms later.
+                let _ = dead.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                *dead = start_system_broker(&broker, &socket, other)?;
+            }
             // Every 1 to 4 seconds.
             pause = pause % 4 + 1;
             next_kill = Instant::now() + Duration::from_secs(pause);
@@ -441,6 +583,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for pid in broker_pids(&broker, &socket_text) {
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    if let Some(mut last) = service {
+        let _ = last.wait();
     }
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -13,7 +13,8 @@ use crate::sys;
 use objmgr_proto::Win32Error;
 use objmgr_proto::rendezvous::{self, SocketLocation};
 use objmgr_proto::wire::{
-    self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reply, Request,
+    self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, RemoteOutcome,
+    RemoteReply, Reply, Request,
 };
 use objmgr_sync::close_ring::{CloseRing, RingClose};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -126,6 +127,13 @@ impl Connection {
     /// the ring first if need be: false if it cannot (the close must be
     /// sent).
     fn leave_close(&mut self, close: RingClose) -> Result<bool, Broken> {
+        Ok(self.page()?.is_some_and(|ring| ring.push(close)))
+    }
+
+    /// The page the connection shares with its broker (its close ring),
+    /// asked for the first time it is needed; `None` if the broker gave
+    /// none.
+    fn page(&mut self) -> Result<Option<&CloseRing>, Broken> {
         if let CloseRingState::NotAsked = self.close_ring {
             self.close_ring = match self.exchange(&Request::CloseRing, &[])? {
                 (Ok(Reply::Done), Some(fd)) => CloseRing::map(fd.as_fd())
@@ -135,9 +143,18 @@ impl Connection {
             };
         }
         Ok(match &self.close_ring {
-            CloseRingState::Mapped(ring) => ring.push(close),
-            _ => false,
+            CloseRingState::Mapped(ring) => Some(ring),
+            _ => None,
         })
+    }
+
+    /// How far the broker got with this connection's requests, if the
+    /// connection has a page.
+    fn progress(&self) -> Option<objmgr_sync::close_ring::Progress> {
+        match &self.close_ring {
+            CloseRingState::Mapped(ring) => Some(ring.progress()),
+            _ => None,
+        }
     }
 
     /// Sends one request without waiting for anything back.
@@ -962,25 +979,68 @@ fn exchange_locked(
     exchange_noting(shared, request, fds).0
 }
 
+/// How far a broker that died got with the request it was asked last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    /// It never began to serve it (or it never reached the broker): it may
+    /// be sent to a new broker, whatever it is.
+    NotBegun,
+    /// It finished it, which left this (see `close_ring::Progress`).
+    Finished([u32; objmgr_sync::close_ring::RESULT_WORDS]),
+    /// It may have done it, or part of it.
+    Unknown,
+}
+
+/// Requests whose outcome a process wants to learn should its broker die
+/// before it answers (they act outside the broker, so they are not simply
+/// sent again): the connection's page says how far the broker got.
+fn acts_outside_the_broker(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SyncRemote { .. }
+            | Request::Spawn { .. }
+            | Request::Terminate { .. }
+            | Request::Duplicate { .. }
+            | Request::JobControl { .. }
+            | Request::FileControl { .. }
+    )
+}
+
 /// One exchange on the locked, live connection, whose grants (and the fd
 /// that came with them) the connection notes for a broker that may replace
 /// this one. If the broker died under it and a new one took the session
 /// over, a request that acts only inside the broker is sent again there
 /// (`Request::repeatable_after_rejoin`): whatever the dead broker did of
-/// it died with it. Also says whether the broker was lost.
+/// it died with it. So is any request the dead broker never began to serve,
+/// and a remote operation it finished gives what it left in the
+/// connection's page (see [`Reached`]). Also says whether the broker was
+/// lost.
 fn exchange_noting(
     shared: &mut Shared,
     request: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> (Result<(Reply, Option<OwnedFd>)>, bool) {
     let generation = GENERATION.load(Ordering::Acquire);
-    let mut sent_again = false;
+    // (Each time a new broker took the session over; each lost broker is
+    // replaced at most `REJOIN_ATTEMPTS` times in a row anyway.)
+    let mut sent_again = 0;
     loop {
         let conn = shared.conn.as_mut().expect("connected");
+        if acts_outside_the_broker(request) {
+            // (A broker lost meanwhile is noticed by the exchange below.)
+            let _ = conn.page();
+        }
         let outcome = conn.exchange(request, fds);
-        let delivered = conn.delivered;
         let lost = matches!(outcome, Err(Broken::Connection(_)));
-        if lost && delivered {
+        let reached = match (conn.delivered, conn.progress()) {
+            (false, _) => Reached::NotBegun,
+            (true, Some(progress)) if progress.finished == conn.seq => {
+                Reached::Finished(progress.result)
+            }
+            (true, Some(progress)) if progress.began != conn.seq => Reached::NotBegun,
+            _ => Reached::Unknown,
+        };
+        if lost && reached != Reached::NotBegun {
             shared.held.note_lost(request);
         }
         match settle(shared, outcome) {
@@ -990,13 +1050,28 @@ fn exchange_noting(
                     .note_reply(request, reply.as_ref().ok(), &mut received, fds);
                 return (reply.map(|reply| (reply, received)), false);
             }
-            Err(_)
-                if lost
-                    && !sent_again
-                    && still(shared, generation)
-                    && (request.repeatable_after_rejoin() || !delivered) =>
-            {
-                sent_again = true;
+            Err(e) if lost && still(shared, generation) => {
+                // A remote operation the broker finished (one that took
+                // nothing, or found the object busy, is simply tried again).
+                let finished = match reached {
+                    Reached::Finished(result) if matches!(request, Request::SyncRemote { .. }) => {
+                        RemoteReply::from_words(result).filter(|reply| {
+                            !matches!(reply.outcome, RemoteOutcome::NotYet | RemoteOutcome::Busy)
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(reply) = finished {
+                    return (Ok((Reply::Remote(reply), None)), true);
+                }
+                let again = request.repeatable_after_rejoin()
+                    || reached == Reached::NotBegun
+                    || matches!(request, Request::SyncRemote { .. })
+                        && matches!(reached, Reached::Finished(_));
+                if sent_again == REJOIN_ATTEMPTS || !again {
+                    return (Err(e), lost);
+                }
+                sent_again += 1;
             }
             Err(e) => return (Err(e), lost),
         }

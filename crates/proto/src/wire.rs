@@ -861,6 +861,65 @@ pub struct RemoteReply {
     pub observed: Vec<u32>,
 }
 
+impl RemoteReply {
+    /// The reply as the broker leaves it in a connection's page for a
+    /// process whose broker died before it answered (see
+    /// `objmgr_sync::close_ring::Progress`): outcome, index, value, the
+    /// owner mask (low word first), and 1 (a result is there).
+    pub fn to_words(&self) -> [u32; 6] {
+        let (outcome, index) = self.outcome.code();
+        let mask = self.new_owner_mask;
+        [
+            u32::from(outcome),
+            index,
+            self.value,
+            mask as u32,
+            (mask >> 32) as u32,
+            1,
+        ]
+    }
+
+    /// The reply [`RemoteReply::to_words`] left, if any (without the
+    /// values a wait that took nothing decided on).
+    pub fn from_words(words: [u32; 6]) -> Option<RemoteReply> {
+        let [outcome, index, value, low, high, present] = words;
+        if present != 1 {
+            return None;
+        }
+        let outcome = RemoteOutcome::from_code(u8::try_from(outcome).ok()?, index)?;
+        Some(RemoteReply {
+            outcome,
+            value,
+            new_owner_mask: u64::from(low) | (u64::from(high) << 32),
+            observed: Vec::new(),
+        })
+    }
+}
+
+impl RemoteOutcome {
+    /// The wire code, and the object's index.
+    fn code(self) -> (u8, u32) {
+        match self {
+            RemoteOutcome::Done => (0, 0),
+            RemoteOutcome::NotYet => (1, 0),
+            RemoteOutcome::Busy => (2, 0),
+            RemoteOutcome::Object(n) => (3, n),
+            RemoteOutcome::Abandoned(n) => (4, n),
+        }
+    }
+
+    fn from_code(code: u8, index: u32) -> Option<RemoteOutcome> {
+        Some(match code {
+            0 => RemoteOutcome::Done,
+            1 => RemoteOutcome::NotYet,
+            2 => RemoteOutcome::Busy,
+            3 => RemoteOutcome::Object(index),
+            4 => RemoteOutcome::Abandoned(index),
+            _ => return None,
+        })
+    }
+}
+
 /// How a [`Request::SyncRemote`] went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteOutcome {
@@ -1703,13 +1762,7 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                     e.u64s(values);
                 }
                 Reply::Remote(r) => {
-                    let (code, index) = match r.outcome {
-                        RemoteOutcome::Done => (0, 0),
-                        RemoteOutcome::NotYet => (1, 0),
-                        RemoteOutcome::Busy => (2, 0),
-                        RemoteOutcome::Object(n) => (3, n),
-                        RemoteOutcome::Abandoned(n) => (4, n),
-                    };
+                    let (code, index) = r.outcome.code();
                     e.u8(code)
                         .u32(index)
                         .u32(r.value)
@@ -1834,14 +1887,8 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         Opcode::Security => Reply::Text(d.str()?),
         Opcode::SyncRemote => {
             let (code, index) = (d.u8()?, d.u32()?);
-            let outcome = match code {
-                0 => RemoteOutcome::Done,
-                1 => RemoteOutcome::NotYet,
-                2 => RemoteOutcome::Busy,
-                3 => RemoteOutcome::Object(index),
-                4 => RemoteOutcome::Abandoned(index),
-                _ => return Err(WireError::BadField("remote outcome")),
-            };
+            let outcome = RemoteOutcome::from_code(code, index)
+                .ok_or(WireError::BadField("remote outcome"))?;
             Reply::Remote(RemoteReply {
                 outcome,
                 value: d.u32()?,

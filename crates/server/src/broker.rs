@@ -620,6 +620,28 @@ impl Broker {
         })
     }
 
+    /// Client `id`'s request `seq` is about to be served: said in its page
+    /// (its close ring), if it has one, for the process to read should the
+    /// broker die before it answers.
+    pub fn note_began(&self, id: ClientId, seq: u32) {
+        if let Some(ring) = self.close_rings.get(&id) {
+            ring.note_began(seq);
+        }
+    }
+
+    /// Client `id`'s request `seq` is done, its answer (`reply`, if it
+    /// succeeded) on its way: said in its page, with what a remote
+    /// operation did.
+    pub fn note_finished(&self, id: ClientId, seq: u32, reply: Option<&Reply>) {
+        if let Some(ring) = self.close_rings.get(&id) {
+            let result = match reply {
+                Some(Reply::Remote(remote)) => remote.to_words(),
+                _ => [0; objmgr_sync::close_ring::RESULT_WORDS],
+            };
+            ring.note_finished(seq, result);
+        }
+    }
+
     /// Carries out every close that processes left in their close rings:
     /// called after each look at the connections, before any request is
     /// served (see `objmgr_sync::close_ring`). A handle that is not open,
@@ -809,6 +831,9 @@ impl Broker {
             return refuse(fds, Failure::protocol("request before Hello"));
         }
         if greeted {
+            if self.recovery.is_some() && !matches!(request, Request::Reclaim { .. }) {
+                self.forget_expected(id);
+            }
             if let Err(failure) = self.hold_for_recovery(request.opcode()) {
                 return refuse(fds, failure);
             }

@@ -729,12 +729,14 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
         return ConnState::Open;
     };
     let op = request.opcode();
+    broker.note_began(id, seq);
     let Some(result) = guarded("a request", || broker.handle(id, request, fds)) else {
         return ConnState::Closed;
     };
     if let Err(failure) = &result {
         log_failure(broker, id, op, failure);
     }
+    broker.note_finished(id, seq, result.as_ref().ok().map(|outcome| &outcome.reply));
     let (bytes, fd_out, shutdown, disconnect) = match result {
         Ok(outcome) => (
             encode_reply(op, seq, Ok(&outcome.reply)),

@@ -16,6 +16,13 @@
 //! number it reads ([`CloseRing::drain`]); the memory file is sealed at one
 //! page, so a client cannot shrink it under the broker's mapping.
 //!
+//! The broker also says in the page how far it got with the connection's
+//! requests ([`Progress`]): the sequence number of the request it began to
+//! serve and of the one it finished, with what the finished one left. A
+//! process whose broker died before its answer came reads it there: a
+//! request the broker never began can be sent to a new broker whatever it
+//! is, and one it finished need not be (its outcome is there).
+//!
 //! Like [`crate::arena`], this module maps shared memory; the rules relied on
 //! are that a [`CloseRing`] owns its one-page mapping for its whole life and
 //! that the page is only ever used through atomics.
@@ -47,6 +54,27 @@ const ENTRY_WORDS: usize = 4;
 pub const CAPACITY: u32 = 128;
 const _: () = assert!(FIRST + CAPACITY as usize * ENTRY_WORDS <= WORDS);
 const _: () = assert!(CAPACITY.is_power_of_two());
+/// The words the broker writes about the connection's requests (on cache
+/// lines of their own): the request it began, the one it finished, and
+/// the finished one's result.
+const BEGAN: usize = FIRST + CAPACITY as usize * ENTRY_WORDS + 32;
+const FINISHED: usize = BEGAN + 1;
+const RESULT: usize = BEGAN + 2;
+/// Words a finished request leaves.
+pub const RESULT_WORDS: usize = 6;
+const _: () = assert!(RESULT + RESULT_WORDS <= WORDS && BEGAN.is_multiple_of(16));
+
+/// How far the broker got with a connection's requests (read by the
+/// process, for the request its broker died under).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The sequence number of the last request the broker began to serve.
+    pub began: u32,
+    /// The last it finished (its answer was on its way).
+    pub finished: u32,
+    /// What that one left (see `RemoteReply::to_words`).
+    pub result: [u32; RESULT_WORDS],
+}
 
 /// One close: a handle, and the object the process knows it by (so that a
 /// value that names another object by the time the broker reads it, having
@@ -143,6 +171,32 @@ impl CloseRing {
         true
     }
 
+    /// The broker begins to serve request `seq` (the broker's side).
+    pub fn note_began(&self, seq: u32) {
+        self.word(BEGAN).store(seq, Ordering::Release);
+    }
+
+    /// The broker finished request `seq`, which left `result` (the
+    /// broker's side): its answer is sent next.
+    pub fn note_finished(&self, seq: u32, result: [u32; RESULT_WORDS]) {
+        for (i, word) in result.into_iter().enumerate() {
+            self.word(RESULT + i).store(word, Ordering::Relaxed);
+        }
+        // Release: the process that reads the number reads the result too.
+        self.word(FINISHED).store(seq, Ordering::Release);
+    }
+
+    /// How far the broker got (the process's side).
+    pub fn progress(&self) -> Progress {
+        let finished = self.word(FINISHED).load(Ordering::Acquire);
+        let result = std::array::from_fn(|i| self.word(RESULT + i).load(Ordering::Relaxed));
+        Progress {
+            began: self.word(BEGAN).load(Ordering::Acquire),
+            finished,
+            result,
+        }
+    }
+
     /// Takes every close the process has put in since the last drain, in
     /// order, and gives each to `close` (the broker's side). A tail that
     /// claims more than the ring holds is the process's lie: nothing is
@@ -192,6 +246,29 @@ mod tests {
         let mut seen = Vec::new();
         broker.drain(|c| seen.push(c));
         seen
+    }
+
+    #[test]
+    fn the_process_reads_how_far_the_broker_got() {
+        let (broker, fd) = CloseRing::create().unwrap();
+        let process = CloseRing::map(fd.as_fd()).unwrap();
+        broker.note_began(7);
+        let began = process.progress();
+        assert_eq!((began.began, began.finished), (7, 0));
+        broker.note_finished(7, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            process.progress(),
+            Progress {
+                began: 7,
+                finished: 7,
+                result: [1, 2, 3, 4, 5, 6]
+            }
+        );
+        // Closes and progress do not share words.
+        assert!(process.push(close(9)));
+        let mut broker = broker;
+        assert_eq!(drained(&mut broker), [close(9)]);
+        assert_eq!(process.progress().result, [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]
