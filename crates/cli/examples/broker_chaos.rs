@@ -37,6 +37,13 @@
 //!   whose views are not the file;
 //! - **silent workers**: a worker that printed nothing for 10 s.
 //!
+//! It also counts, without failing, the calls cut by a kill: a call that
+//! acts outside the broker (on the system broker, another user's wait or
+//! signal) that the broker was in the very middle of when it was killed
+//! fails with `ERROR_BROKEN_PIPE`, since it may have been done (one it had
+//! not begun is sent to the next broker, one it had finished gives its
+//! outcome); the session goes on, and the worker opens its objects again.
+//!
 //! With `--system` (as root) it runs the system-wide broker instead, and
 //! plays its service manager: each killed broker is started again 100 ms
 //! later on the same socket. The objects are named in `Global\` (every
@@ -357,6 +364,11 @@ fn worker(id: usize, workers: usize) {
         };
         if id == FAIL_STOP_WORKER {
             println!("failstop rounds={rounds}");
+        } else if session_lives(&session) {
+            // The session came back, but a call the dead broker was in
+            // the middle of failed (it may have been done): the worker
+            // opens its objects again and goes on.
+            println!("cut rounds={rounds} why={failed}");
         } else {
             println!("lost rounds={rounds} why={failed}");
         }
@@ -422,6 +434,10 @@ struct Tally {
     hung: u64,
     violations: u64,
     lost: u64,
+    /// Calls that failed with `ERROR_BROKEN_PIPE` because the broker was
+    /// killed in the middle of them (their outcome is unknown), the
+    /// session going on.
+    cut: u64,
     fail_stops: u64,
     lost_names: u64,
     split_opens: u64,
@@ -540,6 +556,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     tally.lost += 1;
                     tally.rounds.insert(id, field("rounds="));
                 }
+                Some("cut") => {
+                    eprintln!("worker {id}: {line}");
+                    tally.cut += 1;
+                    tally.rounds.insert(id, field("rounds="));
+                }
                 Some("beat") => {
                     tally.rounds.insert(id, field("rounds="));
                 }
@@ -597,6 +618,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tally.tokens.len()
     );
     println!("  lost sessions:      {}", tally.lost);
+    println!(
+        "  calls cut by a kill: {} (the broker was in the middle of them: ERROR_BROKEN_PIPE)",
+        tally.cut
+    );
     println!("  lost names:         {}", tally.lost_names);
     println!("  split objects:      {split}");
     println!("  hung waits:         {}", tally.hung);

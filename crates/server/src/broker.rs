@@ -339,6 +339,8 @@ pub struct Broker {
     /// what they hold are out of date): while one has a ring, the rings are
     /// swept every [`CLOSE_RING_SWEEP`].
     stale_holders: HashSet<ClientId>,
+    /// The client and sequence number of the request being served.
+    serving: Option<(ClientId, u32)>,
     /// The key of [`Broker::public_number`].
     number_key: std::collections::hash_map::RandomState,
     /// The closes taken from the rings in one drain (kept for its memory).
@@ -421,6 +423,7 @@ impl Broker {
             close_rings: BTreeMap::new(),
             stale_holders: HashSet::new(),
             number_key: std::collections::hash_map::RandomState::new(),
+            serving: None,
             ring_closes: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
@@ -622,9 +625,22 @@ impl Broker {
 
     /// Client `id`'s request `seq` is about to be served: said in its page
     /// (its close ring), if it has one, for the process to read should the
-    /// broker die before it answers.
-    pub fn note_began(&self, id: ClientId, seq: u32) {
-        if let Some(ring) = self.close_rings.get(&id) {
+    /// broker die before it answers. A remote operation says so itself,
+    /// just before it changes anything ([`Broker::remote_change_begins`]):
+    /// one the broker dies before that is sent again.
+    pub fn note_began(&mut self, id: ClientId, seq: u32, remote: bool) {
+        self.serving = Some((id, seq));
+        if !remote {
+            self.remote_change_begins();
+        }
+    }
+
+    /// The request being served begins to change state: said in its
+    /// connection's page.
+    fn remote_change_begins(&self) {
+        if let Some((id, seq)) = self.serving
+            && let Some(ring) = self.close_rings.get(&id)
+        {
             ring.note_began(seq);
         }
     }

@@ -729,7 +729,8 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
         return ConnState::Open;
     };
     let op = request.opcode();
-    broker.note_began(id, seq);
+    let remote = matches!(request, Request::SyncRemote { .. });
+    broker.note_began(id, seq, remote);
     let Some(result) = guarded("a request", || broker.handle(id, request, fds)) else {
         return ConnState::Closed;
     };

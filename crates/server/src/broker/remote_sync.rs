@@ -112,13 +112,16 @@ impl Broker {
         match op {
             RemoteOp::WaitAny | RemoteOp::WaitAll => {
                 let all = op == RemoteOp::WaitAll;
+                self.remote_change_begins();
                 self.remote_attempt(id, &me, handles, all, register)
             }
             RemoteOp::WaitEnd => {
+                self.remote_change_begins();
                 self.end_remote_wait(id, token.raw());
                 Ok(done(0))
             }
             RemoteOp::AbandonThread => {
+                self.remote_change_begins();
                 self.end_remote_wait(id, token.raw());
                 let owned = self
                     .client(id)
@@ -138,6 +141,7 @@ impl Broker {
                 let Kind::Event { manual_reset } = kind else {
                     return Err(wrong_type(kind, "an event"));
                 };
+                self.remote_change_begins();
                 let finished = match op {
                     RemoteOp::SetEvent => {
                         ops::set_event(slot, manual_reset);
@@ -154,6 +158,7 @@ impl Broker {
                     return Err(wrong_type(kind, "a semaphore"));
                 }
                 let count = values.first().copied().unwrap_or(0);
+                self.remote_change_begins();
                 let previous = ops::release_semaphore(slot, count).map_err(|code| {
                     Failure::new(code, format!("releasing a semaphore by {count}"))
                 })?;
@@ -166,6 +171,7 @@ impl Broker {
                 if kind != Kind::Mutex {
                     return Err(wrong_type(kind, "a mutex"));
                 }
+                self.remote_change_begins();
                 let released = ops::release_mutex(slot, &me)
                     .map_err(|code| Failure::new(code, "releasing a mutex: not the owner"))?;
                 if released
@@ -187,6 +193,7 @@ impl Broker {
                         format!("a timer period of {period} ns"),
                     ));
                 }
+                self.remote_change_begins();
                 let finished = if op == RemoteOp::SetTimer {
                     ops::set_timer(slot, &me, due, period, Patience::Now)
                 } else {
