@@ -595,6 +595,11 @@ struct Shared {
     closes_may_fail: Vec<u32>,
     /// The handles of this session, for a broker that replaces a dead one.
     held: Holdings,
+    /// The tag of a session that ended with its broker, when no broker
+    /// could be told yet that the process is not coming back: said first
+    /// on the next connection, so that a broker taking over stops waiting
+    /// for it (and reaps what its threads owned).
+    leave_pending: Option<u16>,
 }
 
 impl Shared {
@@ -616,6 +621,7 @@ impl Shared {
 static SHARED: Mutex<Shared> = Mutex::new(Shared {
     conn: None,
     closes_may_fail: Vec::new(),
+    leave_pending: None,
     held: Holdings::new(),
 });
 
@@ -769,7 +775,10 @@ fn connected() -> Result<(Locked, u64)> {
         FORK_HANDLER.call_once(|| {
             sys::on_fork(before_fork, after_fork_in_parent, forked_child);
         });
-        let conn = establish()?;
+        let mut conn = establish()?;
+        if let Some(tag) = shared.leave_pending.take() {
+            leave(&mut conn, tag);
+        }
         CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
         shared.conn = Some(conn);
         OWNER_PID.store(
@@ -1026,10 +1035,17 @@ fn exchange_noting(
     let mut sent_again = 0;
     loop {
         let conn = shared.conn.as_mut().expect("connected");
-        if acts_outside_the_broker(request) {
-            // (A broker lost meanwhile is noticed by the exchange below.)
-            let _ = conn.page();
+        let paged = match acts_outside_the_broker(request) {
+            true => conn.page().err(),
+            false => None,
+        };
+        // (A broker lost meanwhile is noticed by the exchange below.)
+        if let Some(broken @ (Broken::Protocol(_) | Broken::Refused(_))) = paged
+            && let Err(e) = settle::<()>(shared, Err(broken))
+        {
+            return (Err(e), false);
         }
+        let conn = shared.conn.as_mut().expect("connected");
         let outcome = conn.exchange(request, fds);
         let lost = matches!(outcome, Err(Broken::Connection(_)));
         let reached = match (conn.delivered, conn.progress()) {
@@ -1064,10 +1080,20 @@ fn exchange_noting(
                 if let Some(reply) = finished {
                     return (Ok((Reply::Remote(reply), None)), true);
                 }
+                // (A remote operation that took nothing, or found the
+                // object busy, changed nothing: it is sent again.)
+                let took_nothing = match reached {
+                    Reached::Finished(result) => {
+                        matches!(request, Request::SyncRemote { .. })
+                            && RemoteReply::from_words(result).is_some_and(|reply| {
+                                matches!(reply.outcome, RemoteOutcome::NotYet | RemoteOutcome::Busy)
+                            })
+                    }
+                    _ => false,
+                };
                 let again = request.repeatable_after_rejoin()
                     || reached == Reached::NotBegun
-                    || matches!(request, Request::SyncRemote { .. })
-                        && matches!(reached, Reached::Finished(_));
+                    || took_nothing;
                 if sent_again == REJOIN_ATTEMPTS || !again {
                     return (Err(e), lost);
                 }
@@ -1230,10 +1256,17 @@ fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>, system: bool
     objmgr_sync::lifeline::wake_sleepers_once();
     // (Its session is over: no waiting for a system broker to be back.)
     let conn = conn.or_else(|| new_broker(system, std::time::Duration::ZERO).ok());
-    if let Some(mut conn) = conn {
-        let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
-        let _ = conn.exchange(&Request::Reclaim { step }, &[]);
+    match conn {
+        Some(mut conn) => leave(&mut conn, tag),
+        None => shared.leave_pending = Some(tag),
     }
+}
+
+/// Tells the broker on `conn` that the process that had `tag` with a broker
+/// that died is not coming back.
+fn leave(conn: &mut Connection, tag: u16) {
+    let step = objmgr_proto::wire::ReclaimStep::Leave { tag };
+    let _ = conn.exchange(&Request::Reclaim { step }, &[]);
 }
 
 /// A connection to the broker that replaces a lost one of the same kind: the

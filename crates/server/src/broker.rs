@@ -847,9 +847,6 @@ impl Broker {
             return refuse(fds, Failure::protocol("request before Hello"));
         }
         if greeted {
-            if self.recovery.is_some() && !matches!(request, Request::Reclaim { .. }) {
-                self.forget_expected(id);
-            }
             if let Err(failure) = self.hold_for_recovery(request.opcode()) {
                 return refuse(fds, failure);
             }

@@ -21,7 +21,8 @@
 //! serve and of the one it finished, with what the finished one left. A
 //! process whose broker died before its answer came reads it there: a
 //! request the broker never began can be sent to a new broker whatever it
-//! is, and one it finished need not be (its outcome is there).
+//! is, and a remote operation it finished gives its outcome there (anything
+//! else it finished, or began, may have been done: the call fails).
 //!
 //! Like [`crate::arena`], this module maps shared memory; the rules relied on
 //! are that a [`CloseRing`] owns its one-page mapping for its whole life and

@@ -418,35 +418,6 @@ impl Broker {
         }
     }
 
-    /// Client `id` begins a session of its own while the recovery waits
-    /// for its process: that process gave its old session up (it may not
-    /// have been able to say so), so it is not waited for; its old tag is
-    /// reaped with the dead.
-    pub(super) fn forget_expected(&mut self, id: ClientId) {
-        let Some(recovery) = &mut self.recovery else {
-            return;
-        };
-        let client = &self.clients[&id];
-        if client.reclaiming || client.came_back {
-            return;
-        }
-        let pid = client.pid;
-        let tags: Vec<u16> = recovery
-            .expected
-            .iter()
-            .filter(|(_, record)| record.is(pid))
-            .map(|(&tag, _)| tag)
-            .collect();
-        if tags.is_empty() {
-            return;
-        }
-        for tag in tags {
-            recovery.expected.remove(&tag);
-            recovery.gone.push(tag);
-        }
-        self.check_recovery();
-    }
-
     fn free_old_tag(&mut self, tag: u16) {
         self.tags_in_use.remove(&tag);
         if let Some(journal) = &self.journal {
@@ -1834,27 +1805,6 @@ mod tests {
         assert_eq!(refused.code, ERROR_NOT_SUPPORTED);
         step(broker, 1, ReclaimStep::Leave { tag: 10 }, None).unwrap();
         assert!(broker.late.is_empty() && !broker.tags_in_use.contains(&10));
-    }
-
-    #[test]
-    fn a_process_that_begins_a_session_of_its_own_is_not_waited_for() {
-        let mut r = recovering(&[9]);
-        let broker = &mut r.broker;
-        // Another process's request waits for the recovery ...
-        connect(broker, 1, 1);
-        let list = Request::ListObjects {
-            after: String::new(),
-            limit: 10,
-        };
-        let waiting = broker.handle(1, list.clone(), vec![]).unwrap_err();
-        assert_eq!(waiting.code, ERROR_RETRY);
-        // ... until the expected process asks for something on a new
-        // connection: it gave its old session up (without a word).
-        connect(broker, 2, std::process::id());
-        broker.handle(2, list.clone(), vec![]).unwrap();
-        assert!(broker.recovery.is_none());
-        broker.handle(1, list, vec![]).unwrap();
-        assert!(!broker.tags_in_use.contains(&9), "reaped and freed");
     }
 
     #[test]
