@@ -61,10 +61,20 @@ impl SystemBroker {
     /// Kills the broker (`SIGKILL`) and starts another on its socket, as
     /// its service manager would.
     fn crash_and_restart(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        self.crash();
         // Its clients notice, and wait for the new one.
         std::thread::sleep(std::time::Duration::from_millis(200));
+        self.restart();
+    }
+
+    /// Kills the broker (`SIGKILL`).
+    fn crash(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+
+    /// Starts a broker on the socket of one that died.
+    fn restart(&mut self) {
         self.daemon = Self::launch(&self.socket, "");
     }
 
@@ -296,6 +306,37 @@ fn a_shared_mutex_a_thread_held_through_a_restart_is_abandoned_when_the_thread_e
     assert_eq!(service.wait_for("wait"), "wait object 0");
     user.release();
     let _ = user.finish();
+    let _ = service.finish();
+}
+
+#[test]
+fn a_shared_mutex_whose_owner_dies_while_no_broker_runs_is_abandoned() {
+    if !is_root() {
+        return;
+    }
+    let mut broker = SystemBroker::start();
+    let a = unused_id(33);
+    let mut service = broker.spawn(
+        None,
+        &[
+            "mutex_sd Global\\\\held D:(A;;GA;;;WD)",
+            "hold",
+            "wait 0 20000",
+        ],
+    );
+    service.wait_for("holding");
+    // Another user's process takes the mutex (through the broker) ...
+    let mut owner = broker.spawn(Some(a), &["open_mutex Global\\\\held", "wait 0 0", "hold"]);
+    owner.wait_for("holding");
+    assert_eq!(owner.lines[1], "wait object 0", "{:?}", owner.lines);
+    // ... and dies while no broker runs.
+    broker.crash();
+    owner.kill9();
+    broker.restart();
+    // The new broker reaps what it owned: the service gets the mutex,
+    // abandoned, without a timeout.
+    service.release();
+    assert_eq!(service.wait_for("wait"), "wait abandoned 0");
     let _ = service.finish();
 }
 
