@@ -185,6 +185,8 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
             "write 0 before",
             "event_sd Global\\\\posted D:(A;;0x100000;;;WD)",
             "hold",
+            "set_sd 8 4 D:(A;;GA;;;SY)",
+            "hold",
             "write 0 after",
             "set 0",
             "hold",
@@ -213,6 +215,15 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
     );
     user.wait_for("holding");
     assert_eq!(user.lines[2], "read before", "{:?}", user.lines);
+    // The service lets nobody else open the event any more: the handle
+    // the user has keeps its access, as on Windows (also across the crash).
+    service.release();
+    assert!(
+        service.wait_for("sd ").starts_with("sd D:"),
+        "{:?}",
+        service.lines
+    );
+    service.wait_for("holding");
     // The user waits for the event (through the broker: it may not change
     // it itself) while the broker dies and another takes its place.
     user.release();
@@ -234,9 +245,16 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
     assert!(lines[3].starts_with("err 5 "), "{lines:?}");
     let other = broker.run(
         Some(b),
-        &["open Global\\\\board read", "map read", "read 0 5"],
+        &[
+            "open Global\\\\board read",
+            "map read",
+            "read 0 5",
+            "open_event Global\\\\posted 100000",
+        ],
     );
     assert_eq!(other[2], "read after", "{other:?}");
+    // The event's new descriptor came back with it.
+    assert!(other[3].starts_with("err 5 "), "{other:?}");
     // A user's own section came back in its own session only.
     let own = broker.run(Some(a), &["open Local\\\\own read", "map read", "read 0 4"]);
     assert_eq!(own[2], "read mine", "{own:?}");

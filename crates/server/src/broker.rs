@@ -382,6 +382,9 @@ pub struct Broker {
     /// What the lost broker's ledger recorded, while its processes come
     /// back (system broker).
     known: Option<crate::ledger::Known>,
+    /// The access other users' handles to each recorded object were given,
+    /// by uid, as the ledger has it (system broker).
+    ledger_grants: HashMap<ObjectId, Vec<(u32, u32)>>,
     /// The arenas of a broker that died, taken back with its processes'
     /// objects, by id.
     adopted: HashMap<u64, SyncArena>,
@@ -441,6 +444,7 @@ impl Broker {
             recovery: None,
             ledger: None,
             known: None,
+            ledger_grants: HashMap::new(),
             adopted: HashMap::new(),
             late: HashMap::new(),
             late_checked: Instant::now(),
@@ -730,6 +734,7 @@ impl Broker {
                 }
             }
             let object = self.objects.remove(&id).expect("object present");
+            self.ledger_grants.remove(&id);
             self.ledger_gone(id, &object.body);
             if let Some((pid, charge)) = object.charged_to {
                 if let Some(usage) = self.usage.get_mut(&pid) {
@@ -1530,6 +1535,7 @@ impl Broker {
             .get_mut(&oid)
             .expect("object present")
             .handle_count += 1;
+        self.ledger_grant(id, oid, access.0);
         match self.grant_reply(id, oid, handle, access, existed) {
             Ok(outcome) => Ok(outcome),
             Err(failure) => {

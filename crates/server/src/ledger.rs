@@ -83,6 +83,9 @@ pub struct Known {
     sections: HashMap<FileNode, u64>,
     syncs: HashMap<(u64, u32), u64>,
     arenas: HashMap<u64, KnownArena>,
+    /// The access each user's handles to an object were given, by object
+    /// and uid (recorded for users other than the object's own).
+    grants: HashMap<(u64, u32), u32>,
 }
 
 impl Known {
@@ -142,6 +145,12 @@ impl Known {
         Some((oid, self.entries.get(&oid)?))
     }
 
+    /// The access handles of user `uid` to object `oid` were given (as
+    /// recorded; 0 if none was).
+    pub fn granted_to(&self, oid: u64, uid: u32) -> u32 {
+        self.grants.get(&(oid, uid)).copied().unwrap_or(0)
+    }
+
     /// Arena `id`, if an object in it is recorded.
     pub fn arena(&self, id: u64) -> Option<KnownArena> {
         self.arenas.get(&id).copied()
@@ -159,6 +168,7 @@ impl Known {
 const OBJECT: u8 = 1;
 const SECURITY: u8 = 2;
 const GONE: u8 = 3;
+const GRANTED: u8 = 4;
 
 /// The longest ledger read (a broker's objects are bounded by its quotas;
 /// a longer file is not one it wrote).
@@ -219,6 +229,14 @@ impl Ledger {
         self.append(&record);
     }
 
+    /// Records that handles of user `uid` to object `oid` were given
+    /// `access` (all it was given so far): on Windows a handle keeps its
+    /// access when the object's descriptor changes, so the next broker
+    /// believes a claim of it even if the descriptor no longer grants it.
+    pub fn granted(&mut self, oid: u64, uid: u32, access: u32) {
+        self.append(&encode_grant(oid, uid, access));
+    }
+
     /// Records that object `oid` died.
     pub fn gone(&mut self, oid: u64) {
         let mut record = vec![GONE];
@@ -235,11 +253,19 @@ impl Ledger {
 
     /// Writes the ledger anew with only `live` (written beside it, then
     /// renamed over it: a broker that dies meanwhile leaves the old one).
-    pub fn rewrite<'a>(&mut self, live: impl Iterator<Item = (u64, &'a Entry)>) {
+    pub fn rewrite<'a>(
+        &mut self,
+        live: impl Iterator<Item = (u64, &'a Entry)>,
+        grants: impl Iterator<Item = (u64, u32, u32)>,
+    ) {
         let mut bytes = Vec::new();
         let mut records = 0;
         for (oid, entry) in live {
             frame(&mut bytes, &encode_object(oid, entry));
+            records += 1;
+        }
+        for (oid, uid, access) in grants {
+            frame(&mut bytes, &encode_grant(oid, uid, access));
             records += 1;
         }
         let mut fresh = self.path.clone().into_os_string();
@@ -294,6 +320,14 @@ fn put_node(out: &mut Vec<u8>, (major, minor, inode): FileNode) {
     out.extend_from_slice(&major.to_le_bytes());
     out.extend_from_slice(&minor.to_le_bytes());
     out.extend_from_slice(&inode.to_le_bytes());
+}
+
+fn encode_grant(oid: u64, uid: u32, access: u32) -> Vec<u8> {
+    let mut out = vec![GRANTED];
+    out.extend_from_slice(&oid.to_le_bytes());
+    out.extend_from_slice(&uid.to_le_bytes());
+    out.extend_from_slice(&access.to_le_bytes());
+    out
 }
 
 fn encode_object(oid: u64, entry: &Entry) -> Vec<u8> {
@@ -418,6 +452,11 @@ fn replay(mut bytes: &[u8]) -> (Known, u64) {
                     known.entries.remove(&oid);
                 }
             }
+            Some(GRANTED) => {
+                if let (Some(oid), Some(uid), Some(access)) = (r.u64(), r.u32(), r.u32()) {
+                    *known.grants.entry((oid, uid)).or_default() |= access;
+                }
+            }
             _ => {}
         }
     }
@@ -484,12 +523,16 @@ mod tests {
         ledger.object(4, &section(None, 12));
         ledger.object(5, &event(77, 1, true));
         ledger.security(3, "D:(A;;GR;;;WD)");
+        ledger.granted(3, 2000, 4);
+        ledger.granted(3, 2000, 2);
         ledger.gone(4);
         drop(ledger);
         let (mut ledger, known) = Ledger::open(&path).expect("reopen");
         assert_eq!(known.len(), 2);
         assert_eq!(known.max_object, 5);
         let (_, a) = known.section((0, 1, 11)).expect("a");
+        assert_eq!(known.granted_to(3, 2000), 6);
+        assert_eq!(known.granted_to(3, 2001), 0);
         assert_eq!(a.sddl, "D:(A;;GR;;;WD)");
         assert_eq!(a.path.as_deref(), Some("\\BaseNamedObjects\\a"));
         assert!(known.section((0, 1, 12)).is_none(), "dead");
@@ -502,7 +545,7 @@ mod tests {
         assert!(arena.solo && arena.domain == 1001 && arena.node == (0, 1, 84));
         // Written anew: only what is live, and appending goes on after.
         let live = section(None, 13);
-        ledger.rewrite([(9, &live)].into_iter());
+        ledger.rewrite([(9, &live)].into_iter(), [(9, 2000, 4)].into_iter());
         ledger.object(10, &event(78, 2, false));
         drop(ledger);
         let (_, known) = Ledger::open(&path).expect("reopen");
@@ -511,6 +554,10 @@ mod tests {
         assert!(known.section((0, 1, 13)).is_some());
         assert!(known.sync(78, 2).is_some());
         assert_eq!(known.max_object, 10);
+        assert_eq!(
+            (known.granted_to(9, 2000), known.granted_to(3, 2000)),
+            (4, 0)
+        );
     }
 
     #[test]

@@ -60,6 +60,40 @@ impl Broker {
         }
     }
 
+    /// A handle of client `id` to object `oid` was given `access`: the
+    /// ledger records what another user's handles to an object were given
+    /// (a handle keeps its access when the descriptor changes), once per
+    /// new right.
+    pub(super) fn ledger_grant(&mut self, id: ClientId, oid: ObjectId, access: u32) {
+        if self.ledger.is_none() {
+            return;
+        }
+        let uid = self.clients[&id].uid;
+        let Some(object) = self.objects.get(&oid) else {
+            return;
+        };
+        if uid == 0 || uid == object.domain || !recorded(&object.body) {
+            return;
+        }
+        let users = self.ledger_grants.entry(oid).or_default();
+        let had = match users.iter_mut().find(|(user, _)| *user == uid) {
+            Some((_, had)) => had,
+            None => {
+                users.push((uid, 0));
+                &mut users.last_mut().expect("pushed").1
+            }
+        };
+        if access & !*had == 0 {
+            return;
+        }
+        *had |= access;
+        let all = *had;
+        self.ledger
+            .as_mut()
+            .expect("checked")
+            .granted(oid, uid, all);
+    }
+
     /// Records object `oid`'s new descriptor.
     pub(super) fn ledger_security(&mut self, oid: ObjectId) {
         let Some(ledger) = &mut self.ledger else {
@@ -99,7 +133,11 @@ impl Broker {
             .into_iter()
             .filter_map(|oid| Some((oid, self.ledger_entry(oid)?)))
             .collect();
-        ledger.rewrite(entries.iter().map(|(oid, entry)| (*oid, entry)));
+        let grants = self
+            .ledger_grants
+            .iter()
+            .flat_map(|(&oid, users)| users.iter().map(move |&(uid, access)| (oid, uid, access)));
+        ledger.rewrite(entries.iter().map(|(oid, entry)| (*oid, entry)), grants);
         self.ledger = Some(ledger);
     }
 
@@ -154,7 +192,14 @@ impl Broker {
         if client.uid != 0 && !own && claimed != 0 {
             let mapping = entry.object_type.generic_mapping();
             let granted = security::access_check(&sd, &client.token, claimed, &mapping);
-            if granted.is_none_or(|granted| granted & claimed != claimed) {
+            // (Or its handles were given it before the descriptor changed.)
+            let given = self
+                .known
+                .as_ref()
+                .map_or(0, |known| known.granted_to(old, client.uid));
+            if given & claimed != claimed
+                && granted.is_none_or(|granted| granted & claimed != claimed)
+            {
                 return Err(denied("its descriptor does not grant the access claimed"));
             }
         }

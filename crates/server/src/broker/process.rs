@@ -1032,6 +1032,9 @@ impl Broker {
             .get_mut(&entry.object)
             .expect("live object")
             .handle_count += 1;
+        if let Holder::Client(cid) = to {
+            self.ledger_grant(cid, entry.object, access.0);
+        }
         if let Holder::Client(cid) = to
             && (cid != id || target_process != CURRENT_PROCESS)
         {

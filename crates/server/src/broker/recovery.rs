@@ -1117,6 +1117,12 @@ impl Broker {
             },
         );
         self.objects.get_mut(&oid).expect("present").handle_count += 1;
+        let access = self
+            .client(id)
+            .handles
+            .get(handle)
+            .map_or(0, |e| e.access.0);
+        self.ledger_grant(id, oid, access);
         Ok(())
     }
 
@@ -1193,7 +1199,11 @@ mod tests {
 
     /// A system broker recovering from a journal of `tags` (this process)
     /// and a ledger of `entries`.
-    fn recovering_system(tags: &[u16], entries: &[(u64, Entry)]) -> Recovering {
+    fn recovering_system(
+        tags: &[u16],
+        entries: &[(u64, Entry)],
+        grants: &[(u64, u32, u32)],
+    ) -> Recovering {
         let (dir, socket) = lost_broker_journal(tags, &[]);
         let location = objmgr_proto::rendezvous::SocketLocation {
             socket: socket.clone(),
@@ -1202,6 +1212,9 @@ mod tests {
         let (mut ledger, _) = Ledger::open(&location.ledger_path()).unwrap();
         for (oid, entry) in entries {
             ledger.object(*oid, entry);
+        }
+        for &(oid, uid, access) in grants {
+            ledger.granted(oid, uid, access);
         }
         drop(ledger);
         let mut broker = Broker::new("test".into(), 0);
@@ -1351,7 +1364,12 @@ mod tests {
             },
         };
         let entries = [(3, section_entry), (4, event_entry), (5, own_entry)];
-        let mut r = recovering_system(&[9, 10, 11, 12, 13, 14, 15], &entries);
+        // A third user's handle to the board was given read access before
+        // the descriptor stopped granting it anything.
+        let former = 3000;
+        let grants = [(3, former, SECTION_MAP_READ)];
+        let tags = [9, 10, 11, 12, 13, 14, 15, 16, 17];
+        let mut r = recovering_system(&tags, &entries, &grants);
         let broker = &mut r.broker;
         let me = std::process::id();
         let begin = |broker: &mut Broker, id: ClientId, uid: u32, tag: u16| {
@@ -1425,6 +1443,23 @@ mod tests {
             broker.objects[&oid].handle_count, 3,
             "two handles and the recovery's"
         );
+        // A handle keeps the access it was given: the third user's read
+        // comes back, more does not. (The refused are gone: one process
+        // has only so many connections.)
+        for refused in [2, 3, 4] {
+            broker.remove_client(refused);
+        }
+        begin(broker, 8, former, 16);
+        let more = step(broker, 8, claim(4, 0xF001F, ""), Some(board_fd(true)));
+        denied(more, "does not grant");
+        begin(broker, 9, former, 17);
+        step(
+            broker,
+            9,
+            claim(4, SECTION_MAP_READ, ""),
+            Some(board_fd(false)),
+        )
+        .unwrap();
         // The event another user waits on: its solo arena (brought
         // read-only, as that user holds it) and a handle that may wait,
         // not signal.
