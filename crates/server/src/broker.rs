@@ -630,7 +630,7 @@ impl Broker {
     /// Client `id`'s request `seq` is about to be served: said in its page
     /// (its close ring), if it has one, for the process to read should the
     /// broker die before it answers. A remote operation says so itself,
-    /// just before it changes anything ([`Broker::remote_change_begins`]):
+    /// just before it changes anything (`Broker::remote_change_begins`):
     /// one the broker dies before that is sent again.
     pub fn note_began(&mut self, id: ClientId, seq: u32, remote: bool) {
         self.serving = Some((id, seq));
