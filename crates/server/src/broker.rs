@@ -649,6 +649,17 @@ impl Broker {
         }
     }
 
+    /// The remote operation being served changed state, with `outcome`:
+    /// said in its connection's page at once (before it wakes anyone), so
+    /// that a broker that dies from here on is known to have done it.
+    fn remote_change_finished(&self, outcome: &Outcome) {
+        if let (Some((id, seq)), Reply::Remote(reply)) = (self.serving, &outcome.reply)
+            && let Some(ring) = self.close_rings.get(&id)
+        {
+            ring.note_finished(seq, reply.to_words());
+        }
+    }
+
     /// Client `id`'s request `seq` is done, its answer (`reply`, if it
     /// succeeded) on its way: said in its page, with what a remote
     /// operation did.

@@ -632,6 +632,17 @@ pub(crate) fn fire_due_timer(slot: &Slot, me: &Actor, locked: bool, patience: Pa
 /// waiting now are released even if it is reset before they run.
 #[inline]
 pub fn set_event(slot: &Slot, manual_reset: bool) {
+    if set_event_state(slot, manual_reset) {
+        wake_all(slot);
+    }
+}
+
+/// [`set_event`]'s change of state alone: true if its waiters are to be
+/// woken ([`wake_waiters`]). The broker, which signals for other users'
+/// threads, notes that it signaled between the two, so that a broker that
+/// dies in between is known to have done it.
+#[inline]
+pub fn set_event_state(slot: &Slot, manual_reset: bool) -> bool {
     let before = if manual_reset {
         slot.state
             .fetch_update(SeqCst, SeqCst, |s| {
@@ -642,9 +653,13 @@ pub fn set_event(slot: &Slot, manual_reset: bool) {
     } else {
         slot.state.fetch_or(u64::from(SIGNALED), SeqCst)
     };
-    if lo(before) & SIGNALED == 0 {
-        wake_all(slot);
-    }
+    lo(before) & SIGNALED == 0
+}
+
+/// Wakes the threads sleeping on `slot` (after a change of state made with
+/// one of the `*_state` functions).
+pub fn wake_waiters(slot: &Slot) {
+    wake_all(slot);
 }
 
 /// Changes an event's low half with `f`, waiting while a wait-all holds the
@@ -705,6 +720,14 @@ pub fn pulse_event(slot: &Slot, manual_reset: bool, patience: Patience) -> bool 
 /// fails with `ERROR_TOO_MANY_POSTS`, changing nothing, past the maximum.
 #[inline]
 pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
+    let before = release_semaphore_state(slot, count)?;
+    wake_all(slot);
+    Ok(before)
+}
+
+/// [`release_semaphore`]'s change of state alone (then [`wake_waiters`]).
+#[inline]
+pub fn release_semaphore_state(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
     if count == 0 {
         return Err(ERROR_INVALID_PARAMETER);
     }
@@ -717,7 +740,6 @@ pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
             (next <= u64::from(maximum)).then(|| with_lo(s, next as u32))
         })
         .map_err(|_| ERROR_TOO_MANY_POSTS)?;
-    wake_all(slot);
     Ok(lo(before))
 }
 
@@ -725,6 +747,17 @@ pub fn release_semaphore(slot: &Slot, count: u32) -> Result<u32, Win32Error> {
 /// (its last recursion level was released).
 #[inline]
 pub fn release_mutex(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
+    let released = release_mutex_state(slot, me)?;
+    if released {
+        wake_all(slot);
+    }
+    Ok(released)
+}
+
+/// [`release_mutex`]'s change of state alone (then, when it returns true,
+/// [`wake_waiters`]).
+#[inline]
+pub fn release_mutex_state(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
     if lo(slot.state.load(SeqCst)) != me.token.raw() {
         return Err(ERROR_NOT_OWNER);
     }
@@ -738,7 +771,6 @@ pub fn release_mutex(slot: &Slot, me: &Actor) -> Result<bool, Win32Error> {
     slot.owner_tid.store(0, Relaxed);
     // Only the owner changes an owned mutex's low half: clear it, keep any lock.
     slot.state.fetch_and(!LO, SeqCst);
-    wake_all(slot);
     Ok(true)
 }
 

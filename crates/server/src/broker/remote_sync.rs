@@ -113,7 +113,9 @@ impl Broker {
             RemoteOp::WaitAny | RemoteOp::WaitAll => {
                 let all = op == RemoteOp::WaitAll;
                 self.remote_change_begins();
-                self.remote_attempt(id, &me, handles, all, register)
+                let outcome = self.remote_attempt(id, &me, handles, all, register)?;
+                self.remote_change_finished(&outcome);
+                Ok(outcome)
             }
             RemoteOp::WaitEnd => {
                 self.remote_change_begins();
@@ -144,7 +146,11 @@ impl Broker {
                 self.remote_change_begins();
                 let finished = match op {
                     RemoteOp::SetEvent => {
-                        ops::set_event(slot, manual_reset);
+                        let wake = ops::set_event_state(slot, manual_reset);
+                        self.remote_change_finished(&done(0));
+                        if wake {
+                            ops::wake_waiters(slot);
+                        }
                         true
                     }
                     RemoteOp::ResetEvent => ops::reset_event(slot, Patience::Now),
@@ -159,10 +165,13 @@ impl Broker {
                 }
                 let count = values.first().copied().unwrap_or(0);
                 self.remote_change_begins();
-                let previous = ops::release_semaphore(slot, count).map_err(|code| {
+                let previous = ops::release_semaphore_state(slot, count).map_err(|code| {
                     Failure::new(code, format!("releasing a semaphore by {count}"))
                 })?;
-                Ok(done(previous))
+                let outcome = done(previous);
+                self.remote_change_finished(&outcome);
+                ops::wake_waiters(slot);
+                Ok(outcome)
             }
             RemoteOp::ReleaseMutex => {
                 // ReleaseMutex needs no right, only a handle and ownership.
@@ -172,8 +181,12 @@ impl Broker {
                     return Err(wrong_type(kind, "a mutex"));
                 }
                 self.remote_change_begins();
-                let released = ops::release_mutex(slot, &me)
+                let released = ops::release_mutex_state(slot, &me)
                     .map_err(|code| Failure::new(code, "releasing a mutex: not the owner"))?;
+                self.remote_change_finished(&done(u32::from(released)));
+                if released {
+                    ops::wake_waiters(slot);
+                }
                 if released
                     && let Some(owned) = self.client(id).remote.owned.get_mut(&token.raw())
                     && let Some(at) = owned.iter().position(|&o| o == oid)
