@@ -370,7 +370,11 @@ fn worker(id: usize, workers: usize) {
         {
             // The session came back, but a call the dead broker was in
             // the middle of failed (it may have been done): the worker
-            // opens its objects again and goes on.
+            // lets go of the mutex if that call gave it, signals the next
+            // worker in case that call was its signal, and goes on with
+            // its objects opened again.
+            while session.lock.release().is_ok() {}
+            let _ = session.next.set();
             println!("cut rounds={rounds} why={failed}");
         } else {
             println!("lost rounds={rounds} why={failed}");
