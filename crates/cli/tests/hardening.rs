@@ -278,13 +278,14 @@ fn a_broker_program_planted_beside_the_program_is_never_run() {
         std::fs::set_permissions(&place, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let cmd = broker.script(&["create - 4096"]);
-    let cmd = Command::new(&program)
-        .args(cmd.get_args())
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env_remove("OBJMGR_BROKER")
-        .output()
-        .unwrap();
-    let lines = result_lines(&cmd);
+    let out = output_or_hang(
+        Command::new(&program)
+            .args(cmd.get_args())
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env_remove("OBJMGR_BROKER"),
+        "the copied program",
+    );
+    let lines = result_lines(&out);
     assert!(!exists(&marker), "a planted broker ran");
     // The broker built with the library started instead.
     assert_eq!(lines, ["create existed=0"], "{lines:?}");

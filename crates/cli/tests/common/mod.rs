@@ -378,12 +378,22 @@ pub fn as_user(cmd: &mut Command, id: u32) -> &mut Command {
 
 /// Runs `cmd`; a run that takes longer than a minute is a hang and fails the test.
 pub fn output_or_hang(cmd: &mut Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // A program a test has just copied may be open for writing in a child
+    // that another test's thread forked meanwhile (until it execs): its
+    // exec fails with ETXTBSY for that moment.
+    let mut busy = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && busy < 200 => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            spawned => break spawned.unwrap(),
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
