@@ -51,8 +51,9 @@
 //! user (in the broker's administrators group, so that it may create
 //! them): its handles to the first worker's objects are another user's,
 //! whose waits and signals go through the broker, and which the broker that
-//! takes over checks against its ledger. Files do not come back to the
-//! system broker, so its workers hold none.
+//! takes over checks against its ledger. Sections over files do not come
+//! back to the system broker, so its workers hold no file (theirs is
+//! mapped).
 //!
 //! ```sh
 //! target/release/examples/broker_chaos 600 4 --system

@@ -11,6 +11,7 @@ mod script;
 use common::{
     ScriptChild, TestBroker, as_user, is_root, output_or_hang, result_lines, start_until, unused_id,
 };
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -359,6 +360,51 @@ fn a_shared_mutex_whose_owner_dies_while_no_broker_runs_is_abandoned() {
 }
 
 #[test]
+fn a_users_open_file_comes_back_to_a_restarted_system_broker_and_still_keeps_others_out() {
+    if !is_root() {
+        return;
+    }
+    let mut broker = SystemBroker::start();
+    let a = unused_id(34);
+    let path = broker.test.dir.join("shared-file");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = path.display().to_string();
+    // A user opens the file sharing nothing, and writes through it.
+    let mut user = broker.spawn(
+        Some(a),
+        &[
+            &format!("fopen {path} rw 0"),
+            "fwrite 0 before",
+            "hold",
+            "fwrite 0 -after",
+            "hold",
+        ],
+    );
+    user.wait_for("holding");
+    broker.crash_and_restart();
+    // Its open came back: another process (of the same user) is still kept
+    // out, and the handle goes on writing where it was.
+    let other = format!("fopen {path} rw 7");
+    let mut shut_out = None;
+    for _ in 0..100 {
+        let lines = broker.run(Some(a), &[&other]);
+        if !lines[0].starts_with("err 1237 ") {
+            shut_out = Some(lines);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let shut_out = shut_out.expect("the recovery ends");
+    assert!(shut_out[0].starts_with("err 32 "), "{shut_out:?}");
+    user.release();
+    assert_eq!(user.wait_for("wrote"), "wrote 6");
+    user.release();
+    let _ = user.finish();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "before-after");
+}
+
+#[test]
 fn global_needs_the_privilege_and_local_is_per_user() {
     if !is_root() {
         return;
@@ -628,7 +674,6 @@ fn shared_state_a_service_corrupts_or_overuses_harms_only_its_own_objects() {
 
 #[test]
 fn a_pending_delete_is_done_with_the_deleting_users_rights() {
-    use std::os::unix::fs::PermissionsExt;
     if !is_root() {
         return;
     }

@@ -1204,7 +1204,7 @@ fn lost(shared: &mut Shared) {
     // A broker that exited on purpose (stopped, idle) removed its journal:
     // none will take the handles back, so none is started for it. The
     // system broker's service manager starts a new one (see
-    // `system_broker`), which does not take files back.
+    // `system_broker`), which does not take sections over files back.
     let system = old.system;
     let location = match system {
         true => rendezvous::system_location(),
@@ -1213,7 +1213,7 @@ fn lost(shared: &mut Shared) {
     if !location.journal_path().exists() {
         return end_session(shared);
     }
-    if system && shared.held.holds_files() {
+    if system && shared.held.holds_file_sections() {
         return give_up(shared, old.tag, None, system);
     }
     // A new broker that dies while the handles are on their way to it is

@@ -17,8 +17,8 @@
 //!
 //! On the system broker, objects shared between users (each in a solo arena
 //! of its own, which another user maps read-only) come back with that
-//! arena; files and sections over files do not (its ledger, which it checks
-//! returning processes against, does not record them).
+//! arena, and files come back as the opens its ledger recorded for the
+//! process; sections over files do not (the ledger does not record them).
 //!
 //! Some handles cannot be taken back: files to delete on close, processes,
 //! jobs, private namespaces. A process that
@@ -527,11 +527,10 @@ impl Holdings {
         }
     }
 
-    /// Whether the process holds a file, or a section over one (which the
-    /// system broker does not take back).
-    pub(crate) fn holds_files(&self) -> bool {
+    /// Whether the process holds a section over a file (which the system
+    /// broker does not take back).
+    pub(crate) fn holds_file_sections(&self) -> bool {
         self.handles.values().any(|held| match &held.what {
-            What::File { .. } => true,
             What::Section { info, .. } => info.file_backed,
             _ => false,
         })

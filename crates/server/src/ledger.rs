@@ -50,6 +50,14 @@ pub enum Identity {
         slot: u32,
         solo: bool,
     },
+    /// An open of a file (or pipe end) by the process that had `tag`: the
+    /// file, and the open's access and share mode.
+    Open {
+        node: FileNode,
+        access: u32,
+        share: u32,
+        tag: u16,
+    },
 }
 
 /// One object as the ledger knows it.
@@ -82,6 +90,9 @@ pub struct Known {
     pub max_object: u64,
     sections: HashMap<FileNode, u64>,
     syncs: HashMap<(u64, u32), u64>,
+    /// The opens of each process (by tag), file, access and share mode
+    /// not yet taken back.
+    opens: HashMap<(u16, FileNode, u32, u32), Vec<u64>>,
     arenas: HashMap<u64, KnownArena>,
     /// The access each user's handles to an object were given, by object
     /// and uid (recorded for users other than the object's own).
@@ -111,6 +122,15 @@ impl Known {
             match entry.identity {
                 Identity::Section { node, .. } => {
                     self.sections.insert(node, oid);
+                }
+                Identity::Open {
+                    node,
+                    access,
+                    share,
+                    tag,
+                } => {
+                    let key = (tag, node, access, share);
+                    self.opens.entry(key).or_default().push(oid);
                 }
                 Identity::Sync {
                     arena,
@@ -143,6 +163,13 @@ impl Known {
     pub fn sync(&self, arena: u64, slot: u32) -> Option<(u64, &Entry)> {
         let oid = *self.syncs.get(&(arena, slot))?;
         Some((oid, self.entries.get(&oid)?))
+    }
+
+    /// Takes one open the process that had `tag` made of file `node` with
+    /// `access` and `share`, not taken back yet: its id (each is taken back
+    /// once).
+    pub fn take_open(&mut self, tag: u16, node: FileNode, access: u32, share: u32) -> Option<u64> {
+        self.opens.get_mut(&(tag, node, access, share))?.pop()
     }
 
     /// The access handles of user `uid` to object `oid` were given (as
@@ -343,6 +370,18 @@ fn encode_object(oid: u64, entry: &Entry) -> Vec<u8> {
             put_node(&mut out, node);
             out.extend_from_slice(&protection.to_le_bytes());
         }
+        Identity::Open {
+            node,
+            access,
+            share,
+            tag,
+        } => {
+            out.push(2);
+            put_node(&mut out, node);
+            out.extend_from_slice(&access.to_le_bytes());
+            out.extend_from_slice(&share.to_le_bytes());
+            out.extend_from_slice(&tag.to_le_bytes());
+        }
         Identity::Sync {
             arena,
             node,
@@ -373,6 +412,9 @@ impl Reader<'_> {
     }
     fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
@@ -405,6 +447,12 @@ fn decode_object(r: &mut Reader<'_>) -> Option<(u64, Entry)> {
             node: r.node()?,
             slot: r.u32()?,
             solo: r.u8()? != 0,
+        },
+        2 => Identity::Open {
+            node: r.node()?,
+            access: r.u32()?,
+            share: r.u32()?,
+            tag: r.u16()?,
         },
         _ => return None,
     };

@@ -85,6 +85,9 @@ pub(super) struct OpenFile {
     /// `FILE_FLAG_DELETE_ON_CLOSE`: the name to remove once this open and
     /// every other of the file have closed.
     delete_on_close: Option<crate::closer::PendingUnlink>,
+    /// The tag of the process that made the open (what the system broker's
+    /// ledger knows the open by).
+    pub opener: u16,
 }
 
 impl Drop for OpenFile {
@@ -215,6 +218,7 @@ impl Broker {
             access: access.0,
             share,
             delete_on_close,
+            opener: self.clients[&id].tag,
         });
         let oid = self.insert_object(
             ObjectType::File,
@@ -225,6 +229,7 @@ impl Broker {
             domain,
         );
         self.open_files.entry(node).or_default().push(oid);
+        self.ledger_note(oid);
         oid
     }
 

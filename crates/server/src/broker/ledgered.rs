@@ -21,6 +21,12 @@ impl Broker {
                 node: section.memory_node().ok()?,
                 protection: section.protection.bits() | section.attributes.bits(),
             },
+            Body::File(open) => Identity::Open {
+                node: open.node,
+                access: open.access,
+                share: open.share,
+                tag: open.opener,
+            },
             &Body::Sync { slot, .. } | &Body::Thread { slot, .. } => {
                 let arena = self.arena_of(oid)?;
                 Identity::Sync {
@@ -262,7 +268,7 @@ impl Broker {
 fn recorded(body: &Body) -> bool {
     match body {
         Body::Section(section) => !section.file_backed,
-        Body::Sync { .. } | Body::Thread { .. } => true,
+        Body::Sync { .. } | Body::Thread { .. } | Body::File(_) => true,
         _ => false,
     }
 }

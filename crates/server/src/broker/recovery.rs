@@ -41,7 +41,8 @@
 //! believes a returning process nothing the ledger does not say (see
 //! `ledgered`): each memory file and arena must be one it made, each name the
 //! object's own, and access to another user's object what the object's
-//! descriptor grants the process now. Files do not come back to it.
+//! descriptor grants the process now; an open of a file must be one it
+//! recorded for that process. Sections over files do not come back to it.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -590,20 +591,14 @@ impl Broker {
             }
             return Err(Failure::protocol("a reclaim step before Begin"));
         }
-        if self.system
-            && matches!(
-                step,
-                ReclaimStep::File { .. } | ReclaimStep::FileSection { .. }
-            )
-        {
-            // Its ledger does not record files: one user's process could
-            // otherwise claim share modes that lock another's out.
+        if self.system && matches!(step, ReclaimStep::FileSection { .. }) {
+            // Its ledger does not record sections over files.
             if let Some(fd) = fd {
                 crate::closer::close_later(fd);
             }
             return Err(Failure::new(
                 ERROR_NOT_SUPPORTED,
-                "files do not come back to the system broker",
+                "sections over files do not come back to the system broker",
             ));
         }
         match step {
@@ -829,7 +824,31 @@ impl Broker {
                         return Err(failure);
                     }
                 };
+                // The system broker takes back only opens its ledger
+                // recorded for this process, with this access and share
+                // mode: a process of one user cannot claim a share mode
+                // that keeps another's opens out.
+                let tag = self.clients[&id].tag;
+                let recorded = match &mut self.known {
+                    Some(known) if self.system => {
+                        let key = (opened.node, opened.access.0, claimed.share);
+                        match known.take_open(tag, key.0, key.1, key.2) {
+                            Some(old) => Some(old),
+                            None => {
+                                crate::closer::close_later(fd);
+                                return Err(Failure::new(
+                                    ERROR_ACCESS_DENIED,
+                                    "the lost broker recorded no such open of this process",
+                                ));
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let oid = self.insert_open_file(id, fd, opened, claimed.share, None);
+                if let Some(old) = recorded {
+                    self.ledger_replaced(old);
+                }
                 self.hold_until_recovered(oid);
                 let recovery = self.recovery.as_mut().expect("recovering");
                 recovery.files.insert((id, claimed.number), oid);
@@ -1562,6 +1581,75 @@ mod tests {
             rustix::fs::memfd_create("recovery-file", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 4096).unwrap();
         fd
+    }
+
+    #[test]
+    fn a_system_broker_takes_back_only_the_opens_its_ledger_recorded() {
+        use crate::ledger::Identity;
+        use objmgr_proto::access::{FILE_READ_DATA, FILE_WRITE_DATA};
+        let file = scratch();
+        let node = crate::section::file_or_pipe_node(&file).unwrap();
+        let rw = FILE_READ_DATA | FILE_WRITE_DATA;
+        let open = |tag: u16, share: u32| Entry {
+            object_type: ObjectType::File,
+            domain: 2000,
+            path: None,
+            sddl: "D:(A;;GA;;;WD)".into(),
+            identity: Identity::Open {
+                node,
+                access: ObjectType::File.map_generic(rw).0,
+                share,
+                tag,
+            },
+        };
+        // Process 9 had the file open sharing nothing.
+        let mut r = recovering_system(&[9, 10], &[(3, open(9, 0))], &[]);
+        let broker = &mut r.broker;
+        let me = std::process::id();
+        connect_as(broker, 1, me, 2000);
+        connect_as(broker, 2, me, 2001);
+        step(broker, 1, ReclaimStep::Begin { tag: 9 }, None).unwrap();
+        step(broker, 2, ReclaimStep::Begin { tag: 10 }, None).unwrap();
+        // Another process cannot claim an open it never had, to keep the
+        // first one's out (nor one of another share mode).
+        let forged = step(
+            broker,
+            2,
+            file_step(4, rw, 0, rw, 0),
+            Some(scratch_of(&file)),
+        );
+        let refused = forged.unwrap_err();
+        assert_eq!(refused.code, ERROR_ACCESS_DENIED, "{refused:?}");
+        assert!(refused.context.contains("no such open"), "{refused:?}");
+        let wider = step(
+            broker,
+            1,
+            file_step(4, rw, 0, rw, 7),
+            Some(scratch_of(&file)),
+        );
+        assert_eq!(wider.unwrap_err().code, ERROR_ACCESS_DENIED);
+        // Its own comes back, once.
+        step(
+            broker,
+            1,
+            file_step(8, rw, 1, rw, 0),
+            Some(scratch_of(&file)),
+        )
+        .unwrap();
+        let again = step(
+            broker,
+            1,
+            file_step(12, rw, 2, rw, 0),
+            Some(scratch_of(&file)),
+        );
+        assert!(again.is_err());
+    }
+
+    /// Another open file description of `file`, read-write.
+    fn scratch_of(file: &OwnedFd) -> OwnedFd {
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+        let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty()).unwrap()
     }
 
     #[test]
