@@ -51,9 +51,9 @@
 //! user (in the broker's administrators group, so that it may create
 //! them): its handles to the first worker's objects are another user's,
 //! whose waits and signals go through the broker, and which the broker that
-//! takes over checks against its ledger. Sections over files do not come
-//! back to the system broker, so its workers hold no file (theirs is
-//! mapped).
+//! takes over checks against its ledger (files too: each worker's open of
+//! its own). Sections over files do not come back to the system broker, so
+//! there the workers do not map their files.
 //!
 //! ```sh
 //! target/release/examples/broker_chaos 600 4 --system
@@ -90,16 +90,16 @@ struct Session {
     lock: objmgr::Mutex,
     mine: Event,
     next: Event,
-    /// A file of the worker's own (not on the system broker).
-    file: Option<MappedFile>,
+    /// A file of the worker's own.
+    file: MappedFile,
 }
 
 /// A file of the worker's own, open for reading and writing, which others
-/// may only read, with an unnamed section over it and a view of that.
+/// may only read, with an unnamed section over it and a view of that (not
+/// on the system broker, to which sections over files do not come back).
 struct MappedFile {
     file: objmgr::file::File,
-    mapped: Section,
-    mapped_view: View,
+    mapped: Option<(Section, View)>,
 }
 
 /// The run's directory (the broker's socket and the workers' files).
@@ -185,22 +185,19 @@ fn open_session(id: usize, workers: usize) -> objmgr::Result<Session> {
     } else {
         None
     };
-    let file = match on_system_broker() {
+    let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
+    let mapped = match on_system_broker() {
         true => None,
         false => {
-            let file = open_file(id, objmgr_proto::file::FILE_SHARE_READ)?;
             let mapped = Section::builder()
                 .size(4096)
                 .protection(objmgr::PageProtection::ReadWrite)
                 .create_from_file(file.as_std())?;
-            let mapped_view = mapped.map(MapAccess::WRITE)?;
-            Some(MappedFile {
-                file,
-                mapped,
-                mapped_view,
-            })
+            let view = mapped.map(MapAccess::WRITE)?;
+            Some((mapped, view))
         }
     };
+    let file = MappedFile { file, mapped };
     let after = objmgr::admin::broker_status()?.pid;
     let token = token.load(Ordering::SeqCst);
     if before == after {
@@ -236,9 +233,7 @@ fn round(id: usize, session: &Session, rounds: u64) -> objmgr::Result<()> {
     let released = session.lock.release();
     report_wait(started);
     released?;
-    if let Some(file) = &session.file {
-        check_file(id, session, file, rounds)?;
-    }
+    check_file(id, session, &session.file, rounds)?;
     if rounds.is_multiple_of(64) {
         check_name(session);
     }
@@ -260,17 +255,21 @@ fn check_file(id: usize, session: &Session, file: &MappedFile, rounds: u64) -> o
     if back != rounds.to_le_bytes() {
         println!("violation file");
     }
-    file.mapped_view.write_at(8, &rounds.to_le_bytes())?;
-    file.file.read_at(8, &mut back)?;
-    if back != rounds.to_le_bytes() {
-        println!("violation mapping");
-    }
-    if rounds.is_multiple_of(64) {
-        let view = file.mapped.map(MapAccess::READ)?;
-        view.read_at(8, &mut back)?;
+    if let Some((mapped, view)) = &file.mapped {
+        view.write_at(8, &rounds.to_le_bytes())?;
+        file.file.read_at(8, &mut back)?;
         if back != rounds.to_le_bytes() {
             println!("violation mapping");
         }
+        if rounds.is_multiple_of(64) {
+            let view = mapped.map(MapAccess::READ)?;
+            view.read_at(8, &mut back)?;
+            if back != rounds.to_le_bytes() {
+                println!("violation mapping");
+            }
+        }
+    }
+    if rounds.is_multiple_of(64) {
         check_share(id, session);
     }
     Ok(())
@@ -480,6 +479,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     let socket = dir.join("broker.sock");
     let socket_text = socket.display().to_string();
+    // The workers' files, made here (the directory is root's): every
+    // worker, of either user, may open its own.
+    for id in 0..workers {
+        let path = dir.join(format!("file-{id}"));
+        std::fs::write(&path, [0u8; 16])?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    }
     // Another user, in the broker's administrators group (ids nobody has).
     let other = 3_900_000 + std::process::id() % 100_000;
     let mut service = match system {
