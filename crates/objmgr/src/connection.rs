@@ -595,11 +595,12 @@ struct Shared {
     closes_may_fail: Vec<u32>,
     /// The handles of this session, for a broker that replaces a dead one.
     held: Holdings,
-    /// The tag of a session that ended with its broker, when no broker
-    /// could be told yet that the process is not coming back: said first
-    /// on the next connection, so that a broker taking over stops waiting
-    /// for it (and reaps what its threads owned).
-    leave_pending: Option<u16>,
+    /// The tag of a session that ended with its broker (and whether that
+    /// was the system broker), when no broker could be told yet that the
+    /// process is not coming back: said first on the next connection to a
+    /// broker of that kind, so that a broker taking over stops waiting for
+    /// it (and reaps what its threads owned).
+    leave_pending: Option<(u16, bool)>,
 }
 
 impl Shared {
@@ -776,7 +777,10 @@ fn connected() -> Result<(Locked, u64)> {
             sys::on_fork(before_fork, after_fork_in_parent, forked_child);
         });
         let mut conn = establish()?;
-        if let Some(tag) = shared.leave_pending.take() {
+        if let Some((tag, system)) = shared.leave_pending
+            && system == conn.system
+        {
+            shared.leave_pending = None;
             leave(&mut conn, tag);
         }
         CONNECTION_FD.store(conn.socket.as_raw_fd(), Ordering::Release);
@@ -1258,7 +1262,7 @@ fn give_up(shared: &mut Shared, tag: u16, conn: Option<Connection>, system: bool
     let conn = conn.or_else(|| new_broker(system, std::time::Duration::ZERO).ok());
     match conn {
         Some(mut conn) => leave(&mut conn, tag),
-        None => shared.leave_pending = Some(tag),
+        None => shared.leave_pending = Some((tag, system)),
     }
 }
 

@@ -165,11 +165,23 @@ impl Known {
         Some((oid, self.entries.get(&oid)?))
     }
 
-    /// Takes one open the process that had `tag` made of file `node` with
+    /// Takes one open the process that had `tag` (of user `domain`: a tag
+    /// freed and reused is another process's) made of file `node` with
     /// `access` and `share`, not taken back yet: its id (each is taken back
     /// once).
-    pub fn take_open(&mut self, tag: u16, node: FileNode, access: u32, share: u32) -> Option<u64> {
-        self.opens.get_mut(&(tag, node, access, share))?.pop()
+    pub fn take_open(
+        &mut self,
+        (tag, domain): (u16, u32),
+        node: FileNode,
+        access: u32,
+        share: u32,
+    ) -> Option<u64> {
+        let opens = self.opens.get_mut(&(tag, node, access, share))?;
+        let entries = &self.entries;
+        let at = opens
+            .iter()
+            .position(|oid| entries.get(oid).is_some_and(|entry| entry.domain == domain))?;
+        Some(opens.swap_remove(at))
     }
 
     /// The access handles of user `uid` to object `oid` were given (as

@@ -828,27 +828,28 @@ impl Broker {
                 // recorded for this process, with this access and share
                 // mode: a process of one user cannot claim a share mode
                 // that keeps another's opens out.
-                let tag = self.clients[&id].tag;
+                let opener = (self.clients[&id].tag, self.domain_of(id));
                 let recorded = match &mut self.known {
-                    Some(known) if self.system => {
+                    _ if !self.system => None,
+                    Some(known) => {
                         let key = (opened.node, opened.access.0, claimed.share);
-                        match known.take_open(tag, key.0, key.1, key.2) {
-                            Some(old) => Some(old),
-                            None => {
-                                crate::closer::close_later(fd);
-                                return Err(Failure::new(
-                                    ERROR_ACCESS_DENIED,
-                                    "the lost broker recorded no such open of this process",
-                                ));
-                            }
-                        }
+                        known.take_open(opener, key.0, key.1, key.2)
                     }
-                    _ => None,
+                    None => None,
                 };
-                let oid = self.insert_open_file(id, fd, opened, claimed.share, None);
-                if let Some(old) = recorded {
+                if self.system {
+                    let Some(old) = recorded else {
+                        crate::closer::close_later(fd);
+                        return Err(Failure::new(
+                            ERROR_ACCESS_DENIED,
+                            "the lost broker recorded no such open of this process",
+                        ));
+                    };
+                    // (Before the new record: a broker that dies between
+                    // the two writes loses the open rather than doubles it.)
                     self.ledger_replaced(old);
                 }
+                let oid = self.insert_open_file(id, fd, opened, claimed.share, None);
                 self.hold_until_recovered(oid);
                 let recovery = self.recovery.as_mut().expect("recovering");
                 recovery.files.insert((id, claimed.number), oid);
