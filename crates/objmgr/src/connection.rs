@@ -1052,13 +1052,18 @@ fn exchange_noting(
         let conn = shared.conn.as_mut().expect("connected");
         let outcome = conn.exchange(request, fds);
         let lost = matches!(outcome, Err(Broken::Connection(_)));
-        let reached = match (conn.delivered, conn.progress()) {
-            (false, _) => Reached::NotBegun,
-            (true, Some(progress)) if progress.finished == conn.seq => {
-                Reached::Finished(progress.result)
+        // (Read only when the broker was lost: not on every answer.)
+        let reached = if !lost {
+            Reached::Unknown
+        } else {
+            match (conn.delivered, conn.progress()) {
+                (false, _) => Reached::NotBegun,
+                (true, Some(progress)) if progress.finished == conn.seq => {
+                    Reached::Finished(progress.result)
+                }
+                (true, Some(progress)) if progress.began != conn.seq => Reached::NotBegun,
+                _ => Reached::Unknown,
             }
-            (true, Some(progress)) if progress.began != conn.seq => Reached::NotBegun,
-            _ => Reached::Unknown,
         };
         if lost && reached != Reached::NotBegun {
             shared.held.note_lost(request);

@@ -142,16 +142,19 @@ fn memory_file(fd: OwnedFd) -> Result<OwnedFd, Failure> {
 
 /// Refuses a section handle `held` whose memory file `fd` does not allow
 /// what the handle may do (capped by the section's `protection`).
-fn check_reach(held: &HeldHandle, protection: u32, fd: &OwnedFd) -> Result<(), Failure> {
-    let (parsed, _) = parse_protection(protection)
-        .map_err(|code| Failure::new(code, format!("invalid protection {protection:#x}")))?;
+/// (A descriptor that maps nothing proves nothing: refused too.)
+fn check_reach(
+    held: &HeldHandle,
+    protection: objmgr_proto::section::PageProtection,
+    fd: &OwnedFd,
+) -> Result<(), Failure> {
     let may = ObjectType::Section.map_generic(held.access).0;
     let mut needed = FdReach::needed_by(may);
-    if !parsed.allows_shared_write() {
+    if !protection.allows_shared_write() {
         needed = needed.min(FdReach::Read);
     }
     let brought = FdReach::of_fd(fd);
-    if brought < needed {
+    if brought < needed || brought == FdReach::Query {
         return Err(Failure::new(
             ERROR_ACCESS_DENIED,
             format!(
@@ -639,7 +642,10 @@ impl Broker {
                         ));
                     }
                     self.check_made_here(&fd)?;
-                    check_reach(&held, protection, &fd)?;
+                    let (parsed, _) = parse_protection(fl_protect).map_err(|code| {
+                        Failure::new(code, format!("invalid protection {fl_protect:#x}"))
+                    })?;
+                    check_reach(&held, parsed, &fd)?;
                 }
                 let recovery = self.recovery.as_mut().expect("recovering");
                 let known = recovery.sections.get(&node).copied();
@@ -957,20 +963,7 @@ impl Broker {
             }
         };
         // What the handle may do, the fd brought must allow.
-        let may = ObjectType::Section.map_generic(held.access).0;
-        let mut needed = FdReach::needed_by(may);
-        if !protection.allows_shared_write() {
-            needed = needed.min(FdReach::Read);
-        }
-        let brought = FdReach::of_fd(&fd);
-        if brought < needed || brought == FdReach::Query {
-            let failure = Failure::new(
-                ERROR_ACCESS_DENIED,
-                format!(
-                    "handle {:#x}: the descriptor does not allow its access",
-                    held.handle.0
-                ),
-            );
+        if let Err(failure) = check_reach(held, protection, &fd) {
             return Err((failure, Some(fd)));
         }
         let key = match self.resolve_name(id, &held.name) {
@@ -1591,7 +1584,9 @@ mod tests {
         let file = scratch();
         let node = crate::section::file_or_pipe_node(&file).unwrap();
         let rw = FILE_READ_DATA | FILE_WRITE_DATA;
-        let open = |tag: u16, share: u32| Entry {
+        let shared_file = scratch();
+        let shared_node = crate::section::file_or_pipe_node(&shared_file).unwrap();
+        let open = |node, tag: u16, share: u32| Entry {
             object_type: ObjectType::File,
             domain: 2000,
             path: None,
@@ -1603,8 +1598,10 @@ mod tests {
                 tag,
             },
         };
-        // Process 9 had the file open sharing nothing.
-        let mut r = recovering_system(&[9, 10], &[(3, open(9, 0))], &[]);
+        // Process 9 had the file open sharing nothing, and another file
+        // sharing everything.
+        let entries = [(3, open(node, 9, 0)), (4, open(shared_node, 9, 7))];
+        let mut r = recovering_system(&[9, 10], &entries, &[]);
         let broker = &mut r.broker;
         let me = std::process::id();
         connect_as(broker, 1, me, 2000);
@@ -1644,6 +1641,12 @@ mod tests {
             Some(scratch_of(&file)),
         );
         assert!(again.is_err());
+        // An open that lets others in comes back once too.
+        let shared = |handle, number| file_step(handle, rw, number, rw, 7);
+        step(broker, 1, shared(16, 3), Some(scratch_of(&shared_file))).unwrap();
+        let twice = step(broker, 1, shared(20, 4), Some(scratch_of(&shared_file)));
+        let refused = twice.unwrap_err();
+        assert!(refused.context.contains("no such open"), "{refused:?}");
     }
 
     /// Another open file description of `file`, read-write.
