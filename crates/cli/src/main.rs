@@ -506,6 +506,7 @@ fn status_json(s: &BrokerStatus) -> String {
         "processes_tracked": s.processes_tracked,
         "pending_tables": s.pending_tables,
         "requests": requests,
+        "paged_requests": s.paged_requests,
     }))
 }
 
@@ -555,6 +556,12 @@ fn broker(action: BrokerAction) -> Result<(), Failure> {
             for (name, n) in &status.requests {
                 let _ = writeln!(out, "  {name:<16} {n}");
             }
+            // (Counted in the opcodes' figures above too.)
+            let _ = writeln!(
+                out,
+                "  of which paged {} (left in a process's page)",
+                status.paged_requests
+            );
             print_out(&out);
             Ok(())
         }

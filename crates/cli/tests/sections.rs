@@ -1083,3 +1083,34 @@ fn a_ring_close_that_a_theft_made_the_last_frees_the_section_unasked() {
     holder.release();
     holder.finish();
 }
+
+#[test]
+fn a_process_that_asks_the_broker_often_asks_through_its_page() {
+    let broker = TestBroker::new();
+    let mut steps = vec!["create Local\\\\paged 4096", "map write", "write 0 hello"];
+    for _ in 0..20 {
+        steps.extend(["open Local\\\\paged read", "close"]);
+    }
+    // An answer that is an error comes through the page too.
+    steps.extend([
+        "open Local\\\\absent read",
+        "open Local\\\\paged read",
+        "map read",
+        "read 0 5",
+    ]);
+    let lines = broker.run(&steps);
+    let n = lines.len();
+    assert!(lines[n - 4].starts_with("err 2 "), "{lines:?}");
+    assert!(lines[n - 1].contains("hello"), "{lines:?}");
+    // One doorbell; the opens after the first few came in the page (and
+    // their descriptors, when one came, on the socket).
+    assert_eq!(requests_of(&broker, "doorbell"), 1);
+    let status = broker.objmgr(&["broker", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let paged: u64 = status
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("of which paged "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no paged count in {status}"));
+    assert!((15..=45).contains(&paged), "{paged} paged requests");
+}

@@ -207,7 +207,7 @@ impl<'a> Choices<'a> {
     /// A request the broker may be sent by any client, minus those that act
     /// on other processes of the machine (see [`crate::broker_case`]).
     pub fn request(&mut self) -> Request {
-        match self.below(27) {
+        match self.below(28) {
             0 => Request::Hello {
                 version: self.u32_from(&[objmgr_proto::wire::PROTOCOL_VERSION, 0, 9]),
             },
@@ -340,6 +340,7 @@ impl<'a> Choices<'a> {
                 step: self.reclaim_step(),
             },
             25 => Request::CloseRing,
+            26 => Request::Doorbell,
             _ => Request::Close {
                 handle: self.handle(),
             },

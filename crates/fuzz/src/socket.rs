@@ -3,7 +3,9 @@
 //! to three clients, each maybe saying `Hello`, and sends, interleaved
 //! across them, messages the input chooses (mutated requests,
 //! random bytes, empty or oversized messages, descriptors of every kind,
-//! more than a message may carry), reads whatever comes back and hangs up.
+//! more than a message may carry), some of them left in the client's page
+//! with its doorbell rung (or not) instead of sent, reads whatever comes
+//! back and hangs up.
 //! The broker must stay alive and keep answering a well-behaved client.
 //! (What would stop the broker or act on this process is not sent: see
 //! [`objmgr_fuzz::harmless`].)
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use objmgr_fuzz::input::Choices;
 use objmgr_proto::wire::{self, Opcode, PROTOCOL_VERSION, Request};
+use objmgr_sync::close_ring::CloseRing;
 use rustix::net::{
     self, AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
     SocketAddrUnix, SocketType,
@@ -149,13 +152,32 @@ impl Broker {
                 );
             }
         }
+        // Some clients get their page and doorbell, and leave some of their
+        // messages there.
+        let lanes: Vec<Option<Lane>> = clients
+            .iter()
+            .map(|fd| (choices.below(3) == 0).then(|| Lane::ask(fd)).flatten())
+            .collect();
         for seq in 2..2 + choices.below(12) as u32 {
-            let fd = &clients[choices.below(clients.len())];
+            let which = choices.below(clients.len());
+            let fd = &clients[which];
             let mut message = message(&mut choices, seq);
             if Request::decode(&message).is_ok_and(|(_, request)| !objmgr_fuzz::harmless(&request))
             {
                 // It would stop the broker or act on this process: no bug.
                 message = Request::Status.encode(seq);
+            }
+            if let Some(lane) = &lanes[which]
+                && choices.bool()
+            {
+                // Any number in the page's sequence word: a repeat of the
+                // last one is no new request.
+                let page_seq = match choices.below(4) {
+                    0 => choices.below(4) as u32,
+                    _ => seq,
+                };
+                lane.post(page_seq, &message, choices.below(4) != 0);
+                continue;
             }
             let fds = descriptors(&mut choices);
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
@@ -253,6 +275,64 @@ fn descriptors(choices: &mut Choices<'_>) -> Vec<OwnedFd> {
             }
         })
         .collect()
+}
+
+/// A hostile client's page and doorbell.
+struct Lane {
+    page: CloseRing,
+    bell: OwnedFd,
+}
+
+impl Lane {
+    /// Asks for the page and the doorbell (refused unless the client said
+    /// `Hello`).
+    fn ask(fd: &OwnedFd) -> Option<Lane> {
+        let page = CloseRing::map(ask_fd(fd, Request::CloseRing, 0x7000_0001)?.as_fd()).ok()?;
+        let bell = ask_fd(fd, Request::Doorbell, 0x7000_0002)?;
+        Some(Lane { page, bell })
+    }
+
+    /// Leaves `message` in the page (if it fits) and rings, maybe.
+    fn post(&self, seq: u32, message: &[u8], ring: bool) {
+        if self.page.post_request(seq, message) && ring {
+            let _ = rustix::io::write(&self.bell, &1u64.to_ne_bytes());
+        }
+    }
+}
+
+/// Sends `request` and waits (a second at most) for the descriptor its
+/// answer carries, reading past the answer to `Hello`.
+fn ask_fd(fd: &OwnedFd, request: Request, seq: u32) -> Option<OwnedFd> {
+    net::send(fd, &request.encode(seq), SendFlags::NOSIGNAL).ok()?;
+    let mut buf = vec![0u8; wire::MAX_MESSAGE_SIZE + 1];
+    for _ in 0..2 {
+        let mut poll = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        let second = rustix::time::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut poll, Some(&second)).ok()?;
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = net::RecvAncillaryBuffer::new(&mut space);
+        let got = net::recvmsg(
+            fd,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        )
+        .ok()?;
+        if got.bytes == 0 {
+            return None;
+        }
+        let fd = control.drain().find_map(|message| match message {
+            net::RecvAncillaryMessage::ScmRights(mut rights) => rights.next(),
+            _ => None,
+        });
+        if fd.is_some() {
+            return fd;
+        }
+    }
+    None
 }
 
 /// Reads whatever the broker has answered, without waiting.

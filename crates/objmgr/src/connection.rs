@@ -16,7 +16,7 @@ use objmgr_proto::wire::{
     self, Handle, MAX_FDS_PER_MESSAGE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, RemoteOutcome,
     RemoteReply, Reply, Request,
 };
-use objmgr_sync::close_ring::{CloseRing, RingClose};
+use objmgr_sync::close_ring::{CloseRing, PagedReply, RingClose};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{
@@ -35,6 +35,17 @@ use std::sync::{Mutex, MutexGuard};
 /// How long a request is sent again while the broker answers `ERROR_RETRY`
 /// (longer than a broker's recovery lasts).
 const RETRY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Requests a connection sends on its socket before it asks for its
+/// doorbell, to send the rest through its page: the two requests that set
+/// the page up cost about what four answers through it save, so a process
+/// that asks the broker a handful of times never pays for them.
+const REQUESTS_BEFORE_DOORBELL: u32 = 4;
+
+/// How long a process sleeps on its page for an answer before it looks
+/// whether the broker is still there (a broker that died never answers in
+/// the page; its socket says so).
+const PAGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A connected, greeted broker session.
 #[derive(Debug)]
@@ -55,6 +66,20 @@ pub(crate) struct Connection {
     /// Whether the last request sent reached the broker's socket (one whose
     /// send failed did not: it may be sent to a new broker, whatever it is).
     delivered: bool,
+    /// Requests sent on the socket so far (until the doorbell is asked for).
+    requests: u32,
+    /// The doorbell rung for requests left in the page (see
+    /// `Request::Doorbell`).
+    doorbell: Doorbell,
+}
+
+/// A connection's doorbell.
+#[derive(Debug)]
+enum Doorbell {
+    NotAsked,
+    Ready(OwnedFd),
+    /// The broker gave none (or it is being asked for): requests are sent.
+    Unavailable,
 }
 
 /// A connection's close ring (see `objmgr_sync::close_ring`).
@@ -113,7 +138,16 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
-        self.delivered = false;
+        let posted = fds.is_empty() && request.expects_reply() && {
+            let posted = self.post(request);
+            // (Lost while the page was set up: this request never left.)
+            self.delivered = false;
+            posted?
+        };
+        if posted {
+            self.delivered = true;
+            return self.receive_paged(request);
+        }
         match self.send(request, fds) {
             Ok(()) => self.delivered = true,
             Err(not_sent @ Broken::NotSent(_)) => return Err(not_sent),
@@ -146,6 +180,112 @@ impl Connection {
             CloseRingState::Mapped(ring) => Some(ring),
             _ => None,
         })
+    }
+
+    /// Leaves `request` in the page and rings the doorbell, if the
+    /// connection has them (asking for them first when it is time): false
+    /// if it must be sent instead.
+    fn post(&mut self, request: &Request) -> Result<bool, Broken> {
+        // (The requests that set the page up go on the socket, and do not
+        // count: asking for the page is no sign of a talkative process.)
+        if matches!(
+            request,
+            Request::Hello { .. } | Request::CloseRing | Request::Doorbell
+        ) {
+            return Ok(false);
+        }
+        if let Doorbell::NotAsked = self.doorbell {
+            self.requests += 1;
+            if self.requests < REQUESTS_BEFORE_DOORBELL {
+                return Ok(false);
+            }
+            // (Its own two requests go on the socket.)
+            self.doorbell = Doorbell::Unavailable;
+            if self.page()?.is_some()
+                && let (Ok(Reply::Done), Some(bell)) = self.exchange(&Request::Doorbell, &[])?
+            {
+                self.doorbell = Doorbell::Ready(bell);
+            }
+        }
+        let (CloseRingState::Mapped(ring), Doorbell::Ready(bell)) =
+            (&self.close_ring, &self.doorbell)
+        else {
+            return Ok(false);
+        };
+        let seq = self.seq.wrapping_add(1);
+        if !ring.post_request(seq, &request.encode(seq)) {
+            return Ok(false); // too long for the page
+        }
+        self.seq = seq;
+        loop {
+            match rustix::io::write(bell, &1u64.to_ne_bytes()) {
+                // (A doorbell that cannot count higher is ringing already.)
+                Ok(_) | Err(Errno::AGAIN) => return Ok(true),
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    return Err(Broken::Protocol(format!(
+                        "ringing the broker's doorbell: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The answer to `request`, left in the page: waits for it there, and
+    /// takes it from the socket if the page says it is there (it carries a
+    /// descriptor) or the broker hangs up.
+    fn receive_paged(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        let CloseRingState::Mapped(ring) = &self.close_ring else {
+            return Err(Broken::Protocol("a paged request without a page".into()));
+        };
+        loop {
+            match ring.wait_reply(self.seq, PAGE_PATIENCE, &mut self.recv_buf) {
+                Some(PagedReply::InPage(len)) => return self.decode(request, len, None),
+                Some(PagedReply::OnSocket) => break,
+                None => {}
+            }
+            // No answer yet: is the broker still there? Anything on the
+            // socket (its answer, or why it hung up) is read from there.
+            match net::recv(
+                &self.socket,
+                &mut [0u8; 1],
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            ) {
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Ok((0, _)) => {
+                    return Err(Broken::Connection(
+                        "the broker closed the connection".into(),
+                    ));
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    return Err(Broken::Connection(format!("waiting for the broker: {e}")));
+                }
+            }
+        }
+        self.receive(request, true)
+    }
+
+    /// Decodes the answer to `request` in the first `len` bytes of the
+    /// receive buffer.
+    fn decode(
+        &self,
+        request: &Request,
+        len: usize,
+        received: Option<OwnedFd>,
+    ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
+        let (seq, result) = wire::decode_reply(request.opcode(), &self.recv_buf[..len])
+            .map_err(|e| Broken::Protocol(format!("bad reply from the broker: {e}")))?;
+        if seq != self.seq {
+            return Err(Broken::Protocol("reply out of sequence".into()));
+        }
+        Ok((
+            result.map_err(|(code, context)| Error::new(Win32Error(code), context)),
+            received,
+        ))
     }
 
     /// How far the broker got with this connection's requests, if the
@@ -259,15 +399,7 @@ impl Connection {
         {
             return Err(Broken::Protocol("oversized reply from the broker".into()));
         }
-        let (seq, result) = wire::decode_reply(request.opcode(), &self.recv_buf[..msg.bytes])
-            .map_err(|e| Broken::Protocol(format!("bad reply from the broker: {e}")))?;
-        if seq != self.seq {
-            return Err(Broken::Protocol("reply out of sequence".into()));
-        }
-        Ok((
-            result.map_err(|(code, context)| Error::new(Win32Error(code), context)),
-            received,
-        ))
+        self.decode(request, msg.bytes, received)
     }
 }
 
@@ -311,6 +443,8 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         system: false,
         close_ring: CloseRingState::NotAsked,
         delivered: false,
+        requests: 0,
+        doorbell: Doorbell::NotAsked,
     };
     match conn.exchange(
         &Request::Hello {

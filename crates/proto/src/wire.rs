@@ -11,7 +11,7 @@ use crate::sync::SyncInit;
 use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 /// The longest list of numbers a message carries (a wait's 64 objects).
 pub const MAX_U32S: usize = 64;
 /// The longest list of 64-bit numbers a message carries (a job's process
@@ -260,10 +260,11 @@ pub enum Opcode {
     ListFiles = 27,
     Reclaim = 28,
     CloseRing = 29,
+    Doorbell = 30,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 29] = [
+    pub const ALL: [Opcode; 30] = [
         Opcode::Hello,
         Opcode::CreateSection,
         Opcode::Open,
@@ -293,6 +294,7 @@ impl Opcode {
         Opcode::ListFiles,
         Opcode::Reclaim,
         Opcode::CloseRing,
+        Opcode::Doorbell,
     ];
 
     pub fn from_code(code: u16) -> Option<Opcode> {
@@ -331,6 +333,7 @@ impl Opcode {
             Opcode::ListFiles => "list_files",
             Opcode::Reclaim => "reclaim",
             Opcode::CloseRing => "close_ring",
+            Opcode::Doorbell => "doorbell",
         }
     }
 }
@@ -532,6 +535,14 @@ pub enum Request {
     /// instead of sent. Reply: `Done`, with the ring's memory file; one per
     /// connection (`ERROR_ALREADY_EXISTS` if asked again).
     CloseRing,
+    /// The connection's doorbell: an `eventfd` the broker watches, which
+    /// the process rings after it put a request in its page (the close
+    /// ring's second page) instead of sending it; the answer comes in the
+    /// third page (see `objmgr_sync::close_ring`). Reply: `Done`, with the
+    /// `eventfd`; one per connection, after its close ring
+    /// (`ERROR_ALREADY_EXISTS` if asked again, `ERROR_INVALID_FUNCTION`
+    /// without a ring).
+    Doorbell,
     /// A check or change of an open file: see [`FileOp`]. Reply: `Done`.
     FileControl {
         op: FileOp,
@@ -997,6 +1008,7 @@ impl Request {
             Request::ListFiles => Opcode::ListFiles,
             Request::Reclaim { .. } => Opcode::Reclaim,
             Request::CloseRing => Opcode::CloseRing,
+            Request::Doorbell => Opcode::Doorbell,
         }
     }
 
@@ -1038,7 +1050,8 @@ impl Request {
             | Request::SyncRemote { .. }
             | Request::JobControl { .. }
             | Request::FileControl { .. }
-            | Request::CloseRing => false,
+            | Request::CloseRing
+            | Request::Doorbell => false,
         }
     }
 
@@ -1103,7 +1116,11 @@ impl Request {
             Request::StatObject { name } => {
                 e.str(name);
             }
-            Request::Status | Request::Shutdown | Request::ListFiles | Request::CloseRing => {}
+            Request::Status
+            | Request::Shutdown
+            | Request::ListFiles
+            | Request::CloseRing
+            | Request::Doorbell => {}
             Request::CreateSync {
                 name,
                 init,
@@ -1308,6 +1325,7 @@ impl Request {
             Opcode::Shutdown => Request::Shutdown,
             Opcode::ListFiles => Request::ListFiles,
             Opcode::CloseRing => Request::CloseRing,
+            Opcode::Doorbell => Request::Doorbell,
             Opcode::Reclaim => Request::Reclaim {
                 step: decode_reclaim(&mut d)?,
             },
@@ -1540,6 +1558,9 @@ pub struct BrokerStatus {
     pub pending_tables: u32,
     /// Requests served since start, by opcode name.
     pub requests: Vec<(String, u64)>,
+    /// How many of them came in a connection's page (see
+    /// [`Request::Doorbell`]) rather than on its socket.
+    pub paged_requests: u64,
 }
 
 /// A successful reply's body.
@@ -1795,6 +1816,7 @@ pub fn encode_reply(op: Opcode, seq: u32, result: Result<&Reply, (u32, &str)>) -
                     for (name, count) in &s.requests {
                         e.str(name).u64(*count);
                     }
+                    e.u64(s.paged_requests);
                 }
             }
         }
@@ -1883,7 +1905,8 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
         | Opcode::Shutdown
         | Opcode::Terminate
         | Opcode::Reclaim
-        | Opcode::CloseRing => Reply::Done,
+        | Opcode::CloseRing
+        | Opcode::Doorbell => Reply::Done,
         Opcode::Security => Reply::Text(d.str()?),
         Opcode::SyncRemote => {
             let (code, index) = (d.u8()?, d.u32()?);
@@ -1925,11 +1948,13 @@ pub fn decode_reply(op: Opcode, buf: &[u8]) -> Result<DecodedReply, WireError> {
                 processes_tracked: d.u32()?,
                 pending_tables: d.u32()?,
                 requests: Vec::new(),
+                paged_requests: 0,
             };
             let n = d.u16()?;
             for _ in 0..n {
                 s.requests.push((d.str()?, d.u64()?));
             }
+            s.paged_requests = d.u64()?;
             Reply::Status(s)
         }
     };
@@ -2031,6 +2056,7 @@ mod tests {
         round_trip(Request::StatObject { name: "z".into() });
         round_trip(Request::Status);
         round_trip(Request::CloseRing);
+        round_trip(Request::Doorbell);
         round_trip(Request::Shutdown);
         for init in [
             SyncInit::Event {

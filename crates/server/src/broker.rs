@@ -335,6 +335,8 @@ pub struct Broker {
     new_watches: Vec<PidWatch>,
     /// The close rings of the clients that asked for one.
     close_rings: BTreeMap<ClientId, CloseRing>,
+    /// The clients that have a doorbell (see [`Broker::doorbell`]).
+    doorbells: HashSet<ClientId>,
     /// Clients that had a handle closed behind their back (their notes of
     /// what they hold are out of date): while one has a ring, the rings are
     /// swept every [`CLOSE_RING_SWEEP`].
@@ -347,6 +349,8 @@ pub struct Broker {
     ring_closes: Vec<(ClientId, RingClose)>,
     started: Instant,
     requests: [u64; Opcode::ALL.len()],
+    /// Requests that came in a connection's page (see `Request::Doorbell`).
+    paged_requests: u64,
     /// Live sections (each holds broker descriptors).
     live_sections: u64,
     /// Connections by pid, against the `connections` quota.
@@ -424,12 +428,14 @@ impl Broker {
             pending: HashMap::new(),
             new_watches: Vec::new(),
             close_rings: BTreeMap::new(),
+            doorbells: HashSet::new(),
             stale_holders: HashSet::new(),
             number_key: std::collections::hash_map::RandomState::new(),
             serving: None,
             ring_closes: Vec::new(),
             started: Instant::now(),
             requests: [0; Opcode::ALL.len()],
+            paged_requests: 0,
             live_sections: 0,
             connections_of: HashMap::new(),
             user_connections: HashMap::new(),
@@ -553,6 +559,7 @@ impl Broker {
             return;
         };
         self.close_rings.remove(&id);
+        self.doorbells.remove(&id);
         self.stale_holders.remove(&id);
         if let Some(count) = self.connections_of.get_mut(&client.pid) {
             *count -= 1;
@@ -625,6 +632,59 @@ impl Broker {
             fd: Some(Rc::new(fd)),
             shutdown: false,
         })
+    }
+
+    /// Makes the doorbell of client `id`, which has a close ring: an
+    /// `eventfd` the server loop watches (it registers the one in the
+    /// reply), which the process rings after it put a request in its page.
+    /// A client that rings it for nothing costs the broker one look at its
+    /// page, as a message would.
+    fn doorbell(&mut self, id: ClientId) -> Result<Outcome, Failure> {
+        if !self.close_rings.contains_key(&id) {
+            return Err(Failure::new(
+                ERROR_INVALID_FUNCTION,
+                "a doorbell needs the connection's close ring first",
+            ));
+        }
+        if self.doorbells.contains(&id) {
+            return Err(Failure::new(
+                ERROR_ALREADY_EXISTS,
+                "this connection has its doorbell already",
+            ));
+        }
+        let bell = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .map_err(|e| Failure::new(crate::errno(e), "making a doorbell"))?;
+        self.doorbells.insert(id);
+        Ok(Outcome {
+            reply: Reply::Done,
+            fd: Some(Rc::new(bell)),
+            shutdown: false,
+        })
+    }
+
+    /// The server loop could not watch client `id`'s new doorbell: it has
+    /// none (its request fails, and it may ask again).
+    pub fn forget_doorbell(&mut self, id: ClientId) {
+        self.doorbells.remove(&id);
+    }
+
+    /// Copies the request client `id` left in its page, if any, into `out`
+    /// (see `CloseRing::take_request`); counted in the status as `paged`.
+    pub fn take_page_request(&mut self, id: ClientId, out: &mut [u8]) -> Option<Result<usize, ()>> {
+        let taken = self.close_rings.get_mut(&id)?.take_request(out);
+        self.paged_requests += u64::from(taken.is_some());
+        taken
+    }
+
+    /// Answers client `id`'s request `seq` in its page (`None`: says the
+    /// answer is on the socket); false if it does not fit.
+    pub fn post_page_reply(&self, id: ClientId, seq: u32, reply: Option<&[u8]>) -> bool {
+        self.close_rings
+            .get(&id)
+            .is_some_and(|ring| ring.post_reply(seq, reply))
     }
 
     /// Client `id`'s request `seq` is about to be served: said in its page
@@ -973,6 +1033,7 @@ impl Broker {
                 Ok(Outcome::reply(Reply::Value(ticket)))
             }
             Request::CloseRing => self.close_ring(id),
+            Request::Doorbell => self.doorbell(id),
             Request::QueryHandle { handle } => {
                 let entry = *self
                     .client(id)
@@ -1725,6 +1786,7 @@ impl Broker {
                 .zip(self.requests)
                 .map(|(op, n)| (op.name().to_owned(), n))
                 .collect(),
+            paged_requests: self.paged_requests,
         }
     }
 }
@@ -1987,6 +2049,44 @@ mod tests {
             open("kept", read, Some((Handle(0x7ffc), write, section))),
             "no handle"
         );
+    }
+
+    #[test]
+    fn a_doorbell_comes_after_the_page_and_once_and_its_requests_are_copied_out() {
+        use objmgr_sync::close_ring::CloseRing;
+        let mut broker = greeted_broker(&[1, 2]);
+        let early = broker.handle(1, Request::Doorbell, vec![]).unwrap_err();
+        assert_eq!(early.code, ERROR_INVALID_FUNCTION, "no page yet");
+        let page = broker
+            .handle(1, Request::CloseRing, vec![])
+            .unwrap()
+            .fd
+            .unwrap();
+        let bell = broker
+            .handle(1, Request::Doorbell, vec![])
+            .unwrap()
+            .fd
+            .unwrap();
+        let again = broker.handle(1, Request::Doorbell, vec![]).unwrap_err();
+        assert_eq!(again.code, ERROR_ALREADY_EXISTS);
+        // An eventfd: eight bytes written ring it.
+        assert_eq!(rustix::io::write(&*bell, &1u64.to_ne_bytes()), Ok(8));
+        // A request in client 1's page is client 1's alone.
+        let process = CloseRing::map(page.as_fd()).unwrap();
+        assert!(process.post_request(9, &Request::Status.encode(9)));
+        let mut buf = vec![0u8; 1024];
+        assert_eq!(broker.take_page_request(2, &mut buf), None);
+        let len = broker.take_page_request(1, &mut buf).unwrap().unwrap();
+        assert_eq!(Request::decode(&buf[..len]).unwrap(), (9, Request::Status));
+        assert!(broker.post_page_reply(1, 9, Some(b"answer")));
+        assert!(
+            !broker.post_page_reply(2, 9, Some(b"answer")),
+            "2 has no page"
+        );
+        // A client gone takes its doorbell with it: a new connection with
+        // its id (never reused by the server) could have one again.
+        broker.remove_client(1);
+        assert!(!broker.doorbells.contains(&1));
     }
 
     #[test]

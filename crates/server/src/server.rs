@@ -46,6 +46,9 @@ const PID_WATCH: u64 = 1 << 63;
 const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The token of the pipe that `SIGTERM` and `SIGINT` write to.
 const SIGNALS: u64 = 1 << 62;
+/// Event tokens with this bit are doorbells (a request waits in the
+/// connection's page): the other bits are the connection's id.
+const DOORBELL: u64 = 1 << 61;
 
 /// The time left until `deadline` (zero if it has passed).
 fn time_until(deadline: Instant) -> rustix::time::Timespec {
@@ -200,6 +203,8 @@ struct Connection {
     fd: OwnedFd,
     /// A request read but not yet answered.
     waiting: Option<Waiting>,
+    /// The connection's doorbell, once it asked for one (`Request::Doorbell`).
+    doorbell: Option<std::rc::Rc<OwnedFd>>,
 }
 
 /// A decoded request and the fds that came with it.
@@ -207,6 +212,8 @@ struct Waiting {
     seq: u32,
     request: Request,
     fds: Vec<OwnedFd>,
+    /// It came in the connection's page (its answer goes there too).
+    paged: bool,
 }
 
 /// Forgets a connection whose client went away (or broke the protocol); its
@@ -219,6 +226,11 @@ fn hang_up(
 ) {
     if let Some(conn) = connections.remove(&id) {
         let _ = epoll::delete(epoll_fd, &conn.fd);
+        // (Explicitly: the process holds the doorbell too, and epoll forgets
+        // a descriptor only when every copy of it is closed.)
+        if let Some(bell) = &conn.doorbell {
+            let _ = epoll::delete(epoll_fd, &**bell);
+        }
     }
     guarded("cleaning up after a client", || broker.remove_client(id));
 }
@@ -340,6 +352,22 @@ pub fn serve(
                     progress = true;
                     continue;
                 }
+                if token & DOORBELL != 0 {
+                    let id = token & !DOORBELL;
+                    let Some(conn) = connections.get_mut(&id) else {
+                        continue;
+                    };
+                    if conn.waiting.is_some() {
+                        continue; // it rings again once the answer went
+                    }
+                    progress = true;
+                    match read_page(conn, id, &mut broker, &mut recv_buf) {
+                        Read::Drained | Read::More => {}
+                        Read::Waiting => waiting.push(id),
+                        Read::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, id),
+                    }
+                    continue;
+                }
                 let Some(conn) = connections.get_mut(&token) else {
                     continue;
                 };
@@ -359,7 +387,7 @@ pub fn serve(
                 }
                 progress = true;
                 match read_connection(conn, token, &mut broker, &mut recv_buf) {
-                    Read::Drained => {}
+                    Read::Drained | Read::More => {}
                     Read::Waiting => waiting.push(token),
                     Read::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
                 }
@@ -395,7 +423,7 @@ pub fn serve(
             let Some(conn) = connections.get_mut(&token) else {
                 continue;
             };
-            match serve_waiting(conn, token, &mut broker) {
+            match serve_waiting(conn, token, &mut broker, &epoll_fd) {
                 ConnState::Open => {}
                 ConnState::Shutdown => shutdown = true,
                 ConnState::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
@@ -595,7 +623,14 @@ fn accept_all(
             );
             continue;
         }
-        connections.insert(id, Connection { fd, waiting: None });
+        connections.insert(
+            id,
+            Connection {
+                fd,
+                waiting: None,
+                doorbell: None,
+            },
+        );
         hello_deadlines.push_back((Instant::now() + HELLO_TIMEOUT, id));
     }
 }
@@ -632,6 +667,8 @@ enum ConnState {
 enum Read {
     /// Nothing more to read for now.
     Drained,
+    /// More may follow: the connection had its turn.
+    More,
     /// A request that needs an answer is waiting in `Connection::waiting`.
     Waiting,
     /// The client hung up or broke the protocol.
@@ -703,7 +740,12 @@ fn read_connection(
             }
         };
         if request.expects_reply() {
-            conn.waiting = Some(Waiting { seq, request, fds });
+            conn.waiting = Some(Waiting {
+                seq,
+                request,
+                fds,
+                paged: false,
+            });
             return Read::Waiting;
         }
         // Nobody waits for the outcome; a client that closes what it does
@@ -720,20 +762,105 @@ fn read_connection(
             Some(Ok(_)) => {}
         }
     }
-    Read::Drained // more may follow; level-triggered epoll reports it again
+    Read::More // level-triggered epoll reports the rest
+}
+
+/// Takes the request a client left in its page, after what it sent on its
+/// socket before it (which must take effect first): called when its
+/// doorbell rang.
+fn read_page(conn: &mut Connection, id: ClientId, broker: &mut Broker, buf: &mut [u8]) -> Read {
+    match read_connection(conn, id, broker, buf) {
+        Read::Drained => {}
+        // The doorbell, level-triggered, rings again while the rest is read.
+        other => return other,
+    }
+    if let Some(bell) = &conn.doorbell {
+        // Silenced before the page is read: a request left after this look
+        // rings it again.
+        let _ = rustix::io::read(&**bell, &mut [0u8; 8]);
+    }
+    let len = match broker.take_page_request(id, buf) {
+        None => return Read::Drained,
+        Some(Ok(len)) => len,
+        Some(Err(())) => {
+            warning!(
+                "{}: a request longer than its page; dropping it",
+                broker.describe_client(id)
+            );
+            return Read::Closed;
+        }
+    };
+    match Request::decode(&buf[..len]) {
+        // (One that needs descriptors has none, and is refused as such.)
+        Ok((seq, request)) if request.expects_reply() => {
+            conn.waiting = Some(Waiting {
+                seq,
+                request,
+                fds: Vec::new(),
+                paged: true,
+            });
+            Read::Waiting
+        }
+        Ok((_, request)) => {
+            warning!(
+                "{}: {:?} left in its page; dropping it",
+                broker.describe_client(id),
+                request.opcode()
+            );
+            Read::Closed
+        }
+        Err(e) => {
+            warning!(
+                "{}: undecodable request in its page ({e}); dropping it",
+                broker.describe_client(id)
+            );
+            Read::Closed
+        }
+    }
 }
 
 /// Answers the request waiting on a connection.
-fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> ConnState {
-    let Some(Waiting { seq, request, fds }) = conn.waiting.take() else {
+fn serve_waiting(
+    conn: &mut Connection,
+    id: ClientId,
+    broker: &mut Broker,
+    epoll_fd: &OwnedFd,
+) -> ConnState {
+    let Some(Waiting {
+        seq,
+        request,
+        fds,
+        paged,
+    }) = conn.waiting.take()
+    else {
         return ConnState::Open;
     };
     let op = request.opcode();
     let remote = matches!(request, Request::SyncRemote { .. });
     broker.note_began(id, seq, remote);
-    let Some(result) = guarded("a request", || broker.handle(id, request, fds)) else {
+    let Some(mut result) = guarded("a request", || broker.handle(id, request, fds)) else {
         return ConnState::Closed;
     };
+    if op == Opcode::Doorbell
+        && let Ok(outcome) = &result
+        && let Some(bell) = &outcome.fd
+    {
+        match epoll::add(
+            epoll_fd,
+            &**bell,
+            epoll::EventData::new_u64(DOORBELL | id),
+            epoll::EventFlags::IN,
+        ) {
+            Ok(()) => conn.doorbell = Some(bell.clone()),
+            Err(e) => {
+                broker.forget_doorbell(id);
+                result = Err(Failure::new(
+                    crate::errno(e),
+                    "watching the connection's doorbell",
+                ));
+            }
+        }
+    }
     if let Err(failure) = &result {
         log_failure(broker, id, op, failure);
     }
@@ -756,12 +883,21 @@ fn serve_waiting(conn: &mut Connection, id: ClientId, broker: &mut Broker) -> Co
             disconnect,
         ),
     };
-    if !send_reply(conn.fd.as_fd(), &bytes, fd_out.as_deref()) {
-        warning!(
-            "{}: cannot take its reply (not reading?); dropping it",
-            broker.describe_client(id)
-        );
-        return ConnState::Closed;
+    // A request that came in the page is answered there, unless its
+    // answer carries a descriptor or is too long: the page then says it is
+    // on the socket, once it is.
+    let in_page = paged && fd_out.is_none() && broker.post_page_reply(id, seq, Some(&bytes));
+    if !in_page {
+        if !send_reply(conn.fd.as_fd(), &bytes, fd_out.as_deref()) {
+            warning!(
+                "{}: cannot take its reply (not reading?); dropping it",
+                broker.describe_client(id)
+            );
+            return ConnState::Closed;
+        }
+        if paged {
+            broker.post_page_reply(id, seq, None);
+        }
     }
     if disconnect {
         return ConnState::Closed;

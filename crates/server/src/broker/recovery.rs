@@ -183,6 +183,7 @@ fn served_while_recovering(op: Opcode) -> bool {
             | Opcode::Close
             | Opcode::CloseNoReply
             | Opcode::CloseRing
+            | Opcode::Doorbell
             | Opcode::Status
             | Opcode::Shutdown
     )
