@@ -1114,3 +1114,34 @@ fn a_process_that_asks_the_broker_often_asks_through_its_page() {
         .unwrap_or_else(|| panic!("no paged count in {status}"));
     assert!((15..=45).contains(&paged), "{paged} paged requests");
 }
+
+#[test]
+fn a_close_that_frees_a_section_wakes_the_broker_to_free_it_without_a_message() {
+    let broker = TestBroker::new();
+    // A few requests first (refused ones count): then the process has its
+    // page and doorbell.
+    let mut steps = vec!["open Local\\\\absent read"; 6];
+    steps.extend(["create Local\\\\freed 65536", "hold", "close", "hold"]);
+    let mut process = broker.spawn(&steps);
+    process.wait_for("holding");
+    let pid = broker.broker_pids()[0];
+    let broker_fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = broker_fds();
+    process.release();
+    process.wait_for("holding");
+    // Nobody asks the broker anything: the doorbell woke it, and it let go
+    // of the section (its memory file) at once.
+    TestBroker::eventually("the section freed", || broker_fds() < before);
+    assert_eq!(
+        requests_of(&broker, "close_no_reply"),
+        0,
+        "a message was sent"
+    );
+    assert!(!broker.objmgr(&["stat", "Local\\\\freed"]).status.success());
+    process.release();
+    process.finish();
+}

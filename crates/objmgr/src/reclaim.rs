@@ -536,15 +536,17 @@ impl Holdings {
         })
     }
 
-    /// The close of `handle` to leave in the close ring, if closing it frees
-    /// nothing: it names a section that another handle of this process
-    /// names too (see `objmgr_sync::close_ring`).
-    pub(crate) fn ring_close(&self, handle: Handle) -> Option<RingClose> {
+    /// The close of `handle` to leave in the close ring, if it names a
+    /// section the broker knows by its number, and whether that close may
+    /// free the section (no other handle of this process names it: see
+    /// `objmgr_sync::close_ring`).
+    pub(crate) fn ring_close(&self, handle: Handle) -> Option<(RingClose, bool)> {
         let object = Self::section_of(self.handles.get(&handle.0)?)?;
-        (self.sections.get(&object).copied().unwrap_or(0) > 1).then_some(RingClose {
+        let close = RingClose {
             handle: handle.0,
             object,
-        })
+        };
+        Some((close, self.sections.get(&object).copied().unwrap_or(0) <= 1))
     }
 
     /// A new broker took the session over: its numbers for sections are
@@ -784,13 +786,17 @@ mod tests {
             );
         };
         open(&mut held, 4, 7);
-        assert!(held.ring_close(Handle(4)).is_none(), "the only handle");
+        assert!(!frees_nothing(&held, 4), "the only handle");
+        assert!(
+            held.ring_close(Handle(4)).is_some_and(|(_, frees)| frees),
+            "it may free"
+        );
         open(&mut held, 8, 9);
-        assert!(held.ring_close(Handle(8)).is_none(), "another section");
+        assert!(!frees_nothing(&held, 8), "another section");
         open(&mut held, 12, 7);
-        assert!(held.ring_close(Handle(4)).is_some() && held.ring_close(Handle(12)).is_some());
+        assert!(frees_nothing(&held, 4) && frees_nothing(&held, 12));
         held.forget(Handle(12));
-        assert!(held.ring_close(Handle(4)).is_none(), "its twin is closed");
+        assert!(!frees_nothing(&held, 4), "its twin is closed");
         // A copy of its own is the same section.
         let dup = Request::Duplicate {
             source_process: CURRENT_PROCESS,
@@ -801,7 +807,7 @@ mod tests {
             options: DUPLICATE_SAME_ACCESS,
         };
         held.note_reply(&dup, Some(&Reply::Value(16)), &mut None, &[]);
-        assert!(held.ring_close(Handle(16)).is_some());
+        assert!(frees_nothing(&held, 16));
         // A value noted again in place of the copy no longer counts.
         held.note_reply(
             &create_section("Local\\t"),
@@ -809,12 +815,19 @@ mod tests {
             &mut memfd(),
             &[],
         );
-        assert!(held.ring_close(Handle(4)).is_none());
+        assert!(!frees_nothing(&held, 4));
         open(&mut held, 12, 7);
-        assert!(held.ring_close(Handle(4)).is_some());
+        assert!(frees_nothing(&held, 4));
         // A new broker's numbers are not the lost one's.
         held.forget_objects();
-        assert!(held.ring_close(Handle(4)).is_none() && held.ring_close(Handle(12)).is_none());
+        assert!(!frees_nothing(&held, 4) && !frees_nothing(&held, 12));
+    }
+
+    /// Whether closing `handle` can free nothing (another handle of the
+    /// process names its section).
+    fn frees_nothing(held: &Holdings, handle: u32) -> bool {
+        held.ring_close(Handle(handle))
+            .is_some_and(|(_, frees)| !frees)
     }
 
     #[test]
@@ -847,7 +860,7 @@ mod tests {
         held.note_reply(&request, Some(&section_grant_of(8, 1004)), &mut None, &[]);
         let (first, second) = (held.section_fd(Handle(4)), held.section_fd(Handle(8)));
         assert!(Arc::ptr_eq(&first.unwrap(), &second.unwrap()));
-        assert!(held.ring_close(Handle(8)).is_some());
+        assert!(frees_nothing(&held, 8));
         // The oldest handle stays the hint; once it closes, none is left
         // by that name until the next is noted (the others are not looked
         // for).
