@@ -216,18 +216,28 @@ fn handle_flags_inherit_and_protect_from_close() {
     assert!(lines[8].starts_with("err 6 "), "{lines:?}");
 }
 
-/// Forks as `fork_check` (with `how`) does: the child's old handle fails,
-/// a new object works there, and the parent's handle (to an auto-reset
-/// event the child did not take) is untouched.
+/// Forks as `fork_check` (with `how`) does, once the parent asks through
+/// its connection's page: the child's old handle fails, a new object works
+/// there, the child has not inherited the page (with which it could ask
+/// as its parent), and the parent's handle (to an auto-reset event the
+/// child did not take) and page are untouched.
 fn check_forked_child(how: &str) {
     let broker = TestBroker::new();
-    let lines = broker.run(&["event e auto 1", how, "wait 0 0"]);
+    let mut steps = vec!["event e auto 1"];
+    steps.extend(["event - auto 0"; 5]);
+    steps.extend([how, "wait 0 0", "event - auto 0"]);
+    let lines = broker.run(&steps);
     assert!(
-        lines.contains(&"forkchild object=err6 value=err6 new=wait object 0".to_owned()),
+        lines.contains(&"forkchild page=no object=err6 value=err6 new=wait object 0".to_owned()),
         "{lines:?}"
     );
-    assert!(lines.contains(&"forked status=0".to_owned()), "{lines:?}");
-    assert_eq!(lines.last().unwrap(), "wait object 0");
+    assert!(
+        lines.contains(&"forked status=0 page=yes".to_owned()),
+        "{lines:?}"
+    );
+    let n = lines.len();
+    assert_eq!(lines[n - 2], "wait object 0");
+    assert!(lines[n - 1].starts_with("event"), "{lines:?}");
 }
 
 #[test]
@@ -428,4 +438,13 @@ fn spawned_children_start_with_the_usual_fd_limit() {
             .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("512")),
         "the broker raised its own limit: {broker_limit}"
     );
+}
+
+#[test]
+fn a_process_out_of_descriptors_keeps_its_session_without_a_doorbell() {
+    let broker = TestBroker::new();
+    // Every descriptor of the process in use when it would ask for its
+    // doorbell: its requests go on the socket, and nothing is lost.
+    let lines = broker.run(&["nofile_limit 256", "events_at_fd_limit 10"]);
+    assert_eq!(lines.last().unwrap(), "events_at_fd_limit 10 wait object 0");
 }

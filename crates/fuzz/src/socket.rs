@@ -177,6 +177,9 @@ impl Broker {
                     _ => seq,
                 };
                 lane.post(page_seq, &message, choices.below(4) != 0);
+                if choices.below(4) == 0 {
+                    lane.drain_bell();
+                }
                 continue;
             }
             let fds = descriptors(&mut choices);
@@ -290,6 +293,24 @@ impl Lane {
         let page = CloseRing::map(ask_fd(fd, Request::CloseRing, 0x7000_0001)?.as_fd()).ok()?;
         let bell = ask_fd(fd, Request::Doorbell, 0x7000_0002)?;
         Some(Lane { page, bell })
+    }
+
+    /// Empties the doorbell, blocking (a broker that read it could be made
+    /// to wait here for ever): made blocking, then read while it holds a
+    /// count.
+    fn drain_bell(&self) {
+        let _ = rustix::fs::fcntl_setfl(&self.bell, rustix::fs::OFlags::empty());
+        let mut poll = [rustix::event::PollFd::new(
+            &self.bell,
+            rustix::event::PollFlags::IN,
+        )];
+        let now = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut poll, Some(&now)).is_ok_and(|n| n > 0) {
+            let _ = rustix::io::read(&self.bell, &mut [0u8; 8]);
+        }
     }
 
     /// Leaves `message` in the page (if it fits) and rings, maybe.

@@ -77,7 +77,7 @@ pub(crate) struct Connection {
 #[derive(Debug)]
 enum Doorbell {
     NotAsked,
-    Ready(OwnedFd),
+    Ready(Bell),
     /// The broker gave none (or it is being asked for): requests are sent.
     Unavailable,
 }
@@ -89,6 +89,46 @@ enum CloseRingState {
     Mapped(CloseRing),
     /// The broker gave none, or it could not be mapped: closes are sent.
     Unavailable,
+}
+
+/// A doorbell's descriptor, whose number the fork handler knows: a forked
+/// child must not ring its parent's broker (with the page, which it does
+/// not inherit, it could ask as its parent).
+#[derive(Debug)]
+struct Bell(OwnedFd);
+
+/// The doorbell's descriptor number, for the fork handler (-1: none).
+static DOORBELL_FD: AtomicI32 = AtomicI32::new(-1);
+
+impl Bell {
+    fn new(fd: OwnedFd) -> Bell {
+        DOORBELL_FD.store(fd.as_raw_fd(), Ordering::Release);
+        Bell(fd)
+    }
+
+    /// Rings it: false if it cannot be rung (the process closed it, say).
+    fn ring(&self) -> bool {
+        loop {
+            match rustix::io::write(&self.0, &1u64.to_ne_bytes()) {
+                // (A doorbell that cannot count higher is ringing already.)
+                Ok(_) | Err(Errno::AGAIN) => return true,
+                Err(Errno::INTR) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Bell {
+    fn drop(&mut self) {
+        // (Before the number is freed; a forked child's handler took it.)
+        let _ = DOORBELL_FD.compare_exchange(
+            self.0.as_raw_fd(),
+            -1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
 
 /// Why an exchange failed.
@@ -174,7 +214,16 @@ impl Connection {
         else {
             return Ok(false);
         };
-        Ok(ring.push(close) && ring_doorbell(bell).is_ok())
+        Ok(ring.push(close) && bell.ring())
+    }
+
+    /// Forgets the page without unmapping it: in a forked child, which does
+    /// not inherit it (the range may hold another mapping by now).
+    fn forget_page(&mut self) {
+        let page = std::mem::replace(&mut self.close_ring, CloseRingState::Unavailable);
+        if let CloseRingState::Mapped(ring) = page {
+            std::mem::forget(ring);
+        }
     }
 
     /// The page the connection shares with its broker (its close ring),
@@ -183,8 +232,14 @@ impl Connection {
     fn page(&mut self) -> Result<Option<&CloseRing>, Broken> {
         if let CloseRingState::NotAsked = self.close_ring {
             self.close_ring = match self.exchange(&Request::CloseRing, &[])? {
-                (Ok(Reply::Done), Some(fd)) => CloseRing::map(fd.as_fd())
-                    .map_or(CloseRingState::Unavailable, CloseRingState::Mapped),
+                (Ok(Reply::Done), Some(fd)) => match CloseRing::map(fd.as_fd()) {
+                    Ok(ring) => {
+                        // A forked child must not ask as this process.
+                        let _ = ring.keep_from_children();
+                        CloseRingState::Mapped(ring)
+                    }
+                    Err(_) => CloseRingState::Unavailable,
+                },
                 // Refused (or no fd came): closes are sent.
                 _ => CloseRingState::Unavailable,
             };
@@ -217,7 +272,7 @@ impl Connection {
             if self.page()?.is_some()
                 && let (Ok(Reply::Done), Some(bell)) = self.exchange(&Request::Doorbell, &[])?
             {
-                self.doorbell = Doorbell::Ready(bell);
+                self.doorbell = Doorbell::Ready(Bell::new(bell));
             }
         }
         let (CloseRingState::Mapped(ring), Doorbell::Ready(bell)) =
@@ -230,7 +285,11 @@ impl Connection {
             return Ok(false); // too long for the page
         }
         self.seq = seq;
-        ring_doorbell(bell)?;
+        if !bell.ring() {
+            // Sent instead (the broker takes from the page only when rung).
+            self.doorbell = Doorbell::Unavailable;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -393,32 +452,19 @@ impl Connection {
                 "the broker closed the connection".into(),
             ));
         }
-        // A close ring that did not fit (the process is at its descriptor
-        // limit) is no broken connection: the ring is optional, and the
-        // process is likely closing handles for just that reason.
-        let optional_fd = request.opcode() == wire::Opcode::CloseRing;
+        // A close ring or doorbell that did not fit (the process is at its
+        // descriptor limit) is no broken connection: both are optional, and
+        // the process is likely closing handles for just that reason.
+        let optional_fd = matches!(
+            request.opcode(),
+            wire::Opcode::CloseRing | wire::Opcode::Doorbell
+        );
         if msg.flags.contains(ReturnFlags::TRUNC)
             || (msg.flags.contains(ReturnFlags::CTRUNC) && !optional_fd)
         {
             return Err(Broken::Protocol("oversized reply from the broker".into()));
         }
         self.decode(request, msg.bytes, received)
-    }
-}
-
-/// Rings a connection's doorbell.
-fn ring_doorbell(bell: &OwnedFd) -> Result<(), Broken> {
-    loop {
-        match rustix::io::write(bell, &1u64.to_ne_bytes()) {
-            // (A doorbell that cannot count higher is ringing already.)
-            Ok(_) | Err(Errno::AGAIN) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(e) => {
-                return Err(Broken::Protocol(format!(
-                    "ringing the broker's doorbell: {e}"
-                )));
-            }
-        }
     }
 }
 
@@ -861,9 +907,11 @@ static CONNECTION_FD: AtomicI32 = AtomicI32::new(-1);
 /// closes, and would never see the parent die while this child lives), and
 /// every handle of the parent's session is invalid in the child.
 extern "C" fn forked_child() {
-    let fd = CONNECTION_FD.swap(-1, Ordering::AcqRel);
-    if fd >= 0 {
-        sys::neutralize_fd(fd);
+    for number in [&CONNECTION_FD, &DOORBELL_FD] {
+        let fd = number.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            sys::neutralize_fd(fd);
+        }
     }
     forget_watch();
     GENERATION.fetch_add(1, Ordering::AcqRel);
@@ -909,6 +957,9 @@ pub(crate) fn generation() -> u64 {
             // No handler ran if a bare `clone` made this child.
             forget_watch();
             objmgr_sync::lifeline::forget_other_threads();
+            if let Some(conn) = shared.conn.as_mut() {
+                conn.forget_page(); // not inherited
+            }
             shared.drop_connection(); // closes the /dev/null the fork handler left
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);

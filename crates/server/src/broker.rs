@@ -652,6 +652,8 @@ impl Broker {
                 "this connection has its doorbell already",
             ));
         }
+        // (One fd for as long as the connection lasts: within the reserve.)
+        self.check_descriptors()?;
         let bell = rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
@@ -1489,8 +1491,9 @@ impl Broker {
         // Each section and solo arena holds one or two fds (two at most
         // for the new one); each connection one. Counted exactly only when
         // the bound says it may be close.
-        // Each connection holds its socket and its process's pidfd.
-        let clients = 2 * self.clients.len() as u64;
+        // Each connection holds its socket and its process's pidfd, and
+        // its doorbell if it has one.
+        let clients = 2 * self.clients.len() as u64 + self.doorbells.len() as u64;
         let holders = self.live_sections + self.solo.len() as u64;
         let bound = 2 * (holders + 1) + clients;
         let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {

@@ -204,7 +204,12 @@ struct Connection {
     /// A request read but not yet answered.
     waiting: Option<Waiting>,
     /// The connection's doorbell, once it asked for one (`Request::Doorbell`).
+    /// Watched edge-triggered and never read: the process shares the
+    /// eventfd's file (and its `O_NONBLOCK`), so a read by the broker could
+    /// be made to block; each ring is one event.
     doorbell: Option<std::rc::Rc<OwnedFd>>,
+    /// The doorbell rang since the page was last looked at.
+    rang: bool,
 }
 
 /// A decoded request and the fds that came with it.
@@ -357,8 +362,12 @@ pub fn serve(
                     let Some(conn) = connections.get_mut(&id) else {
                         continue;
                     };
+                    conn.rang = true;
                     if conn.waiting.is_some() {
-                        continue; // it rings again once the answer went
+                        // (Only a process that breaks the protocol rings
+                        // while it waits for an answer: its page is looked
+                        // at on its socket's next turn.)
+                        continue;
                     }
                     progress = true;
                     match read_page(conn, id, &mut broker, &mut recv_buf) {
@@ -386,7 +395,7 @@ pub fn serve(
                     continue;
                 }
                 progress = true;
-                match read_connection(conn, token, &mut broker, &mut recv_buf) {
+                match read_page(conn, token, &mut broker, &mut recv_buf) {
                     Read::Drained | Read::More => {}
                     Read::Waiting => waiting.push(token),
                     Read::Closed => hang_up(&epoll_fd, &mut connections, &mut broker, token),
@@ -629,6 +638,7 @@ fn accept_all(
                 fd,
                 waiting: None,
                 doorbell: None,
+                rang: false,
             },
         );
         hello_deadlines.push_back((Instant::now() + HELLO_TIMEOUT, id));
@@ -762,22 +772,20 @@ fn read_connection(
             Some(Ok(_)) => {}
         }
     }
-    Read::More // level-triggered epoll reports the rest
+    Read::More // level-triggered epoll reports the rest (and a ring waits for it)
 }
 
-/// Takes the request a client left in its page, after what it sent on its
-/// socket before it (which must take effect first): called when its
-/// doorbell rang.
+/// Takes the request a client left in its page once its doorbell rang,
+/// after what it sent on its socket before it (which must take effect
+/// first; if a read of the socket stops at its bound, the page waits for
+/// the socket's next turn, which ends here).
 fn read_page(conn: &mut Connection, id: ClientId, broker: &mut Broker, buf: &mut [u8]) -> Read {
     match read_connection(conn, id, broker, buf) {
         Read::Drained => {}
-        // The doorbell, level-triggered, rings again while the rest is read.
         other => return other,
     }
-    if let Some(bell) = &conn.doorbell {
-        // Silenced before the page is read: a request left after this look
-        // rings it again.
-        let _ = rustix::io::read(&**bell, &mut [0u8; 8]);
+    if !std::mem::take(&mut conn.rang) {
+        return Read::Drained;
     }
     let len = match broker.take_page_request(id, buf) {
         None => return Read::Drained,
@@ -849,7 +857,7 @@ fn serve_waiting(
             epoll_fd,
             &**bell,
             epoll::EventData::new_u64(DOORBELL | id),
-            epoll::EventFlags::IN,
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
         ) {
             Ok(()) => conn.doorbell = Some(bell.clone()),
             Err(e) => {

@@ -1,5 +1,5 @@
-//! A process's *close ring*: one page it shares with its broker, in which it
-//! leaves the handles it closes that need no message.
+//! A process's *close ring*: memory it shares with its broker (three pages),
+//! in which it leaves the handles it closes that need no message.
 //!
 //! A close that cannot free anything (the process holds another handle to
 //! the same section) need not wake the broker at once: nobody can tell it
@@ -16,8 +16,8 @@
 //! One producer (the process, under its connection's lock) and one consumer
 //! (the broker's thread). The page is shared with a process the broker does
 //! not trust: the broker keeps its own read position and checks every
-//! number it reads ([`CloseRing::drain`]); the memory file is sealed at one
-//! page, so a client cannot shrink it under the broker's mapping.
+//! number it reads ([`CloseRing::drain`]); the memory file is sealed at its
+//! size, so a client cannot shrink it under the broker's mapping.
 //!
 //! The broker also says in the page how far it got with the connection's
 //! requests ([`Progress`]): the sequence number of the request it began to
@@ -39,7 +39,7 @@
 //! carries what holds a descriptor, and says when the broker is gone.
 //!
 //! Like [`crate::arena`], this module maps shared memory; the rules relied on
-//! are that a [`CloseRing`] owns its one-page mapping for its whole life and
+//! are that a [`CloseRing`] owns its mapping for its whole life and
 //! that the page is only ever used through atomics.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -139,12 +139,12 @@ pub struct CloseRing {
     requests_taken: u32,
 }
 
-// SAFETY: the mapping is one page of atomics owned by the ring; it may be
+// SAFETY: the mapping is [`RING_BYTES`] of atomics owned by the ring; it may be
 // used from any thread and unmapped from any thread.
 unsafe impl Send for CloseRing {}
 
 impl CloseRing {
-    /// Makes a new ring (the broker's side): a sealed one-page memory file,
+    /// Makes a new ring (the broker's side): a sealed memory file,
     /// mapped, and the fd to give the process.
     pub fn create() -> rustix::io::Result<(CloseRing, OwnedFd)> {
         let fd = rustix::fs::memfd_create(
@@ -157,8 +157,8 @@ impl CloseRing {
         Ok((ring, fd))
     }
 
-    /// Maps the ring in `fd` (the process's side), which must be one page
-    /// long and sealed against shrinking.
+    /// Maps the ring in `fd` (the process's side), which must be
+    /// [`RING_BYTES`] long and sealed against shrinking.
     pub fn map(fd: BorrowedFd<'_>) -> rustix::io::Result<CloseRing> {
         let seals = rustix::fs::fcntl_get_seals(fd)?;
         if rustix::fs::fstat(fd)?.st_size != RING_BYTES as i64 || !seals.contains(SealFlags::SHRINK)
@@ -184,6 +184,22 @@ impl CloseRing {
             taken: 0,
             requests_taken: 0,
         })
+    }
+
+    /// Leaves the mapping out of the process's children (`MADV_DONTFORK`):
+    /// the process's side, whose page lets whoever writes it ask the broker
+    /// as this process. A child must then forget its copy of the ring, not
+    /// drop it (the range is not mapped there).
+    pub fn keep_from_children(&self) -> rustix::io::Result<()> {
+        // SAFETY: the range is this ring's own whole mapping; the advice
+        // changes only what a child inherits, not this process's memory.
+        unsafe {
+            rustix::mm::madvise(
+                self.words.as_ptr().cast(),
+                RING_BYTES,
+                rustix::mm::Advice::LinuxDontFork,
+            )
+        }
     }
 
     fn word(&self, index: usize) -> &AtomicU32 {

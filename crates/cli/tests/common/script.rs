@@ -1020,6 +1020,12 @@ pub fn run_script(script: &str) {
                     format!("forked {pid}")
                 }
                 "waitv" => format!("waitv {}", objmgr_sync::wait::has_waitv()),
+                "nofile_limit" => {
+                    let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+                    limit.current = Some(words[1].parse().unwrap());
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+                    "nofile_limit".into()
+                }
                 "nofile" => format!(
                     "nofile {}",
                     rustix::process::getrlimit(rustix::process::Resource::Nofile)
@@ -1470,7 +1476,44 @@ pub fn run_script(script: &str) {
                     Obj::Thread(t) => format!("exitcode {}", t.exit_code()?),
                     _ => panic!("not a process or thread"),
                 },
+                "events_at_fd_limit" => {
+                    // The page is asked for now (before a DuplicateHandle),
+                    // while descriptors are free; the doorbell at a later
+                    // request, when none is.
+                    let first = Event::create(None, Reset::Auto, false)?;
+                    let copy = dup(None, first.handle_value(), None, None, false, false)?;
+                    let mut fillers = Vec::new();
+                    while let Ok(fd) = rustix::fs::open(
+                        "/dev/null",
+                        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    ) {
+                        fillers.push(fd);
+                    }
+                    let n: usize = words[1].parse().unwrap();
+                    let mut events = Vec::new();
+                    for _ in 0..n {
+                        let event = Event::create(None, Reset::Auto, false)?;
+                        event.set()?;
+                        event.wait(Some(Duration::ZERO))?;
+                        events.push(event);
+                    }
+                    drop(fillers);
+                    let copy = Event::from_handle(copy)?;
+                    first.set()?;
+                    let last = outcome(copy.wait(Some(Duration::ZERO))?);
+                    format!("events_at_fd_limit {} {last}", events.len())
+                }
                 "fork_check" => {
+                    // Whether this process maps its connection's page.
+                    let page = || {
+                        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                        if maps.contains("objmgr-close-ring") {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                    };
                     let old = objs.last().unwrap().handle_value();
                     std::io::Write::flush(&mut std::io::stdout()).unwrap();
                     // SAFETY: fork (`raw`: a bare clone system call, which
@@ -1485,6 +1528,7 @@ pub fn run_script(script: &str) {
                         }
                     };
                     if pid == 0 {
+                        let child_page = page();
                         let old_object = match objmgr::wait_any(
                             &[objs.last().unwrap().waitable()],
                             Some(Duration::ZERO),
@@ -1499,7 +1543,9 @@ pub fn run_script(script: &str) {
                         let fresh = Event::create(None, Reset::Auto, true)
                             .and_then(|e| e.wait(Some(Duration::ZERO)).map(outcome))
                             .unwrap_or_else(|e| format!("err{}", e.code().code()));
-                        println!("@@forkchild object={old_object} value={old_value} new={fresh}");
+                        println!(
+                            "@@forkchild page={child_page} object={old_object} value={old_value} new={fresh}"
+                        );
                         std::io::Write::flush(&mut std::io::stdout()).unwrap();
                         // SAFETY: leaves the forked child without running the
                         // parent's destructors twice.
@@ -1508,7 +1554,7 @@ pub fn run_script(script: &str) {
                     let mut status = 0;
                     // SAFETY: waits for the child forked above.
                     unsafe { libc::waitpid(pid, &mut status, 0) };
-                    format!("forked status={status}")
+                    format!("forked status={status} page={}", page())
                 }
                 "dup_pseudo" => {
                     let v = dup(None, u32::MAX, None, None, false, false)?;
