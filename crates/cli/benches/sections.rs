@@ -91,13 +91,17 @@ const ECHO_PLAIN: u8 = 0;
 const ECHO_WITH_FD: u8 = 1;
 /// Answers nothing (a one-way message, as a close is).
 const ECHO_ONE_WAY: u8 = 2;
+/// Brings the page and the doorbell (attached) through which the paged
+/// floors ask, as objmgr's requests without descriptors do (see
+/// `objmgr_sync::close_ring`).
+const ECHO_PAGE: u8 = 3;
 
 /// The echo process: answers every message on its stdin (one end of a
 /// `SOCK_SEQPACKET` pair) the way the broker does, from an `epoll` loop.
 fn echo_server() {
     use rustix::event::epoll;
     use rustix::net::{
-        RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, recv, send, sendmsg,
+        RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, send, sendmsg,
     };
     let memfd = rustix::fs::memfd_create("echo", MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&memfd, SMALL).unwrap();
@@ -112,13 +116,43 @@ fn echo_server() {
     .unwrap();
     let mut events = Vec::with_capacity(8);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut page: Option<(objmgr_sync::close_ring::CloseRing, OwnedFd)> = None;
     loop {
         events.clear();
         let _ = epoll::wait(&epoll_fd, rustix::buffer::spare_capacity(&mut events), None);
+        // As the broker does: the socket first, then the page if rung.
+        let rang = events.iter().any(|e| e.data.u64() == 1);
         loop {
-            match recv(&socket, &mut buf, RecvFlags::DONTWAIT) {
-                Ok((0, _)) | Err(rustix::io::Errno::CONNRESET) => return,
-                Ok((n, _)) if buf[0] == ECHO_WITH_FD => {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+            let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &socket,
+                &mut [std::io::IoSliceMut::new(&mut buf)],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            )
+            .map(|msg| msg.bytes);
+            if got.as_ref().is_ok_and(|&n| n > 0) && buf[0] == ECHO_PAGE {
+                let mut fds = control.drain().flat_map(|m| match m {
+                    rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+                    _ => Vec::new(),
+                });
+                let (ring, bell) = (fds.next().unwrap(), fds.next().unwrap());
+                let ring = objmgr_sync::close_ring::CloseRing::map(ring.as_fd()).unwrap();
+                epoll::add(
+                    &epoll_fd,
+                    &bell,
+                    epoll::EventData::new_u64(1),
+                    epoll::EventFlags::IN | epoll::EventFlags::ET,
+                )
+                .unwrap();
+                page = Some((ring, bell));
+                continue;
+            }
+            match got {
+                Ok(0) | Err(rustix::io::Errno::CONNRESET) => return,
+                Ok(n) if buf[0] == ECHO_WITH_FD => {
                     let fds = [memfd.as_fd()];
                     let mut space =
                         [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -131,11 +165,32 @@ fn echo_server() {
                         SendFlags::NOSIGNAL,
                     );
                 }
-                Ok((_, _)) if buf[0] == ECHO_ONE_WAY => {}
-                Ok((n, _)) => {
+                Ok(_) if buf[0] == ECHO_ONE_WAY => {}
+                Ok(n) => {
                     let _ = send(&socket, &buf[..n], SendFlags::NOSIGNAL);
                 }
                 Err(_) => break,
+            }
+        }
+        if let Some((ring, _)) = page.as_mut().filter(|_| rang)
+            && let Some(Ok(n)) = ring.take_request(&mut buf)
+        {
+            let seq = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+            if buf[0] == ECHO_WITH_FD {
+                let fds = [memfd.as_fd()];
+                let mut space =
+                    [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                control.push(SendAncillaryMessage::ScmRights(&fds));
+                let _ = sendmsg(
+                    &socket,
+                    &[std::io::IoSlice::new(&buf[..n])],
+                    &mut control,
+                    SendFlags::NOSIGNAL,
+                );
+                ring.post_reply(seq, None);
+            } else {
+                ring.post_reply(seq, Some(&buf[..n]));
             }
         }
     }
@@ -154,6 +209,13 @@ struct Floors {
     /// holds: a request answered with a memfd, a map and unmap of it, its
     /// close, and a one-way message (the close).
     open_cycle: PerOp,
+    /// The same three through the page, as objmgr asks: the request left
+    /// in shared memory and a doorbell (`eventfd`) rung, the answer in the
+    /// page (futex-woken), or on the socket when it carries the memfd; the
+    /// close a ring of the doorbell.
+    paged_round_trip: PerOp,
+    paged_kept_cycle: PerOp,
+    paged_open_cycle: PerOp,
 }
 
 fn floors(batches: usize, iters: usize) -> Floors {
@@ -212,12 +274,74 @@ fn floors(batches: usize, iters: usize) -> Floors {
         rustix::net::recv(&ours, &mut reply, RecvFlags::empty()).unwrap();
         raw_map_unmap(&kept, SMALL as usize, false);
     });
+
+    // The page and its doorbell, given to the echo process.
+    let (ring, ring_fd) = objmgr_sync::close_ring::CloseRing::create().unwrap();
+    let bell = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+        let fds = [ring_fd.as_fd(), bell.as_fd()];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &ours,
+            &[std::io::IoSlice::new(&[ECHO_PAGE])],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+    }
+    let mut seq = 0u32;
+    let mut ask = |kind: u8, reply: &mut [u8]| {
+        seq += 1;
+        request[0] = kind;
+        request[4..8].copy_from_slice(&seq.to_le_bytes());
+        assert!(ring.post_request(seq, &request));
+        rustix::io::write(&bell, &1u64.to_ne_bytes()).unwrap();
+        ring.wait_reply(seq, std::time::Duration::from_secs(5), reply)
+            .unwrap()
+    };
+    let paged_round_trip = measure(batches, iters, |_| {
+        ask(ECHO_PLAIN, &mut reply);
+    });
+    let paged_kept_cycle = measure(batches, iters, |_| {
+        ask(ECHO_PLAIN, &mut reply);
+        raw_map_unmap(&kept, SMALL as usize, false);
+    });
+    let paged_open_cycle = measure(batches, iters, |_| {
+        let on_socket = ask(ECHO_WITH_FD, &mut reply);
+        assert_eq!(on_socket, objmgr_sync::close_ring::PagedReply::OnSocket);
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &ours,
+            &mut [std::io::IoSliceMut::new(&mut reply)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let fd = control
+            .drain()
+            .find_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            })
+            .unwrap();
+        raw_map_unmap(&fd, SMALL as usize, false);
+        drop(fd);
+        // The close: a ring of the doorbell.
+        rustix::io::write(&bell, &1u64.to_ne_bytes()).unwrap();
+    });
     drop(ours);
     echo.wait().unwrap();
     Floors {
         round_trip,
         kept_cycle,
         open_cycle,
+        paged_round_trip,
+        paged_kept_cycle,
+        paged_open_cycle,
     }
 }
 
@@ -338,19 +462,38 @@ fn main() {
         floor.round_trip,
         floor.round_trip.as_secs_f64() / base.as_secs_f64()
     );
-    println!(
-        "{:<58} {:>10}  ({:.2}x the raw open cycle; objmgr is {:.2}x this)",
+    let against = |name: &str, floor: PerOp, objmgr: PerOp| {
+        println!(
+            "{name:<58} {floor:>10}  ({:.2}x the raw open cycle; objmgr is {:.2}x this)",
+            floor.as_secs_f64() / base.as_secs_f64(),
+            objmgr.as_secs_f64() / floor.as_secs_f64()
+        );
+    };
+    against(
         "floor: that round trip, map+unmap of an fd it has",
         floor.kept_cycle,
-        floor.kept_cycle.as_secs_f64() / base.as_secs_f64(),
-        open_100.as_secs_f64() / floor.kept_cycle.as_secs_f64()
+        open_100,
     );
-    println!(
-        "{:<58} {:>10}  ({:.2}x the raw open cycle; objmgr is {:.2}x this)",
+    against(
         "floor: the round trip with an fd, map+unmap, one-way close",
         floor.open_cycle,
-        floor.open_cycle.as_secs_f64() / base.as_secs_f64(),
-        open_theirs.as_secs_f64() / floor.open_cycle.as_secs_f64()
+        open_theirs,
+    );
+    println!(
+        "{:<58} {:>10}  ({:.2}x the raw open cycle by itself)",
+        "floor: one request/reply through a page (doorbell, futex)",
+        floor.paged_round_trip,
+        floor.paged_round_trip.as_secs_f64() / base.as_secs_f64()
+    );
+    against(
+        "floor: that round trip, map+unmap of an fd it has",
+        floor.paged_kept_cycle,
+        open_100,
+    );
+    against(
+        "floor: paged, fd on the socket, map+unmap, close rung",
+        floor.paged_open_cycle,
+        open_theirs,
     );
 
     // 3. Broker memory per connected process: raw connections that said Hello
