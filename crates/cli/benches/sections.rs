@@ -117,6 +117,19 @@ fn echo_server() {
     let mut events = Vec::with_capacity(8);
     let mut buf = vec![0u8; 64 * 1024];
     let mut page: Option<(objmgr_sync::close_ring::CloseRing, OwnedFd)> = None;
+    // An answer with the memfd attached.
+    let send_memfd = |answer: &[u8]| {
+        let fds = [memfd.as_fd()];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        let _ = sendmsg(
+            &socket,
+            &[std::io::IoSlice::new(answer)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        );
+    };
     loop {
         events.clear();
         let _ = epoll::wait(&epoll_fd, rustix::buffer::spare_capacity(&mut events), None);
@@ -152,19 +165,7 @@ fn echo_server() {
             }
             match got {
                 Ok(0) | Err(rustix::io::Errno::CONNRESET) => return,
-                Ok(n) if buf[0] == ECHO_WITH_FD => {
-                    let fds = [memfd.as_fd()];
-                    let mut space =
-                        [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-                    let mut control = SendAncillaryBuffer::new(&mut space);
-                    control.push(SendAncillaryMessage::ScmRights(&fds));
-                    let _ = sendmsg(
-                        &socket,
-                        &[std::io::IoSlice::new(&buf[..n])],
-                        &mut control,
-                        SendFlags::NOSIGNAL,
-                    );
-                }
+                Ok(n) if buf[0] == ECHO_WITH_FD => send_memfd(&buf[..n]),
                 Ok(_) if buf[0] == ECHO_ONE_WAY => {}
                 Ok(n) => {
                     let _ = send(&socket, &buf[..n], SendFlags::NOSIGNAL);
@@ -177,23 +178,34 @@ fn echo_server() {
         {
             let seq = u32::from_le_bytes(buf[4..8].try_into().unwrap());
             if buf[0] == ECHO_WITH_FD {
-                let fds = [memfd.as_fd()];
-                let mut space =
-                    [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-                let mut control = SendAncillaryBuffer::new(&mut space);
-                control.push(SendAncillaryMessage::ScmRights(&fds));
-                let _ = sendmsg(
-                    &socket,
-                    &[std::io::IoSlice::new(&buf[..n])],
-                    &mut control,
-                    SendFlags::NOSIGNAL,
-                );
+                send_memfd(&buf[..n]);
                 ring.post_reply(seq, None);
             } else {
                 ring.post_reply(seq, Some(&buf[..n]));
             }
         }
     }
+}
+
+/// Receives a message with a descriptor attached, and gives the descriptor.
+fn receive_fd(socket: &OwnedFd, buf: &mut [u8]) -> OwnedFd {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(
+        socket,
+        &mut [std::io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap();
+    control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .unwrap()
 }
 
 /// The floors under calls that ask the broker something, measured against
@@ -219,10 +231,7 @@ struct Floors {
 }
 
 fn floors(batches: usize, iters: usize) -> Floors {
-    use rustix::net::{
-        AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags,
-        SocketFlags, SocketType,
-    };
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
     let (ours, theirs) = rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -245,22 +254,7 @@ fn floors(batches: usize, iters: usize) -> Floors {
     let open_cycle = measure(batches, iters, |_| {
         request[0] = ECHO_WITH_FD;
         rustix::net::send(&ours, &request, SendFlags::empty()).unwrap();
-        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        rustix::net::recvmsg(
-            &ours,
-            &mut [std::io::IoSliceMut::new(&mut reply)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let fd = control
-            .drain()
-            .find_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-                _ => None,
-            })
-            .unwrap();
+        let fd = receive_fd(&ours, &mut reply);
         raw_map_unmap(&fd, SMALL as usize, false);
         drop(fd);
         request[0] = ECHO_ONE_WAY;
@@ -312,22 +306,7 @@ fn floors(batches: usize, iters: usize) -> Floors {
     let paged_open_cycle = measure(batches, iters, |_| {
         let on_socket = ask(ECHO_WITH_FD, &mut reply);
         assert_eq!(on_socket, objmgr_sync::close_ring::PagedReply::OnSocket);
-        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        rustix::net::recvmsg(
-            &ours,
-            &mut [std::io::IoSliceMut::new(&mut reply)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let fd = control
-            .drain()
-            .find_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-                _ => None,
-            })
-            .unwrap();
+        let fd = receive_fd(&ours, &mut reply);
         raw_map_unmap(&fd, SMALL as usize, false);
         drop(fd);
         // The close: a ring of the doorbell.
