@@ -185,10 +185,25 @@ fn a_mutex_whose_owner_dies_with_no_broker_is_abandoned() {
 /// here `SetHandleInformation`, which names a handle of the session.
 #[test]
 fn a_request_in_flight_goes_to_the_new_broker() {
+    request_in_flight_goes_to_the_new_broker(&[]);
+}
+
+/// The same, for a request left in the connection's page (the process
+/// asked a few times first): the process notices its broker is gone while
+/// it sleeps on the page, and the page shows the broker never began it.
+#[test]
+fn a_request_in_flight_in_the_page_goes_to_the_new_broker() {
+    request_in_flight_goes_to_the_new_broker(&["open Local\\absent read"; 6]);
+}
+
+fn request_in_flight_goes_to_the_new_broker(first: &[&str]) {
     let broker = TestBroker::new();
-    let mut holder = broker.spawn(&[
+    let mut steps = vec![
         "event Local\\inflight manual 0",
         "bg_wait_event Local\\inflight",
+    ];
+    steps.extend(first);
+    steps.extend([
         "hold",
         "set_handle_info 4 1 1",
         "handle_info 4",
@@ -196,7 +211,21 @@ fn a_request_in_flight_goes_to_the_new_broker() {
         "set 1",
         "hold",
     ]);
+    let mut holder = broker.spawn(&steps);
     holder.wait_for("holding");
+    // (With a doorbell, the request below goes in the page.)
+    let status = broker.objmgr(&["broker", "status"]);
+    let doorbells = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("doorbell")?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap();
+    assert_eq!(doorbells, u32::from(!first.is_empty()));
     let pids = broker.broker_pids();
     assert_eq!(pids.len(), 1);
     common::signal(pids[0], libc::SIGSTOP);
