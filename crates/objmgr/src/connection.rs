@@ -106,12 +106,13 @@ impl Bell {
         Bell(fd)
     }
 
-    /// Rings it: false if it cannot be rung (the process closed it, say).
+    /// Rings it: false if it cannot be rung (the process closed it, or
+    /// its count is full: the broker never reads it, and a write that
+    /// fails is no event).
     fn ring(&self) -> bool {
         loop {
             match rustix::io::write(&self.0, &1u64.to_ne_bytes()) {
-                // (A doorbell that cannot count higher is ringing already.)
-                Ok(_) | Err(Errno::AGAIN) => return true,
+                Ok(_) => return true,
                 Err(Errno::INTR) => continue,
                 Err(_) => return false,
             }

@@ -206,10 +206,15 @@ struct Connection {
     /// The connection's doorbell, once it asked for one (`Request::Doorbell`).
     /// Watched edge-triggered and never read: the process shares the
     /// eventfd's file (and its `O_NONBLOCK`), so a read by the broker could
-    /// be made to block; each ring is one event.
+    /// be made to block; the rings before each look are one event.
     doorbell: Option<std::rc::Rc<OwnedFd>>,
     /// The doorbell rang since the page was last looked at.
     rang: bool,
+    /// The sequence number of the last request read from the connection,
+    /// on its socket or in its page: a request in the page is taken only if
+    /// its number is newer (one the process left there and then sent on its
+    /// socket instead is never taken too).
+    last_seq: u32,
 }
 
 /// A decoded request and the fds that came with it.
@@ -639,6 +644,7 @@ fn accept_all(
                 waiting: None,
                 doorbell: None,
                 rang: false,
+                last_seq: 0,
             },
         );
         hello_deadlines.push_back((Instant::now() + HELLO_TIMEOUT, id));
@@ -749,7 +755,11 @@ fn read_connection(
                 return refused(fds);
             }
         };
+        conn.last_seq = seq;
         if request.expects_reply() {
+            // (A process that waits for an answer on its socket has nothing
+            // left in its page.)
+            conn.rang = false;
             conn.waiting = Some(Waiting {
                 seq,
                 request,
@@ -772,7 +782,16 @@ fn read_connection(
             Some(Ok(_)) => {}
         }
     }
-    Read::More // level-triggered epoll reports the rest (and a ring waits for it)
+    // At the bound: level-triggered epoll reports the rest, and a ring
+    // waits for it; unless there is no rest (a ring would wait for ever).
+    match net::recv(
+        &conn.fd,
+        &mut [0u8; 1],
+        RecvFlags::PEEK | RecvFlags::DONTWAIT,
+    ) {
+        Err(Errno::AGAIN) => Read::Drained,
+        _ => Read::More,
+    }
 }
 
 /// Takes the request a client left in its page once its doorbell rang,
@@ -799,8 +818,12 @@ fn read_page(conn: &mut Connection, id: ClientId, broker: &mut Broker, buf: &mut
         }
     };
     match Request::decode(&buf[..len]) {
+        // Not newer than what the connection sent last: left there, then
+        // sent on the socket instead (or a lie).
+        Ok((seq, _)) if (seq.wrapping_sub(conn.last_seq) as i32) <= 0 => Read::Drained,
         // (One that needs descriptors has none, and is refused as such.)
         Ok((seq, request)) if request.expects_reply() => {
+            conn.last_seq = seq;
             conn.waiting = Some(Waiting {
                 seq,
                 request,
@@ -971,6 +994,66 @@ fn send_reply(fd: BorrowedFd<'_>, bytes: &[u8], attach: Option<&OwnedFd>) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_left_in_the_page_and_sent_on_the_socket_instead_is_served_once() {
+        use objmgr_proto::wire::PROTOCOL_VERSION;
+        use objmgr_sync::close_ring::CloseRing;
+        let mut broker = Broker::new("test".into(), 0);
+        let root = objmgr_proto::security::Token::for_unix(0, 0, &[], None);
+        broker.add_client(1, 101, 0, root).unwrap();
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+        };
+        broker.handle(1, hello, vec![]).unwrap();
+        let ring_fd = broker.handle(1, Request::CloseRing, vec![]).unwrap().fd;
+        let page = CloseRing::map(ring_fd.unwrap().as_fd()).unwrap();
+        let (ours, theirs) = net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut conn = Connection {
+            fd: ours,
+            waiting: None,
+            doorbell: None,
+            rang: false,
+            last_seq: 0,
+        };
+        let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+        // Request 5 left in the page, whose ring failed: sent on the socket
+        // as 6, while a ring of an earlier close is still noted.
+        assert!(page.post_request(5, &Request::Status.encode(5)));
+        net::send(&theirs, &Request::Status.encode(6), SendFlags::empty()).unwrap();
+        conn.rang = true;
+        let read = read_page(&mut conn, 1, &mut broker, &mut buf);
+        assert!(matches!(read, Read::Waiting));
+        let waiting = conn.waiting.take().unwrap();
+        assert_eq!((waiting.seq, waiting.paged), (6, false));
+        // The next ring (a close) does not take 5 from the page.
+        conn.rang = true;
+        assert!(matches!(
+            read_page(&mut conn, 1, &mut broker, &mut buf),
+            Read::Drained
+        ));
+        assert!(conn.waiting.is_none(), "served twice");
+        // A newer request left there is taken.
+        assert!(page.post_request(7, &Request::Status.encode(7)));
+        conn.rang = true;
+        let read = read_page(&mut conn, 1, &mut broker, &mut buf);
+        assert!(matches!(read, Read::Waiting));
+        let waiting = conn.waiting.take().unwrap();
+        assert_eq!((waiting.seq, waiting.paged), (7, true));
+        // And without a ring, nothing is.
+        assert!(page.post_request(8, &Request::Status.encode(8)));
+        assert!(matches!(
+            read_page(&mut conn, 1, &mut broker, &mut buf),
+            Read::Drained
+        ));
+        assert!(conn.waiting.is_none());
+    }
 
     #[test]
     fn a_panic_while_serving_one_client_is_contained() {
