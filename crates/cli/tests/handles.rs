@@ -222,13 +222,19 @@ fn handle_flags_inherit_and_protect_from_close() {
 /// as its parent), and the parent's handle (to an auto-reset event the
 /// child did not take) and page are untouched.
 fn check_forked_child(how: &str) {
+    check_forked_child_with(how, "-");
+}
+
+fn check_forked_child_with(how: &str, mine: &str) {
     let broker = TestBroker::new();
     let mut steps = vec!["event e auto 1"];
     steps.extend(["event - auto 0"; 5]);
     steps.extend([how, "wait 0 0", "event - auto 0"]);
     let lines = broker.run(&steps);
     assert!(
-        lines.contains(&"forkchild page=no object=err6 value=err6 new=wait object 0".to_owned()),
+        lines.contains(&format!(
+            "forkchild page=no object=err6 value=err6 new=wait object 0 mine={mine}"
+        )),
         "{lines:?}"
     );
     assert!(
@@ -251,6 +257,15 @@ fn a_forked_child_starts_with_no_handles_and_a_working_client() {
 #[test]
 fn a_child_cloned_without_fork_handlers_starts_with_no_handles() {
     check_forked_child("fork_check raw");
+}
+
+/// A forked child that closes every descriptor it inherited and opens its
+/// own (a daemon does) keeps them: the library closes its copies of the
+/// parent's connection only while their numbers still name them.
+#[test]
+fn a_forked_child_that_closed_what_it_inherited_keeps_the_files_it_opened() {
+    check_forked_child_with("fork_check closefrom", "kept");
+    check_forked_child_with("fork_check raw closefrom", "kept");
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub(crate) struct Connection {
     /// Whether the last request sent reached the broker's socket (one whose
     /// send failed did not: it may be sent to a new broker, whatever it is).
     delivered: bool,
+    /// The socket's file (device, inode): a forked child closes its copy
+    /// only while the number still names it.
+    socket_identity: Option<(u64, u64)>,
     /// Requests sent on the socket so far (until the doorbell is asked for).
     requests: u32,
     /// The doorbell rung for requests left in the page (see
@@ -219,12 +222,27 @@ impl Connection {
         Ok(ring.push(close) && bell.ring())
     }
 
-    /// Forgets the page without unmapping it: in a forked child, which does
-    /// not inherit it (the range may hold another mapping by now).
-    fn forget_page(&mut self) {
+    /// Lets go of the parent's connection in a forked child: the page is
+    /// forgotten, not unmapped (the child does not inherit it, and the range
+    /// may hold another mapping by now), and the socket and doorbell are
+    /// closed only if their numbers still name what was inherited (the fork
+    /// handler's placeholder, or the socket itself after a bare `clone`):
+    /// else the child closed them and opened files of its own there.
+    fn release_in_child(mut self) {
         let page = std::mem::replace(&mut self.close_ring, CloseRingState::Unavailable);
         if let CloseRingState::Mapped(ring) = page {
             std::mem::forget(ring);
+        }
+        if let Doorbell::Ready(bell) = std::mem::replace(&mut self.doorbell, Doorbell::Unavailable)
+        {
+            // (Every eventfd has the same inode: only the placeholder tells.)
+            if !sys::inherited_is_ours(bell.0.as_fd(), None) {
+                std::mem::forget(bell);
+            }
+        }
+        if !sys::inherited_is_ours(self.socket.as_fd(), self.socket_identity) {
+            drop(std::mem::take(&mut self.recv_buf));
+            std::mem::forget(self);
         }
     }
 
@@ -501,6 +519,7 @@ enum Unreachable {
 
 fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let socket_identity = sys::file_identity(socket.as_fd());
     let mut conn = Connection {
         socket,
         seq: 0,
@@ -510,6 +529,7 @@ fn greet(socket: OwnedFd) -> Result<Connection, Broken> {
         system: false,
         close_ring: CloseRingState::NotAsked,
         delivered: false,
+        socket_identity,
         requests: 0,
         doorbell: Doorbell::NotAsked,
     };
@@ -909,12 +929,7 @@ static CONNECTION_FD: AtomicI32 = AtomicI32::new(-1);
 /// closes, and would never see the parent die while this child lives), and
 /// every handle of the parent's session is invalid in the child.
 extern "C" fn forked_child() {
-    for number in [&CONNECTION_FD, &DOORBELL_FD] {
-        let fd = number.swap(-1, Ordering::AcqRel);
-        if fd >= 0 {
-            sys::neutralize_fd(fd);
-        }
-    }
+    sys::neutralize_fds(&[&CONNECTION_FD, &DOORBELL_FD].map(|n| n.swap(-1, Ordering::AcqRel)));
     forget_watch();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
@@ -956,13 +971,22 @@ pub(crate) fn generation() -> u64 {
         // A forked child: nothing it inherited from the parent's session is its own.
         let mut shared = lock_shared();
         if OWNER_PID.load(Ordering::Acquire) != pid {
-            // No handler ran if a bare `clone` made this child.
-            forget_watch();
-            objmgr_sync::lifeline::forget_other_threads();
-            if let Some(conn) = shared.conn.as_mut() {
-                conn.forget_page(); // not inherited
+            // No handler ran if a bare `clone` made this child; if one did,
+            // the child's code has run since, and may have closed what it
+            // inherited and opened files of its own under those numbers.
+            let socket = shared.conn.as_ref().and_then(|conn| conn.socket_identity);
+            let watch = WATCH_FD.swap(-1, Ordering::AcqRel);
+            if watch >= 0 {
+                sys::close_inherited_if_ours(watch, socket); // a copy of the socket
             }
-            shared.drop_connection(); // closes the /dev/null the fork handler left
+            objmgr_sync::lifeline::forget_other_threads();
+            if let Some(conn) = shared.conn.take() {
+                conn.release_in_child();
+            }
+            CONNECTION_FD.store(-1, Ordering::Release);
+            DOORBELL_FD.store(-1, Ordering::Release);
+            shared.held.release_in_child();
+            shared.drop_connection();
             OWNER_PID.store(0, Ordering::Release);
             GENERATION.fetch_add(1, Ordering::AcqRel);
         }

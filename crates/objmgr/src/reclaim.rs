@@ -616,6 +616,32 @@ impl Holdings {
     }
 
     /// The session is over: nothing is held any more.
+    /// Lets go of the parent's notes in a forked child, at its first call
+    /// of the library. A section's or arena's descriptor only these notes
+    /// hold is closed if its number still names an objmgr memory file;
+    /// otherwise the child closed it and opened a file of its own there,
+    /// which is left alone (as are files the parent opened: the child keeps
+    /// what it inherited, as after any `fork()`). Descriptors the child's
+    /// copies of the parent's objects share stay theirs.
+    pub(crate) fn release_in_child(&mut self) {
+        let release = |fd: Arc<OwnedFd>| {
+            if Arc::strong_count(&fd) == 1 && !crate::sys::names_objmgr_memory(fd.as_fd()) {
+                std::mem::forget(fd);
+            }
+        };
+        for held in std::mem::take(&mut self.handles).into_values() {
+            match held.what {
+                What::Section { fd: Some(fd), .. } => release(fd),
+                What::File { open } if Arc::strong_count(&open) == 1 => std::mem::forget(open),
+                _ => {}
+            }
+        }
+        std::mem::take(&mut self.arenas)
+            .into_values()
+            .for_each(release);
+        self.clear();
+    }
+
     pub(crate) fn clear(&mut self) {
         self.handles.clear();
         self.arenas.clear();

@@ -8,7 +8,7 @@
 //! and must not use the range after that.
 
 use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -272,27 +272,90 @@ fn make_fork_wiped_word() -> Option<&'static AtomicU64> {
     fork_wiped_word()
 }
 
-/// Replaces descriptor `fd` with `/dev/null` in place. In a forked child this
-/// drops the child's reference to the parent's broker connection without
-/// freeing the number, which the child's copy of the connection still owns
-/// (and will close later, harmlessly).
-pub fn neutralize_fd(fd: std::os::fd::RawFd) {
-    use rustix::fs::{Mode, OFlags};
-    let Ok(null) = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-    else {
+/// The file (device, inode) that [`neutralize_fds`] put in a forked
+/// child's inherited descriptors: a memory file of its own, which nothing
+/// else in the child can have opened (0: none yet).
+static PLACEHOLDER: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The (device, inode) of the file behind `fd`, if it is open.
+pub fn file_identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+/// Replaces descriptors `fds` (those not negative) with a placeholder in
+/// place; allocates nothing (it runs in a fork handler). In a forked child
+/// this drops the child's references to the parent's broker connection
+/// without freeing the numbers, which the child's copy of the connection
+/// still owns; it closes them later only if they still hold the placeholder
+/// ([`inherited_is_ours`]): by then the child may have closed them and
+/// opened files of its own under the same numbers.
+pub fn neutralize_fds(fds: &[std::os::fd::RawFd]) {
+    use rustix::fs::MemfdFlags;
+    if fds.iter().all(|&fd| fd < 0) {
+        return;
+    }
+    let Ok(placeholder) = rustix::fs::memfd_create("objmgr-forked", MemfdFlags::CLOEXEC) else {
         return;
     };
-    // SAFETY: `fd` is the open connection descriptor, owned by the client's
-    // connection object; ManuallyDrop keeps this temporary OwnedFd from
-    // closing it. dup3 atomically replaces what the number refers to.
-    let mut target = std::mem::ManuallyDrop::new(unsafe {
-        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-    });
-    let _ = rustix::io::dup3(&null, &mut target, rustix::io::DupFlags::CLOEXEC);
+    if let Some((dev, ino)) = file_identity(placeholder.as_fd()) {
+        PLACEHOLDER[0].store(dev, Ordering::Relaxed);
+        PLACEHOLDER[1].store(ino, Ordering::Relaxed);
+    }
+    for &fd in fds.iter().filter(|&&fd| fd >= 0) {
+        // SAFETY: `fd` is an open descriptor owned by the client's
+        // connection object; ManuallyDrop keeps this temporary OwnedFd from
+        // closing it. dup3 atomically replaces what the number refers to.
+        let mut target = std::mem::ManuallyDrop::new(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        let _ = rustix::io::dup3(&placeholder, &mut target, rustix::io::DupFlags::CLOEXEC);
+    }
+}
+
+/// Whether descriptor `fd` names one of objmgr's memory files (a section's
+/// or an arena's, or the fork handler's placeholder), by its link in
+/// `/proc/self/fd` (false if that cannot be read): for a forked child's
+/// first call of the library, which closes the parent's descriptors it
+/// still has, and must not close files the child opened under numbers it
+/// closed.
+pub fn names_objmgr_memory(fd: BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|link| link.to_string_lossy().starts_with("/memfd:objmgr-"))
+}
+
+/// Whether descriptor `fd`, inherited from the parent, is still what the
+/// child's copy of the connection believes: the fork handler's placeholder,
+/// or the file `identity` (for a child made without the handler). If not,
+/// the child closed it and the number names a file of its own, which must
+/// not be closed.
+pub fn inherited_is_ours(fd: BorrowedFd<'_>, identity: Option<(u64, u64)>) -> bool {
+    let Some(now) = file_identity(fd) else {
+        return false;
+    };
+    let placeholder = (
+        PLACEHOLDER[0].load(Ordering::Relaxed),
+        PLACEHOLDER[1].load(Ordering::Relaxed),
+    );
+    (placeholder.1 != 0 && now == placeholder) || identity == Some(now)
+}
+
+/// Closes descriptor `fd`, a forked child's copy of a descriptor of its
+/// parent's connection, if it is still the inherited file `identity` (or the
+/// fork handler's placeholder); else the child closed it and the number is
+/// its own now, and it is left alone.
+pub fn close_inherited_if_ours(fd: std::os::fd::RawFd, identity: Option<(u64, u64)>) {
+    // SAFETY: only looked at (fstat) while this borrow lasts; the number is
+    // open or the call fails.
+    if inherited_is_ours(unsafe { BorrowedFd::borrow_raw(fd) }, identity) {
+        close_inherited_fd(fd);
+    }
 }
 
 /// Closes descriptor `fd`, which a forked child inherited and nothing in it
-/// owns (the object that owned it stayed with a thread of the parent).
+/// owns (the object that owned it stayed with a thread of the parent). Only
+/// right before the child's own code runs (in the fork handler), or after
+/// [`inherited_is_ours`] said the number still names the inherited file.
 pub fn close_inherited_fd(fd: std::os::fd::RawFd) {
     // SAFETY: `fd` is open and owned by no object in this process (the
     // caller took the number out of the only place that knew it), so

@@ -1529,6 +1529,28 @@ pub fn run_script(script: &str) {
                     };
                     if pid == 0 {
                         let child_page = page();
+                        // As a daemon does: closes everything it inherited,
+                        // then opens files of its own, which take the lowest
+                        // numbers (the library's copies' among them).
+                        let mine: Vec<_> = if words.contains(&"closefrom") {
+                            // SAFETY: closes descriptors 3 and up; nothing in
+                            // this child uses them before the library's
+                            // next call, which must notice.
+                            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+                            (0..16)
+                                .map(|_| {
+                                    let fd = rustix::fs::memfd_create(
+                                        "mine",
+                                        rustix::fs::MemfdFlags::CLOEXEC,
+                                    )
+                                    .unwrap();
+                                    let st = rustix::fs::fstat(&fd).unwrap();
+                                    (fd, st.st_ino)
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
                         let old_object = match objmgr::wait_any(
                             &[objs.last().unwrap().waitable()],
                             Some(Duration::ZERO),
@@ -1543,8 +1565,17 @@ pub fn run_script(script: &str) {
                         let fresh = Event::create(None, Reset::Auto, true)
                             .and_then(|e| e.wait(Some(Duration::ZERO)).map(outcome))
                             .unwrap_or_else(|e| format!("err{}", e.code().code()));
+                        // Still open, and still the files it opened.
+                        let kept = mine.iter().all(|(fd, ino)| {
+                            rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == *ino)
+                        });
+                        let verdict = match (mine.is_empty(), kept) {
+                            (true, _) => "-",
+                            (false, true) => "kept",
+                            (false, false) => "lost",
+                        };
                         println!(
-                            "@@forkchild page={child_page} object={old_object} value={old_value} new={fresh}"
+                            "@@forkchild page={child_page} object={old_object} value={old_value} new={fresh} mine={verdict}"
                         );
                         std::io::Write::flush(&mut std::io::stdout()).unwrap();
                         // SAFETY: leaves the forked child without running the
