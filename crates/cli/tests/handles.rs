@@ -233,7 +233,7 @@ fn check_forked_child_with(how: &str, mine: &str) {
     let lines = broker.run(&steps);
     assert!(
         lines.contains(&format!(
-            "forkchild page=no object=err6 value=err6 new=wait object 0 mine={mine}"
+            "forkchild page=no object=err6 value=err6 new=wait object 0 mine={mine} placeholders=0"
         )),
         "{lines:?}"
     );

@@ -908,10 +908,12 @@ extern "C" fn before_fork() {
     held.push(crate::owner::lock_numbers_for_fork());
     held.push(objmgr_sync::lifeline::lock_for_fork());
     let _ = HELD_ACROSS_FORK.try_with(|slot| *slot.borrow_mut() = held);
+    sys::make_fork_placeholder();
 }
 
 /// Runs in the parent after `fork()`: gives the locks back.
 extern "C" fn after_fork_in_parent() {
+    sys::drop_fork_placeholder();
     let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());
 }
 /// The pid that owns `SHARED.conn`; another pid means we are a forked child.
@@ -930,6 +932,7 @@ static CONNECTION_FD: AtomicI32 = AtomicI32::new(-1);
 /// every handle of the parent's session is invalid in the child.
 extern "C" fn forked_child() {
     sys::neutralize_fds(&[&CONNECTION_FD, &DOORBELL_FD].map(|n| n.swap(-1, Ordering::AcqRel)));
+    sys::drop_fork_placeholder();
     forget_watch();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().clear());

@@ -615,14 +615,14 @@ impl Holdings {
         }
     }
 
-    /// The session is over: nothing is held any more.
     /// Lets go of the parent's notes in a forked child, at its first call
-    /// of the library. A section's or arena's descriptor only these notes
-    /// hold is closed if its number still names an objmgr memory file;
-    /// otherwise the child closed it and opened a file of its own there,
-    /// which is left alone (as are files the parent opened: the child keeps
-    /// what it inherited, as after any `fork()`). Descriptors the child's
-    /// copies of the parent's objects share stay theirs.
+    /// of the library. A section's or arena's memory file only these notes
+    /// hold is closed if its number still names an objmgr memory file
+    /// (known by its link in `/proc/self/fd`); otherwise the child closed it
+    /// and may have opened a file of its own there, which is left alone.
+    /// Files (and sections over files) only the notes hold are left open,
+    /// as any descriptor a child inherits. Descriptors the child's copies of
+    /// the parent's objects share stay theirs.
     pub(crate) fn release_in_child(&mut self) {
         let release = |fd: Arc<OwnedFd>| {
             if Arc::strong_count(&fd) == 1 && !crate::sys::names_objmgr_memory(fd.as_fd()) {
@@ -632,7 +632,15 @@ impl Holdings {
         for held in std::mem::take(&mut self.handles).into_values() {
             match held.what {
                 What::Section { fd: Some(fd), .. } => release(fd),
-                What::File { open } if Arc::strong_count(&open) == 1 => std::mem::forget(open),
+                // (Each handle's copy is let go; the last one's file, if
+                // nothing else holds it, is left open.)
+                What::File { open } => {
+                    if let Ok(open) = Arc::try_unwrap(open)
+                        && Arc::strong_count(&open.fd) == 1
+                    {
+                        std::mem::forget(open.fd);
+                    }
+                }
                 _ => {}
             }
         }
@@ -642,6 +650,7 @@ impl Holdings {
         self.clear();
     }
 
+    /// The session is over: nothing is held any more.
     pub(crate) fn clear(&mut self) {
         self.handles.clear();
         self.arenas.clear();

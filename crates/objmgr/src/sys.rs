@@ -282,25 +282,55 @@ pub fn file_identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
 }
 
-/// Replaces descriptors `fds` (those not negative) with a placeholder in
-/// place; allocates nothing (it runs in a fork handler). In a forked child
-/// this drops the child's references to the parent's broker connection
-/// without freeing the numbers, which the child's copy of the connection
-/// still owns; it closes them later only if they still hold the placeholder
-/// ([`inherited_is_ours`]): by then the child may have closed them and
-/// opened files of its own under the same numbers.
-pub fn neutralize_fds(fds: &[std::os::fd::RawFd]) {
-    use rustix::fs::MemfdFlags;
-    if fds.iter().all(|&fd| fd < 0) {
-        return;
-    }
-    let Ok(placeholder) = rustix::fs::memfd_create("objmgr-forked", MemfdFlags::CLOEXEC) else {
+/// The placeholder [`make_fork_placeholder`] made for the fork under way
+/// (-1: none).
+static PLACEHOLDER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Makes the placeholder a fork's child puts in the parent connection's
+/// descriptors ([`neutralize_fds`]), in the parent before the fork (so
+/// that the child's fork handler creates nothing): a memory file of its
+/// own, or `/dev/null` if none can be made.
+pub fn make_fork_placeholder() {
+    use rustix::fs::{MemfdFlags, Mode, OFlags};
+    let made = rustix::fs::memfd_create(c"objmgr-forked", MemfdFlags::CLOEXEC)
+        .or_else(|_| rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()));
+    let Ok(placeholder) = made else {
         return;
     };
     if let Some((dev, ino)) = file_identity(placeholder.as_fd()) {
         PLACEHOLDER[0].store(dev, Ordering::Relaxed);
         PLACEHOLDER[1].store(ino, Ordering::Relaxed);
     }
+    drop_fork_placeholder();
+    PLACEHOLDER_FD.store(
+        std::os::fd::IntoRawFd::into_raw_fd(placeholder),
+        Ordering::Release,
+    );
+}
+
+/// Closes the placeholder (after the fork, in both processes).
+pub fn drop_fork_placeholder() {
+    let fd = PLACEHOLDER_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        close_inherited_fd(fd);
+    }
+}
+
+/// Replaces descriptors `fds` (those not negative) with the placeholder in
+/// place: system calls only (it runs in a fork handler). In a forked child
+/// this drops the child's references to the parent's broker connection
+/// without freeing the numbers, which the child's copy of the connection
+/// still owns; it closes them later only if they still hold the placeholder
+/// ([`inherited_is_ours`]): by then the child may have closed them and
+/// opened files of its own under the same numbers.
+pub fn neutralize_fds(fds: &[std::os::fd::RawFd]) {
+    let placeholder = PLACEHOLDER_FD.load(Ordering::Acquire);
+    if placeholder < 0 {
+        return;
+    }
+    // SAFETY: the placeholder is open until `drop_fork_placeholder`, which
+    // runs after this; only borrowed for the dup3 below.
+    let placeholder = unsafe { BorrowedFd::borrow_raw(placeholder) };
     for &fd in fds.iter().filter(|&&fd| fd >= 0) {
         // SAFETY: `fd` is an open descriptor owned by the client's
         // connection object; ManuallyDrop keeps this temporary OwnedFd from
@@ -308,7 +338,7 @@ pub fn neutralize_fds(fds: &[std::os::fd::RawFd]) {
         let mut target = std::mem::ManuallyDrop::new(unsafe {
             <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
         });
-        let _ = rustix::io::dup3(&placeholder, &mut target, rustix::io::DupFlags::CLOEXEC);
+        let _ = rustix::io::dup3(placeholder, &mut target, rustix::io::DupFlags::CLOEXEC);
     }
 }
 
@@ -345,8 +375,9 @@ pub fn inherited_is_ours(fd: BorrowedFd<'_>, identity: Option<(u64, u64)>) -> bo
 /// fork handler's placeholder); else the child closed it and the number is
 /// its own now, and it is left alone.
 pub fn close_inherited_if_ours(fd: std::os::fd::RawFd, identity: Option<(u64, u64)>) {
-    // SAFETY: only looked at (fstat) while this borrow lasts; the number is
-    // open or the call fails.
+    // SAFETY: the number may have been closed by the child (then fstat fails
+    // with EBADF, and nothing is closed); the borrow is only given to fstat
+    // and ends before the close.
     if inherited_is_ours(unsafe { BorrowedFd::borrow_raw(fd) }, identity) {
         close_inherited_fd(fd);
     }

@@ -1569,13 +1569,20 @@ pub fn run_script(script: &str) {
                         let kept = mine.iter().all(|(fd, ino)| {
                             rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == *ino)
                         });
+                        // The parent connection's copies are closed (the
+                        // placeholders the fork handler put in them).
+                        let placeholders = std::fs::read_dir("/proc/self/fd")
+                            .unwrap()
+                            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                            .filter(|l| l.to_string_lossy().contains("objmgr-forked"))
+                            .count();
                         let verdict = match (mine.is_empty(), kept) {
                             (true, _) => "-",
                             (false, true) => "kept",
                             (false, false) => "lost",
                         };
                         println!(
-                            "@@forkchild page={child_page} object={old_object} value={old_value} new={fresh} mine={verdict}"
+                            "@@forkchild page={child_page} object={old_object} value={old_value} new={fresh} mine={verdict} placeholders={placeholders}"
                         );
                         std::io::Write::flush(&mut std::io::stdout()).unwrap();
                         // SAFETY: leaves the forked child without running the
