@@ -779,9 +779,11 @@ fn a_process_holds_100000_events_without_running_out_of_descriptors() {
     let broker = TestBroker::new();
     let lines = broker.run(&["many_events 100000"]);
     let line = &lines[0];
-    // No descriptor and no mapping per event: after the first event (the
-    // connection, its watcher and the first arena), at most one more arena
-    // mapping (its fd is closed once mapped).
+    // No descriptor and no mapping per event: after the first events (the
+    // connection, its page and doorbell, its watcher and the first arena),
+    // at most one more arena mapping (its fd is closed once mapped), and a
+    // few the allocator may make meanwhile (a thread's first allocation
+    // maps an arena of its own: seen once in a loaded full run).
     let field = |key: &str| -> i64 {
         line.split(' ')
             .find_map(|w| w.strip_prefix(key))
@@ -790,7 +792,7 @@ fn a_process_holds_100000_events_without_running_out_of_descriptors() {
             .unwrap()
     };
     assert!(field("fds+=") == 0, "{line}");
-    assert!(field("maps+=") <= 1, "{line}");
+    assert!(field("maps+=") <= 3, "{line}");
     assert!(line.ends_with("wait object 0"), "{line}");
 }
 
