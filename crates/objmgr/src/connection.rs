@@ -183,14 +183,15 @@ impl Connection {
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(Result<Reply>, Option<OwnedFd>), Broken> {
-        let posted = fds.is_empty() && request.expects_reply() && {
-            let posted = self.post(request);
-            // (Lost while the page was set up: this request never left.)
-            self.delivered = false;
-            posted?
-        };
+        let posted = fds.is_empty()
+            && request.expects_reply()
+            && self.post(request).inspect_err(|_| {
+                // (Lost while the page was set up: this request never left.)
+                self.delivered = false;
+            })?;
+        // (What the setup's own requests did is not this one's.)
+        self.delivered = posted;
         if posted {
-            self.delivered = true;
             return self.receive_paged(request);
         }
         match self.send(request, fds) {
@@ -206,7 +207,13 @@ impl Connection {
     /// the ring first if need be: false if it cannot (the close must be
     /// sent).
     fn leave_close(&mut self, close: RingClose) -> Result<bool, Broken> {
-        Ok(self.page()?.is_some_and(|ring| ring.push(close)))
+        match self.page() {
+            Ok(page) => Ok(page.is_some_and(|ring| ring.push(close))),
+            // The ring could not be asked for (this process's own trouble):
+            // the close is sent.
+            Err(Broken::NotSent(_)) => Ok(false),
+            Err(broken) => Err(broken),
+        }
     }
 
     /// Leaves a close that may free its section in the close ring and rings
@@ -219,7 +226,15 @@ impl Connection {
         else {
             return Ok(false);
         };
-        Ok(ring.push(close) && bell.ring())
+        if !ring.push(close) {
+            return Ok(false);
+        }
+        // In the ring, it is done before the broker serves anything; a
+        // doorbell that cannot be rung only makes the freeing wait for that.
+        if !bell.ring() {
+            self.doorbell = Doorbell::Unavailable;
+        }
+        Ok(true)
     }
 
     /// Lets go of the parent's connection in a forked child: the page is
@@ -236,11 +251,11 @@ impl Connection {
         if let Doorbell::Ready(bell) = std::mem::replace(&mut self.doorbell, Doorbell::Unavailable)
         {
             // (Every eventfd has the same inode: only the placeholder tells.)
-            if !sys::inherited_is_ours(bell.0.as_fd(), None) {
+            if !sys::inherited_is_ours(bell.0.as_raw_fd(), None) {
                 std::mem::forget(bell);
             }
         }
-        if !sys::inherited_is_ours(self.socket.as_fd(), self.socket_identity) {
+        if !sys::inherited_is_ours(self.socket.as_raw_fd(), self.socket_identity) {
             drop(std::mem::take(&mut self.recv_buf));
             std::mem::forget(self);
         }
@@ -252,13 +267,11 @@ impl Connection {
     fn page(&mut self) -> Result<Option<&CloseRing>, Broken> {
         if let CloseRingState::NotAsked = self.close_ring {
             self.close_ring = match self.exchange(&Request::CloseRing, &[])? {
+                // (A forked child must not ask as this process: a page that
+                // would be inherited is not used.)
                 (Ok(Reply::Done), Some(fd)) => match CloseRing::map(fd.as_fd()) {
-                    Ok(ring) => {
-                        // A forked child must not ask as this process.
-                        let _ = ring.keep_from_children();
-                        CloseRingState::Mapped(ring)
-                    }
-                    Err(_) => CloseRingState::Unavailable,
+                    Ok(ring) if ring.keep_from_children().is_ok() => CloseRingState::Mapped(ring),
+                    _ => CloseRingState::Unavailable,
                 },
                 // Refused (or no fd came): closes are sent.
                 _ => CloseRingState::Unavailable,
@@ -276,9 +289,13 @@ impl Connection {
     fn post(&mut self, request: &Request) -> Result<bool, Broken> {
         // (The requests that set the page up go on the socket, and do not
         // count: asking for the page is no sign of a talkative process.)
+        // (Nor do the steps of taking handles back to a new broker.)
         if matches!(
             request,
-            Request::Hello { .. } | Request::CloseRing | Request::Doorbell
+            Request::Hello { .. }
+                | Request::CloseRing
+                | Request::Doorbell
+                | Request::Reclaim { .. }
         ) {
             return Ok(false);
         }
@@ -289,11 +306,13 @@ impl Connection {
             }
             // (Its own two requests go on the socket.)
             self.doorbell = Doorbell::Unavailable;
-            if self.page()?.is_some()
-                && let (Ok(Reply::Done), Some(bell)) = self.exchange(&Request::Doorbell, &[])?
-            {
-                self.doorbell = Doorbell::Ready(Bell::new(bell));
-            }
+            self.doorbell = match self.ask_doorbell() {
+                Ok(Some(bell)) => Doorbell::Ready(Bell::new(bell)),
+                // Not sent (this process's own trouble): the request that
+                // asked goes on the socket, and the page is not asked again.
+                Ok(None) | Err(Broken::NotSent(_)) => Doorbell::Unavailable,
+                Err(broken) => return Err(broken),
+            };
         }
         let (CloseRingState::Mapped(ring), Doorbell::Ready(bell)) =
             (&self.close_ring, &self.doorbell)
@@ -311,6 +330,18 @@ impl Connection {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// The page (asked for if need be) and a doorbell: the doorbell's fd,
+    /// or `None` if the broker gave no page or no doorbell.
+    fn ask_doorbell(&mut self) -> Result<Option<OwnedFd>, Broken> {
+        if self.page()?.is_none() {
+            return Ok(None);
+        }
+        Ok(match self.exchange(&Request::Doorbell, &[])? {
+            (Ok(Reply::Done), Some(bell)) => Some(bell),
+            _ => None,
+        })
     }
 
     /// The answer to `request`, left in the page: waits for it there, and
@@ -908,7 +939,11 @@ extern "C" fn before_fork() {
     held.push(crate::owner::lock_numbers_for_fork());
     held.push(objmgr_sync::lifeline::lock_for_fork());
     let _ = HELD_ACROSS_FORK.try_with(|slot| *slot.borrow_mut() = held);
-    sys::make_fork_placeholder();
+    // (Only while there is a connection to hide from the child: a child of
+    // a child keeps its parent's placeholder, which is then still known.)
+    if CONNECTION_FD.load(Ordering::Acquire) >= 0 || DOORBELL_FD.load(Ordering::Acquire) >= 0 {
+        sys::make_fork_placeholder();
+    }
 }
 
 /// Runs in the parent after `fork()`: gives the locks back.
@@ -1316,30 +1351,21 @@ fn exchange_noting(
                 return (reply.map(|reply| (reply, received)), false);
             }
             Err(e) if lost && still(shared, generation) => {
-                // A remote operation the broker finished (one that took
-                // nothing, or found the object busy, is simply tried again).
+                // A remote operation the broker finished gives its outcome;
+                // one that took nothing, or found the object busy, changed
+                // nothing: it is sent again.
                 let finished = match reached {
                     Reached::Finished(result) if matches!(request, Request::SyncRemote { .. }) => {
-                        RemoteReply::from_words(result).filter(|reply| {
-                            !matches!(reply.outcome, RemoteOutcome::NotYet | RemoteOutcome::Busy)
-                        })
+                        RemoteReply::from_words(result)
                     }
                     _ => None,
                 };
-                if let Some(reply) = finished {
+                let took_nothing = finished.as_ref().is_some_and(|reply| {
+                    matches!(reply.outcome, RemoteOutcome::NotYet | RemoteOutcome::Busy)
+                });
+                if let Some(reply) = finished.filter(|_| !took_nothing) {
                     return (Ok((Reply::Remote(reply), None)), true);
                 }
-                // (A remote operation that took nothing, or found the
-                // object busy, changed nothing: it is sent again.)
-                let took_nothing = match reached {
-                    Reached::Finished(result) => {
-                        matches!(request, Request::SyncRemote { .. })
-                            && RemoteReply::from_words(result).is_some_and(|reply| {
-                                matches!(reply.outcome, RemoteOutcome::NotYet | RemoteOutcome::Busy)
-                            })
-                    }
-                    _ => false,
-                };
                 let again = request.repeatable_after_rejoin()
                     || reached == Reached::NotBegun
                     || took_nothing;

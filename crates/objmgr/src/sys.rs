@@ -354,15 +354,22 @@ pub fn names_objmgr_memory(fd: BorrowedFd<'_>) -> bool {
         .is_ok_and(|link| link.to_string_lossy().starts_with("/memfd:objmgr-"))
 }
 
-/// Whether descriptor `fd`, inherited from the parent, is still what the
-/// child's copy of the connection believes: the fork handler's placeholder,
-/// or the file `identity` (for a child made without the handler). If not,
-/// the child closed it and the number names a file of its own, which must
-/// not be closed.
-pub fn inherited_is_ours(fd: BorrowedFd<'_>, identity: Option<(u64, u64)>) -> bool {
-    let Some(now) = file_identity(fd) else {
+/// Whether descriptor number `fd`, inherited from the parent, is still what
+/// the child's copy of the connection believes: the fork handler's
+/// placeholder, or the file `identity` (for a child made without the
+/// handler). If not, the child closed it and the number names a file of its
+/// own (or nothing), which must not be closed. By number: what it names is
+/// not known to be open.
+pub fn inherited_is_ours(fd: std::os::fd::RawFd, identity: Option<(u64, u64)>) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes at most one `stat` to the pointer, which points
+    // at one; any number may be asked about (a closed one fails, EBADF).
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
         return false;
-    };
+    }
+    // SAFETY: fstat succeeded, so it filled the whole `stat`.
+    let st = unsafe { st.assume_init() };
+    let now = (st.st_dev, st.st_ino);
     let placeholder = (
         PLACEHOLDER[0].load(Ordering::Relaxed),
         PLACEHOLDER[1].load(Ordering::Relaxed),
@@ -375,10 +382,7 @@ pub fn inherited_is_ours(fd: BorrowedFd<'_>, identity: Option<(u64, u64)>) -> bo
 /// fork handler's placeholder); else the child closed it and the number is
 /// its own now, and it is left alone.
 pub fn close_inherited_if_ours(fd: std::os::fd::RawFd, identity: Option<(u64, u64)>) {
-    // SAFETY: the number may have been closed by the child (then fstat fails
-    // with EBADF, and nothing is closed); the borrow is only given to fstat
-    // and ends before the close.
-    if inherited_is_ours(unsafe { BorrowedFd::borrow_raw(fd) }, identity) {
+    if inherited_is_ours(fd, identity) {
         close_inherited_fd(fd);
     }
 }
