@@ -674,11 +674,14 @@ impl Broker {
     }
 
     /// Copies the request client `id` left in its page, if any, into `out`
-    /// (see `CloseRing::take_request`); counted in the status as `paged`.
+    /// (see `CloseRing::take_request`).
     pub fn take_page_request(&mut self, id: ClientId, out: &mut [u8]) -> Option<Result<usize, ()>> {
-        let taken = self.close_rings.get_mut(&id)?.take_request(out);
-        self.paged_requests += u64::from(taken.is_some());
-        taken
+        self.close_rings.get_mut(&id)?.take_request(out)
+    }
+
+    /// A request taken from a page is to be served (counted in the status).
+    pub fn note_paged_request(&mut self) {
+        self.paged_requests += 1;
     }
 
     /// Answers client `id`'s request `seq` in its page (`None`: says the
@@ -1494,7 +1497,9 @@ impl Broker {
         // Each connection holds its socket and its process's pidfd, and
         // its doorbell if it has one.
         let clients = 2 * self.clients.len() as u64 + self.doorbells.len() as u64;
-        let holders = self.live_sections + self.solo.len() as u64;
+        // (Solo arenas taken back after a crash hold one too.)
+        let adopted_solo = self.adopted.values().filter(|a| a.is_solo()).count();
+        let holders = self.live_sections + (self.solo.len() + adopted_solo) as u64;
         let bound = 2 * (holders + 1) + clients;
         let in_use = if bound.saturating_add(quota::RESERVED_FDS) <= limit {
             bound
@@ -1508,7 +1513,12 @@ impl Broker {
                     _ => 0,
                 })
                 .sum();
-            let solo: u64 = self.solo.values().map(SyncArena::fds_held).sum();
+            let solo: u64 = self
+                .solo
+                .values()
+                .chain(self.adopted.values().filter(|a| a.is_solo()))
+                .map(SyncArena::fds_held)
+                .sum();
             sections + solo + 2 + clients
         };
         if in_use.saturating_add(quota::RESERVED_FDS) > limit {

@@ -824,6 +824,7 @@ fn read_page(conn: &mut Connection, id: ClientId, broker: &mut Broker, buf: &mut
         // (One that needs descriptors has none, and is refused as such.)
         Ok((seq, request)) if request.expects_reply() => {
             conn.last_seq = seq;
+            broker.note_paged_request();
             conn.waiting = Some(Waiting {
                 seq,
                 request,

@@ -322,6 +322,13 @@ impl SyncArena {
         Ok(index)
     }
 
+    /// Marks slot `index` of an adopted arena as not taken back after all
+    /// (a claim of it was refused), leaving its state as it is: it may
+    /// still be claimed, and other processes may still use it.
+    pub fn unadopt_slot(&mut self, index: u32) {
+        self.live.remove(&index);
+    }
+
     /// Frees the slot of a destroyed object.
     pub fn free(&mut self, index: u32) {
         if self.live.remove(&index) {

@@ -7,7 +7,7 @@
 //! process now.
 
 use super::*;
-use crate::ledger::{Entry, Identity, KnownArena};
+use crate::ledger::{Entry, Identity, KnownArena, Ledger};
 use objmgr_proto::wire::HeldHandle;
 
 impl Broker {
@@ -100,7 +100,9 @@ impl Broker {
             .granted(oid, uid, all);
     }
 
-    /// Records object `oid`'s new descriptor.
+    /// Records object `oid`'s new descriptor (a record that makes the one
+    /// before it dead: a user who changes a descriptor over and over makes
+    /// the ledger written anew, not grow).
     pub(super) fn ledger_security(&mut self, oid: ObjectId) {
         let Some(ledger) = &mut self.ledger else {
             return;
@@ -109,6 +111,15 @@ impl Broker {
             && recorded(&object.body)
         {
             ledger.security(oid, &object.security.to_sddl());
+        }
+        self.rewrite_ledger_if_mostly_dead();
+    }
+
+    /// Writes the ledger anew once most of it is dead (not while a recovery
+    /// still reads the lost broker's records).
+    fn rewrite_ledger_if_mostly_dead(&mut self) {
+        if self.ledger.as_ref().is_some_and(Ledger::wants_rewrite) && self.known.is_none() {
+            self.rewrite_ledger();
         }
     }
 
@@ -122,9 +133,7 @@ impl Broker {
             return;
         }
         ledger.gone(oid);
-        if ledger.wants_rewrite() && self.known.is_none() {
-            self.rewrite_ledger();
-        }
+        self.rewrite_ledger_if_mostly_dead();
     }
 
     /// Writes the ledger anew from the live objects (the lost broker's

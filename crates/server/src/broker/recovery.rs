@@ -198,7 +198,7 @@ impl Broker {
             socket: socket.to_owned(),
             is_default: false,
         };
-        let (journal, recorded) = match Journal::open(&location.journal_path()) {
+        let (journal, mut recorded) = match Journal::open(&location.journal_path()) {
             Ok(opened) => opened,
             Err(e) => {
                 crate::log::warning!("no client journal, so no recovery after a crash: {e}");
@@ -211,21 +211,25 @@ impl Broker {
         }
         // The system broker believes a returning process only what its
         // ledger says of the objects it made.
-        match Ledger::open(&location.ledger_path()) {
+        let path = location.ledger_path();
+        let opened = Ledger::open(&path).or_else(|e| {
+            // Unreadable (too long, say): no recovery from it now, but one
+            // from a new ledger after the next crash. Kept aside for a look.
+            crate::log::warning!("no object ledger, so no recovery after this crash: {e}");
+            let _ = std::fs::rename(&path, path.with_extension("ledger.unreadable"));
+            recorded.clear();
+            Ledger::open(&path)
+        });
+        match opened {
             Ok((ledger, known)) => {
                 self.ledger = Some(ledger);
-                self.start_recovery(recorded);
-                // (Above every id recorded, also should the ledger not be
-                // written anew below.)
-                self.next_object = self.next_object.max(known.max_object + 1);
-                if self.recovery.is_some() {
-                    self.known = Some(known);
-                } else {
+                self.start_system_recovery(recorded, known);
+                if self.recovery.is_none() {
                     self.rewrite_ledger();
                 }
             }
             Err(e) => {
-                crate::log::warning!("no object ledger, so no recovery after a crash: {e}");
+                crate::log::warning!("no object ledger: {e}");
                 self.start_recovery(Vec::new());
             }
         }
@@ -362,6 +366,15 @@ impl Broker {
         {
             self.release(oid);
         }
+        // A solo arena goes with its object: one whose object nobody took
+        // back (announced, then never claimed) goes now.
+        let claimed: std::collections::HashSet<u64> = self
+            .objects
+            .values()
+            .filter_map(|object| object.adopted_arena)
+            .collect();
+        self.adopted
+            .retain(|arena, adopted| !adopted.is_solo() || claimed.contains(arena));
         // The lost broker's records are needed no more.
         if self.known.take().is_some() {
             self.rewrite_ledger();
@@ -627,10 +640,14 @@ impl Broker {
                 let fd = memory_file(fd.expect("one fd checked"))?;
                 let node = crate::section::file_node(&fd)?;
                 let entry = self.checked_claim(id, &held, |known| known.section(node))?;
+                let fl_protect = protection | attributes;
+                let (page_protection, section_attributes) =
+                    parse_protection(fl_protect).map_err(|code| {
+                        Failure::new(code, format!("invalid protection {fl_protect:#x}"))
+                    })?;
                 if let Some((_, entry)) = &entry {
                     // The section's own protection, a memory file of this
                     // broker's user, allowing what the handle may do.
-                    let fl_protect = protection | attributes;
                     if entry.identity
                         != (crate::ledger::Identity::Section {
                             node,
@@ -643,26 +660,20 @@ impl Broker {
                         ));
                     }
                     self.check_made_here(&fd)?;
-                    let (parsed, _) = parse_protection(fl_protect).map_err(|code| {
-                        Failure::new(code, format!("invalid protection {fl_protect:#x}"))
-                    })?;
-                    check_reach(&held, parsed, &fd)?;
+                    check_reach(&held, page_protection, &fd)?;
                 }
                 let recovery = self.recovery.as_mut().expect("recovering");
                 let known = recovery.sections.get(&node).copied();
                 let oid = match known {
                     Some(oid) => oid,
                     None => {
-                        let (protection, attributes) = parse_protection(protection | attributes)
-                            .map_err(|code| {
-                                Failure::new(code, format!("invalid protection {protection:#x}"))
-                            })?;
                         // Charged as a new section is (the size is the
                         // process's word until the memfd says otherwise;
                         // the quota check counts the broker's descriptors).
                         let charge = Charge::section(size);
                         self.check_quota(id, charge)?;
-                        let section = Section::adopt(fd, size, protection, attributes)?;
+                        let section =
+                            Section::adopt(fd, size, page_protection, section_attributes)?;
                         let oid = self.adopt_object(
                             id,
                             ObjectType::Section,
@@ -761,26 +772,33 @@ impl Broker {
                             },
                             _ => Body::Sync { slot, kind },
                         };
-                        if entry
-                            .as_ref()
-                            .is_some_and(|(_, entry)| entry.object_type != kind.object_type())
-                        {
-                            return Err(Failure::new(
-                                ERROR_INVALID_PARAMETER,
-                                format!("slot {slot} of arena {arena:#x} holds another object"),
-                            ));
-                        }
                         let domain = self.domain_of(id);
                         let charge = Charge::sync_object();
                         let object_type = kind.object_type();
-                        let oid = self.adopt_object(
-                            id,
-                            object_type,
-                            body,
-                            charge,
-                            domain,
-                            entry.as_ref().map(|(_, entry)| entry),
-                        )?;
+                        let adopted = if entry
+                            .as_ref()
+                            .is_some_and(|(_, entry)| entry.object_type != object_type)
+                        {
+                            Err(Failure::new(
+                                ERROR_INVALID_PARAMETER,
+                                format!("slot {slot} of arena {arena:#x} holds another object"),
+                            ))
+                        } else {
+                            self.adopt_object(
+                                id,
+                                object_type,
+                                body,
+                                charge,
+                                domain,
+                                entry.as_ref().map(|(_, entry)| entry),
+                            )
+                        };
+                        let oid = adopted.inspect_err(|_| {
+                            // Refused: the slot is not taken back by this claim.
+                            if let Some(arena) = self.adopted.get_mut(&arena) {
+                                arena.unadopt_slot(slot);
+                            }
+                        })?;
                         self.objects.get_mut(&oid).expect("inserted").adopted_arena = Some(arena);
                         self.ledger_note(oid);
                         if let Some((old, _)) = entry {
