@@ -190,7 +190,9 @@ fn a_request_in_flight_goes_to_the_new_broker() {
 
 /// The same, for a request left in the connection's page (the process
 /// asked a few times first): the process notices its broker is gone while
-/// it sleeps on the page, and the page shows the broker never began it.
+/// it sleeps on the page, and the page shows the broker never began it. The
+/// request is a `DuplicateHandle`, which only that lets the process send
+/// again (it may act on other processes).
 #[test]
 fn a_request_in_flight_in_the_page_goes_to_the_new_broker() {
     request_in_flight_goes_to_the_new_broker(&["open Local\\absent read"; 6]);
@@ -203,8 +205,11 @@ fn request_in_flight_goes_to_the_new_broker(first: &[&str]) {
         "bg_wait_event Local\\inflight",
     ];
     steps.extend(first);
+    steps.push("hold");
+    if !first.is_empty() {
+        steps.push("dup_self 4 100002");
+    }
     steps.extend([
-        "hold",
         "set_handle_info 4 1 1",
         "handle_info 4",
         "open_event Local\\inflight",
@@ -245,6 +250,13 @@ fn request_in_flight_goes_to_the_new_broker(first: &[&str]) {
         .filter(|l| !l.starts_with("bg "))
         .map(String::as_str)
         .collect();
+    let after = match first.is_empty() {
+        true => &after[..],
+        false => {
+            assert!(after[0].starts_with("dup value="), "{lines:?}");
+            &after[1..]
+        }
+    };
     assert_eq!(after[..4], ["set", "flags 1", "opened", "set"], "{lines:?}");
 }
 

@@ -462,4 +462,17 @@ fn a_process_out_of_descriptors_keeps_its_session_without_a_doorbell() {
     // doorbell: its requests go on the socket, and nothing is lost.
     let lines = broker.run(&["nofile_limit 256", "events_at_fd_limit 10"]);
     assert_eq!(lines.last().unwrap(), "events_at_fd_limit 10 wait object 0");
+    // The doorbell was asked for while no descriptor was free (it did not
+    // fit), and nothing went through the page.
+    let status = broker.objmgr(&["broker", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let counter = |prefix: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {status}"))
+    };
+    assert_eq!(counter("doorbell "), 1, "{status}");
+    assert_eq!(counter("of which paged "), 0, "{status}");
 }

@@ -925,6 +925,18 @@ fn the_commands_follow_the_usual_conventions() {
     assert_eq!(daemon(&["--socket"]).status.code(), Some(2));
 }
 
+/// How many requests came through processes' pages, from `objmgr broker
+/// status`.
+fn paged_requests(broker: &TestBroker) -> u64 {
+    let status = broker.objmgr(&["broker", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    status
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("of which paged "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no paged count in {status}"))
+}
+
 /// The count of `op` requests in `objmgr broker status`.
 fn requests_of(broker: &TestBroker, op: &str) -> u64 {
     let out = broker.objmgr(&["broker", "status"]);
@@ -982,9 +994,10 @@ fn a_close_that_frees_nothing_is_in_effect_for_everyone_at_once() {
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert_eq!(listed.matches("Section").count(), 1, "{listed}");
     // The last handle's close is sent: the section is gone with it.
+    assert!(broker.objmgr(&["stat", "Local\\ringed"]).status.success());
     holder.release();
     holder.wait_for("holding");
-    assert!(!broker.objmgr(&["stat", "Local\\\\ringed"]).status.success());
+    assert!(!broker.objmgr(&["stat", "Local\\ringed"]).status.success());
     holder.release();
     holder.finish();
 }
@@ -1105,14 +1118,12 @@ fn a_process_that_asks_the_broker_often_asks_through_its_page() {
     // One doorbell; the opens after the first few came in the page (and
     // their descriptors, when one came, on the socket).
     assert_eq!(requests_of(&broker, "doorbell"), 1);
-    let status = broker.objmgr(&["broker", "status"]);
-    let status = String::from_utf8_lossy(&status.stdout).into_owned();
-    let paged: u64 = status
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("of which paged "))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no paged count in {status}"));
+    let paged = paged_requests(&broker);
     assert!((15..=45).contains(&paged), "{paged} paged requests");
+    // Exactly: the opens from the fourth request on (the doorbell is asked
+    // for then), each taken once; the closes went in the ring.
+    assert_eq!(paged, 20);
+    assert_eq!(requests_of(&broker, "open"), 22);
 }
 
 #[test]
@@ -1131,6 +1142,8 @@ fn a_close_that_frees_a_section_wakes_the_broker_to_free_it_without_a_message() 
             .count()
     };
     let before = broker_fds();
+    assert!(broker.objmgr(&["stat", "Local\\freed"]).status.success());
+    let (closes, paged) = (requests_of(&broker, "close"), paged_requests(&broker));
     process.release();
     process.wait_for("holding");
     // Nobody asks the broker anything: the doorbell woke it, and it let go
@@ -1141,7 +1154,9 @@ fn a_close_that_frees_a_section_wakes_the_broker_to_free_it_without_a_message() 
         0,
         "a message was sent"
     );
-    assert!(!broker.objmgr(&["stat", "Local\\\\freed"]).status.success());
+    assert_eq!(requests_of(&broker, "close"), closes, "a close was asked");
+    assert_eq!(paged_requests(&broker), paged, "a close was asked");
+    assert!(!broker.objmgr(&["stat", "Local\\freed"]).status.success());
     process.release();
     process.finish();
 }

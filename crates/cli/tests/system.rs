@@ -219,11 +219,9 @@ fn every_users_processes_come_back_to_a_restarted_system_broker_with_what_they_h
     // The service lets nobody else open the event any more: the handle
     // the user has keeps its access, as on Windows (also across the crash).
     service.release();
-    assert!(
-        service.wait_for("sd ").starts_with("sd D:"),
-        "{:?}",
-        service.lines
-    );
+    let sd = service.wait_for("sd ");
+    assert!(sd.starts_with("sd D:"), "{:?}", service.lines);
+    assert!(sd.contains("(A;;GA;;;SY)"), "{sd}");
     service.wait_for("holding");
     // The user waits for the event (through the broker: it may not change
     // it itself) while the broker dies and another takes its place.

@@ -536,14 +536,20 @@ mod tests {
         let patience = std::time::Duration::from_millis(30);
         assert_eq!(process.wait_reply(7, patience, &mut out), None);
         assert!(started.elapsed() >= patience);
-        // Woken by the answer from another thread.
+        // Woken by the answer from another thread (at once: not when its
+        // patience runs out).
         std::thread::scope(|s| {
             s.spawn(move || {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 broker.post_reply(7, Some(b"new"));
             });
-            let waited = process.wait_reply(7, std::time::Duration::from_secs(5), &mut out);
+            let started = std::time::Instant::now();
+            let waited = process.wait_reply(7, std::time::Duration::from_secs(30), &mut out);
             assert_eq!(waited, Some(PagedReply::InPage(3)));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "not woken"
+            );
         });
         assert_eq!(&out[..3], b"new");
     }
