@@ -355,11 +355,16 @@ pub fn exists(path: &Path) -> bool {
 }
 
 /// Whether the tests run as root (needed to act as other users); says
-/// "skipped" when not.
+/// "skipped" when not, and fails instead where `OBJMGR_TESTS_AS_ROOT` is
+/// set (CI runs as root: a skip there would hide the security tests).
 pub fn is_root() -> bool {
     if rustix::process::getuid().is_root() {
         return true;
     }
+    assert!(
+        std::env::var_os("OBJMGR_TESTS_AS_ROOT").is_none(),
+        "OBJMGR_TESTS_AS_ROOT is set, but the tests do not run as root"
+    );
     eprintln!("skipped: needs root to act as other users");
     false
 }
